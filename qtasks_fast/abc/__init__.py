@@ -1,0 +1,10 @@
+"""The contracts a user implements to plug in their own components.
+
+Each one fits on a screen. Implementations live elsewhere (``brokers/``,
+``storages/``); the worker and the clients only ever talk to these.
+"""
+
+from qtasks_fast.abc.broker import Broker, Delivery, Outcome
+from qtasks_fast.abc.storage import Storage
+
+__all__ = ["Broker", "Delivery", "Outcome", "Storage"]

@@ -1,0 +1,105 @@
+"""Broker contract: how task envelopes get from producers to workers.
+
+Delivery is **at-least-once**. A message handed out by :meth:`Broker.fetch`
+stays owned by the fetching consumer until :meth:`Broker.settle` (result stored,
+then acked), :meth:`Broker.release` (handed back) or :meth:`Broker.dead_letter`.
+If the consumer dies, the broker must hand the message out again — to a
+replacement with the same consumer name at once, to anyone else after the
+lease (``lease_seconds``) runs out without :meth:`Broker.renew`. Each hand-out
+counts as a delivery; a message delivered ``max_deliveries`` times is
+dead-lettered instead of run again.
+
+A custom broker (Kafka, RabbitMQ, ...) subclasses :class:`Broker` and
+implements the abstract methods; the worker needs nothing else.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from qtasks_fast._corelib import Delivery
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.storage import Storage
+    from qtasks_fast.schemas import Envelope
+
+#: (delivery, status, encoded returning, traceback or "", retry child uuid or "")
+Outcome = tuple[Delivery, str, bytes, str, str]
+
+
+class Broker(abc.ABC):
+    """Moves encoded :class:`~qtasks_fast.schemas.Envelope` s; knows nothing of task code."""
+
+    #: default lease: a delivery not renewed for this long is taken over
+    lease_seconds: float = 30.0
+    #: deliveries after which a message goes to the dead-letter store
+    max_deliveries: int = 5
+
+    # ---------------------------------------------------------------- producer
+    @abc.abstractmethod
+    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
+        """Durably accept a batch; on return every envelope will be delivered.
+
+        ``storage`` gets the ``new`` records first (``storage.create(envelopes, wait)``);
+        a broker sharing a server with its storage may write both in one round trip.
+        """
+
+    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
+        """Blocking twin for the sync client; the default runs :meth:`enqueue` on a helper loop."""
+        from qtasks_fast.portal import portal
+
+        portal().run(self.enqueue(envelopes, storage, wait))
+
+    # ------------------------------------------------------------------ worker
+    @abc.abstractmethod
+    async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
+        """Connect and register ``consumer`` (stable across restarts of one worker slot).
+
+        Raise ``BrokerUnavailable`` when the broker cannot be reached. ``storage``
+        is where records live: the broker marks fetched tasks ``process`` there.
+        """
+
+    @abc.abstractmethod
+    async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
+        """Return up to ``count`` raw deliveries, waiting at most ``block`` seconds for the first.
+
+        The result is, per queue, a flat list ``[prio, msg_id, raw_bytes, deliveries, ...]``
+        that the dispatch core turns into :class:`Delivery` objects. Messages of
+        this consumer's previous incarnation and of dead consumers come first;
+        within a queue, lower priority numbers come first.
+        """
+
+    @abc.abstractmethod
+    async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
+        """Enqueue ``retries``, store each outcome with ``storage.save``, *then* ack.
+
+        The order is the at-least-once guarantee: a crash between the two reruns
+        the task; it never loses the result of an acked one.
+        """
+
+    @abc.abstractmethod
+    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+        """Extend the lease of deliveries still running (called by the lease keeper)."""
+
+    @abc.abstractmethod
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Hand deliveries back unrun (graceful drain); they are redelivered promptly."""
+
+    @abc.abstractmethod
+    async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
+        """Move messages that cannot run (malformed, unknown task, too many deliveries) aside, with a reason."""
+
+    def marks_started(self, storage: Storage) -> bool:
+        """True when :meth:`fetch` itself sets records to ``process`` in ``storage``.
+
+        Otherwise the worker calls ``storage.mark_started`` for each fetched batch.
+        """
+        return False
+
+    async def ping(self) -> None:
+        """Raise ``BrokerUnavailable`` if the broker cannot be reached."""
+
+    async def close(self) -> None:
+        """Release connections; pending deliveries stay owned by the consumer name."""

@@ -1,0 +1,67 @@
+"""Storage contract: task records (status, result, traceback) keyed by uuid.
+
+Records move ``new -> process -> success | error | cancel``. The producer
+creates ``new``; the broker marks ``process`` when it hands a message out; the
+worker saves the final state through :meth:`Storage.save` *before* the broker
+acks, so a stored final state is never lost to a crash.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.broker import Delivery, Outcome
+    from qtasks_fast.schemas import Envelope, Task
+
+
+class Storage(abc.ABC):
+    """Keeps task records for ``result_ttl`` seconds after they finish."""
+
+    result_ttl: float = 86400.0
+
+    @abc.abstractmethod
+    async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
+        """Write ``new`` records; ``wait`` marks them as awaited by a producer."""
+
+    @abc.abstractmethod
+    async def save(self, outcomes: Sequence[Outcome], worker_id: str) -> None:
+        """Write final states (idempotent: a rerun after a crash overwrites).
+
+        An outcome is ``(delivery, status, msgpack returning, traceback or "", retry child uuid or "")``;
+        ``delivery.envelope`` holds the call. Wake anyone blocked in :meth:`wait` on it.
+        """
+
+    async def mark_started(self, deliveries: Sequence[Delivery], worker_id: str) -> None:
+        """Set status ``process``; called by a broker that cannot do it in its own fetch."""
+
+    @abc.abstractmethod
+    async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        """The record, or None when unknown or expired."""
+
+    @abc.abstractmethod
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+        """Block (no polling loop where the backend can avoid it) until the record is final.
+
+        Returns the final record, the current one if ``timeout`` runs out, or None if unknown.
+        """
+
+    def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
+        from qtasks_fast.portal import portal
+
+        portal().run(self.create(envelopes, wait))
+
+    def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        from qtasks_fast.portal import portal
+
+        return portal().run(self.get(uuid, queues))
+
+    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+        from qtasks_fast.portal import portal
+
+        return portal().run(self.wait(uuid, queues, timeout))
+
+    async def close(self) -> None:
+        """Release connections."""

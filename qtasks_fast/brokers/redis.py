@@ -1,0 +1,285 @@
+"""Redis Streams broker: the fast path.
+
+One stream per (queue, priority) under a ``{app:queue}`` hash tag, one consumer
+group per app, consumer names ``<worker-id>-<slot>`` that survive a process
+restart. All server-side logic is in ``redis.lua`` (one script, one round trip
+per batch for enqueue, fetch and settle); this module only builds its
+arguments and talks to redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from qtasks_fast import _corelib as core
+from qtasks_fast.abc.broker import Broker, Delivery, Outcome
+from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.url import redact
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.storage import Storage
+    from qtasks_fast.schemas import Envelope
+
+LUA = (Path(__file__).parent / "redis.lua").read_text()
+
+
+def queue_prefix(app: str, queue: str) -> str:
+    return f"qtf:{{{app}:{queue}}}"
+
+
+class RedisConnection:
+    """The sync and async clients of one URL, shared by broker and storage (so they can fuse writes)."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self._options = {"health_check_interval": 30, "socket_keepalive": True, **options}
+        self._sync: redis.Redis | None = None
+        self._async: aioredis.Redis | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisConnection({redact(self.url)!r})"
+
+    @property
+    def sync(self) -> redis.Redis:
+        if self._sync is None:
+            self._sync = redis.Redis.from_url(self.url, **self._options)
+            self.sync_script = self._sync.register_script(LUA)
+        return self._sync
+
+    @property
+    def aio(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async_loop is not loop:
+            self._async = aioredis.Redis.from_url(self.url, **self._options)
+            self._async_loop = loop
+            self.async_script = self._async.register_script(LUA)
+        return self._async
+
+    async def acall(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
+        client = self.aio
+        return await self.async_script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
+
+    def call(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
+        client = self.sync
+        return self.sync_script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
+
+def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"cannot reach Redis at {redact(url)}: {exc}. Is redis-server running, and is the URL right "
+        "(--broker / QTASKS_BROKER_URL)?"
+    )
+
+
+class RedisBroker(Broker):
+    """Broker on Redis Streams with consumer groups; pairs with ``RedisStorage`` for fused writes."""
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, app_name: str = "QueueTasks",
+                 connection: RedisConnection | None = None, priority_levels: int = 10,
+                 lease_seconds: float = 30.0, max_deliveries: int = 5, result_ttl: float = 86400.0,
+                 index_results: bool = True) -> None:
+        self.url = url
+        self.conn = connection or RedisConnection(url)
+        self.app_name = app_name
+        self.priority_levels = priority_levels
+        self.lease_seconds = lease_seconds
+        self.max_deliveries = max_deliveries
+        self.result_ttl = result_ttl
+        self.index_results = index_results
+        self._queues: list[str] = []
+        self._consumer = ""
+        self._worker_id = ""
+        self._storage: Storage | None = None
+        self._mode = 2  # first fetch takes over this consumer name's own pending entries
+        self._next_reclaim = 0.0
+        self._streams: dict[bytes, tuple[str, int]] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisBroker({redact(self.url)!r}, app={self.app_name!r})"
+
+    def fused(self, storage: Storage | None) -> bool:
+        from qtasks_fast.storages.redis import RedisStorage
+
+        return isinstance(storage, RedisStorage) and storage.conn is self.conn
+
+    def marks_started(self, storage: Storage) -> bool:
+        return self.fused(storage)
+
+    # ---------------------------------------------------------------- producer
+    def _enqueue_calls(self, envelopes: Sequence[Envelope], wait: bool) -> tuple[str, dict[str, list[Any]]]:
+        blobs = core.encode_envelopes(list(envelopes))
+        return str(int(time.time() * 1000)), core.enqueue_args(list(envelopes), blobs, "1" if wait else "0")
+
+    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
+        rec = self.fused(storage)
+        if not rec:
+            await storage.create(envelopes, wait)
+        now, per_queue = self._enqueue_calls(envelopes, wait)
+        try:
+            for queue, args in per_queue.items():
+                await self.conn.acall(queue_prefix(self.app_name, queue), "enqueue", rec, now, *args)
+        except redis.ConnectionError as exc:
+            raise unreachable(self.url, exc) from exc
+
+    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
+        rec = self.fused(storage)
+        if not rec:
+            storage.create_sync(envelopes, wait)
+        now, per_queue = self._enqueue_calls(envelopes, wait)
+        try:
+            for queue, args in per_queue.items():
+                self.conn.call(queue_prefix(self.app_name, queue), "enqueue", rec, now, *args)
+        except redis.ConnectionError as exc:
+            raise unreachable(self.url, exc) from exc
+
+    # ------------------------------------------------------------------ worker
+    async def ping(self) -> None:
+        try:
+            await self.conn.aio.ping()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise unreachable(self.url, exc) from exc
+
+    async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
+        self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
+        self._streams = {
+            f"{queue_prefix(self.app_name, q)}:s:{p}".encode(): (q, p)
+            for q in self._queues for p in range(self.priority_levels)
+        }
+        await self.ping()
+        await self.ensure_groups()
+
+    async def ensure_groups(self) -> None:
+        pipe = self.conn.aio.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xgroup_create(stream, self.app_name, id="0", mkstream=True)
+        for res in await pipe.execute(raise_on_error=False):
+            if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
+                raise res
+
+    async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
+        rec = self.fused(self._storage)
+        now = time.monotonic()
+        mode = self._mode
+        if mode == 0 and now >= self._next_reclaim:
+            mode = 1
+        try:
+            out = await self._fetch_now(count, mode, rec)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_groups()  # Redis lost its data (restart without persistence)
+            out = await self._fetch_now(count, mode, rec)
+        if mode:
+            self._mode = 0
+            self._next_reclaim = now + self.lease_seconds / 2
+        if out or block <= 0:
+            return out
+        return await self._block(count, block, rec)
+
+    async def _fetch_now(self, count: int, mode: int, rec: bool) -> list[tuple[str, list[Any]]]:
+        out = []
+        now = str(int(time.time() * 1000))
+        left = count
+        for q in self._queues:
+            flat = await self.conn.acall(
+                queue_prefix(self.app_name, q), "fetch", rec, self.app_name, self._consumer, self._worker_id,
+                left, now, mode, int(self.lease_seconds * 1000), self.max_deliveries, self.priority_levels,
+                int(self.result_ttl * 1000))
+            if flat:
+                out.append((q, flat))
+                left -= len(flat) // 4
+                if left <= 0:
+                    break
+        return out
+
+    async def _block(self, count: int, block: float, rec: bool) -> list[tuple[str, list[Any]]]:
+        res = await self.conn.aio.xreadgroup(
+            self.app_name, self._consumer, {s: ">" for s in self._streams}, count=count, block=int(block * 1000))
+        per_queue: dict[str, list[Any]] = {}
+        marks: dict[str, list[Any]] = {}
+        for stream, entries in res or ():
+            queue, prio = self._streams[stream]
+            flat = per_queue.setdefault(queue, [])
+            for msg_id, fields in entries:
+                flat += (prio, msg_id, fields.get(b"d", b"") if b"u" in fields else b"", 1)
+                if b"u" in fields:
+                    marks.setdefault(queue, []).append(fields[b"u"])
+        if rec:
+            now = str(int(time.time() * 1000))
+            for queue, uuids in marks.items():
+                await self.conn.acall(queue_prefix(self.app_name, queue), "mark", True, self._worker_id, now, *uuids)
+        return list(per_queue.items())
+
+    async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
+        rec = self.fused(storage)
+        if retries:
+            await self.enqueue(retries, storage)
+        if not rec:
+            await storage.save(outcomes, self._worker_id)
+        now = str(int(time.time() * 1000))
+        ttl = int(self.result_ttl * 1000)
+        index = "1" if self.index_results else "0"
+        for queue, args in core.settle_args(list(outcomes)).items():
+            await self.conn.acall(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, now, ttl, index,
+                                  *args)
+
+    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+        by_stream: dict[str, list[Any]] = {}
+        for d in deliveries:
+            by_stream.setdefault(f"{queue_prefix(self.app_name, d.queue)}:s:{d.prio}", []).append(d.msg_id)
+        if not by_stream:
+            return
+        pipe = self.conn.aio.pipeline(transaction=False)
+        for stream, ids in by_stream.items():
+            # XCLAIM to ourselves with JUSTID resets the idle time without counting a delivery.
+            pipe.xclaim(stream, self.app_name, self._consumer, 0, ids, justid=True)
+        await pipe.execute()
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        by_queue: dict[str, list[Any]] = {}
+        for d in deliveries:
+            by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id))
+        for queue, args in by_queue.items():
+            await self.conn.acall(queue_prefix(self.app_name, queue), "release", False, self.app_name, *args)
+
+    async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
+        rec = self.fused(storage)
+        if not rec:
+            outcomes = [(d, "error", b"\xc0", "dead-lettered: " + reason, "") for d, reason in items
+                        if d.envelope is not None]
+            if outcomes:
+                await storage.save(outcomes, self._worker_id)
+        now = str(int(time.time() * 1000))
+        by_queue: dict[str, list[Any]] = {}
+        for d, reason in items:
+            by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id, reason))
+        for queue, args in by_queue.items():
+            await self.conn.acall(queue_prefix(self.app_name, queue), "dead", rec, self.app_name, now,
+                                  int(self.result_ttl * 1000), *args)
+
+    async def trim_indexes(self) -> None:
+        now = int(time.time() * 1000)
+        for q in self._queues:
+            await self.conn.acall(queue_prefix(self.app_name, q), "trim", True, now, int(self.result_ttl * 1000))
+
+    async def dead_letters(self, queue: str, count: int = 100) -> list[dict[str, Any]]:
+        """Newest dead-lettered messages of ``queue`` (uuid, reason, time, raw body)."""
+        entries = await self.conn.aio.xrevrange(f"{queue_prefix(self.app_name, queue)}:dlq", count=count)
+        return [{"id": i.decode(), **{k.decode(): v for k, v in f.items()}} for i, f in entries]
+
+    async def close(self) -> None:
+        await self.conn.aclose()

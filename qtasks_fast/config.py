@@ -1,0 +1,47 @@
+"""``GlobalConfig``: every knob of an app in one place, with the reason for each default."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass
+class GlobalConfig:
+    """App-wide settings (QTasks ``app.config``). Environment variables ``QTASKS_<NAME>`` override defaults."""
+
+    #: queue used by tasks that do not name one
+    default_queue: str = "default"
+    #: seconds a finished record (and its result) is kept
+    result_ttl: float = 86400.0
+    #: largest encoded envelope accepted, in bytes; bigger ones are refused at enqueue and dead-lettered in the worker
+    max_payload: int = 1024 * 1024
+    #: a delivery whose worker stops renewing it for this long is taken over by another worker
+    lease_seconds: float = 30.0
+    #: deliveries after which a message is dead-lettered instead of run again (stops crash loops)
+    max_deliveries: int = 5
+    #: priority levels (0 = most urgent); each is one stream per queue
+    priority_levels: int = 10
+    #: keep the status/name indexes a dashboard lists from (costs two ZADDs per task)
+    index_results: bool = True
+    #: async tasks run at once per worker process
+    concurrency: int = 256
+    #: threads for sync tasks per worker process
+    threads: int = 16
+    #: most messages fetched in one round trip
+    batch_size: int = 500
+    #: seconds a graceful stop waits for running tasks before handing the rest back
+    drain_seconds: float = 30.0
+    #: validate arguments against type hints (producer side when the task is known, always in the worker)
+    validate_args: bool = True
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            raw = os.environ.get("QTASKS_" + f.name.upper())
+            if raw is None:
+                continue
+            kind = type(getattr(self, f.name))
+            value: object = raw.lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
+            setattr(self, f.name, value)
+        if self.priority_levels < 1:
+            raise ValueError("priority_levels must be at least 1")

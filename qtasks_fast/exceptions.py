@@ -1,0 +1,29 @@
+"""Errors a user can catch; each message says what to do."""
+
+
+class QTasksError(Exception):
+    """Base class of every qtasks_fast error."""
+
+
+class BrokerUnavailable(QTasksError):
+    """The broker did not answer; the message names the redacted URL and the cause."""
+
+
+class TaskNotFound(QTasksError, KeyError):
+    """No task is registered under that name in this app."""
+
+
+class TaskArgumentsError(QTasksError, TypeError):
+    """Arguments do not match the task function's signature or type hints."""
+
+
+class PayloadTooLarge(QTasksError, ValueError):
+    """The encoded task is larger than ``config.max_payload``."""
+
+
+class TaskCancel(QTasksError):
+    """Raised inside a task (``ctx.cancel(reason)``) to end it with status ``cancel``."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,36 @@
+"""A private event loop in a daemon thread, for running async components from sync code.
+
+The sync ``QueueTasks`` uses it only for components that have no sync fast path
+(custom brokers and storages); the built-in Redis backend talks sync Redis directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Portal:
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="qtasks-portal", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+
+_portal: Portal | None = None
+_lock = threading.Lock()
+
+
+def portal() -> Portal:
+    global _portal
+    with _lock:
+        if _portal is None:
+            _portal = Portal()
+        return _portal

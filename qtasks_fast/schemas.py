@@ -1,0 +1,95 @@
+"""Wire and record types.
+
+Everything that crosses a process is one of these msgspec Structs encoded with
+msgpack (never pickle). Field names on the wire are one or two letters because
+the envelope is encoded once per task on the hot path; unknown fields are
+ignored on decode so that an older worker can read a newer producer's message.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import uuid as _uuid
+from typing import Any
+
+import msgspec
+
+
+class TaskStatus(str, enum.Enum):
+    """Lifecycle of a task record, as in QTasks."""
+
+    NEW = "new"
+    PROCESS = "process"
+    SUCCESS = "success"
+    ERROR = "error"
+    CANCEL = "cancel"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.SUCCESS, TaskStatus.ERROR, TaskStatus.CANCEL)
+
+
+class Envelope(msgspec.Struct, omit_defaults=True):
+    """One task call as it travels through the broker."""
+
+    uuid: str = msgspec.field(name="u")
+    task_name: str = msgspec.field(name="n")
+    args: list[Any] = msgspec.field(name="a", default_factory=list)
+    kwargs: dict[str, Any] = msgspec.field(name="k", default_factory=dict)
+    priority: int = msgspec.field(name="p", default=0)
+    queue: str = msgspec.field(name="q", default="default")
+    created_at: float = msgspec.field(name="t", default=0.0)
+    #: retries still allowed after this attempt
+    retry: int = msgspec.field(name="r", default=0)
+    retry_parent_uuid: str | None = msgspec.field(name="rp", default=None)
+    #: seconds the task may run (QTasks ``max_time``); None = no limit
+    timeout: float | None = msgspec.field(name="x", default=None)
+    #: free-form headers for middlewares and plugins
+    meta: dict[str, Any] = msgspec.field(name="m", default_factory=dict)
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """A task record as returned by ``add_task`` and ``get`` (QTasks fields)."""
+
+    status: str
+    uuid: _uuid.UUID
+    priority: int
+    task_name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+    returning: Any = None
+    traceback: str | None = None
+    retry: int | None = None
+    retry_child_uuid: _uuid.UUID | None = None
+    retry_parent_uuid: _uuid.UUID | None = None
+    worker_id: str | None = None
+    queue: str = "default"
+
+    @property
+    def finished(self) -> bool:
+        return TaskStatus(self.status).finished
+
+
+def ts_to_dt(ts: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
+
+
+def record_from_envelope(env: Envelope, status: str = TaskStatus.NEW.value) -> Task:
+    """The record a producer sees right after enqueue."""
+    created = ts_to_dt(env.created_at)
+    return Task(
+        status=status,
+        uuid=_uuid.UUID(env.uuid),
+        priority=env.priority,
+        task_name=env.task_name,
+        args=tuple(env.args),
+        kwargs=dict(env.kwargs),
+        created_at=created,
+        updated_at=created,
+        retry=env.retry,
+        retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
+        queue=env.queue,
+    )

@@ -1,0 +1,197 @@
+"""Task records in Redis hashes (``P:t:<uuid>``), written by the broker's Lua in the same round trips.
+
+``wait`` blocks on a per-task reply list (BLPOP) that the settle step pushes to
+only for records someone awaits (field ``w``), so nobody polls and unawaited
+tasks pay nothing for it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as _uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import redis
+
+from qtasks_fast.abc.storage import Storage
+from qtasks_fast.brokers.redis import RedisConnection, queue_prefix, unreachable
+from qtasks_fast.schemas import Envelope, Task, TaskStatus, ts_to_dt
+from qtasks_fast.url import redact
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.broker import Outcome
+
+_env_decode = msgspec.msgpack.Decoder(Envelope).decode
+_decode = msgspec.msgpack.decode
+FINAL = {b"success", b"error", b"cancel"}
+
+
+def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
+    """Build a ``Task`` from a record hash; None for a hash that is not a record."""
+    if not fields or b"e" not in fields:
+        return None
+    env = _env_decode(fields[b"e"])
+    created = int(fields.get(b"c", b"0")) / 1000
+    updated = int(fields.get(b"u", b"0")) / 1000
+    raw = fields.get(b"r")
+    child = fields.get(b"rc")
+    return Task(
+        status=fields.get(b"s", b"new").decode(),
+        uuid=_uuid.UUID(env.uuid),
+        priority=env.priority,
+        task_name=env.task_name,
+        args=tuple(env.args),
+        kwargs=dict(env.kwargs),
+        created_at=ts_to_dt(created or env.created_at),
+        updated_at=ts_to_dt(updated or created or env.created_at),
+        returning=_decode(raw) if raw else None,
+        traceback=fields[b"tb"].decode() if b"tb" in fields else None,
+        retry=env.retry,
+        retry_child_uuid=_uuid.UUID(child.decode()) if child else None,
+        retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
+        worker_id=fields[b"wk"].decode() if b"wk" in fields else None,
+        queue=queue,
+    )
+
+
+class RedisStorage(Storage):
+    """Records next to the streams; pass the broker's ``conn`` to fuse writes into its round trips."""
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, app_name: str = "QueueTasks",
+                 connection: RedisConnection | None = None, result_ttl: float = 86400.0) -> None:
+        self.url = url
+        self.conn = connection or RedisConnection(url)
+        self.app_name = app_name
+        self.result_ttl = result_ttl
+
+    def __repr__(self) -> str:
+        return f"RedisStorage({redact(self.url)!r}, app={self.app_name!r})"
+
+    def _key(self, queue: str, uuid: str) -> str:
+        return f"{queue_prefix(self.app_name, queue)}:t:{uuid}"
+
+    # Writes happen inside RedisBroker's Lua when broker and storage share a connection.
+    # These direct writes serve a foreign broker paired with this storage.
+    async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
+        pipe = self.conn.aio.pipeline(transaction=False)
+        for cmd in self._create_cmds(envelopes, wait):
+            pipe.hset(cmd[0], mapping=cmd[1])
+        await pipe.execute()
+
+    def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
+        pipe = self.conn.sync.pipeline(transaction=False)
+        for cmd in self._create_cmds(envelopes, wait):
+            pipe.hset(cmd[0], mapping=cmd[1])
+        pipe.execute()
+
+    def _create_cmds(self, envelopes: Sequence[Envelope], wait: bool) -> list[tuple[str, dict[str, Any]]]:
+        now = int(time.time() * 1000)
+        out = []
+        for env in envelopes:
+            fields: dict[str, Any] = {"e": msgspec.msgpack.encode(env), "s": "new", "n": env.task_name, "c": now,
+                                      "u": now}
+            if wait:
+                fields["w"] = "1"
+            out.append((self._key(env.queue, env.uuid), fields))
+        return out
+
+    async def save(self, outcomes: Sequence[Outcome], worker_id: str) -> None:
+        now = int(time.time() * 1000)
+        ttl = int(self.result_ttl * 1000)
+        pipe = self.conn.aio.pipeline(transaction=False)
+        for d, status, ret, tb, child in outcomes:
+            env = d.envelope
+            assert env is not None
+            key = self._key(env.queue, env.uuid)
+            fields: dict[str, Any] = {"s": status, "r": ret, "u": now, "wk": worker_id}
+            if tb:
+                fields["tb"] = tb
+            if child:
+                fields["rc"] = child
+            pipe.hset(key, mapping=fields)
+            pipe.pexpire(key, ttl)
+            pipe.rpush(f"{queue_prefix(self.app_name, env.queue)}:r:{env.uuid}", status)
+            pipe.pexpire(f"{queue_prefix(self.app_name, env.queue)}:r:{env.uuid}", ttl)
+        await pipe.execute()
+
+    # ------------------------------------------------------------------ reads
+    async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        pipe = self.conn.aio.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(self._key(q, uuid))
+        for q, fields in zip(queues, await pipe.execute()):
+            if fields:
+                return parse_record(fields, q)
+        return None
+
+    def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        try:
+            pipe = self.conn.sync.pipeline(transaction=False)
+            for q in queues:
+                pipe.hgetall(self._key(q, uuid))
+            results = pipe.execute()
+        except redis.ConnectionError as exc:
+            raise unreachable(self.url, exc) from exc
+        for q, fields in zip(queues, results):
+            if fields:
+                return parse_record(fields, q)
+        return None
+
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self._watch(uuid, queues)
+            if found is None:
+                return None
+            task, queue = found
+            if task.status in ("new", "process"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return task
+                await self.conn.aio.blpop([f"{queue_prefix(self.app_name, queue)}:r:{uuid}"], timeout=left)
+                task = await self.get(uuid, [queue]) or task
+            if task.status == TaskStatus.ERROR.value and task.retry_child_uuid and time.monotonic() < deadline:
+                uuid, queues = str(task.retry_child_uuid), [queue]  # follow the retry chain
+                continue
+            return task
+
+    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._watch_sync(uuid, queues)
+            if found is None:
+                return None
+            task, queue = found
+            if task.status in ("new", "process"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return task
+                self.conn.sync.blpop([f"{queue_prefix(self.app_name, queue)}:r:{uuid}"], timeout=left)
+                task = self.get_sync(uuid, [queue]) or task
+            if task.status == TaskStatus.ERROR.value and task.retry_child_uuid and time.monotonic() < deadline:
+                uuid, queues = str(task.retry_child_uuid), [queue]
+                continue
+            return task
+
+    async def _watch(self, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
+        for q in queues:
+            res = await self.conn.acall(queue_prefix(self.app_name, q), "watch", True, uuid)
+            if res:
+                task = parse_record(dict(zip(res[::2], res[1::2])), q)
+                if task is not None:
+                    return task, q
+        return None
+
+    def _watch_sync(self, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
+        for q in queues:
+            res = self.conn.call(queue_prefix(self.app_name, q), "watch", True, uuid)
+            if res:
+                task = parse_record(dict(zip(res[::2], res[1::2])), q)
+                if task is not None:
+                    return task, q
+        return None
+
+    async def close(self) -> None:
+        await self.conn.aclose()

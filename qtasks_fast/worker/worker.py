@@ -1,0 +1,151 @@
+"""One worker process: wires fetcher, executor, settler and lease keeper together, and drains on stop.
+
+The settler is the at-least-once point: outcomes are buffered, and each flush
+stores results and acks in one broker call. A delivery leaves ``inflight`` (and
+stops being renewed) only once that call succeeded; if the broker is down the
+flush is retried, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from qtasks_fast.log import get_logger
+from qtasks_fast.worker.executor import Executor
+from qtasks_fast.worker.fetcher import TRANSIENT, fetch_loop
+from qtasks_fast.worker.lease import lease_loop
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.broker import Delivery, Outcome
+    from qtasks_fast.app import BaseQueueTasks
+    from qtasks_fast.schemas import Envelope
+
+log = get_logger("worker")
+
+
+class Worker:
+    """Runs tasks of ``app`` from ``queues`` as consumer ``<worker_id>-<slot>``."""
+
+    def __init__(self, app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
+                 queues: Sequence[str] | None = None, block_seconds: float = 1.0) -> None:
+        self.app = app
+        self.worker_id = f"{worker_id}-{slot}"
+        self.consumer = self.worker_id
+        self.concurrency = concurrency or app.config.concurrency
+        self.queues = list(queues or app.queues)
+        self.block_seconds = block_seconds
+        self.broker, self.storage = app._resolve()
+        self.inflight: set[Delivery] = set()
+        self.slot_free = asyncio.Event()
+        self.stopping = False
+        self._done: list[Outcome] = []
+        self._retries: list[Envelope] = []
+        self._done_event = asyncio.Event()
+        self._settled_all = asyncio.Event()
+        self.executor = Executor(self.worker_id, app.config.threads, self._on_done, app.config.validate_args)
+
+    def _on_done(self, outcome: Outcome, retry: Envelope | None) -> None:
+        self._done.append(outcome)
+        if retry is not None:
+            self._retries.append(retry)
+        self._done_event.set()
+
+    async def settle_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._done_event.wait()
+            self._done_event.clear()
+            if not self._done:
+                continue
+            outcomes, retries = self._done, self._retries
+            self._done, self._retries = [], []
+            while True:
+                try:
+                    await self.broker.settle(outcomes, self.storage, retries)
+                    backoff = 0.05
+                    break
+                except TRANSIENT as exc:
+                    log.warning("cannot store %d results (%s); retrying in %.2fs — tasks stay leased meanwhile",
+                                len(outcomes), exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+            for o in outcomes:
+                self.inflight.discard(o[0])
+            self.slot_free.set()
+            if not self.inflight:
+                self._settled_all.set()
+
+    async def dead_letter(self, items: list[tuple[Delivery, str]]) -> None:
+        for d, reason in items:
+            name = d.envelope.task_name if d.envelope is not None else "?"
+            uuid = d.envelope.uuid if d.envelope is not None else "?"
+            log.error("dead-lettering message %s of queue %r (task %s[%s]): %s", d.msg_id, d.queue, name, uuid,
+                      reason)
+        while True:
+            try:
+                await self.broker.dead_letter(items, self.storage)
+                return
+            except TRANSIENT as exc:
+                log.warning("cannot dead-letter %d messages (%s); retrying", len(items), exc)
+                await asyncio.sleep(0.5)
+
+    async def release(self, deliveries: list[Delivery]) -> None:
+        try:
+            await self.broker.release(deliveries)
+        except TRANSIENT as exc:  # they come back to this consumer name or another after the lease anyway
+            log.warning("could not hand back %d deliveries (%s); they return after the lease", len(deliveries), exc)
+        for d in deliveries:
+            self.inflight.discard(d)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then drain within ``config.drain_seconds``."""
+        await self.broker.start(self.consumer, self.worker_id, self.queues, self.storage)
+        log.info("worker %s serving queues %s with %d tasks registered (concurrency %d)", self.worker_id,
+                 ",".join(self.queues), len(self.app.tasks), self.concurrency)
+        settler = asyncio.create_task(self.settle_loop(), name="settler")
+        lease = asyncio.create_task(lease_loop(self), name="lease")
+        fetcher = asyncio.create_task(fetch_loop(self), name="fetcher")
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({fetcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if fetcher in done and fetcher.exception() is not None:
+            stopper.cancel()
+            settler.cancel()
+            lease.cancel()
+            raise fetcher.exception()  # type: ignore[misc]
+        await self.drain(fetcher)
+        for t in (settler, lease, stopper):
+            t.cancel()
+        self.executor.shutdown()
+        await self.broker.close()
+        log.info("worker %s stopped", self.worker_id)
+
+    async def drain(self, fetcher: asyncio.Task[None]) -> None:
+        """Stop reading, let running tasks finish for a grace period, hand back the rest."""
+        self.stopping = True
+        self.slot_free.set()
+        grace = self.app.config.drain_seconds
+        log.info("worker %s draining: %d tasks in flight, grace %.1fs", self.worker_id, len(self.inflight), grace)
+        try:
+            await asyncio.wait_for(fetcher, timeout=self.block_seconds + 5)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+            fetcher.cancel()
+        if self.inflight:
+            self._settled_all.clear()
+            try:
+                await asyncio.wait_for(self._settled_all.wait(), timeout=grace)
+            except asyncio.TimeoutError:
+                pass
+        unfinished = [d for d in self.inflight if d in self.executor.running]
+        for d in unfinished:
+            self.executor.running[d].cancel()
+        if unfinished:
+            log.warning("worker %s handing back %d unfinished tasks", self.worker_id, len(unfinished))
+            await self.release(unfinished)
+        # results of tasks that finished during the drain must be stored before exit
+        for _ in range(50):
+            if not self.inflight and not self._done:
+                break
+            self._done_event.set()
+            await asyncio.sleep(0.1)
