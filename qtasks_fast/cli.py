@@ -1,0 +1,177 @@
+"""``qtasks-fast`` (also ``python -m qtasks_fast``): run workers, inspect the install, run benchmarks.
+
+Every flag of ``run`` can also come from the environment as ``QTASKS_<FLAG>``
+(``QTASKS_APP``, ``QTASKS_PROCESSES``, ``QTASKS_BROKER_URL``, ...); a flag on the
+command line wins. Exit code 2 means a usage problem: the app cannot be
+imported or the broker cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from qtasks_fast.log import get_logger, setup_logging
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"QTASKS_{name}", default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    return default if raw is None else raw.lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="qtasks-fast",
+        description="qtasks_fast: a fast QTasks-style task queue. Flags also read QTASKS_<FLAG> from the environment.",
+    )
+    p.add_argument("-A", "--app", default=_env("APP"),
+                   help="the app: 'module', 'module:attr' or 'module.attr' (env QTASKS_APP)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a supervised pool of worker processes",
+                         description="Fork N worker processes that run the app's tasks; SIGTERM drains them.")
+    run.add_argument("--processes", "-n", type=int, default=int(_env("PROCESSES", "1") or 1),
+                     help="worker processes to fork (env QTASKS_PROCESSES; default 1)")
+    run.add_argument("--worker-id", default=_env("WORKER_ID", os.uname().nodename),
+                     help="stable id of this host's worker pool; consumer names are <id>-<slot>, so a restarted "
+                          "pool with the same id takes over its unfinished messages at once (default: hostname)")
+    run.add_argument("--concurrency", "-c", type=int, default=int(_env("CONCURRENCY", "0") or 0) or None,
+                     help="tasks running at once per process (default: config.concurrency)")
+    run.add_argument("--queues", "-Q", default=_env("QUEUES"),
+                     help="comma-separated queues to consume (default: every queue the app's tasks use)")
+    run.add_argument("--pin-cpus", action=argparse.BooleanOptionalAction, default=_env_bool("PIN_CPUS", False),
+                     help="pin each worker process to its own CPU with psutil (env QTASKS_PIN_CPUS; default off)")
+    run.add_argument("--broker", default=None,
+                     help="broker URL: redis://[user:pass@]host:port/db, rediss://... (TLS), sqlite:///path, "
+                          "memory:// (env QTASKS_BROKER_URL; default: the app's, else embedded SQLite)")
+    run.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"),
+                     help="DEBUG, INFO, WARNING or ERROR (env QTASKS_LOG_LEVEL; default INFO)")
+
+    info = sub.add_parser("info", help="print versions and whether the compiled core and uvloop are in use")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    bench = sub.add_parser("bench", help="run the bundled benchmark suites (see python -m benchmarks --help)",
+                           add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments passed to python -m benchmarks")
+    return p
+
+
+def info_dict() -> dict[str, object]:
+    import importlib.metadata as md
+    import platform
+
+    from qtasks_fast import __version__
+    from qtasks_fast._corelib import COMPILED, core
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    try:
+        import uvloop  # noqa: F401
+
+        has_uvloop = True
+    except ImportError:
+        has_uvloop = False
+    return {
+        "qtasks_fast": __version__,
+        "python": platform.python_version(),
+        "compiled_core": COMPILED,
+        "core_module": getattr(core, "__file__", "?"),
+        "uvloop": has_uvloop,
+        "msgspec": version("msgspec"),
+        "redis": version("redis"),
+        "hiredis": version("hiredis"),
+        "psutil": version("psutil"),
+        "cpus": os.cpu_count(),
+    }
+
+
+def cmd_info(as_json: bool) -> int:
+    data = info_dict()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="qtasks_fast")
+    table.add_column("component")
+    table.add_column("value")
+    for k, v in data.items():
+        table.add_row(k, {True: "yes", False: "NO"}.get(v, str(v)) if isinstance(v, bool) else str(v))
+    Console().print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from qtasks_fast.exceptions import BrokerUnavailable
+    from qtasks_fast.loader import AppLoadError, load_app
+    from qtasks_fast.supervisor import Supervisor
+
+    setup_logging(args.log_level, f"{args.worker_id}-supervisor")
+    log = get_logger("cli")
+    if not args.app:
+        log.error("no app given: pass -A module:app (or set QTASKS_APP)")
+        return 2
+    try:
+        app = load_app(args.app)
+    except AppLoadError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.broker:
+        app.broker_url = args.broker
+        app._broker = app._storage = None
+    try:
+        asyncio.run(_check_broker(app))
+    except BrokerUnavailable as exc:
+        log.error("%s", exc)
+        return 2
+    if args.processes < 1:
+        log.error("--processes must be at least 1")
+        return 2
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    sup = Supervisor(app, args.processes, args.worker_id, args.concurrency, queues, args.pin_cpus, args.log_level)
+    return sup.run()
+
+
+async def _check_broker(app: object) -> None:
+    """Fail fast in the supervisor rather than in N crash-looping workers."""
+    from qtasks_fast.app import BaseQueueTasks
+
+    assert isinstance(app, BaseQueueTasks)
+    broker = app.broker
+    try:
+        await broker.ping()
+    finally:
+        await broker.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "info":
+        return cmd_info(args.json)
+    if args.command == "bench":
+        from benchmarks.__main__ import main as bench_main
+
+        return int(bench_main(args.bench_args) or 0)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Finds the app object from ``-A``: ``module``, ``module:attr`` or ``module.attr`` (as QTasks)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+from qtasks_fast.app import BaseQueueTasks
+
+
+class AppLoadError(Exception):
+    """The ``-A`` target could not be imported or holds no app; the message says what to fix."""
+
+
+def load_app(spec: str) -> BaseQueueTasks:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like celery/uvicorn: the app usually lives in the current dir
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if attr or "." not in module_name or exc.name != module_name:
+            raise AppLoadError(f"cannot import app module {module_name!r}: {exc}. "
+                               "Run from the directory that contains it, or fix -A / QTASKS_APP.") from exc
+        module_name, _, attr = module_name.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc2:
+            raise AppLoadError(f"cannot import app module {module_name!r}: {exc2}") from exc2
+    except Exception as exc:
+        raise AppLoadError(f"importing app module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+    if attr:
+        obj: Any = module
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        if not isinstance(obj, BaseQueueTasks):
+            raise AppLoadError(f"{module_name}:{attr} is {type(obj).__name__}, not a QueueTasks app")
+        return obj
+    found = [v for v in vars(module).values() if isinstance(v, BaseQueueTasks)]
+    preferred = getattr(module, "app", None)
+    if isinstance(preferred, BaseQueueTasks):
+        return preferred
+    if len(found) == 1:
+        return found[0]
+    raise AppLoadError(f"module {module_name!r} has {len(found)} QueueTasks apps; name one with -A {module_name}:NAME")
