@@ -7,6 +7,9 @@ as plain Python (``QTASKS_PURE_PYTHON=1``), so the benchmark that compares the
 two runs identical code. Nothing here does I/O; the broker sends what it builds.
 """
 
+import os
+import uuid as _uuid_mod
+
 import msgspec
 
 from qtasks_fast.schemas import Envelope
@@ -63,6 +66,46 @@ def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: l
             continue
         d.handler = handler
         ready.append(d)
+
+
+_UUID = _uuid_mod.UUID
+_SAFE = _uuid_mod.SafeUUID.unknown
+_setattr = object.__setattr__
+_new = object.__new__
+_pool = b""
+_pos = 0
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _reset_pool():
+    # a forked child must never replay its parent's random bytes
+    global _pool, _pos
+    _pool = b""
+    _pos = 0
+
+
+os.register_at_fork(after_in_child=_reset_pool)
+
+
+def new_uuid():
+    """A random (version 4) UUID as ``(UUID, str)``.
+
+    ``uuid.uuid4()`` costs a getrandom syscall and argument checks per call;
+    producers make one per task, so random bytes come from a pooled
+    ``os.urandom`` read and the UUID object is built without re-validation.
+    """
+    global _pool, _pos
+    if _pos + 16 > len(_pool):
+        _pool = os.urandom(4096)
+        _pos = 0
+    n = int.from_bytes(_pool[_pos:_pos + 16], "big")
+    _pos += 16
+    n = (n & _V4_CLEAR) | _V4_SET
+    u = _new(_UUID)
+    _setattr(u, "int", n)
+    _setattr(u, "is_safe", _SAFE)
+    return u, str(u)
 
 
 def encode(value):

@@ -54,3 +54,4 @@ encode = core.encode
 encode_envelopes = core.encode_envelopes
 enqueue_args = core.enqueue_args
 settle_args = core.settle_args
+new_uuid = core.new_uuid

@@ -19,7 +19,7 @@ from qtasks_fast.abc import Broker, Storage
 from qtasks_fast.brokers import make_backend
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.exceptions import PayloadTooLarge, TaskNotFound
-from qtasks_fast.schemas import Envelope, Task, record_from_envelope
+from qtasks_fast.schemas import Envelope, Task, record_from_envelope, ts_to_dt
 from qtasks_fast.task import TaskFunc, decode_result
 
 Signature = tuple[str, Sequence[Any], dict[str, Any]]
@@ -100,7 +100,7 @@ class BaseQueueTasks:
 
     # --------------------------------------------------------------- envelopes
     def build(self, task_name: str, args: Sequence[Any], kwargs: dict[str, Any], priority: int | None = None,
-              queue: str | None = None) -> Envelope:
+              queue: str | None = None, now: float | None = None) -> tuple[Envelope, _uuid.UUID]:
         """Validate (when the task is known here) and wrap one call for the broker."""
         tf = self.tasks.get(task_name)
         if tf is not None and self.config.validate_args:
@@ -109,9 +109,10 @@ class BaseQueueTasks:
         if not 0 <= prio < self.config.priority_levels:
             raise ValueError(f"priority {prio} of task {task_name!r} is outside 0..{self.config.priority_levels - 1} "
                              "(lower runs first; raise config.priority_levels for more levels)")
+        uid, uid_str = core.new_uuid()
         env = Envelope(
-            uuid=str(_uuid.uuid4()), task_name=task_name, args=list(args), kwargs=kwargs, priority=prio,
-            queue=queue or (tf.queue if tf else self.config.default_queue), created_at=time.time(),
+            uuid=uid_str, task_name=task_name, args=list(args), kwargs=kwargs, priority=prio,
+            queue=queue or (tf.queue if tf else self.config.default_queue), created_at=now or time.time(),
             retry=(tf.retry or 0) if tf else 0, timeout=tf.max_time if tf else None,
         )
         try:
@@ -122,10 +123,18 @@ class BaseQueueTasks:
             raise PayloadTooLarge(f"task {task_name!r}: encoded call is {size} bytes, over the "
                                   f"{self.config.max_payload} byte limit (config.max_payload); pass a reference "
                                   "(a key or URL) instead of the data")
-        return env
+        return env, uid
 
-    def build_many(self, calls: Iterable[Signature]) -> list[Envelope]:
-        return [self.build(name, args, kwargs) for name, args, kwargs in calls]
+    def build_many(self, calls: Iterable[Signature]) -> tuple[list[Envelope], list[Task]]:
+        """Envelopes for a bulk enqueue and the ``new`` records to hand back (one timestamp for the batch)."""
+        now = time.time()
+        created = ts_to_dt(now)
+        envs, records = [], []
+        for name, args, kwargs in calls:
+            env, uid = self.build(name, args, kwargs, now=now)
+            envs.append(env)
+            records.append(record_from_envelope(env, uuid=uid, created=created))
+        return envs, records
 
     def _finish(self, task: Task | None) -> Task | None:
         return decode_result(task, self.tasks)
@@ -144,19 +153,19 @@ class QueueTasks(BaseQueueTasks):
                  **kwargs: Any) -> Task | None:
         """Enqueue; with ``timeout`` wait up to that many seconds and return the finished Task or None."""
         broker, storage = self._resolve()
-        env = self.build(task_name, args, kwargs, priority)
+        env, uid = self.build(task_name, args, kwargs, priority)
         broker.enqueue_sync([env], storage, wait=timeout is not None)
         if timeout is None:
-            return record_from_envelope(env)
+            return record_from_envelope(env, uuid=uid)
         task = storage.wait_sync(env.uuid, [env.queue], timeout)
         return self._finish(task) if task is not None and task.finished else None
 
     def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
         """Bulk enqueue ``(name, args, kwargs)`` calls (see ``TaskFunc.s``) in one round trip per queue."""
         broker, storage = self._resolve()
-        envs = self.build_many(calls)
+        envs, records = self.build_many(calls)
         broker.enqueue_sync(envs, storage)
-        return [record_from_envelope(e) for e in envs]
+        return records
 
     def get(self, uuid: str | _uuid.UUID) -> Task | None:
         """The record of a task, or None when unknown or expired."""

@@ -77,12 +77,13 @@ def ts_to_dt(ts: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
 
 
-def record_from_envelope(env: Envelope, status: str = TaskStatus.NEW.value) -> Task:
-    """The record a producer sees right after enqueue."""
-    created = ts_to_dt(env.created_at)
+def record_from_envelope(env: Envelope, status: str = TaskStatus.NEW.value, uuid: _uuid.UUID | None = None,
+                         created: _dt.datetime | None = None) -> Task:
+    """The record a producer sees right after enqueue (``uuid``/``created`` may be passed pre-built)."""
+    created = created or ts_to_dt(env.created_at)
     return Task(
         status=status,
-        uuid=_uuid.UUID(env.uuid),
+        uuid=uuid or _uuid.UUID(env.uuid),
         priority=env.priority,
         task_name=env.task_name,
         args=tuple(env.args),

@@ -16,18 +16,18 @@ class QueueTasks(BaseQueueTasks):
     async def add_task(self, task_name: str, *args: Any, priority: int | None = None, timeout: float | None = None,
                        **kwargs: Any) -> Task | None:
         broker, storage = self._resolve()
-        env = self.build(task_name, args, kwargs, priority)
+        env, uid = self.build(task_name, args, kwargs, priority)
         await broker.enqueue([env], storage, wait=timeout is not None)
         if timeout is None:
-            return record_from_envelope(env)
+            return record_from_envelope(env, uuid=uid)
         task = await storage.wait(env.uuid, [env.queue], timeout)
         return self._finish(task) if task is not None and task.finished else None
 
     async def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
         broker, storage = self._resolve()
-        envs = self.build_many(calls)
+        envs, records = self.build_many(calls)
         await broker.enqueue(envs, storage)
-        return [record_from_envelope(e) for e in envs]
+        return records
 
     async def get(self, uuid: str | _uuid.UUID) -> Task | None:
         return self._finish(await self.storage.get(str(uuid), self.queues))

@@ -6,8 +6,8 @@
 --
 -- Keys it touches (all under P):
 --   P:s:<prio>       stream of envelopes for one priority level (fields u=uuid, d=envelope)
---   P:t:<uuid>       task record hash: e=envelope s=status c=created u=updated w=awaited
---                    n=task name wk=worker id r=returning tb=traceback rc=retry child
+--   P:t:<uuid>       task record hash: e=envelope s=status u=updated (ms) w=awaited
+--                    wk=worker id r=returning tb=traceback rc=retry child
 --   P:r:<uuid>       reply list pushed once when an awaited record becomes final
 --   P:i:<status>     zset of finished uuids by time, per final status (dashboard index)
 --   P:n:<task name>  zset of finished uuids by time, per task name (dashboard index)
@@ -65,10 +65,11 @@ if op == 'enqueue' then
     i = i + 5
     if rec then
       local key = record(uuid)
+      -- created/updated times and the name are inside the envelope until the worker writes 'u'
       if wait == '1' then
-        redis.call('HSET', key, 'e', blob, 's', 'new', 'n', name, 'c', now, 'u', now, 'w', '1')
+        redis.call('HSET', key, 'e', blob, 's', 'new', 'w', '1')
       else
-        redis.call('HSET', key, 'e', blob, 's', 'new', 'n', name, 'c', now, 'u', now)
+        redis.call('HSET', key, 'e', blob, 's', 'new')
       end
     end
     redis.call('XADD', P .. ':s:' .. prio, '*', 'u', uuid, 'd', blob)

@@ -33,7 +33,7 @@ def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
     if not fields or b"e" not in fields:
         return None
     env = _env_decode(fields[b"e"])
-    created = int(fields.get(b"c", b"0")) / 1000
+    created = env.created_at
     updated = int(fields.get(b"u", b"0")) / 1000
     raw = fields.get(b"r")
     child = fields.get(b"rc")
@@ -44,8 +44,8 @@ def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
         task_name=env.task_name,
         args=tuple(env.args),
         kwargs=dict(env.kwargs),
-        created_at=ts_to_dt(created or env.created_at),
-        updated_at=ts_to_dt(updated or created or env.created_at),
+        created_at=ts_to_dt(created),
+        updated_at=ts_to_dt(updated or created),
         returning=_decode(raw) if raw else None,
         traceback=fields[b"tb"].decode() if b"tb" in fields else None,
         retry=env.retry,
@@ -90,8 +90,7 @@ class RedisStorage(Storage):
         now = int(time.time() * 1000)
         out = []
         for env in envelopes:
-            fields: dict[str, Any] = {"e": msgspec.msgpack.encode(env), "s": "new", "n": env.task_name, "c": now,
-                                      "u": now}
+            fields: dict[str, Any] = {"e": msgspec.msgpack.encode(env), "s": "new"}
             if wait:
                 fields["w"] = "1"
             out.append((self._key(env.queue, env.uuid), fields))
