@@ -42,8 +42,8 @@ class RedisConnection:
         self.url = url
         self._options = {"health_check_interval": 30, "socket_keepalive": True, **options}
         self._sync: redis.Redis | None = None
-        self._async: aioredis.Redis | None = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
+        # one async client per event loop: a producer loop and a worker loop may share this object
+        self._async: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, Any]] = {}
 
     def __repr__(self) -> str:
         return f"RedisConnection({redact(self.url)!r})"
@@ -55,27 +55,31 @@ class RedisConnection:
             self.sync_script = self._sync.register_script(LUA)
         return self._sync
 
+    def _aio(self) -> tuple[aioredis.Redis, Any]:
+        loop = asyncio.get_running_loop()
+        pair = self._async.get(loop)
+        if pair is None:
+            client = aioredis.Redis.from_url(self.url, **self._options)
+            pair = self._async[loop] = (client, client.register_script(LUA))
+        return pair
+
     @property
     def aio(self) -> aioredis.Redis:
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async_loop is not loop:
-            self._async = aioredis.Redis.from_url(self.url, **self._options)
-            self._async_loop = loop
-            self.async_script = self._async.register_script(LUA)
-        return self._async
+        return self._aio()[0]
 
     async def acall(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
-        client = self.aio
-        return await self.async_script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
+        client, script = self._aio()
+        return await script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
 
     def call(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
         client = self.sync
         return self.sync_script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
 
     async def aclose(self) -> None:
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
+        """Close the async client of the running loop (other loops keep theirs)."""
+        pair = self._async.pop(asyncio.get_running_loop(), None)
+        if pair is not None:
+            await pair[0].aclose()
 
 
 def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
