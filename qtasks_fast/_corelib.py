@@ -14,6 +14,7 @@ import os
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 
 def _load_source() -> ModuleType:
@@ -48,10 +49,22 @@ def _load() -> tuple[ModuleType, bool]:
 
 
 core, COMPILED = _load()
-Delivery = core.Delivery
-decode_batch = core.decode_batch
-encode = core.encode
-encode_envelopes = core.encode_envelopes
-enqueue_args = core.enqueue_args
-settle_args = core.settle_args
-new_uuid = core.new_uuid
+
+if TYPE_CHECKING:
+    from qtasks_fast._core import (
+        Delivery,
+        decode_batch,
+        encode,
+        encode_envelopes,
+        enqueue_args,
+        new_uuid,
+        settle_args,
+    )
+else:
+    Delivery = core.Delivery
+    decode_batch = core.decode_batch
+    encode = core.encode
+    encode_envelopes = core.encode_envelopes
+    enqueue_args = core.enqueue_args
+    settle_args = core.settle_args
+    new_uuid = core.new_uuid

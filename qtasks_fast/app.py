@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 
 
@@ -138,6 +138,10 @@ class BaseQueueTasks:
 
     def _finish(self, task: Task | None) -> Task | None:
         return decode_result(task, self.tasks)
+
+    if TYPE_CHECKING:  # each client defines it: sync returns Task | None, async a coroutine of it
+        def add_task(self, task_name: str, *args: Any, priority: int | None = None, timeout: float | None = None,
+                     **kwargs: Any) -> Any: ...
 
     def get_task(self, name: str) -> TaskFunc:
         try:

@@ -1,0 +1,26 @@
+"""Types of the compiled dispatch core (``_core.pyx``)."""
+
+import uuid
+from typing import Any
+
+from qtasks_fast.schemas import Envelope
+from qtasks_fast.task import TaskFunc
+
+class Delivery:
+    queue: str
+    prio: Any
+    msg_id: Any
+    raw: bytes
+    deliveries: Any
+    envelope: Envelope
+    handler: TaskFunc
+    started: float
+    def __init__(self, queue: str, prio: Any, msg_id: Any, raw: bytes, deliveries: Any) -> None: ...
+
+def decode_batch(queue: str, flat: list[Any], handlers: dict[str, Any], max_size: int, ready: list[Delivery],
+                 bad: list[tuple[Delivery, str]]) -> None: ...
+def encode(value: Any) -> bytes: ...
+def encode_envelopes(envelopes: list[Envelope]) -> list[bytes]: ...
+def enqueue_args(envelopes: list[Envelope], blobs: list[bytes], wait: str) -> dict[str, list[Any]]: ...
+def settle_args(outcomes: list[Any]) -> dict[str, list[Any]]: ...
+def new_uuid() -> tuple[uuid.UUID, str]: ...
