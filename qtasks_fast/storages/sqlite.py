@@ -1,0 +1,168 @@
+"""Task records in the ``records`` table of the embedded SQLite file.
+
+Shares :class:`~qtasks_fast.brokers.sqlite.SqliteConnection` with ``SqliteBroker``
+on the same file, so the broker writes records inside its own transactions and
+this class mostly reads. ``wait`` polls: unlike Redis (BLPOP) there is no
+server that could push a "finished" notice across processes, so the waiter
+re-reads one primary-key row with a backoff from 5 ms to 50 ms — cheap, and a
+result shows up at most ~50 ms late. Expired records (``expires_at`` passed)
+read as absent and are deleted on sight; ``SqliteBroker.trim_indexes`` sweeps
+the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid as _uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qtasks_fast.abc.storage import Storage
+from qtasks_fast.brokers.sqlite import SqliteConnection, finish_records, insert_records, mark_process, now_ms
+from qtasks_fast.schemas import Envelope, Task, TaskStatus, ts_to_dt
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.broker import Delivery, Outcome
+
+_env_decode = msgspec.msgpack.Decoder(Envelope).decode
+_decode = msgspec.msgpack.decode
+COLUMNS = "status, envelope, created, updated, \"returning\", traceback, worker_id, retry_child, queue, expires_at"
+#: first and longest pause of the polling ``wait``
+POLL_MIN, POLL_MAX = 0.005, 0.05
+
+
+def row_to_task(row: Sequence[Any]) -> Task:
+    """Build a ``Task`` from a ``records`` row selected as :data:`COLUMNS`."""
+    status, blob, created, updated, raw, tb, worker, child, queue = row[:9]
+    env = _env_decode(blob)
+    return Task(
+        status=status,
+        uuid=_uuid.UUID(env.uuid),
+        priority=env.priority,
+        task_name=env.task_name,
+        args=tuple(env.args),
+        kwargs=dict(env.kwargs),
+        created_at=ts_to_dt(created / 1000 if created else env.created_at),
+        updated_at=ts_to_dt((updated or created) / 1000 if (updated or created) else env.created_at),
+        returning=_decode(raw) if raw else None,
+        traceback=tb,
+        retry=env.retry,
+        retry_child_uuid=_uuid.UUID(child) if child else None,
+        retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
+        worker_id=worker,
+        queue=queue,
+    )
+
+
+class SqliteStorage(Storage):
+    """Records in a SQLite file; pass the broker's ``conn`` (or the same path) to fuse writes."""
+
+    def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,
+                 result_ttl: float = 86400.0) -> None:
+        self.path = path
+        self.conn = connection or SqliteConnection.for_path(path)
+        self.app_name = app_name
+        self.result_ttl = result_ttl
+
+    def __repr__(self) -> str:
+        return f"SqliteStorage({self.path!r}, app={self.app_name!r})"
+
+    # Writes for a foreign broker; SqliteBroker on the same file does them in its own transactions.
+    def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
+        blobs = [msgspec.msgpack.encode(e) for e in envelopes]
+        with self.conn.tx() as db:
+            insert_records(db, self.app_name, envelopes, blobs, wait, now_ms())
+
+    async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
+        self.create_sync(envelopes, wait)
+
+    async def save(self, outcomes: Sequence[Outcome], worker_id: str) -> None:
+        with self.conn.tx() as db:
+            finish_records(db, self.app_name, outcomes, worker_id, now_ms(), int(self.result_ttl * 1000))
+
+    async def mark_started(self, deliveries: Sequence[Delivery], worker_id: str) -> None:
+        uuids = [d.envelope.uuid for d in deliveries if d.envelope is not None]
+        if uuids:
+            with self.conn.tx() as db:
+                mark_process(db, uuids, worker_id, now_ms())
+
+    # ------------------------------------------------------------------ reads
+    def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        rows = self.conn.read(f"SELECT {COLUMNS} FROM records WHERE uuid = ? AND app = ?", (uuid, self.app_name))
+        if not rows:
+            return None
+        row = rows[0]
+        if row[9] is not None and row[9] <= now_ms():
+            with self.conn.tx() as db:  # expired: gone, as a Redis key with a TTL would be
+                db.execute("DELETE FROM records WHERE uuid = ? AND expires_at <= ?", (uuid, now_ms()))
+            return None
+        if queues and row[8] not in queues:
+            return None  # records are per queue, as in Redis
+        return row_to_task(row)
+
+    async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        return self.get_sync(uuid, queues)
+
+    def _watch(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        """The record, flagged as awaited (kept for dashboards; no push channel depends on it here)."""
+        task = self.get_sync(uuid, queues)
+        if task is not None and not task.finished:
+            with self.conn.tx() as db:
+                db.execute("UPDATE records SET awaited = 1 WHERE uuid = ?", (uuid,))
+        return task
+
+    def _next(self, task: Task, deadline: float) -> str | None:
+        """The uuid to wait on next: the retry child of a failed attempt while time is left, else None."""
+        if task.status == TaskStatus.ERROR.value and task.retry_child_uuid and time.monotonic() < deadline:
+            return str(task.retry_child_uuid)
+        return None
+
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+        deadline = time.monotonic() + timeout
+        task = self._watch(uuid, queues)
+        delay = POLL_MIN
+        while task is not None:
+            if task.finished:
+                child = self._next(task, deadline)
+                if child is None:
+                    return task
+                uuid, queues = child, [task.queue]  # follow the retry chain
+                task = self._watch(uuid, queues) or task  # a vanished child: the failed parent is the answer
+                if str(task.uuid) != uuid:
+                    return task
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return task
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, POLL_MAX)
+            task = self.get_sync(uuid, queues) or task
+        return None
+
+    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+        deadline = time.monotonic() + timeout
+        task = self._watch(uuid, queues)
+        delay = POLL_MIN
+        while task is not None:
+            if task.finished:
+                child = self._next(task, deadline)
+                if child is None:
+                    return task
+                uuid, queues = child, [task.queue]
+                task = self._watch(uuid, queues) or task
+                if str(task.uuid) != uuid:
+                    return task
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return task
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, POLL_MAX)
+            task = self.get_sync(uuid, queues) or task
+        return None
+
+    async def close(self) -> None:
+        """The handle is shared with the broker and reopens lazily; nothing to do per storage."""
