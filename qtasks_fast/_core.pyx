@@ -117,28 +117,47 @@ def encode_envelopes(envelopes: list):
     return [_encode(e) for e in envelopes]
 
 
+_Raw = msgspec.Raw
+
+
+def _str(b: bytes):
+    """``b`` as a msgpack *str*: Redis' Lua cmsgpack cannot read the *bin* type msgspec uses for bytes."""
+    n = len(b)
+    if n < 32:
+        head = bytes((0xA0 | n,))
+    elif n < 256:
+        head = bytes((0xD9, n))
+    elif n < 65536:
+        head = b"\xda" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdb" + n.to_bytes(4, "big")
+    return _Raw(head + b)
+
+
 def enqueue_args(envelopes: list, blobs: list, wait: str):
-    """Per-queue ARGV tails for the Lua ``enqueue`` op: ``{queue: [n, prio, uuid, name, blob, wait, ...]}``."""
+    """Per-queue packed argument of the Lua ``enqueue`` op: ``{queue: msgpack([prio, uuid, name, blob, wait]*)}``."""
     out = {}
     for i in range(len(envelopes)):
         env = envelopes[i]
         args = out.get(env.queue)
         if args is None:
-            args = out[env.queue] = [0]
-        args[0] += 1
-        args.extend((env.priority, env.uuid, env.task_name, blobs[i], wait))
+            args = out[env.queue] = []
+        args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait))
+    for queue in out:
+        out[queue] = _encode(out[queue])
     return out
 
 
 def settle_args(outcomes: list):
-    """Per-queue ARGV tails for the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``."""
+    """Per-queue packed argument of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``."""
     out = {}
     for o in outcomes:
         d = o[0]
         args = out.get(d.queue)
         if args is None:
-            args = out[d.queue] = [0]
-        args[0] += 1
+            args = out[d.queue] = []
         env = d.envelope
-        args.extend((d.prio, d.msg_id, env.uuid, o[1], o[2], o[3], env.task_name, o[4]))
+        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(o[2]), o[3], env.task_name, o[4]))
+    for queue in out:
+        out[queue] = _encode(out[queue])
     return out

@@ -139,3 +139,164 @@ def stop_cli(proc: subprocess.Popen[bytes], timeout: float = 40) -> int:
         proc.kill()
         proc.wait()
         raise
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures of the process-level tests (tests/test_process_*.py): real Redis, the CLI in subprocesses.
+
+AUTH_PASSWORD = "s3cr3t-Pa55w0rd-QTF"
+FINAL_STATUSES = {b"success", b"error", b"cancel"}
+
+
+@pytest.fixture
+def private_redis_auth(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """Like ``private_redis``, but the server requires a password (``auth_url()`` carries it)."""
+    r = PrivateRedis(tmp_path, ["--requirepass", AUTH_PASSWORD])
+    r.start()
+    yield r
+    r.stop(signal.SIGKILL)
+
+
+class ProcessHarness:
+    """Starts worker pools (the CLI) and producer apps for one test; kills whatever is left at teardown."""
+
+    def __init__(self, tmp_path: Path, app_name: str) -> None:
+        self.tmp_path = tmp_path
+        self.app_name = app_name
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self._apps = 0
+
+    # ----------------------------------------------------------- producers
+    def producer(self, broker_url: str, **env: str) -> object:
+        """A fresh copy of tests/apps/mixed_app.py bound to this test's app name and ``broker_url``.
+
+        ``env`` (e.g. ``QTASKS_MAX_PAYLOAD="2000"``) is visible while the module builds its config.
+        """
+        import importlib.util
+        from unittest import mock
+
+        self._apps += 1
+        spec = importlib.util.spec_from_file_location(f"mixed_app_{self.app_name}_{self._apps}",
+                                                      APPS / "mixed_app.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        with mock.patch.dict(os.environ, {"TEST_APP_NAME": self.app_name, "QTASKS_BROKER_URL": broker_url, **env}):
+            spec.loader.exec_module(module)
+        return module
+
+    # ------------------------------------------------------------- workers
+    def start(self, broker_url: str | None, *args: str, processes: int = 2, worker_id: str = "W",
+              env: dict[str, str] | None = None, app: str = "mixed_app") -> subprocess.Popen[bytes]:
+        """``python -m qtasks_fast -A <app> run --processes N --worker-id ID <args>``, output to a log file."""
+        log = self.tmp_path / f"cli-{len(self.procs)}.log"
+        cmd = ["-A", app, "run", "--processes", str(processes), "--worker-id", worker_id, *args]
+        proc = start_cli(cmd, cli_env(broker_url, self.app_name, **(env or {})), log=log)
+        self.procs.append((proc, log))
+        return proc
+
+    def log(self, proc: subprocess.Popen[bytes]) -> str:
+        for p, path in self.procs:
+            if p is proc:
+                return path.read_text(errors="replace")
+        raise KeyError(proc)
+
+    def wait_log(self, proc: subprocess.Popen[bytes], text: str, count: int = 1, timeout: float = 20) -> str:
+        """Wait until ``text`` appears ``count`` times in the pool's log; fail with the log otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.log(proc)
+            if out.count(text) >= count:
+                return out
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{text!r} x{count} not in the log (exit code {proc.poll()}):\n{out[-5000:]}")
+            time.sleep(0.05)
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], processes: int = 2, timeout: float = 20) -> None:
+        self.wait_log(proc, " serving queues ", processes, timeout)
+
+    @staticmethod
+    def children(proc: subprocess.Popen[bytes]) -> list:  # of psutil.Process
+        import psutil
+
+        try:
+            return psutil.Process(proc.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+
+    def close(self) -> None:
+        import psutil
+
+        for proc, _ in self.procs:
+            kids = self.children(proc)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            for k in kids:  # orphans of a supervisor that died first
+                try:
+                    k.kill()
+                except psutil.NoSuchProcess:
+                    pass
+
+    # ------------------------------------------------------------- records
+    def record_key(self, uuid: object, queue: str = "default") -> str:
+        return f"qtf:{{{self.app_name}:{queue}}}:t:{uuid}"
+
+    def stream_key(self, prio: int = 0, queue: str = "default") -> str:
+        return f"qtf:{{{self.app_name}:{queue}}}:s:{prio}"
+
+    def dlq_key(self, queue: str = "default") -> str:
+        return f"qtf:{{{self.app_name}:{queue}}}:dlq"
+
+    def statuses(self, client: redis.Redis, uuids: list[str]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for i in range(0, len(uuids), 2000):
+            pipe = client.pipeline(transaction=False)
+            for u in uuids[i:i + 2000]:
+                pipe.hget(self.record_key(u), "s")
+            out += pipe.execute()
+        return out
+
+    def wait_final(self, client: redis.Redis, uuids: list[str], timeout: float,
+                   proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Poll until every record is final; on timeout fail with a status histogram (and the pool's log)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.statuses(client, uuids)
+            if all(s in FINAL_STATUSES for s in st):
+                return
+            if time.monotonic() > deadline:
+                hist: dict[object, int] = {}
+                for s in st:
+                    hist[s] = hist.get(s, 0) + 1
+                log = self.log(proc)[-5000:] if proc is not None else ""
+                pytest.fail(f"not all {len(uuids)} tasks finished in {timeout}s: {hist}\n{log}")
+            time.sleep(0.1)
+
+    def records(self, app: object, uuids: list[str]) -> dict:  # uuid -> Task
+        """Final records as the producer's ``get`` returns them (``decode=`` applied), fetched in pipelines."""
+        from qtasks_fast.storages.redis import parse_record
+        from qtasks_fast.task import decode_result
+
+        client = app.storage.conn.sync  # type: ignore[attr-defined]
+        out = {}
+        for i in range(0, len(uuids), 2000):
+            chunk = uuids[i:i + 2000]
+            pipe = client.pipeline(transaction=False)
+            for u in chunk:
+                pipe.hgetall(self.record_key(u))
+            for u, fields in zip(chunk, pipe.execute(), strict=True):
+                task = decode_result(parse_record(fields, "default"), app.tasks)  # type: ignore[attr-defined]
+                assert task is not None, f"record of {u} is missing"
+                out[u] = task
+        return out
+
+
+@pytest.fixture
+def harness(tmp_path: Path, app_name: str) -> Iterator[ProcessHarness]:
+    h = ProcessHarness(tmp_path, app_name)
+    yield h
+    h.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +111,7 @@ class RedisBroker(Broker):
         self._mode = 2  # first fetch takes over this consumer name's own pending entries
         self._next_reclaim = 0.0
         self._streams: dict[bytes, tuple[str, int]] = {}
+        self._held: dict[str, list[str]] = {}
 
     def __repr__(self) -> str:
         return f"RedisBroker({redact(self.url)!r}, app={self.app_name!r})"
@@ -124,7 +125,7 @@ class RedisBroker(Broker):
         return self.fused(storage)
 
     # ---------------------------------------------------------------- producer
-    def _enqueue_calls(self, envelopes: Sequence[Envelope], wait: bool) -> tuple[str, dict[str, list[Any]]]:
+    def _enqueue_calls(self, envelopes: Sequence[Envelope], wait: bool) -> tuple[str, dict[str, bytes]]:
         blobs = core.encode_envelopes(list(envelopes))
         return str(int(time.time() * 1000)), core.enqueue_args(list(envelopes), blobs, "1" if wait else "0")
 
@@ -135,7 +136,7 @@ class RedisBroker(Broker):
         now, per_queue = self._enqueue_calls(envelopes, wait)
         try:
             for queue, args in per_queue.items():
-                await self.conn.acall(queue_prefix(self.app_name, queue), "enqueue", rec, now, *args)
+                await self.conn.acall(queue_prefix(self.app_name, queue), "enqueue", rec, now, args)
         except redis.ConnectionError as exc:
             raise unreachable(self.url, exc) from exc
 
@@ -146,7 +147,7 @@ class RedisBroker(Broker):
         now, per_queue = self._enqueue_calls(envelopes, wait)
         try:
             for queue, args in per_queue.items():
-                self.conn.call(queue_prefix(self.app_name, queue), "enqueue", rec, now, *args)
+                self.conn.call(queue_prefix(self.app_name, queue), "enqueue", rec, now, args)
         except redis.ConnectionError as exc:
             raise unreachable(self.url, exc) from exc
 
@@ -181,34 +182,54 @@ class RedisBroker(Broker):
         if mode == 0 and now >= self._next_reclaim:
             mode = 1
         try:
-            out = await self._fetch_now(count, mode, rec)
+            out, again = await self._fetch_now(count, mode, rec)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             await self.ensure_groups()  # Redis lost its data (restart without persistence)
-            out = await self._fetch_now(count, mode, rec)
+            out, again = await self._fetch_now(count, mode, rec)
         if mode:
-            self._mode = 0
+            # parked last attempts are handed out one per fetch: keep looking until none is left
+            self._mode = 1 if again else 0
+            self._held = {}
             self._next_reclaim = now + self.lease_seconds / 2
         if out or block <= 0:
             return out
         return await self._block(count, block, rec)
 
-    async def _fetch_now(self, count: int, mode: int, rec: bool) -> list[tuple[str, list[Any]]]:
+    def recover(self, held: Iterable[Delivery]) -> None:
+        """Call after a failed :meth:`fetch`, with the deliveries this worker still holds.
+
+        Redis may have run the fetch and lost only the reply: those messages now
+        belong to this consumer, and no one would run them before their lease ran
+        out. The next fetch takes this consumer's pending messages over again,
+        except ``held``.
+        """
+        self._mode = 2
+        self._held = {}
+        for d in held:
+            msg_id = d.msg_id.decode() if isinstance(d.msg_id, bytes) else str(d.msg_id)
+            self._held.setdefault(d.queue, []).append(f"{d.prio} {msg_id}")
+
+    async def _fetch_now(self, count: int, mode: int, rec: bool) -> tuple[list[tuple[str, list[Any]]], bool]:
         out = []
         now = str(int(time.time() * 1000))
         left = count
+        again = False
         for q in self._queues:
-            flat = await self.conn.acall(
+            flat, more = await self.conn.acall(
                 queue_prefix(self.app_name, q), "fetch", rec, self.app_name, self._consumer, self._worker_id,
                 left, now, mode, int(self.lease_seconds * 1000), self.max_deliveries, self.priority_levels,
-                int(self.result_ttl * 1000))
+                int(self.result_ttl * 1000), *(self._held.get(q, ()) if mode >= 2 else ()))
+            again = again or bool(more)
             if flat:
                 out.append((q, flat))
                 left -= len(flat) // 4
                 if left <= 0:
                     break
-        return out
+                if mode and self.max_deliveries > 1 and flat[3] >= self.max_deliveries:
+                    break  # a last attempt comes alone (see redis.lua, op fetch)
+        return out, again
 
     async def _block(self, count: int, block: float, rec: bool) -> list[tuple[str, list[Any]]]:
         res = await self.conn.aio.xreadgroup(
@@ -239,7 +260,7 @@ class RedisBroker(Broker):
         index = "1" if self.index_results else "0"
         for queue, args in core.settle_args(list(outcomes)).items():
             await self.conn.acall(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, now, ttl, index,
-                                  *args)
+                                  args)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
         by_stream: dict[str, list[Any]] = {}
@@ -257,8 +278,10 @@ class RedisBroker(Broker):
         by_queue: dict[str, list[Any]] = {}
         for d in deliveries:
             by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id))
+        rec = self.fused(self._storage)
+        now = str(int(time.time() * 1000))
         for queue, args in by_queue.items():
-            await self.conn.acall(queue_prefix(self.app_name, queue), "release", False, self.app_name, *args)
+            await self.conn.acall(queue_prefix(self.app_name, queue), "release", rec, self.app_name, now, *args)
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = self.fused(storage)

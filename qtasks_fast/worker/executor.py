@@ -65,7 +65,8 @@ class Executor:
             args = (EchoTask(h, env, self.worker_id), *args)
         return args, kwargs  # type: ignore[return-value]
 
-    def _call_sync(self, d: Delivery, loop: asyncio.AbstractEventLoop | None = None) -> tuple[Any, BaseException | None]:
+    def _call_sync(self, d: Delivery,
+                   loop: asyncio.AbstractEventLoop | None = None) -> tuple[Any, BaseException | None]:
         try:
             args, kwargs = self._args(d)
             h = d.handler

@@ -3,12 +3,15 @@
 One round trip per batch; batch size follows free capacity so a busy worker
 never hoards messages that an idle one could run. Messages that cannot run
 (malformed, oversized, unknown task) are dead-lettered right here and never
-reach the executor.
+reach the executor. A message on its last allowed delivery runs alone (nothing
+else in flight, no fetch meanwhile), so a task that kills its process takes no
+other message's deliveries with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis
@@ -33,6 +36,9 @@ async def fetch_loop(w: Worker) -> None:
     max_size = w.app.config.max_payload
     batch_size = w.app.config.batch_size
     marks = broker.marks_started(storage)
+    max_deliveries = broker.max_deliveries
+    recover = getattr(broker, "recover", None)
+    lost = False  # a fetch failed: its reply may have been lost with messages in it
     backoff = 0.1
     while not w.stopping:
         free = w.concurrency - len(w.inflight)
@@ -40,13 +46,17 @@ async def fetch_loop(w: Worker) -> None:
             w.slot_free.clear()
             await w.slot_free.wait()
             continue
+        if lost and recover is not None:
+            recover(w.inflight)
         try:
             batch = await broker.fetch(min(free, batch_size), w.block_seconds)
         except TRANSIENT as exc:
+            lost = True
             log.warning("broker unreachable while fetching (%s); retrying in %.1fs", exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
             continue
+        lost = False
         if backoff > 0.1:
             log.info("broker reachable again")
             backoff = 0.1
@@ -67,5 +77,43 @@ async def fetch_loop(w: Worker) -> None:
             return
         w.inflight.update(ready)
         submit = w.executor.submit
+        last = [d for d in ready if 1 < max_deliveries <= d.deliveries]
         for d in ready:
-            submit(d)
+            if not last or d not in last:
+                submit(d)
+        if last and not await run_alone(w, last):
+            return
+
+
+async def run_alone(w: Worker, last: list[Delivery]) -> bool:
+    """Run each last attempt with nothing else in flight, and wait until its result is stored.
+
+    If it kills the process, no other message is charged a delivery it never ran.
+    False when the worker began stopping first (the attempts not yet run are handed back).
+    """
+    waiting = set(last)
+    for d in last:
+        if not await _until(w, lambda: w.inflight <= waiting):
+            await w.release(list(waiting))
+            return False
+        waiting.discard(d)
+        w.executor.submit(d)
+        if not await _until(w, _settled(w, d)):
+            if waiting:
+                await w.release(list(waiting))
+            return False
+    return True
+
+
+async def _until(w: Worker, done: Callable[[], bool]) -> bool:
+    """Wait until ``done()`` (re-checked after every settle); False if the worker starts stopping first."""
+    while not done():
+        if w.stopping:
+            return False
+        w.slot_free.clear()
+        await w.slot_free.wait()
+    return True
+
+
+def _settled(w: Worker, d: Delivery) -> Callable[[], bool]:
+    return lambda: d not in w.inflight
