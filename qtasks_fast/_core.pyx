@@ -149,7 +149,11 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
 
 
 def settle_args(outcomes: list):
-    """Per-queue packed argument of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``."""
+    """Per-queue packed argument of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
+
+    The envelope travels back with the result: the record of a task is written
+    once, when it is final, so it must carry the call too.
+    """
     out = {}
     for o in outcomes:
         d = o[0]
@@ -157,7 +161,7 @@ def settle_args(outcomes: list):
         if args is None:
             args = out[d.queue] = []
         env = d.envelope
-        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(o[2]), o[3], env.task_name, o[4]))
+        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(o[2]), o[3], env.task_name, o[4], _str(d.raw)))
     for queue in out:
         out[queue] = _encode(out[queue])
     return out

@@ -252,12 +252,19 @@ class ProcessHarness:
         return f"qtf:{{{self.app_name}:{queue}}}:dlq"
 
     def statuses(self, client: redis.Redis, uuids: list[str]) -> list[bytes | None]:
+        """Status of each task as ``get`` reports it: the final record's, else process / new / None."""
+        prefix = f"qtf:{{{self.app_name}:default}}"
         out: list[bytes | None] = []
         for i in range(0, len(uuids), 2000):
             pipe = client.pipeline(transaction=False)
             for u in uuids[i:i + 2000]:
                 pipe.hget(self.record_key(u), "s")
-            out += pipe.execute()
+                pipe.hexists(f"{prefix}:run", u)
+                pipe.hexists(f"{prefix}:q", u)
+            res = pipe.execute()
+            for j in range(0, len(res), 3):
+                final, running, queued = res[j:j + 3]
+                out.append(final or (b"process" if running else b"new" if queued else None))
         return out
 
     def wait_final(self, client: redis.Redis, uuids: list[str], timeout: float,
@@ -277,18 +284,21 @@ class ProcessHarness:
             time.sleep(0.1)
 
     def records(self, app: object, uuids: list[str]) -> dict:  # uuid -> Task
-        """Final records as the producer's ``get`` returns them (``decode=`` applied), fetched in pipelines."""
+        """Records as the producer's ``get`` returns them (``decode=`` applied), fetched in pipelines."""
         from qtasks_fast.storages.redis import parse_record
         from qtasks_fast.task import decode_result
 
-        client = app.storage.conn.sync  # type: ignore[attr-defined]
+        conn = app.storage.conn  # type: ignore[attr-defined]
+        client = conn.sync
+        prefix = f"qtf:{{{self.app_name}:default}}"
         out = {}
         for i in range(0, len(uuids), 2000):
             chunk = uuids[i:i + 2000]
             pipe = client.pipeline(transaction=False)
             for u in chunk:
-                pipe.hgetall(self.record_key(u))
-            for u, fields in zip(chunk, pipe.execute(), strict=True):
+                conn.sync_script(keys=[prefix], args=["get", "1", u], client=pipe)
+            for u, flat in zip(chunk, pipe.execute(), strict=True):
+                fields = dict(zip(flat[::2], flat[1::2])) if flat else {}
                 task = decode_result(parse_record(fields, "default"), app.tasks)  # type: ignore[attr-defined]
                 assert task is not None, f"record of {u} is missing"
                 out[u] = task

@@ -6,16 +6,24 @@
 --
 -- Keys it touches (all under P):
 --   P:s:<prio>       stream of envelopes for one priority level (fields u=uuid, d=envelope)
---   P:t:<uuid>       task record hash: e=envelope s=status u=updated (ms) w=awaited
---                    wk=worker id r=returning tb=traceback rc=retry child
---   P:r:<uuid>       reply list pushed once when an awaited record becomes final
+--   P:q              hash uuid -> '<prio> <stream id>' of every message not yet finished:
+--                    how a queued task is found by uuid before it has a record
+--   P:run            hash uuid -> '<worker id> <ms>' of messages handed to a worker (status process)
+--   P:t:<uuid>       record of a finished task, written once: e=envelope s=status u=updated (ms)
+--                    wk=worker id r=returning tb=traceback rc=retry child; expires after ttl
+--   P:wait           set of uuids a producer awaits; settle pushes their P:r:<uuid>
+--   P:r:<uuid>       reply list pushed once when an awaited task becomes final
 --   P:i:<status>     zset of finished uuids by time, per final status (dashboard index)
 --   P:n:<task name>  zset of finished uuids by time, per task name (dashboard index)
 --   P:names          set of task names that have a P:n:<name> index
---   P:dlq            dead-letter stream (fields u, d, reason, at)
+--   P:dlq            dead-letter stream (fields u, d, reason, at, prio)
+--
+-- Cost model: a task costs three commands of its own (XADD, HSET of its record,
+-- PEXPIRE); everything else (P:q, P:run, indexes, acks, waiters) is one command per
+-- batch, because Redis is the shared bottleneck of a fleet.
 --
 -- <rec> is '1' when task records live in this Redis (RedisStorage) and '0' when
--- a foreign Storage keeps them: then P:t:*, P:r:*, P:i:*, P:n:* are not touched.
+-- a foreign Storage keeps them: then P:q, P:run, P:t:*, P:wait, P:r:*, P:i:*, P:n:* are not touched.
 --
 -- Ops:
 --   enqueue now packed                  packed = msgpack array {prio uuid name blob wait}*
@@ -33,21 +41,37 @@
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
 --   mark    worker now {uuid}*          (status process for entries read by a blocking XREADGROUP)
---   settle  group now ttl index packed  packed = msgpack array {prio id uuid status returning traceback name child}*
+--   settle  group worker now ttl index packed
+--           packed = msgpack array {prio id uuid status returning traceback name child envelope}*
+--   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
+--   release group now {prio id}*       (drain: re-add unrun entries at the tail, ack the old ones;
+--                                        their status is new again)
+--   renew   group consumer {prio id}*   (lease keeper: reset the idle time of entries this consumer
+--                                        still owns; one taken over by another consumer stays theirs)
+--   get     uuid                        (record fields, or those of a queued/running task, or false)
+--   watch   uuid                        (get, and add to P:wait unless already final)
+--   trim    now ttl                     (drop index entries older than ttl)
 --
 -- enqueue and settle take their per-task fields as one msgpack string (cmsgpack is built into
 -- Redis' Lua): one argument to parse instead of thousands, on both sides of the socket.
---   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
---   release group now {prio id}*       (drain: re-add unrun entries at the tail, ack the old ones,
---                                        and set their records back to new)
---   watch   uuid                        (mark a record awaited; returns its fields or false)
---   trim    now ttl                     (drop index entries older than ttl)
 
 local P = KEYS[1]
 local op = ARGV[1]
 local rec = table.remove(ARGV, 2) == '1'
 
 local function record(uuid) return P .. ':t:' .. uuid end
+
+-- redis.call(cmd, key, list...) in slices: unpack() is bounded by Lua's C stack
+local function chunked(cmd, key, list, step, extra)
+  for j = 1, #list, 1000 * step do
+    local last = math.min(j + 1000 * step - 1, #list)
+    if extra then
+      redis.call(cmd, key, extra, unpack(list, j, last))
+    else
+      redis.call(cmd, key, unpack(list, j, last))
+    end
+  end
+end
 
 -- uuid and body of a stream entry's fields, found by name ('' when missing); our producers
 -- write {'u', uuid, 'd', blob}, another producer may order them differently or add its own.
@@ -60,14 +84,37 @@ local function fields_ud(f)
   return uuid, blob
 end
 
-local function finish(uuid, now, ttl, status)
-  local key = record(uuid)
-  redis.call('PEXPIRE', key, ttl)
-  if redis.call('HEXISTS', key, 'w') == 1 then
-    local rk = P .. ':r:' .. uuid
-    redis.call('RPUSH', rk, status)
-    redis.call('PEXPIRE', rk, ttl)
+-- wake the producers awaiting any of these {uuid, status, ...}
+local function notify(done, ttl)
+  if #done == 0 or redis.call('SCARD', P .. ':wait') == 0 then return end
+  local uuids = {}
+  for j = 1, #done, 2 do uuids[#uuids + 1] = done[j] end
+  local hits = {}
+  for j = 1, #uuids, 1000 do
+    local flags = redis.call('SMISMEMBER', P .. ':wait', unpack(uuids, j, math.min(j + 999, #uuids)))
+    for k, f in ipairs(flags) do
+      if f == 1 then
+        local idx = (j + k - 2) * 2 + 1
+        local rk = P .. ':r:' .. done[idx]
+        redis.call('RPUSH', rk, done[idx + 1])
+        redis.call('PEXPIRE', rk, ttl)
+        hits[#hits + 1] = done[idx]
+      end
+    end
   end
+  if #hits > 0 then chunked('SREM', P .. ':wait', hits, 1) end
+end
+
+-- one record, written when the task is final (every field at once)
+local function write_record(uuid, blob, status, ret, tb, child, worker, now, ttl)
+  local key = record(uuid)
+  local f = {'e', blob, 's', status, 'u', now}
+  if ret ~= '' then f[#f + 1] = 'r'; f[#f + 1] = ret end
+  if tb ~= '' then f[#f + 1] = 'tb'; f[#f + 1] = tb end
+  if child ~= '' then f[#f + 1] = 'rc'; f[#f + 1] = child end
+  if worker ~= '' then f[#f + 1] = 'wk'; f[#f + 1] = worker end
+  redis.call('HSET', key, unpack(f))
+  redis.call('PEXPIRE', key, ttl)
 end
 
 local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl)
@@ -75,27 +122,54 @@ local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl)
   redis.call('XADD', P .. ':dlq', '*', 'u', uuid, 'd', blob, 'reason', reason, 'at', now, 'prio', prio)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
-  if rec and uuid ~= '' and redis.call('EXISTS', record(uuid)) == 1 then
-    redis.call('HSET', record(uuid), 's', 'error', 'tb', 'dead-lettered: ' .. reason, 'u', now)
-    finish(uuid, now, ttl, 'error')
+  if rec and uuid ~= '' then
+    local worker = redis.call('HGET', P .. ':run', uuid)
+    worker = worker and string.match(worker, '^(%S+)') or ''
+    redis.call('HDEL', P .. ':q', uuid)
+    redis.call('HDEL', P .. ':run', uuid)
+    write_record(uuid, blob, 'error', '', 'dead-lettered: ' .. reason, '', worker, now, ttl)
+    notify({uuid, 'error'}, ttl)
   end
+end
+
+-- fields of a task by uuid: its record when final, else synthesized from P:q / P:run and its entry
+local function get(uuid)
+  local fields = redis.call('HGETALL', record(uuid))
+  if #fields > 0 then
+    local final = false
+    for j = 1, #fields, 2 do
+      if fields[j] == 's' then final = fields[j + 1] ~= 'new' and fields[j + 1] ~= 'process' end
+    end
+    return fields, final
+  end
+  local where = redis.call('HGET', P .. ':q', uuid)
+  if not where then return false, false end
+  local prio, id = string.match(where, '^(%S+) (%S+)$')
+  local entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1]
+  if not entry then return false, false end
+  local _, blob = fields_ud(entry[2])
+  local run = redis.call('HGET', P .. ':run', uuid)
+  if run then
+    local worker, at = string.match(run, '^(%S+) (%S+)$')
+    return {'e', blob, 's', 'process', 'wk', worker, 'u', at}, false
+  end
+  return {'e', blob, 's', 'new'}, false
 end
 
 if op == 'enqueue' then
   local now = ARGV[2]
   local items = cmsgpack.unpack(ARGV[3])
+  local queued, waiting = {}, {}
   for i = 1, #items, 5 do
-    local prio, uuid, name, blob, wait = items[i], items[i + 1], items[i + 2], items[i + 3], items[i + 4]
-    if rec then
-      local key = record(uuid)
-      -- created/updated times and the name are inside the envelope until the worker writes 'u'
-      if wait == '1' then
-        redis.call('HSET', key, 'e', blob, 's', 'new', 'w', '1')
-      else
-        redis.call('HSET', key, 'e', blob, 's', 'new')
-      end
-    end
-    redis.call('XADD', P .. ':s:' .. prio, '*', 'u', uuid, 'd', blob)
+    local prio, uuid, blob = items[i], items[i + 1], items[i + 3]
+    local id = redis.call('XADD', P .. ':s:' .. prio, '*', 'u', uuid, 'd', blob)
+    queued[#queued + 1] = uuid
+    queued[#queued + 1] = prio .. ' ' .. id
+    if items[i + 4] == '1' then waiting[#waiting + 1] = uuid end
+  end
+  if rec then
+    chunked('HSET', P .. ':q', queued, 2)
+    if #waiting > 0 then chunked('SADD', P .. ':wait', waiting, 1) end
   end
   return #items / 5
 
@@ -108,6 +182,7 @@ elseif op == 'fetch' then
   for i = 12, #ARGV do held[ARGV[i]] = true end
   local nheld = #ARGV - 11
   local out = {}
+  local running = {}  -- uuid, worker pairs for one HSET on P:run
   local left = count
   local function take(prio, id, fields, deliveries)
     -- without both a uuid and a body, the body is passed on empty so that the worker
@@ -118,7 +193,10 @@ elseif op == 'fetch' then
     out[#out + 1] = id
     out[#out + 1] = blob
     out[#out + 1] = deliveries
-    if rec and uuid ~= '' then redis.call('HSET', record(uuid), 's', 'process', 'wk', worker, 'u', now) end
+    if uuid ~= '' then
+      running[#running + 1] = uuid
+      running[#running + 1] = worker .. ' ' .. now
+    end
     left = left - 1
   end
   local function claim(prio, stream, pending, parked)
@@ -189,52 +267,64 @@ elseif op == 'fetch' then
       end
     end
   end
+  if rec then chunked('HSET', P .. ':run', running, 2) end
   return {out, again}
 
 elseif op == 'mark' then
   local worker, now = ARGV[2], ARGV[3]
+  local running = {}
   for i = 4, #ARGV do
-    redis.call('HSET', record(ARGV[i]), 's', 'process', 'wk', worker, 'u', now)
+    running[#running + 1] = ARGV[i]
+    running[#running + 1] = worker .. ' ' .. now
   end
+  if rec then chunked('HSET', P .. ':run', running, 2) end
   return #ARGV - 3
 
 elseif op == 'settle' then
-  local group, now, ttl, index = ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
-  local items = cmsgpack.unpack(ARGV[6])
-  local acks = {}
-  local names = {}
-  for i = 1, #items, 8 do
+  local group, worker, now, ttl, index = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] == '1'
+  local items = cmsgpack.unpack(ARGV[7])
+  local acks, uuids, done, by_status, by_name = {}, {}, {}, {}, {}
+  for i = 1, #items, 9 do
     local prio, id, uuid, status = items[i], items[i + 1], items[i + 2], items[i + 3]
-    local ret, tb, name, child = items[i + 4], items[i + 5], items[i + 6], items[i + 7]
+    local name = items[i + 6]
     if rec then
-      local key = record(uuid)
-      redis.call('HSET', key, 's', status, 'r', ret, 'u', now)
-      if tb ~= '' then redis.call('HSET', key, 'tb', tb) end
-      if child ~= '' then redis.call('HSET', key, 'rc', child) end
-      finish(uuid, now, ttl, status)
-    end
-    if rec and index then
-      redis.call('ZADD', P .. ':i:' .. status, now, uuid)
-      redis.call('ZADD', P .. ':n:' .. name, now, uuid)
-      if not names[name] then
-        names[name] = true
-        redis.call('SADD', P .. ':names', name)
+      write_record(uuid, items[i + 8], status, items[i + 4], items[i + 5], items[i + 7], worker, now, ttl)
+      uuids[#uuids + 1] = uuid
+      done[#done + 1] = uuid
+      done[#done + 1] = status
+      if index then
+        local s = by_status[status]
+        if not s then s = {}; by_status[status] = s end
+        s[#s + 1] = now
+        s[#s + 1] = uuid
+        local n = by_name[name]
+        if not n then n = {}; by_name[name] = n end
+        n[#n + 1] = now
+        n[#n + 1] = uuid
       end
     end
     local ids = acks[prio]
     if not ids then ids = {}; acks[prio] = ids end
     ids[#ids + 1] = id
   end
+  if rec then
+    chunked('HDEL', P .. ':q', uuids, 1)
+    chunked('HDEL', P .. ':run', uuids, 1)
+    local names = {}
+    for status, pairs_ in pairs(by_status) do chunked('ZADD', P .. ':i:' .. status, pairs_, 2) end
+    for name, pairs_ in pairs(by_name) do
+      chunked('ZADD', P .. ':n:' .. name, pairs_, 2)
+      names[#names + 1] = name
+    end
+    if #names > 0 then redis.call('SADD', P .. ':names', unpack(names)) end
+    notify(done, ttl)
+  end
   for prio, ids in pairs(acks) do
     local stream = P .. ':s:' .. prio
-    -- unpack() is bounded by Lua's C stack: ack in chunks
-    for j = 1, #ids, 1000 do
-      local last = math.min(j + 999, #ids)
-      redis.call('XACK', stream, group, unpack(ids, j, last))
-      redis.call('XDEL', stream, unpack(ids, j, last))
-    end
+    chunked('XACK', stream, ids, 1, group)
+    chunked('XDEL', stream, ids, 1)
   end
-  return #items / 8
+  return #items / 9
 
 elseif op == 'dead' then
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
@@ -254,17 +344,18 @@ elseif op == 'release' then
   local n = 0
   for i = 4, #ARGV, 2 do
     -- A fresh entry wakes blocked consumers at once; waiting for a lease would stall the drain.
-    local stream = P .. ':s:' .. ARGV[i]
+    local prio = ARGV[i]
+    local stream = P .. ':s:' .. prio
     local entry = redis.call('XRANGE', stream, ARGV[i + 1], ARGV[i + 1])[1]
     if entry then
       local f = entry[2]
-      redis.call('XADD', stream, '*', unpack(f))
+      local id = redis.call('XADD', stream, '*', unpack(f))
       n = n + 1
-      -- nobody runs it now: its record must not say 'process' until a worker fetches it again
+      -- nobody runs it now: its status is new again, at its new place in the stream
       local uuid = fields_ud(f)
-      if rec and uuid ~= '' and redis.call('EXISTS', record(uuid)) == 1 then
-        redis.call('HSET', record(uuid), 's', 'new', 'u', now)
-        redis.call('HDEL', record(uuid), 'wk')
+      if rec and uuid ~= '' then
+        redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
+        redis.call('HDEL', P .. ':run', uuid)
       end
     end
     redis.call('XACK', stream, group, ARGV[i + 1])
@@ -272,11 +363,42 @@ elseif op == 'release' then
   end
   return n
 
+elseif op == 'renew' then
+  local group, consumer = ARGV[2], ARGV[3]
+  local wanted = {}
+  for i = 4, #ARGV, 2 do
+    local ids = wanted[ARGV[i]]
+    if not ids then ids = {}; wanted[ARGV[i]] = ids end
+    ids[ARGV[i + 1]] = true
+  end
+  local n = 0
+  for prio, ids in pairs(wanted) do
+    local stream = P .. ':s:' .. prio
+    local own = {}
+    for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', 100000, consumer)) do
+      if ids[p[1]] then own[#own + 1] = p[1] end
+    end
+    if #own > 0 then
+      -- JUSTID: resets the idle time without counting a delivery
+      for j = 1, #own, 1000 do
+        local args = {stream, group, consumer, 0}
+        for k = j, math.min(j + 999, #own) do args[#args + 1] = own[k] end
+        args[#args + 1] = 'JUSTID'
+        redis.call('XCLAIM', unpack(args))
+      end
+      n = n + #own
+    end
+  end
+  return n
+
+elseif op == 'get' then
+  local fields = get(ARGV[2])
+  return fields
+
 elseif op == 'watch' then
-  local key = record(ARGV[2])
-  if redis.call('EXISTS', key) == 0 then return false end
-  redis.call('HSET', key, 'w', '1')
-  return redis.call('HGETALL', key)
+  local fields, final = get(ARGV[2])
+  if fields and not final then redis.call('SADD', P .. ':wait', ARGV[2]) end
+  return fields
 
 elseif op == 'trim' then
   local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])

@@ -259,20 +259,16 @@ class RedisBroker(Broker):
         ttl = int(self.result_ttl * 1000)
         index = "1" if self.index_results else "0"
         for queue, args in core.settle_args(list(outcomes)).items():
-            await self.conn.acall(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, now, ttl, index,
-                                  args)
+            await self.conn.acall(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, self._worker_id,
+                                  now, ttl, index, args)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
-        by_stream: dict[str, list[Any]] = {}
+        by_queue: dict[str, list[Any]] = {}
         for d in deliveries:
-            by_stream.setdefault(f"{queue_prefix(self.app_name, d.queue)}:s:{d.prio}", []).append(d.msg_id)
-        if not by_stream:
-            return
-        pipe = self.conn.aio.pipeline(transaction=False)
-        for stream, ids in by_stream.items():
-            # XCLAIM to ourselves with JUSTID resets the idle time without counting a delivery.
-            pipe.xclaim(stream, self.app_name, self._consumer, 0, ids, justid=True)
-        await pipe.execute()
+            by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id))
+        for queue, args in by_queue.items():
+            await self.conn.acall(queue_prefix(self.app_name, queue), "renew", False, self.app_name, self._consumer,
+                                  *args)
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         by_queue: dict[str, list[Any]] = {}

@@ -21,7 +21,7 @@ from qtasks_fast.schemas import Envelope, Task, TaskStatus, ts_to_dt
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
-    from qtasks_fast.abc.broker import Outcome
+    from qtasks_fast.abc.broker import Delivery, Outcome
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
 _decode = msgspec.msgpack.decode
@@ -76,25 +76,26 @@ class RedisStorage(Storage):
     # These direct writes serve a foreign broker paired with this storage.
     async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
         pipe = self.conn.aio.pipeline(transaction=False)
-        for cmd in self._create_cmds(envelopes, wait):
-            pipe.hset(cmd[0], mapping=cmd[1])
+        self._create_cmds(pipe, envelopes, wait)
         await pipe.execute()
 
     def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
         pipe = self.conn.sync.pipeline(transaction=False)
-        for cmd in self._create_cmds(envelopes, wait):
-            pipe.hset(cmd[0], mapping=cmd[1])
+        self._create_cmds(pipe, envelopes, wait)
         pipe.execute()
 
-    def _create_cmds(self, envelopes: Sequence[Envelope], wait: bool) -> list[tuple[str, dict[str, Any]]]:
-        now = int(time.time() * 1000)
-        out = []
+    def _create_cmds(self, pipe: Any, envelopes: Sequence[Envelope], wait: bool) -> None:
         for env in envelopes:
-            fields: dict[str, Any] = {"e": msgspec.msgpack.encode(env), "s": "new"}
+            pipe.hset(self._key(env.queue, env.uuid), mapping={"e": msgspec.msgpack.encode(env), "s": "new"})
             if wait:
-                fields["w"] = "1"
-            out.append((self._key(env.queue, env.uuid), fields))
-        return out
+                pipe.sadd(f"{queue_prefix(self.app_name, env.queue)}:wait", env.uuid)
+
+    async def mark_started(self, deliveries: Sequence[Delivery], worker_id: str) -> None:
+        now = int(time.time() * 1000)
+        pipe = self.conn.aio.pipeline(transaction=False)
+        for d in deliveries:
+            pipe.hset(self._key(d.envelope.queue, d.envelope.uuid), mapping={"s": "process", "wk": worker_id, "u": now})
+        await pipe.execute()
 
     async def save(self, outcomes: Sequence[Outcome], worker_id: str) -> None:
         now = int(time.time() * 1000)
@@ -102,46 +103,50 @@ class RedisStorage(Storage):
         pipe = self.conn.aio.pipeline(transaction=False)
         for d, status, ret, tb, child in outcomes:
             env = d.envelope
-            assert env is not None
             key = self._key(env.queue, env.uuid)
-            fields: dict[str, Any] = {"s": status, "r": ret, "u": now, "wk": worker_id}
+            fields: dict[str | bytes, Any] = {"e": d.raw, "s": status, "r": ret, "u": now, "wk": worker_id}
             if tb:
                 fields["tb"] = tb
             if child:
                 fields["rc"] = child
             pipe.hset(key, mapping=fields)
             pipe.pexpire(key, ttl)
-            pipe.rpush(f"{queue_prefix(self.app_name, env.queue)}:r:{env.uuid}", status)
-            pipe.pexpire(f"{queue_prefix(self.app_name, env.queue)}:r:{env.uuid}", ttl)
+            reply = f"{queue_prefix(self.app_name, env.queue)}:r:{env.uuid}"
+            pipe.rpush(reply, status)
+            pipe.pexpire(reply, ttl)
         await pipe.execute()
 
     # ------------------------------------------------------------------ reads
-    async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
-        pipe = self.conn.aio.pipeline(transaction=False)
+    # The Lua ops 'get' and 'watch' find a task whether it is queued, running or final.
+    async def _lookup(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
         for q in queues:
-            pipe.hgetall(self._key(q, uuid))
-        for q, fields in zip(queues, await pipe.execute()):
-            if fields:
-                return parse_record(fields, q)
+            res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, uuid)
+            if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
+                return task, q
         return None
 
-    def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:
+    def _lookup_sync(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
         try:
-            pipe = self.conn.sync.pipeline(transaction=False)
             for q in queues:
-                pipe.hgetall(self._key(q, uuid))
-            results = pipe.execute()
+                res = self.conn.call(queue_prefix(self.app_name, q), op, True, uuid)
+                if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
+                    return task, q
         except redis.ConnectionError as exc:
             raise unreachable(self.url, exc) from exc
-        for q, fields in zip(queues, results):
-            if fields:
-                return parse_record(fields, q)
         return None
+
+    async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        found = await self._lookup("get", uuid, queues)
+        return found[0] if found else None
+
+    def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:
+        found = self._lookup_sync("get", uuid, queues)
+        return found[0] if found else None
 
     async def wait(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
         deadline = time.monotonic() + timeout
         while True:
-            found = await self._watch(uuid, queues)
+            found = await self._lookup("watch", uuid, queues)
             if found is None:
                 return None
             task, queue = found
@@ -159,7 +164,7 @@ class RedisStorage(Storage):
     def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
         deadline = time.monotonic() + timeout
         while True:
-            found = self._watch_sync(uuid, queues)
+            found = self._lookup_sync("watch", uuid, queues)
             if found is None:
                 return None
             task, queue = found
@@ -173,24 +178,6 @@ class RedisStorage(Storage):
                 uuid, queues = str(task.retry_child_uuid), [queue]
                 continue
             return task
-
-    async def _watch(self, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        for q in queues:
-            res = await self.conn.acall(queue_prefix(self.app_name, q), "watch", True, uuid)
-            if res:
-                task = parse_record(dict(zip(res[::2], res[1::2])), q)
-                if task is not None:
-                    return task, q
-        return None
-
-    def _watch_sync(self, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        for q in queues:
-            res = self.conn.call(queue_prefix(self.app_name, q), "watch", True, uuid)
-            if res:
-                task = parse_record(dict(zip(res[::2], res[1::2])), q)
-                if task is not None:
-                    return task, q
-        return None
 
     async def close(self) -> None:
         await self.conn.aclose()
