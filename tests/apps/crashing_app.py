@@ -1,0 +1,17 @@
+"""An app whose workers die as they start (the broker answers pings but its consumer setup fails)."""
+
+import os
+
+from qtasks_fast import QueueTasks
+from qtasks_fast.brokers.redis import RedisBroker
+from qtasks_fast.storages.redis import RedisStorage
+
+
+class CrashingBroker(RedisBroker):
+    async def start(self, consumer, worker_id, queues, storage):  # type: ignore[no-untyped-def]
+        raise RuntimeError("consumer setup failed on purpose")
+
+
+url = os.environ.get("QTASKS_BROKER_URL", "redis://127.0.0.1:6379/0")
+broker = CrashingBroker(url, app_name=os.environ.get("TEST_APP_NAME", "crashing"))
+app = QueueTasks(broker.app_name, broker=broker, storage=RedisStorage(url, connection=broker.conn))
