@@ -8,8 +8,6 @@ and ``QTASKS_REQUIRE_COMPILED=1`` (set in CI) turns that into an ImportError.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import warnings
 from pathlib import Path

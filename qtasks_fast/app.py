@@ -12,8 +12,6 @@ import uuid as _uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
-
-
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc import Broker, Storage
 from qtasks_fast.brokers import make_backend

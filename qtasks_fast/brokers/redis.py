@@ -232,7 +232,7 @@ class RedisBroker(Broker):
         return out, again
 
     async def _block(self, count: int, block: float, rec: bool) -> list[tuple[str, list[Any]]]:
-        res = await self.conn.aio.xreadgroup(
+        res: Any = await self.conn.aio.xreadgroup(
             self.app_name, self._consumer, {s: ">" for s in self._streams}, count=count, block=int(block * 1000))
         per_queue: dict[str, list[Any]] = {}
         marks: dict[str, list[Any]] = {}
@@ -301,7 +301,7 @@ class RedisBroker(Broker):
 
     async def dead_letters(self, queue: str, count: int = 100) -> list[dict[str, Any]]:
         """Newest dead-lettered messages of ``queue`` (uuid, reason, time, raw body)."""
-        entries = await self.conn.aio.xrevrange(f"{queue_prefix(self.app_name, queue)}:dlq", count=count)
+        entries: Any = await self.conn.aio.xrevrange(f"{queue_prefix(self.app_name, queue)}:dlq", count=count)
         return [{"id": i.decode(), **{k.decode(): v for k, v in f.items()}} for i, f in entries]
 
     async def close(self) -> None:

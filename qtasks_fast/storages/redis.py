@@ -104,7 +104,7 @@ class RedisStorage(Storage):
         for d, status, ret, tb, child in outcomes:
             env = d.envelope
             key = self._key(env.queue, env.uuid)
-            fields: dict[str | bytes, Any] = {"e": d.raw, "s": status, "r": ret, "u": now, "wk": worker_id}
+            fields: dict[Any, Any] = {"e": d.raw, "s": status, "r": ret, "u": now, "wk": worker_id}
             if tb:
                 fields["tb"] = tb
             if child:

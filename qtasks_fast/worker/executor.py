@@ -15,8 +15,9 @@ import inspect
 import time
 import traceback
 import uuid as _uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -53,17 +54,21 @@ class Executor:
             return
         t = asyncio.get_running_loop().create_task(self._run(d))
         self.running[d] = t
-        t.add_done_callback(lambda _t, d=d: self.running.pop(d, None))
+        t.add_done_callback(partial(self._forget, d))
+
+    def _forget(self, d: Delivery, _task: asyncio.Task[None]) -> None:
+        self.running.pop(d, None)
 
     # ------------------------------------------------------------------ calls
-    def _args(self, d: Delivery) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def _args(self, d: Delivery) -> tuple[Sequence[Any], dict[str, Any]]:
         env, h = d.envelope, d.handler
-        args, kwargs = env.args, env.kwargs
+        args: Sequence[Any] = env.args
+        kwargs = env.kwargs
         if self.validate and h._validator is not None:
             args, kwargs = h.bind(args, kwargs)
         if h.echo:
             args = (EchoTask(h, env, self.worker_id), *args)
-        return args, kwargs  # type: ignore[return-value]
+        return args, kwargs
 
     def _call_sync(self, d: Delivery,
                    loop: asyncio.AbstractEventLoop | None = None) -> tuple[Any, BaseException | None]:
