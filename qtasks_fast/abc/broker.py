@@ -57,6 +57,9 @@ class Broker(abc.ABC):
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
         """Connect and register ``consumer`` (stable across restarts of one worker slot).
 
+        Each worker calls this on its own shallow copy (``copy.copy``) of the app's
+        broker, so attributes set here are per consumer; connection objects are shared.
+
         Raise ``BrokerUnavailable`` when the broker cannot be reached. ``storage``
         is where records live: the broker marks fetched tasks ``process`` there.
         """

@@ -9,6 +9,7 @@ flush is retried, never dropped.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,10 @@ class Worker:
         self.concurrency = concurrency or app.config.concurrency
         self.queues = list(queues or app.queues)
         self.block_seconds = block_seconds
-        self.broker, self.storage = app._resolve()
+        broker, self.storage = app._resolve()
+        # start() gives a broker per-consumer state (name, takeover mode); a shallow copy keeps two
+        # workers in one process (tests, WorkerThread) from sharing it, while connections stay shared.
+        self.broker = copy.copy(broker)
         self.inflight: set[Delivery] = set()
         self.slot_free = asyncio.Event()
         self.stopping = False
