@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, wait_redis
+
 from qtasks_fast import QueueTasks
 from qtasks_fast.testing import WorkerThread
 
