@@ -159,7 +159,7 @@ class QueueTasks(BaseQueueTasks):
         broker.enqueue_sync([env], storage, wait=timeout is not None)
         if timeout is None:
             return record_from_envelope(env, uuid=uid)
-        task = storage.wait_sync(env.uuid, [env.queue], timeout)
+        task = storage.wait_sync(env.uuid, [env.queue], timeout, fresh=True)
         return self._finish(task) if task is not None and task.finished else None
 
     def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:

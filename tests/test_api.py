@@ -282,3 +282,27 @@ async def test_async_client(redis_url: str, app_name: str) -> None:
         assert [r.returning for r in results] == [f"hello {i}" for i in range(50)]  # type: ignore[union-attr]
         direct = await hello.add_task("amy", timeout=10)
         assert direct.returning == "hello amy"
+
+
+def test_waits_longer_than_a_socket_timeout(app: QueueTasks) -> None:
+    @app.task
+    async def slow() -> str:
+        await asyncio.sleep(6)  # longer than redis-py's default 5 s socket timeout
+        return "done"
+
+    with WorkerThread(app):
+        task = slow.add_task(timeout=20)
+    assert task is not None and task.returning == "done"
+
+
+async def test_hundreds_of_concurrent_async_waiters(redis_url: str, app_name: str) -> None:
+    app = AsyncQueueTasks(app_name, broker_url=redis_url)
+
+    @app.task
+    async def twice(x: int) -> int:
+        await asyncio.sleep(0.05)
+        return 2 * x
+
+    with WorkerThread(app):
+        done = await asyncio.gather(*(twice.add_task(i, timeout=30) for i in range(300)))
+    assert [t.returning for t in done] == [2 * i for i in range(300)]  # type: ignore[union-attr]

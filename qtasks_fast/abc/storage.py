@@ -42,10 +42,12 @@ class Storage(abc.ABC):
         """The record, or None when unknown or expired."""
 
     @abc.abstractmethod
-    async def wait(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         """Block (no polling loop where the backend can avoid it) until the record is final.
 
         Returns the final record, the current one if ``timeout`` runs out, or None if unknown.
+        ``fresh`` says the caller itself just enqueued the task with ``wait=True`` (a hint
+        that lets a backend skip its first lookup); follow ``retry_child_uuid`` of an error.
         """
 
     def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
@@ -58,10 +60,10 @@ class Storage(abc.ABC):
 
         return portal().run(self.get(uuid, queues))
 
-    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         from qtasks_fast.portal import portal
 
-        return portal().run(self.wait(uuid, queues, timeout))
+        return portal().run(self.wait(uuid, queues, timeout, fresh))
 
     async def close(self) -> None:
         """Release connections."""

@@ -20,7 +20,7 @@ class QueueTasks(BaseQueueTasks):
         await broker.enqueue([env], storage, wait=timeout is not None)
         if timeout is None:
             return record_from_envelope(env, uuid=uid)
-        task = await storage.wait(env.uuid, [env.queue], timeout)
+        task = await storage.wait(env.uuid, [env.queue], timeout, fresh=True)
         return self._finish(task) if task is not None and task.finished else None
 
     async def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:

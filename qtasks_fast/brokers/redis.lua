@@ -12,7 +12,7 @@
 --   P:t:<uuid>       record of a finished task, written once: e=envelope s=status u=updated (ms)
 --                    wk=worker id r=returning tb=traceback rc=retry child; expires after ttl
 --   P:wait           set of uuids a producer awaits; settle pushes their P:r:<uuid>
---   P:r:<uuid>       reply list pushed once when an awaited task becomes final
+--   P:r:<uuid>       reply list: the final record (cmsgpack of its fields), pushed once for an awaited task
 --   P:i:<status>     zset of finished uuids by time, per final status (dashboard index)
 --   P:n:<task name>  zset of finished uuids by time, per task name (dashboard index)
 --   P:names          set of task names that have a P:n:<name> index
@@ -40,7 +40,8 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   mark    worker now {uuid}*          (status process for entries read by a blocking XREADGROUP)
+--   mark    worker now {uuid}*          (status process for entries read by a blocking XREADGROUP;
+--                                        a no-op for a task no longer in P:q)
 --   settle  group worker now ttl index packed
 --           packed = msgpack array {prio id uuid status returning traceback name child envelope}*
 --   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
@@ -84,7 +85,8 @@ local function fields_ud(f)
   return uuid, blob
 end
 
--- wake the producers awaiting any of these {uuid, status, ...}
+-- wake the producers awaiting any of these {uuid, status, ...}: their reply list gets the whole
+-- record (cmsgpack of its fields), so a waiter needs no further round trip to read it
 local function notify(done, ttl)
   if #done == 0 or redis.call('SCARD', P .. ':wait') == 0 then return end
   local uuids = {}
@@ -96,7 +98,7 @@ local function notify(done, ttl)
       if f == 1 then
         local idx = (j + k - 2) * 2 + 1
         local rk = P .. ':r:' .. done[idx]
-        redis.call('RPUSH', rk, done[idx + 1])
+        redis.call('RPUSH', rk, cmsgpack.pack(redis.call('HGETALL', record(done[idx]))))
         redis.call('PEXPIRE', rk, ttl)
         hits[#hits + 1] = done[idx]
       end
@@ -274,11 +276,14 @@ elseif op == 'mark' then
   local worker, now = ARGV[2], ARGV[3]
   local running = {}
   for i = 4, #ARGV do
-    running[#running + 1] = ARGV[i]
-    running[#running + 1] = worker .. ' ' .. now
+    -- sent without waiting for it, so it may arrive after the task settled: then it must not mark
+    if redis.call('HEXISTS', P .. ':q', ARGV[i]) == 1 then
+      running[#running + 1] = ARGV[i]
+      running[#running + 1] = worker .. ' ' .. now
+    end
   end
-  if rec then chunked('HSET', P .. ':run', running, 2) end
-  return #ARGV - 3
+  if rec and #running > 0 then chunked('HSET', P .. ':run', running, 2) end
+  return #running / 2
 
 elseif op == 'settle' then
   local group, worker, now, ttl, index = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] == '1'

@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.log import get_logger
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from qtasks_fast.schemas import Envelope
 
 LUA = (Path(__file__).parent / "redis.lua").read_text()
+log = get_logger("broker")
 
 
 def queue_prefix(app: str, queue: str) -> str:
@@ -38,9 +40,15 @@ def queue_prefix(app: str, queue: str) -> str:
 class RedisConnection:
     """The sync and async clients of one URL, shared by broker and storage (so they can fuse writes)."""
 
+    #: connections per client; callers beyond it wait for a free one instead of failing
+    max_connections = 128
+
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
-        self._options = {"health_check_interval": 30, "socket_keepalive": True, **options}
+        # No read timeout: BLPOP and XREADGROUP BLOCK wait on the server side for as long as asked;
+        # dead peers are found by keepalive and health checks. A URL query (?socket_timeout=) still wins.
+        self._options = {"health_check_interval": 30, "socket_keepalive": True, "socket_timeout": None,
+                         "socket_connect_timeout": 5, **options}
         self._sync: redis.Redis | None = None
         # one async client per event loop: a producer loop and a worker loop may share this object
         self._async: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, Any]] = {}
@@ -51,7 +59,9 @@ class RedisConnection:
     @property
     def sync(self) -> redis.Redis:
         if self._sync is None:
-            self._sync = redis.Redis.from_url(self.url, **self._options)
+            pool = redis.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=None, **self._options)
+            self._sync = redis.Redis(connection_pool=pool)
             self.sync_script = self._sync.register_script(LUA)
         return self._sync
 
@@ -59,7 +69,9 @@ class RedisConnection:
         loop = asyncio.get_running_loop()
         pair = self._async.get(loop)
         if pair is None:
-            client = aioredis.Redis.from_url(self.url, **self._options)
+            apool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=None, **self._options)
+            client = aioredis.Redis(connection_pool=apool)
             pair = self._async[loop] = (client, client.register_script(LUA))
         return pair
 
@@ -112,6 +124,7 @@ class RedisBroker(Broker):
         self._next_reclaim = 0.0
         self._streams: dict[bytes, tuple[str, int]] = {}
         self._held: dict[str, list[str]] = {}
+        self._marking: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"RedisBroker({redact(self.url)!r}, app={self.app_name!r})"
@@ -232,8 +245,15 @@ class RedisBroker(Broker):
         return out, again
 
     async def _block(self, count: int, block: float, rec: bool) -> list[tuple[str, list[Any]]]:
-        res: Any = await self.conn.aio.xreadgroup(
-            self.app_name, self._consumer, {s: ">" for s in self._streams}, count=count, block=int(block * 1000))
+        try:
+            res: Any = await self.conn.aio.xreadgroup(
+                self.app_name, self._consumer, {s: ">" for s in self._streams}, count=count, block=int(block * 1000))
+        except ResponseError as exc:
+            # a stream or group deleted under a blocked read (purge, FLUSHDB, data loss): recreate and go on
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                raise
+            await self.ensure_groups()
+            return []
         per_queue: dict[str, list[Any]] = {}
         marks: dict[str, list[Any]] = {}
         for stream, entries in res or ():
@@ -243,11 +263,20 @@ class RedisBroker(Broker):
                 flat += (prio, msg_id, fields.get(b"d", b"") if b"u" in fields else b"", 1)
                 if b"u" in fields:
                     marks.setdefault(queue, []).append(fields[b"u"])
-        if rec:
-            now = str(int(time.time() * 1000))
+        if rec and marks:
+            # status 'process' off the critical path: the task starts without waiting for this round trip
+            task = asyncio.create_task(self._mark(marks))
+            self._marking.add(task)
+            task.add_done_callback(self._marking.discard)
+        return list(per_queue.items())
+
+    async def _mark(self, marks: dict[str, list[Any]]) -> None:
+        now = str(int(time.time() * 1000))
+        try:
             for queue, uuids in marks.items():
                 await self.conn.acall(queue_prefix(self.app_name, queue), "mark", True, self._worker_id, now, *uuids)
-        return list(per_queue.items())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # cosmetic: the task runs regardless
+            log.debug("could not mark %d tasks as running: %s", sum(map(len, marks.values())), exc)
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = self.fused(storage)

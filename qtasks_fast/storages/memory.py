@@ -66,7 +66,7 @@ class InMemoryStorage(Storage):
             return str(task.retry_child_uuid)
         return None
 
-    async def wait(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         deadline = time.monotonic() + timeout
         loop = asyncio.get_running_loop()
         st = self.state
@@ -102,7 +102,7 @@ class InMemoryStorage(Storage):
                         if not watchers:
                             del st.watchers[uuid]
 
-    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         deadline = time.monotonic() + timeout
         st = self.state
         parent: Task | None = None

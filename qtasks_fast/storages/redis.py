@@ -17,7 +17,7 @@ import redis
 
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.brokers.redis import RedisConnection, queue_prefix, unreachable
-from qtasks_fast.schemas import Envelope, Task, TaskStatus, ts_to_dt
+from qtasks_fast.schemas import Envelope, Task, ts_to_dt
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -54,6 +54,26 @@ def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
         worker_id=fields[b"wk"].decode() if b"wk" in fields else None,
         queue=queue,
     )
+
+
+_raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+
+
+def _str_body(raw: msgspec.Raw) -> bytes:
+    """The bytes of a msgpack *str* (Lua's cmsgpack writes binary strings as str; msgspec would insist on UTF-8)."""
+    b = bytes(raw)
+    head = b[0]
+    skip = 1 if 0xA0 <= head <= 0xBF else {0xD9: 2, 0xDA: 3, 0xDB: 5}.get(head, 1)
+    return b[skip:]
+
+
+def parse_reply(payload: bytes, queue: str) -> Task | None:
+    """The record pushed on a reply list (cmsgpack of its fields); None for a bare status from a foreign broker."""
+    try:
+        items = [_str_body(r) for r in _raw_list(payload)]
+    except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
+        return None
+    return parse_record(dict(zip(items[::2], items[1::2])), queue)
 
 
 class RedisStorage(Storage):
@@ -143,41 +163,48 @@ class RedisStorage(Storage):
         found = self._lookup_sync("get", uuid, queues)
         return found[0] if found else None
 
-    async def wait(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+    # wait: look the task up (marking it awaited), then block on its reply list, which the settle
+    # step fills with the final record; a retry chain is followed to its last attempt.
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         deadline = time.monotonic() + timeout
         while True:
-            found = await self._lookup("watch", uuid, queues)
-            if found is None:
-                return None
-            task, queue = found
-            if task.status in ("new", "process"):
+            task, queue = None, queues[0]
+            if not fresh:  # fresh: enqueued by this caller with wait=True, so surely not final yet
+                found = await self._lookup("watch", uuid, queues)
+                if found is None:
+                    return None
+                task, queue = found
+            if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    return task
-                await self.conn.aio.blpop([f"{queue_prefix(self.app_name, queue)}:r:{uuid}"], timeout=left)
-                task = await self.get(uuid, [queue]) or task
-            if task.status == TaskStatus.ERROR.value and task.retry_child_uuid and time.monotonic() < deadline:
-                uuid, queues = str(task.retry_child_uuid), [queue]  # follow the retry chain
+                res: Any = await self.conn.aio.blpop([self._reply_key(queue, uuid)], timeout=left) if left > 0 else None
+                task = (parse_reply(res[1], queue) if res else None) or await self.get(uuid, [queue])
+            if task is not None and task.status == "error" and task.retry_child_uuid and \
+                    time.monotonic() < deadline:
+                uuid, queues, fresh = str(task.retry_child_uuid), [queue], False  # follow the retry chain
                 continue
             return task
 
-    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         deadline = time.monotonic() + timeout
         while True:
-            found = self._lookup_sync("watch", uuid, queues)
-            if found is None:
-                return None
-            task, queue = found
-            if task.status in ("new", "process"):
+            task, queue = None, queues[0]
+            if not fresh:
+                found = self._lookup_sync("watch", uuid, queues)
+                if found is None:
+                    return None
+                task, queue = found
+            if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    return task
-                self.conn.sync.blpop([f"{queue_prefix(self.app_name, queue)}:r:{uuid}"], timeout=left)
-                task = self.get_sync(uuid, [queue]) or task
-            if task.status == TaskStatus.ERROR.value and task.retry_child_uuid and time.monotonic() < deadline:
-                uuid, queues = str(task.retry_child_uuid), [queue]
+                res: Any = self.conn.sync.blpop([self._reply_key(queue, uuid)], timeout=left) if left > 0 else None
+                task = (parse_reply(res[1], queue) if res else None) or self.get_sync(uuid, [queue])
+            if task is not None and task.status == "error" and task.retry_child_uuid and \
+                    time.monotonic() < deadline:
+                uuid, queues, fresh = str(task.retry_child_uuid), [queue], False
                 continue
             return task
+
+    def _reply_key(self, queue: str, uuid: str) -> str:
+        return f"{queue_prefix(self.app_name, queue)}:r:{uuid}"
 
     async def close(self) -> None:
         await self.conn.aclose()

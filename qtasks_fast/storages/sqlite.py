@@ -120,7 +120,7 @@ class SqliteStorage(Storage):
             return str(task.retry_child_uuid)
         return None
 
-    async def wait(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         deadline = time.monotonic() + timeout
         task = self._watch(uuid, queues)
         delay = POLL_MIN
@@ -142,7 +142,7 @@ class SqliteStorage(Storage):
             task = self.get_sync(uuid, queues) or task
         return None
 
-    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float) -> Task | None:
+    def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         deadline = time.monotonic() + timeout
         task = self._watch(uuid, queues)
         delay = POLL_MIN

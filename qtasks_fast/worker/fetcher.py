@@ -41,7 +41,7 @@ async def fetch_loop(w: Worker) -> None:
     lost = False  # a fetch failed: its reply may have been lost with messages in it
     backoff = 0.1
     while not w.stopping:
-        free = w.concurrency - len(w.inflight)
+        free = w.free_slots
         if free <= 0:
             w.slot_free.clear()
             await w.slot_free.wait()

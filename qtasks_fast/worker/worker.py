@@ -41,7 +41,12 @@ class Worker:
         # start() gives a broker per-consumer state (name, takeover mode); a shallow copy keeps two
         # workers in one process (tests, WorkerThread) from sharing it, while connections stay shared.
         self.broker = copy.copy(broker)
+        #: deliveries this worker owns until their outcome is settled (renewed by the lease keeper)
         self.inflight: set[Delivery] = set()
+        #: of those, the ones that finished and wait for the settler: they no longer take a slot, so the
+        #: next fetch overlaps the current settle; capped so a slow store applies back-pressure
+        self.unsettled = 0
+        self.max_unsettled = 2 * app.config.batch_size
         self.slot_free = asyncio.Event()
         self.stopping = False
         self._done: list[Outcome] = []
@@ -50,11 +55,19 @@ class Worker:
         self._settled_all = asyncio.Event()
         self.executor = Executor(self.worker_id, app.config.threads, self._on_done, app.config.validate_args)
 
+    @property
+    def free_slots(self) -> int:
+        """How many more deliveries may be fetched now."""
+        running = len(self.inflight) - self.unsettled
+        return min(self.concurrency - running, self.max_unsettled - self.unsettled)
+
     def _on_done(self, outcome: Outcome, retry: Envelope | None) -> None:
         self._done.append(outcome)
         if retry is not None:
             self._retries.append(retry)
+        self.unsettled += 1
         self._done_event.set()
+        self.slot_free.set()
 
     async def settle_loop(self) -> None:
         backoff = 0.05
@@ -75,6 +88,12 @@ class Worker:
                                 len(outcomes), exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
+                except Exception:
+                    # not a connectivity problem: crash the worker (the supervisor restarts it and the
+                    # replacement reruns these unacked tasks) rather than hang with them in flight
+                    log.exception("cannot store %d results; stopping this worker", len(outcomes))
+                    raise
+            self.unsettled -= len(outcomes)
             for o in outcomes:
                 self.inflight.discard(o[0])
             self.slot_free.set()
@@ -112,12 +131,15 @@ class Worker:
         lease = asyncio.create_task(lease_loop(self), name="lease")
         fetcher = asyncio.create_task(fetch_loop(self), name="fetcher")
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({fetcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if fetcher in done and fetcher.exception() is not None:
-            stopper.cancel()
-            settler.cancel()
-            lease.cancel()
-            raise fetcher.exception()  # type: ignore[misc]
+        background = {fetcher, settler, lease}
+        done, _ = await asyncio.wait(background | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in done if t in background and not t.cancelled() and t.exception() is not None]
+        if failed:
+            for t in (fetcher, settler, lease, stopper):
+                t.cancel()
+            log.error("worker %s: %s failed; exiting so the supervisor restarts it", self.worker_id,
+                      failed[0].get_name())
+            raise failed[0].exception()  # type: ignore[misc]
         await self.drain(fetcher)
         for t in (settler, lease, stopper):
             t.cancel()
