@@ -1,0 +1,1 @@
+"""Benchmarks of qtasks_fast: ``python -m benchmarks --help`` (or ``qtasks-fast bench --help``)."""
