@@ -148,20 +148,25 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
     return out
 
 
-def settle_args(outcomes: list):
-    """Per-queue packed argument of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
+def settle_args(outcomes: list, index: bool):
+    """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
-    The envelope travels back with the result: the record of a task is written
-    once, when it is final, so it must carry the call too.
+    ``{queue: (packed, log)}``: ``packed`` holds each task's fields; the envelope
+    travels back with the result because a record is written once, when final.
+    ``log`` is the batch's index entry ``[[uuid, status, name]*]`` (``b""`` without index).
     """
     out = {}
+    logs = {}
     for o in outcomes:
         d = o[0]
         args = out.get(d.queue)
         if args is None:
             args = out[d.queue] = []
+            logs[d.queue] = []
         env = d.envelope
-        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(o[2]), o[3], env.task_name, o[4], _str(d.raw)))
+        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(o[2]), o[3], o[4], _str(d.raw)))
+        if index:
+            logs[d.queue].append((env.uuid, o[1], env.task_name))
     for queue in out:
-        out[queue] = _encode(out[queue])
+        out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"")
     return out

@@ -51,9 +51,9 @@ def test_compiled_and_pure_cores_agree() -> None:
         bad: list = []
         core.decode_batch("default", _batch(30), handlers, 200, ready, bad)
         outcomes = [(d, "success", core.encode(d.envelope.args[0] * 2), "", "") for d in ready]
-        packed = core.settle_args(outcomes)
+        packed = core.settle_args(outcomes, True)
         results.append(([d.envelope.uuid for d in ready], [(d.msg_id, r[:40]) for d, r in bad],
-                        len(packed["default"])))
+                        len(packed["default"][0])))
     assert results[0] == results[1]
     ready_uuids, bad, _ = results[0]
     assert len(ready_uuids) == 20  # 30 tasks, every third one unknown

@@ -110,7 +110,7 @@ def test_stream_fields_in_another_order_or_with_extras_still_run(harness, redis_
     dls = client.xrange(harness.dlq_key())
     assert not dls, dls
     deadline = time.monotonic() + 20
-    while client.zcard(f"qtf:{{{harness.app_name}:default}}:i:success") < 22:
+    while harness.finished(client) < 22:
         assert time.monotonic() < deadline, (client.xrange(harness.dlq_key()), harness.log(proc)[-3000:])
         time.sleep(0.05)
     assert client.xlen(harness.dlq_key()) == 0

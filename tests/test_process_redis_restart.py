@@ -20,17 +20,16 @@ def test_workers_survive_a_redis_restart_and_finish_every_task(harness, private_
     m = harness.producer(url)
     before = m.app.add_tasks([m.slow.s(0.01, f"b{i}") for i in range(2000)] + [m.add.s(i, 5) for i in range(500)])
     client = m.app.storage.conn.sync
-    index = f"qtf:{{{harness.app_name}:default}}:i:success"
     deadline = time.monotonic() + 20
-    while client.zcard(index) < 200:
+    while harness.finished(client) < 200:
         assert time.monotonic() < deadline, harness.log(proc)[-3000:]
         time.sleep(0.01)
-    done_before = client.zcard(index)
+    done_before = harness.finished(client)
 
     private_redis.restart()
     client.connection_pool.disconnect()
-    assert client.zcard(index) < 2500, "the restart came too late to test anything"
-    assert client.zcard(index) >= done_before, "results stored before the restart were lost"
+    assert harness.finished(client) < 2500, "the restart came too late to test anything"
+    assert harness.finished(client) >= done_before, "results stored before the restart were lost"
     after = m.app.add_tasks([m.add.s(i, 1) for i in range(2000)] + [m.amul.s(i, 3) for i in range(500)])
 
     uuids = [str(t.uuid) for t in before + after]

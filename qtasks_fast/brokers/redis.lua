@@ -8,22 +8,25 @@
 --   P:s:<prio>       stream of envelopes for one priority level (fields u=uuid, d=envelope)
 --   P:q              hash uuid -> '<prio> <stream id>' of every message not yet finished:
 --                    how a queued task is found by uuid before it has a record
---   P:run            hash uuid -> '<worker id> <ms>' of messages handed to a worker (status process)
 --   P:t:<uuid>       record of a finished task, written once: e=envelope s=status u=updated (ms)
 --                    wk=worker id r=returning tb=traceback rc=retry child; expires after ttl
 --   P:wait           set of uuids a producer awaits; settle pushes their P:r:<uuid>
 --   P:r:<uuid>       reply list: the final record (cmsgpack of its fields), pushed once for an awaited task
---   P:i:<status>     zset of finished uuids by time, per final status (dashboard index)
---   P:n:<task name>  zset of finished uuids by time, per task name (dashboard index)
---   P:names          set of task names that have a P:n:<name> index
+--   P:log            stream of settled batches, one entry per batch (b = msgpack [[uuid, status, name]*]):
+--                    the dashboard's "recent tasks" index by time, trimmed by age
+--   P:i:<status>     zset by time of the uuids that ended error / cancel (the rare ones a dashboard filters for)
+--   P:count          hash status -> tasks finished with it (counters for dashboards and metrics)
 --   P:dlq            dead-letter stream (fields u, d, reason, at, prio)
 --
+-- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
+-- i.e. which worker, holds it), so starting a task writes nothing.
+--
 -- Cost model: a task costs three commands of its own (XADD, HSET of its record,
--- PEXPIRE); everything else (P:q, P:run, indexes, acks, waiters) is one command per
+-- PEXPIRE); everything else (P:q, the index, counters, acks, waiters) is one command per
 -- batch, because Redis is the shared bottleneck of a fleet.
 --
 -- <rec> is '1' when task records live in this Redis (RedisStorage) and '0' when
--- a foreign Storage keeps them: then P:q, P:run, P:t:*, P:wait, P:r:*, P:i:*, P:n:* are not touched.
+-- a foreign Storage keeps them: then P:q, P:t:*, P:wait, P:r:*, P:log, P:i:*, P:count are not touched.
 --
 -- Ops:
 --   enqueue now packed                  packed = msgpack array {prio uuid name blob wait}*
@@ -40,17 +43,16 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   mark    worker now {uuid}*          (status process for entries read by a blocking XREADGROUP;
---                                        a no-op for a task no longer in P:q)
---   settle  group worker now ttl index packed
---           packed = msgpack array {prio id uuid status returning traceback name child envelope}*
+--   settle  group worker now ttl packed log
+--           packed = msgpack array {prio id uuid status returning traceback child envelope}*;
+--           log = the batch's P:log entry, built by the worker ('' = no index)
 --   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
 --   release group now {prio id}*       (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again)
 --   renew   group consumer {prio id}*   (lease keeper: reset the idle time of entries this consumer
 --                                        still owns; one taken over by another consumer stays theirs)
---   get     uuid                        (record fields, or those of a queued/running task, or false)
---   watch   uuid                        (get, and add to P:wait unless already final)
+--   get     group uuid                  (record fields, or those of a queued/running task, or false)
+--   watch   group uuid                  (get, and add to P:wait unless already final)
 --   trim    now ttl                     (drop index entries older than ttl)
 --
 -- enqueue and settle take their per-task fields as one msgpack string (cmsgpack is built into
@@ -110,6 +112,11 @@ end
 -- one record, written when the task is final (every field at once)
 local function write_record(uuid, blob, status, ret, tb, child, worker, now, ttl)
   local key = record(uuid)
+  if tb == '' and child == '' and worker ~= '' then  -- the common case, without building a table
+    redis.call('HSET', key, 'e', blob, 's', status, 'u', now, 'r', ret, 'wk', worker)
+    redis.call('PEXPIRE', key, ttl)
+    return
+  end
   local f = {'e', blob, 's', status, 'u', now}
   if ret ~= '' then f[#f + 1] = 'r'; f[#f + 1] = ret end
   if tb ~= '' then f[#f + 1] = 'tb'; f[#f + 1] = tb end
@@ -125,17 +132,16 @@ local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
   if rec and uuid ~= '' then
-    local worker = redis.call('HGET', P .. ':run', uuid)
-    worker = worker and string.match(worker, '^(%S+)') or ''
     redis.call('HDEL', P .. ':q', uuid)
-    redis.call('HDEL', P .. ':run', uuid)
-    write_record(uuid, blob, 'error', '', 'dead-lettered: ' .. reason, '', worker, now, ttl)
+    write_record(uuid, blob, 'error', '', 'dead-lettered: ' .. reason, '', '', now, ttl)
+    redis.call('ZADD', P .. ':i:error', now, uuid)
+    redis.call('HINCRBY', P .. ':count', 'error', 1)
     notify({uuid, 'error'}, ttl)
   end
 end
 
--- fields of a task by uuid: its record when final, else synthesized from P:q / P:run and its entry
-local function get(uuid)
+-- fields of a task by uuid: its record when final, else synthesized from P:q, its entry and the PEL
+local function get(group, uuid)
   local fields = redis.call('HGETALL', record(uuid))
   if #fields > 0 then
     local final = false
@@ -150,10 +156,13 @@ local function get(uuid)
   local entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1]
   if not entry then return false, false end
   local _, blob = fields_ud(entry[2])
-  local run = redis.call('HGET', P .. ':run', uuid)
-  if run then
-    local worker, at = string.match(run, '^(%S+) (%S+)$')
-    return {'e', blob, 's', 'process', 'wk', worker, 'u', at}, false
+  -- pcall: before any worker started there is no group yet, and nothing is pending
+  local pel = redis.pcall('XPENDING', P .. ':s:' .. prio, group, id, id, 1)
+  local pending = type(pel) == 'table' and not pel.err and pel[1]
+  if pending and not string.find(pending[2], ':last', 1, true) then
+    local t = redis.call('TIME')
+    local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(pending[3])
+    return {'e', blob, 's', 'process', 'wk', pending[2], 'u', tostring(at)}, false
   end
   return {'e', blob, 's', 'new'}, false
 end
@@ -184,7 +193,6 @@ elseif op == 'fetch' then
   for i = 12, #ARGV do held[ARGV[i]] = true end
   local nheld = #ARGV - 11
   local out = {}
-  local running = {}  -- uuid, worker pairs for one HSET on P:run
   local left = count
   local function take(prio, id, fields, deliveries)
     -- without both a uuid and a body, the body is passed on empty so that the worker
@@ -195,10 +203,6 @@ elseif op == 'fetch' then
     out[#out + 1] = id
     out[#out + 1] = blob
     out[#out + 1] = deliveries
-    if uuid ~= '' then
-      running[#running + 1] = uuid
-      running[#running + 1] = worker .. ' ' .. now
-    end
     left = left - 1
   end
   local function claim(prio, stream, pending, parked)
@@ -269,43 +273,25 @@ elseif op == 'fetch' then
       end
     end
   end
-  if rec then chunked('HSET', P .. ':run', running, 2) end
   return {out, again}
 
-elseif op == 'mark' then
-  local worker, now = ARGV[2], ARGV[3]
-  local running = {}
-  for i = 4, #ARGV do
-    -- sent without waiting for it, so it may arrive after the task settled: then it must not mark
-    if redis.call('HEXISTS', P .. ':q', ARGV[i]) == 1 then
-      running[#running + 1] = ARGV[i]
-      running[#running + 1] = worker .. ' ' .. now
-    end
-  end
-  if rec and #running > 0 then chunked('HSET', P .. ':run', running, 2) end
-  return #running / 2
-
 elseif op == 'settle' then
-  local group, worker, now, ttl, index = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] == '1'
-  local items = cmsgpack.unpack(ARGV[7])
-  local acks, uuids, done, by_status, by_name = {}, {}, {}, {}, {}
-  for i = 1, #items, 9 do
+  local group, worker, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+  local items = cmsgpack.unpack(ARGV[6])
+  local acks, uuids, done, counts, rare = {}, {}, {}, {}, {}
+  for i = 1, #items, 8 do
     local prio, id, uuid, status = items[i], items[i + 1], items[i + 2], items[i + 3]
-    local name = items[i + 6]
     if rec then
-      write_record(uuid, items[i + 8], status, items[i + 4], items[i + 5], items[i + 7], worker, now, ttl)
+      write_record(uuid, items[i + 7], status, items[i + 4], items[i + 5], items[i + 6], worker, now, ttl)
       uuids[#uuids + 1] = uuid
       done[#done + 1] = uuid
       done[#done + 1] = status
-      if index then
-        local s = by_status[status]
-        if not s then s = {}; by_status[status] = s end
-        s[#s + 1] = now
-        s[#s + 1] = uuid
-        local n = by_name[name]
-        if not n then n = {}; by_name[name] = n end
-        n[#n + 1] = now
-        n[#n + 1] = uuid
+      counts[status] = (counts[status] or 0) + 1
+      if status ~= 'success' then
+        local r = rare[status]
+        if not r then r = {}; rare[status] = r end
+        r[#r + 1] = now
+        r[#r + 1] = uuid
       end
     end
     local ids = acks[prio]
@@ -314,14 +300,11 @@ elseif op == 'settle' then
   end
   if rec then
     chunked('HDEL', P .. ':q', uuids, 1)
-    chunked('HDEL', P .. ':run', uuids, 1)
-    local names = {}
-    for status, pairs_ in pairs(by_status) do chunked('ZADD', P .. ':i:' .. status, pairs_, 2) end
-    for name, pairs_ in pairs(by_name) do
-      chunked('ZADD', P .. ':n:' .. name, pairs_, 2)
-      names[#names + 1] = name
+    for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, n) end
+    if ARGV[7] ~= '' then
+      redis.call('XADD', P .. ':log', '*', 'b', ARGV[7])
+      for status, pairs_ in pairs(rare) do chunked('ZADD', P .. ':i:' .. status, pairs_, 2) end
     end
-    if #names > 0 then redis.call('SADD', P .. ':names', unpack(names)) end
     notify(done, ttl)
   end
   for prio, ids in pairs(acks) do
@@ -329,7 +312,7 @@ elseif op == 'settle' then
     chunked('XACK', stream, ids, 1, group)
     chunked('XDEL', stream, ids, 1)
   end
-  return #items / 9
+  return #items / 8
 
 elseif op == 'dead' then
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
@@ -360,7 +343,6 @@ elseif op == 'release' then
       local uuid = fields_ud(f)
       if rec and uuid ~= '' then
         redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
-        redis.call('HDEL', P .. ':run', uuid)
       end
     end
     redis.call('XACK', stream, group, ARGV[i + 1])
@@ -397,22 +379,20 @@ elseif op == 'renew' then
   return n
 
 elseif op == 'get' then
-  local fields = get(ARGV[2])
+  local fields = get(ARGV[2], ARGV[3])
   return fields
 
 elseif op == 'watch' then
-  local fields, final = get(ARGV[2])
-  if fields and not final then redis.call('SADD', P .. ':wait', ARGV[2]) end
+  local fields, final = get(ARGV[2], ARGV[3])
+  if fields and not final then redis.call('SADD', P .. ':wait', ARGV[3]) end
   return fields
 
 elseif op == 'trim' then
   local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
-  for _, status in ipairs({'success', 'error', 'cancel'}) do
+  for _, status in ipairs({'error', 'cancel'}) do
     redis.call('ZREMRANGEBYSCORE', P .. ':i:' .. status, '-inf', cutoff)
   end
-  for _, name in ipairs(redis.call('SMEMBERS', P .. ':names')) do
-    redis.call('ZREMRANGEBYSCORE', P .. ':n:' .. name, '-inf', cutoff)
-  end
+  redis.call('XTRIM', P .. ':log', 'MINID', cutoff)
   return 1
 end
 return redis.error_reply('qtasks_fast.lua: unknown op ' .. tostring(op))

@@ -124,7 +124,6 @@ class RedisBroker(Broker):
         self._next_reclaim = 0.0
         self._streams: dict[bytes, tuple[str, int]] = {}
         self._held: dict[str, list[str]] = {}
-        self._marking: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"RedisBroker({redact(self.url)!r}, app={self.app_name!r})"
@@ -255,28 +254,12 @@ class RedisBroker(Broker):
             await self.ensure_groups()
             return []
         per_queue: dict[str, list[Any]] = {}
-        marks: dict[str, list[Any]] = {}
         for stream, entries in res or ():
             queue, prio = self._streams[stream]
             flat = per_queue.setdefault(queue, [])
             for msg_id, fields in entries:
                 flat += (prio, msg_id, fields.get(b"d", b"") if b"u" in fields else b"", 1)
-                if b"u" in fields:
-                    marks.setdefault(queue, []).append(fields[b"u"])
-        if rec and marks:
-            # status 'process' off the critical path: the task starts without waiting for this round trip
-            task = asyncio.create_task(self._mark(marks))
-            self._marking.add(task)
-            task.add_done_callback(self._marking.discard)
         return list(per_queue.items())
-
-    async def _mark(self, marks: dict[str, list[Any]]) -> None:
-        now = str(int(time.time() * 1000))
-        try:
-            for queue, uuids in marks.items():
-                await self.conn.acall(queue_prefix(self.app_name, queue), "mark", True, self._worker_id, now, *uuids)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # cosmetic: the task runs regardless
-            log.debug("could not mark %d tasks as running: %s", sum(map(len, marks.values())), exc)
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = self.fused(storage)
@@ -286,10 +269,9 @@ class RedisBroker(Broker):
             await storage.save(outcomes, self._worker_id)
         now = str(int(time.time() * 1000))
         ttl = int(self.result_ttl * 1000)
-        index = "1" if self.index_results else "0"
-        for queue, args in core.settle_args(list(outcomes)).items():
+        for queue, (packed, index) in core.settle_args(list(outcomes), self.index_results).items():
             await self.conn.acall(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, self._worker_id,
-                                  now, ttl, index, args)
+                                  now, ttl, packed, index)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
         by_queue: dict[str, list[Any]] = {}

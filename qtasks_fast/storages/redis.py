@@ -140,7 +140,7 @@ class RedisStorage(Storage):
     # The Lua ops 'get' and 'watch' find a task whether it is queued, running or final.
     async def _lookup(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
         for q in queues:
-            res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, uuid)
+            res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
             if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
                 return task, q
         return None
@@ -148,7 +148,7 @@ class RedisStorage(Storage):
     def _lookup_sync(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
         try:
             for q in queues:
-                res = self.conn.call(queue_prefix(self.app_name, q), op, True, uuid)
+                res = self.conn.call(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
                 if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
                     return task, q
         except redis.ConnectionError as exc:
