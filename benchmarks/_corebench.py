@@ -47,7 +47,7 @@ def calls(b: dict[str, Any]) -> dict[str, Callable[[], Any]]:
         core.decode_batch, core.settle_args, core.enqueue_args, core.encode_envelopes)
     return {
         "decode_batch": lambda: decode_batch("default", flat, handlers, 1 << 20, [], []),
-        "settle_args": lambda: settle_args(outcomes, True),
+        "settle_args": lambda: settle_args(outcomes, True, "bench-0", "1700000000000"),
         "enqueue_args": lambda: enqueue_args(envs, blobs, "0"),
         "encode_envelopes": lambda: encode_envelopes(envs),
     }

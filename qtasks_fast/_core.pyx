@@ -148,12 +148,13 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
     return out
 
 
-def settle_args(outcomes: list, index: bool):
+def settle_args(outcomes: list, index: bool, worker: str, now: str):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
-    ``{queue: (packed, log)}``: ``packed`` holds each task's fields; the envelope
-    travels back with the result because a record is written once, when final.
-    ``log`` is the batch's index entry ``[[uuid, status, name]*]`` (``b""`` without index).
+    ``{queue: (packed, log)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
+    where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t), built
+    here so that Redis only stores it. ``log`` is the batch's index entry
+    ``[[uuid, status, name]*]`` (``b""`` without index).
     """
     out = {}
     logs = {}
@@ -164,7 +165,8 @@ def settle_args(outcomes: list, index: bool):
             args = out[d.queue] = []
             logs[d.queue] = []
         env = d.envelope
-        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(o[2]), o[3], o[4], _str(d.raw)))
+        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4]))
+        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
         if index:
             logs[d.queue].append((env.uuid, o[1], env.task_name))
     for queue in out:

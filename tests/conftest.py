@@ -253,9 +253,12 @@ class ProcessHarness:
 
     def statuses(self, client: redis.Redis, uuids: list[str]) -> list[bytes | None]:
         """Status of each task as ``get`` reports it (new, process, or the final one; None if unknown)."""
+        from qtasks_fast.storages.redis import parse_record
+
         out: list[bytes | None] = []
         for fields in self._lookup(client, uuids):
-            out.append(fields.get(b"s") if fields else None)
+            task = parse_record(fields, "default")
+            out.append(task.status.encode() if task else None)
         return out
 
     def _lookup(self, client: redis.Redis, uuids: list[str]) -> list[dict[bytes, bytes]]:

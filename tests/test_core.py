@@ -51,7 +51,7 @@ def test_compiled_and_pure_cores_agree() -> None:
         bad: list = []
         core.decode_batch("default", _batch(30), handlers, 200, ready, bad)
         outcomes = [(d, "success", core.encode(d.envelope.args[0] * 2), "", "") for d in ready]
-        packed = core.settle_args(outcomes, True)
+        packed = core.settle_args(outcomes, True, "w-0", "1")
         results.append(([d.envelope.uuid for d in ready], [(d.msg_id, r[:40]) for d, r in bad],
                         len(packed["default"][0])))
     assert results[0] == results[1]

@@ -8,10 +8,11 @@
 --   P:s:<prio>       stream of envelopes for one priority level (fields u=uuid, d=envelope)
 --   P:q              hash uuid -> '<prio> <stream id>' of every message not yet finished:
 --                    how a queued task is found by uuid before it has a record
---   P:t:<uuid>       record of a finished task, written once: e=envelope s=status u=updated (ms)
---                    wk=worker id r=returning tb=traceback rc=retry child; expires after ttl
+--   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
+--                    returning (bin), worker id, traceback, retry child], written once (SET PX ttl) by
+--                    the worker's settle; it exists only once the task is final
 --   P:wait           set of uuids a producer awaits; settle pushes their P:r:<uuid>
---   P:r:<uuid>       reply list: the final record (cmsgpack of its fields), pushed once for an awaited task
+--   P:r:<uuid>       reply list: the final record, pushed once for an awaited task
 --   P:log            stream of settled batches, one entry per batch (b = msgpack [[uuid, status, name]*]):
 --                    the dashboard's "recent tasks" index by time, trimmed by age
 --   P:i:<status>     zset by time of the uuids that ended error / cancel (the rare ones a dashboard filters for)
@@ -21,8 +22,8 @@
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
 -- i.e. which worker, holds it), so starting a task writes nothing.
 --
--- Cost model: a task costs three commands of its own (XADD, HSET of its record,
--- PEXPIRE); everything else (P:q, the index, counters, acks, waiters) is one command per
+-- Cost model: a task costs two commands of its own (XADD, SET of its record);
+-- everything else (P:q, the index, counters, acks, waiters) is one command per
 -- batch, because Redis is the shared bottleneck of a fleet.
 --
 -- <rec> is '1' when task records live in this Redis (RedisStorage) and '0' when
@@ -43,16 +44,17 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   settle  group worker now ttl packed log
---           packed = msgpack array {prio id uuid status returning traceback child envelope}*;
+--   settle  group now ttl packed log
+--           packed = msgpack array {prio id uuid status record}* (record: see P:t, built by the worker);
 --           log = the batch's P:log entry, built by the worker ('' = no index)
 --   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
 --   release group now {prio id}*       (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again)
 --   renew   group consumer {prio id}*   (lease keeper: reset the idle time of entries this consumer
 --                                        still owns; one taken over by another consumer stays theirs)
---   get     group uuid                  (record fields, or those of a queued/running task, or false)
---   watch   group uuid                  (get, and add to P:wait unless already final)
+--   get     group uuid                  ({'R', record} when final, else fields e/s/wk/u of a queued or
+--                                        running task, or false when unknown)
+--   watch   group uuid                  (get, and add a queued or running task to P:wait)
 --   trim    now ttl                     (drop index entries older than ttl)
 --
 -- enqueue and settle take their per-task fields as one msgpack string (cmsgpack is built into
@@ -87,8 +89,27 @@ local function fields_ud(f)
   return uuid, blob
 end
 
--- wake the producers awaiting any of these {uuid, status, ...}: their reply list gets the whole
--- record (cmsgpack of its fields), so a waiter needs no further round trip to read it
+-- msgpack of string x as kind 'bin' or 'str', for records built here
+local function mp(kind, x)
+  local n = #x
+  local function be(v, k)
+    local out = ''
+    for _ = 1, k do out = string.char(v % 256) .. out; v = math.floor(v / 256) end
+    return out
+  end
+  if kind == 'str' then
+    if n < 32 then return string.char(0xa0 + n) .. x end
+    if n < 256 then return '\217' .. be(n, 1) .. x end
+    if n < 65536 then return '\218' .. be(n, 2) .. x end
+    return '\219' .. be(n, 4) .. x
+  end
+  if n < 256 then return '\196' .. be(n, 1) .. x end
+  if n < 65536 then return '\197' .. be(n, 2) .. x end
+  return '\198' .. be(n, 4) .. x
+end
+
+-- wake the producers awaiting any of these {uuid, record, ...}: their reply list gets the
+-- record itself, so a waiter needs no further round trip to read it
 local function notify(done, ttl)
   if #done == 0 or redis.call('SCARD', P .. ':wait') == 0 then return end
   local uuids = {}
@@ -100,30 +121,13 @@ local function notify(done, ttl)
       if f == 1 then
         local idx = (j + k - 2) * 2 + 1
         local rk = P .. ':r:' .. done[idx]
-        redis.call('RPUSH', rk, cmsgpack.pack(redis.call('HGETALL', record(done[idx]))))
+        redis.call('RPUSH', rk, done[idx + 1])
         redis.call('PEXPIRE', rk, ttl)
         hits[#hits + 1] = done[idx]
       end
     end
   end
   if #hits > 0 then chunked('SREM', P .. ':wait', hits, 1) end
-end
-
--- one record, written when the task is final (every field at once)
-local function write_record(uuid, blob, status, ret, tb, child, worker, now, ttl)
-  local key = record(uuid)
-  if tb == '' and child == '' and worker ~= '' then  -- the common case, without building a table
-    redis.call('HSET', key, 'e', blob, 's', status, 'u', now, 'r', ret, 'wk', worker)
-    redis.call('PEXPIRE', key, ttl)
-    return
-  end
-  local f = {'e', blob, 's', status, 'u', now}
-  if ret ~= '' then f[#f + 1] = 'r'; f[#f + 1] = ret end
-  if tb ~= '' then f[#f + 1] = 'tb'; f[#f + 1] = tb end
-  if child ~= '' then f[#f + 1] = 'rc'; f[#f + 1] = child end
-  if worker ~= '' then f[#f + 1] = 'wk'; f[#f + 1] = worker end
-  redis.call('HSET', key, unpack(f))
-  redis.call('PEXPIRE', key, ttl)
 end
 
 local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl)
@@ -133,23 +137,20 @@ local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl)
   redis.call('XDEL', stream, id)
   if rec and uuid ~= '' then
     redis.call('HDEL', P .. ':q', uuid)
-    write_record(uuid, blob, 'error', '', 'dead-lettered: ' .. reason, '', '', now, ttl)
+    -- the record format of P:t, written by hand: cmsgpack knows no bin type
+    local r = string.char(0x97) .. mp('bin', blob) .. mp('str', 'error') .. mp('str', now) .. mp('bin', '')
+      .. mp('str', '') .. mp('str', 'dead-lettered: ' .. reason) .. mp('str', '')
+    redis.call('SET', record(uuid), r, 'PX', ttl)
     redis.call('ZADD', P .. ':i:error', now, uuid)
     redis.call('HINCRBY', P .. ':count', 'error', 1)
-    notify({uuid, 'error'}, ttl)
+    notify({uuid, r}, ttl)
   end
 end
 
 -- fields of a task by uuid: its record when final, else synthesized from P:q, its entry and the PEL
 local function get(group, uuid)
-  local fields = redis.call('HGETALL', record(uuid))
-  if #fields > 0 then
-    local final = false
-    for j = 1, #fields, 2 do
-      if fields[j] == 's' then final = fields[j + 1] ~= 'new' and fields[j + 1] ~= 'process' end
-    end
-    return fields, final
-  end
+  local r = redis.call('GET', record(uuid))
+  if r then return {'R', r}, true end
   local where = redis.call('HGET', P .. ':q', uuid)
   if not where then return false, false end
   local prio, id = string.match(where, '^(%S+) (%S+)$')
@@ -276,16 +277,16 @@ elseif op == 'fetch' then
   return {out, again}
 
 elseif op == 'settle' then
-  local group, worker, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-  local items = cmsgpack.unpack(ARGV[6])
+  local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
+  local items = cmsgpack.unpack(ARGV[5])
   local acks, uuids, done, counts, rare = {}, {}, {}, {}, {}
-  for i = 1, #items, 8 do
+  for i = 1, #items, 5 do
     local prio, id, uuid, status = items[i], items[i + 1], items[i + 2], items[i + 3]
     if rec then
-      write_record(uuid, items[i + 7], status, items[i + 4], items[i + 5], items[i + 6], worker, now, ttl)
+      redis.call('SET', record(uuid), items[i + 4], 'PX', ttl)
       uuids[#uuids + 1] = uuid
       done[#done + 1] = uuid
-      done[#done + 1] = status
+      done[#done + 1] = items[i + 4]
       counts[status] = (counts[status] or 0) + 1
       if status ~= 'success' then
         local r = rare[status]
@@ -301,8 +302,8 @@ elseif op == 'settle' then
   if rec then
     chunked('HDEL', P .. ':q', uuids, 1)
     for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, n) end
-    if ARGV[7] ~= '' then
-      redis.call('XADD', P .. ':log', '*', 'b', ARGV[7])
+    if ARGV[6] ~= '' then
+      redis.call('XADD', P .. ':log', '*', 'b', ARGV[6])
       for status, pairs_ in pairs(rare) do chunked('ZADD', P .. ':i:' .. status, pairs_, 2) end
     end
     notify(done, ttl)
@@ -312,7 +313,7 @@ elseif op == 'settle' then
     chunked('XACK', stream, ids, 1, group)
     chunked('XDEL', stream, ids, 1)
   end
-  return #items / 8
+  return #items / 5
 
 elseif op == 'dead' then
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]

@@ -269,9 +269,10 @@ class RedisBroker(Broker):
             await storage.save(outcomes, self._worker_id)
         now = str(int(time.time() * 1000))
         ttl = int(self.result_ttl * 1000)
-        for queue, (packed, index) in core.settle_args(list(outcomes), self.index_results).items():
-            await self.conn.acall(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, self._worker_id,
-                                  now, ttl, packed, index)
+        for queue, (packed, index) in core.settle_args(list(outcomes), self.index_results, self._worker_id,
+                                                       now).items():
+            await self.conn.acall(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, now, ttl,
+                                  packed, index)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
         by_queue: dict[str, list[Any]] = {}

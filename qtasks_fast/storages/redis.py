@@ -25,55 +25,65 @@ if TYPE_CHECKING:
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
 _decode = msgspec.msgpack.decode
-FINAL = {b"success", b"error", b"cancel"}
 
 
-def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
-    """Build a ``Task`` from a record hash; None for a hash that is not a record."""
-    if not fields or b"e" not in fields:
-        return None
-    env = _env_decode(fields[b"e"])
+_record_decode = msgspec.msgpack.Decoder(tuple[bytes, str, str, bytes, str, str, str]).decode
+
+
+def encode_record(envelope: bytes, status: str, updated_ms: int, returning: bytes = b"", worker: str = "",
+                  traceback: str = "", retry_child: str = "") -> bytes:
+    """A record as stored at P:t (see redis.lua); the worker's core builds the same array on the hot path."""
+    return msgspec.msgpack.encode((envelope, status, str(updated_ms), returning, worker, traceback, retry_child))
+
+
+def _task(env: Envelope, status: str, updated_ms: int, returning: bytes, worker: str, tb: str, child: str,
+          queue: str) -> Task:
     created = env.created_at
-    updated = int(fields.get(b"u", b"0")) / 1000
-    raw = fields.get(b"r")
-    child = fields.get(b"rc")
     return Task(
-        status=fields.get(b"s", b"new").decode(),
+        status=status,
         uuid=_uuid.UUID(env.uuid),
         priority=env.priority,
         task_name=env.task_name,
         args=tuple(env.args),
         kwargs=dict(env.kwargs),
         created_at=ts_to_dt(created),
-        updated_at=ts_to_dt(updated or created),
-        returning=_decode(raw) if raw else None,
-        traceback=fields[b"tb"].decode() if b"tb" in fields else None,
+        updated_at=ts_to_dt(updated_ms / 1000 if updated_ms else created),
+        returning=_decode(returning) if returning else None,
+        traceback=tb or None,
         retry=env.retry,
-        retry_child_uuid=_uuid.UUID(child.decode()) if child else None,
+        retry_child_uuid=_uuid.UUID(child) if child else None,
         retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
-        worker_id=fields[b"wk"].decode() if b"wk" in fields else None,
+        worker_id=worker or None,
         queue=queue,
     )
 
 
-_raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+def parse_record_blob(blob: bytes, queue: str) -> Task | None:
+    """A stored record (P:t); None when the bytes are not one (e.g. a bare status on a reply list)."""
+    try:
+        e, status, updated, ret, worker, tb, child = _record_decode(blob)
+        env = _env_decode(e)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return _task(env, status, int(updated or 0), ret, worker, tb, child, queue)
 
 
-def _str_body(raw: msgspec.Raw) -> bytes:
-    """The bytes of a msgpack *str* (Lua's cmsgpack writes binary strings as str; msgspec would insist on UTF-8)."""
-    b = bytes(raw)
-    head = b[0]
-    skip = 1 if 0xA0 <= head <= 0xBF else {0xD9: 2, 0xDA: 3, 0xDB: 5}.get(head, 1)
-    return b[skip:]
+def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
+    """A ``Task`` from what the Lua ops get/watch return: ``{R: record}``, or the fields of a live task."""
+    if not fields:
+        return None
+    if b"R" in fields:
+        return parse_record_blob(fields[b"R"], queue)
+    if b"e" not in fields:
+        return None
+    env = _env_decode(fields[b"e"])
+    worker = fields[b"wk"].decode() if b"wk" in fields else ""
+    return _task(env, fields.get(b"s", b"new").decode(), int(fields.get(b"u", b"0")), b"", worker, "", "", queue)
 
 
 def parse_reply(payload: bytes, queue: str) -> Task | None:
-    """The record pushed on a reply list (cmsgpack of its fields); None for a bare status from a foreign broker."""
-    try:
-        items = [_str_body(r) for r in _raw_list(payload)]
-    except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
-        return None
-    return parse_record(dict(zip(items[::2], items[1::2])), queue)
+    """The record pushed on a reply list; None for anything else."""
+    return parse_record_blob(payload, queue)
 
 
 class RedisStorage(Storage):
@@ -105,16 +115,16 @@ class RedisStorage(Storage):
         pipe.execute()
 
     def _create_cmds(self, pipe: Any, envelopes: Sequence[Envelope], wait: bool) -> None:
+        now = int(time.time() * 1000)
         for env in envelopes:
-            pipe.hset(self._key(env.queue, env.uuid), mapping={"e": msgspec.msgpack.encode(env), "s": "new"})
-            if wait:
-                pipe.sadd(f"{queue_prefix(self.app_name, env.queue)}:wait", env.uuid)
+            pipe.set(self._key(env.queue, env.uuid), encode_record(msgspec.msgpack.encode(env), "new", now))
 
     async def mark_started(self, deliveries: Sequence[Delivery], worker_id: str) -> None:
         now = int(time.time() * 1000)
         pipe = self.conn.aio.pipeline(transaction=False)
         for d in deliveries:
-            pipe.hset(self._key(d.envelope.queue, d.envelope.uuid), mapping={"s": "process", "wk": worker_id, "u": now})
+            record = encode_record(d.raw, "process", now, worker=worker_id)
+            pipe.set(self._key(d.envelope.queue, d.envelope.uuid), record)
         await pipe.execute()
 
     async def save(self, outcomes: Sequence[Outcome], worker_id: str) -> None:
@@ -123,16 +133,10 @@ class RedisStorage(Storage):
         pipe = self.conn.aio.pipeline(transaction=False)
         for d, status, ret, tb, child in outcomes:
             env = d.envelope
-            key = self._key(env.queue, env.uuid)
-            fields: dict[Any, Any] = {"e": d.raw, "s": status, "r": ret, "u": now, "wk": worker_id}
-            if tb:
-                fields["tb"] = tb
-            if child:
-                fields["rc"] = child
-            pipe.hset(key, mapping=fields)
-            pipe.pexpire(key, ttl)
-            reply = f"{queue_prefix(self.app_name, env.queue)}:r:{env.uuid}"
-            pipe.rpush(reply, status)
+            record = encode_record(d.raw, status, now, ret, worker_id, tb, child)
+            pipe.set(self._key(env.queue, env.uuid), record, px=ttl)
+            reply = self._reply_key(env.queue, env.uuid)
+            pipe.rpush(reply, record)
             pipe.pexpire(reply, ttl)
         await pipe.execute()
 
