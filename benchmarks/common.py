@@ -292,7 +292,7 @@ def wait_all_final(r: redis.Redis, app_name: str, uuids: Sequence[str], timeout:
         for i in range(0, len(pending), 5000):
             chunk = pending[i:i + 5000]
             for u, blob in zip(chunk, r.mget([record_key(app_name, u) for u in chunk]), strict=True):
-                task = parse_record_blob(blob, "default") if blob else None
+                task = parse_record_blob(blob, "default") if isinstance(blob, bytes) else None
                 if task is not None and task.finished:
                     counts[task.status] = counts.get(task.status, 0) + 1
                     last_u = max(last_u, int(task.updated_at.timestamp() * 1000))

@@ -17,7 +17,6 @@ import traceback
 import uuid as _uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -52,12 +51,8 @@ class Executor:
         if h.inline and not (h.is_async or h.is_async_gen):
             self._finish(d, *self._call_sync(d))
             return
-        t = asyncio.get_running_loop().create_task(self._run(d))
-        self.running[d] = t
-        t.add_done_callback(partial(self._forget, d))
-
-    def _forget(self, d: Delivery, _task: asyncio.Task[None]) -> None:
-        self.running.pop(d, None)
+        # the task starts on the next loop turn, after this assignment; _run removes it when done
+        self.running[d] = asyncio.get_running_loop().create_task(self._run(d))
 
     # ------------------------------------------------------------------ calls
     def _args(self, d: Delivery) -> tuple[Sequence[Any], dict[str, Any]]:
@@ -97,47 +92,52 @@ class Executor:
         return res
 
     async def _call_async(self, d: Delivery) -> Any:
+        """Run an async generator task to the end; each value goes through ``generate_handler``."""
         args, kwargs = self._args(d)
         h = d.handler
-        if h.is_async_gen:
-            out = []
-            async for value in h.func(*args, **kwargs):
-                res = h.generate_handler(value) if h.generate_handler else value
-                out.append(await res if inspect.isawaitable(res) else res)
-            return out
-        return await h.func(*args, **kwargs)
+        out = []
+        async for value in h.func(*args, **kwargs):
+            res = h.generate_handler(value) if h.generate_handler else value
+            out.append(await res if inspect.isawaitable(res) else res)
+        return out
 
     async def _run(self, d: Delivery) -> None:
         h, timeout = d.handler, d.envelope.timeout
         try:
-            if h.is_async or h.is_async_gen:
-                coro = self._call_async(d)
-                value = await (asyncio.wait_for(coro, timeout) if timeout else coro)
-                self._finish(d, value, None)
-                return
-            loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(self.pool, self._call_sync, d, loop)
-            value, exc = await (asyncio.wait_for(fut, timeout) if timeout else fut)
-            self._finish(d, value, exc)
+            if h.is_async:  # the common case: one coroutine frame, the task's own
+                args, kwargs = self._args(d)
+                coro = h.func(*args, **kwargs)
+                self._finish(d, await (asyncio.wait_for(coro, timeout) if timeout else coro), None)
+            elif h.is_async_gen:
+                gen = self._call_async(d)
+                self._finish(d, await (asyncio.wait_for(gen, timeout) if timeout else gen), None)
+            else:
+                loop = asyncio.get_running_loop()
+                fut = loop.run_in_executor(self.pool, self._call_sync, d, loop)
+                value, exc = await (asyncio.wait_for(fut, timeout) if timeout else fut)
+                self._finish(d, value, exc)
         except asyncio.TimeoutError:
             self._finish(d, None, TimeoutError(f"task exceeded max_time={timeout}s"))
         except asyncio.CancelledError:
             raise  # drain: the worker hands the delivery back
         except BaseException as exc:  # noqa: BLE001
             self._finish(d, None, exc)
+        finally:
+            self.running.pop(d, None)
 
     # --------------------------------------------------------------- outcomes
     def _finish(self, d: Delivery, value: Any, exc: BaseException | None) -> None:
         env = d.envelope
-        label = task_label(env.task_name, env.uuid)
         if exc is None:
             try:
                 self.on_done((d, "success", core.encode(value), "", ""), None)
                 if log.isEnabledFor(10):
-                    log.debug("task %s success in %.1f ms", label, (time.monotonic() - d.started) * 1000)
+                    log.debug("task %s success in %.1f ms", task_label(env.task_name, env.uuid),
+                              (time.monotonic() - d.started) * 1000)
                 return
             except (TypeError, msgspec.EncodeError) as enc:
                 exc = TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}")
+        label = task_label(env.task_name, env.uuid)
         if isinstance(exc, TaskCancel):
             log.info("task %s cancelled: %s", label, exc.reason)
             self.on_done((d, "cancel", NONE, exc.reason or "cancelled", ""), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -33,8 +34,23 @@ async def serve(app: BaseQueueTasks, worker_id: str, slot: int, concurrency: int
     await worker.run(stop)
 
 
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a worker's allocation pattern.
+
+    Every task allocates short-lived tracked objects (coroutine, asyncio Task, delivery);
+    with the default threshold of 700 the collector runs every few dozen tasks and walks
+    every in-flight object each time — a third of a no-op task's cost in profiles.
+    ``freeze`` moves what import time built out of the collector's sight, and a larger
+    first threshold lets most per-task objects die by reference counting first.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def run_worker(app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
                queues: Sequence[str] | None = None, log_level: str = "INFO") -> None:
     setup_logging(log_level, f"{worker_id}-{slot}")
     install_uvloop()
+    tune_gc()
     asyncio.run(serve(app, worker_id, slot, concurrency, queues))
