@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load-rate", type=int, default=None,
                    help="background tasks/s for latency under load (default: a third of the 1-process drain "
                         "rate when the drain suite ran, else 2000)")
-    p.add_argument("--io-concurrency", type=int, default=256, help="worker --concurrency for the io suite")
+    p.add_argument("--io-concurrency", type=int, default=50,
+                   help="worker --concurrency of the io suite's target row (2 processes x this x 100/s)")
     p.add_argument("--async-concurrency", type=int, default=64,
                    help="coroutines in flight for the async enqueue case (each holds a pooled connection; "
                         "redis-py's asyncio pool allows 100)")

@@ -30,6 +30,9 @@ class GlobalConfig:
     threads: int = 16
     #: most messages fetched in one round trip
     batch_size: int = 500
+    #: messages a worker process holds beyond ``concurrency``, ready to start the moment a slot frees
+    #: (-1 = as many as ``concurrency``); 0 for long tasks, so an idle worker is never left without work
+    prefetch: int = -1
     #: seconds a graceful stop waits for running tasks before handing the rest back
     drain_seconds: float = 30.0
     #: validate arguments against type hints (producer side when the task is known, always in the worker)

@@ -306,3 +306,26 @@ async def test_hundreds_of_concurrent_async_waiters(redis_url: str, app_name: st
     with WorkerThread(app):
         done = await asyncio.gather(*(twice.add_task(i, timeout=30) for i in range(300)))
     assert [t.returning for t in done] == [2 * i for i in range(300)]  # type: ignore[union-attr]
+
+
+def test_concurrency_limits_running_tasks_while_prefetching(app: QueueTasks) -> None:
+    import threading
+
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    @app.task
+    async def hold() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        with lock:
+            running -= 1
+
+    with WorkerThread(app, concurrency=3):
+        tasks = app.add_tasks([hold.s() for _ in range(30)])
+        assert all(app.wait(t.uuid, 20).status == "success" for t in tasks)  # type: ignore[union-attr]
+    assert peak == 3

@@ -76,11 +76,8 @@ async def fetch_loop(w: Worker) -> None:
             await w.release(ready)
             return
         w.inflight.update(ready)
-        submit = w.executor.submit
         last = [d for d in ready if 1 < max_deliveries <= d.deliveries]
-        for d in ready:
-            if not last or d not in last:
-                submit(d)
+        w.dispatch([d for d in ready if d not in last] if last else ready)
         if last and not await run_alone(w, last):
             return
 
@@ -97,6 +94,7 @@ async def run_alone(w: Worker, last: list[Delivery]) -> bool:
             await w.release(list(waiting))
             return False
         waiting.discard(d)
+        w.active += 1
         w.executor.submit(d)
         if not await _until(w, _settled(w, d)):
             if waiting:

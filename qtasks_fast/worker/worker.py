@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,11 @@ class Worker:
         #: next fetch overlaps the current settle; capped so a slow store applies back-pressure
         self.unsettled = 0
         self.max_unsettled = 2 * app.config.batch_size
+        #: fetched but not started: a finished task's slot is refilled from here without a round trip
+        self.backlog: deque[Delivery] = deque()
+        self.prefetch = min(self.concurrency, app.config.prefetch) if app.config.prefetch >= 0 else self.concurrency
+        self.active = 0  # tasks started and not finished
+        self._starting = False
         self.slot_free = asyncio.Event()
         self.stopping = False
         self._done: list[Outcome] = []
@@ -57,15 +63,35 @@ class Worker:
 
     @property
     def free_slots(self) -> int:
-        """How many more deliveries may be fetched now."""
-        running = len(self.inflight) - self.unsettled
-        return min(self.concurrency - running, self.max_unsettled - self.unsettled)
+        """How many more deliveries may be fetched now: running + backlog stay within concurrency + prefetch."""
+        held = len(self.inflight) - self.unsettled
+        return min(self.concurrency + self.prefetch - held, self.max_unsettled - self.unsettled)
+
+    def dispatch(self, deliveries: Sequence[Delivery]) -> None:
+        """Start what fits in ``concurrency``; keep the rest in the backlog."""
+        self.backlog.extend(deliveries)
+        self.start_more()
+
+    def start_more(self) -> None:
+        if self._starting:  # an inline task finished inside this loop: the loop itself goes on
+            return
+        self._starting = True
+        try:
+            submit = self.executor.submit
+            while self.backlog and self.active < self.concurrency and not self.stopping:
+                self.active += 1
+                submit(self.backlog.popleft())
+        finally:
+            self._starting = False
 
     def _on_done(self, outcome: Outcome, retry: Envelope | None) -> None:
         self._done.append(outcome)
         if retry is not None:
             self._retries.append(retry)
         self.unsettled += 1
+        self.active -= 1
+        if self.backlog:
+            self.start_more()
         self._done_event.set()
         self.slot_free.set()
 
@@ -151,6 +177,9 @@ class Worker:
         """Stop reading, let running tasks finish for a grace period, hand back the rest."""
         self.stopping = True
         self.slot_free.set()
+        if self.backlog:  # prefetched, never started: back to the queue at once
+            waiting, self.backlog = list(self.backlog), deque()
+            await self.release(waiting)
         grace = self.app.config.drain_seconds
         log.info("worker %s draining: %d tasks in flight, grace %.1fs", self.worker_id, len(self.inflight), grace)
         try:
