@@ -88,7 +88,11 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Hand deliveries back unrun (graceful drain); they are redelivered promptly."""
+        """Hand deliveries back unrun (graceful drain, prefetched backlog); they are redelivered promptly.
+
+        A handed-back message was never run, so it may be redelivered without counting a
+        delivery (the Redis broker re-adds it at the tail of its stream with a fresh count).
+        """
 
     @abc.abstractmethod
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
