@@ -33,7 +33,7 @@ class Bench(PeerBench):
     name = "qtasks"
     dist = "qtasks"
     db = DB
-    worker_desc = "2 x `qtasks -A app run` (asyncio app, 4 coroutine workers each)"
+    worker_desc = "2 x qtasks -A app run (asyncio app, 4 coroutine workers each)"
 
     def worker_commands(self) -> list[list[str]]:
         cmd = [script("qtasks"), "-A", f"{__name__}:app", "run"]
