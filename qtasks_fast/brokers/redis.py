@@ -124,6 +124,7 @@ class RedisBroker(Broker):
         self._next_reclaim = 0.0
         self._streams: dict[bytes, tuple[str, int]] = {}
         self._held: dict[str, list[str]] = {}
+        self._drained = False  # the last blocking read returned less than asked
 
     def __repr__(self) -> str:
         return f"RedisBroker({redact(self.url)!r}, app={self.app_name!r})"
@@ -193,6 +194,10 @@ class RedisBroker(Broker):
         mode = self._mode
         if mode == 0 and now >= self._next_reclaim:
             mode = 1
+        if mode == 0 and self._drained and block > 0:
+            # the last blocking read found the streams (nearly) empty: block again at once rather
+            # than spend a round trip on a fetch that would find nothing (idle latency)
+            return await self._block(count, block, rec)
         try:
             out, again = await self._fetch_now(count, mode, rec)
         except ResponseError as exc:
@@ -254,6 +259,8 @@ class RedisBroker(Broker):
             await self.ensure_groups()
             return []
         per_queue: dict[str, list[Any]] = {}
+        got = sum(len(entries) for _, entries in res or ())
+        self._drained = got < count
         for stream, entries in res or ():
             queue, prio = self._streams[stream]
             flat = per_queue.setdefault(queue, [])
