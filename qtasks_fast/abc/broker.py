@@ -98,12 +98,20 @@ class Broker(abc.ABC):
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         """Move messages that cannot run (malformed, unknown task, too many deliveries) aside, with a reason."""
 
+    def fused(self, storage: Storage | None) -> bool:
+        """True when this broker writes ``storage``'s records itself, in its own round trips.
+
+        Then it creates ``new`` records in :meth:`enqueue`, marks ``process`` in
+        :meth:`fetch` and stores outcomes in :meth:`settle` without calling ``storage``.
+        """
+        return False
+
     def marks_started(self, storage: Storage) -> bool:
         """True when :meth:`fetch` itself sets records to ``process`` in ``storage``.
 
         Otherwise the worker calls ``storage.mark_started`` for each fetched batch.
         """
-        return False
+        return self.fused(storage)
 
     async def ping(self) -> None:
         """Raise ``BrokerUnavailable`` if the broker cannot be reached."""

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast import _corelib as core
-from qtasks_fast.abc.broker import Broker, Delivery, Outcome
+from qtasks_fast.abc.broker import Delivery, Outcome
+from qtasks_fast.brokers._local import LocalBroker
 from qtasks_fast.schemas import Envelope, Task, ts_to_dt
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class InMemoryState:
             del self.records[uuid]
 
 
-class InMemoryBroker(Broker):
+class InMemoryBroker(LocalBroker):
     """Broker in this process's memory; pass ``state=`` shared with an ``InMemoryStorage`` to fuse."""
 
     def __init__(self, *, state: InMemoryState | None = None, app_name: str = "QueueTasks",
@@ -202,9 +203,6 @@ class InMemoryBroker(Broker):
 
         return isinstance(storage, InMemoryStorage) and storage.state is self.state
 
-    def marks_started(self, storage: Storage) -> bool:
-        return self.fused(storage)
-
     # ---------------------------------------------------------------- producer
     def _push(self, envelopes: Sequence[Envelope], blobs: Sequence[bytes]) -> None:
         top = self.priority_levels - 1
@@ -218,18 +216,6 @@ class InMemoryBroker(Broker):
             if rec:
                 self.state.create_records(envelopes, blobs, wait)
             self._push(envelopes, blobs)
-
-    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            await storage.create(envelopes, wait)
-        self._insert(envelopes, wait, rec)
-
-    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            storage.create_sync(envelopes, wait)
-        self._insert(envelopes, wait, rec)
 
     def enqueue_raw(self, queue: str, body: bytes, priority: int = 0, uuid: str = "") -> None:
         """Put an arbitrary body on ``queue`` (tests of malformed input)."""

@@ -134,9 +134,6 @@ class RedisBroker(Broker):
 
         return isinstance(storage, RedisStorage) and storage.conn is self.conn
 
-    def marks_started(self, storage: Storage) -> bool:
-        return self.fused(storage)
-
     # ---------------------------------------------------------------- producer
     def _enqueue_calls(self, envelopes: Sequence[Envelope], wait: bool) -> tuple[str, dict[str, bytes]]:
         blobs = core.encode_envelopes(list(envelopes))

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast import _corelib as core
-from qtasks_fast.abc.broker import Broker, Delivery, Outcome
+from qtasks_fast.abc.broker import Delivery, Outcome
+from qtasks_fast.brokers._local import LocalBroker
 from qtasks_fast.exceptions import BrokerUnavailable
 from qtasks_fast.schemas import Envelope
 
@@ -190,7 +191,7 @@ def mark_process(db: sqlite3.Connection, uuids: Sequence[str], worker_id: str, n
                    [(worker_id, now, u) for u in uuids])
 
 
-class SqliteBroker(Broker):
+class SqliteBroker(LocalBroker):
     """Broker on one SQLite file; pairs with ``SqliteStorage`` on the same file for fused writes."""
 
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,
@@ -218,9 +219,6 @@ class SqliteBroker(Broker):
         return (isinstance(storage, SqliteStorage) and storage.app_name == self.app_name
                 and (storage.conn is self.conn or storage.conn.path == self.conn.path != ":memory:"))
 
-    def marks_started(self, storage: Storage) -> bool:
-        return self.fused(storage)
-
     @property
     def _ttl_ms(self) -> int:
         return int(self.result_ttl * 1000)
@@ -240,18 +238,6 @@ class SqliteBroker(Broker):
     def _insert(self, envelopes: Sequence[Envelope], wait: bool, rec: bool) -> None:
         with self.conn.tx() as db:
             self._insert_tx(db, envelopes, wait, rec, now_ms())
-
-    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            await storage.create(envelopes, wait)
-        self._insert(envelopes, wait, rec)
-
-    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            storage.create_sync(envelopes, wait)
-        self._insert(envelopes, wait, rec)
 
     def enqueue_raw(self, queue: str, body: bytes, priority: int = 0, uuid: str = "") -> None:
         """Put an arbitrary body on ``queue`` (bridges from foreign producers, and tests of malformed input)."""
