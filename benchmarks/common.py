@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import datetime as _dt
 import importlib.metadata as md
-import json
 import math
 import os
 import platform
@@ -21,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ import psutil
 import redis
 from rich.console import Console
 from rich.progress import Progress, TaskID
-from rich.table import Table
 
 from qtasks_fast.storages.redis import parse_record_blob
 
@@ -39,6 +37,9 @@ FINAL = (b"success", b"error", b"cancel")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 #: commands the benchmark itself sends while measuring (verification, stats, cleanup): not the product's cost
 OWN_COMMANDS = frozenset({"get", "mget", "info", "scan", "unlink", "xinfo|groups", "xinfo|consumers", "ping"})
+
+
+from benchmarks.report import columns_of, fmt, markdown_table, rich_table, try_plot, write_suite  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------- context
@@ -454,93 +455,6 @@ def rss_mib(procs: Sequence[psutil.Process]) -> float:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += p.memory_info().rss
     return total / 2**20
-
-
-# --------------------------------------------------------------------------- output
-def fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        if abs(value) >= 10:
-            return f"{value:.1f}"
-        return f"{value:.3g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def columns_of(rows: Sequence[dict[str, Any]]) -> list[str]:
-    cols: list[str] = []
-    for row in rows:
-        for k in row:
-            if k not in cols and not k.startswith("_"):
-                cols.append(k)
-    return cols
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], cols: Sequence[str] | None = None) -> str:
-    cols = list(cols or columns_of(rows))
-    if not rows:
-        return "_no rows_\n"
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt(row.get(c)).replace("|", "\\|") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def rich_table(title: str, rows: Sequence[dict[str, Any]], cols: Sequence[str] | None = None) -> Table:
-    cols = list(cols or columns_of(rows))
-    table = Table(title=title, title_justify="left")
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("case", "target", "status", "metric", "note") else "right")
-    for row in rows:
-        cells = []
-        for c in cols:
-            text = fmt(row.get(c))
-            if c == "status":
-                text = {"PASS": "[green]PASS[/green]", "MISS": "[red]MISS[/red]"}.get(text, text)
-            cells.append(text)
-        table.add_row(*cells)
-    return table
-
-
-def write_suite(out: Path, suite: str, result: dict[str, Any], meta: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{suite}.json").write_text(json.dumps({"suite": suite, **result, "meta": meta}, indent=2, default=str))
-    lines = [f"## {suite}\n"]
-    if result.get("params"):
-        lines.append("Parameters: " + ", ".join(f"{k}={fmt(v)}" for k, v in result["params"].items()) + "\n")
-    lines.append(markdown_table(result.get("rows", [])))
-    for note in result.get("notes", []):
-        lines.append(f"- {note}")
-    if result.get("plot"):
-        lines.append(f"\n![{suite}]({Path(result['plot']).name})")
-    (out / f"{suite}.md").write_text("\n".join(lines) + "\n")
-
-
-def try_plot(path: Path, draw: Callable[[Any], None]) -> tuple[str | None, str | None]:
-    """Draw with matplotlib when installed; return (png path, None) or (None, why not)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None, "plot skipped: matplotlib is not installed (pip install matplotlib)"
-    fig, ax = plt.subplots(figsize=(7, 4))
-    try:
-        draw(ax)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
-    return str(path), None
 
 
 def bench_env(**extra: str) -> dict[str, str]:
