@@ -77,9 +77,15 @@ def ts_to_dt(ts: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
 
 
-def record_from_envelope(env: Envelope, status: str = TaskStatus.NEW.value, uuid: _uuid.UUID | None = None,
-                         created: _dt.datetime | None = None) -> Task:
-    """The record a producer sees right after enqueue (``uuid``/``created`` may be passed pre-built)."""
+def task_from_envelope(env: Envelope, status: str, *, updated: float | None = None, returning: bytes = b"",
+                       traceback: str | None = None, retry_child: str | None = None, worker_id: str | None = None,
+                       queue: str | None = None, uuid: _uuid.UUID | None = None,
+                       created: _dt.datetime | None = None) -> Task:
+    """The ``Task`` every storage returns: the call from the envelope, the state from the storage.
+
+    ``updated`` is in seconds (the envelope's creation time when None); ``returning`` is the
+    msgpack of the result as stored.
+    """
     created = created or ts_to_dt(env.created_at)
     return Task(
         status=status,
@@ -89,8 +95,18 @@ def record_from_envelope(env: Envelope, status: str = TaskStatus.NEW.value, uuid
         args=tuple(env.args),
         kwargs=dict(env.kwargs),
         created_at=created,
-        updated_at=created,
+        updated_at=ts_to_dt(updated) if updated else created,
+        returning=msgspec.msgpack.decode(returning) if returning else None,
+        traceback=traceback or None,
         retry=env.retry,
+        retry_child_uuid=_uuid.UUID(retry_child) if retry_child else None,
         retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
-        queue=env.queue,
+        worker_id=worker_id or None,
+        queue=queue or env.queue,
     )
+
+
+def record_from_envelope(env: Envelope, status: str = TaskStatus.NEW.value, uuid: _uuid.UUID | None = None,
+                         created: _dt.datetime | None = None) -> Task:
+    """The record a producer sees right after enqueue (``uuid``/``created`` may be passed pre-built)."""
+    return task_from_envelope(env, status, uuid=uuid, created=created)

@@ -8,7 +8,6 @@ tasks pay nothing for it.
 from __future__ import annotations
 
 import time
-import uuid as _uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,14 +16,13 @@ import redis
 
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.brokers.redis import RedisConnection, queue_prefix, unreachable
-from qtasks_fast.schemas import Envelope, Task, ts_to_dt
+from qtasks_fast.schemas import Envelope, Task, task_from_envelope
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
-_decode = msgspec.msgpack.decode
 
 
 _record_decode = msgspec.msgpack.Decoder(tuple[bytes, str, str, bytes, str, str, str]).decode
@@ -36,28 +34,6 @@ def encode_record(envelope: bytes, status: str, updated_ms: int, returning: byte
     return msgspec.msgpack.encode((envelope, status, str(updated_ms), returning, worker, traceback, retry_child))
 
 
-def _task(env: Envelope, status: str, updated_ms: int, returning: bytes, worker: str, tb: str, child: str,
-          queue: str) -> Task:
-    created = env.created_at
-    return Task(
-        status=status,
-        uuid=_uuid.UUID(env.uuid),
-        priority=env.priority,
-        task_name=env.task_name,
-        args=tuple(env.args),
-        kwargs=dict(env.kwargs),
-        created_at=ts_to_dt(created),
-        updated_at=ts_to_dt(updated_ms / 1000 if updated_ms else created),
-        returning=_decode(returning) if returning else None,
-        traceback=tb or None,
-        retry=env.retry,
-        retry_child_uuid=_uuid.UUID(child) if child else None,
-        retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
-        worker_id=worker or None,
-        queue=queue,
-    )
-
-
 def parse_record_blob(blob: bytes, queue: str) -> Task | None:
     """A stored record (P:t); None when the bytes are not one (e.g. a bare status on a reply list)."""
     try:
@@ -65,7 +41,8 @@ def parse_record_blob(blob: bytes, queue: str) -> Task | None:
         env = _env_decode(e)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return _task(env, status, int(updated or 0), ret, worker, tb, child, queue)
+    return task_from_envelope(env, status, updated=int(updated or 0) / 1000, returning=ret, traceback=tb,
+                              retry_child=child, worker_id=worker, queue=queue)
 
 
 def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
@@ -78,7 +55,8 @@ def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
         return None
     env = _env_decode(fields[b"e"])
     worker = fields[b"wk"].decode() if b"wk" in fields else ""
-    return _task(env, fields.get(b"s", b"new").decode(), int(fields.get(b"u", b"0")), b"", worker, "", "", queue)
+    return task_from_envelope(env, fields.get(b"s", b"new").decode(), updated=int(fields.get(b"u", b"0")) / 1000,
+                              worker_id=worker, queue=queue)
 
 
 def parse_reply(payload: bytes, queue: str) -> Task | None:

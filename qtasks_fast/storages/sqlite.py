@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid as _uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +21,12 @@ import msgspec
 
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.brokers.sqlite import SqliteConnection, finish_records, insert_records, mark_process, now_ms
-from qtasks_fast.schemas import Envelope, Task, TaskStatus, ts_to_dt
+from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
-_decode = msgspec.msgpack.decode
 COLUMNS = "status, envelope, created, updated, \"returning\", traceback, worker_id, retry_child, queue, expires_at"
 #: first and longest pause of the polling ``wait``
 POLL_MIN, POLL_MAX = 0.005, 0.05
@@ -38,23 +36,9 @@ def row_to_task(row: Sequence[Any]) -> Task:
     """Build a ``Task`` from a ``records`` row selected as :data:`COLUMNS`."""
     status, blob, created, updated, raw, tb, worker, child, queue = row[:9]
     env = _env_decode(blob)
-    return Task(
-        status=status,
-        uuid=_uuid.UUID(env.uuid),
-        priority=env.priority,
-        task_name=env.task_name,
-        args=tuple(env.args),
-        kwargs=dict(env.kwargs),
-        created_at=ts_to_dt(created / 1000 if created else env.created_at),
-        updated_at=ts_to_dt((updated or created) / 1000 if (updated or created) else env.created_at),
-        returning=_decode(raw) if raw else None,
-        traceback=tb,
-        retry=env.retry,
-        retry_child_uuid=_uuid.UUID(child) if child else None,
-        retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
-        worker_id=worker,
-        queue=queue,
-    )
+    return task_from_envelope(env, status, updated=(updated or created or 0) / 1000, returning=raw or b"",
+                              traceback=tb, retry_child=child, worker_id=worker, queue=queue,
+                              created=ts_to_dt(created / 1000) if created else None)
 
 
 class SqliteStorage(Storage):
