@@ -37,6 +37,19 @@ class Broker(abc.ABC):
     #: deliveries after which a message goes to the dead-letter store
     max_deliveries: int = 5
 
+    def __init__(self, *, app_name: str = "QueueTasks", priority_levels: int = 10, lease_seconds: float = 30.0,
+                 max_deliveries: int = 5, result_ttl: float = 86400.0) -> None:
+        """The settings every broker takes from ``GlobalConfig``; consumer state is set by :meth:`start`."""
+        self.app_name = app_name
+        self.priority_levels = priority_levels
+        self.lease_seconds = lease_seconds
+        self.max_deliveries = max_deliveries
+        self.result_ttl = result_ttl
+        self._queues: list[str] = []
+        self._consumer = ""
+        self._worker_id = ""
+        self._storage: Storage | None = None
+
     # ---------------------------------------------------------------- producer
     @abc.abstractmethod
     async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:

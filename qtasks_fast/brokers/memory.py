@@ -16,7 +16,6 @@ import heapq
 import itertools
 import threading
 import time
-import uuid as _uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +24,12 @@ import msgspec
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
 from qtasks_fast.brokers._local import LocalBroker
-from qtasks_fast.schemas import Envelope, Task, ts_to_dt
+from qtasks_fast.schemas import Envelope, Task, task_from_envelope, ts_to_dt
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
-_decode = msgspec.msgpack.decode
 Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
 
 
@@ -68,15 +66,10 @@ class _Record:
         self.expires_at: float | None = None  # time.monotonic() deadline, set once final
 
     def task(self) -> Task:
-        env = _env_decode(self.blob)
-        return Task(
-            status=self.status, uuid=_uuid.UUID(env.uuid), priority=env.priority, task_name=env.task_name,
-            args=tuple(env.args), kwargs=dict(env.kwargs), created_at=ts_to_dt(self.created),
-            updated_at=ts_to_dt(self.updated), returning=_decode(self.returning) if self.returning else None,
-            traceback=self.traceback, retry=env.retry,
-            retry_child_uuid=_uuid.UUID(self.retry_child) if self.retry_child else None,
-            retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
-            worker_id=self.worker_id, queue=self.queue)
+        return task_from_envelope(_env_decode(self.blob), self.status, updated=self.updated,
+                                  returning=self.returning or b"", traceback=self.traceback,
+                                  retry_child=self.retry_child, worker_id=self.worker_id, queue=self.queue,
+                                  created=ts_to_dt(self.created))
 
 
 class InMemoryState:
@@ -183,16 +176,9 @@ class InMemoryBroker(LocalBroker):
     def __init__(self, *, state: InMemoryState | None = None, app_name: str = "QueueTasks",
                  priority_levels: int = 10, lease_seconds: float = 30.0, max_deliveries: int = 5,
                  result_ttl: float = 86400.0) -> None:
+        super().__init__(app_name=app_name, priority_levels=priority_levels, lease_seconds=lease_seconds,
+                         max_deliveries=max_deliveries, result_ttl=result_ttl)
         self.state = state or InMemoryState()
-        self.app_name = app_name
-        self.priority_levels = priority_levels
-        self.lease_seconds = lease_seconds
-        self.max_deliveries = max_deliveries
-        self.result_ttl = result_ttl
-        self._queues: list[str] = []
-        self._consumer = ""
-        self._worker_id = ""
-        self._storage: Storage | None = None
         self._takeover = True
 
     def __repr__(self) -> str:

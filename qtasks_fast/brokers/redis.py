@@ -108,18 +108,11 @@ class RedisBroker(Broker):
                  connection: RedisConnection | None = None, priority_levels: int = 10,
                  lease_seconds: float = 30.0, max_deliveries: int = 5, result_ttl: float = 86400.0,
                  index_results: bool = True) -> None:
+        super().__init__(app_name=app_name, priority_levels=priority_levels, lease_seconds=lease_seconds,
+                         max_deliveries=max_deliveries, result_ttl=result_ttl)
         self.url = url
         self.conn = connection or RedisConnection(url)
-        self.app_name = app_name
-        self.priority_levels = priority_levels
-        self.lease_seconds = lease_seconds
-        self.max_deliveries = max_deliveries
-        self.result_ttl = result_ttl
         self.index_results = index_results
-        self._queues: list[str] = []
-        self._consumer = ""
-        self._worker_id = ""
-        self._storage: Storage | None = None
         self._mode = 2  # first fetch takes over this consumer name's own pending entries
         self._next_reclaim = 0.0
         self._streams: dict[bytes, tuple[str, int]] = {}

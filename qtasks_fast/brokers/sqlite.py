@@ -197,17 +197,10 @@ class SqliteBroker(LocalBroker):
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,
                  priority_levels: int = 10, lease_seconds: float = 30.0, max_deliveries: int = 5,
                  result_ttl: float = 86400.0) -> None:
+        super().__init__(app_name=app_name, priority_levels=priority_levels, lease_seconds=lease_seconds,
+                         max_deliveries=max_deliveries, result_ttl=result_ttl)
         self.path = path
         self.conn = connection or SqliteConnection.for_path(path)
-        self.app_name = app_name
-        self.priority_levels = priority_levels
-        self.lease_seconds = lease_seconds
-        self.max_deliveries = max_deliveries
-        self.result_ttl = result_ttl
-        self._queues: list[str] = []
-        self._consumer = ""
-        self._worker_id = ""
-        self._storage: Storage | None = None
         self._takeover = True  # the first fetch takes over this consumer name's own messages
 
     def __repr__(self) -> str:
