@@ -111,6 +111,19 @@ class Broker(abc.ABC):
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         """Move messages that cannot run (malformed, unknown task, too many deliveries) aside, with a reason."""
 
+    async def save_dead_records(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> bool:
+        """For :meth:`dead_letter`: give a foreign storage the ``error`` records; True when fused.
+
+        A fused broker writes those records in its own dead-letter step instead.
+        """
+        if self.fused(storage):
+            return True
+        outcomes: list[Outcome] = [(d, "error", b"\xc0", "dead-lettered: " + reason, "") for d, reason in items
+                                   if d.envelope is not None]
+        if outcomes:
+            await storage.save(outcomes, self._worker_id)
+        return False
+
     def fused(self, storage: Storage | None) -> bool:
         """True when this broker writes ``storage``'s records itself, in its own round trips.
 

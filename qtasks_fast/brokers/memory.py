@@ -326,12 +326,7 @@ class InMemoryBroker(LocalBroker):
             self.state.wake_fetchers()
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            outcomes = [(d, "error", b"\xc0", "dead-lettered: " + reason, "") for d, reason in items
-                        if d.envelope is not None]
-            if outcomes:
-                await storage.save(outcomes, self._worker_id)
+        rec = await self.save_dead_records(items, storage)
         with self.state.lock:
             for d, reason in items:
                 m = self.state.messages.get(d.msg_id)

@@ -289,12 +289,7 @@ class RedisBroker(Broker):
             await self.conn.acall(queue_prefix(self.app_name, queue), "release", rec, self.app_name, now, *args)
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            outcomes = [(d, "error", b"\xc0", "dead-lettered: " + reason, "") for d, reason in items
-                        if d.envelope is not None]
-            if outcomes:
-                await storage.save(outcomes, self._worker_id)
+        rec = await self.save_dead_records(items, storage)
         now = str(int(time.time() * 1000))
         by_queue: dict[str, list[Any]] = {}
         for d, reason in items:

@@ -377,12 +377,7 @@ class SqliteBroker(LocalBroker):
                            [(d.msg_id, self._consumer) for d in deliveries])
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            outcomes = [(d, "error", b"\xc0", "dead-lettered: " + reason, "") for d, reason in items
-                        if d.envelope is not None]
-            if outcomes:
-                await storage.save(outcomes, self._worker_id)
+        rec = await self.save_dead_records(items, storage)
         now = now_ms()
         with self.conn.tx() as db:
             for d, reason in items:
