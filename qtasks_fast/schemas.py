@@ -45,8 +45,24 @@ class Envelope(msgspec.Struct, omit_defaults=True):
     retry_parent_uuid: str | None = msgspec.field(name="rp", default=None)
     #: seconds the task may run (QTasks ``max_time``); None = no limit
     timeout: float | None = msgspec.field(name="x", default=None)
-    #: free-form headers for middlewares and plugins
+    #: free-form headers for middlewares and plugins (keys the runtime itself uses: see ``META_*``)
     meta: dict[str, Any] = msgspec.field(name="m", default_factory=dict)
+    #: unix time before which the task must not run (countdown / eta / retry backoff); 0 = now.
+    #: A broker holds such an envelope durably and makes it deliverable when due.
+    eta: float = msgspec.field(name="e", default=0.0)
+
+
+#: ``Envelope.meta`` keys the runtime reads. Plugins use their own keys (prefix them with the plugin's name).
+#: ``[key, ttl seconds]``: enqueue is a no-op when ``key`` was claimed within ttl (unique enqueue)
+META_UNIQUE = "uq"
+#: remaining steps of a chain: list of ``[task_name, args, kwargs]``; the worker enqueues the next on success
+META_CHAIN = "ch"
+#: uuid of the task this one restarts (``app.restart``)
+META_RESTART_OF = "rs"
+#: ``[group id, size]`` of a ``group(...)`` member
+META_GROUP = "gr"
+#: retry attempt number (0 for the first run), for backoff
+META_ATTEMPT = "at"
 
 
 class Task(msgspec.Struct, kw_only=True):

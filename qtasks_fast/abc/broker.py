@@ -16,8 +16,10 @@ implements the abstract methods; the worker needs nothing else.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from qtasks_fast._corelib import Delivery
 
@@ -27,6 +29,27 @@ if TYPE_CHECKING:
 
 #: (delivery, status, encoded returning, traceback or "", retry child uuid or "")
 Outcome = tuple[Delivery, str, bytes, str, str]
+
+
+class NotSupported(NotImplementedError):
+    """This broker does not implement an optional feature."""
+
+    def __init__(self, broker: object, feature: str) -> None:
+        super().__init__(f"{type(broker).__name__} does not support {feature}; use the Redis, SQLite or memory "
+                         "broker, or implement it (see qtasks_fast.abc.broker)")
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    """One dead-lettered message: why, when, and the call (``envelope`` None when it could not be decoded)."""
+
+    id: str
+    uuid: str
+    queue: str
+    reason: str
+    at: float
+    priority: int = 0
+    task_name: str | None = None
+    body: bytes = b""
 
 
 class Broker(abc.ABC):
@@ -52,18 +75,22 @@ class Broker(abc.ABC):
 
     # ---------------------------------------------------------------- producer
     @abc.abstractmethod
-    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
-        """Durably accept a batch; on return every envelope will be delivered.
+    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage,
+                      wait: bool = False) -> Mapping[str, str] | None:
+        """Durably accept a batch; on return every envelope will be delivered (delayed ones when due).
+
+        Returns None, or ``{uuid: holder uuid}`` for envelopes skipped by unique enqueue (see below).
 
         ``storage`` gets the ``new`` records first (``storage.create(envelopes, wait)``);
         a broker sharing a server with its storage may write both in one round trip.
         """
 
-    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
+    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage,
+                     wait: bool = False) -> Mapping[str, str] | None:
         """Blocking twin for the sync client; the default runs :meth:`enqueue` on a helper loop."""
         from qtasks_fast.portal import portal
 
-        portal().run(self.enqueue(envelopes, storage, wait))
+        return portal().run(self.enqueue(envelopes, storage, wait))
 
     # ------------------------------------------------------------------ worker
     @abc.abstractmethod
@@ -141,6 +168,59 @@ class Broker(abc.ABC):
 
     async def ping(self) -> None:
         """Raise ``BrokerUnavailable`` if the broker cannot be reached."""
+
+    # ------------------------------------------------------------ task control
+    # Optional: a broker without one of these raises NotSupported, and the feature that needs it
+    # says so at the call. Redis, SQLite and memory brokers implement all of them.
+    #
+    # Delayed delivery is part of :meth:`enqueue`: an envelope whose ``eta`` is later than now is
+    # held durably (never only in a process' memory) and becomes deliverable when due; the broker
+    # promotes due envelopes itself (a worker's fetch may do it). ``meta[META_UNIQUE] = [key, ttl]``
+    # makes enqueue skip an envelope whose key was claimed within ttl: :meth:`enqueue` returns
+    # ``{skipped uuid: uuid that holds the key}`` for those (empty when none was skipped).
+
+    async def cancel(self, uuid: str, queue: str, reason: str, storage: Storage) -> str:
+        """Cancel one task: ``"queued"`` (removed, record set to ``cancel``: it never runs, delayed ones
+        included), ``"running"`` (held by a worker: a request is sent, see :meth:`cancel_requests`),
+        ``"finished"`` (already final: nothing changes) or ``"unknown"``."""
+        raise NotSupported(self, "cancel")
+
+    def cancel_requests(self) -> AsyncIterator[tuple[str, str]]:
+        """Worker side: ``(uuid, reason)`` of cancels asked for running tasks (any worker may get any uuid;
+        one not running here is ignored). Runs until the worker closes the broker."""
+        raise NotSupported(self, "cancel of running tasks")
+
+    async def dead_letters(self, queue: str, count: int = 100) -> list[DeadLetter]:
+        """Newest dead-lettered messages of ``queue`` first."""
+        raise NotSupported(self, "dead-letter listing")
+
+    async def requeue_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (``ids``, or all of ``queue``'s) back on their queue with a fresh delivery count
+        (same uuid; the record goes back to ``new``); return how many."""
+        raise NotSupported(self, "dead-letter requeue")
+
+    async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (``ids`` or all); return how many."""
+        raise NotSupported(self, "dead-letter purge")
+
+    async def purge(self, queue: str) -> int:
+        """Drop every queued and delayed, not running, message of ``queue`` (records set to ``cancel``)."""
+        raise NotSupported(self, "purge")
+
+    async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:
+        """Fleet-wide semaphore: take one of ``limit`` slots of ``key`` for ``token``; False when full.
+        A slot not renewed (:meth:`acquire` again with the same token) within ``ttl`` seconds is freed,
+        so a dead worker's slots come back."""
+        raise NotSupported(self, "concurrency limits")
+
+    async def release_slot(self, key: str, queue: str, token: str) -> None:
+        """Give back a slot taken by :meth:`acquire`."""
+        raise NotSupported(self, "concurrency limits")
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """True for the first caller that claims ``key`` within ``ttl`` seconds, fleet-wide (leader
+        election for periodic ticks)."""
+        raise NotSupported(self, "claims")
 
     async def close(self) -> None:
         """Release connections; pending deliveries stay owned by the consumer name."""
