@@ -135,16 +135,43 @@ def _str(b: bytes):
 
 
 def enqueue_args(envelopes: list, blobs: list, wait: str):
-    """Per-queue packed argument of the Lua ``enqueue`` op: ``{queue: msgpack([prio, uuid, name, blob, wait]*)}``."""
+    """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special)}``.
+
+    ``plain`` packs ``[prio, uuid, name, blob, wait]*``. Delayed envelopes (``eta`` set) and unique ones
+    (meta ``uq``) go to ``special`` instead, ``[prio, uuid, name, blob, wait, eta ms, key, ttl ms]*``
+    (``b""`` when there are none), so that a plain envelope costs only the two checks below.
+    """
     out = {}
+    special = None
     for i in range(len(envelopes)):
         env = envelopes[i]
+        meta = env.meta
+        if env.eta or (meta and "uq" in meta):
+            if special is None:
+                special = {}
+            args = special.get(env.queue)
+            if args is None:
+                args = special[env.queue] = []
+            uq = meta.get("uq") if meta else None
+            key = ""
+            ttl = "0"
+            if uq:
+                key = str(uq[0])
+                if len(uq) > 1 and uq[1]:
+                    ttl = str(int(float(uq[1]) * 1000))
+            args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, str(int(env.eta * 1000)),
+                         key, ttl))
+            continue
         args = out.get(env.queue)
         if args is None:
             args = out[env.queue] = []
         args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait))
     for queue in out:
-        out[queue] = _encode(out[queue])
+        out[queue] = (_encode(out[queue]), b"")
+    if special is not None:
+        for queue in special:
+            plain = out.get(queue)
+            out[queue] = (plain[0] if plain is not None else b"\x90", _encode(special[queue]))
     return out
 
 

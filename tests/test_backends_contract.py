@@ -212,7 +212,7 @@ async def test_max_deliveries_dead_letters_and_fails_the_record(backend: Backend
     last = await started(backend, storage=storage, max_deliveries=2)
     assert await fetch(last) == ([], [])
     (dead,) = await last.dead_letters(Q)
-    assert dead["u"] == e.uuid and "delivered 2 times" in dead["reason"] and dead["d"] == core.encode(e)
+    assert dead.uuid == e.uuid and "delivered 2 times" in dead.reason and dead.body == core.encode(e)
     task = await storage.wait(e.uuid, [Q], 1.0)
     assert task is not None and task.status == "error"
     assert str(task.traceback).startswith("dead-lettered: delivered 2 times")
@@ -253,7 +253,7 @@ async def test_malformed_and_unknown_messages_are_dead_lettered(backend: Backend
     assert ready == [] and len(bad) == 2
     await broker.dead_letter(bad, storage)
     letters = await broker.dead_letters(Q)
-    assert sorted(x["reason"].split(":")[0] for x in letters) == ["malformed message", "unknown task 'no_such_task'"]
+    assert sorted(x.reason.split(":")[0] for x in letters) == ["malformed message", "unknown task 'no_such_task'"]
     task = await record(storage, unknown.uuid)
     assert task.status == "error" and "unknown task" in str(task.traceback)
     assert await fetch(await started(backend, storage=storage)) == ([], [])  # gone, even for a takeover

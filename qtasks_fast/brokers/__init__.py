@@ -26,6 +26,13 @@ def default_sqlite_path(app_name: str) -> str:
 
 def make_backend(url: str | None, app_name: str, config: GlobalConfig) -> tuple[Broker, Storage]:
     """Build a fused broker + storage pair for ``url`` (None = embedded SQLite)."""
+    broker, storage = _make_backend(url, app_name, config)
+    if hasattr(broker, "unique_ttl"):
+        broker.unique_ttl = config.unique_ttl  # fallback ttl of a unique key whose envelope names none
+    return broker, storage
+
+
+def _make_backend(url: str | None, app_name: str, config: GlobalConfig) -> tuple[Broker, Storage]:
     url = url or os.environ.get("QTASKS_BROKER_URL") or None
     common = dict(app_name=app_name, result_ttl=config.result_ttl)
     bcommon = dict(priority_levels=config.priority_levels, lease_seconds=config.lease_seconds,

@@ -6,28 +6,93 @@ import abc
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from qtasks_fast.abc.broker import Broker
+import msgspec
+
+from qtasks_fast.abc.broker import Broker, Delivery, Outcome
+from qtasks_fast.schemas import META_UNIQUE, Envelope
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
-    from qtasks_fast.schemas import Envelope
+
+_env_decode = msgspec.msgpack.Decoder(Envelope).decode
+
+
+def has_unique(envelopes: Sequence[Envelope]) -> bool:
+    """Any unique-enqueue envelope in the batch (one dict lookup each; plain batches pay nothing else)."""
+    for e in envelopes:
+        if e.meta and META_UNIQUE in e.meta:
+            return True
+    return False
 
 
 class LocalBroker(Broker):
-    """A broker whose enqueue needs no network: the async and sync paths are the same call."""
+    """A broker whose enqueue needs no network: the async and sync paths are the same call.
+
+    With a fused storage one local write claims unique keys, creates records and
+    queues messages together. With a foreign storage the order is: claim unique
+    keys (so skipped envelopes get no record), ``storage.create`` the rest, then
+    queue them — records exist before any worker can fetch the message.
+    """
+
+    #: seconds a unique key is held when its envelope names no ttl (as ``RedisBroker.unique_ttl``)
+    unique_ttl: float = 3600.0
 
     @abc.abstractmethod
-    def _insert(self, envelopes: Sequence[Envelope], wait: bool, rec: bool) -> None:
-        """Queue the envelopes (and their ``new`` records when ``rec``)."""
+    def _insert(self, envelopes: Sequence[Envelope], wait: bool, rec: bool, unique: bool = True) -> dict[str, str]:
+        """Queue the envelopes (delayed ones by ``eta``; records too when ``rec``) in one atomic step.
 
-    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            await storage.create(envelopes, wait)
-        self._insert(envelopes, wait, rec)
+        With ``unique`` the ``META_UNIQUE`` keys are claimed in the same step; returns the skipped ones.
+        """
 
-    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            storage.create_sync(envelopes, wait)
-        self._insert(envelopes, wait, rec)
+    @abc.abstractmethod
+    def _claim_unique(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
+        """Claim the unique keys of a batch on their own; ``{skipped uuid: holder uuid}``."""
+
+    def _split(self, envelopes: Sequence[Envelope]) -> tuple[Sequence[Envelope], dict[str, str]]:
+        if not has_unique(envelopes):
+            return envelopes, {}
+        skipped = self._claim_unique(envelopes)
+        return ([e for e in envelopes if e.uuid not in skipped] if skipped else envelopes), skipped
+
+    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
+        if self.fused(storage):
+            return self._insert(envelopes, wait, True)
+        kept, skipped = self._split(envelopes)
+        if kept:
+            await storage.create(kept, wait)
+            self._insert(kept, wait, False, unique=False)
+        return skipped
+
+    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
+        if self.fused(storage):
+            return self._insert(envelopes, wait, True)
+        kept, skipped = self._split(envelopes)
+        if kept:
+            storage.create_sync(kept, wait)
+            self._insert(kept, wait, False, unique=False)
+        return skipped
+
+
+def body_outcome(queue: str, prio: int, msg_id: object, body: bytes, deliveries: int, status: str,
+                 text: str) -> list[Outcome]:
+    """The outcome a foreign storage must save for a message finished by the broker itself (dead-lettered,
+    cancelled, purged); none when the body does not decode (there is no uuid to report on)."""
+    d = Delivery(queue, prio, msg_id, body, deliveries)
+    try:
+        d.envelope = _env_decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+    return [(d, status, b"\xc0", text, "")]
+
+
+def decoded(body: bytes) -> list[Envelope]:
+    """``[envelope]`` of a raw body, ``[]`` when it does not decode."""
+    try:
+        return [_env_decode(body)]
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+
+
+def task_name_of(body: bytes) -> str | None:
+    """The task name in a raw body, or None when it does not decode (dead-letter listings)."""
+    return next((e.task_name for e in decoded(body)), None)

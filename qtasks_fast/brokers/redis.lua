@@ -18,6 +18,17 @@
 --   P:i:<status>     zset by time of the uuids that ended error / cancel (the rare ones a dashboard filters for)
 --   P:count          hash status -> tasks finished with it (counters for dashboards and metrics)
 --   P:dlq            dead-letter stream (fields u, d, reason, at, prio)
+--   P:d              zset uuid -> due time (ms) of delayed envelopes (eta later than now at enqueue);
+--                    P:q says 'd' for them
+--   P:dm             hash uuid -> '<prio> <envelope>' of each delayed envelope: what the XADD needs later
+--   P:wake           stream (MAXLEN 1): an enqueue adds to it when a delayed envelope is due sooner than any
+--                    before it. Blocked workers read it with the priority streams, so an idle fleet learns
+--                    the new due time at once instead of polling for it
+--   P:u:<key>        unique enqueue: uuid of the task holding <key> (SET NX PX ttl)
+--   P:cx             hash uuid -> reason of cancels asked for running tasks: a reclaimed entry found here is
+--                    cancelled instead of run again (its worker died before it heard the request)
+--   P:sem:<key>      zset token -> expiry ms: the slots of a fleet-wide concurrency limit
+-- and publishes on the channel passed to 'cancel' (qtf:<app>:cancel; a channel is not a key).
 --
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
 -- i.e. which worker, holds it), so starting a task writes nothing.
@@ -26,18 +37,28 @@
 -- everything else (P:q, the index, counters, acks, waiters) is one command per
 -- batch, because Redis is the shared bottleneck of a fleet.
 --
+-- Delayed and unique envelopes cost plain ones nothing: they travel in their own packed argument of
+-- enqueue, and promotion of due envelopes is one ZRANGE per fetch on a key that does not exist.
+--
 -- <rec> is '1' when task records live in this Redis (RedisStorage) and '0' when
 -- a foreign Storage keeps them: then P:q, P:t:*, P:wait, P:r:*, P:log, P:i:*, P:count are not touched.
 --
 -- Ops:
---   enqueue now packed                  packed = msgpack array {prio uuid name blob wait}*
+--   enqueue now packed [special claimed unique_ttl]
+--           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
+--           special = msgpack array {prio uuid name blob wait eta_ms unique_key unique_ttl_ms}* of delayed
+--           or unique ones (claimed = '1': unique keys were claimed already by op 'unique').
+--           Returns {skipped uuid, holder uuid}* of unique envelopes whose key was held.
+--   unique  unique_ttl {uuid key ttl_ms}*  (claim unique keys alone, for a foreign storage: same reply)
 --   fetch   group consumer worker count now mode lease_ms max_deliveries nprios ttl {'prio id'}*
+--           First promotes due delayed envelopes (at most 1000) to their streams.
 --           mode 0 = new only; 1 = also reclaim entries idle > lease from any consumer, and take
 --           one parked last attempt; 2 = also take over this consumer's own pending entries first
 --           (a replacement process, or a worker whose fetch reply was lost in a connection failure:
 --           it lists the entries it still runs as 'prio id' so they are left alone).
---           Returns {flat, again}: flat = {prio, id, blob, deliveries}*; again = 1 when last
---           attempts may still wait under <consumer>:last (fetch again with mode 1).
+--           Returns {flat, again, due}: flat = {prio, id, blob, deliveries}*; again = 1 when last
+--           attempts may still wait under <consumer>:last (fetch again with mode 1); due = the ms
+--           time the next delayed envelope is due (0 = none): the caller blocks no longer than that.
 --           A reclaimed entry whose next delivery is its last (deliveries + 1 = max_deliveries) is
 --           not handed out with others: it is parked under the consumer name <consumer>:last with
 --           XCLAIM JUSTID (no delivery counted) and later handed out alone, as the only entry of a
@@ -56,6 +77,18 @@
 --                                        running task, or false when unknown)
 --   watch   group uuid                  (get, and add a queued or running task to P:wait)
 --   trim    now ttl                     (drop index entries older than ttl)
+--   cancel  group uuid reason now ttl nprios channel log
+--           {'finished'} | {'queued', blob} (removed, record 'cancel') | {'running'} (pending in the
+--           group: PUBLISH msgpack [uuid, reason] on channel, and remember it in P:cx) | {'unknown'}
+--   requeue limit {id}*                 (dead letters back to their stream with a fresh delivery count,
+--                                        records gone: status new; no ids = the oldest <limit>; returns n)
+--   purgedead {id}*                     (delete dead letters, all without ids; returns how many)
+--   purge   group now ttl limit log prio cursor
+--           drop up to <limit> entries that no worker runs: prio 'd' = delayed ones, else stream
+--           P:s:<prio> after id <cursor>. Returns {n, scanned, last id, blob*}; records become 'cancel'
+--           (blob* only without our records, for the foreign storage)
+--   acquire key limit token ttl_ms      (take or renew a slot of P:sem:<key>; 1 or 0)
+--   unslot  key token                   (give a slot back)
 --
 -- enqueue and settle take their per-task fields as one msgpack string (cmsgpack is built into
 -- Redis' Lua): one argument to parse instead of thousands, on both sides of the socket.
@@ -130,21 +163,109 @@ local function notify(done, ttl)
   if #hits > 0 then chunked('SREM', P .. ':wait', hits, 1) end
 end
 
+-- the task name of an envelope blob, for the P:log index: our envelopes start {u: <uuid>, n: <name>, ...}
+-- (cmsgpack cannot read msgpack bin, which arguments may hold); '' when the blob is not one of ours
+local function env_name(blob)
+  local pos = 2
+  local b = string.byte(blob, 1)
+  if not b then return '' end
+  if b == 0xde then pos = 4 elseif b == 0xdf then pos = 6 elseif b < 0x80 or b > 0x8f then return '' end
+  local function str()
+    local h = string.byte(blob, pos)
+    if not h then return nil end
+    local n
+    if h >= 0xa0 and h <= 0xbf then n = h - 0xa0; pos = pos + 1
+    elseif h == 0xd9 then n = string.byte(blob, pos + 1); pos = pos + 2
+    else return nil end
+    if not n then return nil end
+    local x = string.sub(blob, pos, pos + n - 1)
+    pos = pos + n
+    return x
+  end
+  for _ = 1, 2 do
+    local k, v = str(), str()
+    if k == nil or v == nil then return '' end
+    if k == 'n' then return v end
+  end
+  return ''
+end
+
+-- the final record of a task ended here rather than by a worker (dead letter, cancel, purge):
+-- the P:t format, written by hand (cmsgpack knows no bin type), with the index and waiters kept
+-- as settle keeps them. log = a table collecting the batch's P:log rows, or nil for no index.
+local function final(uuid, blob, status, tb, now, ttl, log)
+  local r = string.char(0x97) .. mp('bin', blob) .. mp('str', status) .. mp('str', now) .. mp('bin', '')
+    .. mp('str', '') .. mp('str', tb) .. mp('str', '')
+  redis.call('SET', record(uuid), r, 'PX', ttl)
+  redis.call('HDEL', P .. ':q', uuid)
+  redis.call('ZADD', P .. ':i:' .. status, now, uuid)
+  redis.call('HINCRBY', P .. ':count', status, 1)
+  if log then log[#log + 1] = {uuid, status, env_name(blob)} end
+  notify({uuid, r}, ttl)
+end
+
+local function flush_log(log)
+  if log and #log > 0 then redis.call('XADD', P .. ':log', '*', 'b', cmsgpack.pack(log)) end
+end
+
 local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl)
   local stream = P .. ':s:' .. prio
   redis.call('XADD', P .. ':dlq', '*', 'u', uuid, 'd', blob, 'reason', reason, 'at', now, 'prio', prio)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
-  if rec and uuid ~= '' then
-    redis.call('HDEL', P .. ':q', uuid)
-    -- the record format of P:t, written by hand: cmsgpack knows no bin type
-    local r = string.char(0x97) .. mp('bin', blob) .. mp('str', 'error') .. mp('str', now) .. mp('bin', '')
-      .. mp('str', '') .. mp('str', 'dead-lettered: ' .. reason) .. mp('str', '')
-    redis.call('SET', record(uuid), r, 'PX', ttl)
-    redis.call('ZADD', P .. ':i:error', now, uuid)
-    redis.call('HINCRBY', P .. ':count', 'error', 1)
-    notify({uuid, r}, ttl)
+  if rec and uuid ~= '' then final(uuid, blob, 'error', 'dead-lettered: ' .. reason, now, ttl, nil) end
+end
+
+-- '<prio> <envelope>' of a delayed envelope (P:dm) split in two
+local function split_delayed(m)
+  local sp = string.find(m, ' ', 1, true)
+  return string.sub(m, 1, sp - 1), string.sub(m, sp + 1)
+end
+
+-- move up to 1000 due delayed envelopes to their streams; returns the ms time the next one is due
+-- ('0' = none). Only a ZRANGE of a missing key when nothing is delayed.
+local function promote(now)
+  local head = redis.call('ZRANGE', P .. ':d', 0, 0, 'WITHSCORES')
+  if #head == 0 then return '0' end
+  if tonumber(head[2]) > tonumber(now) then return head[2] end
+  local due = redis.call('ZRANGE', P .. ':d', '-inf', now, 'BYSCORE', 'LIMIT', 0, 1000)
+  local queued = {}
+  for _, uuid in ipairs(due) do
+    local m = redis.call('HGET', P .. ':dm', uuid)
+    if m then
+      local prio, blob = split_delayed(m)
+      local id = redis.call('XADD', P .. ':s:' .. prio, '*', 'u', uuid, 'd', blob)
+      queued[#queued + 1] = uuid
+      queued[#queued + 1] = prio .. ' ' .. id
+    end
   end
+  chunked('ZREM', P .. ':d', due, 1)
+  chunked('HDEL', P .. ':dm', due, 1)
+  if rec and #queued > 0 then chunked('HSET', P .. ':q', queued, 2) end
+  head = redis.call('ZRANGE', P .. ':d', 0, 0, 'WITHSCORES')
+  return head[2] or '0'
+end
+
+-- a cancel asked for a running task whose entry is now being reclaimed: end it instead of running it again
+local function cancelled_on_reclaim(group, prio, id, fields, now, ttl)
+  local uuid, blob = fields_ud(fields)
+  local reason = uuid ~= '' and redis.call('HGET', P .. ':cx', uuid)
+  if not reason then return false end
+  local stream = P .. ':s:' .. prio
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+  redis.call('HDEL', P .. ':cx', uuid)
+  if rec then final(uuid, blob, 'cancel', reason, now, ttl, nil) end
+  return true
+end
+
+-- is entry <id> of <stream> held by a worker (pending, and not parked for a last attempt)? also
+-- returns whether it is pending at all. pcall: before any worker started there is no group yet.
+local function held_by_worker(stream, group, id)
+  local pel = redis.pcall('XPENDING', stream, group, id, id, 1)
+  local pending = type(pel) == 'table' and not pel.err and pel[1]
+  if not pending then return false, false end
+  return not string.find(pending[2], ':last', 1, true), true
 end
 
 -- fields of a task by uuid: its record when final, else synthesized from P:q, its entry and the PEL
@@ -153,6 +274,12 @@ local function get(group, uuid)
   if r then return {'R', r}, true end
   local where = redis.call('HGET', P .. ':q', uuid)
   if not where then return false, false end
+  if where == 'd' then
+    local m = redis.call('HGET', P .. ':dm', uuid)
+    if not m then return false, false end
+    local _, blob = split_delayed(m)
+    return {'e', blob, 's', 'new'}, false
+  end
   local prio, id = string.match(where, '^(%S+) (%S+)$')
   local entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1]
   if not entry then return false, false end
@@ -168,6 +295,14 @@ local function get(group, uuid)
   return {'e', blob, 's', 'new'}, false
 end
 
+-- SET NX PX of a unique key: nil when taken for <uuid>, else the uuid holding it
+local function claim_unique(key, uuid, ttl_ms, default_ttl)
+  if tonumber(ttl_ms) <= 0 then ttl_ms = default_ttl end
+  local k = P .. ':u:' .. key
+  if redis.call('SET', k, uuid, 'NX', 'PX', ttl_ms) then return nil end
+  return redis.call('GET', k) or ''
+end
+
 if op == 'enqueue' then
   local now = ARGV[2]
   local items = cmsgpack.unpack(ARGV[3])
@@ -179,11 +314,55 @@ if op == 'enqueue' then
     queued[#queued + 1] = prio .. ' ' .. id
     if items[i + 4] == '1' then waiting[#waiting + 1] = uuid end
   end
+  local skipped = {}
+  if ARGV[4] and ARGV[4] ~= '' then
+    local sp = cmsgpack.unpack(ARGV[4])
+    local claimed, nowms = ARGV[5] == '1', tonumber(now)
+    local first, wake  -- earliest due time before this enqueue; the new earliest, if it moved
+    for i = 1, #sp, 8 do
+      local prio, uuid, blob, eta = sp[i], sp[i + 1], sp[i + 3], sp[i + 5]
+      local holder = nil
+      if sp[i + 6] ~= '' and not claimed then holder = claim_unique(sp[i + 6], uuid, sp[i + 7], ARGV[6]) end
+      if holder then
+        skipped[#skipped + 1] = uuid
+        skipped[#skipped + 1] = holder
+      else
+        if tonumber(eta) > nowms then
+          if first == nil then
+            local head = redis.call('ZRANGE', P .. ':d', 0, 0, 'WITHSCORES')
+            first = head[2] and tonumber(head[2]) or math.huge
+          end
+          redis.call('ZADD', P .. ':d', eta, uuid)
+          redis.call('HSET', P .. ':dm', uuid, prio .. ' ' .. blob)
+          if tonumber(eta) < first then first, wake = tonumber(eta), eta end
+          queued[#queued + 1] = uuid
+          queued[#queued + 1] = 'd'
+        else
+          local id = redis.call('XADD', P .. ':s:' .. prio, '*', 'u', uuid, 'd', blob)
+          queued[#queued + 1] = uuid
+          queued[#queued + 1] = prio .. ' ' .. id
+        end
+        if sp[i + 4] == '1' then waiting[#waiting + 1] = uuid end
+      end
+    end
+    if wake then redis.call('XADD', P .. ':wake', 'MAXLEN', 1, '*', 'due', wake) end
+  end
   if rec then
     chunked('HSET', P .. ':q', queued, 2)
     if #waiting > 0 then chunked('SADD', P .. ':wait', waiting, 1) end
   end
-  return #items / 5
+  return skipped
+
+elseif op == 'unique' then
+  local skipped = {}
+  for i = 3, #ARGV, 3 do
+    local holder = claim_unique(ARGV[i + 1], ARGV[i], ARGV[i + 2], ARGV[2])
+    if holder then
+      skipped[#skipped + 1] = ARGV[i]
+      skipped[#skipped + 1] = holder
+    end
+  end
+  return skipped
 
 elseif op == 'fetch' then
   local group, consumer, worker = ARGV[2], ARGV[3], ARGV[4]
@@ -193,6 +372,8 @@ elseif op == 'fetch' then
   local held = {}
   for i = 12, #ARGV do held[ARGV[i]] = true end
   local nheld = #ARGV - 11
+  local due = promote(now)
+  local cx = mode >= 1 and redis.call('EXISTS', P .. ':cx') == 1
   local out = {}
   local left = count
   local function take(prio, id, fields, deliveries)
@@ -215,6 +396,8 @@ elseif op == 'fetch' then
         -- still running in this worker: leave it alone
       elseif not entry then
         redis.call('XACK', stream, group, id)  -- deleted underneath us: nothing to run
+      elseif cx and cancelled_on_reclaim(group, prio, id, entry[2], now, ttl) then
+        -- cancelled while its worker was gone: ended, not run again
       elseif delivered >= maxd then
         local uuid, blob = fields_ud(entry[2])
         to_dlq(group, prio, id, uuid, 'delivered ' .. delivered .. ' times without finishing (max_deliveries=' .. maxd .. ')', blob, now, ttl)
@@ -274,7 +457,7 @@ elseif op == 'fetch' then
       end
     end
   end
-  return {out, again}
+  return {out, again, due}
 
 elseif op == 'settle' then
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
@@ -298,6 +481,11 @@ elseif op == 'settle' then
     local ids = acks[prio]
     if not ids then ids = {}; acks[prio] = ids end
     ids[#ids + 1] = id
+  end
+  if redis.call('EXISTS', P .. ':cx') == 1 then
+    local settled = {}
+    for i = 3, #items, 5 do settled[#settled + 1] = items[i] end
+    chunked('HDEL', P .. ':cx', settled, 1)
   end
   if rec then
     chunked('HDEL', P .. ':q', uuids, 1)
@@ -395,5 +583,158 @@ elseif op == 'trim' then
   end
   redis.call('XTRIM', P .. ':log', 'MINID', cutoff)
   return 1
+
+elseif op == 'cancel' then
+  local group, uuid, reason, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+  local nprios, channel = tonumber(ARGV[7]), ARGV[8]
+  local log = ARGV[9] == '1' and {} or nil
+  if rec and redis.call('EXISTS', record(uuid)) == 1 then return {'finished'} end
+  local m = redis.call('HGET', P .. ':dm', uuid)
+  if m then  -- delayed: never reached a stream
+    redis.call('ZREM', P .. ':d', uuid)
+    redis.call('HDEL', P .. ':dm', uuid)
+    local _, blob = split_delayed(m)
+    if rec then final(uuid, blob, 'cancel', reason, now, ttl, log) end
+    flush_log(log)
+    return {'queued', blob}
+  end
+  local prio, id, entry
+  if rec then
+    local where = redis.call('HGET', P .. ':q', uuid)
+    if where then prio, id = string.match(where, '^(%S+) (%S+)$') end
+    if id then entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1] end
+  else
+    -- no P:q without our records: look through the streams (a foreign storage's cancel is rare)
+    for p = 0, nprios - 1 do
+      local cursor = '-'
+      while not entry do
+        local chunk = redis.call('XRANGE', P .. ':s:' .. p, cursor, '+', 'COUNT', 1000)
+        for _, e in ipairs(chunk) do
+          if fields_ud(e[2]) == uuid then prio, id, entry = p, e[1], e; break end
+        end
+        if #chunk < 1000 then break end
+        cursor = '(' .. chunk[#chunk][1]
+      end
+      if entry then break end
+    end
+  end
+  if not entry then return {'unknown'} end
+  local stream = P .. ':s:' .. prio
+  local running, pending = held_by_worker(stream, group, id)
+  if running then
+    redis.call('HSET', P .. ':cx', uuid, reason)
+    redis.call('PEXPIRE', P .. ':cx', ttl)
+    redis.call('PUBLISH', channel, cmsgpack.pack({uuid, reason}))
+    return {'running'}
+  end
+  if pending then redis.call('XACK', stream, group, id) end  -- parked for a last attempt: not running
+  redis.call('XDEL', stream, id)
+  local _, blob = fields_ud(entry[2])
+  if rec then final(uuid, blob, 'cancel', reason, now, ttl, log) end
+  flush_log(log)
+  return {'queued', blob}
+
+elseif op == 'requeue' then
+  local limit = tonumber(ARGV[2])
+  local entries = {}
+  if #ARGV > 2 then
+    for i = 3, #ARGV do
+      local e = redis.call('XRANGE', P .. ':dlq', ARGV[i], ARGV[i])[1]
+      if e then entries[#entries + 1] = e end
+    end
+  else
+    entries = redis.call('XRANGE', P .. ':dlq', '-', '+', 'COUNT', limit)
+  end
+  local n = 0
+  for _, e in ipairs(entries) do
+    local f = {}
+    for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
+    local uuid, blob, prio = f.u or '', f.d or '', f.prio or '0'
+    local id = redis.call('XADD', P .. ':s:' .. prio, '*', 'u', uuid, 'd', blob)
+    if rec and uuid ~= '' then
+      redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
+      redis.call('DEL', record(uuid))
+      redis.call('ZREM', P .. ':i:error', uuid)
+    end
+    redis.call('XDEL', P .. ':dlq', e[1])
+    n = n + 1
+  end
+  return n
+
+elseif op == 'purgedead' then
+  if #ARGV > 1 then
+    local ids = {}
+    for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+    local n = 0
+    for j = 1, #ids, 1000 do
+      n = n + redis.call('XDEL', P .. ':dlq', unpack(ids, j, math.min(j + 999, #ids)))
+    end
+    return n
+  end
+  local n = redis.call('XLEN', P .. ':dlq')
+  redis.call('DEL', P .. ':dlq')
+  return n
+
+elseif op == 'purge' then
+  local group, now, ttl, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+  local log = ARGV[6] == '1' and {} or nil
+  local prio, cursor = ARGV[7], ARGV[8]
+  local out = {0, 0, cursor}
+  if prio == 'd' then
+    local uuids = redis.call('ZRANGE', P .. ':d', 0, limit - 1)
+    for _, uuid in ipairs(uuids) do
+      local m = redis.call('HGET', P .. ':dm', uuid)
+      local blob = m and select(2, split_delayed(m)) or ''
+      if rec then final(uuid, blob, 'cancel', 'purged', now, ttl, log) else out[#out + 1] = blob end
+    end
+    chunked('ZREM', P .. ':d', uuids, 1)
+    chunked('HDEL', P .. ':dm', uuids, 1)
+    out[1], out[2] = #uuids, #uuids
+  else
+    local stream = P .. ':s:' .. prio
+    local chunk = redis.call('XRANGE', stream, cursor == '-' and '-' or '(' .. cursor, '+', 'COUNT', limit)
+    if #chunk > 0 then
+      -- who holds what in this range: pending entries of workers stay, parked last attempts go
+      local holder = {}
+      local pel = redis.pcall('XPENDING', stream, group, chunk[1][1], chunk[#chunk][1], #chunk)
+      if type(pel) == 'table' and not pel.err then
+        for _, x in ipairs(pel) do holder[x[1]] = x[2] end
+      end
+      local gone, parked = {}, {}
+      for _, e in ipairs(chunk) do
+        local h = holder[e[1]]
+        if not h or string.find(h, ':last', 1, true) then
+          local uuid, blob = fields_ud(e[2])
+          gone[#gone + 1] = e[1]
+          if h then parked[#parked + 1] = e[1] end
+          if not rec then
+            out[#out + 1] = blob
+          elseif uuid ~= '' then
+            final(uuid, blob, 'cancel', 'purged', now, ttl, log)
+          end
+        end
+      end
+      if #parked > 0 then chunked('XACK', stream, parked, 1, group) end
+      if #gone > 0 then chunked('XDEL', stream, gone, 1) end
+      out[1], out[2], out[3] = #gone, #chunk, chunk[#chunk][1]
+    end
+  end
+  flush_log(log)
+  return out
+
+elseif op == 'acquire' then
+  local key, limit, token, ttl = P .. ':sem:' .. ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+  -- the server's clock: every worker of the fleet measures slot expiry alike
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if not redis.call('ZSCORE', key, token) and redis.call('ZCARD', key) >= limit then return 0 end
+  redis.call('ZADD', key, now + ttl, token)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', key, last[2])
+  return 1
+
+elseif op == 'unslot' then
+  return redis.call('ZREM', P .. ':sem:' .. ARGV[2], ARGV[3])
 end
 return redis.error_reply('qtasks_fast.lua: unknown op ' .. tostring(op))

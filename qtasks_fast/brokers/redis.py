@@ -4,7 +4,8 @@ One stream per (queue, priority) under a ``{app:queue}`` hash tag, one consumer
 group per app, consumer names ``<worker-id>-<slot>`` that survive a process
 restart. All server-side logic is in ``redis.lua`` (one script, one round trip
 per batch for enqueue, fetch and settle); this module only builds its
-arguments and talks to redis-py.
+arguments and talks to redis-py. Task control (cancel, dead letters, purge,
+slots, claims) lives in ``redis_control.py``.
 """
 
 from __future__ import annotations
@@ -21,20 +22,18 @@ from redis.exceptions import ResponseError
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
-from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.brokers.redis_control import RedisControl, queue_prefix, unreachable
 from qtasks_fast.log import get_logger
+from qtasks_fast.schemas import META_UNIQUE
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
     from qtasks_fast.schemas import Envelope
 
+__all__ = ["LUA", "RedisBroker", "RedisConnection", "queue_prefix", "unreachable"]
 LUA = (Path(__file__).parent / "redis.lua").read_text()
 log = get_logger("broker")
-
-
-def queue_prefix(app: str, queue: str) -> str:
-    return f"qtf:{{{app}:{queue}}}"
 
 
 class RedisConnection:
@@ -50,6 +49,9 @@ class RedisConnection:
         self._options = {"health_check_interval": 30, "socket_keepalive": True, "socket_timeout": None,
                          "socket_connect_timeout": 5, **options}
         self._sync: redis.Redis | None = None
+        #: the RedisStorage built on this connection, if any: producer-side control ops (purge, dead-letter
+        #: requeue) that are given no storage keep its records in step through it
+        self.storage: Storage | None = None
         # one async client per event loop: a producer loop and a worker loop may share this object
         self._async: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, Any]] = {}
 
@@ -94,14 +96,7 @@ class RedisConnection:
             await pair[0].aclose()
 
 
-def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
-    return BrokerUnavailable(
-        f"cannot reach Redis at {redact(url)}: {exc}. Is redis-server running, and is the URL right "
-        "(--broker / QTASKS_BROKER_URL)?"
-    )
-
-
-class RedisBroker(Broker):
+class RedisBroker(RedisControl, Broker):
     """Broker on Redis Streams with consumer groups; pairs with ``RedisStorage`` for fused writes."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, app_name: str = "QueueTasks",
@@ -118,41 +113,74 @@ class RedisBroker(Broker):
         self._streams: dict[bytes, tuple[str, int]] = {}
         self._held: dict[str, list[str]] = {}
         self._drained = False  # the last blocking read returned less than asked
+        #: per queue, the ms time its next delayed envelope is due (0 = none; 1 = unknown, ask at once)
+        self._dues: dict[str, int] = {}
+        self._due = 0  # the earliest of them
 
     def __repr__(self) -> str:
         return f"RedisBroker({redact(self.url)!r}, app={self.app_name!r})"
 
-    def fused(self, storage: Storage | None) -> bool:
-        from qtasks_fast.storages.redis import RedisStorage
-
-        return isinstance(storage, RedisStorage) and storage.conn is self.conn
-
     # ---------------------------------------------------------------- producer
-    def _enqueue_calls(self, envelopes: Sequence[Envelope], wait: bool) -> tuple[str, dict[str, bytes]]:
+    #: seconds a unique key is held when its envelope names no ttl
+    unique_ttl: float = 3600.0
+
+    def _enqueue_calls(self, envelopes: Sequence[Envelope], wait: bool,
+                       rec: bool) -> dict[str, tuple[Any, ...]]:
+        """Per queue, the Lua enqueue arguments; delayed/unique envelopes add a packed argument of their own."""
         blobs = core.encode_envelopes(list(envelopes))
-        return str(int(time.time() * 1000)), core.enqueue_args(list(envelopes), blobs, "1" if wait else "0")
+        now = str(int(time.time() * 1000))
+        per_queue = core.enqueue_args(list(envelopes), blobs, "1" if wait else "0")
+        claimed = "0" if rec else "1"  # without our records, unique keys were claimed before storage.create
+        ttl = int(self.unique_ttl * 1000)
+        return {q: (now, plain, special, claimed, ttl) if special else (now, plain)
+                for q, (plain, special) in per_queue.items()}
 
-    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
+    def _unique_calls(self, envelopes: Sequence[Envelope]) -> dict[str, list[Any]]:
+        """For a foreign storage: the 'unique' op's arguments, claimed before any record is created."""
+        out: dict[str, list[Any]] = {}
+        for e in envelopes:
+            uq = e.meta.get(META_UNIQUE) if e.meta else None
+            if uq:
+                ttl = int(float(uq[1]) * 1000) if len(uq) > 1 and uq[1] else 0
+                out.setdefault(e.queue, [int(self.unique_ttl * 1000)]).extend((e.uuid, str(uq[0]), ttl))
+        return out
+
+    @staticmethod
+    def _skipped(res: Any, into: dict[str, str]) -> None:
+        for j in range(0, len(res or ()), 2):
+            into[res[j].decode()] = res[j + 1].decode()
+
+    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
         rec = self.fused(storage)
-        if not rec:
-            await storage.create(envelopes, wait)
-        now, per_queue = self._enqueue_calls(envelopes, wait)
+        skipped: dict[str, str] = {}
         try:
-            for queue, args in per_queue.items():
-                await self.conn.acall(queue_prefix(self.app_name, queue), "enqueue", rec, now, args)
+            if not rec:
+                for queue, args in self._unique_calls(envelopes).items():
+                    self._skipped(await self.conn.acall(queue_prefix(self.app_name, queue), "unique", False, *args),
+                                  skipped)
+                envelopes = [e for e in envelopes if e.uuid not in skipped] if skipped else envelopes
+                await storage.create(envelopes, wait)
+            for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
+                self._skipped(await self.conn.acall(queue_prefix(self.app_name, queue), "enqueue", rec, *call),
+                              skipped)
         except redis.ConnectionError as exc:
             raise unreachable(self.url, exc) from exc
+        return skipped
 
-    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
+    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
         rec = self.fused(storage)
-        if not rec:
-            storage.create_sync(envelopes, wait)
-        now, per_queue = self._enqueue_calls(envelopes, wait)
+        skipped: dict[str, str] = {}
         try:
-            for queue, args in per_queue.items():
-                self.conn.call(queue_prefix(self.app_name, queue), "enqueue", rec, now, args)
+            if not rec:
+                for queue, args in self._unique_calls(envelopes).items():
+                    self._skipped(self.conn.call(queue_prefix(self.app_name, queue), "unique", False, *args), skipped)
+                envelopes = [e for e in envelopes if e.uuid not in skipped] if skipped else envelopes
+                storage.create_sync(envelopes, wait)
+            for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
+                self._skipped(self.conn.call(queue_prefix(self.app_name, queue), "enqueue", rec, *call), skipped)
         except redis.ConnectionError as exc:
             raise unreachable(self.url, exc) from exc
+        return skipped
 
     # ------------------------------------------------------------------ worker
     async def ping(self) -> None:
@@ -167,6 +195,10 @@ class RedisBroker(Broker):
             f"{queue_prefix(self.app_name, q)}:s:{p}".encode(): (q, p)
             for q in self._queues for p in range(self.priority_levels)
         }
+        # blocked reads also watch each queue's wake stream (prio -1): a delayed envelope due sooner
+        # than any before it is announced there (see redis.lua, key P:wake)
+        self._streams.update({f"{queue_prefix(self.app_name, q)}:wake".encode(): (q, -1) for q in self._queues})
+        self._dues, self._due = {}, 0
         await self.ping()
         await self.ensure_groups()
 
@@ -184,9 +216,9 @@ class RedisBroker(Broker):
         mode = self._mode
         if mode == 0 and now >= self._next_reclaim:
             mode = 1
-        if mode == 0 and self._drained and block > 0:
-            # the last blocking read found the streams (nearly) empty: block again at once rather
-            # than spend a round trip on a fetch that would find nothing (idle latency)
+        if mode == 0 and self._drained and block > 0 and not 0 < self._due <= time.time() * 1000:
+            # the last blocking read found the streams (nearly) empty and nothing delayed is due: block
+            # again at once rather than spend a round trip on a fetch that would find nothing (idle latency)
             return await self._block(count, block, rec)
         try:
             out, again = await self._fetch_now(count, mode, rec)
@@ -220,28 +252,39 @@ class RedisBroker(Broker):
 
     async def _fetch_now(self, count: int, mode: int, rec: bool) -> tuple[list[tuple[str, list[Any]]], bool]:
         out = []
-        now = str(int(time.time() * 1000))
+        wall = int(time.time() * 1000)
+        now = str(wall)
         left = count
         again = False
+        full = False  # nothing more may be fetched: remaining queues are visited only to promote due envelopes
         for q in self._queues:
-            flat, more = await self.conn.acall(
+            qcount, qmode = left, mode
+            if full:
+                if not 0 < self._dues.get(q, 0) <= wall:
+                    continue
+                qcount, qmode = 0, 0
+            flat, more, due = await self.conn.acall(
                 queue_prefix(self.app_name, q), "fetch", rec, self.app_name, self._consumer, self._worker_id,
-                left, now, mode, int(self.lease_seconds * 1000), self.max_deliveries, self.priority_levels,
-                int(self.result_ttl * 1000), *(self._held.get(q, ()) if mode >= 2 else ()))
+                qcount, now, qmode, int(self.lease_seconds * 1000), self.max_deliveries, self.priority_levels,
+                int(self.result_ttl * 1000), *(self._held.get(q, ()) if qmode >= 2 else ()))
+            self._dues[q] = int(due)
             again = again or bool(more)
             if flat:
                 out.append((q, flat))
                 left -= len(flat) // 4
-                if left <= 0:
-                    break
-                if mode and self.max_deliveries > 1 and flat[3] >= self.max_deliveries:
-                    break  # a last attempt comes alone (see redis.lua, op fetch)
+                # a last attempt comes alone (see redis.lua, op fetch)
+                full = left <= 0 or bool(mode and self.max_deliveries > 1 and flat[3] >= self.max_deliveries)
+        self._due = min((d for d in self._dues.values() if d), default=0)
         return out, again
 
     async def _block(self, count: int, block: float, rec: bool) -> list[tuple[str, list[Any]]]:
+        if self._due:  # never sleep past the next due delayed envelope: the fetch op promotes it
+            block = min(block, (self._due - time.time() * 1000) / 1000)
+            if block <= 0:
+                return []
         try:
-            res: Any = await self.conn.aio.xreadgroup(
-                self.app_name, self._consumer, {s: ">" for s in self._streams}, count=count, block=int(block * 1000))
+            res: Any = await self.conn.aio.xreadgroup(self.app_name, self._consumer, {s: ">" for s in self._streams},
+                                                      count=count, block=max(1, int(block * 1000)))
         except ResponseError as exc:
             # a stream or group deleted under a blocked read (purge, FLUSHDB, data loss): recreate and go on
             if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
@@ -249,13 +292,18 @@ class RedisBroker(Broker):
             await self.ensure_groups()
             return []
         per_queue: dict[str, list[Any]] = {}
-        got = sum(len(entries) for _, entries in res or ())
-        self._drained = got < count
+        got = 0
         for stream, entries in res or ():
             queue, prio = self._streams[stream]
+            if prio < 0:  # a wake: a delayed envelope is due sooner than this worker knew
+                self._dues[queue] = self._due = 1
+                await self.conn.aio.xack(stream, self.app_name, *[msg_id for msg_id, _ in entries])
+                continue
+            got += len(entries)
             flat = per_queue.setdefault(queue, [])
             for msg_id, fields in entries:
                 flat += (prio, msg_id, fields.get(b"d", b"") if b"u" in fields else b"", 1)
+        self._drained = got < count
         return list(per_queue.items())
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
@@ -303,10 +351,6 @@ class RedisBroker(Broker):
         for q in self._queues:
             await self.conn.acall(queue_prefix(self.app_name, q), "trim", True, now, int(self.result_ttl * 1000))
 
-    async def dead_letters(self, queue: str, count: int = 100) -> list[dict[str, Any]]:
-        """Newest dead-lettered messages of ``queue`` (uuid, reason, time, raw body)."""
-        entries: Any = await self.conn.aio.xrevrange(f"{queue_prefix(self.app_name, queue)}:dlq", count=count)
-        return [{"id": i.decode(), **{k.decode(): v for k, v in f.items()}} for i, f in entries]
-
     async def close(self) -> None:
+        self._stop_requests()
         await self.conn.aclose()

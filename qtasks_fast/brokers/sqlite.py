@@ -10,188 +10,51 @@ settle write message and record in one transaction when both share a
 
 Message states (table ``messages``): ``consumer IS NULL`` = ready;
 ``consumer`` set = handed out until ``lease_until`` (ms since epoch — wall
-clock, because leases are compared across processes). There is no server to
-push new work, so a blocking :meth:`SqliteBroker.fetch` polls with a short
-backoff (5 ms growing to 50 ms); an idle poll is a read, never a write lock.
+clock, because leases are compared across processes). Envelopes with a future
+``eta`` wait in table ``delayed`` and move to ``messages`` in the fetch that
+finds them due. There is no server to push new work, so an idle blocking
+:meth:`SqliteBroker.fetch` watches ``PRAGMA data_version`` (bumped by any other
+process's commit; no table read, no lock) every 5-50 ms and re-reads the tables
+only when the file changed or when the next known due time (delayed message,
+lease expiry) has come — an idle worker costs next to nothing and never takes
+the write lock producers need.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-import msgspec
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
-from qtasks_fast.brokers._local import LocalBroker
+from qtasks_fast.brokers._local import body_outcome, has_unique
+from qtasks_fast.brokers.sqlite_control import SqliteControl
+from qtasks_fast.brokers.sqlite_db import (
+    BUSY_TIMEOUT,
+    SqliteConnection,
+    claim_unique,
+    finish_records,
+    insert_records,
+    mark_process,
+    now_ms,
+)
 from qtasks_fast.exceptions import BrokerUnavailable
 from qtasks_fast.schemas import Envelope
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
-    uuid TEXT NOT NULL, body BLOB NOT NULL, consumer TEXT, lease_until INTEGER,
-    deliveries INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS messages_ready ON messages (app, queue, consumer, prio, id);
-CREATE INDEX IF NOT EXISTS messages_lease ON messages (app, queue, lease_until);
-CREATE TABLE IF NOT EXISTS records (
-    uuid TEXT PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL, task_name TEXT NOT NULL,
-    status TEXT NOT NULL, envelope BLOB NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,
-    "returning" BLOB, traceback TEXT, worker_id TEXT, retry_child TEXT, awaited INTEGER NOT NULL DEFAULT 0,
-    expires_at INTEGER);
-CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
-    uuid TEXT NOT NULL, body BLOB NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (app, queue, id);
-"""
-#: seconds SQLite itself retries a locked database before raising (writers queue up behind one another)
-BUSY_TIMEOUT = 30.0
-_env_decode = msgspec.msgpack.Decoder(Envelope).decode
-_abandoned: list[sqlite3.Connection] = []  # handles inherited over fork: never closed in the child
+__all__ = ["BUSY_TIMEOUT", "SqliteBroker", "SqliteConnection", "finish_records", "insert_records", "mark_process",
+           "now_ms"]
+#: first and longest pause between two idle checks of a blocking fetch
+POLL_MIN, POLL_MAX = 0.005, 0.05
+_FAR = 1 << 62  # "no known due time"
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class SqliteConnection:
-    """One sqlite3 handle per process for one file, shared by broker and storage so their writes can fuse.
-
-    The handle is opened lazily and reopened after ``fork`` (a connection must
-    not cross a fork). A re-entrant lock serialises its use between the event
-    loop and sync-client threads; SQLite's own locking (``busy_timeout``)
-    serialises processes.
-    """
-
-    _shared: dict[str, SqliteConnection] = {}
-    _shared_lock = threading.Lock()
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._pid = 0
-        self.lock = threading.RLock()
-
-    @classmethod
-    def for_path(cls, path: str) -> SqliteConnection:
-        """The process-wide connection of ``path``: brokers and storages built on one file share it."""
-        key = path if path == ":memory:" else os.path.realpath(path)
-        with cls._shared_lock:
-            conn = cls._shared.get(key)
-            if conn is None:
-                conn = cls._shared[key] = cls(path)
-            return conn
-
-    def __repr__(self) -> str:
-        return f"SqliteConnection({self.path!r})"
-
-    def _guard(self) -> threading.RLock:
-        """This process's lock, after dropping state inherited over ``fork`` (checked before taking the lock,
-        which another thread of the parent may have held at fork time)."""
-        if self._pid != os.getpid():
-            if self._db is not None:
-                _abandoned.append(self._db)  # parent's handle: closing it here could break the parent's locks
-            self._db = None
-            self.lock = threading.RLock()
-            self._pid = os.getpid()
-        return self.lock
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        """The open handle (call with :attr:`lock` held)."""
-        self._guard()
-        if self._db is None:
-            self._db = self._open()
-        return self._db
-
-    def _open(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
-        db: sqlite3.Connection | None = None
-        try:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL survives any process crash (the failure at-least-once is about); only a power
-            # cut can lose the last commits — the same trade as Redis' default ``appendfsync everysec``.
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
-        except sqlite3.Error as exc:
-            if db is not None:
-                db.close()
-            raise BrokerUnavailable(f"cannot open the SQLite database {self.path!r}: {exc}. Is the directory "
-                                    "writable (set QTASKS_SQLITE_PATH or pass sqlite:///path)?") from exc
-        return db
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock first, so reads inside it are current."""
-        with self._guard():
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._guard():
-            return self.db.execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        with self._guard():
-            if self._db is not None and self._pid == os.getpid():
-                self._db.close()
-            self._db = None
-
-
-# ------------------------------------------------------------------ record writes shared with SqliteStorage
-def insert_records(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelope], blobs: Sequence[bytes],
-                   wait: bool, now: int) -> None:
-    """``new`` records; a re-sent uuid starts over (as a fresh Redis HSET of the same fields would)."""
-    db.executemany(
-        "INSERT OR REPLACE INTO records (uuid, app, queue, task_name, status, envelope, created, updated, awaited)"
-        " VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
-        [(e.uuid, app, e.queue, e.task_name, b, now, now, int(wait)) for e, b in zip(envelopes, blobs, strict=True)])
-
-
-def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
-                   ttl_ms: int) -> None:
-    """Final states; an upsert, so a message whose record is gone (expired, foreign producer) still reports."""
-    rows = []
-    for d, status, ret, tb, child in outcomes:
-        env = d.envelope
-        assert env is not None, "settled deliveries always carry their envelope"
-        raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)
-        rows.append((env.uuid, app, env.queue, env.task_name, status, raw, int(env.created_at * 1000) or now, now,
-                     ret, tb or None, worker_id or None, child or None, now + ttl_ms))
-    db.executemany(
-        "INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, \"returning\","
-        " traceback, worker_id, retry_child, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, updated = excluded.updated,"
-        " \"returning\" = excluded.\"returning\", traceback = excluded.traceback, worker_id = excluded.worker_id,"
-        " retry_child = excluded.retry_child, expires_at = excluded.expires_at", rows)
-
-
-def mark_process(db: sqlite3.Connection, uuids: Sequence[str], worker_id: str, now: int) -> None:
-    db.executemany("UPDATE records SET status = 'process', worker_id = ?, updated = ? WHERE uuid = ?",
-                   [(worker_id, now, u) for u in uuids])
-
-
-class SqliteBroker(LocalBroker):
+class SqliteBroker(SqliteControl):
     """Broker on one SQLite file; pairs with ``SqliteStorage`` on the same file for fused writes."""
 
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,
@@ -202,6 +65,8 @@ class SqliteBroker(LocalBroker):
         self.path = path
         self.conn = connection or SqliteConnection.for_path(path)
         self._takeover = True  # the first fetch takes over this consumer name's own messages
+        self._wake_at = 0  # ms: when the last idle probe expects work without any write (eta, lease expiry)
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"SqliteBroker({self.path!r}, app={self.app_name!r})"
@@ -212,25 +77,42 @@ class SqliteBroker(LocalBroker):
         return (isinstance(storage, SqliteStorage) and storage.app_name == self.app_name
                 and (storage.conn is self.conn or storage.conn.path == self.conn.path != ":memory:"))
 
-    @property
-    def _ttl_ms(self) -> int:
-        return int(self.result_ttl * 1000)
-
     # ---------------------------------------------------------------- producer
     def _insert_tx(self, db: sqlite3.Connection, envelopes: Sequence[Envelope], wait: bool, rec: bool,
-                   now: int) -> None:
-        """Records (when fused) and messages of a batch, inside the caller's transaction."""
+                   now: int, unique: bool = True) -> dict[str, str]:
+        """Unique keys, records (when fused) and messages of a batch, inside the caller's transaction."""
+        skipped: dict[str, str] = {}
+        if unique and has_unique(envelopes):
+            skipped = claim_unique(db, self.app_name, envelopes, now, self.unique_ttl)
+            if skipped:
+                envelopes = [e for e in envelopes if e.uuid not in skipped]
+        if not envelopes:
+            return skipped
         blobs = core.encode_envelopes(list(envelopes))
         if rec:
             insert_records(db, self.app_name, envelopes, blobs, wait, now)
-        top = self.priority_levels - 1  # out-of-range priorities are clamped, never left unread
-        db.executemany("INSERT INTO messages (app, queue, prio, uuid, body) VALUES (?, ?, ?, ?, ?)",
-                       [(self.app_name, e.queue, min(max(e.priority, 0), top), e.uuid, b)
-                        for e, b in zip(envelopes, blobs, strict=True)])
+        top, app = self.priority_levels - 1, self.app_name  # out-of-range priorities are clamped, never unread
+        ready: list[tuple[Any, ...]] = []
+        later: list[tuple[Any, ...]] = []
+        for e, b in zip(envelopes, blobs, strict=True):
+            due = int(e.eta * 1000) if e.eta else 0
+            if due > now:
+                later.append((app, e.queue, min(max(e.priority, 0), top), e.uuid, b, due))
+            else:
+                ready.append((app, e.queue, min(max(e.priority, 0), top), e.uuid, b))
+        if ready:
+            db.executemany("INSERT INTO messages (app, queue, prio, uuid, body) VALUES (?, ?, ?, ?, ?)", ready)
+        if later:
+            db.executemany("INSERT INTO delayed (app, queue, prio, uuid, body, due) VALUES (?, ?, ?, ?, ?, ?)", later)
+        return skipped
 
-    def _insert(self, envelopes: Sequence[Envelope], wait: bool, rec: bool) -> None:
+    def _insert(self, envelopes: Sequence[Envelope], wait: bool, rec: bool, unique: bool = True) -> dict[str, str]:
         with self.conn.tx() as db:
-            self._insert_tx(db, envelopes, wait, rec, now_ms())
+            return self._insert_tx(db, envelopes, wait, rec, now_ms(), unique)
+
+    def _claim_unique(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
+        with self.conn.tx() as db:
+            return claim_unique(db, self.app_name, envelopes, now_ms(), self.unique_ttl)
 
     def enqueue_raw(self, queue: str, body: bytes, priority: int = 0, uuid: str = "") -> None:
         """Put an arbitrary body on ``queue`` (bridges from foreign producers, and tests of malformed input)."""
@@ -248,40 +130,62 @@ class SqliteBroker(LocalBroker):
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
         self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
         self._takeover = True
+        self._closed = False
         await self.ping()
 
     async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
         deadline = time.monotonic() + block
-        delay = 0.005
+        delay = POLL_MIN
         while True:
+            version = self.conn.version()  # before the probe: a commit after it shows as a change
             out, dead = self._claim(count)
-            if dead and not self.fused(self._storage) and self._storage is not None:
+            if dead and self._storage is not None:
                 await self._storage.save(dead, self._worker_id)
             left = deadline - time.monotonic()
             if out or left <= 0:
                 return out
-            # No server can wake us: poll, backing off so an idle worker costs ~20 reads a second.
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, 0.05)
+            # Idle. Work appears only by a commit (ours or another process's) or when a known due time
+            # passes; wait for either with the cheap version check instead of re-reading the tables.
+            while left > 0 and now_ms() < self._wake_at and self.conn.version() == version:
+                await asyncio.sleep(min(delay, left, (self._wake_at - now_ms()) / 1000))
+                delay = min(delay * 2, POLL_MAX)
+                left = deadline - time.monotonic()
 
-    def _available(self, now: int) -> bool:
-        """Cheap read-only probe so idle polls never take the write lock producers need."""
+    def _probe(self, now: int) -> tuple[bool, list[str]]:
+        """Read-only: is anything claimable, and which queues have due delayed messages (no write lock taken
+        by an idle poll). When nothing is, remembers in ``_wake_at`` when something will be."""
         takeover = self._consumer if self._takeover else None
+        app, found, due = self.app_name, False, []
         for q in self._queues:
-            if self.conn.read(
-                    "SELECT EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND consumer IS NULL)"
-                    " OR EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND lease_until < ?)"
-                    " OR EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND consumer = ?)",
-                    (self.app_name, q, self.app_name, q, now, self.app_name, q, takeover))[0][0]:
-                return True
-        return False
+            avail, ripe = self.conn.read(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND consumer IS NULL)"
+                " OR EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND lease_until < ?)"
+                " OR EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND consumer = ?),"
+                " EXISTS (SELECT 1 FROM delayed WHERE app = ? AND queue = ? AND due <= ?)",
+                (app, q, app, q, now, app, q, takeover, app, q, now))[0]
+            found = found or bool(avail)
+            if ripe:
+                due.append(q)
+        self._wake_at = now + int(POLL_MAX * 1000)  # something to claim: if a claim still comes back empty
+        if not found and not due:
+            wake = _FAR
+            for q in self._queues:
+                lease, eta = self.conn.read(
+                    "SELECT (SELECT min(lease_until) FROM messages WHERE app = ? AND queue = ?"
+                    " AND lease_until IS NOT NULL), (SELECT min(due) FROM delayed WHERE app = ? AND queue = ?)",
+                    (app, q, app, q))[0]
+                wake = min(wake, (lease + 1) if lease is not None else _FAR, eta if eta is not None else _FAR)
+            self._wake_at = wake
+        return found, due
 
     def _claim(self, count: int) -> tuple[list[tuple[str, list[Any]]], list[Outcome]]:
-        """Hand out up to ``count`` messages in one transaction; returns them and foreign-storage dead letters."""
+        """Hand out up to ``count`` messages in one transaction; returns them and foreign-storage outcomes
+        (dead letters, cancels found on redelivery)."""
         now = now_ms()
         out: list[tuple[str, list[Any]]] = []
         dead: list[Outcome] = []
-        if not self._available(now):
+        found, due = self._probe(now)
+        if not found and not due:
             self._takeover = False
             return out, dead
         rec = self.fused(self._storage)
@@ -289,6 +193,10 @@ class SqliteBroker(LocalBroker):
         lease_until = now + int(self.lease_seconds * 1000)
         cols = "SELECT id, prio, uuid, body, deliveries FROM messages WHERE app = ? AND queue = ? AND "
         with self.conn.tx() as db:
+            for q in due:  # promote due delayed messages, oldest due first
+                db.execute("INSERT INTO messages (app, queue, prio, uuid, body) SELECT app, queue, prio, uuid, body"
+                           " FROM delayed WHERE app = ? AND queue = ? AND due <= ? ORDER BY due, id", (app, q, now))
+                db.execute("DELETE FROM delayed WHERE app = ? AND queue = ? AND due <= ?", (app, q, now))
             left = count
             for q in self._queues:
                 if left <= 0:
@@ -307,11 +215,14 @@ class SqliteBroker(LocalBroker):
                 for msg_id, prio, uuid, body, delivered in rows:
                     if left <= 0:
                         break
+                    if delivered and self._cancelled_on_redelivery(db, q, msg_id, prio, uuid, body, delivered,
+                                                                   now, rec, dead):
+                        continue
                     if delivered >= maxd:
                         reason = f"delivered {delivered} times without finishing (max_deliveries={maxd})"
                         self._to_dead(db, q, msg_id, prio, uuid, body, reason, now, rec)
                         if not rec:
-                            dead += self._dead_outcome(q, prio, msg_id, body, delivered, reason)
+                            dead += body_outcome(q, prio, msg_id, body, delivered, "error", "dead-lettered: " + reason)
                         continue
                     flat += (prio, msg_id, body, delivered + 1)
                     taken.append((self._consumer, lease_until, msg_id))
@@ -326,24 +237,6 @@ class SqliteBroker(LocalBroker):
                     out.append((q, flat))
         self._takeover = False
         return out, dead
-
-    @staticmethod
-    def _dead_outcome(queue: str, prio: int, msg_id: int, body: bytes, delivered: int, reason: str) -> list[Outcome]:
-        d = Delivery(queue, prio, msg_id, body, delivered)
-        try:
-            d.envelope = _env_decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return []  # no uuid to report on
-        return [(d, "error", b"\xc0", "dead-lettered: " + reason, "")]
-
-    def _to_dead(self, db: sqlite3.Connection, queue: str, msg_id: int, prio: int, uuid: str, body: bytes,
-                 reason: str, now: int, rec: bool) -> None:
-        db.execute("INSERT INTO dead_letters (app, queue, prio, uuid, body, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (self.app_name, queue, prio, uuid, body, reason, now))
-        db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
-        if rec and uuid:
-            db.execute("UPDATE records SET status = 'error', traceback = ?, updated = ?, expires_at = ?"
-                       " WHERE uuid = ?", ("dead-lettered: " + reason, now, now + self._ttl_ms, uuid))
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = self.fused(storage)
@@ -367,35 +260,7 @@ class SqliteBroker(LocalBroker):
             db.executemany("UPDATE messages SET lease_until = ? WHERE id = ? AND consumer = ?",
                            [(until, d.msg_id, self._consumer) for d in deliveries])
 
-    async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Back to ready at their old position; the hand-out did not run, so it does not count as a delivery."""
-        if not deliveries:
-            return
-        with self.conn.tx() as db:
-            db.executemany("UPDATE messages SET consumer = NULL, lease_until = NULL,"
-                           " deliveries = max(deliveries - 1, 0) WHERE id = ? AND consumer = ?",
-                           [(d.msg_id, self._consumer) for d in deliveries])
-
-    async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
-        rec = await self.save_dead_records(items, storage)
-        now = now_ms()
-        with self.conn.tx() as db:
-            for d, reason in items:
-                row = db.execute("SELECT queue, prio, uuid, body FROM messages WHERE id = ?", (d.msg_id,)).fetchone()
-                if row is not None:  # gone = settled or dead-lettered by whoever took it over
-                    self._to_dead(db, row[0], d.msg_id, row[1], row[2], row[3], reason, now, rec)
-
-    async def trim_indexes(self) -> None:
-        """Delete expired records (called by the worker's lease keeper every minute)."""
-        with self.conn.tx() as db:
-            db.execute("DELETE FROM records WHERE expires_at < ? AND app = ?", (now_ms(), self.app_name))
-
-    async def dead_letters(self, queue: str, count: int = 100) -> list[dict[str, Any]]:
-        """Newest dead-lettered messages of ``queue`` (uuid, reason, time, raw body), keys as in RedisBroker."""
-        rows = self.conn.read("SELECT id, uuid, body, reason, at, prio FROM dead_letters WHERE app = ? AND queue = ?"
-                              " ORDER BY id DESC LIMIT ?", (self.app_name, queue, count))
-        return [{"id": str(r[0]), "u": r[1], "d": r[2], "reason": r[3], "at": r[4], "prio": r[5]} for r in rows]
-
     async def close(self) -> None:
-        """Nothing to release per broker: the shared handle stays open for the storage and reopens lazily."""
-
+        """Ends this consumer's :meth:`cancel_requests`; the shared handle stays open for the storage and
+        reopens lazily."""
+        self._closed = True

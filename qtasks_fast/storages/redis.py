@@ -73,6 +73,8 @@ class RedisStorage(Storage):
         self.conn = connection or RedisConnection(url)
         self.app_name = app_name
         self.result_ttl = result_ttl
+        if self.conn.storage is None:  # the broker's producer-side control ops keep these records in step
+            self.conn.storage = self
 
     def __repr__(self) -> str:
         return f"RedisStorage({redact(self.url)!r}, app={self.app_name!r})"

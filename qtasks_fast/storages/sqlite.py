@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.sqlite import SqliteConnection, finish_records, insert_records, mark_process, now_ms
+from qtasks_fast.brokers.sqlite_db import SqliteConnection, finish_records, insert_records, mark_process, now_ms
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
 
 if TYPE_CHECKING:

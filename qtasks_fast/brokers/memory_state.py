@@ -1,0 +1,231 @@
+"""The shared state of the in-process backend: messages, delayed messages, records, keys, slots, waiters.
+
+An :class:`InMemoryState` is what an ``InMemoryBroker`` and an
+``InMemoryStorage`` share to fuse. The sync client may call from another
+thread, so the state is guarded by a ``threading.Lock``; methods here expect it
+held. Waiters of any loop are woken with ``loop.call_soon_threadsafe``. Leases,
+key and slot expiries use ``time.monotonic`` (one process); ``eta`` is wall
+time, as it comes from the envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import msgspec
+
+from qtasks_fast.abc.broker import DeadLetter, Outcome
+from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt
+
+_env_decode = msgspec.msgpack.Decoder(Envelope).decode
+Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
+
+
+def wake(waiter: Waiter) -> None:
+    """Set an event owned by any loop, from any thread."""
+    loop, event = waiter
+    try:
+        loop.call_soon_threadsafe(event.set)
+    except RuntimeError:  # that loop is closed: nobody is waiting any more
+        pass
+
+
+class _Msg:
+    __slots__ = ("id", "queue", "prio", "uuid", "body", "consumer", "lease_until", "deliveries", "due")
+
+    def __init__(self, msg_id: int, queue: str, prio: int, uuid: str, body: bytes) -> None:
+        self.id, self.queue, self.prio, self.uuid, self.body = msg_id, queue, prio, uuid, body
+        self.consumer: str | None = None
+        self.lease_until = 0.0
+        self.deliveries = 0
+        self.due = 0.0
+
+
+class _Record:
+    __slots__ = ("queue", "status", "blob", "created", "updated", "returning", "traceback", "worker_id",
+                 "retry_child", "awaited", "expires_at")
+
+    def __init__(self, queue: str, blob: bytes, now: float, awaited: bool) -> None:
+        self.queue, self.blob, self.created, self.updated, self.awaited = queue, blob, now, now, awaited
+        self.status = "new"
+        self.returning: bytes | None = None
+        self.traceback: str | None = None
+        self.worker_id: str | None = None
+        self.retry_child: str | None = None
+        self.expires_at: float | None = None  # time.monotonic() deadline, set once final
+
+    def task(self) -> Task:
+        return task_from_envelope(_env_decode(self.blob), self.status, updated=self.updated,
+                                  returning=self.returning or b"", traceback=self.traceback,
+                                  retry_child=self.retry_child, worker_id=self.worker_id, queue=self.queue,
+                                  created=ts_to_dt(self.created))
+
+
+class Listener:
+    """One worker's inbox of cancel requests (see ``InMemoryBroker.cancel_requests``)."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.items: deque[tuple[str, str]] = deque()
+        self.waiter: Waiter = (loop, asyncio.Event())
+
+
+class InMemoryState:
+    """Messages, records and waiters of one in-process backend. Methods below ``lock`` expect it held."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: notified on every record change, for ``wait_sync`` callers
+        self.changed = threading.Condition(self.lock)
+        self._ids = itertools.count(1)
+        self.messages: dict[int, _Msg] = {}
+        self.owned: dict[int, _Msg] = {}  # handed out, not settled
+        self.ready: dict[str, list[tuple[int, int]]] = {}  # per queue heap of (prio, id)
+        self.delayed: dict[int, _Msg] = {}  # not yet due
+        self.due: list[tuple[float, int]] = []  # heap of (eta, id) over ``delayed`` (stale ids skipped)
+        self.dead: dict[str, list[DeadLetter]] = {}
+        self.records: dict[str, _Record] = {}
+        self.fetchers: set[Waiter] = set()
+        self.watchers: dict[str, set[Waiter]] = {}
+        self.keys: dict[str, tuple[str, float]] = {}  # unique/claim key -> (holder, expiry)
+        self.slots: dict[tuple[str, str], dict[str, float]] = {}  # (queue, key) -> {token: expiry}
+        self.cancels: dict[int, tuple[str, str]] = {}  # msg id -> (uuid, reason) asked while it ran
+        self.listeners: set[Listener] = set()
+
+    # ---------------------------------------------------------------- messages
+    def push(self, queue: str, prio: int, uuid: str, body: bytes, eta: float = 0.0) -> None:
+        m = _Msg(next(self._ids), queue, prio, uuid, body)
+        if eta and eta > time.time():
+            m.due = eta
+            self.delayed[m.id] = m
+            heapq.heappush(self.due, (eta, m.id))
+            return
+        self.messages[m.id] = m
+        heapq.heappush(self.ready.setdefault(queue, []), (prio, m.id))
+
+    def promote(self) -> float:
+        """Make due delayed messages ready; returns the next due time (``inf`` when none)."""
+        now = time.time()
+        while self.due:
+            eta, msg_id = self.due[0]
+            m = self.delayed.get(msg_id)
+            if m is None:  # cancelled or purged meanwhile
+                heapq.heappop(self.due)
+                continue
+            if eta > now:
+                return eta
+            heapq.heappop(self.due)
+            del self.delayed[msg_id]
+            self.messages[msg_id] = m
+            heapq.heappush(self.ready.setdefault(m.queue, []), (m.prio, m.id))
+        return float("inf")
+
+    def requeue(self, m: _Msg) -> None:
+        """Back to ready at its old place (its id keeps it ahead of later messages of its priority)."""
+        self.owned.pop(m.id, None)
+        m.consumer = None
+        heapq.heappush(self.ready.setdefault(m.queue, []), (m.prio, m.id))
+
+    def pop_ready(self, queue: str) -> _Msg | None:
+        heap = self.ready.get(queue)
+        while heap:
+            _, msg_id = heapq.heappop(heap)
+            m = self.messages.get(msg_id)
+            if m is not None and m.consumer is None:
+                return m
+        return None
+
+    def remove(self, msg_id: int) -> _Msg | None:
+        self.owned.pop(msg_id, None)
+        if self.cancels:
+            self.cancels.pop(msg_id, None)
+        return self.messages.pop(msg_id, None)
+
+    def wake_fetchers(self) -> None:
+        for w in self.fetchers:
+            wake(w)
+
+    def claim_unique(self, envelopes: Sequence[Envelope], default_ttl: float) -> dict[str, str]:
+        """Claim ``META_UNIQUE`` keys; ``{skipped uuid: holder}`` (a re-sent uuid is skipped too)."""
+        skipped: dict[str, str] = {}
+        now = time.monotonic()
+        for env in envelopes:
+            spec = env.meta.get(META_UNIQUE) if env.meta else None
+            if not spec:
+                continue
+            key, ttl = f"u:{env.queue}:{spec[0]}", (spec[1] if len(spec) > 1 and spec[1] else default_ttl)
+            held = self.keys.get(key)
+            if held is not None and held[1] > now:
+                skipped[env.uuid] = held[0]
+            else:
+                self.keys[key] = (env.uuid, now + float(ttl))
+        return skipped
+
+    # ----------------------------------------------------------------- records
+    def create_records(self, envelopes: Sequence[Envelope], blobs: Sequence[bytes], wait: bool) -> None:
+        now = time.time()
+        for env, blob in zip(envelopes, blobs, strict=True):
+            self.records[env.uuid] = _Record(env.queue, blob, now, wait)
+
+    def finish_records(self, outcomes: Sequence[Outcome], worker_id: str, ttl: float) -> None:
+        now, expires = time.time(), time.monotonic() + ttl
+        for d, status, ret, tb, child in outcomes:
+            env = d.envelope
+            assert env is not None, "settled deliveries always carry their envelope"
+            rec = self.records.get(env.uuid)
+            if rec is None:  # record gone (expired, foreign producer): the result still reports
+                rec = self.records[env.uuid] = _Record(env.queue, msgspec.msgpack.encode(env), env.created_at, False)
+            rec.status, rec.returning, rec.updated = status, ret, now
+            rec.traceback, rec.retry_child = tb or None, child or None
+            rec.worker_id, rec.expires_at = worker_id or rec.worker_id, expires
+            self.notify(env.uuid)
+
+    def end_record(self, uuid: str, status: str, traceback: str, ttl: float) -> None:
+        """Finish a record the broker itself decided on (dead letter: ``error``; cancel, purge: ``cancel``)."""
+        rec = self.records.get(uuid)
+        if rec is not None:
+            rec.status, rec.traceback, rec.returning, rec.updated = status, traceback, None, time.time()
+            rec.expires_at = time.monotonic() + ttl
+            self.notify(uuid)
+
+    def renew_record(self, uuid: str) -> None:
+        """Back to ``new`` (a requeued dead letter)."""
+        rec = self.records.get(uuid)
+        if rec is not None:
+            rec.status, rec.updated, rec.expires_at = "new", time.time(), None
+            rec.traceback = rec.returning = rec.retry_child = rec.worker_id = None
+
+    def mark(self, uuids: Sequence[str], worker_id: str) -> None:
+        now = time.time()
+        for u in uuids:
+            rec = self.records.get(u)
+            if rec is not None:
+                rec.status, rec.worker_id, rec.updated = "process", worker_id, now
+
+    def notify(self, uuid: str) -> None:
+        self.changed.notify_all()
+        for w in self.watchers.get(uuid, ()):
+            wake(w)
+
+    def record(self, uuid: str, queues: Sequence[str]) -> _Record | None:
+        rec = self.records.get(uuid)
+        if rec is not None and rec.expires_at is not None and rec.expires_at <= time.monotonic():
+            del self.records[uuid]  # expired: gone, as a Redis key with a TTL would be
+            return None
+        if rec is None or (queues and rec.queue not in queues):
+            return None
+        return rec
+
+    def trim(self) -> None:
+        now = time.monotonic()
+        for uuid in [u for u, r in self.records.items() if r.expires_at is not None and r.expires_at <= now]:
+            del self.records[uuid]
+        for key in [k for k, (_, exp) in self.keys.items() if exp <= now]:
+            del self.keys[key]

@@ -1,0 +1,263 @@
+"""Task control on the Redis broker: cancel, dead letters, purge, concurrency slots, claims.
+
+These are rare operations (a user, the CLI or a worker's limiter asks for them),
+kept apart from the hot path in ``redis.py``. The server-side part of each is an
+op of the one ``redis.lua`` script, so it is atomic with enqueue, fetch and
+settle: a task cancelled while queued can never be fetched afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import redis
+
+from qtasks_fast import _corelib as core
+from qtasks_fast.abc.broker import DeadLetter
+from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.log import get_logger
+from qtasks_fast.schemas import Envelope
+from qtasks_fast.url import redact
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.storage import Storage
+    from qtasks_fast.brokers.redis import RedisConnection
+
+log = get_logger("broker")
+_env_decode = msgspec.msgpack.Decoder(Envelope).decode
+_request_decode = msgspec.msgpack.Decoder(tuple[str, str]).decode
+#: entries handled per Lua call by the bulk ops, so that none holds Redis up for long
+CHUNK = 500
+
+
+def queue_prefix(app: str, queue: str) -> str:
+    """Key prefix of one queue; the ``{app:queue}`` hash tag keeps all its keys in one cluster slot."""
+    return f"qtf:{{{app}:{queue}}}"
+
+
+def cancel_channel(app: str) -> str:
+    """Pub/sub channel of cancel requests for running tasks (msgpack ``[uuid, reason]``)."""
+    return f"qtf:{app}:cancel"
+
+
+def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"cannot reach Redis at {redact(url)}: {exc}. Is redis-server running, and is the URL right "
+        "(--broker / QTASKS_BROKER_URL)?"
+    )
+
+
+def _dead_letter(queue: str, msg_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    body = fields.get(b"d", b"")
+    try:
+        name: str | None = _env_decode(body).task_name
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        name = None
+    return DeadLetter(id=msg_id.decode(), uuid=fields.get(b"u", b"").decode(), queue=queue,
+                      reason=fields.get(b"reason", b"").decode(errors="replace"),
+                      at=int(fields.get(b"at", b"0")) / 1000, priority=int(fields.get(b"prio", b"0")),
+                      task_name=name, body=body)
+
+
+class RedisControl:
+    """The task-control half of ``RedisBroker`` (see ``qtasks_fast.abc.broker``, section task control)."""
+
+    app_name: str
+    url: str
+    conn: RedisConnection
+    priority_levels: int
+    result_ttl: float
+    index_results: bool
+    _storage: Storage | None
+    _closing: asyncio.Event | None = None
+
+    def fused(self, storage: Storage | None) -> bool:
+        from qtasks_fast.storages.redis import RedisStorage
+
+        return isinstance(storage, RedisStorage) and storage.conn is self.conn
+
+    def _paired(self) -> tuple[Storage | None, bool]:
+        """The storage of records for producer-side ops that get none: the worker's, or the RedisStorage
+        built on this broker's connection (``make_backend``)."""
+        storage = self._storage or self.conn.storage
+        return storage, self.fused(storage)
+
+    async def _op(self, queue: str, op: str, rec: bool, *args: Any) -> Any:
+        try:
+            return await self.conn.acall(queue_prefix(self.app_name, queue), op, rec, *args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise unreachable(self.url, exc) from exc
+
+    @staticmethod
+    async def _save_foreign(storage: Storage, queue: str, blobs: Sequence[bytes], status: str, why: str) -> None:
+        """Final records of messages ended here (cancel, purge), for a storage the Lua cannot write."""
+        outcomes = []
+        for blob in blobs:
+            d = core.Delivery(queue, 0, b"", blob, 0)
+            try:
+                d.envelope = _env_decode(blob)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            outcomes.append((d, status, b"\xc0", why, ""))
+        if outcomes:
+            await storage.save(outcomes, "")
+
+    # ---------------------------------------------------------------- cancel
+    async def cancel(self, uuid: str, queue: str, reason: str, storage: Storage) -> str:
+        rec = self.fused(storage)
+        now = str(int(time.time() * 1000))
+        res = await self._op(queue, "cancel", rec, self.app_name, uuid, reason, now, int(self.result_ttl * 1000),
+                             self.priority_levels, cancel_channel(self.app_name),
+                             "1" if rec and self.index_results else "0")
+        state: str = res[0].decode()
+        if not rec:
+            if state == "queued":
+                await self._save_foreign(storage, queue, res[1:], "cancel", reason)
+            elif state == "unknown" and getattr(await storage.get(uuid, [queue]), "finished", False):
+                return "finished"
+        return state
+
+    async def cancel_requests(self) -> AsyncIterator[tuple[str, str]]:
+        """``(uuid, reason)`` published by :meth:`cancel`, on a pub/sub connection of its own.
+
+        The subscription is opened again (with backoff) when Redis goes away, and the iterator
+        ends when :meth:`close` is called. A request made while no worker listens is not lost
+        for a task whose worker died: the fetch that reclaims it cancels it (key ``P:cx``).
+        """
+        closing = self._closing = asyncio.Event()
+        channel = cancel_channel(self.app_name)
+        backoff = 0.1
+        while not closing.is_set():
+            pubsub = self.conn.aio.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                if backoff > 0.1:
+                    log.info("cancel requests: subscribed again to %s", channel)
+                backoff = 0.1
+                while True:
+                    message = await _until_closed(pubsub.get_message(timeout=None), closing)
+                    if closing.is_set():
+                        return
+                    if not message or message.get("type") != "message":
+                        continue
+                    try:
+                        uuid, reason = _request_decode(message["data"])
+                    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+                        log.warning("ignoring a malformed cancel request on %s: %s", channel, exc)
+                        continue
+                    yield uuid, reason
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                log.warning("cancel requests: lost %s (%s); subscribing again in %.1fs", channel, exc, backoff)
+                try:
+                    await asyncio.wait_for(closing.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await pubsub.aclose()
+
+    def _stop_requests(self) -> None:
+        if self._closing is not None:
+            self._closing.set()
+
+    # ---------------------------------------------------------- dead letters
+    async def dead_letters(self, queue: str, count: int = 100) -> list[DeadLetter]:
+        try:
+            entries: Any = await self.conn.aio.xrevrange(f"{queue_prefix(self.app_name, queue)}:dlq", count=count)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise unreachable(self.url, exc) from exc
+        return [_dead_letter(queue, i, f) for i, f in entries]
+
+    async def requeue_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        storage, rec = self._paired()
+        if not rec and storage is not None:
+            return await self._requeue_foreign(storage, queue, ids)
+        n = 0
+        if ids is not None:
+            wanted = list(ids)
+            for j in range(0, len(wanted), CHUNK):
+                n += (await self._op(queue, "requeue", rec, CHUNK, *wanted[j:j + CHUNK]))
+            return n
+        while True:  # the oldest CHUNK at a time: each call removes what it requeued
+            got = await self._op(queue, "requeue", rec, CHUNK)
+            n += got
+            if got < CHUNK:
+                return n
+
+    async def _requeue_foreign(self, storage: Storage, queue: str, ids: Sequence[str] | None) -> int:
+        """A foreign storage gets the ``new`` records first, then the messages go back to their stream."""
+        wanted = set(ids) if ids is not None else None
+        key = f"{queue_prefix(self.app_name, queue)}:dlq"
+        cursor, n = "-", 0
+        while True:
+            entries: Any = await self.conn.aio.xrange(key, min=cursor, count=CHUNK)
+            letters = [_dead_letter(queue, i, f) for i, f in entries]
+            chosen = [x for x in letters if wanted is None or x.id in wanted]
+            envs = [_env_decode(x.body) for x in chosen if x.task_name is not None]
+            if envs:
+                await storage.create(envs)
+            if chosen:
+                n += await self._op(queue, "requeue", False, CHUNK, *[x.id for x in chosen])
+            if len(entries) < CHUNK:
+                return n
+            cursor = "(" + letters[-1].id
+
+    async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        if ids is None:
+            return int(await self._op(queue, "purgedead", False))
+        wanted, n = list(ids), 0
+        for j in range(0, len(wanted), CHUNK):
+            n += await self._op(queue, "purgedead", False, *wanted[j:j + CHUNK])
+        return n
+
+    # ----------------------------------------------------------------- purge
+    async def purge(self, queue: str) -> int:
+        storage, rec = self._paired()
+        now = str(int(time.time() * 1000))
+        ttl = int(self.result_ttl * 1000)
+        index = "1" if rec and self.index_results else "0"
+        n = 0
+        for prio in ("d", *map(str, range(self.priority_levels))):
+            cursor = "-"
+            while True:
+                got, scanned, last, *blobs = await self._op(queue, "purge", rec, self.app_name, now, ttl, CHUNK,
+                                                            index, prio, cursor)
+                n += got
+                if blobs and storage is not None and not rec:
+                    await self._save_foreign(storage, queue, blobs, "cancel", "purged")
+                if scanned < CHUNK:
+                    break
+                cursor = last.decode() if isinstance(last, bytes) else str(last)
+        return n
+
+    # ------------------------------------------------------ limits and claims
+    async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:
+        return bool(await self._op(queue, "acquire", False, key, limit, token, max(1, int(ttl * 1000))))
+
+    async def release_slot(self, key: str, queue: str, token: str) -> None:
+        await self._op(queue, "unslot", False, key, token)
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        try:
+            return bool(await self.conn.aio.set(f"qtf:{{{self.app_name}}}:claim:{key}", "1", nx=True,
+                                                px=max(1, int(ttl * 1000))))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise unreachable(self.url, exc) from exc
+
+
+async def _until_closed(read: Any, closing: asyncio.Event) -> Any:
+    """``await read``, unless ``closing`` is set first (then the read is cancelled and None returned)."""
+    reader = asyncio.ensure_future(read)
+    stopper = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not reader.done():
+            reader.cancel()
+        await asyncio.wait({reader, stopper})  # let both finish, so that no task outlives its loop
+    return None if reader.cancelled() else reader.result()

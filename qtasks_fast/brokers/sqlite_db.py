@@ -1,0 +1,234 @@
+"""The embedded SQLite file: schema, the per-process connection, and the record writes broker and storage share.
+
+Tables: ``messages`` (ready and handed-out messages), ``delayed`` (messages
+with an ``eta``, keyed by their due time: kept apart so that a fetch's ready
+scan never steps over future work), ``records`` (task records), ``dead_letters``,
+``cancel_requests`` (cancels of running tasks, read by every worker),
+``claims`` (unique-enqueue keys and leader claims) and ``slots`` (the
+fleet-wide concurrency-limit semaphores).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.schemas import META_UNIQUE
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.broker import Outcome
+    from qtasks_fast.schemas import Envelope
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
+    uuid TEXT NOT NULL, body BLOB NOT NULL, consumer TEXT, lease_until INTEGER,
+    deliveries INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (app, queue, consumer, prio, id);
+CREATE INDEX IF NOT EXISTS messages_lease ON messages (app, queue, lease_until);
+CREATE TABLE IF NOT EXISTS delayed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
+    uuid TEXT NOT NULL, body BLOB NOT NULL, due INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS delayed_due ON delayed (app, queue, due);
+CREATE TABLE IF NOT EXISTS records (
+    uuid TEXT PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL, task_name TEXT NOT NULL,
+    status TEXT NOT NULL, envelope BLOB NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,
+    "returning" BLOB, traceback TEXT, worker_id TEXT, retry_child TEXT, awaited INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER);
+CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
+    uuid TEXT NOT NULL, body BLOB NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (app, queue, id);
+CREATE TABLE IF NOT EXISTS cancel_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, uuid TEXT NOT NULL, msg_id INTEGER NOT NULL,
+    reason TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS cancel_requests_msg ON cancel_requests (msg_id);
+CREATE TABLE IF NOT EXISTS claims (
+    app TEXT NOT NULL, key TEXT NOT NULL, holder TEXT NOT NULL, expires INTEGER NOT NULL,
+    PRIMARY KEY (app, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS slots (
+    app TEXT NOT NULL, queue TEXT NOT NULL, key TEXT NOT NULL, token TEXT NOT NULL, expires INTEGER NOT NULL,
+    PRIMARY KEY (app, queue, key, token)) WITHOUT ROWID;
+"""
+#: seconds SQLite itself retries a locked database before raising (writers queue up behind one another)
+BUSY_TIMEOUT = 30.0
+_abandoned: list[sqlite3.Connection] = []  # handles inherited over fork: never closed in the child
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SqliteConnection:
+    """One sqlite3 handle per process for one file, shared by broker and storage so their writes can fuse.
+
+    The handle is opened lazily and reopened after ``fork`` (a connection must
+    not cross a fork). A re-entrant lock serialises its use between the event
+    loop and sync-client threads; SQLite's own locking (``busy_timeout``)
+    serialises processes.
+    """
+
+    _shared: dict[str, SqliteConnection] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._pid = 0
+        self.lock = threading.RLock()
+        #: commits through this handle; ``PRAGMA data_version`` only counts other connections' commits
+        self.writes = 0
+
+    @classmethod
+    def for_path(cls, path: str) -> SqliteConnection:
+        """The process-wide connection of ``path``: brokers and storages built on one file share it."""
+        key = path if path == ":memory:" else os.path.realpath(path)
+        with cls._shared_lock:
+            conn = cls._shared.get(key)
+            if conn is None:
+                conn = cls._shared[key] = cls(path)
+            return conn
+
+    def __repr__(self) -> str:
+        return f"SqliteConnection({self.path!r})"
+
+    def _guard(self) -> threading.RLock:
+        """This process's lock, after dropping state inherited over ``fork`` (checked before taking the lock,
+        which another thread of the parent may have held at fork time)."""
+        if self._pid != os.getpid():
+            if self._db is not None:
+                _abandoned.append(self._db)  # parent's handle: closing it here could break the parent's locks
+            self._db = None
+            self.lock = threading.RLock()
+            self._pid = os.getpid()
+        return self.lock
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open handle (call with :attr:`lock` held)."""
+        self._guard()
+        if self._db is None:
+            self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(parent, exist_ok=True)
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL survives any process crash (the failure at-least-once is about); only a power
+            # cut can lose the last commits — the same trade as Redis' default ``appendfsync everysec``.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise BrokerUnavailable(f"cannot open the SQLite database {self.path!r}: {exc}. Is the directory "
+                                    "writable (set QTASKS_SQLITE_PATH or pass sqlite:///path)?") from exc
+        return db
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock first, so reads inside it are current."""
+        with self._guard():
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            self.writes += 1
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._guard():
+            return self.db.execute(sql, params).fetchall()
+
+    def version(self) -> tuple[int, int]:
+        """Changes when anyone commits to the file: a check that costs no table read (idle waits use it)."""
+        with self._guard():
+            return self.db.execute("PRAGMA data_version").fetchone()[0], self.writes
+
+    def close(self) -> None:
+        with self._guard():
+            if self._db is not None and self._pid == os.getpid():
+                self._db.close()
+            self._db = None
+
+
+# ------------------------------------------------------------------ record writes shared with SqliteStorage
+def insert_records(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelope], blobs: Sequence[bytes],
+                   wait: bool, now: int) -> None:
+    """``new`` records; a re-sent uuid starts over (as a fresh Redis HSET of the same fields would)."""
+    db.executemany(
+        "INSERT OR REPLACE INTO records (uuid, app, queue, task_name, status, envelope, created, updated, awaited)"
+        " VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
+        [(e.uuid, app, e.queue, e.task_name, b, now, now, int(wait)) for e, b in zip(envelopes, blobs, strict=True)])
+
+
+def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
+                   ttl_ms: int) -> None:
+    """Final states; an upsert, so a message whose record is gone (expired, foreign producer) still reports."""
+    rows = []
+    for d, status, ret, tb, child in outcomes:
+        env = d.envelope
+        assert env is not None, "settled deliveries always carry their envelope"
+        raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)
+        rows.append((env.uuid, app, env.queue, env.task_name, status, raw, int(env.created_at * 1000) or now, now,
+                     ret, tb or None, worker_id or None, child or None, now + ttl_ms))
+    db.executemany(
+        "INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, \"returning\","
+        " traceback, worker_id, retry_child, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, updated = excluded.updated,"
+        " \"returning\" = excluded.\"returning\", traceback = excluded.traceback, worker_id = excluded.worker_id,"
+        " retry_child = excluded.retry_child, expires_at = excluded.expires_at", rows)
+
+
+def mark_process(db: sqlite3.Connection, uuids: Sequence[str], worker_id: str, now: int) -> None:
+    db.executemany("UPDATE records SET status = 'process', worker_id = ?, updated = ? WHERE uuid = ?",
+                   [(worker_id, now, u) for u in uuids])
+
+
+def cancel_records(db: sqlite3.Connection, app: str, uuids: Sequence[str], reason: str, now: int,
+                   ttl_ms: int) -> None:
+    """Set existing records to ``cancel`` (the reason goes where a failure's traceback would)."""
+    db.executemany("UPDATE records SET status = 'cancel', traceback = ?, \"returning\" = NULL, updated = ?,"
+                   " expires_at = ? WHERE uuid = ? AND app = ?",
+                   [(reason, now, now + ttl_ms, u, app) for u in uuids if u])
+
+
+def claim_unique(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelope], now: int,
+                 default_ttl: float) -> dict[str, str]:
+    """Claim the ``META_UNIQUE`` keys of a batch; ``{skipped uuid: holder uuid}`` for keys already held.
+
+    A re-sent uuid is skipped too (holder = itself): a rerun that enqueues the same
+    deterministic uuid again (a chain step after a crash) must not run it twice.
+    """
+    skipped: dict[str, str] = {}
+    for env in envelopes:
+        spec = env.meta.get(META_UNIQUE)
+        if not spec:
+            continue
+        # per queue, as on Redis (the key lives under the queue's hash tag there)
+        key, ttl = f"u:{env.queue}:{spec[0]}", (spec[1] if len(spec) > 1 and spec[1] else default_ttl)
+        row = db.execute("SELECT holder FROM claims WHERE app = ? AND key = ? AND expires > ?",
+                         (app, key, now)).fetchone()
+        if row is not None:
+            skipped[env.uuid] = row[0]
+            continue
+        db.execute("INSERT OR REPLACE INTO claims (app, key, holder, expires) VALUES (?, ?, ?, ?)",
+                   (app, key, env.uuid, now + int(float(ttl) * 1000)))
+    return skipped
