@@ -38,8 +38,8 @@ from benchmarks.common import (
 )
 
 #: run order: the ceiling first, so every later table can show its ratio to it
-SUITES = ("ceiling", "drain", "enqueue", "latency", "io", "cpu", "memory", "core", "peers")
-DEFAULT_SUITES = tuple(s for s in SUITES if s != "peers")
+SUITES = ("ceiling", "drain", "enqueue", "latency", "io", "cpu", "memory", "core", "middleware", "peers")
+DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "peers"))
 DESCRIPTIONS = {
     "ceiling": "raw redis-py+hiredis streams: pipelined XADD, XREADGROUP+XACK drain, round trip",
     "drain": "N no-op tasks through 1/2/4 worker processes; payload sizes; index_results on/off",
@@ -49,6 +49,7 @@ DESCRIPTIONS = {
     "cpu": "CPU-bound inline task: 1 vs 2 processes, --pin-cpus vs not",
     "memory": "worker RSS idle and under load; Redis memory per 100k queued tasks",
     "core": "compiled dispatch core vs the same code as pure Python: ns and instructions per task",
+    "middleware": "no-op drain with 0 vs 3 no-op middlewares, same pool: the hooked path's cost as a ratio",
     "peers": "comparison with other Python task queues (needs the bench-peers extra)",
 }
 

@@ -1,4 +1,8 @@
-"""Finds the app object from ``-A``: ``module``, ``module:attr`` or ``module.attr`` (as QTasks)."""
+"""Finds the app object from ``-A``: ``module``, ``module:attr`` or ``module.attr`` (as QTasks).
+
+The app found is given ``app._import_spec = "module:attr"``: how another process (the children of
+``executor="process"``) imports the very same app.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,12 @@ class AppLoadError(Exception):
 
 
 def load_app(spec: str) -> BaseQueueTasks:
+    app, exact = _find(spec)
+    app._import_spec = exact  # type: ignore[attr-defined]
+    return app
+
+
+def _find(spec: str) -> tuple[BaseQueueTasks, str]:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like celery/uvicorn: the app usually lives in the current dir
     module_name, _, attr = spec.partition(":")
@@ -37,11 +47,11 @@ def load_app(spec: str) -> BaseQueueTasks:
             obj = getattr(obj, part, None)
         if not isinstance(obj, BaseQueueTasks):
             raise AppLoadError(f"{module_name}:{attr} is {type(obj).__name__}, not a QueueTasks app")
-        return obj
-    found = [v for v in vars(module).values() if isinstance(v, BaseQueueTasks)]
+        return obj, f"{module_name}:{attr}"
+    found = [(k, v) for k, v in vars(module).items() if isinstance(v, BaseQueueTasks)]
     preferred = getattr(module, "app", None)
     if isinstance(preferred, BaseQueueTasks):
-        return preferred
+        return preferred, f"{module_name}:app"
     if len(found) == 1:
-        return found[0]
+        return found[0][1], f"{module_name}:{found[0][0]}"
     raise AppLoadError(f"module {module_name!r} has {len(found)} QueueTasks apps; name one with -A {module_name}:NAME")

@@ -4,24 +4,39 @@
 calls :meth:`TaskFunc.bind` to validate the arguments against the function's
 type hints (msgspec) before the call; a producer that has the task registered
 runs the same check at enqueue, so a wrong argument fails where it was written.
+
+The wire signature is the function's minus what the worker fills in itself: the
+``self`` of an ``echo=True`` task and ``Depends``/``State`` parameters
+(:mod:`qtasks_fast.depends`). Pydantic model parameters travel as dicts
+(:mod:`qtasks_fast.contrib.pydantic`).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from qtasks_fast.contrib.pydantic import ModelParam, to_model, to_wire
+from qtasks_fast.events import events_of
 from qtasks_fast.exceptions import TaskArgumentsError
+from qtasks_fast.middleware import ENQUEUE_HOOKS, Hooks, Middleware, as_instances, check_options, middleware_chain
+from qtasks_fast.middlewares.arguments import assemble, build_validator, wire_signature
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
     from qtasks_fast.schemas import Task
 
-#: how a sync task runs in the worker: a thread of the pool (default) or inline on the event loop
-EXECUTORS = ("thread", "inline")
+#: how a sync task runs in the worker: a thread of the pool (default), inline on the event loop, or in a
+#: child process (a hard ``max_time``: see qtasks_fast.worker.procexec)
+EXECUTORS = ("thread", "inline", "process")
+#: the options ``@app.task`` takes itself; any other must be accepted by a middleware of the task's chain
+TASK_OPTIONS = ("name", "priority", "echo", "max_time", "retry", "retry_on_exc", "retry_backoff", "retry_backoff_max",
+                "retry_jitter", "decode", "tags", "description", "generate_handler", "executor",
+                "middlewares_before", "middlewares_after", "concurrency_limit", "queue")
+_UNSET: Any = object()
 
 
 class TaskFunc:
@@ -29,13 +44,13 @@ class TaskFunc:
 
     def __init__(self, app: BaseQueueTasks, func: Callable[..., Any], *, name: str, priority: int = 0,
                  echo: bool = False, max_time: float | None = None, retry: int | None = None,
-                 retry_on_exc: Sequence[type[BaseException]] | None = None, decode: Callable[[Any], Any] | None = None,
-                 tags: Sequence[str] | None = None, description: str | None = None,
-                 generate_handler: Callable[[Any], Any] | None = None, executor: str | None = None,
-                 middlewares_before: Sequence[Any] | None = None, middlewares_after: Sequence[Any] | None = None,
-                 queue: str | None = None) -> None:
-        if executor is not None and executor not in EXECUTORS:
-            raise ValueError(f"task {name!r}: executor must be one of {EXECUTORS}, not {executor!r}")
+                 retry_on_exc: Sequence[type[BaseException]] | None = None, retry_backoff: float | bool = 0.0,
+                 retry_backoff_max: float = 300.0, retry_jitter: bool = True,
+                 decode: Callable[[Any], Any] | None = None, tags: Sequence[str] | None = None,
+                 description: str | None = None, generate_handler: Callable[[Any], Any] | None = None,
+                 executor: Any = None, middlewares_before: Sequence[Any] | None = None,
+                 middlewares_after: Sequence[Any] | None = None, concurrency_limit: int | None = None,
+                 queue: str | None = None, **options: Any) -> None:
         self.app = app
         self.func = func
         self.name = name
@@ -44,21 +59,48 @@ class TaskFunc:
         self.max_time = max_time
         self.retry = retry
         self.retry_on_exc = tuple(retry_on_exc or ())
+        self.retry_backoff = 1.0 if retry_backoff is True else float(retry_backoff or 0.0)
+        self.retry_backoff_max = float(retry_backoff_max)
+        self.retry_jitter = bool(retry_jitter)
         self.decode = decode
         self.tags = list(tags or ())
         self.description = description if description is not None else inspect.getdoc(func)
         self.generate_handler = generate_handler
+        #: a user's executor object (``executor=MyExecutor()``): see qtasks_fast.worker.executor.TaskExecutor
+        self.custom_executor: Any = None
+        if executor is not None and not isinstance(executor, str):
+            inst = executor() if isinstance(executor, type) else executor
+            if not callable(getattr(inst, "run", None)):
+                raise TypeError(f"task {name!r}: executor must be one of {EXECUTORS} or a TaskExecutor "
+                                f"(qtasks_fast.worker.executor.TaskExecutor: an object with async run(ctx, call)), "
+                                f"not {executor!r}")
+            self.custom_executor, executor = inst, "custom"
         self.executor = executor or "thread"
-        self.middlewares_before = list(middlewares_before or ())
-        self.middlewares_after = list(middlewares_after or ())
+        #: fleet-wide cap on running calls of this task (enforced by the worker through the broker)
+        self.concurrency_limit = concurrency_limit
+        #: options of the task's middlewares (``@app.task(my_option=...)``), read by them from ``ctx.task.options``
+        self.options = dict(options)
+        self.middlewares_before: list[Middleware] = as_instances(middlewares_before, f"task {name!r}")
+        self.middlewares_after: list[Middleware] = as_instances(middlewares_after, f"task {name!r}")
         self.queue = queue or app.config.default_queue
         self.is_async = inspect.iscoroutinefunction(func)
         self.is_gen = inspect.isgeneratorfunction(func)
         self.is_async_gen = inspect.isasyncgenfunction(func)
         self.inline = self.executor == "inline"
+        #: the executor's one check: True once this task is known to need nothing but the plain call path
+        self.plain = False
+        self._middlewares: tuple[Middleware, ...] | None = None
+        self._enqueue_hooks: bool | None = None
+        self._hooks: Hooks | None = _UNSET
         self._sig = inspect.signature(func)
-        self._validator = self._build_validator()
+        #: parameters the worker fills (name -> Depends or State class), and pydantic model parameters
+        self.injected: dict[str, Any] = {}
+        self.models: dict[str, ModelParam] = {}
+        self._wire_sig, hints = wire_signature(self)
+        self._validator = build_validator(self.name, self._wire_sig, hints)
         self._fast = self._fast_shape()
+        self._check()
+        check_options(name, self.options, self.middlewares)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
 
@@ -69,45 +111,98 @@ class TaskFunc:
         """Run the function here, in this process (handy in tests)."""
         return self.func(*args, **kwargs)
 
-    # ------------------------------------------------------------ validation
-    def _build_validator(self) -> type[msgspec.Struct] | None:
-        """A msgspec Struct mirroring the annotated parameters; None when nothing is annotated."""
-        try:
-            hints = get_type_hints(self.func)
-        except Exception:  # unresolvable forward references: validate nothing rather than crash
-            hints = {}
-        params = list(self._sig.parameters.values())
-        if self.echo and params:
-            params = params[1:]
-        fields: list[tuple[str, Any, Any] | tuple[str, Any]] = []
-        annotated = False
-        for p in params:
-            ann = hints.get(p.name, Any)
-            annotated |= ann is not Any
-            if p.kind is p.VAR_POSITIONAL:
-                ann = tuple[ann, ...]  # type: ignore[valid-type]
-            elif p.kind is p.VAR_KEYWORD:
-                ann = dict[str, ann]  # type: ignore[valid-type]
-            fields.append((p.name, ann, msgspec.NODEFAULT) if p.default is p.empty else (p.name, ann, p.default))
-        if not annotated:
-            return None
-        # defstruct needs required fields first; order does not matter for validation by name
-        fields.sort(key=lambda f: len(f) == 3 and f[2] is not msgspec.NODEFAULT)  # type: ignore[misc]
-        return msgspec.defstruct(f"{self.name}_args", fields, kw_only=True)  # type: ignore[arg-type]
+    def _check(self) -> None:
+        """Refuse option values that could only fail later, in a worker."""
+        where = f"task {self.name!r}"
+        if self.executor not in EXECUTORS and self.custom_executor is None:
+            raise ValueError(f"{where}: executor must be one of {EXECUTORS}, not {self.executor!r}")
+        if self.executor == "process":
+            if self.is_async or self.is_async_gen:
+                raise ValueError(f"{where}: executor='process' runs sync functions; an async task runs on the "
+                                 "worker's event loop (its max_time cancels it)")
+            if self.injected:
+                raise ValueError(f"{where}: executor='process' cannot fill Depends/State parameters "
+                                 f"({', '.join(self.injected)}): they live in the worker process")
+        cl = self.concurrency_limit
+        if cl is not None and (isinstance(cl, bool) or not isinstance(cl, int) or cl < 1):
+            raise ValueError(f"{where}: concurrency_limit must be an int >= 1 (or None for no limit), not {cl!r}")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(f"{where}: max_time must be > 0 seconds (or None), not {self.max_time!r}")
+        if self.retry_backoff < 0 or not self.retry_backoff_max > 0:
+            raise ValueError(f"{where}: retry_backoff must be >= 0 seconds (True = 1) and retry_backoff_max > 0")
+        for exc in self.retry_on_exc:
+            if not (isinstance(exc, type) and issubclass(exc, BaseException)):
+                raise TypeError(f"{where}: retry_on_exc takes exception classes, not {exc!r}")
 
+    # ------------------------------------------------------------ middlewares
+    @property
+    def middlewares(self) -> tuple[Middleware, ...]:
+        """The task's whole chain (app before + task before + task after + app after), cached."""
+        if self._middlewares is None:
+            self._middlewares = middleware_chain(self.app, self)
+        return self._middlewares
+
+    @property
+    def has_enqueue_hooks(self) -> bool:
+        """True when a middleware of the chain has a producer hook (``before_enqueue``/``after_enqueue``)."""
+        if self._enqueue_hooks is None:
+            self._enqueue_hooks = any(getattr(type(m), h) is not getattr(Middleware, h)
+                                      for m in self.middlewares for h in ENQUEUE_HOOKS)
+        return self._enqueue_hooks
+
+    def reset_middlewares(self) -> None:
+        """Forget the cached chain and worker plan (the app's middlewares or event handlers changed)."""
+        self._middlewares = None
+        self._enqueue_hooks = None
+        self._hooks = _UNSET
+        self.plain = False
+
+    invalidate = reset_middlewares
+
+    def worker_hooks(self) -> Hooks | None:
+        """The middleware hooks and event handlers a call of this task runs in the worker; None when none."""
+        if self._hooks is _UNSET:
+            events = events_of(self.app)
+            if events is not None:
+                events.watch(self)
+            hooks = Hooks(self.middlewares, events if events is not None and events.has_task_handlers() else None)
+            self._hooks = None if hooks.empty else hooks
+        return self._hooks
+
+    def needs_hooks(self) -> bool:
+        """True when a call must take the executor's hooked path: middleware hooks, event handlers, injected
+        or model parameters, ``executor="process"`` or a custom executor."""
+        return bool(self.worker_hooks() is not None or self.injected or self.models
+                    or self.executor in ("process", "custom"))
+
+    # ------------------------------------------------------------ validation
     def _fast_shape(self) -> tuple[list[str], int] | None:
         """Positional parameter names and how many are required, when a call can skip ``Signature.bind``.
 
         ``bind`` costs microseconds per call; for the common shape (plain
         positional-or-keyword parameters, called positionally) a length check says the same.
         """
-        params = list(self._sig.parameters.values())[1 if self.echo else 0:]
-        if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY) for p in params):
+        params = list(self._wire_sig.parameters.values())
+        if self.models or any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY) for p in params):
             return None
         return [p.name for p in params], sum(p.default is p.empty for p in params)
 
+    def _values(self, args: Sequence[Any], kwargs: dict[str, Any], validate: bool) -> dict[str, Any]:
+        """The wire arguments by parameter name, checked against the signature (and the hints if ``validate``)."""
+        try:
+            values = dict(self._wire_sig.bind(*args, **kwargs).arguments)
+        except TypeError as exc:
+            raise TaskArgumentsError(f"task {self.name!r}: {exc} (signature {self._wire_sig})") from None
+        if validate and self._validator is not None:
+            try:
+                converted = msgspec.convert(values, self._validator, strict=False)
+            except msgspec.ValidationError as exc:
+                raise TaskArgumentsError(f"task {self.name!r}: invalid arguments: {exc}") from None
+            values = {n: getattr(converted, n) for n in values}
+        return values
+
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
-        """Check ``args``/``kwargs`` against the signature and type hints; return them converted.
+        """Check ``args``/``kwargs`` against the wire signature and type hints; return them converted.
 
         Raises :class:`TaskArgumentsError` with a message naming the task and the bad argument.
         """
@@ -120,38 +215,24 @@ class TaskFunc:
             except msgspec.ValidationError as exc:
                 raise TaskArgumentsError(f"task {self.name!r}: invalid arguments: {exc}") from None
             return [getattr(converted, n) for n in fast[0][:len(args)]], kwargs
-        params = self._sig.parameters
-        try:
-            if self.echo:
-                bound = self._sig.bind(None, *args, **kwargs)
-            else:
-                bound = self._sig.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TaskArgumentsError(f"task {self.name!r}: {exc} (signature {self._sig})") from None
-        if self._validator is None:
+        if self._validator is None and not self.models:
+            self._values(args, kwargs, False)  # the signature check alone
             return args, kwargs
-        values = dict(bound.arguments)
-        if self.echo:
-            values.pop(next(iter(params)))
-        try:
-            converted = msgspec.convert(values, self._validator, strict=False)
-        except msgspec.ValidationError as exc:
-            raise TaskArgumentsError(f"task {self.name!r}: invalid arguments: {exc}") from None
-        new_args: list[Any] = []
-        new_kwargs: dict[str, Any] = {}
-        for p in list(params.values())[1 if self.echo else 0:]:
-            if p.name not in values:
-                continue
-            v = getattr(converted, p.name)
-            if p.kind is p.VAR_POSITIONAL:
-                new_args.extend(v)
-            elif p.kind is p.VAR_KEYWORD:
-                new_kwargs.update(v)
-            elif p.kind is p.KEYWORD_ONLY:
-                new_kwargs[p.name] = v
-            else:
-                new_args.append(v)
-        return tuple(new_args), new_kwargs
+        values = self._values(args, kwargs, True)
+        for name, mp in self.models.items():
+            if name in values:
+                values[name] = to_wire(self.name, name, mp, values[name])
+        return assemble(self, values, {}, None, wire=True)
+
+    def call_args(self, args: Sequence[Any], kwargs: dict[str, Any], injected: dict[str, Any], echo: Any,
+                  validate: bool = True) -> tuple[Sequence[Any], dict[str, Any]]:
+        """Worker side: the arguments of the function call itself — wire arguments validated, models
+        built, ``injected`` values and the echo ``self`` put in their places."""
+        values = self._values(args, kwargs, validate)
+        for name, mp in self.models.items():
+            if name in values:
+                values[name] = to_model(self.name, name, mp, values[name])
+        return assemble(self, values, injected, echo, wire=False)
 
     # --------------------------------------------------------------- enqueue
     def add_task(self, *args: Any, priority: int | None = None, timeout: float | None = None,

@@ -1,15 +1,18 @@
-"""What an ``echo=True`` task receives as its first argument (QTasks ``self``)."""
+"""What a task and its middlewares see of the call: ``EchoTask`` (QTasks ``self`` of an ``echo=True`` task)
+and ``ExecContext`` (the ``ctx`` of middleware hooks)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from qtasks_fast.exceptions import TaskCancel
 from qtasks_fast.log import get_logger, task_label
-from qtasks_fast.schemas import Task, record_from_envelope
+from qtasks_fast.schemas import META_ATTEMPT, Task, record_from_envelope
 
 if TYPE_CHECKING:
+    from qtasks_fast.abc.broker import Delivery
     from qtasks_fast.schemas import Envelope
     from qtasks_fast.task import TaskFunc
 
@@ -46,3 +49,53 @@ class EchoTask:
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self.task, item)
+
+
+class ExecContext:
+    """What a middleware's worker hooks get: the call, its task, and a scratch dict for the hooks.
+
+    ``args``/``kwargs`` are the wire arguments (before validation and dependency injection); a
+    ``before_execute`` hook may replace them. ``data`` carries values from a ``before_*`` hook to
+    its ``after_*`` twin. ``attempt`` is 0 for the first run, n for the n-th retry.
+    """
+
+    __slots__ = ("task", "envelope", "delivery", "worker_id", "args", "kwargs", "data", "started", "_logger")
+
+    def __init__(self, task: TaskFunc, delivery: Delivery, worker_id: str) -> None:
+        env = delivery.envelope
+        self.task = task
+        self.envelope = env
+        self.delivery = delivery
+        self.worker_id = worker_id
+        self.args: Sequence[Any] = env.args
+        self.kwargs: dict[str, Any] = env.kwargs
+        self.data: dict[str, Any] = {}
+        self.started = delivery.started
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def app(self) -> Any:
+        return self.task.app
+
+    @property
+    def task_name(self) -> str:
+        return self.envelope.task_name
+
+    @property
+    def uuid(self) -> str:
+        return self.envelope.uuid
+
+    @property
+    def attempt(self) -> int:
+        return int(self.envelope.meta.get(META_ATTEMPT, 0))
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose lines name this task (``name[uuid]``)."""
+        if self._logger is None:
+            label = task_label(self.envelope.task_name, self.envelope.uuid)
+            self._logger = logging.LoggerAdapter(get_logger("task"), {"task": label})
+        return self._logger
+
+    def __repr__(self) -> str:
+        return f"<ExecContext {task_label(self.envelope.task_name, self.envelope.uuid)}>"

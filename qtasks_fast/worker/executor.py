@@ -1,11 +1,28 @@
 """Runs one delivery and turns what happened into an outcome tuple for the settler.
 
-Async tasks run as asyncio tasks on the worker's loop; sync tasks run in a
-thread pool (``executor="thread"``, the default) or inline on the loop
-(``executor="inline"``: no thread hop, for CPU-bound work with one worker
-process per core). ``max_time`` cancels an async task; a sync task in a thread
-cannot be killed, so its record turns ``error`` at the deadline and its slot is
-freed, while the thread runs on in the background until the function returns.
+Two paths. The plain path is for a task that needs nothing but its call (no
+middleware worker hook, no event handler, no ``Depends``/``State``/pydantic
+parameter, not ``executor="process"``): after one flag check (``TaskFunc.plain``)
+it runs exactly as if none of those features existed. Every other task takes the
+hooked path (:meth:`Executor._run_hooked`).
+
+How sync tasks run: in a thread of the pool (``executor="thread"``, the default),
+inline on the loop (``executor="inline"``: no thread hop, for CPU-bound work with
+one worker process per core), or in a child process (``executor="process"``, see
+:mod:`qtasks_fast.worker.procexec`). Async tasks run as asyncio tasks on the loop.
+
+Time limits (``max_time``, carried by the envelope as ``timeout``) apply to the call:
+- an async task is cancelled at the deadline; its record turns ``error`` (``TimeoutError``);
+- a sync task in a thread cannot be stopped: at the deadline its record turns ``error`` and its
+  slot is freed, while the thread runs on in the background until the function returns (its
+  result is discarded; its task-scope dependencies are cleaned up only then). Pool threads are
+  ``config.threads``: calls that keep overrunning eventually occupy them all;
+- ``executor="process"`` is a hard limit: the child is killed and replaced;
+- an ``inline`` task blocks the loop, so nothing can interrupt it: it has no time limit.
+
+Cancel (:meth:`Executor.cancel`) follows the same lines: an async task is cancelled,
+a process task's child is killed; a sync task in a thread gets its record set to
+``cancel`` at once, and the thread's eventual result is discarded.
 """
 
 from __future__ import annotations
@@ -14,7 +31,6 @@ import asyncio
 import inspect
 import time
 import traceback
-import uuid as _uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -22,37 +38,94 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast import _corelib as core
+from qtasks_fast.depends import Resolver
 from qtasks_fast.exceptions import TaskArgumentsError, TaskCancel
 from qtasks_fast.log import get_logger, task_label
+from qtasks_fast.middlewares.hooked import run_hooked
+from qtasks_fast.middlewares.retries import retry_child
+from qtasks_fast.schemas import META_CHAIN
 from qtasks_fast.worker.context import EchoTask
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
     from qtasks_fast.schemas import Envelope
+    from qtasks_fast.worker.procexec import ProcessPool
 
 log = get_logger("worker")
 NONE = core.encode(None)
+#: the ``followups`` of a task that enqueues nothing after itself: shared, never to be mutated
+NO_FOLLOWUPS: list[Envelope] = []
+
+
+class TaskExecutor:
+    """Base of a custom executor: ``@app.task(executor=MyExecutor())`` (or the class, built without arguments).
+
+    The worker prepares the call (arguments validated, models built, ``Depends``/``State`` filled,
+    echo ``self`` first) and awaits ``run(ctx, call)``. ``call()`` makes the call: for a sync task it
+    returns the value (a generator is drained through ``generate_handler``), for an async task an
+    awaitable of it. Where and how ``call`` runs is the executor's choice: a thread or process pool
+    of its own, under a lock, on another loop. What ``run`` returns is the task's result; what it
+    raises, the task's error (``TaskCancel`` cancels). ``max_time`` and ``app.cancel`` cancel the
+    ``run`` coroutine (``asyncio.wait_for``/``Task.cancel``): stop what you started there.
+    ``ctx`` is the :class:`~qtasks_fast.worker.context.ExecContext` middlewares get.
+    """
+
+    async def run(self, ctx: Any, call: Callable[[], Any]) -> Any:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """The worker stops (only for executors that ran a task in it)."""
 
 
 class Executor:
-    """Calls task functions; reports ``(outcome, retry_envelope_or_None)`` through ``on_done``."""
+    """Calls task functions; reports ``(outcome, followups)`` through ``on_done``.
 
-    def __init__(self, worker_id: str, threads: int, on_done: Callable[[Outcome, Envelope | None], None],
+    ``followups`` are envelopes to enqueue in the same settle as the ack: a retry child,
+    the next step of a chain.
+    """
+
+    def __init__(self, worker_id: str, threads: int, on_done: Callable[[Outcome, list[Envelope]], None],
                  validate: bool = True) -> None:
         self.worker_id = worker_id
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"qtasks-{worker_id}")
         self.on_done = on_done
         self.validate = validate
         self.running: dict[Delivery, asyncio.Task[None]] = {}
+        #: reasons of :meth:`cancel` calls, read where the cancelled task sees its CancelledError
+        self.cancelled: dict[Delivery, str] = {}
+        #: Depends/State of this worker process
+        self.resolver = Resolver()
+        self.procs: ProcessPool | None = None
+        #: custom executors (``TaskExecutor``) that ran a task here: closed with the worker
+        self.custom: set[Any] = set()
 
     def submit(self, d: Delivery) -> None:
         h = d.handler
         d.started = time.monotonic()
+        if not h.plain:  # the one check of the plain path; the first call of a task decides it
+            if h.needs_hooks():
+                self.running[d] = asyncio.get_running_loop().create_task(run_hooked(self, d))
+                return
+            h.plain = True
         if h.inline and not (h.is_async or h.is_async_gen):
             self._finish(d, *self._call_sync(d))
             return
         # the task starts on the next loop turn, after this assignment; _run removes it when done
         self.running[d] = asyncio.get_running_loop().create_task(self._run(d))
+
+    def cancel(self, d: Delivery, reason: str) -> bool:
+        """Stop the running task of ``d`` so that its outcome is ``("cancel", reason)``.
+
+        False when ``d`` is not running here (an ``inline`` task blocks the loop while it runs, so a
+        request never finds it running). A sync task in a thread: see the module doc.
+        """
+        task = self.running.get(d)
+        if task is None or task.done():
+            return False
+        self.cancelled[d] = reason or "cancelled"
+        task.add_done_callback(lambda _: self.cancelled.pop(d, None))
+        task.cancel()
+        return True
 
     # ------------------------------------------------------------------ calls
     def _args(self, d: Delivery) -> tuple[Sequence[Any], dict[str, Any]]:
@@ -119,7 +192,10 @@ class Executor:
         except asyncio.TimeoutError:
             self._finish(d, None, TimeoutError(f"task exceeded max_time={timeout}s"))
         except asyncio.CancelledError:
-            raise  # drain: the worker hands the delivery back
+            reason = self.cancelled.pop(d, None)
+            if reason is None:
+                raise  # drain: the worker hands the delivery back
+            self._finish(d, None, TaskCancel(reason))
         except BaseException as exc:  # noqa: BLE001
             self._finish(d, None, exc)
         finally:
@@ -127,39 +203,68 @@ class Executor:
 
     # --------------------------------------------------------------- outcomes
     def _finish(self, d: Delivery, value: Any, exc: BaseException | None) -> None:
-        env = d.envelope
         if exc is None:
+            env = d.envelope
             try:
-                self.on_done((d, "success", core.encode(value), "", ""), None)
+                encoded = core.encode(value)
+                followups = self.followups(env, value, d.handler.app) if env.meta else NO_FOLLOWUPS
+            except (TypeError, msgspec.EncodeError) as enc:
+                exc = TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}")
+            except Exception as err:  # noqa: BLE001 - the next chain step could not be built
+                exc = err
+            else:
+                self.on_done((d, "success", encoded, "", ""), followups)
                 if log.isEnabledFor(10):
                     log.debug("task %s success in %.1f ms", task_label(env.task_name, env.uuid),
                               (time.monotonic() - d.started) * 1000)
                 return
-            except (TypeError, msgspec.EncodeError) as enc:
-                exc = TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}")
+        outcome, followups, _ = self.failure(d, exc)
+        self.on_done(outcome, followups)
+
+    @staticmethod
+    def followups(env: Envelope, value: Any, app: Any = None) -> list[Envelope]:
+        """What a successful ``env`` enqueues after itself: the next step of its chain."""
+        if META_CHAIN not in env.meta:
+            return NO_FOLLOWUPS
+        from qtasks_fast.worker.followups import next_step
+
+        step = next_step(env, value, app)
+        return [step] if step is not None else NO_FOLLOWUPS
+
+    def failure(self, d: Delivery, exc: BaseException) -> tuple[Outcome, list[Envelope], Envelope | None]:
+        """The outcome of a call that raised ``exc`` (``TaskCancel``: a cancel), with its retry child if any."""
+        env = d.envelope
         label = task_label(env.task_name, env.uuid)
         if isinstance(exc, TaskCancel):
             log.info("task %s cancelled: %s", label, exc.reason)
-            self.on_done((d, "cancel", NONE, exc.reason or "cancelled", ""), None)
-            return
-        if isinstance(exc, TaskArgumentsError):
-            tb = str(exc)
-        else:
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        child = self._retry(d, exc)
-        log.warning("task %s error%s: %s: %s", label, f", retrying as {child.uuid}" if child else "",
-                    type(exc).__name__, exc)
-        self.on_done((d, "error", NONE, tb, child.uuid if child else ""), child)
+            return (d, "cancel", NONE, exc.reason or "cancelled", ""), NO_FOLLOWUPS, None
+        tb = getattr(exc, "traceback", None)  # a RemoteError carries its child's traceback
+        if not isinstance(tb, str):
+            tb = str(exc) if isinstance(exc, TaskArgumentsError) else \
+                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        child = retry_child(env, d.handler, exc)
+        if child is None:
+            log.warning("task %s error: %s: %s", label, type(exc).__name__, exc)
+            return (d, "error", NONE, tb, ""), NO_FOLLOWUPS, None
+        wait = f" in {child.eta - time.time():.1f}s" if child.eta else ""
+        log.warning("task %s error, retrying as %s%s: %s: %s", label, child.uuid, wait, type(exc).__name__, exc)
+        return (d, "error", NONE, tb, child.uuid), [child], child
 
-    @staticmethod
-    def _retry(d: Delivery, exc: BaseException) -> Envelope | None:
-        env, h = d.envelope, d.handler
-        if env.retry <= 0 or isinstance(exc, TaskArgumentsError):
-            return None
-        if h.retry_on_exc and not isinstance(exc, h.retry_on_exc):
-            return None
-        return msgspec.structs.replace(env, uuid=str(_uuid.uuid4()), retry=env.retry - 1,
-                                       retry_parent_uuid=env.uuid, created_at=time.time())
+    # -------------------------------------------------------------- lifecycle
+    async def aclose(self) -> None:
+        """Worker stop: close custom executors, clean up worker-scoped dependencies, stop child processes
+        and the thread pool."""
+        for custom in list(self.custom):
+            close = getattr(custom, "aclose", None)
+            try:
+                if close is not None:
+                    await close()
+            except Exception:  # noqa: BLE001 - the others must still close
+                log.exception("closing executor %r failed", custom)
+        await self.resolver.aclose()
+        self.shutdown()
 
     def shutdown(self) -> None:
+        if self.procs is not None:
+            self.procs.close()
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,74 @@
+"""Pydantic models as task arguments (extra ``qtasks-fast[pydantic]``).
+
+    class Order(BaseModel):
+        id: int
+        items: list[str]
+
+    @app.task
+    def ship(order: Order) -> None: ...
+
+    ship.add_task(Order(id=1, items=["a"]))   # or a dict: ship.add_task({"id": 1, "items": ["a"]})
+
+A parameter annotated with a ``BaseModel`` subclass travels as a plain dict
+(``model_dump(mode="json")``: msgpack never carries a Python object). The
+producer validates it when it knows the task (a bad value fails at
+``add_task``), and the worker builds the model again (``model_validate``), so the
+function always receives an instance. Nothing here imports pydantic unless the
+app's code did: a task can only be annotated with a model once pydantic is loaded.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from typing import Any
+
+from qtasks_fast.exceptions import TaskArgumentsError
+
+
+class ModelParam:
+    """A parameter annotated ``Model`` (or ``Model | None``: ``optional``)."""
+
+    __slots__ = ("model", "optional")
+
+    def __init__(self, model: Any, optional: bool) -> None:
+        self.model = model
+        self.optional = optional
+
+
+def model_param(annotation: Any) -> ModelParam | None:
+    """The model of an annotation ``Model`` or ``Model | None``, else None (pydantic is never imported here)."""
+    pyd = sys.modules.get("pydantic")
+    if pyd is None:
+        return None
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation, optional = args[0], True
+    if isinstance(annotation, type) and issubclass(annotation, pyd.BaseModel):
+        return ModelParam(annotation, optional)
+    return None
+
+
+def _validate(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:
+    pyd = sys.modules["pydantic"]
+    model = mp.model
+    if isinstance(value, model) or (value is None and mp.optional):
+        return value
+    try:
+        return model.model_validate(value)
+    except pyd.ValidationError as exc:
+        raise TaskArgumentsError(f"task {task_name!r}: invalid argument {param!r} ({model.__name__}): "
+                                 f"{exc}") from None
+
+
+def to_wire(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:
+    """Producer side: a model instance or a dict, validated, as a msgpack-friendly dict."""
+    value = _validate(task_name, param, mp, value)
+    return None if value is None else value.model_dump(mode="json")
+
+
+def to_model(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:
+    """Worker side: the dict from the wire as a model instance."""
+    return _validate(task_name, param, mp, value)

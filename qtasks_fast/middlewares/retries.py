@@ -1,0 +1,71 @@
+"""Retries: a failed call with retries left is enqueued again as a child task, after a backoff.
+
+``@app.task(retry=5, retry_on_exc=[TimeoutError], retry_backoff=2, retry_backoff_max=60, retry_jitter=True)``
+
+- ``retry``: retries after the first run; the producer puts it in the envelope, each child has one less.
+- ``retry_on_exc``: retry only these exceptions (subclasses match); empty = any exception. Wrong
+  arguments (``TaskArgumentsError``) are never retried: a retry would fail the same way.
+- ``retry_backoff``: base delay in seconds (``True`` = 1 s); the n-th retry waits ``base * 2**(n-1)``,
+  capped at ``retry_backoff_max`` (300 s); ``retry_jitter`` (default on) draws the delay uniformly
+  from ``[0, that]`` ("full jitter"), so a burst of failures does not come back as a burst.
+  Without ``retry_backoff`` a retry is due at once.
+
+The child is a new task (new uuid) linked both ways: its ``retry_parent_uuid`` is the failed one and
+the failed record's ``retry_child_uuid`` names it; ``app.wait`` follows the links. It carries
+``eta`` (when it may start, held durably by the broker) and ``meta[META_ATTEMPT]`` (1 for the
+first retry). It is enqueued in the same settle that stores the failure, so a crash in between
+reruns the failed call rather than losing the retry.
+
+This runs only on the error path of a task with retries left: it costs nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid as _uuid
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qtasks_fast.exceptions import TaskArgumentsError
+from qtasks_fast.schemas import META_ATTEMPT, META_RESTART_OF, META_UNIQUE, Envelope
+
+if TYPE_CHECKING:
+    from qtasks_fast.task import TaskFunc
+
+#: meta keys a retry child does not inherit: its enqueue must not be skipped as a duplicate of its parent,
+#: and it restarts nothing
+NOT_INHERITED = (META_UNIQUE, META_RESTART_OF)
+
+
+def retry_delay(task: TaskFunc | None, attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1-based) of ``task`` may start."""
+    base = task.retry_backoff if task is not None else 0.0
+    if base <= 0:
+        return 0.0
+    delay = min(task.retry_backoff_max, base * 2.0 ** (attempt - 1))  # type: ignore[union-attr]
+    return random.uniform(0.0, delay) if task.retry_jitter else delay  # type: ignore[union-attr]
+
+
+def matches(exc: BaseException, classes: tuple[type[BaseException], ...]) -> bool:
+    """``isinstance(exc, classes)``; for an error raised in a child process (see procexec), by class names."""
+    if isinstance(exc, classes):
+        return True
+    names: Any = getattr(exc, "mro_names", None)
+    return bool(names) and any(f"{c.__module__}.{c.__qualname__}" in names for c in classes)
+
+
+def retry_child(env: Envelope, task: TaskFunc | None, exc: BaseException) -> Envelope | None:
+    """The envelope of the retry of ``env`` after it raised ``exc``, or None when it is not retried."""
+    if env.retry <= 0 or matches(exc, (TaskArgumentsError,)):
+        return None
+    if task is not None and task.retry_on_exc and not matches(exc, task.retry_on_exc):
+        return None
+    attempt = int(env.meta.get(META_ATTEMPT, 0)) + 1
+    meta = {k: v for k, v in env.meta.items() if k not in NOT_INHERITED}
+    meta[META_ATTEMPT] = attempt
+    now = time.time()
+    delay = retry_delay(task, attempt)
+    return msgspec.structs.replace(env, uuid=str(_uuid.uuid4()), retry=env.retry - 1, retry_parent_uuid=env.uuid,
+                                   created_at=now, meta=meta, eta=now + delay if delay > 0 else 0.0)
