@@ -94,8 +94,7 @@ async def run_alone(w: Worker, last: list[Delivery]) -> bool:
             await w.release(list(waiting))
             return False
         waiting.discard(d)
-        w.active += 1
-        w.executor.submit(d)
+        w.dispatch([d])  # starts at once (nothing else runs), or waits for its fleet-wide slot
         if not await _until(w, _settled(w, d)):
             if waiting:
                 await w.release(list(waiting))

@@ -2,7 +2,9 @@
 
 Without it a long task would look abandoned after ``lease_seconds`` and another
 worker would run it a second time. Renewal runs every third of the lease, so
-two missed beats are tolerated. It also trims the dashboard indexes now and then.
+two missed beats are tolerated. The fleet-wide concurrency slots of running
+limited tasks expire after a lease the same way, so they are renewed here too.
+It also trims the dashboard indexes now and then.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ async def lease_loop(w: Worker) -> None:
         try:
             if running:
                 await w.broker.renew(running)
+            if w.limiter is not None and w.limiter.held:
+                await w.limiter.renew()
             if time.monotonic() >= next_trim and hasattr(w.broker, "trim_indexes"):
                 next_trim = time.monotonic() + TRIM_EVERY
                 await w.broker.trim_indexes()

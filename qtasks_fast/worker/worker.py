@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qtasks_fast.log import get_logger
+from qtasks_fast.worker.control import Limiter, cancel_loop, fire
 from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import TRANSIENT, fetch_loop
+from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
 
 if TYPE_CHECKING:
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
     from qtasks_fast.schemas import Envelope
 
 log = get_logger("worker")
+
+
+def _prio(d: Delivery) -> int:
+    return d.prio  # type: ignore[no-any-return]
 
 
 class Worker:
@@ -60,16 +66,30 @@ class Worker:
         self._done_event = asyncio.Event()
         self._settled_all = asyncio.Event()
         self.executor = Executor(self.worker_id, app.config.threads, self._on_done, app.config.validate_args)
+        #: set by :meth:`run` when a registered task has ``concurrency_limit``; None keeps the hot path as it was
+        self.limiter: Limiter | None = None
 
     @property
     def free_slots(self) -> int:
         """How many more deliveries may be fetched now: running + backlog stay within concurrency + prefetch."""
         held = len(self.inflight) - self.unsettled
+        if self.limiter is not None:  # deliveries waiting for a fleet-wide slot take no slot here (up to a cap)
+            held -= min(len(self.limiter.waiting), self.concurrency)
         return min(self.concurrency + self.prefetch - held, self.max_unsettled - self.unsettled)
 
     def dispatch(self, deliveries: Sequence[Delivery]) -> None:
-        """Start what fits in ``concurrency``; keep the rest in the backlog."""
-        self.backlog.extend(deliveries)
+        """Start what fits in ``concurrency``; keep the rest in the backlog (limited tasks: in the limiter)."""
+        if self.limiter is not None:
+            deliveries = self.limiter.divert(deliveries)
+        backlog = self.backlog
+        if backlog and deliveries and deliveries[0].prio < backlog[-1].prio:
+            # more urgent work than what already waits here (a fetch returns lower numbers first):
+            # it goes ahead of the prefetched backlog instead of behind it; stable, so FIFO within a level
+            merged = sorted([*backlog, *deliveries], key=_prio)
+            backlog.clear()
+            backlog.extend(merged)
+        else:
+            backlog.extend(deliveries)
         self.start_more()
 
     def start_more(self) -> None:
@@ -84,14 +104,26 @@ class Worker:
         finally:
             self._starting = False
 
-    def _on_done(self, outcome: Outcome, retry: Envelope | None) -> None:
+    def _on_done(self, outcome: Outcome, followups: Sequence[Envelope] | Envelope | None = None) -> None:
+        """A task finished: queue its outcome, and the envelopes to enqueue in the same settle (retry
+        child, next chain step) — a list, or (older executors) one envelope or None."""
         self._done.append(outcome)
-        if retry is not None:
-            self._retries.append(retry)
+        if followups:
+            if isinstance(followups, (list, tuple)):
+                self._retries.extend(followups)
+            else:
+                self._retries.append(followups)  # type: ignore[arg-type]
         self.unsettled += 1
         self.active -= 1
         if self.backlog:
             self.start_more()
+        self._done_event.set()
+        self.slot_free.set()
+
+    def finish_unrun(self, outcome: Outcome) -> None:
+        """Settle a delivery that never started (cancelled while waiting; a limit the broker cannot keep)."""
+        self._done.append(outcome)
+        self.unsettled += 1
         self._done_event.set()
         self.slot_free.set()
 
@@ -104,6 +136,8 @@ class Worker:
                 continue
             outcomes, retries = self._done, self._retries
             self._done, self._retries = [], []
+            if self.limiter is not None and self.limiter.held:
+                await self.limiter.release([o[0] for o in outcomes])
             while True:
                 try:
                     await self.broker.settle(outcomes, self.storage, retries)
@@ -141,6 +175,8 @@ class Worker:
                 await asyncio.sleep(0.5)
 
     async def release(self, deliveries: list[Delivery]) -> None:
+        if self.limiter is not None:
+            await self.limiter.release(deliveries)
         try:
             await self.broker.release(deliveries)
         except TRANSIENT as exc:  # they come back to this consumer name or another after the lease anyway
@@ -150,26 +186,37 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain within ``config.drain_seconds``."""
+        app = self.app
+        use_app(app)
+        bind_feeds(app)
+        if any(getattr(tf, "concurrency_limit", None) for tf in app.tasks.values()):
+            self.limiter = Limiter(self)
         await self.broker.start(self.consumer, self.worker_id, self.queues, self.storage)
+        await fire(self, "starting", worker=self)
         log.info("worker %s serving queues %s with %d tasks registered (concurrency %d)", self.worker_id,
-                 ",".join(self.queues), len(self.app.tasks), self.concurrency)
+                 ",".join(self.queues), len(app.tasks), self.concurrency)
         settler = asyncio.create_task(self.settle_loop(), name="settler")
         lease = asyncio.create_task(lease_loop(self), name="lease")
         fetcher = asyncio.create_task(fetch_loop(self), name="fetcher")
         stopper = asyncio.create_task(stop.wait())
         background = {fetcher, settler, lease}
+        if self.limiter is not None:
+            background.add(asyncio.create_task(self.limiter.run(), name="limiter"))
+        # not in ``background``: it ends by itself when the broker cannot send cancel requests
+        canceller = asyncio.create_task(cancel_loop(self), name="cancel listener")
         done, _ = await asyncio.wait(background | {stopper}, return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if t in background and not t.cancelled() and t.exception() is not None]
         if failed:
-            for t in (fetcher, settler, lease, stopper):
+            for t in (*background, stopper, canceller):
                 t.cancel()
             log.error("worker %s: %s failed; exiting so the supervisor restarts it", self.worker_id,
                       failed[0].get_name())
             raise failed[0].exception()  # type: ignore[misc]
+        await fire(self, "stopping", worker=self)
         await self.drain(fetcher)
-        for t in (settler, lease, stopper):
+        for t in (*background, stopper, canceller):
             t.cancel()
-        self.executor.shutdown()
+        await self.executor.aclose()
         await self.broker.close()
         log.info("worker %s stopped", self.worker_id)
 
@@ -177,8 +224,10 @@ class Worker:
         """Stop reading, let running tasks finish for a grace period, hand back the rest."""
         self.stopping = True
         self.slot_free.set()
-        if self.backlog:  # prefetched, never started: back to the queue at once
-            waiting, self.backlog = list(self.backlog), deque()
+        waiting = self.limiter.hand_back() if self.limiter is not None else []
+        if self.backlog or waiting:  # prefetched, never started: back to the queue at once
+            waiting += self.backlog
+            self.backlog = deque()
             await self.release(waiting)
         grace = self.app.config.drain_seconds
         log.info("worker %s draining: %d tasks in flight, grace %.1fs", self.worker_id, len(self.inflight), grace)
