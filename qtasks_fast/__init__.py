@@ -11,7 +11,10 @@
 """
 
 from qtasks_fast.app import QueueTasks
+from qtasks_fast.canvas import ChainResult, GroupResult, chain, group
+from qtasks_fast.components.task_manager import TaskManager
 from qtasks_fast.config import GlobalConfig
+from qtasks_fast.depends import AsyncState, Depends, State, SyncState
 from qtasks_fast.exceptions import (
     BrokerUnavailable,
     PayloadTooLarge,
@@ -20,20 +23,40 @@ from qtasks_fast.exceptions import (
     TaskCancel,
     TaskNotFound,
 )
+from qtasks_fast.middleware import Middleware
+from qtasks_fast.periodic import AsyncTimer, SyncTimer, Timer
+from qtasks_fast.router import Router, shared_task
 from qtasks_fast.schemas import Task, TaskStatus
+from qtasks_fast.worker.followups import feed
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncState",
+    "AsyncTimer",
     "BrokerUnavailable",
+    "Depends",
+    "Middleware",
+    "State",
+    "SyncState",
+    "SyncTimer",
+    "TaskManager",
+    "Timer",
+    "feed",
+    "ChainResult",
     "GlobalConfig",
+    "GroupResult",
     "PayloadTooLarge",
     "QTasksError",
     "QueueTasks",
+    "Router",
     "Task",
     "TaskArgumentsError",
     "TaskCancel",
     "TaskNotFound",
     "TaskStatus",
     "__version__",
+    "chain",
+    "group",
+    "shared_task",
 ]

@@ -1,30 +1,48 @@
 """``QueueTasks``: the app object — task registry, configuration and the producer API.
 
 :class:`BaseQueueTasks` holds what the sync client and the async client
-(``qtasks_fast.asyncio.QueueTasks``) share; each adds its own ``add_task``/``get``.
-The worker and the supervisor only need the registry and the backend from here.
+(``qtasks_fast.asyncio.QueueTasks``) share; each adds its own ``add_task``/``get``
+and the task-control wrappers. The worker and the supervisor only need the registry
+and the backend from here. How a call becomes an envelope (task manager, middlewares,
+countdown, unique) is in :mod:`qtasks_fast.components.producer`.
 """
 
 from __future__ import annotations
 
-import time
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
-from qtasks_fast import _corelib as core
+from qtasks_fast import router as _router
 from qtasks_fast.abc import Broker, Storage
 from qtasks_fast.brokers import make_backend
+from qtasks_fast.components.producer import Producer, Signature, as_call, call_options
 from qtasks_fast.config import GlobalConfig
-from qtasks_fast.exceptions import PayloadTooLarge, TaskNotFound
-from qtasks_fast.schemas import Envelope, Task, record_from_envelope, ts_to_dt
+from qtasks_fast.exceptions import TaskNotFound
+from qtasks_fast.schemas import Task, record_from_envelope
 from qtasks_fast.task import TaskFunc, decode_result
 
-Signature = tuple[str, Sequence[Any], dict[str, Any]]
+if TYPE_CHECKING:
+    import datetime as _dt
+
+    from qtasks_fast.abc.broker import DeadLetter
+
+__all__ = ["BaseQueueTasks", "QueueTasks", "Signature"]
 
 
-class BaseQueueTasks:
+def _default_events() -> Any:
+    try:
+        from qtasks_fast.events import Events
+    except ImportError:  # events are optional: an app without them fires nothing
+        return None
+    return Events()
+
+
+class BaseQueueTasks(Producer):
     """Registry and backend shared by the sync and async clients."""
+
+    #: True for the async client: its producer methods are coroutines (``chain``/``group`` follow it)
+    is_async = False
 
     def __init__(self, name: str = "QueueTasks", broker_url: str | None = None, broker: Broker | None = None,
                  worker: Any = None, log: Any = None, config: GlobalConfig | None = None, events: Any = None,
@@ -35,9 +53,18 @@ class BaseQueueTasks:
         self.tasks: dict[str, TaskFunc] = {}
         self.worker = worker
         self.log = log
-        self.events = events
+        self.events = events if events is not None else _default_events()
+        #: routers included with :meth:`include_router`, in order (QTasks ``app.routers``)
+        self.routers: list[_router.Router] = []
+        #: producer- and worker-side middlewares of every task: see :meth:`add_middleware`
+        self.middlewares_before: list[Any] = []
+        self.middlewares_after: list[Any] = []
         self._broker = broker
         self._storage = storage
+        self._shared_names: set[str] = set()
+        self._mw_active = False
+        self._routed_queues: list[str] = []
+        _router.app_created(self)  # shared tasks join this app; it becomes the main app (QTasks _state.app_main)
 
     def _resolve(self) -> tuple[Broker, Storage]:
         if self._broker is None or self._storage is None:
@@ -78,67 +105,80 @@ class BaseQueueTasks:
 
         return decorator
 
-    def _register(self, func: Callable[..., Any], name: str | None, options: dict[str, Any]) -> TaskFunc:
+    def _register(self, func: Callable[..., Any], name: str | None, options: dict[str, Any],
+                  shared: bool = False) -> TaskFunc:
+        """Register ``func``. A ``shared_task`` never displaces a task of the app's own (the app's wins)."""
         task_name = options.pop("name", None) or name or func.__name__
-        if task_name in self.tasks:
-            raise ValueError(f"task name {task_name!r} is already registered in app {self.name!r} "
-                             f"(by {self.tasks[task_name].func!r}); pick another name=")
+        old = self.tasks.get(task_name)
+        if old is not None:
+            if shared and task_name not in self._shared_names:
+                return old
+            if not shared and task_name not in self._shared_names:
+                raise ValueError(f"task name {task_name!r} is already registered in app {self.name!r} "
+                                 f"(by {old.func!r}); pick another name=")
         tf = TaskFunc(self, func, name=task_name, **options)
         self.tasks[task_name] = tf
+        if shared:
+            self._shared_names.add(task_name)
+        else:
+            self._shared_names.discard(task_name)
+        if getattr(tf, "middlewares_before", None) or getattr(tf, "middlewares_after", None):
+            self._mw_active = True
         return tf
+
+    def include_router(self, router: _router.Router) -> None:
+        """Register every task of ``router`` (and any it gets later) in this app (QTasks ``include_router``)."""
+        router.attach(self)
+
+    def add_middleware(self, middleware: Any, position: str = "before", **init_kwargs: Any) -> Any:
+        """Run ``middleware`` around every task of this app; returns the instance.
+
+        ``middleware`` is a ``qtasks_fast.middleware.Middleware`` subclass (built with ``init_kwargs``)
+        or an instance. ``position="before"`` puts it ahead of the tasks' own middlewares, ``"after"``
+        behind them: the chain is ``app before + task before + task after + app after``, and the
+        producer hooks (``before_enqueue``/``after_enqueue``) run in that order at every enqueue.
+        """
+        if position not in ("before", "after"):
+            raise ValueError(f"add_middleware: position must be 'before' or 'after', not {position!r}")
+        if isinstance(middleware, type):
+            instance = middleware(**init_kwargs)
+        elif init_kwargs:
+            raise TypeError(f"add_middleware got an instance of {type(middleware).__name__} and keyword arguments "
+                            f"{sorted(init_kwargs)}: pass the class to have it built with them")
+        else:
+            instance = middleware
+        (self.middlewares_before if position == "before" else self.middlewares_after).append(instance)
+        self._mw_active = True
+        for tf in self.tasks.values():  # a chain cached by a task before this call is stale now
+            reset = getattr(tf, "reset_middlewares", None)
+            if reset is not None:
+                reset()
+        return instance
+
+    def periodic(self, func_or_name: Any = None, **options: Any) -> Any:
+        """Schedule a task (``@app.periodic(cron="*/5 * * * *")``, ``@app.periodic(every=10)``, or a task
+        name); see :func:`qtasks_fast.periodic.register`. ``qtasks-fast run`` fires the ticks."""
+        from qtasks_fast.periodic import register
+
+        return register(self, func_or_name, **options)
 
     @property
     def queues(self) -> list[str]:
-        """Every queue this app's tasks use, the default first."""
+        """Every queue this app's tasks use, the default first, then any its task manager routed calls to."""
         qs = [self.config.default_queue]
         for tf in self.tasks.values():
             if tf.queue not in qs:
                 qs.append(tf.queue)
+        qs.extend(q for q in self._routed_queues if q not in qs)
         return qs
-
-    # --------------------------------------------------------------- envelopes
-    def build(self, task_name: str, args: Sequence[Any], kwargs: dict[str, Any], priority: int | None = None,
-              queue: str | None = None, now: float | None = None) -> tuple[Envelope, _uuid.UUID]:
-        """Validate (when the task is known here) and wrap one call for the broker."""
-        tf = self.tasks.get(task_name)
-        if tf is not None and self.config.validate_args:
-            args, kwargs = tf.bind(args, kwargs)
-        prio = priority if priority is not None else (tf.priority if tf else 0)
-        if not 0 <= prio < self.config.priority_levels:
-            raise ValueError(f"priority {prio} of task {task_name!r} is outside 0..{self.config.priority_levels - 1} "
-                             "(lower runs first; raise config.priority_levels for more levels)")
-        uid, uid_str = core.new_uuid()
-        env = Envelope(
-            uuid=uid_str, task_name=task_name, args=list(args), kwargs=kwargs, priority=prio,
-            queue=queue or (tf.queue if tf else self.config.default_queue), created_at=now or time.time(),
-            retry=(tf.retry or 0) if tf else 0, timeout=tf.max_time if tf else None,
-        )
-        try:
-            size = len(core.encode(env))
-        except TypeError as exc:
-            raise TypeError(f"task {task_name!r}: arguments are not serializable to msgpack: {exc}") from None
-        if size > self.config.max_payload:
-            raise PayloadTooLarge(f"task {task_name!r}: encoded call is {size} bytes, over the "
-                                  f"{self.config.max_payload} byte limit (config.max_payload); pass a reference "
-                                  "(a key or URL) instead of the data")
-        return env, uid
-
-    def build_many(self, calls: Iterable[Signature]) -> tuple[list[Envelope], list[Task]]:
-        """Envelopes for a bulk enqueue and the ``new`` records to hand back (one timestamp for the batch)."""
-        now = time.time()
-        created = ts_to_dt(now)
-        envs, records = [], []
-        for name, args, kwargs in calls:
-            env, uid = self.build(name, args, kwargs, now=now)
-            envs.append(env)
-            records.append(record_from_envelope(env, uuid=uid, created=created))
-        return envs, records
 
     def _finish(self, task: Task | None) -> Task | None:
         return decode_result(task, self.tasks)
 
     if TYPE_CHECKING:  # each client defines it: sync returns Task | None, async a coroutine of it
-        def add_task(self, task_name: str, *args: Any, priority: int | None = None, timeout: float | None = None,
+        def add_task(self, task_name: str | Signature, *args: Any, priority: int | None = None,
+                     timeout: float | None = None, countdown: float | None = None,
+                     eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
                      **kwargs: Any) -> Any: ...
 
     def get_task(self, name: str) -> TaskFunc:
@@ -149,24 +189,44 @@ class BaseQueueTasks:
 
 
 class QueueTasks(BaseQueueTasks):
-    """Sync client (QTasks ``QueueTasks``): ``add_task`` and ``get`` block the calling thread."""
+    """Sync client (QTasks ``QueueTasks``): ``add_task``, ``get`` and the control calls block the calling thread."""
 
-    def add_task(self, task_name: str, *args: Any, priority: int | None = None, timeout: float | None = None,
+    def add_task(self, task_name: str | Signature, *args: Any, priority: int | None = None,
+                 timeout: float | None = None, countdown: float | None = None,
+                 eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
                  **kwargs: Any) -> Task | None:
-        """Enqueue; with ``timeout`` wait up to that many seconds and return the finished Task or None."""
-        broker, storage = self._resolve()
-        env, uid = self.build(task_name, args, kwargs, priority)
-        broker.enqueue_sync([env], storage, wait=timeout is not None)
+        """Enqueue; with ``timeout`` wait up to that many seconds and return the finished Task or None.
+
+        ``countdown`` (seconds) or ``eta`` (a datetime or unix time) delay the run; ``unique="key"`` or
+        ``("key", ttl)`` makes a second call with the same key within ttl (default ``config.unique_ttl``)
+        a no-op that returns the record of the task holding the key. A task parameter named like one
+        of these options is passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
+        """
+        name, call_args, kwargs = as_call(task_name, args, kwargs)
+        when, meta = call_options(self.config, countdown, eta, unique)
+        env, uid = self.build(name, call_args, kwargs, priority, eta=when, meta=meta)
+        skipped = self.send_sync([env], wait=timeout is not None)
+        if skipped:
+            return self._holder(skipped[env.uuid], env.queue, timeout)
         if timeout is None:
             return record_from_envelope(env, uuid=uid)
-        task = storage.wait_sync(env.uuid, [env.queue], timeout, fresh=True)
+        task = self.storage.wait_sync(env.uuid, [env.queue], timeout, fresh=True)
         return self._finish(task) if task is not None and task.finished else None
+
+    def _holder(self, uuid: str, queue: str, timeout: float | None) -> Task | None:
+        """What a unique-skipped ``add_task`` returns: the holder's record (awaited like the call asked)."""
+        if timeout is None:
+            return self._finish(self.storage.get_sync(uuid, [queue, *self.queues]))
+        return self.wait(uuid, timeout)
 
     def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
         """Bulk enqueue ``(name, args, kwargs)`` calls (see ``TaskFunc.s``) in one round trip per queue."""
-        broker, storage = self._resolve()
         envs, records = self.build_many(calls)
-        broker.enqueue_sync(envs, storage)
+        skipped = self.send_sync(envs)
+        if skipped:  # only a task manager can make bulk calls unique
+            for i, env in enumerate(envs):
+                if env.uuid in skipped:
+                    records[i] = self._holder(skipped[env.uuid], env.queue, None) or records[i]
         return records
 
     def get(self, uuid: str | _uuid.UUID) -> Task | None:
@@ -178,10 +238,40 @@ class QueueTasks(BaseQueueTasks):
         task = self.storage.wait_sync(str(uuid), self.queues, timeout)
         return self._finish(task) if task is not None and task.finished else None
 
+    # ------------------------------------------------ task control (qtasks_fast.control)
+    def _control(self, op: str, *args: Any) -> Any:
+        from qtasks_fast import control
+        from qtasks_fast.portal import portal
+
+        return portal().run(getattr(control, op)(self, *args))
+
+    def cancel(self, uuid: str | _uuid.UUID, reason: str = "") -> str:
+        """Cancel a task: ``"queued"`` (it will never run), ``"running"`` (asked to stop), ``"finished"`` or
+        ``"unknown"``."""
+        return str(self._control("cancel", str(uuid), reason))
+
+    def restart(self, uuid: str | _uuid.UUID) -> Task:
+        """Send the same call again as a new task (its record names the original); returns the new record."""
+        return self._control("restart", str(uuid))  # type: ignore[no-any-return]
+
+    def dlq_list(self, queue: str | None = None, count: int = 100) -> list[DeadLetter]:
+        """Dead letters of ``queue`` (None = every queue of the app), newest first."""
+        return self._control("dlq_list", queue, count)  # type: ignore[no-any-return]
+
+    def dlq_requeue(self, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (``ids`` or all) back on their queue; returns how many."""
+        return int(self._control("dlq_requeue", queue, ids))
+
+    def dlq_purge(self, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (``ids`` or all); returns how many."""
+        return int(self._control("dlq_purge", queue, ids))
+
+    def purge(self, queue: str) -> int:
+        """Drop every queued and delayed (not running) task of ``queue``; returns how many."""
+        return int(self._control("purge", queue))
+
     def run_worker(self, **options: Any) -> None:
         """Run a worker in this process (blocking), like ``qtasks-fast -A app run --processes 1``."""
         from qtasks_fast.worker.runner import run_worker
 
         run_worker(self, **options)
-
-

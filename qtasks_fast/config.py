@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
+
+#: fields that hold objects, not settings: never read from the environment
+_NOT_FROM_ENV = frozenset({"task_manager"})
 
 
 @dataclasses.dataclass
@@ -37,9 +41,16 @@ class GlobalConfig:
     drain_seconds: float = 30.0
     #: validate arguments against type hints (producer side when the task is known, always in the worker)
     validate_args: bool = True
+    #: seconds ``add_task(unique="key")`` holds the key when no ttl is given (``unique=("key", ttl)``)
+    unique_ttl: float = 3600.0
+    #: a ``qtasks_fast.components.task_manager.TaskManager``: sees (and may change) every task before it
+    #: is sent, on the producer only; None costs nothing
+    task_manager: Any = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
+            if f.name in _NOT_FROM_ENV:
+                continue
             raw = os.environ.get("QTASKS_" + f.name.upper())
             if raw is None:
                 continue

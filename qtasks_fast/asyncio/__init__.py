@@ -1,32 +1,54 @@
-"""Async client: ``from qtasks_fast.asyncio import QueueTasks`` — ``add_task`` and ``get`` are coroutines."""
+"""Async client: ``from qtasks_fast.asyncio import QueueTasks`` — ``add_task``, ``get`` and control are coroutines."""
 
 from __future__ import annotations
 
 import uuid as _uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.app import BaseQueueTasks, Signature
+from qtasks_fast.components.producer import as_call, call_options
 from qtasks_fast.schemas import Task, record_from_envelope
+
+if TYPE_CHECKING:
+    import datetime as _dt
+
+    from qtasks_fast.abc.broker import DeadLetter
 
 
 class QueueTasks(BaseQueueTasks):
     """Async twin of :class:`qtasks_fast.QueueTasks`; shares the registry, worker and CLI."""
 
-    async def add_task(self, task_name: str, *args: Any, priority: int | None = None, timeout: float | None = None,
+    is_async = True
+
+    async def add_task(self, task_name: str | Signature, *args: Any, priority: int | None = None,
+                       timeout: float | None = None, countdown: float | None = None,
+                       eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
                        **kwargs: Any) -> Task | None:
-        broker, storage = self._resolve()
-        env, uid = self.build(task_name, args, kwargs, priority)
-        await broker.enqueue([env], storage, wait=timeout is not None)
+        """See :meth:`qtasks_fast.QueueTasks.add_task`."""
+        name, call_args, kwargs = as_call(task_name, args, kwargs)
+        when, meta = call_options(self.config, countdown, eta, unique)
+        env, uid = self.build(name, call_args, kwargs, priority, eta=when, meta=meta)
+        skipped = await self.send([env], wait=timeout is not None)
+        if skipped:
+            return await self._holder(skipped[env.uuid], env.queue, timeout)
         if timeout is None:
             return record_from_envelope(env, uuid=uid)
-        task = await storage.wait(env.uuid, [env.queue], timeout, fresh=True)
+        task = await self.storage.wait(env.uuid, [env.queue], timeout, fresh=True)
         return self._finish(task) if task is not None and task.finished else None
 
+    async def _holder(self, uuid: str, queue: str, timeout: float | None) -> Task | None:
+        if timeout is None:
+            return self._finish(await self.storage.get(uuid, [queue, *self.queues]))
+        return await self.wait(uuid, timeout)
+
     async def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
-        broker, storage = self._resolve()
         envs, records = self.build_many(calls)
-        await broker.enqueue(envs, storage)
+        skipped = await self.send(envs)
+        if skipped:
+            for i, env in enumerate(envs):
+                if env.uuid in skipped:
+                    records[i] = await self._holder(skipped[env.uuid], env.queue, None) or records[i]
         return records
 
     async def get(self, uuid: str | _uuid.UUID) -> Task | None:
@@ -35,6 +57,37 @@ class QueueTasks(BaseQueueTasks):
     async def wait(self, uuid: str | _uuid.UUID, timeout: float) -> Task | None:
         task = await self.storage.wait(str(uuid), self.queues, timeout)
         return self._finish(task) if task is not None and task.finished else None
+
+    # ------------------------------------------------ task control (qtasks_fast.control)
+    async def cancel(self, uuid: str | _uuid.UUID, reason: str = "") -> str:
+        from qtasks_fast import control
+
+        return await control.cancel(self, str(uuid), reason)
+
+    async def restart(self, uuid: str | _uuid.UUID) -> Task:
+        from qtasks_fast import control
+
+        return await control.restart(self, str(uuid))
+
+    async def dlq_list(self, queue: str | None = None, count: int = 100) -> list[DeadLetter]:
+        from qtasks_fast import control
+
+        return await control.dlq_list(self, queue, count)
+
+    async def dlq_requeue(self, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
+        from qtasks_fast import control
+
+        return await control.dlq_requeue(self, queue, ids)
+
+    async def dlq_purge(self, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
+        from qtasks_fast import control
+
+        return await control.dlq_purge(self, queue, ids)
+
+    async def purge(self, queue: str) -> int:
+        from qtasks_fast import control
+
+        return await control.purge(self, queue)
 
 
 __all__ = ["QueueTasks"]

@@ -1,0 +1,211 @@
+"""How a call becomes an envelope on the producer side: task manager, validation, middlewares, options.
+
+Everything optional here is guarded by one check per call (``config.task_manager is None``,
+``app._mw_active``), so an app without a task manager or middlewares builds envelopes as
+fast as before those existed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+import uuid as _uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from qtasks_fast import _corelib as core
+from qtasks_fast.components.task_manager import PendingTask
+from qtasks_fast.exceptions import PayloadTooLarge
+from qtasks_fast.log import get_logger, task_label
+from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, record_from_envelope, ts_to_dt
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc import Broker, Storage
+    from qtasks_fast.config import GlobalConfig
+    from qtasks_fast.task import TaskFunc
+
+log = get_logger("producer")
+#: one call: ``(task name, args, kwargs)``, as ``TaskFunc.s`` makes it
+Signature = tuple[str, Sequence[Any], dict[str, Any]]
+
+
+def as_call(task: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[str, Sequence[Any], dict[str, Any]]:
+    """``add_task``'s first argument: a task name, a task object, or a whole signature ``task.s(...)``.
+
+    The signature form is how a task whose parameters are called ``priority``, ``timeout``,
+    ``countdown``, ``eta`` or ``unique`` gets them: ``app.add_task(t.s(countdown=3), countdown=10)``.
+    """
+    if type(task) is str:
+        return task, args, kwargs
+    if isinstance(task, tuple):
+        if args or kwargs:
+            raise TypeError(f"add_task got a signature {task[0]!r} and more arguments: put every argument of the "
+                            "task in the signature (task.s(...))")
+        name, sargs, skwargs = task
+        return name, sargs, dict(skwargs)
+    name = getattr(task, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(f"add_task needs a task name, a task or a signature, not {type(task).__name__}")
+    return name, args, kwargs
+
+
+def call_options(config: GlobalConfig, countdown: float | None, eta: _dt.datetime | float | None,
+                 unique: str | tuple[str, float] | None) -> tuple[float, dict[str, Any] | None]:
+    """``(Envelope.eta, meta or None)`` for ``add_task``'s ``countdown``/``eta``/``unique``."""
+    when = 0.0
+    if countdown is not None:
+        if eta is not None:
+            raise TypeError("add_task: pass countdown= (seconds from now) or eta= (a time), not both")
+        if countdown > 0:
+            when = time.time() + countdown
+    elif eta is not None:
+        when = eta.timestamp() if isinstance(eta, _dt.datetime) else float(eta)  # naive datetime = local time
+        if when <= time.time():
+            when = 0.0
+    if unique is None:
+        return when, None
+    key, ttl = (unique, config.unique_ttl) if isinstance(unique, str) else unique
+    if not isinstance(key, str) or not key or not ttl or ttl <= 0:
+        raise ValueError(f"add_task: unique must be a non-empty key or (key, ttl seconds > 0), not {unique!r}")
+    return when, {META_UNIQUE: [key, float(ttl)]}
+
+
+class Producer:
+    """Envelope building and sending, mixed into ``BaseQueueTasks``."""
+
+    tasks: dict[str, TaskFunc]
+    config: GlobalConfig
+    middlewares_before: list[Any]
+    middlewares_after: list[Any]
+    _mw_active: bool
+    #: queues calls were routed to that no registered task names (by a task manager): ``app.queues`` has them
+    _routed_queues: list[str]
+
+    def _resolve(self) -> tuple[Broker, Storage]:
+        raise NotImplementedError
+
+    def build(self, task_name: str, args: Sequence[Any], kwargs: dict[str, Any], priority: int | None = None,
+              queue: str | None = None, now: float | None = None, *, eta: float = 0.0,
+              meta: dict[str, Any] | None = None) -> tuple[Envelope, _uuid.UUID]:
+        """Validate (when the task is known here) and wrap one call for the broker.
+
+        Order: ``config.task_manager.mutate`` (may change anything), argument validation, the
+        middlewares' ``before_enqueue`` (in chain order), the size check. ``eta`` is unix seconds
+        (0 = now); ``meta`` becomes ``Envelope.meta``.
+        """
+        tf = self.tasks.get(task_name)
+        config = self.config
+        timeout = tf.max_time if tf is not None else None
+        retry = (tf.retry or 0) if tf is not None else 0
+        if config.task_manager is not None:
+            prio0 = priority if priority is not None else (tf.priority if tf is not None else 0)
+            p = PendingTask(task_name, list(args), dict(kwargs), priority=prio0,
+                            queue=queue or (tf.queue if tf is not None else config.default_queue), timeout=timeout,
+                            retry=retry, eta=eta, meta=meta if meta is not None else {}, task_func=tf,
+                            unique_ttl=config.unique_ttl)
+            p = config.task_manager.mutate(p)
+            if not isinstance(p, PendingTask):
+                raise TypeError(f"{type(config.task_manager).__name__}.mutate returned {type(p).__name__}, not the "
+                                "task: end it with `return task`")
+            if p.name != task_name:
+                task_name, tf = p.name, self.tasks.get(p.name)
+            args, kwargs, priority, queue = p.args, p.kwargs, p.priority, p.queue
+            if queue != (tf.queue if tf is not None else config.default_queue) and queue not in self._routed_queues:
+                self._routed_queues.append(queue)  # so app.get/wait look there
+            timeout, retry, eta, meta = p.timeout, p.retry, p.eta, p.meta
+        if tf is not None and config.validate_args:
+            args, kwargs = tf.bind(args, kwargs)
+        prio = priority if priority is not None else (tf.priority if tf is not None else 0)
+        if not 0 <= prio < config.priority_levels:
+            raise ValueError(f"priority {prio} of task {task_name!r} is outside 0..{config.priority_levels - 1} "
+                             "(lower runs first; raise config.priority_levels for more levels)")
+        uid, uid_str = core.new_uuid()
+        env = Envelope(
+            uuid=uid_str, task_name=task_name, args=list(args), kwargs=kwargs, priority=prio,
+            queue=queue or (tf.queue if tf is not None else config.default_queue), created_at=now or time.time(),
+            retry=retry, timeout=timeout, meta=meta if meta is not None else {},
+        )
+        if eta:  # set only when given: msgspec omits a default by identity, and 0 must stay off the wire
+            env.eta = eta
+        if self._mw_active:
+            env = self._before_enqueue(env, tf)
+            if env.uuid != uid_str:
+                uid = _uuid.UUID(env.uuid)
+        try:
+            size = len(core.encode(env))
+        except TypeError as exc:
+            raise TypeError(f"task {task_name!r}: arguments are not serializable to msgpack: {exc}") from None
+        if size > config.max_payload:
+            raise PayloadTooLarge(f"task {task_name!r}: encoded call is {size} bytes, over the "
+                                  f"{config.max_payload} byte limit (config.max_payload); pass a reference "
+                                  "(a key or URL) instead of the data")
+        return env, uid
+
+    def build_many(self, calls: Iterable[Signature]) -> tuple[list[Envelope], list[Task]]:
+        """Envelopes for a bulk enqueue and the ``new`` records to hand back (one timestamp for the batch)."""
+        now = time.time()
+        created = ts_to_dt(now)
+        envs, records = [], []
+        for name, args, kwargs in calls:
+            env, uid = self.build(name, args, kwargs, now=now)
+            envs.append(env)
+            records.append(record_from_envelope(env, uuid=uid, created=created))
+        return envs, records
+
+    # ------------------------------------------------------------------ send
+    async def send(self, envelopes: Sequence[Envelope], wait: bool = False) -> Mapping[str, str] | None:
+        """Enqueue built envelopes, then run the middlewares' ``after_enqueue``.
+
+        Returns ``{skipped uuid: holder uuid}`` for unique-skipped envelopes, or None. Anything that
+        sends envelopes of this app (restart, periodic ticks) goes through here or :meth:`send_sync`.
+        """
+        broker, storage = self._resolve()
+        return self._sent(envelopes, await broker.enqueue(envelopes, storage, wait=wait))
+
+    def send_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> Mapping[str, str] | None:
+        """Blocking twin of :meth:`send`."""
+        broker, storage = self._resolve()
+        return self._sent(envelopes, broker.enqueue_sync(envelopes, storage, wait=wait))
+
+    def _sent(self, envelopes: Sequence[Envelope], skipped: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        if skipped and log.isEnabledFor(logging.DEBUG):
+            for env in envelopes:
+                if env.uuid in skipped:
+                    log.debug("task %s not sent: unique key %r is held by %s", task_label(env.task_name, env.uuid),
+                              env.meta[META_UNIQUE][0], skipped[env.uuid])
+        if self._mw_active:
+            self._after_enqueue(envelopes, skipped)
+        return skipped or None
+
+    # ----------------------------------------------------------- middlewares
+    # The chain is ``app before + task before + task after + app after`` (qtasks_fast.middleware):
+    # ``before_enqueue`` hooks run in that order, ``after_enqueue`` hooks in reverse.
+    def enqueue_chain(self, tf: TaskFunc | None) -> Sequence[Any]:
+        """The middlewares whose producer hooks run for a call of ``tf`` (None: a task unknown here)."""
+        if tf is None:
+            return (*self.middlewares_before, *self.middlewares_after)
+        if getattr(tf, "has_enqueue_hooks", True) is False:
+            return ()
+        cached = getattr(tf, "middlewares", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        from qtasks_fast.middleware import middleware_chain
+
+        return middleware_chain(self, tf)
+
+    def _before_enqueue(self, env: Envelope, tf: TaskFunc | None) -> Envelope:
+        for mw in self.enqueue_chain(tf):
+            out = mw.before_enqueue(self, env)
+            if not isinstance(out, Envelope):
+                raise TypeError(f"{type(mw).__name__}.before_enqueue returned {type(out).__name__}, not the "
+                                "envelope: end it with `return envelope`")
+            env = out
+        return env
+
+    def _after_enqueue(self, envelopes: Sequence[Envelope], skipped: Mapping[str, str] | None) -> None:
+        for env in envelopes:
+            if skipped and env.uuid in skipped:
+                continue  # never enqueued: the holder's after_enqueue already ran
+            for mw in reversed(self.enqueue_chain(self.tasks.get(env.task_name))):
+                mw.after_enqueue(self, env)
