@@ -1,9 +1,11 @@
-"""``qtasks-fast`` (also ``python -m qtasks_fast``): run workers, inspect the install, run benchmarks.
+"""``qtasks-fast`` (also ``python -m qtasks_fast``): run workers, control tasks, inspect the install, benchmark.
 
 Every flag of ``run`` can also come from the environment as ``QTASKS_<FLAG>``
 (``QTASKS_APP``, ``QTASKS_PROCESSES``, ``QTASKS_BROKER_URL``, ...); a flag on the
-command line wins. Exit code 2 means a usage problem: the app cannot be
-imported or the broker cannot be reached.
+command line wins. Task control (``inspect``, ``status``, ``cancel``, ``restart``,
+``dlq``, ``purge``) lives in :mod:`qtasks_fast.cli_control`. Exit codes: 0 ok,
+1 not found (control commands), 2 a usage problem: the app cannot be imported
+or the broker cannot be reached.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from qtasks_fast.log import get_logger, setup_logging
+
+if TYPE_CHECKING:
+    from qtasks_fast.app import BaseQueueTasks
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -31,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qtasks-fast",
         description="qtasks_fast: a fast QTasks-style task queue. Flags also read QTASKS_<FLAG> from the environment.",
+        epilog="exit codes: 0 ok, 1 not found (status, cancel, restart, dlq --id), 2 usage or broker problem "
+               "(app not importable, broker unreachable or lacking the feature). COMMAND --help explains each flag.",
     )
     p.add_argument("-A", "--app", default=_env("APP"),
                    help="the app: 'module', 'module:attr' or 'module.attr' (env QTASKS_APP)")
@@ -54,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "memory:// (env QTASKS_BROKER_URL; default: the app's, else embedded SQLite)")
     run.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"),
                      help="DEBUG, INFO, WARNING or ERROR (env QTASKS_LOG_LEVEL; default INFO)")
+    run.add_argument("--scheduler", action=argparse.BooleanOptionalAction, default=_env_bool("SCHEDULER", True),
+                     help="enqueue the app's periodic tasks from this supervisor (env QTASKS_SCHEDULER; default on; "
+                          "safe on every host: each tick is enqueued once fleet-wide)")
+
+    from qtasks_fast import cli_control
+
+    cli_control.add_parsers(sub)
 
     info = sub.add_parser("info", help="print versions and whether the compiled core and uvloop are in use")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -114,24 +129,34 @@ def cmd_info(as_json: bool) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from qtasks_fast.exceptions import BrokerUnavailable
+def load(args: argparse.Namespace) -> BaseQueueTasks | None:
+    """The ``-A`` app with ``--broker`` applied; None (the reason logged) when it cannot be loaded."""
     from qtasks_fast.loader import AppLoadError, load_app
-    from qtasks_fast.supervisor import Supervisor
 
-    setup_logging(args.log_level, f"{args.worker_id}-supervisor")
     log = get_logger("cli")
     if not args.app:
         log.error("no app given: pass -A module:app (or set QTASKS_APP)")
-        return 2
+        return None
     try:
         app = load_app(args.app)
     except AppLoadError as exc:
         log.error("%s", exc)
-        return 2
+        return None
     if args.broker:
         app.broker_url = args.broker
         app._broker = app._storage = None
+    return app
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from qtasks_fast.exceptions import BrokerUnavailable
+    from qtasks_fast.supervisor import Supervisor
+
+    setup_logging(args.log_level, f"{args.worker_id}-supervisor")
+    log = get_logger("cli")
+    app = load(args)
+    if app is None:
+        return 2
     try:
         asyncio.run(_check_broker(app))
     except BrokerUnavailable as exc:
@@ -141,7 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("--processes must be at least 1")
         return 2
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
-    sup = Supervisor(app, args.processes, args.worker_id, args.concurrency, queues, args.pin_cpus, args.log_level)
+    sup = Supervisor(app, args.processes, args.worker_id, args.concurrency, queues, args.pin_cpus, args.log_level,
+                     scheduler=args.scheduler)
     return sup.run()
 
 
@@ -169,6 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "info":
         return cmd_info(args.json)
+    from qtasks_fast import cli_control
+
+    if args.command in cli_control.COMMANDS:
+        setup_logging(os.environ.get("QTASKS_LOG_LEVEL", "WARNING"), "cli")
+        return cli_control.run(args, load)
     parser.print_help()
     return 2
 

@@ -1,0 +1,237 @@
+"""``qtasks-fast -A app inspect | status | cancel | restart | dlq | purge``: task control from the shell.
+
+Each prints a table (rich) or, with ``--json``, one JSON document on stdout.
+Exit codes: 0 done; 1 not found (no such task, no such dead letter); 2 a usage
+or broker problem (app not importable, broker unreachable or without the
+feature, a destructive command without ``--yes``). Messages go to stderr and
+say what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.broker import DeadLetter
+    from qtasks_fast.app import BaseQueueTasks
+
+COMMANDS = ("inspect", "status", "cancel", "restart", "dlq", "purge")
+OK, NOT_FOUND, USAGE = 0, 1, 2
+EPILOG = "exit codes: 0 done, 1 not found, 2 usage or broker problem (the message says which)"
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the control subcommands to the ``qtasks-fast`` parser's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
+    common.add_argument("--broker", default=None,
+                        help="broker URL, as for run (env QTASKS_BROKER_URL; default: the app's)")
+
+    def cmd(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=description, epilog=EPILOG, parents=[common])  # type: ignore[no-any-return]
+
+    cmd("inspect", "list the app's tasks with their options, its config and periodic schedules",
+        "Show what the app registers: tasks and their options, queues, config and periodic schedules "
+        "(with each schedule's next run). Reads the app only; the broker is not contacted.")
+    p = cmd("status", "show one task's record", "Print the record of task UUID (status, result, traceback).")
+    p.add_argument("uuid", help="the task's uuid, as add_task returned it")
+    p = cmd("cancel", "cancel a queued or running task",
+            "A queued (or delayed) task is removed and never runs; a running async task is cancelled by its "
+            "worker at its next await. Its record becomes 'cancel'. A finished task is left as it is.")
+    p.add_argument("uuid", help="the task's uuid")
+    p.add_argument("--reason", default="", help="why; stored with the cancel (default: empty)")
+    p = cmd("restart", "enqueue a task's call again under a new uuid",
+            "Enqueue the same task with the same arguments as task UUID, under a new uuid that records the "
+            "original (meta restart_of). Prints the new task's record.")
+    p.add_argument("uuid", help="uuid of the task to run again")
+
+    dlq = sub.add_parser("dlq", help="list, requeue or delete dead-lettered messages", epilog=EPILOG,
+                         description="Dead letters are messages that could not run (undecodable, unknown task, "
+                                     "delivered max_deliveries times without finishing).")
+    dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    for action, help_ in (("list", "list dead letters, newest first"),
+                          ("requeue", "put dead letters back on their queue with a fresh delivery count"),
+                          ("purge", "delete dead letters for good")):
+        d = dsub.add_parser(action, help=help_, description=help_[0].upper() + help_[1:] + ".", epilog=EPILOG,
+                            parents=[common])
+        d.add_argument("--queue", "-Q", default=None, help="only this queue (default: every queue of the app)")
+        if action == "list":
+            d.add_argument("--count", type=int, default=100, help="at most this many (default 100)")
+        else:
+            d.add_argument("--id", dest="ids", action="extend", nargs="+", default=None, metavar="ID",
+                           help="only these dead-letter ids (from 'dlq list'); default: all of them")
+        if action == "purge":
+            d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    p = cmd("purge", "drop every waiting message of a queue",
+            "Drop every queued and delayed (not running) message of QUEUE; their records become 'cancel'.")
+    p.add_argument("queue", help="the queue to empty, e.g. default")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation (needed without a terminal)")
+
+
+def _err(message: str) -> None:
+    print(f"qtasks-fast: {message}", file=sys.stderr)
+
+
+def _confirm(args: argparse.Namespace, what: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        _err(f"refusing to {what} without confirmation: pass --yes")
+        return False
+    return input(f"{what}? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _json(data: Any) -> None:
+    print(msgspec.json.encode(data).decode())
+
+
+def _dead_dict(d: DeadLetter) -> dict[str, Any]:
+    from qtasks_fast.schemas import Envelope
+
+    out: dict[str, Any] = {"id": d.id, "uuid": d.uuid, "queue": d.queue, "task_name": d.task_name,
+                           "reason": d.reason, "at": _dt.datetime.fromtimestamp(d.at, _dt.timezone.utc).isoformat(),
+                           "priority": d.priority}
+    try:
+        env = msgspec.msgpack.decode(d.body, type=Envelope)
+        out.update(args=env.args, kwargs=env.kwargs)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        out["body"] = d.body.hex()
+    return out
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, c in enumerate(columns):
+        table.add_column(c, no_wrap=i == 0, overflow="fold")  # the first column names the row: keep it whole
+    for r in rows:
+        table.add_row(*["" if v is None else str(v) for v in r])
+    Console().print(table)
+
+
+def _task_out(task: Any, as_json: bool, title: str) -> None:
+    if as_json:
+        _json(task)
+        return
+    _table(title, ["field", "value"], [[k, v] for k, v in msgspec.structs.asdict(task).items()])
+
+
+async def _run(app: BaseQueueTasks, args: argparse.Namespace) -> int:  # noqa: C901 - one branch per command
+    from qtasks_fast import control
+
+    cmd, as_json = args.command, args.json
+    if cmd == "status":
+        task = await control.status(app, args.uuid)
+        if task is None:
+            _err(f"no task {args.uuid} in app {app.name!r}: unknown or expired (check the uuid and -A / --broker)")
+            return NOT_FOUND
+        _task_out(task, as_json, f"task {args.uuid}")
+    elif cmd == "cancel":
+        result = await control.cancel(app, args.uuid, args.reason)
+        if as_json:
+            _json({"uuid": args.uuid, "result": result})
+        else:
+            print({"queued": "cancelled: it will not run", "running": "cancel sent to the worker running it",
+                   "finished": "already finished: nothing changed", "unknown": "unknown task"}[result])
+        if result == "unknown":
+            _err(f"no queued, running or finished task {args.uuid} in app {app.name!r} (check the uuid and -A)")
+            return NOT_FOUND
+    elif cmd == "restart":
+        try:
+            task = await control.restart(app, args.uuid)
+        except control.TaskRecordNotFound as exc:
+            _err(str(exc))
+            return NOT_FOUND
+        _task_out(task, as_json, f"restarted {args.uuid} as")
+    elif cmd == "purge":
+        if not _confirm(args, f"drop every waiting message of queue {args.queue!r} of app {app.name!r}"):
+            return USAGE
+        n = await control.purge(app, args.queue)
+        _json({"queue": args.queue, "purged": n}) if as_json else print(f"purged {n} message(s) from {args.queue!r}")
+    elif args.dlq_command == "list":
+        letters = await control.dlq_list(app, args.queue, args.count)
+        rows = [_dead_dict(d) for d in letters]
+        if as_json:
+            _json(rows)
+        elif not rows:
+            print(f"no dead letters in {'queue ' + repr(args.queue) if args.queue else 'any queue of the app'}")
+        else:
+            _table(f"dead letters of {app.name!r}", ["id", "queue", "task", "uuid", "at", "reason"],
+                   [[r["id"], r["queue"], r["task_name"], r["uuid"], r["at"], r["reason"]] for r in rows])
+    else:
+        requeue = args.dlq_command == "requeue"
+        if not requeue and not _confirm(args, f"delete {'the given' if args.ids else 'every'} dead letter"):
+            return USAGE
+        fn = control.dlq_requeue if requeue else control.dlq_purge
+        n = await fn(app, args.queue, args.ids)
+        verb = "requeued" if requeue else "deleted"
+        _json({verb: n}) if as_json else print(f"{verb} {n} dead letter(s)")
+        if args.ids and n == 0:
+            _err(f"none of the ids {args.ids} is a dead letter here (see: qtasks-fast -A ... dlq list)")
+            return NOT_FOUND
+    return OK
+
+
+def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueueTasks | None]) -> int:
+    """Run one control command; ``load`` returns the app (or None after printing why it cannot)."""
+    from qtasks_fast import control
+    from qtasks_fast.abc.broker import NotSupported
+    from qtasks_fast.exceptions import BrokerUnavailable
+
+    app = load(args)
+    if app is None:
+        return USAGE
+    if args.command == "inspect":
+        data = control.inspect(app)
+        if args.json:
+            print(json.dumps(data, indent=2, default=str))
+        else:
+            _inspect_tables(data)
+        return OK
+
+    async def session() -> int:
+        try:
+            await app.broker.ping()
+            return await _run(app, args)
+        finally:
+            await app.broker.close()
+
+    try:
+        return asyncio.run(session())
+    except BrokerUnavailable as exc:
+        _err(str(exc))
+    except NotSupported as exc:
+        _err(str(exc))
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        _err(f"broker error: {type(exc).__name__}: {exc}; is it reachable (--broker / QTASKS_BROKER_URL)?")
+    except Exception as exc:
+        import redis
+
+        if not isinstance(exc, redis.RedisError):
+            raise
+        _err(f"broker error: {type(exc).__name__}: {exc}; is it reachable (--broker / QTASKS_BROKER_URL)?")
+    return USAGE
+
+
+def _inspect_tables(data: dict[str, Any]) -> None:
+    _table(f"app {data['app']!r}", ["setting", "value"],
+           [["broker", data["broker"]], ["queues", ", ".join(data["queues"])],
+            *[[k, v] for k, v in data["config"].items()]])
+    opts = ["queue", "priority", "max_time", "retry", "executor"]
+    _table("tasks (all options: inspect --json)", ["name", "kind", *opts],
+           [[t["name"], t["kind"], *[t.get(o) for o in opts]] for t in data["tasks"].values()])
+    if data["periodic"]:
+        _table("periodic tasks", ["name", "task", "schedule", "args", "kwargs", "next run (UTC)"],
+               [[p["name"], p["task_name"], p["schedule"], p["args"], p["kwargs"], p["next_run"]]
+                for p in data["periodic"]])

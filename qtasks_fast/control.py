@@ -1,0 +1,162 @@
+"""Task control: cancel, restart, status, dead letters, purge and inspect — for ``app.cancel(...)`` and the CLI.
+
+Each function takes the app (sync or async client alike) and talks to its broker
+and storage directly; the app's thin wrappers and ``qtasks-fast cancel/restart/
+dlq/purge/inspect`` call these. ``queue=None`` means every queue of the app
+(``app.queues``: the default queue and each registered task's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from qtasks_fast.abc.broker import DeadLetter
+from qtasks_fast.exceptions import QTasksError
+from qtasks_fast.log import get_logger, task_label
+from qtasks_fast.schemas import META_RESTART_OF, Task, record_from_envelope
+
+if TYPE_CHECKING:
+    from qtasks_fast.app import BaseQueueTasks
+
+log = get_logger("control")
+#: what :func:`cancel` returns (see ``Broker.cancel``)
+CANCEL_RESULTS = ("queued", "running", "finished", "unknown")
+
+
+class TaskRecordNotFound(QTasksError, LookupError):
+    """No record under that uuid (never enqueued here, or expired after ``result_ttl``)."""
+
+
+def _queues(app: BaseQueueTasks, queue: str | None) -> list[str]:
+    return [queue] if queue else app.queues
+
+
+async def status(app: BaseQueueTasks, uuid: str) -> Task | None:
+    """The task's record (``decode=`` applied to a success), or None when unknown or expired."""
+    return app._finish(await app.storage.get(str(uuid), app.queues))
+
+
+async def cancel(app: BaseQueueTasks, uuid: str, reason: str = "") -> str:
+    """Cancel a task wherever it is: ``"queued"`` (it will never run), ``"running"`` (its worker was asked to
+    stop it: an async task is cancelled at its next ``await``), ``"finished"`` (too late; nothing changed)
+    or ``"unknown"``. Tries the record's queue first, then every queue of the app."""
+    uuid = str(uuid)
+    broker, storage = app._resolve()
+    queues = app.queues
+    record = await storage.get(uuid, queues)
+    if record is not None:
+        queues = [record.queue] + [q for q in queues if q != record.queue]
+    for q in queues:
+        result = await broker.cancel(uuid, q, reason, storage)
+        if result != "unknown":
+            name = record.task_name if record is not None else "?"
+            log.info("cancel %s in queue %r: %s%s", task_label(name, uuid), q, result,
+                     f" ({reason})" if reason else "")
+            return result
+    return "unknown"
+
+
+async def restart(app: BaseQueueTasks, uuid: str) -> Task:
+    """Enqueue the same call again under a new uuid (``meta[META_RESTART_OF]`` = the original's) and
+    return the new ``new`` record. The original record is left as it is.
+
+    Raises :class:`TaskRecordNotFound` when there is no record of ``uuid`` to copy the call from.
+    """
+    uuid = str(uuid)
+    record = await app.storage.get(uuid, app.queues)
+    if record is None:
+        raise TaskRecordNotFound(f"no record of task {uuid} in app {app.name!r} (queues {app.queues}): it was "
+                                 f"never enqueued here or expired after result_ttl={app.config.result_ttl:g}s; "
+                                 "enqueue the call again with add_task")
+    # through build + send, so the task manager and the middlewares see the restart like any call
+    env, uid = app.build(record.task_name, list(record.args), dict(record.kwargs), record.priority, record.queue,
+                         meta={META_RESTART_OF: uuid})
+    await app.send([env])
+    log.info("restart %s as %s", task_label(record.task_name, uuid), task_label(env.task_name, env.uuid))
+    return record_from_envelope(env, uuid=uid)
+
+
+async def dlq_list(app: BaseQueueTasks, queue: str | None = None, count: int = 100) -> list[DeadLetter]:
+    """Dead letters of ``queue`` (None: every app queue), newest first, at most ``count``."""
+    broker = app.broker
+    found: list[DeadLetter] = []
+    for q in _queues(app, queue):
+        found += await broker.dead_letters(q, count)
+    found.sort(key=lambda d: d.at, reverse=True)
+    return found[:count]
+
+
+async def dlq_requeue(app: BaseQueueTasks, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
+    """Put dead letters (``ids``, or all) back on their queue with a fresh delivery count; return how many."""
+    broker = app.broker
+    total = 0
+    for q in _queues(app, queue):
+        total += await broker.requeue_dead(q, list(ids) if ids else None)
+    if total:
+        log.info("requeued %d dead letter(s)", total)
+    return total
+
+
+async def dlq_purge(app: BaseQueueTasks, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
+    """Delete dead letters (``ids``, or all); return how many."""
+    broker = app.broker
+    total = 0
+    for q in _queues(app, queue):
+        total += await broker.purge_dead(q, list(ids) if ids else None)
+    if total:
+        log.info("deleted %d dead letter(s)", total)
+    return total
+
+
+async def purge(app: BaseQueueTasks, queue: str) -> int:
+    """Drop every queued and delayed (not running) message of ``queue``; their records become ``cancel``."""
+    n = await app.broker.purge(queue)
+    log.info("purged %d message(s) from queue %r", n, queue)
+    return n
+
+
+# ------------------------------------------------------------------------------------------ inspect
+#: TaskFunc attributes ``inspect`` reports when the task has them (newer options appear as they are added)
+TASK_FIELDS = ("queue", "priority", "max_time", "retry", "retry_on_exc", "retry_backoff", "retry_backoff_max",
+               "retry_jitter", "concurrency_limit", "executor", "echo", "tags", "description", "decode",
+               "generate_handler", "middlewares_before", "middlewares_after")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready rendering of an option: classes and callables by name, containers recursively."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, type) or callable(value):
+        return getattr(value, "__qualname__", None) or type(value).__qualname__
+    return type(value).__qualname__
+
+
+def task_info(tf: Any) -> dict[str, Any]:
+    kind = "async generator" if tf.is_async_gen else "generator" if tf.is_gen else "async" if tf.is_async else "sync"
+    out: dict[str, Any] = {"name": tf.name, "kind": kind,
+                           "function": f"{getattr(tf.func, '__module__', '?')}.{getattr(tf.func, '__qualname__', '?')}"}
+    for field in TASK_FIELDS:
+        if hasattr(tf, field):
+            out[field] = _plain(getattr(tf, field))
+    return out
+
+
+def inspect(app: BaseQueueTasks) -> dict[str, Any]:
+    """What this app is: registered tasks with their options, its config, queues, broker and periodic schedules."""
+    from qtasks_fast.periodic import schedules
+
+    config = dataclasses.asdict(app.config) if dataclasses.is_dataclass(app.config) else vars(app.config)
+    return {
+        "app": app.name,
+        "broker": repr(app.broker),  # the broker's repr redacts passwords
+        "queues": app.queues,
+        "config": _plain(config),
+        "tasks": {name: task_info(tf) for name, tf in sorted(app.tasks.items())},
+        "periodic": [s.to_dict() for s in schedules(app).values()],
+    }

@@ -1,0 +1,5 @@
+"""QTasks' import path for timers: ``from qtasks_fast.timers import AsyncTimer`` (see :mod:`qtasks_fast.periodic`)."""
+
+from qtasks_fast.periodic import AsyncTimer, SyncTimer, Timer
+
+__all__ = ["AsyncTimer", "SyncTimer", "Timer"]
