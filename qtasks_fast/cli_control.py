@@ -1,4 +1,4 @@
-"""``qtasks-fast -A app inspect | status | cancel | restart | dlq | purge``: task control from the shell.
+"""``qtasks-fast -A app inspect | status | logs | cancel | restart | dlq | purge``: task control from the shell.
 
 Each prints a table (rich) or, with ``--json``, one JSON document on stdout.
 Exit codes: 0 done; 1 not found (no such task, no such dead letter); 2 a usage
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from qtasks_fast.abc.broker import DeadLetter
     from qtasks_fast.app import BaseQueueTasks
 
-COMMANDS = ("inspect", "status", "cancel", "restart", "dlq", "purge")
+COMMANDS = ("inspect", "status", "logs", "cancel", "restart", "dlq", "purge")
 OK, NOT_FOUND, USAGE = 0, 1, 2
 EPILOG = "exit codes: 0 done, 1 not found, 2 usage or broker problem (the message says which)"
 
@@ -43,9 +43,15 @@ def add_parsers(sub: Any) -> None:
         "(with each schedule's next run). Reads the app only; the broker is not contacted.")
     p = cmd("status", "show one task's record", "Print the record of task UUID (status, result, traceback).")
     p.add_argument("uuid", help="the task's uuid, as add_task returned it")
+    p = cmd("logs", "print the log lines a task emitted while it ran",
+            "Print what task UUID logged while it ran, as captured by the LogCapture middleware "
+            "(app.add_middleware(LogCapture)); kept as long as its record. --json: a list of lines.")
+    p.add_argument("uuid", help="the task's uuid (a retry is another task: see its retry_child_uuid)")
     p = cmd("cancel", "cancel a queued or running task",
-            "A queued (or delayed) task is removed and never runs; a running async task is cancelled by its "
-            "worker at its next await. Its record becomes 'cancel'. A finished task is left as it is.")
+            "A queued (or delayed) task is removed and never runs. A fetched one is dropped unrun; a running "
+            "async task is cancelled at its next await; a sync task in a thread is recorded 'cancel' at once "
+            "(its thread runs on, result discarded); a process-executor task's child is killed; an inline "
+            "task cannot be interrupted. A finished task is left as it is.")
     p.add_argument("uuid", help="the task's uuid")
     p.add_argument("--reason", default="", help="why; stored with the cancel (default: empty)")
     p = cmd("restart", "enqueue a task's call again under a new uuid",
@@ -137,6 +143,8 @@ async def _run(app: BaseQueueTasks, args: argparse.Namespace) -> int:  # noqa: C
             _err(f"no task {args.uuid} in app {app.name!r}: unknown or expired (check the uuid and -A / --broker)")
             return NOT_FOUND
         _task_out(task, as_json, f"task {args.uuid}")
+    elif cmd == "logs":
+        return await _logs(app, args.uuid, as_json)
     elif cmd == "cancel":
         result = await control.cancel(app, args.uuid, args.reason)
         if as_json:
@@ -180,6 +188,26 @@ async def _run(app: BaseQueueTasks, args: argparse.Namespace) -> int:  # noqa: C
         if args.ids and n == 0:
             _err(f"none of the ids {args.ids} is a dead letter here (see: qtasks-fast -A ... dlq list)")
             return NOT_FOUND
+    return OK
+
+
+async def _logs(app: BaseQueueTasks, uuid: str, as_json: bool) -> int:
+    from qtasks_fast import control
+
+    lines: list[str] = []
+    for q in app.queues:
+        lines = await app.storage.get_logs(uuid, q)
+        if lines:
+            break
+    if not lines and await control.status(app, uuid) is None:
+        _err(f"no task {uuid} in app {app.name!r}: unknown or expired (check the uuid and -A / --broker)")
+        return NOT_FOUND
+    if as_json:
+        _json(lines)
+    elif not lines:
+        _err(f"task {uuid} has no captured log lines (is LogCapture installed: app.add_middleware(LogCapture)?)")
+    else:
+        print("\n".join(lines))
     return OK
 
 

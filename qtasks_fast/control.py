@@ -39,9 +39,12 @@ async def status(app: BaseQueueTasks, uuid: str) -> Task | None:
 
 
 async def cancel(app: BaseQueueTasks, uuid: str, reason: str = "") -> str:
-    """Cancel a task wherever it is: ``"queued"`` (it will never run), ``"running"`` (its worker was asked to
-    stop it: an async task is cancelled at its next ``await``), ``"finished"`` (too late; nothing changed)
-    or ``"unknown"``. Tries the record's queue first, then every queue of the app."""
+    """Cancel a task wherever it is: ``"queued"`` (it will never run), ``"running"`` (a worker holds it and
+    was asked to stop it: one fetched but not started is dropped unrun; an async task is cancelled at its
+    next ``await``; a sync task in a thread is recorded ``cancel`` at once while its thread runs on, result
+    discarded; a process-executor task's child is killed; an ``executor="inline"`` task cannot be
+    interrupted), ``"finished"`` (too late; nothing changed) or ``"unknown"``. Tries the record's queue
+    first, then every queue of the app."""
     uuid = str(uuid)
     broker, storage = app._resolve()
     queues = app.queues
@@ -90,10 +93,12 @@ async def dlq_list(app: BaseQueueTasks, queue: str | None = None, count: int = 1
 
 async def dlq_requeue(app: BaseQueueTasks, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
     """Put dead letters (``ids``, or all) back on their queue with a fresh delivery count; return how many."""
+    if ids is not None and not ids:  # an empty selection means none, never all
+        return 0
     broker = app.broker
     total = 0
     for q in _queues(app, queue):
-        total += await broker.requeue_dead(q, list(ids) if ids else None)
+        total += await broker.requeue_dead(q, None if ids is None else list(ids))
     if total:
         log.info("requeued %d dead letter(s)", total)
     return total
@@ -101,10 +106,12 @@ async def dlq_requeue(app: BaseQueueTasks, queue: str | None = None, ids: Sequen
 
 async def dlq_purge(app: BaseQueueTasks, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
     """Delete dead letters (``ids``, or all); return how many."""
+    if ids is not None and not ids:  # an empty selection means none, never all
+        return 0
     broker = app.broker
     total = 0
     for q in _queues(app, queue):
-        total += await broker.purge_dead(q, list(ids) if ids else None)
+        total += await broker.purge_dead(q, None if ids is None else list(ids))
     if total:
         log.info("deleted %d dead letter(s)", total)
     return total

@@ -28,6 +28,7 @@ a process task's child is killed; a sync task in a thread gets its record set to
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import time
 import traceback
@@ -57,14 +58,23 @@ NONE = core.encode(None)
 NO_FOLLOWUPS: list[Envelope] = []
 
 
+class ContextThreadPool(ThreadPoolExecutor):
+    """A thread pool whose calls run in a copy of the submitter's ``contextvars`` context, as
+    ``asyncio.to_thread`` does: a sync task in a thread sees what its middlewares set in contextvars
+    (``LogCapture`` finds its task's buffer that way). ~35 ns a call."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
 class TaskExecutor:
     """Base of a custom executor: ``@app.task(executor=MyExecutor())`` (or the class, built without arguments).
 
     The worker prepares the call (arguments validated, models built, ``Depends``/``State`` filled,
     echo ``self`` first) and awaits ``run(ctx, call)``. ``call()`` makes the call: for a sync task it
-    returns the value (a generator is drained through ``generate_handler``), for an async task an
-    awaitable of it. Where and how ``call`` runs is the executor's choice: a thread or process pool
-    of its own, under a lock, on another loop. What ``run`` returns is the task's result; what it
+    returns the value (a generator is drained through ``generate_handler``), for an async task or an
+    async generator task an awaitable of it. Where and how ``call`` runs is the executor's choice: a
+    thread or process pool of its own, under a lock, on another loop. What ``run`` returns is the task's result; what it
     raises, the task's error (``TaskCancel`` cancels). ``max_time`` and ``app.cancel`` cancel the
     ``run`` coroutine (``asyncio.wait_for``/``Task.cancel``): stop what you started there.
     ``ctx`` is the :class:`~qtasks_fast.worker.context.ExecContext` middlewares get.
@@ -87,7 +97,7 @@ class Executor:
     def __init__(self, worker_id: str, threads: int, on_done: Callable[[Outcome, list[Envelope]], None],
                  validate: bool = True) -> None:
         self.worker_id = worker_id
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"qtasks-{worker_id}")
+        self.pool = ContextThreadPool(threads, thread_name_prefix=f"qtasks-{worker_id}")
         self.on_done = on_done
         self.validate = validate
         self.running: dict[Delivery, asyncio.Task[None]] = {}
