@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
 import os
 import time
 from pathlib import Path
-from unittest import mock
 
 import pytest
+from apps.testkit import forget_shared_tasks, load_app_copy
 from conftest import APPS, ROOT
 
 from qtasks_fast import chain, group, router
@@ -92,21 +91,12 @@ def features(harness, redis_url, tmp_path: Path):
     """(producer module, worker pool): the app above, served by 2 worker processes."""
     (tmp_path / f"{MODULE}.py").write_text(APP_SOURCE)
     before = set(router._shared)
-    spec = importlib.util.spec_from_file_location(f"{MODULE}_{harness.app_name}", tmp_path / f"{MODULE}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(os.environ, {"TEST_APP_NAME": harness.app_name, "QTASKS_BROKER_URL": redis_url}):
-        spec.loader.exec_module(module)
+    module = load_app_copy(tmp_path / f"{MODULE}.py", f"{MODULE}_{harness.app_name}", harness.app_name, redis_url)
     path = os.pathsep.join([str(tmp_path), str(APPS), str(ROOT)])
     proc = harness.start(redis_url, app=MODULE, processes=2, env={"PYTHONPATH": path})
     harness.wait_ready(proc)
     yield module, proc
-    for name in set(router._shared) - before:  # shared tasks join every app: keep other tests' apps clean
-        del router._shared[name]
-        for app in list(router._apps):
-            if name in app._shared_names:
-                app._shared_names.discard(name)
-                app.tasks.pop(name, None)
+    forget_shared_tasks(before)  # shared tasks join every app: keep other tests' apps clean
 
 
 def test_task_manager_changes_the_max_time_the_worker_enforces(features):

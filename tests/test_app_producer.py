@@ -14,6 +14,7 @@ import asyncio
 import time
 
 import pytest
+from apps.testkit import forget_shared_tasks
 
 from qtasks_fast import QueueTasks, Router, TaskArgumentsError, chain, group, router, shared_task
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
@@ -220,12 +221,7 @@ def test_router_and_shared_tasks_register_like_qtasks(redis_url, app_name):
         with pytest.raises(ValueError, match="already registered"):
             a1.task(name="send_mail")(lambda: None)
     finally:
-        for name in set(router._shared) - before:
-            del router._shared[name]
-            for a in list(router._apps):
-                if name in a._shared_names:
-                    a._shared_names.discard(name)
-                    a.tasks.pop(name, None)
+        forget_shared_tasks(before)
 
 
 def test_control_wrappers_reach_the_broker(app):

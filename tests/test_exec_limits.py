@@ -16,30 +16,17 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 import psutil
-import pytest
-from conftest import APPS, ProcessHarness
+from conftest import APPS
 
 sys.path.insert(0, str(APPS))
-from exec_helpers import start_pool, strings, wait_for  # noqa: E402
+from exec_helpers import pool_fixture, record, strings, wait_for  # noqa: E402
 
 from qtasks_fast import QueueTasks  # noqa: E402
 from qtasks_fast.middlewares import retry_delay  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory, redis_url):
-    p = start_pool(ProcessHarness, tmp_path_factory.mktemp("exec-limits"), redis_url, 1, "--concurrency", "1")
-    yield p
-    p.h.close()
-
-
-def record(p: Any, uuid: object, timeout: float = 20) -> Any:
-    rec = p.m.app.wait(uuid, timeout)
-    assert rec is not None, f"task {uuid} did not finish in {timeout}s"
-    return rec
+pool = pool_fixture("exec-limits", 1, "--concurrency", "1")
 
 
 # ----------------------------------------------------------------------------------- retries

@@ -15,22 +15,17 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import APPS, ProcessHarness
+from conftest import APPS
 
 sys.path.insert(0, str(APPS))
-from exec_helpers import start_pool, strings, wait_for  # noqa: E402
+from exec_helpers import pool_fixture, strings, wait_for  # noqa: E402
 
 from qtasks_fast import QueueTasks  # noqa: E402
 from qtasks_fast.canvas import chain  # noqa: E402
 from qtasks_fast.depends import Depends  # noqa: E402
 from qtasks_fast.middleware import Middleware  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory, redis_url):
-    p = start_pool(ProcessHarness, tmp_path_factory.mktemp("exec-mw"), redis_url, 2)
-    yield p
-    p.h.close()
+pool = pool_fixture("exec-mw", 2)
 
 
 def trace(p: Any, uuid: object) -> list[str]:

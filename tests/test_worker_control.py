@@ -9,12 +9,10 @@ lower-priority ones.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import time
 from types import ModuleType
-from unittest import mock
 
+from apps.testkit import load_app_copy, wait_for
 from conftest import APPS
 
 APP = "worker_app"
@@ -22,19 +20,7 @@ APP = "worker_app"
 
 def producer(harness, redis_url: str) -> ModuleType:
     """A copy of tests/apps/worker_app.py bound to this test's app name (what the workers import)."""
-    spec = importlib.util.spec_from_file_location(f"{APP}_{harness.app_name}", APPS / f"{APP}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(os.environ, {"TEST_APP_NAME": harness.app_name, "QTASKS_BROKER_URL": redis_url}):
-        spec.loader.exec_module(module)
-    return module
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.02)
+    return load_app_copy(APPS / f"{APP}.py", f"{APP}_{harness.app_name}", harness.app_name, redis_url)
 
 
 def test_cancel_stops_a_running_task_and_drops_an_unstarted_one(harness, redis_url):

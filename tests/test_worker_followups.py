@@ -9,15 +9,13 @@ task of its own, for sync and async generators.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
 import sys
 import time
 import uuid
 from types import ModuleType
-from unittest import mock
 
+from apps.testkit import load_app_copy
 from conftest import APPS, cli_env
 
 from qtasks_fast.worker.followups import CHAIN_NAMESPACE
@@ -41,12 +39,7 @@ print(res.uuid, env.uuid)
 
 def producer(harness, redis_url: str) -> ModuleType:
     """A copy of tests/apps/worker_app.py bound to this test's app name (what the workers import)."""
-    spec = importlib.util.spec_from_file_location(f"{APP}_{harness.app_name}", APPS / f"{APP}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(os.environ, {"TEST_APP_NAME": harness.app_name, "QTASKS_BROKER_URL": redis_url}):
-        spec.loader.exec_module(module)
-    return module
+    return load_app_copy(APPS / f"{APP}.py", f"{APP}_{harness.app_name}", harness.app_name, redis_url)
 
 
 def wait_record(app, uuid: str, timeout: float):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
-from unittest import mock
 
-APPS = Path(__file__).resolve().parent
+from apps import testkit
+from apps.testkit import load_app_copy
+
+APPS = testkit.APPS
 ROOT = APPS.parent.parent
 _loaded = 0
 
@@ -21,12 +20,7 @@ def load_app(app_name: str, broker_url: str, **env: str) -> Any:
     """A fresh module object of control_app.py bound to ``app_name`` and ``broker_url``."""
     global _loaded
     _loaded += 1
-    spec = importlib.util.spec_from_file_location(f"control_app_{app_name}_{_loaded}", APPS / "control_app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(os.environ, {"TEST_APP_NAME": app_name, "QTASKS_BROKER_URL": broker_url, **env}):
-        spec.loader.exec_module(module)
-    return module
+    return load_app_copy(APPS / "control_app.py", f"control_app_{app_name}_{_loaded}", app_name, broker_url, **env)
 
 
 def cli_env(broker_url: str, app_name: str, **extra: str) -> dict[str, str]:
@@ -52,10 +46,4 @@ def cli_json(broker_url: str, app_name: str, *args: str) -> Any:
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(interval)
+    return testkit.wait_for(predicate, timeout, what, interval)

@@ -10,9 +10,8 @@ import os
 import time
 from typing import Annotated, Any
 
-import redis
-import redis.asyncio as aioredis
 from pydantic import BaseModel
+from testkit import RedisTraces
 
 from qtasks_fast import QueueTasks
 from qtasks_fast.config import GlobalConfig
@@ -23,26 +22,8 @@ from qtasks_fast.worker.executor import TaskExecutor
 NAME = os.environ.get("TEST_APP_NAME", "exec")
 URL = os.environ.get("QTASKS_BROKER_URL", "redis://127.0.0.1:6379/0")
 app = QueueTasks(NAME, broker_url=URL, config=GlobalConfig())
-_clients: dict[object, aioredis.Redis] = {}
-_sync: list[redis.Redis] = []
-
-
-def key(suffix: str) -> str:
-    return f"{NAME}:{suffix}"
-
-
-def rc() -> aioredis.Redis:
-    """An async client of the running loop (a worker process has one loop)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _clients:
-        _clients[loop] = aioredis.Redis.from_url(URL)
-    return _clients[loop]
-
-
-def sc() -> redis.Redis:
-    if not _sync:
-        _sync.append(redis.Redis.from_url(URL))
-    return _sync[0]
+traces = RedisTraces(NAME, URL)
+key, rc, sc = traces.key, traces.rc, traces.sc
 
 
 # ------------------------------------------------------------------------------ middlewares

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
-from unittest import mock
 
-APPS = Path(__file__).resolve().parent
+import pytest
+from testkit import APPS, load_app_copy, wait_for
+
+__all__ = ["pool_fixture", "producer", "record", "start_pool", "strings", "wait_for"]
+
 APP = "exec_app"
 
 
 def producer(app_name: str, redis_url: str) -> ModuleType:
     """A copy of tests/apps/exec_app.py bound to ``app_name`` (what the worker processes import)."""
-    spec = importlib.util.spec_from_file_location(f"{APP}_{app_name}", APPS / f"{APP}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(os.environ, {"TEST_APP_NAME": app_name, "QTASKS_BROKER_URL": redis_url}):
-        spec.loader.exec_module(module)
-    return module
+    return load_app_copy(APPS / f"{APP}.py", f"{APP}_{app_name}", app_name, redis_url)
 
 
 def start_pool(harness_cls: Any, tmp: Path, redis_url: str, processes: int = 2, *args: str) -> SimpleNamespace:
@@ -36,14 +30,25 @@ def start_pool(harness_cls: Any, tmp: Path, redis_url: str, processes: int = 2, 
     return SimpleNamespace(h=h, m=m, proc=proc, r=m.app.storage.conn.sync, name=name)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.02)
+def pool_fixture(tmp_name: str, processes: int, *args: str) -> Any:
+    """A module-scoped ``pool`` fixture: one pool (see start_pool) shared by a test file, closed after it."""
+
+    @pytest.fixture(scope="module")
+    def pool(tmp_path_factory: Any, redis_url: str) -> Any:
+        from conftest import ProcessHarness
+
+        p = start_pool(ProcessHarness, tmp_path_factory.mktemp(tmp_name), redis_url, processes, *args)
+        yield p
+        p.h.close()
+
+    return pool
+
+
+def record(p: Any, uuid: object, timeout: float = 20) -> Any:
+    """The final record of ``uuid`` in pool ``p``; fail if it does not finish within ``timeout``."""
+    rec = p.m.app.wait(uuid, timeout)
+    assert rec is not None, f"task {uuid} did not finish in {timeout}s"
+    return rec
 
 
 def strings(values: list[bytes]) -> list[str]:

@@ -8,8 +8,7 @@ import asyncio
 import os
 import time
 
-import redis
-import redis.asyncio as aioredis
+from testkit import RedisTraces
 
 from qtasks_fast import QueueTasks
 from qtasks_fast.config import GlobalConfig
@@ -18,20 +17,8 @@ from qtasks_fast.worker.followups import feed
 NAME = os.environ.get("TEST_APP_NAME", "worker")
 URL = os.environ.get("QTASKS_BROKER_URL", "redis://127.0.0.1:6379/0")
 app = QueueTasks(NAME, broker_url=URL, config=GlobalConfig())
-_clients: dict[object, aioredis.Redis] = {}
-_sync: list[redis.Redis] = []
-
-
-def key(suffix: str) -> str:
-    return f"{NAME}:{suffix}"
-
-
-def rc() -> aioredis.Redis:
-    """An async client of the running loop (a worker process has one loop)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _clients:
-        _clients[loop] = aioredis.Redis.from_url(URL)
-    return _clients[loop]
+traces = RedisTraces(NAME, URL)
+key, rc, sc = traces.key, traces.rc, traces.sc
 
 
 # ---------------------------------------------------------------------------- cancel
@@ -105,9 +92,7 @@ def mark(tag: str, seconds: float = 0.0) -> float:
     """Appends ``tag`` to the finish-order list (inline: one at a time, in the order the worker runs them)."""
     if seconds:
         time.sleep(seconds)
-    if not _sync:
-        _sync.append(redis.Redis.from_url(URL))
-    _sync[0].rpush(key("order"), tag)
+    sc().rpush(key("order"), tag)
     return time.time()
 
 
