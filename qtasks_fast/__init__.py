@@ -25,6 +25,7 @@ from qtasks_fast.exceptions import (
 )
 from qtasks_fast.middleware import Middleware
 from qtasks_fast.periodic import AsyncTimer, SyncTimer, Timer
+from qtasks_fast.plugins import BasePlugin
 from qtasks_fast.router import Router, shared_task
 from qtasks_fast.schemas import Task, TaskStatus
 from qtasks_fast.worker.followups import feed
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncState",
     "AsyncTimer",
+    "BasePlugin",
     "BrokerUnavailable",
     "Depends",
     "Middleware",

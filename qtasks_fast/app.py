@@ -19,6 +19,7 @@ from qtasks_fast.brokers import make_backend
 from qtasks_fast.components.producer import Producer, Signature, as_call, call_options
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.exceptions import TaskNotFound
+from qtasks_fast.plugins import BasePlugin, Plugins, add_plugin
 from qtasks_fast.schemas import Task, record_from_envelope
 from qtasks_fast.task import TaskFunc, decode_result
 
@@ -59,6 +60,8 @@ class BaseQueueTasks(Producer):
         #: producer- and worker-side middlewares of every task: see :meth:`add_middleware`
         self.middlewares_before: list[Any] = []
         self.middlewares_after: list[Any] = []
+        #: plugins by trigger name: see :meth:`add_plugin`
+        self.plugins = Plugins()
         self._broker = broker
         self._storage = storage
         self._shared_names: set[str] = set()
@@ -137,6 +140,8 @@ class BaseQueueTasks(Producer):
         or an instance. ``position="before"`` puts it ahead of the tasks' own middlewares, ``"after"``
         behind them: the chain is ``app before + task before + task after + app after``, and the
         producer hooks (``before_enqueue``/``after_enqueue``) run in that order at every enqueue.
+        A middleware with an ``attach(app)`` method is given the app it joins (``Metrics`` registers
+        its HTTP server there).
         """
         if position not in ("before", "after"):
             raise ValueError(f"add_middleware: position must be 'before' or 'after', not {position!r}")
@@ -149,11 +154,20 @@ class BaseQueueTasks(Producer):
             instance = middleware
         (self.middlewares_before if position == "before" else self.middlewares_after).append(instance)
         self._mw_active = True
+        attach = getattr(instance, "attach", None)
+        if callable(attach):
+            attach(self)
         for tf in self.tasks.values():  # a chain cached by a task before this call is stale now
             reset = getattr(tf, "reset_middlewares", None)
             if reset is not None:
                 reset()
         return instance
+
+    def add_plugin(self, plugin: BasePlugin, trigger_names: Sequence[str] | None = None,
+                   component: str = "worker") -> BasePlugin:
+        """Call ``plugin.trigger(name, **kw)`` at ``trigger_names`` (None: all) of ``component`` (``"worker"``,
+        ``"producer"``, ``"broker"``, ``"storage"``); names and arguments: :mod:`qtasks_fast.plugins`."""
+        return add_plugin(self, plugin, trigger_names, component)
 
     def periodic(self, func_or_name: Any = None, **options: Any) -> Any:
         """Schedule a task (``@app.periodic(cron="*/5 * * * *")``, ``@app.periodic(every=10)``, or a task
@@ -237,6 +251,14 @@ class QueueTasks(BaseQueueTasks):
         """Block until the task (following its retry chain) is final; None if unknown or still running."""
         task = self.storage.wait_sync(str(uuid), self.queues, timeout)
         return self._finish(task) if task is not None and task.finished else None
+
+    def get_logs(self, uuid: str | _uuid.UUID) -> list[str]:
+        """Log lines captured while task ``uuid`` ran (``LogCapture``); a retry is another task with its own."""
+        for q in self.queues:
+            lines = self.storage.get_logs_sync(str(uuid), q)
+            if lines:
+                return lines
+        return []
 
     # ------------------------------------------------ task control (qtasks_fast.control)
     def _control(self, op: str, *args: Any) -> Any:

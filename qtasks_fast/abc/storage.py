@@ -12,6 +12,8 @@ import abc
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from qtasks_fast.abc.broker import NotSupported
+
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
     from qtasks_fast.schemas import Envelope, Task
@@ -49,6 +51,22 @@ class Storage(abc.ABC):
         ``fresh`` says the caller itself just enqueued the task with ``wait=True`` (a hint
         that lets a backend skip its first lookup); follow ``retry_child_uuid`` of an error.
         """
+
+    # ----------------------------------------------------------- optional: task logs
+    # Lines a worker captured while a task ran (qtasks_fast.middlewares.logs.LogCapture), kept as long
+    # as the task's record (result_ttl). A storage without them raises NotSupported.
+    async def append_logs(self, uuid: str, queue: str, lines: Sequence[str]) -> None:
+        """Append ``lines`` to the log of task ``uuid`` of ``queue``; expire them with the record."""
+        raise NotSupported(self, "task logs (append_logs/get_logs)")
+
+    async def get_logs(self, uuid: str, queue: str) -> list[str]:
+        """The log lines of task ``uuid`` of ``queue`` in order; ``[]`` when it has none (or they expired)."""
+        raise NotSupported(self, "task logs (append_logs/get_logs)")
+
+    def get_logs_sync(self, uuid: str, queue: str) -> list[str]:
+        from qtasks_fast.portal import portal
+
+        return portal().run(self.get_logs(uuid, queue))
 
     def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
         from qtasks_fast.portal import portal

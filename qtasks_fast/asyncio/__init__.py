@@ -58,6 +58,14 @@ class QueueTasks(BaseQueueTasks):
         task = await self.storage.wait(str(uuid), self.queues, timeout)
         return self._finish(task) if task is not None and task.finished else None
 
+    async def get_logs(self, uuid: str | _uuid.UUID) -> list[str]:
+        """See :meth:`qtasks_fast.QueueTasks.get_logs`."""
+        for q in self.queues:
+            lines = await self.storage.get_logs(str(uuid), q)
+            if lines:
+                return lines
+        return []
+
     # ------------------------------------------------ task control (qtasks_fast.control)
     async def cancel(self, uuid: str | _uuid.UUID, reason: str = "") -> str:
         from qtasks_fast import control

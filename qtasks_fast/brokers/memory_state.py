@@ -98,6 +98,8 @@ class InMemoryState:
         self.slots: dict[tuple[str, str], dict[str, float]] = {}  # (queue, key) -> {token: expiry}
         self.cancels: dict[int, tuple[str, str]] = {}  # msg id -> (uuid, reason) asked while it ran
         self.listeners: set[Listener] = set()
+        #: (queue, uuid) -> (monotonic expiry, captured log lines) (LogCapture)
+        self.logs: dict[tuple[str, str], tuple[float, list[str]]] = {}
 
     # ---------------------------------------------------------------- messages
     def push(self, queue: str, prio: int, uuid: str, body: bytes, eta: float = 0.0) -> None:
@@ -229,3 +231,16 @@ class InMemoryState:
             del self.records[uuid]
         for key in [k for k, (_, exp) in self.keys.items() if exp <= now]:
             del self.keys[key]
+        for lk in [k for k, (exp, _) in self.logs.items() if exp <= now]:
+            del self.logs[lk]
+
+    def append_logs(self, queue: str, uuid: str, lines: Sequence[str], ttl: float) -> None:
+        _, kept = self.logs.get((queue, uuid), (0.0, []))
+        self.logs[(queue, uuid)] = (time.monotonic() + ttl, [*kept, *lines])
+
+    def get_logs(self, queue: str, uuid: str) -> list[str]:
+        exp, lines = self.logs.get((queue, uuid), (0.0, []))
+        if exp <= time.monotonic():
+            self.logs.pop((queue, uuid), None)
+            return []
+        return list(lines)

@@ -28,6 +28,8 @@
 --   P:cx             hash uuid -> reason of cancels asked for running tasks: a reclaimed entry found here is
 --                    cancelled instead of run again (its worker died before it heard the request)
 --   P:sem:<key>      zset token -> expiry ms: the slots of a fleet-wide concurrency limit
+--   P:lg:<uuid>      list of log lines captured while the task ran (LogCapture), PEXPIRE result_ttl;
+--                    written and read by RedisStorage from Python, never by this script
 -- and publishes on the channel passed to 'cancel' (qtf:<app>:cancel; a channel is not a key).
 --
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,

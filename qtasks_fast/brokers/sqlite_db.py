@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE TABLE IF NOT EXISTS slots (
     app TEXT NOT NULL, queue TEXT NOT NULL, key TEXT NOT NULL, token TEXT NOT NULL, expires INTEGER NOT NULL,
     PRIMARY KEY (app, queue, key, token)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, uuid TEXT NOT NULL,
+    line TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_task ON logs (app, uuid, id);
+CREATE INDEX IF NOT EXISTS logs_expiry ON logs (expires_at);
 """
 #: seconds SQLite itself retries a locked database before raising (writers queue up behind one another)
 BUSY_TIMEOUT = 30.0
@@ -232,3 +237,12 @@ def claim_unique(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelope]
         db.execute("INSERT OR REPLACE INTO claims (app, key, holder, expires) VALUES (?, ?, ?, ?)",
                    (app, key, env.uuid, now + int(float(ttl) * 1000)))
     return skipped
+
+
+def append_logs(db: sqlite3.Connection, app: str, queue: str, uuid: str, lines: Sequence[str], now: int,
+                ttl_ms: int) -> None:
+    """Captured log lines of one task (table ``logs``), expiring with its record; sweeps expired lines."""
+    db.execute("DELETE FROM logs WHERE expires_at <= ?", (now,))
+    expires = now + ttl_ms
+    db.executemany("INSERT INTO logs (app, queue, uuid, line, expires_at) VALUES (?, ?, ?, ?, ?)",
+                   [(app, queue, uuid, line, expires) for line in lines])

@@ -59,6 +59,17 @@ class InMemoryStorage(Storage):
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
         return self.get_sync(uuid, queues)
 
+    async def append_logs(self, uuid: str, queue: str, lines: Sequence[str]) -> None:
+        with self.state.lock:
+            self.state.append_logs(queue, uuid, lines, self.result_ttl)
+
+    async def get_logs(self, uuid: str, queue: str) -> list[str]:
+        return self.get_logs_sync(uuid, queue)
+
+    def get_logs_sync(self, uuid: str, queue: str) -> list[str]:
+        with self.state.lock:
+            return self.state.get_logs(queue, uuid)
+
     @staticmethod
     def _child(task: Task, deadline: float) -> str | None:
         """The retry child of a failed attempt, while time is left: the chain's answer lives there."""

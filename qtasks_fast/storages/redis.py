@@ -187,6 +187,31 @@ class RedisStorage(Storage):
                 continue
             return task
 
+    # ------------------------------------------------------------------ logs
+    # P:lg:<uuid>: a list of captured lines, expiring with the record (result_ttl).
+    def _logs_key(self, queue: str, uuid: str) -> str:
+        return f"{queue_prefix(self.app_name, queue)}:lg:{uuid}"
+
+    async def append_logs(self, uuid: str, queue: str, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        key = self._logs_key(queue, uuid)
+        pipe = self.conn.aio.pipeline(transaction=False)
+        pipe.rpush(key, *lines)
+        pipe.pexpire(key, int(self.result_ttl * 1000))
+        await pipe.execute()
+
+    async def get_logs(self, uuid: str, queue: str) -> list[str]:
+        raw: Any = await self.conn.aio.lrange(self._logs_key(queue, uuid), 0, -1)
+        return [b.decode("utf-8", "replace") for b in raw]
+
+    def get_logs_sync(self, uuid: str, queue: str) -> list[str]:
+        try:
+            raw: Any = self.conn.sync.lrange(self._logs_key(queue, uuid), 0, -1)
+        except redis.ConnectionError as exc:
+            raise unreachable(self.url, exc) from exc
+        return [b.decode("utf-8", "replace") for b in raw]
+
     def _reply_key(self, queue: str, uuid: str) -> str:
         return f"{queue_prefix(self.app_name, queue)}:r:{uuid}"
 

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.sqlite_db import SqliteConnection, finish_records, insert_records, mark_process, now_ms
+from qtasks_fast.brokers.sqlite_db import (
+    SqliteConnection,
+    append_logs,
+    finish_records,
+    insert_records,
+    mark_process,
+    now_ms,
+)
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
 
 if TYPE_CHECKING:
@@ -72,6 +79,19 @@ class SqliteStorage(Storage):
         if uuids:
             with self.conn.tx() as db:
                 mark_process(db, uuids, worker_id, now_ms())
+
+    async def append_logs(self, uuid: str, queue: str, lines: Sequence[str]) -> None:
+        if lines:
+            with self.conn.tx() as db:
+                append_logs(db, self.app_name, queue, uuid, lines, now_ms(), int(self.result_ttl * 1000))
+
+    async def get_logs(self, uuid: str, queue: str) -> list[str]:
+        return self.get_logs_sync(uuid, queue)
+
+    def get_logs_sync(self, uuid: str, queue: str) -> list[str]:
+        rows = self.conn.read("SELECT line FROM logs WHERE app = ? AND uuid = ? AND queue = ? AND expires_at > ? "
+                              "ORDER BY id", (self.app_name, uuid, queue, now_ms()))
+        return [r[0] for r in rows]
 
     # ------------------------------------------------------------------ reads
     def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:

@@ -24,6 +24,7 @@ from qtasks_fast.worker.lease import lease_loop
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
     from qtasks_fast.app import BaseQueueTasks
+    from qtasks_fast.plugins import Plugins
     from qtasks_fast.schemas import Envelope
 
 log = get_logger("worker")
@@ -68,6 +69,10 @@ class Worker:
         self.executor = Executor(self.worker_id, app.config.threads, self._on_done, app.config.validate_args)
         #: set by :meth:`run` when a registered task has ``concurrency_limit``; None keeps the hot path as it was
         self.limiter: Limiter | None = None
+        #: the app's plugins when it has any (looked up once by :meth:`run`); ``_on_save``: a plugin listens
+        #: to ``storage_save``, fired once per settled batch
+        self.plugins: Plugins | None = None
+        self._on_save = False
 
     @property
     def free_slots(self) -> int:
@@ -153,6 +158,9 @@ class Worker:
                     # replacement reruns these unacked tasks) rather than hang with them in flight
                     log.exception("cannot store %d results; stopping this worker", len(outcomes))
                     raise
+            if self._on_save:
+                await self.plugins.fire("storage_save", storage=self.storage, outcomes=outcomes,  # type: ignore[union-attr]
+                                        worker=self)
             self.unsettled -= len(outcomes)
             for o in outcomes:
                 self.inflight.discard(o[0])
@@ -193,6 +201,11 @@ class Worker:
             self.limiter = Limiter(self)
         await self.broker.start(self.consumer, self.worker_id, self.queues, self.storage)
         await fire(self, "starting", worker=self)
+        plugins = getattr(app, "plugins", None)
+        if plugins:
+            self.plugins = plugins
+            self._on_save = bool(plugins.get("storage_save"))
+            await self._plugins_up()
         log.info("worker %s serving queues %s with %d tasks registered (concurrency %d)", self.worker_id,
                  ",".join(self.queues), len(app.tasks), self.concurrency)
         settler = asyncio.create_task(self.settle_loop(), name="settler")
@@ -216,9 +229,35 @@ class Worker:
         await self.drain(fetcher)
         for t in (*background, stopper, canceller):
             t.cancel()
+        if self.plugins is not None:
+            await self._plugins_down()
         await self.executor.aclose()
         await self.broker.close()
         log.info("worker %s stopped", self.worker_id)
+
+    async def _plugins_up(self) -> None:
+        """Plugins' ``start``, then triggers ``broker_start`` and ``worker_start``: before any task runs."""
+        plugins = self.plugins
+        assert plugins is not None
+        for p in plugins.all():
+            try:
+                await p.start(worker=self)
+            except Exception:  # noqa: BLE001 - a plugin must not keep the worker from serving
+                log.exception("plugin %r failed to start", p)
+        await plugins.fire("broker_start", broker=self.broker, worker=self)
+        await plugins.fire("worker_start", worker=self)
+
+    async def _plugins_down(self) -> None:
+        """Triggers ``worker_stop`` and ``broker_stop`` (results of the drain are stored), then ``stop``."""
+        plugins = self.plugins
+        assert plugins is not None
+        await plugins.fire("worker_stop", worker=self)
+        await plugins.fire("broker_stop", broker=self.broker, worker=self)
+        for p in plugins.all():
+            try:
+                await p.stop(worker=self)
+            except Exception:  # noqa: BLE001
+                log.exception("plugin %r failed to stop", p)
 
     async def drain(self, fetcher: asyncio.Task[None]) -> None:
         """Stop reading, let running tasks finish for a grace period, hand back the rest."""

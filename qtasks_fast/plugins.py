@@ -1,0 +1,244 @@
+"""Plugins (QTasks ``BasePlugin``): code called by name at fixed points of the worker, producer, broker and storage.
+
+    class Audit(BasePlugin):
+        async def trigger(self, name, **kw):
+            if name == "task_before_execute":
+                return {"args": [a.strip() for a in kw["args"]]}   # replaces the call's arguments
+
+    app.add_plugin(Audit(), trigger_names=["task_before_execute", "task_after_execute"], component="worker")
+
+A plugin listens to trigger names of one component (``trigger_names=None``: every trigger of it,
+QTasks' ``Globals``). ``trigger`` is async or sync, gets keyword arguments and may return a dict
+of replacements (only for the triggers that take some, see :data:`REPLACES`); the next plugin of
+the same trigger sees the replaced values. Triggers and their keyword arguments:
+
+- worker: ``worker_start`` / ``worker_stop`` (``worker``), ``task_before_execute`` (``ctx``, ``task``,
+  ``task_name``, ``uuid``, ``args``, ``kwargs``; replaces ``args``, ``kwargs``), ``task_after_execute``
+  (``ctx``, ``task``, ``task_name``, ``uuid``, ``status``, ``result``)
+- producer: ``task_before_enqueue`` (``app``, ``envelope``; replaces ``envelope``, ``args``, ``kwargs``,
+  ``priority``), ``task_after_enqueue`` (``app``, ``envelope``)
+- broker: ``broker_start`` / ``broker_stop`` (``broker``, ``worker``), fired by each worker process
+- storage: ``storage_save`` (``storage``, ``outcomes``, ``worker``): after each batch of results is stored
+
+Cost: none for a trigger nobody listens to. The worker looks its triggers up once when it starts;
+the per-task triggers run as a middleware that :meth:`Plugins.add` installs with the first plugin
+listening to one of them (so only then do tasks take the worker's hooked path). A failing plugin is
+logged and skipped, except in ``task_before_execute`` (the task fails with its error, as a
+middleware's ``before_execute``) and ``task_before_enqueue`` (``add_task`` raises).
+
+``start``/``stop`` of every plugin are awaited by each worker process around serving (before
+``worker_start``, after ``worker_stop``); a producer never calls them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qtasks_fast.log import get_logger
+from qtasks_fast.middleware import Middleware
+
+if TYPE_CHECKING:
+    from qtasks_fast.schemas import Envelope
+    from qtasks_fast.worker.context import ExecContext
+
+log = get_logger("plugins")
+
+#: every trigger name, per component
+TRIGGERS: dict[str, tuple[str, ...]] = {
+    "worker": ("worker_start", "worker_stop", "task_before_execute", "task_after_execute"),
+    "producer": ("task_before_enqueue", "task_after_enqueue"),
+    "broker": ("broker_start", "broker_stop"),
+    "storage": ("storage_save",),
+}
+#: what a plugin may replace by returning ``{key: value}``, per trigger (other triggers: nothing)
+REPLACES: dict[str, frozenset[str]] = {
+    "task_before_execute": frozenset({"args", "kwargs"}),
+    "task_before_enqueue": frozenset({"envelope", "args", "kwargs", "priority"}),
+}
+
+
+class BasePlugin:
+    """Base class of a plugin: override :meth:`trigger` (and :meth:`start`/:meth:`stop` if it holds resources)."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or type(self).__name__
+
+    async def start(self, **kwargs: Any) -> None:
+        """A worker process starts serving (``worker=``); open what :meth:`trigger` needs."""
+
+    async def stop(self, **kwargs: Any) -> None:
+        """The worker process stops (``worker=``)."""
+
+    def trigger(self, name: str, **kwargs: Any) -> dict[str, Any] | None | Awaitable[dict[str, Any] | None]:
+        """Called at trigger ``name``; may be ``async def``. Return replacements (see :data:`REPLACES`) or None."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class Plugins:
+    """``app.plugins``: the plugins listening to each trigger name. Falsy while empty."""
+
+    def __init__(self) -> None:
+        self.by_trigger: dict[str, list[BasePlugin]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.by_trigger)
+
+    def add(self, plugin: BasePlugin, trigger_names: Sequence[str] | None, component: str) -> list[str]:
+        """Register ``plugin`` for ``trigger_names`` of ``component`` (None: all of them); returns the names."""
+        if component not in TRIGGERS:
+            raise ValueError(f"add_plugin: no component {component!r}; components are {', '.join(TRIGGERS)}")
+        if not isinstance(plugin, BasePlugin):
+            raise TypeError(f"add_plugin: {plugin!r} is not a plugin (subclass qtasks_fast.plugins.BasePlugin)")
+        if isinstance(trigger_names, str):
+            raise TypeError(f"add_plugin: trigger_names must be a list of names, not the string {trigger_names!r}")
+        known = TRIGGERS[component]
+        names = list(known) if trigger_names is None else list(trigger_names)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            elsewhere = {n: c for c, ns in TRIGGERS.items() for n in ns if n in unknown}
+            hint = "".join(f"; {n!r} is a trigger of component={c!r}" for n, c in elsewhere.items())
+            raise ValueError(f"add_plugin: component {component!r} has no trigger {', '.join(map(repr, unknown))}; "
+                             f"its triggers are {', '.join(known)}{hint}")
+        for n in names:
+            listeners = self.by_trigger.setdefault(n, [])
+            if plugin not in listeners:
+                listeners.append(plugin)
+        return names
+
+    def get(self, name: str) -> list[BasePlugin] | None:
+        """The listeners of ``name``, or None: what a component looks up once, at setup."""
+        return self.by_trigger.get(name)
+
+    def all(self) -> list[BasePlugin]:
+        """Every registered plugin once, in registration order."""
+        seen: dict[int, BasePlugin] = {}
+        for listeners in self.by_trigger.values():
+            for p in listeners:
+                seen.setdefault(id(p), p)
+        return list(seen.values())
+
+    async def fire(self, name: str, strict: bool = False, **kw: Any) -> dict[str, Any]:
+        """Call the listeners of ``name`` in order; returns the replaced keyword arguments (``{}``: none).
+
+        ``strict``: a plugin's exception propagates; otherwise it is logged and the next plugin runs.
+        """
+        changed: dict[str, Any] = {}
+        for plugin in self.by_trigger.get(name, ()):
+            try:
+                res = plugin.trigger(name, **kw)
+                if inspect.isawaitable(res):
+                    res = await res
+                _apply(plugin, name, res, kw, changed)
+            except Exception:
+                if strict:
+                    raise
+                log.exception("plugin %r failed at trigger %r", plugin, name)
+        return changed
+
+    def fire_sync(self, name: str, strict: bool = False, **kw: Any) -> dict[str, Any]:
+        """:meth:`fire` from sync code (the producer): an async ``trigger`` runs on the portal's loop thread."""
+        changed: dict[str, Any] = {}
+        for plugin in self.by_trigger.get(name, ()):
+            try:
+                res = plugin.trigger(name, **kw)
+                if inspect.isawaitable(res):
+                    from qtasks_fast.portal import portal
+
+                    res = portal().run(_await(res))
+                _apply(plugin, name, res, kw, changed)
+            except Exception:
+                if strict:
+                    raise
+                log.exception("plugin %r failed at trigger %r", plugin, name)
+        return changed
+
+
+async def _await(aw: Awaitable[Any]) -> Any:
+    return await aw
+
+
+def _apply(plugin: BasePlugin, name: str, res: Any, kw: dict[str, Any], changed: dict[str, Any]) -> None:
+    """Fold a plugin's replacements into ``kw`` (what the next plugin sees) and ``changed``."""
+    if res is None:
+        return
+    allowed = REPLACES.get(name, frozenset())
+    if not isinstance(res, dict) or not set(res) <= allowed:
+        what = f"a dict with keys from {sorted(allowed)}" if allowed else "None (this trigger replaces nothing)"
+        raise TypeError(f"plugin {plugin!r} returned {res!r} from trigger {name!r}; it must return {what} or None")
+    kw.update(res)
+    changed.update(res)
+
+
+# ------------------------------------------------------------------ per-task triggers as middlewares
+class _BeforeExecute(Middleware):
+    """Fires ``task_before_execute``; installed with the first plugin listening to it."""
+
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+
+    async def before_execute(self, ctx: ExecContext) -> None:
+        changed = await self.plugins.fire("task_before_execute", strict=True, ctx=ctx, task=ctx.task,
+                                          task_name=ctx.task_name, uuid=ctx.uuid, args=ctx.args, kwargs=ctx.kwargs)
+        if "args" in changed:
+            ctx.args = list(changed["args"])
+        if "kwargs" in changed:
+            ctx.kwargs = dict(changed["kwargs"])
+
+
+class _AfterExecute(Middleware):
+    """Fires ``task_after_execute``; installed with the first plugin listening to it."""
+
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+
+    async def after_execute(self, ctx: ExecContext, status: str, result: Any) -> None:
+        await self.plugins.fire("task_after_execute", ctx=ctx, task=ctx.task, task_name=ctx.task_name,
+                                uuid=ctx.uuid, status=status, result=result)
+
+
+class _BeforeEnqueue(Middleware):
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+
+    def before_enqueue(self, app: Any, envelope: Envelope) -> Envelope:
+        changed = self.plugins.fire_sync("task_before_enqueue", strict=True, app=app, envelope=envelope)
+        env = changed.pop("envelope", envelope)
+        if changed:
+            env = msgspec.structs.replace(env, **{k: list(v) if k == "args" else v for k, v in changed.items()})
+        return env  # type: ignore[no-any-return]
+
+
+class _AfterEnqueue(Middleware):
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+
+    def after_enqueue(self, app: Any, envelope: Envelope) -> None:
+        self.plugins.fire_sync("task_after_enqueue", app=app, envelope=envelope)
+
+
+#: trigger name -> the middleware class that fires it
+TASK_TRIGGER_MIDDLEWARES: dict[str, type[_BeforeExecute | _AfterExecute | _BeforeEnqueue | _AfterEnqueue]] = {
+    "task_before_execute": _BeforeExecute, "task_after_execute": _AfterExecute,
+    "task_before_enqueue": _BeforeEnqueue, "task_after_enqueue": _AfterEnqueue,
+}
+
+
+def add_plugin(app: Any, plugin: BasePlugin, trigger_names: Iterable[str] | None, component: str) -> BasePlugin:
+    """``app.add_plugin``: register, and install the middleware of each per-task trigger on first use."""
+    plugins: Plugins = app.plugins
+    before = set(plugins.by_trigger)
+    if trigger_names is not None and not isinstance(trigger_names, str):
+        trigger_names = list(trigger_names)
+    names = plugins.add(plugin, trigger_names, component)  # type: ignore[arg-type]
+    for n in names:
+        mw = TASK_TRIGGER_MIDDLEWARES.get(n)
+        if mw is not None and n not in before:
+            app.add_middleware(mw(plugins), position="before")
+    return plugin
