@@ -182,6 +182,10 @@ class RedisBroker(RedisControl, Broker):
         self._streams: dict[bytes, tuple[str, int]] = {}
         self._held: dict[str, list[str]] = {}
         self._drained = False  # the last blocking read returned less than asked
+        #: (queue, prio) of the one stream that filled the last fetch alone, and the streams a direct read of
+        #: it covers: while it stays busy, fetches skip the Lua op (see _read_hot)
+        self._hot: tuple[str, int] | None = None
+        self._hot_streams: list[str] = []
         #: per queue, the ms time its next delayed envelope is due (0 = none; 1 = unknown, ask at once)
         self._dues: dict[str, int] = {}
         self._due = 0  # the earliest of them
@@ -289,6 +293,10 @@ class RedisBroker(RedisControl, Broker):
             # the last blocking read found the streams (nearly) empty and nothing delayed is due: block
             # again at once rather than spend a round trip on a fetch that would find nothing (idle latency)
             return await self._block(count, block, rec)
+        if mode == 0 and self._hot is not None and not 0 < self._due <= time.time() * 1000:
+            out = await self._read_hot(count)
+            if out:
+                return out
         try:
             out, again = await self._fetch_now(count, mode, rec)
         except ResponseError as exc:
@@ -296,6 +304,7 @@ class RedisBroker(RedisControl, Broker):
                 raise
             await self.ensure_groups()  # Redis lost its data (restart without persistence)
             out, again = await self._fetch_now(count, mode, rec)
+        self._set_hot(out, count)
         if mode:
             # parked last attempts are handed out one per fetch: keep looking until none is left
             self._mode = 1 if again else 0
@@ -304,6 +313,56 @@ class RedisBroker(RedisControl, Broker):
         if out or block <= 0:
             return out
         return await self._block(count, block, rec)
+
+    def _set_hot(self, out: list[tuple[str, list[Any]]], count: int) -> None:
+        """Remember the stream that alone filled a Lua fetch: the next fetches may read it directly."""
+        self._hot = None
+        if len(out) == 1:
+            queue, flat = out[0]
+            prio = flat[0]
+            if len(flat) // 4 >= count and flat[-4] == prio:
+                prefix = queue_prefix(self.app_name, queue)
+                self._hot = (queue, prio)
+                self._hot_streams = [f"{prefix}:s:{p}" for p in range(prio + 1)] + [f"{prefix}:wake"]
+
+    async def _read_hot(self, count: int) -> list[tuple[str, list[Any]]]:
+        """A plain XREADGROUP of the busy stream and the more urgent ones of its queue, without Lua.
+
+        Why: the Lua fetch op costs Redis ~3 µs per entry (Lua tables built and unbuilt) against
+        ~0.9 µs for XREADGROUP itself, and in a busy drain it runs for every batch. While a single
+        stream keeps filling whole batches, nothing else a fetch does is due: reclaims run on their
+        own clock (mode 1), delayed envelopes when ``_due`` passes or their queue's wake stream (read
+        here too) announces an earlier one. A read that comes up short, or finds more urgent work,
+        hands the next fetch back to the Lua op, which restores strict priority order; until then a
+        more urgent stream included here is read alongside, so priority still wins.
+        """
+        assert self._hot is not None
+        queue = self._hot[0]
+        streams = self._hot_streams
+        try:
+            res: Any = await self.conn._direct(self.conn.aio).execute(
+                ("XREADGROUP", "GROUP", self.app_name, self._consumer, "COUNT", count, "STREAMS", *streams,
+                 *(">" for _ in streams)))
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._hot = None
+            await self.ensure_groups()
+            return []
+        flat: list[Any] = []
+        seen = 0
+        for stream, entries in (res.items() if isinstance(res, dict) else res or ()):
+            prio = self._streams[stream][1]
+            if prio < 0:  # a wake: a delayed envelope is due sooner than this worker knew
+                self._dues[queue] = self._due = 1
+                await self.conn.aio.xack(stream, self.app_name, *[msg_id for msg_id, _ in entries])
+                continue
+            seen += 1
+            for msg_id, fields in entries:
+                flat += (prio, msg_id, _body(fields), 1)
+        if seen != 1 or len(flat) // 4 < count:
+            self._hot = None  # drained, or more urgent work arrived: the Lua op decides next time
+        return [(queue, flat)] if flat else []
 
     def recover(self, held: Iterable[Delivery]) -> None:
         """Call after a failed :meth:`fetch`, with the deliveries this worker still holds.
