@@ -229,6 +229,8 @@ class Worker:
         await self.drain(fetcher)
         for t in (*background, stopper, canceller):
             t.cancel()
+        # let them unwind (closing their connections) rather than be destroyed pending at loop close
+        await asyncio.wait({*background, stopper, canceller}, timeout=2)
         if self.plugins is not None:
             await self._plugins_down()
         await self.executor.aclose()
