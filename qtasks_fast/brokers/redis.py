@@ -158,11 +158,12 @@ class DirectConnections:
 
 
 def _body(fields: Sequence[bytes] | None) -> bytes:
-    """The envelope of a raw stream entry ``[b"u", uuid, b"d", envelope]``; b"" for anything else
-    (an entry deleted under a pending read has no fields: the worker dead-letters it as malformed)."""
+    """The envelope (field ``d``) of a raw stream entry ``[b"u", uuid, b"d", envelope]``; b"" without
+    both fields (an entry deleted under a pending read has none: the worker dead-letters it as malformed)."""
     if fields and len(fields) == 4 and fields[0] == b"u" and fields[2] == b"d":
         return fields[3]
-    return b""
+    named = dict(zip(fields[::2], fields[1::2])) if fields else {}  # another writer's order or extras
+    return named.get(b"d", b"") if b"u" in named else b""
 
 
 class RedisBroker(RedisControl, Broker):
