@@ -93,27 +93,25 @@ async def dlq_list(app: BaseQueueTasks, queue: str | None = None, count: int = 1
 
 async def dlq_requeue(app: BaseQueueTasks, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
     """Put dead letters (``ids``, or all) back on their queue with a fresh delivery count; return how many."""
-    if ids is not None and not ids:  # an empty selection means none, never all
-        return 0
-    broker = app.broker
-    total = 0
-    for q in _queues(app, queue):
-        total += await broker.requeue_dead(q, None if ids is None else list(ids))
-    if total:
-        log.info("requeued %d dead letter(s)", total)
-    return total
+    return await _each_queue_dead(app, queue, ids, "requeue_dead", "requeued")
 
 
 async def dlq_purge(app: BaseQueueTasks, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
     """Delete dead letters (``ids``, or all); return how many."""
+    return await _each_queue_dead(app, queue, ids, "purge_dead", "deleted")
+
+
+async def _each_queue_dead(app: BaseQueueTasks, queue: str | None, ids: Sequence[str] | None, op: str,
+                           done: str) -> int:
+    """Run the broker's dead-letter ``op`` on ``queue`` (None: every queue of the app); the total it reports."""
     if ids is not None and not ids:  # an empty selection means none, never all
         return 0
-    broker = app.broker
+    method = getattr(app.broker, op)
     total = 0
     for q in _queues(app, queue):
-        total += await broker.purge_dead(q, None if ids is None else list(ids))
+        total += await method(q, None if ids is None else list(ids))
     if total:
-        log.info("deleted %d dead letter(s)", total)
+        log.info("%s %d dead letter(s)", done, total)
     return total
 
 

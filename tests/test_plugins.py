@@ -14,13 +14,13 @@ import importlib.util
 import os
 import signal
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
+from apps.testkit import wait_for
 from conftest import APPS, ProcessHarness
 
 from qtasks_fast import BasePlugin, QueueTasks
@@ -40,14 +40,6 @@ def strings(values: list[bytes]) -> list[str]:
     return [v.decode() for v in values]
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
