@@ -56,7 +56,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--reason", default="", help="why; stored with the cancel (default: empty)")
     p = cmd("restart", "enqueue a task's call again under a new uuid",
             "Enqueue the same task with the same arguments as task UUID, under a new uuid that records the "
-            "original (meta restart_of). Prints the new task's record.")
+            "original (its record's restart_of). Prints the new task's record.")
     p.add_argument("uuid", help="uuid of the task to run again")
 
     dlq = sub.add_parser("dlq", help="list, requeue or delete dead-lettered messages", epilog=EPILOG,

@@ -83,6 +83,8 @@ class Task(msgspec.Struct, kw_only=True):
     retry_parent_uuid: _uuid.UUID | None = None
     worker_id: str | None = None
     queue: str = "default"
+    #: the task this one restarts (``app.restart``), None otherwise
+    restart_of: _uuid.UUID | None = None
 
     @property
     def finished(self) -> bool:
@@ -119,6 +121,7 @@ def task_from_envelope(env: Envelope, status: str, *, updated: float | None = No
         retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
         worker_id=worker_id or None,
         queue=queue or env.queue,
+        restart_of=_uuid.UUID(env.meta[META_RESTART_OF]) if env.meta and META_RESTART_OF in env.meta else None,
     )
 
 

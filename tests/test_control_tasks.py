@@ -79,11 +79,13 @@ def test_restart_runs_the_same_call_again_under_a_new_uuid_that_names_the_origin
     assert seen[-1] == {META_RESTART_OF: str(first.uuid)}  # went through the middlewares, with the link
     done = m.app.wait(again.uuid, 30)
     assert done is not None and done.status == "success" and done.returning == 5, done
-    assert m.app.get(first.uuid).status == "success"  # the original record is left alone
+    assert done.restart_of == first.uuid and again.restart_of == first.uuid  # the link is on the record
+    assert m.app.get(first.uuid).status == "success" and m.app.get(first.uuid).restart_of is None
 
     # from the shell: the new record as JSON; an unknown uuid is exit code 1 with a hint
     printed = cli_json(redis_url, app_name, "restart", str(first.uuid))
     assert printed["uuid"] not in (str(first.uuid), str(again.uuid)) and printed["status"] == "new", printed
+    assert printed["restart_of"] == str(first.uuid), printed
     done = m.app.wait(printed["uuid"], 30)
     assert done is not None and done.returning == 5
     code, out, err = cli(redis_url, app_name, "restart", str(_uuid.uuid4()))
