@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -124,7 +124,12 @@ class SqliteStorage(Storage):
             return str(task.retry_child_uuid)
         return None
 
-    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
+    def _waiting(self, uuid: str, queues: Sequence[str], timeout: float) -> Generator[float, None, Task | None]:
+        """The polling wait, as steps: yields how long to sleep next, returns the answer.
+
+        One loop for :meth:`wait` and :meth:`wait_sync`, which differ only in how they sleep. SQLite has
+        no push channel across processes, so this polls with backoff (``POLL_MIN`` .. ``POLL_MAX``).
+        """
         deadline = time.monotonic() + timeout
         task = self._watch(uuid, queues)
         delay = POLL_MIN
@@ -141,32 +146,26 @@ class SqliteStorage(Storage):
             left = deadline - time.monotonic()
             if left <= 0:
                 return task
-            await asyncio.sleep(min(delay, left))
+            yield min(delay, left)
             delay = min(delay * 2, POLL_MAX)
             task = self.get_sync(uuid, queues) or task
         return None
 
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
+        steps = self._waiting(uuid, queues, timeout)
+        try:
+            while True:
+                await asyncio.sleep(next(steps))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
     def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
-        deadline = time.monotonic() + timeout
-        task = self._watch(uuid, queues)
-        delay = POLL_MIN
-        while task is not None:
-            if task.finished:
-                child = self._next(task, deadline)
-                if child is None:
-                    return task
-                uuid, queues = child, [task.queue]
-                task = self._watch(uuid, queues) or task
-                if str(task.uuid) != uuid:
-                    return task
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return task
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, POLL_MAX)
-            task = self.get_sync(uuid, queues) or task
-        return None
+        steps = self._waiting(uuid, queues, timeout)
+        try:
+            while True:
+                time.sleep(next(steps))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """The handle is shared with the broker and reopens lazily; nothing to do per storage."""
