@@ -151,6 +151,17 @@ class Broker(abc.ABC):
             await storage.save(outcomes, self._worker_id)
         return False
 
+    async def settle_unfused(self, outcomes: Sequence[Outcome], storage: Storage,
+                             retries: Sequence[Envelope]) -> bool:
+        """For :meth:`settle`: with a foreign storage, enqueue ``retries`` and store the outcomes through it
+        first (before the caller acks); True when fused, and the broker does both in its own step."""
+        if self.fused(storage):
+            return True
+        if retries:
+            await self.enqueue(retries, storage)
+        await storage.save(outcomes, self._worker_id)
+        return False
+
     def fused(self, storage: Storage | None) -> bool:
         """True when this broker writes ``storage``'s records itself, in its own round trips.
 

@@ -156,11 +156,7 @@ class InMemoryBroker(MemoryControl):
         return out, dead, min(next_expiry - now, next_due - time.time())
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            if retries:
-                await self.enqueue(retries, storage)
-            await storage.save(outcomes, self._worker_id)
+        rec = await self.settle_unfused(outcomes, storage, retries)
         with self.state.lock:  # one critical section: nobody sees the retry without the parent's result
             if rec:
                 if retries:

@@ -239,11 +239,7 @@ class SqliteBroker(SqliteControl):
         return out, dead
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
-        rec = self.fused(storage)
-        if not rec:
-            if retries:
-                await self.enqueue(retries, storage)
-            await storage.save(outcomes, self._worker_id)
+        rec = await self.settle_unfused(outcomes, storage, retries)
         now = now_ms()
         with self.conn.tx() as db:
             if rec:
