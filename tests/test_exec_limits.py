@@ -39,6 +39,8 @@ def test_retries_back_off_exponentially_and_follow_the_chain_to_success(pool):
     assert len(at) == 3
     # retry_backoff=0.4, no jitter: the 1st retry waits 0.4 s, the 2nd 0.8 s (eta held by the broker)
     assert at[1] - at[0] >= 0.4 - 0.05 and at[2] - at[1] >= 0.8 - 0.05, at
+    # ... and not much longer: the worker wakes for a due retry instead of waiting for its next reclaim pass
+    assert at[1] - at[0] < 0.4 + 1.0 and at[2] - at[1] < 0.8 + 1.0, at
     first = m.app.get(task.uuid)
     second = m.app.get(first.retry_child_uuid)
     assert first.status == second.status == "error" and "Flaky: attempt 1" in first.traceback
