@@ -109,15 +109,12 @@ class Worker:
         finally:
             self._starting = False
 
-    def _on_done(self, outcome: Outcome, followups: Sequence[Envelope] | Envelope | None = None) -> None:
+    def _on_done(self, outcome: Outcome, followups: Sequence[Envelope] = ()) -> None:
         """A task finished: queue its outcome, and the envelopes to enqueue in the same settle (retry
-        child, next chain step) — a list, or (older executors) one envelope or None."""
+        child, next chain step)."""
         self._done.append(outcome)
         if followups:
-            if isinstance(followups, (list, tuple)):
-                self._retries.extend(followups)
-            else:
-                self._retries.append(followups)  # type: ignore[arg-type]
+            self._retries.extend(followups)
         self.unsettled += 1
         self.active -= 1
         if self.backlog:
