@@ -33,7 +33,7 @@ middleware's ``before_execute``) and ``task_before_enqueue`` (``add_task`` raise
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -124,40 +124,57 @@ class Plugins:
                 seen.setdefault(id(p), p)
         return list(seen.values())
 
+    def _calls(self, name: str, strict: bool, kw: dict[str, Any]) -> Generator[Awaitable[Any], Any, dict[str, Any]]:
+        """The listeners of ``name`` in order, as steps: yields each async result to be awaited (its value or
+        error is sent back in); returns the replaced keyword arguments. One loop for :meth:`fire` and
+        :meth:`fire_sync`, which differ only in how they await."""
+        changed: dict[str, Any] = {}
+        for plugin in self.by_trigger.get(name, ()):
+            try:
+                res = plugin.trigger(name, **kw)
+                if inspect.isawaitable(res):
+                    res = yield res
+                _apply(plugin, name, res, kw, changed)
+            except Exception:
+                if strict:
+                    raise
+                log.exception("plugin %r failed at trigger %r", plugin, name)
+        return changed
+
     async def fire(self, name: str, strict: bool = False, **kw: Any) -> dict[str, Any]:
         """Call the listeners of ``name`` in order; returns the replaced keyword arguments (``{}``: none).
 
         ``strict``: a plugin's exception propagates; otherwise it is logged and the next plugin runs.
         """
-        changed: dict[str, Any] = {}
-        for plugin in self.by_trigger.get(name, ()):
-            try:
-                res = plugin.trigger(name, **kw)
-                if inspect.isawaitable(res):
-                    res = await res
-                _apply(plugin, name, res, kw, changed)
-            except Exception:
-                if strict:
-                    raise
-                log.exception("plugin %r failed at trigger %r", plugin, name)
-        return changed
+        steps = self._calls(name, strict, kw)
+        try:
+            pending = next(steps)
+            while True:
+                try:
+                    value = await pending
+                except Exception as exc:  # noqa: BLE001 - handed to the plugin loop, which decides
+                    pending = steps.throw(exc)
+                else:
+                    pending = steps.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def fire_sync(self, name: str, strict: bool = False, **kw: Any) -> dict[str, Any]:
         """:meth:`fire` from sync code (the producer): an async ``trigger`` runs on the portal's loop thread."""
-        changed: dict[str, Any] = {}
-        for plugin in self.by_trigger.get(name, ()):
-            try:
-                res = plugin.trigger(name, **kw)
-                if inspect.isawaitable(res):
-                    from qtasks_fast.portal import portal
+        steps = self._calls(name, strict, kw)
+        try:
+            pending = next(steps)
+            while True:
+                from qtasks_fast.portal import portal
 
-                    res = portal().run(_await(res))
-                _apply(plugin, name, res, kw, changed)
-            except Exception:
-                if strict:
-                    raise
-                log.exception("plugin %r failed at trigger %r", plugin, name)
-        return changed
+                try:
+                    value = portal().run(_await(pending))
+                except Exception as exc:  # noqa: BLE001 - handed to the plugin loop, which decides
+                    pending = steps.throw(exc)
+                else:
+                    pending = steps.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 async def _await(aw: Awaitable[Any]) -> Any:
