@@ -264,6 +264,58 @@ async def test_purge_drops_queued_and_delayed_but_not_running(backend: Backend) 
     assert await broker.purge(Q) == 0
 
 
+@pytest.mark.asyncio
+async def test_purge_leaves_tasks_that_finished_while_an_older_one_runs(backend: Backend) -> None:
+    """Redis keeps a finished entry in its stream while an older one is still pending (it is trimmed
+    later, see ``tidy`` in redis.lua): purge must not take it for a queued task and cancel its record."""
+    broker, storage = backend.broker, backend.storage
+    slow_worker, fast_worker = await backend.worker("w-0"), await backend.worker("w-1")
+    first, second, queued = env(), env(), env()
+    await broker.enqueue([first], storage)
+    (slow,) = await fetch(slow_worker)
+    await broker.enqueue([second], storage)
+    (fast,) = await fetch(fast_worker)
+    await fast_worker.settle([ok(fast, 2)], storage, [])
+    await broker.enqueue([queued], storage)
+    assert await broker.purge(Q) == 1
+    assert (await record(storage, second.uuid)).status == "success"
+    assert (await record(storage, queued.uuid)).status == "cancel"
+    await slow_worker.settle([ok(slow, 1)], storage, [])
+    assert (await record(storage, first.uuid)).status == "success"
+    if backend.kind == "redis":  # once nothing is pending, every finished entry is gone from the stream
+        from qtasks_fast.brokers.redis import RedisBroker, queue_prefix
+
+        assert isinstance(broker, RedisBroker)
+        assert await broker.conn.aio.xlen(f"{queue_prefix(broker.app_name, Q)}:s:0") == 0
+
+
+@pytest.mark.asyncio
+async def test_redis_stream_stays_small_while_a_long_task_runs(redis_url: str) -> None:
+    """Trimming waits for the oldest pending entry; once that one is older than a few seconds (a long
+    task), finished entries are deleted at once, so a long task does not make the stream grow."""
+    from qtasks_fast.brokers.redis import RedisBroker, queue_prefix
+
+    b = Backend("redis", redis_url, f"ctl{_uuid.uuid4().hex[:10]}")
+    try:
+        broker, storage = b.broker, b.storage
+        assert isinstance(broker, RedisBroker)
+        stream = f"{queue_prefix(broker.app_name, Q)}:s:0"
+        long_worker, worker = await b.worker("w-0"), await b.worker("w-1")
+        await broker.enqueue([env()], storage)
+        (long,) = await fetch(long_worker)
+        await broker.enqueue([env() for _ in range(5)], storage)
+        await worker.settle([ok(d) for d in await fetch(worker)], storage, [])
+        assert await broker.conn.aio.xlen(stream) == 6  # a young pending entry: the finished ones wait
+        await asyncio.sleep(5.2)
+        await broker.enqueue([env() for _ in range(5)], storage)
+        await worker.settle([ok(d) for d in await fetch(worker)], storage, [])
+        assert await broker.conn.aio.xlen(stream) == 6  # the first five still wait, the new five are gone
+        await long_worker.settle([ok(long)], storage, [])
+        assert await broker.conn.aio.xlen(stream) == 0
+    finally:
+        await b.broker.close()
+
+
 # ----------------------------------------------------------------------------------- slots and claims
 @pytest.mark.asyncio
 async def test_acquire_limits_slots_until_released_or_expired(backend: Backend) -> None:
