@@ -65,7 +65,7 @@ async def cancel_here(w: Worker, uuid: str, reason: str) -> bool:
     if waiter is not None:
         await _settle_unrun(w, waiter, reason)
         return True
-    for d in list(w.executor.running):
+    for d in [*w.executor.running, *getattr(getattr(w.executor, "eager", None), "jobs", ())]:
         if d.envelope.uuid == uuid:
             log.info("cancelling running task %s: %s", task_label(d.envelope.task_name, uuid), reason)
             cancel = getattr(w.executor, "cancel", None)

@@ -9,7 +9,8 @@ hooked path (:meth:`Executor._run_hooked`).
 How sync tasks run: in a thread of the pool (``executor="thread"``, the default),
 inline on the loop (``executor="inline"``: no thread hop, for CPU-bound work with
 one worker process per core), or in a child process (``executor="process"``, see
-:mod:`qtasks_fast.worker.procexec`). Async tasks run as asyncio tasks on the loop.
+:mod:`qtasks_fast.worker.procexec`). Async tasks run on the loop, as asyncio tasks
+of their own only once they suspend (:mod:`qtasks_fast.worker.eager`).
 
 Time limits (``max_time``, carried by the envelope as ``timeout``) apply to the call:
 - an async task is cancelled at the deadline; its record turns ``error`` (``TimeoutError``);
@@ -46,6 +47,7 @@ from qtasks_fast.middlewares.hooked import run_hooked
 from qtasks_fast.middlewares.retries import retry_child
 from qtasks_fast.schemas import META_CHAIN
 from qtasks_fast.worker.context import EchoTask
+from qtasks_fast.worker.eager import EagerRunners
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -108,6 +110,7 @@ class Executor:
         self.procs: ProcessPool | None = None
         #: custom executors (``TaskExecutor``) that ran a task here: closed with the worker
         self.custom: set[Any] = set()
+        self.eager = EagerRunners(self)
 
     def submit(self, d: Delivery) -> None:
         h = d.handler
@@ -120,6 +123,9 @@ class Executor:
         if h.inline and not (h.is_async or h.is_async_gen):
             self._finish(d, *self._call_sync(d))
             return
+        if h.is_async and not d.envelope.timeout:  # no Task of its own unless it suspends (see eager.py)
+            self.eager.submit(d)
+            return
         # the task starts on the next loop turn, after this assignment; _run removes it when done
         self.running[d] = asyncio.get_running_loop().create_task(self._run(d))
 
@@ -129,6 +135,9 @@ class Executor:
         False when ``d`` is not running here (an ``inline`` task blocks the loop while it runs, so a
         request never finds it running). A sync task in a thread: see the module doc.
         """
+        if self.eager.take(d):  # queued to start, not started yet
+            self._finish(d, None, TaskCancel(reason or "cancelled"))
+            return True
         task = self.running.get(d)
         if task is None or task.done():
             return False
@@ -275,6 +284,7 @@ class Executor:
         self.shutdown()
 
     def shutdown(self) -> None:
+        self.eager.close()
         if self.procs is not None:
             self.procs.close()
         self.pool.shutdown(wait=False, cancel_futures=True)

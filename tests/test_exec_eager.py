@@ -1,0 +1,107 @@
+"""Async tasks start without an asyncio Task of their own (``qtasks_fast.worker.eager``); what task code
+sees must not change: its own contextvars, one ``current_task()`` from first line to last, a working
+``asyncio.timeout()``, cancellation, errors and results, and order among many short tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+
+from qtasks_fast import QueueTasks
+from qtasks_fast.testing import WorkerThread
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+
+
+def make_app() -> QueueTasks:
+    app = QueueTasks(f"eager{time.monotonic_ns()}", broker_url="memory://")
+
+    @app.task(name="set_var")
+    async def set_var(value: str) -> str:
+        before = VAR.get()
+        VAR.set(value)  # returns without suspending: the next task must not see this
+        return before
+
+    @app.task(name="same_task")
+    async def same_task() -> bool:
+        first = asyncio.current_task()
+        await asyncio.sleep(0.01)
+        second = asyncio.current_task()
+        await asyncio.sleep(0)
+        return first is second and first is asyncio.current_task()
+
+    @app.task(name="inner_timeout")
+    async def inner_timeout() -> str:
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            return "timed out inside"
+        return "no timeout"
+
+    @app.task(name="fails_at_once")
+    async def fails_at_once() -> None:
+        raise ValueError("bad at first step")
+
+    @app.task(name="fails_later")
+    async def fails_later() -> None:
+        await asyncio.sleep(0.01)
+        raise KeyError("bad after await")
+
+    @app.task(name="double")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @app.task(name="hang")
+    async def hang() -> None:
+        await asyncio.sleep(30)
+
+    return app
+
+
+def test_tasks_that_finish_at_once_keep_contextvars_apart() -> None:
+    app = make_app()
+    with WorkerThread(app, concurrency=10):
+        tasks = app.add_tasks([app.tasks["set_var"].s(f"v{i}") for i in range(50)])
+        results = [app.wait(t.uuid, 10) for t in tasks]
+    assert all(r is not None and r.status == "success" for r in results), results
+    assert {r.returning for r in results if r is not None} == {"unset"}
+
+
+def test_suspending_task_sees_one_current_task_and_its_own_timeout() -> None:
+    app = make_app()
+    with WorkerThread(app, concurrency=10):
+        same = app.add_tasks([app.tasks["same_task"].s() for _ in range(20)])
+        inner = app.add_task("inner_timeout", timeout=10)
+        results = [app.wait(t.uuid, 10) for t in same]
+    assert all(r is not None and r.status == "success" and r.returning is True for r in results), results
+    assert inner is not None and inner.status == "success" and inner.returning == "timed out inside", inner
+
+
+def test_errors_at_first_step_and_after_an_await_fail_only_their_task() -> None:
+    app = make_app()
+    with WorkerThread(app, concurrency=4):
+        now = app.add_task("fails_at_once", timeout=10)
+        later = app.add_task("fails_later", timeout=10)
+        ok = app.add_tasks([app.tasks["double"].s(i) for i in range(200)])
+        results = [app.wait(t.uuid, 10) for t in ok]
+    assert now is not None and now.status == "error" and "bad at first step" in (now.traceback or ""), now
+    assert later is not None and later.status == "error" and "bad after await" in (later.traceback or ""), later
+    assert [r.returning for r in results if r is not None and r.status == "success"] == [2 * i for i in range(200)]
+
+
+def test_cancel_reaches_a_suspended_task_and_a_queued_one() -> None:
+    app = make_app()
+    with WorkerThread(app, concurrency=10):
+        running = app.add_task("hang")
+        deadline = time.monotonic() + 10
+        while (rec := app.get(running.uuid)) is None or rec.status != "process":
+            assert time.monotonic() < deadline, rec
+            time.sleep(0.01)
+        assert app.cancel(running.uuid, "stop it") == "running"
+        rec = app.wait(running.uuid, 10)
+        after = app.add_task("double", 21, timeout=10)
+    assert rec is not None and rec.status == "cancel" and "stop it" in (rec.traceback or ""), rec
+    assert after is not None and after.returning == 42, after
