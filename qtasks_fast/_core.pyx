@@ -178,13 +178,15 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
 def settle_args(outcomes: list, index: bool, worker: str, now: str):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
-    ``{queue: (packed, log)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
+    ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
     where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t), built
     here so that Redis only stores it. ``log`` is the batch's index entry
-    ``[[uuid, status, name]*]`` (``b""`` without index).
+    ``[[uuid, status, name]*]`` (``b""`` without index). ``replies`` packs the 0-based positions of
+    the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does.
     """
     out = {}
     logs = {}
+    replies = None
     for o in outcomes:
         d = o[0]
         args = out.get(d.queue)
@@ -193,9 +195,14 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str):
             logs[d.queue] = []
         env = d.envelope
         record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4]))
+        if env.meta and "rw" in env.meta:
+            if replies is None:
+                replies = {}
+            replies.setdefault(d.queue, []).append(len(args) // 5)
         args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
         if index:
             logs[d.queue].append((env.uuid, o[1], env.task_name))
     for queue in out:
-        out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"")
+        rq = replies.get(queue) if replies is not None else None
+        out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"", _encode(rq) if rq else b"")
     return out

@@ -63,6 +63,9 @@ META_RESTART_OF = "rs"
 META_GROUP = "gr"
 #: retry attempt number (0 for the first run), for backoff
 META_ATTEMPT = "at"
+#: set by the Redis broker when the producer that enqueued the envelope awaits its result: the settle
+#: pushes the record to the task's reply list directly (no lookup in the P:wait set on either side)
+META_REPLY = "rw"
 
 
 class Task(msgspec.Struct, kw_only=True):

@@ -11,8 +11,9 @@
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
 --                    returning (bin), worker id, traceback, retry child], written once (SET PX ttl) by
 --                    the worker's settle; it exists only once the task is final
---   P:wait           set of uuids a producer awaits; settle pushes their P:r:<uuid>
---   P:r:<uuid>       reply list: the final record, pushed once for an awaited task
+--   P:wait           set of uuids a producer awaits after their enqueue (op watch); settle pushes their P:r:<uuid>
+--   P:r:<uuid>       reply list: the final record, pushed once for an awaited task (in P:wait, or listed in
+--                    the settle's replies: the producer awaited it from its enqueue, envelope meta 'rw')
 --   P:log            stream of settled batches, one entry per batch (b = msgpack [[uuid, status, name]*]):
 --                    the dashboard's "recent tasks" index by time, trimmed by age
 --   P:i:<status>     zset by time of the uuids that ended error / cancel (the rare ones a dashboard filters for)
@@ -68,9 +69,10 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   settle  group now ttl packed log
+--   settle  group now ttl packed log [replies]
 --           packed = msgpack array {prio id uuid status record}* (record: see P:t, built by the worker);
---           log = the batch's P:log entry, built by the worker ('' = no index)
+--           log = the batch's P:log entry, built by the worker ('' = no index); replies = msgpack array
+--           of 0-based positions in packed whose record goes to P:r:<uuid> at once ('' = none)
 --   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
 --   release group now {prio id}*       (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again)
@@ -554,6 +556,13 @@ elseif op == 'settle' then
     if ARGV[6] ~= '' then
       redis.call('XADD', P .. ':log', '*', 'b', ARGV[6])
       for status, pairs_ in pairs(rare) do chunked('ZADD', P .. ':i:' .. status, pairs_, 2) end
+    end
+    if ARGV[7] and ARGV[7] ~= '' then  -- producers blocked on these tasks since their enqueue
+      for _, k in ipairs(cmsgpack.unpack(ARGV[7])) do
+        local rk = P .. ':r:' .. items[k * 5 + 3]
+        redis.call('RPUSH', rk, items[k * 5 + 5])
+        redis.call('PEXPIRE', rk, ttl)
+      end
     end
     if waited then notify(done, ttl) end
   end

@@ -23,8 +23,9 @@ from redis.exceptions import NoScriptError, ResponseError
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.brokers.redis_control import RedisControl, queue_prefix, unreachable
+from qtasks_fast.brokers.redis_direct import DirectConnections, SyncDirect
 from qtasks_fast.log import get_logger
-from qtasks_fast.schemas import META_UNIQUE
+from qtasks_fast.schemas import META_REPLY, META_UNIQUE
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class RedisConnection:
         # one async client per event loop: a producer loop and a worker loop may share this object
         self._async: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, Any]] = {}
         self._directs: dict[aioredis.Redis, DirectConnections] = {}
+        self._sync_direct: SyncDirect | None = None
 
     def __repr__(self) -> str:
         return f"RedisConnection({redact(self.url)!r})"
@@ -107,6 +109,38 @@ class RedisConnection:
             direct = self._directs[client] = DirectConnections(client.connection_pool)
         return direct
 
+    # The producer's own round trips (enqueue, the wait for a result), on direct connections too:
+    # they set the latency of add_task(..., timeout=). See redis_direct.py.
+    def call_direct(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
+        client = self.sync
+        if self._sync_direct is None:
+            self._sync_direct = SyncDirect(client.connection_pool)
+        cmd = ("EVALSHA", self.sync_script.sha, 1, prefix, op, "1" if rec else "0", *args)
+        try:
+            return self._sync_direct.execute(cmd)
+        except NoScriptError:
+            client.script_load(LUA)
+            return self._sync_direct.execute(cmd)
+
+    async def acall_direct(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
+        client, script = self._aio()
+        direct = self._direct(client)
+        cmd = ("EVALSHA", script.sha, 1, prefix, op, "1" if rec else "0", *args)
+        try:
+            return await direct.execute(cmd, retry_stale=True)
+        except NoScriptError:
+            await client.script_load(LUA)
+            return await direct.execute(cmd, retry_stale=True)
+
+    def blpop_direct(self, key: str, timeout: float) -> Any:
+        """BLPOP one key for up to ``timeout`` seconds: ``[key, value]`` or None."""
+        if self._sync_direct is None:
+            self._sync_direct = SyncDirect(self.sync.connection_pool)
+        return self._sync_direct.execute(("BLPOP", key, f"{max(timeout, 0.001):.3f}"))  # 0 = forever
+
+    async def ablpop_direct(self, key: str, timeout: float) -> Any:
+        return await self._direct(self.aio).execute(("BLPOP", key, f"{max(timeout, 0.001):.3f}"), retry_stale=True)
+
     def call(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
         client = self.sync
         return self.sync_script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
@@ -119,42 +153,6 @@ class RedisConnection:
             if direct is not None:
                 await direct.aclose()
             await pair[0].aclose()
-
-
-class DirectConnections:
-    """Connections of one event loop used without redis-py's pool and command machinery.
-
-    Why: on the worker's hot path (blocking read, fetch, settle) redis-py spends
-    about 15 µs of a ~75 µs loopback round trip on pool locks, async context managers
-    and its retry wrapper, and an idle worker's round trip is the latency floor of
-    every task. One event loop needs no lock: a free list is enough. A connection in
-    an unknown state (cancelled mid-read, broken pipe) is closed, never reused.
-    """
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-        self.free: list[Any] = []
-
-    async def execute(self, cmd: Sequence[Any]) -> Any:
-        conn = self.free.pop() if self.free else self.pool.make_connection()
-        try:
-            if not conn.is_connected:
-                await conn.connect()
-            await conn.send_packed_command(conn.pack_command(*cmd), check_health=False)
-            reply = await conn.read_response()
-        except ResponseError:  # an error reply: the connection itself is fine
-            self.free.append(conn)
-            raise
-        except BaseException:
-            await conn.disconnect()
-            raise
-        self.free.append(conn)
-        return reply
-
-    async def aclose(self) -> None:
-        free, self.free = self.free, []
-        for conn in free:
-            await conn.disconnect()
 
 
 def _body(fields: Sequence[bytes] | None) -> bytes:
@@ -201,6 +199,10 @@ class RedisBroker(RedisControl, Broker):
     def _enqueue_calls(self, envelopes: Sequence[Envelope], wait: bool,
                        rec: bool) -> dict[str, tuple[Any, ...]]:
         """Per queue, the Lua enqueue arguments; delayed/unique envelopes add a packed argument of their own."""
+        if wait and rec:  # the settle pushes the record to the reply list the caller blocks on
+            for e in envelopes:  # a dict of its own: a caller may share one meta dict between calls
+                e.meta = {**e.meta, META_REPLY: 1}
+            wait = False
         blobs = core.encode_envelopes(list(envelopes))
         now = str(int(time.time() * 1000))
         per_queue = core.enqueue_args(list(envelopes), blobs, "1" if wait else "0")
@@ -235,8 +237,8 @@ class RedisBroker(RedisControl, Broker):
                 envelopes = [e for e in envelopes if e.uuid not in skipped] if skipped else envelopes
                 await storage.create(envelopes, wait)
             for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
-                self._skipped(await self.conn.acall(queue_prefix(self.app_name, queue), "enqueue", rec, *call),
-                              skipped)
+                self._skipped(await self.conn.acall_direct(queue_prefix(self.app_name, queue), "enqueue", rec,
+                                                           *call), skipped)
         except redis.ConnectionError as exc:
             raise unreachable(self.url, exc) from exc
         return skipped
@@ -251,7 +253,8 @@ class RedisBroker(RedisControl, Broker):
                 envelopes = [e for e in envelopes if e.uuid not in skipped] if skipped else envelopes
                 storage.create_sync(envelopes, wait)
             for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
-                self._skipped(self.conn.call(queue_prefix(self.app_name, queue), "enqueue", rec, *call), skipped)
+                self._skipped(self.conn.call_direct(queue_prefix(self.app_name, queue), "enqueue", rec, *call),
+                              skipped)
         except redis.ConnectionError as exc:
             raise unreachable(self.url, exc) from exc
         return skipped
@@ -446,10 +449,10 @@ class RedisBroker(RedisControl, Broker):
             await storage.save(outcomes, self._worker_id)
         now = str(int(time.time() * 1000))
         ttl = int(self.result_ttl * 1000)
-        for queue, (packed, index) in core.settle_args(list(outcomes), self.index_results, self._worker_id,
-                                                       now).items():
+        for queue, (packed, index, replies) in core.settle_args(list(outcomes), self.index_results,
+                                                                self._worker_id, now).items():
             await self.conn.ahot(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, now, ttl,
-                                  packed, index)
+                                  packed, index, replies)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
         by_queue: dict[str, list[Any]] = {}

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.exceptions import TaskArgumentsError
-from qtasks_fast.schemas import META_ATTEMPT, META_RESTART_OF, META_UNIQUE, Envelope
+from qtasks_fast.schemas import META_ATTEMPT, META_REPLY, META_RESTART_OF, META_UNIQUE, Envelope
 
 if TYPE_CHECKING:
     from qtasks_fast.task import TaskFunc
 
 #: meta keys a retry child does not inherit: its enqueue must not be skipped as a duplicate of its parent,
 #: and it restarts nothing
-NOT_INHERITED = (META_UNIQUE, META_RESTART_OF)
+NOT_INHERITED = (META_UNIQUE, META_RESTART_OF, META_REPLY)
 
 
 def retry_delay(task: TaskFunc | None, attempt: int) -> float:

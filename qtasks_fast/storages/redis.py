@@ -160,7 +160,7 @@ class RedisStorage(Storage):
                 task, queue = found
             if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                res: Any = await self.conn.aio.blpop([self._reply_key(queue, uuid)], timeout=left) if left > 0 else None
+                res: Any = await self.conn.ablpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
                 task = (parse_reply(res[1], queue) if res else None) or await self.get(uuid, [queue])
             if task is not None and task.status == "error" and task.retry_child_uuid and \
                     time.monotonic() < deadline:
@@ -179,7 +179,7 @@ class RedisStorage(Storage):
                 task, queue = found
             if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                res: Any = self.conn.sync.blpop([self._reply_key(queue, uuid)], timeout=left) if left > 0 else None
+                res: Any = self.conn.blpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
                 task = (parse_reply(res[1], queue) if res else None) or self.get_sync(uuid, [queue])
             if task is not None and task.status == "error" and task.retry_child_uuid and \
                     time.monotonic() < deadline:

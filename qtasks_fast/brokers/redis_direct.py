@@ -1,0 +1,106 @@
+"""Redis connections used without redis-py's pool and command machinery, for the round trips that
+set a task's latency: the worker's blocking read, fetch and settle, and the producer's enqueue and
+its wait for the result.
+
+Why: redis-py's generic command path (pool checkout and release under a lock, async context
+managers, observability hooks, the retry wrapper) costs as much CPU as the loopback round trip
+itself: measured on the development VM, a sync ``EXISTS`` costs 87 µs of CPU through ``Redis``
+and 37 µs sent on a connection directly. One ``add_task(..., timeout=)`` makes two such calls.
+
+A free list is all the pooling needed: an event loop needs no lock, and ``list.pop``/``append`` are
+atomic for threads. A connection in an unknown state (cancelled mid-read, broken pipe) is closed,
+never reused. Connections are made by the client's own pool (``make_connection``), so AUTH, TLS
+and the db number of the URL apply as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+#: failures after which a command is sent again once on a fresh connection when the one it used had been
+#: connected before (Redis restarted, or closed an idle connection): the command never reached a live server
+STALE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class DirectConnections:
+    """Connections of one event loop (worker and async producer)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.free: list[Any] = []
+
+    async def execute(self, cmd: Sequence[Any], *, retry_stale: bool = False) -> Any:
+        """Send ``cmd`` and return the raw reply. ``retry_stale``: see :data:`STALE` (not for the worker's
+        hot path, whose callers retry on their own terms)."""
+        while True:
+            conn = self.free.pop() if self.free else self.pool.make_connection()
+            was_connected = conn.is_connected
+            try:
+                if not was_connected:
+                    await conn.connect()
+                await conn.send_packed_command(conn.pack_command(*cmd), check_health=False)
+                reply = await conn.read_response()
+            except ResponseError:  # an error reply: the connection itself is fine
+                self.free.append(conn)
+                raise
+            except STALE:
+                await conn.disconnect()
+                if retry_stale and was_connected:
+                    retry_stale = False
+                    continue
+                raise
+            except BaseException:
+                await conn.disconnect()
+                raise
+            self.free.append(conn)
+            return reply
+
+    async def aclose(self) -> None:
+        free, self.free = self.free, []
+        for conn in free:
+            await conn.disconnect()
+
+
+class SyncDirect:
+    """The sync twin of :class:`DirectConnections`, shared by the threads of a sync producer."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.free: list[Any] = []
+
+    def execute(self, cmd: Sequence[Any]) -> Any:
+        """Send ``cmd`` and return the raw reply; once more on a fresh connection after a stale one."""
+        retry_stale = True
+        while True:
+            try:
+                conn = self.free.pop()
+            except IndexError:
+                conn = self.pool.make_connection()
+            was_connected = conn.is_connected
+            try:
+                conn.send_packed_command(conn.pack_command(*cmd), check_health=False)
+                reply = conn.read_response()
+            except ResponseError:
+                self.free.append(conn)
+                raise
+            except STALE:
+                conn.disconnect()
+                if retry_stale and was_connected:
+                    retry_stale = False
+                    continue
+                raise
+            except BaseException:
+                conn.disconnect()
+                raise
+            self.free.append(conn)
+            return reply
+
+    def close(self) -> None:
+        free, self.free = self.free, []
+        for conn in free:
+            conn.disconnect()
