@@ -47,3 +47,40 @@ def test_workers_survive_a_redis_restart_and_finish_every_task(harness, private_
     assert client.xpending(harness.stream_key(), harness.app_name)["pending"] == 0
     proc.terminate()
     assert proc.wait(40) == 0
+
+
+def test_producers_reconnect_after_a_redis_restart(private_redis):
+    """The producer's own connections (enqueue, the wait for a result) were made before the restart:
+    the next call goes out on a fresh one instead of failing, for the sync and the async client."""
+    import asyncio
+
+    from qtasks_fast import QueueTasks
+    from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+    from qtasks_fast.testing import WorkerThread
+
+    url = private_redis.url
+    app = QueueTasks("restart_sync", broker_url=url)
+
+    @app.task(name="inc")
+    async def inc(x: int) -> int:
+        return x + 1
+
+    aapp = AsyncQueueTasks("restart_sync", broker_url=url)
+    aapp.task(name="inc")(inc.func)
+
+    async def async_round() -> int:
+        task = await aapp.add_task("inc", 10, timeout=10)
+        assert task is not None
+        return task.returning  # type: ignore[no-any-return]
+
+    loop = asyncio.new_event_loop()
+    try:
+        with WorkerThread(app):
+            assert app.add_task("inc", 1, timeout=10).returning == 2
+            assert loop.run_until_complete(async_round()) == 11
+        private_redis.restart()
+        with WorkerThread(app):
+            assert app.add_task("inc", 2, timeout=10).returning == 3
+            assert loop.run_until_complete(async_round()) == 11
+    finally:
+        loop.close()
