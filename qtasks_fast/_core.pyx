@@ -182,7 +182,8 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str):
     where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t), built
     here so that Redis only stores it. ``log`` is the batch's index entry
     ``[[uuid, status, name]*]`` (``b""`` without index). ``replies`` packs the 0-based positions of
-    the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does.
+    the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
+    lists their ``uuid, record`` for the broker to store and push before the settle itself.
     """
     out = {}
     logs = {}
@@ -198,11 +199,19 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str):
         if env.meta and "rw" in env.meta:
             if replies is None:
                 replies = {}
-            replies.setdefault(d.queue, []).append(len(args) // 5)
+            rq = replies.get(d.queue)
+            if rq is None:
+                rq = replies[d.queue] = ([], [])
+            rq[0].append(len(args) // 5)
+            rq[1].extend((env.uuid, record))
         args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
         if index:
             logs[d.queue].append((env.uuid, o[1], env.task_name))
     for queue in out:
         rq = replies.get(queue) if replies is not None else None
-        out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"", _encode(rq) if rq else b"")
+        out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"",
+                      _encode(rq[0]) if rq else b"", rq[1] if rq else _NONE)
     return out
+
+
+_NONE = []

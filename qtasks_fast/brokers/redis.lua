@@ -72,7 +72,10 @@
 --   settle  group now ttl packed log [replies]
 --           packed = msgpack array {prio id uuid status record}* (record: see P:t, built by the worker);
 --           log = the batch's P:log entry, built by the worker ('' = no index); replies = msgpack array
---           of 0-based positions in packed whose record goes to P:r:<uuid> at once ('' = none)
+--           of 0-based positions in packed whose record the worker has stored and pushed to P:r:<uuid>
+--           already ('' = none): for a task a producer blocks on, the worker sends SET P:t + RPUSH +
+--           PEXPIRE P:r as plain commands and awaits them before this call, so the producer's wait ends
+--           without waiting for this script; the ack still comes only after the record is stored.
 --   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
 --   release group now {prio id}*       (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again)
@@ -248,10 +251,14 @@ if op == 'settle' then
   -- the records for notify() only when some producer waits (rarely, in a busy drain)
   local waited = rec and redis.call('SCARD', P .. ':wait') > 0
   local prefix = P .. ':t:'
+  local stored = {}  -- positions (1-based item index) whose record the worker stored and pushed already
+  if ARGV[7] and ARGV[7] ~= '' then
+    for _, k in ipairs(cmsgpack.unpack(ARGV[7])) do stored[k * 5 + 1] = true end
+  end
   for i = 1, #items, 5 do
     local prio, id, uuid, status = items[i], items[i + 1], items[i + 2], items[i + 3]
     if rec then
-      redis.call('SET', prefix .. uuid, items[i + 4], 'PX', ttl)
+      if not stored[i] then redis.call('SET', prefix .. uuid, items[i + 4], 'PX', ttl) end
       uuids[#uuids + 1] = uuid
       if waited then
         done[#done + 1] = uuid
@@ -280,13 +287,6 @@ if op == 'settle' then
     if ARGV[6] ~= '' then
       redis.call('XADD', P .. ':log', '*', 'b', ARGV[6])
       for status, pairs_ in pairs(rare) do chunked('ZADD', P .. ':i:' .. status, pairs_, 2) end
-    end
-    if ARGV[7] and ARGV[7] ~= '' then  -- producers blocked on these tasks since their enqueue
-      for _, k in ipairs(cmsgpack.unpack(ARGV[7])) do
-        local rk = P .. ':r:' .. items[k * 5 + 3]
-        redis.call('RPUSH', rk, items[k * 5 + 5])
-        redis.call('PEXPIRE', rk, ttl)
-      end
     end
     if waited then notify(done, ttl) end
   end

@@ -449,10 +449,19 @@ class RedisBroker(RedisControl, Broker):
             await storage.save(outcomes, self._worker_id)
         now = str(int(time.time() * 1000))
         ttl = int(self.result_ttl * 1000)
-        for queue, (packed, index, replies) in core.settle_args(list(outcomes), self.index_results,
-                                                                self._worker_id, now).items():
-            await self.conn.ahot(queue_prefix(self.app_name, queue), "settle", rec, self.app_name, now, ttl,
-                                  packed, index, replies)
+        for queue, (packed, index, replies, early) in core.settle_args(list(outcomes), self.index_results,
+                                                                       self._worker_id, now).items():
+            prefix = queue_prefix(self.app_name, queue)
+            if early:
+                # producers block on these: store their records and push them first, with plain commands,
+                # so the caller's wait ends without waiting for the settle script (see redis.lua, settle)
+                cmds: list[tuple[Any, ...]] = []
+                for j in range(0, len(early), 2):
+                    reply_key = f"{prefix}:r:{early[j]}"
+                    cmds += [("SET", f"{prefix}:t:{early[j]}", early[j + 1], "PX", ttl),
+                             ("RPUSH", reply_key, early[j + 1]), ("PEXPIRE", reply_key, ttl)]
+                await self.conn._direct(self.conn.aio).pipeline(cmds)
+            await self.conn.ahot(prefix, "settle", rec, self.app_name, now, ttl, packed, index, replies)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
         by_queue: dict[str, list[Any]] = {}

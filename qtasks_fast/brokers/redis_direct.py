@@ -60,6 +60,28 @@ class DirectConnections:
             self.free.append(conn)
             return reply
 
+    async def pipeline(self, cmds: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``cmds`` in one write and return their replies (an error reply raises, after all are read)."""
+        conn = self.free.pop() if self.free else self.pool.make_connection()
+        try:
+            if not conn.is_connected:
+                await conn.connect()
+            await conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+            replies = []
+            error: ResponseError | None = None
+            for _ in cmds:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    error = error or exc
+        except BaseException:
+            await conn.disconnect()
+            raise
+        self.free.append(conn)
+        if error is not None:
+            raise error
+        return replies
+
     async def aclose(self) -> None:
         free, self.free = self.free, []
         for conn in free:
