@@ -72,40 +72,51 @@ _UUID = _uuid_mod.UUID
 _SAFE = _uuid_mod.SafeUUID.unknown
 _setattr = object.__setattr__
 _new = object.__new__
+_from_bytes = int.from_bytes
+_POOL_SIZE = 4096
 _pool = b""
-_pos = 0
-_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+_pos = _POOL_SIZE
 
 
 def _reset_pool():
     # a forked child must never replay its parent's random bytes
     global _pool, _pos
     _pool = b""
-    _pos = 0
+    _pos = _POOL_SIZE
 
 
 os.register_at_fork(after_in_child=_reset_pool)
 
 
+def _refill():
+    """256 UUIDs' worth of random bytes, with the version 4 and variant bits already set."""
+    global _pool, _pos
+    pool = bytearray(os.urandom(_POOL_SIZE))
+    for i in range(6, _POOL_SIZE, 16):
+        pool[i] = (pool[i] & 0x0F) | 0x40
+        pool[i + 2] = (pool[i + 2] & 0x3F) | 0x80
+    _pool = bytes(pool)
+    _pos = 0
+
+
 def new_uuid():
     """A random (version 4) UUID as ``(UUID, str)``.
 
-    ``uuid.uuid4()`` costs a getrandom syscall and argument checks per call;
-    producers make one per task, so random bytes come from a pooled
-    ``os.urandom`` read and the UUID object is built without re-validation.
+    ``uuid.uuid4()`` costs a getrandom syscall and argument checks per call, and ``str(UUID)``
+    formats an int in Python; producers make one per task, so random bytes come from a pooled
+    ``os.urandom`` read, the string from ``bytes.hex`` and the UUID object is built without
+    re-validation.
     """
-    global _pool, _pos
-    if _pos + 16 > len(_pool):
-        _pool = os.urandom(4096)
-        _pos = 0
-    n = int.from_bytes(_pool[_pos:_pos + 16], "big")
+    global _pos
+    if _pos + 16 > _POOL_SIZE:
+        _refill()
+    b = _pool[_pos:_pos + 16]
     _pos += 16
-    n = (n & _V4_CLEAR) | _V4_SET
+    h = b.hex()
     u = _new(_UUID)
-    _setattr(u, "int", n)
+    _setattr(u, "int", _from_bytes(b, "big"))
     _setattr(u, "is_safe", _SAFE)
-    return u, str(u)
+    return u, h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 
 
 def encode(value):
