@@ -125,33 +125,56 @@ def xadd_single(ctx: Ctx, n: int) -> float:
         r.unlink(stream)
 
 
+class RawEcho:
+    """A raw echo consumer process: :meth:`trip` times one XADD -> XREADGROUP -> RPUSH -> BLPOP.
+
+    A context manager, so that another suite can alternate raw round trips with its own (the
+    latency suite does: a ratio of two medians taken minutes apart mostly measures the machine).
+    """
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.r = ctx.redis()
+        self.stream = "bench:raw:" + unique("rt")
+        self.ready = f"{self.stream}:ready"
+        self.reply = f"{self.stream}:reply:".encode()
+        self.blob = noop_blob()[1]
+        self.proc: Any = None
+
+    def __enter__(self) -> RawEcho:
+        self.proc = spawn_module("benchmarks._raw", ["echo", self.ctx.url, self.stream, GROUP, "echo", self.ready],
+                                 stderr_to=self.ctx.logs / "ceiling.log")
+        if self.r.blpop([self.ready], timeout=30) is None:
+            self.__exit__()
+            raise TimeoutError("raw echo consumer did not start")
+        for _ in range(20):  # warm-up
+            self.trip()
+        return self
+
+    def trip(self) -> float:
+        """Seconds of one raw round trip."""
+        u = str(uuid.uuid4()).encode()
+        t = time.perf_counter()
+        self.r.xadd(self.stream, {"u": u, "d": self.blob})
+        if self.r.blpop([self.reply + u], timeout=5) is None:
+            raise TimeoutError("raw round trip got no reply within 5 s")
+        return time.perf_counter() - t
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.r.xadd(self.stream, {"stop": 1})
+                self.proc.wait(10)
+        finally:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+            self.r.unlink(self.stream, self.ready)
+
+
 def round_trips(ctx: Ctx, samples: int) -> list[float]:
     """Seconds per XADD -> XREADGROUP -> RPUSH -> BLPOP, ``samples`` times, sorted."""
-    r = ctx.redis()
-    stream = "bench:raw:" + unique("rt")
-    ready = f"{stream}:ready"
-    proc = spawn_module("benchmarks._raw", ["echo", ctx.url, stream, GROUP, "echo", ready],
-                        stderr_to=ctx.logs / "ceiling.log")
-    try:
-        if r.blpop([ready], timeout=30) is None:
-            raise TimeoutError("raw echo consumer did not start")
-        _, blob = noop_blob()
-        out = []
-        for i in range(samples + 20):
-            u = str(uuid.uuid4()).encode()
-            t = time.perf_counter()
-            r.xadd(stream, {"u": u, "d": blob})
-            if r.blpop([f"{stream}:reply:".encode() + u], timeout=5) is None:
-                raise TimeoutError("raw round trip got no reply within 5 s")
-            if i >= 20:  # warm-up
-                out.append(time.perf_counter() - t)
-        r.xadd(stream, {"stop": 1})
-        proc.wait(10)
-        return sorted(out)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        r.unlink(stream, ready)
+    with RawEcho(ctx) as echo:
+        return sorted(echo.trip() for _ in range(samples))
 
 
 def run(ctx: Ctx) -> dict[str, Any]:

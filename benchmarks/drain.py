@@ -4,7 +4,9 @@ Workers are the real CLI (``python -m qtasks_fast -A benchmarks.apps:app run --p
 in a subprocess, started and warmed up before the clock starts. The end of a run is the
 newest record's ``updated`` time once every record is final, and every one must be ``success``.
 Cases: 1/2/4 processes with a no-op task; fire-and-forget (when the product has it); echo
-payloads of 64 B, 4 KiB, 64 KiB; ``index_results`` off (``QTASKS_INDEX_RESULTS=0``).
+payloads of 64 B, 4 KiB, 64 KiB; ``index_results`` off (``QTASKS_INDEX_RESULTS=0``); and the
+ceiling's raw streams drain, run in the same rotation just before the headline case, so that the
+headline ratio pairs runs made seconds apart (the median of the per-repeat ratios).
 CPU% columns are % of one core over the run, for the workers, redis-server and this producer.
 """
 
@@ -20,6 +22,7 @@ import psutil
 
 from benchmarks import profile as profiler
 from benchmarks.apps import make_app
+from benchmarks.ceiling import drain_once
 from benchmarks.common import (
     CpuMeter,
     Ctx,
@@ -93,6 +96,8 @@ def warm_up(ctx: Ctx, app: Any, pool: WorkerPool) -> None:
 
 
 Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+#: the pool name of the raw streams drain case (no worker pool: the ceiling's loop)
+RAW = "raw"
 
 
 @dataclasses.dataclass
@@ -135,6 +140,9 @@ def run_cases(ctx: Ctx, pools: dict[str, PoolSpec], cases: list[Case]) -> list[l
         for rep in range(ctx.repeats):
             for i, case in enumerate(cases):
                 ctx.step(f"{ctx.suite}: {case.name[:30]} (run {rep + 1})")
+                if case.pool == RAW:
+                    runs[i].append(drain_once(ctx, case.n, ctx.args.chunk, ctx.args.ceiling_consumers, prefill=False))
+                    continue
                 app, pool = live[case.pool]
                 runs[i].append(run_once(ctx, app, pool, case.n, case.call, case.records))
     return runs
@@ -174,6 +182,9 @@ def run(ctx: Ctx) -> dict[str, Any]:
     pools["noindex"] = PoolSpec(ref_p, f"drain-p{ref_p}-noindex", {"QTASKS_INDEX_RESULTS": "0"}, ctx.args.concurrency)
     cases: list[Case] = []
     for p in counts:
+        if p == ref_p:
+            cases.append(Case(RAW, f"raw streams drain ({ctx.args.ceiling_consumers} consumers, same rotation)",
+                              noop, n))
         cases.append(Case(f"p{p}", "noop", noop, n))
         if p == ref_p:
             cases.append(Case("noindex", "noop, index_results=0", noop, n))
@@ -189,10 +200,21 @@ def run(ctx: Ctx) -> dict[str, Any]:
                      "its record. The closest is index_results=0 (row above), which skips the two index ZADDs.")
     ctx.begin("drain", len(cases) * ctx.repeats + (1 if ctx.args.profile else 0))
     all_runs = run_cases(ctx, pools, cases)
-    rows = [row_of(c, pools[c.pool].processes, r) for c, r in zip(cases, all_runs, strict=True)]
-    ceiling = ceiling_value(ctx.results, "drain_rate")
+    raw_runs = next(r for c, r in zip(cases, all_runs, strict=True) if c.pool == RAW)
+    ref_runs = next(r for c, r in zip(cases, all_runs, strict=True) if c.pool == f"p{ref_p}" and c.name == "noop")
+    paired = sorted(mine["rate"] / raw["rate"] for mine, raw in zip(ref_runs, raw_runs, strict=True))
+    paired_ratio = median(paired)
+    raw_rate = median(x["rate"] for x in raw_runs)
+    rows = [row_of(c, pools[c.pool].processes, r) if c.pool != RAW else
+            {"case": c.name, "processes": ctx.args.ceiling_consumers, "n": c.n, "tasks/s": raw_rate,
+             "runs": [round(x["rate"]) for x in r], "redis µs/task": median(x["redis_us"] for x in r)}
+            for c, r in zip(cases, all_runs, strict=True)]
+    notes.append(f"headline ratio, paired: {ref_p}-process noop / raw drain of the same repeat = "
+                 + ", ".join(f"{x:.0%}" for x in paired) + f" (median {paired_ratio:.0%}).")
+    ceiling = raw_rate or ceiling_value(ctx.results, "drain_rate")
     for row in rows:
         row["% ceiling"] = pct(ratio(row["tasks/s"], ceiling)) if ceiling else "n/a"
+    rows[[c.pool for c in cases].index(RAW)]["% ceiling"] = "100%"
     by_p = {row["processes"]: row["tasks/s"] for row in rows if row["case"] == "noop"}
     on = by_p.get(ref_p)
     off = next((row["tasks/s"] for row in rows if row["case"] == "noop, index_results=0"), None)
@@ -225,6 +247,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
                      "redis_us_per_task": ref_row.get("redis µs/task") if ref_row else None,
                      "redis_commands": ref_row.get("_commands") if ref_row else None,
                      "rate_vs_ceiling": on, "index_off_rate": off, "best_rate": max(by_p.values()),
+                     "paired_raw_rate": raw_rate, "paired_ratio": paired_ratio, "paired_ratios": paired,
                      "fire_and_forget": bool(ff)},
     }
     if prof:

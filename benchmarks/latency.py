@@ -1,6 +1,8 @@
 """latency: enqueue -> result visible to the caller (``add_task(..., timeout=5)``), idle and under load.
 
-One worker process. Idle: nothing else runs. Under load: a background producer
+One worker process. Idle: nothing else runs, and blocks of raw round trips (the ceiling's
+XADD -> XREADGROUP -> RPUSH -> BLPOP loop) alternate with blocks of ours, so that the ratio
+compares round trips taken in the same seconds. Under load: a background producer
 (``benchmarks._load``) enqueues no-op tasks at ``--load-rate`` into the same queue.
 Then the worker pool's CPU use is measured while it has nothing to do: it must be ~0
 (a worker blocks in Redis instead of polling).
@@ -13,6 +15,7 @@ import time
 from typing import Any
 
 from benchmarks.apps import make_app
+from benchmarks.ceiling import RawEcho
 from benchmarks.common import (
     Ctx,
     WorkerPool,
@@ -28,19 +31,36 @@ from benchmarks.common import (
 from benchmarks.summary import ceiling_value
 
 WARMUP = 20
+#: round trips per block when raw and qtasks_fast round trips alternate
+BLOCK = 100
+#: round trips whose Redis commands are counted (INFO commandstats), after the paired probe
+COUNTED = 200
 
 
-def probe(app: Any, samples: int) -> list[float]:
+def probe(app: Any, samples: int, warmup: int = WARMUP) -> list[float]:
     out = []
-    for i in range(samples + WARMUP):
+    for i in range(samples + warmup):
         t = time.perf_counter()
         task = app.add_task("noop", timeout=5)
         elapsed = time.perf_counter() - t
         if task is None or task.status != "success":
             raise RuntimeError(f"round trip {i} did not return a successful task within 5 s: {task!r}")
-        if i >= WARMUP:
+        if i >= warmup:
             out.append(elapsed)
     return sorted(out)
+
+
+def probe_paired(ctx: Ctx, app: Any, samples: int) -> tuple[list[float], list[float]]:
+    """``samples`` round trips of ours and as many raw ones, in alternating blocks; both sorted."""
+    ours: list[float] = []
+    raw: list[float] = []
+    probe(app, 0)  # warm-up
+    with RawEcho(ctx) as echo:
+        while len(ours) < samples:
+            k = min(BLOCK, samples - len(ours))
+            raw += [echo.trip() for _ in range(k)]
+            ours += probe(app, k, warmup=0)
+    return sorted(ours), sorted(raw)
 
 
 def load_rate(ctx: Ctx) -> int:
@@ -65,9 +85,10 @@ def run(ctx: Ctx) -> dict[str, Any]:
     with app_keys(ctx, name), WorkerPool(ctx, name, 1, concurrency=ctx.args.concurrency, label="latency") as pool:
         ctx.step("latency: idle")
         r = ctx.redis()
-        stats0 = command_stats(r)
-        idle = probe(app, samples)
-        per_trip = command_cost(stats0, command_stats(r), samples + WARMUP)
+        idle, raw_idle = probe_paired(ctx, app, samples)
+        stats0 = command_stats(r)  # Redis commands of our round trips alone
+        probe(app, COUNTED, warmup=0)
+        per_trip = command_cost(stats0, command_stats(r), COUNTED)
         ctx.step("latency: worker idle CPU")
         time.sleep(0.5)
         idle_cpu = cpu_percent(pool.all_processes(), idle_seconds)
@@ -86,9 +107,11 @@ def run(ctx: Ctx) -> dict[str, Any]:
         sent = int(out.decode().split()[-1]) if out.strip() else 0
         ctx.step()
     ctx.end()
-    ref = ceiling_value(ctx.results, "rt_p50_us")
+    ref = percentile(raw_idle, 50) * 1e6  # the raw round trips alternated with ours
+    ceiling_ref = ceiling_value(ctx.results, "rt_p50_us")
     rows = []
-    for case, rts in (("idle", idle), (f"under load (~{rate:,} tasks/s background)", loaded)):
+    for case, rts in (("idle", idle), (f"under load (~{rate:,} tasks/s background)", loaded),
+                      ("raw round trip, alternated with 'idle'", raw_idle)):
         s = stats(rts)
         rows.append({"case": case, "samples": len(rts), **s,
                      "× raw p50": round(s["p50 µs"] / ref, 2) if ref else "n/a"})
@@ -98,13 +121,14 @@ def run(ctx: Ctx) -> dict[str, Any]:
     calls = {c: v["calls/task"] for c, v in per_trip.items() if v["calls/task"] >= 0.5}
     notes.append("Redis commands per idle round trip, producer and worker together (INFO commandstats; a Lua "
                  "script's inner calls are listed too): " + ", ".join(f"{c} {v:g}" for c, v in calls.items()) + ".")
-    if ref:
-        notes.append(f"raw round trip p50 of this run: {ref:.0f} µs (XADD->XREADGROUP->RPUSH->BLPOP).")
+    notes.append(f"raw round trip p50 alternated with the idle probe (blocks of {BLOCK}): {ref:.0f} µs "
+                 f"(XADD->XREADGROUP->RPUSH->BLPOP); the column '× raw p50' divides by it"
+                 + (f"; the ceiling suite's own raw p50, minutes apart: {ceiling_ref:.0f} µs." if ceiling_ref else "."))
     result: dict[str, Any] = {
         "params": {"samples": samples, "load_rate": rate, "processes": 1},
         "rows": rows,
         "notes": notes,
-        "headline": {"p50_idle_us": rows[0]["p50 µs"], "p99_idle_us": rows[0]["p99 µs"],
+        "headline": {"p50_idle_us": rows[0]["p50 µs"], "raw_rt_p50_us": ref, "p99_idle_us": rows[0]["p99 µs"],
                      "p999_idle_us": rows[0]["p99.9 µs"], "p50_load_us": rows[1]["p50 µs"],
                      "p99_load_us": rows[1]["p99 µs"], "idle_cpu_pct": idle_cpu, "commands_per_round_trip": per_trip},
     }
