@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--io-concurrency", type=int, default=50,
                    help="worker --concurrency of the io suite's target row (2 processes x this x 100/s)")
     p.add_argument("--async-concurrency", type=int, default=64,
-                   help="coroutines in flight for the async enqueue case (each holds a pooled connection; "
-                        "redis-py's asyncio pool allows 100)")
+                   help="coroutines in flight for the async enqueue case (each holds a connection while its "
+                        "call runs; beyond the connection cap of 128 calls wait for a free one)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy a worker process during an extra 1-process drain and summarize its hottest functions")
     p.add_argument("--no-callgrind", action="store_true", help="skip instruction counts in the core suite")

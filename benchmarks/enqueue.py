@@ -94,9 +94,8 @@ def run(ctx: Ctx) -> dict[str, Any]:
     return {
         "params": {"n": n, "repeats": reps, "chunk": ctx.args.chunk, "async_concurrency": ctx.args.async_concurrency},
         "rows": rows,
-        "notes": ["The async client takes one pooled connection per in-flight add_task, and redis-py's asyncio "
-                  "pool holds at most 100: more than 100 concurrent add_task calls fail with BrokerUnavailable "
-                  "('Too many connections'), hence --async-concurrency defaults to 64.",
+        "notes": ["The async client takes one connection per in-flight add_task, up to the connection's "
+                  "max_connections (128); calls beyond it wait for a free one.",
                   "Every call is the product's full enqueue (uuid, argument validation, msgpack, one Lua call, the "
                   "returned Task records), as a real producer does; no worker runs."],
         "headline": {"one_rate": one, "bulk_rate": blk, "async_rate": conc},

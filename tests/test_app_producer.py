@@ -248,3 +248,32 @@ def test_control_wrappers_reach_the_broker(app):
     assert app.tasks["tick"] is tick and app.periodic("add", every=30, args=(1, 2)).task_name == "add"
     with pytest.raises(TaskArgumentsError):
         app.periodic("add", every=30, args=("x",))  # checked when scheduled, not at the first tick
+
+
+def test_a_burst_of_async_calls_shares_a_capped_set_of_connections(private_redis) -> None:
+    """500 concurrent add_task calls all succeed on at most max_connections connections to Redis."""
+    import asyncio
+
+    import redis
+
+    from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+
+    app = AsyncQueueTasks("burst", broker_url=private_redis.url)
+    app.task(name="noop")(_noop)
+    app.broker.conn.max_connections = 4
+    watcher = redis.Redis.from_url(private_redis.url)
+
+    async def burst() -> tuple[list[object], int]:
+        await app.add_task("noop")  # the first call also loads the Lua script
+        before = len(watcher.client_list())
+        tasks = list(await asyncio.gather(*(app.add_task("noop") for _ in range(500))))
+        return tasks, len(watcher.client_list()) - before
+
+    tasks, opened = asyncio.run(burst())
+    assert len({str(t.uuid) for t in tasks}) == 500  # type: ignore[attr-defined]
+    assert watcher.xlen("qtf:{burst:default}:s:0") == 501
+    assert opened <= 4, [c["cmd"] for c in watcher.client_list()]
+
+
+async def _noop() -> None:
+    return None

@@ -10,11 +10,15 @@ and 37 µs sent on a connection directly. One ``add_task(..., timeout=)`` makes 
 A free list is all the pooling needed: an event loop needs no lock, and ``list.pop``/``append`` are
 atomic for threads. A connection in an unknown state (cancelled mid-read, broken pipe) is closed,
 never reused. Connections are made by the client's own pool (``make_connection``), so AUTH, TLS
-and the db number of the URL apply as usual.
+and the db number of the URL apply as usual, and at most the pool's ``max_connections`` are open
+at once: a burst of callers beyond it waits for a free connection, as with redis-py's
+``BlockingConnectionPool``, instead of opening one connection each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,35 +37,41 @@ class DirectConnections:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.free: list[Any] = []
+        self.slots = asyncio.Semaphore(pool.max_connections)
 
     async def execute(self, cmd: Sequence[Any], *, retry_stale: bool = False) -> Any:
         """Send ``cmd`` and return the raw reply. ``retry_stale``: see :data:`STALE` (not for the worker's
         hot path, whose callers retry on their own terms)."""
-        while True:
-            conn = self.free.pop() if self.free else self.pool.make_connection()
-            was_connected = conn.is_connected
-            try:
-                if not was_connected:
-                    await conn.connect()
-                await conn.send_packed_command(conn.pack_command(*cmd), check_health=False)
-                reply = await conn.read_response()
-            except ResponseError:  # an error reply: the connection itself is fine
+        async with self.slots:
+            while True:
+                conn = self.free.pop() if self.free else self.pool.make_connection()
+                was_connected = conn.is_connected
+                try:
+                    if not was_connected:
+                        await conn.connect()
+                    await conn.send_packed_command(conn.pack_command(*cmd), check_health=False)
+                    reply = await conn.read_response()
+                except ResponseError:  # an error reply: the connection itself is fine
+                    self.free.append(conn)
+                    raise
+                except STALE:
+                    await conn.disconnect()
+                    if retry_stale and was_connected:
+                        retry_stale = False
+                        continue
+                    raise
+                except BaseException:
+                    await conn.disconnect()
+                    raise
                 self.free.append(conn)
-                raise
-            except STALE:
-                await conn.disconnect()
-                if retry_stale and was_connected:
-                    retry_stale = False
-                    continue
-                raise
-            except BaseException:
-                await conn.disconnect()
-                raise
-            self.free.append(conn)
-            return reply
+                return reply
 
     async def pipeline(self, cmds: Sequence[Sequence[Any]]) -> list[Any]:
         """Send ``cmds`` in one write and return their replies (an error reply raises, after all are read)."""
+        async with self.slots:
+            return await self._pipeline(cmds)
+
+    async def _pipeline(self, cmds: Sequence[Sequence[Any]]) -> list[Any]:
         conn = self.free.pop() if self.free else self.pool.make_connection()
         try:
             if not conn.is_connected:
@@ -94,9 +104,14 @@ class SyncDirect:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.free: list[Any] = []
+        self.slots = threading.BoundedSemaphore(pool.max_connections)
 
     def execute(self, cmd: Sequence[Any]) -> Any:
         """Send ``cmd`` and return the raw reply; once more on a fresh connection after a stale one."""
+        with self.slots:
+            return self._execute(cmd)
+
+    def _execute(self, cmd: Sequence[Any]) -> Any:
         retry_stale = True
         while True:
             try:
