@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--async-concurrency", type=int, default=64,
                    help="coroutines in flight for the async enqueue case (each holds a connection while its "
                         "call runs; beyond the connection cap of 128 calls wait for a free one)")
+    p.add_argument("--resummarize", type=Path, metavar="DIR",
+                   help="rebuild summary.md/summary.json of a finished run from its <suite>.json files and exit "
+                        "(after a change to the targets table; nothing is measured)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy a worker process during an extra 1-process drain and summarize its hottest functions")
     p.add_argument("--no-callgrind", action="store_true", help="skip instruction counts in the core suite")
@@ -123,6 +126,17 @@ def select(spec: str) -> list[str]:
     return [s for s in SUITES if s in names]
 
 
+def resummarize(out: Path) -> int:
+    """summary.md/json of the run in ``out`` again, from what its suites wrote (run.json, <suite>.json)."""
+    meta = json.loads((out / "run.json").read_text())
+    results = {name: json.loads((out / f"{name}.json").read_text())
+               for name in meta.get("suites", SUITES) if (out / f"{name}.json").exists()}
+    failed = [name for name in meta.get("suites", ()) if (out / f"{name}.error.txt").exists()]
+    path = summary.write(out, summary.targets(results), results, meta, failed)
+    print(f"rewrote {path}")
+    return 0
+
+
 def run_peers(ctx: Ctx) -> dict[str, Any] | None:
     try:
         peers = importlib.import_module("benchmarks.peers")
@@ -143,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in SUITES:
             print(f"{name:8} {DESCRIPTIONS[name]}{'' if name in DEFAULT_SUITES else '  (not in default)'}")
         return 0
+    if args.resummarize is not None:
+        return resummarize(args.resummarize)
     resolve(args)
     suites = select(args.suite)
     console = Console() if sys.stdout.isatty() else Console(width=160)

@@ -10,6 +10,8 @@ from benchmarks.common import fmt, markdown_table, pct, ratio
 
 #: (name, goal text, minimum ratio or None, maximum ratio or None)
 DRAIN_GOAL, ENQUEUE_GOAL, LATENCY_GOAL, IO_GOAL, IDLE_CPU_GOAL = 0.60, 0.70, 1.5, 0.90, 1.0
+#: drain rate as a multiple of the best peer's (peers suite, same run)
+PEER_GOAL = 10.0
 
 
 def ceiling_value(results: dict[str, dict[str, Any]], key: str) -> float | None:
@@ -66,6 +68,17 @@ def targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({"target": "idle worker CPU", "qtasks_fast": f"{cpu:.2f} %", "reference": "-",
                          "ratio": "-", "goal": f"≤ {IDLE_CPU_GOAL:.0f} % (~0)",
                          "status": "PASS" if cpu <= IDLE_CPU_GOAL else "MISS"})
+    peer_rows = [r for r in results.get("peers", {}).get("rows", [])
+                 if r.get("workload") == "drain" and isinstance(r.get("rate"), (int, float)) and r["rate"] > 0]
+    if drain and peer_rows:
+        best = max(peer_rows, key=lambda r: r["rate"])
+        value = drain.get("rate_vs_ceiling")
+        r = ratio(value, best["rate"])
+        rows.append({"target": f"drain, {drain.get('vs_ceiling_processes')} processes, vs the best peer",
+                     "qtasks_fast": f"{fmt(value)} tasks/s",
+                     "reference": f"{fmt(best['rate'])} tasks/s ({best['peer']} {best.get('version', '')}, same run)",
+                     "ratio": "n/a" if r is None else f"{r:.1f}×", "goal": f"≥ {PEER_GOAL:.0f}× best peer",
+                     "status": "n/a" if r is None else ("PASS" if r >= PEER_GOAL else "MISS")})
     io = results.get("io", {}).get("headline")
     if io:
         r = io.get("worst_ratio")

@@ -84,3 +84,13 @@ def test_summary_has_targets_with_ratios(results: Path) -> None:
         assert targets[name]["status"] in ("PASS", "MISS")
         assert targets[name]["ratio"] != "n/a"
     assert not summary["failed"]
+
+
+def test_resummarize_rebuilds_the_targets_of_a_finished_run(results: Path) -> None:
+    before = json.loads((results / "summary.json").read_text())["targets"]
+    (results / "summary.md").unlink()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--resummarize", str(results)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "## Targets" in (results / "summary.md").read_text()
+    assert json.loads((results / "summary.json").read_text())["targets"] == before
