@@ -24,8 +24,6 @@ from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-from qtasks_fast.exceptions import TaskCancel
-
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery
     from qtasks_fast.worker.executor import Executor
@@ -127,10 +125,8 @@ class EagerRunners:
         try:
             value = await Resume(coro, ctx, fut)
         except asyncio.CancelledError:
-            reason = ex.cancelled.pop(d, None)
-            if reason is None:
+            if not ex.end_cancelled(d):
                 raise  # drain: the worker hands the delivery back
-            ex._finish(d, None, TaskCancel(reason))
         except BaseException as exc:  # noqa: BLE001
             ex._finish(d, None, exc)
         else:

@@ -211,14 +211,21 @@ class Executor:
         except asyncio.TimeoutError:
             self._finish(d, None, TimeoutError(f"task exceeded max_time={timeout}s"))
         except asyncio.CancelledError:
-            reason = self.cancelled.pop(d, None)
-            if reason is None:
+            if not self.end_cancelled(d):
                 raise  # drain: the worker hands the delivery back
-            self._finish(d, None, TaskCancel(reason))
         except BaseException as exc:  # noqa: BLE001
             self._finish(d, None, exc)
         finally:
             self.running.pop(d, None)
+
+    def end_cancelled(self, d: Delivery) -> bool:
+        """A CancelledError reached the task of ``d``: when :meth:`cancel` asked for it, record the
+        outcome ``cancel`` and return True; otherwise (the worker's drain) return False."""
+        reason = self.cancelled.pop(d, None)
+        if reason is None:
+            return False
+        self._finish(d, None, TaskCancel(reason))
+        return True
 
     # --------------------------------------------------------------- outcomes
     def _finish(self, d: Delivery, value: Any, exc: BaseException | None) -> None:
