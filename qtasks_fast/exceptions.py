@@ -9,6 +9,12 @@ class BrokerUnavailable(QTasksError):
     """The broker did not answer; the message names the redacted URL and the cause."""
 
 
+class BrokerFull(BrokerUnavailable):
+    """The broker refuses new work because it is out of memory (Redis ``maxmemory``); the message says
+    what to do. A subclass of ``BrokerUnavailable``: code that retries an unreachable broker retries
+    this too."""
+
+
 class TaskNotFound(QTasksError, KeyError):
     """No task is registered under that name in this app."""
 
