@@ -31,6 +31,14 @@ TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
 #: the first word of a Redis error reply that time can fix
 TRANSIENT_REPLIES = frozenset({"OOM", "READONLY", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN",
                                "NOREPLICAS", "MISCONF"})
+#: the classes redis-py parses some of those replies into: it strips the code from their message
+#: (an OOM reply arrives as OutOfMemoryError("command not allowed when used memory > 'maxmemory'"))
+_REPLY_TYPES: tuple[type[BaseException], ...] = tuple(
+    getattr(redis.exceptions, name) for name in ("OutOfMemoryError", "ReadOnlyError", "TryAgainError",
+                                                 "ClusterDownError", "MasterDownError")
+    if hasattr(redis.exceptions, name))
+_OOM: tuple[type[BaseException], ...] = tuple(
+    getattr(redis.exceptions, n) for n in ("OutOfMemoryError",) if hasattr(redis.exceptions, n))
 
 
 def transient(exc: BaseException) -> bool:
@@ -38,7 +46,7 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, TRANSIENT_TYPES):
         return True
     if isinstance(exc, redis.ResponseError):
-        return str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
+        return isinstance(exc, _REPLY_TYPES) or str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
     if isinstance(exc, sqlite3.OperationalError):
         msg = str(exc)
         return "locked" in msg or "busy" in msg
@@ -47,7 +55,7 @@ def transient(exc: BaseException) -> bool:
 
 def full(exc: BaseException) -> bool:
     """True when ``exc`` is Redis refusing a write at ``maxmemory`` (``OOM command not allowed ...``)."""
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith("OOM")
+    return isinstance(exc, _OOM) or (isinstance(exc, redis.ResponseError) and str(exc).startswith("OOM"))
 
 
 class Outage:
