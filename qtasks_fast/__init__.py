@@ -16,6 +16,7 @@ from qtasks_fast.components.task_manager import TaskManager
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.depends import AsyncState, Depends, State, SyncState
 from qtasks_fast.exceptions import (
+    BrokerFull,
     BrokerUnavailable,
     PayloadTooLarge,
     QTasksError,
@@ -36,6 +37,7 @@ __all__ = [
     "AsyncState",
     "AsyncTimer",
     "BasePlugin",
+    "BrokerFull",
     "BrokerUnavailable",
     "Depends",
     "Middleware",

@@ -22,8 +22,9 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
-from qtasks_fast.brokers.redis_control import RedisControl, queue_prefix, unreachable
+from qtasks_fast.brokers.redis_control import RedisControl, outage, queue_prefix, refused, unreachable
 from qtasks_fast.brokers.redis_direct import DirectConnections, SyncDirect
+from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE
 from qtasks_fast.url import redact
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
     from qtasks_fast.schemas import Envelope
 
-__all__ = ["LUA", "RedisBroker", "RedisConnection", "queue_prefix", "unreachable"]
+__all__ = ["LUA", "RedisBroker", "RedisConnection", "outage", "queue_prefix", "refused", "unreachable"]
 LUA = (Path(__file__).parent / "redis.lua").read_text()
 log = get_logger("broker")
 
@@ -239,8 +240,8 @@ class RedisBroker(RedisControl, Broker):
             for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
                 self._skipped(await self.conn.acall_direct(queue_prefix(self.app_name, queue), "enqueue", rec,
                                                            *call), skipped)
-        except redis.ConnectionError as exc:
-            raise unreachable(self.url, exc) from exc
+        except redis.RedisError as exc:  # BrokerFull at maxmemory, BrokerUnavailable for other outages
+            raise outage(self.url, exc) from exc
         return skipped
 
     def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
@@ -255,8 +256,8 @@ class RedisBroker(RedisControl, Broker):
             for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
                 self._skipped(self.conn.call_direct(queue_prefix(self.app_name, queue), "enqueue", rec, *call),
                               skipped)
-        except redis.ConnectionError as exc:
-            raise unreachable(self.url, exc) from exc
+        except redis.RedisError as exc:  # BrokerFull at maxmemory, BrokerUnavailable for other outages
+            raise outage(self.url, exc) from exc
         return skipped
 
     # ------------------------------------------------------------------ worker
@@ -280,12 +281,25 @@ class RedisBroker(RedisControl, Broker):
         await self.ensure_groups()
 
     async def ensure_groups(self) -> None:
-        pipe = self.conn.aio.pipeline(transaction=False)
-        for stream in self._streams:
-            pipe.xgroup_create(stream, self.app_name, id="0", mkstream=True)
-        for res in await pipe.execute(raise_on_error=False):
-            if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
-                raise res
+        """Create the consumer group on every stream (and the streams), if missing.
+
+        A reply that time fixes (Redis at maxmemory refuses the XGROUP CREATE MKSTREAM of a
+        missing stream; READONLY, LOADING) is waited out here, logged when it starts and ends: a
+        worker starting or recovering from data loss during such an outage must not crash.
+        """
+        wait = Outage(log, f"worker {getattr(self, '_worker_id', '?')}: cannot create the consumer groups")
+        while True:
+            pipe = self.conn.aio.pipeline(transaction=False)
+            for stream in self._streams:
+                pipe.xgroup_create(stream, self.app_name, id="0", mkstream=True)
+            errors = [res for res in await pipe.execute(raise_on_error=False)
+                      if isinstance(res, Exception) and "BUSYGROUP" not in str(res)]
+            if not errors:
+                wait.ok()
+                return
+            if not all(transient(e) for e in errors):
+                raise next(e for e in errors if not transient(e))
+            await wait.wait(errors[0])
 
     async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
         rec = self.fused(self._storage)

@@ -18,7 +18,8 @@ import redis
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import DeadLetter
-from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
+from qtasks_fast.faults import describe, full, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope
 from qtasks_fast.url import redact
@@ -49,6 +50,25 @@ def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
         f"cannot reach Redis at {redact(url)}: {exc}. Is redis-server running, and is the URL right "
         "(--broker / QTASKS_BROKER_URL)?"
     )
+
+
+def refused(url: str, exc: BaseException) -> BrokerUnavailable:
+    """The error a producer (or a control op) gets for an outage: ``BrokerFull`` when Redis is at
+    maxmemory, ``BrokerUnavailable`` for a lost connection or another reply that time fixes."""
+    if full(exc):
+        return BrokerFull(
+            f"Redis at {redact(url)} is full: used memory reached maxmemory (policy noeviction), so it refuses "
+            "new tasks. Free memory (stored results expire after result_ttl), raise maxmemory, lower result_ttl, "
+            "or retry later")
+    if isinstance(exc, (redis.ResponseError, redis.BusyLoadingError)):
+        return BrokerUnavailable(f"Redis at {redact(url)} refuses writes for now ({describe(exc)}): a failover, "
+                                 "a restart loading its data or a failing disk; retry later")
+    return unreachable(url, exc)
+
+
+def outage(url: str, exc: redis.RedisError) -> BaseException:
+    """``refused(url, exc)`` when ``exc`` is an outage, else ``exc`` itself (a bug, a wrong command)."""
+    return refused(url, exc) if transient(exc) else exc
 
 
 def _dead_letter(queue: str, msg_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
@@ -89,8 +109,8 @@ class RedisControl:
     async def _op(self, queue: str, op: str, rec: bool, *args: Any) -> Any:
         try:
             return await self.conn.acall(queue_prefix(self.app_name, queue), op, rec, *args)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise unreachable(self.url, exc) from exc
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
 
     @staticmethod
     async def _save_foreign(storage: Storage, queue: str, blobs: Sequence[bytes], status: str, why: str) -> None:

@@ -15,7 +15,7 @@ import msgspec
 import redis
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.redis import RedisConnection, queue_prefix, unreachable
+from qtasks_fast.brokers.redis import RedisConnection, outage, queue_prefix, unreachable
 from qtasks_fast.schemas import Envelope, Task, task_from_envelope
 from qtasks_fast.url import redact
 
@@ -87,12 +87,18 @@ class RedisStorage(Storage):
     async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
         pipe = self.conn.aio.pipeline(transaction=False)
         self._create_cmds(pipe, envelopes, wait)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except redis.RedisError as exc:  # BrokerFull at maxmemory
+            raise outage(self.url, exc) from exc
 
     def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
         pipe = self.conn.sync.pipeline(transaction=False)
         self._create_cmds(pipe, envelopes, wait)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
 
     def _create_cmds(self, pipe: Any, envelopes: Sequence[Envelope], wait: bool) -> None:
         now = int(time.time() * 1000)
@@ -123,10 +129,13 @@ class RedisStorage(Storage):
     # ------------------------------------------------------------------ reads
     # The Lua ops 'get' and 'watch' find a task whether it is queued, running or final.
     async def _lookup(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        for q in queues:
-            res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
-            if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
-                return task, q
+        try:
+            for q in queues:
+                res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
+                if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
+                    return task, q
+        except redis.RedisError as exc:  # 'watch' adds to a set: BrokerFull at maxmemory
+            raise outage(self.url, exc) from exc
         return None
 
     def _lookup_sync(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
@@ -135,8 +144,8 @@ class RedisStorage(Storage):
                 res = self.conn.call(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
                 if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
                     return task, q
-        except redis.ConnectionError as exc:
-            raise unreachable(self.url, exc) from exc
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
         return None
 
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.abc.broker import NotSupported
+from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger, task_label
-from qtasks_fast.worker.fetcher import TRANSIENT
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery
@@ -33,18 +33,21 @@ async def cancel_loop(w: Worker) -> None:
     A request outlives a broker outage: on a connection error the stream is opened again.
     """
     backoff = 0.1
+    outage = Outage(log, f"worker {w.worker_id}: cancel requests unavailable")
     while not w.stopping:
         try:
             requests = w.broker.cancel_requests()
             async for uuid, reason in requests:
                 backoff = 0.1
+                outage.ok()
                 await cancel_here(w, uuid, reason)
         except NotSupported:
             log.debug("broker %s has no cancel requests; running tasks cannot be cancelled", type(w.broker).__name__)
             return
-        except TRANSIENT as exc:
-            log.warning("cancel requests unavailable (%s); listening again in %.1fs", exc, backoff)
-        except Exception:  # noqa: BLE001 - cancel is best effort: never take running tasks down with it
+        except Exception as exc:  # noqa: BLE001 - cancel is best effort: never take running tasks down with it
+            if transient(exc):
+                await outage.wait(exc)
+                continue
             log.exception("cancel listener failed; listening again in %.1fs", backoff)
         await asyncio.sleep(backoff)  # the stream ended or failed: open it again, without spinning
         backoff = min(backoff * 2, 5.0)
@@ -113,6 +116,8 @@ class Limiter:
         self.held: dict[Delivery, tuple[str, int]] = {}
         self.wake = asyncio.Event()
         self._broken: set[str] = set()
+        #: the broker refusing slots for a while (unreachable, Redis at maxmemory): logged at start and end
+        self.outage = Outage(log, f"worker {w.worker_id}: cannot take concurrency slots")
 
     @staticmethod
     def limit_of(d: Delivery) -> int | None:
@@ -179,10 +184,12 @@ class Limiter:
                 self._unsupported(d, str(exc))
                 started = True
                 continue
-            except TRANSIENT as exc:
-                log.warning("cannot take a concurrency slot for %s (%s); retrying",
-                            task_label(d.envelope.task_name, d.envelope.uuid), exc)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                self.outage.failed(exc)  # logged once per outage; run() retries with its backoff
                 return started
+            self.outage.ok()
             if not ok:
                 full.add(key)
                 continue

@@ -14,10 +14,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import redis
-
 from qtasks_fast import _corelib as core
-from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger
 
 if TYPE_CHECKING:
@@ -27,9 +25,6 @@ if TYPE_CHECKING:
 log = get_logger("worker")
 #: batches smaller than this are a trickle: results go out before the next read (see fetch_loop)
 SMALL_BATCH = 8
-#: errors after which the fetcher backs off and tries again instead of dying
-TRANSIENT = (ConnectionError, OSError, TimeoutError, redis.ConnectionError, redis.TimeoutError,
-             redis.BusyLoadingError, BrokerUnavailable)
 
 
 async def fetch_loop(w: Worker) -> None:
@@ -41,7 +36,8 @@ async def fetch_loop(w: Worker) -> None:
     max_deliveries = broker.max_deliveries
     recover = getattr(broker, "recover", None)
     lost = False  # a fetch failed: its reply may have been lost with messages in it
-    backoff = 0.1
+    outage = Outage(log, f"worker {w.worker_id}: cannot fetch", first=0.1)
+    marking = Outage(log, f"worker {w.worker_id}: cannot mark fetched tasks started (they run anyway)")
     while not w.stopping:
         free = w.free_slots
         if free <= 0:
@@ -52,16 +48,17 @@ async def fetch_loop(w: Worker) -> None:
             recover(w.inflight)
         try:
             batch = await broker.fetch(min(free, batch_size), w.block_seconds)
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            # A lost reply (connection) may have handed messages to this consumer: recover() takes them
+            # back. A refused one (OOM, READONLY, ...) handed out nothing, and recovering is harmless.
             lost = True
-            log.warning("broker unreachable while fetching (%s); retrying in %.1fs", exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await outage.wait(exc)
             continue
-        lost = False
-        if backoff > 0.1:
-            log.info("broker reachable again")
-            backoff = 0.1
+        if lost:
+            lost = False
+            outage.ok()
         if not batch:
             continue
         ready: list[Delivery] = []
@@ -73,7 +70,13 @@ async def fetch_loop(w: Worker) -> None:
         if not ready:
             continue
         if not marks:
-            await storage.mark_started(ready, w.worker_id)
+            try:
+                await storage.mark_started(ready, w.worker_id)
+                marking.ok()
+            except Exception as exc:  # a status for dashboards only: the tasks run and their results go out
+                if not transient(exc):
+                    raise
+                marking.failed(exc)
         if w.stopping:  # fetched while a stop was requested: hand back unrun
             await w.release(ready)
             return

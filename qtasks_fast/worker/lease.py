@@ -13,6 +13,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from qtasks_fast.faults import Outage, describe, transient
 from qtasks_fast.log import get_logger
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ TRIM_EVERY = 60.0
 async def lease_loop(w: Worker) -> None:
     interval = max(w.broker.lease_seconds / 3, 0.05)
     next_trim = time.monotonic() + TRIM_EVERY
+    # renewal goes on at its own pace through an outage (Redis still accepts it at maxmemory: XCLAIM
+    # JUSTID adds no data); a failing one is logged when the outage starts and when it ends
+    outage = Outage(log, f"worker {w.worker_id}: lease renewal failing (the next beat retries)", cap=interval)
     while True:
         await asyncio.sleep(interval)
         running = list(w.inflight)
@@ -36,7 +40,13 @@ async def lease_loop(w: Worker) -> None:
             if time.monotonic() >= next_trim and hasattr(w.broker, "trim_indexes"):
                 next_trim = time.monotonic() + TRIM_EVERY
                 await w.broker.trim_indexes()
+            if outage.down:
+                outage.ok()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a missed beat is survivable; the next one retries
-            log.warning("lease renewal failed for %d deliveries: %s", len(running), exc)
+            if transient(exc):
+                outage.failed(exc)
+            else:
+                log.warning("worker %s: lease renewal failed for %d deliveries: %s", w.worker_id, len(running),
+                            describe(exc))

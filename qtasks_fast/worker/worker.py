@@ -14,10 +14,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from qtasks_fast.faults import Outage, describe, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.worker.control import Limiter, cancel_loop, fire
 from qtasks_fast.worker.executor import Executor
-from qtasks_fast.worker.fetcher import TRANSIENT, fetch_loop
+from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
 
@@ -130,7 +131,11 @@ class Worker:
         self.slot_free.set()
 
     async def settle_loop(self) -> None:
-        backoff = 0.05
+        # An outage (broker unreachable, Redis at maxmemory, a replica that became read-only) is waited
+        # out: the outcomes stay buffered and their deliveries in flight, renewed by the lease keeper,
+        # so no other worker takes them and no delivery is charged; the same settle is sent again.
+        outage = Outage(log, f"worker {self.worker_id}: cannot store results (tasks stay leased meanwhile)",
+                        first=0.05)
         while True:
             await self._done_event.wait()
             self._done_event.clear()
@@ -143,18 +148,17 @@ class Worker:
             while True:
                 try:
                     await self.broker.settle(outcomes, self.storage, retries)
-                    backoff = 0.05
                     break
-                except TRANSIENT as exc:
-                    log.warning("cannot store %d results (%s); retrying in %.2fs — tasks stay leased meanwhile",
-                                len(outcomes), exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                except Exception:
-                    # not a connectivity problem: crash the worker (the supervisor restarts it and the
-                    # replacement reruns these unacked tasks) rather than hang with them in flight
-                    log.exception("cannot store %d results; stopping this worker", len(outcomes))
-                    raise
+                except Exception as exc:
+                    if not transient(exc):
+                        # not an outage: crash the worker (the supervisor restarts it and the replacement
+                        # reruns these unacked tasks) rather than hang with them in flight
+                        log.exception("worker %s: cannot store %d results; stopping this worker", self.worker_id,
+                                      len(outcomes))
+                        raise
+                    await outage.wait(exc)
+            if outage.down:
+                outage.ok()
             if self._on_save:
                 await self.plugins.fire("storage_save", storage=self.storage, outcomes=outcomes,  # type: ignore[union-attr]
                                         worker=self)
@@ -171,21 +175,27 @@ class Worker:
             uuid = d.envelope.uuid if d.envelope is not None else "?"
             log.error("dead-lettering message %s of queue %r (task %s[%s]): %s", d.msg_id, d.queue, name, uuid,
                       reason)
+        outage = Outage(log, f"worker {self.worker_id}: cannot dead-letter {len(items)} messages", first=0.5)
         while True:
             try:
                 await self.broker.dead_letter(items, self.storage)
+                outage.ok()
                 return
-            except TRANSIENT as exc:
-                log.warning("cannot dead-letter %d messages (%s); retrying", len(items), exc)
-                await asyncio.sleep(0.5)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                await outage.wait(exc)
 
     async def release(self, deliveries: list[Delivery]) -> None:
         if self.limiter is not None:
             await self.limiter.release(deliveries)
         try:
             await self.broker.release(deliveries)
-        except TRANSIENT as exc:  # they come back to this consumer name or another after the lease anyway
-            log.warning("could not hand back %d deliveries (%s); they return after the lease", len(deliveries), exc)
+        except Exception as exc:  # they come back to this consumer name or another after the lease anyway
+            if not transient(exc):
+                raise
+            log.warning("worker %s: could not hand back %d deliveries (%s); they return after the lease",
+                        self.worker_id, len(deliveries), describe(exc))
         for d in deliveries:
             self.inflight.discard(d)
 

@@ -1,0 +1,126 @@
+"""Redis at ``maxmemory`` (policy ``noeviction``): producers get ``BrokerFull``, workers wait it out.
+
+Each test starts its own redis-server with a 10 MB limit and fills it with one large filler
+key: a write is refused once used memory is above the limit, so one SET made below it puts
+Redis over at once, and deleting the key frees it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import PrivateRedis
+
+from qtasks_fast import BrokerFull, BrokerUnavailable, QueueTasks
+from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks_fast.testing import WorkerThread
+
+FILLER = "filler"
+
+
+@pytest.fixture
+def full_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    r = PrivateRedis(tmp_path, ["--maxmemory", "10mb", "--maxmemory-policy", "noeviction"])
+    r.start()
+    yield r
+    r.stop(signal.SIGKILL)
+
+
+def fill(url: str) -> redis.Redis:
+    """Put Redis well over its maxmemory with one filler key (written with the limit lifted for a moment:
+    the 12 MB argument itself would count against it)."""
+    client = redis.Redis.from_url(url)
+    limit = client.config_get("maxmemory")["maxmemory"]
+    client.config_set("maxmemory", 0)
+    client.set(FILLER, b"x" * 12_000_000)
+    client.config_set("maxmemory", limit)
+    client.connection_pool.disconnect()  # the 12 MB query buffer of that connection would outlive the key
+    with pytest.raises(redis.ResponseError, match="maxmemory"):
+        client.set("probe", b"1")
+    return client
+
+
+def test_producers_get_broker_full_naming_maxmemory_and_what_to_do(full_redis, app_name):
+    app = QueueTasks(app_name, broker_url=full_redis.url)
+    aapp = AsyncQueueTasks(app_name, broker_url=full_redis.url)
+
+    @app.task(name="inc")
+    async def inc(x: int) -> int:
+        return x + 1
+
+    aapp.task(name="inc")(inc.func)
+    client = fill(full_redis.url)
+
+    with pytest.raises(BrokerFull, match="maxmemory") as caught:
+        app.add_task("inc", 1)
+    message = str(caught.value)
+    assert "\n" not in message
+    for advice in ("free memory", "raise maxmemory", "result_ttl", "retry later"):
+        assert advice in message.lower(), message
+    with pytest.raises(BrokerFull, match="maxmemory"):
+        app.add_tasks([inc.s(i) for i in range(10)])
+    assert isinstance(caught.value, BrokerUnavailable), "code that retries an unreachable broker retries this"
+
+    async def async_calls() -> None:
+        with pytest.raises(BrokerFull, match="maxmemory"):
+            await aapp.add_task("inc", 1)
+        with pytest.raises(BrokerFull, match="maxmemory"):
+            await aapp.add_tasks([inc.s(i) for i in range(10)])
+
+    asyncio.run(async_calls())
+
+    client.delete(FILLER)  # memory freed: the same producers work again
+    assert app.add_task("inc", 1).status == "new"
+    assert asyncio.run(aapp.add_task("inc", 2)).status == "new"  # type: ignore[union-attr]
+
+
+def test_worker_retries_the_settle_under_oom_and_stays_up(full_redis, app_name):
+    """Tasks finish while Redis refuses writes: the worker keeps their results and leases, retries the
+    settle, and stores every result once memory is freed; nothing runs twice or is dead-lettered."""
+    app = QueueTasks(app_name, broker_url=full_redis.url)
+    gate = threading.Event()
+    runs: list[int] = []
+
+    @app.task(name="gated")
+    async def gated(i: int) -> int:
+        while not gate.is_set():
+            await asyncio.sleep(0.01)
+        runs.append(i)
+        return i * 2
+
+    n = 20
+    tasks = app.add_tasks([gated.s(i) for i in range(n)])
+    worker = WorkerThread(app, concurrency=n)
+    with worker:
+        deadline = time.monotonic() + 30
+        while sum(1 for t in tasks if (app.get(t.uuid) or t).status == "process") < n:
+            assert time.monotonic() < deadline, "the worker did not start the tasks"
+            time.sleep(0.05)
+        client = fill(full_redis.url)
+        gate.set()
+        while len(runs) < n:
+            assert time.monotonic() < deadline, "the tasks did not run"
+            time.sleep(0.05)
+        time.sleep(2)  # several settle attempts are refused (OOM) meanwhile
+        assert worker._thread.is_alive() and worker._error is None, f"the worker died: {worker._error!r}"
+        assert all(app.get(t.uuid).status == "process" for t in tasks)  # type: ignore[union-attr]
+
+        client.delete(FILLER)
+        deadline = time.monotonic() + 30
+        while not all(app.get(t.uuid).finished for t in tasks):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "results were not stored after memory was freed"
+            assert worker._error is None, f"the worker died: {worker._error!r}"
+            time.sleep(0.05)
+        assert worker._thread.is_alive()
+    for t in tasks:
+        done = app.get(t.uuid)
+        assert done is not None and done.status == "success" and done.returning == done.args[0] * 2, done
+    assert sorted(runs) == list(range(n)), "a task ran twice"
+    assert app.dlq_list() == []
