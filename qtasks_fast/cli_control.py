@@ -40,7 +40,8 @@ def add_parsers(sub: Any) -> None:
 
     cmd("inspect", "list the app's tasks with their options, its config and periodic schedules",
         "Show what the app registers: tasks and their options, queues, config and periodic schedules "
-        "(with each schedule's next run). Reads the app only; the broker is not contacted.")
+        "(with each schedule's next run), and on Redis the broker's memory: used, maxmemory and policy, with a "
+        "warning above 90 %% of maxmemory or when the policy may evict tasks. Nothing is changed.")
     p = cmd("status", "show one task's record", "Print the record of task UUID (status, result, traceback).")
     p.add_argument("uuid", help="the task's uuid, as add_task returned it")
     p = cmd("logs", "print the log lines a task emitted while it ran",
@@ -222,6 +223,9 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
         return USAGE
     if args.command == "inspect":
         data = control.inspect(app)
+        data["broker_memory"] = _broker_memory(app)
+        for warning in (data["broker_memory"] or {}).get("warnings", ()):
+            _err(f"warning: {warning}")
         if args.json:
             print(json.dumps(data, indent=2, default=str))
         else:
@@ -252,6 +256,27 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     return USAGE
 
 
+def _broker_memory(app: BaseQueueTasks) -> dict[str, Any] | None:
+    """The broker's memory figures (Redis: ``memory_stats``), ``{"error": ...}`` when it cannot say, None
+    for a broker without them."""
+    import redis
+
+    from qtasks_fast.exceptions import BrokerUnavailable
+
+    stats = getattr(app.broker, "memory_stats", None)
+    if stats is None:
+        return None
+    try:
+        return stats()  # type: ignore[no-any-return]
+    except (BrokerUnavailable, redis.RedisError) as exc:
+        message = f"broker memory unknown: {exc}"
+        return {"error": message, "warnings": [message]}
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
 def _inspect_tables(data: dict[str, Any]) -> None:
     _table(f"app {data['app']!r}", ["setting", "value"],
            [["broker", data["broker"]], ["queues", ", ".join(data["queues"])],
@@ -259,6 +284,14 @@ def _inspect_tables(data: dict[str, Any]) -> None:
     opts = ["queue", "priority", "max_time", "retry", "executor"]
     _table("tasks (all options: inspect --json)", ["name", "kind", *opts],
            [[t["name"], t["kind"], *[t.get(o) for o in opts]] for t in data["tasks"].values()])
+    mem = data.get("broker_memory")
+    if mem and "error" not in mem:
+        limit = mem["maxmemory"]
+        _table("broker memory (Redis)", ["", "value"],
+               [["used_memory", _mib(mem["used_memory"])],
+                ["maxmemory", _mib(limit) if limit else "none (unlimited)"],
+                ["used", f"{mem['used_ratio']:.0%} of maxmemory" if limit else "-"],
+                ["maxmemory-policy", mem["maxmemory_policy"]]])
     if data["periodic"]:
         _table("periodic tasks", ["name", "task", "schedule", "args", "kwargs", "next run (UTC)"],
                [[p["name"], p["task_name"], p["schedule"], p["args"], p["kwargs"], p["next_run"]]

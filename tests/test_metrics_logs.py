@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from conftest import ProcessHarness, cli_env, free_port
 from test_plugins import load_app, wait_for
 
@@ -181,6 +182,11 @@ def test_metrics_of_every_worker_process_served_once(tmp_path, redis_url):
         assert got[("qtasks_task_duration_seconds_bucket", (("le", "0.1"), ("task", "nap")))] == 0.0
         assert got[("qtasks_task_duration_seconds_bucket", (("le", "0.25"), ("task", "nap")))] == 6.0
         assert 1.2 <= got[("qtasks_task_duration_seconds_sum", (("task", "nap"),))] < 3.0
+        # the broker's memory, served once for the fleet (one Redis), read at scrape time
+        used = redis.Redis.from_url(redis_url).info("memory")["used_memory"]
+        assert 0.5 * used < got[("qtasks_broker_memory_used_bytes", ())] < 2 * used
+        assert got[("qtasks_broker_memory_max_bytes", ())] == \
+            int(redis.Redis.from_url(redis_url).config_get("maxmemory")["maxmemory"])
     finally:
         h.close()
 
@@ -197,3 +203,25 @@ def test_two_metrics_in_one_process_share_their_collectors():
     reg = CollectorRegistry()
     a, b = Metrics(registry=reg), Metrics(registry=reg)  # prometheus_client alone would refuse the second
     assert a.tasks is b.tasks and a.duration is b.duration
+
+
+def test_broker_memory_gauges_are_read_at_most_once_per_interval(redis_url, app_name):
+    from prometheus_client import CollectorRegistry
+
+    reg = CollectorRegistry()
+    app = QueueTasks(app_name, broker_url=redis_url)
+    metrics = app.add_middleware(Metrics, registry=reg, memory_interval=3600)
+    assert metrics.memory is not None
+    used = reg.get_sample_value("qtasks_broker_memory_used_bytes")
+    assert used is not None and used > 0
+    assert reg.get_sample_value("qtasks_broker_memory_max_bytes") is not None
+    calls: list[int] = []
+    real = app.broker.memory_stats  # type: ignore[attr-defined]
+    app.broker.memory_stats = lambda: calls.append(1) or real()  # type: ignore[attr-defined]
+    for _ in range(5):  # scrapes within the interval: the cached value, Redis is not asked
+        assert reg.get_sample_value("qtasks_broker_memory_used_bytes") == used
+    assert calls == []
+
+    other = CollectorRegistry()
+    QueueTasks("m", broker_url="memory://").add_middleware(Metrics, registry=other)
+    assert other.get_sample_value("qtasks_broker_memory_used_bytes") is None  # no memory figures to export

@@ -8,6 +8,7 @@ Redis over at once, and deleting the key frees it again.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -124,3 +125,27 @@ def test_worker_retries_the_settle_under_oom_and_stays_up(full_redis, app_name):
         assert done is not None and done.status == "success" and done.returning == done.args[0] * 2, done
     assert sorted(runs) == list(range(n)), "a task ran twice"
     assert app.dlq_list() == []
+
+
+def test_inspect_shows_redis_memory_and_warns_when_nearly_full_or_evicting(full_redis, app_name):
+    from apps.control_helpers import cli, cli_json
+
+    mem = cli_json(full_redis.url, app_name, "inspect")["broker_memory"]
+    assert mem["maxmemory"] == 10 * 2**20 and mem["maxmemory_policy"] == "noeviction", mem
+    assert 0 < mem["used_memory"] < mem["maxmemory"] and mem["warnings"] == [], mem
+    code, out, err = cli(full_redis.url, app_name, "inspect")
+    assert code == 0 and "broker memory" in out and "10.0 MiB" in out and "noeviction" in out, (out, err)
+    assert "warning" not in err, err
+
+    client = fill(full_redis.url)
+    code, out, err = cli(full_redis.url, app_name, "inspect", "--json")
+    assert code == 0, err
+    mem = json.loads(out)["broker_memory"]
+    assert mem["used_ratio"] > 0.9, mem
+    assert "warning: Redis uses" in err and "of maxmemory" in err and "raise maxmemory" in err, err
+
+    client.delete(FILLER)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    code, out, err = cli(full_redis.url, app_name, "inspect")
+    assert code == 0 and "allkeys-lru" in out, out
+    assert "maxmemory-policy is allkeys-lru" in err and "noeviction" in err, err

@@ -33,6 +33,8 @@ _env_decode = msgspec.msgpack.Decoder(Envelope).decode
 _request_decode = msgspec.msgpack.Decoder(tuple[str, str]).decode
 #: entries handled per Lua call by the bulk ops, so that none holds Redis up for long
 CHUNK = 500
+#: share of maxmemory above which ``memory()`` warns (producers get BrokerFull at 100 %)
+MEMORY_WARN = 0.9
 
 
 def queue_prefix(app: str, queue: str) -> str:
@@ -69,6 +71,25 @@ def refused(url: str, exc: BaseException) -> BrokerUnavailable:
 def outage(url: str, exc: redis.RedisError) -> BaseException:
     """``refused(url, exc)`` when ``exc`` is an outage, else ``exc`` itself (a bug, a wrong command)."""
     return refused(url, exc) if transient(exc) else exc
+
+
+def memory_report(info: dict[str, Any]) -> dict[str, Any]:
+    """``INFO memory`` reduced to what an operator acts on, with a warning per risky setting."""
+    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    policy = str(info.get("maxmemory_policy", "?"))
+    ratio = used / limit if limit else None
+    warnings = []
+    if ratio is not None and ratio >= MEMORY_WARN:
+        warnings.append(f"Redis uses {ratio:.0%} of maxmemory: at 100 % it refuses new tasks and results (BrokerFull); "
+                        "free memory, raise maxmemory or lower result_ttl")
+    if policy != "noeviction":
+        warnings.append(f"maxmemory-policy is {policy}: Redis may evict queued tasks and results without a trace; "
+                        "set maxmemory-policy noeviction")
+    if not limit:
+        warnings.append("no maxmemory: Redis grows until the machine runs out of memory; set maxmemory (with "
+                        "policy noeviction) so that a full Redis refuses work instead")
+    return {"used_memory": used, "maxmemory": limit, "maxmemory_policy": policy, "used_ratio": ratio,
+            "warnings": warnings}
 
 
 def _dead_letter(queue: str, msg_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
@@ -125,6 +146,16 @@ class RedisControl:
             outcomes.append((d, status, b"\xc0", why, ""))
         if outcomes:
             await storage.save(outcomes, "")
+
+    # ---------------------------------------------------------------- memory
+    def memory_stats(self) -> dict[str, Any]:
+        """Redis memory use: ``used_memory``, ``maxmemory`` (0 = none), ``maxmemory_policy``, ``used_ratio``
+        and ``warnings`` (see :func:`memory_report`). Sync: for ``inspect`` and the metrics scrape thread."""
+        try:
+            info: Any = self.conn.sync.info("memory")
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+        return memory_report(info)
 
     # ---------------------------------------------------------------- cancel
     async def cancel(self, uuid: str, queue: str, reason: str, storage: Storage) -> str:

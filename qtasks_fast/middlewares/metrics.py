@@ -7,7 +7,12 @@ Metrics (``namespace`` ``qtasks`` by default), labels ``task`` and ``queue``:
 
 - ``qtasks_tasks_total{status=success|error|cancel}``: tasks finished;
 - ``qtasks_task_duration_seconds``: histogram of the time from start to outcome;
-- ``qtasks_task_retries_total``: failed runs that were retried.
+- ``qtasks_task_retries_total``: failed runs that were retried;
+- ``qtasks_broker_memory_used_bytes`` and ``qtasks_broker_memory_max_bytes`` (0 = no limit): Redis
+  ``used_memory`` and ``maxmemory``, read when ``/metrics`` is scraped and at most every
+  ``memory_interval`` seconds (15 by default; never per task). At maxmemory (policy noeviction)
+  Redis refuses new tasks and results: alert well before, e.g. on used / max > 0.9. Other
+  brokers export no memory gauges.
 
 Needs the ``metrics`` extra (``pip install 'qtasks-fast[metrics]'``, i.e. ``prometheus-client``).
 
@@ -50,6 +55,8 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 #: collectors per (registry, namespace): a second Metrics (another app in the process, a test) reuses them,
 #: as prometheus_client refuses to register one name twice
 _collectors: dict[tuple[int, str], tuple[Any, Any, Any]] = {}
+#: the broker memory collector registered per (registry, namespace), for the same reason
+_memory: dict[tuple[int, str], BrokerMemory] = {}
 #: ports this process serves already
 _served: set[tuple[str, int]] = set()
 _lock = threading.Lock()
@@ -69,10 +76,14 @@ class Metrics(Middleware):
     """Task counts by outcome, durations and retries, per task name and queue, as Prometheus metrics."""
 
     def __init__(self, port: int | None = None, addr: str = "127.0.0.1", namespace: str = "qtasks",
-                 registry: Any = None, buckets: Sequence[float] = BUCKETS) -> None:
+                 registry: Any = None, buckets: Sequence[float] = BUCKETS, memory_interval: float = 15.0) -> None:
         prom = prometheus()
         self.port = port
         self.addr = addr
+        self.namespace = namespace
+        self.memory_interval = memory_interval
+        #: the broker memory gauges, once :meth:`attach` knows the app
+        self.memory: BrokerMemory | None = None
         self.registry = registry if registry is not None else prom.REGISTRY
         with _lock:
             key = (id(self.registry), namespace)
@@ -105,6 +116,12 @@ class Metrics(Middleware):
     # ---------------------------------------------------------------- serving
     def attach(self, app: Any) -> None:
         """``app.add_middleware`` calls this: with ``port``, each worker process serves when it starts."""
+        with _lock:
+            key = (id(self.registry), self.namespace)
+            if key not in _memory:
+                _memory[key] = BrokerMemory(app, self.namespace, self.memory_interval)
+                self.registry.register(_memory[key])
+            self.memory = _memory[key]
         if self.port is not None:
             app.add_plugin(_Serve(self), trigger_names=["worker_start"], component="worker")
 
@@ -125,6 +142,8 @@ class Metrics(Middleware):
 
                 registry = prom.CollectorRegistry()
                 multiprocess.MultiProcessCollector(registry)
+                if self.memory is not None:  # one Redis for every process: the serving one reads it
+                    registry.register(self.memory)
             try:
                 prom.start_http_server(port, addr=addr, registry=registry)
             except OSError as exc:
@@ -137,6 +156,47 @@ class Metrics(Middleware):
             _served.add((addr, port))
         log.info("serving metrics on http://%s:%d/metrics%s", addr, port, " (multiprocess)" if multiproc else "")
         return True
+
+
+class BrokerMemory:
+    """A Prometheus collector of the broker's memory (Redis ``INFO memory``), read at scrape time.
+
+    The value is cached for ``interval`` seconds, so Redis is asked at most that often whatever
+    the scrape rate, and not at all when nobody scrapes. Nothing is exported while the broker
+    cannot be asked (a stale value would hide an outage).
+    """
+
+    def __init__(self, app: Any, namespace: str, interval: float) -> None:
+        self.app, self.namespace, self.interval = app, namespace, interval
+        self._next = 0.0
+        self._last: dict[str, Any] | None = None
+
+    def _families(self, used: float | None, limit: float | None) -> list[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        return [GaugeMetricFamily(f"{self.namespace}_broker_memory_used_bytes", "Memory used by the broker (Redis "
+                                  "used_memory)", value=used),
+                GaugeMetricFamily(f"{self.namespace}_broker_memory_max_bytes", "The broker's memory limit (Redis "
+                                  "maxmemory; 0 = none): at it, new tasks and results are refused", value=limit)]
+
+    def describe(self) -> list[Any]:
+        return self._families(None, None)
+
+    def collect(self) -> list[Any]:
+        stats = getattr(self.app.broker, "memory_stats", None)  # looked up here: attach() must not open a broker
+        if stats is None:
+            return []
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.interval
+            try:
+                self._last = stats()
+            except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the broker is away
+                log.warning("broker memory metrics unavailable: %s", exc)
+                self._last = None
+        if self._last is None:
+            return []
+        return self._families(self._last["used_memory"], self._last["maxmemory"])
 
 
 class _Serve(BasePlugin):
