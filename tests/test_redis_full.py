@@ -149,3 +149,30 @@ def test_inspect_shows_redis_memory_and_warns_when_nearly_full_or_evicting(full_
     code, out, err = cli(full_redis.url, app_name, "inspect")
     assert code == 0 and "allkeys-lru" in out, out
     assert "maxmemory-policy is allkeys-lru" in err and "noeviction" in err, err
+
+
+def test_a_fetch_refused_under_oom_is_waited_out(full_redis, app_name):
+    """A delayed task falls due while Redis is full: the fetch that would move it to its stream is
+    refused (OOM). The idle worker waits that out instead of exiting, and runs the task once memory
+    is freed."""
+    app = QueueTasks(app_name, broker_url=full_redis.url)
+    runs: list[int] = []
+
+    @app.task(name="later")
+    async def later(i: int) -> int:
+        runs.append(i)
+        return i
+
+    worker = WorkerThread(app)
+    with worker:
+        time.sleep(0.5)  # the worker is idle, blocked on its read
+        task = app.add_task("later", 7, countdown=1)
+        client = fill(full_redis.url)
+        time.sleep(3)  # due, and every fetch since has been refused
+        assert worker._thread.is_alive() and worker._error is None, f"the worker died: {worker._error!r}"
+        assert runs == []
+        client.delete(FILLER)
+        done = app.wait(task.uuid, 30)
+        assert done is not None and done.status == "success" and done.returning == 7, done
+        assert worker._error is None
+    assert runs == [7]
