@@ -176,3 +176,23 @@ def test_a_fetch_refused_under_oom_is_waited_out(full_redis, app_name):
         assert done is not None and done.status == "success" and done.returning == 7, done
         assert worker._error is None
     assert runs == [7]
+
+
+def test_a_worker_starting_while_redis_is_full_waits_and_then_serves(full_redis, app_name):
+    """Creating the consumer groups (XGROUP CREATE MKSTREAM) is a write Redis refuses when full: a worker
+    started (or restarted by its supervisor) meanwhile waits for memory instead of exiting."""
+    app = QueueTasks(app_name, broker_url=full_redis.url)
+
+    @app.task(name="inc")
+    async def inc(x: int) -> int:
+        return x + 1
+
+    task = app.add_task("inc", 1)
+    client = fill(full_redis.url)
+    worker = WorkerThread(app)
+    with worker:
+        time.sleep(2)
+        assert worker._thread.is_alive() and worker._error is None, f"the worker died: {worker._error!r}"
+        client.delete(FILLER)
+        done = app.wait(task.uuid, 30)
+        assert done is not None and done.status == "success" and done.returning == 2, done
