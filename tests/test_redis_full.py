@@ -196,3 +196,24 @@ def test_a_worker_starting_while_redis_is_full_waits_and_then_serves(full_redis,
         client.delete(FILLER)
         done = app.wait(task.uuid, 30)
         assert done is not None and done.status == "success" and done.returning == 2, done
+
+
+def test_a_read_only_redis_gives_producers_broker_unavailable_saying_so(full_redis, app_name):
+    """A replica (after a failover, say) answers writes with READONLY: not a full Redis, but an outage all the
+    same; producers get BrokerUnavailable naming it, not a raw redis-py error."""
+    app = QueueTasks(app_name, broker_url=full_redis.url)
+
+    @app.task(name="inc")
+    async def inc(x: int) -> int:
+        return x + 1
+
+    client = redis.Redis.from_url(full_redis.url)
+    client.replicaof("127.0.0.1", "1")  # a master that does not exist: read-only for as long as it lasts
+    try:
+        with pytest.raises(BrokerUnavailable, match="refuses writes for now") as caught:
+            app.add_task("inc", 1)
+        assert not isinstance(caught.value, BrokerFull) and "read only replica" in str(caught.value), caught.value
+        assert "\n" not in str(caught.value)
+    finally:
+        client.replicaof("NO", "ONE")
+    assert app.add_task("inc", 1).status == "new"
