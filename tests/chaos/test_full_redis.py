@@ -24,7 +24,7 @@ from qtasks_fast import BrokerFull
 
 pytestmark = pytest.mark.chaos
 
-MAXMEMORY = 32 * 1024 * 1024
+MAXMEMORY = int(scale(32, 128)) * 1024 * 1024  # room for the queued tasks and their results
 FILLER = "chaos:filler"
 
 
