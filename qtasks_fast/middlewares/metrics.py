@@ -39,6 +39,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
 from qtasks_fast.middleware import Middleware
 from qtasks_fast.plugins import BasePlugin
@@ -170,6 +171,7 @@ class BrokerMemory:
         self.app, self.namespace, self.interval = app, namespace, interval
         self._next = 0.0
         self._last: dict[str, Any] | None = None
+        self._outage = Outage(log, "broker memory metrics unavailable (not exported meanwhile)", cap=interval)
 
     def _families(self, used: float | None, limit: float | None) -> list[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -191,8 +193,9 @@ class BrokerMemory:
             self._next = now + self.interval
             try:
                 self._last = stats()
+                self._outage.ok()
             except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the broker is away
-                log.warning("broker memory metrics unavailable: %s", exc)
+                self._outage.failed(exc)  # one line when it starts, one when it ends
                 self._last = None
         if self._last is None:
             return []
