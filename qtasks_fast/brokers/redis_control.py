@@ -59,9 +59,8 @@ def refused(url: str, exc: BaseException) -> BrokerUnavailable:
     maxmemory, ``BrokerUnavailable`` for a lost connection or another reply that time fixes."""
     if full(exc):
         return BrokerFull(
-            f"Redis at {redact(url)} is full: used memory reached maxmemory (policy noeviction), so it refuses "
-            "new tasks. Free memory (stored results expire after result_ttl), raise maxmemory, lower result_ttl, "
-            "or retry later")
+            f"Redis at {redact(url)} is full (used memory reached maxmemory, OOM) and refuses new tasks: free "
+            "memory (stored results expire after result_ttl), raise maxmemory, lower result_ttl, or retry later")
     if isinstance(exc, (redis.ResponseError, redis.BusyLoadingError)):
         return BrokerUnavailable(f"Redis at {redact(url)} refuses writes for now ({describe(exc)}): a failover, "
                                  "a restart loading its data or a failing disk; retry later")
