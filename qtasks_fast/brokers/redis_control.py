@@ -45,6 +45,11 @@ def cancel_channel(app: str) -> str:
 
 
 def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
+    if isinstance(exc, (redis.TimeoutError, TimeoutError)):  # connected, or connecting, but no answer in time
+        return BrokerUnavailable(
+            f"Redis at {redact(url)} did not answer in time ({exc}): is it hung, stopped or overloaded? "
+            "Retry later; raise config.socket_timeout / connect_timeout (QTASKS_SOCKET_TIMEOUT, "
+            "QTASKS_CONNECT_TIMEOUT) only if it is merely slow")
     return BrokerUnavailable(
         f"cannot reach Redis at {redact(url)}: {exc}. Is redis-server running, and is the URL right "
         "(--broker / QTASKS_BROKER_URL)?"
@@ -139,7 +144,8 @@ class RedisControl:
                     log.info("cancel requests: subscribed again to %s", channel)
                 backoff = 0.1
                 while True:
-                    message = await _until_closed(pubsub.get_message(timeout=None), closing)
+                    # a wait shorter than the read timeout (a quiet channel is not a hung Redis); None = no message
+                    message = await _until_closed(pubsub.get_message(timeout=self.conn.wait_slice), closing)
                     if closing.is_set():
                         return
                     if not message or message.get("type") != "message":

@@ -7,8 +7,9 @@ tasks pay nothing for it.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -79,6 +80,15 @@ class RedisStorage(Storage):
     def __repr__(self) -> str:
         return f"RedisStorage({redact(self.url)!r}, app={self.app_name!r})"
 
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A caller's reads raise ``BrokerUnavailable`` (naming the redacted URL and what to do) when Redis
+        cannot be reached or does not answer within the read timeout, not redis-py's own errors."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise unreachable(self.url, exc) from exc
+
     def _key(self, queue: str, uuid: str) -> str:
         return f"{queue_prefix(self.app_name, queue)}:t:{uuid}"
 
@@ -123,20 +133,19 @@ class RedisStorage(Storage):
     # ------------------------------------------------------------------ reads
     # The Lua ops 'get' and 'watch' find a task whether it is queued, running or final.
     async def _lookup(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        for q in queues:
-            res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
-            if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
-                return task, q
+        with self._reachable():
+            for q in queues:
+                res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
+                if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
+                    return task, q
         return None
 
     def _lookup_sync(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        try:
+        with self._reachable():
             for q in queues:
                 res = self.conn.call(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
                 if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
                     return task, q
-        except redis.ConnectionError as exc:
-            raise unreachable(self.url, exc) from exc
         return None
 
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
@@ -160,7 +169,8 @@ class RedisStorage(Storage):
                 task, queue = found
             if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                res: Any = await self.conn.ablpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
+                with self._reachable():
+                    res: Any = await self.conn.ablpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
                 task = (parse_reply(res[1], queue) if res else None) or await self.get(uuid, [queue])
             if task is not None and task.status == "error" and task.retry_child_uuid and \
                     time.monotonic() < deadline:
@@ -179,7 +189,8 @@ class RedisStorage(Storage):
                 task, queue = found
             if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                res: Any = self.conn.blpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
+                with self._reachable():
+                    res: Any = self.conn.blpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
                 task = (parse_reply(res[1], queue) if res else None) or self.get_sync(uuid, [queue])
             if task is not None and task.status == "error" and task.retry_child_uuid and \
                     time.monotonic() < deadline:
@@ -202,14 +213,13 @@ class RedisStorage(Storage):
         await pipe.execute()
 
     async def get_logs(self, uuid: str, queue: str) -> list[str]:
-        raw: Any = await self.conn.aio.lrange(self._logs_key(queue, uuid), 0, -1)
+        with self._reachable():
+            raw: Any = await self.conn.aio.lrange(self._logs_key(queue, uuid), 0, -1)
         return [b.decode("utf-8", "replace") for b in raw]
 
     def get_logs_sync(self, uuid: str, queue: str) -> list[str]:
-        try:
+        with self._reachable():
             raw: Any = self.conn.sync.lrange(self._logs_key(queue, uuid), 0, -1)
-        except redis.ConnectionError as exc:
-            raise unreachable(self.url, exc) from exc
         return [b.decode("utf-8", "replace") for b in raw]
 
     def _reply_key(self, queue: str, uuid: str) -> str:
