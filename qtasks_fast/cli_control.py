@@ -32,8 +32,9 @@ def add_parsers(sub: Any) -> None:
     """Add the control subcommands to the ``qtasks-fast`` parser's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
-    common.add_argument("--broker", default=None,
-                        help="broker URL, as for run (env QTASKS_BROKER_URL; default: the app's)")
+    from qtasks_fast import cli_broker
+
+    cli_broker.add_arguments(common, "broker URL, as for run (env QTASKS_BROKER_URL; default: the app's)")
 
     def cmd(name: str, help_: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=description, epilog=EPILOG, parents=[common])  # type: ignore[no-any-return]

@@ -60,5 +60,7 @@ def _make_backend(url: str | None, app_name: str, config: GlobalConfig) -> tuple
 
         mbroker = InMemoryBroker(**bcommon)  # type: ignore[arg-type]
         return mbroker, InMemoryStorage(state=mbroker.state, **common)  # type: ignore[arg-type]
-    raise ValueError(f"unsupported broker URL scheme in {url.split('://')[0]!r}://...: "
-                     "use redis://, rediss://, sqlite:///path or memory://")
+    from qtasks_fast.url import redact
+
+    raise ValueError(f"unsupported broker URL {redact(url)!r}: use redis://, rediss://, unix://, sqlite:///path "
+                     "or memory://")
