@@ -156,7 +156,7 @@ def load(args: argparse.Namespace) -> BaseQueueTasks | None:
     try:
         app._resolve()
     except ValueError as exc:  # an unsupported URL (its message names it, redacted, and what to use)
-        log.error("%s", exc)
+        log.error("%s (%s)", exc, cli_broker.source(args))
         return None
     return app
 

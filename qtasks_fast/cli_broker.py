@@ -65,6 +65,15 @@ def resolve(args: argparse.Namespace) -> str | None:
     return os.environ.get(ENV) or None
 
 
+def source(args: argparse.Namespace) -> str:
+    """Where :func:`resolve` took the URL from, for error messages."""
+    if getattr(args, "broker", None):
+        return "from --broker"
+    if getattr(args, "broker_file", None):
+        return f"from --broker-file {args.broker_file}"
+    return f"from env {ENV}" if os.environ.get(ENV) else "the app's broker_url"
+
+
 def without(argv: Sequence[str], url: str) -> list[str]:
     """``argv`` without the option that carries ``url`` (``--broker URL`` or ``--broker=URL``, abbreviated
     or not)."""
