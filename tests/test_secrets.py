@@ -134,8 +134,12 @@ def test_the_environment_overrides_the_apps_url_like_broker(tmp_path: Path, redi
     assert res.returncode == 0 and res.stdout.strip() == "[]", res
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "comments only", "a directory", "not utf-8", "bad url",
-                                  "with --broker too"])
+EXPECTED = {"missing": "cannot read --broker-file", "empty": "is empty: put the broker URL on its first line",
+            "comments only": "is empty", "a directory": "cannot read --broker-file", "not utf-8": "is not UTF-8 text",
+            "bad url": "(from --broker-file", "with --broker too": "not allowed with argument --broker-file"}
+
+
+@pytest.mark.parametrize("case", list(EXPECTED))
 @pytest.mark.parametrize("command", [["run"], ["status", "0" * 32]])
 def test_bad_broker_files_exit_2_with_one_line(case: str, command: list[str], tmp_path: Path, app_name: str) -> None:
     path = tmp_path / "url"
@@ -161,7 +165,7 @@ def test_bad_broker_files_exit_2_with_one_line(case: str, command: list[str], tm
     assert "Traceback" not in err and SECRET not in err, err
     lines = err.splitlines()
     assert len(lines) == 1 or "usage:" in err, err  # argparse prints its usage above its one-line error
-    assert "--broker" in lines[-1], err
+    assert EXPECTED[case] in lines[-1], err
 
 
 def test_a_wrong_password_is_reported_without_it(private_redis_auth: PrivateRedis, app_name: str) -> None:
