@@ -18,6 +18,7 @@ import redis
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import DeadLetter
+from qtasks_fast.brokers._local import task_name_of, text
 from qtasks_fast.exceptions import BrokerUnavailable
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope
@@ -57,15 +58,20 @@ def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
 
 
 def _dead_letter(queue: str, msg_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    """A dead letter as listed: every field of the entry may be anything its producer wrote (a dead letter
+    is often the very message that was malformed), so none may stop the listing: bytes that are not
+    UTF-8 are shown escaped (``\\xff``), numbers that are not numbers as 0."""
     body = fields.get(b"d", b"")
+    return DeadLetter(id=text(msg_id), uuid=text(fields.get(b"u", b"")), queue=queue,
+                      reason=text(fields.get(b"reason", b"")), at=_number(fields.get(b"at")) / 1000,
+                      priority=int(_number(fields.get(b"prio"))), task_name=task_name_of(body), body=body)
+
+
+def _number(raw: bytes | None) -> float:
     try:
-        name: str | None = _env_decode(body).task_name
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        name = None
-    return DeadLetter(id=msg_id.decode(), uuid=fields.get(b"u", b"").decode(), queue=queue,
-                      reason=fields.get(b"reason", b"").decode(errors="replace"),
-                      at=int(fields.get(b"at", b"0")) / 1000, priority=int(fields.get(b"prio", b"0")),
-                      task_name=name, body=body)
+        return float(raw or 0)
+    except ValueError:
+        return 0.0
 
 
 class RedisControl:
