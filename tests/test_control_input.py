@@ -24,7 +24,6 @@ import redis
 from apps.control_helpers import APPS, cli_env, load_app
 
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
-from qtasks_fast.exceptions import InvalidTaskId
 from qtasks_fast.schemas import Envelope
 
 GOOD_UUID = str(_uuid.uuid4())
@@ -101,6 +100,8 @@ BAD_UUIDS = ["../../x", "", "x" * 500, "0123", f"{GOOD_UUID}/../../x", "qtf:*", 
 
 @pytest.mark.parametrize("bad", BAD_UUIDS)
 def test_the_api_refuses_a_uuid_that_is_not_one(bad: str, redis_url: str, app_name: str) -> None:
+    from qtasks_fast.exceptions import InvalidTaskId
+
     m = load_app(app_name, redis_url)
     calls: list[Any] = [lambda: m.app.get(bad), lambda: m.app.wait(bad, 1), lambda: m.app.get_logs(bad),
                         lambda: m.app.cancel(bad), lambda: m.app.restart(bad)]
