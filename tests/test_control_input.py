@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid as _uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from apps.control_helpers import APPS, cli_env, load_app
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks_fast.schemas import Envelope
 
-GOOD_UUID = str(_uuid.uuid4())
+GOOD_UUID = "0b7c6f1e-3a5d-4c2b-9e8f-1a2b3c4d5e6f"
 MARKUP_NAME = "[/bold]evil[red]\x1b[31m"
 
 
