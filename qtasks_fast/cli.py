@@ -2,7 +2,10 @@
 
 Every flag of ``run`` can also come from the environment as ``QTASKS_<FLAG>``
 (``QTASKS_APP``, ``QTASKS_PROCESSES``, ``QTASKS_BROKER_URL``, ...); a flag on the
-command line wins. Task control (``inspect``, ``status``, ``cancel``, ``restart``,
+command line wins. The broker URL also comes from ``--broker-file PATH``, and
+``QTASKS_BROKER_URL`` overrides the app's URL like ``--broker`` (see
+:mod:`qtasks_fast.cli_broker`: a password on the command line is visible to every
+user of the host). Task control (``inspect``, ``status``, ``cancel``, ``restart``,
 ``dlq``, ``purge``) lives in :mod:`qtasks_fast.cli_control`. Exit codes: 0 ok,
 1 not found (control commands), 2 a usage problem: the app cannot be imported
 or the broker cannot be reached.
