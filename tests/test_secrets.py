@@ -178,3 +178,15 @@ def test_a_wrong_password_is_reported_without_it(private_redis_auth: PrivateRedi
     assert "password is visible to other users" in res.stderr, res
     with pytest.raises(redis.AuthenticationError):
         redis.Redis.from_url(bad).ping()  # the premise: that password is wrong
+
+
+@pytest.mark.parametrize("argv", [
+    ["-A", "app", "run", "--broker", "U", "--processes", "2"],
+    ["-A", "app", "run", "--broker=U", "--processes", "2"],
+    ["-A", "app", "run", "--bro", "U", "--processes", "2"],  # argparse takes an unambiguous prefix
+    ["-A", "app", "run", "--processes", "2", "--broker", "U"],
+])
+def test_the_re_executed_command_line_keeps_all_but_the_url(argv: list[str]) -> None:
+    from qtasks_fast.cli_broker import without
+
+    assert without(argv, "U") == ["-A", "app", "run", "--processes", "2"]
