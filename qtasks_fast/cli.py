@@ -149,7 +149,7 @@ def load(args: argparse.Namespace) -> BaseQueueTasks | None:
         log.error("%s", exc)
         return None
     try:
-        url = cli_broker.resolve(args)
+        url = cli_broker.resolve(args, app._broker is not None or app._storage is not None)
     except cli_broker.BrokerURLError as exc:
         log.error("%s", exc)
         return None

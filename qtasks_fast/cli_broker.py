@@ -5,7 +5,8 @@ supervisor's forked workers inherit them, so ``--broker redis://:pw@host`` shows
 to every user of the host for as long as the pool runs. Hence two other sources, read in
 this order after ``--broker``: ``--broker-file PATH`` (its first non-empty line) and the
 environment variable ``QTASKS_BROKER_URL`` (``/proc/<pid>/environ`` is readable by its owner
-only). Each of them overrides the app's own ``broker_url``, as ``--broker`` does. When
+only). Each of them overrides the app's own ``broker_url``, as ``--broker`` does (the environment
+leaves an app built with a broker object of its own alone). When
 ``--broker`` is given a URL with a credential anyway, the CLI warns once and ``run``
 executes itself again at once with the URL moved from its arguments into the environment,
 so that neither the supervisor nor its workers carry it.
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from qtasks_fast.url import has_secret
 
 ENV = "QTASKS_BROKER_URL"
+#: set with ``ENV`` by the re-execution of a ``run`` given ``--broker``: the URL keeps the flag's precedence
+FROM_FLAG = "QTASKS_BROKER_URL_FROM_FLAG"
 #: a broker file is a URL, not a data set: reading stops here
 MAX_FILE = 64 * 1024
 
@@ -55,14 +58,17 @@ def read_file(path: str) -> str:
     raise BrokerURLError(f"--broker-file {path} is empty: put the broker URL on its first line")
 
 
-def resolve(args: argparse.Namespace) -> str | None:
+def resolve(args: argparse.Namespace, app_has_backend: bool = False) -> str | None:
     """The URL the CLI should use: ``--broker``, else ``--broker-file``, else ``$QTASKS_BROKER_URL``;
-    None: the app's own."""
+    None: the app's own. ``app_has_backend``: the app was built with broker/storage objects of its own
+    (a custom broker), which the environment does not replace (only an explicit flag does)."""
     if getattr(args, "broker", None):
         return str(args.broker)
     if getattr(args, "broker_file", None):
         return read_file(args.broker_file)
-    return os.environ.get(ENV) or None
+    if os.environ.pop(FROM_FLAG, None) == "1":
+        return os.environ.get(ENV) or None
+    return None if app_has_backend else os.environ.get(ENV) or None
 
 
 def source(args: argparse.Namespace) -> str:
@@ -109,4 +115,4 @@ def hide_password(args: argparse.Namespace, argv: Sequence[str]) -> None:
     else:
         cmd = [sys.executable, "-m", "qtasks_fast", *clean]
     sys.stdout.flush()
-    os.execve(sys.executable, cmd, {**os.environ, ENV: url})
+    os.execve(sys.executable, cmd, {**os.environ, ENV: url, FROM_FLAG: "1"})

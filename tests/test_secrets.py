@@ -190,3 +190,30 @@ def test_the_re_executed_command_line_keeps_all_but_the_url(argv: list[str]) -> 
     from qtasks_fast.cli_broker import without
 
     assert without(argv, "U") == ["-A", "app", "run", "--processes", "2"]
+
+
+def test_a_custom_broker_object_keeps_its_place_but_broker_still_wins(harness: ProcessHarness,
+                                                                     private_redis_auth: PrivateRedis,
+                                                                     tmp_path: Path) -> None:
+    """An app built with a broker object of its own keeps it under ``QTASKS_BROKER_URL`` (the environment
+    names a URL, not a backend), while ``--broker`` replaces it, also once moved out of the command line."""
+    (tmp_path / "custom_app.py").write_text(
+        "import os\n"
+        "from qtasks_fast import QueueTasks\n"
+        "from qtasks_fast.brokers.redis import RedisBroker\n"
+        "from qtasks_fast.storages.redis import RedisStorage\n"
+        "NAME = os.environ['TEST_APP_NAME']\n"
+        "b = RedisBroker('redis://127.0.0.1:1/0', app_name=NAME)\n"
+        "app = QueueTasks(NAME, broker=b, storage=RedisStorage(b.url, connection=b.conn, app_name=NAME))\n"
+        "@app.task\n"
+        "def add(a: int, b: int) -> int:\n"
+        "    return a + b\n")
+    pythonpath = f"{tmp_path}:{Path(__file__).resolve().parent.parent}"
+    url = private_redis_auth.auth_url()
+    env = cli_env(url, harness.app_name, PYTHONPATH=pythonpath)
+    res = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "custom_app", "dlq", "list"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "127.0.0.1:1" in res.stderr, res  # its own broker, not the env's
+    proc = harness.start(None, "--broker", url, processes=1, app="custom_app", env={"PYTHONPATH": pythonpath})
+    harness.wait_ready(proc, 1)
+    assert AUTH_PASSWORD.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
