@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser, broker_help: str) -> None:
     """``--broker URL`` and ``--broker-file PATH`` (one or the other) on ``parser``."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--broker", default=None, help=broker_help)
-    group.add_argument("--broker-file", default=None, metavar="PATH",
+    group.add_argument("--broker-file", default=os.environ.get("QTASKS_BROKER_FILE") or None, metavar="PATH",
                        help=f"read the broker URL from the first non-empty line of PATH, so that its password is "
-                            f"not in the command line (/proc/<pid>/cmdline); env {ENV} does the same")
+                            f"not in the command line (/proc/<pid>/cmdline); env QTASKS_BROKER_FILE, or {ENV} "
+                            "with the URL itself")
 
 
 def read_file(path: str) -> str:
