@@ -116,4 +116,8 @@ def hide_password(args: argparse.Namespace, argv: Sequence[str]) -> None:
     else:
         cmd = [sys.executable, "-m", "qtasks_fast", *clean]
     sys.stdout.flush()
-    os.execve(sys.executable, cmd, {**os.environ, ENV: url, FROM_FLAG: "1"})
+    try:
+        os.execve(sys.executable, cmd, {**os.environ, ENV: url, FROM_FLAG: "1"})
+    except OSError as exc:  # e.g. the interpreter was replaced on disk: run on, visibly so
+        print(f"qtasks-fast: warning: could not restart without --broker ({exc}); the password stays visible",
+              file=sys.stderr, flush=True)
