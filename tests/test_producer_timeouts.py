@@ -23,7 +23,7 @@ from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks_fast.exceptions import BrokerUnavailable
 from qtasks_fast.testing import WorkerThread
 
-TIMEOUT = 1.0  # the configured read timeout of these tests
+TIMEOUT = 2.0  # the configured read timeout of these tests (slices of 1 s leave 1 s for a loaded machine)
 BOUND = 3 * TIMEOUT + 5  # generous: a loaded machine, a connect timeout on top; never "forever"
 
 
@@ -67,7 +67,7 @@ def test_sync_add_task_raises_on_a_hung_redis_and_long_waits_still_work(hung: Pr
 
     @app.task
     async def slow() -> str:
-        await asyncio.sleep(3 * TIMEOUT)  # the producer's wait and the worker's reads outlast the read timeout
+        await asyncio.sleep(2.5 * TIMEOUT)  # the producer's wait and the worker's reads outlast the read timeout
         return "done"
 
     with WorkerThread(app):
@@ -91,7 +91,7 @@ def test_async_add_task_raises_on_a_hung_redis(hung: PrivateRedis, app_name: str
 
     @app.task
     async def slow() -> str:
-        await asyncio.sleep(3 * TIMEOUT)
+        await asyncio.sleep(2.5 * TIMEOUT)
         return "done"
 
     async def scenario() -> list[BaseException | str]:
