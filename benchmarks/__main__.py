@@ -183,7 +183,11 @@ def _run(args: argparse.Namespace, argv: list[str], suites: list[str], console: 
     try:
         rinfo = redis_info(args.redis_url)
     except Exception as exc:  # noqa: BLE001
-        console.print(f"[red]cannot reach Redis at {args.redis_url}: {exc}[/red]")
+        from rich.markup import escape
+
+        from qtasks_fast.url import redact
+
+        console.print(f"[red]cannot reach Redis at {escape(redact(args.redis_url))}: {escape(str(exc))}[/red]")
         return 2
     rinfo["private"] = bool(args.private_redis)
     meta = {**run_meta(argv), "machine": machine_info(), "versions": versions(), "redis": rinfo,

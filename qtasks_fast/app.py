@@ -18,6 +18,7 @@ from qtasks_fast.abc import Broker, Storage
 from qtasks_fast.brokers import make_backend
 from qtasks_fast.components.producer import Producer, Signature, as_call, call_options
 from qtasks_fast.config import GlobalConfig
+from qtasks_fast.control import checked_uuid
 from qtasks_fast.exceptions import TaskNotFound
 from qtasks_fast.plugins import BasePlugin, Plugins, add_plugin
 from qtasks_fast.schemas import Task, record_from_envelope
@@ -245,17 +246,18 @@ class QueueTasks(BaseQueueTasks):
 
     def get(self, uuid: str | _uuid.UUID) -> Task | None:
         """The record of a task, or None when unknown or expired."""
-        return self._finish(self.storage.get_sync(str(uuid), self.queues))
+        return self._finish(self.storage.get_sync(checked_uuid(uuid), self.queues))
 
     def wait(self, uuid: str | _uuid.UUID, timeout: float) -> Task | None:
         """Block until the task (following its retry chain) is final; None if unknown or still running."""
-        task = self.storage.wait_sync(str(uuid), self.queues, timeout)
+        task = self.storage.wait_sync(checked_uuid(uuid), self.queues, timeout)
         return self._finish(task) if task is not None and task.finished else None
 
     def get_logs(self, uuid: str | _uuid.UUID) -> list[str]:
         """Log lines captured while task ``uuid`` ran (``LogCapture``); a retry is another task with its own."""
+        uuid = checked_uuid(uuid)
         for q in self.queues:
-            lines = self.storage.get_logs_sync(str(uuid), q)
+            lines = self.storage.get_logs_sync(uuid, q)
             if lines:
                 return lines
         return []
@@ -270,11 +272,11 @@ class QueueTasks(BaseQueueTasks):
     def cancel(self, uuid: str | _uuid.UUID, reason: str = "") -> str:
         """Cancel a task: ``"queued"`` (it will never run), ``"running"`` (asked to stop), ``"finished"`` or
         ``"unknown"``."""
-        return str(self._control("cancel", str(uuid), reason))
+        return str(self._control("cancel", checked_uuid(uuid), reason))
 
     def restart(self, uuid: str | _uuid.UUID) -> Task:
         """Send the same call again as a new task (its record names the original); returns the new record."""
-        return self._control("restart", str(uuid))  # type: ignore[no-any-return]
+        return self._control("restart", checked_uuid(uuid))  # type: ignore[no-any-return]
 
     def dlq_list(self, queue: str | None = None, count: int = 100) -> list[DeadLetter]:
         """Dead letters of ``queue`` (None = every queue of the app), newest first."""

@@ -2,7 +2,10 @@
 
 Every flag of ``run`` can also come from the environment as ``QTASKS_<FLAG>``
 (``QTASKS_APP``, ``QTASKS_PROCESSES``, ``QTASKS_BROKER_URL``, ...); a flag on the
-command line wins. Task control (``inspect``, ``status``, ``cancel``, ``restart``,
+command line wins. The broker URL also comes from ``--broker-file PATH``, and
+``QTASKS_BROKER_URL`` overrides the app's URL like ``--broker`` (see
+:mod:`qtasks_fast.cli_broker`: a password on the command line is visible to every
+user of the host). Task control (``inspect``, ``status``, ``cancel``, ``restart``,
 ``dlq``, ``purge``) lives in :mod:`qtasks_fast.cli_control`. Exit codes: 0 ok,
 1 not found (control commands), 2 a usage problem: the app cannot be imported
 or the broker cannot be reached.
@@ -18,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from qtasks_fast import cli_broker
 from qtasks_fast.log import get_logger, setup_logging
 
 if TYPE_CHECKING:
@@ -57,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated queues to consume (default: every queue the app's tasks use)")
     run.add_argument("--pin-cpus", action=argparse.BooleanOptionalAction, default=_env_bool("PIN_CPUS", False),
                      help="pin each worker process to its own CPU with psutil (env QTASKS_PIN_CPUS; default off)")
-    run.add_argument("--broker", default=None,
-                     help="broker URL: redis://[user:pass@]host:port/db, rediss://... (TLS), sqlite:///path, "
-                          "memory:// (env QTASKS_BROKER_URL; default: the app's, else embedded SQLite)")
+    cli_broker.add_arguments(run, "broker URL: redis://[user:pass@]host:port/db, rediss://... (TLS), sqlite:///path, "
+                                  "memory:// (env QTASKS_BROKER_URL; default: the app's, else embedded SQLite). "
+                                  "A password here is visible to other users: prefer the env or --broker-file")
     run.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"),
                      help="DEBUG, INFO, WARNING or ERROR (env QTASKS_LOG_LEVEL; default INFO)")
     run.add_argument("--scheduler", action=argparse.BooleanOptionalAction, default=_env_bool("SCHEDULER", True),
@@ -130,7 +134,9 @@ def cmd_info(as_json: bool) -> int:
 
 
 def load(args: argparse.Namespace) -> BaseQueueTasks | None:
-    """The ``-A`` app with ``--broker`` applied; None (the reason logged) when it cannot be loaded."""
+    """The ``-A`` app with the CLI's broker URL applied (``--broker``, ``--broker-file`` or
+    ``$QTASKS_BROKER_URL``, see :mod:`qtasks_fast.cli_broker`); None (the reason logged) when it cannot be
+    loaded."""
     from qtasks_fast.loader import AppLoadError, load_app
 
     log = get_logger("cli")
@@ -142,9 +148,19 @@ def load(args: argparse.Namespace) -> BaseQueueTasks | None:
     except AppLoadError as exc:
         log.error("%s", exc)
         return None
-    if args.broker:
-        app.broker_url = args.broker
+    try:
+        url = cli_broker.resolve(args, app._broker is not None or app._storage is not None)
+    except cli_broker.BrokerURLError as exc:
+        log.error("%s", exc)
+        return None
+    if url:
+        app.broker_url = url
         app._broker = app._storage = None
+    try:
+        app._resolve()
+    except ValueError as exc:  # an unsupported URL (its message names it, redacted, and what to use)
+        log.error("%s (%s)", exc, cli_broker.source(args))
+        return None
     return app
 
 
@@ -184,6 +200,7 @@ async def _check_broker(app: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    own_argv = argv is None  # this process's command line: the one other users can read
     argv = list(sys.argv[1:] if argv is None else argv)
     if "bench" in argv and argv.index("bench") in (0, 2):  # [-A app] bench ARGS: ARGS belong to the suites
         from benchmarks.__main__ import main as bench_main
@@ -191,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(bench_main(argv[argv.index("bench") + 1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if own_argv:
+        cli_broker.hide_password(args, argv)
     if args.command == "run":
         return cmd_run(args)
     if args.command == "info":

@@ -32,8 +32,9 @@ def add_parsers(sub: Any) -> None:
     """Add the control subcommands to the ``qtasks-fast`` parser's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
-    common.add_argument("--broker", default=None,
-                        help="broker URL, as for run (env QTASKS_BROKER_URL; default: the app's)")
+    from qtasks_fast import cli_broker
+
+    cli_broker.add_arguments(common, "broker URL, as for run (env QTASKS_BROKER_URL; default: the app's)")
 
     def cmd(name: str, help_: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=description, epilog=EPILOG, parents=[common])  # type: ignore[no-any-return]
@@ -104,26 +105,39 @@ def _json(data: Any) -> None:
 def _dead_dict(d: DeadLetter) -> dict[str, Any]:
     from qtasks_fast.schemas import Envelope
 
-    out: dict[str, Any] = {"id": d.id, "uuid": d.uuid, "queue": d.queue, "task_name": d.task_name,
-                           "reason": d.reason, "at": _dt.datetime.fromtimestamp(d.at, _dt.timezone.utc).isoformat(),
-                           "priority": d.priority}
     try:
+        at = _dt.datetime.fromtimestamp(d.at, _dt.timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        at = str(d.at)
+    out: dict[str, Any] = {"id": d.id, "uuid": d.uuid, "queue": d.queue, "task_name": d.task_name,
+                           "reason": d.reason, "at": at, "priority": d.priority}
+    try:  # a dead letter is often the malformed message itself: anything it holds is listed, never fatal
         env = msgspec.msgpack.decode(d.body, type=Envelope)
+        msgspec.json.encode((env.args, env.kwargs))  # e.g. a msgpack extension type has no JSON form
         out.update(args=env.args, kwargs=env.kwargs)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        out["body"] = d.body.hex()
+    except Exception:  # noqa: BLE001
+        out["body"] = bytes(d.body).hex()
     return out
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters but newlines and tabs escaped (``\\x1b``): a field written by a
+    producer must not drive the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for i, c in enumerate(columns):
         table.add_column(c, no_wrap=i == 0, overflow="fold")  # the first column names the row: keep it whole
-    for r in rows:
-        table.add_row(*["" if v is None else str(v) for v in r])
+    for r in rows:  # values are data, never markup: a "[/x]" in a task name or a reason must print as it is
+        table.add_row(*["" if v is None else escape(_printable(str(v))) for v in r])
     Console().print(table)
 
 
@@ -216,8 +230,14 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     """Run one control command; ``load`` returns the app (or None after printing why it cannot)."""
     from qtasks_fast import control
     from qtasks_fast.abc.broker import NotSupported
-    from qtasks_fast.exceptions import BrokerUnavailable
+    from qtasks_fast.exceptions import BrokerUnavailable, InvalidTaskId
 
+    if getattr(args, "uuid", None) is not None:  # checked before anything is loaded or contacted
+        try:
+            args.uuid = control.checked_uuid(args.uuid)
+        except InvalidTaskId as exc:
+            _err(str(exc))
+            return USAGE
     app = load(args)
     if app is None:
         return USAGE

@@ -43,6 +43,14 @@ class GlobalConfig:
     validate_args: bool = True
     #: seconds ``add_task(unique="key")`` holds the key when no ttl is given (``unique=("key", ttl)``)
     unique_ttl: float = 3600.0
+    #: seconds a Redis command may take to answer before it fails with ``BrokerUnavailable`` (0 = no limit):
+    #: without it a hung Redis (stopped, partitioned without a reset) blocks ``add_task`` forever. Blocking
+    #: waits (``add_task(timeout=N)``, the worker's read) are cut into slices of half this on the server, so
+    #: they are never cut by it. A URL query ``?socket_timeout=`` wins
+    socket_timeout: float = 10.0
+    #: seconds to open a connection to Redis before it fails with ``BrokerUnavailable`` (0 = no limit); a URL
+    #: query ``?socket_connect_timeout=`` wins
+    connect_timeout: float = 5.0
     #: a ``qtasks_fast.components.task_manager.TaskManager``: sees (and may change) every task before it
     #: is sent, on the producer only; None costs nothing
     task_manager: Any = None
@@ -55,7 +63,14 @@ class GlobalConfig:
             if raw is None:
                 continue
             kind = type(getattr(self, f.name))
-            value: object = raw.lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
+            try:
+                value: object = raw.lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
+            except ValueError:
+                raise ValueError(f"QTASKS_{f.name.upper()}={raw!r} is not a valid {kind.__name__}: fix or unset "
+                                 "it") from None
             setattr(self, f.name, value)
         if self.priority_levels < 1:
             raise ValueError("priority_levels must be at least 1")
+        for name in ("socket_timeout", "connect_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or a positive number of seconds")

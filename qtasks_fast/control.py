@@ -9,11 +9,12 @@ dlq/purge/inspect`` call these. ``queue=None`` means every queue of the app
 from __future__ import annotations
 
 import dataclasses
+import uuid as _uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.abc.broker import DeadLetter
-from qtasks_fast.exceptions import QTasksError
+from qtasks_fast.exceptions import InvalidTaskId, QTasksError
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.schemas import META_RESTART_OF, Task, record_from_envelope
 
@@ -29,13 +30,27 @@ class TaskRecordNotFound(QTasksError, LookupError):
     """No record under that uuid (never enqueued here, or expired after ``result_ttl``)."""
 
 
+def checked_uuid(value: object) -> str:
+    """``value`` (a ``uuid.UUID`` or its text in any form ``uuid.UUID`` reads) as the canonical text the
+    broker keys records by; :class:`InvalidTaskId` for anything else (``"../../x"``), which must never
+    become part of a key."""
+    if isinstance(value, _uuid.UUID):
+        return str(value)
+    try:
+        return str(_uuid.UUID(str(value)))
+    except ValueError:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise InvalidTaskId(f"{shown} is not a task uuid (such as 0b7c6f1e-3a5d-4c2b-9e8f-1a2b3c4d5e6f): pass the "
+                            "uuid add_task returned") from None
+
+
 def _queues(app: BaseQueueTasks, queue: str | None) -> list[str]:
     return [queue] if queue else app.queues
 
 
 async def status(app: BaseQueueTasks, uuid: str) -> Task | None:
     """The task's record (``decode=`` applied to a success), or None when unknown or expired."""
-    return app._finish(await app.storage.get(str(uuid), app.queues))
+    return app._finish(await app.storage.get(checked_uuid(uuid), app.queues))
 
 
 async def cancel(app: BaseQueueTasks, uuid: str, reason: str = "") -> str:
@@ -45,7 +60,7 @@ async def cancel(app: BaseQueueTasks, uuid: str, reason: str = "") -> str:
     discarded; a process-executor task's child is killed; an ``executor="inline"`` task cannot be
     interrupted), ``"finished"`` (too late; nothing changed) or ``"unknown"``. Tries the record's queue
     first, then every queue of the app."""
-    uuid = str(uuid)
+    uuid = checked_uuid(uuid)
     broker, storage = app._resolve()
     queues = app.queues
     record = await storage.get(uuid, queues)
@@ -67,7 +82,7 @@ async def restart(app: BaseQueueTasks, uuid: str) -> Task:
 
     Raises :class:`TaskRecordNotFound` when there is no record of ``uuid`` to copy the call from.
     """
-    uuid = str(uuid)
+    uuid = checked_uuid(uuid)
     record = await app.storage.get(uuid, app.queues)
     if record is None:
         raise TaskRecordNotFound(f"no record of task {uuid} in app {app.name!r} (queues {app.queues}): it was "

@@ -19,6 +19,11 @@ class TaskNotFound(QTasksError, KeyError):
     """No task is registered under that name in this app."""
 
 
+class InvalidTaskId(QTasksError, ValueError):
+    """A task uuid given to ``get``/``wait``/``cancel``/... (or the CLI) that is not a UUID: it is refused
+    before it reaches the broker, where it would become part of a key."""
+
+
 class TaskArgumentsError(QTasksError, TypeError):
     """Arguments do not match the task function's signature or type hints."""
 

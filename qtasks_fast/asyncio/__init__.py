@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.app import BaseQueueTasks, Signature
 from qtasks_fast.components.producer import as_call, call_options
+from qtasks_fast.control import checked_uuid
 from qtasks_fast.schemas import Task, record_from_envelope
 
 if TYPE_CHECKING:
@@ -52,16 +53,17 @@ class QueueTasks(BaseQueueTasks):
         return records
 
     async def get(self, uuid: str | _uuid.UUID) -> Task | None:
-        return self._finish(await self.storage.get(str(uuid), self.queues))
+        return self._finish(await self.storage.get(checked_uuid(uuid), self.queues))
 
     async def wait(self, uuid: str | _uuid.UUID, timeout: float) -> Task | None:
-        task = await self.storage.wait(str(uuid), self.queues, timeout)
+        task = await self.storage.wait(checked_uuid(uuid), self.queues, timeout)
         return self._finish(task) if task is not None and task.finished else None
 
     async def get_logs(self, uuid: str | _uuid.UUID) -> list[str]:
         """See :meth:`qtasks_fast.QueueTasks.get_logs`."""
+        uuid = checked_uuid(uuid)
         for q in self.queues:
-            lines = await self.storage.get_logs(str(uuid), q)
+            lines = await self.storage.get_logs(uuid, q)
             if lines:
                 return lines
         return []

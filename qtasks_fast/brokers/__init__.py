@@ -47,10 +47,12 @@ def _make_backend(url: str | None, app_name: str, config: GlobalConfig) -> tuple
         sbroker = SqliteBroker(path, **bcommon)  # type: ignore[arg-type]
         return sbroker, SqliteStorage(path, connection=sbroker.conn, **common)  # type: ignore[arg-type]
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from qtasks_fast.brokers.redis import RedisBroker
+        from qtasks_fast.brokers.redis import RedisBroker, RedisConnection
         from qtasks_fast.storages.redis import RedisStorage
 
-        rbroker = RedisBroker(url, index_results=config.index_results, **bcommon)  # type: ignore[arg-type]
+        conn = RedisConnection(url, socket_timeout=config.socket_timeout, connect_timeout=config.connect_timeout)
+        rbroker = RedisBroker(url, index_results=config.index_results, connection=conn,
+                              **bcommon)  # type: ignore[arg-type]
         return rbroker, RedisStorage(url, connection=rbroker.conn, **common)  # type: ignore[arg-type]
     if url.startswith("memory://"):
         from qtasks_fast.brokers.memory import InMemoryBroker
@@ -58,5 +60,7 @@ def _make_backend(url: str | None, app_name: str, config: GlobalConfig) -> tuple
 
         mbroker = InMemoryBroker(**bcommon)  # type: ignore[arg-type]
         return mbroker, InMemoryStorage(state=mbroker.state, **common)  # type: ignore[arg-type]
-    raise ValueError(f"unsupported broker URL scheme in {url.split('://')[0]!r}://...: "
-                     "use redis://, rediss://, sqlite:///path or memory://")
+    from qtasks_fast.url import redact
+
+    raise ValueError(f"unsupported broker URL {redact(url)!r}: use redis://, rediss://, unix://, sqlite:///path "
+                     "or memory://")

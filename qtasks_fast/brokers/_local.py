@@ -94,5 +94,16 @@ def decoded(body: bytes) -> list[Envelope]:
 
 
 def task_name_of(body: bytes) -> str | None:
-    """The task name in a raw body, or None when it does not decode (dead-letter listings)."""
-    return next((e.task_name for e in decoded(body)), None)
+    """The task name in a raw body, or None when it does not decode (dead-letter listings: whatever the
+    body holds, even what makes the decoder fail otherwise, such as nesting too deep, must not stop one)."""
+    try:
+        return next((e.task_name for e in decoded(body)), None)
+    except Exception:  # noqa: BLE001 - a listing shows the letter without a name rather than fail
+        return None
+
+
+def text(raw: bytes | str | None) -> str:
+    """A stored field as text: bytes that are not UTF-8 escaped (``\\xff``), never an error."""
+    if raw is None:
+        return ""
+    return raw if isinstance(raw, str) else raw.decode("utf-8", "backslashreplace")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +44,17 @@ class RedisConnection:
     #: connections per client; callers beyond it wait for a free one instead of failing
     max_connections = 128
 
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(self, url: str, *, socket_timeout: float | None = 10.0, connect_timeout: float | None = 5.0,
+                 **options: Any) -> None:
         self.url = url
-        # No read timeout: BLPOP and XREADGROUP BLOCK wait on the server side for as long as asked;
-        # dead peers are found by keepalive and health checks. A URL query (?socket_timeout=) still wins.
-        self._options = {"health_check_interval": 30, "socket_keepalive": True, "socket_timeout": None,
-                         "socket_connect_timeout": 5, **options}
+        # A read timeout on every command, so that a hung Redis (SIGSTOPped, or a partition without a reset,
+        # which keepalive does not notice for minutes) fails the call instead of blocking it forever. Blocking
+        # commands wait in slices shorter than it (wait_slice), so it never cuts a BLPOP or an XREADGROUP
+        # BLOCK. 0/None = no limit; a URL query (?socket_timeout=, ?socket_connect_timeout=) still wins.
+        self._options = {"health_check_interval": 30, "socket_keepalive": True,
+                         "socket_timeout": socket_timeout or None, "socket_connect_timeout": connect_timeout or None,
+                         **options}
+        self._slice: float | None = -1.0  # unknown until first asked
         self._sync: redis.Redis | None = None
         #: the RedisStorage built on this connection, if any: producer-side control ops (purge, dead-letter
         #: requeue) that are given no storage keep its records in step through it
@@ -133,14 +138,44 @@ class RedisConnection:
             await client.script_load(LUA)
             return await direct.execute(cmd, retry_stale=True)
 
+    @property
+    def wait_slice(self) -> float | None:
+        """The longest a blocking command may wait on the server (half the read timeout, None without one):
+        its reply then always comes within the read timeout, so a long wait is never mistaken for a hung
+        Redis, and a hung one is still noticed within the read timeout of the slice under way."""
+        if self._slice is not None and self._slice < 0:
+            timeout = self.sync.connection_pool.connection_kwargs.get("socket_timeout")
+            self._slice = max(float(timeout) / 2, 0.01) if timeout else None
+        return self._slice
+
+    def _slices(self, timeout: float) -> Iterator[float]:
+        """The server-side timeouts of the BLPOPs that together wait ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            step = min(left, self.wait_slice or left)
+            yield max(step, 0.001)  # BLPOP 0 would wait forever
+            if step >= left:
+                return
+
     def blpop_direct(self, key: str, timeout: float) -> Any:
-        """BLPOP one key for up to ``timeout`` seconds: ``[key, value]`` or None."""
+        """BLPOP one key for up to ``timeout`` seconds (in slices, see :attr:`wait_slice`): ``[key, value]``
+        or None."""
         if self._sync_direct is None:
             self._sync_direct = SyncDirect(self.sync.connection_pool)
-        return self._sync_direct.execute(("BLPOP", key, f"{max(timeout, 0.001):.3f}"))  # 0 = forever
+        for step in self._slices(timeout):
+            res = self._sync_direct.execute(("BLPOP", key, f"{step:.3f}"))
+            if res is not None:
+                return res
+        return None
 
     async def ablpop_direct(self, key: str, timeout: float) -> Any:
-        return await self._direct(self.aio).execute(("BLPOP", key, f"{max(timeout, 0.001):.3f}"), retry_stale=True)
+        direct = self._direct(self.aio)
+        for step in self._slices(timeout):
+            res = await direct.execute(("BLPOP", key, f"{step:.3f}"), retry_stale=True)
+            if res is not None:
+                return res
+        return None
 
     def call(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
         client = self.sync
@@ -424,6 +459,7 @@ class RedisBroker(RedisControl, Broker):
         return out, again
 
     async def _block(self, count: int, block: float, rec: bool) -> list[tuple[str, list[Any]]]:
+        block = min(block, self.conn.wait_slice or block)  # within the read timeout (see RedisConnection)
         if self._due:  # never sleep past the next due delayed envelope: the fetch op promotes it
             block = min(block, (self._due - time.time() * 1000) / 1000)
             if block <= 0:

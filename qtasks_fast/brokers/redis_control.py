@@ -18,6 +18,7 @@ import redis
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import DeadLetter
+from qtasks_fast.brokers._local import task_name_of, text
 from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 from qtasks_fast.faults import describe, full, transient
 from qtasks_fast.log import get_logger
@@ -48,6 +49,11 @@ def cancel_channel(app: str) -> str:
 
 
 def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
+    if isinstance(exc, (redis.TimeoutError, TimeoutError)):  # connected, or connecting, but no answer in time
+        return BrokerUnavailable(
+            f"Redis at {redact(url)} did not answer in time ({exc}): is it hung, stopped or overloaded? "
+            "Retry later; raise config.socket_timeout / connect_timeout (QTASKS_SOCKET_TIMEOUT, "
+            "QTASKS_CONNECT_TIMEOUT) only if it is merely slow")
     return BrokerUnavailable(
         f"cannot reach Redis at {redact(url)}: {exc}. Is redis-server running, and is the URL right "
         "(--broker / QTASKS_BROKER_URL)?"
@@ -92,15 +98,20 @@ def memory_report(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dead_letter(queue: str, msg_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    """A dead letter as listed: every field of the entry may be anything its producer wrote (a dead letter
+    is often the very message that was malformed), so none may stop the listing: bytes that are not
+    UTF-8 are shown escaped (``\\xff``), numbers that are not numbers as 0."""
     body = fields.get(b"d", b"")
+    return DeadLetter(id=text(msg_id), uuid=text(fields.get(b"u", b"")), queue=queue,
+                      reason=text(fields.get(b"reason", b"")), at=_number(fields.get(b"at")) / 1000,
+                      priority=int(_number(fields.get(b"prio"))), task_name=task_name_of(body), body=body)
+
+
+def _number(raw: bytes | None) -> float:
     try:
-        name: str | None = _env_decode(body).task_name
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        name = None
-    return DeadLetter(id=msg_id.decode(), uuid=fields.get(b"u", b"").decode(), queue=queue,
-                      reason=fields.get(b"reason", b"").decode(errors="replace"),
-                      at=int(fields.get(b"at", b"0")) / 1000, priority=int(fields.get(b"prio", b"0")),
-                      task_name=name, body=body)
+        return float(raw or 0)
+    except ValueError:
+        return 0.0
 
 
 class RedisControl:
@@ -189,7 +200,8 @@ class RedisControl:
                     log.info("cancel requests: subscribed again to %s", channel)
                 backoff = 0.1
                 while True:
-                    message = await _until_closed(pubsub.get_message(timeout=None), closing)
+                    # a wait shorter than the read timeout (a quiet channel is not a hung Redis); None = no message
+                    message = await _until_closed(pubsub.get_message(timeout=self.conn.wait_slice), closing)
                     if closing.is_set():
                         return
                     if not message or message.get("type") != "message":

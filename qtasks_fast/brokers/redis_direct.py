@@ -27,8 +27,15 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: failures after which a command is sent again once on a fresh connection when the one it used had been
-#: connected before (Redis restarted, or closed an idle connection): the command never reached a live server
+#: connected before (Redis restarted, or closed an idle connection): the command never reached a live server.
+#: A read timeout is not one of them (see :func:`stale`): the server may have run the command and be slow
+#: or hung; sending an enqueue again could run the task twice, and would only double a hung call's wait.
 STALE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def stale(exc: BaseException) -> bool:
+    """True when ``exc`` (one of :data:`STALE`) says the connection was dead, not that the server was slow."""
+    return not isinstance(exc, (RedisTimeoutError, TimeoutError))
 
 
 class DirectConnections:
@@ -54,9 +61,9 @@ class DirectConnections:
                 except ResponseError:  # an error reply: the connection itself is fine
                     self.free.append(conn)
                     raise
-                except STALE:
+                except STALE as exc:
                     await conn.disconnect()
-                    if retry_stale and was_connected:
+                    if retry_stale and was_connected and stale(exc):
                         retry_stale = False
                         continue
                     raise
@@ -125,9 +132,9 @@ class SyncDirect:
             except ResponseError:
                 self.free.append(conn)
                 raise
-            except STALE:
+            except STALE as exc:
                 conn.disconnect()
-                if retry_stale and was_connected:
+                if retry_stale and was_connected and stale(exc):
                     retry_stale = False
                     continue
                 raise

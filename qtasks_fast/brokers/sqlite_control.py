@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome
-from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of
+from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of, text
 from qtasks_fast.brokers.sqlite_db import SqliteConnection, cancel_records, now_ms
 
 if TYPE_CHECKING:
@@ -166,10 +166,13 @@ class SqliteControl(LocalBroker):
 
     # ------------------------------------------------------------ dead letters
     async def dead_letters(self, queue: str, count: int = 100) -> list[DeadLetter]:
-        rows = self.conn.read("SELECT id, uuid, body, reason, at, prio FROM dead_letters WHERE app = ? AND queue = ?"
-                              " ORDER BY id DESC LIMIT ?", (self.app_name, queue, count))
-        return [DeadLetter(id=str(r[0]), uuid=r[1], queue=queue, reason=r[3], at=r[4] / 1000, priority=r[5],
-                           task_name=task_name_of(r[2]), body=r[2]) for r in rows]
+        # text columns read as bytes: one that holds bytes that are not UTF-8 (written by another tool)
+        # would make sqlite3 fail the whole listing; text() shows them escaped instead
+        rows = self.conn.read("SELECT id, CAST(uuid AS BLOB), CAST(body AS BLOB), CAST(reason AS BLOB), at, prio"
+                              " FROM dead_letters WHERE app = ? AND queue = ? ORDER BY id DESC LIMIT ?",
+                              (self.app_name, queue, count))
+        return [DeadLetter(id=str(r[0]), uuid=text(r[1]), queue=queue, reason=text(r[3]), at=(r[4] or 0) / 1000,
+                           priority=r[5] or 0, task_name=task_name_of(r[2] or b""), body=r[2] or b"") for r in rows]
 
     def _dead_rows(self, db: sqlite3.Connection, queue: str, ids: Sequence[str] | None) -> list[Any]:
         sql = "SELECT id, prio, uuid, body FROM dead_letters WHERE app = ? AND queue = ?"

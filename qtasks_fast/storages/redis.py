@@ -7,15 +7,16 @@ tasks pay nothing for it.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.redis import RedisConnection, outage, queue_prefix, unreachable
+from qtasks_fast.brokers.redis import RedisConnection, outage, queue_prefix
 from qtasks_fast.schemas import Envelope, Task, task_from_envelope
 from qtasks_fast.url import redact
 
@@ -79,6 +80,16 @@ class RedisStorage(Storage):
     def __repr__(self) -> str:
         return f"RedisStorage({redact(self.url)!r}, app={self.app_name!r})"
 
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A caller's reads raise ``BrokerUnavailable`` (naming the redacted URL and what to do) when Redis
+        cannot be reached or does not answer within the read timeout (``BrokerFull`` when a 'watch' meets a
+        Redis at maxmemory), not redis-py's own errors."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+
     def _key(self, queue: str, uuid: str) -> str:
         return f"{queue_prefix(self.app_name, queue)}:t:{uuid}"
 
@@ -87,18 +98,14 @@ class RedisStorage(Storage):
     async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
         pipe = self.conn.aio.pipeline(transaction=False)
         self._create_cmds(pipe, envelopes, wait)
-        try:
+        with self._reachable():  # BrokerFull at maxmemory
             await pipe.execute()
-        except redis.RedisError as exc:  # BrokerFull at maxmemory
-            raise outage(self.url, exc) from exc
 
     def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
         pipe = self.conn.sync.pipeline(transaction=False)
         self._create_cmds(pipe, envelopes, wait)
-        try:
+        with self._reachable():
             pipe.execute()
-        except redis.RedisError as exc:
-            raise outage(self.url, exc) from exc
 
     def _create_cmds(self, pipe: Any, envelopes: Sequence[Envelope], wait: bool) -> None:
         now = int(time.time() * 1000)
@@ -129,23 +136,19 @@ class RedisStorage(Storage):
     # ------------------------------------------------------------------ reads
     # The Lua ops 'get' and 'watch' find a task whether it is queued, running or final.
     async def _lookup(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        try:
+        with self._reachable():
             for q in queues:
                 res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
                 if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
                     return task, q
-        except redis.RedisError as exc:  # 'watch' adds to a set: BrokerFull at maxmemory
-            raise outage(self.url, exc) from exc
         return None
 
     def _lookup_sync(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        try:
+        with self._reachable():
             for q in queues:
                 res = self.conn.call(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
                 if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
                     return task, q
-        except redis.RedisError as exc:
-            raise outage(self.url, exc) from exc
         return None
 
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
@@ -169,7 +172,8 @@ class RedisStorage(Storage):
                 task, queue = found
             if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                res: Any = await self.conn.ablpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
+                with self._reachable():
+                    res: Any = await self.conn.ablpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
                 task = (parse_reply(res[1], queue) if res else None) or await self.get(uuid, [queue])
             if task is not None and task.status == "error" and task.retry_child_uuid and \
                     time.monotonic() < deadline:
@@ -188,7 +192,8 @@ class RedisStorage(Storage):
                 task, queue = found
             if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                res: Any = self.conn.blpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
+                with self._reachable():
+                    res: Any = self.conn.blpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
                 task = (parse_reply(res[1], queue) if res else None) or self.get_sync(uuid, [queue])
             if task is not None and task.status == "error" and task.retry_child_uuid and \
                     time.monotonic() < deadline:
@@ -211,14 +216,13 @@ class RedisStorage(Storage):
         await pipe.execute()
 
     async def get_logs(self, uuid: str, queue: str) -> list[str]:
-        raw: Any = await self.conn.aio.lrange(self._logs_key(queue, uuid), 0, -1)
+        with self._reachable():
+            raw: Any = await self.conn.aio.lrange(self._logs_key(queue, uuid), 0, -1)
         return [b.decode("utf-8", "replace") for b in raw]
 
     def get_logs_sync(self, uuid: str, queue: str) -> list[str]:
-        try:
+        with self._reachable():
             raw: Any = self.conn.sync.lrange(self._logs_key(queue, uuid), 0, -1)
-        except redis.ConnectionError as exc:
-            raise unreachable(self.url, exc) from exc
         return [b.decode("utf-8", "replace") for b in raw]
 
     def _reply_key(self, queue: str, uuid: str) -> str:
