@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from qtasks_fast.log import get_logger
+from qtasks_fast.worker.startup import ConsumerNameLost
 
 if TYPE_CHECKING:
     from qtasks_fast.worker.worker import Worker
@@ -29,6 +30,8 @@ async def lease_loop(w: Worker) -> None:
         await asyncio.sleep(interval)
         running = list(w.inflight)
         try:
+            if w.name_lease is not None:
+                await w.name_lease.renew()  # ConsumerNameLost ends the worker: its tasks now belong to another
             if running:
                 await w.broker.renew(running)
             if w.limiter is not None and w.limiter.held:
@@ -36,7 +39,7 @@ async def lease_loop(w: Worker) -> None:
             if time.monotonic() >= next_trim and hasattr(w.broker, "trim_indexes"):
                 next_trim = time.monotonic() + TRIM_EVERY
                 await w.broker.trim_indexes()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConsumerNameLost):
             raise
         except Exception as exc:  # noqa: BLE001 - a missed beat is survivable; the next one retries
             log.warning("lease renewal failed for %d deliveries: %s", len(running), exc)

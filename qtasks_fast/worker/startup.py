@@ -1,0 +1,195 @@
+"""A worker's start-up: wait out broker outages, then hold its consumer name exclusively.
+
+Why wait instead of exiting: a worker that exits when the broker is down at start
+turns an outage into a crash loop (the supervisor restarts it again and again while
+Redis is restarting, loading or at ``maxmemory``). So start-up retries with capped
+backoff (:class:`~qtasks_fast.faults.Outage`: one line when the outage starts, one
+when it ends) while the failure is one that time can fix, and stops at once on
+SIGTERM. Only what no retry can fix (a wrong password, an ACL without the needed
+commands, an app that cannot load, :class:`ConfigError`) ends the process, with a
+:func:`permanent` exit the supervisor does not retry.
+
+Why a name lease: the consumer name ``<worker-id>-<slot>`` is what lets a restarted
+worker take over its predecessor's unfinished messages at once. If a process of an
+earlier pool still runs under that name (its supervisor was SIGKILLed and it is
+still draining, or another host was started with the same ``--worker-id``), both
+would run the same messages. So each worker holds a renewable lease on its name
+through the broker's fleet-wide semaphore (:meth:`Broker.acquire` with limit 1,
+renewed by the lease keeper, released at exit); a worker whose name is held by
+another live owner waits, logging once who holds it, until the holder releases
+it or the lease runs out. A restarted worker of the same supervisor shares its
+owner token, so it takes the name over at once, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
+
+import redis
+
+from qtasks_fast import faults
+from qtasks_fast.abc.broker import NotSupported
+from qtasks_fast.exceptions import QTasksError
+from qtasks_fast.log import get_logger
+
+if TYPE_CHECKING:
+    from qtasks_fast.abc.broker import Broker
+    from qtasks_fast.worker.worker import Worker
+
+log = get_logger("worker")
+T = TypeVar("T")
+#: the semaphore "queue" the consumer-name leases live in (one per app, whatever queues a worker serves)
+NAMES_QUEUE = "_consumers"
+#: longest wait between two looks at a consumer name held by another owner
+NAME_POLL = 1.0
+
+
+class ConfigError(QTasksError):
+    """The app or its configuration cannot work as given; no restart can fix it (the message says what to change)."""
+
+
+class ConsumerNameLost(QTasksError):
+    """Another owner took this worker's consumer name while its lease could not be renewed."""
+
+
+def new_owner() -> str:
+    """An owner token that names its holder: ``host:pid:nonce`` (the nonce tells a reused pid apart)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def permanent(exc: BaseException) -> bool:
+    """True when no retry can fix ``exc``: a wrong password or missing ACL permission, an app that cannot
+    load, a :class:`ConfigError`. Checked before :func:`faults.transient` (redis-py's auth errors are
+    connection errors by type); the cause chain counts (``BrokerUnavailable`` wraps the redis error)."""
+    from qtasks_fast.loader import AppLoadError
+
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, (ConfigError, AppLoadError, ImportError, redis.AuthenticationError,
+                             redis.exceptions.NoPermissionError)):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+async def until_stopped(stop: asyncio.Event, aw: Awaitable[T]) -> tuple[bool, T | None]:
+    """``(True, result of aw)``, or ``(False, None)`` when ``stop`` is set first (``aw`` is cancelled)."""
+    job = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if job.done():
+        return True, job.result()
+    job.cancel()
+    await asyncio.wait({job})
+    return False, None
+
+
+async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds``; False when ``stop`` is set meanwhile."""
+    done, _ = await until_stopped(stop, asyncio.sleep(seconds))
+    return done
+
+
+async def start_broker(w: Worker, stop: asyncio.Event) -> bool:
+    """``broker.start`` until it succeeds, waiting out outages; False when ``stop`` is set first.
+
+    A permanent failure, or one that is not known to be transient (a bug), is raised.
+    """
+    outage = faults.Outage(log, f"worker {w.worker_id} cannot start: the broker is not available")
+    while True:
+        try:
+            done, _ = await until_stopped(stop, w.broker.start(w.consumer, w.worker_id, w.queues, w.storage))
+        except Exception as exc:
+            if permanent(exc) or not faults.transient(exc):
+                raise
+            if not await sleep_unless_stopped(stop, outage.failed(exc)):
+                return False
+            continue
+        outage.ok()
+        return done
+
+
+class NameLease:
+    """This worker's exclusive, renewable hold on its consumer name (see the module docstring)."""
+
+    def __init__(self, broker: Broker, consumer: str, owner: str, ttl: float) -> None:
+        self.broker, self.consumer, self.owner, self.ttl = broker, consumer, owner, ttl
+        self.key = f"consumer:{consumer}"
+        #: False when the broker has no semaphore (a custom broker): the name is then not guarded
+        self.held = False
+
+    async def acquire(self, stop: asyncio.Event) -> bool:
+        """Take the name, waiting while another owner holds it; False when ``stop`` is set first."""
+        outage = faults.Outage(log, f"worker {self.consumer} cannot take its consumer name: the broker is not "
+                                    "available")
+        waiting_for = ""
+        while True:
+            try:
+                got = await self.broker.acquire(self.key, NAMES_QUEUE, 1, self.owner, self.ttl)
+            except NotSupported:
+                log.debug("broker %s has no semaphore: consumer name %s is not guarded against a second owner",
+                          type(self.broker).__name__, self.consumer)
+                return True
+            except Exception as exc:
+                if permanent(exc) or not faults.transient(exc):
+                    raise
+                if not await sleep_unless_stopped(stop, outage.failed(exc)):
+                    return False
+                continue
+            outage.ok()
+            if got:
+                self.held = True
+                if waiting_for:
+                    log.info("worker %s: consumer name released by %s; starting", self.consumer, waiting_for)
+                return True
+            holder = await self.holder()
+            if holder != waiting_for:
+                waiting_for = holder
+                log.warning("worker %s: its consumer name is held by %s (a process of an earlier pool still "
+                            "draining, or another pool started with the same --worker-id); waiting until it is "
+                            "released or its %.0fs lease runs out, so that no task runs twice", self.consumer,
+                            holder, self.ttl)
+            if not await sleep_unless_stopped(stop, min(NAME_POLL, self.ttl / 3)):
+                return False
+
+    async def holder(self) -> str:
+        """Who holds the name, as its owner token (``host:pid:nonce``), for the log."""
+        try:
+            owners = await self.broker.slot_holders(self.key, NAMES_QUEUE)
+        except Exception:  # noqa: BLE001 - only for the log line
+            owners = []
+        others = [o for o in owners if o != self.owner]
+        return f"owner {others[0]}" if others else "another owner"
+
+    async def renew(self) -> None:
+        """Extend the lease (the lease keeper calls this); raise :class:`ConsumerNameLost` when another owner
+        took the name meanwhile. Outages propagate: the next beat tries again."""
+        if not self.held:
+            return
+        if not await self.broker.acquire(self.key, NAMES_QUEUE, 1, self.owner, self.ttl):
+            self.held = False
+            raise ConsumerNameLost(
+                f"worker {self.consumer}: its consumer name was taken by {await self.holder()} while this worker "
+                f"could not renew it for {self.ttl:.0f}s (frozen or cut off from the broker); exiting so that its "
+                "tasks do not run twice")
+
+    async def release(self) -> None:
+        """Give the name back at exit (best effort: otherwise it frees itself after ``ttl``)."""
+        if not self.held:
+            return
+        self.held = False
+        try:
+            await self.broker.release_slot(self.key, NAMES_QUEUE, self.owner)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("worker %s: could not release its consumer name (%s); it frees itself within %.0fs",
+                        self.consumer, faults.describe(exc), self.ttl)
