@@ -111,8 +111,9 @@ class Supervisor:
         self.started[slot] = time.monotonic()
         if self.pin_cpus:
             self._pin(pid, slot)
-        (log.debug if self.failures.get(slot) else log.info)("started worker %s-%d (pid %d)", self.worker_id,
-                                                             slot, pid)
+        # in a crash loop only the first restart is worth a line (the pid of each restart is a debug line)
+        (log.debug if self.failures.get(slot, 0) > 1 else log.info)("started worker %s-%d (pid %d)",
+                                                                    self.worker_id, slot, pid)
 
     @staticmethod
     def _pin(pid: int, slot: int) -> None:
@@ -210,9 +211,9 @@ class Supervisor:
         cap = MAX_BACKOFF_TRANSIENT if code == EXIT_TRANSIENT else MAX_BACKOFF
         delay = min(FIRST_BACKOFF * 2 ** (n - 1), cap)
         if n == 1:
+            why = "" if code < 0 else " — its log lines above say why it died"
             log.error("worker %s-%d (pid %d) %s %.1fs after starting; restarting it with backoff (up to %.0fs) "
-                      "until it stays up — its log lines above say why it died", self.worker_id, slot, pid, how,
-                      lived, cap)
+                      "until it stays up%s", self.worker_id, slot, pid, how, lived, cap, why)
         else:
             log.debug("worker %s-%d (pid %d) %s again (%d in a row); restarting in %.2fs", self.worker_id, slot,
                       pid, how, n, delay)
@@ -264,11 +265,12 @@ class Supervisor:
 
 
 def describe_exit(code: int) -> str:
-    """How a worker ended, for the log: its exit code's meaning, or the signal that killed it."""
+    """How a worker ended, for the log: its exit code and what it means (the signal that killed it)."""
     if code < 0:
         try:
-            return f"was killed by {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
         except ValueError:
-            return f"was killed by signal {-code}"
-    meaning = {EXIT_CRASHED: "crashed", EXIT_TRANSIENT: "stopped on a broker outage"}.get(code, "exited")
-    return f"{meaning} (exit code {code})"
+            name = f"signal {-code}"
+        return f"exited with code {code} (killed by {name})"
+    meaning = {EXIT_CRASHED: " (crashed)", EXIT_TRANSIENT: " (stopped on a broker outage)"}.get(code, "")
+    return f"exited with code {code}{meaning}"
