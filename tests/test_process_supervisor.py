@@ -76,6 +76,35 @@ def test_sigterm_while_the_pool_waits_for_redis_stops_it_at_once(harness, privat
     assert proc.wait(20) == 0, harness.log(proc)
 
 
+def test_a_worker_restarted_while_redis_is_down_waits_for_it(harness, private_redis) -> None:
+    url = private_redis.url
+    proc = harness.start(url, processes=2, worker_id="R")
+    harness.wait_ready(proc)
+    private_redis.stop()
+    harness.children(proc)[0].kill()
+    harness.wait_log(proc, "cannot start: the broker is not available")  # the replacement waits, alive
+    assert proc.poll() is None
+    private_redis.start()
+    harness.wait_log(proc, " serving queues ", 3, timeout=40)
+    m = harness.producer(url)
+    assert m.add.add_task(2, 3, timeout=20).returning == 5
+    assert proc.poll() is None and len(harness.children(proc)) == 2
+    assert "giving up" not in harness.log(proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(40) == 0
+
+
+def test_sigterm_while_a_worker_waits_for_redis_stops_the_pool_cleanly(harness, private_redis) -> None:
+    proc = harness.start(private_redis.url, processes=2, worker_id="T")
+    harness.wait_ready(proc)
+    private_redis.stop()
+    harness.children(proc)[0].kill()
+    harness.wait_log(proc, "cannot start: the broker is not available")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, harness.log(proc)
+    assert "stopped before it started serving" in harness.log(proc)
+
+
 def test_a_wrong_redis_password_stops_the_pool_with_one_line(harness, private_redis_auth) -> None:
     url = private_redis_auth.auth_url().replace("s3cr3t", "wrong")
     proc = harness.start(url, processes=1, worker_id="A")
