@@ -95,23 +95,26 @@ def test_a_consumer_name_has_one_owner_at_a_time(kind: str, tmp_path: Path, redi
     async def main() -> None:
         broker = app.broker
         stop = asyncio.Event()
-        first = NameLease(broker, "W-0", "hostA:101:aa", 30)
+        first = NameLease(broker, "W-0", "hostA:101:aa", 30, ["default", "b"])
         assert await first.acquire(stop)
-        second = NameLease(broker, "W-0", "hostB:202:bb", 30)
+        second = NameLease(broker, "W-0", "hostB:202:bb", 30, ["b"])
         waiting = asyncio.create_task(second.acquire(stop))
-        while not any("held by owner hostA:101:aa" in m for m in lines):
+        while not any("held by owner hostA:101:aa on queue 'b'" in m for m in lines):
             assert not waiting.done(), "the second owner took a name that is held"
             await asyncio.sleep(0.02)
         await first.renew()  # the holder keeps it
         assert not waiting.done()
         await first.release()
-        assert await asyncio.wait_for(waiting, 10) and second.held
+        assert await asyncio.wait_for(waiting, 10) and second.held == ["b"]
         # a restarted worker of the same supervisor shares its owner token: it takes the name at once
-        assert await asyncio.wait_for(NameLease(broker, "W-0", "hostB:202:bb", 30).acquire(stop), 5)
-        other = NameLease(broker, "W-1", "hostA:101:aa", 30)  # names are independent of each other
+        assert await asyncio.wait_for(NameLease(broker, "W-0", "hostB:202:bb", 30, ["b"]).acquire(stop), 5)
+        other = NameLease(broker, "W-1", "hostA:101:aa", 30, ["b"])  # names are independent of each other
         assert await asyncio.wait_for(other.acquire(stop), 5)
-        await second.release()
-        await other.release()
+        # a pool with the same worker id on other queues reads other streams: it does not wait
+        elsewhere = NameLease(broker, "W-0", "hostC:303:cc", 30, ["c"])
+        assert await asyncio.wait_for(elsewhere.acquire(stop), 5)
+        for lease in (second, other, elsewhere):
+            await lease.release()
         await broker.close()
 
     asyncio.run(main())
@@ -120,7 +123,7 @@ def test_a_consumer_name_has_one_owner_at_a_time(kind: str, tmp_path: Path, redi
 
 
 def test_a_worker_whose_name_is_taken_over_exits_instead_of_running_its_tasks_twice() -> None:
-    from qtasks_fast.worker.startup import NAMES_QUEUE, ConsumerNameLost
+    from qtasks_fast.worker.startup import ConsumerNameLost
     from qtasks_fast.worker.worker import Worker
 
     app = QueueTasks("taken", broker_url="memory://", config=GlobalConfig(lease_seconds=0.3))
@@ -129,12 +132,12 @@ def test_a_worker_whose_name_is_taken_over_exits_instead_of_running_its_tasks_tw
         stop = asyncio.Event()
         w = Worker(app, worker_id="v", block_seconds=0.1)
         run = asyncio.create_task(w.run(stop))
-        while w.name_lease is None or not w.name_lease.held:
+        while w.name_lease is None or w.name_lease.held != ["default"]:
             assert not run.done()
             await asyncio.sleep(0.01)
         # what a frozen worker comes back to: its lease ran out and another owner took the name
-        await w.broker.release_slot(w.name_lease.key, NAMES_QUEUE, w.owner)
-        assert await w.broker.acquire(w.name_lease.key, NAMES_QUEUE, 1, "thief:1:x", 30)
+        await w.broker.release_slot(w.name_lease.key, "default", w.owner)
+        assert await w.broker.acquire(w.name_lease.key, "default", 1, "thief:1:x", 30)
         with pytest.raises(ConsumerNameLost, match="taken by owner thief:1:x"):
             await asyncio.wait_for(run, 10)
 

@@ -27,7 +27,7 @@ import asyncio
 import os
 import secrets
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import redis
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
 log = get_logger("worker")
 T = TypeVar("T")
-#: the semaphore "queue" the consumer-name leases live in (one per app, whatever queues a worker serves)
-NAMES_QUEUE = "_consumers"
 #: longest wait between two looks at a consumer name held by another owner
 NAME_POLL = 1.0
 
@@ -120,52 +118,62 @@ async def start_broker(w: Worker, stop: asyncio.Event) -> bool:
 
 
 class NameLease:
-    """This worker's exclusive, renewable hold on its consumer name (see the module docstring)."""
+    """This worker's exclusive, renewable hold on its consumer name (see the module docstring).
 
-    def __init__(self, broker: Broker, consumer: str, owner: str, ttl: float) -> None:
+    The name is leased per served queue (the semaphore of ``queue``): a name matters only on the
+    streams it reads, so two pools with the same ``--worker-id`` on different queues do not wait for
+    each other. Queues are taken in sorted order, so two pools sharing several never deadlock.
+    """
+
+    def __init__(self, broker: Broker, consumer: str, owner: str, ttl: float, queues: Sequence[str]) -> None:
         self.broker, self.consumer, self.owner, self.ttl = broker, consumer, owner, ttl
+        self.queues = sorted(set(queues))
         self.key = f"consumer:{consumer}"
-        #: False when the broker has no semaphore (a custom broker): the name is then not guarded
-        self.held = False
+        #: the queues whose lease this worker holds (none when the broker has no semaphore: a custom
+        #: broker; the name is then not guarded)
+        self.held: list[str] = []
 
     async def acquire(self, stop: asyncio.Event) -> bool:
-        """Take the name, waiting while another owner holds it; False when ``stop`` is set first."""
+        """Take the name on every served queue, waiting while another owner holds it; False when ``stop``
+        is set first."""
         outage = faults.Outage(log, f"worker {self.consumer} cannot take its consumer name: the broker is not "
                                     "available")
         waiting_for = ""
-        while True:
-            try:
-                got = await self.broker.acquire(self.key, NAMES_QUEUE, 1, self.owner, self.ttl)
-            except NotSupported:
-                log.debug("broker %s has no semaphore: consumer name %s is not guarded against a second owner",
-                          type(self.broker).__name__, self.consumer)
-                return True
-            except Exception as exc:
-                if permanent(exc) or not faults.transient(exc):
-                    raise
-                if not await sleep_unless_stopped(stop, outage.failed(exc)):
+        for queue in self.queues:
+            while True:
+                try:
+                    got = await self.broker.acquire(self.key, queue, 1, self.owner, self.ttl)
+                except NotSupported:
+                    log.debug("broker %s has no semaphore: consumer name %s is not guarded against a second "
+                              "owner", type(self.broker).__name__, self.consumer)
+                    return True
+                except Exception as exc:
+                    if permanent(exc) or not faults.transient(exc):
+                        raise
+                    if not await sleep_unless_stopped(stop, outage.failed(exc)):
+                        return False
+                    continue
+                outage.ok()
+                if got:
+                    self.held.append(queue)
+                    break
+                holder = await self.holder(queue)
+                if holder != waiting_for:
+                    waiting_for = holder
+                    log.warning("worker %s: its consumer name is held by %s on queue %r (a process of an earlier "
+                                "pool still draining, or another pool started with the same --worker-id); waiting "
+                                "until it is released or its %.0fs lease runs out, so that no task runs twice",
+                                self.consumer, holder, queue, self.ttl)
+                if not await sleep_unless_stopped(stop, min(NAME_POLL, self.ttl / 3)):
                     return False
-                continue
-            outage.ok()
-            if got:
-                self.held = True
-                if waiting_for:
-                    log.info("worker %s: consumer name released by %s; starting", self.consumer, waiting_for)
-                return True
-            holder = await self.holder()
-            if holder != waiting_for:
-                waiting_for = holder
-                log.warning("worker %s: its consumer name is held by %s (a process of an earlier pool still "
-                            "draining, or another pool started with the same --worker-id); waiting until it is "
-                            "released or its %.0fs lease runs out, so that no task runs twice", self.consumer,
-                            holder, self.ttl)
-            if not await sleep_unless_stopped(stop, min(NAME_POLL, self.ttl / 3)):
-                return False
+        if waiting_for:
+            log.info("worker %s: consumer name released by %s; starting", self.consumer, waiting_for)
+        return True
 
-    async def holder(self) -> str:
+    async def holder(self, queue: str) -> str:
         """Who holds the name, as its owner token (``host:pid:nonce``), for the log."""
         try:
-            owners = await self.broker.slot_holders(self.key, NAMES_QUEUE)
+            owners = await self.broker.slot_holders(self.key, queue)
         except Exception:  # noqa: BLE001 - only for the log line
             owners = []
         others = [o for o in owners if o != self.owner]
@@ -174,22 +182,21 @@ class NameLease:
     async def renew(self) -> None:
         """Extend the lease (the lease keeper calls this); raise :class:`ConsumerNameLost` when another owner
         took the name meanwhile. Outages propagate: the next beat tries again."""
-        if not self.held:
-            return
-        if not await self.broker.acquire(self.key, NAMES_QUEUE, 1, self.owner, self.ttl):
-            self.held = False
-            raise ConsumerNameLost(
-                f"worker {self.consumer}: its consumer name was taken by {await self.holder()} while this worker "
-                f"could not renew it for {self.ttl:.0f}s (frozen or cut off from the broker); exiting so that its "
-                "tasks do not run twice")
+        for queue in self.held:
+            if not await self.broker.acquire(self.key, queue, 1, self.owner, self.ttl):
+                self.held.remove(queue)
+                raise ConsumerNameLost(
+                    f"worker {self.consumer}: its consumer name on queue {queue!r} was taken by "
+                    f"{await self.holder(queue)} while this worker could not renew it for {self.ttl:.0f}s (frozen "
+                    "or cut off from the broker); exiting so that its tasks do not run twice")
 
     async def release(self) -> None:
         """Give the name back at exit (best effort: otherwise it frees itself after ``ttl``)."""
-        if not self.held:
-            return
-        self.held = False
-        try:
-            await self.broker.release_slot(self.key, NAMES_QUEUE, self.owner)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("worker %s: could not release its consumer name (%s); it frees itself within %.0fs",
-                        self.consumer, faults.describe(exc), self.ttl)
+        held, self.held = self.held, []
+        for queue in held:
+            try:
+                await self.broker.release_slot(self.key, queue, self.owner)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("worker %s: could not release its consumer name (%s); it frees itself within %.0fs",
+                            self.consumer, faults.describe(exc), self.ttl)
+                return

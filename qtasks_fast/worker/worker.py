@@ -244,7 +244,7 @@ class Worker:
 
     async def start_up(self, stop: asyncio.Event) -> bool:
         """Start the broker (waiting out outages), then take the consumer name; False when ``stop`` came first."""
-        lease = NameLease(self.broker, self.consumer, self.owner, self.broker.lease_seconds)
+        lease = NameLease(self.broker, self.consumer, self.owner, self.broker.lease_seconds, self.queues)
         if await start_broker(self, stop) and await lease.acquire(stop):
             self.name_lease = lease
             return True
