@@ -5,17 +5,20 @@ turns an outage into a crash loop (the supervisor restarts it again and again wh
 Redis is restarting, loading or at ``maxmemory``). So start-up retries with capped
 backoff (:class:`~qtasks_fast.faults.Outage`: one line when the outage starts, one
 when it ends) while the failure is one that time can fix, and stops at once on
-SIGTERM. Only what no retry can fix (a wrong password, an ACL without the needed
-commands, an app that cannot load, :class:`ConfigError`) ends the process, with a
-:func:`permanent` exit the supervisor does not retry.
+SIGTERM. Any other failure ends the process: a bug is restarted by the supervisor
+with backoff, and what no retry can fix (:func:`permanent`: a wrong password, an
+ACL without the needed commands, an app that cannot load, :class:`ConfigError`)
+exits with a code that makes the supervisor stop, saying why.
 
 Why a name lease: the consumer name ``<worker-id>-<slot>`` is what lets a restarted
 worker take over its predecessor's unfinished messages at once. If a process of an
 earlier pool still runs under that name (its supervisor was SIGKILLed and it is
 still draining, or another host was started with the same ``--worker-id``), both
 would run the same messages. So each worker holds a renewable lease on its name
-through the broker's fleet-wide semaphore (:meth:`Broker.acquire` with limit 1,
-renewed by the lease keeper, released at exit); a worker whose name is held by
+on each queue it serves, through the broker's fleet-wide semaphore
+(:meth:`Broker.acquire` with limit 1, renewed by the lease keeper, released at
+exit; about one round trip per queue every ``lease_seconds / 3``, none per task);
+a worker whose name is held by
 another live owner waits, logging once who holds it, until the holder releases
 it or the lease runs out. A restarted worker of the same supervisor shares its
 owner token, so it takes the name over at once, as before.
