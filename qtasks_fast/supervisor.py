@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from qtasks_fast.faults import describe
 from qtasks_fast.log import get_logger
-from qtasks_fast.worker.runner import EXIT_CRASHED, EXIT_PERMANENT, EXIT_TRANSIENT, exit_code
+from qtasks_fast.worker.runner import EXIT_CRASHED, EXIT_PERMANENT, EXIT_TRANSIENT, exit_code, run_worker
 from qtasks_fast.worker.startup import new_owner
 
 if TYPE_CHECKING:
@@ -89,8 +89,6 @@ class Supervisor:
                 signal.signal(s, signal.SIG_DFL)
             code = 0
             try:
-                from qtasks_fast.worker.runner import run_worker
-
                 run_worker(self.app, self.worker_id, slot, self.concurrency, self.queues, self.log_level,
                            owner=self.owner, parent=parent)
             except SystemExit as exc:
