@@ -98,6 +98,7 @@ def test_redis_outage_with_a_worker_killed_during_it(harness, private_redis, run
     assert chaos_tally.duplicates <= 2 * CONCURRENCY, chaos_tally.line()
     assert all(s == b"success" for s in harness.statuses(client, uuids))
     assert "giving up" not in log and "stopping the pool" not in log
+    assert chaos_tally.notes["replacement_waited"], "the replacement must have waited for Redis, not crashed"
 
 
 def test_supervisor_killed_and_restarted_with_the_same_worker_id(harness, private_redis, runs_dir: Path,
