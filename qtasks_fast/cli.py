@@ -179,7 +179,7 @@ async def _wait_for_broker(app: object) -> int | None:
     SIGTERM/SIGINT came first; 2 when no retry can help (a wrong password, a broker URL that cannot work)."""
     from qtasks_fast.app import BaseQueueTasks
     from qtasks_fast.faults import Outage, describe, transient
-    from qtasks_fast.worker.startup import permanent, sleep_unless_stopped, until_stopped
+    from qtasks_fast.worker.startup import permanent, refused, sleep_unless_stopped, until_stopped
 
     assert isinstance(app, BaseQueueTasks)
     log = get_logger("cli")
@@ -194,8 +194,12 @@ async def _wait_for_broker(app: object) -> int | None:
                 broker = app.broker
                 done, _ = await until_stopped(stop, broker.ping())
             except Exception as exc:  # noqa: BLE001 - each failure is classified below
+                if refused(exc):
+                    log.error("cannot use the broker: %s — it refuses this client: check the user and password in "
+                              "the broker URL (and the ACL of that user); waiting would not help", exc)
+                    return 2
                 if permanent(exc) or not transient(exc):
-                    log.error("cannot use the broker: %s", exc if permanent(exc) else describe(exc))
+                    log.error("cannot use the broker: %s", describe(exc))
                     return 2
                 if not await sleep_unless_stopped(stop, outage.failed(exc)):
                     return 0

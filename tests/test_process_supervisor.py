@@ -111,6 +111,7 @@ def test_a_wrong_redis_password_stops_the_pool_with_one_line(harness, private_re
     assert proc.wait(30) == 2
     text = harness.log(proc)
     assert "cannot use the broker" in text and "started worker" not in text, text
+    assert "check the user and password in the broker URL" in text and text.count("ERROR") == 1, text
     assert "Pa55w0rd" not in text  # the URL's password is never logged
 
 

@@ -63,21 +63,29 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def permanent(exc: BaseException) -> bool:
-    """True when no retry can fix ``exc``: a wrong password or missing ACL permission, an app that cannot
-    load, a :class:`ConfigError`. Checked before :func:`faults.transient` (redis-py's auth errors are
-    connection errors by type); the cause chain counts (``BrokerUnavailable`` wraps the redis error)."""
-    from qtasks_fast.loader import AppLoadError
-
+def _in_chain(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
             return False
-        if isinstance(seen, (ConfigError, AppLoadError, ImportError, redis.AuthenticationError,
-                             redis.exceptions.NoPermissionError)):
+        if isinstance(seen, types):
             return True
         seen = seen.__cause__
     return False
+
+
+def refused(exc: BaseException) -> bool:
+    """True when the broker refused this client: a wrong user or password, an ACL without the commands."""
+    return _in_chain(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError))
+
+
+def permanent(exc: BaseException) -> bool:
+    """True when no retry can fix ``exc``: the broker refused this client (:func:`refused`), the app cannot
+    load, a :class:`ConfigError`. Checked before :func:`faults.transient` (redis-py's auth errors are
+    connection errors by type); the cause chain counts (``BrokerUnavailable`` wraps the redis error)."""
+    from qtasks_fast.loader import AppLoadError
+
+    return refused(exc) or _in_chain(exc, (ConfigError, AppLoadError, ImportError))
 
 
 async def until_stopped(stop: asyncio.Event, aw: Awaitable[T]) -> tuple[bool, T | None]:
