@@ -8,7 +8,9 @@ command line wins. The broker URL also comes from ``--broker-file PATH``, and
 user of the host). Task control (``inspect``, ``status``, ``cancel``, ``restart``,
 ``dlq``, ``purge``) lives in :mod:`qtasks_fast.cli_control`. Exit codes: 0 ok,
 1 not found (control commands), 2 a usage problem: the app cannot be imported
-or the broker cannot be reached.
+or the broker cannot be used (for ``run``: a wrong password or URL; an outage
+at start is waited out, logged once), 1 for ``run`` when a worker cannot run
+with this app or configuration (the log says why).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -41,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qtasks-fast",
         description="qtasks_fast: a fast QTasks-style task queue. Flags also read QTASKS_<FLAG> from the environment.",
-        epilog="exit codes: 0 ok, 1 not found (status, cancel, restart, dlq --id), 2 usage or broker problem "
-               "(app not importable, broker unreachable or lacking the feature). COMMAND --help explains each flag.",
+        epilog="exit codes: 0 ok, 1 not found (status, cancel, restart, dlq --id) or a worker that cannot run "
+               "(run), 2 usage or broker problem (app not importable, wrong broker URL or password, broker "
+               "unreachable or lacking the feature; run waits for an unreachable broker instead). COMMAND --help "
+               "explains each flag.",
     )
     p.add_argument("-A", "--app", default=_env("APP"),
                    help="the app: 'module', 'module:attr' or 'module.attr' (env QTASKS_APP)")
@@ -165,7 +170,6 @@ def load(args: argparse.Namespace) -> BaseQueueTasks | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from qtasks_fast.exceptions import BrokerUnavailable
     from qtasks_fast.supervisor import Supervisor
 
     setup_logging(args.log_level, f"{args.worker_id}-supervisor")
@@ -173,30 +177,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     app = load(args)
     if app is None:
         return 2
-    try:
-        asyncio.run(_check_broker(app))
-    except BrokerUnavailable as exc:
-        log.error("%s", exc)
-        return 2
     if args.processes < 1:
         log.error("--processes must be at least 1")
         return 2
+    code = asyncio.run(_wait_for_broker(app))
+    if code is not None:
+        return code
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     sup = Supervisor(app, args.processes, args.worker_id, args.concurrency, queues, args.pin_cpus, args.log_level,
                      scheduler=args.scheduler)
     return sup.run()
 
 
-async def _check_broker(app: object) -> None:
-    """Fail fast in the supervisor rather than in N crash-looping workers."""
+async def _wait_for_broker(app: object) -> int | None:
+    """Wait until the broker answers, so that N workers do not each report the same outage: an outage at
+    start is waited out (one line when it starts, one when it ends). None when the broker answered; 0 when
+    SIGTERM/SIGINT came first; 2 when no retry can help (a wrong password, a broker URL that cannot work)."""
     from qtasks_fast.app import BaseQueueTasks
+    from qtasks_fast.faults import Outage, describe, transient
+    from qtasks_fast.worker.startup import permanent, refused, sleep_unless_stopped, until_stopped
 
     assert isinstance(app, BaseQueueTasks)
-    broker = app.broker
+    log = get_logger("cli")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    outage = Outage(log, "the broker is not available at start; the pool waits for it")
     try:
-        await broker.ping()
+        while True:
+            try:
+                broker = app.broker
+                done, _ = await until_stopped(stop, broker.ping())
+            except Exception as exc:  # noqa: BLE001 - each failure is classified below
+                if refused(exc):
+                    log.error("cannot use the broker: %s — it refuses this client: check the user and password in "
+                              "the broker URL (and the ACL of that user); waiting would not help", exc)
+                    return 2
+                if permanent(exc) or not transient(exc):
+                    log.error("cannot use the broker: %s", describe(exc))
+                    return 2
+                if not await sleep_unless_stopped(stop, outage.failed(exc)):
+                    return 0
+                continue
+            if not done:
+                return 0
+            outage.ok()
+            return None
     finally:
-        await broker.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        try:
+            await asyncio.wait_for(app.broker.close(), 5)
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.debug("closing the broker after the start-up check: %s", exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,21 @@ so it takes over its predecessor's pending messages on its first fetch instead
 of waiting for their lease to run out. Signals are handled synchronously with
 ``sigtimedwait``: the supervisor sleeps in the kernel, it never polls.
 
+It never gives up on a condition that time can fix. Workers wait out broker
+outages themselves (see :mod:`qtasks_fast.worker.startup`); a worker that dies
+anyway is restarted forever: at once after a healthy run, with capped backoff
+while it keeps dying soon after starting (up to :data:`MAX_BACKOFF`, or
+:data:`MAX_BACKOFF_TRANSIENT` when it died of an outage, so the fleet is back
+within seconds of the broker). One line when a worker starts failing, one when it
+is up again, not one per attempt. The supervisor stops only on a worker's
+:data:`~qtasks_fast.worker.runner.EXIT_PERMANENT` (the app or its configuration
+cannot work, e.g. a wrong broker password), saying so.
+
+Its workers die with it: each asks the kernel for SIGTERM when the supervisor
+dies (see :mod:`qtasks_fast.worker.runner`), drains and exits, and gives up its
+consumer name, which a worker of another pool waits for (all workers of one
+supervisor share an owner token, so its own restarted workers take it at once).
+
 The periodic-task scheduler (:mod:`qtasks_fast.scheduler`) runs here, not in the
 workers, on a private event loop in this same thread: the wait for signals ends
 at the next tick, the tick is claimed and enqueued, and the wait resumes. No
@@ -21,15 +36,23 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from qtasks_fast.faults import describe
 from qtasks_fast.log import get_logger
+from qtasks_fast.worker.runner import EXIT_CRASHED, EXIT_PERMANENT, EXIT_TRANSIENT, exit_code, run_worker
+from qtasks_fast.worker.startup import new_owner
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
     from qtasks_fast.scheduler import Scheduler
 
 log = get_logger("supervisor")
-INSTANT = 2.0  # a worker that dies sooner than this after starting counts as an instant death
-MAX_INSTANT_DEATHS = 5
+#: a worker that dies sooner than this after starting is failing: it is restarted with growing backoff
+STABLE = 10.0
+FIRST_BACKOFF = 0.25
+#: longest wait before restarting a worker that keeps crashing (a bug: do not spin, never give up)
+MAX_BACKOFF = 30.0
+#: longest wait when it died of an outage (EXIT_TRANSIENT): back within seconds of the broker
+MAX_BACKOFF_TRANSIENT = 5.0
 SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
 #: longest a scheduler tick may block the supervisor (a hung broker must not delay a drain for long)
 TICK_TIMEOUT = 10.0
@@ -42,8 +65,11 @@ class Supervisor:
         self.concurrency, self.queues, self.pin_cpus, self.log_level = concurrency, queues, pin_cpus, log_level
         self.children: dict[int, int] = {}  # pid -> slot
         self.started: dict[int, float] = {}  # slot -> start time
-        self.instant_deaths: dict[int, int] = {}
+        #: slot -> deaths in a row soon after starting (while > 0 the slot is "failing")
+        self.failures: dict[int, int] = {}
         self.restart_at: dict[int, float] = {}
+        #: shared by this supervisor's workers: the owner of their consumer names (see worker/startup.py)
+        self.owner = new_owner()
         self.scheduler: Scheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         if scheduler:
@@ -55,6 +81,7 @@ class Supervisor:
                 self.scheduler = Scheduler(app)
 
     def spawn(self, slot: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # child
             signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
@@ -62,16 +89,18 @@ class Supervisor:
                 signal.signal(s, signal.SIG_DFL)
             code = 0
             try:
-                from qtasks_fast.worker.runner import run_worker
-
-                run_worker(self.app, self.worker_id, slot, self.concurrency, self.queues, self.log_level)
+                run_worker(self.app, self.worker_id, slot, self.concurrency, self.queues, self.log_level,
+                           owner=self.owner, parent=parent)
             except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
+                code = exc.code if isinstance(exc.code, int) else EXIT_CRASHED
             except BaseException as exc:  # noqa: BLE001
-                from qtasks_fast.exceptions import BrokerUnavailable
-
-                code = 2 if isinstance(exc, BrokerUnavailable) else 1
-                get_logger("worker").exception("worker %s-%d crashed: %s", self.worker_id, slot, exc)
+                code = exit_code(exc)
+                wlog = get_logger("worker")
+                if code == EXIT_PERMANENT:
+                    wlog.error("worker %s-%d cannot run: %s. No restart can fix this: correct the app or its "
+                               "configuration", self.worker_id, slot, describe(exc))
+                else:
+                    wlog.exception("worker %s-%d crashed: %s", self.worker_id, slot, describe(exc))
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -80,7 +109,9 @@ class Supervisor:
         self.started[slot] = time.monotonic()
         if self.pin_cpus:
             self._pin(pid, slot)
-        log.info("started worker %s-%d (pid %d)", self.worker_id, slot, pid)
+        # in a crash loop only the first restart is worth a line (the pid of each restart is a debug line)
+        (log.debug if self.failures.get(slot, 0) > 1 else log.info)("started worker %s-%d (pid %d)",
+                                                                    self.worker_id, slot, pid)
 
     @staticmethod
     def _pin(pid: int, slot: int) -> None:
@@ -110,6 +141,7 @@ class Supervisor:
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 return self.drain(signal.Signals(info.si_signo).name)
             self.tick()
+            self.check_recovered()
             failed = self.reap()
             if failed:
                 log.error(failed)
@@ -158,16 +190,42 @@ class Supervisor:
             if slot is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            lived = time.monotonic() - self.started[slot]
-            deaths = self.instant_deaths[slot] = self.instant_deaths.get(slot, 0) + 1 if lived < INSTANT else 0
-            if deaths >= MAX_INSTANT_DEATHS:
-                return (f"worker {self.worker_id}-{slot} died {deaths} times within {INSTANT:.0f}s of starting "
-                        f"(last exit code {code}); giving up — see the worker's log lines above for the cause")
-            delay = 0.0 if deaths == 0 else min(0.25 * 2 ** (deaths - 1), 10.0)
-            log.warning("worker %s-%d (pid %d) exited with code %d after %.1fs; restarting in %.2fs",
-                        self.worker_id, slot, pid, code, lived, delay)
-            self.restart_at[slot] = time.monotonic() + delay
+            if code == EXIT_PERMANENT:
+                return (f"worker {self.worker_id}-{slot} cannot run with this app or configuration (exit code "
+                        f"{code}; its log line above says what is wrong) and no restart can fix that: stopping the "
+                        "pool. Correct it and start the pool again")
+            self.restart_at[slot] = time.monotonic() + self.backoff(slot, pid, code)
         return None
+
+    def backoff(self, slot: int, pid: int, code: int) -> float:
+        """Seconds before restarting ``slot``: none after a healthy run, growing while it keeps dying."""
+        lived = time.monotonic() - self.started[slot]
+        how = describe_exit(code)
+        if lived >= STABLE:
+            self.failures.pop(slot, None)
+            log.warning("worker %s-%d (pid %d) %s after %.1fs; restarting it", self.worker_id, slot, pid, how, lived)
+            return 0.0
+        n = self.failures[slot] = self.failures.get(slot, 0) + 1
+        cap = MAX_BACKOFF_TRANSIENT if code == EXIT_TRANSIENT else MAX_BACKOFF
+        delay = min(FIRST_BACKOFF * 2 ** (n - 1), cap)
+        if n == 1:
+            why = "" if code < 0 else " — its log lines above say why it died"
+            log.error("worker %s-%d (pid %d) %s %.1fs after starting; restarting it with backoff (up to %.0fs) "
+                      "until it stays up%s", self.worker_id, slot, pid, how, lived, cap, why)
+        else:
+            log.debug("worker %s-%d (pid %d) %s again (%d in a row); restarting in %.2fs", self.worker_id, slot,
+                      pid, how, n, delay)
+        return delay
+
+    def check_recovered(self) -> None:
+        """Log once when a failing slot's worker has stayed up long enough to count as healthy again."""
+        if not self.failures:
+            return
+        now = time.monotonic()
+        running = set(self.children.values())
+        for slot in [s for s in self.failures if s in running and now - self.started[s] >= STABLE]:
+            log.info("worker %s-%d is up again (after %d failed starts)", self.worker_id, slot,
+                     self.failures.pop(slot))
 
     def drain(self, signame: str) -> int:
         grace = self.app.config.drain_seconds
@@ -202,3 +260,15 @@ class Supervisor:
                     break
                 self.children.pop(pid, None)
         return True
+
+
+def describe_exit(code: int) -> str:
+    """How a worker ended, for the log: its exit code and what it means (the signal that killed it)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"exited with code {code} (killed by {name})"
+    meaning = {EXIT_CRASHED: " (crashed)", EXIT_TRANSIENT: " (stopped on a broker outage)"}.get(code, "")
+    return f"exited with code {code}{meaning}"

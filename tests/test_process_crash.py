@@ -79,7 +79,7 @@ def test_sigkill_of_a_worker_is_taken_over_at_once_by_its_replacement(harness, r
 
 
 def test_task_that_kills_its_process_is_dead_lettered_and_spares_the_others(harness, redis_url):
-    proc = harness.start(redis_url, "--concurrency", "50", processes=2,
+    proc = harness.start(redis_url, "--concurrency", "50", "--log-level", "DEBUG", processes=2,
                          env={"QTASKS_LEASE_SECONDS": "60", "QTASKS_MAX_DELIVERIES": "3"})
     harness.wait_ready(proc)
     m = harness.producer(redis_url)

@@ -89,20 +89,15 @@ def test_app_import_errors_exit_2_with_a_readable_message(harness, redis_url):
         assert "started worker" not in out, (spec, out)
 
 
-def test_unreachable_broker_exits_2_naming_the_url(harness):
+def test_a_pool_started_with_an_unreachable_broker_waits_for_it_naming_the_url(harness):
     port = free_port()  # nothing listens there
-    url = f"redis://127.0.0.1:{port}/0"
-    code, out = run_cli_once(harness, ["-A", "mixed_app", "run", "--processes", "2", "--broker", url], None)
-    assert code == 2, out
-    assert f"cannot reach Redis at {url}" in out, out
-    assert "Traceback" not in out and "started worker" not in out, out
-
-    # the same with a password in the URL: named, but redacted
     url = f"redis://default:hunter2-{port}@127.0.0.1:{port}/0"
-    code, out = run_cli_once(harness, ["-A", "mixed_app", "run", "--broker", url], None)
-    assert code == 2, out
-    assert f"cannot reach Redis at redis://default:***@127.0.0.1:{port}/0" in out, out
+    proc = harness.start(None, "--broker", url, processes=2)
+    out = harness.wait_log(proc, "the broker is not available at start; the pool waits for it")
+    assert f"cannot reach Redis at redis://default:***@127.0.0.1:{port}/0" in out, out  # named, but redacted
     assert f"hunter2-{port}" not in out, out
+    assert "Traceback" not in out and "started worker" not in out, out
+    assert stop_and_code(proc) == 0  # SIGTERM while it waits: a clean stop
 
 
 def test_password_in_url_works_and_never_reaches_the_logs(harness, private_redis_auth):

@@ -228,6 +228,10 @@ class Broker(abc.ABC):
         """Give back a slot taken by :meth:`acquire`."""
         raise NotSupported(self, "concurrency limits")
 
+    async def slot_holders(self, key: str, queue: str) -> list[str]:
+        """The tokens holding slots of ``key`` (expired ones may still show): for log lines that name a holder."""
+        raise NotSupported(self, "concurrency limits")
+
     async def claim(self, key: str, ttl: float) -> bool:
         """True for the first caller that claims ``key`` within ``ttl`` seconds, fleet-wide (leader
         election for periodic ticks)."""

@@ -163,6 +163,10 @@ class MemoryControl(LocalBroker):
         with self.state.lock:
             self.state.slots.get((queue, key), {}).pop(token, None)
 
+    async def slot_holders(self, key: str, queue: str) -> list[str]:
+        with self.state.lock:
+            return list(self.state.slots.get((queue, key), {}))
+
     async def claim(self, key: str, ttl: float) -> bool:
         now = time.monotonic()
         with self.state.lock:

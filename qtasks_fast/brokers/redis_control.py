@@ -303,6 +303,13 @@ class RedisControl:
     async def release_slot(self, key: str, queue: str, token: str) -> None:
         await self._op(queue, "unslot", False, key, token)
 
+    async def slot_holders(self, key: str, queue: str) -> list[str]:
+        try:
+            held = await self.conn.aio.zrange(f"{queue_prefix(self.app_name, queue)}:sem:{key}", 0, -1)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise unreachable(self.url, exc) from exc
+        return [t.decode() if isinstance(t, bytes) else str(t) for t in held]
+
     async def claim(self, key: str, ttl: float) -> bool:
         try:
             return bool(await self.conn.aio.set(f"qtf:{{{self.app_name}}}:claim:{key}", "1", nx=True,

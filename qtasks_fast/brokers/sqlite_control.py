@@ -250,6 +250,11 @@ class SqliteControl(LocalBroker):
             db.execute("DELETE FROM slots WHERE app = ? AND queue = ? AND key = ? AND token = ?",
                        (self.app_name, queue, key, token))
 
+    async def slot_holders(self, key: str, queue: str) -> list[str]:
+        rows = self.conn.read("SELECT token FROM slots WHERE app = ? AND queue = ? AND key = ?",
+                              (self.app_name, queue, key))
+        return [r[0] for r in rows]
+
     async def claim(self, key: str, ttl: float) -> bool:
         app, now = self.app_name, now_ms()
         with self.conn.tx() as db:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from qtasks_fast.faults import Outage, describe, transient
 from qtasks_fast.log import get_logger
+from qtasks_fast.worker.startup import ConsumerNameLost
 
 if TYPE_CHECKING:
     from qtasks_fast.worker.worker import Worker
@@ -33,6 +34,8 @@ async def lease_loop(w: Worker) -> None:
         await asyncio.sleep(interval)
         running = list(w.inflight)
         try:
+            if w.name_lease is not None:
+                await w.name_lease.renew()  # ConsumerNameLost ends the worker: its tasks now belong to another
             if running:
                 await w.broker.renew(running)
             if w.limiter is not None and w.limiter.held:
@@ -42,7 +45,7 @@ async def lease_loop(w: Worker) -> None:
                 await w.broker.trim_indexes()
             if outage.down:
                 outage.ok()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConsumerNameLost):
             raise
         except Exception as exc:  # noqa: BLE001 - a missed beat is survivable; the next one retries
             if transient(exc):

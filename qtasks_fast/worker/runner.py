@@ -1,18 +1,47 @@
-"""Run one worker in the current process: uvloop, signal handling, exit codes."""
+"""Run one worker in the current process: uvloop, signal handling, parent-death handling, exit codes.
+
+A worker forked by the supervisor must not outlive it: an orphan would keep consuming
+under a consumer name that the next pool (same ``--worker-id``) also uses. So
+:func:`run_worker` asks the kernel for SIGTERM when the supervisor dies (Linux
+``prctl(PR_SET_PDEATHSIG)``), then checks that the supervisor had not died already
+(the fork-to-prctl race). SIGTERM is the normal stop: the worker drains for at most
+``config.drain_seconds``, hands back what it did not finish and exits. Where prctl is
+absent a watcher polls the parent pid once a second instead.
+
+Exit codes, read by the supervisor (:mod:`qtasks_fast.supervisor`): 0 stopped,
+:data:`EXIT_CRASHED` an unexpected exception (restarted with backoff, forever),
+:data:`EXIT_TRANSIENT` an outage that escaped the worker's own retries (restarted
+quickly), :data:`EXIT_PERMANENT` a failure no restart can fix (the supervisor gives up).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
+import os
 import signal
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from qtasks_fast.log import setup_logging
+from qtasks_fast import faults
+from qtasks_fast.log import get_logger, setup_logging
+from qtasks_fast.worker.startup import permanent
 from qtasks_fast.worker.worker import Worker
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
+
+log = get_logger("worker")
+#: sysexits-style exit codes of a worker process
+EXIT_CRASHED = 70  # EX_SOFTWARE: a bug or an unclassified failure
+EXIT_TRANSIENT = 75  # EX_TEMPFAIL: an outage the worker did not wait out itself
+EXIT_PERMANENT = 78  # EX_CONFIG: the app or its configuration cannot work; restarting cannot help
+PR_SET_PDEATHSIG = 1
+#: how often the fallback watcher (no prctl) looks at the parent pid
+PARENT_POLL = 1.0
 
 
 def install_uvloop() -> bool:
@@ -24,14 +53,39 @@ def install_uvloop() -> bool:
     return True
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies; False where it cannot (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+async def watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Fallback for systems without prctl: stop (drain) once the parent is gone (we were re-parented)."""
+    while not stop.is_set():
+        await asyncio.sleep(PARENT_POLL)
+        if os.getppid() != parent:
+            log.warning("the supervisor (pid %d) is gone; draining and exiting", parent)
+            stop.set()
+
+
 async def serve(app: BaseQueueTasks, worker_id: str, slot: int, concurrency: int | None,
-                queues: Sequence[str] | None) -> None:
+                queues: Sequence[str] | None, owner: str | None = None, watch: int | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    worker = Worker(app, worker_id=worker_id, slot=slot, concurrency=concurrency, queues=queues)
-    await worker.run(stop)
+    watcher = asyncio.create_task(watch_parent(watch, stop)) if watch is not None else None
+    worker = Worker(app, worker_id=worker_id, slot=slot, concurrency=concurrency, queues=queues, owner=owner)
+    try:
+        await worker.run(stop)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
 
 
 def tune_gc() -> None:
@@ -48,9 +102,23 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def exit_code(exc: BaseException) -> int:
+    """The exit code of a worker that ended with ``exc`` (see the module docstring)."""
+    if permanent(exc):
+        return EXIT_PERMANENT
+    return EXIT_TRANSIENT if faults.transient(exc) else EXIT_CRASHED
+
+
 def run_worker(app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
-               queues: Sequence[str] | None = None, log_level: str = "INFO") -> None:
+               queues: Sequence[str] | None = None, log_level: str = "INFO", owner: str | None = None,
+               parent: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. ``parent``: the supervisor's pid; this process stops when it dies."""
+    watch = None
+    if parent is not None:
+        watch = None if die_with_parent() else parent
+        if os.getppid() != parent:  # it died before the kernel was told: nobody would send the signal
+            return
     setup_logging(log_level, f"{worker_id}-{slot}")
     install_uvloop()
     tune_gc()
-    asyncio.run(serve(app, worker_id, slot, concurrency, queues))
+    asyncio.run(serve(app, worker_id, slot, concurrency, queues, owner, watch))

@@ -21,6 +21,7 @@ from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
+from qtasks_fast.worker.startup import NameLease, new_owner, start_broker
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -39,10 +40,14 @@ class Worker:
     """Runs tasks of ``app`` from ``queues`` as consumer ``<worker_id>-<slot>``."""
 
     def __init__(self, app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
-                 queues: Sequence[str] | None = None, block_seconds: float = 1.0) -> None:
+                 queues: Sequence[str] | None = None, block_seconds: float = 1.0, owner: str | None = None) -> None:
         self.app = app
         self.worker_id = f"{worker_id}-{slot}"
         self.consumer = self.worker_id
+        #: who holds the consumer name (see worker/startup.py); a supervisor gives all its workers its own,
+        #: so a restarted worker takes the name over at once while a leftover of another pool blocks it
+        self.owner = owner or new_owner()
+        self.name_lease: NameLease | None = None
         self.concurrency = concurrency or app.config.concurrency
         self.queues = list(queues or app.queues)
         self.block_seconds = block_seconds
@@ -206,7 +211,8 @@ class Worker:
         bind_feeds(app)
         if any(getattr(tf, "concurrency_limit", None) for tf in app.tasks.values()):
             self.limiter = Limiter(self)
-        await self.broker.start(self.consumer, self.worker_id, self.queues, self.storage)
+        if not await self.start_up(stop):
+            return
         await fire(self, "starting", worker=self)
         plugins = getattr(app, "plugins", None)
         if plugins:
@@ -241,8 +247,23 @@ class Worker:
         if self.plugins is not None:
             await self._plugins_down()
         await self.executor.aclose()
+        if self.name_lease is not None:
+            await self.name_lease.release()
         await self.broker.close()
         log.info("worker %s stopped", self.worker_id)
+
+    async def start_up(self, stop: asyncio.Event) -> bool:
+        """Start the broker (waiting out outages), then take the consumer name; False when ``stop`` came first."""
+        lease = NameLease(self.broker, self.consumer, self.owner, self.broker.lease_seconds, self.queues)
+        if await start_broker(self, stop) and await lease.acquire(stop):
+            self.name_lease = lease
+            return True
+        log.info("worker %s stopped before it started serving", self.worker_id)
+        try:
+            await asyncio.wait_for(self.broker.close(), 5)
+        except Exception as exc:  # noqa: BLE001 - closing is best effort at exit
+            log.debug("closing the broker: %s", exc)
+        return False
 
     async def _plugins_up(self) -> None:
         """Plugins' ``start``, then triggers ``broker_start`` and ``worker_start``: before any task runs."""

@@ -1,4 +1,7 @@
-"""An app whose workers die as they start (the broker answers pings but its consumer setup fails)."""
+"""An app whose workers die as they start (the broker answers pings but its consumer setup fails).
+
+``CRASH_KIND=config`` makes the failure a :class:`ConfigError` (one no restart can fix) instead of a bug.
+"""
 
 import os
 
@@ -9,6 +12,10 @@ from qtasks_fast.storages.redis import RedisStorage
 
 class CrashingBroker(RedisBroker):
     async def start(self, consumer, worker_id, queues, storage):  # type: ignore[no-untyped-def]
+        if os.environ.get("CRASH_KIND") == "config":
+            from qtasks_fast.worker.startup import ConfigError
+
+            raise ConfigError("queue 'nowhere' is not configured on purpose: name a served queue")
         raise RuntimeError("consumer setup failed on purpose")
 
 
