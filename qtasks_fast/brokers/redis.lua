@@ -80,7 +80,10 @@
 --   release group now {prio id}*       (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again)
 --   renew   group consumer {prio id}*   (lease keeper: reset the idle time of entries this consumer
---                                        still owns; one taken over by another consumer stays theirs)
+--                                        still owns; one taken over by another consumer stays theirs.
+--                                        Returns {prio id}* of the entries still owned: the others are
+--                                        lost, and the worker drops them unrun / leaves their outcome
+--                                        to the new owner)
 --   get     group uuid                  ({'R', record} when final, else fields e/s/wk/u of a queued or
 --                                        running task, or false when unknown)
 --   watch   group uuid                  (get, and add a queued or running task to P:wait)
@@ -625,7 +628,7 @@ elseif op == 'renew' then
     if not ids then ids = {}; wanted[ARGV[i]] = ids end
     ids[ARGV[i + 1]] = true
   end
-  local n = 0
+  local held = {}
   for prio, ids in pairs(wanted) do
     local stream = P .. ':s:' .. prio
     local own = {}
@@ -640,10 +643,13 @@ elseif op == 'renew' then
         args[#args + 1] = 'JUSTID'
         redis.call('XCLAIM', unpack(args))
       end
-      n = n + #own
+      for _, id in ipairs(own) do
+        held[#held + 1] = prio
+        held[#held + 1] = id
+      end
     end
   end
-  return n
+  return held
 
 elseif op == 'get' then
   local fields = get(ARGV[2], ARGV[3])

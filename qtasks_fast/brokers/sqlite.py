@@ -248,13 +248,17 @@ class SqliteBroker(SqliteControl):
                 finish_records(db, self.app_name, outcomes, self._worker_id, now, self._ttl_ms)
             db.executemany("DELETE FROM messages WHERE id = ?", [(o[0].msg_id,) for o in outcomes])
 
-    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+    async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        held: list[Delivery] = []
         if not deliveries:
-            return
+            return held
         until = now_ms() + int(self.lease_seconds * 1000)
         with self.conn.tx() as db:  # only our own: a delivery another consumer took over stays theirs
-            db.executemany("UPDATE messages SET lease_until = ? WHERE id = ? AND consumer = ?",
-                           [(until, d.msg_id, self._consumer) for d in deliveries])
+            for d in deliveries:
+                if db.execute("UPDATE messages SET lease_until = ? WHERE id = ? AND consumer = ?",
+                              (until, d.msg_id, self._consumer)).rowcount:
+                    held.append(d)
+        return held
 
     async def close(self) -> None:
         """Ends this consumer's :meth:`cancel_requests`; the shared handle stays open for the storage and
