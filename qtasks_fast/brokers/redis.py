@@ -486,7 +486,8 @@ class RedisBroker(RedisControl, Broker):
         rec = self.fused(self._storage)
         now = str(int(time.time() * 1000))
         for queue, args in by_queue.items():
-            await self.conn.acall(queue_prefix(self.app_name, queue), "release", rec, self.app_name, now, *args)
+            await self.conn.acall(queue_prefix(self.app_name, queue), "release", rec, self.app_name, now,
+                                  self._consumer, *args)
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = await self.save_dead_records(items, storage)

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from qtasks_fast.log import get_logger
+from qtasks_fast.worker.ownership import renew_held
 
 if TYPE_CHECKING:
     from qtasks_fast.worker.worker import Worker
@@ -25,12 +26,11 @@ TRIM_EVERY = 60.0
 async def lease_loop(w: Worker) -> None:
     interval = max(w.broker.lease_seconds / 3, 0.05)
     next_trim = time.monotonic() + TRIM_EVERY
+    w.leases_until = time.monotonic() + w.broker.lease_seconds  # nothing held yet
     while True:
         await asyncio.sleep(interval)
-        running = list(w.inflight)
         try:
-            if running:
-                await w.broker.renew(running)
+            await renew_held(w)  # and drops what another worker took over (see ownership.py)
             if w.limiter is not None and w.limiter.held:
                 await w.limiter.renew()
             if time.monotonic() >= next_trim and hasattr(w.broker, "trim_indexes"):
@@ -39,4 +39,4 @@ async def lease_loop(w: Worker) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a missed beat is survivable; the next one retries
-            log.warning("lease renewal failed for %d deliveries: %s", len(running), exc)
+            log.warning("lease renewal failed for %d deliveries: %s", len(w.inflight), exc)

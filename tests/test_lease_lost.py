@@ -1,0 +1,90 @@
+"""Lost leases: a worker frozen past its lease does not run, or settle, what another worker took over.
+
+The freeze is a task body that blocks the worker's event loop (as SIGSTOP would: no renewal is
+sent), long enough for a second consumer to reclaim every message the worker held — the running
+one and its prefetched backlog — and to settle them. When the loop thaws, the worker must learn
+from the broker's renewal reply that those deliveries are no longer its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qtasks_fast import GlobalConfig, QueueTasks
+from qtasks_fast import _corelib as core
+from qtasks_fast.abc.broker import Delivery
+from qtasks_fast.testing import WorkerThread
+
+LEASE = 1.0
+
+
+@pytest.fixture(params=["redis", "sqlite", "memory"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/q.sqlite3"
+    return "memory://"
+
+
+async def steal(app: Any, handlers: dict[str, Any], count: int) -> list[Delivery]:
+    """Another consumer reclaims ``count`` expired deliveries and settles them with the result "thief"."""
+    broker, storage = app._resolve()
+    broker = copy.copy(broker)
+    await broker.start("thief-0", "thief-0", ["default"], storage)
+    got: list[Delivery] = []
+    bad: list[Any] = []
+    deadline = time.monotonic() + 30
+    while len(got) < count and time.monotonic() < deadline:
+        for queue, flat in await broker.fetch(count - len(got), 0.2):
+            core.decode_batch(queue, flat, handlers, 1 << 20, got, bad)
+    assert not bad
+    await broker.settle([(d, "success", core.encode("thief"), "", "") for d in got], storage, [])
+    if app._resolve()[0] is not broker:
+        await broker.close()
+    return got
+
+
+def test_a_frozen_worker_drops_what_another_worker_took_over(url: str, app_name: str) -> None:
+    config = GlobalConfig(lease_seconds=LEASE, prefetch=3)
+    app = QueueTasks(app_name, broker_url=url, config=config)
+    runs: list[str] = []
+    frozen, thaw = threading.Event(), threading.Event()
+
+    @app.task
+    async def freeze(tag: str) -> str:
+        runs.append(tag)
+        frozen.set()
+        thaw.wait(60)  # blocks the worker's event loop: no lease renewal goes out, as under SIGSTOP
+        return "worker"
+
+    @app.task
+    async def work(tag: str) -> str:
+        runs.append(tag)
+        return "worker"
+
+    tasks = app.add_tasks([freeze.s("frozen"), *(work.s(f"prefetched-{i}") for i in range(3))])
+    # a separate app (own connections) steals, except on memory://, where the state lives in this app
+    thief = app if url == "memory://" else QueueTasks(app_name, broker_url=url, config=config)
+    worker = WorkerThread(app, concurrency=1)
+    with worker:
+        assert frozen.wait(20), "the worker did not start the first task"
+        stolen = asyncio.run(steal(thief, app.tasks, 4))  # every lease ran out meanwhile: all four change hands
+        thaw.set()
+        for t in tasks:  # the thief's outcomes are final; give the thawed worker time to act on them
+            assert app.wait(t.uuid, 20) is not None
+        deadline = time.monotonic() + 3 * LEASE
+        while time.monotonic() < deadline and len(runs) < 4:
+            time.sleep(0.05)
+    assert len(stolen) == 4
+    assert runs == ["frozen"], f"the thawed worker ran tasks another worker held: {runs}"
+    results = [app.get(t.uuid) for t in tasks]
+    assert [(r.status, r.returning, r.worker_id) for r in results] == [  # type: ignore[union-attr]
+        ("success", "thief", "thief-0")] * 4, "the thawed worker stored its outcome over the new owner's"
