@@ -88,3 +88,39 @@ def test_a_frozen_worker_drops_what_another_worker_took_over(url: str, app_name:
     results = [app.get(t.uuid) for t in tasks]
     assert [(r.status, r.returning, r.worker_id) for r in results] == [  # type: ignore[union-attr]
         ("success", "thief", "thief-0")] * 4, "the thawed worker stored its outcome over the new owner's"
+
+
+@pytest.mark.asyncio
+async def test_redis_renew_and_release_leave_a_taken_over_message_to_its_new_owner(redis_url: str,
+                                                                                     app_name: str) -> None:
+    app = QueueTasks(app_name, broker_url=redis_url, config=GlobalConfig(lease_seconds=0.3))
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    await asyncio.to_thread(app.add_task, add.s(1, 2))
+    brokers = []
+    for name in ("owner-0", "thief-0", "third-0"):
+        b, storage = QueueTasks(app_name, broker_url=redis_url, config=GlobalConfig(lease_seconds=0.3))._resolve()
+        await b.start(name, name, ["default"], storage)
+        brokers.append(b)
+    owner, thief, third = brokers
+    bad: list[Any] = []
+    (d,) = [x for q, flat in await owner.fetch(10, 1.0) for x in _decoded(q, flat, app.tasks, bad)]
+    assert await owner.renew([d]) == [d]  # held: renewed and reported
+    await asyncio.sleep(0.5)  # the lease runs out
+    (taken,) = [x for q, flat in await thief.fetch(10, 1.0) for x in _decoded(q, flat, app.tasks, bad)]
+    assert taken.msg_id == d.msg_id
+    assert list(await owner.renew([d])) == []  # lost: the owner learns it
+    await owner.release([d])  # a drain of the old owner must not hand back (copy) what runs elsewhere
+    assert await third.fetch(10, 0.5) == []
+    assert list(await thief.renew([taken])) == [taken]  # still the thief's
+    for b in brokers:
+        await b.close()
+
+
+def _decoded(queue: str, flat: list[Any], handlers: dict[str, Any], bad: list[Any]) -> list[Delivery]:
+    out: list[Delivery] = []
+    core.decode_batch(queue, flat, handlers, 1 << 20, out, bad)
+    return out

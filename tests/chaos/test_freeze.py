@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from apps.testkit import APPS, load_app_copy
-from chaos.conftest import Tally, count_runs, scale, settle_tally
 from conftest import PrivateRedis, ProcessHarness
+
+from chaos.conftest import Tally, count_runs, scale, settle_tally
 
 pytestmark = pytest.mark.chaos
 
