@@ -35,7 +35,8 @@ def write_lock(path: Path) -> Iterator[None]:
         other.close()
 
 
-def test_a_locked_database_does_not_freeze_the_worker(tmp_path: Path) -> None:
+def test_a_locked_database_does_not_freeze_the_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT", 0.5)  # the lock outlasts a producer's patience: a worker waits
     path = tmp_path / "q.sqlite3"
     app = QueueTasks(f"lock{_uuid.uuid4().hex[:8]}", broker_url=f"sqlite:///{path}", config=GlobalConfig())
 
@@ -60,7 +61,8 @@ def test_a_locked_database_does_not_freeze_the_worker(tmp_path: Path) -> None:
             before = len(beats)
             time.sleep(HOLD)
             during = len(beats) - before
-        done = [app.wait(t.uuid, 30) for t in tasks]
+        deadline = time.monotonic() + 30
+        done = [app.wait(t.uuid, max(0.1, deadline - time.monotonic())) for t in tasks]
     # a loop blocked in SQLite's busy handler would not beat at all while the lock is held
     assert during >= HOLD / BEAT / 6, f"the worker's event loop stalled while the database was locked ({during} beats)"
     assert [(d.status, d.returning) for d in done] == [("success", i) for i in range(40)]  # type: ignore[union-attr]
