@@ -73,9 +73,14 @@ def forget(w: Worker, lost: set[Delivery]) -> None:
         unstarted += waiting
     running = [d for d in lost if d in w.executor.running]
     finished = [d for d in lost if d in pending and d not in w.executor.running]
-    # anything else is being settled right now (or waits in the fetcher for its last attempt): left alone
+    # never started and nowhere above: a last attempt the fetcher holds back to run alone (see fetcher.py);
+    # ``dispatch`` skips it. Anything else is being settled right now: left alone
+    known = {*unstarted, *running, *finished}
+    held_back = [d for d in lost if not d.started and d not in known]
+    unstarted += held_back
     w.lost.update(running)
     w.lost.update(finished)
+    w.lost.update(held_back)
     lines = [(d, "not starting it") for d in unstarted]
     lines += [(d, "it runs on here, but its outcome is left to the new owner") for d in running]
     lines += [(d, "its outcome is left to the new owner") for d in finished]

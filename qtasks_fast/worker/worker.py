@@ -93,6 +93,10 @@ class Worker:
 
     def dispatch(self, deliveries: Sequence[Delivery]) -> None:
         """Start what fits in ``concurrency``; keep the rest in the backlog (limited tasks: in the limiter)."""
+        if self.lost:  # rare: a held-back last attempt whose lease another worker took over (ownership.py)
+            gone = self.lost.intersection(deliveries)
+            self.lost -= gone
+            deliveries = [d for d in deliveries if d not in gone]
         if self.limiter is not None:
             deliveries = self.limiter.divert(deliveries)
         backlog = self.backlog
