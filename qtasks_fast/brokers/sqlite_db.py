@@ -75,6 +75,9 @@ BUSY_TIMEOUT = 30.0
 #: seconds SQLite's own busy handler waits per attempt: the longest a lock wait may hold the calling thread
 #: (the event loop, for a worker) before the wait goes on with ``asyncio.sleep`` or ``time.sleep``
 ATTEMPT_TIMEOUT = 0.01
+#: seconds a read retries a busy moment of the file (WAL readers wait for no writer; only a log recovery after
+#: a crash can make them wait, for milliseconds)
+READ_PATIENCE = 0.5
 #: a lock held longer than this is an outage (logged once, see :class:`~qtasks_fast.faults.Outage`), not a queue
 QUIET_SECONDS = 1.0
 _abandoned: list[sqlite3.Connection] = []  # handles inherited over fork: never closed in the child
@@ -319,13 +322,23 @@ class SqliteConnection:
             lock.release()
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._guard():
-            return self.db.execute(sql, params).fetchall()
+        """Rows of a query. WAL readers do not wait for writers; the rare busy moment (another process
+        recovering the log after a crash) is retried briefly, see :data:`READ_PATIENCE`."""
+        wait: LockWait | None = None
+        while True:
+            with self._guard():
+                try:
+                    return self.db.execute(sql, params).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if not locked(exc) or _one_attempt.get():
+                        raise
+                    wait = wait or LockWait(self.path, READ_PATIENCE)
+                    delay = wait.next(exc)
+            time.sleep(delay)
 
     def version(self) -> tuple[int, int]:
         """Changes when anyone commits to the file: a check that costs no table read (idle waits use it)."""
-        with self._guard():
-            return self.db.execute("PRAGMA data_version").fetchone()[0], self.writes
+        return self.read("PRAGMA data_version")[0][0], self.writes
 
     def close(self) -> None:
         with self._guard():
