@@ -124,3 +124,49 @@ def _decoded(queue: str, flat: list[Any], handlers: dict[str, Any], bad: list[An
     out: list[Delivery] = []
     core.decode_batch(queue, flat, handlers, 1 << 20, out, bad)
     return out
+
+
+@pytest.mark.parametrize("url", ["memory"], indirect=True)  # where a last attempt comes with its batch-mates
+def test_a_last_attempt_held_back_is_not_run_once_its_lease_is_lost(url: str, app_name: str) -> None:
+    config = GlobalConfig(lease_seconds=LEASE, max_deliveries=3)
+    app = QueueTasks(app_name, broker_url=url, config=config)
+    runs: list[str] = []
+    frozen, thaw = threading.Event(), threading.Event()
+
+    @app.task
+    async def freeze(tag: str) -> str:
+        runs.append(tag)
+        frozen.set()
+        thaw.wait(60)  # blocks the worker's loop while the last attempt waits to run alone
+        return "worker"
+
+    @app.task
+    async def work(tag: str) -> str:
+        runs.append(tag)
+        return "worker"
+
+    last = app.add_task(work.s("last-attempt"))
+
+    async def ghost() -> None:  # two deliveries to a consumer that dies: the next one is the last
+        broker, storage = app._resolve()
+        broker = copy.copy(broker)
+        await broker.start("ghost-0", "ghost-0", ["default"], storage)
+        for _ in range(2):
+            assert await broker.fetch(1, 5.0)
+            await asyncio.sleep(LEASE * 1.2)
+
+    asyncio.run(ghost())
+    first = app.add_task(freeze.s("frozen"))
+    thief = app if url == "memory://" else QueueTasks(app_name, broker_url=url, config=config)
+    with WorkerThread(app, concurrency=2):
+        assert frozen.wait(20), "the worker did not start the first task"
+        # the thief's fetch takes the frozen task and dead-letters the last attempt (no delivery left)
+        stolen = asyncio.run(steal(thief, app.tasks, 1))
+        thaw.set()
+        assert app.wait(first.uuid, 20) is not None
+        deadline = time.monotonic() + 3 * LEASE
+        while time.monotonic() < deadline and len(runs) < 2:
+            time.sleep(0.05)
+    assert [d.envelope.uuid for d in stolen] == [str(first.uuid)]  # type: ignore[union-attr]
+    assert runs == ["frozen"], f"the thawed worker ran a last attempt it no longer held: {runs}"
+    assert app.get(last.uuid).status == "error"  # type: ignore[union-attr]  # dead-lettered by the thief
