@@ -146,13 +146,18 @@ class KafkaStyleBroker(Broker):
             for o in outcomes:
                 self._topic(o[0].queue).ack(*self._where(o[0]))
 
-    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+    async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        # report what this consumer still holds: the worker drops the rest (taken over by another
+        # consumer while this one was frozen or cut off) instead of running or settling them
         until = time.monotonic() + self.lease_seconds
+        held = []
         with self.lock:
             for d in deliveries:
                 lease = self._topic(d.queue).leases.get(self._where(d))
                 if lease is not None and lease.consumer == self._consumer:
                     lease.until = until
+                    held.append(d)
+        return held
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         with self.lock:  # unrun: due again at once, and this hand-out does not count

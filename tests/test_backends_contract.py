@@ -188,13 +188,13 @@ async def test_expired_lease_is_reclaimed_by_another_consumer(backend: Backend) 
     (d,), _ = await fetch(owner)
     for _ in range(3):  # a live owner renews, and keeps it past the original lease
         await asyncio.sleep(0.15)
-        await owner.renew([d])
+        assert await owner.renew([d]) == [d]  # still held: renewed and reported
         assert await fetch(thief) == ([], [])
     t0 = time.monotonic()
     (taken,), _ = await fetch(thief, block=3.0)  # owner stopped renewing: a blocked fetch gets it
     assert time.monotonic() - t0 < 1.0
     assert (taken.msg_id, taken.deliveries) == (d.msg_id, 2)
-    await owner.renew([d])  # the old owner neither steals it back ...
+    assert not await owner.renew([d])  # the old owner learns it lost it, does not steal it back ...
     await owner.release([d])  # ... nor hands back what is no longer its
     assert await fetch(await started(backend, "w-2", storage=storage)) == ([], [])
     await thief.settle([ok(taken, 1)], storage, [])

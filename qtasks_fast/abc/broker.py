@@ -16,7 +16,7 @@ implements the abstract methods; the worker needs nothing else.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -123,8 +123,17 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def renew(self, deliveries: Sequence[Delivery]) -> None:
-        """Extend the lease of deliveries still running (called by the lease keeper)."""
+    async def renew(self, deliveries: Sequence[Delivery]) -> Collection[Delivery] | None:
+        """Extend the lease of the deliveries this consumer still holds; return those (or None = all).
+
+        Called by the lease keeper every third of the lease for everything the worker holds
+        (running, prefetched, finished and not yet settled). A delivery whose lease ran out
+        and that another consumer took over stays theirs: it is not renewed and not returned.
+        The worker then drops it (never starts it if prefetched, never stores its outcome if
+        it was running): a worker frozen (SIGSTOP) or cut off past its lease learns here
+        that its prefetched messages now run elsewhere. Returning None (older brokers) means
+        "all still held", which keeps the old behaviour: a lost prefetched task runs twice.
+        """
 
     @abc.abstractmethod
     async def release(self, deliveries: Sequence[Delivery]) -> None:

@@ -165,13 +165,16 @@ class InMemoryBroker(MemoryControl):
             for o in outcomes:
                 self.state.remove(o[0].msg_id)
 
-    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+    async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         until = time.monotonic() + self.lease_seconds
+        held: list[Delivery] = []
         with self.state.lock:
             for d in deliveries:
                 m = self.state.owned.get(d.msg_id)
                 if m is not None and m.consumer == self._consumer:  # one taken over stays with its new owner
                     m.lease_until = until
+                    held.append(d)
+        return held
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Back to ready at once; the hand-out did not run, so it does not count as a delivery.

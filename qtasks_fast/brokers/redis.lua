@@ -77,10 +77,14 @@
 --           PEXPIRE P:r as plain commands and awaits them before this call, so the producer's wait ends
 --           without waiting for this script; the ack still comes only after the record is stored.
 --   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
---   release group now {prio id}*       (drain: re-add unrun entries at the tail, ack the old ones;
---                                        their status is new again)
+--   release group now consumer {prio id}*  (drain: re-add unrun entries at the tail, ack the old ones;
+--                                        their status is new again; entries another consumer took
+--                                        over are left alone)
 --   renew   group consumer {prio id}*   (lease keeper: reset the idle time of entries this consumer
---                                        still owns; one taken over by another consumer stays theirs)
+--                                        still owns; one taken over by another consumer stays theirs.
+--                                        Returns {prio id}* of the entries still owned: the others are
+--                                        lost, and the worker drops them unrun / leaves their outcome
+--                                        to the new owner)
 --   get     group uuid                  ({'R', record} when final, else fields e/s/wk/u of a queued or
 --                                        running task, or false when unknown)
 --   watch   group uuid                  (get, and add a queued or running task to P:wait)
@@ -591,27 +595,33 @@ elseif op == 'dead' then
   return n
 
 elseif op == 'release' then
-  local group, now = ARGV[2], ARGV[3]
+  local group, now, consumer = ARGV[2], ARGV[3], ARGV[4]
   local n = 0
   local touched = {}
-  for i = 4, #ARGV, 2 do
+  for i = 5, #ARGV, 2 do
     -- A fresh entry wakes blocked consumers at once; waiting for a lease would stall the drain.
-    local prio = ARGV[i]
+    local prio, old = ARGV[i], ARGV[i + 1]
     local stream = P .. ':s:' .. prio
-    local entry = redis.call('XRANGE', stream, ARGV[i + 1], ARGV[i + 1])[1]
-    if entry then
-      local f = entry[2]
-      local id = redis.call('XADD', stream, '*', unpack(f))
-      n = n + 1
-      -- nobody runs it now: its status is new again, at its new place in the stream
-      local uuid = fields_ud(f)
-      if rec and uuid ~= '' then
-        redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
+    -- only what this consumer still holds: an entry another one took over (this worker was frozen or cut
+    -- off past its lease) runs there, and a copy handed back here would run it twice. pcall: no group yet
+    local pel = redis.pcall('XPENDING', stream, group, old, old, 1)
+    local mine = type(pel) == 'table' and not pel.err and pel[1] and pel[1][2] == consumer
+    if mine then
+      local entry = redis.call('XRANGE', stream, old, old)[1]
+      if entry then
+        local f = entry[2]
+        local id = redis.call('XADD', stream, '*', unpack(f))
+        n = n + 1
+        -- nobody runs it now: its status is new again, at its new place in the stream
+        local uuid = fields_ud(f)
+        if rec and uuid ~= '' then
+          redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
+        end
       end
+      redis.call('XACK', stream, group, old)
+      redis.call('XDEL', stream, old)
+      touched[stream] = true
     end
-    redis.call('XACK', stream, group, ARGV[i + 1])
-    redis.call('XDEL', stream, ARGV[i + 1])
-    touched[stream] = true
   end
   -- entries finished while these were pending may linger after them (see tidy): trim them now
   for stream in pairs(touched) do tidy(stream, group, {}, now) end
@@ -625,7 +635,7 @@ elseif op == 'renew' then
     if not ids then ids = {}; wanted[ARGV[i]] = ids end
     ids[ARGV[i + 1]] = true
   end
-  local n = 0
+  local held = {}
   for prio, ids in pairs(wanted) do
     local stream = P .. ':s:' .. prio
     local own = {}
@@ -640,10 +650,13 @@ elseif op == 'renew' then
         args[#args + 1] = 'JUSTID'
         redis.call('XCLAIM', unpack(args))
       end
-      n = n + #own
+      for _, id in ipairs(own) do
+        held[#held + 1] = prio
+        held[#held + 1] = id
+      end
     end
   end
-  return n
+  return held
 
 elseif op == 'get' then
   local fields = get(ARGV[2], ARGV[3])

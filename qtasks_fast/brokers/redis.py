@@ -191,6 +191,11 @@ class RedisConnection:
             await pair[0].aclose()
 
 
+def _bytes(msg_id: Any) -> bytes:
+    """A stream entry id as the server sends it back (a delivery may hold it as str or bytes)."""
+    return msg_id if isinstance(msg_id, bytes) else str(msg_id).encode()
+
+
 def _body(fields: Sequence[bytes] | None) -> bytes:
     """The envelope (field ``d``) of a raw stream entry ``[b"u", uuid, b"d", envelope]``; b"" without
     both fields (an entry deleted under a pending read has none: the worker dead-letters it as malformed)."""
@@ -513,13 +518,16 @@ class RedisBroker(RedisControl, Broker):
                 await self.conn._direct(self.conn.aio).pipeline(cmds)
             await self.conn.ahot(prefix, "settle", rec, self.app_name, now, ttl, packed, index, replies)
 
-    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+    async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         by_queue: dict[str, list[Any]] = {}
         for d in deliveries:
             by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id))
+        held: set[tuple[int, bytes]] = set()
         for queue, args in by_queue.items():
-            await self.conn.acall(queue_prefix(self.app_name, queue), "renew", False, self.app_name, self._consumer,
-                                  *args)
+            flat = await self.conn.acall(queue_prefix(self.app_name, queue), "renew", False, self.app_name,
+                                         self._consumer, *args)
+            held.update((int(flat[i]), _bytes(flat[i + 1])) for i in range(0, len(flat), 2))
+        return [d for d in deliveries if (d.prio, _bytes(d.msg_id)) in held]
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         by_queue: dict[str, list[Any]] = {}
@@ -528,7 +536,8 @@ class RedisBroker(RedisControl, Broker):
         rec = self.fused(self._storage)
         now = str(int(time.time() * 1000))
         for queue, args in by_queue.items():
-            await self.conn.acall(queue_prefix(self.app_name, queue), "release", rec, self.app_name, now, *args)
+            await self.conn.acall(queue_prefix(self.app_name, queue), "release", rec, self.app_name, now,
+                                  self._consumer, *args)
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = await self.save_dead_records(items, storage)

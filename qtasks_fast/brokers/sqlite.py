@@ -120,6 +120,18 @@ class SqliteBroker(SqliteControl):
             db.execute("INSERT INTO messages (app, queue, prio, uuid, body) VALUES (?, ?, ?, ?, ?)",
                        (self.app_name, queue, min(max(priority, 0), self.priority_levels - 1), uuid, body))
 
+    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
+        """As the base class, each write retried while another connection holds the lock (without blocking
+        the event loop; up to ``BUSY_TIMEOUT``, then a clear error)."""
+        retrying = self.conn.retrying
+        if self.fused(storage):
+            return await retrying(self._insert, envelopes, wait, True)
+        kept, skipped = await retrying(self._split, envelopes)
+        if kept:
+            await storage.create(kept, wait)
+            await retrying(self._insert, kept, wait, False, False)
+        return skipped
+
     # ------------------------------------------------------------------ worker
     async def ping(self) -> None:
         try:
@@ -138,7 +150,7 @@ class SqliteBroker(SqliteControl):
         delay = POLL_MIN
         while True:
             version = self.conn.version()  # before the probe: a commit after it shows as a change
-            out, dead = self._claim(count)
+            out, dead = await self.conn.retrying(self._claim, count, patience=None)  # locked: waits off-loop
             if dead and self._storage is not None:
                 await self._storage.save(dead, self._worker_id)
             left = deadline - time.monotonic()
@@ -241,20 +253,24 @@ class SqliteBroker(SqliteControl):
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = await self.settle_unfused(outcomes, storage, retries)
         now = now_ms()
-        with self.conn.tx() as db:
+        async with self.conn.atx(patience=None) as db:
             if rec:
                 if retries:
                     self._insert_tx(db, retries, False, True, now)
                 finish_records(db, self.app_name, outcomes, self._worker_id, now, self._ttl_ms)
             db.executemany("DELETE FROM messages WHERE id = ?", [(o[0].msg_id,) for o in outcomes])
 
-    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+    async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        held: list[Delivery] = []
         if not deliveries:
-            return
+            return held
         until = now_ms() + int(self.lease_seconds * 1000)
-        with self.conn.tx() as db:  # only our own: a delivery another consumer took over stays theirs
-            db.executemany("UPDATE messages SET lease_until = ? WHERE id = ? AND consumer = ?",
-                           [(until, d.msg_id, self._consumer) for d in deliveries])
+        async with self.conn.atx(patience=None) as db:  # only our own: one another consumer took over stays theirs
+            for d in deliveries:
+                if db.execute("UPDATE messages SET lease_until = ? WHERE id = ? AND consumer = ?",
+                              (until, d.msg_id, self._consumer)).rowcount:
+                    held.append(d)
+        return held
 
     async def close(self) -> None:
         """Ends this consumer's :meth:`cancel_requests`; the shared handle stays open for the storage and

@@ -57,7 +57,7 @@ class SqliteControl(LocalBroker):
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = await self.save_dead_records(items, storage)
         now = now_ms()
-        with self.conn.tx() as db:
+        async with self.conn.atx(patience=None) as db:
             for d, reason in items:
                 row = db.execute("SELECT queue, prio, uuid, body FROM messages WHERE id = ?", (d.msg_id,)).fetchone()
                 if row is not None:  # gone = settled or dead-lettered by whoever took it over
@@ -87,7 +87,7 @@ class SqliteControl(LocalBroker):
             return
         rec = self.fused(self._storage)
         cancelled: list[Outcome] = []
-        with self.conn.tx() as db:
+        async with self.conn.atx(patience=None) as db:
             for d in deliveries:
                 row = db.execute("SELECT queue, prio, uuid, body, deliveries FROM messages WHERE id = ?"
                                  " AND consumer = ?", (d.msg_id, self._consumer)).fetchone()
@@ -106,7 +106,7 @@ class SqliteControl(LocalBroker):
         app, now = self.app_name, now_ms()
         outcomes: list[Outcome] = []
         status = ""
-        with self.conn.tx() as db:
+        async with self.conn.atx() as db:
             row = db.execute("SELECT id, prio, body, consumer, lease_until, deliveries FROM messages"
                              " WHERE app = ? AND queue = ? AND uuid = ? ORDER BY consumer IS NULL, id LIMIT 1",
                              (app, queue, uuid)).fetchone()
@@ -187,12 +187,12 @@ class SqliteControl(LocalBroker):
     async def requeue_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
         storage = self._storage
         if storage is not None and not self.fused(storage):  # a started worker's foreign storage: records first
-            with self.conn.tx() as db:
+            async with self.conn.atx() as db:
                 envs = [env for r in self._dead_rows(db, queue, ids) for env in decoded(r[3])]
             if envs:
                 await storage.create(envs)
         now = now_ms()
-        with self.conn.tx() as db:
+        async with self.conn.atx() as db:
             rows = self._dead_rows(db, queue, ids)
             db.executemany("INSERT INTO messages (app, queue, prio, uuid, body) VALUES (?, ?, ?, ?, ?)",
                            [(self.app_name, queue, prio, uuid, body) for _, prio, uuid, body in rows])
@@ -203,7 +203,7 @@ class SqliteControl(LocalBroker):
         return len(rows)
 
     async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
-        with self.conn.tx() as db:
+        async with self.conn.atx() as db:
             rows = self._dead_rows(db, queue, ids)
             db.executemany("DELETE FROM dead_letters WHERE id = ?", [(r[0],) for r in rows])
         return len(rows)
@@ -213,7 +213,7 @@ class SqliteControl(LocalBroker):
         app, now = self.app_name, now_ms()
         storage = self._storage
         rec = storage is None or self.fused(storage)
-        with self.conn.tx() as db:
+        async with self.conn.atx() as db:
             rows = db.execute("SELECT id, prio, uuid, body FROM messages WHERE app = ? AND queue = ?"
                               " AND consumer IS NULL", (app, queue)).fetchall()
             rows += db.execute("SELECT id, prio, uuid, body FROM delayed WHERE app = ? AND queue = ?",
@@ -231,7 +231,7 @@ class SqliteControl(LocalBroker):
     async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:
         app, now = self.app_name, now_ms()
         expires = now + int(ttl * 1000)
-        with self.conn.tx() as db:
+        async with self.conn.atx(patience=None) as db:
             db.execute("DELETE FROM slots WHERE app = ? AND queue = ? AND key = ? AND expires <= ?",
                        (app, queue, key, now))
             if db.execute("UPDATE slots SET expires = ? WHERE app = ? AND queue = ? AND key = ? AND token = ?",
@@ -246,7 +246,7 @@ class SqliteControl(LocalBroker):
             return True
 
     async def release_slot(self, key: str, queue: str, token: str) -> None:
-        with self.conn.tx() as db:
+        async with self.conn.atx(patience=None) as db:
             db.execute("DELETE FROM slots WHERE app = ? AND queue = ? AND key = ? AND token = ?",
                        (self.app_name, queue, key, token))
 
@@ -257,7 +257,7 @@ class SqliteControl(LocalBroker):
 
     async def claim(self, key: str, ttl: float) -> bool:
         app, now = self.app_name, now_ms()
-        with self.conn.tx() as db:
+        async with self.conn.atx(patience=None) as db:
             if db.execute("SELECT 1 FROM claims WHERE app = ? AND key = ? AND expires > ?",
                           (app, "c:" + key, now)).fetchone():
                 return False
@@ -270,7 +270,7 @@ class SqliteControl(LocalBroker):
         """Delete expired records, claims and slots, and cancel requests whose message is gone (called by the
         worker's lease keeper every minute)."""
         app, now = self.app_name, now_ms()
-        with self.conn.tx() as db:
+        async with self.conn.atx(patience=None) as db:
             db.execute("DELETE FROM records WHERE expires_at < ? AND app = ?", (now, app))
             db.execute("DELETE FROM claims WHERE expires <= ? AND app = ?", (now, app))
             db.execute("DELETE FROM slots WHERE expires <= ? AND app = ?", (now, app))

@@ -10,17 +10,22 @@ fleet-wide concurrency-limit semaphores).
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.faults import Outage
+from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_UNIQUE
 
 if TYPE_CHECKING:
@@ -64,9 +69,79 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_task ON logs (app, uuid, id);
 CREATE INDEX IF NOT EXISTS logs_expiry ON logs (expires_at);
 """
-#: seconds SQLite itself retries a locked database before raising (writers queue up behind one another)
+#: seconds a write of a producer or of the CLI waits for another connection's write lock before it raises
+#: (writers queue up behind one another); a worker waits as long as it takes, see :class:`LockWait`
 BUSY_TIMEOUT = 30.0
+#: seconds SQLite's own busy handler waits per attempt: the longest a lock wait may hold the calling thread
+#: (the event loop, for a worker) before the wait goes on with ``asyncio.sleep`` or ``time.sleep``
+ATTEMPT_TIMEOUT = 0.01
+#: seconds a read retries a busy moment of the file (WAL readers wait for no writer; only a log recovery after
+#: a crash can make them wait, for milliseconds)
+READ_PATIENCE = 0.5
+#: a lock held longer than this is an outage (logged once, see :class:`~qtasks_fast.faults.Outage`), not a queue
+QUIET_SECONDS = 1.0
 _abandoned: list[sqlite3.Connection] = []  # handles inherited over fork: never closed in the child
+#: set by :meth:`SqliteConnection.retrying`: the sync ``tx`` it calls makes one attempt and lets it wait
+_one_attempt: ContextVar[bool] = ContextVar("qtasks_sqlite_one_attempt", default=False)
+_TABLES = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+log = get_logger("sqlite")
+T = TypeVar("T")
+
+
+def locked(exc: BaseException) -> bool:
+    """True when ``exc`` is SQLite saying another connection holds the lock (transient: wait and retry)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    msg = str(exc)
+    return "locked" in msg or "busy" in msg
+
+
+@contextmanager
+def suppress_locked() -> Iterator[None]:
+    """Skip an optional write (a sweep, a hint) when another connection holds the lock: one short attempt."""
+    token = _one_attempt.set(True)
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if not locked(exc):
+            raise
+    finally:
+        _one_attempt.reset(token)
+
+
+class LockWait:
+    """The wait for another connection's write lock: short quiet sleeps while writers queue up as usual;
+    past :data:`QUIET_SECONDS` an outage, logged when it starts and when it ends (never per attempt).
+
+    ``patience`` None waits as long as it takes (a worker: nothing crashes, no delivery is charged);
+    otherwise :meth:`next` raises a clear error once the lock has been held that long.
+    """
+
+    def __init__(self, path: str, patience: float | None) -> None:
+        self.path, self.patience = path, patience
+        self.since = time.monotonic()
+        self.delay = 0.002
+        self.outage: Outage | None = None
+
+    def next(self, exc: BaseException) -> float:
+        """Seconds to sleep before the next attempt (or raise when out of patience)."""
+        held = time.monotonic() - self.since
+        if self.patience is not None and held >= self.patience:
+            raise sqlite3.OperationalError(
+                f"SQLite database {self.path!r} is locked: another connection has held its write lock for "
+                f"{held:.0f}s (a long transaction, or a process stopped while writing); retry later, or find "
+                f"the holder with `fuser {self.path}`") from exc
+        if self.outage is None and held >= QUIET_SECONDS:
+            self.outage = Outage(log, f"SQLite database {self.path!r} is locked by another connection "
+                                      "(its write lock is held)", first=self.delay, cap=1.0)
+        if self.outage is not None:
+            return self.outage.failed(exc)
+        delay, self.delay = self.delay, min(self.delay * 2, 0.05)
+        return delay
+
+    def done(self) -> None:
+        if self.outage is not None:
+            self.outage.ok()
 
 
 def now_ms() -> int:
@@ -117,6 +192,65 @@ class SqliteConnection:
             self._pid = os.getpid()
         return self.lock
 
+    async def retrying(self, fn: Callable[..., T], *args: Any, patience: float | None = BUSY_TIMEOUT) -> T:
+        """Call ``fn(*args)`` (sync code that runs one ``tx``) on the event loop; while another connection
+        holds the write lock, wait with ``asyncio.sleep`` and call again (``fn`` must do nothing before its
+        ``tx`` that cannot be done twice). Each attempt holds the loop at most :data:`ATTEMPT_TIMEOUT`."""
+        wait: LockWait | None = None
+        while True:
+            token = _one_attempt.set(True)
+            try:
+                result = fn(*args)
+            except sqlite3.OperationalError as exc:
+                if not locked(exc):
+                    raise
+                wait = wait or LockWait(self.path, patience)
+                await asyncio.sleep(wait.next(exc))
+                continue
+            finally:
+                _one_attempt.reset(token)
+            if wait is not None:
+                wait.done()
+            return result
+
+    @asynccontextmanager
+    async def atx(self, patience: float | None = BUSY_TIMEOUT) -> AsyncIterator[sqlite3.Connection]:
+        """:meth:`tx` for coroutines: waiting for the write lock never blocks the event loop.
+
+        ``patience`` None (worker writes) waits as long as the lock is held; otherwise raises after that long.
+        """
+        wait: LockWait | None = None
+        while True:
+            lock = self._guard()
+            if not lock.acquire(blocking=False):  # a thread of this process writes: its turn first
+                await asyncio.sleep(0.001)
+                continue
+            try:
+                db = self.db
+                db.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                lock.release()
+                if not locked(exc):
+                    raise
+                wait = wait or LockWait(self.path, patience)
+                await asyncio.sleep(wait.next(exc))
+            except BaseException:
+                lock.release()
+                raise
+        if wait is not None:
+            wait.done()
+        try:
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            self.writes += 1
+        finally:
+            lock.release()
+
     @property
     def db(self) -> sqlite3.Connection:
         """The open handle (call with :attr:`lock` held)."""
@@ -131,25 +265,52 @@ class SqliteConnection:
             os.makedirs(parent, exist_ok=True)
         db: sqlite3.Connection | None = None
         try:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.path, timeout=ATTEMPT_TIMEOUT, isolation_level=None, check_same_thread=False)
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL survives any process crash (the failure at-least-once is about); only a power
             # cut can lose the last commits — the same trade as Redis' default ``appendfsync everysec``.
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+            have = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            if not _TABLES <= have:  # reads only when the schema exists: opens while another process writes
+                db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
         except sqlite3.Error as exc:
             if db is not None:
                 db.close()
+            if locked(exc):  # another connection writes: a wait, not a broken file or directory
+                raise
             raise BrokerUnavailable(f"cannot open the SQLite database {self.path!r}: {exc}. Is the directory "
                                     "writable (set QTASKS_SQLITE_PATH or pass sqlite:///path)?") from exc
         return db
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock first, so reads inside it are current."""
-        with self._guard():
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
+        """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock first, so reads inside it are current.
+
+        For sync callers (threads): while another connection holds the lock, waits with ``time.sleep``
+        (this process's lock released meanwhile) up to :data:`BUSY_TIMEOUT`. Under :meth:`retrying`, makes
+        one attempt and lets the coroutine wait. Coroutines use :meth:`atx`.
+        """
+        wait: LockWait | None = None
+        while True:
+            lock = self._guard()
+            lock.acquire()
+            try:
+                db = self.db
+                db.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                lock.release()
+                if not locked(exc) or _one_attempt.get():
+                    raise
+                wait = wait or LockWait(self.path, BUSY_TIMEOUT)
+                time.sleep(wait.next(exc))
+            except BaseException:
+                lock.release()
+                raise
+        if wait is not None:
+            wait.done()
+        try:
             try:
                 yield db
             except BaseException:
@@ -157,15 +318,27 @@ class SqliteConnection:
                 raise
             db.execute("COMMIT")
             self.writes += 1
+        finally:
+            lock.release()
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._guard():
-            return self.db.execute(sql, params).fetchall()
+        """Rows of a query. WAL readers do not wait for writers; the rare busy moment (another process
+        recovering the log after a crash) is retried briefly, see :data:`READ_PATIENCE`."""
+        wait: LockWait | None = None
+        while True:
+            with self._guard():
+                try:
+                    return self.db.execute(sql, params).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if not locked(exc) or _one_attempt.get():
+                        raise
+                    wait = wait or LockWait(self.path, READ_PATIENCE)
+                    delay = wait.next(exc)
+            time.sleep(delay)
 
     def version(self) -> tuple[int, int]:
         """Changes when anyone commits to the file: a check that costs no table read (idle waits use it)."""
-        with self._guard():
-            return self.db.execute("PRAGMA data_version").fetchone()[0], self.writes
+        return self.read("PRAGMA data_version")[0][0], self.writes
 
     def close(self) -> None:
         with self._guard():

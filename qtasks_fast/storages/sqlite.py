@@ -27,6 +27,7 @@ from qtasks_fast.brokers.sqlite_db import (
     insert_records,
     mark_process,
     now_ms,
+    suppress_locked,
 )
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
 
@@ -68,21 +69,22 @@ class SqliteStorage(Storage):
             insert_records(db, self.app_name, envelopes, blobs, wait, now_ms())
 
     async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
-        self.create_sync(envelopes, wait)
+        await self.conn.retrying(self.create_sync, envelopes, wait)
 
+    # the worker's writes wait for a lock as long as it is held (patience=None), never blocking its loop
     async def save(self, outcomes: Sequence[Outcome], worker_id: str) -> None:
-        with self.conn.tx() as db:
+        async with self.conn.atx(patience=None) as db:
             finish_records(db, self.app_name, outcomes, worker_id, now_ms(), int(self.result_ttl * 1000))
 
     async def mark_started(self, deliveries: Sequence[Delivery], worker_id: str) -> None:
         uuids = [d.envelope.uuid for d in deliveries if d.envelope is not None]
         if uuids:
-            with self.conn.tx() as db:
+            async with self.conn.atx(patience=None) as db:
                 mark_process(db, uuids, worker_id, now_ms())
 
     async def append_logs(self, uuid: str, queue: str, lines: Sequence[str]) -> None:
         if lines:
-            with self.conn.tx() as db:
+            async with self.conn.atx(patience=None) as db:
                 append_logs(db, self.app_name, queue, uuid, lines, now_ms(), int(self.result_ttl * 1000))
 
     async def get_logs(self, uuid: str, queue: str) -> list[str]:
@@ -100,8 +102,9 @@ class SqliteStorage(Storage):
             return None
         row = rows[0]
         if row[9] is not None and row[9] <= now_ms():
-            with self.conn.tx() as db:  # expired: gone, as a Redis key with a TTL would be
-                db.execute("DELETE FROM records WHERE uuid = ? AND expires_at <= ?", (uuid, now_ms()))
+            with suppress_locked():  # expired: gone, as a Redis key with a TTL would be (the sweep retries)
+                with self.conn.tx() as db:
+                    db.execute("DELETE FROM records WHERE uuid = ? AND expires_at <= ?", (uuid, now_ms()))
             return None
         if queues and row[8] not in queues:
             return None  # records are per queue, as in Redis
@@ -114,8 +117,9 @@ class SqliteStorage(Storage):
         """The record, flagged as awaited (kept for dashboards; no push channel depends on it here)."""
         task = self.get_sync(uuid, queues)
         if task is not None and not task.finished:
-            with self.conn.tx() as db:
-                db.execute("UPDATE records SET awaited = 1 WHERE uuid = ?", (uuid,))
+            with suppress_locked():  # a dashboard hint only: not worth waiting for a lock
+                with self.conn.tx() as db:
+                    db.execute("UPDATE records SET awaited = 1 WHERE uuid = ?", (uuid,))
         return task
 
     def _next(self, task: Task, deadline: float) -> str | None:

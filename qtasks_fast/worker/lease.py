@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from qtasks_fast.faults import Outage, describe, transient
 from qtasks_fast.log import get_logger
+from qtasks_fast.worker.ownership import renew_held
 from qtasks_fast.worker.startup import ConsumerNameLost
 
 if TYPE_CHECKING:
@@ -30,14 +31,13 @@ async def lease_loop(w: Worker) -> None:
     # renewal goes on at its own pace through an outage (Redis still accepts it at maxmemory: XCLAIM
     # JUSTID adds no data); a failing one is logged when the outage starts and when it ends
     outage = Outage(log, f"worker {w.worker_id}: lease renewal failing (the next beat retries)", cap=interval)
+    w.leases_until = time.monotonic() + w.broker.lease_seconds  # nothing held yet
     while True:
         await asyncio.sleep(interval)
-        running = list(w.inflight)
         try:
             if w.name_lease is not None:
                 await w.name_lease.renew()  # ConsumerNameLost ends the worker: its tasks now belong to another
-            if running:
-                await w.broker.renew(running)
+            await renew_held(w)  # and drops what another worker took over (see ownership.py)
             if w.limiter is not None and w.limiter.held:
                 await w.limiter.renew()
             if time.monotonic() >= next_trim and hasattr(w.broker, "trim_indexes"):
@@ -51,5 +51,5 @@ async def lease_loop(w: Worker) -> None:
             if transient(exc):
                 outage.failed(exc)
             else:
-                log.warning("worker %s: lease renewal failed for %d deliveries: %s", w.worker_id, len(running),
+                log.warning("worker %s: lease renewal failed for %d deliveries: %s", w.worker_id, len(w.inflight),
                             describe(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
+from qtasks_fast.worker.ownership import owned, reconfirm
 from qtasks_fast.worker.startup import NameLease, new_owner, start_broker
 
 if TYPE_CHECKING:
@@ -64,6 +66,13 @@ class Worker:
         #: fetched but not started: a finished task's slot is refilled from here without a round trip
         self.backlog: deque[Delivery] = deque()
         self.prefetch = min(self.concurrency, app.config.prefetch) if app.config.prefetch >= 0 else self.concurrency
+        #: monotonic time until which every lease held here is known valid (see ownership.py): past it, a
+        #: prefetched delivery is started, and an outcome settled, only after a renewal confirmed it is ours
+        self.leases_until = time.monotonic() + self.broker.lease_seconds
+        #: running or finished deliveries another consumer took over: their outcomes are not settled
+        self.lost: set[Delivery] = set()
+        self._confirming: asyncio.Task[None] | None = None
+        self._settling: Sequence[Outcome] = ()
         self.active = 0  # tasks started and not finished
         self._starting = False
         self.slot_free = asyncio.Event()
@@ -90,6 +99,10 @@ class Worker:
 
     def dispatch(self, deliveries: Sequence[Delivery]) -> None:
         """Start what fits in ``concurrency``; keep the rest in the backlog (limited tasks: in the limiter)."""
+        if self.lost:  # rare: a held-back last attempt whose lease another worker took over (ownership.py)
+            gone = self.lost.intersection(deliveries)
+            self.lost -= gone
+            deliveries = [d for d in deliveries if d not in gone]
         if self.limiter is not None:
             deliveries = self.limiter.divert(deliveries)
         backlog = self.backlog
@@ -103,8 +116,11 @@ class Worker:
             backlog.extend(deliveries)
         self.start_more()
 
-    def start_more(self) -> None:
+    def start_more(self, confirmed: bool = False) -> None:
         if self._starting:  # an inline task finished inside this loop: the loop itself goes on
+            return
+        if self.backlog and time.monotonic() >= self.leases_until and not confirmed:
+            reconfirm(self)  # frozen or cut off past the lease: renew (drops what is lost), then start
             return
         self._starting = True
         try:
@@ -150,6 +166,10 @@ class Worker:
             self._done, self._retries = [], []
             if self.limiter is not None and self.limiter.held:
                 await self.limiter.release([o[0] for o in outcomes])
+            if self.lost or time.monotonic() >= self.leases_until:  # rare: a lease may be lost (ownership.py)
+                outcomes, retries = await owned(self, outcomes, retries)
+                if not outcomes:
+                    continue
             while True:
                 try:
                     await self.broker.settle(outcomes, self.storage, retries)
