@@ -105,7 +105,11 @@ class Worker:
             submit = self.executor.submit
             while self.backlog and self.active < self.concurrency and not self.stopping:
                 self.active += 1
-                submit(self.backlog.popleft())
+                d = self.backlog.popleft()
+                try:
+                    submit(d)
+                except Exception as exc:  # noqa: BLE001 - starting one delivery broke: it ends, the rest go on
+                    self.executor.crashed(d, exc)
         finally:
             self._starting = False
 
@@ -178,6 +182,10 @@ class Worker:
             except TRANSIENT as exc:
                 log.warning("cannot dead-letter %d messages (%s); retrying", len(items), exc)
                 await asyncio.sleep(0.5)
+            except Exception:  # noqa: BLE001 - a message that cannot even be dead-lettered must not stop the fetcher
+                log.exception("worker %s cannot dead-letter %d messages; they come back after the lease and the "
+                              "broker dead-letters them at max_deliveries", self.worker_id, len(items))
+                return
 
     async def release(self, deliveries: list[Delivery]) -> None:
         if self.limiter is not None:
