@@ -124,6 +124,7 @@ class InMemoryBroker(MemoryControl):
         out: list[tuple[str, list[Any]]] = []
         dead: list[Outcome] = []
         left = count
+        lone = 1  # becomes 0 when a last attempt goes out alone
         # a hand-out that would be a message's last allowed delivery goes out alone (as on Redis and SQLite)
         alone = self.max_deliveries - 1 if self.max_deliveries > 1 else float("inf")
         first = self._last_attempt(now, takeover) if self._last_waiting else None
@@ -155,7 +156,7 @@ class InMemoryBroker(MemoryControl):
                         if m.consumer is None:
                             passed.append(m)
                         continue
-                    left = 0  # the only message of this fetch
+                    left = lone = 0  # the only message of this fetch
                 m.consumer, m.lease_until = self._consumer, now + self.lease_seconds
                 m.deliveries += 1
                 st.owned[m.id] = m
@@ -169,6 +170,9 @@ class InMemoryBroker(MemoryControl):
                 if rec:
                     st.mark(uuids, self._worker_id)
                 out.append((q, flat))
+        # a takeover that handed out one last attempt alone goes on with the next fetch (the worker runs
+        # that attempt alone and settles it first), until the predecessor's messages are all handed out
+        self._takeover = takeover and not lone
         next_expiry = min((m.lease_until for m in st.owned.values()), default=now + 3600.0)
         return out, dead, min(next_expiry - now, next_due - time.time())
 

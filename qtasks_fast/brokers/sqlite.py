@@ -205,6 +205,7 @@ class SqliteBroker(SqliteControl):
                            " FROM delayed WHERE app = ? AND queue = ? AND due <= ? ORDER BY due, id", (app, q, now))
                 db.execute("DELETE FROM delayed WHERE app = ? AND queue = ? AND due <= ?", (app, q, now))
             left = count
+            lone = 1  # becomes 0 when a last attempt goes out alone
             first = self._last_attempts(db, now) if self._last_waiting else []
             for q in self._queues:
                 if left <= 0:
@@ -241,7 +242,7 @@ class SqliteBroker(SqliteControl):
                         if left < count:  # others are taken already: it waits for a fetch of its own
                             self._last_waiting = True
                             continue
-                        left = 0  # the only message of this fetch
+                        left = lone = 0  # the only message of this fetch
                     flat += (prio, msg_id, body, delivered + 1)
                     taken.append((self._consumer, lease_until, msg_id))
                     if uuid:
@@ -253,7 +254,9 @@ class SqliteBroker(SqliteControl):
                     if rec:
                         mark_process(db, uuids, self._worker_id, now)
                     out.append((q, flat))
-        self._takeover = False
+        # a takeover that handed out one last attempt alone goes on with the next fetch (the worker runs
+        # that attempt alone and settles it first), until the predecessor's messages are all handed out
+        self._takeover = self._takeover and not lone
         return out, dead
 
     def _last_attempts(self, db: sqlite3.Connection, now: int) -> list[Any]:
