@@ -109,7 +109,7 @@ def _dead_dict(d: DeadLetter) -> dict[str, Any]:
     try:
         env = msgspec.msgpack.decode(d.body, type=Envelope)
         out.update(args=env.args, kwargs=env.kwargs)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # noqa: BLE001 - also a body nested too deeply to decode (RecursionError)
         out["body"] = d.body.hex()
     return out
 

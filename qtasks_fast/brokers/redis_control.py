@@ -55,7 +55,7 @@ def _dead_letter(queue: str, msg_id: bytes, fields: dict[bytes, bytes]) -> DeadL
     body = fields.get(b"d", b"")
     try:
         name: str | None = _env_decode(body).task_name
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # noqa: BLE001 - also a body nested too deeply to decode (RecursionError)
         name = None
     return DeadLetter(id=msg_id.decode(), uuid=fields.get(b"u", b"").decode(), queue=queue,
                       reason=fields.get(b"reason", b"").decode(errors="replace"),
@@ -100,7 +100,7 @@ class RedisControl:
             d = core.Delivery(queue, 0, b"", blob, 0)
             try:
                 d.envelope = _env_decode(blob)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except Exception:  # noqa: BLE001 - also a body nested too deeply to decode (RecursionError)
                 continue
             outcomes.append((d, status, b"\xc0", why, ""))
         if outcomes:

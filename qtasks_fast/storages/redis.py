@@ -39,7 +39,7 @@ def parse_record_blob(blob: bytes, queue: str) -> Task | None:
     try:
         e, status, updated, ret, worker, tb, child = _record_decode(blob)
         env = _env_decode(e)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # noqa: BLE001 - also a body nested too deeply to decode (RecursionError)
         return None
     return task_from_envelope(env, status, updated=int(updated or 0) / 1000, returning=ret, traceback=tb,
                               retry_child=child, worker_id=worker, queue=queue)
