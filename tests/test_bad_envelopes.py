@@ -165,3 +165,14 @@ def test_a_malformed_uuid_is_dead_lettered_with_a_reason(app: QueueTasks, bad_uu
         (dl,) = dead
         assert "is not a canonical UUID" in dl.reason and repr(bad_uuid) in dl.reason, dl.reason
         still_serves(app)
+
+
+def test_a_malformed_chain_fails_its_step_with_a_message_saying_what_the_field_must_hold(app: QueueTasks) -> None:
+    bad = envelope("add", 1, 2, meta={"ch": 5})
+    inject(app, bad)
+    with WorkerThread(app, concurrency=1):
+        task = final(app, bad.uuid)
+        assert task.status == "error", task
+        assert "envelope meta 'ch' (chain steps) must be a list of [task_name, args, kwargs], got 5" \
+            in task.traceback, task.traceback
+        still_serves(app)
