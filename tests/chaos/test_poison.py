@@ -103,3 +103,47 @@ def test_poison_messages_are_dead_lettered_and_the_good_ones_run(
     assert sum("RecursionError" in r for r in reasons) == injected.count("deep"), reasons
     assert sum("is not a canonical UUID" in r for r in reasons) == injected.count("path-uuid"), reasons
     assert sum(r.startswith("malformed message") for r in reasons) == len(injected), reasons
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_a_task_that_kills_its_worker_takes_no_batch_mate_to_the_dead_letters(
+        backend: str, harness: Any, runs_dir: Path, chaos_tally: Tally, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    """A message that kills its worker process on every run, fetched in one batch with healthy tasks that
+    are still running when it strikes: each crash charges them a delivery, but their last attempts are
+    handed out alone, so they all succeed and only the culprit is dead-lettered (max_deliveries=3)."""
+    if backend == "redis":
+        url = request.getfixturevalue("private_redis").url
+    else:
+        url = f"sqlite:///{tmp_path}/chaos.sqlite3"
+    env = {"QTASKS_MAX_DELIVERIES": "3"}
+    app = load_app_copy(APPS / "poison_app.py", f"poison_{harness.app_name}", harness.app_name, url, **env).app
+    n = int(scale(40, 200))
+    calls = [("work", (f"g{i}", 0.3), {}) for i in range(n)]
+    sent = app.add_tasks([*calls[:n // 2], ("die", (), {}), *calls[n // 2:]])  # one batch, the culprit inside
+    culprit = str(sent[n // 2].uuid)
+    tags = {str(t.uuid): c[1][0] for t, c in zip([*sent[:n // 2], *sent[n // 2 + 1:]], calls, strict=True)}
+    proc = harness.start(url, processes=1, app="poison_app", env={"CHAOS_RUNS_DIR": str(runs_dir), **env})
+
+    deadline = time.monotonic() + float(scale(90, 300))
+    statuses: dict[str, str | None] = {}
+    while True:
+        for u in [*tags, culprit]:
+            if statuses.get(u) not in ("success", "error", "cancel"):
+                task = app.get(u)
+                statuses[u] = task.status if task is not None else None
+        if all(s in ("success", "error", "cancel") for s in statuses.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    dead = app.dlq_list(count=1000)
+    log = harness.log(proc)
+    settle_tally(chaos_tally, statuses, count_runs(runs_dir), tags)
+    chaos_tally.notes.update(worker_deaths=log.count("exited with code"), dead_lettered=len(dead),
+                             healthy_dead_lettered=sum(d.uuid != culprit for d in dead))
+
+    assert chaos_tally.lost == 0 and chaos_tally.stranded == 0, (chaos_tally.line(), log[-4000:])
+    bad = {u: s for u, s in statuses.items() if u in tags and s != "success"}
+    assert not bad, (chaos_tally.line(), [d.reason for d in dead], log[-4000:])
+    assert [d.uuid for d in dead] == [culprit], [(d.uuid, d.reason) for d in dead]
+    assert "delivered 3 times" in dead[0].reason, dead[0].reason
+    assert statuses[culprit] == "error"
