@@ -65,6 +65,8 @@ def describe(exc: BaseException) -> str:
     except Exception:  # noqa: BLE001
         text = "<str() of the exception failed>"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 #: the ``followups`` of a task that enqueues nothing after itself: shared, never to be mutated
 NO_FOLLOWUPS: list[Envelope] = []
 

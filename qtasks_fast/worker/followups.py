@@ -55,8 +55,7 @@ def next_step(env: Envelope, result: Any, app: BaseQueueTasks | None = None, *, 
     chain = env.meta.get(META_CHAIN)
     if not chain:
         return None
-    step = chain_step(chain)
-    name, args, kwargs = step
+    name, args, kwargs = chain_step(chain)
     meta: dict[str, Any] = {META_UNIQUE: ["chain:" + env.uuid, CHAIN_UNIQUE_TTL]}
     if len(chain) > 1:
         meta[META_CHAIN] = list(chain[1:])
