@@ -89,28 +89,37 @@ def unreadable(exc):
     return "malformed message: decoding raised %s: %s%s" % (type(exc).__name__, text, hint)
 
 
-_HEX = b"0123456789abcdefABCDEF"
+def _uuid_table():
+    t = bytearray(b"!" * 256)
+    for c in b"0123456789abcdefABCDEF":
+        t[c] = 48  # "0"
+    t[45] = 45  # "-"
+    t[124] = 124  # "|"
+    return bytes(t)
+
+
+#: maps each hex digit to "0", keeps "-" and "|", turns anything else into "!"
+_UUID_CLASSES = _uuid_table()
+_UUID_SHAPE = b"00000000-0000-0000-0000-000000000000|"
+_shapes = {}
 
 
 def _uuids_ok(uuids: list):
     """True when every string of ``uuids`` is a canonical UUID (``8-4-4-4-12`` hex digits, any case).
 
-    One pass over ``"|".join(uuids)``: separators every 37th character, dashes at the four
-    offsets of each 37-character block, and, once the hex digits are deleted, exactly those
-    ``5n - 1`` characters left. That holds only when each string is one such block: a uuid such as
-    ``../../x`` (it becomes a Redis key suffix) fails it. A few ns per message, against ~200 ns for
-    a regular expression per message.
+    One pass over ``"|".join(uuids)``: its bytes mapped to character classes (hex digit, ``-``,
+    ``|``, other) must equal ``n`` canonical shapes separated by ``|``. As no uuid can contain
+    ``|`` then, each string is exactly one shape: a uuid such as ``../../x`` (it becomes a Redis key
+    suffix) fails. ~13 instructions per character for the whole batch, against ~200 ns per message
+    for a regular expression.
     """
     n = len(uuids)
-    j = "|".join(uuids)
-    if len(j) != 37 * n - 1:
-        return False
-    dashes = "-" * n
-    if j[8::37] != dashes or j[13::37] != dashes or j[18::37] != dashes or j[23::37] != dashes:
-        return False
-    if j[36::37] != "|" * (n - 1):
-        return False
-    return len(j.encode("ascii", "replace").translate(None, _HEX)) == 5 * n - 1
+    shape = _shapes.get(n)
+    if shape is None:
+        shape = (_UUID_SHAPE * n)[:-1]
+        if n <= 4096:
+            _shapes[n] = shape
+    return "|".join(uuids).encode("ascii", "replace").translate(_UUID_CLASSES) == shape
 
 
 def _drop_bad_uuids(ready: list, start: int, bad: list):
