@@ -78,7 +78,7 @@ def envelopes(draw: st.DrawFn) -> bytes:
                 st.fixed_dictionaries({"ch": st.lists(st.tuples(st.sampled_from(["add", "echo", "zz"]),
                                                                values, values), max_size=2)})))
         elif key == "a":
-            fields["a"] = draw(st.one_of(st.lists(st.integers(), max_size=3), values))
+            fields["a"] = draw(st.one_of(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3), values))
         else:
             fields[key] = draw(values)
     body = msgspec.msgpack.encode(fields)
