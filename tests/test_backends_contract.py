@@ -248,6 +248,25 @@ async def test_a_last_attempt_is_handed_out_alone_so_a_poison_message_takes_no_b
 
 
 @pytest.mark.asyncio
+async def test_a_last_attempt_passed_over_in_a_takeover_comes_next_without_waiting_for_a_lease(
+        backend: Backend) -> None:
+    storage = backend.storage()
+    b = env(prio=1)
+    await backend.broker().enqueue([b], storage)
+    ((d,), _) = await fetch(await started(backend, storage=storage, max_deliveries=3))  # b: 1 delivery; crash
+    a = env(prio=0)
+    await backend.broker().enqueue([a], storage)
+    ready, _ = await fetch(await started(backend, storage=storage, max_deliveries=3))  # b: 2, a: 1; crash
+    assert sorted((ev(d).uuid, d.deliveries) for d in ready) == sorted([(b.uuid, 2), (a.uuid, 1)])
+    worker = await started(backend, storage=storage, max_deliveries=3)  # lease 30 s: nothing expires here
+    ((first,), _) = await fetch(worker)
+    assert (ev(first).uuid, first.deliveries) == (a.uuid, 2)  # b's last attempt is not fetched with it
+    await worker.settle([ok(first, 0)], storage, [])
+    ((last,), _) = await fetch(worker)
+    assert (ev(last).uuid, last.deliveries) == (b.uuid, 3)  # alone, at once
+
+
+@pytest.mark.asyncio
 async def test_release_hands_back_at_once_without_counting(backend: Backend) -> None:
     storage = backend.storage()
     draining = await started(backend, storage=storage)

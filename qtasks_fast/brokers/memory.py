@@ -138,7 +138,7 @@ class InMemoryBroker(MemoryControl):
                 m.lease_until < now or (takeover and m.consumer == self._consumer))), key=lambda m: (m.prio, m.id)))
             flat: list[Any] = []
             uuids: list[str] = []
-            passed: list[Any] = []  # ready messages passed over for a fetch of their own
+            passed: list[Any] = []  # last attempts passed over for a fetch of their own
             while left > 0:
                 m = next(claim, None) or (st.pop_ready(q) if first is None else None)
                 if m is None:
@@ -151,10 +151,9 @@ class InMemoryBroker(MemoryControl):
                     dead += self._to_dead(m, reason, rec)
                     continue
                 if m.deliveries >= alone:
-                    if left < count:  # others are taken already: it waits for a fetch of its own
-                        self._last_waiting = True
-                        if m.consumer is None:
-                            passed.append(m)
+                    if left < count:  # others are taken already: it waits for a fetch of its own,
+                        self._last_waiting = True  # unowned (a dead predecessor's lease must not hold it)
+                        passed.append(m)
                         continue
                     left = lone = 0  # the only message of this fetch
                 m.consumer, m.lease_until = self._consumer, now + self.lease_seconds

@@ -226,6 +226,7 @@ class SqliteBroker(SqliteControl):
                 flat: list[Any] = []
                 taken: list[tuple[str, int, int]] = []
                 uuids: list[str] = []
+                passed: list[tuple[int]] = []
                 for msg_id, prio, uuid, body, delivered in rows:
                     if left <= 0:
                         break
@@ -239,8 +240,9 @@ class SqliteBroker(SqliteControl):
                             dead += body_outcome(q, prio, msg_id, body, delivered, "error", "dead-lettered: " + reason)
                         continue
                     if delivered >= alone:
-                        if left < count:  # others are taken already: it waits for a fetch of its own
-                            self._last_waiting = True
+                        if left < count:  # others are taken already: it waits for a fetch of its own,
+                            self._last_waiting = True  # unowned (a dead predecessor's lease must not hold it)
+                            passed.append((msg_id,))
                             continue
                         left = lone = 0  # the only message of this fetch
                     flat += (prio, msg_id, body, delivered + 1)
@@ -248,6 +250,8 @@ class SqliteBroker(SqliteControl):
                     if uuid:
                         uuids.append(uuid)
                     left -= 1
+                if passed:
+                    db.executemany("UPDATE messages SET consumer = NULL, lease_until = NULL WHERE id = ?", passed)
                 if taken:
                     db.executemany("UPDATE messages SET consumer = ?, lease_until = ?, deliveries = deliveries + 1"
                                    " WHERE id = ?", taken)
