@@ -42,11 +42,16 @@ class Delivery:
 def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: list, bad: list):
     """Turn one fetch reply ``[prio, id, body, deliveries]*`` into deliveries.
 
-    Runnable ones (decoded, handler known) go to ``ready`` with their handler;
-    the others go to ``bad`` as ``(delivery, reason)`` for the dead-letter stream.
+    Runnable ones (decoded, canonical uuid, handler known) go to ``ready`` with their handler;
+    the others go to ``bad`` as ``(delivery, reason)`` for the dead-letter stream. Whatever the
+    decoder raises on one body (a ``RecursionError`` from nesting ~1000 deep, a ``MemoryError``)
+    dead-letters that body only: its batch-mates go on. The uuids of the batch are checked in one
+    pass over their concatenation (see :func:`_uuids_ok`), not one call per message.
     """
     i = 0
     n = len(flat)
+    start = len(ready)
+    uuids = []
     while i < n:
         raw = flat[i + 2]
         d = Delivery(queue, flat[i], flat[i + 1], raw, flat[i + 3])
@@ -59,13 +64,77 @@ def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: l
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             bad.append((d, "malformed message: %s" % (exc,)))
             continue
+        except Exception as exc:  # noqa: BLE001 - one unreadable body must not stop the fetcher
+            bad.append((d, unreadable(exc)))
+            continue
         d.envelope = env
         handler = handlers.get(env.task_name)
         if handler is None:
             bad.append((d, "unknown task %r: no worker handler is registered under that name" % (env.task_name,)))
             continue
         d.handler = handler
+        uuids.append(env.uuid)
         ready.append(d)
+    if uuids and not _uuids_ok(uuids):
+        _drop_bad_uuids(ready, start, bad)
+
+
+def unreadable(exc):
+    """The dead-letter reason of a body whose decoding raised something other than a decode error."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose str() fails still gets a reason
+        text = "<no message>"
+    hint = " (arguments nested too deeply?)" if isinstance(exc, RecursionError) else ""
+    return "malformed message: decoding raised %s: %s%s" % (type(exc).__name__, text, hint)
+
+
+def _uuid_table():
+    t = bytearray(b"!" * 256)
+    for c in b"0123456789abcdefABCDEF":
+        t[c] = 48  # "0"
+    t[45] = 45  # "-"
+    t[124] = 124  # "|"
+    return bytes(t)
+
+
+#: maps each hex digit to "0", keeps "-" and "|", turns anything else into "!"
+_UUID_CLASSES = _uuid_table()
+_UUID_SHAPE = b"00000000-0000-0000-0000-000000000000|"
+_shapes = {}
+
+
+def _uuids_ok(uuids: list):
+    """True when every string of ``uuids`` is a canonical UUID (``8-4-4-4-12`` hex digits, any case).
+
+    One pass over ``"|".join(uuids)``: its bytes mapped to character classes (hex digit, ``-``,
+    ``|``, other) must equal ``n`` canonical shapes separated by ``|``. As no uuid can contain
+    ``|`` then, each string is exactly one shape: a uuid such as ``../../x`` (it becomes a Redis key
+    suffix) fails. ~13 instructions per character for the whole batch, against ~200 ns per message
+    for a regular expression.
+    """
+    n = len(uuids)
+    shape = _shapes.get(n)
+    if shape is None:
+        shape = (_UUID_SHAPE * n)[:-1]
+        if n <= 4096:
+            _shapes[n] = shape
+    return "|".join(uuids).encode("ascii", "replace").translate(_UUID_CLASSES) == shape
+
+
+def _drop_bad_uuids(ready: list, start: int, bad: list):
+    """Move the deliveries of ``ready[start:]`` whose uuid is not canonical to ``bad`` (the rare path),
+    without their envelope: nothing is stored under such a uuid."""
+    kept = []
+    for d in ready[start:]:
+        if _uuids_ok([d.envelope.uuid]):
+            kept.append(d)
+        else:
+            bad.append((d, "malformed message: uuid %r is not a canonical UUID (8-4-4-4-12 hex digits)"
+                        % (d.envelope.uuid[:64],)))
+            d.envelope = None  # no record is written under that uuid (it would be a key suffix)
+            d.handler = None
+    ready[start:] = kept
 
 
 _UUID = _uuid_mod.UUID

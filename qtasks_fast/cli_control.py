@@ -115,7 +115,7 @@ def _dead_dict(d: DeadLetter) -> dict[str, Any]:
         env = msgspec.msgpack.decode(d.body, type=Envelope)
         msgspec.json.encode((env.args, env.kwargs))  # e.g. a msgpack extension type has no JSON form
         out.update(args=env.args, kwargs=env.kwargs)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - also a body nested too deeply to decode (RecursionError)
         out["body"] = bytes(d.body).hex()
     return out
 

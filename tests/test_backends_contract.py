@@ -219,6 +219,54 @@ async def test_max_deliveries_dead_letters_and_fails_the_record(backend: Backend
 
 
 @pytest.mark.asyncio
+async def test_a_last_attempt_is_handed_out_alone_so_a_poison_message_takes_no_batch_mate_with_it(
+        backend: Backend) -> None:
+    """A message that kills its worker on every run, fetched in one batch with healthy ones: the healthy ones
+    are charged deliveries by each crash, but each last attempt comes alone, so they all run and only the
+    culprit is dead-lettered (as Redis parks last attempts, see redis.lua op fetch)."""
+    storage = backend.storage()
+    poison, healthy = env("boom"), [env(args=(i, 0)) for i in range(4)]
+    await backend.broker().enqueue([poison, *healthy], storage)
+    for n in (1, 2):  # the worker slot dies with the whole batch in flight, twice
+        ready, _ = await fetch(await started(backend, storage=storage, max_deliveries=3))
+        assert sorted(d.deliveries for d in ready) == [n] * 5
+    worker = await started(backend, storage=storage, max_deliveries=3)
+    done: list[str] = []
+    for _ in range(5):
+        ready, _ = await fetch(worker)
+        assert len(ready) == 1 and ready[0].deliveries == 3, [ev(d).task_name for d in ready]  # alone
+        (d,) = ready
+        if ev(d).task_name == "boom":  # it kills the worker again: a replacement comes
+            worker = await started(backend, storage=storage, max_deliveries=3)
+            continue
+        await worker.settle([ok(d, 0)], storage, [])
+        done.append(ev(d).uuid)
+    assert sorted(done) == sorted(e.uuid for e in healthy)
+    assert await fetch(await started(backend, storage=storage, max_deliveries=3)) == ([], [])
+    (dead,) = await worker.dead_letters(Q)
+    assert dead.uuid == poison.uuid and "delivered 3 times" in dead.reason
+
+
+@pytest.mark.asyncio
+async def test_a_last_attempt_passed_over_in_a_takeover_comes_next_without_waiting_for_a_lease(
+        backend: Backend) -> None:
+    storage = backend.storage()
+    b = env(prio=1)
+    await backend.broker().enqueue([b], storage)
+    ((d,), _) = await fetch(await started(backend, storage=storage, max_deliveries=3))  # b: 1 delivery; crash
+    a = env(prio=0)
+    await backend.broker().enqueue([a], storage)
+    ready, _ = await fetch(await started(backend, storage=storage, max_deliveries=3))  # b: 2, a: 1; crash
+    assert sorted((ev(d).uuid, d.deliveries) for d in ready) == sorted([(b.uuid, 2), (a.uuid, 1)])
+    worker = await started(backend, storage=storage, max_deliveries=3)  # lease 30 s: nothing expires here
+    ((first,), _) = await fetch(worker)
+    assert (ev(first).uuid, first.deliveries) == (a.uuid, 2)  # b's last attempt is not fetched with it
+    await worker.settle([ok(first, 0)], storage, [])
+    ((last,), _) = await fetch(worker)
+    assert (ev(last).uuid, last.deliveries) == (b.uuid, 3)  # alone, at once
+
+
+@pytest.mark.asyncio
 async def test_release_hands_back_at_once_without_counting(backend: Backend) -> None:
     storage = backend.storage()
     draining = await started(backend, storage=storage)

@@ -39,6 +39,8 @@ class InMemoryBroker(MemoryControl):
                          max_deliveries=max_deliveries, result_ttl=result_ttl)
         self.state = state or InMemoryState()
         self._takeover = True
+        #: a fetch passed over a message due for its last delivery: the next fetch looks for one first
+        self._last_waiting = False
         self._closed = False
         self._listeners: list[Listener] = []
 
@@ -81,7 +83,7 @@ class InMemoryBroker(MemoryControl):
     def enqueue_raw(self, queue: str, body: bytes, priority: int = 0, uuid: str = "") -> None:
         """Put an arbitrary body on ``queue`` (tests of malformed input)."""
         with self.state.lock:
-            self.state.push(queue, priority, uuid, body)
+            self.state.push(queue, min(max(priority, 0), self.priority_levels - 1), uuid, body)
             self.state.wake_fetchers()
 
     # ------------------------------------------------------------------ worker
@@ -122,16 +124,23 @@ class InMemoryBroker(MemoryControl):
         out: list[tuple[str, list[Any]]] = []
         dead: list[Outcome] = []
         left = count
+        lone = 1  # becomes 0 when a last attempt goes out alone
+        # a hand-out that would be a message's last allowed delivery goes out alone (as on Redis and SQLite)
+        alone = self.max_deliveries - 1 if self.max_deliveries > 1 else float("inf")
+        first = self._last_attempt(now, takeover) if self._last_waiting else None
         for q in self._queues:
             if left <= 0:
                 break
+            if first is not None and first.queue != q:
+                continue
             # abandoned messages first (a predecessor's at takeover, expired leases), then ready ones
-            claim = iter(sorted((m for m in st.owned.values() if m.queue == q and (
+            claim = iter([first] if first is not None else sorted((m for m in st.owned.values() if m.queue == q and (
                 m.lease_until < now or (takeover and m.consumer == self._consumer))), key=lambda m: (m.prio, m.id)))
             flat: list[Any] = []
             uuids: list[str] = []
+            passed: list[Any] = []  # last attempts passed over for a fetch of their own
             while left > 0:
-                m = next(claim, None) or st.pop_ready(q)
+                m = next(claim, None) or (st.pop_ready(q) if first is None else None)
                 if m is None:
                     break
                 if st.cancels and m.id in st.cancels:  # cancelled while running, its worker died
@@ -141,6 +150,12 @@ class InMemoryBroker(MemoryControl):
                     reason = f"delivered {m.deliveries} times without finishing (max_deliveries={self.max_deliveries})"
                     dead += self._to_dead(m, reason, rec)
                     continue
+                if m.deliveries >= alone:
+                    if left < count:  # others are taken already: it waits for a fetch of its own,
+                        self._last_waiting = True  # unowned (a dead predecessor's lease must not hold it)
+                        passed.append(m)
+                        continue
+                    left = lone = 0  # the only message of this fetch
                 m.consumer, m.lease_until = self._consumer, now + self.lease_seconds
                 m.deliveries += 1
                 st.owned[m.id] = m
@@ -148,12 +163,27 @@ class InMemoryBroker(MemoryControl):
                 if m.uuid:
                     uuids.append(m.uuid)
                 left -= 1
+            for m in passed:
+                st.requeue(m)
             if flat:
                 if rec:
                     st.mark(uuids, self._worker_id)
                 out.append((q, flat))
+        # a takeover that handed out one last attempt alone goes on with the next fetch (the worker runs
+        # that attempt alone and settles it first), until the predecessor's messages are all handed out
+        self._takeover = takeover and not lone
         next_expiry = min((m.lease_until for m in st.owned.values()), default=now + 3600.0)
         return out, dead, min(next_expiry - now, next_due - time.time())
+
+    def _last_attempt(self, now: float, takeover: bool) -> Any:
+        """A claimable message due for its last delivery that a fetch passed over, or None (rare: runs only
+        after such a pass-over)."""
+        self._last_waiting = False
+        st, alone = self.state, self.max_deliveries - 1
+        served = set(self._queues)
+        found = [m for m in st.messages.values() if m.queue in served and m.deliveries >= alone and (
+            m.consumer is None or m.lease_until < now or (takeover and m.consumer == self._consumer))]
+        return min(found, key=lambda m: (self._queues.index(m.queue), m.prio, m.id)) if found else None
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = await self.settle_unfused(outcomes, storage, retries)

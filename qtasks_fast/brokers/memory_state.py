@@ -183,7 +183,7 @@ class InMemoryState:
             assert env is not None, "settled deliveries always carry their envelope"
             rec = self.records.get(env.uuid)
             if rec is None:  # record gone (expired, foreign producer): the result still reports
-                rec = self.records[env.uuid] = _Record(env.queue, msgspec.msgpack.encode(env), env.created_at, False)
+                rec = self.records[env.uuid] = _Record(d.queue, msgspec.msgpack.encode(env), env.created_at, False)
             rec.status, rec.returning, rec.updated = status, ret, now
             rec.traceback, rec.retry_child = tb or None, child or None
             rec.worker_id, rec.expires_at = worker_id or rec.worker_id, expires

@@ -48,7 +48,8 @@
 -- a foreign Storage keeps them: then P:q, P:t:*, P:wait, P:r:*, P:log, P:i:*, P:count are not touched.
 --
 -- Ops:
---   enqueue now packed [special claimed unique_ttl]
+--   enqueue now nprios packed [special claimed unique_ttl]
+--           nprios = the priority levels workers serve: a prio outside 0..nprios-1 is clamped into them;
 --           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
 --           special = msgpack array {prio uuid name blob wait eta_ms unique_key unique_ttl_ms}* of delayed
 --           or unique ones (claimed = '1': unique keys were claimed already by op 'unique').
@@ -195,11 +196,13 @@ end
 
 if op == 'enqueue' then
   local now = ARGV[2]
-  local items = cmsgpack.unpack(ARGV[3])
+  local top = tonumber(ARGV[3]) - 1  -- priorities are clamped to the served levels: no stream nobody reads
+  local items = cmsgpack.unpack(ARGV[4])
   local queued, waiting, streams = {}, {}, {}
   local nq = 0
   for i = 1, #items, 5 do
     local prio, uuid = items[i], items[i + 1]
+    if prio > top then prio = top elseif prio < 0 then prio = 0 end
     local stream = streams[prio]
     if not stream then stream = P .. ':s:' .. prio; streams[prio] = stream end
     local id = redis.call('XADD', stream, '*', 'u', uuid, 'd', items[i + 3])
@@ -209,14 +212,15 @@ if op == 'enqueue' then
     if items[i + 4] == '1' then waiting[#waiting + 1] = uuid end
   end
   local skipped = {}
-  if ARGV[4] and ARGV[4] ~= '' then
-    local sp = cmsgpack.unpack(ARGV[4])
-    local claimed, nowms = ARGV[5] == '1', tonumber(now)
+  if ARGV[5] and ARGV[5] ~= '' then
+    local sp = cmsgpack.unpack(ARGV[5])
+    local claimed, nowms = ARGV[6] == '1', tonumber(now)
     local first, wake  -- earliest due time before this enqueue; the new earliest, if it moved
     for i = 1, #sp, 8 do
       local prio, uuid, blob, eta = sp[i], sp[i + 1], sp[i + 3], sp[i + 5]
+      if prio > top then prio = top elseif prio < 0 then prio = 0 end
       local holder = nil
-      if sp[i + 6] ~= '' and not claimed then holder = claim_unique(sp[i + 6], uuid, sp[i + 7], ARGV[6]) end
+      if sp[i + 6] ~= '' and not claimed then holder = claim_unique(sp[i + 6], uuid, sp[i + 7], ARGV[7]) end
       if holder then
         skipped[#skipped + 1] = uuid
         skipped[#skipped + 1] = holder

@@ -249,7 +249,8 @@ class RedisBroker(RedisControl, Broker):
         per_queue = core.enqueue_args(list(envelopes), blobs, "1" if wait else "0")
         claimed = "0" if rec else "1"  # without our records, unique keys were claimed before storage.create
         ttl = int(self.unique_ttl * 1000)
-        return {q: (now, plain, special, claimed, ttl) if special else (now, plain)
+        levels = self.priority_levels
+        return {q: (now, levels, plain, special, claimed, ttl) if special else (now, levels, plain)
                 for q, (plain, special) in per_queue.items()}
 
     def _unique_calls(self, envelopes: Sequence[Envelope]) -> dict[str, list[Any]]:

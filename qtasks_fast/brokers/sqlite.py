@@ -65,6 +65,8 @@ class SqliteBroker(SqliteControl):
         self.path = path
         self.conn = connection or SqliteConnection.for_path(path)
         self._takeover = True  # the first fetch takes over this consumer name's own messages
+        #: a fetch passed over a message due for its last delivery: the next fetch looks for one first
+        self._last_waiting = False
         self._wake_at = 0  # ms: when the last idle probe expects work without any write (eta, lease expiry)
         self._closed = False
 
@@ -142,6 +144,7 @@ class SqliteBroker(SqliteControl):
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
         self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
         self._takeover = True
+        self._last_waiting = False
         self._closed = False
         await self.ping()
 
@@ -204,26 +207,38 @@ class SqliteBroker(SqliteControl):
         app, maxd = self.app_name, self.max_deliveries
         lease_until = now + int(self.lease_seconds * 1000)
         cols = "SELECT id, prio, uuid, body, deliveries FROM messages WHERE app = ? AND queue = ? AND "
+        # a hand-out that would be a message's last allowed delivery goes out alone (as on Redis, see
+        # redis.lua op fetch): when a message kills its worker on every run, the messages fetched with it
+        # are not charged deliveries they never ran, and only the culprit reaches the dead letters
+        alone = maxd - 1 if maxd > 1 else _FAR
         with self.conn.tx() as db:
             for q in due:  # promote due delayed messages, oldest due first
                 db.execute("INSERT INTO messages (app, queue, prio, uuid, body) SELECT app, queue, prio, uuid, body"
                            " FROM delayed WHERE app = ? AND queue = ? AND due <= ? ORDER BY due, id", (app, q, now))
                 db.execute("DELETE FROM delayed WHERE app = ? AND queue = ? AND due <= ?", (app, q, now))
             left = count
+            lone = 1  # becomes 0 when a last attempt goes out alone
+            first = self._last_attempts(db, now) if self._last_waiting else []
             for q in self._queues:
                 if left <= 0:
                     break
                 rows: list[Any] = []
-                if self._takeover:  # a replacement of this worker slot: its predecessor's messages at once
-                    rows += db.execute(cols + "consumer = ? ORDER BY prio, id LIMIT ?",
-                                       (app, q, self._consumer, left)).fetchall()
-                rows += db.execute(cols + "lease_until < ? AND consumer IS NOT ? ORDER BY prio, id LIMIT ?",
-                                   (app, q, now, self._consumer if self._takeover else None, left)).fetchall()
-                rows.sort(key=lambda r: (r[1], r[0]))
-                rows += db.execute(cols + "consumer IS NULL ORDER BY prio, id LIMIT ?", (app, q, left)).fetchall()
+                if first:
+                    if first[0] != q:
+                        continue
+                    rows = [first[1]]
+                else:
+                    if self._takeover:  # a replacement of this worker slot: its predecessor's messages at once
+                        rows += db.execute(cols + "consumer = ? ORDER BY prio, id LIMIT ?",
+                                           (app, q, self._consumer, left)).fetchall()
+                    rows += db.execute(cols + "lease_until < ? AND consumer IS NOT ? ORDER BY prio, id LIMIT ?",
+                                       (app, q, now, self._consumer if self._takeover else None, left)).fetchall()
+                    rows.sort(key=lambda r: (r[1], r[0]))
+                    rows += db.execute(cols + "consumer IS NULL ORDER BY prio, id LIMIT ?", (app, q, left)).fetchall()
                 flat: list[Any] = []
                 taken: list[tuple[str, int, int]] = []
                 uuids: list[str] = []
+                passed: list[tuple[int]] = []
                 for msg_id, prio, uuid, body, delivered in rows:
                     if left <= 0:
                         break
@@ -236,19 +251,43 @@ class SqliteBroker(SqliteControl):
                         if not rec:
                             dead += body_outcome(q, prio, msg_id, body, delivered, "error", "dead-lettered: " + reason)
                         continue
+                    if delivered >= alone:
+                        if left < count:  # others are taken already: it waits for a fetch of its own,
+                            self._last_waiting = True  # unowned (a dead predecessor's lease must not hold it)
+                            passed.append((msg_id,))
+                            continue
+                        left = lone = 0  # the only message of this fetch
                     flat += (prio, msg_id, body, delivered + 1)
                     taken.append((self._consumer, lease_until, msg_id))
                     if uuid:
                         uuids.append(uuid)
                     left -= 1
+                if passed:
+                    db.executemany("UPDATE messages SET consumer = NULL, lease_until = NULL WHERE id = ?", passed)
                 if taken:
                     db.executemany("UPDATE messages SET consumer = ?, lease_until = ?, deliveries = deliveries + 1"
                                    " WHERE id = ?", taken)
                     if rec:
                         mark_process(db, uuids, self._worker_id, now)
                     out.append((q, flat))
-        self._takeover = False
+        # a takeover that handed out one last attempt alone goes on with the next fetch (the worker runs
+        # that attempt alone and settles it first), until the predecessor's messages are all handed out
+        self._takeover = self._takeover and not lone
         return out, dead
+
+    def _last_attempts(self, db: sqlite3.Connection, now: int) -> list[Any]:
+        """``[queue, row]`` of one claimable message due for its last delivery (a fetch passed it over
+        earlier), ``[]`` when none is left. Rare: it runs only after such a pass-over."""
+        self._last_waiting = False
+        for q in self._queues:
+            row = db.execute("SELECT id, prio, uuid, body, deliveries FROM messages WHERE app = ? AND queue = ?"
+                             " AND deliveries >= ? AND (consumer IS NULL OR lease_until < ? OR consumer = ?)"
+                             " ORDER BY prio, id LIMIT 1",
+                             (self.app_name, q, self.max_deliveries - 1, now,
+                              self._consumer if self._takeover else None)).fetchone()
+            if row is not None:
+                return [q, row]
+        return []
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = await self.settle_unfused(outcomes, storage, retries)

@@ -365,7 +365,7 @@ def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome]
         env = d.envelope
         assert env is not None, "settled deliveries always carry their envelope"
         raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)
-        rows.append((env.uuid, app, env.queue, env.task_name, status, raw, int(env.created_at * 1000) or now, now,
+        rows.append((env.uuid, app, d.queue, env.task_name, status, raw, int(env.created_at * 1000) or now, now,
                      ret, tb or None, worker_id or None, child or None, now + ttl_ms))
     db.executemany(
         "INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, \"returning\","

@@ -45,6 +45,16 @@ _deferred: set[asyncio.Task[None]] = set()
 
 
 async def run_hooked(ex: Executor, d: Delivery) -> None:
+    """One call on the hooked path; whatever breaks outside the task itself (a hook or handler raising
+    something other than ``Exception``, the failure path) still ends the delivery, as ``error``."""
+    try:
+        await _run_hooked(ex, d)
+    except Exception as err:  # noqa: BLE001 - nothing after the outcome raises, so none was reported yet
+        ex.running.pop(d, None)
+        ex.on_done(ex.broken(d, None, err), [])
+
+
+async def _run_hooked(ex: Executor, d: Delivery) -> None:
     h, env = d.handler, d.envelope
     hooks = h.worker_hooks()
     events = hooks.events if hooks is not None else None
@@ -82,7 +92,7 @@ async def run_hooked(ex: Executor, d: Delivery) -> None:
     if exc is None:
         try:
             encoded = core.encode(value)
-            followups = ex.followups(env, value, d.handler.app) if env.meta else []
+            followups = ex.followups(env, value, d.handler.app, d) if env.meta else []
         except (TypeError, msgspec.EncodeError) as enc:
             exc = TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}")
         except Exception as err:  # noqa: BLE001 - the next chain step could not be built
@@ -94,7 +104,11 @@ async def run_hooked(ex: Executor, d: Delivery) -> None:
             await events.afire("task_success", result=value, **kw)
         ex.on_done((d, "success", encoded, "", ""), followups)
         return
-    outcome, followups, child = ex.failure(d, exc)
+    try:
+        outcome, followups, child = ex.failure(d, exc)
+    except Exception as err:  # noqa: BLE001 - the failure path itself broke: the task still ends
+        ex.on_done(ex.broken(d, exc, err), [])
+        return
     if hooks is not None:
         if outcome[1] == "cancel":
             await call_hooks(hooks.after, ctx, "cancel", outcome[3], label=label)

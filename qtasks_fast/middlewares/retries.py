@@ -22,6 +22,7 @@ This runs only on the error path of a task with retries left: it costs nothing o
 from __future__ import annotations
 
 import random
+import reprlib
 import time
 import uuid as _uuid
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,8 @@ def retry_delay(task: TaskFunc | None, attempt: int) -> float:
     base = task.retry_backoff if task is not None else 0.0
     if base <= 0:
         return 0.0
-    delay = min(task.retry_backoff_max, base * 2.0 ** (attempt - 1))  # type: ignore[union-attr]
+    # the exponent is capped: an attempt number from a foreign envelope must not overflow the float
+    delay = min(task.retry_backoff_max, base * 2.0 ** min(max(attempt - 1, 0), 64))  # type: ignore[union-attr]
     return random.uniform(0.0, delay) if task.retry_jitter else delay  # type: ignore[union-attr]
 
 
@@ -56,13 +58,23 @@ def matches(exc: BaseException, classes: tuple[type[BaseException], ...]) -> boo
     return bool(names) and any(f"{c.__module__}.{c.__qualname__}" in names for c in classes)
 
 
+def attempt_of(env: Envelope) -> int:
+    """The retry attempt number of ``env`` (``meta[META_ATTEMPT]``, 0 when absent), checked: the envelope
+    may come from a foreign producer."""
+    value = env.meta.get(META_ATTEMPT, 0)
+    if type(value) is not int or value < 0:  # noqa: E721 - bool is not an attempt number
+        raise ValueError(f"envelope meta {META_ATTEMPT!r} (retry attempt number) must be a non-negative integer, "
+                         f"got {reprlib.repr(value)}; fix the producer that built this envelope")
+    return value
+
+
 def retry_child(env: Envelope, task: TaskFunc | None, exc: BaseException) -> Envelope | None:
     """The envelope of the retry of ``env`` after it raised ``exc``, or None when it is not retried."""
     if env.retry <= 0 or matches(exc, (TaskArgumentsError,)):
         return None
     if task is not None and task.retry_on_exc and not matches(exc, task.retry_on_exc):
         return None
-    attempt = int(env.meta.get(META_ATTEMPT, 0)) + 1
+    attempt = attempt_of(env) + 1
     meta = {k: v for k, v in env.meta.items() if k not in NOT_INHERITED}
     meta[META_ATTEMPT] = attempt
     now = time.time()

@@ -40,7 +40,7 @@ def parse_record_blob(blob: bytes, queue: str) -> Task | None:
     try:
         e, status, updated, ret, worker, tb, child = _record_decode(blob)
         env = _env_decode(e)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # noqa: BLE001 - also a body nested too deeply to decode (RecursionError)
         return None
     return task_from_envelope(env, status, updated=int(updated or 0) / 1000, returning=ret, traceback=tb,
                               retry_child=child, worker_id=worker, queue=queue)
@@ -117,7 +117,7 @@ class RedisStorage(Storage):
         pipe = self.conn.aio.pipeline(transaction=False)
         for d in deliveries:
             record = encode_record(d.raw, "process", now, worker=worker_id)
-            pipe.set(self._key(d.envelope.queue, d.envelope.uuid), record)
+            pipe.set(self._key(d.queue, d.envelope.uuid), record)
         await pipe.execute()
 
     async def save(self, outcomes: Sequence[Outcome], worker_id: str) -> None:
@@ -127,8 +127,8 @@ class RedisStorage(Storage):
         for d, status, ret, tb, child in outcomes:
             env = d.envelope
             record = encode_record(d.raw, status, now, ret, worker_id, tb, child)
-            pipe.set(self._key(env.queue, env.uuid), record, px=ttl)
-            reply = self._reply_key(env.queue, env.uuid)
+            pipe.set(self._key(d.queue, env.uuid), record, px=ttl)
+            reply = self._reply_key(d.queue, env.uuid)
             pipe.rpush(reply, record)
             pipe.pexpire(reply, ttl)
         await pipe.execute()

@@ -56,6 +56,17 @@ if TYPE_CHECKING:
 
 log = get_logger("worker")
 NONE = core.encode(None)
+
+
+def describe(exc: BaseException) -> str:
+    """``"TypeName: message"`` of an exception, even one whose ``str()`` raises."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001
+        text = "<str() of the exception failed>"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 #: the ``followups`` of a task that enqueues nothing after itself: shared, never to be mutated
 NO_FOLLOWUPS: list[Envelope] = []
 
@@ -233,7 +244,7 @@ class Executor:
             env = d.envelope
             try:
                 encoded = core.encode(value)
-                followups = self.followups(env, value, d.handler.app) if env.meta else NO_FOLLOWUPS
+                followups = self.followups(env, value, d.handler.app, d) if env.meta else NO_FOLLOWUPS
             except (TypeError, msgspec.EncodeError) as enc:
                 exc = TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}")
             except Exception as err:  # noqa: BLE001 - the next chain step could not be built
@@ -244,17 +255,39 @@ class Executor:
                     log.debug("task %s success in %.1f ms", task_label(env.task_name, env.uuid),
                               (time.monotonic() - d.started) * 1000)
                 return
-        outcome, followups, _ = self.failure(d, exc)
+        try:
+            outcome, followups, _ = self.failure(d, exc)
+        except Exception as err:  # noqa: BLE001 - the failure path itself broke: the task still ends
+            outcome, followups = self.broken(d, exc, err), NO_FOLLOWUPS
         self.on_done(outcome, followups)
 
+    def broken(self, d: Delivery, exc: BaseException | None, err: BaseException) -> Outcome:
+        """The last-resort outcome when turning a task's end into an outcome raised ``err``: ``error``
+        with both texts, no retry, so the delivery is settled and its slot freed (never left in flight)."""
+        env = d.envelope
+        label = task_label(env.task_name, env.uuid) if env is not None else repr(d)
+        log.error("task %s: handling its outcome raised %s; it ends as error", label, describe(err))
+        text = describe(err) if exc is None else f"{describe(exc)}\n(not retried: handling the failure raised " \
+                                                   f"{describe(err)})"
+        return d, "error", NONE, text, ""
+
+    def crashed(self, d: Delivery, exc: BaseException) -> None:
+        """Starting ``d`` raised ``exc`` (in :meth:`submit`, not in the task): end it as that error, once."""
+        self.eager.take(d)
+        task = self.running.pop(d, None)
+        if task is not None:  # scheduled before the error: it must not report a second outcome
+            task.cancel()
+        self._finish(d, None, exc)
+
     @staticmethod
-    def followups(env: Envelope, value: Any, app: Any = None) -> list[Envelope]:
-        """What a successful ``env`` enqueues after itself: the next step of its chain."""
+    def followups(env: Envelope, value: Any, app: Any = None, d: Delivery | None = None) -> list[Envelope]:
+        """What a successful ``env`` (delivered as ``d``) enqueues after itself: the next step of its chain."""
         if META_CHAIN not in env.meta:
             return NO_FOLLOWUPS
         from qtasks_fast.worker.followups import next_step
 
-        step = next_step(env, value, app)
+        step = next_step(env, value, app, queue=d.queue if d is not None else None,
+                         prio=d.prio if d is not None else None)
         return [step] if step is not None else NO_FOLLOWUPS
 
     def failure(self, d: Delivery, exc: BaseException) -> tuple[Outcome, list[Envelope], Envelope | None]:
@@ -268,10 +301,19 @@ class Executor:
         if not isinstance(tb, str):
             tb = str(exc) if isinstance(exc, TaskArgumentsError) else \
                 "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        child = retry_child(env, d.handler, exc)
+        try:
+            child = retry_child(env, d.handler, exc)
+        except Exception as err:  # noqa: BLE001 - e.g. a malformed retry meta: the task ends, not retried
+            log.warning("task %s error, not retried: %s", label, describe(err))
+            return (d, "error", NONE, f"{tb}\n(not retried: {describe(err)})", ""), NO_FOLLOWUPS, None
         if child is None:
             log.warning("task %s error: %s: %s", label, type(exc).__name__, exc)
             return (d, "error", NONE, tb, ""), NO_FOLLOWUPS, None
+        # the retry runs where this delivery ran: the queue it was fetched from (served, unlike whatever
+        # an envelope's own queue field may name) at the level it was fetched at (within the served ones)
+        child.queue = d.queue
+        if isinstance(d.prio, int):
+            child.priority = d.prio
         wait = f" in {child.eta - time.time():.1f}s" if child.eta else ""
         log.warning("task %s error, retrying as %s%s: %s: %s", label, child.uuid, wait, type(exc).__name__, exc)
         return (d, "error", NONE, tb, child.uuid), [child], child

@@ -2,10 +2,11 @@
 
 One round trip per batch; batch size follows free capacity so a busy worker
 never hoards messages that an idle one could run. Messages that cannot run
-(malformed, oversized, unknown task) are dead-lettered right here and never
-reach the executor. A message on its last allowed delivery runs alone (nothing
-else in flight, no fetch meanwhile), so a task that kills its process takes no
-other message's deliveries with it.
+(malformed or too deep to decode, oversized, unknown task, a uuid that is not
+a canonical UUID) are dead-lettered right here and never reach the executor;
+whatever one body does to the decoder, its batch-mates run. A message on its
+last allowed delivery runs alone (nothing else in flight, no fetch meanwhile),
+so a task that kills its process takes no other message's deliveries with it.
 """
 
 from __future__ import annotations

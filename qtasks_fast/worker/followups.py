@@ -11,6 +11,7 @@ the rerun does not start the rest of the chain twice.
 from __future__ import annotations
 
 import asyncio
+import reprlib
 import time
 import uuid as _uuid
 from collections.abc import Awaitable, Callable
@@ -41,28 +42,45 @@ def use_app(app: BaseQueueTasks | None) -> None:
     _default_app = app
 
 
-def next_step(env: Envelope, result: Any, app: BaseQueueTasks | None = None) -> Envelope | None:
+def next_step(env: Envelope, result: Any, app: BaseQueueTasks | None = None, *, queue: str | None = None,
+              prio: Any = None) -> Envelope | None:
     """The envelope of the chain step after ``env`` (which returned ``result``), or None when ``env`` ends it.
 
     The step is called as ``name(result, *step_args, **step_kwargs)``. Its queue, priority, retries and
-    ``max_time`` come from the registry of ``app`` when it knows the task; otherwise it stays on ``env``'s
-    queue and priority (a worker serving that queue is known to exist).
+    ``max_time`` come from the registry of ``app`` when it knows the task; otherwise it stays where ``env``
+    ran: ``queue``/``prio``, the queue and level ``env`` was fetched from (a worker serving that queue is
+    known to exist; the envelope's own queue field may name one nobody serves), ``env``'s fields without them.
+    A malformed chain (from a foreign producer) raises ``ValueError`` saying what the field must hold.
     """
     chain = env.meta.get(META_CHAIN)
     if not chain:
         return None
-    name, args, kwargs = chain[0]
+    name, args, kwargs = chain_step(chain)
     meta: dict[str, Any] = {META_UNIQUE: ["chain:" + env.uuid, CHAIN_UNIQUE_TTL]}
     if len(chain) > 1:
         meta[META_CHAIN] = list(chain[1:])
     registry = app if app is not None else _default_app
     tf = registry.tasks.get(name) if registry is not None else None
+    here_prio = prio if isinstance(prio, int) else env.priority
     return Envelope(
         uuid=str(_uuid.uuid5(CHAIN_NAMESPACE, env.uuid)), task_name=name, args=[result, *args],
-        kwargs=dict(kwargs or {}), priority=tf.priority if tf is not None else env.priority,
-        queue=tf.queue if tf is not None else env.queue, created_at=time.time(),
+        kwargs=kwargs, priority=tf.priority if tf is not None else here_prio,
+        queue=tf.queue if tf is not None else (queue or env.queue), created_at=time.time(),
         retry=(tf.retry or 0) if tf is not None else 0, timeout=tf.max_time if tf is not None else None, meta=meta,
     )
+
+
+def chain_step(chain: Any) -> tuple[str, list[Any], dict[str, Any]]:
+    """The first step of ``meta[META_CHAIN]`` as ``(task_name, args, kwargs)``, checked."""
+    try:
+        name, args, kwargs = chain[0]
+        if isinstance(name, str) and isinstance(args, (list, tuple)) and isinstance(kwargs, (dict, type(None))) \
+                and isinstance(chain, (list, tuple)):
+            return name, list(args), dict(kwargs or {})
+    except (TypeError, ValueError, KeyError, IndexError):
+        pass
+    raise ValueError(f"envelope meta {META_CHAIN!r} (chain steps) must be a list of [task_name, args, kwargs], "
+                     f"got {reprlib.repr(chain)}; fix the producer that built this envelope")
 
 
 class feed:  # noqa: N801 - used like a function: generate_handler=feed("task")

@@ -127,7 +127,11 @@ class Worker:
             submit = self.executor.submit
             while self.backlog and self.active < self.concurrency and not self.stopping:
                 self.active += 1
-                submit(self.backlog.popleft())
+                d = self.backlog.popleft()
+                try:
+                    submit(d)
+                except Exception as exc:  # noqa: BLE001 - starting one delivery broke: it ends, the rest go on
+                    self.executor.crashed(d, exc)
         finally:
             self._starting = False
 
@@ -207,9 +211,13 @@ class Worker:
                 outage.ok()
                 return
             except Exception as exc:
-                if not transient(exc):
-                    raise
-                await outage.wait(exc)
+                if transient(exc):
+                    await outage.wait(exc)
+                    continue
+                # a message that cannot even be dead-lettered must not stop the fetcher
+                log.exception("worker %s cannot dead-letter %d messages; they come back after the lease and the "
+                              "broker dead-letters them at max_deliveries", self.worker_id, len(items))
+                return
 
     async def release(self, deliveries: list[Delivery]) -> None:
         if self.limiter is not None:

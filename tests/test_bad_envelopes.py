@@ -1,0 +1,178 @@
+"""Envelopes a worker must not trust, on every backend: each ends in a final state and the worker serves on.
+
+A foreign producer (or an attacker with access to the broker) can write any envelope. The worker:
+
+- ends a task as ``error`` when handling its failure raises (here: a non-integer retry-attempt meta),
+  with that exception's text, and frees its slot (the worker below has one);
+- ends a delivery as ``error`` when starting it raises, and keeps fetching;
+- routes a retry child to the queue and level its parent was fetched from, so a priority 15 or an
+  unserved queue named in the envelope does not leave the retry ``new`` forever;
+- dead-letters an envelope whose uuid is not a canonical UUID (it would become a key suffix);
+- and a broker clamps a priority outside the served levels at enqueue.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as _uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from qtasks_fast import QueueTasks
+from qtasks_fast.brokers.redis_control import queue_prefix
+from qtasks_fast.schemas import Envelope, Task
+from qtasks_fast.testing import WorkerThread
+from qtasks_fast.worker.executor import Executor
+
+
+@pytest.fixture(params=["redis", "sqlite", "memory"])
+def app(request: pytest.FixtureRequest, tmp_path: Path, app_name: str) -> QueueTasks:
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/q.sqlite3"
+    else:
+        url = "memory://"
+    a = QueueTasks(app_name, broker_url=url)
+    a.kind = request.param  # type: ignore[attr-defined]
+    runs: dict[str, int] = {}
+
+    @a.task(retry=1)
+    def flaky(key: str) -> str:
+        """Fails its first run for ``key``, succeeds after."""
+        runs[key] = runs.get(key, 0) + 1
+        if runs[key] == 1:
+            raise RuntimeError(f"first run of {key} fails")
+        return key
+
+    @a.task(retry=2)
+    def boom() -> None:
+        raise ValueError("the task's own error")
+
+    @a.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    return a
+
+
+def inject(app: QueueTasks, env: Envelope, prio: int = 0, queue: str = "default") -> None:
+    """Write ``env`` straight into the queue, as a foreign producer would (no checks, no record)."""
+    body = msgspec.msgpack.encode(env)
+    if app.kind == "redis":  # type: ignore[attr-defined]
+        client = app.storage.conn.sync  # type: ignore[attr-defined]
+        client.xadd(f"{queue_prefix(app.name, queue)}:s:{prio}", {"u": env.uuid, "d": body})
+    else:
+        app.broker.enqueue_raw(queue, body, prio, env.uuid)  # type: ignore[attr-defined]
+
+
+def envelope(name: str, *args: Any, **fields: Any) -> Envelope:
+    return Envelope(uuid=str(_uuid.uuid4()), task_name=name, args=list(args), created_at=time.time(), **fields)
+
+
+def final(app: QueueTasks, uuid: str, timeout: float = 30.0) -> Task:
+    """The record of ``uuid`` once it is final (polled: an injected task has no record to wait on at first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        task = app.get(uuid)
+        if task is not None and task.finished:
+            return task
+        assert time.monotonic() < deadline, f"task {uuid} not final after {timeout}s: {task}"
+        time.sleep(0.05)
+
+
+def still_serves(app: QueueTasks) -> None:
+    """A good task enqueued now runs (the worker has one slot: a leaked slot would block it)."""
+    t = app.add_task("add", 2, 3)
+    assert final(app, str(t.uuid)).returning == 5
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["plain", "hooked"])
+def test_a_failure_path_that_raises_ends_the_task_as_error_and_frees_its_slot(app: QueueTasks,
+                                                                              hooked: bool) -> None:
+    if hooked:  # an event handler puts every task on the hooked path (middlewares/hooked.py)
+        app.events.on.task_error(lambda **kw: None)
+    bad = envelope("boom", retry=2, meta={"at": "x"})  # a retry attempt number that is no number
+    inject(app, bad)
+    with WorkerThread(app, concurrency=1):
+        task = final(app, bad.uuid)
+        assert task.status == "error"
+        assert "ValueError: the task's own error" in task.traceback, task.traceback
+        assert "not retried" in task.traceback and "'at' (retry attempt number) must be a non-negative integer, " \
+            "got 'x'" in task.traceback, task.traceback
+        assert task.retry_child_uuid is None
+        still_serves(app)
+
+
+def test_an_exception_while_starting_a_delivery_ends_it_and_the_worker_goes_on(
+        app: QueueTasks, monkeypatch: pytest.MonkeyPatch) -> None:
+    submit = Executor.submit
+
+    def broken_submit(self: Executor, d: Any) -> None:
+        if d.envelope.args == [40, 2]:
+            raise RuntimeError("cannot start this one")
+        submit(self, d)
+
+    monkeypatch.setattr(Executor, "submit", broken_submit)
+    t = app.add_task("add", 40, 2)
+    with WorkerThread(app, concurrency=1):
+        task = final(app, str(t.uuid))
+        assert task.status == "error" and "RuntimeError: cannot start this one" in task.traceback, task
+        still_serves(app)
+
+
+def retried(app: QueueTasks, parent: str) -> Task:
+    first = final(app, parent)
+    assert first.status == "error" and first.retry_child_uuid is not None, first
+    return final(app, str(first.retry_child_uuid))
+
+
+@pytest.mark.parametrize("field", ["priority", "queue"])
+def test_a_retry_child_runs_where_its_parent_was_fetched(app: QueueTasks, field: str) -> None:
+    """Priority 15 (levels are 0..9) or a queue nobody serves in the envelope: the retry still runs."""
+    fields: dict[str, Any] = {"priority": 15} if field == "priority" else {"queue": "nowhere"}
+    bad = envelope("flaky", "k1", retry=1, **fields)
+    inject(app, bad, prio=9 if field == "priority" else 0)
+    with WorkerThread(app, concurrency=1):
+        child = retried(app, bad.uuid)
+        assert child.status == "success" and child.returning == "k1", child
+        assert child.queue == "default"
+
+
+def test_a_priority_outside_the_levels_is_clamped_at_enqueue(app: QueueTasks) -> None:
+    """An envelope handed to the broker with priority 15 is queued at the last level, not on a stream no
+    worker reads."""
+    env = envelope("add", 1, 2, priority=15)
+    app.broker.enqueue_sync([env], app.storage)
+    with WorkerThread(app, concurrency=1):
+        assert final(app, env.uuid).returning == 3
+
+
+@pytest.mark.parametrize("bad_uuid", ["../../x", "x" * 36, "00000000-0000-0000-0000-00000000000g",
+                                      "00000000-0000-0000-0000-0000000000000"])
+def test_a_malformed_uuid_is_dead_lettered_with_a_reason(app: QueueTasks, bad_uuid: str) -> None:
+    bad = envelope("add", 1, 2)
+    bad.uuid = bad_uuid
+    inject(app, bad)
+    with WorkerThread(app, concurrency=1):
+        deadline = time.monotonic() + 30
+        while not (dead := app.dlq_list()):
+            assert time.monotonic() < deadline, "nothing dead-lettered"
+            time.sleep(0.05)
+        (dl,) = dead
+        assert "is not a canonical UUID" in dl.reason and repr(bad_uuid) in dl.reason, dl.reason
+        still_serves(app)
+
+
+def test_a_malformed_chain_fails_its_step_with_a_message_saying_what_the_field_must_hold(app: QueueTasks) -> None:
+    bad = envelope("add", 1, 2, meta={"ch": 5})
+    inject(app, bad)
+    with WorkerThread(app, concurrency=1):
+        task = final(app, bad.uuid)
+        assert task.status == "error", task
+        assert "envelope meta 'ch' (chain steps) must be a list of [task_name, args, kwargs], got 5" \
+            in task.traceback, task.traceback
+        still_serves(app)
