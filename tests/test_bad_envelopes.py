@@ -176,3 +176,34 @@ def test_a_malformed_chain_fails_its_step_with_a_message_saying_what_the_field_m
         assert "envelope meta 'ch' (chain steps) must be a list of [task_name, args, kwargs], got 5" \
             in task.traceback, task.traceback
         still_serves(app)
+
+
+def test_a_failure_settled_twice_enqueues_one_retry_child(app: QueueTasks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker sends a settle again after an outage with the same retries; the first attempt may have
+    enqueued them already (Redis: the child goes out, then the ack meets a full Redis). One child runs."""
+    runs: list[str] = []
+
+    @app.task(retry=3)
+    def once_more(key: str) -> str:
+        runs.append(key)
+        if len(runs) == 1:
+            raise RuntimeError("the first run fails")
+        return key
+
+    settle = type(app.broker).settle
+    failed: list[bool] = []
+
+    async def partial_settle(self: Any, outcomes: Any, storage: Any, retries: Any) -> None:
+        if retries and not failed:  # the children are out, then the rest of the settle fails
+            failed.append(True)
+            await self.enqueue(retries, storage)
+            raise ConnectionError("connection lost after the retry child was enqueued")
+        await settle(self, outcomes, storage, retries)
+
+    monkeypatch.setattr(type(app.broker), "settle", partial_settle)
+    t = app.add_task("once_more", "k")
+    with WorkerThread(app, concurrency=4):
+        child = retried(app, str(t.uuid))
+        assert child.status == "success" and child.returning == "k", child
+        time.sleep(1.0)  # a second child, if any, would run now
+    assert failed and runs == ["k", "k"], runs

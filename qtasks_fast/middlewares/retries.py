@@ -10,11 +10,17 @@
   from ``[0, that]`` ("full jitter"), so a burst of failures does not come back as a burst.
   Without ``retry_backoff`` a retry is due at once.
 
-The child is a new task (new uuid) linked both ways: its ``retry_parent_uuid`` is the failed one and
+The child is a new task linked both ways: its ``retry_parent_uuid`` is the failed one and
 the failed record's ``retry_child_uuid`` names it; ``app.wait`` follows the links. It carries
 ``eta`` (when it may start, held durably by the broker) and ``meta[META_ATTEMPT]`` (1 for the
 first retry). It is enqueued in the same settle that stores the failure, so a crash in between
 reruns the failed call rather than losing the retry.
+
+A parent has one retry child, however often its failure is handled: the child's uuid derives
+from the parent's (``uuid5(RETRY_NAMESPACE, parent)``) and its enqueue claims the unique key
+``retry:<parent uuid>``, as a chain step does. A settle sent again after a partial failure (the
+child enqueued, the ack refused by a full Redis) or a parent rerun after a crash therefore finds
+the child already queued instead of queueing a second one.
 
 This runs only on the error path of a task with retries left: it costs nothing otherwise.
 """
@@ -34,6 +40,12 @@ from qtasks_fast.schemas import META_ATTEMPT, META_REPLY, META_RESTART_OF, META_
 
 if TYPE_CHECKING:
     from qtasks_fast.task import TaskFunc
+
+#: namespace of retry child uuids: ``uuid5(RETRY_NAMESPACE, parent uuid)``
+RETRY_NAMESPACE = _uuid.uuid5(_uuid.NAMESPACE_URL, "qtasks-fast:retry")
+#: seconds the ``retry:<parent uuid>`` key blocks a second child; reruns of a parent happen within a few
+#: leases, and a retry backoff is capped far below a day
+RETRY_UNIQUE_TTL = 86400.0
 
 #: meta keys a retry child does not inherit: its enqueue must not be skipped as a duplicate of its parent,
 #: and it restarts nothing
@@ -77,7 +89,9 @@ def retry_child(env: Envelope, task: TaskFunc | None, exc: BaseException) -> Env
     attempt = attempt_of(env) + 1
     meta = {k: v for k, v in env.meta.items() if k not in NOT_INHERITED}
     meta[META_ATTEMPT] = attempt
+    meta[META_UNIQUE] = ["retry:" + env.uuid, RETRY_UNIQUE_TTL]
     now = time.time()
     delay = retry_delay(task, attempt)
-    return msgspec.structs.replace(env, uuid=str(_uuid.uuid4()), retry=env.retry - 1, retry_parent_uuid=env.uuid,
+    return msgspec.structs.replace(env, uuid=str(_uuid.uuid5(RETRY_NAMESPACE, env.uuid)), retry=env.retry - 1,
+                                   retry_parent_uuid=env.uuid,
                                    created_at=now, meta=meta, eta=now + delay if delay > 0 else 0.0)
