@@ -221,25 +221,44 @@ class SqliteConnection:
         """
         wait: LockWait | None = None
         while True:
-            lock = self._guard()
-            if not lock.acquire(blocking=False):  # a thread of this process writes: its turn first
+            got = self._begin(blocking=False)
+            if got is None:  # a thread of this process writes: its turn first
                 await asyncio.sleep(0.001)
                 continue
-            try:
-                db = self.db
-                db.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                lock.release()
-                if not locked(exc):
-                    raise
+            if isinstance(got, sqlite3.OperationalError):
                 wait = wait or LockWait(self.path, patience)
-                await asyncio.sleep(wait.next(exc))
-            except BaseException:
-                lock.release()
-                raise
+                await asyncio.sleep(wait.next(got))
+                continue
+            break
         if wait is not None:
             wait.done()
+        with self._committing(*got) as db:
+            yield db
+
+    def _begin(self, blocking: bool) -> tuple[sqlite3.Connection, threading.RLock] | sqlite3.OperationalError | None:
+        """One try at ``BEGIN IMMEDIATE``: the handle and this process's lock (held) on success; the "locked"
+        error when another connection holds the write lock; None when ``blocking`` is False and a thread of
+        this process holds the lock. The one place :meth:`tx` and :meth:`atx` take the lock."""
+        lock = self._guard()
+        if not lock.acquire(blocking=blocking):
+            return None
+        try:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            return db, lock
+        except sqlite3.OperationalError as exc:
+            lock.release()
+            if not locked(exc):
+                raise
+            return exc
+        except BaseException:
+            lock.release()
+            raise
+
+    @contextmanager
+    def _committing(self, db: sqlite3.Connection, lock: threading.RLock) -> Iterator[sqlite3.Connection]:
+        """The body of a transaction begun by :meth:`_begin`: commit, or roll back on any exception; then
+        release this process's lock."""
         try:
             try:
                 yield db
@@ -293,33 +312,19 @@ class SqliteConnection:
         """
         wait: LockWait | None = None
         while True:
-            lock = self._guard()
-            lock.acquire()
-            try:
-                db = self.db
-                db.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                lock.release()
-                if not locked(exc) or _one_attempt.get():
-                    raise
+            got = self._begin(blocking=True)
+            if isinstance(got, sqlite3.OperationalError):
+                if _one_attempt.get():
+                    raise got
                 wait = wait or LockWait(self.path, BUSY_TIMEOUT)
-                time.sleep(wait.next(exc))
-            except BaseException:
-                lock.release()
-                raise
+                time.sleep(wait.next(got))
+                continue
+            break
         if wait is not None:
             wait.done()
-        try:
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            self.writes += 1
-        finally:
-            lock.release()
+        assert got is not None  # a blocking acquire always gets the lock
+        with self._committing(*got) as db:
+            yield db
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a query. WAL readers do not wait for writers; the rare busy moment (another process

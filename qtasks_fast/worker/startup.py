@@ -27,10 +27,11 @@ owner token, so it takes the name over at once, as before.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import redis
@@ -109,23 +110,29 @@ async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> bool:
     return done
 
 
-async def start_broker(w: Worker, stop: asyncio.Event) -> bool:
-    """``broker.start`` until it succeeds, waiting out outages; False when ``stop`` is set first.
-
-    A permanent failure, or one that is not known to be transient (a bug), is raised.
-    """
-    outage = faults.Outage(log, f"worker {w.worker_id} cannot start: the broker is not available")
+async def patiently(stop: asyncio.Event, outage: faults.Outage,
+                    call: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+    """``(True, await call())`` once a call succeeds, waiting out outages with ``outage``'s backoff;
+    ``(False, None)`` when ``stop`` is set first. A permanent failure, or one not known to be transient
+    (a bug), is raised."""
     while True:
         try:
-            done, _ = await until_stopped(stop, w.broker.start(w.consumer, w.worker_id, w.queues, w.storage))
+            done, result = await until_stopped(stop, call())
         except Exception as exc:
             if permanent(exc) or not faults.transient(exc):
                 raise
             if not await sleep_unless_stopped(stop, outage.failed(exc)):
-                return False
+                return False, None
             continue
         outage.ok()
-        return done
+        return done, result
+
+
+async def start_broker(w: Worker, stop: asyncio.Event) -> bool:
+    """``broker.start`` until it succeeds, waiting out outages; False when ``stop`` is set first."""
+    outage = faults.Outage(log, f"worker {w.worker_id} cannot start: the broker is not available")
+    done, _ = await patiently(stop, outage, lambda: w.broker.start(w.consumer, w.worker_id, w.queues, w.storage))
+    return done
 
 
 class NameLease:
@@ -153,18 +160,14 @@ class NameLease:
         for queue in self.queues:
             while True:
                 try:
-                    got = await self.broker.acquire(self.key, queue, 1, self.owner, self.ttl)
+                    done, got = await patiently(
+                        stop, outage, functools.partial(self.broker.acquire, self.key, queue, 1, self.owner, self.ttl))
                 except NotSupported:
                     log.debug("broker %s has no semaphore: consumer name %s is not guarded against a second "
                               "owner", type(self.broker).__name__, self.consumer)
                     return True
-                except Exception as exc:
-                    if permanent(exc) or not faults.transient(exc):
-                        raise
-                    if not await sleep_unless_stopped(stop, outage.failed(exc)):
-                        return False
-                    continue
-                outage.ok()
+                if not done:
+                    return False
                 if got:
                     self.held.append(queue)
                     break
