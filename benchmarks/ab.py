@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in metrics:
                 values[m][side].append(metric(summary, m))
     table = Table(title=f"head ({git('rev-parse', '--short', 'HEAD')}) vs base ({args.base}), alternated")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     table.add_column("base per round", justify="right")
     table.add_column("head per round", justify="right")
     table.add_column("head/base per round", justify="right")

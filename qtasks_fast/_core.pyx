@@ -42,7 +42,8 @@ class Delivery:
 def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: list, bad: list):
     """Turn one fetch reply ``[prio, id, body, deliveries]*`` into deliveries.
 
-    Runnable ones (decoded, canonical uuid, handler known) go to ``ready`` with their handler;
+    Runnable ones (decoded, canonical uuid, the queue they were read from, handler known) go to ``ready``
+    with their handler;
     the others go to ``bad`` as ``(delivery, reason)`` for the dead-letter stream. Whatever the
     decoder raises on one body (a ``RecursionError`` from nesting ~1000 deep, a ``MemoryError``)
     dead-letters that body only: its batch-mates go on. The uuids of the batch are checked in one
@@ -68,6 +69,10 @@ def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: l
             bad.append((d, unreadable(exc)))
             continue
         d.envelope = env
+        if env.queue != queue:  # a foreign producer's envelope: its retries and records would go astray
+            bad.append((d, "envelope names queue %r but was read from queue %r: a producer wrote it to the "
+                           "wrong queue" % (env.queue, queue)))
+            continue
         handler = handlers.get(env.task_name)
         if handler is None:
             bad.append((d, "unknown task %r: no worker handler is registered under that name" % (env.task_name,)))

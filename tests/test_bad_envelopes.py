@@ -5,8 +5,9 @@ A foreign producer (or an attacker with access to the broker) can write any enve
 - ends a task as ``error`` when handling its failure raises (here: a non-integer retry-attempt meta),
   with that exception's text, and frees its slot (the worker below has one);
 - ends a delivery as ``error`` when starting it raises, and keeps fetching;
-- routes a retry child to the queue and level its parent was fetched from, so a priority 15 or an
-  unserved queue named in the envelope does not leave the retry ``new`` forever;
+- routes a retry child to the queue and level its parent was fetched from, so a priority 15 named in the
+  envelope does not leave the retry ``new`` forever, and dead-letters an envelope naming a queue other
+  than the one it was read from;
 - dead-letters an envelope whose uuid is not a canonical UUID (it would become a key suffix);
 - and a broker clamps a priority outside the served levels at enqueue.
 """
@@ -130,16 +131,29 @@ def retried(app: QueueTasks, parent: str) -> Task:
     return final(app, str(first.retry_child_uuid))
 
 
-@pytest.mark.parametrize("field", ["priority", "queue"])
-def test_a_retry_child_runs_where_its_parent_was_fetched(app: QueueTasks, field: str) -> None:
-    """Priority 15 (levels are 0..9) or a queue nobody serves in the envelope: the retry still runs."""
-    fields: dict[str, Any] = {"priority": 15} if field == "priority" else {"queue": "nowhere"}
-    bad = envelope("flaky", "k1", retry=1, **fields)
-    inject(app, bad, prio=9 if field == "priority" else 0)
+def test_a_retry_child_runs_where_its_parent_was_fetched(app: QueueTasks) -> None:
+    """Priority 15 (levels are 0..9) in the envelope: the retry still runs, on the level it was read from."""
+    bad = envelope("flaky", "k1", retry=1, priority=15)
+    inject(app, bad, prio=9)
     with WorkerThread(app, concurrency=1):
         child = retried(app, bad.uuid)
         assert child.status == "success" and child.returning == "k1", child
         assert child.queue == "default"
+
+
+def test_an_envelope_naming_another_queue_is_dead_lettered_with_a_reason(app: QueueTasks) -> None:
+    """A queue nobody serves in the envelope of a message read from ``default``: its retries and record
+    would go where no worker looks, so it is dead-lettered, naming both queues; the worker serves on."""
+    bad = envelope("flaky", "k1", retry=1, queue="nowhere")
+    inject(app, bad)
+    with WorkerThread(app, concurrency=1):
+        deadline = time.monotonic() + 30
+        while not (dead := app.dlq_list()):
+            assert time.monotonic() < deadline, "nothing dead-lettered"
+            time.sleep(0.05)
+        (dl,) = dead
+        assert "envelope names queue 'nowhere' but was read from queue 'default'" in dl.reason, dl.reason
+        still_serves(app)
 
 
 def test_a_priority_outside_the_levels_is_clamped_at_enqueue(app: QueueTasks) -> None:

@@ -140,7 +140,8 @@ def test_a_task_that_kills_its_worker_takes_no_batch_mate_to_the_dead_letters(
     dead = app.dlq_list(count=1000)
     log = harness.log(proc)
     settle_tally(chaos_tally, statuses, count_runs(runs_dir), tags)
-    chaos_tally.notes.update(worker_deaths=sum("(pid " in line and "restarting" in line for line in log.splitlines()), dead_lettered=len(dead),
+    deaths = sum("(pid " in line and "restarting" in line for line in log.splitlines())
+    chaos_tally.notes.update(worker_deaths=deaths, dead_lettered=len(dead),
                              healthy_dead_lettered=sum(d.uuid != culprit for d in dead))
 
     assert chaos_tally.lost == 0 and chaos_tally.stranded == 0, (chaos_tally.line(), log[-4000:])
