@@ -15,6 +15,11 @@ class BrokerFull(BrokerUnavailable):
     this too."""
 
 
+class ConfigError(QTasksError):
+    """The app or its configuration cannot work as given (an unwritable SQLite path, a queue nobody
+    serves, ...): no restart can fix it, so a pool stops at once; the message says what to change."""
+
+
 class TaskNotFound(QTasksError, KeyError):
     """No task is registered under that name in this app."""
 

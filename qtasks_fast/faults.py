@@ -16,7 +16,9 @@ is fixed). SQLite's "database is locked"/"busy" is one too.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import sqlite3
 import time
 
@@ -26,8 +28,12 @@ from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 
 #: exception types that are outages whatever their message
 TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
-    ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, redis.ConnectionError, redis.TimeoutError,
-    BrokerUnavailable, BrokerFull)
+    ConnectionError, TimeoutError, asyncio.TimeoutError, socket.gaierror, redis.ConnectionError,
+    redis.TimeoutError, BrokerUnavailable, BrokerFull)
+#: errno values of a plain ``OSError`` that mean the network, not this host's files or permissions
+TRANSIENT_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
+                              errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED,
+                              errno.EPIPE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EAGAIN})
 #: the first word of a Redis error reply that time can fix
 TRANSIENT_REPLIES = frozenset({"OOM", "READONLY", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN",
                                "NOREPLICAS", "MISCONF"})
@@ -45,6 +51,8 @@ def transient(exc: BaseException) -> bool:
     """True when ``exc`` is an outage: retry later, do not crash and do not charge a delivery."""
     if isinstance(exc, TRANSIENT_TYPES):
         return True
+    if isinstance(exc, OSError):  # a missing file or a permission is no outage: time does not fix it
+        return exc.errno in TRANSIENT_ERRNOS
     if isinstance(exc, redis.ResponseError):
         return isinstance(exc, _REPLY_TYPES) or str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
     if isinstance(exc, sqlite3.OperationalError):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.exceptions import BrokerUnavailable, ConfigError
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_UNIQUE
@@ -281,7 +281,11 @@ class SqliteConnection:
     def _open(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:  # not a directory, no permission: waiting would not help
+                raise ConfigError(f"cannot create the directory of the SQLite database {self.path!r}: {exc}; "
+                                  "point sqlite:///path (or QTASKS_SQLITE_PATH) at a writable place") from exc
         db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(self.path, timeout=ATTEMPT_TIMEOUT, isolation_level=None, check_same_thread=False)
@@ -298,8 +302,12 @@ class SqliteConnection:
                 db.close()
             if locked(exc):  # another connection writes: a wait, not a broken file or directory
                 raise
-            raise BrokerUnavailable(f"cannot open the SQLite database {self.path!r}: {exc}. Is the directory "
-                                    "writable (set QTASKS_SQLITE_PATH or pass sqlite:///path)?") from exc
+            where = os.path.dirname(os.path.abspath(self.path))
+            if self.path != ":memory:" and not os.access(where, os.W_OK | os.X_OK):
+                raise ConfigError(f"cannot open the SQLite database {self.path!r}: {exc}; its directory is not "
+                                  "writable by this user: point sqlite:///path (or QTASKS_SQLITE_PATH) at a "
+                                  "writable place") from exc
+            raise BrokerUnavailable(f"cannot open the SQLite database {self.path!r}: {exc}") from exc
         return db
 
     @contextmanager

@@ -38,7 +38,7 @@ import redis
 
 from qtasks_fast import faults
 from qtasks_fast.abc.broker import NotSupported
-from qtasks_fast.exceptions import QTasksError
+from qtasks_fast.exceptions import ConfigError, QTasksError
 from qtasks_fast.log import get_logger
 
 if TYPE_CHECKING:
@@ -49,10 +49,6 @@ log = get_logger("worker")
 T = TypeVar("T")
 #: longest wait between two looks at a consumer name held by another owner
 NAME_POLL = 1.0
-
-
-class ConfigError(QTasksError):
-    """The app or its configuration cannot work as given; no restart can fix it (the message says what to change)."""
 
 
 class ConsumerNameLost(QTasksError):

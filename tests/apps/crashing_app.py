@@ -13,7 +13,7 @@ from qtasks_fast.storages.redis import RedisStorage
 class CrashingBroker(RedisBroker):
     async def start(self, consumer, worker_id, queues, storage):  # type: ignore[no-untyped-def]
         if os.environ.get("CRASH_KIND") == "config":
-            from qtasks_fast.worker.startup import ConfigError
+            from qtasks_fast.exceptions import ConfigError
 
             raise ConfigError("queue 'nowhere' is not configured on purpose: name a served queue")
         raise RuntimeError("consumer setup failed on purpose")
