@@ -12,15 +12,18 @@ import asyncio
 import copy
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qtasks_fast import GlobalConfig, QueueTasks
+from qtasks_fast import GlobalConfig, QueueTasks, testing
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery
+from qtasks_fast.schemas import Task
 from qtasks_fast.testing import WorkerThread
+from qtasks_fast.worker.worker import Worker
 
 LEASE = 1.0
 
@@ -34,19 +37,27 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "memory://"
 
 
-async def steal(app: Any, handlers: dict[str, Any], count: int) -> list[Delivery]:
-    """Another consumer reclaims ``count`` expired deliveries and settles them with the result "thief"."""
+async def consumer(app: Any, name: str) -> Any:
+    """A started copy of ``app``'s broker consuming the default queue as ``name``."""
     broker, storage = app._resolve()
     broker = copy.copy(broker)
-    await broker.start("thief-0", "thief-0", ["default"], storage)
+    await broker.start(name, name, ["default"], storage)
+    return broker
+
+
+async def steal(app: Any, handlers: dict[str, Any], count: int,
+                until: Callable[[], Awaitable[bool]] | None = None) -> list[Delivery]:
+    """Another consumer reclaims ``count`` expired deliveries and settles them with the result "thief";
+    with ``until``, it goes on fetching (dead-lettering what has no delivery left) until that holds."""
+    broker = await consumer(app, "thief-0")
     got: list[Delivery] = []
     bad: list[Any] = []
     deadline = time.monotonic() + 30
-    while len(got) < count and time.monotonic() < deadline:
-        for queue, flat in await broker.fetch(count - len(got), 0.2):
+    while time.monotonic() < deadline and (len(got) < count or until is not None and not await until()):
+        for queue, flat in await broker.fetch(max(count - len(got), 1), 0.2):
             core.decode_batch(queue, flat, handlers, 1 << 20, got, bad)
     assert not bad
-    await broker.settle([(d, "success", core.encode("thief"), "", "") for d in got], storage, [])
+    await broker.settle([(d, "success", core.encode("thief"), "", "") for d in got], app._resolve()[1], [])
     if app._resolve()[0] is not broker:
         await broker.close()
     return got
@@ -126,18 +137,35 @@ def _decoded(queue: str, flat: list[Any], handlers: dict[str, Any], bad: list[An
     return out
 
 
-@pytest.mark.parametrize("url", ["memory"], indirect=True)  # where a last attempt comes with its batch-mates
-def test_a_last_attempt_held_back_is_not_run_once_its_lease_is_lost(url: str, app_name: str) -> None:
+def test_a_last_attempt_held_back_is_not_run_once_its_lease_is_lost(url: str, app_name: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A last attempt fetched while another task runs is held back (fetcher.run_alone: it runs with nothing
+    else in flight). The worker then freezes past its lease and another consumer takes both messages over;
+    thawed, the worker learns from its renewal that it lost the attempt it held back, and never runs it."""
     config = GlobalConfig(lease_seconds=LEASE, max_deliveries=3)
     app = QueueTasks(app_name, broker_url=url, config=config)
+    workers: list[Worker] = []
+
+    class Seen(Worker):  # the WorkerThread's worker, to watch its fetcher hold the last attempt back
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            workers.append(self)
+
+    monkeypatch.setattr(testing, "Worker", Seen)
     runs: list[str] = []
-    frozen, thaw = threading.Event(), threading.Event()
+    started, frozen, thaw = threading.Event(), threading.Event(), threading.Event()
+    held_back: list[bool] = []
 
     @app.task
     async def freeze(tag: str) -> str:
         runs.append(tag)
+        started.set()
+        deadline = time.monotonic() + 30
+        while not holds_back(workers[0], last) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the loop goes on: the fetcher takes the last attempt and holds it back
+        held_back.append(holds_back(workers[0], last))
         frozen.set()
-        thaw.wait(60)  # blocks the worker's loop while the last attempt waits to run alone
+        thaw.wait(60)  # now blocks the worker's loop, as SIGSTOP would: no renewal goes out
         return "worker"
 
     @app.task
@@ -145,28 +173,67 @@ def test_a_last_attempt_held_back_is_not_run_once_its_lease_is_lost(url: str, ap
         runs.append(tag)
         return "worker"
 
-    last = app.add_task(work.s("last-attempt"))
+    last = uuid_of(app.add_task(work.s("last-attempt")))
 
-    async def ghost() -> None:  # two deliveries to a consumer that dies: the next one is the last
-        broker, storage = app._resolve()
-        broker = copy.copy(broker)
-        await broker.start("ghost-0", "ghost-0", ["default"], storage)
-        for _ in range(2):
-            assert await broker.fetch(1, 5.0)
-            await asyncio.sleep(LEASE * 1.2)
+    def other() -> Any:  # another consumer's app: its own connections, except on memory://, where the state is app's
+        return app if url == "memory://" else QueueTasks(app_name, broker_url=url, config=config)
 
-    asyncio.run(ghost())
-    first = app.add_task(freeze.s("frozen"))
-    thief = app if url == "memory://" else QueueTasks(app_name, broker_url=url, config=config)
-    with WorkerThread(app, concurrency=2):
-        assert frozen.wait(20), "the worker did not start the first task"
-        # the thief's fetch takes the frozen task and dead-letters the last attempt (no delivery left)
-        stolen = asyncio.run(steal(thief, app.tasks, 1))
-        thaw.set()
-        assert app.wait(first.uuid, 20) is not None
-        deadline = time.monotonic() + 3 * LEASE
-        while time.monotonic() < deadline and len(runs) < 2:
-            time.sleep(0.05)
-    assert [d.envelope.uuid for d in stolen] == [str(first.uuid)]  # type: ignore[union-attr]
-    assert runs == ["frozen"], f"the thawed worker ran a last attempt it no longer held: {runs}"
-    assert app.get(last.uuid).status == "error"  # type: ignore[union-attr]  # dead-lettered by the thief
+    async def scenario() -> tuple[list[Delivery], str, Task, str]:
+        ghost = await consumer(other(), "ghost-0")
+        bad: list[Any] = []
+        for n in (1, 2):  # two deliveries to a consumer whose lease runs out each time: the next one is the last
+            got: list[Delivery] = []
+            deadline = time.monotonic() + 30
+            while not got and time.monotonic() < deadline:
+                got = [d for q, flat in await ghost.fetch(1, 0.2) for d in _decoded(q, flat, app.tasks, bad)]
+            assert [d.deliveries for d in got] == [n] and not bad
+        # The ghost holds its lease until the worker has started the frozen task: a fetch hands a last attempt
+        # out alone, and first when it is claimable (SQLite, memory), so the worker would run it before
+        # anything else. (Redis parks it and hands it out in a fetch after the new message anyway.)
+        ghost.lease_seconds = 60.0
+        await ghost.renew(got)
+        first = uuid_of(await asyncio.to_thread(app.add_task, freeze.s("frozen")))
+        with WorkerThread(app, concurrency=2):
+            try:
+                assert await asyncio.to_thread(started.wait, 20), "the worker did not start the first task"
+                ghost.lease_seconds = LEASE  # the ghost dies: its lease runs out, the worker's fetcher reclaims
+                await ghost.renew(got)  # the last attempt, and holds it back while the frozen task runs
+                assert await asyncio.to_thread(frozen.wait, 40), "the first task did not block the loop"
+                assert held_back == [True], "the worker did not hold the last attempt back"
+
+                async def dead_lettered() -> bool:
+                    rec = await asyncio.to_thread(app.get, last)
+                    return rec is not None and rec.status == "error"
+
+                # the thief takes the frozen task over and dead-letters the last attempt (no delivery left)
+                stolen = await steal(other(), app.tasks, 1, until=dead_lettered)
+                left = await asyncio.to_thread(app.get, last)
+                assert left is not None and left.status == "error"  # dead-lettered by the thief
+                # run by the thawed worker only once its fetcher is past the held-back attempt
+                after = uuid_of(await asyncio.to_thread(app.add_task, work.s("after")))
+            finally:
+                thaw.set()
+            assert await asyncio.to_thread(app.wait, after, 20) is not None
+        await ghost.close()
+        return stolen, first, left, after
+
+    stolen, first, left, after = asyncio.run(scenario())
+    assert [d.envelope.uuid if d.envelope else None for d in stolen] == [first]
+    assert runs == ["frozen", "after"], f"the thawed worker ran a last attempt it no longer held: {runs}"
+    outcomes = {u: app.get(u) for u in (last, first, after)}
+    assert {u: (t.status, t.returning, t.traceback, t.worker_id) if t else None for u, t in outcomes.items()} == {
+        last: (left.status, left.returning, left.traceback, left.worker_id),  # as the thief left it
+        first: ("success", "thief", None, "thief-0"),
+        after: ("success", "worker", None, "test-0"),
+    }, "the thawed worker stored an outcome over the new owner's"
+
+
+def uuid_of(task: Task | None) -> str:
+    assert task is not None
+    return str(task.uuid)
+
+
+def holds_back(w: Worker, uuid: str) -> bool:
+    """The fetcher holds the delivery of ``uuid`` back (``run_alone``): fetched, neither started nor queued to."""
+    return any(d.envelope is not None and d.envelope.uuid == uuid and not d.started and d not in w.backlog
+               for d in w.inflight)
