@@ -196,3 +196,27 @@ def test_only_a_permanent_exit_makes_the_supervisor_give_up(sup, monkeypatch) ->
     message = sup.reap()
     assert message is not None and "no restart can fix that" in message and "worker U-0" in message
     assert set(sup.children) == {999}
+
+
+def test_an_unusable_sqlite_location_stops_the_pool_with_one_line(harness, tmp_path) -> None:
+    """A database path under a regular file can never be created: no waiting, exit 2 and a line saying
+    what to change (an outage would be waited out instead)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proc = harness.start(f"sqlite:///{blocker}/q.sqlite3", processes=1)
+    assert proc.wait(30) == 2
+    log = harness.log(proc)
+    assert "cannot create the directory of the SQLite database" in log and "writable place" in log, log
+    assert "Traceback" not in log, log
+
+
+def test_files_and_permissions_are_not_outages_but_the_network_is() -> None:
+    import errno
+
+    from qtasks_fast.faults import transient
+
+    assert not transient(PermissionError(errno.EACCES, "denied"))
+    assert not transient(FileNotFoundError(errno.ENOENT, "no such file"))
+    assert not transient(NotADirectoryError(errno.ENOTDIR, "not a directory"))
+    assert transient(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+    assert transient(OSError(errno.EHOSTUNREACH, "no route to host"))
