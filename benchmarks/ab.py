@@ -27,7 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_METRICS = {"drain": ["drain:rate_by_processes.2", "drain:paired_ratio"]}
+DEFAULT_METRICS = {"drain": ["drain:rate_by_processes.2", "drain:paired_ratio"],
+                   "latency": ["latency:p50_idle_us", "latency:raw_rt_p50_us", "latency:p50_load_us"]}
 
 
 def git(*args: str, cwd: Path = ROOT) -> str:
