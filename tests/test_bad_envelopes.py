@@ -85,6 +85,16 @@ def final(app: QueueTasks, uuid: str, timeout: float = 30.0) -> Task:
         time.sleep(0.05)
 
 
+def the_dead_letter(app: QueueTasks, timeout: float = 30.0) -> Any:
+    """The one dead letter of the app's default queue, once there is one."""
+    deadline = time.monotonic() + timeout
+    while not (dead := app.dlq_list()):
+        assert time.monotonic() < deadline, "nothing dead-lettered"
+        time.sleep(0.05)
+    (dl,) = dead
+    return dl
+
+
 def still_serves(app: QueueTasks) -> None:
     """A good task enqueued now runs (the worker has one slot: a leaked slot would block it)."""
     t = app.add_task("add", 2, 3)
@@ -147,11 +157,7 @@ def test_an_envelope_naming_another_queue_is_dead_lettered_with_a_reason(app: Qu
     bad = envelope("flaky", "k1", retry=1, queue="nowhere")
     inject(app, bad)
     with WorkerThread(app, concurrency=1):
-        deadline = time.monotonic() + 30
-        while not (dead := app.dlq_list()):
-            assert time.monotonic() < deadline, "nothing dead-lettered"
-            time.sleep(0.05)
-        (dl,) = dead
+        dl = the_dead_letter(app)
         assert "envelope names queue 'nowhere' but was read from queue 'default'" in dl.reason, dl.reason
         still_serves(app)
 
@@ -172,11 +178,7 @@ def test_a_malformed_uuid_is_dead_lettered_with_a_reason(app: QueueTasks, bad_uu
     bad.uuid = bad_uuid
     inject(app, bad)
     with WorkerThread(app, concurrency=1):
-        deadline = time.monotonic() + 30
-        while not (dead := app.dlq_list()):
-            assert time.monotonic() < deadline, "nothing dead-lettered"
-            time.sleep(0.05)
-        (dl,) = dead
+        dl = the_dead_letter(app)
         assert "is not a canonical UUID" in dl.reason and repr(bad_uuid) in dl.reason, dl.reason
         still_serves(app)
 
