@@ -264,8 +264,8 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
     ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
-    where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t), built
-    here so that Redis only stores it. ``log`` is the batch's index entry
+    where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
+    element is the delivery count), built here so that Redis only stores it. ``log`` is the batch's index entry
     ``[[uuid, status, name]*]`` (``b""`` without index). ``replies`` packs the 0-based positions of
     the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
     lists their ``uuid, record`` for the broker to store and push before the settle itself.
@@ -280,7 +280,7 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str):
             args = out[d.queue] = []
             logs[d.queue] = []
         env = d.envelope
-        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4]))
+        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries))
         if env.meta and "rw" in env.meta:
             if replies is None:
                 replies = {}

@@ -88,6 +88,9 @@ class Task(msgspec.Struct, kw_only=True):
     queue: str = "default"
     #: the task this one restarts (``app.restart``), None otherwise
     restart_of: _uuid.UUID | None = None
+    #: how many times the finished task's message was delivered: 1 normally, 2+ when it was handed out
+    #: again (a worker crashed, an outage, a lost lease), so a duplicate run shows here
+    deliveries: int = 1
 
     @property
     def finished(self) -> bool:
@@ -101,7 +104,7 @@ def ts_to_dt(ts: float) -> _dt.datetime:
 def task_from_envelope(env: Envelope, status: str, *, updated: float | None = None, returning: bytes = b"",
                        traceback: str | None = None, retry_child: str | None = None, worker_id: str | None = None,
                        queue: str | None = None, uuid: _uuid.UUID | None = None,
-                       created: _dt.datetime | None = None) -> Task:
+                       created: _dt.datetime | None = None, deliveries: int = 1) -> Task:
     """The ``Task`` every storage returns: the call from the envelope, the state from the storage.
 
     ``updated`` is in seconds (the envelope's creation time when None); ``returning`` is the
@@ -129,6 +132,8 @@ def task_from_envelope(env: Envelope, status: str, *, updated: float | None = No
     # (measured), and producers build one Task per call of a bulk enqueue
     if env.meta and META_RESTART_OF in env.meta:
         task.restart_of = _uuid.UUID(env.meta[META_RESTART_OF])
+    if deliveries != 1:
+        task.deliveries = deliveries
     return task
 
 

@@ -9,8 +9,9 @@
 --   P:q              hash uuid -> '<prio> <stream id>' of every message not yet finished:
 --                    how a queued task is found by uuid before it has a record
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
---                    returning (bin), worker id, traceback, retry child], written once (SET PX ttl) by
---                    the worker's settle; it exists only once the task is final
+--                    returning (bin), worker id, traceback, retry child, deliveries (int)], written once
+--                    (SET PX ttl) by the worker's settle; it exists only once the task is final. Records
+--                    written before the delivery count (7 elements) and cancels (no delivery known) read as 1
 --   P:wait           set of uuids a producer awaits after their enqueue (op watch); settle pushes their P:r:<uuid>
 --   P:r:<uuid>       reply list: the final record, pushed once for an awaited task (in P:wait, or listed in
 --                    the settle's replies: the producer awaited it from its enqueue, envelope meta 'rw')
@@ -77,7 +78,7 @@
 --           already ('' = none): for a task a producer blocks on, the worker sends SET P:t + RPUSH +
 --           PEXPIRE P:r as plain commands and awaits them before this call, so the producer's wait ends
 --           without waiting for this script; the ack still comes only after the record is stored.
---   dead    group now ttl {prio id reason}*   (uuid and body are read from the entry itself)
+--   dead    group now ttl {prio id reason deliveries}*   (uuid and body are read from the entry itself)
 --   release group now consumer {prio id}*  (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again; entries another consumer took
 --                                        over are left alone)
@@ -368,9 +369,17 @@ end
 -- the final record of a task ended here rather than by a worker (dead letter, cancel, purge):
 -- the P:t format, written by hand (cmsgpack knows no bin type), with the index and waiters kept
 -- as settle keeps them. log = a table collecting the batch's P:log rows, or nil for no index.
-local function final(uuid, blob, status, tb, now, ttl, log)
-  local r = string.char(0x97) .. mp('bin', blob) .. mp('str', status) .. mp('str', now) .. mp('bin', '')
-    .. mp('str', '') .. mp('str', tb) .. mp('str', '')
+-- deliveries = the message's delivery count when known (an 8th element), nil otherwise.
+local function final(uuid, blob, status, tb, now, ttl, log, deliveries)
+  local n = tonumber(deliveries)
+  local r = string.char(n and 0x98 or 0x97) .. mp('bin', blob) .. mp('str', status) .. mp('str', now)
+    .. mp('bin', '') .. mp('str', '') .. mp('str', tb) .. mp('str', '')
+  if n then
+    n = math.max(0, math.floor(n))
+    if n < 128 then r = r .. string.char(n)
+    else r = r .. '\206' .. string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+      math.floor(n / 256) % 256, n % 256) end
+  end
   redis.call('SET', record(uuid), r, 'PX', ttl)
   redis.call('HDEL', P .. ':q', uuid)
   redis.call('ZADD', P .. ':i:' .. status, now, uuid)
@@ -383,12 +392,12 @@ local function flush_log(log)
   if log and #log > 0 then redis.call('XADD', P .. ':log', '*', 'b', cmsgpack.pack(log)) end
 end
 
-local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl)
+local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl, deliveries)
   local stream = P .. ':s:' .. prio
   redis.call('XADD', P .. ':dlq', '*', 'u', uuid, 'd', blob, 'reason', reason, 'at', now, 'prio', prio)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
-  if rec and uuid ~= '' then final(uuid, blob, 'error', 'dead-lettered: ' .. reason, now, ttl, nil) end
+  if rec and uuid ~= '' then final(uuid, blob, 'error', 'dead-lettered: ' .. reason, now, ttl, nil, deliveries) end
 end
 
 -- a function telling whether the group has delivered entry <id> of <stream> already
@@ -526,7 +535,8 @@ elseif op == 'fetch' then
         -- cancelled while its worker was gone: ended, not run again
       elseif delivered >= maxd then
         local uuid, blob = fields_ud(entry[2])
-        to_dlq(group, prio, id, uuid, 'delivered ' .. delivered .. ' times without finishing (max_deliveries=' .. maxd .. ')', blob, now, ttl)
+        to_dlq(group, prio, id, uuid, 'delivered ' .. delivered .. ' times without finishing (max_deliveries=' .. maxd .. ')', blob, now, ttl,
+          delivered)
       elseif delivered + 1 >= maxd then
         -- its last delivery: parked, then handed out alone (see the header)
         if not parked then
@@ -588,12 +598,12 @@ elseif op == 'fetch' then
 elseif op == 'dead' then
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
   local n = 0
-  for i = 5, #ARGV, 3 do
+  for i = 5, #ARGV, 4 do
     local prio, id = ARGV[i], ARGV[i + 1]
     local entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1]
     local uuid, blob = '', ''
     if entry then uuid, blob = fields_ud(entry[2]) end
-    to_dlq(group, prio, id, uuid, ARGV[i + 2], blob, now, ttl)
+    to_dlq(group, prio, id, uuid, ARGV[i + 2], blob, now, ttl, ARGV[i + 3])
     n = n + 1
   end
   return n

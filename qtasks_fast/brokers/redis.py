@@ -545,7 +545,7 @@ class RedisBroker(RedisControl, Broker):
         now = str(int(time.time() * 1000))
         by_queue: dict[str, list[Any]] = {}
         for d, reason in items:
-            by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id, reason))
+            by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id, reason, d.deliveries or 1))
         for queue, args in by_queue.items():
             await self.conn.acall(queue_prefix(self.app_name, queue), "dead", rec, self.app_name, now,
                                   int(self.result_ttl * 1000), *args)

@@ -26,24 +26,31 @@ if TYPE_CHECKING:
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
 
 
-_record_decode = msgspec.msgpack.Decoder(tuple[bytes, str, str, bytes, str, str, str]).decode
+_record_decode = msgspec.msgpack.Decoder(tuple[bytes, str, str, bytes, str, str, str, int]).decode
+#: records written before the delivery count (and cancels, whose count is not known): 7 elements
+_record7_decode = msgspec.msgpack.Decoder(tuple[bytes, str, str, bytes, str, str, str]).decode
 
 
 def encode_record(envelope: bytes, status: str, updated_ms: int, returning: bytes = b"", worker: str = "",
-                  traceback: str = "", retry_child: str = "") -> bytes:
+                  traceback: str = "", retry_child: str = "", deliveries: int = 1) -> bytes:
     """A record as stored at P:t (see redis.lua); the worker's core builds the same array on the hot path."""
-    return msgspec.msgpack.encode((envelope, status, str(updated_ms), returning, worker, traceback, retry_child))
+    return msgspec.msgpack.encode((envelope, status, str(updated_ms), returning, worker, traceback, retry_child,
+                                   deliveries))
 
 
 def parse_record_blob(blob: bytes, queue: str) -> Task | None:
     """A stored record (P:t); None when the bytes are not one (e.g. a bare status on a reply list)."""
     try:
-        e, status, updated, ret, worker, tb, child = _record_decode(blob)
+        try:
+            e, status, updated, ret, worker, tb, child, deliveries = _record_decode(blob)
+        except msgspec.ValidationError:
+            e, status, updated, ret, worker, tb, child = _record7_decode(blob)
+            deliveries = 1
         env = _env_decode(e)
     except Exception:  # noqa: BLE001 - also a body nested too deeply to decode (RecursionError)
         return None
     return task_from_envelope(env, status, updated=int(updated or 0) / 1000, returning=ret, traceback=tb,
-                              retry_child=child, worker_id=worker, queue=queue)
+                              retry_child=child, worker_id=worker, queue=queue, deliveries=deliveries)
 
 
 def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
@@ -116,7 +123,7 @@ class RedisStorage(Storage):
         now = int(time.time() * 1000)
         pipe = self.conn.aio.pipeline(transaction=False)
         for d in deliveries:
-            record = encode_record(d.raw, "process", now, worker=worker_id)
+            record = encode_record(d.raw, "process", now, worker=worker_id, deliveries=d.deliveries or 1)
             pipe.set(self._key(d.queue, d.envelope.uuid), record)
         await pipe.execute()
 
@@ -126,7 +133,7 @@ class RedisStorage(Storage):
         pipe = self.conn.aio.pipeline(transaction=False)
         for d, status, ret, tb, child in outcomes:
             env = d.envelope
-            record = encode_record(d.raw, status, now, ret, worker_id, tb, child)
+            record = encode_record(d.raw, status, now, ret, worker_id, tb, child, d.deliveries or 1)
             pipe.set(self._key(d.queue, env.uuid), record, px=ttl)
             reply = self._reply_key(d.queue, env.uuid)
             pipe.rpush(reply, record)
