@@ -247,7 +247,7 @@ class SqliteBroker(SqliteControl):
                         continue
                     if delivered >= maxd:
                         reason = f"delivered {delivered} times without finishing (max_deliveries={maxd})"
-                        self._to_dead(db, q, msg_id, prio, uuid, body, reason, now, rec)
+                        self._to_dead(db, q, msg_id, prio, uuid, body, reason, now, rec, delivered)
                         if not rec:
                             dead += body_outcome(q, prio, msg_id, body, delivered, "error", "dead-lettered: " + reason)
                         continue

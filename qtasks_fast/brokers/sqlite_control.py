@@ -46,22 +46,24 @@ class SqliteControl(LocalBroker):
 
     # ------------------------------------------------------- rare worker paths
     def _to_dead(self, db: sqlite3.Connection, queue: str, msg_id: int, prio: int, uuid: str, body: bytes,
-                 reason: str, now: int, rec: bool) -> None:
+                 reason: str, now: int, rec: bool, deliveries: int = 1) -> None:
         db.execute("INSERT INTO dead_letters (app, queue, prio, uuid, body, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (self.app_name, queue, prio, uuid, body, reason, now))
         db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
         if rec and uuid:
-            db.execute("UPDATE records SET status = 'error', traceback = ?, updated = ?, expires_at = ?"
-                       " WHERE uuid = ?", ("dead-lettered: " + reason, now, now + self._ttl_ms, uuid))
+            db.execute("UPDATE records SET status = 'error', traceback = ?, updated = ?, expires_at = ?,"
+                       " deliveries = ? WHERE uuid = ?",
+                       ("dead-lettered: " + reason, now, now + self._ttl_ms, max(deliveries, 1), uuid))
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = await self.save_dead_records(items, storage)
         now = now_ms()
         async with self.conn.atx(patience=None) as db:
             for d, reason in items:
-                row = db.execute("SELECT queue, prio, uuid, body FROM messages WHERE id = ?", (d.msg_id,)).fetchone()
+                row = db.execute("SELECT queue, prio, uuid, body, deliveries FROM messages WHERE id = ?",
+                                 (d.msg_id,)).fetchone()
                 if row is not None:  # gone = settled or dead-lettered by whoever took it over
-                    self._to_dead(db, row[0], d.msg_id, row[1], row[2], row[3], reason, now, rec)
+                    self._to_dead(db, row[0], d.msg_id, row[1], row[2], row[3], reason, now, rec, row[4])
 
     def _cancelled_on_redelivery(self, db: sqlite3.Connection, queue: str, msg_id: int, prio: int, uuid: str,
                                  body: bytes, delivered: int, now: int, rec: bool, dead: list[Outcome]) -> bool:

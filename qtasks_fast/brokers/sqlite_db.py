@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS records (
     uuid TEXT PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL, task_name TEXT NOT NULL,
     status TEXT NOT NULL, envelope BLOB NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,
     "returning" BLOB, traceback TEXT, worker_id TEXT, retry_child TEXT, awaited INTEGER NOT NULL DEFAULT 0,
-    expires_at INTEGER);
+    expires_at INTEGER, deliveries INTEGER NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
@@ -294,9 +294,11 @@ class SqliteConnection:
             # NORMAL in WAL survives any process crash (the failure at-least-once is about); only a power
             # cut can lose the last commits — the same trade as Redis' default ``appendfsync everysec``.
             db.execute("PRAGMA synchronous=NORMAL")
-            have = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-            if not _TABLES <= have:  # reads only when the schema exists: opens while another process writes
+            master = dict(db.execute("SELECT name, sql FROM sqlite_master").fetchall())
+            if not _TABLES <= master.keys():  # reads only when the schema exists: opens while another process writes
                 db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+            elif "deliveries" not in (master.get("records") or ""):
+                add_records_deliveries(db)
         except sqlite3.Error as exc:
             if db is not None:
                 db.close()
@@ -370,6 +372,20 @@ def insert_records(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelop
         [(e.uuid, app, e.queue, e.task_name, b, now, now, int(wait)) for e, b in zip(envelopes, blobs, strict=True)])
 
 
+def add_records_deliveries(db: sqlite3.Connection) -> None:
+    """A file made before ``records.deliveries``: add the column (once, whoever opens it first; a cheap
+    schema change, the rows are not rewritten)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        cols = {r[1] for r in db.execute("PRAGMA table_info(records)")}
+        if "deliveries" not in cols:  # another process may have added it meanwhile
+            db.execute("ALTER TABLE records ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 1")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
                    ttl_ms: int) -> None:
     """Final states; an upsert, so a message whose record is gone (expired, foreign producer) still reports."""
@@ -379,13 +395,14 @@ def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome]
         assert env is not None, "settled deliveries always carry their envelope"
         raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)
         rows.append((env.uuid, app, d.queue, env.task_name, status, raw, int(env.created_at * 1000) or now, now,
-                     ret, tb or None, worker_id or None, child or None, now + ttl_ms))
+                     ret, tb or None, worker_id or None, child or None, now + ttl_ms, d.deliveries or 1))
     db.executemany(
         "INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, \"returning\","
-        " traceback, worker_id, retry_child, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " traceback, worker_id, retry_child, expires_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, updated = excluded.updated,"
         " \"returning\" = excluded.\"returning\", traceback = excluded.traceback, worker_id = excluded.worker_id,"
-        " retry_child = excluded.retry_child, expires_at = excluded.expires_at", rows)
+        " retry_child = excluded.retry_child, expires_at = excluded.expires_at, deliveries = excluded.deliveries",
+        rows)
 
 
 def mark_process(db: sqlite3.Connection, uuids: Sequence[str], worker_id: str, now: int) -> None:

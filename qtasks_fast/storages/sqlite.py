@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
-COLUMNS = "status, envelope, created, updated, \"returning\", traceback, worker_id, retry_child, queue, expires_at"
+COLUMNS = ("status, envelope, created, updated, \"returning\", traceback, worker_id, retry_child, queue, expires_at,"
+           " deliveries")
 #: first and longest pause of the polling ``wait``
 POLL_MIN, POLL_MAX = 0.005, 0.05
 
@@ -46,7 +47,7 @@ def row_to_task(row: Sequence[Any]) -> Task:
     env = _env_decode(blob)
     return task_from_envelope(env, status, updated=(updated or created or 0) / 1000, returning=raw or b"",
                               traceback=tb, retry_child=child, worker_id=worker, queue=queue,
-                              created=ts_to_dt(created / 1000) if created else None)
+                              created=ts_to_dt(created / 1000) if created else None, deliveries=row[10] or 1)
 
 
 class SqliteStorage(Storage):
