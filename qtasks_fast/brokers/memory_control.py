@@ -36,7 +36,8 @@ class MemoryControl(LocalBroker):
         self.state.delayed.pop(m.id, None)
         if rec:
             if m.uuid:
-                self.state.end_record(m.uuid, status, text, self.result_ttl)
+                self.state.end_record(m.uuid, status, text, self.result_ttl,
+                                      m.deliveries if status == "error" else 0)
             return []
         return body_outcome(m.queue, m.prio, m.id, m.body, m.deliveries, status, text)
 

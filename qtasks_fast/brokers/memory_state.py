@@ -49,7 +49,7 @@ class _Msg:
 
 class _Record:
     __slots__ = ("queue", "status", "blob", "created", "updated", "returning", "traceback", "worker_id",
-                 "retry_child", "awaited", "expires_at")
+                 "retry_child", "awaited", "expires_at", "deliveries")
 
     def __init__(self, queue: str, blob: bytes, now: float, awaited: bool) -> None:
         self.queue, self.blob, self.created, self.updated, self.awaited = queue, blob, now, now, awaited
@@ -59,12 +59,13 @@ class _Record:
         self.worker_id: str | None = None
         self.retry_child: str | None = None
         self.expires_at: float | None = None  # time.monotonic() deadline, set once final
+        self.deliveries = 1  # of the message, once final
 
     def task(self) -> Task:
         return task_from_envelope(_env_decode(self.blob), self.status, updated=self.updated,
                                   returning=self.returning or b"", traceback=self.traceback,
                                   retry_child=self.retry_child, worker_id=self.worker_id, queue=self.queue,
-                                  created=ts_to_dt(self.created))
+                                  created=ts_to_dt(self.created), deliveries=self.deliveries)
 
 
 class Listener:
@@ -187,12 +188,16 @@ class InMemoryState:
             rec.status, rec.returning, rec.updated = status, ret, now
             rec.traceback, rec.retry_child = tb or None, child or None
             rec.worker_id, rec.expires_at = worker_id or rec.worker_id, expires
+            rec.deliveries = d.deliveries or 1
             self.notify(env.uuid)
 
-    def end_record(self, uuid: str, status: str, traceback: str, ttl: float) -> None:
-        """Finish a record the broker itself decided on (dead letter: ``error``; cancel, purge: ``cancel``)."""
+    def end_record(self, uuid: str, status: str, traceback: str, ttl: float, deliveries: int = 0) -> None:
+        """Finish a record the broker itself decided on (dead letter: ``error``; cancel, purge: ``cancel``);
+        ``deliveries`` when known (dead letters)."""
         rec = self.records.get(uuid)
         if rec is not None:
+            if deliveries:
+                rec.deliveries = deliveries
             rec.status, rec.traceback, rec.returning, rec.updated = status, traceback, None, time.time()
             rec.expires_at = time.monotonic() + ttl
             self.notify(uuid)
