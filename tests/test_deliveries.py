@@ -178,3 +178,24 @@ def test_an_sqlite_file_without_the_column_opens_and_records_deliveries(tmp_path
     assert app.get(task.uuid).deliveries == 2  # type: ignore[union-attr]
     cols = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(records)")]
     assert cols.count("deliveries") == 1
+
+
+def test_status_shows_the_deliveries(tmp_path: Path, app_name: str) -> None:
+    from apps.control_helpers import cli, cli_json
+
+    url = f"sqlite:///{tmp_path}/q.sqlite3"
+    app = make_app(app_name, url)
+    task = app.add_task("add", 1, 2)
+    assert task is not None
+
+    async def scenario() -> None:
+        second, storage, d = await redeliver(app, url)
+        await second.settle([(d, "success", core.encode(3), "", "")], storage, [])
+
+    asyncio.run(scenario())
+    record = cli_json(url, app_name, "status", str(task.uuid))
+    assert (record["status"], record["deliveries"]) == ("success", 2), record
+    code, out, err = cli(url, app_name, "status", str(task.uuid))
+    assert code == 0, err
+    (row,) = [line for line in out.splitlines() if " deliveries " in line]
+    assert row.replace("│", " ").split() == ["deliveries", "2"], out
