@@ -21,6 +21,8 @@ import pytest
 import redis
 from apps.testkit import load_app_copy
 
+from qtasks_fast.brokers.redis_control import queue_prefix
+from qtasks_fast.storages.redis import parse_record_blob
 from tests.chaos.conftest import Tally, count_runs, scale, settle_tally
 
 pytestmark = pytest.mark.chaos
@@ -97,6 +99,15 @@ def test_redis_outage_with_a_worker_killed_during_it(harness, private_redis, run
     # only what the killed worker held can run twice: its running and finished-but-unsettled tasks
     assert chaos_tally.duplicates <= 2 * CONCURRENCY, chaos_tally.line()
     assert all(s == b"success" for s in harness.statuses(client, uuids))
+    # a body that ran twice was delivered twice, and its record says so (Task.deliveries)
+    runs = count_runs(runs_dir)
+    twice = [u for u in uuids if runs[tags[u]] >= 2]
+    prefix = queue_prefix(harness.app_name, "default")
+    records = {u: parse_record_blob(client.get(f"{prefix}:t:{u}"), "default") for u in twice}
+    chaos_tally.notes.update(ran_twice=len(twice),
+                             recorded_redelivered=sum(1 for r in records.values() if r and r.deliveries >= 2))
+    assert all(r is not None and r.deliveries >= 2 for r in records.values()), {
+        u: r.deliveries if r else None for u, r in records.items()}
     assert "giving up" not in log and "stopping the pool" not in log
     assert chaos_tally.notes["replacement_waited"], "the replacement must have waited for Redis, not crashed"
 
