@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import re
 import sqlite3
 import time
 import uuid as _uuid
@@ -155,10 +156,15 @@ def test_an_old_redis_record_of_seven_elements_reads_as_one_delivery(redis_url: 
     assert got is not None and (got.status, got.returning, got.worker_id, got.deliveries) == ("success", 3, "w-0", 1)
 
 
-def test_an_sqlite_file_without_the_column_opens_and_records_deliveries(tmp_path: Path, app_name: str) -> None:
+@pytest.mark.parametrize("older", [False, True], ids=["records-without-column", "also-a-table-missing"])
+def test_an_sqlite_file_without_the_column_opens_and_records_deliveries(tmp_path: Path, app_name: str,
+                                                                        older: bool) -> None:
     path = tmp_path / "old.sqlite3"
     old_schema = SCHEMA.replace(", deliveries INTEGER NOT NULL DEFAULT 1);", ");")
     assert old_schema != SCHEMA
+    if older:  # a file older still: the logs table came later too
+        old_schema = re.sub(r"CREATE (TABLE|INDEX) IF NOT EXISTS logs\w* [^;]*;", "", old_schema)
+        assert "logs" not in old_schema
     db = sqlite3.connect(path)
     db.executescript(old_schema)
     db.close()

@@ -297,7 +297,7 @@ class SqliteConnection:
             master = dict(db.execute("SELECT name, sql FROM sqlite_master").fetchall())
             if not _TABLES <= master.keys():  # reads only when the schema exists: opens while another process writes
                 db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
-            elif "deliveries" not in (master.get("records") or ""):
+            if "records" in master and "deliveries" not in (master["records"] or ""):  # made before the column
                 add_records_deliveries(db)
         except sqlite3.Error as exc:
             if db is not None:
