@@ -13,9 +13,11 @@ What each event passes (besides ``event``, its own name):
 
 - ``task_running``: ``task`` (the TaskFunc), ``task_name``, ``uuid``, ``envelope``, ``worker_id``
 - ``task_success``: the same plus ``result``
-- ``task_error``: the same plus ``exc`` and ``traceback`` (text)
+- ``task_error``: the same plus ``exc`` and ``traceback`` (text); fires once per task, on its final
+  failure only (an attempt that will be retried fires ``task_retry`` instead), so it can page someone
 - ``task_cancel``: the same plus ``reason``
-- ``task_retry``: the same plus ``exc`` and ``child`` (the retry's Envelope, ``child.eta`` its start)
+- ``task_retry``: the same plus ``exc`` and ``child`` (the retry's Envelope, ``child.eta`` its start):
+  an attempt failed and is retried; its retry fires ``task_error`` if it is the last and fails too
 - ``starting`` / ``stopping``: ``worker`` (a worker process starts serving / begins its drain)
 
 Nothing is paid for an event without handlers: a task whose events have no

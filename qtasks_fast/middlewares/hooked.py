@@ -121,9 +121,10 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
         if outcome[1] == "cancel":
             await events.afire("task_cancel", reason=outcome[3], **kw)
         else:
-            if child is not None:
+            if child is not None:  # an attempt that will be retried: not an error to alert on yet
                 await events.afire("task_retry", exc=exc, child=child, **kw)
-            await events.afire("task_error", exc=exc, traceback=outcome[3], **kw)
+            else:
+                await events.afire("task_error", exc=exc, traceback=outcome[3], **kw)
     ex.on_done(outcome, followups)
 
 
