@@ -91,6 +91,16 @@ async def redeliver(app: QueueTasks, url: str) -> tuple[Any, Any, Delivery]:
     return second, storage, again
 
 
+def settle_redelivered(app: QueueTasks, url: str, result: Any) -> None:
+    """Deliver the app's queued message twice (see :func:`redeliver`), then settle it with ``result``."""
+
+    async def scenario() -> None:
+        second, storage, d = await redeliver(app, url)
+        await second.settle([(d, "success", core.encode(result), "", "")], storage, [])
+
+    asyncio.run(scenario())
+
+
 def test_a_task_run_once_has_one_delivery(url: str, app_name: str) -> None:
     app = make_app(app_name, url)
     with WorkerThread(app, concurrency=1):
@@ -105,11 +115,7 @@ def test_a_redelivered_task_records_two_deliveries(url: str, app_name: str) -> N
     task = app.add_task("add", 1, 2)
     assert task is not None
 
-    async def scenario() -> None:
-        second, storage, d = await redeliver(app, url)
-        await second.settle([(d, "success", core.encode(3), "", "")], storage, [])
-
-    asyncio.run(scenario())
+    settle_redelivered(app, url, 3)
     done = app.get(task.uuid)
     assert done is not None and (done.status, done.returning, done.deliveries) == ("success", 3, 2), done
 
@@ -120,11 +126,7 @@ def test_an_awaiting_producer_sees_the_deliveries(url: str, app_name: str) -> No
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(app.add_task, "add", 2, 3, timeout=30)
 
-        async def scenario() -> None:
-            second, storage, d = await redeliver(app, url)
-            await second.settle([(d, "success", core.encode(5), "", "")], storage, [])
-
-        asyncio.run(scenario())
+        settle_redelivered(app, url, 5)
         done = waiting.result(30)
     assert done is not None and (done.status, done.returning, done.deliveries) == ("success", 5, 2), done
 
@@ -176,11 +178,7 @@ def test_an_sqlite_file_without_the_column_opens_and_records_deliveries(tmp_path
     task = app.add_task("add", 2, 2)
     assert task is not None
 
-    async def scenario() -> None:
-        second, storage, d = await redeliver(app, url)
-        await second.settle([(d, "success", core.encode(4), "", "")], storage, [])
-
-    asyncio.run(scenario())
+    settle_redelivered(app, url, 4)
     assert app.get(task.uuid).deliveries == 2  # type: ignore[union-attr]
     cols = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(records)")]
     assert cols.count("deliveries") == 1
@@ -194,11 +192,7 @@ def test_status_shows_the_deliveries(tmp_path: Path, app_name: str) -> None:
     task = app.add_task("add", 1, 2)
     assert task is not None
 
-    async def scenario() -> None:
-        second, storage, d = await redeliver(app, url)
-        await second.settle([(d, "success", core.encode(3), "", "")], storage, [])
-
-    asyncio.run(scenario())
+    settle_redelivered(app, url, 3)
     record = cli_json(url, app_name, "status", str(task.uuid))
     assert (record["status"], record["deliveries"]) == ("success", 2), record
     code, out, err = cli(url, app_name, "status", str(task.uuid))
