@@ -65,6 +65,16 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(params=["redis", "sqlite", "memory"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A broker URL of each built-in backend: the shared Redis, a fresh SQLite file, memory://."""
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/q.sqlite3"
+    return "memory://"
+
+
 @pytest.fixture
 def app_name() -> str:
     """A unique app name per test, so tests share a Redis without seeing each other's keys."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 import uuid as _uuid
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,16 +28,10 @@ from qtasks_fast.testing import WorkerThread
 from qtasks_fast.worker.executor import Executor
 
 
-@pytest.fixture(params=["redis", "sqlite", "memory"])
-def app(request: pytest.FixtureRequest, tmp_path: Path, app_name: str) -> QueueTasks:
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-    elif request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/q.sqlite3"
-    else:
-        url = "memory://"
+@pytest.fixture
+def app(url: str, app_name: str) -> QueueTasks:
     a = QueueTasks(app_name, broker_url=url)
-    a.kind = request.param  # type: ignore[attr-defined]
+    a.kind = url.split(":", 1)[0]  # type: ignore[attr-defined]  # redis, sqlite or memory
     runs: dict[str, int] = {}
 
     @a.task(retry=1)

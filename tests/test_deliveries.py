@@ -34,15 +34,6 @@ from qtasks_fast.testing import WorkerThread
 LEASE = 0.5
 
 
-@pytest.fixture(params=["redis", "sqlite", "memory"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "redis":
-        return str(request.getfixturevalue("redis_url"))
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/q.sqlite3"
-    return "memory://"
-
-
 def make_app(app_name: str, url: str) -> QueueTasks:
     app = QueueTasks(app_name, broker_url=url, config=GlobalConfig(lease_seconds=LEASE))
 

@@ -13,7 +13,6 @@ import copy
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,15 +25,6 @@ from qtasks_fast.testing import WorkerThread
 from qtasks_fast.worker.worker import Worker
 
 LEASE = 1.0
-
-
-@pytest.fixture(params=["redis", "sqlite", "memory"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "redis":
-        return str(request.getfixturevalue("redis_url"))
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/q.sqlite3"
-    return "memory://"
 
 
 async def consumer(app: Any, name: str) -> Any:
