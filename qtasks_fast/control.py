@@ -253,8 +253,11 @@ async def fleet(app: BaseQueueTasks) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - an unreachable broker: say so once, show the rest
             if not _broker_failure(exc):
                 raise
-            out["notes"].append(f"queue counts and live workers unknown: the broker did not answer ({describe(exc)}); "
-                                "is it reachable (--broker / QTASKS_BROKER_URL)?")
+            from qtasks_fast.exceptions import BrokerUnavailable
+
+            why = str(exc) if isinstance(exc, BrokerUnavailable) else \
+                f"the broker did not answer ({describe(exc)}); is it reachable (--broker / QTASKS_BROKER_URL)?"
+            out["notes"].append(f"queue counts and live workers unknown: {why}")
             break
     return out
 

@@ -54,4 +54,4 @@ async def lease_loop(w: Worker) -> None:
             else:
                 log.warning("worker %s: lease renewal failed for %d deliveries: %s", w.worker_id, len(w.inflight),
                             describe(exc))
-        await w.registration.beat(interval)  # the worker registry's heartbeat: never fails the renewals
+        await w.registration.beat(interval / 2)  # the worker registry's heartbeat: never fails the renewals
