@@ -32,7 +32,8 @@
 --   P:sem:<key>      zset token -> expiry ms: the slots of a fleet-wide concurrency limit
 --   P:lg:<uuid>      list of log lines captured while the task ran (LogCapture), PEXPIRE result_ttl;
 --                    written and read by RedisStorage from Python, never by this script
--- and one key per app, outside any queue's slot, written from Python (redis_control.py), never by this script:
+-- and keys per app, outside any queue's slot, written from Python (redis_control.py), never by this script:
+--   qtf:{<app>}:claim:<key>  leader claims of periodic ticks (SET NX PX ttl)
 --   qtf:{<app>}:workers  hash '<consumer>@<host>:<pid>' -> msgpack WorkerInfo: the worker registry. Each
 --                    worker process HSETs its entry when it starts serving and at every lease-keeper beat
 --                    (lease_seconds / 3), HDELs it at a graceful stop; the hash gets PEXPIRE 2 leases at each
