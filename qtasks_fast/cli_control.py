@@ -39,10 +39,13 @@ def add_parsers(sub: Any) -> None:
     def cmd(name: str, help_: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=description, epilog=EPILOG, parents=[common])  # type: ignore[no-any-return]
 
-    cmd("inspect", "list the app's tasks with their options, its config and periodic schedules",
-        "Show what the app registers: tasks and their options, queues, config and periodic schedules "
-        "(with each schedule's next run), and on Redis the broker's memory: used, maxmemory and policy, with a "
-        "warning above 90 %% of maxmemory or when the policy may evict tasks. Nothing is changed.")
+    cmd("inspect", "show the app's tasks and config, its queues' counts and the live workers",
+        "Show what the app registers: tasks and their options (and what runs each: the event loop for an async "
+        "task), queues, config as workers apply it and periodic schedules (with each schedule's next run); what "
+        "the broker holds: per queue the messages waiting, in flight (held by workers), delayed and "
+        "dead-lettered, and the live workers (id, host, pid, processes, queues, started, last heartbeat); and on "
+        "Redis the broker's memory: used, maxmemory and policy, with a warning above 90 %% of maxmemory or when "
+        "the policy may evict tasks. A broker that cannot say is noted on stderr. Nothing is changed.")
     p = cmd("status", "show one task's record", "Print the record of task UUID (status, result, traceback).")
     p.add_argument("uuid", help="the task's uuid, as add_task returned it")
     p = cmd("logs", "print the log lines a task emitted while it ran",
@@ -244,8 +247,11 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     if args.command == "inspect":
         data = control.inspect(app)
         data["broker_memory"] = _broker_memory(app)
+        data.update(asyncio.run(_fleet(app)))
         for warning in (data["broker_memory"] or {}).get("warnings", ()):
             _err(f"warning: {warning}")
+        for note in data["notes"]:
+            _err(f"note: {note}")
         if args.json:
             print(json.dumps(data, indent=2, default=str))
         else:
@@ -276,6 +282,18 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     return USAGE
 
 
+async def _fleet(app: BaseQueueTasks) -> dict[str, Any]:
+    from qtasks_fast import control
+
+    try:
+        return await control.fleet(app)
+    finally:
+        try:
+            await app.broker.close()
+        except Exception:  # noqa: BLE001 - closing is best effort at exit
+            pass
+
+
 def _broker_memory(app: BaseQueueTasks) -> dict[str, Any] | None:
     """The broker's memory figures (Redis: ``memory_stats``), ``{"error": ...}`` when it cannot say, None
     for a broker without them."""
@@ -297,13 +315,29 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
+
+
 def _inspect_tables(data: dict[str, Any]) -> None:
+    notes = data.get("config_notes", {})
     _table(f"app {data['app']!r}", ["setting", "value"],
            [["broker", data["broker"]], ["queues", ", ".join(data["queues"])],
-            *[[k, v] for k, v in data["config"].items()]])
+            *[[k, f"{v} ({notes[k]})" if k in notes else v] for k, v in data["config"].items()]])
     opts = ["queue", "priority", "max_time", "retry", "executor"]
-    _table("tasks (all options: inspect --json)", ["name", "kind", *opts],
+    _table("tasks (all options: inspect --json)", ["name", "kind", *opts[:-1], "runs on"],
            [[t["name"], t["kind"], *[t.get(o) for o in opts]] for t in data["tasks"].values()])
+    stats = data.get("queue_stats")
+    if stats is not None:
+        _table("queues", ["queue", "waiting", "in flight", "delayed", "dead letters"],
+               [[q, c["waiting"], c["in_flight"], c["delayed"], c["dead"]] for q, c in stats.items()])
+    workers = data.get("workers")
+    if workers is not None and not workers:
+        print("no live workers (none has sent a heartbeat within lease_seconds)")
+    elif workers:
+        _table("live workers", ["id", "host", "pid", "processes", "queues", "started (UTC)", "last heartbeat"],
+               [[w["id"], w["host"], w["pid"], w["processes"], ", ".join(w["queues"]), w["started"],
+                 _ago(w["heartbeat_age"])] for w in workers])
     mem = data.get("broker_memory")
     if mem and "error" not in mem:
         limit = mem["maxmemory"]

@@ -74,3 +74,9 @@ class GlobalConfig:
         for name in ("socket_timeout", "connect_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or a positive number of seconds")
+
+
+def effective_prefetch(concurrency: int, prefetch: int) -> int:
+    """How many messages a worker holds beyond ``concurrency``: ``prefetch`` capped at ``concurrency``, and
+    ``concurrency`` itself for ``-1`` (it follows concurrency). The worker and ``inspect`` both use this."""
+    return concurrency if prefetch < 0 else min(concurrency, prefetch)

@@ -9,12 +9,17 @@ dlq/purge/inspect`` call these. ``queue=None`` means every queue of the app
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
+import time
 import uuid as _uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from qtasks_fast.abc.broker import DeadLetter
 from qtasks_fast.exceptions import InvalidTaskId, QTasksError
+from qtasks_fast.faults import describe, transient
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.schemas import META_RESTART_OF, Task, record_from_envelope
 
@@ -157,6 +162,17 @@ def _plain(value: Any) -> Any:
     return type(value).__qualname__
 
 
+def runs_on(tf: Any) -> str:
+    """What actually runs the task: an async task runs on the worker's event loop whatever its ``executor``
+    option says (``thread`` is only the default for sync ones); a custom executor is named by its class."""
+    custom = getattr(tf, "custom_executor", None)
+    if custom is not None:
+        return f"custom ({type(custom).__qualname__})"
+    if tf.is_async or tf.is_async_gen:
+        return "event loop"
+    return str(tf.executor)
+
+
 def task_info(tf: Any) -> dict[str, Any]:
     kind = "async generator" if tf.is_async_gen else "generator" if tf.is_gen else "async" if tf.is_async else "sync"
     out: dict[str, Any] = {"name": tf.name, "kind": kind,
@@ -164,19 +180,93 @@ def task_info(tf: Any) -> dict[str, Any]:
     for field in TASK_FIELDS:
         if hasattr(tf, field):
             out[field] = _plain(getattr(tf, field))
+    if hasattr(tf, "executor"):
+        out["executor"] = runs_on(tf)
     return out
 
 
+def _config(app: BaseQueueTasks) -> tuple[dict[str, Any], dict[str, str]]:
+    """The app's settings as a worker applies them, and a note for each that is derived from another."""
+    config = dataclasses.asdict(app.config) if dataclasses.is_dataclass(app.config) else dict(vars(app.config))
+    notes: dict[str, str] = {}
+    if isinstance(config.get("prefetch"), int) and isinstance(config.get("concurrency"), int):
+        from qtasks_fast.config import effective_prefetch
+
+        raw = config["prefetch"]
+        config["prefetch"] = effective_prefetch(config["concurrency"], raw)
+        if raw < 0:
+            notes["prefetch"] = f"follows concurrency: prefetch={raw}; a worker's --concurrency moves it too"
+        elif raw > config["concurrency"]:
+            notes["prefetch"] = f"capped at concurrency: prefetch={raw}"
+    return _plain(config), notes
+
+
 def inspect(app: BaseQueueTasks) -> dict[str, Any]:
-    """What this app is: registered tasks with their options, its config, queues, broker and periodic schedules."""
+    """What this app is: registered tasks with their options, its config, queues, broker and periodic schedules.
+
+    ``config`` holds the values a worker applies (``prefetch`` -1 shows as the number it follows), with a
+    line per derived value in ``config_notes``; a task's ``executor`` is what runs it (``event loop`` for
+    an async task). What the fleet is doing comes from :func:`fleet`."""
     from qtasks_fast.periodic import schedules
 
-    config = dataclasses.asdict(app.config) if dataclasses.is_dataclass(app.config) else vars(app.config)
+    config, notes = _config(app)
     return {
         "app": app.name,
         "broker": repr(app.broker),  # the broker's repr redacts passwords
         "queues": app.queues,
-        "config": _plain(config),
+        "config": config,
+        "config_notes": notes,
         "tasks": {name: task_info(tf) for name, tf in sorted(app.tasks.items())},
         "periodic": [s.to_dict() for s in schedules(app).values()],
     }
+
+
+def _iso(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
+async def fleet(app: BaseQueueTasks) -> dict[str, Any]:
+    """What the broker says about the fleet now: ``queue_stats`` (per app queue: waiting, in_flight, delayed,
+    dead; see ``Broker.queue_stats``) and the live ``workers`` (see ``Broker.workers``), each None with a line
+    in ``notes`` when the broker cannot say (a custom broker without the feature, an unreachable one).
+
+    Never raises for the broker's sake: ``inspect`` still shows the app's side."""
+    from qtasks_fast.abc.broker import NotSupported
+
+    out: dict[str, Any] = {"queue_stats": None, "workers": None, "notes": []}
+    broker = app.broker
+
+    async def stats() -> dict[str, Any]:
+        return {q: msgspec.structs.asdict(await broker.queue_stats(q)) for q in app.queues}
+
+    async def workers() -> list[dict[str, Any]]:
+        now = time.time()
+        listed = sorted(await broker.workers(), key=lambda w: (w.id, w.host, w.pid))
+        return [{**msgspec.structs.asdict(w), "started": _iso(w.started), "heartbeat": _iso(w.heartbeat),
+                 "heartbeat_age": round(max(now - w.heartbeat, 0.0), 1)} for w in listed]
+
+    for key, what, call in (("queue_stats", "queue counts", stats), ("workers", "live workers", workers)):
+        try:
+            out[key] = await call()
+        except NotSupported as exc:
+            out["notes"].append(f"{what} unknown: {exc}")
+        except Exception as exc:  # noqa: BLE001 - an unreachable broker: say so once, show the rest
+            if not _broker_failure(exc):
+                raise
+            from qtasks_fast.exceptions import BrokerUnavailable
+
+            why = str(exc) if isinstance(exc, BrokerUnavailable) else \
+                f"the broker did not answer ({describe(exc)}); is it reachable (--broker / QTASKS_BROKER_URL)?"
+            out["notes"].append(f"queue counts and live workers unknown: {why}")
+            break
+    return out
+
+
+def _broker_failure(exc: BaseException) -> bool:
+    """True for a failure of the broker rather than of this code: unreachable, refusing, an error reply."""
+    import redis
+
+    from qtasks_fast.exceptions import BrokerUnavailable
+
+    return isinstance(exc, (BrokerUnavailable, redis.RedisError, ConnectionError, OSError, TimeoutError)) or \
+        transient(exc)

@@ -90,7 +90,7 @@ class Supervisor:
             code = 0
             try:
                 run_worker(self.app, self.worker_id, slot, self.concurrency, self.queues, self.log_level,
-                           owner=self.owner, parent=parent)
+                           owner=self.owner, parent=parent, processes=self.processes)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else EXIT_CRASHED
             except BaseException as exc:  # noqa: BLE001

@@ -4,7 +4,7 @@ Each one fits on a screen. Implementations live elsewhere (``brokers/``,
 ``storages/``); the worker and the clients only ever talk to these.
 """
 
-from qtasks_fast.abc.broker import Broker, DeadLetter, Delivery, NotSupported, Outcome
+from qtasks_fast.abc.broker import Broker, DeadLetter, Delivery, NotSupported, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.abc.storage import Storage
 
-__all__ = ["Broker", "DeadLetter", "Delivery", "NotSupported", "Outcome", "Storage"]
+__all__ = ["Broker", "DeadLetter", "Delivery", "NotSupported", "Outcome", "QueueStats", "Storage", "WorkerInfo"]

@@ -52,6 +52,42 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     body: bytes = b""
 
 
+class WorkerInfo(msgspec.Struct, kw_only=True):
+    """One worker process in the app's registry (see :meth:`Broker.register_worker`), as ``inspect`` lists it."""
+
+    #: its consumer name, ``<worker-id>-<slot>``
+    id: str
+    host: str
+    pid: int
+    #: worker processes of its pool: the supervisor's ``--processes`` (1 for ``WorkerThread``/``run_worker``)
+    processes: int
+    queues: list[str]
+    concurrency: int
+    #: wall-clock times (seconds since the epoch) of its start and of its last heartbeat
+    started: float
+    heartbeat: float
+
+    @property
+    def key(self) -> str:
+        """What the registry keys it by: a replacement of the same slot (another pid) is another entry, so a
+        SIGKILLed worker ages out instead of being overwritten by its successor."""
+        return f"{self.id}@{self.host}:{self.pid}"
+
+
+class QueueStats(msgspec.Struct, kw_only=True):
+    """The counts of one queue (see :meth:`Broker.queue_stats`)."""
+
+    #: ready to be handed out: queued and never fetched, handed back, or delayed and now due
+    waiting: int
+    #: handed out to a worker and not settled yet (running, prefetched, finished awaiting its settle, or
+    #: held by a dead worker until its lease runs out and another takes it over)
+    in_flight: int
+    #: held until their ``eta`` (retries backing off included)
+    delayed: int
+    #: in the dead-letter store (``qtasks-fast dlq list``)
+    dead: int
+
+
 class Broker(abc.ABC):
     """Moves encoded :class:`~qtasks_fast.schemas.Envelope` s; knows nothing of task code."""
 
@@ -245,6 +281,36 @@ class Broker(abc.ABC):
         """True for the first caller that claims ``key`` within ``ttl`` seconds, fleet-wide (leader
         election for periodic ticks)."""
         raise NotSupported(self, "claims")
+
+    # ------------------------------------------------------- fleet visibility
+    # Optional too (``qtasks-fast inspect`` says when a broker cannot tell). The registry is app-wide:
+    # each worker process registers when it starts serving, beats from its lease keeper (every third of
+    # ``lease_seconds``, never per task) and unregisters when it stops gracefully. A worker is *live* while
+    # its last heartbeat is younger than ``lease_seconds`` (three missed beats): past that it has lost its
+    # deliveries to other workers anyway, so a SIGKILLed or frozen one drops out of :meth:`workers` within
+    # a lease, and its entry is deleted by a later register or listing. Heartbeats are wall-clock times of
+    # the worker's host: hosts whose clocks disagree by more than a lease make each other look dead.
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """Add or refresh ``info`` (keyed by :attr:`WorkerInfo.key`); its ``heartbeat`` is the time of the beat."""
+        raise NotSupported(self, "the worker registry")
+
+    async def unregister_worker(self, info: WorkerInfo) -> None:
+        """Remove ``info``'s entry (a graceful stop); removing one that is not there is no error."""
+        raise NotSupported(self, "the worker registry")
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers of the app (see above), in no particular order."""
+        raise NotSupported(self, "the worker registry")
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        """How many messages of ``queue`` wait, are in flight, are delayed and are dead-lettered, now.
+
+        Exact for a queue at rest; while workers run, each count is taken at a slightly different moment.
+        A finished message is in none of them (Redis: an acked entry that its stream still holds until
+        ``tidy`` trims it is not counted as waiting).
+        """
+        raise NotSupported(self, "queue statistics")
 
     async def close(self) -> None:
         """Release connections; pending deliveries stay owned by the consumer name."""

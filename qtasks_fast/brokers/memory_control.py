@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
-from qtasks_fast.abc.broker import DeadLetter, Outcome
+from qtasks_fast.abc.broker import DeadLetter, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of
 from qtasks_fast.brokers.memory_state import InMemoryState, Listener, _Msg, wake
 
@@ -147,6 +147,33 @@ class MemoryControl(LocalBroker):
         if outcomes and storage is not None:
             await storage.save(outcomes, "")
         return len(gone)
+
+    # ---------------------------------------------------- fleet visibility
+    async def register_worker(self, info: WorkerInfo) -> None:
+        with self.state.lock:
+            workers = self.state.workers
+            oldest = time.time() - self.lease_seconds
+            for key in [k for k, w in workers.items() if w.heartbeat < oldest]:
+                del workers[key]
+            workers[info.key] = info
+
+    async def unregister_worker(self, info: WorkerInfo) -> None:
+        with self.state.lock:
+            self.state.workers.pop(info.key, None)
+
+    async def workers(self) -> list[WorkerInfo]:
+        oldest = time.time() - self.lease_seconds
+        with self.state.lock:
+            return [w for w in self.state.workers.values() if w.heartbeat >= oldest]
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        st, now = self.state, time.time()
+        with st.lock:
+            waiting = sum(1 for m in st.messages.values() if m.queue == queue and m.consumer is None)
+            in_flight = sum(1 for m in st.owned.values() if m.queue == queue)
+            due = [m.due <= now for m in st.delayed.values() if m.queue == queue]
+            dead = len(st.dead.get(queue, ()))
+        return QueueStats(waiting=waiting + sum(due), in_flight=in_flight, delayed=len(due) - sum(due), dead=dead)
 
     # --------------------------------------------------------- slots and claims
     async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:

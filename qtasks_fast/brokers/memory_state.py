@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from qtasks_fast.abc.broker import DeadLetter, Outcome
+from qtasks_fast.abc.broker import DeadLetter, Outcome, WorkerInfo
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
@@ -101,6 +101,8 @@ class InMemoryState:
         self.listeners: set[Listener] = set()
         #: (queue, uuid) -> (monotonic expiry, captured log lines) (LogCapture)
         self.logs: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        #: the worker registry: ``WorkerInfo.key`` -> entry (heartbeat in wall time, as on the other backends)
+        self.workers: dict[str, WorkerInfo] = {}
 
     # ---------------------------------------------------------------- messages
     def push(self, queue: str, prio: int, uuid: str, body: bytes, eta: float = 0.0) -> None:

@@ -32,6 +32,13 @@
 --   P:sem:<key>      zset token -> expiry ms: the slots of a fleet-wide concurrency limit
 --   P:lg:<uuid>      list of log lines captured while the task ran (LogCapture), PEXPIRE result_ttl;
 --                    written and read by RedisStorage from Python, never by this script
+-- and keys per app, outside any queue's slot, written from Python (redis_control.py), never by this script:
+--   qtf:{<app>}:claim:<key>  leader claims of periodic ticks (SET NX PX ttl)
+--   qtf:{<app>}:workers  hash '<consumer>@<host>:<pid>' -> msgpack WorkerInfo: the worker registry. Each
+--                    worker process HSETs its entry when it starts serving and at every lease-keeper beat
+--                    (lease_seconds / 3), HDELs it at a graceful stop; the hash gets PEXPIRE 2 leases at each
+--                    beat. Entries whose heartbeat is older than lease_seconds are not listed and are
+--                    HDELed by the next listing (a SIGKILLed worker ages out)
 -- and publishes on the channel passed to 'cancel' (qtf:<app>:cancel; a channel is not a key).
 --
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
@@ -103,6 +110,11 @@
 --           (blob* only without our records, for the foreign storage)
 --   acquire key limit token ttl_ms      (take or renew a slot of P:sem:<key>; 1 or 0)
 --   unslot  key token                   (give a slot back)
+--   stats   group nprios now            ({waiting, in_flight, delayed, dead} of the queue, read-only:
+--                                        waiting = entries not yet delivered to the group (XINFO GROUPS
+--                                        lag; acked entries a stream still holds are not counted) plus
+--                                        delayed envelopes already due; in_flight = entries pending in
+--                                        the group; delayed = ZCARD P:d of those not due; dead = XLEN P:dlq)
 --
 -- enqueue and settle take their per-task fields as one msgpack string (cmsgpack is built into
 -- Redis' Lua): one argument to parse instead of thousands, on both sides of the socket.
@@ -843,5 +855,48 @@ elseif op == 'acquire' then
 
 elseif op == 'unslot' then
   return redis.call('ZREM', P .. ':sem:' .. ARGV[2], ARGV[3])
+
+elseif op == 'stats' then
+  local group, nprios, now = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+  local waiting, inflight = 0, 0
+  for prio = 0, nprios - 1 do
+    local stream = P .. ':s:' .. prio
+    local len = redis.call('XLEN', stream)
+    if len > 0 then
+      local g = nil
+      local groups = redis.pcall('XINFO', 'GROUPS', stream)
+      if type(groups) == 'table' and not groups.err then
+        for _, raw in ipairs(groups) do
+          local f = {}
+          for j = 1, #raw, 2 do f[raw[j]] = raw[j + 1] end
+          if f['name'] == group then g = f end
+        end
+      end
+      if not g then
+        waiting = waiting + len  -- no worker ever read it: everything waits
+      else
+        inflight = inflight + g['pending']
+        if type(g['lag']) == 'number' then
+          waiting = waiting + g['lag']
+        else
+          -- lag unknown (an entry deleted after the last delivered one, e.g. a cancel): what is left of
+          -- the stream once the delivered entries still in it (pending, or acked and not yet trimmed, a
+          -- few seconds' worth at most, see tidy) are taken off
+          local seen, cursor, last = 0, '-', g['last-delivered-id']
+          while true do
+            local chunk = redis.call('XRANGE', stream, cursor, last, 'COUNT', 1000)
+            seen = seen + #chunk
+            if #chunk < 1000 then break end
+            cursor = '(' .. chunk[#chunk][1]
+          end
+          waiting = waiting + len - seen
+        end
+      end
+    end
+  end
+  local delayed = redis.call('ZCARD', P .. ':d')
+  local due = 0
+  if delayed > 0 then due = redis.call('ZCOUNT', P .. ':d', '-inf', now) end
+  return {waiting + due, inflight, delayed - due, redis.call('XLEN', P .. ':dlq')}
 end
 return redis.error_reply('qtasks_fast.lua: unknown op ' .. tostring(op))

@@ -17,7 +17,7 @@ import msgspec
 import redis
 
 from qtasks_fast import _corelib as core
-from qtasks_fast.abc.broker import DeadLetter
+from qtasks_fast.abc.broker import DeadLetter, QueueStats, WorkerInfo
 from qtasks_fast.brokers._local import task_name_of, text
 from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 from qtasks_fast.faults import describe, full, transient
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = get_logger("broker")
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
 _request_decode = msgspec.msgpack.Decoder(tuple[str, str]).decode
+_worker_decode = msgspec.msgpack.Decoder(WorkerInfo).decode
 #: entries handled per Lua call by the bulk ops, so that none holds Redis up for long
 CHUNK = 500
 #: share of maxmemory above which ``memory()`` warns (producers get BrokerFull at 100 %)
@@ -41,6 +42,11 @@ MEMORY_WARN = 0.9
 def queue_prefix(app: str, queue: str) -> str:
     """Key prefix of one queue; the ``{app:queue}`` hash tag keeps all its keys in one cluster slot."""
     return f"qtf:{{{app}:{queue}}}"
+
+
+def workers_key(app: str) -> str:
+    """The app's worker registry (see redis.lua, key ``qtf:{<app>}:workers``)."""
+    return f"qtf:{{{app}}}:workers"
 
 
 def cancel_channel(app: str) -> str:
@@ -121,6 +127,7 @@ class RedisControl:
     url: str
     conn: RedisConnection
     priority_levels: int
+    lease_seconds: float
     result_ttl: float
     index_results: bool
     _storage: Storage | None
@@ -295,6 +302,49 @@ class RedisControl:
                     break
                 cursor = last.decode() if isinstance(last, bytes) else str(last)
         return n
+
+    # ---------------------------------------------------- fleet visibility
+    async def register_worker(self, info: WorkerInfo) -> None:
+        key = workers_key(self.app_name)
+        try:
+            pipe = self.conn.aio.pipeline(transaction=False)
+            pipe.hset(key, info.key, msgspec.msgpack.encode(info))
+            pipe.pexpire(key, max(1, int(self.lease_seconds * 2000)))  # a fleet that died leaves nothing behind
+            await pipe.execute()
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+
+    async def unregister_worker(self, info: WorkerInfo) -> None:
+        try:
+            await self.conn.aio.hdel(workers_key(self.app_name), info.key)
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+
+    async def workers(self) -> list[WorkerInfo]:
+        key = workers_key(self.app_name)
+        try:
+            entries: Any = await self.conn.aio.hgetall(key)
+            live, stale = [], []
+            oldest = time.time() - self.lease_seconds
+            for field, blob in entries.items():
+                try:
+                    info = _worker_decode(blob)
+                except (msgspec.DecodeError, msgspec.ValidationError):  # another version's entry: left alone
+                    continue
+                if info.heartbeat >= oldest:
+                    live.append(info)
+                else:
+                    stale.append(field)
+            if stale:
+                await self.conn.aio.hdel(key, *stale)
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+        return live
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        waiting, in_flight, delayed, dead = await self._op(queue, "stats", False, self.app_name, self.priority_levels,
+                                                           int(time.time() * 1000))
+        return QueueStats(waiting=int(waiting), in_flight=int(in_flight), delayed=int(delayed), dead=int(dead))
 
     # ------------------------------------------------------ limits and claims
     async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:

@@ -18,7 +18,9 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome
+import msgspec
+
+from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of, text
 from qtasks_fast.brokers.sqlite_db import SqliteConnection, cancel_records, now_ms
 
@@ -32,6 +34,7 @@ CANCEL_POLL = 0.5
 #: a cancel request is kept at least this long (every worker polls far more often), then while its message lives
 CANCEL_KEEP_MS = 60_000
 PURGED = "purged"
+_worker_decode = msgspec.msgpack.Decoder(WorkerInfo).decode
 
 
 class SqliteControl(LocalBroker):
@@ -266,6 +269,41 @@ class SqliteControl(LocalBroker):
             db.execute("INSERT OR REPLACE INTO claims (app, key, holder, expires) VALUES (?, ?, '', ?)",
                        (app, "c:" + key, now + int(ttl * 1000)))
             return True
+
+    # ---------------------------------------------------- fleet visibility
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """Upsert the entry, and delete the entries that aged out (SIGKILLed workers): one short write."""
+        beat = int(info.heartbeat * 1000)
+        async with self.conn.atx(patience=None) as db:
+            db.execute("DELETE FROM workers WHERE app = ? AND heartbeat < ?",
+                       (self.app_name, now_ms() - int(self.lease_seconds * 1000)))
+            db.execute("INSERT OR REPLACE INTO workers (app, key, info, heartbeat) VALUES (?, ?, ?, ?)",
+                       (self.app_name, info.key, msgspec.msgpack.encode(info), beat))
+
+    async def unregister_worker(self, info: WorkerInfo) -> None:
+        async with self.conn.atx(patience=None) as db:
+            db.execute("DELETE FROM workers WHERE app = ? AND key = ?", (self.app_name, info.key))
+
+    async def workers(self) -> list[WorkerInfo]:
+        oldest = now_ms() - int(self.lease_seconds * 1000)
+        rows = self.conn.read("SELECT info FROM workers WHERE app = ? AND heartbeat >= ?", (self.app_name, oldest))
+        out = []
+        for (blob,) in rows:
+            try:
+                out.append(_worker_decode(blob))
+            except (msgspec.DecodeError, msgspec.ValidationError):  # another version's entry: left alone
+                continue
+        return out
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        app, now = self.app_name, now_ms()
+        waiting, in_flight, delayed, due, dead = self.conn.read(
+            "SELECT (SELECT count(*) FROM messages WHERE app = ?1 AND queue = ?2 AND consumer IS NULL),"
+            " (SELECT count(*) FROM messages WHERE app = ?1 AND queue = ?2 AND consumer IS NOT NULL),"
+            " (SELECT count(*) FROM delayed WHERE app = ?1 AND queue = ?2),"
+            " (SELECT count(*) FROM delayed WHERE app = ?1 AND queue = ?2 AND due <= ?3),"
+            " (SELECT count(*) FROM dead_letters WHERE app = ?1 AND queue = ?2)", (app, queue, now))[0]
+        return QueueStats(waiting=waiting + due, in_flight=in_flight, delayed=delayed - due, dead=dead)
 
     # -------------------------------------------------------------- upkeep
     async def trim_indexes(self) -> None:

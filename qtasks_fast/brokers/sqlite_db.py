@@ -4,8 +4,10 @@ Tables: ``messages`` (ready and handed-out messages), ``delayed`` (messages
 with an ``eta``, keyed by their due time: kept apart so that a fetch's ready
 scan never steps over future work), ``records`` (task records), ``dead_letters``,
 ``cancel_requests`` (cancels of running tasks, read by every worker),
-``claims`` (unique-enqueue keys and leader claims) and ``slots`` (the
-fleet-wide concurrency-limit semaphores).
+``claims`` (unique-enqueue keys and leader claims), ``slots`` (the
+fleet-wide concurrency-limit semaphores), ``workers`` (the worker registry: one
+row per live worker process, its msgpack ``WorkerInfo`` and last heartbeat in ms)
+and ``logs`` (lines captured by LogCapture).
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE TABLE IF NOT EXISTS slots (
     app TEXT NOT NULL, queue TEXT NOT NULL, key TEXT NOT NULL, token TEXT NOT NULL, expires INTEGER NOT NULL,
     PRIMARY KEY (app, queue, key, token)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workers (
+    app TEXT NOT NULL, key TEXT NOT NULL, info BLOB NOT NULL, heartbeat INTEGER NOT NULL,
+    PRIMARY KEY (app, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, uuid TEXT NOT NULL,
     line TEXT NOT NULL, expires_at INTEGER NOT NULL);

@@ -4,7 +4,8 @@ Without it a long task would look abandoned after ``lease_seconds`` and another
 worker would run it a second time. Renewal runs every third of the lease, so
 two missed beats are tolerated. The fleet-wide concurrency slots of running
 limited tasks expire after a lease the same way, so they are renewed here too.
-It also trims the dashboard indexes now and then.
+It also trims the dashboard indexes now and then, and beats the worker's entry in the
+worker registry (``inspect``'s live workers, see ``registry.py``).
 """
 
 from __future__ import annotations
@@ -53,3 +54,4 @@ async def lease_loop(w: Worker) -> None:
             else:
                 log.warning("worker %s: lease renewal failed for %d deliveries: %s", w.worker_id, len(w.inflight),
                             describe(exc))
+        await w.registration.beat(interval / 2)  # the worker registry's heartbeat: never fails the renewals

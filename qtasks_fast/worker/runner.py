@@ -74,13 +74,15 @@ async def watch_parent(parent: int, stop: asyncio.Event) -> None:
 
 
 async def serve(app: BaseQueueTasks, worker_id: str, slot: int, concurrency: int | None,
-                queues: Sequence[str] | None, owner: str | None = None, watch: int | None = None) -> None:
+                queues: Sequence[str] | None, owner: str | None = None, watch: int | None = None,
+                processes: int = 1) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(watch_parent(watch, stop)) if watch is not None else None
-    worker = Worker(app, worker_id=worker_id, slot=slot, concurrency=concurrency, queues=queues, owner=owner)
+    worker = Worker(app, worker_id=worker_id, slot=slot, concurrency=concurrency, queues=queues, owner=owner,
+                    processes=processes)
     try:
         await worker.run(stop)
     finally:
@@ -111,8 +113,9 @@ def exit_code(exc: BaseException) -> int:
 
 def run_worker(app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
                queues: Sequence[str] | None = None, log_level: str = "INFO", owner: str | None = None,
-               parent: int | None = None) -> None:
-    """Serve until SIGTERM/SIGINT. ``parent``: the supervisor's pid; this process stops when it dies."""
+               parent: int | None = None, processes: int = 1) -> None:
+    """Serve until SIGTERM/SIGINT. ``parent``: the supervisor's pid; this process stops when it dies.
+    ``processes``: how many worker processes its pool has (the supervisor's ``--processes``), for the registry."""
     watch = None
     if parent is not None:
         watch = None if die_with_parent() else parent
@@ -121,4 +124,4 @@ def run_worker(app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurr
     setup_logging(log_level, f"{worker_id}-{slot}")
     install_uvloop()
     tune_gc()
-    asyncio.run(serve(app, worker_id, slot, concurrency, queues, owner, watch))
+    asyncio.run(serve(app, worker_id, slot, concurrency, queues, owner, watch, processes))

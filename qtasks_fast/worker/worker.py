@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from qtasks_fast.config import effective_prefetch
 from qtasks_fast.faults import Outage, describe, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.worker.control import Limiter, cancel_loop, fire
@@ -23,6 +24,7 @@ from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
 from qtasks_fast.worker.ownership import owned, reconfirm
+from qtasks_fast.worker.registry import Registration
 from qtasks_fast.worker.startup import NameLease, new_owner, start_broker
 
 if TYPE_CHECKING:
@@ -42,7 +44,8 @@ class Worker:
     """Runs tasks of ``app`` from ``queues`` as consumer ``<worker_id>-<slot>``."""
 
     def __init__(self, app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
-                 queues: Sequence[str] | None = None, block_seconds: float = 1.0, owner: str | None = None) -> None:
+                 queues: Sequence[str] | None = None, block_seconds: float = 1.0, owner: str | None = None,
+                 processes: int = 1) -> None:
         self.app = app
         self.worker_id = f"{worker_id}-{slot}"
         self.consumer = self.worker_id
@@ -65,7 +68,7 @@ class Worker:
         self.max_unsettled = 2 * app.config.batch_size
         #: fetched but not started: a finished task's slot is refilled from here without a round trip
         self.backlog: deque[Delivery] = deque()
-        self.prefetch = min(self.concurrency, app.config.prefetch) if app.config.prefetch >= 0 else self.concurrency
+        self.prefetch = effective_prefetch(self.concurrency, app.config.prefetch)
         #: monotonic time until which every lease held here is known valid (see ownership.py): past it, a
         #: prefetched delivery is started, and an outcome settled, only after a renewal confirmed it is ours
         self.leases_until = time.monotonic() + self.broker.lease_seconds
@@ -88,6 +91,8 @@ class Worker:
         #: to ``storage_save``, fired once per settled batch
         self.plugins: Plugins | None = None
         self._on_save = False
+        #: this process's entry in the worker registry (``inspect``); ``processes``: the size of its pool
+        self.registration = Registration(self.broker, self.worker_id, self.queues, self.concurrency, processes)
 
     @property
     def free_slots(self) -> int:
@@ -247,6 +252,7 @@ class Worker:
             self.plugins = plugins
             self._on_save = bool(plugins.get("storage_save"))
             await self._plugins_up()
+        await self.registration.beat(self.broker.lease_seconds / 3)
         log.info("worker %s serving queues %s with %d tasks registered (concurrency %d)", self.worker_id,
                  ",".join(self.queues), len(app.tasks), self.concurrency)
         settler = asyncio.create_task(self.settle_loop(), name="settler")
@@ -275,6 +281,7 @@ class Worker:
         if self.plugins is not None:
             await self._plugins_down()
         await self.executor.aclose()
+        await self.registration.leave()
         if self.name_lease is not None:
             await self.name_lease.release()
         await self.broker.close()
