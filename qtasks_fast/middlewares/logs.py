@@ -81,6 +81,9 @@ class CaptureHandler(logging.Handler):
     root's only handler, as if it were not there.
     """
 
+    #: not a handler of the user's: ``setup_logging`` may still take the root (see qtasks_fast.log)
+    qtasks_fast = True
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.setFormatter(logging.Formatter(FORMAT))
