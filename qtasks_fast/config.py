@@ -51,6 +51,9 @@ class GlobalConfig:
     #: seconds to open a connection to Redis before it fails with ``BrokerUnavailable`` (0 = no limit); a URL
     #: query ``?socket_connect_timeout=`` wins
     connect_timeout: float = 5.0
+    #: seconds between a worker process's summary lines at INFO (tasks/s, ok, failed, retried, cancelled;
+    #: none for an idle interval); successes have no line of their own, failures do. 0 = no summary
+    log_summary_seconds: float = 60.0
     #: a ``qtasks_fast.components.task_manager.TaskManager``: sees (and may change) every task before it
     #: is sent, on the producer only; None costs nothing
     task_manager: Any = None

@@ -112,6 +112,77 @@ def test_cli_logs_json_unknown_and_empty(pool):
     assert missing.returncode == 1 and "unknown or expired" in missing.stderr
 
 
+@pytest.fixture(scope="module")
+def hooked(tmp_path_factory: Any, redis_url: str) -> Any:
+    """A worker serving logs_app with, for every task, Outer (added before LogCapture), LogCapture, Inner."""
+    from apps.testkit import load_app_copy
+    from conftest import APPS
+
+    name = f"t{uuid.uuid4().hex[:10]}"
+    h = ProcessHarness(Path(tmp_path_factory.mktemp("hooked")), name)
+    m = load_app_copy(APPS / "logs_app.py", f"logs_app_{name}", name, redis_url, LOGS_APP_CAPTURE="1")
+    proc = h.start(redis_url, processes=1, worker_id="L", app="logs_app", env={"LOGS_APP_CAPTURE": "1"})
+    h.wait_ready(proc, 1)
+    yield h, m, proc
+    h.close()
+
+
+def messages(lines: list[str]) -> list[str]:
+    """``LEVEL logger: message`` of captured lines (after the timestamp)."""
+    return [line.split(" ", 2)[2] for line in lines]
+
+
+def test_capture_takes_every_logger_that_reaches_the_root_from_every_kind_of_task(hooked):
+    h, m, proc = hooked
+    free = "INFO logs_app.free: "
+    cases = {
+        m.in_thread: [f"{free}T from a pool thread", "INFO root: T via logging.info"],
+        m.inline: [f"{free}T inline on the loop"],
+        m.in_async: [f"{free}T before await", f"{free}T from to_thread",
+                     "WARNING logs_app.free.child: T from a child logger"],
+        m.no_await: [f"{free}T without suspending"],
+        m.timed: [f"{free}T with max_time"],
+        m.in_process: [],  # a child process's lines go to the worker's output, not to the capture
+    }
+    for task, lines in cases.items():
+        rec = task.add_task("T", timeout=30)
+        assert rec is not None and rec.status == "success", (task.name, rec)
+        # Inner was added after LogCapture: its hooks run inside the capture; Outer's (added before) do not
+        assert messages(m.app.get_logs(rec.uuid)) == [f"{free}inner before {task.name}", *lines,
+                                                     f"{free}inner after success"], task.name
+
+
+def test_two_concurrent_async_tasks_logging_interleaved_lines_each_get_only_their_own(hooked):
+    h, m, proc = hooked
+    gate = uuid.uuid4().hex
+    a, b = m.pair.add_task("alpha", gate), m.pair.add_task("beta", gate)
+    out = {}
+    for t, tag in ((a, "alpha"), (b, "beta")):
+        done = m.app.wait(t.uuid, 30)
+        assert done is not None and done.returning == tag, done
+        out[tag] = [line.rsplit(": ", 1)[1] for line in m.app.get_logs(t.uuid)]
+    # they did interleave: both logged "first" before either logged "last"
+    h.wait_log(proc, "alpha last")
+    log = h.wait_log(proc, "beta last")
+    assert max(log.index("alpha first"), log.index("beta first")) < min(log.index("alpha last"),
+                                                                         log.index("beta last"))
+    for tag in ("alpha", "beta"):
+        assert out[tag] == ["inner before pair", f"{tag} first", f"{tag} last", "inner after success"], out
+
+
+def test_a_middleware_added_before_log_capture_keeps_its_hook_order_and_logs_as_the_task(hooked):
+    h, m, proc = hooked
+    rec = m.in_thread.add_task("order", timeout=30)
+    assert rec is not None and rec.status == "success"
+    out = h.wait_log(proc, f"in_thread[{rec.uuid}]] outer after success")
+    mine = [ln.split("]] ", 1)[1] for ln in out.splitlines() if f"[L-0 in_thread[{rec.uuid}]] " in ln]
+    # Outer wraps LogCapture, which wraps Inner; every line names the worker and the task
+    assert mine == ["outer before in_thread", "inner before in_thread", "order from a pool thread",
+                    "order via logging.info", "inner after success", "outer after success"], mine
+    captured = m.app.get_logs(rec.uuid)
+    assert not [ln for ln in captured if "outer" in ln], captured
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "memory"])
 def test_log_capture_on_the_embedded_backends(tmp_path, backend):
     url = f"sqlite:///{tmp_path}/q.sqlite3" if backend == "sqlite" else "memory://"

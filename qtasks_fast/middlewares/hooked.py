@@ -28,7 +28,7 @@ import msgspec
 from qtasks_fast import _corelib as core
 from qtasks_fast.depends import run_exits
 from qtasks_fast.exceptions import TaskCancel
-from qtasks_fast.log import task_label
+from qtasks_fast.log import current_task, task_label
 from qtasks_fast.middleware import call_hooks
 from qtasks_fast.worker.context import EchoTask, ExecContext
 
@@ -56,6 +56,7 @@ async def run_hooked(ex: Executor, d: Delivery) -> None:
 
 async def _run_hooked(ex: Executor, d: Delivery) -> None:
     h, env = d.handler, d.envelope
+    current_task.set(env)  # this Task's own context: the hooks, the call and its threads log as the task
     hooks = h.worker_hooks()
     events = hooks.events if hooks is not None else None
     label = task_label(env.task_name, env.uuid)

@@ -8,13 +8,24 @@
 
 What is captured: every record that reaches the ``qtasks_fast`` logger (``ctx.logger`` of middlewares,
 ``self.ctx.get_logger()`` of an ``echo=True`` task) or the root logger (``logging.info(...)``,
-``logging.getLogger(__name__)`` of your code) while the task runs, at ``level`` or above, including
-the worker's own line about the task's failure or retry. A logger's
-own level still applies first: a record your logger drops never reaches any handler (set levels as
-usual, e.g. ``logging.basicConfig(level=logging.INFO)`` in the app module). The task is found
-through a contextvar set for its call, so async tasks, ``executor="inline"`` and thread tasks
-(default) are captured, including what they log from tasks or threads they start with the context
-copied (``asyncio.create_task``, ``asyncio.to_thread``); ``executor="process"`` tasks are not.
+``logging.getLogger(__name__)`` and any other logger that propagates to the root) while the task runs,
+at ``level`` or above, including the worker's own line about the task's failure or retry. A logger's
+own level still applies first: a record your logger drops never reaches any handler. In a worker
+started by ``qtasks-fast run`` the root logger follows ``--log-level`` (INFO) unless the app configured
+logging itself (see :mod:`qtasks_fast.log`), so ``logging.getLogger("x").info`` is captured there with
+no setup; DEBUG lines need ``--log-level debug`` or a level on their logger. In a process of your own
+(``WorkerThread``) your logging configuration decides.
+
+The task is found through a contextvar set for its call, so async tasks, ``executor="inline"`` and
+thread tasks (default) are captured, each run with only its own lines even when concurrent async tasks
+interleave, including what they log from tasks or threads they start with the context copied
+(``asyncio.create_task``, ``asyncio.to_thread``); ``executor="process"`` tasks are not
+(their lines go to the worker's output, naming the task).
+
+Hook order is the chain's (see :mod:`qtasks_fast.middleware`): the capture starts in LogCapture's
+``before_execute`` and ends in its ``after_execute``. A middleware added after LogCapture runs inside it,
+so what its hooks log is captured; one added before it wraps it, so what its hooks log is not (it is in
+the worker's output, attributed to the task). Add LogCapture first to capture every middleware's lines.
 
 Caps: the last ``max_lines`` lines (200) and ``max_bytes`` (64 KiB) of a run are kept; a first line
 says how many were dropped. Lines are stored after the call, before the result (so they are there
@@ -80,6 +91,9 @@ class CaptureHandler(logging.Handler):
     when no handler is configured), so it hands records to ``logging.lastResort`` while it is the
     root's only handler, as if it were not there.
     """
+
+    #: not a handler of the user's: ``setup_logging`` may still take the root (see qtasks_fast.log)
+    qtasks_fast = True
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)

@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
+from qtasks_fast.log import current_task
+
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery
     from qtasks_fast.worker.executor import Executor
@@ -96,6 +98,7 @@ class EagerRunners:
         while True:
             while jobs:
                 d = jobs.popleft()
+                current_task.set(d.envelope)  # for the task's copy, and the runner's own lines about it
                 ctx = contextvars.copy_context()
                 try:
                     args, kwargs = ex._args(d)

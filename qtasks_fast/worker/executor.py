@@ -42,7 +42,7 @@ import msgspec
 from qtasks_fast import _corelib as core
 from qtasks_fast.depends import Resolver
 from qtasks_fast.exceptions import TaskArgumentsError, TaskCancel
-from qtasks_fast.log import get_logger, task_label
+from qtasks_fast.log import current_task, get_logger, task_label
 from qtasks_fast.middlewares.hooked import run_hooked
 from qtasks_fast.middlewares.retries import retry_child
 from qtasks_fast.schemas import META_CHAIN
@@ -122,6 +122,9 @@ class Executor:
         #: custom executors (``TaskExecutor``) that ran a task here: closed with the worker
         self.custom: set[Any] = set()
         self.eager = EagerRunners(self)
+        #: outcomes other than success so far (for the worker's summary line); successes are counted per
+        #: settled batch by the worker, never here
+        self.n_failed = self.n_retried = self.n_cancelled = 0
 
     def submit(self, d: Delivery) -> None:
         h = d.handler
@@ -132,7 +135,11 @@ class Executor:
                 return
             h.plain = True
         if h.inline and not (h.is_async or h.is_async_gen):
-            self._finish(d, *self._call_sync(d))
+            token = current_task.set(d.envelope)  # on the loop, in the caller's context: undone after
+            try:
+                self._finish(d, *self._call_sync(d))
+            finally:
+                current_task.reset(token)
             return
         if h.is_async and not d.envelope.timeout:  # no Task of its own unless it suspends (see eager.py)
             self.eager.submit(d)
@@ -206,6 +213,7 @@ class Executor:
 
     async def _run(self, d: Delivery) -> None:
         h, timeout = d.handler, d.envelope.timeout
+        current_task.set(d.envelope)  # this Task's own context; a pool thread gets a copy of it
         try:
             if h.is_async:  # the common case: one coroutine frame, the task's own
                 args, kwargs = self._args(d)
@@ -266,6 +274,7 @@ class Executor:
         with both texts, no retry, so the delivery is settled and its slot freed (never left in flight)."""
         env = d.envelope
         label = task_label(env.task_name, env.uuid) if env is not None else repr(d)
+        self.n_failed += 1
         log.error("task %s: handling its outcome raised %s; it ends as error", label, describe(err))
         text = describe(err) if exc is None else f"{describe(exc)}\n(not retried: handling the failure raised " \
                                                    f"{describe(err)})"
@@ -295,19 +304,24 @@ class Executor:
         env = d.envelope
         label = task_label(env.task_name, env.uuid)
         if isinstance(exc, TaskCancel):
+            self.n_cancelled += 1
             log.info("task %s cancelled: %s", label, exc.reason)
             return (d, "cancel", NONE, exc.reason or "cancelled", ""), NO_FOLLOWUPS, None
         tb = getattr(exc, "traceback", None)  # a RemoteError carries its child's traceback
         if not isinstance(tb, str):
             tb = str(exc) if isinstance(exc, TaskArgumentsError) else \
                 "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if log.isEnabledFor(10):
+            log.debug("task %s raised:\n%s", label, tb.rstrip())
         try:
             child = retry_child(env, d.handler, exc)
         except Exception as err:  # noqa: BLE001 - e.g. a malformed retry meta: the task ends, not retried
+            self.n_failed += 1
             log.warning("task %s error, not retried: %s", label, describe(err))
             return (d, "error", NONE, f"{tb}\n(not retried: {describe(err)})", ""), NO_FOLLOWUPS, None
         if child is None:
-            log.warning("task %s error: %s: %s", label, type(exc).__name__, exc)
+            self.n_failed += 1
+            log.warning("task %s error: %s", label, describe(exc))
             return (d, "error", NONE, tb, ""), NO_FOLLOWUPS, None
         # the retry runs where this delivery ran: the queue it was fetched from (served, unlike whatever
         # an envelope's own queue field may name) at the level it was fetched at (within the served ones)
@@ -315,7 +329,8 @@ class Executor:
         if isinstance(d.prio, int):
             child.priority = d.prio
         wait = f" in {child.eta - time.time():.1f}s" if child.eta else ""
-        log.warning("task %s error, retrying as %s%s: %s: %s", label, child.uuid, wait, type(exc).__name__, exc)
+        self.n_retried += 1
+        log.warning("task %s error, retrying as %s%s: %s", label, child.uuid, wait, describe(exc))
         return (d, "error", NONE, tb, child.uuid), [child], child
 
     # -------------------------------------------------------------- lifecycle

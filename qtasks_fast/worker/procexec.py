@@ -9,7 +9,8 @@ pickle): the request is the encoded envelope, the reply ``["ok", result]``,
 ``["error", traceback text, message, exception class names]`` or ``["cancel", reason]``.
 The child validates the arguments itself, so the call is exactly what a thread
 would make. Output the task prints goes to stderr (the worker's log), never
-into the frames.
+into the frames; so does what it logs, formatted as in the worker, at the worker's level, with the
+worker id and the task (see :mod:`qtasks_fast.log`).
 
 At ``max_time`` (or on ``app.cancel``) the child is killed (SIGKILL) and a fresh
 one is started in the background for the next call; the record turns
@@ -22,6 +23,7 @@ when it holds the app; an app defined in ``__main__`` needs ``-A``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import struct
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.exceptions import TaskCancel
-from qtasks_fast.log import get_logger
+from qtasks_fast.log import LOGGER_NAME, current_task, get_logger, setup_logging
 
 if TYPE_CHECKING:
     from qtasks_fast.schemas import Envelope
@@ -110,8 +112,10 @@ class ProcessPool:
         self.closed = False
 
     async def _spawn(self) -> _Child:
+        level = logging.getLevelName(logging.getLogger(LOGGER_NAME).getEffectiveLevel())
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "qtasks_fast.worker.procexec", self.spec,
-                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+                                                    level, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE)
         child = _Child(proc)
         try:
             hello = await child.read()
@@ -181,6 +185,7 @@ def _reply(tf: TaskFunc, env: Envelope, worker_id: str, validate: bool) -> bytes
     from qtasks_fast.exceptions import TaskArgumentsError
     from qtasks_fast.worker.context import EchoTask
 
+    current_task.set(env)
     try:
         echo = EchoTask(tf, env, worker_id) if tf.echo else None
         args, kwargs = tf.call_args(env.args, env.kwargs, {}, echo, validate)
@@ -242,12 +247,17 @@ def main(argv: list[str]) -> int:
     decode_env = msgspec.msgpack.Decoder(Envelope).decode
     inp = sys.stdin.buffer
     validate = app.config.validate_args
+    level = argv[1] if len(argv) > 1 else "INFO"
+    logged_as = ""
     while True:
         header = _read(inp, 4)
         if not header:
             return 0
         raw, worker_id = msgspec.msgpack.decode(_read(inp, HEADER.unpack(header)[0]))
         env = decode_env(raw)
+        if worker_id != logged_as:  # the worker's id arrives with its first call
+            setup_logging(level, worker_id, root=True)
+            logged_as = worker_id
         tf = app.tasks.get(env.task_name)
         if tf is None:
             text = f"task {env.task_name!r} is not registered in the app imported from {argv[0]!r}"

@@ -121,7 +121,7 @@ def run_worker(app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurr
         watch = None if die_with_parent() else parent
         if os.getppid() != parent:  # it died before the kernel was told: nobody would send the signal
             return
-    setup_logging(log_level, f"{worker_id}-{slot}")
+    setup_logging(log_level, f"{worker_id}-{slot}", root=True)
     install_uvloop()
     tune_gc()
     asyncio.run(serve(app, worker_id, slot, concurrency, queues, owner, watch, processes))

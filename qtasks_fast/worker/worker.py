@@ -26,6 +26,7 @@ from qtasks_fast.worker.lease import lease_loop
 from qtasks_fast.worker.ownership import owned, reconfirm
 from qtasks_fast.worker.registry import Registration
 from qtasks_fast.worker.startup import NameLease, new_owner, start_broker
+from qtasks_fast.worker.summary import Summary
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -93,6 +94,8 @@ class Worker:
         self._on_save = False
         #: this process's entry in the worker registry (``inspect``); ``processes``: the size of its pool
         self.registration = Registration(self.broker, self.worker_id, self.queues, self.concurrency, processes)
+        #: outcomes settled so far (the summary line's count; per batch, off the per-task path)
+        self.settled = 0
 
     @property
     def free_slots(self) -> int:
@@ -155,6 +158,10 @@ class Worker:
 
     def finish_unrun(self, outcome: Outcome) -> None:
         """Settle a delivery that never started (cancelled while waiting; a limit the broker cannot keep)."""
+        if outcome[1] == "cancel":
+            self.executor.n_cancelled += 1
+        else:
+            self.executor.n_failed += 1
         self._done.append(outcome)
         self.unsettled += 1
         self._done_event.set()
@@ -197,6 +204,7 @@ class Worker:
                 await self.plugins.fire("storage_save", storage=self.storage, outcomes=outcomes,  # type: ignore[union-attr]
                                         worker=self)
             self.unsettled -= len(outcomes)
+            self.settled += len(outcomes)
             for o in outcomes:
                 self.inflight.discard(o[0])
             self.slot_free.set()
@@ -262,24 +270,31 @@ class Worker:
         background = {fetcher, settler, lease}
         if self.limiter is not None:
             background.add(asyncio.create_task(self.limiter.run(), name="limiter"))
-        # not in ``background``: it ends by itself when the broker cannot send cancel requests
-        canceller = asyncio.create_task(cancel_loop(self), name="cancel listener")
+        # not in ``background``: the cancel listener ends by itself when the broker cannot send cancel
+        # requests, and the summary's end is not the worker's either
+        helpers = {asyncio.create_task(cancel_loop(self), name="cancel listener")}
+        summary = Summary(self)
+        every = app.config.log_summary_seconds
+        if every > 0:
+            helpers.add(asyncio.create_task(summary.run(every), name="summary"))
         done, _ = await asyncio.wait(background | {stopper}, return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if t in background and not t.cancelled() and t.exception() is not None]
         if failed:
-            for t in (*background, stopper, canceller):
+            for t in (*background, stopper, *helpers):
                 t.cancel()
             log.error("worker %s: %s failed; exiting so the supervisor restarts it", self.worker_id,
                       failed[0].get_name())
             raise failed[0].exception()  # type: ignore[misc]
         await fire(self, "stopping", worker=self)
         await self.drain(fetcher)
-        for t in (*background, stopper, canceller):
+        for t in (*background, stopper, *helpers):
             t.cancel()
         # let them unwind (closing their connections) rather than be destroyed pending at loop close
-        await asyncio.wait({*background, stopper, canceller}, timeout=2)
+        await asyncio.wait({*background, stopper, *helpers}, timeout=2)
         if self.plugins is not None:
             await self._plugins_down()
+        if every > 0:
+            summary.flush()  # the rest of the last interval
         await self.executor.aclose()
         await self.registration.leave()
         if self.name_lease is not None:
