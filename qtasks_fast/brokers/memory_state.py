@@ -22,6 +22,7 @@ import msgspec
 
 from qtasks_fast.abc.broker import DeadLetter, Outcome
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt
+from qtasks_fast.tasktable import TaskSpec
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
 Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
@@ -101,6 +102,8 @@ class InMemoryState:
         self.listeners: set[Listener] = set()
         #: (queue, uuid) -> (monotonic expiry, captured log lines) (LogCapture)
         self.logs: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        #: the published task table (qtasks_fast.tasktable): name -> spec
+        self.task_table: dict[str, TaskSpec] = {}
 
     # ---------------------------------------------------------------- messages
     def push(self, queue: str, prio: int, uuid: str, body: bytes, eta: float = 0.0) -> None:

@@ -4,8 +4,9 @@ Tables: ``messages`` (ready and handed-out messages), ``delayed`` (messages
 with an ``eta``, keyed by their due time: kept apart so that a fetch's ready
 scan never steps over future work), ``records`` (task records), ``dead_letters``,
 ``cancel_requests`` (cancels of running tasks, read by every worker),
-``claims`` (unique-enqueue keys and leader claims) and ``slots`` (the
-fleet-wide concurrency-limit semaphores).
+``claims`` (unique-enqueue keys and leader claims), ``slots`` (the
+fleet-wide concurrency-limit semaphores) and ``task_table`` (the task table
+workers publish for producers, see ``qtasks_fast/tasktable.py``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE TABLE IF NOT EXISTS slots (
     app TEXT NOT NULL, queue TEXT NOT NULL, key TEXT NOT NULL, token TEXT NOT NULL, expires INTEGER NOT NULL,
     PRIMARY KEY (app, queue, key, token)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_table (
+    app TEXT NOT NULL, name TEXT NOT NULL, spec BLOB NOT NULL, PRIMARY KEY (app, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, uuid TEXT NOT NULL,
     line TEXT NOT NULL, expires_at INTEGER NOT NULL);
