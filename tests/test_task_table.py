@@ -188,3 +188,19 @@ def test_waiting_caller_of_a_dead_lettered_task_is_woken_with_the_reason(url: st
         t = client.add_task("add", "x" * 5000, 1, timeout=600)
         assert t is not None and t.status == "error", t
         assert "dead-lettered" in (t.traceback or "") and "max_payload" in (t.traceback or ""), t.traceback
+
+
+def test_chain_and_group_by_name(url: str, app_name: str) -> None:
+    from qtasks_fast import chain, group
+
+    app = worker_app(app_name, url)
+    client = client_of(app, url)
+    with WorkerThread(app, queues=["io"]):
+        wait_published(app, "fetch")
+        res = chain(("fetch", ["u"], {}), app=client).add_task()
+        first = client.wait(res.uuid, timeout=30)
+        assert first is not None and first.queue == "io" and first.returning == 200, first
+        results = group(("fetch", ["a"], {}), ("fetch", ["b"], {}), app=client).add_task().wait(30)
+        assert [(r.queue, r.returning) for r in results if r is not None] == [("io", 200), ("io", 200)]
+        with pytest.raises(TaskNotFound, match="did you mean 'fetch'"):
+            group(("fetch", ["a"], {}), ("fetc", ["b"], {}), app=client).add_task()
