@@ -204,3 +204,34 @@ def test_chain_and_group_by_name(url: str, app_name: str) -> None:
         assert [(r.queue, r.returning) for r in results if r is not None] == [("io", 200), ("io", 200)]
         with pytest.raises(TaskNotFound, match="did you mean 'fetch'"):
             group(("fetch", ["a"], {}), ("fetc", ["b"], {}), app=client).add_task()
+
+
+@pytest.mark.timeout(60)
+def test_waiting_caller_of_a_task_cancelled_while_queued_is_woken(url: str, app_name: str) -> None:
+    from qtasks_fast.middleware import Middleware
+
+    app = worker_app(app_name, url)
+    client = client_of(app, url)
+    sent: list[str] = []
+
+    class Remember(Middleware):
+        def before_enqueue(self, producer: object, envelope: object) -> object:
+            sent.append(envelope.uuid)  # type: ignore[attr-defined]
+            return envelope
+
+    client.add_middleware(Remember)
+    with WorkerThread(app):
+        wait_published(app, "fetch")
+        got: list[object] = []
+        waiter = threading.Thread(target=lambda: got.append(client.add_task("fetch", "u", countdown=600, timeout=600)))
+        waiter.start()
+        import time
+
+        deadline = time.monotonic() + 10
+        while not sent or client_of(app, url).get(sent[0]) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert client_of(app, url).cancel(sent[0], "changed my mind") == "queued"
+        waiter.join(50)  # the test's own limit: the caller asked for 600 s
+    assert not waiter.is_alive() and got and got[0] is not None, got
+    assert got[0].status == "cancel" and got[0].traceback == "changed my mind"  # type: ignore[attr-defined]
