@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 from qtasks_fast import router as _router
 from qtasks_fast.abc import Broker, Storage
 from qtasks_fast.brokers import make_backend
-from qtasks_fast.components.producer import Producer, Signature, as_call, call_options
+from qtasks_fast.components.producer import NeedsLookup, Producer, Signature, as_call, call_options
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.control import checked_uuid
 from qtasks_fast.exceptions import TaskNotFound
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import datetime as _dt
 
     from qtasks_fast.abc.broker import DeadLetter
+    from qtasks_fast.tasktable import TaskSpec
 
 __all__ = ["BaseQueueTasks", "QueueTasks", "Signature"]
 
@@ -48,8 +49,11 @@ class BaseQueueTasks(Producer):
 
     def __init__(self, name: str = "QueueTasks", broker_url: str | None = None, broker: Broker | None = None,
                  worker: Any = None, log: Any = None, config: GlobalConfig | None = None, events: Any = None,
-                 storage: Storage | None = None) -> None:
+                 storage: Storage | None = None, version: str | None = None) -> None:
         self.name = name
+        #: the app's own version (QTasks ``app.version``, "project version"): published with the task table,
+        #: where the newest version's options win during a rolling deploy (qtasks_fast.tasktable)
+        self.version = version
         self.config = config or GlobalConfig()
         self.broker_url = broker_url
         self.tasks: dict[str, TaskFunc] = {}
@@ -68,6 +72,8 @@ class BaseQueueTasks(Producer):
         self._shared_names: set[str] = set()
         self._mw_active = False
         self._routed_queues: list[str] = []
+        self._published: dict[str, TaskSpec] = {}
+        self._table_read_after = self._table_fresh_until = 0.0  # never read: the first miss reads it
         _router.app_created(self)  # shared tasks join this app; it becomes the main app (QTasks _state.app_main)
 
     def _resolve(self) -> tuple[Broker, Storage]:
@@ -178,14 +184,29 @@ class BaseQueueTasks(Producer):
         return register(self, func_or_name, **options)
 
     @property
-    def queues(self) -> list[str]:
-        """Every queue this app's tasks use, the default first, then any its task manager routed calls to."""
+    def task_queues(self) -> list[str]:
+        """The queues of the tasks registered here, the default first, then any its task manager routed calls
+        to: what a worker of this app serves unless told otherwise."""
         qs = [self.config.default_queue]
         for tf in self.tasks.values():
             if tf.queue not in qs:
                 qs.append(tf.queue)
         qs.extend(q for q in self._routed_queues if q not in qs)
         return qs
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue of the app: :attr:`task_queues`, then those of the published task table as last read
+        (tasks this process has not imported), where ``get``/``wait``/``cancel`` look a uuid up."""
+        qs = self.task_queues
+        qs.extend({spec.queue: None for spec in self._published.values() if spec.queue not in qs})
+        return qs
+
+    async def all_queues(self) -> list[str]:
+        """:attr:`queues`, after reading the published table when due (a client that never imported the tasks)."""
+        if self.table_due():
+            await self.refresh_tasks()
+        return self.queues
 
     def _finish(self, task: Task | None) -> Task | None:
         return decode_result(task, self.tasks)
@@ -218,6 +239,8 @@ class QueueTasks(BaseQueueTasks):
         of these options is passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
         """
         name, call_args, kwargs = as_call(task_name, args, kwargs)
+        if name not in self.tasks:  # not imported here: the published table has its options (or refuses it)
+            self.resolve_sync(name)
         when, meta = call_options(self.config, countdown, eta, unique)
         env, uid = self.build(name, call_args, kwargs, priority, eta=when, meta=meta)
         skipped = self.send_sync([env], wait=timeout is not None)
@@ -236,7 +259,12 @@ class QueueTasks(BaseQueueTasks):
 
     def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
         """Bulk enqueue ``(name, args, kwargs)`` calls (see ``TaskFunc.s``) in one round trip per queue."""
-        envs, records = self.build_many(calls)
+        calls = calls if isinstance(calls, list) else list(calls)
+        try:
+            envs, records = self.build_many(calls)
+        except NeedsLookup as miss:  # a name not imported here: read the published table, then build again
+            self.resolve_sync(miss.args[0])
+            envs, records = self.build_many(calls)
         skipped = self.send_sync(envs)
         if skipped:  # only a task manager can make bulk calls unique
             for i, env in enumerate(envs):
@@ -244,19 +272,27 @@ class QueueTasks(BaseQueueTasks):
                     records[i] = self._holder(skipped[env.uuid], env.queue, None) or records[i]
         return records
 
+    def _all_queues(self) -> list[str]:
+        """:meth:`all_queues` from sync code: the helper loop runs only when the table is due."""
+        if self.table_due():
+            from qtasks_fast.portal import portal
+
+            return portal().run(self.all_queues())
+        return self.queues
+
     def get(self, uuid: str | _uuid.UUID) -> Task | None:
         """The record of a task, or None when unknown or expired."""
-        return self._finish(self.storage.get_sync(checked_uuid(uuid), self.queues))
+        return self._finish(self.storage.get_sync(checked_uuid(uuid), self._all_queues()))
 
     def wait(self, uuid: str | _uuid.UUID, timeout: float) -> Task | None:
         """Block until the task (following its retry chain) is final; None if unknown or still running."""
-        task = self.storage.wait_sync(checked_uuid(uuid), self.queues, timeout)
+        task = self.storage.wait_sync(checked_uuid(uuid), self._all_queues(), timeout)
         return self._finish(task) if task is not None and task.finished else None
 
     def get_logs(self, uuid: str | _uuid.UUID) -> list[str]:
         """Log lines captured while task ``uuid`` ran (``LogCapture``); a retry is another task with its own."""
         uuid = checked_uuid(uuid)
-        for q in self.queues:
+        for q in self._all_queues():
             lines = self.storage.get_logs_sync(uuid, q)
             if lines:
                 return lines

@@ -79,13 +79,20 @@ class chain:  # noqa: N801 - a workflow constructor, named like Celery's and QTa
         if len(self.steps) > 1:
             meta[META_CHAIN] = [list(s) for s in self.steps[1:]]
         name, args, kwargs = self.steps[0]
-        env, _ = app.build(name, args, kwargs, priority, eta=when, meta=meta)
         if app.is_async:
-            return self._send_async(app, env)
+            return self._send_async(app, priority, when, meta)
+        if name not in app.tasks:  # a task not imported here: sent with its published options
+            app.resolve_sync(name)
+        env, _ = app.build(name, args, kwargs, priority, eta=when, meta=meta)
         skipped = app.send_sync([env])  # type: ignore[attr-defined]
         return ChainResult(app, skipped[env.uuid] if skipped else env.uuid, len(self.steps))
 
-    async def _send_async(self, app: BaseQueueTasks, env: Envelope) -> AsyncChainResult:
+    async def _send_async(self, app: BaseQueueTasks, priority: int | None, when: float,
+                          meta: dict[str, Any]) -> AsyncChainResult:
+        name, args, kwargs = self.steps[0]
+        if name not in app.tasks:
+            await app.resolve(name)
+        env, _ = app.build(name, args, kwargs, priority, eta=when, meta=meta)
         skipped = await app.send([env])
         return AsyncChainResult(app, skipped[env.uuid] if skipped else env.uuid, len(self.steps))
 
@@ -107,15 +114,25 @@ class group:  # noqa: N801
         """Enqueue every call with ``meta[META_GROUP] = [group id, size]``; returns a :class:`GroupResult`."""
         app = _app(app or self.app)
         when, _ = call_options(app.config, countdown, eta, None)
-        gid, size, now = _uuid.uuid4().hex, len(self.calls), time.time()
-        envs = [app.build(name, args, kwargs, priority, now=now, eta=when, meta={META_GROUP: [gid, size]})[0]
-                for name, args, kwargs in self.calls]
+        gid = _uuid.uuid4().hex
         if app.is_async:
-            return self._send_async(app, envs, gid)
+            return self._send_async(app, priority, when, gid)
+        for name in {c[0] for c in self.calls}.difference(app.tasks):  # not imported here: published options
+            app.resolve_sync(name)
+        envs = self._envelopes(app, priority, when, gid)
         skipped = app.send_sync(envs) or {}  # type: ignore[attr-defined]
         return GroupResult(app, gid, [skipped.get(e.uuid, e.uuid) for e in envs])
 
-    async def _send_async(self, app: BaseQueueTasks, envs: list[Envelope], gid: str) -> AsyncGroupResult:
+    def _envelopes(self, app: BaseQueueTasks, priority: int | None, when: float, gid: str) -> list[Envelope]:
+        size, now = len(self.calls), time.time()
+        return [app.build(name, args, kwargs, priority, now=now, eta=when, meta={META_GROUP: [gid, size]})[0]
+                for name, args, kwargs in self.calls]
+
+    async def _send_async(self, app: BaseQueueTasks, priority: int | None, when: float,
+                          gid: str) -> AsyncGroupResult:
+        for name in {c[0] for c in self.calls}.difference(app.tasks):
+            await app.resolve(name)
+        envs = self._envelopes(app, priority, when, gid)
         skipped = await app.send(envs) or {}
         return AsyncGroupResult(app, gid, [skipped.get(e.uuid, e.uuid) for e in envs])
 

@@ -3,7 +3,7 @@
 Each function takes the app (sync or async client alike) and talks to its broker
 and storage directly; the app's thin wrappers and ``qtasks-fast cancel/restart/
 dlq/purge/inspect`` call these. ``queue=None`` means every queue of the app
-(``app.queues``: the default queue and each registered task's).
+(``app.queues``: the default queue, each registered task's, and those of the published task table).
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ def checked_uuid(value: object) -> str:
                             "uuid add_task returned") from None
 
 
-def _queues(app: BaseQueueTasks, queue: str | None) -> list[str]:
-    return [queue] if queue else app.queues
+async def _queues(app: BaseQueueTasks, queue: str | None) -> list[str]:
+    return [queue] if queue else await app.all_queues()
 
 
 async def status(app: BaseQueueTasks, uuid: str) -> Task | None:
     """The task's record (``decode=`` applied to a success), or None when unknown or expired."""
-    return app._finish(await app.storage.get(checked_uuid(uuid), app.queues))
+    return app._finish(await app.storage.get(checked_uuid(uuid), await app.all_queues()))
 
 
 async def cancel(app: BaseQueueTasks, uuid: str, reason: str = "") -> str:
@@ -67,7 +67,7 @@ async def cancel(app: BaseQueueTasks, uuid: str, reason: str = "") -> str:
     first, then every queue of the app."""
     uuid = checked_uuid(uuid)
     broker, storage = app._resolve()
-    queues = app.queues
+    queues = await app.all_queues()
     record = await storage.get(uuid, queues)
     if record is not None:
         queues = [record.queue] + [q for q in queues if q != record.queue]
@@ -88,7 +88,7 @@ async def restart(app: BaseQueueTasks, uuid: str) -> Task:
     Raises :class:`TaskRecordNotFound` when there is no record of ``uuid`` to copy the call from.
     """
     uuid = checked_uuid(uuid)
-    record = await app.storage.get(uuid, app.queues)
+    record = await app.storage.get(uuid, await app.all_queues())
     if record is None:
         raise TaskRecordNotFound(f"no record of task {uuid} in app {app.name!r} (queues {app.queues}): it was "
                                  f"never enqueued here or expired after result_ttl={app.config.result_ttl:g}s; "
@@ -105,7 +105,7 @@ async def dlq_list(app: BaseQueueTasks, queue: str | None = None, count: int = 1
     """Dead letters of ``queue`` (None: every app queue), newest first, at most ``count``."""
     broker = app.broker
     found: list[DeadLetter] = []
-    for q in _queues(app, queue):
+    for q in await _queues(app, queue):
         found += await broker.dead_letters(q, count)
     found.sort(key=lambda d: d.at, reverse=True)
     return found[:count]
@@ -128,7 +128,7 @@ async def _each_queue_dead(app: BaseQueueTasks, queue: str | None, ids: Sequence
         return 0
     method = getattr(app.broker, op)
     total = 0
-    for q in _queues(app, queue):
+    for q in await _queues(app, queue):
         total += await method(q, None if ids is None else list(ids))
     if total:
         log.info("%s %d dead letter(s)", done, total)

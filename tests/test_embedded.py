@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qtasks_fast import QueueTasks
+import pytest
+
+from qtasks_fast import QueueTasks, TaskNotFound
 from qtasks_fast.brokers.sqlite import SqliteBroker
 from qtasks_fast.testing import WorkerThread
 
@@ -54,5 +56,5 @@ def test_memory_broker_for_unit_tests() -> None:
 
     with WorkerThread(app):
         assert greet.add_task("ann", timeout=5).returning == "hi ann"  # type: ignore[union-attr]
-        failed = app.add_task("nope", timeout=5)
-    assert failed is not None and failed.status == "error" and "unknown task 'nope'" in (failed.traceback or "")
+        with pytest.raises(TaskNotFound, match="no task 'nope'"):  # refused at once: the app knows its tasks
+            app.add_task("nope", timeout=5)

@@ -26,6 +26,7 @@ from qtasks_fast._corelib import Delivery
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
     from qtasks_fast.schemas import Envelope
+    from qtasks_fast.tasktable import TaskSpec
 
 #: (delivery, status, encoded returning, traceback or "", retry child uuid or "")
 Outcome = tuple[Delivery, str, bytes, str, str]
@@ -311,6 +312,21 @@ class Broker(abc.ABC):
         ``tidy`` trims it is not counted as waiting).
         """
         raise NotSupported(self, "queue statistics")
+
+    # ------------------------------------------------------- published task table
+    # Optional too (qtasks_fast.tasktable): without it, a client must import the tasks it sends by name.
+    async def publish_tasks(self, tasks: Mapping[str, TaskSpec]) -> list[str]:
+        """Merge a worker's task table into the app's published one, durably (it outlives every worker).
+
+        Per name, ``tasks[name]`` is stored unless the stored entry comes from a newer app version
+        (:func:`qtasks_fast.tasktable.merge` decides; apply its result atomically against concurrent
+        publishers). Names not in ``tasks`` are kept. Returns the names kept from a newer version.
+        """
+        raise NotSupported(self, "published task tables")
+
+    async def published_tasks(self) -> dict[str, TaskSpec]:
+        """The app's published table, ``{}`` when no worker has published one (producers call this on a miss)."""
+        raise NotSupported(self, "published task tables")
 
     async def close(self) -> None:
         """Release connections; pending deliveries stay owned by the consumer name."""

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.app import BaseQueueTasks, Signature
-from qtasks_fast.components.producer import as_call, call_options
+from qtasks_fast.components.producer import NeedsLookup, as_call, call_options
 from qtasks_fast.control import checked_uuid
 from qtasks_fast.schemas import Task, record_from_envelope
 
@@ -28,6 +28,8 @@ class QueueTasks(BaseQueueTasks):
                        **kwargs: Any) -> Task | None:
         """See :meth:`qtasks_fast.QueueTasks.add_task`."""
         name, call_args, kwargs = as_call(task_name, args, kwargs)
+        if name not in self.tasks:  # not imported here: the published table has its options (or refuses it)
+            await self.resolve(name)
         when, meta = call_options(self.config, countdown, eta, unique)
         env, uid = self.build(name, call_args, kwargs, priority, eta=when, meta=meta)
         skipped = await self.send([env], wait=timeout is not None)
@@ -44,7 +46,12 @@ class QueueTasks(BaseQueueTasks):
         return await self.wait(uuid, timeout)
 
     async def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
-        envs, records = self.build_many(calls)
+        calls = calls if isinstance(calls, list) else list(calls)
+        try:
+            envs, records = self.build_many(calls)
+        except NeedsLookup as miss:  # a name not imported here: read the published table, then build again
+            await self.resolve(miss.args[0])
+            envs, records = self.build_many(calls)
         skipped = await self.send(envs)
         if skipped:
             for i, env in enumerate(envs):
@@ -53,16 +60,16 @@ class QueueTasks(BaseQueueTasks):
         return records
 
     async def get(self, uuid: str | _uuid.UUID) -> Task | None:
-        return self._finish(await self.storage.get(checked_uuid(uuid), self.queues))
+        return self._finish(await self.storage.get(checked_uuid(uuid), await self.all_queues()))
 
     async def wait(self, uuid: str | _uuid.UUID, timeout: float) -> Task | None:
-        task = await self.storage.wait(checked_uuid(uuid), self.queues, timeout)
+        task = await self.storage.wait(checked_uuid(uuid), await self.all_queues(), timeout)
         return self._finish(task) if task is not None and task.finished else None
 
     async def get_logs(self, uuid: str | _uuid.UUID) -> list[str]:
         """See :meth:`qtasks_fast.QueueTasks.get_logs`."""
         uuid = checked_uuid(uuid)
-        for q in self.queues:
+        for q in await self.all_queues():
             lines = await self.storage.get_logs(uuid, q)
             if lines:
                 return lines

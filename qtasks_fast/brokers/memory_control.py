@@ -1,4 +1,4 @@
-"""Task control on the in-process backend: cancel, dead letters, purge, concurrency slots, claims.
+"""Task control on the in-process backend: cancel, dead letters, purge, concurrency slots, claims, task table.
 
 The twin of ``sqlite_control.py`` for unit tests. Cancels of running tasks
 reach workers without polling: each :meth:`MemoryControl.cancel_requests`
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from qtasks_fast.abc.broker import DeadLetter, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of
 from qtasks_fast.brokers.memory_state import InMemoryState, Listener, _Msg, wake
+from qtasks_fast.tasktable import TaskSpec, merge
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
@@ -203,6 +204,16 @@ class MemoryControl(LocalBroker):
                 return False
             self.state.keys["c:" + key] = ("", now + ttl)
             return True
+
+    async def publish_tasks(self, tasks: Mapping[str, TaskSpec]) -> list[str]:
+        with self.state.lock:
+            writes, kept = merge(self.state.task_table, tasks)
+            self.state.task_table.update(writes)
+        return kept
+
+    async def published_tasks(self) -> dict[str, TaskSpec]:
+        with self.state.lock:
+            return dict(self.state.task_table)
 
     async def trim_indexes(self) -> None:
         """Drop expired records and keys (the worker's lease keeper calls this every minute)."""

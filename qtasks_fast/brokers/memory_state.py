@@ -22,6 +22,7 @@ import msgspec
 
 from qtasks_fast.abc.broker import DeadLetter, Outcome, WorkerInfo
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt
+from qtasks_fast.tasktable import TaskSpec
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
 Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
@@ -103,6 +104,8 @@ class InMemoryState:
         self.logs: dict[tuple[str, str], tuple[float, list[str]]] = {}
         #: the worker registry: ``WorkerInfo.key`` -> entry (heartbeat in wall time, as on the other backends)
         self.workers: dict[str, WorkerInfo] = {}
+        #: the published task table (qtasks_fast.tasktable): name -> spec
+        self.task_table: dict[str, TaskSpec] = {}
 
     # ---------------------------------------------------------------- messages
     def push(self, queue: str, prio: int, uuid: str, body: bytes, eta: float = 0.0) -> None:

@@ -32,14 +32,17 @@
 --   P:sem:<key>      zset token -> expiry ms: the slots of a fleet-wide concurrency limit
 --   P:lg:<uuid>      list of log lines captured while the task ran (LogCapture), PEXPIRE result_ttl;
 --                    written and read by RedisStorage from Python, never by this script
--- and keys per app, outside any queue's slot, written from Python (redis_control.py), never by this script:
---   qtf:{<app>}:claim:<key>  leader claims of periodic ticks (SET NX PX ttl)
---   qtf:{<app>}:workers  hash '<consumer>@<host>:<pid>' -> msgpack WorkerInfo: the worker registry. Each
---                    worker process HSETs its entry when it starts serving and at every lease-keeper beat
---                    (lease_seconds / 3), HDELs it at a graceful stop; the hash gets PEXPIRE 2 leases at each
---                    beat. Entries whose heartbeat is older than lease_seconds are not listed and are
---                    HDELed by the next listing (a SIGKILLed worker ages out)
 -- and publishes on the channel passed to 'cancel' (qtf:<app>:cancel; a channel is not a key).
+--
+-- Keys per app, outside every queue's slot, written and read by redis_control.py from Python, never here:
+--   qtf:{<app>}:tasks      hash task name -> msgpack TaskSpec: the task table workers publish at start and
+--                          producers read for names they have not imported (qtasks_fast/tasktable.py)
+--   qtf:{<app>}:claim:<k>  leader claims (periodic ticks): SET NX PX
+--   qtf:{<app>}:workers    hash '<consumer>@<host>:<pid>' -> msgpack WorkerInfo: the worker registry. Each
+--                          worker process HSETs its entry when it starts serving and at every lease-keeper
+--                          beat (lease_seconds / 3), HDELs it at a graceful stop; the hash gets PEXPIRE 2
+--                          leases at each beat. Entries whose heartbeat is older than lease_seconds are not
+--                          listed and are HDELed by the next listing (a SIGKILLed worker ages out)
 --
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
 -- i.e. which worker, holds it), so starting a task writes nothing.
@@ -378,6 +381,83 @@ local function env_name(blob)
   return ''
 end
 
+-- msgpack: the position after the <n> values that start at <pos> of <s>, nil when <s> ends first. A loop, not a
+-- recursion: a body nested thousands deep costs no Lua stack, and each step consumes at least one byte.
+local function mp_skip(s, pos, n)
+  local function be(at, k)
+    local v = 0
+    for j = at, at + k - 1 do
+      local b = string.byte(s, j)
+      if not b then return nil end
+      v = v * 256 + b
+    end
+    return v
+  end
+  while n > 0 do
+    local b = string.byte(s, pos)
+    if not b then return nil end
+    n = n - 1
+    if b <= 0x7f or b >= 0xe0 or (b >= 0xc0 and b <= 0xc3) then pos = pos + 1       -- fixint, nil, bool
+    elseif b <= 0x8f then n = n + 2 * (b - 0x80); pos = pos + 1                         -- fixmap
+    elseif b <= 0x9f then n = n + (b - 0x90); pos = pos + 1                             -- fixarray
+    elseif b <= 0xbf then pos = pos + 1 + b - 0xa0                                      -- fixstr
+    elseif b == 0xca or b == 0xce or b == 0xd2 then pos = pos + 5
+    elseif b == 0xcb or b == 0xcf or b == 0xd3 then pos = pos + 9
+    elseif b == 0xcc or b == 0xd0 then pos = pos + 2
+    elseif b == 0xcd or b == 0xd1 then pos = pos + 3
+    elseif b >= 0xd4 and b <= 0xd8 then pos = pos + 2 + ({1, 2, 4, 8, 16})[b - 0xd3]     -- fixext
+    else
+      local k = (b == 0xc4 or b == 0xc7 or b == 0xd9) and 1 or (b == 0xc5 or b == 0xc8 or b == 0xda or b == 0xdc
+        or b == 0xde) and 2 or (b == 0xc6 or b == 0xc9 or b == 0xdb or b == 0xdd or b == 0xdf) and 4 or nil
+      if not k then return nil end
+      local len = be(pos + 1, k)
+      if not len then return nil end
+      pos = pos + 1 + k
+      if b == 0xdc or b == 0xdd then n = n + len                                         -- array 16/32
+      elseif b == 0xde or b == 0xdf then n = n + 2 * len                                 -- map 16/32
+      elseif b >= 0xc7 and b <= 0xc9 then pos = pos + 1 + len                            -- ext: type byte + data
+      else pos = pos + len end                                                           -- bin, str
+    end
+  end
+  return pos
+end
+
+-- does envelope <blob> carry meta 'rw' (its producer blocks on the reply list P:r:<uuid>, see settle's replies)?
+-- Our envelopes are a map with short str keys; the meta map is under key 'm'.
+local function awaited(blob)
+  local function map_at(pos)  -- pairs of the map at pos, and where its first key starts
+    local b = string.byte(blob, pos)
+    if b and b >= 0x80 and b <= 0x8f then return b - 0x80, pos + 1 end
+    local hi, lo = string.byte(blob, pos + 1, pos + 2)
+    if b == 0xde and lo then return hi * 256 + lo, pos + 3 end
+    return nil
+  end
+  local function key_at(pos)  -- a fixstr key ('' for any other) and where its value starts
+    local b = string.byte(blob, pos)
+    if b and b >= 0xa0 and b <= 0xbf then return string.sub(blob, pos + 1, pos + b - 0xa0), pos + 1 + b - 0xa0 end
+    return '', mp_skip(blob, pos, 1)
+  end
+  local n, pos = map_at(1)
+  for _ = 1, n or 0 do
+    local k
+    k, pos = key_at(pos)
+    if not pos then return false end
+    if k == 'm' then
+      local mn, mpos = map_at(pos)
+      for _ = 1, mn or 0 do
+        k, mpos = key_at(mpos)
+        if k == 'rw' then return true end
+        mpos = mpos and mp_skip(blob, mpos, 1)
+        if not mpos then return false end
+      end
+      return false
+    end
+    pos = mp_skip(blob, pos, 1)
+    if not pos then return false end
+  end
+  return false
+end
+
 -- the final record of a task ended here rather than by a worker (dead letter, cancel, purge):
 -- the P:t format, written by hand (cmsgpack knows no bin type), with the index and waiters kept
 -- as settle keeps them. log = a table collecting the batch's P:log rows, or nil for no index.
@@ -397,6 +477,12 @@ local function final(uuid, blob, status, tb, now, ttl, log, deliveries)
   redis.call('ZADD', P .. ':i:' .. status, now, uuid)
   redis.call('HINCRBY', P .. ':count', status, 1)
   if log then log[#log + 1] = {uuid, status, env_name(blob)} end
+  -- a producer blocked on add_task(timeout=...) is woken with the reason at once, as settle wakes it
+  if awaited(blob) and redis.call('SISMEMBER', P .. ':wait', uuid) == 0 then
+    local rk = P .. ':r:' .. uuid
+    redis.call('RPUSH', rk, r)
+    redis.call('PEXPIRE', rk, ttl)
+  end
   notify({uuid, r}, ttl)
 end
 

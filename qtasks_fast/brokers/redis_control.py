@@ -1,4 +1,4 @@
-"""Task control on the Redis broker: cancel, dead letters, purge, concurrency slots, claims.
+"""Task control on the Redis broker: cancel, dead letters, purge, concurrency slots, claims, the task table.
 
 These are rare operations (a user, the CLI or a worker's limiter asks for them),
 kept apart from the hot path in ``redis.py``. The server-side part of each is an
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -23,6 +23,7 @@ from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 from qtasks_fast.faults import describe, full, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope
+from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -47,6 +48,11 @@ def queue_prefix(app: str, queue: str) -> str:
 def workers_key(app: str) -> str:
     """The app's worker registry (see redis.lua, key ``qtf:{<app>}:workers``)."""
     return f"qtf:{{{app}}}:workers"
+
+
+def tasks_key(app: str) -> str:
+    """The app's published task table (see qtasks_fast.tasktable): one hash per app, outside the queues' slots."""
+    return f"qtf:{{{app}}}:tasks"
 
 
 def cancel_channel(app: str) -> str:
@@ -366,6 +372,35 @@ class RedisControl:
                                                 px=max(1, int(ttl * 1000))))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(self.url, exc) from exc
+
+    # ------------------------------------------------------ published task table
+    async def publish_tasks(self, tasks: Mapping[str, TaskSpec]) -> list[str]:
+        """Merge into hash ``qtf:{<app>}:tasks`` (name -> msgpack TaskSpec) under WATCH: a concurrent publisher
+        makes the transaction fail and the merge run again on what it wrote."""
+        key = tasks_key(self.app_name)
+        try:
+            async with self.conn.aio.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        stored: Any = await pipe.hgetall(key)
+                        writes, kept = merge(decode_table(stored.items()), tasks)
+                        pipe.multi()
+                        if writes:
+                            pipe.hset(key, mapping={n: encode_spec(s) for n, s in writes.items()})
+                        await pipe.execute()
+                        return kept
+                    except redis.WatchError:
+                        continue
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+
+    async def published_tasks(self) -> dict[str, TaskSpec]:
+        try:
+            raw: Any = await self.conn.aio.hgetall(tasks_key(self.app_name))
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+        return decode_table(raw.items())
 
 
 async def _until_closed(read: Any, closing: asyncio.Event) -> Any:

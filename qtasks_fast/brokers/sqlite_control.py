@@ -1,4 +1,4 @@
-"""Task control on the embedded SQLite backend: cancel, dead letters, purge, concurrency slots, claims.
+"""Task control on the embedded SQLite backend: cancel, dead letters, purge, slots, claims, the task table.
 
 Split from ``sqlite.py`` to keep the hot path (enqueue/fetch/settle) short to
 read; the rare worker paths (dead-lettering, release after a drain) live here
@@ -15,7 +15,7 @@ storage) keeps that storage's records in step.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -23,6 +23,7 @@ import msgspec
 from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of, text
 from qtasks_fast.brokers.sqlite_db import SqliteConnection, cancel_records, now_ms
+from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
 
 if TYPE_CHECKING:
     import sqlite3
@@ -304,6 +305,19 @@ class SqliteControl(LocalBroker):
             " (SELECT count(*) FROM delayed WHERE app = ?1 AND queue = ?2 AND due <= ?3),"
             " (SELECT count(*) FROM dead_letters WHERE app = ?1 AND queue = ?2)", (app, queue, now))[0]
         return QueueStats(waiting=waiting + due, in_flight=in_flight, delayed=delayed - due, dead=dead)
+
+    # ------------------------------------------------------ published task table
+    async def publish_tasks(self, tasks: Mapping[str, TaskSpec]) -> list[str]:
+        """Merge into ``task_table`` inside one write transaction: concurrent publishers take turns."""
+        async with self.conn.atx() as db:
+            rows = db.execute("SELECT name, spec FROM task_table WHERE app = ?", (self.app_name,)).fetchall()
+            writes, kept = merge(decode_table(rows), tasks)
+            db.executemany("INSERT OR REPLACE INTO task_table (app, name, spec) VALUES (?, ?, ?)",
+                           [(self.app_name, n, encode_spec(spec)) for n, spec in writes.items()])
+        return kept
+
+    async def published_tasks(self) -> dict[str, TaskSpec]:
+        return decode_table(self.conn.read("SELECT name, spec FROM task_table WHERE app = ?", (self.app_name,)))
 
     # -------------------------------------------------------------- upkeep
     async def trim_indexes(self) -> None:

@@ -6,8 +6,9 @@ scan never steps over future work), ``records`` (task records), ``dead_letters``
 ``cancel_requests`` (cancels of running tasks, read by every worker),
 ``claims`` (unique-enqueue keys and leader claims), ``slots`` (the
 fleet-wide concurrency-limit semaphores), ``workers`` (the worker registry: one
-row per live worker process, its msgpack ``WorkerInfo`` and last heartbeat in ms)
-and ``logs`` (lines captured by LogCapture).
+row per live worker process, its msgpack ``WorkerInfo`` and last heartbeat in ms),
+``task_table`` (the task table workers publish for producers, see
+``qtasks_fast/tasktable.py``) and ``logs`` (lines captured by LogCapture).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ CREATE TABLE IF NOT EXISTS slots (
 CREATE TABLE IF NOT EXISTS workers (
     app TEXT NOT NULL, key TEXT NOT NULL, info BLOB NOT NULL, heartbeat INTEGER NOT NULL,
     PRIMARY KEY (app, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_table (
+    app TEXT NOT NULL, name TEXT NOT NULL, spec BLOB NOT NULL, PRIMARY KEY (app, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, uuid TEXT NOT NULL,
     line TEXT NOT NULL, expires_at INTEGER NOT NULL);

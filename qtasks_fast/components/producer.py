@@ -12,19 +12,21 @@ import gc
 import logging
 import time
 import uuid as _uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.components.task_manager import PendingTask
-from qtasks_fast.exceptions import PayloadTooLarge
+from qtasks_fast.exceptions import PayloadTooLarge, TaskNotFound
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, record_from_envelope, ts_to_dt
+from qtasks_fast.tasktable import LOOKUP_FLOOR, MAX_AGE, did_you_mean
 
 if TYPE_CHECKING:
     from qtasks_fast.abc import Broker, Storage
     from qtasks_fast.config import GlobalConfig
     from qtasks_fast.task import TaskFunc
+    from qtasks_fast.tasktable import TaskSpec
 
 log = get_logger("producer")
 #: one call: ``(task name, args, kwargs)``, as ``TaskFunc.s`` makes it
@@ -72,9 +74,14 @@ def call_options(config: GlobalConfig, countdown: float | None, eta: _dt.datetim
     return when, {META_UNIQUE: [key, float(ttl)]}
 
 
+class NeedsLookup(Exception):
+    """Internal: a name this producer has not imported is to be decided after reading the published table."""
+
+
 class Producer:
     """Envelope building and sending, mixed into ``BaseQueueTasks``."""
 
+    name: str
     tasks: dict[str, TaskFunc]
     config: GlobalConfig
     middlewares_before: list[Any]
@@ -82,6 +89,12 @@ class Producer:
     _mw_active: bool
     #: queues calls were routed to that no registered task names (by a task manager): ``app.queues`` has them
     _routed_queues: list[str]
+    #: the published task table as last read (qtasks_fast.tasktable), for names not in ``tasks``
+    _published: dict[str, TaskSpec]
+    #: monotonic times: before the first, a miss does not read the table again (LOOKUP_FLOOR); until the
+    #: second, entries read are trusted (MAX_AGE)
+    _table_read_after: float
+    _table_fresh_until: float
 
     def _resolve(self) -> tuple[Broker, Storage]:
         raise NotImplementedError
@@ -96,13 +109,14 @@ class Producer:
         (0 = now); ``meta`` becomes ``Envelope.meta``.
         """
         tf = self.tasks.get(task_name)
+        opts = tf if tf is not None else self._published.get(task_name)  # a task published by the workers
         config = self.config
-        timeout = tf.max_time if tf is not None else None
-        retry = (tf.retry or 0) if tf is not None else 0
+        timeout = opts.max_time if opts is not None else None
+        retry = (opts.retry or 0) if opts is not None else 0
         if config.task_manager is not None:
-            prio0 = priority if priority is not None else (tf.priority if tf is not None else 0)
+            prio0 = priority if priority is not None else (opts.priority if opts is not None else 0)
             p = PendingTask(task_name, list(args), dict(kwargs), priority=prio0,
-                            queue=queue or (tf.queue if tf is not None else config.default_queue), timeout=timeout,
+                            queue=queue or (opts.queue if opts is not None else config.default_queue), timeout=timeout,
                             retry=retry, eta=eta, meta=meta if meta is not None else {}, task_func=tf,
                             unique_ttl=config.unique_ttl)
             p = config.task_manager.mutate(p)
@@ -111,20 +125,21 @@ class Producer:
                                 "task: end it with `return task`")
             if p.name != task_name:
                 task_name, tf = p.name, self.tasks.get(p.name)
+                opts = tf if tf is not None else self._published.get(task_name)
             args, kwargs, priority, queue = p.args, p.kwargs, p.priority, p.queue
-            if queue != (tf.queue if tf is not None else config.default_queue) and queue not in self._routed_queues:
+            if queue != (opts.queue if opts is not None else config.default_queue) and queue not in self._routed_queues:
                 self._routed_queues.append(queue)  # so app.get/wait look there
             timeout, retry, eta, meta = p.timeout, p.retry, p.eta, p.meta
         if tf is not None and config.validate_args:
             args, kwargs = tf.bind(args, kwargs)
-        prio = priority if priority is not None else (tf.priority if tf is not None else 0)
+        prio = priority if priority is not None else (opts.priority if opts is not None else 0)
         if not 0 <= prio < config.priority_levels:
             raise ValueError(f"priority {prio} of task {task_name!r} is outside 0..{config.priority_levels - 1} "
                              "(lower runs first; raise config.priority_levels for more levels)")
         uid, uid_str = core.new_uuid()
         env = Envelope(
             uuid=uid_str, task_name=task_name, args=list(args), kwargs=kwargs, priority=prio,
-            queue=queue or (tf.queue if tf is not None else config.default_queue), created_at=now or time.time(),
+            queue=queue or (opts.queue if opts is not None else config.default_queue), created_at=now or time.time(),
             retry=retry, timeout=timeout, meta=meta if meta is not None else {},
         )
         if eta:  # set only when given: msgspec omits a default by identity, and 0 must stay off the wire
@@ -149,19 +164,25 @@ class Producer:
 
     def _plan(self, task_name: str) -> tuple[Any, int, str, int, float | None]:
         """What :meth:`build` looks up per call, once per task name of a bulk enqueue:
-        ``(bind or None, priority, queue, retry, timeout)``."""
+        ``(bind or None, priority, queue, retry, timeout)``. A name not imported here is checked against
+        the published table (:meth:`published_spec`)."""
         tf = self.tasks.get(task_name)
+        opts = tf if tf is not None else self.published_spec(task_name)
         config = self.config
-        prio = tf.priority if tf is not None else 0
+        prio = opts.priority if opts is not None else 0
         if not 0 <= prio < config.priority_levels:
             raise ValueError(f"priority {prio} of task {task_name!r} is outside 0..{config.priority_levels - 1} "
                              "(lower runs first; raise config.priority_levels for more levels)")
         return (tf.bind if tf is not None and config.validate_args else None, prio,
-                tf.queue if tf is not None else config.default_queue, (tf.retry or 0) if tf is not None else 0,
-                tf.max_time if tf is not None else None)
+                opts.queue if opts is not None else config.default_queue, (opts.retry or 0) if opts is not None else 0,
+                opts.max_time if opts is not None else None)
 
-    def build_many(self, calls: Iterable[Signature]) -> tuple[list[Envelope], list[Task]]:
-        """Envelopes for a bulk enqueue and the ``new`` records to hand back (one timestamp for the batch)."""
+    def build_many(self, calls: Sequence[Signature]) -> tuple[list[Envelope], list[Task]]:
+        """Envelopes for a bulk enqueue and the ``new`` records to hand back (one timestamp for the batch).
+
+        Raises :class:`NeedsLookup` (the caller reads the published table and calls again) or
+        ``TaskNotFound`` for a name not imported here, before any middleware hook has run.
+        """
         now = time.time()
         created = ts_to_dt(now)
         envs, records = [], []
@@ -173,6 +194,9 @@ class Producer:
         # without a task manager or middlewares, a call needs only what _plan looked up for its task name
         plans: dict[str, tuple[Any, int, str, int, float | None]] | None = \
             {} if self.config.task_manager is None and not self._mw_active else None
+        if plans is None:  # per-call builds run hooks: every name is checked before the first
+            for name in {c[0] for c in calls}.difference(self.tasks):
+                self.published_spec(name)
         max_payload = self.config.max_payload
         new_uuid, check = core.new_uuid, self._check_size
         try:
@@ -196,6 +220,59 @@ class Producer:
             if enabled:
                 gc.enable()
         return envs, records
+
+    # ------------------------------------------------------- published task table
+    def published_spec(self, name: str) -> TaskSpec | None:
+        """Options of a task not imported here: its entry in the published table (qtasks_fast.tasktable).
+
+        Raises :class:`NeedsLookup` when the cached table may be out of date for ``name`` (never read,
+        a miss, or older than ``MAX_AGE``) and the floor allows a read; ``TaskNotFound`` (with the
+        closest name) when a table is known, this producer's registry or the published one, and
+        lacks ``name``. None when none is known anywhere: the call goes out as is.
+        """
+        now = time.monotonic()
+        spec = self._published.get(name)
+        if (spec is None or now >= self._table_fresh_until) and now >= self._table_read_after:
+            raise NeedsLookup(name)
+        if spec is not None or not (self.tasks or self._published):
+            return spec
+        raise TaskNotFound(f"no task {name!r} in app {self.name!r}{did_you_mean(name, [*self.tasks, *self._published])}"
+                           ": it is not registered here and no worker published it; check the name, or start a "
+                           "worker whose app defines it")
+
+    async def refresh_tasks(self) -> None:
+        """Read the published task table (one broker round trip); a broker without tables gives ``{}``."""
+        from qtasks_fast.abc.broker import NotSupported
+
+        try:
+            table = await self._resolve()[0].published_tasks()
+        except NotSupported:
+            table = {}
+        now = time.monotonic()
+        self._published, self._table_read_after, self._table_fresh_until = table, now + LOOKUP_FLOOR, now + MAX_AGE
+
+    def table_due(self) -> bool:
+        """True when lookups by uuid should read the published table first (its queues may be new)."""
+        now = time.monotonic()
+        return now >= self._table_fresh_until and now >= self._table_read_after
+
+    async def resolve(self, name: str) -> None:
+        """Make sure ``name`` (not imported here) may be sent: read the table when due, then decide."""
+        try:
+            self.published_spec(name)
+        except NeedsLookup:
+            await self.refresh_tasks()
+            self.published_spec(name)
+
+    def resolve_sync(self, name: str) -> None:
+        """:meth:`resolve` for the sync client: the read runs on the helper loop only when due."""
+        try:
+            self.published_spec(name)
+        except NeedsLookup:
+            from qtasks_fast.portal import portal
+
+            portal().run(self.refresh_tasks())
+            self.published_spec(name)
 
     # ------------------------------------------------------------------ send
     async def send(self, envelopes: Sequence[Envelope], wait: bool = False) -> Mapping[str, str] | None:

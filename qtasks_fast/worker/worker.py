@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from qtasks_fast.config import effective_prefetch
 from qtasks_fast.faults import Outage, describe, transient
 from qtasks_fast.log import get_logger
+from qtasks_fast.tasktable import publish
 from qtasks_fast.worker.control import Limiter, cancel_loop, fire
 from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
@@ -55,7 +56,7 @@ class Worker:
         self.owner = owner or new_owner()
         self.name_lease: NameLease | None = None
         self.concurrency = concurrency or app.config.concurrency
-        self.queues = list(queues or app.queues)
+        self.queues = list(queues or app.task_queues)
         self.block_seconds = block_seconds
         broker, self.storage = app._resolve()
         # start() gives a broker per-consumer state (name, takeover mode); a shallow copy keeps two
@@ -307,6 +308,7 @@ class Worker:
         lease = NameLease(self.broker, self.consumer, self.owner, self.broker.lease_seconds, self.queues)
         if await start_broker(self, stop) and await lease.acquire(stop):
             self.name_lease = lease
+            await publish(self.app, self.broker, self.worker_id)  # producers that never imported the tasks
             return True
         log.info("worker %s stopped before it started serving", self.worker_id)
         try:
