@@ -214,8 +214,10 @@ class QueueTasks(BaseQueueTasks):
 
         ``countdown`` (seconds) or ``eta`` (a datetime or unix time) delay the run; ``unique="key"`` or
         ``("key", ttl)`` makes a second call with the same key within ttl (default ``config.unique_ttl``)
-        a no-op that returns the record of the task holding the key. A task parameter named like one
-        of these options is passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
+        a no-op that returns the record of the task holding the key; the key is given back when that
+        task is cancelled or fails for good (after its last retry, or dead-lettered), so a re-send then
+        runs again (a success keeps it for the ttl). A task parameter named like one of these options is
+        passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
         """
         name, call_args, kwargs = as_call(task_name, args, kwargs)
         when, meta = call_options(self.config, countdown, eta, unique)
