@@ -212,6 +212,10 @@ class QueueTasks(BaseQueueTasks):
                  **kwargs: Any) -> Task | None:
         """Enqueue; with ``timeout`` wait up to that many seconds and return the finished Task or None.
 
+        None (as in QTasks) means the task is not finished within ``timeout``: it is still queued or
+        running and keeps going, so check before reading ``.returning``. To keep its uuid for later, send
+        without ``timeout`` and ``app.wait(task.uuid, timeout)``.
+
         ``countdown`` (seconds) or ``eta`` (a datetime or unix time) delay the run; ``unique="key"`` or
         ``("key", ttl)`` makes a second call with the same key within ttl (default ``config.unique_ttl``)
         a no-op that returns the record of the task holding the key; the key is given back when that

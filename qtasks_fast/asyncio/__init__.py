@@ -26,7 +26,8 @@ class QueueTasks(BaseQueueTasks):
                        timeout: float | None = None, countdown: float | None = None,
                        eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
                        **kwargs: Any) -> Task | None:
-        """See :meth:`qtasks_fast.QueueTasks.add_task`."""
+        """See :meth:`qtasks_fast.QueueTasks.add_task`; with ``timeout``, None when the task is not finished
+        by then (it keeps running: check before reading ``.returning``)."""
         name, call_args, kwargs = as_call(task_name, args, kwargs)
         when, meta = call_options(self.config, countdown, eta, unique)
         env, uid = self.build(name, call_args, kwargs, priority, eta=when, meta=meta)
