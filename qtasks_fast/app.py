@@ -196,6 +196,20 @@ class BaseQueueTasks(Producer):
                      eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
                      **kwargs: Any) -> Any: ...
 
+    async def _close_backend(self) -> None:
+        """Close the broker's and storage's connections of the running loop, and their blocking ones."""
+        broker, storage = self._broker, self._storage
+        if broker is not None:
+            await broker.close()
+        if storage is not None:
+            await storage.close()
+        self._close_sync_parts()
+
+    def _close_sync_parts(self) -> None:
+        for part in (self._broker, self._storage):
+            if part is not None:
+                part.close_sync()
+
     def get_task(self, name: str) -> TaskFunc:
         try:
             return self.tasks[name]
@@ -267,6 +281,24 @@ class QueueTasks(BaseQueueTasks):
             if lines:
                 return lines
         return []
+
+    def close(self) -> None:
+        """Release the connections this client opened (blocking ones, and those of the control calls'
+        helper loop). Why: a short-lived script or a test should not leave sockets for the GC; the app
+        reconnects if it is used again. Also ``with QueueTasks(...) as app:``."""
+        from qtasks_fast.portal import started_portal
+
+        helper = started_portal()
+        if helper is not None:
+            helper.run(self._close_backend())
+        else:
+            self._close_sync_parts()
+
+    def __enter__(self) -> QueueTasks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------ task control (qtasks_fast.control)
     def _control(self, op: str, *args: Any) -> Any:

@@ -72,7 +72,11 @@ META_REPLY = "rw"
 
 
 class Task(msgspec.Struct, kw_only=True):
-    """A task record as returned by ``add_task`` and ``get`` (QTasks fields)."""
+    """A task record as returned by ``add_task`` and ``get`` (QTasks fields).
+
+    ``retry`` is the number of retries *left* after this attempt, not how many were made: ``retry=3``
+    on a first attempt that fails gives a child with ``retry=2``, and so on to 0.
+    """
 
     status: str
     uuid: _uuid.UUID
@@ -84,6 +88,8 @@ class Task(msgspec.Struct, kw_only=True):
     updated_at: _dt.datetime
     returning: Any = None
     traceback: str | None = None
+    #: retries left after this attempt (not retries made): ``retry=N`` of the task on the first attempt, one
+    #: less on each retry child, 0 on the last; ``retry_parent_uuid`` links back to the attempt before
     retry: int | None = None
     retry_child_uuid: _uuid.UUID | None = None
     retry_parent_uuid: _uuid.UUID | None = None

@@ -248,3 +248,7 @@ class Broker(abc.ABC):
 
     async def close(self) -> None:
         """Release connections; pending deliveries stay owned by the consumer name."""
+
+    def close_sync(self) -> None:
+        """Release what :meth:`enqueue_sync` opened (the sync client's ``close()``); the broker reconnects if
+        used again. Nothing by default."""

@@ -69,6 +69,17 @@ class QueueTasks(BaseQueueTasks):
                 return lines
         return []
 
+    async def close(self) -> None:
+        """Release this client's connections on the running loop (and any blocking ones); it reconnects if
+        used again. Also ``async with QueueTasks(...) as app:``."""
+        await self._close_backend()
+
+    async def __aenter__(self) -> QueueTasks:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     # ------------------------------------------------ task control (qtasks_fast.control)
     async def cancel(self, uuid: str | _uuid.UUID, reason: str = "") -> str:
         from qtasks_fast import control

@@ -183,13 +183,22 @@ class RedisConnection:
         return self.sync_script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
 
     async def aclose(self) -> None:
-        """Close the async client of the running loop (other loops keep theirs)."""
+        """Close the async client of the running loop and its pool (other loops keep theirs)."""
         pair = self._async.pop(asyncio.get_running_loop(), None)
         if pair is not None:
             direct = self._directs.pop(pair[0], None)
             if direct is not None:
                 await direct.aclose()
-            await pair[0].aclose()
+            # the pool was passed in, so the client would leave its connections open without this
+            await pair[0].aclose(close_connection_pool=True)
+
+    def close_sync(self) -> None:
+        """Disconnect the blocking client's connections (direct ones included); it reconnects if used again."""
+        direct, self._sync_direct = self._sync_direct, None
+        if direct is not None:
+            direct.close()
+        if self._sync is not None:
+            self._sync.connection_pool.disconnect()
 
 
 def _bytes(msg_id: Any) -> bytes:
@@ -576,3 +585,6 @@ class RedisBroker(RedisControl, Broker):
     async def close(self) -> None:
         self._stop_requests()
         await self.conn.aclose()
+
+    def close_sync(self) -> None:
+        self.conn.close_sync()

@@ -314,6 +314,11 @@ class SqliteBroker(SqliteControl):
                     held.append(d)
         return held
 
+    def close_sync(self) -> None:
+        """Close the file handle this process shares with the storage (the client's ``close()``); it reopens
+        lazily."""
+        self.conn.close()
+
     async def close(self) -> None:
         """Ends this consumer's :meth:`cancel_requests`; the shared handle stays open for the storage and
         reopens lazily."""
