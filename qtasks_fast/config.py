@@ -30,16 +30,15 @@ class GlobalConfig:
     index_results: bool = True
     #: tasks run at once per worker process. 64, within the connection pools task code shares: redis-py's
     #: ``redis.asyncio`` client allows 100 connections and raises ``MaxConnectionsError`` past them, so one
-    #: client shared by every task breaks under a burst once more than 100 run. Throughput comes from
-    #: ``prefetch`` and ``batch_size`` (big fetches), not from running more tasks at once
+    #: client shared by every task breaks under a burst once more than 100 run. Short tasks drain as fast
+    #: as at 256 (measured, benchmarks/RESULTS.md): the fetch, not the number running, sets that pace
     concurrency: int = 64
     #: threads for sync tasks per worker process
     threads: int = 16
     #: most messages fetched in one round trip
     batch_size: int = 500
     #: messages a worker process holds beyond ``concurrency``, ready to start the moment a slot frees
-    #: (-1 = ``4 × concurrency`` up to ``batch_size``: see :meth:`prefetch_for`); 0 for long tasks, so an
-    #: idle worker is never left without work
+    #: (-1 = as many as ``concurrency``); 0 for long tasks, so an idle worker is never left without work
     prefetch: int = -1
     #: seconds a graceful stop waits for running tasks before handing the rest back
     drain_seconds: float = 30.0
@@ -58,12 +57,6 @@ class GlobalConfig:
     #: a ``qtasks_fast.components.task_manager.TaskManager``: sees (and may change) every task before it
     #: is sent, on the producer only; None costs nothing
     task_manager: Any = None
-
-    def prefetch_for(self, concurrency: int) -> int:
-        """The prefetch a worker running ``concurrency`` tasks at once uses: ``prefetch``, or when -1
-        ``4 × concurrency`` capped at ``batch_size``, so that a fetch can fill a whole batch (short tasks
-        drain in few round trips) without a small-concurrency worker hoarding a queue."""
-        return self.prefetch if self.prefetch >= 0 else min(4 * concurrency, self.batch_size)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

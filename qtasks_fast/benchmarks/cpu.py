@@ -40,9 +40,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
     cases = []
     for processes, pin, conc in configs:
         label = f"cpu-p{processes}{'-pin' if pin else ''}{f'-c{conc}' if conc else ''}"
-        # the diagnostic row holds nothing beyond its running task: no prefetch
-        pools[label] = PoolSpec(processes, label, concurrency=conc, pin=pin,
-                                env={"QTASKS_PREFETCH": "0"} if conc else None)
+        pools[label] = PoolSpec(processes, label, concurrency=conc, pin=pin)
         name = f"{processes} process{'es' if processes > 1 else ''}, {'pinned' if pin else 'not pinned'}"
         cases.append(Case(label, name + (f", --concurrency {conc}" if conc else ""), ("cpu", (), {}), n))
     all_runs = run_cases(ctx, pools, cases)

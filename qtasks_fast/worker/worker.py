@@ -65,7 +65,7 @@ class Worker:
         self.max_unsettled = 2 * app.config.batch_size
         #: fetched but not started: a finished task's slot is refilled from here without a round trip
         self.backlog: deque[Delivery] = deque()
-        self.prefetch = app.config.prefetch_for(self.concurrency)
+        self.prefetch = min(self.concurrency, app.config.prefetch) if app.config.prefetch >= 0 else self.concurrency
         #: monotonic time until which every lease held here is known valid (see ownership.py): past it, a
         #: prefetched delivery is started, and an outcome settled, only after a renewal confirmed it is ours
         self.leases_until = time.monotonic() + self.broker.lease_seconds

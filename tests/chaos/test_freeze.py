@@ -24,7 +24,7 @@ pytestmark = pytest.mark.chaos
 
 LEASE = "2"
 CONCURRENCY = 3
-PREFETCH = 3  # set explicitly (the default would be 4 × concurrency)
+PREFETCH = 3  # the worker caps it at its concurrency
 SECONDS = 1.0  # each task's sleep
 
 
