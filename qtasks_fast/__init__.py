@@ -7,7 +7,8 @@
     def add(a: int, b: int) -> int:
         return a + b
 
-    add.add_task(1, 2, timeout=5).returning  # 3, once a worker runs: qtasks-fast -A module:app run
+    task = add.add_task(1, 2, timeout=5)  # once a worker runs: qtasks-fast -A module:app run
+    task.returning if task else None      # 3; add_task returns None when not finished within timeout
 """
 
 from qtasks_fast.app import QueueTasks

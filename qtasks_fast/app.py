@@ -217,6 +217,20 @@ class BaseQueueTasks(Producer):
                      eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
                      **kwargs: Any) -> Any: ...
 
+    async def _close_backend(self) -> None:
+        """Close the broker's and storage's connections of the running loop, and their blocking ones."""
+        broker, storage = self._broker, self._storage
+        if broker is not None:
+            await broker.close()
+        if storage is not None:
+            await storage.close()
+        self._close_sync_parts()
+
+    def _close_sync_parts(self) -> None:
+        for part in (self._broker, self._storage):
+            if part is not None:
+                part.close_sync()
+
     def get_task(self, name: str) -> TaskFunc:
         try:
             return self.tasks[name]
@@ -233,10 +247,16 @@ class QueueTasks(BaseQueueTasks):
                  **kwargs: Any) -> Task | None:
         """Enqueue; with ``timeout`` wait up to that many seconds and return the finished Task or None.
 
+        None (as in QTasks) means the task is not finished within ``timeout``: it is still queued or
+        running and keeps going, so check before reading ``.returning``. To keep its uuid for later, send
+        without ``timeout`` and ``app.wait(task.uuid, timeout)``.
+
         ``countdown`` (seconds) or ``eta`` (a datetime or unix time) delay the run; ``unique="key"`` or
         ``("key", ttl)`` makes a second call with the same key within ttl (default ``config.unique_ttl``)
-        a no-op that returns the record of the task holding the key. A task parameter named like one
-        of these options is passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
+        a no-op that returns the record of the task holding the key; the key is given back when that
+        task is cancelled or fails for good (after its last retry, or dead-lettered), so a re-send then
+        runs again (a success keeps it for the ttl). A task parameter named like one of these options is
+        passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
         """
         name, call_args, kwargs = as_call(task_name, args, kwargs)
         if name not in self.tasks:  # not imported here: the published table has its options (or refuses it)
@@ -297,6 +317,24 @@ class QueueTasks(BaseQueueTasks):
             if lines:
                 return lines
         return []
+
+    def close(self) -> None:
+        """Release the connections this client opened (blocking ones, and those of the control calls'
+        helper loop). Why: a short-lived script or a test should not leave sockets for the GC; the app
+        reconnects if it is used again. Also ``with QueueTasks(...) as app:``."""
+        from qtasks_fast.portal import started_portal
+
+        helper = started_portal()
+        if helper is not None:
+            helper.run(self._close_backend())
+        else:
+            self._close_sync_parts()
+
+    def __enter__(self) -> QueueTasks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------ task control (qtasks_fast.control)
     def _control(self, op: str, *args: Any) -> Any:

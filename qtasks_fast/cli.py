@@ -82,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print versions and whether the compiled core and uvloop are in use")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    bench = sub.add_parser("bench", help="run the bundled benchmark suites (see python -m benchmarks --help)",
+    bench = sub.add_parser("bench", help="run the bundled benchmark suites (see qtasks-fast bench --help)",
                            add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments passed to python -m benchmarks")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments passed to qtasks_fast.benchmarks")
     return p
 
 
@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     own_argv = argv is None  # this process's command line: the one other users can read
     argv = list(sys.argv[1:] if argv is None else argv)
     if "bench" in argv and argv.index("bench") in (0, 2):  # [-A app] bench ARGS: ARGS belong to the suites
-        from benchmarks.__main__ import main as bench_main
+        from qtasks_fast.benchmarks.__main__ import main as bench_main
 
         return int(bench_main(argv[argv.index("bench") + 1:]) or 0)
     parser = build_parser()

@@ -28,8 +28,11 @@ class GlobalConfig:
     priority_levels: int = 10
     #: keep the status/name indexes a dashboard lists from (costs two ZADDs per task)
     index_results: bool = True
-    #: async tasks run at once per worker process
-    concurrency: int = 256
+    #: tasks run at once per worker process. 64, within the connection pools task code shares: redis-py's
+    #: ``redis.asyncio`` client allows 100 connections and raises ``MaxConnectionsError`` past them, so one
+    #: client shared by every task breaks under a burst once more than 100 run. Short tasks drain as fast
+    #: as at 256 (measured, benchmarks/RESULTS.md): the fetch, not the number running, sets that pace
+    concurrency: int = 64
     #: threads for sync tasks per worker process
     threads: int = 16
     #: most messages fetched in one round trip

@@ -28,6 +28,11 @@ _portal: Portal | None = None
 _lock = threading.Lock()
 
 
+def started_portal() -> Portal | None:
+    """The helper loop if something started it, else None (closing need not start one)."""
+    return _portal
+
+
 def portal() -> Portal:
     global _portal
     with _lock:

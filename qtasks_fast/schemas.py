@@ -63,13 +63,20 @@ META_RESTART_OF = "rs"
 META_GROUP = "gr"
 #: retry attempt number (0 for the first run), for backoff
 META_ATTEMPT = "at"
+#: ``[key, holder uuid]`` or None: the caller's unique key that this task's final failure or cancel releases.
+#: A retry child carries its first attempt's (the key names that one), a chain step None (its own key is internal)
+META_UNIQUE_OWNER = "uh"
 #: set by the Redis broker when the producer that enqueued the envelope awaits its result: the settle
 #: pushes the record to the task's reply list directly (no lookup in the P:wait set on either side)
 META_REPLY = "rw"
 
 
 class Task(msgspec.Struct, kw_only=True):
-    """A task record as returned by ``add_task`` and ``get`` (QTasks fields)."""
+    """A task record as returned by ``add_task`` and ``get`` (QTasks fields).
+
+    ``retry`` is the number of retries *left* after this attempt, not how many were made: ``retry=3``
+    on a first attempt that fails gives a child with ``retry=2``, and so on to 0.
+    """
 
     status: str
     uuid: _uuid.UUID
@@ -81,6 +88,8 @@ class Task(msgspec.Struct, kw_only=True):
     updated_at: _dt.datetime
     returning: Any = None
     traceback: str | None = None
+    #: retries left after this attempt (not retries made): ``retry=N`` of the task on the first attempt, one
+    #: less on each retry child, 0 on the last; ``retry_parent_uuid`` links back to the attempt before
     retry: int | None = None
     retry_child_uuid: _uuid.UUID | None = None
     retry_parent_uuid: _uuid.UUID | None = None
@@ -141,3 +150,30 @@ def record_from_envelope(env: Envelope, status: str = TaskStatus.NEW.value, uuid
                          created: _dt.datetime | None = None) -> Task:
     """The record a producer sees right after enqueue (``uuid``/``created`` may be passed pre-built)."""
     return task_from_envelope(env, status, uuid=uuid, created=created)
+
+
+def unique_owner(env: Envelope) -> tuple[str, str] | None:
+    """``(key, holder uuid)`` of the caller's unique key that ``env``'s end in error or cancel gives back.
+
+    Why: a key held by a cancelled or failed task would make every re-send within ``unique_ttl`` return
+    that dead record instead of running the call. Only a success keeps the key for its ttl. Keys the
+    runtime claims for itself (``retry:<uuid>``, ``chain:<uuid>``: one child per parent) are never given
+    back: :data:`META_UNIQUE_OWNER` is set on those envelopes, to the caller's key or None.
+    """
+    meta = env.meta
+    if not meta:
+        return None
+    if META_UNIQUE_OWNER in meta:
+        held = meta[META_UNIQUE_OWNER]
+        if isinstance(held, (list, tuple)) and len(held) == 2 and all(isinstance(x, str) for x in held):
+            return held[0], held[1]
+        return None
+    spec = meta.get(META_UNIQUE)
+    if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (str, int)):
+        return str(spec[0]), env.uuid
+    return None
+
+
+def releases_unique(status: str, retry_child: str) -> bool:
+    """A task that ended so gives its unique key back: cancelled, or failed with no retry to follow."""
+    return status == TaskStatus.CANCEL.value or (status == TaskStatus.ERROR.value and not retry_child)

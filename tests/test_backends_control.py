@@ -149,6 +149,76 @@ async def test_unique_enqueue_skips_and_names_the_holder(backend: Backend) -> No
     assert sorted(uuids(await fetch(worker))) == sorted([first.uuid, other.uuid, a.uuid, plain.uuid])
 
 
+async def sent(broker: Broker, storage: Storage, e: Envelope) -> bool:
+    """Enqueue ``e``; False when its unique key was held (skipped)."""
+    return not await broker.enqueue([e], storage)
+
+
+@pytest.mark.asyncio
+async def test_unique_key_is_given_back_when_its_task_is_cancelled_purged_or_dead(backend: Backend) -> None:
+    broker, storage = backend.broker, backend.storage
+    worker = await backend.worker()
+    queued, delayed = env(unique="q"), env(unique="d", eta=time.time() + 30)
+    purged, dead = env(unique="p"), env(unique="x")
+    for e in (queued, delayed, purged):
+        assert await sent(broker, storage, e)
+    assert await broker.cancel(queued.uuid, Q, "no", storage) == "queued"
+    assert await broker.cancel(delayed.uuid, Q, "no", storage) == "queued"
+    assert await broker.purge(Q) == 1
+    assert await sent(broker, storage, dead)
+    (d,) = await fetch(worker)
+    await worker.dead_letter([(d, "bad")], storage)
+    # each key is free again: the same call can be sent anew, and its new record is the one that runs
+    for key in ("q", "d", "p", "x"):
+        again = env(unique=key)
+        assert await sent(broker, storage, again), key
+        assert (await record(storage, again.uuid)).status == "new"
+
+
+@pytest.mark.asyncio
+async def test_unique_key_is_given_back_by_a_final_failure_or_cancel_not_a_success_or_retry(
+        backend: Backend) -> None:
+    from qtasks_fast.middlewares.retries import retry_child
+
+    broker, storage = backend.broker, backend.storage
+    worker = await backend.worker()
+    good, bad, stopped, flaky = env(unique="ok"), env(unique="bad"), env(unique="stop"), env(unique="flaky")
+    flaky.retry = 1
+    for e in (good, bad, stopped, flaky):
+        assert await sent(broker, storage, e)
+    by_uuid = {d.envelope.uuid: d for d in await fetch(worker)}
+    child = retry_child(flaky, None, RuntimeError("once"))
+    assert child is not None
+    await worker.settle([ok(by_uuid[good.uuid]), (by_uuid[bad.uuid], "error", core.encode(None), "boom", ""),
+                         (by_uuid[stopped.uuid], "cancel", core.encode(None), "stop", ""),
+                         (by_uuid[flaky.uuid], "error", core.encode(None), "once", child.uuid)], storage, [child])
+    assert not await sent(broker, storage, env(unique="ok"))  # a success keeps its key for the ttl
+    assert not await sent(broker, storage, env(unique="flaky"))  # a retry follows: still held
+    assert await sent(broker, storage, env(unique="bad"))
+    assert await sent(broker, storage, env(unique="stop"))
+    got = {d.envelope.uuid: d for d in await fetch(worker)}  # the child and the two calls sent again
+    d = got.pop(child.uuid)
+    await worker.settle([(d, "error", core.encode(None), "twice", ""), *(ok(x) for x in got.values())], storage, [])
+    assert await sent(broker, storage, env(unique="flaky"))  # the last retry failed: the key goes back
+
+
+@pytest.mark.asyncio
+async def test_unique_key_claimed_again_is_not_given_back_by_its_old_holder(backend: Backend) -> None:
+    broker, storage = backend.broker, backend.storage
+    worker = await backend.worker()
+    old = env()
+    old.meta = {META_UNIQUE: ["k", 0.3]}
+    assert await sent(broker, storage, old)
+    (d,) = await fetch(worker)
+    await asyncio.sleep(0.4)  # the key expires while old runs, and a new call claims it
+    new = env(unique="k")
+    assert await sent(broker, storage, new)
+    await worker.settle([(d, "error", core.encode(None), "boom", "")], storage, [])
+    assert await broker.enqueue([env(unique="k")], storage) not in (None, {})  # still held by new
+    assert await broker.cancel(new.uuid, Q, "no", storage) == "queued"
+    assert await sent(broker, storage, env(unique="k"))
+
+
 # -------------------------------------------------------------------------------------------- cancel
 @pytest.mark.asyncio
 async def test_cancel_of_a_queued_task_ends_it_unrun(backend: Backend) -> None:

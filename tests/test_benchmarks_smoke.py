@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark CLI: ``python -m benchmarks --quick`` runs and writes sane JSON (no timing asserts)."""
+"""Smoke test of the benchmark CLI: ``qtasks_fast.benchmarks --quick`` runs and writes sane JSON (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Path:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--suite", ",".join(SUITES), "--out", str(out),
+        [sys.executable, "-m", "qtasks_fast.benchmarks", "--quick", "--suite", ",".join(SUITES), "--out", str(out),
          "--redis-url", redis_url],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     tail = f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
@@ -51,7 +51,7 @@ def test_every_suite_wrote_json_and_markdown(results: Path) -> None:
 def test_run_metadata(results: Path) -> None:
     meta = load(results, "run")
     assert meta["quick"] is True
-    assert "python -m benchmarks" in meta["command"] and "--quick" in meta["command"]
+    assert "python -m qtasks_fast.benchmarks" in meta["command"] and "--quick" in meta["command"]
     assert positive(meta["machine"]["cores_logical"]) and meta["machine"]["cpu_model"]
     for key in ("python", "qtasks_fast", "redis_py", "hiredis", "msgspec"):
         assert key in meta["versions"]
@@ -89,7 +89,7 @@ def test_summary_has_targets_with_ratios(results: Path) -> None:
 def test_resummarize_rebuilds_the_targets_of_a_finished_run(results: Path) -> None:
     before = json.loads((results / "summary.json").read_text())["targets"]
     (results / "summary.md").unlink()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--resummarize", str(results)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "qtasks_fast.benchmarks", "--resummarize", str(results)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "## Targets" in (results / "summary.md").read_text()

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-import benchmarks.peers as peers
-from benchmarks.peers import runner
+import qtasks_fast.benchmarks.peers as peers
+from qtasks_fast.benchmarks.peers import runner
 
 
 def test_harness_imports() -> None:

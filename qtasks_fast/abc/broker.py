@@ -234,7 +234,9 @@ class Broker(abc.ABC):
     # held durably (never only in a process' memory) and becomes deliverable when due; the broker
     # promotes due envelopes itself (a worker's fetch may do it). ``meta[META_UNIQUE] = [key, ttl]``
     # makes enqueue skip an envelope whose key was claimed within ttl: :meth:`enqueue` returns
-    # ``{skipped uuid: uuid that holds the key}`` for those (empty when none was skipped).
+    # ``{skipped uuid: uuid that holds the key}`` for those (empty when none was skipped). The caller's key
+    # (``schemas.unique_owner``: key and holder) is given back, only while it still names the holder, when
+    # the task is cancelled or purged, dead-lettered, or settled ``error``/``cancel`` with no retry child.
 
     async def cancel(self, uuid: str, queue: str, reason: str, storage: Storage) -> str:
         """Cancel one task: ``"queued"`` (removed, record set to ``cancel``: it never runs, delayed ones
@@ -330,3 +332,7 @@ class Broker(abc.ABC):
 
     async def close(self) -> None:
         """Release connections; pending deliveries stay owned by the consumer name."""
+
+    def close_sync(self) -> None:
+        """Release what :meth:`enqueue_sync` opened (the sync client's ``close()``); the broker reconnects if
+        used again. Nothing by default."""

@@ -85,3 +85,7 @@ class Storage(abc.ABC):
 
     async def close(self) -> None:
         """Release connections."""
+
+    def close_sync(self) -> None:
+        """Release what the blocking ``*_sync`` methods opened (the sync client's ``close()``); the storage
+        reconnects if used again. Nothing by default."""

@@ -26,7 +26,8 @@ class QueueTasks(BaseQueueTasks):
                        timeout: float | None = None, countdown: float | None = None,
                        eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
                        **kwargs: Any) -> Task | None:
-        """See :meth:`qtasks_fast.QueueTasks.add_task`."""
+        """See :meth:`qtasks_fast.QueueTasks.add_task`; with ``timeout``, None when the task is not finished
+        by then (it keeps running: check before reading ``.returning``)."""
         name, call_args, kwargs = as_call(task_name, args, kwargs)
         if name not in self.tasks:  # not imported here: the published table has its options (or refuses it)
             await self.resolve(name)
@@ -74,6 +75,17 @@ class QueueTasks(BaseQueueTasks):
             if lines:
                 return lines
         return []
+
+    async def close(self) -> None:
+        """Release this client's connections on the running loop (and any blocking ones); it reconnects if
+        used again. Also ``async with QueueTasks(...) as app:``."""
+        await self._close_backend()
+
+    async def __aenter__(self) -> QueueTasks:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # ------------------------------------------------ task control (qtasks_fast.control)
     async def cancel(self, uuid: str | _uuid.UUID, reason: str = "") -> str:

@@ -21,7 +21,7 @@ from qtasks_fast.abc.broker import Delivery, Outcome
 from qtasks_fast.brokers._local import has_unique
 from qtasks_fast.brokers.memory_control import MemoryControl
 from qtasks_fast.brokers.memory_state import InMemoryState, Listener, Waiter, wake
-from qtasks_fast.schemas import Envelope
+from qtasks_fast.schemas import Envelope, releases_unique
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
@@ -194,6 +194,8 @@ class InMemoryBroker(MemoryControl):
                 self.state.finish_records(outcomes, self._worker_id, self.result_ttl)
             for o in outcomes:
                 self.state.remove(o[0].msg_id)
+                if o[1] != "success" and releases_unique(o[1], o[4]):
+                    self.state.release_unique(o[0].envelope)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         until = time.monotonic() + self.lease_seconds

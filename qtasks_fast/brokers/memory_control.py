@@ -35,6 +35,7 @@ class MemoryControl(LocalBroker):
         foreign storage must save (none when fused)."""
         self.state.remove(m.id)
         self.state.delayed.pop(m.id, None)
+        self.state.release_unique(next(iter(decoded(m.body)), None))
         if rec:
             if m.uuid:
                 self.state.end_record(m.uuid, status, text, self.result_ttl,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import msgspec
 
 from qtasks_fast.abc.broker import DeadLetter, Outcome, WorkerInfo
-from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt
+from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt, unique_owner
 from qtasks_fast.tasktable import TaskSpec
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
@@ -175,6 +175,15 @@ class InMemoryState:
             else:
                 self.keys[key] = (env.uuid, now + float(ttl))
         return skipped
+
+    def release_unique(self, env: Envelope | None) -> None:
+        """Give back the caller's unique key of ``env`` (ended in error or cancel), if it still names its holder."""
+        owner = unique_owner(env) if env is not None and env.meta else None
+        if owner is not None:
+            key = f"u:{env.queue}:{owner[0]}"  # type: ignore[union-attr]
+            held = self.keys.get(key)
+            if held is not None and held[0] == owner[1]:
+                del self.keys[key]
 
     # ----------------------------------------------------------------- records
     def create_records(self, envelopes: Sequence[Envelope], blobs: Sequence[bytes], wait: bool) -> None:

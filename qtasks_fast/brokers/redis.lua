@@ -27,6 +27,8 @@
 --                    before it. Blocked workers read it with the priority streams, so an idle fleet learns
 --                    the new due time at once instead of polling for it
 --   P:u:<key>        unique enqueue: uuid of the task holding <key> (SET NX PX ttl)
+--   P:uo             hash uuid -> '<holder uuid> <key>' of unfinished tasks whose end in error or cancel gives
+--                    the caller's unique key <key> back (deleted only while it still names <holder uuid>)
 --   P:cx             hash uuid -> reason of cancels asked for running tasks: a reclaimed entry found here is
 --                    cancelled instead of run again (its worker died before it heard the request)
 --   P:sem:<key>      zset token -> expiry ms: the slots of a fleet-wide concurrency limit
@@ -59,11 +61,12 @@
 -- a foreign Storage keeps them: then P:q, P:t:*, P:wait, P:r:*, P:log, P:i:*, P:count are not touched.
 --
 -- Ops:
---   enqueue now nprios packed [special claimed unique_ttl]
+--   enqueue now nprios packed [special claimed unique_ttl owners]
 --           nprios = the priority levels workers serve: a prio outside 0..nprios-1 is clamped into them;
 --           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
 --           special = msgpack array {prio uuid name blob wait eta_ms unique_key unique_ttl_ms}* of delayed
 --           or unique ones (claimed = '1': unique keys were claimed already by op 'unique').
+--           owners = msgpack array {uuid, '<holder uuid> <key>'}* of special ones that give a key back (P:uo).
 --           Returns {skipped uuid, holder uuid}* of unique envelopes whose key was held.
 --   unique  unique_ttl {uuid key ttl_ms}*  (claim unique keys alone, for a foreign storage: same reply)
 --   fetch   group consumer worker count now mode lease_ms max_deliveries nprios ttl {'prio id'}*
@@ -81,13 +84,15 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   settle  group now ttl packed log [replies]
+--   settle  group now ttl packed log [replies [released]]
 --           packed = msgpack array {prio id uuid status record}* (record: see P:t, built by the worker);
 --           log = the batch's P:log entry, built by the worker ('' = no index); replies = msgpack array
 --           of 0-based positions in packed whose record the worker has stored and pushed to P:r:<uuid>
 --           already ('' = none): for a task a producer blocks on, the worker sends SET P:t + RPUSH +
 --           PEXPIRE P:r as plain commands and awaits them before this call, so the producer's wait ends
 --           without waiting for this script; the ack still comes only after the record is stored.
+--           released = msgpack array of the uuids (ended in error with no retry, or cancel) whose P:uo key
+--           is given back; the P:uo entries of the others are dropped.
 --   dead    group now ttl {prio id reason deliveries}*   (uuid and body are read from the entry itself)
 --   release group now consumer {prio id}*  (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again; entries another consumer took
@@ -210,6 +215,19 @@ local function claim_unique(key, uuid, ttl_ms, default_ttl)
   return redis.call('GET', k) or ''
 end
 
+-- the end of task <uuid>: forget its P:uo entry and, when <release>, give its caller's unique key back if
+-- the key still names the holder (a key claimed again since belongs to the new call)
+local function unown(uuid, release)
+  local o = redis.call('HGET', P .. ':uo', uuid)
+  if not o then return end
+  redis.call('HDEL', P .. ':uo', uuid)
+  if release then
+    local sp = string.find(o, ' ', 1, true)
+    local k = P .. ':u:' .. string.sub(o, sp + 1)
+    if redis.call('GET', k) == string.sub(o, 1, sp - 1) then redis.call('DEL', k) end
+  end
+end
+
 if op == 'enqueue' then
   local now = ARGV[2]
   local top = tonumber(ARGV[3]) - 1  -- priorities are clamped to the served levels: no stream nobody reads
@@ -231,6 +249,11 @@ if op == 'enqueue' then
   if ARGV[5] and ARGV[5] ~= '' then
     local sp = cmsgpack.unpack(ARGV[5])
     local claimed, nowms = ARGV[6] == '1', tonumber(now)
+    local owners = {}
+    if ARGV[8] and ARGV[8] ~= '' then
+      local o = cmsgpack.unpack(ARGV[8])
+      for i = 1, #o, 2 do owners[o[i]] = o[i + 1] end
+    end
     local first, wake  -- earliest due time before this enqueue; the new earliest, if it moved
     for i = 1, #sp, 8 do
       local prio, uuid, blob, eta = sp[i], sp[i + 1], sp[i + 3], sp[i + 5]
@@ -241,6 +264,7 @@ if op == 'enqueue' then
         skipped[#skipped + 1] = uuid
         skipped[#skipped + 1] = holder
       else
+        if owners[uuid] then redis.call('HSET', P .. ':uo', uuid, owners[uuid]) end
         if tonumber(eta) > nowms then
           if first == nil then
             local head = redis.call('ZRANGE', P .. ':d', 0, 0, 'WITHSCORES')
@@ -299,6 +323,13 @@ if op == 'settle' then
     local ids = acks[prio]
     if not ids then ids = {}; acks[prio] = ids end
     ids[#ids + 1] = id
+  end
+  if redis.call('EXISTS', P .. ':uo') == 1 then
+    local released = {}
+    if ARGV[8] and ARGV[8] ~= '' then
+      for _, u in ipairs(cmsgpack.unpack(ARGV[8])) do released[u] = true end
+    end
+    for i = 3, #items, 5 do unown(items[i], released[items[i]]) end
   end
   if redis.call('EXISTS', P .. ':cx') == 1 then
     local settled = {}
@@ -495,6 +526,7 @@ local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl, deliveries)
   redis.call('XADD', P .. ':dlq', '*', 'u', uuid, 'd', blob, 'reason', reason, 'at', now, 'prio', prio)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
+  if uuid ~= '' then unown(uuid, true) end
   if rec and uuid ~= '' then final(uuid, blob, 'error', 'dead-lettered: ' .. reason, now, ttl, nil, deliveries) end
 end
 
@@ -546,6 +578,7 @@ local function cancelled_on_reclaim(group, prio, id, fields, now, ttl)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
   redis.call('HDEL', P .. ':cx', uuid)
+  unown(uuid, true)
   if rec then final(uuid, blob, 'cancel', reason, now, ttl, nil) end
   return true
 end
@@ -796,6 +829,7 @@ elseif op == 'cancel' then
   if m then  -- delayed: never reached a stream
     redis.call('ZREM', P .. ':d', uuid)
     redis.call('HDEL', P .. ':dm', uuid)
+    unown(uuid, true)
     local _, blob = split_delayed(m)
     if rec then final(uuid, blob, 'cancel', reason, now, ttl, log) end
     flush_log(log)
@@ -832,6 +866,7 @@ elseif op == 'cancel' then
   end
   if pending then redis.call('XACK', stream, group, id) end  -- parked for a last attempt: not running
   redis.call('XDEL', stream, id)
+  unown(uuid, true)
   local _, blob = fields_ud(entry[2])
   if rec then final(uuid, blob, 'cancel', reason, now, ttl, log) end
   flush_log(log)
@@ -888,6 +923,7 @@ elseif op == 'purge' then
     for _, uuid in ipairs(uuids) do
       local m = redis.call('HGET', P .. ':dm', uuid)
       local blob = m and select(2, split_delayed(m)) or ''
+      unown(uuid, true)
       if rec then final(uuid, blob, 'cancel', 'purged', now, ttl, log) else out[#out + 1] = blob end
     end
     chunked('ZREM', P .. ':d', uuids, 1)
@@ -910,6 +946,7 @@ elseif op == 'purge' then
         local h = holder[e[1]]
         if h and string.find(h, ':last', 1, true) or not h and not delivered(e[1]) then
           local uuid, blob = fields_ud(e[2])
+          if uuid ~= '' then unown(uuid, true) end
           gone[#gone + 1] = e[1]
           if h then parked[#parked + 1] = e[1] end
           if not rec then

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
@@ -26,7 +27,7 @@ from qtasks_fast.brokers.redis_control import RedisControl, outage, queue_prefix
 from qtasks_fast.brokers.redis_direct import DirectConnections, SyncDirect
 from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger
-from qtasks_fast.schemas import META_REPLY, META_UNIQUE
+from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -182,13 +183,22 @@ class RedisConnection:
         return self.sync_script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
 
     async def aclose(self) -> None:
-        """Close the async client of the running loop (other loops keep theirs)."""
+        """Close the async client of the running loop and its pool (other loops keep theirs)."""
         pair = self._async.pop(asyncio.get_running_loop(), None)
         if pair is not None:
             direct = self._directs.pop(pair[0], None)
             if direct is not None:
                 await direct.aclose()
-            await pair[0].aclose()
+            # the pool was passed in, so the client would leave its connections open without this
+            await pair[0].aclose(close_connection_pool=True)
+
+    def close_sync(self) -> None:
+        """Disconnect the blocking client's connections (direct ones included); it reconnects if used again."""
+        direct, self._sync_direct = self._sync_direct, None
+        if direct is not None:
+            direct.close()
+        if self._sync is not None:
+            self._sync.connection_pool.disconnect()
 
 
 def _bytes(msg_id: Any) -> bytes:
@@ -250,8 +260,19 @@ class RedisBroker(RedisControl, Broker):
         claimed = "0" if rec else "1"  # without our records, unique keys were claimed before storage.create
         ttl = int(self.unique_ttl * 1000)
         levels = self.priority_levels
-        return {q: (now, levels, plain, special, claimed, ttl) if special else (now, levels, plain)
+        owners = self._owners(envelopes) if any(special for _, special in per_queue.values()) else {}
+        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, "")) if special else (now, levels, plain)
                 for q, (plain, special) in per_queue.items()}
+
+    @staticmethod
+    def _owners(envelopes: Sequence[Envelope]) -> dict[str, bytes]:
+        """Per queue, the enqueue's ``owners`` argument: who gives which caller's unique key back (P:uo)."""
+        flat: dict[str, list[str]] = {}
+        for e in envelopes:
+            owner = unique_owner(e) if e.meta else None
+            if owner is not None:
+                flat.setdefault(e.queue, []).extend((e.uuid, f"{owner[1]} {owner[0]}"))
+        return {q: msgspec.msgpack.encode(v) for q, v in flat.items()}
 
     def _unique_calls(self, envelopes: Sequence[Envelope]) -> dict[str, list[Any]]:
         """For a foreign storage: the 'unique' op's arguments, claimed before any record is created."""
@@ -505,6 +526,10 @@ class RedisBroker(RedisControl, Broker):
             await storage.save(outcomes, self._worker_id)
         now = str(int(time.time() * 1000))
         ttl = int(self.result_ttl * 1000)
+        released: dict[str, list[str]] = {}  # uuids whose caller's unique key goes back (see redis.lua, P:uo)
+        for o in outcomes:
+            if o[1] != "success" and releases_unique(o[1], o[4]) and o[0].envelope is not None:
+                released.setdefault(o[0].queue, []).append(o[0].envelope.uuid)
         for queue, (packed, index, replies, early) in core.settle_args(list(outcomes), self.index_results,
                                                                        self._worker_id, now).items():
             prefix = queue_prefix(self.app_name, queue)
@@ -517,7 +542,9 @@ class RedisBroker(RedisControl, Broker):
                     cmds += [("SET", f"{prefix}:t:{early[j]}", early[j + 1], "PX", ttl),
                              ("RPUSH", reply_key, early[j + 1]), ("PEXPIRE", reply_key, ttl)]
                 await self.conn._direct(self.conn.aio).pipeline(cmds)
-            await self.conn.ahot(prefix, "settle", rec, self.app_name, now, ttl, packed, index, replies)
+            gone = released.get(queue)
+            await self.conn.ahot(prefix, "settle", rec, self.app_name, now, ttl, packed, index, replies,
+                                 *((msgspec.msgpack.encode(gone),) if gone else ()))
 
     async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         by_queue: dict[str, list[Any]] = {}
@@ -558,3 +585,6 @@ class RedisBroker(RedisControl, Broker):
     async def close(self) -> None:
         self._stop_requests()
         await self.conn.aclose()
+
+    def close_sync(self) -> None:
+        self.conn.close_sync()

@@ -40,9 +40,10 @@ from qtasks_fast.brokers.sqlite_db import (
     insert_records,
     mark_process,
     now_ms,
+    release_unique,
 )
 from qtasks_fast.exceptions import BrokerUnavailable
-from qtasks_fast.schemas import Envelope
+from qtasks_fast.schemas import Envelope, releases_unique
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
@@ -298,6 +299,8 @@ class SqliteBroker(SqliteControl):
                     self._insert_tx(db, retries, False, True, now)
                 finish_records(db, self.app_name, outcomes, self._worker_id, now, self._ttl_ms)
             db.executemany("DELETE FROM messages WHERE id = ?", [(o[0].msg_id,) for o in outcomes])
+            release_unique(db, self.app_name, [o[0].envelope for o in outcomes
+                                               if o[1] != "success" and releases_unique(o[1], o[4])])
 
     async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         held: list[Delivery] = []
@@ -310,6 +313,11 @@ class SqliteBroker(SqliteControl):
                               (until, d.msg_id, self._consumer)).rowcount:
                     held.append(d)
         return held
+
+    def close_sync(self) -> None:
+        """Close the file handle this process shares with the storage (the client's ``close()``); it reopens
+        lazily."""
+        self.conn.close()
 
     async def close(self) -> None:
         """Ends this consumer's :meth:`cancel_requests`; the shared handle stays open for the storage and

@@ -22,7 +22,7 @@ import msgspec
 
 from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of, text
-from qtasks_fast.brokers.sqlite_db import SqliteConnection, cancel_records, now_ms
+from qtasks_fast.brokers.sqlite_db import SqliteConnection, cancel_records, now_ms, release_unique
 from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class SqliteControl(LocalBroker):
         db.execute("INSERT INTO dead_letters (app, queue, prio, uuid, body, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (self.app_name, queue, prio, uuid, body, reason, now))
         db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
+        release_unique(db, self.app_name, decoded(body))
         if rec and uuid:
             db.execute("UPDATE records SET status = 'error', traceback = ?, updated = ?, expires_at = ?,"
                        " deliveries = ? WHERE uuid = ?",
@@ -78,6 +79,7 @@ class SqliteControl(LocalBroker):
         if row is None:
             return False
         db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
+        release_unique(db, self.app_name, decoded(body))
         if rec:
             cancel_records(db, self.app_name, [uuid], row[0], now, self._ttl_ms)
         else:
@@ -130,6 +132,7 @@ class SqliteControl(LocalBroker):
                 db.execute("DELETE FROM messages WHERE app = ? AND queue = ? AND uuid = ? AND consumer IS NULL",
                            (app, queue, uuid))
                 db.execute("DELETE FROM delayed WHERE app = ? AND queue = ? AND uuid = ?", (app, queue, uuid))
+                release_unique(db, app, decoded(row[2]))
                 if rec:
                     cancel_records(db, app, [uuid], reason, now, self._ttl_ms)
                 else:
@@ -226,6 +229,7 @@ class SqliteControl(LocalBroker):
                                (app, queue)).fetchall()
             db.execute("DELETE FROM messages WHERE app = ? AND queue = ? AND consumer IS NULL", (app, queue))
             db.execute("DELETE FROM delayed WHERE app = ? AND queue = ?", (app, queue))
+            release_unique(db, app, (env for r in rows for env in decoded(r[3])))
             cancel_records(db, app, [r[2] for r in rows], PURGED, now, self._ttl_ms)
         if not rec and storage is not None:
             outcomes = [o for r in rows for o in body_outcome(queue, r[1], r[0], r[3], 0, "cancel", PURGED)]

@@ -19,7 +19,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,7 +29,7 @@ import msgspec
 from qtasks_fast.exceptions import BrokerUnavailable, ConfigError
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
-from qtasks_fast.schemas import META_UNIQUE
+from qtasks_fast.schemas import META_UNIQUE, unique_owner
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Outcome
@@ -448,6 +448,15 @@ def claim_unique(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelope]
         db.execute("INSERT OR REPLACE INTO claims (app, key, holder, expires) VALUES (?, ?, ?, ?)",
                    (app, key, env.uuid, now + int(float(ttl) * 1000)))
     return skipped
+
+
+def release_unique(db: sqlite3.Connection, app: str, envelopes: Iterable[Envelope | None]) -> None:
+    """Give back the callers' unique keys of tasks that ended in error or cancel (see ``unique_owner``), each
+    only while it still names its holder: a key claimed again since belongs to the new call."""
+    rows = [(app, f"u:{env.queue}:{owner[0]}", owner[1]) for env in envelopes
+            if env is not None and env.meta and (owner := unique_owner(env)) is not None]
+    if rows:
+        db.executemany("DELETE FROM claims WHERE app = ? AND key = ? AND holder = ?", rows)
 
 
 def append_logs(db: sqlite3.Connection, app: str, queue: str, uuid: str, lines: Sequence[str], now: int,

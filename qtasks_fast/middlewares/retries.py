@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.exceptions import TaskArgumentsError
-from qtasks_fast.schemas import META_ATTEMPT, META_REPLY, META_RESTART_OF, META_UNIQUE, Envelope
+from qtasks_fast.schemas import (
+    META_ATTEMPT,
+    META_REPLY,
+    META_RESTART_OF,
+    META_UNIQUE,
+    META_UNIQUE_OWNER,
+    Envelope,
+    unique_owner,
+)
 
 if TYPE_CHECKING:
     from qtasks_fast.task import TaskFunc
@@ -90,6 +98,8 @@ def retry_child(env: Envelope, task: TaskFunc | None, exc: BaseException) -> Env
     meta = {k: v for k, v in env.meta.items() if k not in NOT_INHERITED}
     meta[META_ATTEMPT] = attempt
     meta[META_UNIQUE] = ["retry:" + env.uuid, RETRY_UNIQUE_TTL]
+    owner = unique_owner(env)  # the caller's key stays held through the retries; the last failure gives it back
+    meta[META_UNIQUE_OWNER] = list(owner) if owner else None
     now = time.time()
     delay = retry_delay(task, attempt)
     return msgspec.structs.replace(env, uuid=str(_uuid.uuid5(RETRY_NAMESPACE, env.uuid)), retry=env.retry - 1,

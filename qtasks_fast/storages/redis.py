@@ -237,3 +237,6 @@ class RedisStorage(Storage):
 
     async def close(self) -> None:
         await self.conn.aclose()
+
+    def close_sync(self) -> None:
+        self.conn.close_sync()

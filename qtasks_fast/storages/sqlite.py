@@ -174,3 +174,7 @@ class SqliteStorage(Storage):
 
     async def close(self) -> None:
         """The handle is shared with the broker and reopens lazily; nothing to do per storage."""
+
+    def close_sync(self) -> None:
+        """Close the file handle (the client's ``close()``); it reopens lazily."""
+        self.conn.close()

@@ -345,6 +345,8 @@ class Executor:
             except Exception:  # noqa: BLE001 - the others must still close
                 log.exception("closing executor %r failed", custom)
         await self.resolver.aclose()
+        if self.procs is not None:
+            await self.procs.aclose()
         self.shutdown()
 
     def shutdown(self) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.log import get_logger, task_label
-from qtasks_fast.schemas import META_CHAIN, META_UNIQUE, Envelope
+from qtasks_fast.schemas import META_CHAIN, META_UNIQUE, META_UNIQUE_OWNER, Envelope
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -56,7 +56,7 @@ def next_step(env: Envelope, result: Any, app: BaseQueueTasks | None = None, *, 
     if not chain:
         return None
     name, args, kwargs = chain_step(chain)
-    meta: dict[str, Any] = {META_UNIQUE: ["chain:" + env.uuid, CHAIN_UNIQUE_TTL]}
+    meta: dict[str, Any] = {META_UNIQUE: ["chain:" + env.uuid, CHAIN_UNIQUE_TTL], META_UNIQUE_OWNER: None}
     if len(chain) > 1:
         meta[META_CHAIN] = list(chain[1:])
     registry = app if app is not None else _default_app

@@ -113,9 +113,11 @@ class ProcessPool:
 
     async def _spawn(self) -> _Child:
         level = logging.getLevelName(logging.getLogger(LOGGER_NAME).getEffectiveLevel())
+        # this process' import path goes along: the app's module must import in the child as it did here (a test
+        # runner puts a test's directory on sys.path, which `python -m` in the child would not)
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "qtasks_fast.worker.procexec", self.spec,
-                                                    level, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE)
+                                                    level, os.pathsep.join(p for p in sys.path if p),
+                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         child = _Child(proc)
         try:
             hello = await child.read()
@@ -179,6 +181,14 @@ class ProcessPool:
         for task in list(self._bg):
             task.cancel()
 
+    async def aclose(self) -> None:
+        """:meth:`close`, and reap the children, so their pipes are closed on this loop (not by the GC later,
+        when the loop may be closed: a worker in a thread ends its loop right after)."""
+        children = list(self.idle)
+        self.close()
+        for child in children:
+            await child.proc.wait()
+
 
 # ------------------------------------------------------------------------------------------ child
 def _reply(tf: TaskFunc, env: Envelope, worker_id: str, validate: bool) -> bytes:
@@ -238,6 +248,8 @@ def main(argv: list[str]) -> int:
     from qtasks_fast.loader import load_app
     from qtasks_fast.schemas import Envelope
 
+    if len(argv) > 2:  # the worker's import path (see ProcessPool._spawn), ahead of ours
+        sys.path[:0] = [p for p in argv[2].split(os.pathsep) if p and p not in sys.path]
     try:
         app = load_app(argv[0])
     except BaseException as exc:  # noqa: BLE001

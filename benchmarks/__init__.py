@@ -1,1 +1,0 @@
-"""Benchmarks of qtasks_fast: ``python -m benchmarks --help`` (or ``qtasks-fast bench --help``)."""

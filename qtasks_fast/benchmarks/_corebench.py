@@ -1,0 +1,78 @@
+"""The core suite's worker script: times the dispatch core on identical batches in *this* process.
+
+    python -m qtasks_fast.benchmarks._corebench BATCH ROUNDS ITERS [FUNCS]
+
+Prints JSON ``{"compiled": bool, "ns_per_task": {func: ns}}``. Run it with
+``QTASKS_PURE_PYTHON=1`` for the pure-Python core. With ``ROUNDS=0`` it times
+nothing and runs each of FUNCS (comma-separated, default all) ``ITERS`` times inside
+``functools.reduce``, so that ``callgrind --toggle-collect=functools_reduce`` counts
+exactly those loops.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from qtasks_fast import _corelib as core
+from qtasks_fast.schemas import Envelope
+
+FUNCS = ("decode_batch", "settle_args", "enqueue_args", "encode_envelopes")
+
+
+def make_batch(batch: int) -> dict[str, Any]:
+    """A realistic fetch reply ``[prio, id, body, deliveries]*`` and what settle/enqueue get."""
+    now = time.time()
+    envs = [Envelope(uuid=str(uuid.UUID(int=i + 1)), task_name="noop" if i % 2 else "add", args=[] if i % 2 else [i, 2],
+                     created_at=now) for i in range(batch)]
+    blobs = [core.encode(e) for e in envs]
+    flat: list[Any] = []
+    for i, blob in enumerate(blobs):
+        flat += [0, f"{1_700_000_000_000 + i}-0".encode(), blob, 1]
+    handlers = {"noop": object(), "add": object()}
+    ready: list[Any] = []
+    core.decode_batch("default", flat, handlers, 1 << 20, ready, [])
+    outcomes = [(d, "success", b"\xc0", "", "") for d in ready]
+    return {"envs": envs, "blobs": blobs, "flat": flat, "handlers": handlers, "outcomes": outcomes}
+
+
+def calls(b: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    flat, handlers, outcomes, envs, blobs = b["flat"], b["handlers"], b["outcomes"], b["envs"], b["blobs"]
+    decode_batch, settle_args, enqueue_args, encode_envelopes = (
+        core.decode_batch, core.settle_args, core.enqueue_args, core.encode_envelopes)
+    return {
+        "decode_batch": lambda: decode_batch("default", flat, handlers, 1 << 20, [], []),
+        "settle_args": lambda: settle_args(outcomes, True, "bench-0", "1700000000000"),
+        "enqueue_args": lambda: enqueue_args(envs, blobs, "0"),
+        "encode_envelopes": lambda: encode_envelopes(envs),
+    }
+
+
+def main(argv: list[str]) -> int:
+    batch, rounds, iters = int(argv[0]), int(argv[1]), int(argv[2])
+    funcs = argv[3].split(",") if len(argv) > 3 else list(FUNCS)
+    fns = calls(make_batch(batch))
+    out: dict[str, float] = {}
+    for name in funcs:
+        fn = fns[name]
+        if rounds == 0:  # for callgrind --toggle-collect=functools_reduce: only this loop is counted
+            functools.reduce(lambda _acc, _i, fn=fn: fn(), range(iters), None)  # type: ignore[misc]
+            continue
+        best = float("inf")
+        for _ in range(rounds):
+            t = time.perf_counter_ns()
+            for _ in range(iters):
+                fn()
+            best = min(best, (time.perf_counter_ns() - t) / (iters * batch))
+        out[name] = best
+    print(json.dumps({"compiled": core.COMPILED, "batch": batch, "ns_per_task": out}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

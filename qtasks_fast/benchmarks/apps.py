@@ -1,0 +1,59 @@
+"""The benchmark app: the tasks every suite runs, identical in the producer and in the worker processes.
+
+Worker processes load ``qtasks_fast.benchmarks.apps:app``; its name and broker come from
+``QTASKS_BENCH_APP`` and ``QTASKS_BROKER_URL`` so that every benchmark case can
+use a fresh app name (its own keys) on a shared Redis. Producers build their
+own client with :func:`make_app` so they register the very same tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, TypeVar
+
+from qtasks_fast import QueueTasks
+from qtasks_fast.app import BaseQueueTasks
+
+A = TypeVar("A", bound=BaseQueueTasks)
+
+#: iterations of the CPU-bound task (about 1-3 ms of pure Python on a current core)
+CPU_LOOPS = 20_000
+
+
+def register(app: A) -> A:
+    """Register the benchmark tasks on ``app`` (sync or async client) and return it."""
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        return None
+
+    @app.task(name="noop_sync", executor="inline")
+    def noop_sync() -> None:
+        return None
+
+    @app.task(name="sleep10ms")
+    async def sleep10ms() -> None:
+        await asyncio.sleep(0.01)
+
+    @app.task(name="cpu", executor="inline")
+    def cpu(loops: int = CPU_LOOPS) -> int:
+        acc = 0
+        for i in range(loops):
+            acc = (acc + i * i) % 1_000_003
+        return acc
+
+    @app.task(name="echo")
+    async def echo(data: bytes) -> bytes:
+        return data
+
+    return app
+
+
+def make_app(name: str, url: str, cls: type[Any] = QueueTasks) -> Any:
+    """A client app named ``name`` on ``url`` with the benchmark tasks (``cls``: sync or async QueueTasks)."""
+    return register(cls(name, broker_url=url))
+
+
+app = make_app(os.environ.get("QTASKS_BENCH_APP", "bench"),
+               os.environ.get("QTASKS_BROKER_URL", "redis://127.0.0.1:6379/9"))
