@@ -4,8 +4,9 @@ Tables: ``messages`` (ready and handed-out messages), ``delayed`` (messages
 with an ``eta``, keyed by their due time: kept apart so that a fetch's ready
 scan never steps over future work), ``records`` (task records), ``dead_letters``,
 ``cancel_requests`` (cancels of running tasks, read by every worker),
-``claims`` (unique-enqueue keys and leader claims) and ``slots`` (the
-fleet-wide concurrency-limit semaphores).
+``claims`` (unique-enqueue keys and leader claims), ``slots`` (the
+fleet-wide concurrency-limit semaphores) and ``meta`` (facts about the file per app: that a worker
+has used it, so a producer can tell a database no worker reads).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ CREATE TABLE IF NOT EXISTS logs (
     line TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_task ON logs (app, uuid, id);
 CREATE INDEX IF NOT EXISTS logs_expiry ON logs (expires_at);
+CREATE TABLE IF NOT EXISTS meta (
+    app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (app, key)) WITHOUT ROWID;
 """
 #: seconds a write of a producer or of the CLI waits for another connection's write lock before it raises
 #: (writers queue up behind one another); a worker waits as long as it takes, see :class:`LockWait`
