@@ -100,7 +100,7 @@ def unknown_queue(app: BaseQueueTasks, queue: str) -> str | None:
     queues = app.queues
     if queue in queues:
         return None
-    close = difflib.get_close_matches(queue, queues, n=1)
+    close = difflib.get_close_matches(queue, queues, n=1, cutoff=0.5)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"no task of app {app.name!r} uses queue {queue!r}{hint}; its queues: {', '.join(queues)}"
 

@@ -97,7 +97,9 @@ class GlobalConfig:
                 raise ValueError(f"{name} must be 0 (no limit) or a positive number of seconds")
 
     def _parse(self, name: str, raw: str) -> object:
-        kind = type(getattr(self, name))
+        """``raw`` as the field's type: its default's (``lease_seconds=60`` in code is still a float field)."""
+        default = self.__dataclass_fields__[name].default
+        kind = type(getattr(self, name) if default is dataclasses.MISSING or default is None else default)
         try:
             return raw.lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
         except ValueError:
