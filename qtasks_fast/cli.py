@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a supervised pool of worker processes",
                          description="Fork N worker processes that run the app's tasks; SIGTERM drains them.")
-    run.add_argument("--processes", "-n", type=whole(1, "PROCESSES"), default=_env("PROCESSES", "1"),
+    run.add_argument("--processes", "-n", type=whole(1, "PROCESSES"), default=_env("PROCESSES") or "1",
                      help="worker processes to fork (env QTASKS_PROCESSES; default 1)")
     run.add_argument("--worker-id", default=_env("WORKER_ID", os.uname().nodename),
                      help="stable id of this host's worker pool; consumer names are <id>-<slot>, so a restarted "
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_broker.add_arguments(run, "broker URL: redis://[user:pass@]host:port/db, rediss://... (TLS), sqlite:///path, "
                                   "memory:// (env QTASKS_BROKER_URL; default: the app's, else embedded SQLite). "
                                   "A password here is visible to other users: prefer the env or --broker-file")
-    run.add_argument("--log-level", type=log_level, default=_env("LOG_LEVEL", "INFO"),
+    run.add_argument("--log-level", type=log_level, default=_env("LOG_LEVEL") or "INFO",
                      help="DEBUG, INFO, WARNING or ERROR (env QTASKS_LOG_LEVEL; default INFO)")
     run.add_argument("--scheduler", action=argparse.BooleanOptionalAction, default=_env_bool("SCHEDULER", True),
                      help="enqueue the app's periodic tasks from this supervisor (env QTASKS_SCHEDULER; default on; "
@@ -234,7 +234,7 @@ def _main(argv: Sequence[str] | None) -> int:
         cli_broker.hide_password(args, argv)
     if args.command == "run":
         return cmd_run(args)
-    level = os.environ.get("QTASKS_LOG_LEVEL", "WARNING")
+    level = os.environ.get("QTASKS_LOG_LEVEL") or "WARNING"
     if level.upper() not in LOG_LEVELS:
         print(f"qtasks-fast: QTASKS_LOG_LEVEL={level!r} is not a log level: use DEBUG, INFO, WARNING or ERROR",
               file=sys.stderr)

@@ -144,6 +144,11 @@ def _dead_dict(d: DeadLetter) -> dict[str, Any]:
     return out
 
 
+def _short_time(iso: str) -> str:
+    """``2026-12-07T08:50:10.447000+00:00`` -> ``2026-12-07 08:50:10`` for a table (``--json`` keeps it all)."""
+    return iso[:19].replace("T", " ") if iso[10:11] == "T" else iso
+
+
 def _printable(text: str) -> str:
     """``text`` with control characters but newlines and tabs escaped (``\\x1b``): a field written by a
     producer must not drive the operator's terminal."""
@@ -220,8 +225,8 @@ async def _run(app: BaseQueueTasks, args: argparse.Namespace) -> int:  # noqa: C
         elif not rows:
             print(f"no dead letters in {'queue ' + repr(args.queue) if args.queue else 'any queue of the app'}")
         else:
-            _table(f"dead letters of {app.name!r}", ["id", "queue", "task", "uuid", "at", "reason"],
-                   [[r["id"], r["queue"], r["task_name"], r["uuid"], r["at"], r["reason"]] for r in rows])
+            _table(f"dead letters of {app.name!r}", ["id", "uuid", "queue", "task", "at (UTC)", "reason"],
+                   [[r["id"], r["uuid"], r["queue"], r["task_name"], _short_time(r["at"]), r["reason"]] for r in rows])
     else:
         requeue = args.dlq_command == "requeue"
         if requeue:
