@@ -166,7 +166,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(title), title_justify="left")
+    table = Table(title=escape(title))
     for i, c in enumerate(columns):  # the first column names the row, ids are copied: keep them whole
         table.add_column(c, no_wrap=i == 0 or c in WHOLE, overflow="fold")
     for r in rows:  # values are data, never markup: a "[/x]" in a task name or a reason must print as it is
