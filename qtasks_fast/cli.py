@@ -37,8 +37,11 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def _env_bool(name: str, default: bool) -> bool:
+    """``QTASKS_<name>`` as the default of an on/off flag; a value that is neither raises ``ValueError``."""
+    from qtasks_fast.config import parse_bool
+
     raw = _env(name)
-    return default if raw is None else raw.lower() in ("1", "true", "yes", "on")
+    return default if raw is None else parse_bool(name, raw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,7 +231,11 @@ def _main(argv: Sequence[str] | None) -> int:
         from benchmarks.__main__ import main as bench_main
 
         return int(bench_main(argv[argv.index("bench") + 1:]) or 0)
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ValueError as exc:  # a QTASKS_<FLAG> default that is no value of its flag
+        print(f"qtasks-fast: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if own_argv:
         cli_broker.hide_password(args, argv)

@@ -20,6 +20,25 @@ _NOT_FROM_ENV = frozenset({"task_manager"})
 FLAG, CODE, DEFAULT = "flag", "code", "default"
 
 
+class BadSetting(ValueError):
+    """A ``QTASKS_<NAME>`` value that is not one of its setting; the message is one line saying which and
+    what to do (``qtasks-fast`` prints it as it is)."""
+
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """``QTASKS_<name>`` as a bool; a ``ValueError`` (one line) for anything else than 1/0, true/false, yes/no,
+    on/off: ``QTASKS_INDEX_RESULTS=flase`` must not silently mean False."""
+    if raw.strip().lower() in TRUE:
+        return True
+    if raw.strip().lower() in FALSE:
+        return False
+    raise BadSetting(f"QTASKS_{name.upper()}={raw!r} is not a valid bool (1/0, true/false, yes/no, on/off): fix or "
+                     "unset it")
+
+
 def env_name(field: str) -> str:
     """The environment variable of a setting: ``lease_seconds`` -> ``QTASKS_LEASE_SECONDS``."""
     return "QTASKS_" + field.upper()
@@ -100,10 +119,12 @@ class GlobalConfig:
         """``raw`` as the field's type: its default's (``lease_seconds=60`` in code is still a float field)."""
         default = self.__dataclass_fields__[name].default
         kind = type(getattr(self, name) if default is dataclasses.MISSING or default is None else default)
+        if kind is bool:
+            return parse_bool(name, raw)
         try:
-            return raw.lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
+            return kind(raw)
         except ValueError:
-            raise ValueError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}: fix or unset it") from None
+            raise BadSetting(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}: fix or unset it") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         """``app.config.x = v`` in code: recorded as code, and, by the one precedence, left under an

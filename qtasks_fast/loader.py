@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from qtasks_fast.app import BaseQueueTasks
+from qtasks_fast.config import BadSetting
 
 
 class AppLoadError(Exception):
@@ -40,6 +41,8 @@ def _find(spec: str) -> tuple[BaseQueueTasks, str]:
             module = importlib.import_module(module_name)
         except Exception as exc2:
             raise AppLoadError(f"cannot import app module {module_name!r}: {exc2}") from exc2
+    except BadSetting as exc:  # already one line that names the variable and what to do
+        raise AppLoadError(f"{exc} (read while importing {module_name!r})") from exc
     except Exception as exc:
         raise AppLoadError(f"importing app module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     found = [(k, v) for k, v in vars(module).items() if isinstance(v, BaseQueueTasks)]
