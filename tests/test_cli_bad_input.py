@@ -231,7 +231,8 @@ def test_restart_prints_its_whole_title(project: Path, app_name: str) -> None:
 def test_a_setting_from_the_environment_that_is_no_value_of_it(command: str, project: Path, app_name: str) -> None:
     """``QTASKS_INDEX_RESULTS=flase`` must not silently mean False, nor ``QTASKS_LEASE_SECONDS=soon`` crash."""
     one_line_exit_2(qtf(project, app_name, *COMMANDS[command], QTASKS_INDEX_RESULTS="flase"),
-                    "QTASKS_INDEX_RESULTS='flase' is not a valid bool (1/0, true/false, yes/no, on/off): fix or unset it")
+                    "QTASKS_INDEX_RESULTS='flase' is not a valid bool (1/0, true/false, yes/no, on/off): fix or "
+                    "unset it")
     if command == "run":
         one_line_exit_2(qtf(project, app_name, "run", QTASKS_LEASE_SECONDS="soon"),
                         "QTASKS_LEASE_SECONDS='soon' is not a valid float: fix or unset it")
