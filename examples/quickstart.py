@@ -3,6 +3,8 @@
     python examples/quickstart.py                              # starts workers, sends tasks, prints results
     qtasks-fast -A examples.quickstart run --processes 2       # or run the workers yourself
 
+The embedded database is examples/.qtasks_fast/quickstart.sqlite3, next to this file whatever the
+current directory: the workers import this module, so they find the same file.
 Set QTASKS_BROKER_URL=redis://127.0.0.1:6379/0 to use Redis instead.
 """
 
@@ -49,7 +51,6 @@ def main() -> int:
     workers = subprocess.Popen([sys.executable, "-m", "qtasks_fast", "-A", "examples.quickstart", "run",
                                 "--processes", "2", "--worker-id", "quickstart"], cwd=root, env=env)
     try:
-        os.chdir(root)  # the embedded broker's file lives in ./.qtasks_fast/, shared with the workers
         started = time.monotonic()
         calls = [add.add_task(i, i) for i in range(20)] + [fetch_user.add_task(i) for i in range(5)]
         calls.append(shout.add_task(["fast", "tasks"]))

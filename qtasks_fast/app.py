@@ -9,13 +9,15 @@ countdown, unique) is in :mod:`qtasks_fast.components.producer`.
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from qtasks_fast import router as _router
 from qtasks_fast.abc import Broker, Storage
-from qtasks_fast.brokers import make_backend
+from qtasks_fast.brokers import ENV_URL, make_backend, sqlite_location, sqlite_url_path
 from qtasks_fast.components.producer import NeedsLookup, Producer, Signature, as_call, call_options
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.control import checked_uuid
@@ -41,6 +43,20 @@ def _default_events() -> Any:
     return Events()
 
 
+def _caller_file() -> str | None:
+    """The absolute path of the file whose code created the app (the first frame outside qtasks_fast), or
+    None when there is no such file (an interactive session, ``python -c``): the embedded database lives
+    next to it, so every process that imports the app finds the same one, wherever it was started from."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != "qtasks_fast" and not module.startswith("qtasks_fast."):
+            path = frame.f_code.co_filename
+            return os.path.abspath(path) if os.path.isfile(path) else None
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
 class BaseQueueTasks(Producer):
     """Registry and backend shared by the sync and async clients."""
 
@@ -55,7 +71,12 @@ class BaseQueueTasks(Producer):
         #: where the newest version's options win during a rolling deploy (qtasks_fast.tasktable)
         self.version = version
         self.config = config or GlobalConfig()
+        #: the URL given in code; the one in force is :meth:`broker_source`'s (a flag, then the environment)
         self.broker_url = broker_url
+        #: ``(url, source)`` set by the CLI's ``--broker``/``--broker-file``: beats the environment and code
+        self._flag_url: tuple[str, str] | None = None
+        #: the file of the module that created the app: the embedded database lives next to it
+        self._defined_in = _caller_file()
         self.tasks: dict[str, TaskFunc] = {}
         self.worker = worker
         self.log = log
@@ -69,6 +90,7 @@ class BaseQueueTasks(Producer):
         self.plugins = Plugins()
         self._broker = broker
         self._storage = storage
+        self._code_broker = broker is not None  # a broker object of the code: the environment leaves it alone
         self._shared_names: set[str] = set()
         self._mw_active = False
         self._routed_queues: list[str] = []
@@ -76,9 +98,43 @@ class BaseQueueTasks(Producer):
         self._table_read_after = self._table_fresh_until = 0.0  # never read: the first miss reads it
         _router.app_created(self)  # shared tasks join this app; it becomes the main app (QTasks _state.app_main)
 
+    def broker_source(self) -> tuple[str | None, str]:
+        """The broker URL in force and where it came from, by the one precedence of every setting: a CLI
+        flag, then ``$QTASKS_BROKER_URL``, then ``broker_url=`` in code, then the default (None: embedded
+        SQLite). The environment names a URL, not a backend: it leaves a ``broker=`` object of the code alone
+        (only a flag replaces that)."""
+        if self._flag_url is not None:
+            return self._flag_url
+        env = os.environ.get(ENV_URL)
+        if env and not self._code_broker:
+            return env, f"env {ENV_URL}"
+        if self.broker_url:
+            return self.broker_url, "code"
+        if self._code_broker:
+            return None, "code (broker object)"
+        return None, "default"
+
+    def sqlite_source(self) -> tuple[str, str] | None:
+        """``(path, source)`` of the embedded SQLite file in force, None when the broker is not SQLite."""
+        url, _ = self.broker_source()
+        if self._code_broker and not self._flag_url:
+            path = getattr(self._broker, "path", None)
+            return (path, "code (broker object)") if isinstance(path, str) else None
+        if url is None:
+            return sqlite_location(self.name, self._defined_in)
+        if url.startswith("sqlite://"):
+            return sqlite_url_path(url), "broker URL"
+        return None
+
+    def _use_flag_url(self, url: str, source: str) -> None:
+        """The CLI's ``--broker`` / ``--broker-file``: replaces the backend the app had (even an object)."""
+        self._flag_url = (url, source)
+        self._broker = self._storage = None
+        self._code_broker = False
+
     def _resolve(self) -> tuple[Broker, Storage]:
         if self._broker is None or self._storage is None:
-            broker, storage = make_backend(self.broker_url, self.name, self.config)
+            broker, storage = make_backend(self.broker_source()[0], self.name, self.config, self._defined_in)
             self._broker = self._broker or broker
             self._storage = self._storage or storage
         return self._broker, self._storage

@@ -1,11 +1,12 @@
 """``qtasks-fast`` (also ``python -m qtasks_fast``): run workers, control tasks, inspect the install, benchmark.
 
 Every flag of ``run`` can also come from the environment as ``QTASKS_<FLAG>``
-(``QTASKS_APP``, ``QTASKS_PROCESSES``, ``QTASKS_BROKER_URL``, ...); a flag on the
-command line wins. The broker URL also comes from ``--broker-file PATH``, and
-``QTASKS_BROKER_URL`` overrides the app's URL like ``--broker`` (see
-:mod:`qtasks_fast.cli_broker`: a password on the command line is visible to every
-user of the host). Task control (``inspect``, ``status``, ``cancel``, ``restart``,
+(``QTASKS_APP``, ``QTASKS_PROCESSES``, ``QTASKS_BROKER_URL``, ...): the one precedence of every
+setting is flag, then environment, then code, then default (``qtasks-fast -A app info`` shows which
+won). The broker URL also comes from ``--broker-file PATH`` (see :mod:`qtasks_fast.cli_broker`: a
+password on the command line is visible to every user of the host). Bad input (a flag value, a URL,
+``-A``) ends with one line on stderr and exit code 2, before anything is contacted. Task control
+(``inspect``, ``status``, ``cancel``, ``restart``,
 ``dlq``, ``purge``) lives in :mod:`qtasks_fast.cli_control`. Exit codes: 0 ok,
 1 not found (control commands), 2 a usage problem: the app cannot be imported
 or the broker cannot be used (for ``run``: a wrong password or URL; an outage
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qtasks_fast import cli_broker
+from qtasks_fast.cli_types import LOG_LEVELS, log_level, whole
 from qtasks_fast.log import get_logger, setup_logging
 
 if TYPE_CHECKING:
@@ -36,8 +37,11 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def _env_bool(name: str, default: bool) -> bool:
+    """``QTASKS_<name>`` as the default of an on/off flag; a value that is neither raises ``ValueError``."""
+    from qtasks_fast.config import parse_bool
+
     raw = _env(name)
-    return default if raw is None else raw.lower() in ("1", "true", "yes", "on")
+    return default if raw is None else parse_bool(name, raw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,21 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a supervised pool of worker processes",
                          description="Fork N worker processes that run the app's tasks; SIGTERM drains them.")
-    run.add_argument("--processes", "-n", type=int, default=int(_env("PROCESSES", "1") or 1),
+    run.add_argument("--processes", "-n", type=whole(1, "PROCESSES"), default=_env("PROCESSES") or "1",
                      help="worker processes to fork (env QTASKS_PROCESSES; default 1)")
     run.add_argument("--worker-id", default=_env("WORKER_ID", os.uname().nodename),
                      help="stable id of this host's worker pool; consumer names are <id>-<slot>, so a restarted "
                           "pool with the same id takes over its unfinished messages at once (default: hostname)")
-    run.add_argument("--concurrency", "-c", type=int, default=int(_env("CONCURRENCY", "0") or 0) or None,
-                     help="tasks running at once per process (default: config.concurrency)")
+    run.add_argument("--concurrency", "-c", type=whole(1), default=None,
+                     help="tasks running at once per process (default: config.concurrency, which reads env "
+                          "QTASKS_CONCURRENCY)")
     run.add_argument("--queues", "-Q", default=_env("QUEUES"),
-                     help="comma-separated queues to consume (default: every queue the app's tasks use)")
+                     help="comma-separated queues to consume (default: every queue the app's tasks use; a queue "
+                          "no task uses is served with a warning, for work a task manager routes there)")
     run.add_argument("--pin-cpus", action=argparse.BooleanOptionalAction, default=_env_bool("PIN_CPUS", False),
                      help="pin each worker process to its own CPU with psutil (env QTASKS_PIN_CPUS; default off)")
     cli_broker.add_arguments(run, "broker URL: redis://[user:pass@]host:port/db, rediss://... (TLS), sqlite:///path, "
                                   "memory:// (env QTASKS_BROKER_URL; default: the app's, else embedded SQLite). "
                                   "A password here is visible to other users: prefer the env or --broker-file")
-    run.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"),
+    run.add_argument("--log-level", type=log_level, default=_env("LOG_LEVEL") or "INFO",
                      help="DEBUG, INFO, WARNING or ERROR (env QTASKS_LOG_LEVEL; default INFO)")
     run.add_argument("--scheduler", action=argparse.BooleanOptionalAction, default=_env_bool("SCHEDULER", True),
                      help="enqueue the app's periodic tasks from this supervisor (env QTASKS_SCHEDULER; default on; "
@@ -79,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_control.add_parsers(sub)
 
-    info = sub.add_parser("info", help="print versions and whether the compiled core and uvloop are in use")
+    info = sub.add_parser("info", help="print versions, and with -A each setting in force and where it came from",
+                          description="Print versions and whether the compiled core and uvloop are in use; with "
+                                      "-A, every setting of the app in force (GlobalConfig fields, the broker URL "
+                                      "redacted, the embedded SQLite file) and its source: flag, env QTASKS_X, "
+                                      "code or default. Connects to nothing.")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cli_broker.add_arguments(info, "broker URL, as for run (shown as the flag's)")
 
     bench = sub.add_parser("bench", help="run the bundled benchmark suites (see qtasks-fast bench --help)",
                            add_help=False)
@@ -88,60 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def info_dict() -> dict[str, object]:
-    import importlib.metadata as md
-    import platform
-
-    from qtasks_fast import __version__
-    from qtasks_fast._corelib import COMPILED, core
-
-    def version(dist: str) -> str | None:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
-
-    try:
-        import uvloop  # noqa: F401
-
-        has_uvloop = True
-    except ImportError:
-        has_uvloop = False
-    return {
-        "qtasks_fast": __version__,
-        "python": platform.python_version(),
-        "compiled_core": COMPILED,
-        "core_module": getattr(core, "__file__", "?"),
-        "uvloop": has_uvloop,
-        "msgspec": version("msgspec"),
-        "redis": version("redis"),
-        "hiredis": version("hiredis"),
-        "psutil": version("psutil"),
-        "cpus": os.cpu_count(),
-    }
-
-
-def cmd_info(as_json: bool) -> int:
-    data = info_dict()
-    if as_json:
-        print(json.dumps(data, indent=2))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="qtasks_fast")
-    table.add_column("component")
-    table.add_column("value")
-    for k, v in data.items():
-        table.add_row(k, {True: "yes", False: "NO"}.get(v, str(v)) if isinstance(v, bool) else str(v))
-    Console().print(table)
-    return 0
-
-
-def load(args: argparse.Namespace) -> BaseQueueTasks | None:
-    """The ``-A`` app with the CLI's broker URL applied (``--broker``, ``--broker-file`` or
-    ``$QTASKS_BROKER_URL``, see :mod:`qtasks_fast.cli_broker`); None (the reason logged) when it cannot be
-    loaded."""
+def load(args: argparse.Namespace, build: bool = True) -> BaseQueueTasks | None:
+    """The ``-A`` app with the CLI's broker flag applied (``--broker``, ``--broker-file``; without one the
+    app's own precedence: ``$QTASKS_BROKER_URL``, then its code); None (the reason logged, one line) when
+    it cannot be loaded or its broker URL cannot work. ``build``: also build the backend (``info`` does not:
+    it creates nothing)."""
+    from qtasks_fast.brokers import check_url
     from qtasks_fast.loader import AppLoadError, load_app
 
     log = get_logger("cli")
@@ -154,17 +117,20 @@ def load(args: argparse.Namespace) -> BaseQueueTasks | None:
         log.error("%s", exc)
         return None
     try:
-        url = cli_broker.resolve(args, app._broker is not None or app._storage is not None)
+        url = cli_broker.resolve(args)
     except cli_broker.BrokerURLError as exc:
         log.error("%s", exc)
         return None
     if url:
-        app.broker_url = url
-        app._broker = app._storage = None
+        app._use_flag_url(url, cli_broker.source(args))
+    url, source = app.broker_source()
     try:
-        app._resolve()
-    except ValueError as exc:  # an unsupported URL (its message names it, redacted, and what to use)
-        log.error("%s (%s)", exc, cli_broker.source(args))
+        if url is not None:
+            check_url(url)
+        if build:
+            app._resolve()
+    except ValueError as exc:  # a URL that cannot work (its message names it, redacted, and what to use)
+        log.error("%s (from %s)", exc, "the app's broker_url" if source == "code" else source.removeprefix("flag "))
         return None
     return app
 
@@ -177,13 +143,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     app = load(args)
     if app is None:
         return 2
-    if args.processes < 1:
-        log.error("--processes must be at least 1")
-        return 2
+    if args.concurrency:
+        app.config.set_from_flag("concurrency", args.concurrency)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    from qtasks_fast.cli_control import unknown_queue
+
+    for q in queues or ():
+        why = unknown_queue(app, q)
+        if why:  # served anyway: a task manager or another producer may route work there
+            log.warning("--queues: %s; serving it anyway", why)
     code = asyncio.run(_wait_for_broker(app))
     if code is not None:
         return code
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     sup = Supervisor(app, args.processes, args.worker_id, args.concurrency, queues, args.pin_cpus, args.log_level,
                      scheduler=args.scheduler)
     return sup.run()
@@ -234,24 +205,56 @@ async def _wait_for_broker(app: object) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``qtasks-fast`` command. Output cut short by its reader (``| head``) ends it quietly with exit
+    code 1, as rich's tables do and as Python's documentation advises for EPIPE."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        quiet_stdout()
+        return 1
+
+
+def quiet_stdout() -> None:
+    """The reader of stdout has gone (``| head -1``): send what is left, and the flush at exit, nowhere,
+    so that no BrokenPipe traceback or "Exception ignored" line follows."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout: nothing will be flushed to it either
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     own_argv = argv is None  # this process's command line: the one other users can read
     argv = list(sys.argv[1:] if argv is None else argv)
     if "bench" in argv and argv.index("bench") in (0, 2):  # [-A app] bench ARGS: ARGS belong to the suites
         from qtasks_fast.benchmarks.__main__ import main as bench_main
 
         return int(bench_main(argv[argv.index("bench") + 1:]) or 0)
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ValueError as exc:  # a QTASKS_<FLAG> default that is no value of its flag
+        print(f"qtasks-fast: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if own_argv:
         cli_broker.hide_password(args, argv)
     if args.command == "run":
         return cmd_run(args)
+    level = os.environ.get("QTASKS_LOG_LEVEL") or "WARNING"
+    if level.upper() not in LOG_LEVELS:
+        print(f"qtasks-fast: QTASKS_LOG_LEVEL={level!r} is not a log level: use DEBUG, INFO, WARNING or ERROR",
+              file=sys.stderr)
+        return 2
+    setup_logging(level, "cli")
     if args.command == "info":
-        return cmd_info(args.json)
+        from qtasks_fast.cli_info import cmd_info
+
+        app = load(args, build=False) if args.app else None
+        return 2 if args.app and app is None else cmd_info(app, args.json)
     from qtasks_fast import cli_control
 
     if args.command in cli_control.COMMANDS:
-        setup_logging(os.environ.get("QTASKS_LOG_LEVEL", "WARNING"), "cli")
         return cli_control.run(args, load)
     parser.print_help()
     return 2

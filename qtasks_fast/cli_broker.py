@@ -6,7 +6,8 @@ to every user of the host for as long as the pool runs. Hence two other sources,
 this order after ``--broker``: ``--broker-file PATH`` (its first non-empty line) and the
 environment variable ``QTASKS_BROKER_URL`` (``/proc/<pid>/environ`` is readable by its owner
 only). Each of them overrides the app's own ``broker_url``, as ``--broker`` does (the environment
-leaves an app built with a broker object of its own alone). When
+leaves an app built with a broker object of its own alone): the one precedence of every setting,
+flag > environment > code > default, see ``BaseQueueTasks.broker_source``. When
 ``--broker`` is given a URL with a credential anyway, the CLI warns once and ``run``
 executes itself again at once with the URL moved from its arguments into the environment,
 so that neither the supervisor nor its workers carry it.
@@ -59,26 +60,24 @@ def read_file(path: str) -> str:
     raise BrokerURLError(f"--broker-file {path} is empty: put the broker URL on its first line")
 
 
-def resolve(args: argparse.Namespace, app_has_backend: bool = False) -> str | None:
-    """The URL the CLI should use: ``--broker``, else ``--broker-file``, else ``$QTASKS_BROKER_URL``;
-    None: the app's own. ``app_has_backend``: the app was built with broker/storage objects of its own
-    (a custom broker), which the environment does not replace (only an explicit flag does)."""
+def resolve(args: argparse.Namespace) -> str | None:
+    """The URL of a flag: ``--broker``, else ``--broker-file``, else the URL a re-executed ``run`` moved
+    from its ``--broker`` into the environment (it keeps the flag's precedence); None: no flag, so the
+    app's own precedence applies (``$QTASKS_BROKER_URL``, then its code, see ``BaseQueueTasks.broker_source``)."""
     if getattr(args, "broker", None):
         return str(args.broker)
     if getattr(args, "broker_file", None):
         return read_file(args.broker_file)
     if os.environ.pop(FROM_FLAG, None) == "1":
         return os.environ.get(ENV) or None
-    return None if app_has_backend else os.environ.get(ENV) or None
+    return None
 
 
 def source(args: argparse.Namespace) -> str:
-    """Where :func:`resolve` took the URL from, for error messages."""
-    if getattr(args, "broker", None):
-        return "from --broker"
-    if getattr(args, "broker_file", None):
-        return f"from --broker-file {args.broker_file}"
-    return f"from env {ENV}" if os.environ.get(ENV) else "the app's broker_url"
+    """Where :func:`resolve` took the URL from: ``flag --broker`` or ``flag --broker-file PATH``."""
+    if getattr(args, "broker_file", None) and not getattr(args, "broker", None):
+        return f"flag --broker-file {args.broker_file}"
+    return "flag --broker"
 
 
 def without(argv: Sequence[str], url: str) -> list[str]:

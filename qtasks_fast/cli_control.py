@@ -75,7 +75,9 @@ def add_parsers(sub: Any) -> None:
                             parents=[common])
         d.add_argument("--queue", "-Q", default=None, help="only this queue (default: every queue of the app)")
         if action == "list":
-            d.add_argument("--count", type=int, default=100, help="at most this many (default 100)")
+            from qtasks_fast.cli_types import whole
+
+            d.add_argument("--count", type=whole(1), default=100, help="at most this many (default 100)")
         else:
             d.add_argument("--id", dest="ids", action="extend", nargs="+", default=None, metavar="ID",
                            help="only these dead-letter ids (from 'dlq list'); default: all of them")
@@ -92,12 +94,34 @@ def _err(message: str) -> None:
     print(f"qtasks-fast: {message}", file=sys.stderr)
 
 
-def _confirm(args: argparse.Namespace, what: str) -> bool:
+def unknown_queue(app: BaseQueueTasks, queue: str) -> str | None:
+    """None when a task of ``app`` uses ``queue``; else one line saying so, with a "did you mean" and the
+    app's queues (a typo in ``purge defualt`` or ``run -Q defualt`` would otherwise act on an empty queue
+    and look like success)."""
+    import difflib
+
+    queues = app.queues
+    if queue in queues:
+        return None
+    close = difflib.get_close_matches(queue, queues, n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"no task of app {app.name!r} uses queue {queue!r}{hint}; its queues: {', '.join(queues)}"
+
+
+def _confirm(args: argparse.Namespace, what: str, app: BaseQueueTasks, queue: str | None = None) -> bool:
+    """Ask before a destructive command (``--yes`` skips it; without a terminal it is needed); a queue no
+    task of the app uses is named in the question, or in the refusal."""
+    why = unknown_queue(app, queue) if queue else None
     if args.yes:
+        if why:
+            _err(f"warning: {why}")
         return True
     if not sys.stdin.isatty():
-        _err(f"refusing to {what} without confirmation: pass --yes")
+        _err(f"refusing to {what}: {why}; pass --yes to do it anyway" if why else
+             f"refusing to {what} without confirmation: pass --yes")
         return False
+    if why:
+        _err(f"warning: {why}")
     return input(f"{what}? [y/N] ").strip().lower() in ("y", "yes")
 
 
@@ -123,6 +147,11 @@ def _dead_dict(d: DeadLetter) -> dict[str, Any]:
     return out
 
 
+def _short_time(iso: str) -> str:
+    """``2026-12-07T08:50:10.447000+00:00`` -> ``2026-12-07 08:50:10`` for a table (``--json`` keeps it all)."""
+    return iso[:19].replace("T", " ") if iso[10:11] == "T" else iso
+
+
 def _printable(text: str) -> str:
     """``text`` with control characters but newlines and tabs escaped (``\\x1b``): a field written by a
     producer must not drive the operator's terminal."""
@@ -131,14 +160,18 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
+#: columns whose values are copied into other commands (``status UUID``, ``dlq requeue --id ID``): never wrapped
+WHOLE = frozenset({"id", "uuid"})
+
+
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=escape(title))
-    for i, c in enumerate(columns):
-        table.add_column(c, no_wrap=i == 0, overflow="fold")  # the first column names the row: keep it whole
+    for i, c in enumerate(columns):  # the first column names the row, ids are copied: keep them whole
+        table.add_column(c, no_wrap=i == 0 or c in WHOLE, overflow="fold")
     for r in rows:  # values are data, never markup: a "[/x]" in a task name or a reason must print as it is
         table.add_row(*["" if v is None else escape(_printable(str(v))) for v in r])
     Console().print(table)
@@ -179,13 +212,15 @@ async def _run(app: BaseQueueTasks, args: argparse.Namespace) -> int:  # noqa: C
         except control.TaskRecordNotFound as exc:
             _err(str(exc))
             return NOT_FOUND
-        _task_out(task, as_json, f"restarted {args.uuid} as")
+        _task_out(task, as_json, "restarted as a new task")
     elif cmd == "purge":
-        if not _confirm(args, f"drop every waiting message of queue {args.queue!r} of app {app.name!r}"):
+        if not _confirm(args, f"drop every waiting message of queue {args.queue!r} of app {app.name!r}", app,
+                        args.queue):
             return USAGE
         n = await control.purge(app, args.queue)
         _json({"queue": args.queue, "purged": n}) if as_json else print(f"purged {n} message(s) from {args.queue!r}")
     elif args.dlq_command == "list":
+        _warn_queue(app, args.queue)
         letters = await control.dlq_list(app, args.queue, args.count)
         rows = [_dead_dict(d) for d in letters]
         if as_json:
@@ -193,11 +228,13 @@ async def _run(app: BaseQueueTasks, args: argparse.Namespace) -> int:  # noqa: C
         elif not rows:
             print(f"no dead letters in {'queue ' + repr(args.queue) if args.queue else 'any queue of the app'}")
         else:
-            _table(f"dead letters of {app.name!r}", ["id", "queue", "task", "uuid", "at", "reason"],
-                   [[r["id"], r["queue"], r["task_name"], r["uuid"], r["at"], r["reason"]] for r in rows])
+            _table(f"dead letters of {app.name!r}", ["id", "uuid", "queue", "task", "at (UTC)", "reason"],
+                   [[r["id"], r["uuid"], r["queue"], r["task_name"], _short_time(r["at"]), r["reason"]] for r in rows])
     else:
         requeue = args.dlq_command == "requeue"
-        if not requeue and not _confirm(args, f"delete {'the given' if args.ids else 'every'} dead letter"):
+        if requeue:
+            _warn_queue(app, args.queue)
+        elif not _confirm(args, f"delete {'the given' if args.ids else 'every'} dead letter", app, args.queue):
             return USAGE
         fn = control.dlq_requeue if requeue else control.dlq_purge
         n = await fn(app, args.queue, args.ids)
@@ -207,6 +244,12 @@ async def _run(app: BaseQueueTasks, args: argparse.Namespace) -> int:  # noqa: C
             _err(f"none of the ids {args.ids} is a dead letter here (see: qtasks-fast -A ... dlq list)")
             return NOT_FOUND
     return OK
+
+
+def _warn_queue(app: BaseQueueTasks, queue: str | None) -> None:
+    why = unknown_queue(app, queue) if queue else None
+    if why:
+        _err(f"warning: {why}")
 
 
 async def _logs(app: BaseQueueTasks, uuid: str, as_json: bool) -> int:
@@ -267,18 +310,16 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
 
     try:
         return asyncio.run(session())
-    except BrokerUnavailable as exc:
+    except BrokenPipeError:  # the reader of stdout left (| head): not a broker problem
+        raise
+    except (BrokerUnavailable, NotSupported) as exc:
         _err(str(exc))
-    except NotSupported as exc:
-        _err(str(exc))
-    except (ConnectionError, OSError, TimeoutError) as exc:
-        _err(f"broker error: {type(exc).__name__}: {exc}; is it reachable (--broker / QTASKS_BROKER_URL)?")
     except Exception as exc:
         import redis
 
-        if not isinstance(exc, redis.RedisError):
+        if not isinstance(exc, (ConnectionError, OSError, TimeoutError, redis.RedisError)):
             raise
-        _err(f"broker error: {type(exc).__name__}: {exc}; is it reachable (--broker / QTASKS_BROKER_URL)?")
+        _err(broker_error(exc))
     return USAGE
 
 
@@ -292,6 +333,15 @@ async def _fleet(app: BaseQueueTasks) -> dict[str, Any]:
             await app.broker.close()
         except Exception:  # noqa: BLE001 - closing is best effort at exit
             pass
+
+
+def broker_error(exc: BaseException) -> str:
+    """One line for a broker that failed a command: its cause, and what to check."""
+    from qtasks_fast.faults import describe, no_such_db
+
+    if no_such_db(exc):
+        return describe(exc)
+    return f"broker error: {describe(exc)}; is it reachable, and is the URL right (--broker / QTASKS_BROKER_URL)?"
 
 
 def _broker_memory(app: BaseQueueTasks) -> dict[str, Any] | None:

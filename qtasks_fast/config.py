@@ -1,4 +1,12 @@
-"""``GlobalConfig``: every knob of an app in one place, with the reason for each default."""
+"""``GlobalConfig``: every knob of an app in one place, with the reason for each default.
+
+One precedence for every setting (README "Configuration"): a command-line flag, then the environment
+(``QTASKS_<FIELD>``), then code (``GlobalConfig(...)`` arguments or ``app.config.x = ...``), then the
+default. The environment beats code because it is what an operator can change without a release:
+``QTASKS_CONCURRENCY=8`` must throttle a fleet whatever the app hard-codes. Each field remembers where
+its value came from (:meth:`GlobalConfig.source`), which ``qtasks-fast -A app info`` shows; a dataclass
+``__init__`` cannot tell a passed value from a default by value, so ``__new__`` records the names passed.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,38 @@ from typing import Any
 
 #: fields that hold objects, not settings: never read from the environment
 _NOT_FROM_ENV = frozenset({"task_manager"})
+#: where a value came from, as :meth:`GlobalConfig.source` names it (an env source is ``"env QTASKS_X"``)
+FLAG, CODE, DEFAULT = "flag", "code", "default"
+
+
+class BadSetting(ValueError):
+    """A ``QTASKS_<NAME>`` value that is not one of its setting; the message is one line saying which and
+    what to do (``qtasks-fast`` prints it as it is)."""
+
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """``QTASKS_<name>`` as a bool; a ``ValueError`` (one line) for anything else than 1/0, true/false, yes/no,
+    on/off: ``QTASKS_INDEX_RESULTS=flase`` must not silently mean False."""
+    if raw.strip().lower() in TRUE:
+        return True
+    if raw.strip().lower() in FALSE:
+        return False
+    raise BadSetting(f"QTASKS_{name.upper()}={raw!r} is not a valid bool (1/0, true/false, yes/no, on/off): fix or "
+                     "unset it")
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``lease_seconds`` -> ``QTASKS_LEASE_SECONDS``."""
+    return "QTASKS_" + field.upper()
 
 
 @dataclasses.dataclass
 class GlobalConfig:
-    """App-wide settings (QTasks ``app.config``). Environment variables ``QTASKS_<NAME>`` override defaults."""
+    """App-wide settings (QTasks ``app.config``). ``QTASKS_<NAME>`` in the environment beats a value given
+    in code, which beats the default; ``qtasks-fast run`` flags beat all three."""
 
     #: queue used by tasks that do not name one
     default_queue: str = "default"
@@ -61,25 +96,69 @@ class GlobalConfig:
     #: is sent, on the producer only; None costs nothing
     task_manager: Any = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> GlobalConfig:
+        self = super().__new__(cls)
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        object.__setattr__(self, "_passed", frozenset(names[:len(args)]) | kwargs.keys())
+        return self
+
     def __post_init__(self) -> None:
+        passed: frozenset[str] = getattr(self, "_passed", frozenset())
+        sources: dict[str, str] = {}
         for f in dataclasses.fields(self):
+            sources[f.name] = CODE if f.name in passed else DEFAULT
             if f.name in _NOT_FROM_ENV:
                 continue
-            raw = os.environ.get("QTASKS_" + f.name.upper())
+            raw = os.environ.get(env_name(f.name))
             if raw is None:
                 continue
-            kind = type(getattr(self, f.name))
-            try:
-                value: object = raw.lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
-            except ValueError:
-                raise ValueError(f"QTASKS_{f.name.upper()}={raw!r} is not a valid {kind.__name__}: fix or unset "
-                                 "it") from None
-            setattr(self, f.name, value)
+            object.__setattr__(self, f.name, self._parse(f.name, raw))
+            sources[f.name] = "env " + env_name(f.name)
+        object.__setattr__(self, "_sources", sources)
         if self.priority_levels < 1:
             raise ValueError("priority_levels must be at least 1")
         for name in ("socket_timeout", "connect_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or a positive number of seconds")
+
+    def _parse(self, name: str, raw: str) -> object:
+        """``raw`` as the field's type: its default's (``lease_seconds=60`` in code is still a float field)."""
+        default = self.__dataclass_fields__[name].default
+        kind = type(getattr(self, name) if default is dataclasses.MISSING or default is None else default)
+        if kind is bool:
+            return parse_bool(name, raw)
+        try:
+            return kind(raw)
+        except ValueError:
+            raise BadSetting(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}: fix or unset it") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``app.config.x = v`` in code: recorded as code, and, by the one precedence, left under an
+        environment variable or a flag that set ``x`` (the operator's value stays in force)."""
+        sources: dict[str, str] | None = self.__dict__.get("_sources")
+        if sources is not None and name in sources:
+            if sources[name] != DEFAULT and sources[name] != CODE:
+                return
+            sources[name] = CODE
+        object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (``copy.copy``, pickle) gets its own record of sources, not a view of this one's."""
+        state = dict(self.__dict__)
+        state["_sources"] = dict(state.get("_sources", {}))
+        return state
+
+    def source(self, name: str) -> str:
+        """Where field ``name`` got its value: ``"flag"``, ``"env QTASKS_<NAME>"``, ``"code"`` or ``"default"``."""
+        sources: dict[str, str] = self.__dict__.get("_sources", {})
+        return sources.get(name, DEFAULT)
+
+    def set_from_flag(self, name: str, value: Any) -> None:
+        """A command-line flag's value for field ``name``: it beats the environment and code."""
+        if name not in self.__dict__.get("_sources", {}):
+            raise AttributeError(f"GlobalConfig has no field {name!r}")
+        object.__setattr__(self, name, value)
+        self.__dict__["_sources"][name] = FLAG
 
 
 def effective_prefetch(concurrency: int, prefetch: int) -> int:

@@ -104,10 +104,18 @@ class Outage:
             self.since, self.attempts, self.delay = 0.0, 0, self.first
 
 
+def no_such_db(exc: BaseException) -> bool:
+    """True when Redis refused the URL's database number (``SELECT`` past its ``databases`` setting)."""
+    return isinstance(exc, redis.ResponseError) and "DB index is out of range" in str(exc)
+
+
 def describe(exc: BaseException) -> str:
-    """One line naming the cause; for a full Redis, what to do about it."""
+    """One line naming the cause; for a full Redis or a database it does not have, what to do about it."""
     if full(exc):
         return ("Redis is at maxmemory and refuses writes (OOM): free memory, raise maxmemory, or lower "
                 "result_ttl; nothing is lost meanwhile")
+    if no_such_db(exc):
+        return ("the broker URL names a Redis database this server does not have (DB index is out of range): "
+                "use /0 to /15, or what the server's `databases` setting allows")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -6,12 +6,14 @@ The app found is given ``app._import_spec = "module:attr"``: how another process
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
 from typing import Any
 
 from qtasks_fast.app import BaseQueueTasks
+from qtasks_fast.config import BadSetting
 
 
 class AppLoadError(Exception):
@@ -39,16 +41,26 @@ def _find(spec: str) -> tuple[BaseQueueTasks, str]:
             module = importlib.import_module(module_name)
         except Exception as exc2:
             raise AppLoadError(f"cannot import app module {module_name!r}: {exc2}") from exc2
+    except BadSetting as exc:  # already one line that names the variable and what to do
+        raise AppLoadError(f"{exc} (read while importing {module_name!r})") from exc
     except Exception as exc:
         raise AppLoadError(f"importing app module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+    found = [(k, v) for k, v in vars(module).items() if isinstance(v, BaseQueueTasks)]
+    apps = f"its app{'s' if len(found) > 1 else ''}: {', '.join(k for k, _ in found)}" if found else "it has no app"
     if attr:
         obj: Any = module
+        owner = f"module {module_name}"
         for part in attr.split("."):
-            obj = getattr(obj, part, None)
+            if not hasattr(obj, part):
+                close = difflib.get_close_matches(part, [k for k, _ in found] or dir(obj), n=1)
+                hint = f" (did you mean -A {module_name}:{close[0]}?)" if close and obj is module else ""
+                raise AppLoadError(f"{owner} has no attribute {part!r}{hint}; {apps}")
+            obj = getattr(obj, part)
+            owner = f"{module_name}:{part}" if owner.startswith("module ") else f"{owner}.{part}"
         if not isinstance(obj, BaseQueueTasks):
-            raise AppLoadError(f"{module_name}:{attr} is {type(obj).__name__}, not a QueueTasks app")
+            raise AppLoadError(f"{module_name}:{attr} is a {type(obj).__name__}, not a QueueTasks app: name the app "
+                               f"object with -A {module_name}:NAME ({apps})")
         return obj, f"{module_name}:{attr}"
-    found = [(k, v) for k, v in vars(module).items() if isinstance(v, BaseQueueTasks)]
     preferred = getattr(module, "app", None)
     if isinstance(preferred, BaseQueueTasks):
         return preferred, f"{module_name}:app"

@@ -23,6 +23,11 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 REDIS_URL = os.environ.get("QTASKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The environment beats the code for every setting (README "Configuration"): a QTASKS_BROKER_URL or
+# QTASKS_SQLITE_PATH exported in the developer's shell would move every test app off the broker its
+# test chose. Tests that need one set it themselves.
+for _name in ("QTASKS_BROKER_URL", "QTASKS_SQLITE_PATH"):
+    os.environ.pop(_name, None)
 
 
 def free_port() -> int:
@@ -323,3 +328,11 @@ def harness(tmp_path: Path, app_name: str) -> Iterator[ProcessHarness]:
     h = ProcessHarness(tmp_path, app_name)
     yield h
     h.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests write to many SQLite files no worker ever reads: the producer's at-exit warning about them
+    (qtasks_fast.brokers.sqlite_seen) is not news at the end of a test run."""
+    from qtasks_fast.brokers import sqlite_seen
+
+    sqlite_seen._pending.clear()

@@ -79,7 +79,7 @@ def test_app_import_errors_exit_2_with_a_readable_message(harness, redis_url):
     cases = [
         ("no_such_app_module_qtf", "cannot import app module 'no_such_app_module_qtf'"),
         ("broken_app", "No module named 'nonexistent_dependency_qtf'"),
-        ("mixed_app:add", "mixed_app:add is TaskFunc, not a QueueTasks app"),
+        ("mixed_app:add", "mixed_app:add is a TaskFunc, not a QueueTasks app"),
     ]
     for spec, message in cases:
         code, out = run_cli_once(harness, ["-A", spec, "run", "--processes", "2"], redis_url)

@@ -23,6 +23,7 @@ the write lock producers need.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
+from qtasks_fast.brokers import sqlite_seen
 from qtasks_fast.brokers._local import body_outcome, has_unique
 from qtasks_fast.brokers.sqlite_control import SqliteControl
 from qtasks_fast.brokers.sqlite_db import (
@@ -43,6 +45,7 @@ from qtasks_fast.brokers.sqlite_db import (
     release_unique,
 )
 from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope, releases_unique
 
 if TYPE_CHECKING:
@@ -53,6 +56,7 @@ __all__ = ["BUSY_TIMEOUT", "SqliteBroker", "SqliteConnection", "finish_records",
 #: first and longest pause between two idle checks of a blocking fetch
 POLL_MIN, POLL_MAX = 0.005, 0.05
 _FAR = 1 << 62  # "no known due time"
+log = get_logger("sqlite")
 
 
 class SqliteBroker(SqliteControl):
@@ -126,6 +130,7 @@ class SqliteBroker(SqliteControl):
     async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
         """As the base class, each write retried while another connection holds the lock (without blocking
         the event loop; up to ``BUSY_TIMEOUT``, then a clear error)."""
+        sqlite_seen.enqueued(self.conn, self.app_name)
         retrying = self.conn.retrying
         if self.fused(storage):
             return await retrying(self._insert, envelopes, wait, True)
@@ -135,6 +140,10 @@ class SqliteBroker(SqliteControl):
             await retrying(self._insert, kept, wait, False, False)
         return skipped
 
+    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
+        sqlite_seen.enqueued(self.conn, self.app_name)
+        return super().enqueue_sync(envelopes, storage, wait)
+
     # ------------------------------------------------------------------ worker
     async def ping(self) -> None:
         try:
@@ -143,11 +152,17 @@ class SqliteBroker(SqliteControl):
             raise BrokerUnavailable(f"SQLite database {self.path!r} is not usable: {exc}") from exc
 
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
+        """Also marks the file as read by a worker of this app (:data:`WORKER_SEEN`) and logs its path: the
+        one place to look when a producer's tasks never run (it wrote to another file): see
+        :mod:`qtasks_fast.brokers.sqlite_seen`."""
         self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
         self._takeover = True
         self._last_waiting = False
         self._closed = False
         await self.ping()
+        async with self.conn.atx(patience=None) as db:
+            sqlite_seen.mark(db, self.conn, self.app_name, consumer)
+        log.info("worker %s uses the embedded SQLite database %s", consumer, os.path.abspath(self.path))
 
     async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
         deadline = time.monotonic() + block

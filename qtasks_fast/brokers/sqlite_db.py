@@ -8,7 +8,9 @@ scan never steps over future work), ``records`` (task records), ``dead_letters``
 fleet-wide concurrency-limit semaphores), ``workers`` (the worker registry: one
 row per live worker process, its msgpack ``WorkerInfo`` and last heartbeat in ms),
 ``task_table`` (the task table workers publish for producers, see
-``qtasks_fast/tasktable.py``) and ``logs`` (lines captured by LogCapture).
+``qtasks_fast/tasktable.py``), ``meta`` (facts about the file per app: that a worker
+has used it, so a producer can tell a database no worker reads) and ``logs`` (lines
+captured by LogCapture).
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ CREATE TABLE IF NOT EXISTS logs (
     line TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_task ON logs (app, uuid, id);
 CREATE INDEX IF NOT EXISTS logs_expiry ON logs (expires_at);
+CREATE TABLE IF NOT EXISTS meta (
+    app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (app, key)) WITHOUT ROWID;
 """
 #: seconds a write of a producer or of the CLI waits for another connection's write lock before it raises
 #: (writers queue up behind one another); a worker waits as long as it takes, see :class:`LockWait`

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
+from qtasks_fast.brokers import sqlite_seen
 from qtasks_fast.brokers.sqlite_db import (
     SqliteConnection,
     append_logs,
@@ -150,6 +151,7 @@ class SqliteStorage(Storage):
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
+                sqlite_seen.timed_out(self.conn, self.app_name)  # when no worker ever used the file: say so
                 return task
             yield min(delay, left)
             delay = min(delay * 2, POLL_MAX)

@@ -1,0 +1,37 @@
+"""Argument types of the ``qtasks-fast`` parsers: a bad value is argparse's one-line error and exit code 2.
+
+argparse also parses a string default with the ``type``, so a value read from ``QTASKS_<FLAG>`` is
+checked the same way, before anything is imported or contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def whole(least: int, env: str | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``least``. A default read from ``QTASKS_<env>`` is
+    parsed by it too (argparse parses string defaults), so a bad environment value is one line as well."""
+    where = f" (the flag, or env QTASKS_{env})" if env else ""
+
+    def parse(raw: str) -> int:
+        try:
+            n = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number{where}") from None
+        if n < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, not {n}{where}")
+        return n
+
+    return parse
+
+
+def log_level(raw: str) -> str:
+    """An argparse ``type``: one of :data:`LOG_LEVELS` (any case)."""
+    if raw.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a log level: use DEBUG, INFO, WARNING or ERROR (the flag, "
+                                         "or env QTASKS_LOG_LEVEL)")
+    return raw.upper()
