@@ -181,11 +181,7 @@ async def _wait_for_broker(app: object) -> int | None:
                 broker = app.broker
                 done, _ = await until_stopped(stop, broker.ping())
             except Exception as exc:  # noqa: BLE001 - each failure is classified below
-                if refused(exc):
-                    log.error("cannot use the broker: %s — it refuses this client: check the user and password in "
-                              "the broker URL (and the ACL of that user); waiting would not help", exc)
-                    return 2
-                if permanent(exc) or not transient(exc):
+                if refused(exc) or permanent(exc) or not transient(exc):  # the message says what to change
                     log.error("cannot use the broker: %s", describe(exc))
                     return 2
                 if not await sleep_unless_stopped(stop, outage.failed(exc)):

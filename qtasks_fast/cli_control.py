@@ -289,8 +289,12 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
         return USAGE
     if args.command == "inspect":
         data = control.inspect(app)
+        try:
+            data.update(asyncio.run(_fleet(app)))
+        except Exception as exc:  # refused: a wrong password or database number is the user's to fix
+            _err(broker_error(exc))
+            return USAGE
         data["broker_memory"] = _broker_memory(app)
-        data.update(asyncio.run(_fleet(app)))
         for warning in (data["broker_memory"] or {}).get("warnings", ()):
             _err(f"warning: {warning}")
         for note in data["notes"]:
@@ -324,9 +328,16 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
 
 
 async def _fleet(app: BaseQueueTasks) -> dict[str, Any]:
+    """``control.fleet``; raises when the broker refused this client (an unreachable one is only a note)."""
     from qtasks_fast import control
+    from qtasks_fast.worker.startup import refused
 
     try:
+        try:
+            await app.broker.ping()
+        except Exception as exc:
+            if refused(exc):
+                raise
         return await control.fleet(app)
     finally:
         try:
@@ -337,10 +348,13 @@ async def _fleet(app: BaseQueueTasks) -> dict[str, Any]:
 
 def broker_error(exc: BaseException) -> str:
     """One line for a broker that failed a command: its cause, and what to check."""
+    from qtasks_fast.exceptions import BrokerUnavailable
     from qtasks_fast.faults import describe, no_such_db
 
     if no_such_db(exc):
         return describe(exc)
+    if isinstance(exc, BrokerUnavailable):  # its message names the cause and what to do
+        return str(exc)
     return f"broker error: {describe(exc)}; is it reachable, and is the URL right (--broker / QTASKS_BROKER_URL)?"
 
 

@@ -87,12 +87,21 @@ def test_a_url_that_cannot_work_is_one_line_before_anything_connects(command: st
         one_line_exit_2(qtf(project, app_name, *COMMANDS[command], APP_URL=url), "(from the app's broker_url)")
 
 
-@pytest.mark.parametrize("command", TALKING)
+@pytest.mark.parametrize("command", [*TALKING, "inspect"])
 def test_a_redis_database_the_server_does_not_have(command: str, project: Path, app_name: str,
                                                    redis_url: str) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/99"  # the shared Redis has the default 16 databases
     one_line_exit_2(qtf(project, app_name, *COMMANDS[command], "--broker", url),
                     "names a Redis database this server does not have")
+
+
+@pytest.mark.parametrize("command", [*TALKING, "inspect"])
+def test_a_wrong_password_says_so(command: str, project: Path, app_name: str, redis_url: str) -> None:
+    """Not "cannot reach Redis ... is redis-server running?": it answered, and refused these credentials."""
+    url = redis_url.rsplit("/", 1)[0].replace("redis://", "redis://nobody:wrong@") + "/0"
+    res = qtf(project, app_name, *COMMANDS[command], QTASKS_BROKER_URL=url)
+    one_line_exit_2(res, "refuses this client")
+    assert "check the user and password" in res.stderr and "wrong" not in res.stderr
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))

@@ -156,3 +156,25 @@ def test_without_prctl_a_worker_stops_when_its_parent_is_gone(monkeypatch: pytes
         return stop.is_set()
 
     assert asyncio.run(main())
+
+
+@pytest.mark.parametrize("url_change", ["db", "password"])
+def test_a_broker_that_refuses_the_url_ends_a_worker_for_good(url_change: str, redis_url: str, app_name: str) -> None:
+    """A database number the server lacks or a wrong password is permanent (exit 78: the supervisor gives up and
+    says why) — no restart or wait fixes a URL."""
+    from qtasks_fast.worker.runner import EXIT_PERMANENT, exit_code
+
+    base = redis_url.rsplit("/", 1)[0]
+    url = base + "/99" if url_change == "db" else base.replace("redis://", "redis://nobody:wrong@") + "/0"
+    app = QueueTasks(app_name, broker_url=url)
+
+    async def ping() -> BaseException:
+        try:
+            await app.broker.ping()
+        except Exception as exc:  # noqa: BLE001 - the error a worker's start-up sees
+            return exc
+        finally:
+            await app.broker.close()
+        raise AssertionError(f"{url} was accepted")
+
+    assert exit_code(asyncio.run(ping())) == EXIT_PERMANENT

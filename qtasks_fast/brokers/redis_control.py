@@ -66,9 +66,13 @@ def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
             f"Redis at {redact(url)} did not answer in time ({exc}): is it hung, stopped or overloaded? "
             "Retry later; raise config.socket_timeout / connect_timeout (QTASKS_SOCKET_TIMEOUT, "
             "QTASKS_CONNECT_TIMEOUT) only if it is merely slow")
+    if isinstance(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError)):
+        return BrokerUnavailable(
+            f"Redis at {redact(url)} refuses this client ({str(exc).rstrip('.')}): check the user and password in "
+            "the broker URL (QTASKS_BROKER_URL or --broker-file) and the ACL of that user; waiting will not help")
     return BrokerUnavailable(
-        f"cannot reach Redis at {redact(url)}: {exc}. Is redis-server running, and is the URL right "
-        "(--broker / QTASKS_BROKER_URL)?"
+        f"cannot reach Redis at {redact(url)}: {str(exc).rstrip('.')}. Is redis-server running, and is the URL "
+        "right (--broker / QTASKS_BROKER_URL)?"
     )
 
 

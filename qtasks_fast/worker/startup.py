@@ -61,19 +61,23 @@ def new_owner() -> str:
 
 
 def _in_chain(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    return any(isinstance(seen, types) for seen in _chain(exc))
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
     seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, types):
-            return True
+    while seen is not None and len(out) < 5:
+        out.append(seen)
         seen = seen.__cause__
-    return False
+    return out
 
 
 def refused(exc: BaseException) -> bool:
-    """True when the broker refused this client: a wrong user or password, an ACL without the commands."""
-    return _in_chain(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError))
+    """True when the broker refused this client: a wrong user or password, an ACL without the commands, a
+    database number the server does not have (``/99``): no wait fixes those, the URL must change."""
+    return _in_chain(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError)) or \
+        any(faults.no_such_db(seen) for seen in _chain(exc))
 
 
 def permanent(exc: BaseException) -> bool:
