@@ -131,3 +131,34 @@ def test_info_with_a_bad_environment_value_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr, res
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "QTASKS_MAX_PAYLOAD='big' is not a valid int: fix or unset it" in res.stderr
+
+
+@pytest.mark.parametrize(("name", "raw", "says"), [
+    ("QTASKS_CONCURRENCY", "0", "must be at least 1"), ("QTASKS_THREADS", "-2", "must be at least 1"),
+    ("QTASKS_BATCH_SIZE", "0", "must be at least 1"), ("QTASKS_MAX_DELIVERIES", "0", "must be at least 1"),
+    ("QTASKS_PREFETCH", "-5", "must be at least -1"), ("QTASKS_LEASE_SECONDS", "0", "must be above 0")])
+def test_an_environment_value_out_of_range_is_refused_like_its_flag(name: str, raw: str, says: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--concurrency 0`` is refused; ``QTASKS_CONCURRENCY=0`` was taken, and a worker that could run nothing
+    started and sat idle (issue 10, item 8)."""
+    from qtasks_fast.config import BadSetting
+
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(BadSetting, match=f"{name}='{raw}' {says}: fix or unset it"):
+        GlobalConfig()
+
+
+def test_info_with_an_environment_value_out_of_range_is_one_line(tmp_path: Path) -> None:
+    _app_file(tmp_path)
+    res = _info(tmp_path, QTASKS_CONCURRENCY="0")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "QTASKS_CONCURRENCY='0' must be at least 1: fix or unset it" in res.stderr
+
+
+def test_in_range_environment_values_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, raw in (("QTASKS_PREFETCH", "-1"), ("QTASKS_PREFETCH", "0"), ("QTASKS_DRAIN_SECONDS", "0"),
+                      ("QTASKS_LOG_SUMMARY_SECONDS", "0"), ("QTASKS_LEASE_SECONDS", "0.3")):
+        monkeypatch.setenv(name, raw)
+    c = GlobalConfig()
+    assert (c.prefetch, c.drain_seconds, c.log_summary_seconds, c.lease_seconds) == (0, 0.0, 0.0, 0.3)
