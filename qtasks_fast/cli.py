@@ -230,7 +230,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if "bench" in argv and argv.index("bench") in (0, 2):  # [-A app] bench ARGS: ARGS belong to the suites
         from qtasks_fast.benchmarks.__main__ import main as bench_main
 
-        return int(bench_main(argv[argv.index("bench") + 1:]) or 0)
+        return int(bench_main(argv[argv.index("bench") + 1:], prog="qtasks-fast bench") or 0)
     try:
         parser = build_parser()
     except ValueError as exc:  # a QTASKS_<FLAG> default that is no value of its flag
