@@ -289,7 +289,11 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
         return USAGE
     if args.command == "inspect":
         data = control.inspect(app)
-        data["broker_memory"] = _broker_memory(app)
+        try:
+            data["broker_memory"] = _broker_memory(app)
+        except _Refused as exc:  # bad input (the URL names no database, a wrong password): not an outage
+            _err(str(exc))
+            return USAGE
         data.update(asyncio.run(_fleet(app)))
         for warning in (data["broker_memory"] or {}).get("warnings", ()):
             _err(f"warning: {warning}")
@@ -344,12 +348,19 @@ def broker_error(exc: BaseException) -> str:
     return f"broker error: {describe(exc)}; is it reachable, and is the URL right (--broker / QTASKS_BROKER_URL)?"
 
 
+class _Refused(Exception):
+    """The broker refused the URL for good (a database it does not have, a wrong password): one line, exit 2."""
+
+
 def _broker_memory(app: BaseQueueTasks) -> dict[str, Any] | None:
     """The broker's memory figures (Redis: ``memory_stats``), ``{"error": ...}`` when it cannot say, None
-    for a broker without them."""
+    for a broker without them. Raises :class:`_Refused` when the broker refused the URL itself: ``inspect``
+    shows the app's side through an outage, but a URL that cannot work is bad input, as for every command."""
     import redis
 
     from qtasks_fast.exceptions import BrokerUnavailable
+    from qtasks_fast.faults import describe, no_such_db
+    from qtasks_fast.worker.startup import refused
 
     stats = getattr(app.broker, "memory_stats", None)
     if stats is None:
@@ -357,6 +368,11 @@ def _broker_memory(app: BaseQueueTasks) -> dict[str, Any] | None:
     try:
         return stats()  # type: ignore[no-any-return]
     except (BrokerUnavailable, redis.RedisError) as exc:
+        cause = exc.__cause__ if isinstance(exc, BrokerUnavailable) and exc.__cause__ is not None else exc
+        if no_such_db(cause):
+            raise _Refused(describe(cause)) from exc
+        if refused(exc):
+            raise _Refused(broker_error(cause)) from exc
         message = f"broker memory unknown: {exc}"
         return {"error": message, "warnings": [message]}
 

@@ -87,7 +87,7 @@ def test_a_url_that_cannot_work_is_one_line_before_anything_connects(command: st
         one_line_exit_2(qtf(project, app_name, *COMMANDS[command], APP_URL=url), "(from the app's broker_url)")
 
 
-@pytest.mark.parametrize("command", TALKING)
+@pytest.mark.parametrize("command", [*TALKING, "inspect"])  # inspect shows the app through an outage, not this
 def test_a_redis_database_the_server_does_not_have(command: str, project: Path, app_name: str,
                                                    redis_url: str) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/99"  # the shared Redis has the default 16 databases
