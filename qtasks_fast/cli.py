@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qtasks_fast import cli_broker
-from qtasks_fast.cli_types import LOG_LEVELS, log_level, whole
+from qtasks_fast.cli_types import LOG_LEVELS, log_level, whole, worker_id
 from qtasks_fast.log import get_logger, setup_logging
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Fork N worker processes that run the app's tasks; SIGTERM drains them.")
     run.add_argument("--processes", "-n", type=whole(1, "PROCESSES"), default=_env("PROCESSES") or "1",
                      help="worker processes to fork (env QTASKS_PROCESSES; default 1)")
-    run.add_argument("--worker-id", default=_env("WORKER_ID", os.uname().nodename),
+    run.add_argument("--worker-id", type=worker_id, default=_env("WORKER_ID", os.uname().nodename),
                      help="stable id of this host's worker pool; consumer names are <id>-<slot>, so a restarted "
                           "pool with the same id takes over its unfinished messages at once (default: hostname)")
     run.add_argument("--concurrency", "-c", type=whole(1), default=None,

@@ -119,6 +119,10 @@ def test_a_log_level_that_does_not_exist(command: str, project: Path, app_name: 
     (["--processes", "two"], {}, "argument --processes/-n: 'two' is not a whole number"),
     ([], {"QTASKS_PROCESSES": "0"}, "must be at least 1, not 0 (the flag, or env QTASKS_PROCESSES)"),
     (["--concurrency", "0"], {}, "argument --concurrency/-c: must be at least 1, not 0"),
+    (["--worker-id", ""], {}, "argument --worker-id: '' is not a worker id"),
+    (["--worker-id", "web 1"], {}, "argument --worker-id: 'web 1' is not a worker id"),
+    ([], {"QTASKS_WORKER_ID": ""}, "'' is not a worker id"),
+    ([], {"QTASKS_CONCURRENCY": "0"}, "QTASKS_CONCURRENCY='0' must be at least 1"),
 ])
 def test_numbers_of_run_are_checked_before_the_broker(args: list[str], env: dict[str, str], expected: str,
                                                       project: Path, app_name: str) -> None:
