@@ -214,6 +214,19 @@ def test_dlq_list_keeps_ids_and_uuids_whole_on_a_narrow_terminal(project: Path, 
         assert f"{i:08x}-3a5d-4c2b-9e8f-1a2b3c4d5e6f" in res.stdout, res.stdout  # on one line: not wrapped
 
 
+def test_dlq_list_on_a_narrow_terminal_keeps_every_field_readable(project: Path, app_name: str) -> None:
+    """At 80 columns the one table left queue, task, time and reason a few characters wide (a reason filled
+    40 lines); too narrow for it, each dead letter is a field/value table."""
+    _dead_letters(project, app_name, 2)
+    res = qtf(project, app_name, "dlq", "list")  # COLUMNS=80
+    assert res.returncode == 0, res
+    assert res.stdout.count("unknown task") == 2 and res.stdout.count(" default ") >= 2, res.stdout
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80
+    wide = qtf(project, app_name, "dlq", "list", COLUMNS="200")  # wide enough: one row per dead letter
+    rows = [line for line in wide.stdout.splitlines() if "unknown task" in line]
+    assert len(rows) == 2 and all("-3a5d-4c2b-9e8f-1a2b3c4d5e6f" in r and " default " in r for r in rows), wide.stdout
+
+
 def test_restart_prints_its_whole_title(project: Path, app_name: str) -> None:
     code = ("import os, cli_app\n"
             "t = cli_app.add.add_task(1, 2)\n"
