@@ -123,6 +123,8 @@ def test_info_shows_each_setting_and_where_it_came_from(tmp_path: Path) -> None:
     rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if line.count("│") == 4}
     assert "env QTASKS_LEASE_SECONDS" in rows["lease_seconds"] and "7.0" in rows["lease_seconds"]
     assert "redis://127.0.0.1:1/0" in rows["broker_url"] and "code" in rows["broker_url"]
+    # the default prefetch -1 says what a worker holds, as inspect does (a bare -1 reads as "unlimited")
+    assert "-1 (a worker holds 64: follows concurrency)" in rows["prefetch"], rows["prefetch"]
 
 
 def test_info_with_a_bad_environment_value_is_one_line(tmp_path: Path) -> None:
