@@ -95,6 +95,17 @@ def test_a_redis_database_the_server_does_not_have(command: str, project: Path, 
                     "names a Redis database this server does not have")
 
 
+@pytest.mark.parametrize("command", ["run", "inspect", "status"])
+def test_an_app_module_whose_import_is_missing_says_so(command: str, project: Path, app_name: str) -> None:
+    """The module is found and imports a package that is not installed: "run from the directory that contains
+    it" would send the user looking for the wrong thing."""
+    (project / "dep_app.py").write_text("import no_such_dependency_qtf  # noqa\n")
+    res = qtf(project, app_name, *COMMANDS[command], app="dep_app")
+    one_line_exit_2(res, "importing app module 'dep_app' failed: No module named 'no_such_dependency_qtf', "
+                         "which it imports: install it")
+    assert "Run from the directory" not in res.stderr
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_an_app_attribute_that_does_not_exist(command: str, project: Path, app_name: str) -> None:
     one_line_exit_2(qtf(project, app_name, *COMMANDS[command], app="cli_app:typo"),
