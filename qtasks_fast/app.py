@@ -57,6 +57,11 @@ def _caller_file() -> str | None:
     return None
 
 
+def url_origin(source: str) -> str:
+    """Where a broker URL came from, for an error about it: ``env QTASKS_BROKER_URL``, ``--broker``, ..."""
+    return "the app's broker_url" if source == "code" else source.removeprefix("flag ")
+
+
 class BaseQueueTasks(Producer):
     """Registry and backend shared by the sync and async clients."""
 
@@ -134,7 +139,11 @@ class BaseQueueTasks(Producer):
 
     def _resolve(self) -> tuple[Broker, Storage]:
         if self._broker is None or self._storage is None:
-            broker, storage = make_backend(self.broker_source()[0], self.name, self.config, self._defined_in)
+            url, source = self.broker_source()
+            try:
+                broker, storage = make_backend(url, self.name, self.config, self._defined_in)
+            except ValueError as exc:  # a URL that cannot work: say where it came from (the env is easy to miss)
+                raise ValueError(f"{exc} (from {url_origin(source)})") from None
             self._broker = self._broker or broker
             self._storage = self._storage or storage
         return self._broker, self._storage

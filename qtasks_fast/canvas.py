@@ -65,6 +65,10 @@ class chain:  # noqa: N801 - a workflow constructor, named like Celery's and QTa
     def __repr__(self) -> str:
         return "chain(" + " | ".join(name for name, _, _ in self.steps) + ")"
 
+    def _not_imported(self, app: BaseQueueTasks) -> list[str]:
+        """The steps' task names that ``app`` has not imported, in order, each once."""
+        return list(dict.fromkeys(name for name, _, _ in self.steps if name not in app.tasks))
+
     def add_task(self, *, priority: int | None = None, countdown: float | None = None,
                  eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
                  app: BaseQueueTasks | None = None) -> Any:
@@ -81,8 +85,10 @@ class chain:  # noqa: N801 - a workflow constructor, named like Celery's and QTa
         name, args, kwargs = self.steps[0]
         if app.is_async:
             return self._send_async(app, priority, when, meta)
-        if name not in app.tasks:  # a task not imported here: sent with its published options
-            app.resolve_sync(name)
+        # every step, not only the first: a later step's unknown name is refused here, before anything
+        # is sent, instead of being dead-lettered by the worker after the earlier steps ran
+        for step in self._not_imported(app):  # a task not imported here: sent with its published options
+            app.resolve_sync(step)
         env, _ = app.build(name, args, kwargs, priority, eta=when, meta=meta)
         skipped = app.send_sync([env])  # type: ignore[attr-defined]
         return ChainResult(app, skipped[env.uuid] if skipped else env.uuid, len(self.steps))
@@ -90,8 +96,8 @@ class chain:  # noqa: N801 - a workflow constructor, named like Celery's and QTa
     async def _send_async(self, app: BaseQueueTasks, priority: int | None, when: float,
                           meta: dict[str, Any]) -> AsyncChainResult:
         name, args, kwargs = self.steps[0]
-        if name not in app.tasks:
-            await app.resolve(name)
+        for step in self._not_imported(app):
+            await app.resolve(step)
         env, _ = app.build(name, args, kwargs, priority, eta=when, meta=meta)
         skipped = await app.send([env])
         return AsyncChainResult(app, skipped[env.uuid] if skipped else env.uuid, len(self.steps))

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qtasks_fast import cli_broker
-from qtasks_fast.cli_types import LOG_LEVELS, log_level, whole
+from qtasks_fast.cli_types import LOG_LEVELS, log_level, whole, worker_id
 from qtasks_fast.log import get_logger, setup_logging
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Fork N worker processes that run the app's tasks; SIGTERM drains them.")
     run.add_argument("--processes", "-n", type=whole(1, "PROCESSES"), default=_env("PROCESSES") or "1",
                      help="worker processes to fork (env QTASKS_PROCESSES; default 1)")
-    run.add_argument("--worker-id", default=_env("WORKER_ID", os.uname().nodename),
+    run.add_argument("--worker-id", type=worker_id, default=_env("WORKER_ID", os.uname().nodename),
                      help="stable id of this host's worker pool; consumer names are <id>-<slot>, so a restarted "
                           "pool with the same id takes over its unfinished messages at once (default: hostname)")
     run.add_argument("--concurrency", "-c", type=whole(1), default=None,
@@ -104,6 +104,7 @@ def load(args: argparse.Namespace, build: bool = True) -> BaseQueueTasks | None:
     app's own precedence: ``$QTASKS_BROKER_URL``, then its code); None (the reason logged, one line) when
     it cannot be loaded or its broker URL cannot work. ``build``: also build the backend (``info`` does not:
     it creates nothing)."""
+    from qtasks_fast.app import url_origin
     from qtasks_fast.brokers import check_url
     from qtasks_fast.loader import AppLoadError, load_app
 
@@ -127,10 +128,14 @@ def load(args: argparse.Namespace, build: bool = True) -> BaseQueueTasks | None:
     try:
         if url is not None:
             check_url(url)
+    except ValueError as exc:  # a URL that cannot work (its message names it, redacted, and what to use)
+        log.error("%s (from %s)", exc, url_origin(source))
+        return None
+    try:
         if build:
             app._resolve()
-    except ValueError as exc:  # a URL that cannot work (its message names it, redacted, and what to use)
-        log.error("%s (from %s)", exc, "the app's broker_url" if source == "code" else source.removeprefix("flag "))
+    except ValueError as exc:  # the same, named by the app
+        log.error("%s", exc)
         return None
     return app
 
@@ -226,7 +231,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if "bench" in argv and argv.index("bench") in (0, 2):  # [-A app] bench ARGS: ARGS belong to the suites
         from qtasks_fast.benchmarks.__main__ import main as bench_main
 
-        return int(bench_main(argv[argv.index("bench") + 1:]) or 0)
+        return int(bench_main(argv[argv.index("bench") + 1:], prog="qtasks-fast bench") or 0)
     try:
         parser = build_parser()
     except ValueError as exc:  # a QTASKS_<FLAG> default that is no value of its flag

@@ -177,6 +177,26 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     Console().print(table)
 
 
+#: the width the reason column gets at least in the one-table form of ``dlq list``
+_REASON_MIN = 30
+
+
+def _dead_letters_out(app_name: str, rows: list[dict[str, Any]]) -> None:
+    """``dlq list``: one table, a row per dead letter, when the terminal is wide enough for the whole ids and
+    a readable reason; else a field/value table per dead letter (at 80 columns the one table left the queue,
+    task, time and reason a few characters each, one reason filling 40 lines)."""
+    from rich.console import Console
+
+    columns = ["id", "uuid", "queue", "task", "at (UTC)", "reason"]
+    table = [[r["id"], r["uuid"], r["queue"], r["task_name"], _short_time(r["at"]), r["reason"]] for r in rows]
+    widths = [max(len(str(c)), *(len(str(t[i] or "")) for t in table)) for i, c in enumerate(columns[:-1])]
+    if sum(widths) + _REASON_MIN + 3 * len(columns) + 1 <= Console().width:
+        _table(f"dead letters of {app_name!r}", columns, table)
+        return
+    for t in table:
+        _table(f"dead letter {t[0]} of {app_name!r}", ["field", "value"], [list(p) for p in zip(columns, t)])
+
+
 def _task_out(task: Any, as_json: bool, title: str) -> None:
     if as_json:
         _json(task)
@@ -228,8 +248,7 @@ async def _run(app: BaseQueueTasks, args: argparse.Namespace) -> int:  # noqa: C
         elif not rows:
             print(f"no dead letters in {'queue ' + repr(args.queue) if args.queue else 'any queue of the app'}")
         else:
-            _table(f"dead letters of {app.name!r}", ["id", "uuid", "queue", "task", "at (UTC)", "reason"],
-                   [[r["id"], r["uuid"], r["queue"], r["task_name"], _short_time(r["at"]), r["reason"]] for r in rows])
+            _dead_letters_out(app.name, rows)
     else:
         requeue = args.dlq_command == "requeue"
         if requeue:

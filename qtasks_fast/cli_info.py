@@ -88,6 +88,20 @@ def _shown(value: object) -> str:
     return {True: "yes", False: "NO"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
+def _with_effect(app: BaseQueueTasks, name: str, value: object) -> str:
+    """A setting as the table shows it: ``prefetch`` -1 (the default) also says the number a worker holds, as
+    ``inspect`` does; a bare -1 read as "unlimited" or "off". ``--json`` keeps the value as it is set."""
+    from qtasks_fast.config import effective_prefetch
+
+    concurrency = app.config.concurrency
+    if name == "prefetch" and isinstance(value, int) and isinstance(concurrency, int):
+        held = effective_prefetch(concurrency, value)
+        if held != value:
+            why = "follows concurrency" if value < 0 else "capped at concurrency"
+            return f"{value} (a worker holds {held}: {why})"
+    return str(value)
+
+
 def cmd_info(app: BaseQueueTasks | None, as_json: bool) -> int:
     data = info_dict(app)
     if as_json:
@@ -111,6 +125,6 @@ def cmd_info(app: BaseQueueTasks | None, as_json: bool) -> int:
         rows.add_column("value", overflow="fold")
         rows.add_column("source", overflow="fold")
         for name, row in settings(app).items():
-            rows.add_row(name, escape(str(row["value"])), escape(row["source"]))
+            rows.add_row(name, escape(_with_effect(app, name, row["value"])), escape(row["source"]))
         console.print(rows)
     return 0

@@ -35,3 +35,12 @@ def log_level(raw: str) -> str:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a log level: use DEBUG, INFO, WARNING or ERROR (the flag, "
                                          "or env QTASKS_LOG_LEVEL)")
     return raw.upper()
+
+
+def worker_id(raw: str) -> str:
+    """An argparse ``type``: a worker id with a visible character and no whitespace or control character
+    (``--worker-id ""`` named the processes ``-0``, ``-1``: consumer names no one can tell apart)."""
+    if not raw or any(c.isspace() or not c.isprintable() for c in raw):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a worker id: use letters, digits and -_. such as web1 (the "
+                                         "flag, or env QTASKS_WORKER_ID; default: the hostname)")
+    return raw

@@ -25,6 +25,11 @@ class BadSetting(ValueError):
     what to do (``qtasks-fast`` prints it as it is)."""
 
 
+#: the least value a ``QTASKS_<FIELD>`` may set (``--concurrency 0`` is refused, so is ``QTASKS_CONCURRENCY=0``:
+#: a worker that could run nothing would start and sit idle); ``lease_seconds`` must be above its bound
+_ENV_MIN: dict[str, float] = {"concurrency": 1, "threads": 1, "batch_size": 1, "max_deliveries": 1, "max_payload": 1,
+                              "prefetch": -1, "lease_seconds": 0, "drain_seconds": 0, "log_summary_seconds": 0}
+
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -128,9 +133,14 @@ class GlobalConfig:
         if kind is bool:
             return parse_bool(name, raw)
         try:
-            return kind(raw)
+            value = kind(raw)
         except ValueError:
             raise BadSetting(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}: fix or unset it") from None
+        least = _ENV_MIN.get(name)
+        if least is not None and (value <= least if name == "lease_seconds" else value < least):
+            bound = f"above {least:g}" if name == "lease_seconds" else f"at least {least:g}"
+            raise BadSetting(f"{env_name(name)}={raw!r} must be {bound}: fix or unset it")
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         """``app.config.x = v`` in code: recorded as code, and, by the one precedence, left under an

@@ -33,6 +33,11 @@ def _find(spec: str) -> tuple[BaseQueueTasks, str]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        if missing != module_name and not module_name.startswith(missing + "."):
+            # the app's module was found; a module it imports was not: no directory or -A fixes that
+            raise AppLoadError(f"importing app module {module_name!r} failed: {exc}, which it imports: install it "
+                               f"in the environment of {sys.executable}") from exc
         if attr or "." not in module_name or exc.name != module_name:
             raise AppLoadError(f"cannot import app module {module_name!r}: {exc}. "
                                "Run from the directory that contains it, or fix -A / QTASKS_APP.") from exc

@@ -75,7 +75,8 @@ class Task(msgspec.Struct, kw_only=True):
     """A task record as returned by ``add_task`` and ``get`` (QTasks fields).
 
     ``retry`` is the number of retries *left* after this attempt, not how many were made: ``retry=3``
-    on a first attempt that fails gives a child with ``retry=2``, and so on to 0.
+    on a first attempt that fails gives a child with ``retry=2``, and so on to 0. A failure that
+    ``retry_on_exc`` does not name is final with retries still left in ``retry``.
     """
 
     status: str

@@ -104,6 +104,17 @@ def test_a_wrong_password_says_so(command: str, project: Path, app_name: str, re
     assert "check the user and password" in res.stderr and "wrong" not in res.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "inspect", "status"])
+def test_an_app_module_whose_import_is_missing_says_so(command: str, project: Path, app_name: str) -> None:
+    """The module is found and imports a package that is not installed: "run from the directory that contains
+    it" would send the user looking for the wrong thing."""
+    (project / "dep_app.py").write_text("import no_such_dependency_qtf  # noqa\n")
+    res = qtf(project, app_name, *COMMANDS[command], app="dep_app")
+    one_line_exit_2(res, "importing app module 'dep_app' failed: No module named 'no_such_dependency_qtf', "
+                         "which it imports: install it")
+    assert "Run from the directory" not in res.stderr
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_an_app_attribute_that_does_not_exist(command: str, project: Path, app_name: str) -> None:
     one_line_exit_2(qtf(project, app_name, *COMMANDS[command], app="cli_app:typo"),
@@ -128,6 +139,10 @@ def test_a_log_level_that_does_not_exist(command: str, project: Path, app_name: 
     (["--processes", "two"], {}, "argument --processes/-n: 'two' is not a whole number"),
     ([], {"QTASKS_PROCESSES": "0"}, "must be at least 1, not 0 (the flag, or env QTASKS_PROCESSES)"),
     (["--concurrency", "0"], {}, "argument --concurrency/-c: must be at least 1, not 0"),
+    (["--worker-id", ""], {}, "argument --worker-id: '' is not a worker id"),
+    (["--worker-id", "web 1"], {}, "argument --worker-id: 'web 1' is not a worker id"),
+    ([], {"QTASKS_WORKER_ID": ""}, "'' is not a worker id"),
+    ([], {"QTASKS_CONCURRENCY": "0"}, "QTASKS_CONCURRENCY='0' must be at least 1"),
 ])
 def test_numbers_of_run_are_checked_before_the_broker(args: list[str], env: dict[str, str], expected: str,
                                                       project: Path, app_name: str) -> None:
@@ -217,6 +232,19 @@ def test_dlq_list_keeps_ids_and_uuids_whole_on_a_narrow_terminal(project: Path, 
     assert res.returncode == 0, res
     for i in range(2):
         assert f"{i:08x}-3a5d-4c2b-9e8f-1a2b3c4d5e6f" in res.stdout, res.stdout  # on one line: not wrapped
+
+
+def test_dlq_list_on_a_narrow_terminal_keeps_every_field_readable(project: Path, app_name: str) -> None:
+    """At 80 columns the one table left queue, task, time and reason a few characters wide (a reason filled
+    40 lines); too narrow for it, each dead letter is a field/value table."""
+    _dead_letters(project, app_name, 2)
+    res = qtf(project, app_name, "dlq", "list")  # COLUMNS=80
+    assert res.returncode == 0, res
+    assert res.stdout.count("unknown task") == 2 and res.stdout.count(" default ") >= 2, res.stdout
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80
+    wide = qtf(project, app_name, "dlq", "list", COLUMNS="200")  # wide enough: one row per dead letter
+    rows = [line for line in wide.stdout.splitlines() if "unknown task" in line]
+    assert len(rows) == 2 and all("-3a5d-4c2b-9e8f-1a2b3c4d5e6f" in r and " default " in r for r in rows), wide.stdout
 
 
 def test_restart_prints_its_whole_title(project: Path, app_name: str) -> None:

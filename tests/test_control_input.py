@@ -135,3 +135,20 @@ def test_the_cli_refuses_a_uuid_that_is_not_one(command: str, redis_url: str, ap
         assert res.returncode == 2, res
         assert res.stderr.count("\n") == 1 and "is not a task uuid" in res.stderr, res.stderr
         assert "Traceback" not in res.stderr
+
+
+#: dead-letter ids no backend can hold: not a stream id (Redis answers XRANGE with an error), past 64 bits
+#: (SQLite raises OverflowError), a non-ASCII digit
+NO_SUCH_IDS = ["nosuch", "99999999999999999999999", "1-99999999999999999999999", "\u00b2", "1-0-0", ""]
+
+
+def test_dead_letter_ids_that_cannot_exist_are_not_found_on_every_backend(url: str, app_name: str) -> None:
+    """``dlq requeue/purge --id`` with a mistyped id: "none of the ids is a dead letter" (0), never a
+    "broker error" (Redis) or a traceback (SQLite) (issue 10, item 8)."""
+    from qtasks_fast import QueueTasks
+
+    app = QueueTasks(app_name, broker_url=url)
+    assert app.dlq_requeue("default", ids=NO_SUCH_IDS) == 0
+    assert app.dlq_purge("default", ids=NO_SUCH_IDS) == 0
+    assert app.dlq_requeue("default", ids=["1-0", "1"]) == 0  # well-formed, absent
+    app.close()

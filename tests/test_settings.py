@@ -123,6 +123,8 @@ def test_info_shows_each_setting_and_where_it_came_from(tmp_path: Path) -> None:
     rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if line.count("│") == 4}
     assert "env QTASKS_LEASE_SECONDS" in rows["lease_seconds"] and "7.0" in rows["lease_seconds"]
     assert "redis://127.0.0.1:1/0" in rows["broker_url"] and "code" in rows["broker_url"]
+    # the default prefetch -1 says what a worker holds, as inspect does (a bare -1 reads as "unlimited")
+    assert "-1 (a worker holds 64: follows concurrency)" in rows["prefetch"], rows["prefetch"]
 
 
 def test_info_with_a_bad_environment_value_is_one_line(tmp_path: Path) -> None:
@@ -131,3 +133,43 @@ def test_info_with_a_bad_environment_value_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr, res
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "QTASKS_MAX_PAYLOAD='big' is not a valid int: fix or unset it" in res.stderr
+
+
+@pytest.mark.parametrize(("name", "raw", "says"), [
+    ("QTASKS_CONCURRENCY", "0", "must be at least 1"), ("QTASKS_THREADS", "-2", "must be at least 1"),
+    ("QTASKS_BATCH_SIZE", "0", "must be at least 1"), ("QTASKS_MAX_DELIVERIES", "0", "must be at least 1"),
+    ("QTASKS_PREFETCH", "-5", "must be at least -1"), ("QTASKS_LEASE_SECONDS", "0", "must be above 0")])
+def test_an_environment_value_out_of_range_is_refused_like_its_flag(name: str, raw: str, says: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--concurrency 0`` is refused; ``QTASKS_CONCURRENCY=0`` was taken, and a worker that could run nothing
+    started and sat idle (issue 10, item 8)."""
+    from qtasks_fast.config import BadSetting
+
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(BadSetting, match=f"{name}='{raw}' {says}: fix or unset it"):
+        GlobalConfig()
+
+
+def test_info_with_an_environment_value_out_of_range_is_one_line(tmp_path: Path) -> None:
+    _app_file(tmp_path)
+    res = _info(tmp_path, QTASKS_CONCURRENCY="0")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "QTASKS_CONCURRENCY='0' must be at least 1: fix or unset it" in res.stderr
+
+
+def test_in_range_environment_values_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, raw in (("QTASKS_PREFETCH", "-1"), ("QTASKS_PREFETCH", "0"), ("QTASKS_DRAIN_SECONDS", "0"),
+                      ("QTASKS_LOG_SUMMARY_SECONDS", "0"), ("QTASKS_LEASE_SECONDS", "0.3")):
+        monkeypatch.setenv(name, raw)
+    c = GlobalConfig()
+    assert (c.prefetch, c.drain_seconds, c.log_summary_seconds, c.lease_seconds) == (0, 0.0, 0.0, 0.3)
+
+
+def test_a_bad_url_in_the_environment_is_named_as_coming_from_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A producer script (not the CLI) with a stale QTASKS_BROKER_URL: the error points at the variable, not at
+    the app's code, which names a good URL."""
+    monkeypatch.setenv("QTASKS_BROKER_URL", "foo://x")
+    app = QueueTasks("env_url_error", broker_url="memory://")
+    with pytest.raises(ValueError, match=r"unsupported broker URL 'foo://x'.*\(from env QTASKS_BROKER_URL\)"):
+        app.add_task("anything")

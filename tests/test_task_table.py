@@ -235,3 +235,34 @@ def test_waiting_caller_of_a_task_cancelled_while_queued_is_woken(url: str, app_
         waiter.join(50)  # the test's own limit: the caller asked for 600 s
     assert not waiter.is_alive() and got and got[0] is not None, got
     assert got[0].status == "cancel" and got[0].traceback == "changed my mind"  # type: ignore[attr-defined]
+
+
+def test_chain_refuses_an_unknown_name_in_any_step(url: str, app_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in a later step fails at ``add_task`` like one in the first, and nothing is sent (before, the
+    first steps ran and the worker dead-lettered the step with the typo)."""
+    from qtasks_fast import chain
+
+    app = worker_app(app_name, url)
+    client = client_of(app, url)
+    sent: list[object] = []
+    monkeypatch.setattr(client, "send_sync", lambda envs, wait=False: sent.append(envs))
+    with WorkerThread(app):
+        wait_published(app, "fetch")
+        with pytest.raises(TaskNotFound, match="did you mean 'fetch'"):
+            chain(("add", [1, 2], {}), ("fetc", [], {}), app=client).add_task()
+        # the producer's own registry is a table too
+        with pytest.raises(TaskNotFound, match="did you mean 'add'"):
+            chain(app.tasks["fetch"].s("u"), ("ad", [1], {}), app=app).add_task()
+    assert sent == []
+
+
+async def test_async_chain_refuses_an_unknown_name_in_any_step(url: str, app_name: str) -> None:
+    from qtasks_fast import chain
+
+    app = worker_app(app_name, url)
+    client = client_of(app, url, AsyncQueueTasks)
+    with WorkerThread(app):
+        wait_published(app, "fetch")
+        with pytest.raises(TaskNotFound, match="did you mean 'fetch'"):
+            await chain(("add", [1, 2], {}), ("fetc", [], {}), app=client).add_task()
+    await client.close()

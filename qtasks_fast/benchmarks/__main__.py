@@ -54,8 +54,8 @@ DESCRIPTIONS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m qtasks_fast.benchmarks", description=__doc__,
+def build_parser(prog: str = "python -m qtasks_fast.benchmarks") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", "-s", default="default",
                    help="comma-separated suites, 'default' (all but peers) or 'all'; see --list")
@@ -106,7 +106,16 @@ def resolve(args: argparse.Namespace) -> None:
     if args.out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         args.out = Path.cwd() / f"bench-{stamp}"  # never inside the installed package
-    args.process_counts = [int(x) for x in str(args.processes).split(",") if x.strip()]
+    try:
+        args.process_counts = [int(x) for x in str(args.processes).split(",") if x.strip()]
+    except ValueError:
+        args.process_counts = []
+    if not args.process_counts or min(args.process_counts) < 1:
+        raise ValueError(f"argument --processes: {args.processes!r} is not a list of process counts such as 1,2,4")
+    for flag, value in (("--n", args.n), ("--repeats", args.repeats), ("--chunk", args.chunk),
+                        ("--latency-samples", args.latency_samples)):
+        if value < 1:
+            raise ValueError(f"argument {flag}: must be at least 1, not {value}")
 
 
 def select(spec: str) -> list[str]:
@@ -122,7 +131,7 @@ def select(spec: str) -> list[str]:
         elif part in SUITES:
             names.append(part)
         else:
-            raise SystemExit(f"unknown suite {part!r}; choose from {', '.join(SUITES)}, default, all")
+            raise ValueError(f"argument --suite: unknown suite {part!r}; choose from {', '.join(SUITES)}, default, all")
     return [s for s in SUITES if s in names]
 
 
@@ -148,22 +157,30 @@ def run_peers(ctx: Ctx) -> dict[str, Any] | None:
     return {"rows": list(rows), "notes": [], "params": {}}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run the suites; ``prog`` names the command in usage lines (``qtasks-fast bench`` from the CLI). Bad
+    input is argparse's usage and one line, exit 2, before anything is measured or written."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:  # ``qtasks-fast bench -- --quick``: argparse REMAINDER keeps the separator
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
+    parser = build_parser(prog) if prog else build_parser()
+    args = parser.parse_args(argv)
     if args.list:
         for name in SUITES:
             print(f"{name:8} {DESCRIPTIONS[name]}{'' if name in DEFAULT_SUITES else '  (not in default)'}")
         return 0
     if args.resummarize is not None:
+        if not (args.resummarize / "run.json").is_file():
+            parser.error(f"argument --resummarize: {str(args.resummarize)!r} holds no run.json: name a folder a "
+                         "run wrote (./bench-<timestamp>)")
         return resummarize(args.resummarize)
-    resolve(args)
-    suites = select(args.suite)
+    try:
+        resolve(args)
+        suites = select(args.suite)
+    except ValueError as exc:
+        parser.error(str(exc))
     console = Console() if sys.stdout.isatty() else Console(width=160)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     private = None
     if args.private_redis:
         private = PrivateRedis(Path(tempfile.mkdtemp(prefix="qtasks-bench-redis-")))
@@ -190,6 +207,7 @@ def _run(args: argparse.Namespace, argv: list[str], suites: list[str], console: 
         console.print(f"[red]cannot reach Redis at {escape(redact(args.redis_url))}: {escape(str(exc))}[/red]")
         return 2
     rinfo["private"] = bool(args.private_redis)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves no empty folder behind
     meta = {**run_meta(argv), "machine": machine_info(), "versions": versions(), "redis": rinfo,
             "quick": args.quick, "n": args.n, "repeats": args.repeats, "suites": suites}
     (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -9,6 +9,7 @@ settle: a task cancelled while queued can never be fetched afterwards.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,14 @@ _request_decode = msgspec.msgpack.Decoder(tuple[str, str]).decode
 _worker_decode = msgspec.msgpack.Decoder(WorkerInfo).decode
 #: entries handled per Lua call by the bulk ops, so that none holds Redis up for long
 CHUNK = 500
+#: a Redis stream entry id (``1700000000000-0``, or its ms part alone): any other text names no dead letter
+_STREAM_ID = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
+
+
+def _stream_ids(ids: Sequence[str]) -> list[str]:
+    """The ``ids`` that can be stream entry ids: Redis answers an error to any other (``XRANGE nosuch``), so
+    a mistyped ``dlq requeue --id`` would read as a broker failure instead of "no such dead letter"."""
+    return [i for i in ids if _STREAM_ID.fullmatch(i) and all(int(p) < 2**64 for p in i.split("-"))]
 #: share of maxmemory above which ``memory()`` warns (producers get BrokerFull at 100 %)
 MEMORY_WARN = 0.9
 
@@ -257,7 +266,7 @@ class RedisControl:
             return await self._requeue_foreign(storage, queue, ids)
         n = 0
         if ids is not None:
-            wanted = list(ids)
+            wanted = _stream_ids(ids)
             for j in range(0, len(wanted), CHUNK):
                 n += (await self._op(queue, "requeue", rec, CHUNK, *wanted[j:j + CHUNK]))
             return n
@@ -288,7 +297,7 @@ class RedisControl:
     async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
         if ids is None:
             return int(await self._op(queue, "purgedead", False))
-        wanted, n = list(ids), 0
+        wanted, n = _stream_ids(ids), 0
         for j in range(0, len(wanted), CHUNK):
             n += await self._op(queue, "purgedead", False, *wanted[j:j + CHUNK])
         return n

@@ -189,7 +189,8 @@ class SqliteControl(LocalBroker):
             return db.execute(sql + " ORDER BY id", (self.app_name, queue)).fetchall()
         rows = []
         for i in ids:
-            if str(i).isdigit():  # an id of another backend cannot be here
+            # an id of another backend, or past SQLite's integers, cannot be here
+            if str(i).isascii() and str(i).isdigit() and int(i) < 2**63:
                 rows += db.execute(sql + " AND id = ?", (self.app_name, queue, int(i))).fetchall()
         return rows
 
