@@ -171,7 +171,8 @@ async def _wait_for_broker(app: object) -> int | None:
     SIGTERM/SIGINT came first; 2 when no retry can help (a wrong password, a broker URL that cannot work)."""
     from qtasks_fast.app import BaseQueueTasks
     from qtasks_fast.faults import Outage, describe, transient
-    from qtasks_fast.worker.startup import permanent, refused, sleep_unless_stopped, until_stopped
+    from qtasks_fast.stopping import sleep_unless_stopped, until_stopped
+    from qtasks_fast.worker.startup import permanent, refused
 
     assert isinstance(app, BaseQueueTasks)
     log = get_logger("cli")

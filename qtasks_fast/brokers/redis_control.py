@@ -24,6 +24,7 @@ from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 from qtasks_fast.faults import describe, full, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope
+from qtasks_fast.stopping import until_stopped
 from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
 from qtasks_fast.url import redact
 
@@ -227,7 +228,7 @@ class RedisControl:
                 backoff = 0.1
                 while True:
                     # a wait shorter than the read timeout (a quiet channel is not a hung Redis); None = no message
-                    message = await _until_closed(pubsub.get_message(timeout=self.conn.wait_slice), closing)
+                    _, message = await until_stopped(closing, pubsub.get_message(timeout=self.conn.wait_slice))
                     if closing.is_set():
                         return
                     if not message or message.get("type") != "message":
@@ -414,17 +415,3 @@ class RedisControl:
         except redis.RedisError as exc:
             raise outage(self.url, exc) from exc
         return decode_table(raw.items())
-
-
-async def _until_closed(read: Any, closing: asyncio.Event) -> Any:
-    """``await read``, unless ``closing`` is set first (then the read is cancelled and None returned)."""
-    reader = asyncio.ensure_future(read)
-    stopper = asyncio.ensure_future(closing.wait())
-    try:
-        await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-        if not reader.done():
-            reader.cancel()
-        await asyncio.wait({reader, stopper})  # let both finish, so that no task outlives its loop
-    return None if reader.cancelled() else reader.result()

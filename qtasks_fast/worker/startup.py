@@ -40,6 +40,7 @@ from qtasks_fast import faults
 from qtasks_fast.abc.broker import NotSupported
 from qtasks_fast.exceptions import ConfigError, QTasksError
 from qtasks_fast.log import get_logger
+from qtasks_fast.stopping import sleep_unless_stopped, until_stopped
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Broker
@@ -87,27 +88,6 @@ def permanent(exc: BaseException) -> bool:
     from qtasks_fast.loader import AppLoadError
 
     return refused(exc) or _in_chain(exc, (ConfigError, AppLoadError, ImportError))
-
-
-async def until_stopped(stop: asyncio.Event, aw: Awaitable[T]) -> tuple[bool, T | None]:
-    """``(True, result of aw)``, or ``(False, None)`` when ``stop`` is set first (``aw`` is cancelled)."""
-    job = asyncio.ensure_future(aw)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if job.done():
-        return True, job.result()
-    job.cancel()
-    await asyncio.wait({job})
-    return False, None
-
-
-async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds``; False when ``stop`` is set meanwhile."""
-    done, _ = await until_stopped(stop, asyncio.sleep(seconds))
-    return done
 
 
 async def patiently(stop: asyncio.Event, outage: faults.Outage,
