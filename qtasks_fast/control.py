@@ -53,6 +53,15 @@ async def _queues(app: BaseQueueTasks, queue: str | None) -> list[str]:
     return [queue] if queue else await app.all_queues()
 
 
+async def delete_finished(app: BaseQueueTasks) -> int:
+    """Delete the records of every finished task of the app's queues (``config.delete_finished_tasks`` at a
+    fleet's start, as QTasks does when its broker starts); returns how many, and logs it."""
+    queues = await app.all_queues()
+    count = await app.storage.delete_finished(queues)
+    log.info("delete_finished_tasks: deleted %d finished task record(s) of queue(s) %s", count, ", ".join(queues))
+    return count
+
+
 async def status(app: BaseQueueTasks, uuid: str) -> Task | None:
     """The task's record (``decode=`` applied to a success), or None when unknown or expired."""
     return app._finish(await app.storage.get(checked_uuid(uuid), await app.all_queues()))
