@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from qtasks_fast.plugins import Plugins
+from qtasks_fast.plugins import BasePlugin
 from qtasks_fast.schemas.test import TestConfig
 from qtasks_fast.testing import WorkerThread, use_broker
 
@@ -30,7 +30,7 @@ class BaseTestCase:
         self.name = name
         self.test_config = TestConfig()
         self._backend: AbstractContextManager[Any] | None = None
-        self._plugins: Plugins | None = None
+        self._plugins: dict[str, list[BasePlugin]] | None = None
         self._thread: WorkerThread | None = None
 
     def settings(self, test_config: TestConfig | None = None, awaiting: bool | None = False) -> None:
@@ -42,8 +42,9 @@ class BaseTestCase:
         if not self.test_config.broker:
             self._backend = use_broker(self.app, "memory://")
             self._backend.__enter__()
-        if not self.test_config.plugins:
-            self._plugins, self.app.plugins = self.app.plugins, Plugins()
+        if not self.test_config.plugins:  # emptied in place: the trigger middlewares hold this very object
+            plugins = self.app.plugins
+            self._plugins, plugins.by_trigger = plugins.by_trigger, {}
 
     def _check_sends(self) -> None:
         """Sending needs a broker or a worker of the case (QTasks printed a line and returned None)."""
@@ -81,5 +82,9 @@ class BaseTestCase:
         backend, self._backend = self._backend, None
         if backend is not None:
             backend.__exit__(None, None, None)
-        if self._plugins is not None:
-            self.app.plugins, self._plugins = self._plugins, None
+        if self._plugins is not None:  # the app's plugins back, with any added while the case ran
+            plugins, saved, self._plugins = self.app.plugins, self._plugins, None
+            for name, listeners in plugins.by_trigger.items():
+                kept = saved.setdefault(name, [])
+                kept.extend(p for p in listeners if p not in kept)
+            plugins.by_trigger = saved
