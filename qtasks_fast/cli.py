@@ -200,7 +200,11 @@ async def _wait_for_broker(app: object) -> int | None:
             if app.config.delete_finished_tasks:  # once per pool, not per worker process: see delete_finished
                 from qtasks_fast.control import delete_finished
 
-                await delete_finished(app)
+                try:
+                    await delete_finished(app)
+                except Exception as exc:  # noqa: BLE001 - one line, not a traceback: the pool does not start
+                    log.error("cannot delete finished records (delete_finished_tasks): %s", describe(exc))
+                    return 2
             return None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from qtasks_fast.abc.broker import DeadLetter
-from qtasks_fast.exceptions import InvalidTaskId, QTasksError
+from qtasks_fast.abc.broker import DeadLetter, NotSupported
+from qtasks_fast.exceptions import ConfigError, InvalidTaskId, QTasksError
 from qtasks_fast.faults import describe, transient
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.schemas import META_RESTART_OF, Task, record_from_envelope
@@ -57,7 +57,11 @@ async def delete_finished(app: BaseQueueTasks) -> int:
     """Delete the records of every finished task of the app's queues (``config.delete_finished_tasks`` at a
     fleet's start, as QTasks does when its broker starts); returns how many, and logs it."""
     queues = await app.all_queues()
-    count = await app.storage.delete_finished(queues)
+    try:
+        count = await app.storage.delete_finished(queues)
+    except NotSupported:
+        raise ConfigError(f"config.delete_finished_tasks is set but {type(app.storage).__name__} cannot delete "
+                          "finished records: unset it, or implement Storage.delete_finished") from None
     log.info("delete_finished_tasks: deleted %d finished task record(s) of queue(s) %s", count, ", ".join(queues))
     return count
 

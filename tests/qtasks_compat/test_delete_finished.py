@@ -11,13 +11,21 @@ import pytest
 from compat_server import Server, load_app_module
 
 from qtasks_fast import QueueTasks
+from qtasks_fast.abc import Storage
+from qtasks_fast.brokers.memory import InMemoryBroker
 from qtasks_fast.control import delete_finished
 from qtasks_fast.enums.task_status import TaskStatusEnum
+from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.portal import portal
+from qtasks_fast.storages.memory import InMemoryStorage
 from qtasks_fast.testing import WorkerThread
 
 APP = """
 from qtasks_fast import QueueTasks
+from qtasks_fast.abc import Storage
+from qtasks_fast.brokers.memory import InMemoryBroker
+from qtasks_fast.exceptions import ConfigError
+from qtasks_fast.storages.memory import InMemoryStorage
 
 app = QueueTasks(name="{name}")
 app.config.delete_finished_tasks = {flag}
@@ -101,3 +109,15 @@ def test_run_forever_refuses_what_it_cannot_honour(tmp_path: Path) -> None:
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="num_workers"):
             app.run_forever(num_workers=bad)
+
+
+def test_a_storage_that_cannot_delete_is_refused_in_one_line() -> None:
+    class KeepsEverything(InMemoryStorage):
+        delete_finished = Storage.delete_finished  # a custom storage written before the operation existed
+
+    broker = InMemoryBroker(app_name="keeps")
+    app = QueueTasks("keeps", broker=broker, storage=KeepsEverything(state=broker.state, app_name="keeps"))
+    app.config.delete_finished_tasks = True
+    with pytest.raises(ConfigError, match="KeepsEverything cannot delete finished records: unset it") as err:
+        portal().run(delete_finished(app))
+    assert "\n" not in str(err.value)
