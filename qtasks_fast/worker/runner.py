@@ -143,7 +143,8 @@ def run_worker(app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurr
 def run_forever(app: BaseQueueTasks, num_workers: int | None = None, starter: object = None,
                 reset_config: bool = True, loop: asyncio.AbstractEventLoop | None = None) -> None:
     """QTasks ``app.run_forever()``: a worker of every queue of the app in this process, blocking until
-    SIGTERM/SIGINT (then it drains, as ``qtasks-fast run`` does). ``num_workers`` is how many tasks run at
+    SIGTERM/SIGINT (then it drains, as ``qtasks-fast run`` does), as worker ``<host>-<pid>``, so that several
+    such processes of one app serve side by side. ``num_workers`` is how many tasks run at
     once (QTasks' worker count; ``config.concurrency`` when None). QTasks' starters do not exist here and a
     worker always follows ``app.config``, so ``starter=`` and ``reset_config=False`` are refused, not ignored."""
     if starter is not None:
@@ -156,4 +157,7 @@ def run_forever(app: BaseQueueTasks, num_workers: int | None = None, starter: ob
                                     or num_workers < 1):
         raise ValueError(f"run_forever(num_workers={num_workers!r}): give a whole number of at least 1 (tasks "
                          "run at once)")
-    run_worker(app, concurrency=num_workers, loop=loop, delete_finished=app.config.delete_finished_tasks)
+    # a worker id of its own per process (host-pid): QTasks users scale by starting ``python app.py`` again, and a
+    # second process under the first one's consumer name would wait for that name (worker/startup.py) forever
+    run_worker(app, f"{os.uname().nodename}-{os.getpid()}", concurrency=num_workers, loop=loop,
+               delete_finished=app.config.delete_finished_tasks)

@@ -98,19 +98,6 @@ def test_a_fleet_start_deletes_records_finished_before_it(tmp_path: Path, flag: 
         app.close()
 
 
-def test_run_forever_refuses_what_it_cannot_honour(tmp_path: Path) -> None:
-    script = tmp_path / "shop.py"
-    script.write_text(APP.format(name="refusals", flag=False))
-    app = load_app_module(script).app
-    with pytest.raises(TypeError, match="starter"):
-        app.run_forever(starter=object())
-    with pytest.raises(TypeError, match="reset_config"):
-        app.run_forever(reset_config=False)
-    for bad in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="num_workers"):
-            app.run_forever(num_workers=bad)
-
-
 def test_a_storage_that_cannot_delete_is_refused_in_one_line() -> None:
     class KeepsEverything(InMemoryStorage):
         delete_finished = Storage.delete_finished  # a custom storage written before the operation existed
