@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from compat_server import SERVERS, Server, serve
+
+from qtasks_compat.compat_server import SERVERS, Server, serve
 
 
 @pytest.fixture(scope="module")

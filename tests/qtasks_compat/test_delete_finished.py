@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from compat_server import Server, load_app_module
 
+from qtasks_compat.compat_server import Server, load_app_module
 from qtasks_fast import QueueTasks
 from qtasks_fast.abc import Storage
 from qtasks_fast.brokers.memory import InMemoryBroker

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from compat_server import Server, load_app_module
+
+from qtasks_compat.compat_server import Server, load_app_module
 
 APP = """
 from qtasks_fast import QueueTasks

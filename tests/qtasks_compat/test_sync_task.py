@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from compat_server import SERVERS, Server, load_app_module
 
+from qtasks_compat.compat_server import SERVERS, Server, load_app_module
 from qtasks_fast.enums.task_status import TaskStatusEnum
 from qtasks_fast.schemas.test import TestConfig
 from qtasks_fast.tests import SyncTestCase
