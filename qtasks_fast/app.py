@@ -433,6 +433,13 @@ class QueueTasks(BaseQueueTasks):
         """Drop every queued and delayed (not running) task of ``queue``; returns how many."""
         return int(self._control("purge", queue))
 
+    def run_forever(self, starter: Any = None, num_workers: int | None = None, reset_config: bool = True) -> None:
+        """QTasks ``app.run_forever()``: run a worker of the app in this process, blocking until SIGTERM/SIGINT;
+        see :func:`qtasks_fast.worker.runner.run_forever` (``num_workers``: tasks at once)."""
+        from qtasks_fast.worker.runner import run_forever
+
+        run_forever(self, num_workers, starter, reset_config)
+
     def run_worker(self, **options: Any) -> None:
         """Run a worker in this process (blocking), like ``qtasks-fast -A app run --processes 1``."""
         from qtasks_fast.worker.runner import run_worker

@@ -168,7 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _wait_for_broker(app: object) -> int | None:
     """Wait until the broker answers, so that N workers do not each report the same outage: an outage at
     start is waited out (one line when it starts, one when it ends). None when the broker answered; 0 when
-    SIGTERM/SIGINT came first; 2 when no retry can help (a wrong password, a broker URL that cannot work)."""
+    SIGTERM/SIGINT came first; 2 when no retry can help (a wrong password, a broker URL that cannot work).
+    Once it answers, ``config.delete_finished_tasks`` deletes the finished records, once for the whole pool."""
     from qtasks_fast.app import BaseQueueTasks
     from qtasks_fast.faults import Outage, describe, transient
     from qtasks_fast.stopping import sleep_unless_stopped, until_stopped
@@ -196,6 +197,14 @@ async def _wait_for_broker(app: object) -> int | None:
             if not done:
                 return 0
             outage.ok()
+            if app.config.delete_finished_tasks:  # once per pool, not per worker process: see delete_finished
+                from qtasks_fast.control import delete_finished
+
+                try:
+                    await delete_finished(app)
+                except Exception as exc:  # noqa: BLE001 - one line, not a traceback: the pool does not start
+                    log.error("cannot delete finished records (delete_finished_tasks): %s", describe(exc))
+                    return 2
             return None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -97,6 +97,11 @@ class GlobalConfig:
     #: seconds between a worker process's summary lines at INFO (tasks/s, ok, failed, retried, cancelled;
     #: none for an idle interval); successes have no line of their own, failures do. 0 = no summary
     log_summary_seconds: float = 60.0
+    #: QTasks' ``delete_finished_tasks``: when a fleet starts (``qtasks-fast run``, each ``app.run_forever()``), delete
+    #: the records of every finished task of the app's queues first (queued and running ones are kept), so it
+    #: starts on a clean store; results read after that start are only those of tasks finished since. Off by
+    #: default: records otherwise live ``result_ttl`` seconds after they finish
+    delete_finished_tasks: bool = False
     #: a ``qtasks_fast.components.task_manager.TaskManager``: sees (and may change) every task before it
     #: is sent, on the producer only; None costs nothing
     task_manager: Any = None

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from qtasks_fast.abc.broker import DeadLetter
-from qtasks_fast.exceptions import InvalidTaskId, QTasksError
+from qtasks_fast.abc.broker import DeadLetter, NotSupported
+from qtasks_fast.exceptions import ConfigError, InvalidTaskId, QTasksError
 from qtasks_fast.faults import describe, transient
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.schemas import META_RESTART_OF, Task, record_from_envelope
@@ -51,6 +51,19 @@ def checked_uuid(value: object) -> str:
 
 async def _queues(app: BaseQueueTasks, queue: str | None) -> list[str]:
     return [queue] if queue else await app.all_queues()
+
+
+async def delete_finished(app: BaseQueueTasks) -> int:
+    """Delete the records of every finished task of the app's queues (``config.delete_finished_tasks`` at a
+    fleet's start, as QTasks does when its broker starts); returns how many, and logs it."""
+    queues = await app.all_queues()
+    try:
+        count = await app.storage.delete_finished(queues)
+    except NotSupported:
+        raise ConfigError(f"config.delete_finished_tasks is set but {type(app.storage).__name__} cannot delete "
+                          "finished records: unset it, or implement Storage.delete_finished") from None
+    log.info("delete_finished_tasks: deleted %d finished task record(s) of queue(s) %s", count, ", ".join(queues))
+    return count
 
 
 async def status(app: BaseQueueTasks, uuid: str) -> Task | None:

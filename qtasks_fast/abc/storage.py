@@ -52,6 +52,12 @@ class Storage(abc.ABC):
         that lets a backend skip its first lookup); follow ``retry_child_uuid`` of an error.
         """
 
+    # ------------------------------------------- optional: delete finished records (QTasks delete_finished_tasks)
+    async def delete_finished(self, queues: Sequence[str]) -> int:
+        """Delete the records (and task logs) of every finished task (success, error, cancel) of ``queues``;
+        returns how many. Queued and running tasks keep theirs. A storage without it raises NotSupported."""
+        raise NotSupported(self, "deleting finished records (config.delete_finished_tasks)")
+
     # ----------------------------------------------------------- optional: task logs
     # Lines a worker captured while a task ran (qtasks_fast.middlewares.logs.LogCapture), kept as long
     # as the task's record (result_ttl). A storage without them raises NotSupported.

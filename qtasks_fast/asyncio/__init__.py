@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid as _uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,14 @@ class QueueTasks(BaseQueueTasks):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def run_forever(self, loop: asyncio.AbstractEventLoop | None = None, starter: Any = None,
+                    num_workers: int | None = None, reset_config: bool = True) -> None:
+        """QTasks ``app.run_forever()`` (blocking, not a coroutine): run a worker of the app in this process
+        until SIGTERM/SIGINT, on ``loop`` if given; see :func:`qtasks_fast.worker.runner.run_forever`."""
+        from qtasks_fast.worker.runner import run_forever
+
+        run_forever(self, num_workers, starter, reset_config, loop)
 
     # ------------------------------------------------ task control (qtasks_fast.control)
     async def cancel(self, uuid: str | _uuid.UUID, reason: str = "") -> str:

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
 
 
+_FINISHED = frozenset(s.value for s in TaskStatus if s.finished)
+
+
 class InMemoryStorage(Storage):
     """Records in an :class:`InMemoryState`; share the broker's ``state`` to fuse writes."""
 
@@ -50,6 +53,14 @@ class InMemoryStorage(Storage):
     async def mark_started(self, deliveries: Sequence[Delivery], worker_id: str) -> None:
         with self.state.lock:
             self.state.mark([d.envelope.uuid for d in deliveries if d.envelope is not None], worker_id)
+
+    async def delete_finished(self, queues: Sequence[str]) -> int:
+        with self.state.lock:
+            gone = [u for u, r in self.state.records.items() if r.queue in queues and r.status in _FINISHED]
+            for uuid in gone:
+                queue = self.state.records.pop(uuid).queue
+                self.state.logs.pop((queue, uuid), None)
+            return len(gone)
 
     def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:
         with self.state.lock:

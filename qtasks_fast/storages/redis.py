@@ -208,6 +208,24 @@ class RedisStorage(Storage):
                 continue
             return task
 
+    async def delete_finished(self, queues: Sequence[str]) -> int:
+        """SCAN each queue's ``P:t:*`` (a record exists there only once its task is final) and delete those
+        records with their logs and status-index entries. Start-up only (``delete_finished_tasks``): a SCAN
+        walks the whole keyspace, which is why no hot path ever does this."""
+        gone = 0
+        for queue in queues:
+            prefix = queue_prefix(self.app_name, queue)
+            pattern = "".join("\\" + c if c in "*?[]\\" else c for c in f"{prefix}:t:") + "*"
+            with self._reachable():
+                async for key in self.conn.aio.scan_iter(match=pattern, count=1000):
+                    uuid = key.decode().rsplit(":", 1)[1]
+                    pipe = self.conn.aio.pipeline(transaction=False)
+                    pipe.delete(key, self._logs_key(queue, uuid))
+                    for status in ("error", "cancel"):
+                        pipe.zrem(f"{prefix}:i:{status}", uuid)
+                    gone += 1 if (await pipe.execute())[0] else 0
+        return gone
+
     # ------------------------------------------------------------------ logs
     # P:lg:<uuid>: a list of captured lines, expiring with the record (result_ttl).
     def _logs_key(self, queue: str, uuid: str) -> str:

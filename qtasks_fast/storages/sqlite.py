@@ -97,6 +97,17 @@ class SqliteStorage(Storage):
                               "ORDER BY id", (self.app_name, uuid, queue, now_ms()))
         return [r[0] for r in rows]
 
+    async def delete_finished(self, queues: Sequence[str]) -> int:
+        if not queues:
+            return 0
+        marks = ",".join("?" * len(queues))
+        where = f"app = ? AND queue IN ({marks}) AND status IN ('success', 'error', 'cancel')"
+        params = (self.app_name, *queues)
+        async with self.conn.atx(patience=None) as db:
+            db.execute(f"DELETE FROM logs WHERE app = ? AND uuid IN (SELECT uuid FROM records WHERE {where})",
+                       (self.app_name, *params))
+            return int(db.execute(f"DELETE FROM records WHERE {where}", params).rowcount)
+
     # ------------------------------------------------------------------ reads
     def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:
         rows = self.conn.read(f"SELECT {COLUMNS} FROM records WHERE uuid = ? AND app = ?", (uuid, self.app_name))

@@ -75,7 +75,11 @@ async def watch_parent(parent: int, stop: asyncio.Event) -> None:
 
 async def serve(app: BaseQueueTasks, worker_id: str, slot: int, concurrency: int | None,
                 queues: Sequence[str] | None, owner: str | None = None, watch: int | None = None,
-                processes: int = 1) -> None:
+                processes: int = 1, delete_finished: bool = False) -> None:
+    if delete_finished:
+        from qtasks_fast.control import delete_finished as delete
+
+        await delete(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,15 +117,47 @@ def exit_code(exc: BaseException) -> int:
 
 def run_worker(app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
                queues: Sequence[str] | None = None, log_level: str = "INFO", owner: str | None = None,
-               parent: int | None = None, processes: int = 1) -> None:
+               parent: int | None = None, processes: int = 1, loop: asyncio.AbstractEventLoop | None = None,
+               delete_finished: bool = False) -> None:
     """Serve until SIGTERM/SIGINT. ``parent``: the supervisor's pid; this process stops when it dies.
-    ``processes``: how many worker processes its pool has (the supervisor's ``--processes``), for the registry."""
+    ``processes``: how many worker processes its pool has (the supervisor's ``--processes``), for the registry.
+    ``loop``: serve on this event loop (QTasks ``run_forever(loop=...)``) instead of a new uvloop one.
+    ``delete_finished``: first delete the finished records (``config.delete_finished_tasks``; the caller
+    decides, so that a worker the supervisor restarts does not delete what its siblings finished)."""
     watch = None
     if parent is not None:
         watch = None if die_with_parent() else parent
         if os.getppid() != parent:  # it died before the kernel was told: nobody would send the signal
             return
     setup_logging(log_level, f"{worker_id}-{slot}", root=True)
+    main = serve(app, worker_id, slot, concurrency, queues, owner, watch, processes, delete_finished)
+    if loop is not None:
+        tune_gc()
+        loop.run_until_complete(main)
+        return
     install_uvloop()
     tune_gc()
-    asyncio.run(serve(app, worker_id, slot, concurrency, queues, owner, watch, processes))
+    asyncio.run(main)
+
+
+def run_forever(app: BaseQueueTasks, num_workers: int | None = None, starter: object = None,
+                reset_config: bool = True, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """QTasks ``app.run_forever()``: a worker of every queue of the app in this process, blocking until
+    SIGTERM/SIGINT (then it drains, as ``qtasks-fast run`` does), as worker ``<host>-<pid>``, so that several
+    such processes of one app serve side by side. ``num_workers`` is how many tasks run at
+    once (QTasks' worker count; ``config.concurrency`` when None). QTasks' starters do not exist here and a
+    worker always follows ``app.config``, so ``starter=`` and ``reset_config=False`` are refused, not ignored."""
+    if starter is not None:
+        raise TypeError("run_forever(starter=...) is not supported by qtasks_fast (it has no starters): drop it, "
+                        "or run 'qtasks-fast -A module:app run' for a supervised pool")
+    if not reset_config:
+        raise TypeError("run_forever(reset_config=False) is not supported: a qtasks_fast worker always uses "
+                        "app.config; drop the argument")
+    if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int)
+                                    or num_workers < 1):
+        raise ValueError(f"run_forever(num_workers={num_workers!r}): give a whole number of at least 1 (tasks "
+                         "run at once)")
+    # a worker id of its own per process (host-pid): QTasks users scale by starting ``python app.py`` again, and a
+    # second process under the first one's consumer name would wait for that name (worker/startup.py) forever
+    run_worker(app, f"{os.uname().nodename}-{os.getpid()}", concurrency=num_workers, loop=loop,
+               delete_finished=app.config.delete_finished_tasks)
