@@ -57,6 +57,13 @@ def _caller_file() -> str | None:
     return None
 
 
+def _refuse_component(name: str, value: Any, instead: str) -> None:
+    """QTasks' ``QueueTasks(worker=..., log=...)`` take component objects this app has no place for: refused
+    at construction, loudly, so an app that relies on its own worker or logger learns it is not used."""
+    if value is not None:
+        raise TypeError(f"QueueTasks({name}={value!r}) is not supported by qtasks_fast: {instead}")
+
+
 def url_origin(source: str) -> str:
     """Where a broker URL came from, for an error about it: ``env QTASKS_BROKER_URL``, ``--broker``, ..."""
     return "the app's broker_url" if source == "code" else source.removeprefix("flag ")
@@ -83,8 +90,9 @@ class BaseQueueTasks(Producer):
         #: the file of the module that created the app: the embedded database lives next to it
         self._defined_in = _caller_file()
         self.tasks: dict[str, TaskFunc] = {}
-        self.worker = worker
-        self.log = log
+        _refuse_component("worker", worker, "workers are separate processes here: start them with "
+                          "`qtasks-fast -A module:app run` (or app.run_worker()) and size them with config.concurrency")
+        _refuse_component("log", log, "configure logging.getLogger('qtasks_fast') (handlers, level) instead")
         self.events = events if events is not None else _default_events()
         #: routers included with :meth:`include_router`, in order (QTasks ``app.routers``)
         self.routers: list[_router.Router] = []
@@ -236,9 +244,10 @@ class BaseQueueTasks(Producer):
         return instance
 
     def add_plugin(self, plugin: BasePlugin, trigger_names: Sequence[str] | None = None,
-                   component: str = "worker") -> BasePlugin:
+                   component: str | None = "worker") -> BasePlugin:
         """Call ``plugin.trigger(name, **kw)`` at ``trigger_names`` (None: all) of ``component`` (``"worker"``,
-        ``"producer"``, ``"broker"``, ``"storage"``); names and arguments: :mod:`qtasks_fast.plugins`."""
+        ``"producer"``, ``"broker"``, ``"storage"``); names and arguments: :mod:`qtasks_fast.plugins`. QTasks'
+        trigger names are read as ours where they mean the same (:mod:`qtasks_fast.plugin_names`)."""
         return add_plugin(self, plugin, trigger_names, component)
 
     def periodic(self, func_or_name: Any = None, **options: Any) -> Any:
@@ -439,6 +448,11 @@ class QueueTasks(BaseQueueTasks):
         from qtasks_fast.worker.runner import run_forever
 
         run_forever(self, num_workers, starter, reset_config)
+
+    def ping(self, server: bool = True) -> bool:
+        """QTasks ``ping``: True when a worker of this app is live (``server=False``: when the broker answers);
+        see :func:`qtasks_fast.control.ping`."""
+        return bool(self._control("ping", server))
 
     def run_worker(self, **options: Any) -> None:
         """Run a worker in this process (blocking), like ``qtasks-fast -A app run --processes 1``."""

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     from qtasks_fast import cli_control
 
     cli_control.add_parsers(sub)
+    from qtasks_fast import cli_stats
+
+    cli_stats.add_parser(sub)
 
     info = sub.add_parser("info", help="print versions, and with -A each setting in force and where it came from",
                           description="Print versions and whether the compiled core and uvloop are in use; with "
@@ -267,6 +270,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if args.command in cli_control.COMMANDS:
         return cli_control.run(args, load)
+    if args.command == "stats":
+        from qtasks_fast import cli_stats
+
+        return cli_stats.run(args, load)
     parser.print_help()
     return 2
 

@@ -11,7 +11,9 @@ its value came from (:meth:`GlobalConfig.source`), which ``qtasks-fast -A app in
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+from collections.abc import Callable
 from typing import Any
 
 #: fields that hold objects, not settings: never read from the environment
@@ -44,9 +46,25 @@ def parse_bool(name: str, raw: str) -> bool:
                      "unset it")
 
 
-def env_name(field: str) -> str:
-    """The environment variable of a setting: ``lease_seconds`` -> ``QTASKS_LEASE_SECONDS``."""
-    return "QTASKS_" + field.upper()
+def env_name(field: str, prefix: str = "QTASKS_") -> str:
+    """The environment variable of a setting: ``lease_seconds`` -> ``QTASKS_LEASE_SECONDS`` (``prefix`` is the
+    config's ``environ_prefix``)."""
+    return prefix + field.upper()
+
+
+#: the statuses a task ends in here (QTasks ``result_statuses_end``): fixed, they are what the storage
+#: contract's ``finished`` means and what ``add_task(timeout=)``/``wait`` return on
+STATUSES_END = ("success", "error", "cancel")
+#: QTasks ``app.config`` fields with no meaning here yet: setting one raises with what to use instead
+#: (a QTasks app that sets them must learn the value is not honoured, not have it silently dropped)
+QTASKS_NOT_YET: dict[str, str] = {
+    "logs_default_level_server": "not yet: issue 11; set the worker's level with `qtasks-fast run --log-level` or "
+                                 "QTASKS_LOG_LEVEL",
+    "logs_default_level_client": "not yet: issue 11; set it with logging.getLogger('qtasks_fast').setLevel(...)",
+    "logs_format": "not yet: issue 11; the worker's log format is fixed (README 'Logs')",
+    "result_time_interval": "results are pushed to a waiting add_task(timeout=)/wait, not polled: there is no "
+                            "interval to set; remove the line",
+}
 
 
 @dataclasses.dataclass
@@ -105,6 +123,15 @@ class GlobalConfig:
     #: a ``qtasks_fast.components.task_manager.TaskManager``: sees (and may change) every task before it
     #: is sent, on the producer only; None costs nothing
     task_manager: Any = None
+    #: QTasks ``task_default_priority``: the priority of a task registered without ``priority=`` (read when
+    #: it is sent, so setting it after ``@app.task`` still applies)
+    task_default_priority: int = 0
+    #: QTasks ``task_default_decode``: decoder of ``returning`` for tasks registered without ``decode=``
+    task_default_decode: Callable[[Any], Any] | None = None
+    #: QTasks ``environ_prefix``: the prefix of the environment variables this config reads (``QTASKS_``);
+    #: pass it to ``GlobalConfig(environ_prefix=...)``, as the environment is read when the config is made.
+    #: The CLI's own variables (``QTASKS_BROKER_URL``, ``QTASKS_LOG_LEVEL``) keep the ``QTASKS_`` prefix
+    environ_prefix: str = "QTASKS_"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> GlobalConfig:
         self = super().__new__(cls)
@@ -115,15 +142,16 @@ class GlobalConfig:
     def __post_init__(self) -> None:
         passed: frozenset[str] = getattr(self, "_passed", frozenset())
         sources: dict[str, str] = {}
+        object.__setattr__(self, "_callbacks", [])
         for f in dataclasses.fields(self):
             sources[f.name] = CODE if f.name in passed else DEFAULT
-            if f.name in _NOT_FROM_ENV:
+            if f.name in _NOT_FROM_ENV or f.name == "environ_prefix" or not _from_text(f):
                 continue
-            raw = os.environ.get(env_name(f.name))
+            raw = os.environ.get(env_name(f.name, self.environ_prefix))
             if raw is None:
                 continue
             object.__setattr__(self, f.name, self._parse(f.name, raw))
-            sources[f.name] = "env " + env_name(f.name)
+            sources[f.name] = "env " + env_name(f.name, self.environ_prefix)
         object.__setattr__(self, "_sources", sources)
         if self.priority_levels < 1:
             raise ValueError("priority_levels must be at least 1")
@@ -140,27 +168,77 @@ class GlobalConfig:
         try:
             value = kind(raw)
         except ValueError:
-            raise BadSetting(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}: fix or unset it") from None
+            raise BadSetting(f"{env_name(name, self.environ_prefix)}={raw!r} is not a valid {kind.__name__}: fix or "
+                             "unset it") from None
         least = _ENV_MIN.get(name)
         if least is not None and (value <= least if name == "lease_seconds" else value < least):
             bound = f"above {least:g}" if name == "lease_seconds" else f"at least {least:g}"
-            raise BadSetting(f"{env_name(name)}={raw!r} must be {bound}: fix or unset it")
+            raise BadSetting(f"{env_name(name, self.environ_prefix)}={raw!r} must be {bound}: fix or unset it")
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         """``app.config.x = v`` in code: recorded as code, and, by the one precedence, left under an
         environment variable or a flag that set ``x`` (the operator's value stays in force)."""
         sources: dict[str, str] | None = self.__dict__.get("_sources")
-        if sources is not None and name in sources:
-            if sources[name] != DEFAULT and sources[name] != CODE:
-                return
-            sources[name] = CODE
+        if sources is None or name.startswith("_"):  # the dataclass __init__, or our own bookkeeping
+            object.__setattr__(self, name, value)
+            return
+        if isinstance(getattr(type(self), name, None), property):  # a QTasks name of one of our fields
+            object.__setattr__(self, name, value)
+            return
+        if name not in sources:
+            raise AttributeError(_unknown(name, sources))
+        if sources[name] != DEFAULT and sources[name] != CODE:
+            return
+        sources[name] = CODE
         object.__setattr__(self, name, value)
+        for callback in list(self.__dict__.get("_callbacks", ())):
+            callback(self, name, value)
+
+    def subscribe(self, callback: Callable[[GlobalConfig, str, Any], None]) -> None:
+        """QTasks ``config.subscribe``: call ``callback(config, field, value)`` after each field set in code
+        (``app.config.x = v``; a field the environment or a flag holds is not changed, so not reported)."""
+        self.__dict__["_callbacks"].append(callback)
+
+    # --------------------------------------------- QTasks names of our fields (qtasks.configs.config)
+    @property
+    def max_tasks_process(self) -> int:
+        """QTasks ``max_tasks_process`` (tasks run at once): our ``concurrency``, per worker process."""
+        return self.concurrency
+
+    @max_tasks_process.setter
+    def max_tasks_process(self, value: int) -> None:
+        self.concurrency = value
+
+    @property
+    def running_older_tasks(self) -> bool:
+        """QTasks ``running_older_tasks``: always true here. Queued tasks survive a worker restart and a
+        delivery whose worker died is taken over after its lease, so there is nothing to switch on; False
+        cannot be honoured (nothing here drops queued work) and is refused."""
+        return True
+
+    @running_older_tasks.setter
+    def running_older_tasks(self, value: bool) -> None:
+        if not value:
+            raise ValueError("config.running_older_tasks=False cannot be honoured: queued and interrupted tasks "
+                             "always run here (at-least-once); purge a queue with app.purge(queue) instead")
+
+    @property
+    def result_statuses_end(self) -> list[str]:
+        """QTasks ``result_statuses_end``: the statuses a task ends in, fixed here (:data:`STATUSES_END`)."""
+        return list(STATUSES_END)
+
+    @result_statuses_end.setter
+    def result_statuses_end(self, value: list[str]) -> None:
+        if sorted(value) != sorted(STATUSES_END):
+            raise ValueError(f"config.result_statuses_end is fixed to {list(STATUSES_END)} here (a task's record "
+                             f"is final in those only), not {list(value)!r}: remove the line")
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy (``copy.copy``, pickle) gets its own record of sources, not a view of this one's."""
         state = dict(self.__dict__)
         state["_sources"] = dict(state.get("_sources", {}))
+        state["_callbacks"] = list(state.get("_callbacks", []))
         return state
 
     def source(self, name: str) -> str:
@@ -174,6 +252,21 @@ class GlobalConfig:
             raise AttributeError(f"GlobalConfig has no field {name!r}")
         object.__setattr__(self, name, value)
         self.__dict__["_sources"][name] = FLAG
+
+
+def _from_text(f: dataclasses.Field[Any]) -> bool:
+    """Whether field ``f`` can be read from an environment variable: a str, number or bool (not a callable)."""
+    return isinstance(f.default, (str, int, float, bool))
+
+
+def _unknown(name: str, sources: dict[str, str]) -> str:
+    """The one-line error of ``app.config.<name> = ...`` for a field that does not exist."""
+    if name in QTASKS_NOT_YET:
+        return f"config.{name} (QTasks) is not honoured by qtasks_fast: {QTASKS_NOT_YET[name]}"
+    close = difflib.get_close_matches(name, [*sources, "max_tasks_process", "running_older_tasks",
+                                             "result_statuses_end"], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"GlobalConfig has no field {name!r}: {hint}the fields are listed by `qtasks-fast -A app info`"
 
 
 def effective_prefetch(concurrency: int, prefetch: int) -> int:

@@ -275,6 +275,20 @@ async def fleet(app: BaseQueueTasks) -> dict[str, Any]:
     return out
 
 
+async def ping(app: BaseQueueTasks, server: bool = True) -> bool:
+    """QTasks ``app.ping(server=True)``: True when a worker of this app is live (registered, heartbeat fresh;
+    ``Broker.workers``); ``server=False``: True when the broker answers. False when the broker cannot be
+    reached, rather than raising: a health probe asks yes or no. A broker without a worker registry raises
+    ``NotSupported`` for ``server=True`` (it cannot tell, and a guessed True would hide a dead fleet)."""
+    try:
+        await app.broker.ping()
+        return bool(await app.broker.workers()) if server else True
+    except Exception as exc:
+        if _broker_failure(exc):
+            return False
+        raise
+
+
 def _broker_failure(exc: BaseException) -> bool:
     """True for a failure of the broker rather than of this code: unreachable, refusing, an error reply."""
     import redis

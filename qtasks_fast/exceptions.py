@@ -43,3 +43,12 @@ class TaskCancel(QTasksError):
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TaskPluginTriggerError(QTasksError):
+    """Raised by ``self.ctx.plugin_error(**kwargs)`` in an echo task (QTasks ``TaskPluginTriggerError``): the task
+    fails with it, and ``kwargs`` stay on the exception for whoever reads the failure."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args)
+        self.kwargs = kwargs

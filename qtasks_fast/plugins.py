@@ -26,6 +26,10 @@ listening to one of them (so only then do tasks take the worker's hooked path). 
 logged and skipped, except in ``task_before_execute`` (the task fails with its error, as a
 middleware's ``before_execute``) and ``task_before_enqueue`` (``add_task`` raises).
 
+QTasks' trigger names (``task_executor_before_execute``, ``broker_add_before``, ...) are accepted where one
+of ours fires at the same point, and the plugin is called with the QTasks name; the others are refused
+naming our closest trigger (:mod:`qtasks_fast.plugin_names`, docs/from-qtasks.md).
+
 ``start``/``stop`` of every plugin are awaited by each worker process around serving (before
 ``worker_start``, after ``worker_stop``); a producer never calls them.
 """
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from qtasks_fast import plugin_names
 from qtasks_fast.log import get_logger
 from qtasks_fast.middleware import Middleware
 
@@ -86,31 +91,52 @@ class Plugins:
 
     def __init__(self) -> None:
         self.by_trigger: dict[str, list[BasePlugin]] = {}
+        #: ``(id(plugin), our trigger) -> QTasks name`` for a plugin registered by a QTasks name: it is called so
+        self.called_as: dict[tuple[int, str], str] = {}
 
     def __bool__(self) -> bool:
         return bool(self.by_trigger)
 
-    def add(self, plugin: BasePlugin, trigger_names: Sequence[str] | None, component: str) -> list[str]:
-        """Register ``plugin`` for ``trigger_names`` of ``component`` (None: all of them); returns the names."""
-        if component not in TRIGGERS:
+    def add(self, plugin: BasePlugin, trigger_names: Sequence[str] | None, component: str | None) -> list[str]:
+        """Register ``plugin`` for ``trigger_names`` of ``component`` (None: all of them); returns our names.
+
+        A QTasks trigger name is registered at our trigger of the same meaning and the plugin is called with
+        the QTasks name (:mod:`qtasks_fast.plugin_names`); ``component`` may then be QTasks' (``"broker"`` for
+        ``broker_add_before``) or None, as the name alone says where it fires."""
+        if component == "global_config":  # QTasks' GlobalConfig component: its names are refused one by one below
+            component = None
+        if component is not None and component not in TRIGGERS:
             raise ValueError(f"add_plugin: no component {component!r}; components are {', '.join(TRIGGERS)}")
         if not isinstance(plugin, BasePlugin):
             raise TypeError(f"add_plugin: {plugin!r} is not a plugin (subclass qtasks_fast.plugins.BasePlugin)")
         if isinstance(trigger_names, str):
             raise TypeError(f"add_plugin: trigger_names must be a list of names, not the string {trigger_names!r}")
-        known = TRIGGERS[component]
-        names = list(known) if trigger_names is None else list(trigger_names)
-        unknown = [n for n in names if n not in known]
+        known = TRIGGERS[component or "worker"]
+        asked = list(known) if trigger_names is None else list(trigger_names)
+        ours = {n: n for n in asked if n in known or (component is None and any(n in ns for ns in TRIGGERS.values()))}
+        for n in asked:
+            if n in ours:
+                continue
+            if n in plugin_names.ALIASES:
+                ours[n] = plugin_names.ALIASES[n][1]
+            elif plugin_names.refusal(n):
+                raise ValueError(plugin_names.refusal(n))
+        unknown = [n for n in asked if n not in ours]
         if unknown:
             elsewhere = {n: c for c, ns in TRIGGERS.items() for n in ns if n in unknown}
             hint = "".join(f"; {n!r} is a trigger of component={c!r}" for n, c in elsewhere.items())
+            if component is None:
+                raise ValueError(f"add_plugin: no component has a trigger {', '.join(map(repr, unknown))}; the "
+                                 f"triggers are {', '.join(n for ns in TRIGGERS.values() for n in ns)}")
             raise ValueError(f"add_plugin: component {component!r} has no trigger {', '.join(map(repr, unknown))}; "
                              f"its triggers are {', '.join(known)}{hint}")
-        for n in names:
+        for asked_name, n in ours.items():
             listeners = self.by_trigger.setdefault(n, [])
             if plugin not in listeners:
                 listeners.append(plugin)
-        return names
+                if asked_name != n:
+                    self.called_as[(id(plugin), n)] = asked_name
+        return list(dict.fromkeys(ours.values()))
 
     def get(self, name: str) -> list[BasePlugin] | None:
         """The listeners of ``name``, or None: what a component looks up once, at setup."""
@@ -130,10 +156,14 @@ class Plugins:
         :meth:`fire_sync`, which differ only in how they await."""
         changed: dict[str, Any] = {}
         for plugin in self.by_trigger.get(name, ()):
+            called = self.called_as.get((id(plugin), name), name)
             try:
-                res = plugin.trigger(name, **kw)
+                res = plugin.trigger(called, **kw)
                 if inspect.isawaitable(res):
                     res = yield res
+                if isinstance(res, dict) and called in plugin_names.RENAMED_KEYS:
+                    renames = plugin_names.RENAMED_KEYS[called]
+                    res = {renames.get(k, k): v for k, v in res.items()}
                 _apply(plugin, name, res, kw, changed)
             except Exception:
                 if strict:
@@ -247,7 +277,8 @@ TASK_TRIGGER_MIDDLEWARES: dict[str, type[_BeforeExecute | _AfterExecute | _Befor
 }
 
 
-def add_plugin(app: Any, plugin: BasePlugin, trigger_names: Iterable[str] | None, component: str) -> BasePlugin:
+def add_plugin(app: Any, plugin: BasePlugin, trigger_names: Iterable[str] | None,
+               component: str | None) -> BasePlugin:
     """``app.add_plugin``: register, and install the middleware of each per-task trigger on first use."""
     plugins: Plugins = app.plugins
     before = set(plugins.by_trigger)

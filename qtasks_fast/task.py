@@ -42,7 +42,7 @@ _UNSET: Any = object()
 class TaskFunc:
     """What ``@app.task`` returns; call ``.add_task(...)`` to enqueue, or call it directly to run it here."""
 
-    def __init__(self, app: BaseQueueTasks, func: Callable[..., Any], *, name: str, priority: int = 0,
+    def __init__(self, app: BaseQueueTasks, func: Callable[..., Any], *, name: str, priority: int | None = None,
                  echo: bool = False, max_time: float | None = None, retry: int | None = None,
                  retry_on_exc: Sequence[type[BaseException]] | None = None, retry_backoff: float | bool = 0.0,
                  retry_backoff_max: float = 300.0, retry_jitter: bool = True,
@@ -54,7 +54,8 @@ class TaskFunc:
         self.app = app
         self.func = func
         self.name = name
-        self.priority = priority
+        #: ``priority=`` as given; None follows ``app.config.task_default_priority`` (see :attr:`priority`)
+        self.own_priority = priority
         self.echo = echo
         self.max_time = max_time
         self.retry = retry
@@ -62,7 +63,8 @@ class TaskFunc:
         self.retry_backoff = 1.0 if retry_backoff is True else float(retry_backoff or 0.0)
         self.retry_backoff_max = float(retry_backoff_max)
         self.retry_jitter = bool(retry_jitter)
-        self.decode = decode
+        #: ``decode=`` as given; None follows ``app.config.task_default_decode`` (see :attr:`decode`)
+        self.own_decode = decode
         self.tags = list(tags or ())
         self.description = description if description is not None else inspect.getdoc(func)
         self.generate_handler = generate_handler
@@ -135,6 +137,29 @@ class TaskFunc:
                 raise TypeError(f"{where}: retry_on_exc takes exception classes, not {exc!r}")
 
     # ------------------------------------------------------------ middlewares
+    @property
+    def priority(self) -> int:
+        """``priority=`` of the task, else the app's ``config.task_default_priority`` (QTasks) at the time
+        it is read: a config set after ``@app.task`` still applies."""
+        if self.own_priority is not None:
+            return self.own_priority
+        return int(getattr(self.app.config, "task_default_priority", 0))
+
+    @priority.setter
+    def priority(self, value: int | None) -> None:
+        self.own_priority = value
+
+    @property
+    def decode(self) -> Callable[[Any], Any] | None:
+        """``decode=`` of the task, else the app's ``config.task_default_decode`` (QTasks)."""
+        if self.own_decode is not None:
+            return self.own_decode
+        return getattr(self.app.config, "task_default_decode", None)
+
+    @decode.setter
+    def decode(self, value: Callable[[Any], Any] | None) -> None:
+        self.own_decode = value
+
     @property
     def middlewares(self) -> tuple[Middleware, ...]:
         """The task's whole chain (app before + task before + task after + app after), cached."""

@@ -77,6 +77,12 @@ class QueueTasks(BaseQueueTasks):
                 return lines
         return []
 
+    async def ping(self, server: bool = True) -> bool:
+        """See :meth:`qtasks_fast.QueueTasks.ping`."""
+        from qtasks_fast import control
+
+        return await control.ping(self, server)
+
     async def close(self) -> None:
         """Release this client's connections on the running loop (and any blocking ones); it reconnects if
         used again. Also ``async with QueueTasks(...) as app:``."""

@@ -3,11 +3,13 @@ and ``ExecContext`` (the ``ctx`` of middleware hooks)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from qtasks_fast.exceptions import TaskCancel
+from qtasks_fast.exceptions import TaskCancel, TaskPluginTriggerError
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.schemas import META_ATTEMPT, Task, record_from_envelope
 
@@ -18,12 +20,53 @@ if TYPE_CHECKING:
 
 
 class TaskContext:
-    """``self.ctx`` inside an echo task: its id, a logger that names it, its metadata, and cancel."""
+    """``self.ctx`` inside an echo task: its id, a logger that names it, its metadata, and cancel.
 
-    def __init__(self, env: Envelope, worker_id: str) -> None:
+    The calls that wait (``get_task``, ``sleep``) follow the task: coroutines to await in an ``async def``
+    task (QTasks ``AsyncContext``), blocking in a plain one (QTasks ``SyncContext``, run on a worker thread).
+    QTasks picks by the app instead; here both kinds run in one worker, and a blocking sleep in an async
+    task would stall every task of its event loop."""
+
+    def __init__(self, env: Envelope, worker_id: str, app: Any = None, awaits: bool = False) -> None:
         self._env = env
+        self._app = app
+        self._awaits = awaits
         self.task_uuid = env.uuid
+        self.task_name = env.task_name
         self.worker_id = worker_id
+
+    def get_config(self) -> Any:
+        """The app's ``config`` (QTasks ``get_config``)."""
+        return self._app.config
+
+    def get_task(self, uuid: str) -> Task | None | Awaitable[Task | None]:
+        """The record of task ``uuid`` (``app.get``); a coroutine in an async task."""
+        app_async = getattr(self._app, "is_async", False)
+        if self._awaits:
+            return self._app.get(uuid) if app_async else asyncio.to_thread(self._app.get, uuid)  # type: ignore
+        if app_async:  # a plain task of the async client: on the helper loop, from this worker thread
+            from qtasks_fast.portal import portal
+
+            return portal().run(self._app.get(uuid))  # type: ignore[no-any-return]
+        return self._app.get(uuid)  # type: ignore[no-any-return]
+
+    def sleep(self, seconds: float) -> None | Awaitable[None]:
+        """Wait ``seconds``: a coroutine of ``asyncio.sleep`` in an async task, ``time.sleep`` in a plain one."""
+        if self._awaits:
+            return asyncio.sleep(seconds)
+        time.sleep(seconds)
+        return None
+
+    def get_component(self, name: str) -> Any:
+        """An attribute of the app by name (``"broker"``, ``"storage"``, ``"config"``...), None when it has
+        none (QTasks ``get_component``)."""
+        return getattr(self._app, name, None)
+
+    def plugin_error(self, **kwargs: Any) -> NoReturn:
+        """Fail this task with ``TaskPluginTriggerError(**kwargs)`` (QTasks ``plugin_error``). QTasks' trigger
+        that turns it into a result (``task_executor_run_task_trigger_error``) is not here yet (issue 11):
+        the task ends with status ``error``."""
+        raise TaskPluginTriggerError(**kwargs)
 
     def get_logger(self, name: str | None = None) -> logging.LoggerAdapter[logging.Logger]:
         label = task_label(self._env.task_name, self._env.uuid)
@@ -45,7 +88,7 @@ class EchoTask:
     def __init__(self, task: TaskFunc, env: Envelope, worker_id: str) -> None:
         self.task = task
         self.task_name = task.name
-        self.ctx = TaskContext(env, worker_id)
+        self.ctx = TaskContext(env, worker_id, task.app, task.is_async or task.is_async_gen)
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self.task, item)
