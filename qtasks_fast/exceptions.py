@@ -43,3 +43,22 @@ class TaskCancel(QTasksError):
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TaskCancelError(TaskCancel, RuntimeError):
+    """QTasks' name (``qtasks.exc.TaskCancelError``): what ``ctx.cancel(reason)`` raises, and what a task may
+    raise itself to end with status ``cancel``. A ``TaskCancel`` (our name), and a ``RuntimeError`` as in
+    QTasks, so ``except`` clauses written for either keep catching it."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(str(args[0]) if args else "")
+        self.args = args
+
+
+class TaskPluginTriggerError(QTasksError):
+    """QTasks' ``qtasks.exc.TaskPluginTriggerError``: raised in a task to hand ``kwargs`` to the plugins that
+    handle it; ``kwargs`` holds what was given."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args)
+        self.kwargs = kwargs

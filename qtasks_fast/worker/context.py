@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from qtasks_fast.exceptions import TaskCancel
+from qtasks_fast.exceptions import TaskCancelError
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.schemas import META_ATTEMPT, Task, record_from_envelope
 
@@ -35,8 +35,9 @@ class TaskContext:
         return task
 
     def cancel(self, reason: str = "") -> NoReturn:
-        """End this task now with status ``cancel`` and ``reason`` as its traceback text."""
-        raise TaskCancel(reason)
+        """End this task now with status ``cancel`` and ``reason`` as its traceback text (raises QTasks'
+        ``TaskCancelError``, a ``TaskCancel``)."""
+        raise TaskCancelError(reason)
 
 
 class EchoTask:
