@@ -217,7 +217,9 @@ class BaseQueueTasks(Producer):
         """
         if position not in ("before", "after"):
             raise ValueError(f"add_middleware: position must be 'before' or 'after', not {position!r}")
-        if isinstance(middleware, type):
+        if isinstance(middleware, type) and hasattr(middleware, "adapt_qtasks") and not init_kwargs:
+            instance = middleware.adapt_qtasks(position)  # a QTasks TaskMiddleware: built per call, as there
+        elif isinstance(middleware, type):
             instance = middleware(**init_kwargs)
         elif init_kwargs:
             raise TypeError(f"add_middleware got an instance of {type(middleware).__name__} and keyword arguments "
