@@ -94,7 +94,8 @@ class BaseQueueTasks(Producer):
         #: plugins by trigger name: see :meth:`add_plugin`
         self.plugins = Plugins()
         self._broker = broker
-        self._storage = storage
+        #: a broker object that carries its storage (QTasks' ``broker.storage``) brings it along
+        self._storage = storage if storage is not None else getattr(broker, "storage", None)
         self._code_broker = broker is not None  # a broker object of the code: the environment leaves it alone
         self._shared_names: set[str] = set()
         self._mw_active = False
