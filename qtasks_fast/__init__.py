@@ -29,12 +29,14 @@ from qtasks_fast.middleware import Middleware
 from qtasks_fast.periodic import AsyncTimer, SyncTimer, Timer
 from qtasks_fast.plugins import BasePlugin
 from qtasks_fast.router import Router, shared_task
+from qtasks_fast.routers import AsyncRouter, SyncRouter
 from qtasks_fast.schemas import Task, TaskStatus
 from qtasks_fast.worker.followups import feed
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncRouter",
     "AsyncState",
     "AsyncTimer",
     "BasePlugin",
@@ -43,6 +45,7 @@ __all__ = [
     "Depends",
     "Middleware",
     "State",
+    "SyncRouter",
     "SyncState",
     "SyncTimer",
     "TaskManager",

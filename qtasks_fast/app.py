@@ -102,7 +102,8 @@ class BaseQueueTasks(Producer):
         #: plugins by trigger name: see :meth:`add_plugin`
         self.plugins = Plugins()
         self._broker = broker
-        self._storage = storage
+        #: a broker object that carries its storage (QTasks' ``broker.storage``) brings it along
+        self._storage = storage if storage is not None else getattr(broker, "storage", None)
         self._code_broker = broker is not None  # a broker object of the code: the environment leaves it alone
         self._shared_names: set[str] = set()
         self._mw_active = False
@@ -225,7 +226,9 @@ class BaseQueueTasks(Producer):
         """
         if position not in ("before", "after"):
             raise ValueError(f"add_middleware: position must be 'before' or 'after', not {position!r}")
-        if isinstance(middleware, type):
+        if isinstance(middleware, type) and hasattr(middleware, "adapt_qtasks") and not init_kwargs:
+            instance = middleware.adapt_qtasks(position)  # a QTasks TaskMiddleware: built per call, as there
+        elif isinstance(middleware, type):
             instance = middleware(**init_kwargs)
         elif init_kwargs:
             raise TypeError(f"add_middleware got an instance of {type(middleware).__name__} and keyword arguments "

@@ -18,7 +18,20 @@ What each event passes (besides ``event``, its own name):
 - ``task_cancel``: the same plus ``reason``
 - ``task_retry``: the same plus ``exc`` and ``child`` (the retry's Envelope, ``child.eta`` its start):
   an attempt failed and is retried; its retry fires ``task_error`` if it is the last and fails too
-- ``starting`` / ``stopping``: ``worker`` (a worker process starts serving / begins its drain)
+- ``task_stopping``: the same plus ``model``, the task's final record (a ``Task``), after the
+  event of its outcome (QTasks' event of a task that ended, however it ended)
+- ``starting`` / ``stopping``: ``worker`` and ``broker`` (a worker process starts serving / begins its drain)
+- ``worker_running`` / ``worker_stopping``: ``worker``, ``broker`` and ``number`` (0: one loop per process),
+  when the worker process serves / has drained
+
+Every task event also passes QTasks' names for its arguments: ``task_func`` (the TaskFunc, as
+``task``) and ``task_broker`` (the Envelope: ``uuid``, ``task_name``, ``args``, ``kwargs``,
+``priority``), so a handler written for QTasks (``def h(task_func, task_broker)``) runs unchanged;
+QTasks' ``worker`` object of a task event and ``starter`` of ``starting``/``stopping`` have no
+counterpart in a worker process, so a handler that requires them fails (logged).
+
+:class:`SyncEvents` and :class:`AsyncEvents` are QTasks' names (``QueueTasks(events=SyncEvents())``):
+the same handlers; ``AsyncEvents.fire`` is always a coroutine.
 
 Nothing is paid for an event without handlers: a task whose events have no
 handler runs on the worker's plain path (see :meth:`Events.active`).
@@ -39,7 +52,8 @@ log = get_logger("events")
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: every event an app fires
-EVENTS = ("task_running", "task_success", "task_error", "task_cancel", "task_retry", "starting", "stopping")
+EVENTS = ("task_running", "task_success", "task_error", "task_cancel", "task_retry", "task_stopping", "starting",
+          "stopping", "worker_running", "worker_stopping")
 #: the events fired per task (a handler for one of them puts tasks on the worker's hooked path)
 TASK_EVENTS = frozenset(e for e in EVENTS if e.startswith("task_"))
 
@@ -62,10 +76,10 @@ class _Handler:
         else:
             self.accepts = frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
-    def call(self, kw: dict[str, Any]) -> Any:
+    def call(self, kw: dict[str, Any], args: tuple[Any, ...] = ()) -> Any:
         if self.accepts is not None:
             kw = {k: v for k, v in kw.items() if k in self.accepts}
-        return self.func(**kw)
+        return self.func(*args, **kw)
 
 
 class _Event:
@@ -131,8 +145,9 @@ class Events:
         """Call ``task.invalidate()`` when a task event gets its first handler (the task caches its plan)."""
         self._watchers.add(task)
 
-    def fire(self, event: str, **kw: Any) -> Awaitable[None] | None:
-        """Call ``event``'s handlers with ``kw``, in registration order; a failing one is logged and skipped.
+    def fire(self, event: str, *args: Any, **kw: Any) -> Awaitable[None] | None:
+        """Call ``event``'s handlers with ``kw`` (and ``args``, positionally, as QTasks' ``fire`` allows), in
+        registration order; a failing one is logged and skipped.
 
         When every handler is sync they run at once and this returns None; when one is async this
         returns an awaitable that runs them all, in order (await it: the worker does).
@@ -149,36 +164,37 @@ class Events:
             kw.setdefault("uuid", env.uuid)
         if not any(h.is_async for h in handlers):
             for h in handlers:
-                _call_sync(h, event, kw)
+                _call_sync(h, event, kw, args)
             return None
-        return self._fire_async(handlers, event, kw)
+        return self._fire_async(handlers, event, kw, args)
 
-    async def afire(self, event: str, **kw: Any) -> None:
+    async def afire(self, event: str, *args: Any, **kw: Any) -> None:
         """:meth:`fire`, always awaitable (for async callers)."""
-        res = self.fire(event, **kw)
+        res = self.fire(event, *args, **kw)
         if res is not None:
             await res
 
-    def fire_sync(self, event: str, **kw: Any) -> None:
+    def fire_sync(self, event: str, *args: Any, **kw: Any) -> None:
         """:meth:`fire` from code without a running loop: async handlers run on a private loop."""
-        res = self.fire(event, **kw)
+        res = self.fire(event, *args, **kw)
         if res is not None:
             asyncio.run(_as_coro(res))
 
     @staticmethod
-    async def _fire_async(handlers: list[_Handler], event: str, kw: dict[str, Any]) -> None:
+    async def _fire_async(handlers: list[_Handler], event: str, kw: dict[str, Any],
+                          args: tuple[Any, ...] = ()) -> None:
         for h in handlers:
             try:
-                res = h.call(kw)
+                res = h.call(kw, args)
                 if inspect.isawaitable(res):
                     await res
             except Exception:  # noqa: BLE001 - a handler must not break the task or the worker
                 log.exception("handler %s of event %r failed", _name(h.func), event)
 
 
-def _call_sync(h: _Handler, event: str, kw: dict[str, Any]) -> None:
+def _call_sync(h: _Handler, event: str, kw: dict[str, Any], args: tuple[Any, ...] = ()) -> None:
     try:
-        h.call(kw)
+        h.call(kw, args)
     except Exception:  # noqa: BLE001
         log.exception("handler %s of event %r failed", _name(h.func), event)
 
@@ -189,6 +205,20 @@ async def _as_coro(aw: Awaitable[None]) -> None:
 
 def _name(func: Callable[..., Any]) -> str:
     return getattr(func, "__qualname__", None) or repr(func)
+
+
+class SyncEvents(Events):
+    """QTasks' ``SyncEvents``: ``QueueTasks(events=SyncEvents())``; :meth:`fire` calls sync handlers at once."""
+
+
+class AsyncEvents(Events):
+    """QTasks' ``AsyncEvents``: as :class:`Events`, but ``await events.fire(...)`` works whatever the handlers are."""
+
+    async def fire(self, event: str, *args: Any, **kw: Any) -> None:  # type: ignore[override]
+        """Call ``event``'s handlers (see :meth:`Events.fire`) and wait for the async ones."""
+        res = super().fire(event, *args, **kw)
+        if res is not None:
+            await res
 
 
 def events_of(app: Any) -> Events | None:

@@ -45,9 +45,20 @@ class TaskCancel(QTasksError):
         self.reason = reason
 
 
+class TaskCancelError(TaskCancel, RuntimeError):
+    """QTasks' name (``qtasks.exc.TaskCancelError``): what ``ctx.cancel(reason)`` raises, and what a task may
+    raise itself to end with status ``cancel``. A ``TaskCancel`` (our name), and a ``RuntimeError`` as in
+    QTasks, so ``except`` clauses written for either keep catching it."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(str(args[0]) if args else "")
+        self.args = args
+
+
 class TaskPluginTriggerError(QTasksError):
-    """Raised by ``self.ctx.plugin_error(**kwargs)`` in an echo task (QTasks ``TaskPluginTriggerError``): the task
-    fails with it, and ``kwargs`` stay on the exception for whoever reads the failure."""
+    """QTasks' ``qtasks.exc.TaskPluginTriggerError``: raised by ``self.ctx.plugin_error(**kwargs)`` in an echo
+    task (or by the task itself): the task fails with it, and ``kwargs`` stay on the exception for whoever reads
+    the failure."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args)

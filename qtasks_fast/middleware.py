@@ -16,7 +16,10 @@
 
 Hooks come in pairs. The ``before_*`` hooks run in chain order, the ``after_*``
 hooks (``after_enqueue``, ``after_execute``, ``on_error``, ``on_retry``) in
-reverse, so a middleware wraps everything that comes after it. The chain of a
+reverse, so a middleware wraps everything that comes after it. ``on_result``
+(a successful call's value, returned as stored: the same or a replacement; what
+QTasks' ``middlewares_after`` do) runs in chain order, before ``after_execute``,
+and an exception there fails the task. The chain of a
 task is ``app.middlewares_before + task.middlewares_before + task.middlewares_after
 + app.middlewares_after``.
 
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
 log = get_logger("worker")
 
 #: hooks of the worker side, in the attribute names of :class:`Middleware`
-WORKER_HOOKS = ("before_execute", "after_execute", "on_error", "on_retry")
+WORKER_HOOKS = ("before_execute", "on_result", "after_execute", "on_error", "on_retry")
 ENQUEUE_HOOKS = ("before_enqueue", "after_enqueue")
 
 
@@ -71,6 +74,11 @@ class Middleware:
         """Before the call; ``ctx.args``/``ctx.kwargs`` are the wire arguments and may be replaced."""
         return None
 
+    def on_result(self, ctx: ExecContext, result: Any) -> Any:
+        """The call succeeded with ``result``: return the value to store (``result`` or a replacement; may be
+        a coroutine). Runs before ``after_execute``; an exception fails the task."""
+        return result
+
     def after_execute(self, ctx: ExecContext, status: str, result: Any) -> None | Awaitable[None]:
         """After the call: ``status`` is success (``result`` the value), error (the exception) or cancel
         (the reason)."""
@@ -93,8 +101,13 @@ def overrides(m: Middleware, hook: str) -> bool:
     return getattr(type(m), hook) is not getattr(Middleware, hook)
 
 
-def as_instance(m: Any, where: str) -> Middleware:
-    """``m`` as a middleware instance: a Middleware subclass is instantiated without arguments."""
+def as_instance(m: Any, where: str, phase: str = "before") -> Middleware:
+    """``m`` as a middleware instance: a Middleware subclass is instantiated without arguments; a QTasks
+    ``TaskMiddleware`` subclass (:mod:`qtasks_fast.middlewares.task`) is adapted to run at ``phase``
+    (``"before"`` the call, or ``"after"`` it on its result), as the task list it was given in says."""
+    adapt = getattr(m, "adapt_qtasks", None)
+    if isinstance(m, type) and adapt is not None:
+        return adapt(phase)  # type: ignore[no-any-return]
     if isinstance(m, type):
         if not issubclass(m, Middleware):
             raise TypeError(f"{where}: {m.__name__} is not a qtasks_fast.middleware.Middleware subclass")
@@ -104,8 +117,8 @@ def as_instance(m: Any, where: str) -> Middleware:
     return m
 
 
-def as_instances(ms: Iterable[Any] | None, where: str) -> list[Middleware]:
-    return [as_instance(m, where) for m in ms or ()]
+def as_instances(ms: Iterable[Any] | None, where: str, phase: str = "before") -> list[Middleware]:
+    return [as_instance(m, where, phase) for m in ms or ()]
 
 
 def middleware_chain(app: Any, task_func: TaskFunc) -> tuple[Middleware, ...]:
@@ -139,10 +152,11 @@ def check_options(task_name: str, given: Iterable[str], chain: Sequence[Middlewa
 class Hooks:
     """The worker hooks of one task, prepared once: only overridden hooks, ``after_*`` already reversed."""
 
-    __slots__ = ("before", "after", "on_error", "on_retry", "events")
+    __slots__ = ("before", "results", "after", "on_error", "on_retry", "events")
 
     def __init__(self, chain: Sequence[Middleware], events: Any) -> None:
         self.before = tuple(m.before_execute for m in chain if overrides(m, "before_execute"))
+        self.results = tuple(m.on_result for m in chain if overrides(m, "on_result"))
         rev = tuple(reversed(chain))
         self.after = tuple(m.after_execute for m in rev if overrides(m, "after_execute"))
         self.on_error = tuple(m.on_error for m in rev if overrides(m, "on_error"))
@@ -152,7 +166,7 @@ class Hooks:
 
     @property
     def empty(self) -> bool:
-        return not (self.before or self.after or self.on_error or self.on_retry or self.events)
+        return not (self.before or self.results or self.after or self.on_error or self.on_retry or self.events)
 
 
 async def call_hooks(hooks: Sequence[Callable[..., Any]], *args: Any, label: str = "", strict: bool = False) -> None:
@@ -167,3 +181,13 @@ async def call_hooks(hooks: Sequence[Callable[..., Any]], *args: Any, label: str
             if strict:
                 raise
             log.exception("middleware hook %s of task %s failed", getattr(hook, "__qualname__", hook), label)
+
+
+async def through_results(hooks: Sequence[Callable[..., Any]], ctx: ExecContext, result: Any) -> Any:
+    """``result`` passed through each ``on_result`` hook in chain order (awaiting async ones); raises what a
+    hook raises (the task fails with it)."""
+    for hook in hooks:
+        result = hook(ctx, result)
+        if inspect.isawaitable(result):
+            result = await result
+    return result

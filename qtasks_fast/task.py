@@ -83,7 +83,7 @@ class TaskFunc:
         #: options of the task's middlewares (``@app.task(my_option=...)``), read by them from ``ctx.task.options``
         self.options = dict(options)
         self.middlewares_before: list[Middleware] = as_instances(middlewares_before, f"task {name!r}")
-        self.middlewares_after: list[Middleware] = as_instances(middlewares_after, f"task {name!r}")
+        self.middlewares_after: list[Middleware] = as_instances(middlewares_after, f"task {name!r}", "after")
         self.queue = queue or app.config.default_queue
         self.is_async = inspect.iscoroutinefunction(func)
         self.is_gen = inspect.isgeneratorfunction(func)

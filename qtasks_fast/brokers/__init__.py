@@ -2,6 +2,8 @@
 
 ``redis://`` / ``rediss://`` -> Redis Streams; ``sqlite:///path`` (or no URL at
 all) -> the embedded SQLite backend; ``memory://`` -> in-process, for tests.
+QTasks' ``SyncRedisBroker``/``AsyncRedisBroker`` (also as ``qtasks_fast.brokers.sync_redis`` /
+``async_redis``) build the Redis pair with QTasks' constructor.
 """
 
 from __future__ import annotations
@@ -12,6 +14,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from qtasks_fast.abc import Broker, Storage
     from qtasks_fast.config import GlobalConfig
+
+#: QTasks' broker names (``qtasks.brokers.SyncRedisBroker``), imported when first used, as QTasks does
+_QTASKS_NAMES = {"SyncRedisBroker": "qtasks_fast.brokers.sync_redis",
+                 "AsyncRedisBroker": "qtasks_fast.brokers.async_redis"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _QTASKS_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_QTASKS_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DEFAULT_SQLITE_DIR = ".qtasks_fast"
 #: the environment variables of the broker URL and of the embedded database's file

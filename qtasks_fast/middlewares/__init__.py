@@ -8,6 +8,8 @@
   (``app.add_middleware(Metrics, port=9100)``; extra ``metrics``).
 - :mod:`~qtasks_fast.middlewares.logs`: ``LogCapture``, what a task logs while it runs, stored with it
   (``app.get_logs(uuid)``, ``qtasks-fast -A app logs UUID``).
+- :mod:`~qtasks_fast.middlewares.task`: ``TaskMiddleware``, QTasks' middleware classes run unchanged
+  (``middlewares_before``/``middlewares_after``).
 - Plugins with named triggers (:mod:`qtasks_fast.plugins`) reach tasks through middlewares too.
 - Time limits (``max_time``) live in the executor, and the hard limit of ``executor="process"`` in
   :mod:`qtasks_fast.worker.procexec`.
@@ -16,5 +18,6 @@
 from qtasks_fast.middlewares.logs import LogCapture
 from qtasks_fast.middlewares.metrics import Metrics
 from qtasks_fast.middlewares.retries import retry_child, retry_delay
+from qtasks_fast.middlewares.task import TaskMiddleware
 
-__all__ = ["LogCapture", "Metrics", "retry_child", "retry_delay"]
+__all__ = ["LogCapture", "Metrics", "TaskMiddleware", "retry_child", "retry_delay"]

@@ -4,7 +4,8 @@ Order of one call:
 
 1. event ``task_running``; every ``before_execute`` (chain order; an exception fails the task)
 2. arguments: validated, pydantic models built, ``Depends``/``State`` resolved, echo ``self`` added
-3. the call itself (time limit: see :mod:`qtasks_fast.worker.executor`)
+3. the call itself (time limit: see :mod:`qtasks_fast.worker.executor`), then every ``on_result``
+   (chain order; an exception fails the task)
 4. task-scope dependency cleanup (given the task's exception, if any)
 5. outcome: success, or error (with a retry child when retries are left) or cancel; then
    ``on_error``/``on_retry``/``after_execute`` (reverse chain order) and the matching events
@@ -29,7 +30,8 @@ from qtasks_fast import _corelib as core
 from qtasks_fast.depends import run_exits
 from qtasks_fast.exceptions import TaskCancel
 from qtasks_fast.log import current_task, task_label
-from qtasks_fast.middleware import call_hooks
+from qtasks_fast.middleware import call_hooks, through_results
+from qtasks_fast.schemas import task_from_envelope
 from qtasks_fast.worker.context import EchoTask, ExecContext
 
 if TYPE_CHECKING:
@@ -63,7 +65,8 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
     ctx = ExecContext(h, d, ex.worker_id)
     kw: dict[str, Any] = {}
     if events is not None:
-        kw = {"task": h, "task_name": env.task_name, "uuid": env.uuid, "envelope": env, "worker_id": ex.worker_id}
+        kw = {"task": h, "task_name": env.task_name, "uuid": env.uuid, "envelope": env, "worker_id": ex.worker_id,
+              "task_func": h, "task_broker": env}  # the last two: QTasks' names for the first and the envelope
     exits: list[Exit] = []
     thread: list[Future[Any]] = []  # the pool future of a sync call, when there is one
     value: Any = None
@@ -74,6 +77,8 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
         if hooks is not None and hooks.before:
             await call_hooks(hooks.before, ctx, label=label, strict=True)
         value = await _call(ex, d, ctx, exits, thread)
+        if hooks is not None and hooks.results:
+            value = await through_results(hooks.results, ctx, value)
     except asyncio.CancelledError:
         reason = ex.cancelled.pop(d, None)
         if reason is None:  # drain: hand the delivery back, after cleaning up
@@ -103,6 +108,7 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
             await call_hooks(hooks.after, ctx, "success", value, label=label)
         if events is not None:
             await events.afire("task_success", result=value, **kw)
+            await _stopping(events, kw, "success", encoded, None)
         ex.on_done((d, "success", encoded, "", ""), followups)
         return
     try:
@@ -126,7 +132,19 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
                 await events.afire("task_retry", exc=exc, child=child, **kw)
             else:
                 await events.afire("task_error", exc=exc, traceback=outcome[3], **kw)
+        await _stopping(events, kw, outcome[1], b"", outcome[3], child.uuid if child is not None else None)
     ex.on_done(outcome, followups)
+
+
+async def _stopping(events: Any, kw: dict[str, Any], status: str, returning: bytes, traceback: str | None,
+                    retry_child: str | None = None) -> None:
+    """QTasks' ``task_stopping``: the task ended; ``model`` is its final record, built only for a handler."""
+    if not events.active("task_stopping"):
+        return
+    env = kw["envelope"]
+    model = task_from_envelope(env, status, returning=returning, traceback=traceback, retry_child=retry_child,
+                               worker_id=kw["worker_id"], queue=env.queue)
+    await events.afire("task_stopping", model=model, **kw)
 
 
 async def _cleanup(exits: list[Exit], thread: list[Future[Any]], exc: BaseException | None, label: str) -> None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from qtasks_fast.exceptions import TaskCancel, TaskPluginTriggerError
+from qtasks_fast.exceptions import TaskCancelError, TaskPluginTriggerError
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.schemas import META_ATTEMPT, Task, record_from_envelope
 
@@ -78,8 +78,9 @@ class TaskContext:
         return task
 
     def cancel(self, reason: str = "") -> NoReturn:
-        """End this task now with status ``cancel`` and ``reason`` as its traceback text."""
-        raise TaskCancel(reason)
+        """End this task now with status ``cancel`` and ``reason`` as its traceback text (raises QTasks'
+        ``TaskCancelError``, a ``TaskCancel``)."""
+        raise TaskCancelError(reason)
 
 
 class EchoTask:

@@ -255,7 +255,7 @@ class Worker:
             self.limiter = Limiter(self)
         if not await self.start_up(stop):
             return
-        await fire(self, "starting", worker=self)
+        await fire(self, "starting", worker=self, broker=self.broker)
         plugins = getattr(app, "plugins", None)
         if plugins:
             self.plugins = plugins
@@ -264,6 +264,7 @@ class Worker:
         await self.registration.beat(self.broker.lease_seconds / 3)
         log.info("worker %s serving queues %s with %d tasks registered (concurrency %d)", self.worker_id,
                  ",".join(self.queues), len(app.tasks), self.concurrency)
+        await fire(self, "worker_running", worker=self, broker=self.broker, number=0)
         settler = asyncio.create_task(self.settle_loop(), name="settler")
         lease = asyncio.create_task(lease_loop(self), name="lease")
         fetcher = asyncio.create_task(fetch_loop(self), name="fetcher")
@@ -286,8 +287,9 @@ class Worker:
             log.error("worker %s: %s failed; exiting so the supervisor restarts it", self.worker_id,
                       failed[0].get_name())
             raise failed[0].exception()  # type: ignore[misc]
-        await fire(self, "stopping", worker=self)
+        await fire(self, "stopping", worker=self, broker=self.broker)
         await self.drain(fetcher)
+        await fire(self, "worker_stopping", worker=self, broker=self.broker, number=0)
         for t in (*background, stopper, *helpers):
             t.cancel()
         # let them unwind (closing their connections) rather than be destroyed pending at loop close

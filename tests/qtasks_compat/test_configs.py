@@ -1,0 +1,88 @@
+"""QTasks' GlobalConfig component (``qtasks.configs``): one shared key-value store, on Redis or in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis as AsyncRedis
+
+from qtasks_fast.config import GlobalConfig
+from qtasks_fast.configs import (
+    AsyncInMemoryGlobalConfig,
+    AsyncRedisGlobalConfig,
+    QueueConfig,
+    SyncInMemoryGlobalConfig,
+    SyncRedisGlobalConfig,
+)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def pair(request: pytest.FixtureRequest, app_name: str) -> Iterator[tuple[Any, Any]]:
+    """Two components of one project (two processes' view of the store)."""
+    if request.param == "redis":
+        url = str(request.getfixturevalue("redis_url"))
+        made = [SyncRedisGlobalConfig(name=app_name, url=url) for _ in range(2)]
+    else:
+        made = [SyncInMemoryGlobalConfig(name=app_name) for _ in range(2)]
+    yield made[0], made[1]
+    for gc in made:
+        gc.stop()
+
+
+def test_set_get_get_all_get_match_are_shared(pair: tuple[Any, Any]) -> None:
+    writer, reader = pair
+    writer.set(name="limits", key="rps", value="100")
+    writer.set("limits", "burst", 5)
+    writer.set("lists", "max", 2.5)
+    writer.set("users", "ann", b"admin")
+    assert reader.get("limits", "rps") == "100" and reader.get("limits", "burst") == "5"  # text, as Redis answers
+    assert reader.get("limits", "nope") is None and reader.get("nothing", "rps") is None
+    assert reader.get_all("limits") == {"rps": "100", "burst": "5"} and reader.get_all("nothing") == {}
+    assert reader.get_match("li*") == {"limits": {"rps": "100", "burst": "5"}, "lists": {"max": "2.5"}}
+    assert reader.get_match("user?") == {"users": {"ann": "admin"}} and reader.get_match("zz*") == {}
+    with pytest.raises(TypeError, match="json.dumps"):
+        writer.set("limits", "rps", {"per": "second"})
+
+
+def test_projects_do_not_see_each_other(redis_url: str, app_name: str) -> None:
+    ours = SyncRedisGlobalConfig(name=app_name, url=redis_url)
+    theirs = SyncRedisGlobalConfig(name=app_name + "x", url=redis_url)
+    mem = SyncInMemoryGlobalConfig(name=app_name, config_name="Other")
+    try:
+        ours.set("k", "f", "1")
+        assert theirs.get("k", "f") is None and mem.get("k", "f") is None
+        # QTasks' layout, so QTasks processes on the same Redis read the same values
+        assert redis.Redis.from_url(redis_url).hget(f"{app_name}:GlobalConfig:k", "f") == b"1"
+    finally:
+        ours.stop()
+        theirs.stop()
+
+
+def test_start_marks_the_project_running_until_stop(pair: tuple[Any, Any]) -> None:
+    server, client = pair
+    assert client.get("main", "status") is None
+    server.start()
+    assert server.running and client.get("main", "status") == "running"
+    assert client.get("main", "name") == server.name
+
+
+async def test_async_components(redis_url: str, app_name: str) -> None:
+    for gc in (AsyncRedisGlobalConfig(name=app_name, url=redis_url),
+               AsyncRedisGlobalConfig(name=app_name, redis_connect=AsyncRedis.from_url(redis_url)),
+               AsyncInMemoryGlobalConfig(name=app_name)):
+        await gc.set("flags", "beta", "on")
+        assert await gc.get("flags", "beta") == "on"
+        assert await gc.get_all("flags") == {"beta": "on"}
+        assert await gc.get_match("fl*") == {"flags": {"beta": "on"}}
+        await gc.start()
+        assert await gc.get("main", "status") == "running" and gc.running
+        await gc.stop()
+
+
+def test_queue_config_is_the_app_config() -> None:
+    assert QueueConfig is GlobalConfig
+    with pytest.raises(TypeError, match="log="):
+        SyncInMemoryGlobalConfig(log=object())
