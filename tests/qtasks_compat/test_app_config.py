@@ -10,6 +10,7 @@ of the app is live (``server=False``: whether the broker answers), sync and asyn
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -117,6 +118,9 @@ def test_ping_says_whether_a_worker_is_live() -> None:
     assert app.ping(server=False) is True
     assert app.ping() is False
     with WorkerThread(app):
+        deadline = time.monotonic() + 10  # the worker registers as it starts serving, just after the thread starts
+        while not app.ping() and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert app.ping() is True
     dead = QueueTasks(name="ping_dead", broker_url=f"redis://127.0.0.1:{free_port()}/0")
     dead.config.connect_timeout = 1.0

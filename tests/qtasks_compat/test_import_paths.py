@@ -31,13 +31,12 @@ RESOLVES = [
     "qtasks_fast.storages.sync_redis:SyncRedisStorage", "qtasks_fast.storages.async_redis:AsyncRedisStorage",
     "qtasks_fast.timers:SyncTimer", "qtasks_fast.timers:AsyncTimer",
     "qtasks_fast.schemas:Task",
-]
-
-NOT_YET = [
-    # issue 11, helper Q1 (QTasks' own task tests): schemas, enums, test cases
     "qtasks_fast.enums:TaskStatusEnum", "qtasks_fast.enums.task_status:TaskStatusEnum",
     "qtasks_fast.schemas.task:Task", "qtasks_fast.schemas.test:TestConfig", "qtasks_fast.schemas:TestConfig",
     "qtasks_fast.tests:SyncTestCase", "qtasks_fast.tests:AsyncTestCase",
+]
+
+NOT_YET = [
     # issue 11, later: QTasks' plugins package (qtasks_fast.plugins is still one module with BasePlugin)
     "qtasks_fast.plugins:SyncRetryPlugin", "qtasks_fast.plugins:AsyncRetryPlugin",
     "qtasks_fast.plugins:SyncStatePlugin", "qtasks_fast.plugins:AsyncStatePlugin",
