@@ -2,17 +2,22 @@
 
 What a user relies on: QTasks' worker wraps results through its pydantic wrapper plugin, so a QTasks task may
 ``return Order(...)`` and the caller reads a dict. Here the same task must succeed and store
-``model_dump(mode="json")`` whichever way the worker runs it (async, thread, generator, through middlewares);
+``model_dump(mode="json")`` whichever way the worker runs it (async, thread, process, generator, through middlewares);
 a result that is neither encodable nor a model still fails with the message saying so.
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib
+import sys
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from qtasks_fast import QueueTasks
@@ -95,3 +100,35 @@ def test_a_returned_model_is_stored_as_its_data_through_middlewares() -> None:
     app = build_app()
     app.add_middleware(Noop())
     check(run(app, CALLS))
+
+
+PROCESS_MODULE = '''
+from pydantic import BaseModel
+from qtasks_fast import QueueTasks
+
+app = QueueTasks("{name}", broker_url="memory://")
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+@app.task(executor="process")
+def point(n: int) -> Point:
+    return Point(x=n, y=-n)
+'''
+
+
+def test_a_model_returned_from_a_process_task_is_stored_as_its_data(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"pyd_proc_{uuid.uuid4().hex[:8]}"  # a module of the user's: the process child imports it by name
+    (tmp_path / f"{name}.py").write_text(PROCESS_MODULE.format(name=name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        app = importlib.import_module(name).app
+        with WorkerThread(app, broker_url="memory://"):
+            rec = app.add_task("point", 5, timeout=30)
+        assert rec is not None and rec.status == "success" and rec.returning == {"x": 5, "y": -5}, rec
+    finally:
+        sys.modules.pop(name, None)
