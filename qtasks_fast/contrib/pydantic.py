@@ -13,8 +13,9 @@ A parameter annotated with a ``BaseModel`` subclass travels as a plain dict
 (``model_dump(mode="json")``: msgpack never carries a Python object). The
 producer validates it when it knows the task (a bad value fails at
 ``add_task``), and the worker builds the model again (``model_validate``), so the
-function always receives an instance. Nothing here imports pydantic unless the
-app's code did: a task can only be annotated with a model once pydantic is loaded.
+function always receives an instance. A task may return a model (or a list or dict of them): the
+worker stores ``model_dump(mode="json")``, as QTasks' pydantic wrapper plugin does. Nothing here imports
+pydantic unless the app's code did: a task can only be annotated with a model once pydantic is loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import types
 import typing
 from typing import Any
+
+import msgspec
 
 from qtasks_fast.exceptions import TaskArgumentsError
 
@@ -72,3 +75,15 @@ def to_wire(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:
 def to_model(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:
     """Worker side: the dict from the wire as a model instance."""
     return _validate(task_name, param, mp, value)
+
+
+def _dump(obj: Any) -> Any:
+    """``enc_hook``: a pydantic model as its JSON-mode dict; anything else stays unsupported."""
+    pyd = sys.modules.get("pydantic")
+    if pyd is not None and isinstance(obj, pyd.BaseModel):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"Encoding objects of type {type(obj).__name__} is unsupported")
+
+
+#: the worker's second try at a result its plain encoder refused (the fast path never pays for models)
+encode_with_models = msgspec.msgpack.Encoder(enc_hook=_dump).encode

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast import _corelib as core
+from qtasks_fast.contrib.pydantic import encode_with_models
 from qtasks_fast.depends import run_exits
 from qtasks_fast.exceptions import TaskCancel
 from qtasks_fast.log import current_task, task_label
@@ -97,7 +98,10 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
     followups: list[Envelope] = []
     if exc is None:
         try:
-            encoded = core.encode(value)
+            try:
+                encoded = core.encode(value)
+            except (TypeError, msgspec.EncodeError):
+                encoded = encode_with_models(value)
             followups = ex.followups(env, value, d.handler.app, d) if env.meta else []
         except (TypeError, msgspec.EncodeError) as enc:
             exc = TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}")

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast import _corelib as core
+from qtasks_fast.contrib.pydantic import encode_with_models
 from qtasks_fast.depends import Resolver
 from qtasks_fast.exceptions import TaskArgumentsError, TaskCancel
 from qtasks_fast.log import current_task, get_logger, task_label
@@ -251,7 +252,10 @@ class Executor:
         if exc is None:
             env = d.envelope
             try:
-                encoded = core.encode(value)
+                try:
+                    encoded = core.encode(value)
+                except (TypeError, msgspec.EncodeError):
+                    encoded = encode_with_models(value)
                 followups = self.followups(env, value, d.handler.app, d) if env.meta else NO_FOLLOWUPS
             except (TypeError, msgspec.EncodeError) as enc:
                 exc = TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}")

@@ -192,6 +192,7 @@ class ProcessPool:
 
 # ------------------------------------------------------------------------------------------ child
 def _reply(tf: TaskFunc, env: Envelope, worker_id: str, validate: bool) -> bytes:
+    from qtasks_fast.contrib.pydantic import encode_with_models
     from qtasks_fast.exceptions import TaskArgumentsError
     from qtasks_fast.worker.context import EchoTask
 
@@ -204,7 +205,10 @@ def _reply(tf: TaskFunc, env: Envelope, worker_id: str, validate: bool) -> bytes
             handler = tf.generate_handler
             value = [handler(v) if handler else v for v in value]
         try:
-            return _encode(["ok", value])
+            try:
+                return _encode(["ok", value])
+            except (TypeError, msgspec.EncodeError):
+                return encode_with_models(["ok", value])
         except (TypeError, msgspec.EncodeError) as enc:
             raise TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}") from None
     except TaskCancel as exc:

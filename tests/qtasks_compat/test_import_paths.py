@@ -34,17 +34,17 @@ RESOLVES = [
     "qtasks_fast.enums:TaskStatusEnum", "qtasks_fast.enums.task_status:TaskStatusEnum",
     "qtasks_fast.schemas.task:Task", "qtasks_fast.schemas.test:TestConfig", "qtasks_fast.schemas:TestConfig",
     "qtasks_fast.tests:SyncTestCase", "qtasks_fast.tests:AsyncTestCase",
+    "qtasks_fast.plugins.base:BasePlugin", "qtasks_fast.plugins:BasePlugin",
+    "qtasks_fast.plugins:SyncState", "qtasks_fast.plugins:AsyncState", "qtasks_fast.plugins:Depends",
 ]
 
 NOT_YET = [
-    # issue 11, later: QTasks' plugins package (qtasks_fast.plugins is still one module with BasePlugin)
+    # issue 11, later: QTasks' plugin classes (the package, its base module, State and Depends are in RESOLVES)
     "qtasks_fast.plugins:SyncRetryPlugin", "qtasks_fast.plugins:AsyncRetryPlugin",
     "qtasks_fast.plugins:SyncStatePlugin", "qtasks_fast.plugins:AsyncStatePlugin",
-    "qtasks_fast.plugins:SyncState", "qtasks_fast.plugins:AsyncState",
     "qtasks_fast.plugins:SyncPydanticWrapperPlugin", "qtasks_fast.plugins:AsyncPydanticWrapperPlugin",
-    "qtasks_fast.plugins:SyncDependsPlugin", "qtasks_fast.plugins:AsyncDependsPlugin", "qtasks_fast.plugins:Depends",
+    "qtasks_fast.plugins:SyncDependsPlugin", "qtasks_fast.plugins:AsyncDependsPlugin",
     "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
-    "qtasks_fast.plugins.base:BasePlugin",
     # issue 11, later: the gRPC plugin serving QTasks' qtasks.v1.QTasksService
     "qtasks_fast.plugins:SyncgRPCPlugin", "qtasks_fast.plugins:AsyncgRPCPlugin",
     "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
