@@ -174,3 +174,23 @@ async def test_taken_port_is_a_one_line_error() -> None:
         assert "\n" not in str(info.value)
     finally:
         await first.stop()
+
+
+def test_protocol_is_qtasks_v1() -> None:
+    """A client generated from QTasks' qtasks.proto must talk to us: same service, methods and field numbers."""
+    service = qtasks_pb2.DESCRIPTOR.services_by_name["QTasksService"]
+    assert service.full_name == "qtasks.v1.QTasksService"
+    assert {m.name: (m.input_type.name, m.output_type.name) for m in service.methods} == {
+        "AddTask": ("AddTaskRequest", "AddTaskResponse"), "GetTask": ("GetTaskRequest", "GetTaskResponse")}
+    fields = {name: {f.name: (f.number, f.type) for f in msg.fields}
+              for name, msg in qtasks_pb2.DESCRIPTOR.message_types_by_name.items()}
+    d = qtasks_pb2.DESCRIPTOR.message_types_by_name["AddTaskRequest"].fields_by_name["name"]
+    STR, BOOL, DOUBLE, INT32 = d.TYPE_STRING, d.TYPE_BOOL, d.TYPE_DOUBLE, d.TYPE_INT32
+    assert fields == {
+        "AddTaskRequest": {"name": (1, STR), "args_json": (2, STR), "kwargs_json": (3, STR), "timeout": (4, DOUBLE),
+                           "priority": (5, INT32)},
+        "AddTaskResponse": {"ok": (1, BOOL), "uuid": (2, STR), "result_json": (3, STR), "error": (4, STR)},
+        "GetTaskRequest": {"uuid": (1, STR), "include_result": (2, BOOL)},
+        "GetTaskResponse": {"ok": (1, BOOL), "status": (2, STR), "result_json": (3, STR), "traceback": (4, STR),
+                            "error": (5, STR)},
+    }
