@@ -1,0 +1,196 @@
+"""QTasks' gRPC plugins (qtasks_fast.grpc_plugin): a worker serves qtasks.v1.QTasksService AddTask/GetTask,
+through the app's own calls, behind a bearer token; called here with a Python gRPC client on a free port."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from qtasks_fast import QueueTasks
+from qtasks_fast import asyncio as qasyncio
+from qtasks_fast.exceptions import ConfigError
+from qtasks_fast.grpc_plugin import AsyncgRPCPlugin, SyncgRPCPlugin, qtasks_pb2, qtasks_pb2_grpc
+from qtasks_fast.testing import WorkerThread
+from tests.conftest import free_port
+
+TOKEN = "t0ken-for-tests"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
+ENV_AUTH = (("authorization", "Bearer from-env"),)
+
+
+def shop(app: QueueTasks | qasyncio.QueueTasks) -> None:
+    """The tasks every test app has: typed arguments, so validation can refuse a call."""
+
+    @app.task(name="add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task(name="fail")
+    def fail(why: str) -> None:
+        raise RuntimeError(why)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[str, type]]:
+    """A sync app whose worker (a thread, memory:// broker) runs SyncgRPCPlugin on a free port."""
+    app = QueueTasks("grpc-plugin", broker_url="memory://")
+    shop(app)
+    port = free_port()
+    app.add_plugin(SyncgRPCPlugin(app, port=port, token=TOKEN))
+    with WorkerThread(app, broker_url="memory://"):
+        yield f"127.0.0.1:{port}", app
+
+
+def stub(target: str) -> qtasks_pb2_grpc.QTasksServiceStub:
+    channel = grpc.insecure_channel(target)
+    grpc.channel_ready_future(channel).result(timeout=20)
+    return qtasks_pb2_grpc.QTasksServiceStub(channel)
+
+
+def code_of(call: object) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call()  # type: ignore[operator]
+    return info.value.code(), info.value.details()
+
+
+def test_worker_serves_add_task_and_get_task(served: tuple[str, type]) -> None:
+    s = stub(served[0])
+    done = s.AddTask(qtasks_pb2.AddTaskRequest(name="add", args_json="[2, 3]", timeout=10), metadata=AUTH)
+    assert done.ok and json.loads(done.result_json) == 5
+    got = s.GetTask(qtasks_pb2.GetTaskRequest(uuid=done.uuid, include_result=True), metadata=AUTH)
+    assert (got.ok, got.status, json.loads(got.result_json)) == (True, "success", 5)
+    # no timeout: enqueued, answered at once with the uuid; kwargs go through too
+    sent = s.AddTask(qtasks_pb2.AddTaskRequest(name="add", kwargs_json='{"a": 40, "b": 2}'), metadata=AUTH)
+    assert sent.ok and sent.uuid and not sent.result_json
+    got = s.GetTask(qtasks_pb2.GetTaskRequest(uuid=sent.uuid), metadata=AUTH)
+    assert got.ok and got.status and not got.result_json  # no result unless include_result
+
+
+def test_failed_task_traceback(served: tuple[str, type]) -> None:
+    s = stub(served[0])
+    done = s.AddTask(qtasks_pb2.AddTaskRequest(name="fail", args_json='["broken on purpose"]', timeout=10),
+                     metadata=AUTH)
+    got = s.GetTask(qtasks_pb2.GetTaskRequest(uuid=done.uuid, include_result=True), metadata=AUTH)
+    assert got.status == "error" and "broken on purpose" in got.traceback
+
+
+@pytest.mark.parametrize("name", ["nope", "add_typo"])
+def test_unknown_task_is_not_found(served: tuple[str, type], name: str) -> None:
+    s = stub(served[0])
+    code, details = code_of(lambda: s.AddTask(qtasks_pb2.AddTaskRequest(name=name), metadata=AUTH))
+    assert code == grpc.StatusCode.NOT_FOUND and f"no task {name!r}" in details
+
+
+@pytest.mark.parametrize("args_json, kwargs_json", [
+    ("[1]", ""),  # one argument missing
+    ('["x", "y"]', ""),  # not ints
+    ("[1, 2, 3]", ""),  # one too many
+    ("", '{"a": 1, "c": 2}'),  # unknown keyword
+    ("[1, ", ""),  # not JSON
+    ('{"a": 1}', ""),  # args_json not a list
+])
+def test_bad_arguments_are_invalid_argument(served: tuple[str, type], args_json: str, kwargs_json: str) -> None:
+    s = stub(served[0])
+    req = qtasks_pb2.AddTaskRequest(name="add", args_json=args_json, kwargs_json=kwargs_json)
+    code, details = code_of(lambda: s.AddTask(req, metadata=AUTH))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details
+
+
+def test_unknown_uuid_is_not_found_and_malformed_is_invalid(served: tuple[str, type]) -> None:
+    s = stub(served[0])
+    code, _ = code_of(lambda: s.GetTask(qtasks_pb2.GetTaskRequest(uuid="0" * 8 + "-0000-4000-8000-" + "0" * 12),
+                                        metadata=AUTH))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, _ = code_of(lambda: s.GetTask(qtasks_pb2.GetTaskRequest(uuid="not-a-uuid"), metadata=AUTH))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("metadata", [(), (("authorization", "Bearer wrong"),), (("authorization", TOKEN),)])
+def test_calls_without_the_token_are_refused(served: tuple[str, type], metadata: tuple[tuple[str, str], ...]) -> None:
+    s = stub(served[0])
+    code, details = code_of(lambda: s.AddTask(qtasks_pb2.AddTaskRequest(name="add", args_json="[1, 2]"),
+                                              metadata=metadata))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "Bearer" in details
+    code, _ = code_of(lambda: s.GetTask(qtasks_pb2.GetTaskRequest(uuid="x"), metadata=metadata))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_safe_defaults() -> None:
+    plugin = SyncgRPCPlugin(QueueTasks("grpc-defaults", broker_url="memory://"))
+    assert (plugin.host, plugin.port) == ("127.0.0.1", 50051)  # QTasks' port, but not every interface
+
+
+async def test_no_token_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QTASKS_GRPC_TOKEN", raising=False)
+    plugin = AsyncgRPCPlugin(qasyncio.QueueTasks("grpc-no-token", broker_url="memory://"), port=free_port())
+    with pytest.raises(ConfigError, match="QTASKS_GRPC_TOKEN") as info:
+        await plugin.start()
+    assert "\n" not in str(info.value)
+
+
+async def test_async_app_with_env_token_and_insecure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The async client's coroutines are awaited on the loop; the token may come from the environment."""
+    app = qasyncio.QueueTasks("grpc-async", broker_url="memory://")
+    shop(app)
+    monkeypatch.setenv("QTASKS_GRPC_TOKEN", "from-env")
+    plugin = AsyncgRPCPlugin(app, port=free_port())
+    await plugin.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{plugin.port}") as channel:
+            s = qtasks_pb2_grpc.QTasksServiceStub(channel)
+            sent = await s.AddTask(qtasks_pb2.AddTaskRequest(name="add", args_json="[1, 2]"),
+                                   metadata=ENV_AUTH)
+            assert sent.ok and sent.uuid
+            got = await s.GetTask(qtasks_pb2.GetTaskRequest(uuid=sent.uuid), metadata=ENV_AUTH)
+            assert got.ok and got.status
+            with pytest.raises(grpc.RpcError) as info:
+                await s.AddTask(qtasks_pb2.AddTaskRequest(name="nope"), metadata=ENV_AUTH)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await plugin.stop()
+    monkeypatch.delenv("QTASKS_GRPC_TOKEN")
+    open_plugin = AsyncgRPCPlugin(app, port=free_port(), insecure=True)
+    await open_plugin.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{open_plugin.port}") as channel:
+            sent = await qtasks_pb2_grpc.QTasksServiceStub(channel).AddTask(
+                qtasks_pb2.AddTaskRequest(name="add", args_json="[1, 2]"))
+            assert sent.ok
+    finally:
+        await open_plugin.stop()
+
+
+async def test_taken_port_is_a_one_line_error() -> None:
+    app = qasyncio.QueueTasks("grpc-port", broker_url="memory://")
+    first = AsyncgRPCPlugin(app, port=free_port(), insecure=True)
+    await first.start()
+    try:
+        second = AsyncgRPCPlugin(app, port=first.port, insecure=True)
+        with pytest.raises(ConfigError, match="port") as info:
+            await second.start()
+        assert "\n" not in str(info.value)
+    finally:
+        await first.stop()
+
+
+def test_protocol_is_qtasks_v1() -> None:
+    """A client generated from QTasks' qtasks.proto must talk to us: same service, methods and field numbers."""
+    service = qtasks_pb2.DESCRIPTOR.services_by_name["QTasksService"]
+    assert service.full_name == "qtasks.v1.QTasksService"
+    assert {m.name: (m.input_type.name, m.output_type.name) for m in service.methods} == {
+        "AddTask": ("AddTaskRequest", "AddTaskResponse"), "GetTask": ("GetTaskRequest", "GetTaskResponse")}
+    fields = {name: {f.name: (f.number, f.type) for f in msg.fields}
+              for name, msg in qtasks_pb2.DESCRIPTOR.message_types_by_name.items()}
+    d = qtasks_pb2.DESCRIPTOR.message_types_by_name["AddTaskRequest"].fields_by_name["name"]
+    STR, BOOL, DOUBLE, INT32 = d.TYPE_STRING, d.TYPE_BOOL, d.TYPE_DOUBLE, d.TYPE_INT32
+    assert fields == {
+        "AddTaskRequest": {"name": (1, STR), "args_json": (2, STR), "kwargs_json": (3, STR), "timeout": (4, DOUBLE),
+                           "priority": (5, INT32)},
+        "AddTaskResponse": {"ok": (1, BOOL), "uuid": (2, STR), "result_json": (3, STR), "error": (4, STR)},
+        "GetTaskRequest": {"uuid": (1, STR), "include_result": (2, BOOL)},
+        "GetTaskResponse": {"ok": (1, BOOL), "status": (2, STR), "result_json": (3, STR), "traceback": (4, STR),
+                            "error": (5, STR)},
+    }
