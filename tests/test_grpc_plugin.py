@@ -1,4 +1,4 @@
-"""QTasks' gRPC plugins (qtasks_fast.grpc_plugin): a worker serves qtasks.v1.QTasksService AddTask/GetTask,
+"""QTasks' gRPC plugins (qtasks_fast.plugins.grpc): a worker serves qtasks.v1.QTasksService AddTask/GetTask,
 through the app's own calls, behind a bearer token; called here with a Python gRPC client on a free port."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from qtasks_fast import QueueTasks
 from qtasks_fast import asyncio as qasyncio
 from qtasks_fast.exceptions import ConfigError
-from qtasks_fast.grpc_plugin import AsyncgRPCPlugin, SyncgRPCPlugin, qtasks_pb2, qtasks_pb2_grpc
+from qtasks_fast.plugins.grpc import AsyncgRPCPlugin, SyncgRPCPlugin, qtasks_pb2, qtasks_pb2_grpc
 from qtasks_fast.testing import WorkerThread
 from tests.conftest import free_port
 

@@ -14,6 +14,8 @@ here (``retry=``, State/Depends injection, :mod:`qtasks_fast.contrib.pydantic`),
 
 from __future__ import annotations
 
+from typing import Any
+
 from qtasks_fast.depends import AsyncState, Depends, SyncState
 from qtasks_fast.plugins.base import (
     REPLACES,
@@ -24,5 +26,15 @@ from qtasks_fast.plugins.base import (
     add_plugin,
 )
 
-__all__ = ["REPLACES", "TASK_TRIGGER_MIDDLEWARES", "TRIGGERS", "AsyncState", "BasePlugin", "Depends", "Plugins",
-           "SyncState", "add_plugin"]
+__all__ = ["REPLACES", "TASK_TRIGGER_MIDDLEWARES", "TRIGGERS", "AsyncState", "AsyncgRPCPlugin", "BasePlugin",
+           "Depends", "Plugins", "SyncState", "SyncgRPCPlugin", "add_plugin"]
+
+
+def __getattr__(name: str) -> Any:
+    """``SyncgRPCPlugin``/``AsyncgRPCPlugin`` (QTasks' ``qtasks.plugins`` names) load on first use: they need
+    the optional ``grpc`` extra, which ``import qtasks_fast.plugins`` must not."""
+    if name in ("SyncgRPCPlugin", "AsyncgRPCPlugin"):
+        from qtasks_fast.plugins import grpc as _grpc
+
+        return getattr(_grpc, name)
+    raise AttributeError(f"module 'qtasks_fast.plugins' has no attribute {name!r}")

@@ -36,6 +36,9 @@ RESOLVES = [
     "qtasks_fast.tests:SyncTestCase", "qtasks_fast.tests:AsyncTestCase",
     "qtasks_fast.plugins.base:BasePlugin", "qtasks_fast.plugins:BasePlugin",
     "qtasks_fast.plugins:SyncState", "qtasks_fast.plugins:AsyncState", "qtasks_fast.plugins:Depends",
+    "qtasks_fast.plugins:SyncgRPCPlugin", "qtasks_fast.plugins:AsyncgRPCPlugin",
+    "qtasks_fast.plugins.grpc:SyncgRPCPlugin", "qtasks_fast.plugins.grpc:AsyncgRPCPlugin",
+    "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
 ]
 
 NOT_YET = [
@@ -45,9 +48,6 @@ NOT_YET = [
     "qtasks_fast.plugins:SyncPydanticWrapperPlugin", "qtasks_fast.plugins:AsyncPydanticWrapperPlugin",
     "qtasks_fast.plugins:SyncDependsPlugin", "qtasks_fast.plugins:AsyncDependsPlugin",
     "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
-    # issue 11, later: the gRPC plugin serving QTasks' qtasks.v1.QTasksService
-    "qtasks_fast.plugins:SyncgRPCPlugin", "qtasks_fast.plugins:AsyncgRPCPlugin",
-    "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
     # QTasks' other brokers (RabbitMQ, Kafka, sockets): only the Redis paths are asked for so far
     "qtasks_fast.brokers:SyncRabbitMQBroker", "qtasks_fast.brokers:AsyncRabbitMQBroker",
     "qtasks_fast.brokers:SyncKafkaBroker", "qtasks_fast.brokers:AsyncKafkaBroker",

@@ -4,7 +4,7 @@
 
 The worker starts the server with the plugins (``start``) and stops it after draining (``stop``). Both names
 exist so QTasks code keeps working; they differ in nothing but the client they expect (either serves a sync
-or an async app, see :mod:`qtasks_fast.grpc_plugin.service`).
+or an async app, see :mod:`qtasks_fast.plugins.grpc.service`).
 
 Deliberately safer than QTasks (which listens on 0.0.0.0 with no authentication): the default host is
 127.0.0.1, and every call must carry the metadata ``authorization: Bearer <token>`` (token from ``token=`` or
@@ -22,10 +22,10 @@ from typing import Any
 import grpc
 
 from qtasks_fast.exceptions import ConfigError
-from qtasks_fast.grpc_plugin.core import qtasks_pb2_grpc
-from qtasks_fast.grpc_plugin.service import QTasksServicer
 from qtasks_fast.log import get_logger
 from qtasks_fast.plugins import BasePlugin
+from qtasks_fast.plugins.grpc.core import qtasks_pb2_grpc
+from qtasks_fast.plugins.grpc.service import QTasksServicer
 
 log = get_logger("grpc")
 TOKEN_ENV = "QTASKS_GRPC_TOKEN"

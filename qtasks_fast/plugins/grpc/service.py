@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from qtasks_fast.exceptions import InvalidTaskId, PayloadTooLarge, TaskArgumentsError, TaskNotFound
-from qtasks_fast.grpc_plugin.core import qtasks_pb2, qtasks_pb2_grpc
+from qtasks_fast.plugins.grpc.core import qtasks_pb2, qtasks_pb2_grpc
 
 
 def _dumps(value: Any) -> str:
