@@ -41,7 +41,7 @@ _RESULT = "results cannot be replaced here; read them at task_after_execute (com
 _ERROR = "a failure is seen at task_after_execute (component='worker') with status='error'"
 _FINISHED = "records expire after config.result_ttl; the closest is storage_save (component='storage')"
 _NO_GET = "reading a record fires no trigger here; the closest is storage_save (component='storage')"
-_FLUSH = "flush_all is not here yet (issue 11); the closest is worker_stop (component='worker')"
+_FLUSH = "app.flush_all() fires no trigger here; the closest is worker_stop (component='worker')"
 _GLOBAL = "the GlobalConfig component fires no triggers here; the closest is worker_start (component='worker')"
 
 #: QTasks trigger with no counterpart -> why, and the closest trigger of ours
