@@ -445,6 +445,11 @@ class QueueTasks(BaseQueueTasks):
         """Drop every queued and delayed (not running) task of ``queue``; returns how many."""
         return int(self._control("purge", queue))
 
+    def flush_all(self) -> None:
+        """QTasks ``flush_all``: delete every message, record and dead letter of this app (no other app's);
+        refused while its workers run. See :func:`qtasks_fast.control.flush_all`."""
+        self._control("flush_all")
+
     def run_forever(self, starter: Any = None, num_workers: int | None = None, reset_config: bool = True) -> None:
         """QTasks ``app.run_forever()``: run a worker of the app in this process, blocking until SIGTERM/SIGINT;
         see :func:`qtasks_fast.worker.runner.run_forever` (``num_workers``: tasks at once)."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from qtasks_fast import cli_broker
 from qtasks_fast.cli_types import LOG_LEVELS, log_level, whole, worker_id
+from qtasks_fast.config import FLAG
 from qtasks_fast.log import get_logger, setup_logging
 
 if TYPE_CHECKING:
@@ -75,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_broker.add_arguments(run, "broker URL: redis://[user:pass@]host:port/db, rediss://... (TLS), sqlite:///path, "
                                   "memory:// (env QTASKS_BROKER_URL; default: the app's, else embedded SQLite). "
                                   "A password here is visible to other users: prefer the env or --broker-file")
-    run.add_argument("--log-level", type=log_level, default=_env("LOG_LEVEL") or "INFO",
-                     help="DEBUG, INFO, WARNING or ERROR (env QTASKS_LOG_LEVEL; default INFO)")
+    run.add_argument("--log-level", type=log_level, default=None,
+                     help="DEBUG, INFO, WARNING or ERROR (env QTASKS_LOG_LEVEL; default: the app's "
+                          "config.logs_default_level_server, INFO)")
     run.add_argument("--scheduler", action=argparse.BooleanOptionalAction, default=_env_bool("SCHEDULER", True),
                      help="enqueue the app's periodic tasks from this supervisor (env QTASKS_SCHEDULER; default on; "
                           "safe on every host: each tick is enqueued once fleet-wide)")
@@ -146,11 +148,23 @@ def load(args: argparse.Namespace, build: bool = True) -> BaseQueueTasks | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from qtasks_fast.supervisor import Supervisor
 
-    setup_logging(args.log_level, f"{args.worker_id}-supervisor")
+    env_level = _env("LOG_LEVEL")
+    if args.log_level is None and env_level is not None:
+        try:
+            env_level = log_level(env_level)
+        except argparse.ArgumentTypeError as exc:
+            print(f"qtasks-fast: QTASKS_LOG_LEVEL: {exc}", file=sys.stderr)
+            return 2
+    setup_logging(args.log_level or env_level or "INFO", f"{args.worker_id}-supervisor")
     log = get_logger("cli")
     app = load(args)
     if app is None:
         return 2
+    if args.log_level or env_level:  # the flag, else the CLI's env variable, beat the app's config
+        app.config.set_from_flag("logs_default_level_server", args.log_level or env_level,
+                                 FLAG if args.log_level else "env QTASKS_LOG_LEVEL")
+    args.log_level = app.config.logs_default_level_server
+    setup_logging(args.log_level, f"{args.worker_id}-supervisor", fmt=app.config.logs_format)
     if args.concurrency:
         app.config.set_from_flag("concurrency", args.concurrency)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -58,10 +59,6 @@ STATUSES_END = ("success", "error", "cancel")
 #: QTasks ``app.config`` fields with no meaning here yet: setting one raises with what to use instead
 #: (a QTasks app that sets them must learn the value is not honoured, not have it silently dropped)
 QTASKS_NOT_YET: dict[str, str] = {
-    "logs_default_level_server": "not yet: issue 11; set the worker's level with `qtasks-fast run --log-level` or "
-                                 "QTASKS_LOG_LEVEL",
-    "logs_default_level_client": "not yet: issue 11; set it with logging.getLogger('qtasks_fast').setLevel(...)",
-    "logs_format": "not yet: issue 11; the worker's log format is fixed (README 'Logs')",
     "result_time_interval": "results are pushed to a waiting add_task(timeout=)/wait, not polled: there is no "
                             "interval to set; remove the line",
 }
@@ -132,6 +129,16 @@ class GlobalConfig:
     #: pass it to ``GlobalConfig(environ_prefix=...)``, as the environment is read when the config is made.
     #: The CLI's own variables (``QTASKS_BROKER_URL``, ``QTASKS_LOG_LEVEL``) keep the ``QTASKS_`` prefix
     environ_prefix: str = "QTASKS_"
+    #: QTasks ``logs_default_level_server``: the worker's log level when neither ``--log-level`` nor
+    #: ``QTASKS_LOG_LEVEL`` gives one (a name such as ``"DEBUG"`` or a ``logging`` number)
+    logs_default_level_server: str | int = "INFO"
+    #: QTasks ``logs_default_level_client``: the level of the ``qtasks_fast`` logger in a producer, applied once
+    #: set (in code or by ``QTASKS_LOGS_DEFAULT_LEVEL_CLIENT``); left alone by default, so an app's own
+    #: ``logging`` setup decides. A worker process uses the server level instead
+    logs_default_level_client: str | int = "INFO"
+    #: QTasks ``logs_format``: the ``logging`` format of the worker's lines (README "Logs" lists the extra
+    #: record attributes: ``worker``, ``where``, ``task``, ``task_name``, ``task_id``)
+    logs_format: str = "%(asctime)s %(levelname)s %(name)s [%(where)s] %(message)s"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> GlobalConfig:
         self = super().__new__(cls)
@@ -153,6 +160,10 @@ class GlobalConfig:
             object.__setattr__(self, f.name, self._parse(f.name, raw))
             sources[f.name] = "env " + env_name(f.name, self.environ_prefix)
         object.__setattr__(self, "_sources", sources)
+        for name in _LEVELS:
+            object.__setattr__(self, name, log_level_value(name, getattr(self, name)))
+        if sources["logs_default_level_client"] != DEFAULT:
+            logging.getLogger("qtasks_fast").setLevel(self.logs_default_level_client)
         if self.priority_levels < 1:
             raise ValueError("priority_levels must be at least 1")
         for name in ("socket_timeout", "connect_timeout"):
@@ -190,8 +201,12 @@ class GlobalConfig:
             raise AttributeError(_unknown(name, sources))
         if sources[name] != DEFAULT and sources[name] != CODE:
             return
+        if name in _LEVELS:
+            value = log_level_value(name, value)
         sources[name] = CODE
         object.__setattr__(self, name, value)
+        if name == "logs_default_level_client":
+            logging.getLogger("qtasks_fast").setLevel(value)
         for callback in list(self.__dict__.get("_callbacks", ())):
             callback(self, name, value)
 
@@ -246,12 +261,38 @@ class GlobalConfig:
         sources: dict[str, str] = self.__dict__.get("_sources", {})
         return sources.get(name, DEFAULT)
 
-    def set_from_flag(self, name: str, value: Any) -> None:
-        """A command-line flag's value for field ``name``: it beats the environment and code."""
+    def set_from_flag(self, name: str, value: Any, source: str = FLAG) -> None:
+        """A command-line flag's value for field ``name``: it beats the environment and code. ``source``: the
+        CLI's own environment variable when it, not the flag, gave the value (``env QTASKS_LOG_LEVEL``)."""
         if name not in self.__dict__.get("_sources", {}):
             raise AttributeError(f"GlobalConfig has no field {name!r}")
         object.__setattr__(self, name, value)
-        self.__dict__["_sources"][name] = FLAG
+        self.__dict__["_sources"][name] = source
+
+    def server_log_level(self) -> str | int:
+        """The worker's log level: ``QTASKS_LOG_LEVEL`` (the CLI's variable) when set, else
+        ``logs_default_level_server`` (flag, its own env variable, code, default). ``qtasks-fast run`` records
+        its flag here first, so one rule serves the CLI, ``app.run_forever()`` and ``app.run_worker()``."""
+        raw = os.environ.get("QTASKS_LOG_LEVEL")
+        if raw and self.source("logs_default_level_server") != FLAG:
+            return log_level_value("QTASKS_LOG_LEVEL", raw)
+        return self.logs_default_level_server
+
+
+#: the fields holding a log level
+_LEVELS = ("logs_default_level_server", "logs_default_level_client")
+
+
+def log_level_value(name: str, value: Any) -> str | int:
+    """``value`` as a log level (an upper-case name or a ``logging`` number); a one-line ``BadSetting`` for
+    anything else, at the moment it is set rather than when the worker starts logging."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, str) and isinstance(logging.getLevelName(value.strip().upper()), int):
+        return value.strip().upper()
+    raise BadSetting(f"{name}={value!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
 
 def _from_text(f: dataclasses.Field[Any]) -> bool:

@@ -155,6 +155,31 @@ async def purge(app: BaseQueueTasks, queue: str) -> int:
     return n
 
 
+class WorkersRunning(QTasksError, RuntimeError):
+    """``flush_all`` while workers of the app are registered: they hold deliveries and read streams that a
+    flush would delete under them."""
+
+
+async def flush_all(app: BaseQueueTasks) -> None:
+    """QTasks ``app.flush_all()``: delete everything of this app (``Broker.flush_all``) in every queue it knows
+    (:meth:`all_queues`), and nothing of any other app. Refused while a worker of the app is live, and when its
+    storage is not the broker's own backend (its records would survive): each with a one-line reason."""
+    broker, storage = app._resolve()
+    live = await broker.workers()
+    if live:
+        names = ", ".join(sorted(w.key for w in live)[:3]) + (", ..." if len(live) > 3 else "")
+        raise WorkersRunning(f"flush_all: {len(live)} worker(s) of app {app.name!r} are running ({names}); stop "
+                             "them first (SIGTERM drains them), then call flush_all again")
+    if not broker.fused(storage):
+        raise ConfigError(f"flush_all: the storage {type(storage).__name__} is not the broker's backend, so its "
+                          "records would be kept; flush it with its own tools, or use the broker's storage")
+    queues = await app.all_queues()
+    await broker.flush_all(queues)
+    app._published = {}  # the table it had read is gone with the rest
+    log.warning("flush_all: deleted every message, record and dead letter of app %r (queues %s)", app.name,
+                ", ".join(queues))
+
+
 # ------------------------------------------------------------------------------------------ inspect
 #: TaskFunc attributes ``inspect`` reports when the task has them (newer options appear as they are added)
 TASK_FIELDS = ("queue", "priority", "max_time", "retry", "retry_on_exc", "retry_backoff", "retry_backoff_max",

@@ -61,7 +61,8 @@ def _ours(handler: logging.Handler) -> bool:
     return bool(getattr(handler, "qtasks_fast", False))
 
 
-def setup_logging(level: str | int = "INFO", worker: str = "-", root: bool = False) -> logging.Logger:
+def setup_logging(level: str | int = "INFO", worker: str = "-", root: bool = False,
+                  fmt: str = FORMAT) -> logging.Logger:
     """Configure the ``qtasks_fast`` logger of a process (idempotent); ``root``: in a worker process, also
     the root logger, so what task code logs through the standard logging module is printed, in the same
     format, at the worker's level.
@@ -69,6 +70,7 @@ def setup_logging(level: str | int = "INFO", worker: str = "-", root: bool = Fal
     The root is taken only when nothing else configured it (no handler but qtasks_fast's own): an app
     that calls ``logging.basicConfig(...)`` or adds handlers keeps its handlers, format and level; they
     get the filter, so a format of theirs may use ``%(worker)s``, ``%(task_id)s``, ``%(task_name)s``.
+    ``fmt``: the format of our handler (``config.logs_format``).
     """
     logger = logging.getLogger(LOGGER_NAME)
     lvl = level if isinstance(level, int) else level.upper()
@@ -77,7 +79,7 @@ def setup_logging(level: str | int = "INFO", worker: str = "-", root: bool = Fal
         logger.removeHandler(h)
     flt = ContextFilter(worker)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(logging.Formatter(fmt))
     handler.addFilter(flt)
     handler.qtasks_fast = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = get_logger("worker")
 
 #: hooks of the worker side, in the attribute names of :class:`Middleware`
-WORKER_HOOKS = ("before_execute", "on_result", "after_execute", "on_error", "on_retry")
+WORKER_HOOKS = ("before_execute", "on_result", "recover", "after_execute", "on_error", "on_retry")
 ENQUEUE_HOOKS = ("before_enqueue", "after_enqueue")
 
 
@@ -78,6 +78,13 @@ class Middleware:
         """The call succeeded with ``result``: return the value to store (``result`` or a replacement; may be
         a coroutine). Runs before ``after_execute``; an exception fails the task."""
         return result
+
+    def recover(self, ctx: ExecContext, exc: Exception) -> Any:
+        """The call raised ``exc``: return a value (may be a coroutine) to end the task with success and that
+        result instead, or raise (the default raises ``exc``; the next middleware's ``recover`` then sees what
+        was raised). Runs in chain order before ``on_result``; QTasks' ``task_executor_run_task_trigger_error``
+        plugins are one such middleware."""
+        raise exc
 
     def after_execute(self, ctx: ExecContext, status: str, result: Any) -> None | Awaitable[None]:
         """After the call: ``status`` is success (``result`` the value), error (the exception) or cancel
@@ -152,11 +159,12 @@ def check_options(task_name: str, given: Iterable[str], chain: Sequence[Middlewa
 class Hooks:
     """The worker hooks of one task, prepared once: only overridden hooks, ``after_*`` already reversed."""
 
-    __slots__ = ("before", "results", "after", "on_error", "on_retry", "events")
+    __slots__ = ("before", "results", "recover", "after", "on_error", "on_retry", "events")
 
     def __init__(self, chain: Sequence[Middleware], events: Any) -> None:
         self.before = tuple(m.before_execute for m in chain if overrides(m, "before_execute"))
         self.results = tuple(m.on_result for m in chain if overrides(m, "on_result"))
+        self.recover = tuple(m.recover for m in chain if overrides(m, "recover"))
         rev = tuple(reversed(chain))
         self.after = tuple(m.after_execute for m in rev if overrides(m, "after_execute"))
         self.on_error = tuple(m.on_error for m in rev if overrides(m, "on_error"))
@@ -166,7 +174,8 @@ class Hooks:
 
     @property
     def empty(self) -> bool:
-        return not (self.before or self.results or self.after or self.on_error or self.on_retry or self.events)
+        return not (self.before or self.results or self.recover or self.after or self.on_error or self.on_retry
+                    or self.events)
 
 
 async def call_hooks(hooks: Sequence[Callable[..., Any]], *args: Any, label: str = "", strict: bool = False) -> None:
@@ -181,6 +190,18 @@ async def call_hooks(hooks: Sequence[Callable[..., Any]], *args: Any, label: str
             if strict:
                 raise
             log.exception("middleware hook %s of task %s failed", getattr(hook, "__qualname__", hook), label)
+
+
+async def recovered(hooks: Sequence[Callable[..., Any]], ctx: ExecContext, exc: Exception) -> Any:
+    """The result of the first ``recover`` hook that returns one for ``exc`` (each hook sees what the one
+    before it raised); raises the last exception when none does."""
+    for hook in hooks:
+        try:
+            value = hook(ctx, exc)
+            return await value if inspect.isawaitable(value) else value
+        except Exception as err:  # noqa: BLE001 - handed to the next hook, raised when none recovers
+            exc = err
+    raise exc
 
 
 async def through_results(hooks: Sequence[Callable[..., Any]], ctx: ExecContext, result: Any) -> Any:

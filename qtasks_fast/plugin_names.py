@@ -18,6 +18,7 @@ ALIASES: dict[str, tuple[str, str]] = {
     "worker_run_task_before": ("worker", "task_before_execute"),
     "task_executor_args_replace": ("worker", "task_before_execute"),
     "task_executor_after_execute": ("worker", "task_after_execute"),
+    "task_executor_run_task_trigger_error": ("worker", "task_plugin_error"),
     "worker_execute_after": ("worker", "task_after_execute"),
     "starter_start": ("worker", "worker_start"),
     "starter_stop": ("worker", "worker_stop"),
@@ -40,7 +41,7 @@ _RESULT = "results cannot be replaced here; read them at task_after_execute (com
 _ERROR = "a failure is seen at task_after_execute (component='worker') with status='error'"
 _FINISHED = "records expire after config.result_ttl; the closest is storage_save (component='storage')"
 _NO_GET = "reading a record fires no trigger here; the closest is storage_save (component='storage')"
-_FLUSH = "flush_all is not here yet (issue 11); the closest is worker_stop (component='worker')"
+_FLUSH = "app.flush_all() fires no trigger here; the closest is worker_stop (component='worker')"
 _GLOBAL = "the GlobalConfig component fires no triggers here; the closest is worker_start (component='worker')"
 
 #: QTasks trigger with no counterpart -> why, and the closest trigger of ours
@@ -48,8 +49,6 @@ REFUSED: dict[str, str] = {
     "task_executor_after_execute_result_replace": _RESULT,
     "task_executor_decode": "decoding runs in the client (decode=, config.task_default_decode); the closest is "
                             "task_after_execute (component='worker')",
-    "task_executor_run_task_trigger_error": _ERROR + " (ctx.plugin_error cannot be turned into a result yet: "
-                                                     "issue 11)",
     "worker_task_error_retry": _ERROR + "; retries are the task's retry= option",
     "task_executor_middlewares_execute": "middlewares run around task_before_execute (component='worker')",
     "task_executor_run_task": "the closest is task_before_execute (component='worker')",

@@ -60,7 +60,7 @@ TICK_TIMEOUT = 10.0
 
 class Supervisor:
     def __init__(self, app: BaseQueueTasks, processes: int, worker_id: str, concurrency: int | None,
-                 queues: Sequence[str] | None, pin_cpus: bool, log_level: str, scheduler: bool = True) -> None:
+                 queues: Sequence[str] | None, pin_cpus: bool, log_level: str | int, scheduler: bool = True) -> None:
         self.app, self.processes, self.worker_id = app, processes, worker_id
         self.concurrency, self.queues, self.pin_cpus, self.log_level = concurrency, queues, pin_cpus, log_level
         self.children: dict[int, int] = {}  # pid -> slot

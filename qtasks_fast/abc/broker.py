@@ -266,6 +266,17 @@ class Broker(abc.ABC):
         """Drop every queued and delayed, not running, message of ``queue`` (records set to ``cancel``)."""
         raise NotSupported(self, "purge")
 
+    async def flush_all(self, queues: Sequence[str]) -> None:
+        """Delete all this app keeps here (QTasks ``flush_all``): every message of ``queues`` (queued, delayed,
+        in flight), dead letter, record, captured log, unique key, slot and claim, and the published task table.
+
+        Only this ``app_name``'s data: another app's is never touched, whatever its name (``"a:b"`` when
+        flushing ``"a"``). The worker registry is kept (it describes live processes, which renew it). Callers
+        (``app.flush_all``) refuse while workers are registered: a running worker's reads and leases would
+        point at what was deleted (on Redis, its XREADGROUP on a deleted stream fails with NOGROUP).
+        """
+        raise NotSupported(self, "flush_all")
+
     async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:
         """Fleet-wide semaphore: take one of ``limit`` slots of ``key`` for ``token``; False when full.
         A slot not renewed (:meth:`acquire` again with the same token) within ``ttl`` seconds is freed,

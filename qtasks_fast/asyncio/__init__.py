@@ -133,5 +133,11 @@ class QueueTasks(BaseQueueTasks):
 
         return await control.purge(self, queue)
 
+    async def flush_all(self) -> None:
+        """See :meth:`qtasks_fast.QueueTasks.flush_all`."""
+        from qtasks_fast import control
+
+        await control.flush_all(self)
+
 
 __all__ = ["QueueTasks"]

@@ -150,6 +150,16 @@ class MemoryControl(LocalBroker):
             await storage.save(outcomes, "")
         return len(gone)
 
+    async def flush_all(self, queues: Sequence[str]) -> None:
+        """Empty the state (one per app) but the worker registry and the waiters: a ``wait`` in progress
+        keeps waiting, for a record that will not come, until its timeout."""
+        st = self.state
+        with st.lock:
+            for part in (st.messages, st.owned, st.ready, st.delayed, st.dead, st.records, st.keys, st.slots,
+                         st.cancels, st.logs, st.task_table):
+                part.clear()
+            st.due.clear()
+
     # ---------------------------------------------------- fleet visibility
     async def register_worker(self, info: WorkerInfo) -> None:
         with self.state.lock:

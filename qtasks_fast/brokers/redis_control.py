@@ -50,6 +50,11 @@ def _stream_ids(ids: Sequence[str]) -> list[str]:
 MEMORY_WARN = 0.9
 
 
+#: the key families under a queue's prefix (redis.lua's list) and under the app's (``qtf:{<app>}:``), after ``:``
+_QUEUE_KEYS = re.compile(rb"(?:q|wait|log|count|dlq|d|dm|wake|uo|cx|(?:s|t|r|i|u|sem|lg):.*)", re.DOTALL)
+_APP_KEYS = re.compile(rb"(?:tasks|claim:.*)", re.DOTALL)
+
+
 def queue_prefix(app: str, queue: str) -> str:
     """Key prefix of one queue; the ``{app:queue}`` hash tag keeps all its keys in one cluster slot."""
     return f"qtf:{{{app}:{queue}}}"
@@ -386,6 +391,30 @@ class RedisControl:
                                                 px=max(1, int(ttl * 1000))))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(self.url, exc) from exc
+
+    async def flush_all(self, queues: Sequence[str]) -> None:
+        """UNLINK this app's keys: under each queue's prefix ``qtf:{<app>:<queue>}:`` those of a queue's key
+        families (redis.lua), under ``qtf:{<app>}:`` the task table and claims (the worker registry is kept).
+
+        A prefix alone is not exact: app ``a:default``'s ``qtf:{a:default}:tasks`` starts like app ``a``'s queue
+        ``default`` keys. The families are disjoint (no queue key is ``tasks`` or ``claim:...``), so matching
+        prefix *and* family never takes another app's key; glob characters in names are escaped."""
+        groups = [(queue_prefix(self.app_name, q), _QUEUE_KEYS) for q in queues]
+        groups.append((f"qtf:{{{self.app_name}}}", _APP_KEYS))
+        try:
+            for prefix, families in groups:
+                pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix + ":") + "*"
+                batch: list[bytes] = []
+                async for key in self.conn.aio.scan_iter(match=pattern, count=1000):
+                    if families.fullmatch(key[len(prefix) + 1:]):
+                        batch.append(key)
+                    if len(batch) >= CHUNK:
+                        await self.conn.aio.unlink(*batch)
+                        batch = []
+                if batch:
+                    await self.conn.aio.unlink(*batch)
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
 
     # ------------------------------------------------------ published task table
     async def publish_tasks(self, tasks: Mapping[str, TaskSpec]) -> list[str]:

@@ -324,6 +324,14 @@ class SqliteControl(LocalBroker):
     async def published_tasks(self) -> dict[str, TaskSpec]:
         return decode_table(self.conn.read("SELECT name, spec FROM task_table WHERE app = ?", (self.app_name,)))
 
+    async def flush_all(self, queues: Sequence[str]) -> None:
+        """Delete every row of this app (its ``app`` column; every queue, so ``queues`` is not needed) but the
+        worker registry and ``meta`` (facts about the file, such as that a worker has served it)."""
+        async with self.conn.atx() as db:
+            for table in ("messages", "delayed", "records", "dead_letters", "cancel_requests", "claims", "slots",
+                          "task_table", "logs"):
+                db.execute(f"DELETE FROM {table} WHERE app = ?", (self.app_name,))  # noqa: S608 - fixed names
+
     # -------------------------------------------------------------- upkeep
     async def trim_indexes(self) -> None:
         """Delete expired records, claims and slots, and cancel requests whose message is gone (called by the

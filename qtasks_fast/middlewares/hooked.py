@@ -4,7 +4,8 @@ Order of one call:
 
 1. event ``task_running``; every ``before_execute`` (chain order; an exception fails the task)
 2. arguments: validated, pydantic models built, ``Depends``/``State`` resolved, echo ``self`` added
-3. the call itself (time limit: see :mod:`qtasks_fast.worker.executor`), then every ``on_result``
+3. the call itself (time limit: see :mod:`qtasks_fast.worker.executor`); when it raises, the ``recover``
+   hooks (chain order) may turn the exception into its result; then every ``on_result``
    (chain order; an exception fails the task)
 4. task-scope dependency cleanup (given the task's exception, if any)
 5. outcome: success, or error (with a retry child when retries are left) or cancel; then
@@ -31,7 +32,7 @@ from qtasks_fast.contrib.pydantic import encode_with_models
 from qtasks_fast.depends import run_exits
 from qtasks_fast.exceptions import TaskCancel
 from qtasks_fast.log import current_task, task_label
-from qtasks_fast.middleware import call_hooks, through_results
+from qtasks_fast.middleware import call_hooks, recovered, through_results
 from qtasks_fast.schemas import task_from_envelope
 from qtasks_fast.worker.context import EchoTask, ExecContext
 
@@ -77,7 +78,12 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
             await events.afire("task_running", **kw)
         if hooks is not None and hooks.before:
             await call_hooks(hooks.before, ctx, label=label, strict=True)
-        value = await _call(ex, d, ctx, exits, thread)
+        try:
+            value = await _call(ex, d, ctx, exits, thread)
+        except Exception as err:
+            if hooks is None or not hooks.recover:
+                raise
+            value = await recovered(hooks.recover, ctx, err)
         if hooks is not None and hooks.results:
             value = await through_results(hooks.results, ctx, value)
     except asyncio.CancelledError:

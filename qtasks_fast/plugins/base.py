@@ -14,7 +14,8 @@ the same trigger sees the replaced values. Triggers and their keyword arguments:
 
 - worker: ``worker_start`` / ``worker_stop`` (``worker``), ``task_before_execute`` (``ctx``, ``task``,
   ``task_name``, ``uuid``, ``args``, ``kwargs``; replaces ``args``, ``kwargs``), ``task_after_execute``
-  (``ctx``, ``task``, ``task_name``, ``uuid``, ``status``, ``result``)
+  (``ctx``, ``task``, ``task_name``, ``uuid``, ``status``, ``result``), ``task_plugin_error`` (``ctx``, ``task``,
+  ``task_name``, ``uuid``, ``e``: the ``ctx.plugin_error`` exception; ``{"result": v}`` makes ``v`` the result)
 - producer: ``task_before_enqueue`` (``app``, ``envelope``; replaces ``envelope``, ``args``, ``kwargs``,
   ``priority``), ``task_after_enqueue`` (``app``, ``envelope``)
 - broker: ``broker_start`` / ``broker_stop`` (``broker``, ``worker``), fired by each worker process
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast import plugin_names
+from qtasks_fast.exceptions import TaskPluginTriggerError
 from qtasks_fast.log import get_logger
 from qtasks_fast.middleware import Middleware
 
@@ -54,7 +56,7 @@ log = get_logger("plugins")
 
 #: every trigger name, per component
 TRIGGERS: dict[str, tuple[str, ...]] = {
-    "worker": ("worker_start", "worker_stop", "task_before_execute", "task_after_execute"),
+    "worker": ("worker_start", "worker_stop", "task_before_execute", "task_after_execute", "task_plugin_error"),
     "producer": ("task_before_enqueue", "task_after_enqueue"),
     "broker": ("broker_start", "broker_stop"),
     "storage": ("storage_save",),
@@ -63,6 +65,7 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
 REPLACES: dict[str, frozenset[str]] = {
     "task_before_execute": frozenset({"args", "kwargs"}),
     "task_before_enqueue": frozenset({"envelope", "args", "kwargs", "priority"}),
+    "task_plugin_error": frozenset({"result"}),
 }
 
 
@@ -250,6 +253,23 @@ class _AfterExecute(Middleware):
                                 uuid=ctx.uuid, status=status, result=result)
 
 
+class _PluginError(Middleware):
+    """Fires ``task_plugin_error`` (``e``: the task's ``TaskPluginTriggerError``, from ``ctx.plugin_error``): a
+    returned ``{"result": value}`` ends the task with success and that result; none: it fails with ``e``."""
+
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+
+    async def recover(self, ctx: ExecContext, exc: Exception) -> Any:
+        if not isinstance(exc, TaskPluginTriggerError):
+            raise exc
+        changed = await self.plugins.fire("task_plugin_error", strict=True, ctx=ctx, task=ctx.task,
+                                          task_name=ctx.task_name, uuid=ctx.uuid, e=exc, result=None)
+        if "result" not in changed:
+            raise exc
+        return changed["result"]
+
+
 class _BeforeEnqueue(Middleware):
     def __init__(self, plugins: Plugins) -> None:
         self.plugins = plugins
@@ -271,8 +291,9 @@ class _AfterEnqueue(Middleware):
 
 
 #: trigger name -> the middleware class that fires it
-TASK_TRIGGER_MIDDLEWARES: dict[str, type[_BeforeExecute | _AfterExecute | _BeforeEnqueue | _AfterEnqueue]] = {
-    "task_before_execute": _BeforeExecute, "task_after_execute": _AfterExecute,
+TASK_TRIGGER_MIDDLEWARES: dict[str, type[_BeforeExecute | _AfterExecute | _PluginError | _BeforeEnqueue
+                                          | _AfterEnqueue]] = {
+    "task_before_execute": _BeforeExecute, "task_after_execute": _AfterExecute, "task_plugin_error": _PluginError,
     "task_before_enqueue": _BeforeEnqueue, "task_after_enqueue": _AfterEnqueue,
 }
 

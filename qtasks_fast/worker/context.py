@@ -63,9 +63,9 @@ class TaskContext:
         return getattr(self._app, name, None)
 
     def plugin_error(self, **kwargs: Any) -> NoReturn:
-        """Fail this task with ``TaskPluginTriggerError(**kwargs)`` (QTasks ``plugin_error``). QTasks' trigger
-        that turns it into a result (``task_executor_run_task_trigger_error``) is not here yet (issue 11):
-        the task ends with status ``error``."""
+        """Raise ``TaskPluginTriggerError(**kwargs)`` (QTasks ``plugin_error``): a plugin at trigger
+        ``task_plugin_error`` (QTasks' ``task_executor_run_task_trigger_error``) may turn it into the task's
+        result by returning ``{"result": value}``; with none, the task ends with status ``error``."""
         raise TaskPluginTriggerError(**kwargs)
 
     def get_logger(self, name: str | None = None) -> logging.LoggerAdapter[logging.Logger]:

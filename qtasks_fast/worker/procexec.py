@@ -272,7 +272,7 @@ def main(argv: list[str]) -> int:
         raw, worker_id = msgspec.msgpack.decode(_read(inp, HEADER.unpack(header)[0]))
         env = decode_env(raw)
         if worker_id != logged_as:  # the worker's id arrives with its first call
-            setup_logging(level, worker_id, root=True)
+            setup_logging(level, worker_id, root=True, fmt=app.config.logs_format)
             logged_as = worker_id
         tf = app.tasks.get(env.task_name)
         if tf is None:

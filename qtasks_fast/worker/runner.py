@@ -116,20 +116,22 @@ def exit_code(exc: BaseException) -> int:
 
 
 def run_worker(app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
-               queues: Sequence[str] | None = None, log_level: str = "INFO", owner: str | None = None,
+               queues: Sequence[str] | None = None, log_level: str | int | None = None, owner: str | None = None,
                parent: int | None = None, processes: int = 1, loop: asyncio.AbstractEventLoop | None = None,
                delete_finished: bool = False) -> None:
     """Serve until SIGTERM/SIGINT. ``parent``: the supervisor's pid; this process stops when it dies.
     ``processes``: how many worker processes its pool has (the supervisor's ``--processes``), for the registry.
     ``loop``: serve on this event loop (QTasks ``run_forever(loop=...)``) instead of a new uvloop one.
     ``delete_finished``: first delete the finished records (``config.delete_finished_tasks``; the caller
-    decides, so that a worker the supervisor restarts does not delete what its siblings finished)."""
+    decides, so that a worker the supervisor restarts does not delete what its siblings finished).
+    ``log_level``: None for the config's (:meth:`GlobalConfig.server_log_level`); lines use ``config.logs_format``."""
     watch = None
     if parent is not None:
         watch = None if die_with_parent() else parent
         if os.getppid() != parent:  # it died before the kernel was told: nobody would send the signal
             return
-    setup_logging(log_level, f"{worker_id}-{slot}", root=True)
+    level = app.config.server_log_level() if log_level is None else log_level
+    setup_logging(level, f"{worker_id}-{slot}", root=True, fmt=app.config.logs_format)
     main = serve(app, worker_id, slot, concurrency, queues, owner, watch, processes, delete_finished)
     if loop is not None:
         tune_gc()
