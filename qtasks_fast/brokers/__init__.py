@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from qtasks_fast._lazy import lazy_names
+
 if TYPE_CHECKING:
     from qtasks_fast.abc import Broker, Storage
     from qtasks_fast.config import GlobalConfig
@@ -19,13 +21,7 @@ if TYPE_CHECKING:
 _QTASKS_NAMES = {"SyncRedisBroker": "qtasks_fast.brokers.sync_redis",
                  "AsyncRedisBroker": "qtasks_fast.brokers.async_redis"}
 
-
-def __getattr__(name: str) -> object:
-    if name in _QTASKS_NAMES:
-        import importlib
-
-        return getattr(importlib.import_module(_QTASKS_NAMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _QTASKS_NAMES)
 
 
 DEFAULT_SQLITE_DIR = ".qtasks_fast"

@@ -14,8 +14,7 @@ here (``retry=``, State/Depends injection, :mod:`qtasks_fast.contrib.pydantic`),
 
 from __future__ import annotations
 
-from typing import Any
-
+from qtasks_fast._lazy import lazy_names
 from qtasks_fast.depends import AsyncState, Depends, SyncState
 from qtasks_fast.plugins.base import (
     REPLACES,
@@ -29,12 +28,7 @@ from qtasks_fast.plugins.base import (
 __all__ = ["REPLACES", "TASK_TRIGGER_MIDDLEWARES", "TRIGGERS", "AsyncState", "AsyncgRPCPlugin", "BasePlugin",
            "Depends", "Plugins", "SyncState", "SyncgRPCPlugin", "add_plugin"]
 
-
-def __getattr__(name: str) -> Any:
-    """``SyncgRPCPlugin``/``AsyncgRPCPlugin`` (QTasks' ``qtasks.plugins`` names) load on first use: they need
-    the optional ``grpc`` extra, which ``import qtasks_fast.plugins`` must not."""
-    if name in ("SyncgRPCPlugin", "AsyncgRPCPlugin"):
-        from qtasks_fast.plugins import grpc as _grpc
-
-        return getattr(_grpc, name)
-    raise AttributeError(f"module 'qtasks_fast.plugins' has no attribute {name!r}")
+#: ``SyncgRPCPlugin``/``AsyncgRPCPlugin`` (QTasks' ``qtasks.plugins`` names) load on first use: they need the
+#: optional ``grpc`` extra, which ``import qtasks_fast.plugins`` must not
+__getattr__ = lazy_names(__name__, {"SyncgRPCPlugin": "qtasks_fast.plugins.grpc",
+                                    "AsyncgRPCPlugin": "qtasks_fast.plugins.grpc"})
