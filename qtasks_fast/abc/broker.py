@@ -24,9 +24,13 @@ import msgspec
 from qtasks_fast._corelib import Delivery
 
 if TYPE_CHECKING:
+    from qtasks_fast.abc.query import QueueDepth
     from qtasks_fast.abc.storage import Storage
     from qtasks_fast.schemas import Envelope
     from qtasks_fast.tasktable import TaskSpec
+
+#: how long a worker whose heartbeat stopped is still listed as lost (``workers(include_lost=True)``)
+LOST_KEPT = 3600.0
 
 #: (delivery, status, encoded returning, traceback or "", retry child uuid or "")
 Outcome = tuple[Delivery, str, bytes, str, str]
@@ -67,6 +71,14 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     #: wall-clock times (seconds since the epoch) of its start and of its last heartbeat
     started: float
     heartbeat: float
+    #: tasks this process finished ``success`` / otherwise (error, cancel, dead-lettered) since it started
+    done: int = 0
+    failed: int = 0
+    #: CPU use (percent of one core, psutil, averaged since the previous beat) and resident memory in bytes
+    cpu_percent: float = 0.0
+    rss: int = 0
+    #: set by :meth:`Broker.workers` when listing ``include_lost``: no heartbeat for longer than a lease
+    lost: bool = False
 
     @property
     def key(self) -> str:
@@ -313,8 +325,12 @@ class Broker(abc.ABC):
         """Remove ``info``'s entry (a graceful stop); removing one that is not there is no error."""
         raise NotSupported(self, "the worker registry")
 
-    async def workers(self) -> list[WorkerInfo]:
-        """The live workers of the app (see above), in no particular order."""
+    async def workers(self, include_lost: bool = False) -> list[WorkerInfo]:
+        """The live workers of the app (see above), in no particular order.
+
+        ``include_lost`` also lists, with ``lost=True``, entries whose heartbeat stopped (no graceful stop)
+        within the last :data:`LOST_KEPT` seconds, so a dashboard can show a worker as lost rather than
+        make it vanish; older ones are deleted."""
         raise NotSupported(self, "the worker registry")
 
     async def queue_stats(self, queue: str) -> QueueStats:
@@ -324,6 +340,11 @@ class Broker(abc.ABC):
         A finished message is in none of them (Redis: an acked entry that its stream still holds until
         ``tidy`` trims it is not counted as waiting).
         """
+        raise NotSupported(self, "queue statistics")
+
+    async def queue_depth(self, queue: str) -> QueueDepth:
+        """:meth:`queue_stats` broken down: waiting per priority level, in flight per consumer (the query
+        side: :mod:`qtasks_fast.abc.query`)."""
         raise NotSupported(self, "queue statistics")
 
     # ------------------------------------------------------- published task table

@@ -173,7 +173,7 @@ class MemoryControl(LocalBroker):
         with self.state.lock:
             self.state.workers.pop(info.key, None)
 
-    async def workers(self) -> list[WorkerInfo]:
+    async def workers(self, include_lost: bool = False) -> list[WorkerInfo]:
         oldest = time.time() - self.lease_seconds
         with self.state.lock:
             return [w for w in self.state.workers.values() if w.heartbeat >= oldest]

@@ -345,7 +345,7 @@ class RedisControl:
         except redis.RedisError as exc:
             raise outage(self.url, exc) from exc
 
-    async def workers(self) -> list[WorkerInfo]:
+    async def workers(self, include_lost: bool = False) -> list[WorkerInfo]:
         key = workers_key(self.app_name)
         try:
             entries: Any = await self.conn.aio.hgetall(key)

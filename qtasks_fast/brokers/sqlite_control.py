@@ -290,7 +290,7 @@ class SqliteControl(LocalBroker):
         async with self.conn.atx(patience=None) as db:
             db.execute("DELETE FROM workers WHERE app = ? AND key = ?", (self.app_name, info.key))
 
-    async def workers(self) -> list[WorkerInfo]:
+    async def workers(self, include_lost: bool = False) -> list[WorkerInfo]:
         oldest = now_ms() - int(self.lease_seconds * 1000)
         rows = self.conn.read("SELECT info FROM workers WHERE app = ? AND heartbeat >= ?", (self.app_name, oldest))
         out = []

@@ -1,0 +1,171 @@
+"""The query side: what the WebView, the REST API, gRPC and ``qtasks-fast inspect`` read.
+
+Reads never change a task. They are split by who holds the data:
+
+* the **storage** holds records, logs, counters and the event feed: :class:`TaskQueries`
+  (list/count/detail/events/throughput);
+* the **broker** holds the queues and the fleet: :meth:`Broker.queue_stats` (with
+  :class:`QueueDepth` per priority and in flight per worker) and the worker registry
+  (:class:`~qtasks_fast.abc.broker.WorkerInfo`).
+
+``qtasks_fast.query`` joins the two for one app, so every surface reads through one function each.
+
+Cost rule (issue 12): the hot path pays at most one command per settled batch for all of this; a filtered
+page is answered from indexes, never by scanning every record. Times are wall-clock seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import msgspec
+
+from qtasks_fast.schemas.task import Task
+
+
+class TaskFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """What a task list is narrowed to; every field None means "any". Fields combine with AND."""
+
+    task_name: str | None = None
+    #: one of ``new``, ``process``, ``success``, ``error``, ``cancel``
+    status: str | None = None
+    queue: str | None = None
+    #: the worker that ran (or runs) it: a consumer name ``<worker-id>-<slot>`` or a bare ``--worker-id``
+    #: (matches every slot of it)
+    worker_id: str | None = None
+    #: case-insensitive substring of the traceback (finished ``error`` tasks)
+    error_contains: str | None = None
+    #: ``[after, before)`` bounds on the creation time (enqueue) ...
+    created_after: float | None = None
+    created_before: float | None = None
+    #: ... and on the finish time (tasks not finished never match a finished bound)
+    finished_after: float | None = None
+    finished_before: float | None = None
+
+
+class TaskSummary(msgspec.Struct, kw_only=True):
+    """One row of a task list: enough to draw it without loading arguments or results."""
+
+    uuid: str
+    task_name: str
+    queue: str
+    status: str
+    priority: int
+    created_at: float
+    #: None while queued, or when the backend could not tell
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    #: last line of the traceback of an ``error`` task (``"ValueError: bad"``)
+    error: str | None = None
+    deliveries: int = 1
+    retry_parent_uuid: str | None = None
+    retry_child_uuid: str | None = None
+    restart_of: str | None = None
+
+
+class TaskPage(msgspec.Struct, kw_only=True):
+    """A page of a list, newest (by ``created_at``, then uuid) first."""
+
+    tasks: list[TaskSummary]
+    #: pass back as ``cursor`` for the next (older) page; None on the last page. Opaque to callers, stable
+    #: under concurrent inserts (a new task never shifts a later page)
+    cursor: str | None = None
+
+
+class TaskDetail(msgspec.Struct, kw_only=True):
+    """Everything known of one task, for its detail page."""
+
+    task: Task
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: uuids of every attempt of this call, first attempt first (this one included): follows
+    #: ``retry_parent_uuid`` back and ``retry_child_uuid`` forward
+    retry_chain: list[str] = []
+    #: uuids of the tasks that restart this one (``app.restart``), oldest first
+    restarts: list[str] = []
+    #: the lines captured while it ran (LogCapture), in order
+    logs: list[str] = []
+
+
+class TaskEvent(msgspec.Struct, kw_only=True, frozen=True):
+    """A status change: the task ``uuid`` became ``status`` at ``at``."""
+
+    #: resume point: :meth:`TaskQueries.events` with ``after=id`` returns what came after this event
+    id: str
+    uuid: str
+    task_name: str
+    queue: str
+    status: str
+    at: float
+    worker_id: str | None = None
+
+
+class EventPage(msgspec.Struct, kw_only=True):
+    events: list[TaskEvent]
+    #: resume point after the last event returned (== its id), or the ``after`` passed when none came
+    cursor: str
+
+
+class ThroughputPoint(msgspec.Struct, kw_only=True, frozen=True):
+    """Tasks finished in the minute starting at ``minute`` (epoch seconds, a multiple of 60), per status."""
+
+    minute: int
+    success: int = 0
+    error: int = 0
+    cancel: int = 0
+
+
+class QueueDepth(msgspec.Struct, kw_only=True):
+    """A queue's messages right now, broken down (see :meth:`Broker.queue_stats` for the totals)."""
+
+    queue: str
+    #: ready messages per priority level (levels with none omitted)
+    waiting_by_priority: dict[int, int]
+    #: messages handed out and not settled, per consumer name
+    in_flight_by_worker: dict[str, int]
+    delayed: int
+    dead: int
+
+
+class TaskQueries(abc.ABC):
+    """Storage capability: list, count and follow task records of ``queues``.
+
+    Statuses come from the storage's records: a task is ``new`` from enqueue, ``process`` once handed to a
+    worker (a fused broker may know this without a record write), and final after its settle.
+    """
+
+    @abc.abstractmethod
+    async def list_tasks(self, queues: Sequence[str], filter: TaskFilter, limit: int = 50,
+                         cursor: str | None = None) -> TaskPage:
+        """Tasks of ``queues`` matching ``filter``, newest first, at most ``limit`` (1..1000)."""
+
+    @abc.abstractmethod
+    async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
+        """How many tasks match ``filter`` per status (``filter.status`` ignored): every status as a key.
+
+        Exact for indexed filters; backends document any filter they count approximately."""
+
+    @abc.abstractmethod
+    async def task_detail(self, uuid: str, queues: Sequence[str]) -> TaskDetail | None:
+        """The full record with timings, retry chain, restarts and logs; None when unknown or expired."""
+
+    @abc.abstractmethod
+    async def events(self, queues: Sequence[str], after: str | None, limit: int = 100,
+                     block: float = 0.0) -> EventPage:
+        """Status changes after ``after`` (an event id or cursor), oldest first, at most ``limit``.
+
+        ``after=None`` starts at the oldest event still kept; ``after="$"`` at the newest (only what comes
+        next). Waits up to ``block`` seconds for the first event when none is there yet. Events are kept
+        at least ``result_ttl`` or a bounded count, whichever the backend documents; a reader that resumes
+        from an id older than what is kept gets the oldest kept events (it never silently skips newer ones).
+        """
+
+    @abc.abstractmethod
+    async def throughput(self, queues: Sequence[str], minutes: int = 15) -> list[ThroughputPoint]:
+        """Finished tasks per minute over the last ``minutes`` minutes, oldest first, empty minutes included."""
+
+
+__all__ = ["EventPage", "QueueDepth", "TaskDetail", "TaskEvent", "TaskFilter", "TaskPage", "TaskQueries",
+           "TaskSummary", "ThroughputPoint"]
