@@ -61,9 +61,10 @@ def _validate(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:
         return value
     try:
         return model.model_validate(value)
-    except pyd.ValidationError as exc:
+    except pyd.ValidationError as exc:  # one line naming each bad field (pydantic's own text spans lines)
+        bad = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(the value)'}: {e['msg']}" for e in exc.errors())
         raise TaskArgumentsError(f"task {task_name!r}: invalid argument {param!r} ({model.__name__}): "
-                                 f"{exc}") from None
+                                 f"{bad}") from None
 
 
 def to_wire(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:
