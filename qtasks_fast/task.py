@@ -23,7 +23,7 @@ from qtasks_fast.contrib.pydantic import ModelParam, to_model, to_wire
 from qtasks_fast.events import events_of
 from qtasks_fast.exceptions import TaskArgumentsError
 from qtasks_fast.middleware import ENQUEUE_HOOKS, Hooks, Middleware, as_instances, check_options, middleware_chain
-from qtasks_fast.middlewares.arguments import assemble, build_validator, wire_signature
+from qtasks_fast.middlewares.arguments import assemble, build_validator, fold_spread, wire_signature
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -243,6 +243,8 @@ class TaskFunc:
         if self._validator is None and not self.models:
             self._values(args, kwargs, False)  # the signature check alone
             return args, kwargs
+        if self.models:
+            args, kwargs = fold_spread(self, args, kwargs)
         values = self._values(args, kwargs, True)
         for name, mp in self.models.items():
             if name in values:
@@ -252,7 +254,10 @@ class TaskFunc:
     def call_args(self, args: Sequence[Any], kwargs: dict[str, Any], injected: dict[str, Any], echo: Any,
                   validate: bool = True) -> tuple[Sequence[Any], dict[str, Any]]:
         """Worker side: the arguments of the function call itself — wire arguments validated, models
-        built, ``injected`` values and the echo ``self`` put in their places."""
+        built, ``injected`` values and the echo ``self`` put in their places. A spread model (QTasks' form)
+        is folded here too: a producer that does not know the task sent it as written."""
+        if self.models:
+            args, kwargs = fold_spread(self, args, kwargs)
         values = self._values(args, kwargs, validate)
         for name, mp in self.models.items():
             if name in values:

@@ -39,15 +39,22 @@ RESOLVES = [
     "qtasks_fast.plugins:SyncgRPCPlugin", "qtasks_fast.plugins:AsyncgRPCPlugin",
     "qtasks_fast.plugins.grpc:SyncgRPCPlugin", "qtasks_fast.plugins.grpc:AsyncgRPCPlugin",
     "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
-]
-
-NOT_YET = [
-    # issue 11, later: QTasks' plugin classes (the package, its base module, State and Depends are in RESOLVES)
     "qtasks_fast.plugins:SyncRetryPlugin", "qtasks_fast.plugins:AsyncRetryPlugin",
     "qtasks_fast.plugins:SyncStatePlugin", "qtasks_fast.plugins:AsyncStatePlugin",
     "qtasks_fast.plugins:SyncPydanticWrapperPlugin", "qtasks_fast.plugins:AsyncPydanticWrapperPlugin",
     "qtasks_fast.plugins:SyncDependsPlugin", "qtasks_fast.plugins:AsyncDependsPlugin",
+    "qtasks_fast.plugins.retries:SyncRetryPlugin", "qtasks_fast.plugins.retries:AsyncRetryPlugin",
+    "qtasks_fast.plugins.states:SyncStatePlugin", "qtasks_fast.plugins.states:AsyncStatePlugin",
+    "qtasks_fast.plugins.states:SyncState", "qtasks_fast.plugins.states:AsyncState",
+    "qtasks_fast.plugins.pydantic:SyncPydanticWrapperPlugin", "qtasks_fast.plugins.pydantic:AsyncPydanticWrapperPlugin",
+    "qtasks_fast.plugins.depends:SyncDependsPlugin", "qtasks_fast.plugins.depends:AsyncDependsPlugin",
+    "qtasks_fast.plugins.depends:Depends", "qtasks_fast.plugins.depends:ScopeEnum",
+]
+
+NOT_YET = [
+    # issue 11, later: QTasks' test plugins (they add an is_testing field to the task record)
     "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
+    "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
     # QTasks' other brokers (RabbitMQ, Kafka, sockets): only the Redis paths are asked for so far
     "qtasks_fast.brokers:SyncRabbitMQBroker", "qtasks_fast.brokers:AsyncRabbitMQBroker",
     "qtasks_fast.brokers:SyncKafkaBroker", "qtasks_fast.brokers:AsyncKafkaBroker",
