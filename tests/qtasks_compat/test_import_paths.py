@@ -33,6 +33,11 @@ RESOLVES = [
     "qtasks_fast.schemas:Task",
     "qtasks_fast.enums:TaskStatusEnum", "qtasks_fast.enums.task_status:TaskStatusEnum",
     "qtasks_fast.schemas.task:Task", "qtasks_fast.schemas.test:TestConfig", "qtasks_fast.schemas:TestConfig",
+    "qtasks_fast.schemas:TaskExecSchema", "qtasks_fast.schemas:GlobalConfigSchema",
+    "qtasks_fast.schemas.task_exec:TaskExecSchema", "qtasks_fast.schemas.global_config:GlobalConfigSchema",
+    "qtasks_fast.schemas:TaskStatusNewSchema", "qtasks_fast.schemas:TaskStatusProcessSchema",
+    "qtasks_fast.schemas:TaskStatusSuccessSchema", "qtasks_fast.schemas:TaskStatusErrorSchema",
+    "qtasks_fast.schemas.task_status:TaskStatusCancelSchema", "qtasks_fast.schemas.task_status:BaseTaskStatusSchema",
     "qtasks_fast.tests:SyncTestCase", "qtasks_fast.tests:AsyncTestCase",
     "qtasks_fast.plugins.base:BasePlugin", "qtasks_fast.plugins:BasePlugin",
     "qtasks_fast.plugins:SyncState", "qtasks_fast.plugins:AsyncState", "qtasks_fast.plugins:Depends",
@@ -59,10 +64,13 @@ NOT_YET = [
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
     "qtasks_fast.registries:SyncTask", "qtasks_fast.registries:AsyncTask", "qtasks_fast.registries:TaskRegistry",
     "qtasks_fast.utils:shared_task", "qtasks_fast.logs:Logger",
-    "qtasks_fast.schemas:TaskExecSchema", "qtasks_fast.schemas:GlobalConfigSchema",
     "qtasks_fast.stats.inspect:InspectStats", "qtasks_fast.middlewares.base:BaseMiddleware",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",
     "qtasks_fast.contrib.django:autodiscover_tasks",
+    # QTasks schemas internal to its own machinery, with no counterpart here (docs/from-qtasks.md says why)
+    "qtasks_fast.schemas.task_exec:TaskPrioritySchema", "qtasks_fast.schemas.argmeta:ArgMeta",
+    "qtasks_fast.schemas.inits:InitsExecSchema", "qtasks_fast.schemas.task_cls:SyncTaskCls",
+    "qtasks_fast.schemas.task_cls:AsyncTaskCls",
 ]
 
 
