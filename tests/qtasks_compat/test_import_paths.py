@@ -44,6 +44,8 @@ RESOLVES = [
     "qtasks_fast.plugins:SyncgRPCPlugin", "qtasks_fast.plugins:AsyncgRPCPlugin",
     "qtasks_fast.plugins.grpc:SyncgRPCPlugin", "qtasks_fast.plugins.grpc:AsyncgRPCPlugin",
     "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
+    "qtasks_fast.contexts:SyncContext", "qtasks_fast.contexts:AsyncContext", "qtasks_fast.utils:shared_task",
+    "qtasks_fast.middlewares.base:BaseMiddleware",
 ]
 
 NOT_YET = [
@@ -58,13 +60,12 @@ NOT_YET = [
     "qtasks_fast.brokers:SyncKafkaBroker", "qtasks_fast.brokers:AsyncKafkaBroker",
     "qtasks_fast.brokers:SyncSocketBroker", "qtasks_fast.brokers:AsyncSocketBroker",
     # QTasks' internal components and helpers, not mapped yet (our worker, executor and context differ)
-    "qtasks_fast.contexts:SyncContext", "qtasks_fast.contexts:AsyncContext",
     "qtasks_fast.executors:SyncTaskExecutor", "qtasks_fast.executors:AsyncTaskExecutor",
     "qtasks_fast.workers:SyncThreadWorker", "qtasks_fast.workers:AsyncWorker",
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
     "qtasks_fast.registries:SyncTask", "qtasks_fast.registries:AsyncTask", "qtasks_fast.registries:TaskRegistry",
-    "qtasks_fast.utils:shared_task", "qtasks_fast.logs:Logger",
-    "qtasks_fast.stats.inspect:InspectStats", "qtasks_fast.middlewares.base:BaseMiddleware",
+    "qtasks_fast.logs:Logger",
+    "qtasks_fast.stats.inspect:InspectStats",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",
     "qtasks_fast.contrib.django:autodiscover_tasks",
     # QTasks schemas internal to its own machinery, with no counterpart here (docs/from-qtasks.md says why)
