@@ -46,6 +46,7 @@ RESOLVES = [
     "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
     "qtasks_fast.contexts:SyncContext", "qtasks_fast.contexts:AsyncContext", "qtasks_fast.utils:shared_task",
     "qtasks_fast.middlewares.base:BaseMiddleware",
+    "qtasks_fast.registries:SyncTask", "qtasks_fast.registries:AsyncTask",
 ]
 
 NOT_YET = [
@@ -63,7 +64,7 @@ NOT_YET = [
     "qtasks_fast.executors:SyncTaskExecutor", "qtasks_fast.executors:AsyncTaskExecutor",
     "qtasks_fast.workers:SyncThreadWorker", "qtasks_fast.workers:AsyncWorker",
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
-    "qtasks_fast.registries:SyncTask", "qtasks_fast.registries:AsyncTask", "qtasks_fast.registries:TaskRegistry",
+    "qtasks_fast.registries:TaskRegistry",
     "qtasks_fast.logs:Logger",
     "qtasks_fast.stats.inspect:InspectStats",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",

@@ -1,14 +1,18 @@
-"""QTasks' ``qtasks.utils.shared_task``, ``qtasks.contexts.SyncContext/AsyncContext`` and
-``qtasks.middlewares.base.BaseMiddleware`` under qtasks_fast (issue 11): what code written against them does."""
+"""QTasks' ``qtasks.utils.shared_task``, ``qtasks.contexts.SyncContext/AsyncContext``,
+``qtasks.middlewares.base.BaseMiddleware`` and ``qtasks.registries.SyncTask/AsyncTask`` under qtasks_fast
+(issue 11): what code written against them does."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from qtasks_fast import QueueTasks
 from qtasks_fast.contexts import AsyncContext, SyncContext
 from qtasks_fast.middlewares import TaskMiddleware
 from qtasks_fast.middlewares.base import BaseMiddleware
+from qtasks_fast.registries import AsyncTask, SyncTask
 from qtasks_fast.testing import WorkerThread
 from qtasks_fast.utils import shared_task
 
@@ -33,3 +37,18 @@ def test_base_middleware_is_the_named_base_of_task_middleware() -> None:
 
     assert Named().name == "Named" and issubclass(TaskMiddleware, BaseMiddleware)
     assert TaskMiddleware(task_executor=None).name == "TaskMiddleware"
+
+
+def test_registries_task_names_cover_the_task_and_an_echo_tasks_self(app_name: str) -> None:
+    app = QueueTasks(app_name, broker_url="memory://")
+
+    @app.task(echo=True)
+    def me(self: SyncTask) -> list[Any]:
+        return [isinstance(self, SyncTask), isinstance(self, AsyncTask), self.name, self.ctx.task_name]
+
+    assert isinstance(me, SyncTask) and isinstance(app.tasks["me"], AsyncTask) and not isinstance(app, SyncTask)
+    with WorkerThread(app):
+        done = app.add_task("me", timeout=20)
+    assert done is not None and done.returning == [True, True, "me", "me"]
+    with pytest.raises(TypeError, match="@app.task"):
+        SyncTask()
