@@ -108,6 +108,7 @@ class BaseQueueTasks(Producer):
         self._shared_names: set[str] = set()
         self._mw_active = False
         self._routed_queues: list[str] = []
+        self._unnoted_queues: list[str] = []
         self._published: dict[str, TaskSpec] = {}
         self._table_read_after = self._table_fresh_until = 0.0  # never read: the first miss reads it
         _router.app_created(self)  # shared tasks join this app; it becomes the main app (QTasks _state.app_main)

@@ -160,6 +160,38 @@ class TaskFunc:
     def decode(self, value: Callable[[Any], Any] | None) -> None:
         self.own_decode = value
 
+    # --------------------------------------------- QTasks TaskExecSchema fields
+    # app.tasks holds TaskFunc objects where QTasks holds TaskExecSchema (its name resolves to this class):
+    # the few fields of QTasks' schema that are named differently here read through these.
+    @property
+    def awaiting(self) -> bool:
+        """QTasks ``awaiting``: the function is a coroutine function (an async generator is ``generating``)."""
+        return self.is_async
+
+    @property
+    def generating(self) -> str | bool:
+        """QTasks ``generating``: ``"sync"`` or ``"async"`` for a generator task, False otherwise."""
+        return "async" if self.is_async_gen else "sync" if self.is_gen else False
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """QTasks ``extra``: the task's other ``@app.task`` options, which its middlewares read (:attr:`options`)."""
+        return self.options
+
+    def add_middlewares_before(self, middlewares: Sequence[Any]) -> None:
+        """QTasks ``add_middlewares_before``: append middlewares (classes or instances) to the task's own."""
+        self.middlewares_before.extend(as_instances(middlewares, f"task {self.name!r}"))
+        self._middlewares_changed()
+
+    def add_middlewares_after(self, middlewares: Sequence[Any]) -> None:
+        """QTasks ``add_middlewares_after``: see :meth:`add_middlewares_before`."""
+        self.middlewares_after.extend(as_instances(middlewares, f"task {self.name!r}", "after"))
+        self._middlewares_changed()
+
+    def _middlewares_changed(self) -> None:
+        self.app._mw_active = True  # the producer skips the chain while no middleware was ever added
+        self.reset_middlewares()
+
     @property
     def middlewares(self) -> tuple[Middleware, ...]:
         """The task's whole chain (app before + task before + task after + app after), cached."""
@@ -273,6 +305,10 @@ class TaskFunc:
     def s(self, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         """A signature ``(name, args, kwargs)`` for bulk enqueue (``app.add_tasks``)."""
         return (self.name, args, kwargs)
+
+
+#: QTasks' name of a registered task (``qtasks.schemas.task_exec.TaskExecSchema``, what ``app.tasks`` holds there)
+TaskExecSchema = TaskFunc
 
 
 def decode_result(task: Task | None, funcs: dict[str, TaskFunc]) -> Task | None:

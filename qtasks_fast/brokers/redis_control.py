@@ -70,6 +70,11 @@ def tasks_key(app: str) -> str:
     return f"qtf:{{{app}}}:tasks"
 
 
+def queues_key(app: str) -> str:
+    """The queues producers routed calls to that no task names (``Broker.note_queues``), for ``flush_all``."""
+    return f"qtf:{{{app}}}:queues"
+
+
 def cancel_channel(app: str) -> str:
     """Pub/sub channel of cancel requests for running tasks (msgpack ``[uuid, reason]``)."""
     return f"qtf:{app}:cancel"
@@ -394,12 +399,19 @@ class RedisControl:
 
     async def flush_all(self, queues: Sequence[str]) -> None:
         """UNLINK this app's keys: under each queue's prefix ``qtf:{<app>:<queue>}:`` those of a queue's key
-        families (redis.lua), under ``qtf:{<app>}:`` the task table and claims (the worker registry is kept).
+        families (redis.lua), under ``qtf:{<app>}:`` the task table and claims (the worker registry is kept, and
+        so is the list of noted queues: a producer notes a queue once per process, so a flushed list would stay
+        empty).
 
         A prefix alone is not exact: app ``a:default``'s ``qtf:{a:default}:tasks`` starts like app ``a``'s queue
         ``default`` keys. The families are disjoint (no queue key is ``tasks`` or ``claim:...``), so matching
-        prefix *and* family never takes another app's key; glob characters in names are escaped."""
-        groups = [(queue_prefix(self.app_name, q), _QUEUE_KEYS) for q in queues]
+        prefix *and* family never takes another app's key; glob characters in names are escaped. The queues
+        :meth:`note_queues` recorded are flushed with ``queues``."""
+        try:
+            noted = [text(q) for q in await self.conn.aio.smembers(queues_key(self.app_name))]
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+        groups = [(queue_prefix(self.app_name, q), _QUEUE_KEYS) for q in dict.fromkeys([*queues, *noted])]
         groups.append((f"qtf:{{{self.app_name}}}", _APP_KEYS))
         try:
             for prefix, families in groups:
@@ -413,6 +425,13 @@ class RedisControl:
                         batch = []
                 if batch:
                     await self.conn.aio.unlink(*batch)
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+
+    async def note_queues(self, queues: Sequence[str]) -> None:
+        """SADD to ``qtf:{<app>}:queues`` (see :func:`queues_key`)."""
+        try:
+            await self.conn.aio.sadd(queues_key(self.app_name), *queues)
         except redis.RedisError as exc:
             raise outage(self.url, exc) from exc
 
