@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from qtasks_fast import router as _router
 from qtasks_fast.abc import Broker, Storage
-from qtasks_fast.brokers import ENV_URL, make_backend, sqlite_location, sqlite_url_path
+from qtasks_fast.backends import ENV_URL, make_backend, sqlite_location, sqlite_url_path
 from qtasks_fast.components.producer import NeedsLookup, Producer, Signature, as_call, call_options
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.control import checked_uuid

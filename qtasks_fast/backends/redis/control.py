@@ -19,7 +19,7 @@ import redis
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import DeadLetter, QueueStats, WorkerInfo
-from qtasks_fast.brokers._local import task_name_of, text
+from qtasks_fast.backends._local import task_name_of, text
 from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 from qtasks_fast.faults import describe, full, transient
 from qtasks_fast.log import get_logger
@@ -30,7 +30,7 @@ from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
-    from qtasks_fast.brokers.redis import RedisConnection
+    from qtasks_fast.backends.redis.broker import RedisConnection
 
 log = get_logger("broker")
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
@@ -164,9 +164,8 @@ class RedisControl:
     _closing: asyncio.Event | None = None
 
     def fused(self, storage: Storage | None) -> bool:
-        from qtasks_fast.storages.redis import RedisStorage
-
-        return isinstance(storage, RedisStorage) and storage.conn is self.conn
+        # only a RedisStorage holds this broker's RedisConnection; not importing it keeps storage -> control acyclic
+        return storage is not None and getattr(storage, "conn", None) is self.conn
 
     def _paired(self) -> tuple[Storage | None, bool]:
         """The storage of records for producer-side ops that get none: the worker's, or the RedisStorage
