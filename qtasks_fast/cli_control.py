@@ -378,18 +378,16 @@ def broker_error(exc: BaseException) -> str:
 
 
 def _broker_memory(app: BaseQueueTasks) -> dict[str, Any] | None:
-    """The broker's memory figures (Redis: ``memory_stats``), ``{"error": ...}`` when it cannot say, None
+    """The broker's memory figures (``BrokerMemory``: Redis), ``{"error": ...}`` when it cannot say, None
     for a broker without them."""
-    import redis
+    from qtasks_fast.abc.capabilities import BrokerMemory
+    from qtasks_fast.exceptions import BrokerError
 
-    from qtasks_fast.exceptions import BrokerUnavailable
-
-    stats = getattr(app.broker, "memory_stats", None)
-    if stats is None:
+    if not isinstance(app.broker, BrokerMemory):
         return None
     try:
-        return stats()  # type: ignore[no-any-return]
-    except (BrokerUnavailable, redis.RedisError) as exc:
+        return app.broker.memory_stats()
+    except BrokerError as exc:
         message = f"broker memory unknown: {exc}"
         return {"error": message, "warnings": [message]}
 

@@ -18,7 +18,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from qtasks_fast.abc.broker import NotSupported, WorkerInfo
+from qtasks_fast.abc.capabilities import NotSupported, WorkerInfo, WorkerRegistry, require
 from qtasks_fast.faults import describe
 from qtasks_fast.log import get_logger
 
@@ -45,7 +45,7 @@ class Registration:
             return
         self.info.heartbeat = time.time()
         try:
-            await asyncio.wait_for(self.broker.register_worker(self.info), timeout)
+            await asyncio.wait_for(require(self.broker, WorkerRegistry).register_worker(self.info), timeout)
             self.joined = True
         except NotSupported:
             self.enabled = False
@@ -61,7 +61,7 @@ class Registration:
         if not (self.enabled and self.joined):
             return
         try:
-            await asyncio.wait_for(self.broker.unregister_worker(self.info), 5)
+            await asyncio.wait_for(require(self.broker, WorkerRegistry).unregister_worker(self.info), 5)
         except Exception as exc:  # noqa: BLE001
             log.debug("worker %s: could not leave the registry (%s); its entry ages out within %.0fs",
                       self.info.id, describe(exc), self.broker.lease_seconds)

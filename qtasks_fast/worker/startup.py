@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, TypeVar
 import redis
 
 from qtasks_fast import faults
-from qtasks_fast.abc.broker import NotSupported
+from qtasks_fast.abc.capabilities import Limits, NotSupported, require
 from qtasks_fast.exceptions import ConfigError, QTasksError
 from qtasks_fast.log import get_logger
 from qtasks_fast.stopping import sleep_unless_stopped, until_stopped
@@ -140,8 +140,9 @@ class NameLease:
         for queue in self.queues:
             while True:
                 try:
+                    acquire = require(self.broker, Limits).acquire
                     done, got = await patiently(
-                        stop, outage, functools.partial(self.broker.acquire, self.key, queue, 1, self.owner, self.ttl))
+                        stop, outage, functools.partial(acquire, self.key, queue, 1, self.owner, self.ttl))
                 except NotSupported:
                     log.debug("broker %s has no semaphore: consumer name %s is not guarded against a second "
                               "owner", type(self.broker).__name__, self.consumer)
@@ -167,7 +168,7 @@ class NameLease:
     async def holder(self, queue: str) -> str:
         """Who holds the name, as its owner token (``host:pid:nonce``), for the log."""
         try:
-            owners = await self.broker.slot_holders(self.key, queue)
+            owners = await require(self.broker, Limits).slot_holders(self.key, queue)
         except Exception:  # noqa: BLE001 - only for the log line
             owners = []
         others = [o for o in owners if o != self.owner]
@@ -177,7 +178,7 @@ class NameLease:
         """Extend the lease (the lease keeper calls this); raise :class:`ConsumerNameLost` when another owner
         took the name meanwhile. Outages propagate: the next beat tries again."""
         for queue in self.held:
-            if not await self.broker.acquire(self.key, queue, 1, self.owner, self.ttl):
+            if not await require(self.broker, Limits).acquire(self.key, queue, 1, self.owner, self.ttl):
                 self.held.remove(queue)
                 raise ConsumerNameLost(
                     f"worker {self.consumer}: its consumer name on queue {queue!r} was taken by "
@@ -189,7 +190,7 @@ class NameLease:
         held, self.held = self.held, []
         for queue in held:
             try:
-                await self.broker.release_slot(self.key, queue, self.owner)
+                await require(self.broker, Limits).release_slot(self.key, queue, self.owner)
             except Exception as exc:  # noqa: BLE001
                 log.warning("worker %s: could not release its consumer name (%s); it frees itself within %.0fs",
                             self.consumer, faults.describe(exc), self.ttl)

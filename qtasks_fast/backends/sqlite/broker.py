@@ -31,6 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
+from qtasks_fast.abc.capabilities import (
+    Cancel,
+    Claims,
+    DeadLetters,
+    FlushAll,
+    Limits,
+    Purge,
+    QueueStatistics,
+    TaskTable,
+    WorkerRegistry,
+)
 from qtasks_fast.backends._local import body_outcome, has_unique
 from qtasks_fast.backends.sqlite import seen as sqlite_seen
 from qtasks_fast.backends.sqlite.control import SqliteControl
@@ -59,7 +70,8 @@ _FAR = 1 << 62  # "no known due time"
 log = get_logger("sqlite")
 
 
-class SqliteBroker(SqliteControl):
+class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable, WorkerRegistry,
+                   QueueStatistics):
     """Broker on one SQLite file; pairs with ``SqliteStorage`` on the same file for fused writes."""
 
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,
