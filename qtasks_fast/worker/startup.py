@@ -34,11 +34,9 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-import redis
-
 from qtasks_fast import faults
 from qtasks_fast.abc.capabilities import Limits, NotSupported, require
-from qtasks_fast.exceptions import ConfigError, QTasksError
+from qtasks_fast.exceptions import BrokerRefused, ConfigError, QTasksError
 from qtasks_fast.log import get_logger
 from qtasks_fast.stopping import sleep_unless_stopped, until_stopped
 
@@ -75,16 +73,15 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def refused(exc: BaseException) -> bool:
-    """True when the broker refused this client: a wrong user or password, an ACL without the commands, a
-    database number the server does not have (``/99``): no wait fixes those, the URL must change."""
-    return _in_chain(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError)) or \
-        any(faults.no_such_db(seen) for seen in _chain(exc))
+    """True when the broker refused this client (:class:`BrokerRefused`, raised by the backend): a wrong user
+    or password, an ACL without the commands, a database number the server does not have (``/99``): no wait
+    fixes those, the URL must change."""
+    return _in_chain(exc, (BrokerRefused,))
 
 
 def permanent(exc: BaseException) -> bool:
     """True when no retry can fix ``exc``: the broker refused this client (:func:`refused`), the app cannot
-    load, a :class:`ConfigError`. Checked before :func:`faults.transient` (redis-py's auth errors are
-    connection errors by type); the cause chain counts (``BrokerUnavailable`` wraps the redis error)."""
+    load, a :class:`ConfigError`. Checked before :func:`faults.transient`; the cause chain counts."""
     from qtasks_fast.loader import AppLoadError
 
     return refused(exc) or _in_chain(exc, (ConfigError, AppLoadError, ImportError))

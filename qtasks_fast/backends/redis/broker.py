@@ -37,9 +37,10 @@ from qtasks_fast.abc.capabilities import (
     UniqueKeys,
     WorkerRegistry,
 )
-from qtasks_fast.backends.redis.control import RedisControl, outage, queue_prefix, refused, unreachable
+from qtasks_fast.backends.redis.control import RedisControl, queue_prefix
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
-from qtasks_fast.faults import Outage, transient
+from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
+from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner
 from qtasks_fast.url import redact
@@ -229,6 +230,7 @@ def _body(fields: Sequence[bytes] | None) -> bytes:
     return named.get(b"d", b"") if b"u" in named else b""
 
 
+@at_boundary
 class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims,
                   TaskTable, WorkerRegistry, QueueStatistics, BrokerMemory):
     """Broker on Redis Streams with consumer groups; pairs with ``RedisStorage`` for fused writes."""

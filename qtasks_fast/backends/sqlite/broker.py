@@ -48,6 +48,7 @@ from qtasks_fast.backends.sqlite.control import SqliteControl
 from qtasks_fast.backends.sqlite.db import (
     BUSY_TIMEOUT,
     SqliteConnection,
+    at_boundary,
     claim_unique,
     finish_records,
     insert_records,
@@ -70,6 +71,7 @@ _FAR = 1 << 62  # "no known due time"
 log = get_logger("sqlite")
 
 
+@at_boundary
 class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable, WorkerRegistry,
                    QueueStatistics):
     """Broker on one SQLite file; pairs with ``SqliteStorage`` on the same file for fused writes."""
