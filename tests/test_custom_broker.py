@@ -35,6 +35,7 @@ from qtasks_fast.abc import (
 )
 from qtasks_fast.backends.memory.storage import InMemoryStorage
 from qtasks_fast.config import GlobalConfig
+from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.testing import WorkerThread
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom_broker.py"
@@ -214,3 +215,20 @@ def test_the_core_contract_declares_every_hook_the_worker_calls() -> None:
     broker.recover([])
     assert asyncio.run(broker.trim_indexes()) is None
     assert Broker.recover is type(broker).recover and Broker.trim_indexes is type(broker).trim_indexes
+
+
+def test_a_worker_refuses_retry_backoff_on_a_broker_without_delays_before_running_anything() -> None:
+    """A backoff retry is a delayed envelope: without ``Delays`` it would be refused at settle, after the task
+    ran, crashing the worker at each retry. The worker says so at start instead, naming task and capability."""
+    app, broker = make_app()
+
+    @app.task(retry=2, retry_backoff=1)
+    def flaky() -> None:
+        raise ValueError("flaky")
+
+    flaky.add_task()
+    with pytest.raises(ConfigError, match=r"task\(s\) flaky retry with retry_backoff.*KafkaStyleBroker does not "
+                                          r"support delayed delivery"):
+        with WorkerThread(app):
+            pass
+    assert sum(broker.topics["default"].position) == 0  # nothing was fetched

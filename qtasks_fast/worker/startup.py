@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from qtasks_fast import faults
-from qtasks_fast.abc.capabilities import Limits, NotSupported, require
+from qtasks_fast.abc.capabilities import Delays, Limits, NotSupported, require
 from qtasks_fast.exceptions import BrokerRefused, ConfigError, QTasksError
 from qtasks_fast.log import get_logger
 from qtasks_fast.stopping import sleep_unless_stopped, until_stopped
@@ -85,6 +85,18 @@ def permanent(exc: BaseException) -> bool:
     from qtasks_fast.loader import AppLoadError
 
     return refused(exc) or _in_chain(exc, (ConfigError, AppLoadError, ImportError))
+
+
+def check_capabilities(app: object, broker: Broker) -> None:
+    """Refuse to serve tasks the broker cannot run as declared: a ``retry_backoff`` retry is a delayed envelope,
+    and a broker without ``Delays`` would refuse it at settle time, after the task ran (a crash per retry)."""
+    if isinstance(broker, Delays):
+        return
+    tasks = getattr(app, "tasks", {})
+    backoff = sorted(name for name, tf in tasks.items() if getattr(tf, "retry_backoff", 0))
+    if backoff:
+        raise ConfigError(f"task(s) {', '.join(backoff)} retry with retry_backoff, a delayed enqueue: "
+                          f"{NotSupported(broker, Delays)}; or drop retry_backoff")
 
 
 async def patiently(stop: asyncio.Event, outage: faults.Outage,
