@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from qtasks_fast.exceptions import BrokerUnavailable, ConfigError
+from qtasks_fast.backends._boundary import boundary
+from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable, ConfigError
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_RESTART_OF, META_UNIQUE, unique_owner
@@ -129,6 +130,23 @@ def locked(exc: BaseException) -> bool:
     return "locked" in msg or "busy" in msg
 
 
+def ours(backend: Any, exc: BaseException) -> BaseException | None:
+    """sqlite3's outages as ours (the rule: qtasks_fast.abc.broker): a lock another connection holds (past
+    the patience of the call) is ``BrokerUnavailable``, a full disk ``BrokerFull``; None for anything else."""
+    path = getattr(backend, "path", "?")
+    if locked(exc):
+        return BrokerUnavailable(f"SQLite database {path!r} is locked by another connection ({exc}); retry later, "
+                                 f"or find the holder with `fuser {path}`")
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):  # SQLITE_FULL: disk or quota
+        return BrokerFull(f"SQLite database {path!r} cannot grow ({exc}): free disk space, lower result_ttl, or "
+                          "retry later")
+    return None
+
+
+#: wraps each contract method of a SQLite class so sqlite3's outages leave it as ours (see backends._boundary)
+at_boundary = boundary(ours)
+
+
 @contextmanager
 def suppress_locked() -> Iterator[None]:
     """Skip an optional write (a sweep, a hint) when another connection holds the lock: one short attempt."""
@@ -160,7 +178,7 @@ class LockWait:
         """Seconds to sleep before the next attempt (or raise when out of patience)."""
         held = time.monotonic() - self.since
         if self.patience is not None and held >= self.patience:
-            raise sqlite3.OperationalError(
+            raise BrokerUnavailable(
                 f"SQLite database {self.path!r} is locked: another connection has held its write lock for "
                 f"{held:.0f}s (a long transaction, or a process stopped while writing); retry later, or find "
                 f"the holder with `fuser {self.path}`") from exc

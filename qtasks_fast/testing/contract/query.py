@@ -20,6 +20,7 @@ import msgspec
 import pytest
 
 from qtasks_fast.abc.broker import LOST_KEPT, Broker, Delivery, Outcome, WorkerInfo
+from qtasks_fast.abc.capabilities import Cancel, QueueStatistics, WorkerRegistry, require
 from qtasks_fast.abc.query import TaskFilter, TaskQueries, TaskSummary
 from qtasks_fast.schemas import META_RESTART_OF, Envelope
 from qtasks_fast.testing.contract.harness import ContractBase, Harness, envelope, fetch, success
@@ -81,7 +82,7 @@ async def every_status(h: Harness) -> dict[str, str]:
     out["dead"] = dead.uuid
     cancelled = envelope()
     await b.enqueue([cancelled], h.storage)
-    assert await b.cancel(cancelled.uuid, "default", "not needed", h.storage) == "queued"
+    assert await require(b, Cancel).cancel(cancelled.uuid, "default", "not needed", h.storage) == "queued"
     out["cancel"] = cancelled.uuid
     running = envelope()
     await b.enqueue([running], h.storage)
@@ -447,15 +448,15 @@ class QueryContract(ContractBase):
         b = await worker(h, "d-0")
         ready, _ = await fetch(b, count=1)
         await b.dead_letter([(ready[0], "poison")], h.storage)
-        depth = await h.broker.queue_depth("default")
+        depth = await require(h.broker, QueueStatistics).queue_depth("default")
         assert depth.queue == "default"
         assert depth.waiting_by_priority == {0: 1, 4: 2}
         assert depth.in_flight_by_worker == {"a-0": 2, "c-0": 1}
         assert depth.delayed == 1 and depth.dead == 1
-        stats = await h.broker.queue_stats("default")
+        stats = await require(h.broker, QueueStatistics).queue_stats("default")
         assert stats.waiting == sum(depth.waiting_by_priority.values())
         assert stats.in_flight == sum(depth.in_flight_by_worker.values())
-        empty = await h.broker.queue_depth("nothing")
+        empty = await require(h.broker, QueueStatistics).queue_depth("nothing")
         assert (empty.waiting_by_priority, empty.in_flight_by_worker, empty.delayed, empty.dead) == ({}, {}, 0, 0)
 
     # -------------------------------------------------- broker side: registry
@@ -463,14 +464,14 @@ class QueryContract(ContractBase):
     async def test_workers_lost_and_their_numbers(self, harness: Harness) -> None:
         """A registration carries done/failed/CPU/RSS back; a stopped heartbeat lists as lost only with
         ``include_lost``, and not at all past LOST_KEPT."""
-        b = harness.broker
+        b = require(harness.broker, WorkerRegistry)
         now = time.time()
 
         def info(wid: str, beat: float, pid: int) -> WorkerInfo:
             return WorkerInfo(id=wid, host="h1", pid=pid, processes=2, queues=["default"], concurrency=8,
                               started=now - 100, heartbeat=beat, done=41, failed=2, cpu_percent=37.5, rss=123456789)
 
-        live, lost = info("live-0", now, 10), info("lost-0", now - b.lease_seconds - 5, 11)
+        live, lost = info("live-0", now, 10), info("lost-0", now - harness.broker.lease_seconds - 5, 11)
         gone = info("gone-0", now - LOST_KEPT - 60, 12)
         for w in (gone, lost, live):
             await b.register_worker(w)
