@@ -18,6 +18,8 @@ RESOLVES = [
     "qtasks_fast.asyncio:QueueTasks",
     "qtasks_fast.results:SyncResult", "qtasks_fast.results:AsyncResult",
     "qtasks_fast.stats:SyncStats", "qtasks_fast.stats:AsyncStats",
+    "qtasks_fast.stats.inspect:InspectStats", "qtasks_fast.stats:InspectStats", "qtasks_fast.stats.base:BaseStats",
+    "qtasks_fast.stats.sync_stats:SyncStats", "qtasks_fast.stats.async_stats:AsyncStats",
     "qtasks_fast.exc:TaskCancelError", "qtasks_fast.exc:TaskPluginTriggerError",
     "qtasks_fast.exc.task:TaskCancelError", "qtasks_fast.exc.plugins:TaskPluginTriggerError",
     "qtasks_fast.events:SyncEvents", "qtasks_fast.events:AsyncEvents",
@@ -73,7 +75,6 @@ NOT_YET = [
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
     "qtasks_fast.registries:TaskRegistry",
     "qtasks_fast.logs:Logger",
-    "qtasks_fast.stats.inspect:InspectStats",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",
     "qtasks_fast.contrib.django:autodiscover_tasks",
     # QTasks schemas internal to its own machinery, with no counterpart here (docs/from-qtasks.md says why)
