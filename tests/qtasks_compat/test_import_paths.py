@@ -48,6 +48,7 @@ RESOLVES = [
     "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
     "qtasks_fast.contexts:SyncContext", "qtasks_fast.contexts:AsyncContext", "qtasks_fast.utils:shared_task",
     "qtasks_fast.middlewares.base:BaseMiddleware",
+    "qtasks_fast.contrib.django:autodiscover_tasks", "qtasks_fast.contrib.django.autodiscover:autodiscover_tasks",
     "qtasks_fast.registries:SyncTask", "qtasks_fast.registries:AsyncTask",
     "qtasks_fast.registries:TaskRegistry", "qtasks_fast.registries.task_registry:TaskRegistry",
     "qtasks_fast.plugins:SyncRetryPlugin", "qtasks_fast.plugins:AsyncRetryPlugin",
@@ -76,7 +77,6 @@ NOT_YET = [
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
     "qtasks_fast.logs:Logger",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",
-    "qtasks_fast.contrib.django:autodiscover_tasks",
     # QTasks schemas internal to its own machinery, with no counterpart here (docs/from-qtasks.md says why)
     "qtasks_fast.schemas.task_exec:TaskPrioritySchema", "qtasks_fast.schemas.argmeta:ArgMeta",
     "qtasks_fast.schemas.inits:InitsExecSchema", "qtasks_fast.schemas.task_cls:SyncTaskCls",
