@@ -61,12 +61,11 @@ RESOLVES = [
     "qtasks_fast.plugins.pydantic:SyncPydanticWrapperPlugin", "qtasks_fast.plugins.pydantic:AsyncPydanticWrapperPlugin",
     "qtasks_fast.plugins.depends:SyncDependsPlugin", "qtasks_fast.plugins.depends:AsyncDependsPlugin",
     "qtasks_fast.plugins.depends:Depends", "qtasks_fast.plugins.depends:ScopeEnum",
+    "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
+    "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
 ]
 
 NOT_YET = [
-    # issue 11, later: QTasks' test plugins (they add an is_testing field to the task record)
-    "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
-    "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
     # QTasks' other brokers (RabbitMQ, Kafka, sockets): only the Redis paths are asked for so far
     "qtasks_fast.brokers:SyncRabbitMQBroker", "qtasks_fast.brokers:AsyncRabbitMQBroker",
     "qtasks_fast.brokers:SyncKafkaBroker", "qtasks_fast.brokers:AsyncKafkaBroker",
