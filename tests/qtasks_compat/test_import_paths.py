@@ -63,6 +63,7 @@ RESOLVES = [
     "qtasks_fast.plugins.depends:Depends", "qtasks_fast.plugins.depends:ScopeEnum",
     "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
     "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
+    "qtasks_fast.logs:Logger",
 ]
 
 NOT_YET = [
@@ -74,7 +75,6 @@ NOT_YET = [
     "qtasks_fast.executors:SyncTaskExecutor", "qtasks_fast.executors:AsyncTaskExecutor",
     "qtasks_fast.workers:SyncThreadWorker", "qtasks_fast.workers:AsyncWorker",
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
-    "qtasks_fast.logs:Logger",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",
     # QTasks schemas internal to its own machinery, with no counterpart here (docs/from-qtasks.md says why)
     "qtasks_fast.schemas.task_exec:TaskPrioritySchema", "qtasks_fast.schemas.argmeta:ArgMeta",
