@@ -85,6 +85,9 @@ def add_parsers(sub: Any) -> None:
         if action == "purge":
             d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
+    from qtasks_fast import cli_query
+
+    cli_query.add_parsers(sub, common, EPILOG)
     p = cmd("purge", "drop every waiting message of a queue",
             "Drop every queued and delayed (not running) message of QUEUE; their records become 'cancel'.")
     p.add_argument("queue", help="the queue to empty, e.g. default")
