@@ -238,6 +238,8 @@ class InMemoryBroker(MemoryControl, Cancel, DeadLetters, Purge, FlushAll, Limits
                     continue
                 m.deliveries = max(m.deliveries - 1, 0)
                 st.requeue(m)
+                if rec:
+                    st.unmark(m.uuid)
             st.wake_fetchers()
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)

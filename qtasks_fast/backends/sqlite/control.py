@@ -107,6 +107,9 @@ class SqliteControl(LocalBroker):
                 db.execute("UPDATE messages SET consumer = NULL, lease_until = NULL,"
                            " deliveries = max(deliveries - 1, 0) WHERE id = ? AND consumer = ?",
                            (d.msg_id, self._consumer))
+                if rec and row is not None:  # waiting again, run by no one: its record says so
+                    db.execute("UPDATE records SET status = 'new', worker_id = NULL, started = NULL, updated = ?"
+                               " WHERE uuid = ? AND status = 'process'", (now_ms(), row[2]))
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)
 

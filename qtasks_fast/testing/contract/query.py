@@ -349,6 +349,25 @@ class QueryContract(ContractBase):
         assert limited.events == evs[:4] and limited.cursor == evs[3].id
 
     @pytest.mark.asyncio
+    async def test_a_released_task_waits_again_as_new(self, harness: Harness) -> None:
+        """A delivery handed back unrun (a draining worker's prefetched backlog) is ``new`` again, run by no
+        one, and the feed says so; the next consumer's fetch makes it ``process`` under its name."""
+        q, h = queries(harness), harness
+        b = await worker(h, "w-0")
+        e = envelope()
+        await b.enqueue([e], h.storage)
+        ready, _ = await fetch(b)
+        await b.release(ready)
+        listed = {t.uuid: t for t in (await q.list_tasks(["default"], TaskFilter())).tasks}[e.uuid]
+        assert (listed.status, listed.worker_id) == ("new", None)
+        assert (await q.count_tasks(["default"], TaskFilter()))["process"] == 0
+        assert [ev.status for ev in (await q.events(["default"], None)).events] == ["new", "process", "new"]
+        other = await worker(h, "v-0")
+        await fetch(other)
+        again = {t.uuid: t for t in (await q.list_tasks(["default"], TaskFilter())).tasks}[e.uuid]
+        assert (again.status, again.worker_id) == ("process", "v-0")
+
+    @pytest.mark.asyncio
     async def test_events_across_two_queues(self, harness: Harness) -> None:
         q, h = queries(harness), harness
         b = await worker(h, "w-0", queues=["a", "b"])
