@@ -20,13 +20,22 @@ import redis
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import DeadLetter, QueueStats, WorkerInfo
 from qtasks_fast.backends._local import task_name_of, text
-from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
-from qtasks_fast.faults import describe, full, transient
+from qtasks_fast.backends.redis.script import (  # noqa: F401 - key names and errors: re-exported for callers
+    Script,
+    cancel_channel,
+    claim_key,
+    outage,
+    queue_prefix,
+    queues_key,
+    refused,
+    tasks_key,
+    unreachable,
+    workers_key,
+)
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope
 from qtasks_fast.stopping import until_stopped
 from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
-from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
@@ -53,65 +62,6 @@ MEMORY_WARN = 0.9
 #: the key families under a queue's prefix (redis.lua's list) and under the app's (``qtf:{<app>}:``), after ``:``
 _QUEUE_KEYS = re.compile(rb"(?:q|wait|log|count|dlq|d|dm|wake|uo|cx|(?:s|t|r|i|u|sem|lg):.*)", re.DOTALL)
 _APP_KEYS = re.compile(rb"(?:tasks|claim:.*)", re.DOTALL)
-
-
-def queue_prefix(app: str, queue: str) -> str:
-    """Key prefix of one queue; the ``{app:queue}`` hash tag keeps all its keys in one cluster slot."""
-    return f"qtf:{{{app}:{queue}}}"
-
-
-def workers_key(app: str) -> str:
-    """The app's worker registry (see redis.lua, key ``qtf:{<app>}:workers``)."""
-    return f"qtf:{{{app}}}:workers"
-
-
-def tasks_key(app: str) -> str:
-    """The app's published task table (see qtasks_fast.tasktable): one hash per app, outside the queues' slots."""
-    return f"qtf:{{{app}}}:tasks"
-
-
-def queues_key(app: str) -> str:
-    """The queues producers routed calls to that no task names (``Broker.note_queues``), for ``flush_all``."""
-    return f"qtf:{{{app}}}:queues"
-
-
-def cancel_channel(app: str) -> str:
-    """Pub/sub channel of cancel requests for running tasks (msgpack ``[uuid, reason]``)."""
-    return f"qtf:{app}:cancel"
-
-
-def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
-    if isinstance(exc, (redis.TimeoutError, TimeoutError)):  # connected, or connecting, but no answer in time
-        return BrokerUnavailable(
-            f"Redis at {redact(url)} did not answer in time ({exc}): is it hung, stopped or overloaded? "
-            "Retry later; raise config.socket_timeout / connect_timeout (QTASKS_SOCKET_TIMEOUT, "
-            "QTASKS_CONNECT_TIMEOUT) only if it is merely slow")
-    if isinstance(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError)):
-        return BrokerUnavailable(
-            f"Redis at {redact(url)} refuses this client ({str(exc).rstrip('.')}): check the user and password in "
-            "the broker URL (QTASKS_BROKER_URL or --broker-file) and the ACL of that user; waiting will not help")
-    return BrokerUnavailable(
-        f"cannot reach Redis at {redact(url)}: {str(exc).rstrip('.')}. Is redis-server running, and is the URL "
-        "right (--broker / QTASKS_BROKER_URL)?"
-    )
-
-
-def refused(url: str, exc: BaseException) -> BrokerUnavailable:
-    """The error a producer (or a control op) gets for an outage: ``BrokerFull`` when Redis is at
-    maxmemory, ``BrokerUnavailable`` for a lost connection or another reply that time fixes."""
-    if full(exc):
-        return BrokerFull(
-            f"Redis at {redact(url)} is full (used memory reached maxmemory, OOM) and refuses new tasks: free "
-            "memory (stored results expire after result_ttl), raise maxmemory, lower result_ttl, or retry later")
-    if isinstance(exc, (redis.ResponseError, redis.BusyLoadingError)):
-        return BrokerUnavailable(f"Redis at {redact(url)} refuses writes for now ({describe(exc)}): a failover, "
-                                 "a restart loading its data or a failing disk; retry later")
-    return unreachable(url, exc)
-
-
-def outage(url: str, exc: redis.RedisError) -> BaseException:
-    """``refused(url, exc)`` when ``exc`` is an outage, else ``exc`` itself (a bug, a wrong command)."""
-    return refused(url, exc) if transient(exc) else exc
 
 
 def memory_report(info: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +106,7 @@ class RedisControl:
     app_name: str
     url: str
     conn: RedisConnection
+    script: Script
     priority_levels: int
     lease_seconds: float
     result_ttl: float
@@ -172,12 +123,6 @@ class RedisControl:
         built on this broker's connection (``make_backend``)."""
         storage = self._storage or self.conn.storage
         return storage, self.fused(storage)
-
-    async def _op(self, queue: str, op: str, rec: bool, *args: Any) -> Any:
-        try:
-            return await self.conn.acall(queue_prefix(self.app_name, queue), op, rec, *args)
-        except redis.RedisError as exc:
-            raise outage(self.url, exc) from exc
 
     @staticmethod
     async def _save_foreign(storage: Storage, queue: str, blobs: Sequence[bytes], status: str, why: str) -> None:
@@ -207,9 +152,8 @@ class RedisControl:
     async def cancel(self, uuid: str, queue: str, reason: str, storage: Storage) -> str:
         rec = self.fused(storage)
         now = str(int(time.time() * 1000))
-        res = await self._op(queue, "cancel", rec, self.app_name, uuid, reason, now, int(self.result_ttl * 1000),
-                             self.priority_levels, cancel_channel(self.app_name),
-                             "1" if rec and self.index_results else "0")
+        res = await self.script.cancel(queue, rec, uuid, reason, now, int(self.result_ttl * 1000),
+                                       self.priority_levels, rec and self.index_results)
         state: str = res[0].decode()
         if not rec:
             if state == "queued":
@@ -265,7 +209,7 @@ class RedisControl:
     # ---------------------------------------------------------- dead letters
     async def dead_letters(self, queue: str, count: int = 100) -> list[DeadLetter]:
         try:
-            entries: Any = await self.conn.aio.xrevrange(f"{queue_prefix(self.app_name, queue)}:dlq", count=count)
+            entries: Any = await self.conn.aio.xrevrange(self.script.dlq_key(queue), count=count)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(self.url, exc) from exc
         return [_dead_letter(queue, i, f) for i, f in entries]
@@ -278,10 +222,10 @@ class RedisControl:
         if ids is not None:
             wanted = _stream_ids(ids)
             for j in range(0, len(wanted), CHUNK):
-                n += (await self._op(queue, "requeue", rec, CHUNK, *wanted[j:j + CHUNK]))
+                n += await self.script.requeue(queue, rec, CHUNK, wanted[j:j + CHUNK])
             return n
         while True:  # the oldest CHUNK at a time: each call removes what it requeued
-            got = await self._op(queue, "requeue", rec, CHUNK)
+            got = await self.script.requeue(queue, rec, CHUNK)
             n += got
             if got < CHUNK:
                 return n
@@ -289,7 +233,7 @@ class RedisControl:
     async def _requeue_foreign(self, storage: Storage, queue: str, ids: Sequence[str] | None) -> int:
         """A foreign storage gets the ``new`` records first, then the messages go back to their stream."""
         wanted = set(ids) if ids is not None else None
-        key = f"{queue_prefix(self.app_name, queue)}:dlq"
+        key = self.script.dlq_key(queue)
         cursor, n = "-", 0
         while True:
             entries: Any = await self.conn.aio.xrange(key, min=cursor, count=CHUNK)
@@ -299,17 +243,17 @@ class RedisControl:
             if envs:
                 await storage.create(envs)
             if chosen:
-                n += await self._op(queue, "requeue", False, CHUNK, *[x.id for x in chosen])
+                n += await self.script.requeue(queue, False, CHUNK, [x.id for x in chosen])
             if len(entries) < CHUNK:
                 return n
             cursor = "(" + letters[-1].id
 
     async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
         if ids is None:
-            return int(await self._op(queue, "purgedead", False))
+            return await self.script.purge_dead(queue)
         wanted, n = _stream_ids(ids), 0
         for j in range(0, len(wanted), CHUNK):
-            n += await self._op(queue, "purgedead", False, *wanted[j:j + CHUNK])
+            n += await self.script.purge_dead(queue, wanted[j:j + CHUNK])
         return n
 
     # ----------------------------------------------------------------- purge
@@ -317,13 +261,13 @@ class RedisControl:
         storage, rec = self._paired()
         now = str(int(time.time() * 1000))
         ttl = int(self.result_ttl * 1000)
-        index = "1" if rec and self.index_results else "0"
+        index = rec and self.index_results
         n = 0
         for prio in ("d", *map(str, range(self.priority_levels))):
             cursor = "-"
             while True:
-                got, scanned, last, *blobs = await self._op(queue, "purge", rec, self.app_name, now, ttl, CHUNK,
-                                                            index, prio, cursor)
+                got, scanned, last, *blobs = await self.script.purge(queue, rec, now, ttl, CHUNK, index, prio,
+                                                                     cursor)
                 n += got
                 if blobs and storage is not None and not rec:
                     await self._save_foreign(storage, queue, blobs, "cancel", "purged")
@@ -371,27 +315,27 @@ class RedisControl:
         return live
 
     async def queue_stats(self, queue: str) -> QueueStats:
-        waiting, in_flight, delayed, dead = await self._op(queue, "stats", False, self.app_name, self.priority_levels,
-                                                           int(time.time() * 1000))
-        return QueueStats(waiting=int(waiting), in_flight=int(in_flight), delayed=int(delayed), dead=int(dead))
+        waiting, in_flight, delayed, dead = await self.script.stats(queue, self.priority_levels,
+                                                                    int(time.time() * 1000))
+        return QueueStats(waiting=waiting, in_flight=in_flight, delayed=delayed, dead=dead)
 
     # ------------------------------------------------------ limits and claims
     async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:
-        return bool(await self._op(queue, "acquire", False, key, limit, token, max(1, int(ttl * 1000))))
+        return await self.script.acquire(queue, key, limit, token, max(1, int(ttl * 1000)))
 
     async def release_slot(self, key: str, queue: str, token: str) -> None:
-        await self._op(queue, "unslot", False, key, token)
+        await self.script.unslot(queue, key, token)
 
     async def slot_holders(self, key: str, queue: str) -> list[str]:
         try:
-            held = await self.conn.aio.zrange(f"{queue_prefix(self.app_name, queue)}:sem:{key}", 0, -1)
+            held = await self.conn.aio.zrange(self.script.slots_key(queue, key), 0, -1)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(self.url, exc) from exc
         return [t.decode() if isinstance(t, bytes) else str(t) for t in held]
 
     async def claim(self, key: str, ttl: float) -> bool:
         try:
-            return bool(await self.conn.aio.set(f"qtf:{{{self.app_name}}}:claim:{key}", "1", nx=True,
+            return bool(await self.conn.aio.set(claim_key(self.app_name, key), "1", nx=True,
                                                 px=max(1, int(ttl * 1000))))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(self.url, exc) from exc
