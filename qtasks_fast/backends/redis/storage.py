@@ -140,9 +140,9 @@ class RedisStorage(Storage):
     # ------------------------------------------------------------------ reads
     # Each read is written once, as steps (script.Steps) that run() drives on the async client and run_sync()
     # on the blocking one: the same calls, the same error mapping (BrokerUnavailable), the same answers.
-    def _lookup(self, op: str, uuid: str, queues: Sequence[str]) -> Steps[tuple[Task, str] | None]:
-        """The Lua ops 'get' and 'watch' find a task whether it is queued, running or final."""
-        lookup = self.script.watch if op == "watch" else self.script.get
+    def _lookup(self, uuid: str, queues: Sequence[str], watch: bool = False) -> Steps[tuple[Task, str] | None]:
+        """Script.get (Script.watch: also mark it awaited) finds a task whether it is queued, running or final."""
+        lookup = self.script.watch if watch else self.script.get
         for q in queues:
             task = parse_record((yield lookup(q, uuid)), q)
             if task is not None:
@@ -150,7 +150,7 @@ class RedisStorage(Storage):
         return None
 
     def _getting(self, uuid: str, queues: Sequence[str]) -> Steps[Task | None]:
-        found = yield from self._lookup("get", uuid, queues)
+        found = yield from self._lookup(uuid, queues)
         return found[0] if found else None
 
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
@@ -167,7 +167,7 @@ class RedisStorage(Storage):
         while True:
             task, queue = None, queues[0]
             if not fresh:  # fresh: enqueued by this caller with wait=True, so surely not final yet
-                found = yield from self._lookup("watch", uuid, queues)
+                found = yield from self._lookup(uuid, queues, watch=True)
                 if found is None:
                     return None
                 task, queue = found
