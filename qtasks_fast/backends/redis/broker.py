@@ -25,22 +25,11 @@ from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.backends.redis import pack
 from qtasks_fast.backends.redis.control import RedisControl
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
-from qtasks_fast.backends.redis.script import (
-    LUA,
-    Either,
-    Script,
-    Steps,
-    Via,
-    outage,
-    queue_prefix,
-    refused,
-    run,
-    run_sync,
-    unreachable,
-)
+from qtasks_fast.backends.redis.script import LUA, Script, Via, outage, queue_prefix, refused, unreachable
 from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner
+from qtasks_fast.steps import Either, Steps, run, run_sync
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:

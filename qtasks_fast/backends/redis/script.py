@@ -10,7 +10,7 @@ its arguments and parses its reply, and returns a :class:`Call`: ``await call`` 
 cannot differ between them. Code that reads or writes a plain key goes through the key functions below.
 
 Multi-step operations (a lookup over several queues, a wait in slices) are written once as generators of
-calls (:data:`Steps`) and driven by :func:`run` or :func:`run_sync`, the pattern of ``plugins.base.fire``.
+calls and driven by ``run`` or ``run_sync`` (:mod:`qtasks_fast.steps`): a :class:`Call` is such a step.
 """
 
 from __future__ import annotations
@@ -18,25 +18,25 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import redis
 from redis.exceptions import NoScriptError
 
 from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 from qtasks_fast.faults import describe, full, transient
+from qtasks_fast.steps import Either, Steps, run, run_sync
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.backends.redis.broker import RedisConnection
 
-__all__ = ["LUA", "SHA", "Call", "Script", "Steps", "outage", "queue_prefix", "refused", "run", "run_sync",
-           "unreachable"]
+__all__ = ["LUA", "SHA", "Call", "Either", "Script", "Steps", "outage", "queue_prefix", "refused", "run",
+           "run_sync", "unreachable"]
 
 LUA = (Path(__file__).parent / "redis.lua").read_text(encoding="utf-8")
 SHA = hashlib.sha1(LUA.encode()).hexdigest()
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 #: how a call reaches Redis: ``pool`` = redis-py's client (its pool and retry wrapper; rare operations),
 #: ``direct`` = a direct connection, sent again once when it was stale (the producer's round trips),
 #: ``hot`` = a direct connection, no resend (the worker's fetch and settle: their callers retry), ``pipe`` =
@@ -113,53 +113,6 @@ def outage(url: str, exc: redis.RedisError) -> BaseException:
 
 
 # ------------------------------------------------------------------------------------------ one call path
-class Step(Protocol[T_co]):
-    """Something a :data:`Steps` generator yields: awaitable on the async client, ``sync()`` on the blocking one."""
-
-    def __await__(self) -> Generator[Any, None, T_co]: ...
-
-    def sync(self) -> T_co: ...
-
-
-#: one operation written once: yields steps, is sent their replies, returns its answer (see :func:`run`)
-Steps = Generator[Step[Any], Any, T]
-
-
-async def run(steps: Steps[T]) -> T:
-    """Drive ``steps`` on the async client."""
-    try:
-        step = next(steps)
-        while True:
-            step = steps.send(await step)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-def run_sync(steps: Steps[T]) -> T:
-    """Drive ``steps`` on the blocking client."""
-    try:
-        step = next(steps)
-        while True:
-            step = steps.send(step.sync())
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-class Either(Generic[T]):
-    """A step that is not a Redis call (a foreign storage's write): its async and its blocking form."""
-
-    __slots__ = ("aio", "blocking")
-
-    def __init__(self, aio: Callable[[], Any], blocking: Callable[[], T]) -> None:
-        self.aio, self.blocking = aio, blocking
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self.aio().__await__()  # type: ignore[no-any-return]
-
-    def sync(self) -> T:
-        return self.blocking()
-
-
 def _raw(reply: Any) -> Any:
     return reply
 

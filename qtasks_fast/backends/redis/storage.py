@@ -17,8 +17,9 @@ import redis
 
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.backends.redis.broker import RedisConnection
-from qtasks_fast.backends.redis.script import Call, Script, Steps, outage, queue_prefix, run, run_sync
+from qtasks_fast.backends.redis.script import Call, Script, outage, queue_prefix
 from qtasks_fast.schemas import Envelope, Task, task_from_envelope
+from qtasks_fast.steps import Steps, run, run_sync
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class RedisStorage(Storage):
         await pipe.execute()
 
     # ------------------------------------------------------------------ reads
-    # Each read is written once, as steps (script.Steps) that run() drives on the async client and run_sync()
+    # Each read is written once, as steps (qtasks_fast.steps) that run() drives on the async client and run_sync()
     # on the blocking one: the same calls, the same error mapping (BrokerUnavailable), the same answers.
     def _lookup(self, uuid: str, queues: Sequence[str], watch: bool = False) -> Steps[tuple[Task, str] | None]:
         """Script.get (Script.watch: also mark it awaited) finds a task whether it is queued, running or final."""
