@@ -30,9 +30,6 @@ from qtasks_fast.steps import Either, Now, Sleep, run, run_sync
 KEPT_APART = {
     # the transport itself: the blocking and the asyncio socket are the one place sync and async I/O differ
     ("RedisConnection", "execute"),
-    # two wake mechanisms on shared state (a threading.Condition for blocking callers, per-loop asyncio.Events
-    # for coroutines) that must be registered under the state's lock; the record logic is shared (_child)
-    ("InMemoryStorage", "wait"),
     # releases different resources (the blocking client's pool vs the running loop's client), not one operation
     ("*", "close"),
     # the two drivers of every steps generator (qtasks_fast.steps), and of the plugins' (they also throw a
@@ -122,3 +119,45 @@ async def test_local_enqueue_with_a_foreign_storage(foreign: tuple[Broker, Stora
     assert (await storage.get(holder.uuid, ["default"])).status == "new"  # type: ignore[union-attr]
     assert await storage.get(dup.uuid, ["default"]) is None  # a skipped envelope gets no record
     assert (await broker.queue_stats("default")).waiting == 1
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_memory_wait_wakes_on_a_save_from_another_thread(mode: str, app_name: str) -> None:
+    """Both entry points park on the record's next change (no polling): a save from another thread ends the
+    wait at once; a wait that times out returns the current record; an unknown uuid returns None at once."""
+    import asyncio
+    import threading
+
+    import msgspec
+
+    from qtasks_fast import _corelib as core
+
+    storage = InMemoryStorage(state=InMemoryState(), app_name=app_name)
+    env = _env("k")
+    await storage.create([env])
+
+    def wait(timeout: float) -> Any:
+        if mode == "async":
+            return storage.wait(env.uuid, ["default"], timeout)
+        return asyncio.to_thread(storage.wait_sync, env.uuid, ["default"], timeout)
+
+    started = time.monotonic()
+    assert (await wait(0.2)).status == "new"
+    assert time.monotonic() - started >= 0.15
+    assert await (storage.wait(str(uuid_mod.uuid4()), ["default"], 5) if mode == "async" else
+                  asyncio.to_thread(storage.wait_sync, str(uuid_mod.uuid4()), ["default"], 5)) is None
+
+    def finish() -> None:
+        time.sleep(0.2)
+        d = core.Delivery("default", 0, 1, msgspec.msgpack.encode(env), 1)
+        d.envelope = env
+        asyncio.run(storage.save([(d, "success", msgspec.msgpack.encode(5), "", "")], "w-1"))
+
+    saver = threading.Thread(target=finish)
+    started = time.monotonic()
+    saver.start()
+    task = await wait(30)
+    saver.join()
+    assert task.status == "success" and task.returning == 5
+    assert time.monotonic() - started < 5, "woken by the save, not by the timeout"
+    assert storage.state.watchers == {}, "a finished wait leaves no watcher behind"
