@@ -1,9 +1,9 @@
 """Task control on the Redis broker: cancel, dead letters, purge, concurrency slots, claims, the task table.
 
 These are rare operations (a user, the CLI or a worker's limiter asks for them),
-kept apart from the hot path in ``redis.py``. The server-side part of each is an
-op of the one ``redis.lua`` script, so it is atomic with enqueue, fetch and
-settle: a task cancelled while queued can never be fetched afterwards.
+kept apart from the hot path in ``broker.py``. The server-side part of each is an
+op of the one ``redis.lua`` script (sent through ``script.Script``), so it is atomic with enqueue, fetch
+and settle: a task cancelled while queued can never be fetched afterwards.
 """
 
 from __future__ import annotations

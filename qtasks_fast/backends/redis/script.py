@@ -25,14 +25,12 @@ from redis.exceptions import NoScriptError
 
 from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 from qtasks_fast.faults import describe, full, transient
-from qtasks_fast.steps import Either, Steps, run, run_sync
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.backends.redis.broker import RedisConnection
 
-__all__ = ["LUA", "SHA", "Call", "Either", "Script", "Steps", "outage", "queue_prefix", "refused", "run",
-           "run_sync", "unreachable"]
+__all__ = ["LUA", "SHA", "Call", "Script", "outage", "queue_prefix", "refused", "unreachable"]
 
 LUA = (Path(__file__).parent / "redis.lua").read_text(encoding="utf-8")
 SHA = hashlib.sha1(LUA.encode()).hexdigest()
