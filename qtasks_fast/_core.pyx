@@ -4,7 +4,8 @@
 Written in the Python subset of Cython (types as annotations) on purpose: ``setup.py`` compiles it to
 ``qtasks_fast._core``, and ``qtasks_fast._corelib`` can load the very same file
 as plain Python (``QTASKS_PURE_PYTHON=1``), so the benchmark that compares the
-two runs identical code. Nothing here does I/O; the broker sends what it builds.
+two runs identical code. Nothing here does I/O, and nothing is specific to a backend: what only one
+backend needs (the Redis script's argument packing) lives in that backend (``backends/redis/_pack.pyx``).
 """
 
 import os
@@ -199,104 +200,5 @@ def encode(value):
 
 
 def encode_envelopes(envelopes: list):
+    """msgpack bytes of each envelope (what every backend stores; a backend packs them its own way)."""
     return [_encode(e) for e in envelopes]
-
-
-_Raw = msgspec.Raw
-
-
-def _str(b: bytes):
-    """``b`` as a msgpack *str*: Redis' Lua cmsgpack cannot read the *bin* type msgspec uses for bytes."""
-    n = len(b)
-    if n < 32:
-        head = bytes((0xA0 | n,))
-    elif n < 256:
-        head = bytes((0xD9, n))
-    elif n < 65536:
-        head = b"\xda" + n.to_bytes(2, "big")
-    else:
-        head = b"\xdb" + n.to_bytes(4, "big")
-    return _Raw(head + b)
-
-
-def enqueue_args(envelopes: list, blobs: list, wait: str):
-    """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special)}``.
-
-    ``plain`` packs ``[prio, uuid, name, blob, wait]*``. Delayed envelopes (``eta`` set) and unique ones
-    (meta ``uq``) go to ``special`` instead, ``[prio, uuid, name, blob, wait, eta ms, key, ttl ms]*``
-    (``b""`` when there are none), so that a plain envelope costs only the two checks below.
-    """
-    out = {}
-    special = None
-    for i in range(len(envelopes)):
-        env = envelopes[i]
-        meta = env.meta
-        if env.eta or (meta and "uq" in meta):
-            if special is None:
-                special = {}
-            args = special.get(env.queue)
-            if args is None:
-                args = special[env.queue] = []
-            uq = meta.get("uq") if meta else None
-            key = ""
-            ttl = "0"
-            if uq:
-                key = str(uq[0])
-                if len(uq) > 1 and uq[1]:
-                    ttl = str(int(float(uq[1]) * 1000))
-            args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, str(int(env.eta * 1000)),
-                         key, ttl))
-            continue
-        args = out.get(env.queue)
-        if args is None:
-            args = out[env.queue] = []
-        args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait))
-    for queue in out:
-        out[queue] = (_encode(out[queue]), b"")
-    if special is not None:
-        for queue in special:
-            plain = out.get(queue)
-            out[queue] = (plain[0] if plain is not None else b"\x90", _encode(special[queue]))
-    return out
-
-
-def settle_args(outcomes: list, index: bool, worker: str, now: str):
-    """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
-
-    ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
-    where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
-    element is the delivery count), built here so that Redis only stores it. ``log`` is the batch's index entry
-    ``[[uuid, status, name]*]`` (``b""`` without index). ``replies`` packs the 0-based positions of
-    the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
-    lists their ``uuid, record`` for the broker to store and push before the settle itself.
-    """
-    out = {}
-    logs = {}
-    replies = None
-    for o in outcomes:
-        d = o[0]
-        args = out.get(d.queue)
-        if args is None:
-            args = out[d.queue] = []
-            logs[d.queue] = []
-        env = d.envelope
-        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries))
-        if env.meta and "rw" in env.meta:
-            if replies is None:
-                replies = {}
-            rq = replies.get(d.queue)
-            if rq is None:
-                rq = replies[d.queue] = ([], [])
-            rq[0].append(len(args) // 5)
-            rq[1].extend((env.uuid, record))
-        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
-        if index:
-            logs[d.queue].append((env.uuid, o[1], env.task_name))
-    for queue in out:
-        rq = replies.get(queue) if replies is not None else None
-        out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"",
-                      _encode(rq[0]) if rq else b"", rq[1] if rq else _NONE)
-    return out
-
-
-_NONE = []

@@ -8,6 +8,7 @@ and ``QTASKS_REQUIRE_COMPILED=1`` (set in CI) turns that into an ImportError.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from pathlib import Path
@@ -15,38 +16,37 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 
-def _load_source() -> ModuleType:
-    src = Path(__file__).with_name("_core.pyx")
-    text = src.read_text()
-    mod = ModuleType("qtasks_fast._core_py")
+def _load_source(src: Path, name: str) -> ModuleType:
+    mod = ModuleType(name)
     mod.__file__ = str(src)
-    exec(compile(text, str(src), "exec"), mod.__dict__)
+    exec(compile(src.read_text(), str(src), "exec"), mod.__dict__)
     return mod
 
 
-def _load() -> tuple[ModuleType, bool]:
+def load_compiled(name: str, src: Path) -> tuple[ModuleType, bool]:
+    """The extension ``name`` built from ``src`` (a ``.pyx`` in the Python subset of Cython), or ``src`` run as
+    Python under the rules above; ``(module, compiled)``. Backends load their own hot modules with it
+    (``qtasks_fast.backends.redis.pack``)."""
     if os.environ.get("QTASKS_PURE_PYTHON") == "1":
-        return _load_source(), False
+        return _load_source(src, name + "_py"), False
     try:
-        from qtasks_fast import _core  # type: ignore[attr-defined]
-
-        return _core, True
+        return importlib.import_module(name), True
     except ImportError as exc:
         if os.environ.get("QTASKS_REQUIRE_COMPILED") == "1":
             raise ImportError(
-                "qtasks_fast: the compiled core qtasks_fast._core is missing and QTASKS_REQUIRE_COMPILED=1; "
+                f"qtasks_fast: the compiled module {name} is missing and QTASKS_REQUIRE_COMPILED=1; "
                 "reinstall with a C compiler available (pip install --force-reinstall --no-binary qtasks-fast .)"
             ) from exc
         warnings.warn(
-            "qtasks_fast: compiled core not found, running the pure-Python core (several times slower). "
-            "Reinstall with a C compiler, or set QTASKS_PURE_PYTHON=1 to silence this.",
+            f"qtasks_fast: compiled module {name} not found, running its pure-Python source (several times "
+            "slower). Reinstall with a C compiler, or set QTASKS_PURE_PYTHON=1 to silence this.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        return _load_source(), False
+        return _load_source(src, name + "_py"), False
 
 
-core, COMPILED = _load()
+core, COMPILED = load_compiled("qtasks_fast._core", Path(__file__).with_name("_core.pyx"))
 
 if TYPE_CHECKING:
     from qtasks_fast._core import (
@@ -54,15 +54,11 @@ if TYPE_CHECKING:
         decode_batch,
         encode,
         encode_envelopes,
-        enqueue_args,
         new_uuid,
-        settle_args,
     )
 else:
     Delivery = core.Delivery
     decode_batch = core.decode_batch
     encode = core.encode
     encode_envelopes = core.encode_envelopes
-    enqueue_args = core.enqueue_args
-    settle_args = core.settle_args
     new_uuid = core.new_uuid

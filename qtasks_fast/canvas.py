@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.components.producer import call_options
 from qtasks_fast.router import main_app
 from qtasks_fast.schemas import META_CHAIN, META_GROUP, Envelope, Task
+from qtasks_fast.steps import Either, Sleep, Steps, run, run_sync
 
 if TYPE_CHECKING:
     import datetime as _dt
@@ -162,10 +163,12 @@ class ChainResult:
     def wait(self, timeout: float) -> Task | None:
         """The last step's final record; the record of a step that ended ``error``/``cancel`` (the chain
         stops there); None when the chain is not done within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
+        return run_sync(self._following(time.monotonic() + timeout))
+
+    def _following(self, deadline: float) -> Steps[Task | None]:
         uuid = self.uuid
         for i in range(self.steps):
-            task = _wait_sync(self.app.wait, uuid, deadline)  # type: ignore[attr-defined]
+            task = yield from _waiting(self.app.wait, uuid, deadline)  # type: ignore[attr-defined]
             if task is None or task.status != "success" or i == self.steps - 1:
                 return task
             uuid = _next_uuid(task)
@@ -176,14 +179,7 @@ class AsyncChainResult(ChainResult):
     """:class:`ChainResult` of the async client: ``await res.wait(timeout)``."""
 
     async def wait(self, timeout: float) -> Task | None:  # type: ignore[override]
-        deadline = time.monotonic() + timeout
-        uuid = self.uuid
-        for i in range(self.steps):
-            task = await _wait_async(self.app.wait, uuid, deadline)  # type: ignore[attr-defined]
-            if task is None or task.status != "success" or i == self.steps - 1:
-                return task
-            uuid = _next_uuid(task)
-        return None
+        return await run(self._following(time.monotonic() + timeout))
 
 
 class GroupResult:
@@ -202,7 +198,7 @@ class GroupResult:
         """Wait up to ``timeout`` seconds in all for every member; their final records in call order
         (None for a member not final by then)."""
         deadline = time.monotonic() + timeout
-        return [_wait_sync(self.app.wait, u, deadline) for u in self.uuids]  # type: ignore[attr-defined]
+        return [run_sync(_waiting(self.app.wait, u, deadline)) for u in self.uuids]  # type: ignore[attr-defined]
 
 
 class AsyncGroupResult(GroupResult):
@@ -210,26 +206,19 @@ class AsyncGroupResult(GroupResult):
 
     async def wait(self, timeout: float) -> list[Task | None]:  # type: ignore[override]
         deadline = time.monotonic() + timeout
-        return list(await asyncio.gather(*(_wait_async(self.app.wait, u, deadline)  # type: ignore[attr-defined]
+        return list(await asyncio.gather(*(run(_waiting(self.app.wait, u, deadline))  # type: ignore[attr-defined]
                                            for u in self.uuids)))
 
 
-def _wait_sync(wait: Callable[[str, float], Task | None], uuid: str, deadline: float) -> Task | None:
-    """``app.wait`` until ``deadline``; a task not recorded yet (None at once) is looked for again."""
+def _waiting(wait: Callable[[str, float], Any], uuid: str, deadline: float) -> Steps[Task | None]:
+    """``app.wait`` (sync or async: the client's own) until ``deadline``; a task not recorded yet (None at once) is
+    looked for again. One loop for :class:`GroupResult` and :class:`AsyncGroupResult` (see qtasks_fast.steps)."""
     while True:
-        task = wait(uuid, max(0.0, deadline - time.monotonic()))
+        task = yield Either(lambda: wait(uuid, max(0.0, deadline - time.monotonic())),
+                            lambda: wait(uuid, max(0.0, deadline - time.monotonic())))
         if task is not None or time.monotonic() >= deadline:
-            return task
-        time.sleep(_POLL)
-
-
-async def _wait_async(wait: Callable[[str, float], Awaitable[Task | None]], uuid: str,
-                      deadline: float) -> Task | None:
-    while True:
-        task = await wait(uuid, max(0.0, deadline - time.monotonic()))
-        if task is not None or time.monotonic() >= deadline:
-            return task
-        await asyncio.sleep(_POLL)
+            return task  # type: ignore[no-any-return]
+        yield Sleep(_POLL)
 
 
 __all__ = ["AsyncChainResult", "AsyncGroupResult", "ChainResult", "GroupResult", "chain", "group"]

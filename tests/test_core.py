@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import msgspec
 
 from qtasks_fast import _corelib
 from qtasks_fast._corelib import _load_source
+from qtasks_fast.backends.redis import pack
 from qtasks_fast.schemas import Envelope
 from qtasks_fast.url import redact
 
@@ -43,15 +45,17 @@ def _batch(n: int) -> list[object]:
 
 
 def test_compiled_and_pure_cores_agree() -> None:
-    pure = _load_source()
+    pure = _load_source(Path(_corelib.__file__).with_name("_core.pyx"), "core_py")
+    pure_pack = _load_source(Path(pack.__file__).with_name("_pack.pyx"), "pack_py")
+    assert _corelib.COMPILED and pack.COMPILED, "the installed core and the Redis packing are compiled"
     handlers = {"add": object()}
     results = []
-    for core in (_corelib.core, pure):
+    for core, packing in ((_corelib.core, pack), (pure, pure_pack)):
         ready: list = []
         bad: list = []
         core.decode_batch("default", _batch(30), handlers, 200, ready, bad)
         outcomes = [(d, "success", core.encode(d.envelope.args[0] * 2), "", "") for d in ready]
-        packed = core.settle_args(outcomes, True, "w-0", "1")
+        packed = packing.settle_args(outcomes, True, "w-0", "1")
         results.append(([d.envelope.uuid for d in ready], [(d.msg_id, r[:40]) for d, r in bad],
                         len(packed["default"][0])))
     assert results[0] == results[1]

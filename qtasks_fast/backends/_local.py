@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.abc.capabilities import Delays, UniqueKeys
 from qtasks_fast.schemas import META_UNIQUE, Envelope
+from qtasks_fast.steps import Either, Now, Step, Steps, run, run_sync
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
+T = TypeVar("T")
 
 
 def has_unique(envelopes: Sequence[Envelope]) -> bool:
@@ -53,23 +55,26 @@ class LocalBroker(Broker, Delays, UniqueKeys):
         skipped = self._claim_unique(envelopes)
         return ([e for e in envelopes if e.uuid not in skipped] if skipped else envelopes), skipped
 
-    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
+    def _write(self, fn: Callable[..., T], *args: Any) -> Step[T]:
+        """A write to this broker's own store, as a step of :meth:`_enqueuing`: plain code either way (memory);
+        SQLite retries it on the loop while another connection holds the lock."""
+        return Now(lambda: fn(*args))
+
+    def _enqueuing(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool) -> Steps[dict[str, str]]:
+        """The enqueue, once for :meth:`enqueue` and :meth:`enqueue_sync` (see qtasks_fast.steps)."""
         if self.fused(storage):
-            return self._insert(envelopes, wait, True)
-        kept, skipped = self._split(envelopes)
+            return (yield self._write(self._insert, envelopes, wait, True))  # type: ignore[no-any-return]
+        kept, skipped = yield self._write(self._split, envelopes)
         if kept:
-            await storage.create(kept, wait)
-            self._insert(kept, wait, False, unique=False)
-        return skipped
+            yield Either(lambda: storage.create(kept, wait), lambda: storage.create_sync(kept, wait))
+            yield self._write(self._insert, kept, wait, False, False)
+        return skipped  # type: ignore[no-any-return]
+
+    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
+        return await run(self._enqueuing(envelopes, storage, wait))
 
     def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
-        if self.fused(storage):
-            return self._insert(envelopes, wait, True)
-        kept, skipped = self._split(envelopes)
-        if kept:
-            storage.create_sync(kept, wait)
-            self._insert(kept, wait, False, unique=False)
-        return skipped
+        return run_sync(self._enqueuing(envelopes, storage, wait))
 
 
 def body_outcome(queue: str, prio: int, msg_id: object, body: bytes, deliveries: int, status: str,

@@ -1,4 +1,5 @@
-"""core: the compiled dispatch core vs the same ``_core.pyx`` run as pure Python, on identical batches.
+"""core: the compiled dispatch core vs the same ``_core.pyx`` run as pure Python, on identical batches (with the
+Redis backend's argument packing, ``backends/redis/_pack.pyx``, compiled and run as Python the same way).
 
 Each variant runs ``qtasks_fast.benchmarks._corebench`` in its own process (``QTASKS_PURE_PYTHON=1``
 for pure Python) and reports the best ns per task over several rounds of
@@ -98,15 +99,16 @@ def instructions(ctx: Ctx, valgrind: str, batch: int, iters: int, per_function: 
 
 
 def stale_extension() -> str | None:
-    """A warning when _core.pyx is newer than the built extension (then 'compiled' runs older code)."""
+    """A warning when _core.pyx (or the Redis backend's _pack.pyx, timed here too) is newer than its built
+    extension (then 'compiled' runs older code)."""
     import qtasks_fast
 
     pkg = Path(qtasks_fast.__file__).parent
-    pyx = pkg / "_core.pyx"
-    built = sorted(pkg.glob("_core.*.so")) + sorted(pkg.glob("_core.*.pyd"))
-    if pyx.exists() and built and pyx.stat().st_mtime > max(b.stat().st_mtime for b in built):
-        return ("WARNING: qtasks_fast/_core.pyx is newer than the compiled extension: the two variants may run "
-                "different code; rebuild (pip install -e . --no-build-isolation).")
+    for pyx in (pkg / "_core.pyx", pkg / "backends" / "redis" / "_pack.pyx"):
+        built = sorted(pyx.parent.glob(f"{pyx.stem}.*.so")) + sorted(pyx.parent.glob(f"{pyx.stem}.*.pyd"))
+        if pyx.exists() and built and pyx.stat().st_mtime > max(b.stat().st_mtime for b in built):
+            return (f"WARNING: {pyx.relative_to(pkg.parent)} is newer than its compiled extension: the two variants "
+                    "may run different code; rebuild (pip install -e . --no-build-isolation).")
     return None
 
 

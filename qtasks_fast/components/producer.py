@@ -19,7 +19,9 @@ from qtasks_fast import _corelib as core
 from qtasks_fast.components.task_manager import PendingTask
 from qtasks_fast.exceptions import PayloadTooLarge, TaskNotFound
 from qtasks_fast.log import get_logger, task_label
+from qtasks_fast.portal import portal
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, record_from_envelope, ts_to_dt
+from qtasks_fast.steps import Either, Steps, run, run_sync
 from qtasks_fast.tasktable import LOOKUP_FLOOR, MAX_AGE, did_you_mean
 
 if TYPE_CHECKING:
@@ -261,20 +263,17 @@ class Producer:
 
     async def resolve(self, name: str) -> None:
         """Make sure ``name`` (not imported here) may be sent: read the table when due, then decide."""
-        try:
-            self.published_spec(name)
-        except NeedsLookup:
-            await self.refresh_tasks()
-            self.published_spec(name)
+        await run(self._resolving(name))
 
     def resolve_sync(self, name: str) -> None:
         """:meth:`resolve` for the sync client: the read runs on the helper loop only when due."""
+        run_sync(self._resolving(name))
+
+    def _resolving(self, name: str) -> Steps[None]:
         try:
             self.published_spec(name)
         except NeedsLookup:
-            from qtasks_fast.portal import portal
-
-            portal().run(self.refresh_tasks())
+            yield Either(self.refresh_tasks, lambda: portal().run(self.refresh_tasks()))
             self.published_spec(name)
 
     # ------------------------------------------------------------------ send
@@ -284,19 +283,20 @@ class Producer:
         Returns ``{skipped uuid: holder uuid}`` for unique-skipped envelopes, or None. Anything that
         sends envelopes of this app (restart, periodic ticks) goes through here or :meth:`send_sync`.
         """
-        broker, storage = self._resolve()
-        if self._unnoted_queues:
-            await self._note_queues(broker)
-        return self._sent(envelopes, await broker.enqueue(envelopes, storage, wait=wait))
+        return await run(self._sending(envelopes, wait))
 
     def send_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> Mapping[str, str] | None:
-        """Blocking twin of :meth:`send`."""
-        broker, storage = self._resolve()
-        if self._unnoted_queues:  # rare (a task manager's new route): on the helper loop, once per queue
-            from qtasks_fast.portal import portal
+        """:meth:`send` for the sync client: the broker's blocking enqueue (``enqueue_sync``)."""
+        return run_sync(self._sending(envelopes, wait))
 
-            portal().run(self._note_queues(broker))
-        return self._sent(envelopes, broker.enqueue_sync(envelopes, storage, wait=wait))
+    def _sending(self, envelopes: Sequence[Envelope], wait: bool) -> Steps[Mapping[str, str] | None]:
+        """The send, once for both clients (see qtasks_fast.steps)."""
+        broker, storage = self._resolve()
+        if self._unnoted_queues:  # rare (a task manager's new route); the sync client uses the helper loop, once
+            yield Either(lambda: self._note_queues(broker), lambda: portal().run(self._note_queues(broker)))
+        skipped = yield Either(lambda: broker.enqueue(envelopes, storage, wait=wait),
+                               lambda: broker.enqueue_sync(envelopes, storage, wait=wait))
+        return self._sent(envelopes, skipped)
 
     async def _note_queues(self, broker: Broker) -> None:
         """Record the routed queues in the broker *before* the first call goes there, so a ``flush_all`` from any

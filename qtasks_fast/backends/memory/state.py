@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -90,8 +91,6 @@ class InMemoryState:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        #: notified on every record change, for ``wait_sync`` callers
-        self.changed = threading.Condition(self.lock)
         self._ids = itertools.count(1)
         self.messages: dict[int, _Msg] = {}
         self.owned: dict[int, _Msg] = {}  # handed out, not settled
@@ -101,7 +100,8 @@ class InMemoryState:
         self.dead: dict[str, list[DeadLetter]] = {}
         self.records: dict[str, _Record] = {}
         self.fetchers: set[Waiter] = set()
-        self.watchers: dict[str, set[Waiter]] = {}
+        #: per uuid, what ``InMemoryStorage.wait`` parks on (anything with ``wake()``, called under ``lock``)
+        self.watchers: dict[str, set[Any]] = {}
         self.keys: dict[str, tuple[str, float]] = {}  # unique/claim key -> (holder, expiry)
         self.slots: dict[tuple[str, str], dict[str, float]] = {}  # (queue, key) -> {token: expiry}
         self.cancels: dict[int, tuple[str, str]] = {}  # msg id -> (uuid, reason) asked while it ran
@@ -268,9 +268,8 @@ class InMemoryState:
                 self.event(u, rec, now)
 
     def notify(self, uuid: str) -> None:
-        self.changed.notify_all()
         for w in self.watchers.get(uuid, ()):
-            wake(w)
+            w.wake()
 
     def record(self, uuid: str, queues: Sequence[str]) -> _Record | None:
         rec = self.records.get(uuid)

@@ -1,29 +1,88 @@
 """Task records in process memory, for unit tests of user code (pairs with ``InMemoryBroker``).
 
-``wait`` never polls: an async waiter parks on an ``asyncio.Event`` registered
-for its uuid, a sync waiter on the state's ``threading.Condition``; every
-record change wakes both (across threads via ``loop.call_soon_threadsafe``).
+``wait`` never polls: a waiter registers a :class:`_Change` for its uuid under the state's lock (so no
+save slips past between reading the record and waiting), which every change of that record wakes: a
+blocking caller on a ``threading.Event``, a coroutine on an ``asyncio.Event`` of its own loop (across
+threads via ``loop.call_soon_threadsafe``). One loop serves both (``_waiting``, see qtasks_fast.steps).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.backends.memory.query import MemoryQueries
-from qtasks_fast.backends.memory.state import InMemoryState, Waiter
+from qtasks_fast.backends.memory.state import InMemoryState
 from qtasks_fast.schemas import Envelope, Task, TaskStatus
+from qtasks_fast.steps import Steps, run, run_sync
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
 
 
 _FINISHED = frozenset(s.value for s in TaskStatus if s.finished)
+
+
+class _Change:
+    """A step of ``InMemoryStorage._waiting``: until the record of ``uuid`` changes, at most ``timeout`` seconds.
+
+    Created and registered in ``state.watchers`` under the lock, while the record is read. ``wake`` (called
+    by ``state.notify``, under the lock too) sets a ``threading.Event``, so a change between the read and the
+    wait is remembered for either driver; a coroutine also gets an ``asyncio.Event`` set on its own loop.
+    """
+
+    __slots__ = ("state", "uuid", "timeout", "fired", "loop", "event")
+
+    def __init__(self, state: InMemoryState, uuid: str, timeout: float) -> None:
+        self.state, self.uuid, self.timeout = state, uuid, timeout
+        self.fired = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.event: asyncio.Event | None = None
+        state.watchers.setdefault(uuid, set()).add(self)
+
+    def wake(self) -> None:
+        self.fired.set()
+        if self.loop is not None and self.event is not None:
+            try:
+                self.loop.call_soon_threadsafe(self.event.set)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+    def sync(self) -> None:
+        try:
+            self.fired.wait(self.timeout)
+        finally:
+            self._leave()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        event = asyncio.Event()
+        with self.state.lock:
+            self.loop, self.event = asyncio.get_running_loop(), event
+            if self.fired.is_set():
+                event.set()
+        try:
+            await asyncio.wait_for(event.wait(), self.timeout)
+        except asyncio.TimeoutError:
+            pass  # the next turn returns the current record
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        with self.state.lock:
+            watchers = self.state.watchers.get(self.uuid)
+            if watchers is not None:
+                watchers.discard(self)
+                if not watchers:
+                    del self.state.watchers[self.uuid]
 
 
 class InMemoryStorage(MemoryQueries, Storage):
@@ -89,19 +148,21 @@ class InMemoryStorage(MemoryQueries, Storage):
             return str(task.retry_child_uuid)
         return None
 
-    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
+    def _waiting(self, uuid: str, queues: Sequence[str], timeout: float) -> Steps[Task | None]:
+        """The wait, once for :meth:`wait` and :meth:`wait_sync`: the record, else park on its next change."""
         deadline = time.monotonic() + timeout
-        loop = asyncio.get_running_loop()
         st = self.state
         parent: Task | None = None  # the failed attempt whose retry we follow
         while True:
-            waiter: Waiter = (loop, asyncio.Event())
+            change = None
             with st.lock:
                 rec = st.record(uuid, queues)
                 task = rec.task() if rec is not None else None
                 if rec is not None and task is not None and not task.finished:
                     rec.awaited = True
-                    st.watchers.setdefault(uuid, set()).add(waiter)  # under the lock: no save slips past
+                    left = deadline - time.monotonic()
+                    if left > 0:
+                        change = _Change(st, uuid, left)  # registered under the lock: no save slips past
             if task is None:
                 return parent
             if task.finished:
@@ -110,39 +171,12 @@ class InMemoryStorage(MemoryQueries, Storage):
                     return task
                 parent, uuid, queues = task, child, [task.queue]
                 continue
-            try:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return task
-                await asyncio.wait_for(waiter[1].wait(), left)
-            except asyncio.TimeoutError:
-                pass  # the next turn returns the current record
-            finally:
-                with st.lock:
-                    watchers = st.watchers.get(uuid)
-                    if watchers is not None:
-                        watchers.discard(waiter)
-                        if not watchers:
-                            del st.watchers[uuid]
+            if change is None:
+                return task  # time is up: the current record
+            yield change
+
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
+        return await run(self._waiting(uuid, queues, timeout))
 
     def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
-        deadline = time.monotonic() + timeout
-        st = self.state
-        parent: Task | None = None
-        with st.changed:
-            while True:
-                rec = st.record(uuid, queues)
-                if rec is None:
-                    return parent
-                task = rec.task()
-                if task.finished:
-                    child = self._child(task, deadline)
-                    if child is None:
-                        return task
-                    parent, uuid, queues = task, child, [task.queue]
-                    continue
-                rec.awaited = True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return task
-                st.changed.wait(left)
+        return run_sync(self._waiting(uuid, queues, timeout))

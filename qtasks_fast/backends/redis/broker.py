@@ -3,9 +3,9 @@
 One stream per (queue, priority) under a ``{app:queue}`` hash tag, one consumer
 group per app, consumer names ``<worker-id>-<slot>`` that survive a process
 restart. All server-side logic is in ``redis.lua`` (one script, one round trip
-per batch for enqueue, fetch and settle); this module only builds its
-arguments and talks to redis-py. Task control (cancel, dead letters, purge,
-slots, claims) lives in ``redis_control.py``.
+per batch for enqueue, fetch and settle), called only through ``script.Script``; this module decides what
+to send when, and packs the per-task arguments with ``pack`` (compiled). Task control (cancel, dead letters,
+purge, slots, claims) lives in ``control.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
@@ -37,12 +36,15 @@ from qtasks_fast.abc.capabilities import (
     UniqueKeys,
     WorkerRegistry,
 )
-from qtasks_fast.backends.redis.control import RedisControl, queue_prefix
+from qtasks_fast.backends.redis import pack
+from qtasks_fast.backends.redis.control import RedisControl
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
 from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
+from qtasks_fast.backends.redis.script import LUA, Script, Via, queue_prefix
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner
+from qtasks_fast.steps import Either, Steps, run, run_sync
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -50,7 +52,6 @@ if TYPE_CHECKING:
     from qtasks_fast.schemas import Envelope
 
 __all__ = ["LUA", "RedisBroker", "RedisConnection", "outage", "queue_prefix", "refused", "unreachable"]
-LUA = (Path(__file__).parent / "redis.lua").read_text()
 log = get_logger("broker")
 
 
@@ -76,7 +77,7 @@ class RedisConnection:
         #: requeue) that are given no storage keep its records in step through it
         self.storage: Storage | None = None
         # one async client per event loop: a producer loop and a worker loop may share this object
-        self._async: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, Any]] = {}
+        self._async: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
         self._directs: dict[aioredis.Redis, DirectConnections] = {}
         self._sync_direct: SyncDirect | None = None
 
@@ -89,41 +90,18 @@ class RedisConnection:
             pool = redis.BlockingConnectionPool.from_url(
                 self.url, max_connections=self.max_connections, timeout=None, **self._options)
             self._sync = redis.Redis(connection_pool=pool)
-            self.sync_script = self._sync.register_script(LUA)
         return self._sync
-
-    def _aio(self) -> tuple[aioredis.Redis, Any]:
-        loop = asyncio.get_running_loop()
-        pair = self._async.get(loop)
-        if pair is None:
-            apool = aioredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=self.max_connections, timeout=None, **self._options)
-            client = aioredis.Redis(connection_pool=apool)
-            pair = self._async[loop] = (client, client.register_script(LUA))
-        return pair
 
     @property
     def aio(self) -> aioredis.Redis:
-        return self._aio()[0]
-
-    async def acall(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
-        client, script = self._aio()
-        return await script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
-
-    async def ahot(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
-        """:meth:`acall` for the worker's hot path (fetch, settle): a direct connection, no retry.
-
-        Its callers treat a connection error as transient and call again, which makes the
-        redis-py retry wrapper redundant there.
-        """
-        client, script = self._aio()
-        direct = self._direct(client)
-        cmd = ("EVALSHA", script.sha, 1, prefix, op, "1" if rec else "0", *args)
-        try:
-            return await direct.execute(cmd)
-        except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH): load and go on
-            await client.script_load(LUA)
-            return await direct.execute(cmd)
+        """The async client of the running event loop."""
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            apool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=None, **self._options)
+            client = self._async[loop] = aioredis.Redis(connection_pool=apool)
+        return client
 
     def _direct(self, client: aioredis.Redis) -> DirectConnections:
         direct = self._directs.get(client)
@@ -131,28 +109,39 @@ class RedisConnection:
             direct = self._directs[client] = DirectConnections(client.connection_pool)
         return direct
 
-    # The producer's own round trips (enqueue, the wait for a result), on direct connections too:
-    # they set the latency of add_task(..., timeout=). See redis_direct.py.
-    def call_direct(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
+    # The transports of script.Call (the one call path: callers build their commands with script.Script).
+    async def execute(self, cmd: Sequence[Any], via: Via) -> Any:
+        """Send ``cmd`` (a list of commands for ``pipe``/``hotpipe``) on the async client; the raw reply.
+
+        ``direct``/``hot``/``hotpipe`` go on direct connections (see direct.py): the producer's round trips and
+        the worker's fetch and settle, whose latency redis-py's command machinery would double."""
+        client = self.aio
+        if via == "pool":
+            return await client.execute_command(*cmd)
+        if via == "pipe":
+            pipe = client.pipeline(transaction=False)
+            for c in cmd:
+                pipe.execute_command(*c)
+            return await pipe.execute()
+        if via == "hotpipe":
+            return await self._direct(client).pipeline(cmd)
+        return await self._direct(client).execute(cmd, retry_stale=via == "direct")
+
+    def execute_sync(self, cmd: Sequence[Any], via: Via) -> Any:
+        """:meth:`execute` on the blocking client (``hot``/``hotpipe`` are the worker's: async only)."""
         client = self.sync
+        if via == "pool":
+            return client.execute_command(*cmd)
+        if via == "pipe":
+            pipe = client.pipeline(transaction=False)
+            for c in cmd:
+                pipe.execute_command(*c)
+            return pipe.execute()
+        if via != "direct":
+            raise ValueError(f"transport {via!r} is the worker's and async only: use 'direct' or 'pool'")
         if self._sync_direct is None:
             self._sync_direct = SyncDirect(client.connection_pool)
-        cmd = ("EVALSHA", self.sync_script.sha, 1, prefix, op, "1" if rec else "0", *args)
-        try:
-            return self._sync_direct.execute(cmd)
-        except NoScriptError:
-            client.script_load(LUA)
-            return self._sync_direct.execute(cmd)
-
-    async def acall_direct(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
-        client, script = self._aio()
-        direct = self._direct(client)
-        cmd = ("EVALSHA", script.sha, 1, prefix, op, "1" if rec else "0", *args)
-        try:
-            return await direct.execute(cmd, retry_stale=True)
-        except NoScriptError:
-            await client.script_load(LUA)
-            return await direct.execute(cmd, retry_stale=True)
+        return self._sync_direct.execute(cmd)
 
     @property
     def wait_slice(self) -> float | None:
@@ -164,7 +153,7 @@ class RedisConnection:
             self._slice = max(float(timeout) / 2, 0.01) if timeout else None
         return self._slice
 
-    def _slices(self, timeout: float) -> Iterator[float]:
+    def slices(self, timeout: float) -> Iterator[float]:
         """The server-side timeouts of the BLPOPs that together wait ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
@@ -174,38 +163,15 @@ class RedisConnection:
             if step >= left:
                 return
 
-    def blpop_direct(self, key: str, timeout: float) -> Any:
-        """BLPOP one key for up to ``timeout`` seconds (in slices, see :attr:`wait_slice`): ``[key, value]``
-        or None."""
-        if self._sync_direct is None:
-            self._sync_direct = SyncDirect(self.sync.connection_pool)
-        for step in self._slices(timeout):
-            res = self._sync_direct.execute(("BLPOP", key, f"{step:.3f}"))
-            if res is not None:
-                return res
-        return None
-
-    async def ablpop_direct(self, key: str, timeout: float) -> Any:
-        direct = self._direct(self.aio)
-        for step in self._slices(timeout):
-            res = await direct.execute(("BLPOP", key, f"{step:.3f}"), retry_stale=True)
-            if res is not None:
-                return res
-        return None
-
-    def call(self, prefix: str, op: str, rec: bool, *args: Any) -> Any:
-        client = self.sync
-        return self.sync_script(keys=[prefix], args=[op, "1" if rec else "0", *args], client=client)
-
     async def aclose(self) -> None:
         """Close the async client of the running loop and its pool (other loops keep theirs)."""
-        pair = self._async.pop(asyncio.get_running_loop(), None)
-        if pair is not None:
-            direct = self._directs.pop(pair[0], None)
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            direct = self._directs.pop(client, None)
             if direct is not None:
                 await direct.aclose()
             # the pool was passed in, so the client would leave its connections open without this
-            await pair[0].aclose(close_connection_pool=True)
+            await client.aclose(close_connection_pool=True)
 
     def close_sync(self) -> None:
         """Disconnect the blocking client's connections (direct ones included); it reconnects if used again."""
@@ -243,6 +209,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                          max_deliveries=max_deliveries, result_ttl=result_ttl)
         self.url = url
         self.conn = connection or RedisConnection(url)
+        self.script = Script(self.conn, app_name)
         self.index_results = index_results
         self._mode = 2  # first fetch takes over this consumer name's own pending entries
         self._next_reclaim = 0.0
@@ -270,7 +237,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             wait = False
         blobs = core.encode_envelopes(list(envelopes))
         now = str(int(time.time() * 1000))
-        per_queue = core.enqueue_args(list(envelopes), blobs, "1" if wait else "0")
+        per_queue = pack.enqueue_args(list(envelopes), blobs, "1" if wait else "0")
         claimed = "0" if rec else "1"  # without our records, unique keys were claimed before storage.create
         ttl = int(self.unique_ttl * 1000)
         levels = self.priority_levels
@@ -288,53 +255,39 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 flat.setdefault(e.queue, []).extend((e.uuid, f"{owner[1]} {owner[0]}"))
         return {q: msgspec.msgpack.encode(v) for q, v in flat.items()}
 
-    def _unique_calls(self, envelopes: Sequence[Envelope]) -> dict[str, list[Any]]:
-        """For a foreign storage: the 'unique' op's arguments, claimed before any record is created."""
+    @staticmethod
+    def _unique_claims(envelopes: Sequence[Envelope]) -> dict[str, list[Any]]:
+        """For a foreign storage: per queue, the unique keys ``[uuid, key, ttl ms]*`` to claim before any record
+        is created (op 'unique')."""
         out: dict[str, list[Any]] = {}
         for e in envelopes:
             uq = e.meta.get(META_UNIQUE) if e.meta else None
             if uq:
                 ttl = int(float(uq[1]) * 1000) if len(uq) > 1 and uq[1] else 0
-                out.setdefault(e.queue, [int(self.unique_ttl * 1000)]).extend((e.uuid, str(uq[0]), ttl))
+                out.setdefault(e.queue, []).extend((e.uuid, str(uq[0]), ttl))
         return out
 
-    @staticmethod
-    def _skipped(res: Any, into: dict[str, str]) -> None:
-        for j in range(0, len(res or ()), 2):
-            into[res[j].decode()] = res[j + 1].decode()
+    def _enqueuing(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool) -> Steps[dict[str, str]]:
+        """The enqueue, once for :meth:`enqueue` and :meth:`enqueue_sync` (see script.run): with a foreign
+        storage, unique keys are claimed and that storage's records created first."""
+        rec = self.fused(storage)
+        skipped: dict[str, str] = {}
+        if not rec:
+            for queue, claims in self._unique_claims(envelopes).items():
+                skipped.update((yield self.script.unique(queue, int(self.unique_ttl * 1000), claims)))
+            kept = [e for e in envelopes if e.uuid not in skipped] if skipped else envelopes
+            yield Either(lambda: storage.create(kept, wait), lambda: storage.create_sync(kept, wait))
+            envelopes = kept
+        for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
+            skipped.update((yield self.script.enqueue(queue, rec, *call)))
+        return skipped
 
     async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
-        rec = self.fused(storage)
-        skipped: dict[str, str] = {}
-        try:
-            if not rec:
-                for queue, args in self._unique_calls(envelopes).items():
-                    self._skipped(await self.conn.acall(queue_prefix(self.app_name, queue), "unique", False, *args),
-                                  skipped)
-                envelopes = [e for e in envelopes if e.uuid not in skipped] if skipped else envelopes
-                await storage.create(envelopes, wait)
-            for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
-                self._skipped(await self.conn.acall_direct(queue_prefix(self.app_name, queue), "enqueue", rec,
-                                                           *call), skipped)
-        except redis.RedisError as exc:  # BrokerFull at maxmemory, BrokerUnavailable for other outages
-            raise outage(self.url, exc) from exc
-        return skipped
+        return await run(self._enqueuing(envelopes, storage, wait))
 
     def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
-        rec = self.fused(storage)
-        skipped: dict[str, str] = {}
-        try:
-            if not rec:
-                for queue, args in self._unique_calls(envelopes).items():
-                    self._skipped(self.conn.call(queue_prefix(self.app_name, queue), "unique", False, *args), skipped)
-                envelopes = [e for e in envelopes if e.uuid not in skipped] if skipped else envelopes
-                storage.create_sync(envelopes, wait)
-            for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
-                self._skipped(self.conn.call_direct(queue_prefix(self.app_name, queue), "enqueue", rec, *call),
-                              skipped)
-        except redis.RedisError as exc:  # BrokerFull at maxmemory, BrokerUnavailable for other outages
-            raise outage(self.url, exc) from exc
-        return skipped
+        """:meth:`enqueue` on the blocking client (direct connections, no helper loop: add_task's latency)."""
+        return run_sync(self._enqueuing(envelopes, storage, wait))
 
     # ------------------------------------------------------------------ worker
     async def ping(self) -> None:
@@ -345,13 +298,11 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
 
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
         self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
-        self._streams = {
-            f"{queue_prefix(self.app_name, q)}:s:{p}".encode(): (q, p)
-            for q in self._queues for p in range(self.priority_levels)
-        }
         # blocked reads also watch each queue's wake stream (prio -1): a delayed envelope due sooner
         # than any before it is announced there (see redis.lua, key P:wake)
-        self._streams.update({f"{queue_prefix(self.app_name, q)}:wake".encode(): (q, -1) for q in self._queues})
+        streams = [(q, p) for q in self._queues for p in range(self.priority_levels)]
+        streams += [(q, -1) for q in self._queues]
+        self._streams = {self.script.stream_key(q, p).encode(): (q, p) for q, p in streams}
         self._dues, self._due = {}, 0
         await self.ping()
         await self.ensure_groups()
@@ -415,9 +366,8 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             queue, flat = out[0]
             prio = flat[0]
             if len(flat) // 4 >= count and flat[-4] == prio:
-                prefix = queue_prefix(self.app_name, queue)
                 self._hot = (queue, prio)
-                self._hot_streams = [f"{prefix}:s:{p}" for p in range(prio + 1)] + [f"{prefix}:wake"]
+                self._hot_streams = [self.script.stream_key(queue, p) for p in (*range(prio + 1), -1)]
 
     async def _read_hot(self, count: int) -> list[tuple[str, list[Any]]]:
         """A plain XREADGROUP of the busy stream and the more urgent ones of its queue, without Lua.
@@ -434,9 +384,9 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         queue = self._hot[0]
         streams = self._hot_streams
         try:
-            res: Any = await self.conn._direct(self.conn.aio).execute(
-                ("XREADGROUP", "GROUP", self.app_name, self._consumer, "COUNT", count, "STREAMS", *streams,
-                 *(">" for _ in streams)))
+            res: Any = await self.script.command(
+                "XREADGROUP", "GROUP", self.app_name, self._consumer, "COUNT", count, "STREAMS", *streams,
+                *(">" for _ in streams), via="hot")
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -485,12 +435,12 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 if not 0 < self._dues.get(q, 0) <= wall:
                     continue
                 qcount, qmode = 0, 0
-            flat, more, due = await self.conn.ahot(
-                queue_prefix(self.app_name, q), "fetch", rec, self.app_name, self._consumer, self._worker_id,
-                qcount, now, qmode, int(self.lease_seconds * 1000), self.max_deliveries, self.priority_levels,
-                int(self.result_ttl * 1000), *(self._held.get(q, ()) if qmode >= 2 else ()))
-            self._dues[q] = int(due)
-            again = again or bool(more)
+            flat, more, due = await self.script.fetch(
+                q, rec, self._consumer, self._worker_id, qcount, now, qmode, int(self.lease_seconds * 1000),
+                self.max_deliveries, self.priority_levels, int(self.result_ttl * 1000),
+                self._held.get(q, ()) if qmode >= 2 else ())
+            self._dues[q] = due
+            again = again or more
             if flat:
                 out.append((q, flat))
                 left -= len(flat) // 4
@@ -507,9 +457,9 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 return []
         try:
             streams = list(self._streams)
-            res: Any = await self.conn._direct(self.conn.aio).execute(
-                ("XREADGROUP", "GROUP", self.app_name, self._consumer, "COUNT", count, "BLOCK",
-                 max(1, int(block * 1000)), "STREAMS", *streams, *(">" for _ in streams)))
+            res: Any = await self.script.command(
+                "XREADGROUP", "GROUP", self.app_name, self._consumer, "COUNT", count, "BLOCK",
+                max(1, int(block * 1000)), "STREAMS", *streams, *(">" for _ in streams), via="hot")
         except ResponseError as exc:
             # a stream or group deleted under a blocked read (purge, FLUSHDB, data loss): recreate and go on
             if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
@@ -544,21 +494,13 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         for o in outcomes:
             if o[1] != "success" and releases_unique(o[1], o[4]) and o[0].envelope is not None:
                 released.setdefault(o[0].queue, []).append(o[0].envelope.uuid)
-        for queue, (packed, index, replies, early) in core.settle_args(list(outcomes), self.index_results,
+        for queue, (packed, index, replies, early) in pack.settle_args(list(outcomes), self.index_results,
                                                                        self._worker_id, now).items():
-            prefix = queue_prefix(self.app_name, queue)
-            if early:
-                # producers block on these: store their records and push them first, with plain commands,
-                # so the caller's wait ends without waiting for the settle script (see redis.lua, settle)
-                cmds: list[tuple[Any, ...]] = []
-                for j in range(0, len(early), 2):
-                    reply_key = f"{prefix}:r:{early[j]}"
-                    cmds += [("SET", f"{prefix}:t:{early[j]}", early[j + 1], "PX", ttl),
-                             ("RPUSH", reply_key, early[j + 1]), ("PEXPIRE", reply_key, ttl)]
-                await self.conn._direct(self.conn.aio).pipeline(cmds)
+            if early:  # producers block on these: their records go first (see Script.early_replies)
+                await self.script.early_replies(queue, ttl, early)
             gone = released.get(queue)
-            await self.conn.ahot(prefix, "settle", rec, self.app_name, now, ttl, packed, index, replies,
-                                 *((msgspec.msgpack.encode(gone),) if gone else ()))
+            await self.script.settle(queue, rec, now, ttl, packed, index, replies,
+                                     msgspec.msgpack.encode(gone) if gone else b"")
 
     async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         by_queue: dict[str, list[Any]] = {}
@@ -566,8 +508,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id))
         held: set[tuple[int, bytes]] = set()
         for queue, args in by_queue.items():
-            flat = await self.conn.acall(queue_prefix(self.app_name, queue), "renew", False, self.app_name,
-                                         self._consumer, *args)
+            flat = await self.script.renew(queue, self._consumer, args)
             held.update((int(flat[i]), _bytes(flat[i + 1])) for i in range(0, len(flat), 2))
         return [d for d in deliveries if (d.prio, _bytes(d.msg_id)) in held]
 
@@ -578,8 +519,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         rec = self.fused(self._storage)
         now = str(int(time.time() * 1000))
         for queue, args in by_queue.items():
-            await self.conn.acall(queue_prefix(self.app_name, queue), "release", rec, self.app_name, now,
-                                  self._consumer, *args)
+            await self.script.release(queue, rec, now, self._consumer, args)
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = await self.save_dead_records(items, storage)
@@ -588,13 +528,12 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         for d, reason in items:
             by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id, reason, d.deliveries or 1))
         for queue, args in by_queue.items():
-            await self.conn.acall(queue_prefix(self.app_name, queue), "dead", rec, self.app_name, now,
-                                  int(self.result_ttl * 1000), *args)
+            await self.script.dead(queue, rec, now, int(self.result_ttl * 1000), args)
 
     async def trim_indexes(self) -> None:
         now = int(time.time() * 1000)
         for q in self._queues:
-            await self.conn.acall(queue_prefix(self.app_name, q), "trim", True, now, int(self.result_ttl * 1000))
+            await self.script.trim(q, now, int(self.result_ttl * 1000))
 
     async def close(self) -> None:
         self._stop_requests()

@@ -1,9 +1,9 @@
 """Task control on the Redis broker: cancel, dead letters, purge, concurrency slots, claims, the task table.
 
 These are rare operations (a user, the CLI or a worker's limiter asks for them),
-kept apart from the hot path in ``redis.py``. The server-side part of each is an
-op of the one ``redis.lua`` script, so it is atomic with enqueue, fetch and
-settle: a task cancelled while queued can never be fetched afterwards.
+kept apart from the hot path in ``broker.py``. The server-side part of each is an
+op of the one ``redis.lua`` script (sent through ``script.Script``), so it is atomic with enqueue, fetch
+and settle: a task cancelled while queued can never be fetched afterwards.
 """
 
 from __future__ import annotations
@@ -21,6 +21,15 @@ from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import DeadLetter, QueueStats, WorkerInfo
 from qtasks_fast.backends._local import task_name_of, text
 from qtasks_fast.backends.redis.errors import outage, unreachable
+from qtasks_fast.backends.redis.script import (  # noqa: F401 - key names and errors: re-exported for callers
+    Script,
+    cancel_channel,
+    claim_key,
+    queue_prefix,
+    queues_key,
+    tasks_key,
+    workers_key,
+)
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope
 from qtasks_fast.stopping import until_stopped
@@ -51,31 +60,6 @@ MEMORY_WARN = 0.9
 #: the key families under a queue's prefix (redis.lua's list) and under the app's (``qtf:{<app>}:``), after ``:``
 _QUEUE_KEYS = re.compile(rb"(?:q|wait|log|count|dlq|d|dm|wake|uo|cx|(?:s|t|r|i|u|sem|lg):.*)", re.DOTALL)
 _APP_KEYS = re.compile(rb"(?:tasks|claim:.*)", re.DOTALL)
-
-
-def queue_prefix(app: str, queue: str) -> str:
-    """Key prefix of one queue; the ``{app:queue}`` hash tag keeps all its keys in one cluster slot."""
-    return f"qtf:{{{app}:{queue}}}"
-
-
-def workers_key(app: str) -> str:
-    """The app's worker registry (see redis.lua, key ``qtf:{<app>}:workers``)."""
-    return f"qtf:{{{app}}}:workers"
-
-
-def tasks_key(app: str) -> str:
-    """The app's published task table (see qtasks_fast.tasktable): one hash per app, outside the queues' slots."""
-    return f"qtf:{{{app}}}:tasks"
-
-
-def queues_key(app: str) -> str:
-    """The queues producers routed calls to that no task names (``Broker.note_queues``), for ``flush_all``."""
-    return f"qtf:{{{app}}}:queues"
-
-
-def cancel_channel(app: str) -> str:
-    """Pub/sub channel of cancel requests for running tasks (msgpack ``[uuid, reason]``)."""
-    return f"qtf:{app}:cancel"
 
 
 def memory_report(info: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +104,7 @@ class RedisControl:
     app_name: str
     url: str
     conn: RedisConnection
+    script: Script
     priority_levels: int
     lease_seconds: float
     result_ttl: float
@@ -136,12 +121,6 @@ class RedisControl:
         built on this broker's connection (``make_backend``)."""
         storage = self._storage or self.conn.storage
         return storage, self.fused(storage)
-
-    async def _op(self, queue: str, op: str, rec: bool, *args: Any) -> Any:
-        try:
-            return await self.conn.acall(queue_prefix(self.app_name, queue), op, rec, *args)
-        except redis.RedisError as exc:
-            raise outage(self.url, exc) from exc
 
     @staticmethod
     async def _save_foreign(storage: Storage, queue: str, blobs: Sequence[bytes], status: str, why: str) -> None:
@@ -171,9 +150,8 @@ class RedisControl:
     async def cancel(self, uuid: str, queue: str, reason: str, storage: Storage) -> str:
         rec = self.fused(storage)
         now = str(int(time.time() * 1000))
-        res = await self._op(queue, "cancel", rec, self.app_name, uuid, reason, now, int(self.result_ttl * 1000),
-                             self.priority_levels, cancel_channel(self.app_name),
-                             "1" if rec and self.index_results else "0")
+        res = await self.script.cancel(queue, rec, uuid, reason, now, int(self.result_ttl * 1000),
+                                       self.priority_levels, rec and self.index_results)
         state: str = res[0].decode()
         if not rec:
             if state == "queued":
@@ -229,7 +207,7 @@ class RedisControl:
     # ---------------------------------------------------------- dead letters
     async def dead_letters(self, queue: str, count: int = 100) -> list[DeadLetter]:
         try:
-            entries: Any = await self.conn.aio.xrevrange(f"{queue_prefix(self.app_name, queue)}:dlq", count=count)
+            entries: Any = await self.conn.aio.xrevrange(self.script.dlq_key(queue), count=count)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(self.url, exc) from exc
         return [_dead_letter(queue, i, f) for i, f in entries]
@@ -242,10 +220,10 @@ class RedisControl:
         if ids is not None:
             wanted = _stream_ids(ids)
             for j in range(0, len(wanted), CHUNK):
-                n += (await self._op(queue, "requeue", rec, CHUNK, *wanted[j:j + CHUNK]))
+                n += await self.script.requeue(queue, rec, CHUNK, wanted[j:j + CHUNK])
             return n
         while True:  # the oldest CHUNK at a time: each call removes what it requeued
-            got = await self._op(queue, "requeue", rec, CHUNK)
+            got = await self.script.requeue(queue, rec, CHUNK)
             n += got
             if got < CHUNK:
                 return n
@@ -253,7 +231,7 @@ class RedisControl:
     async def _requeue_foreign(self, storage: Storage, queue: str, ids: Sequence[str] | None) -> int:
         """A foreign storage gets the ``new`` records first, then the messages go back to their stream."""
         wanted = set(ids) if ids is not None else None
-        key = f"{queue_prefix(self.app_name, queue)}:dlq"
+        key = self.script.dlq_key(queue)
         cursor, n = "-", 0
         while True:
             entries: Any = await self.conn.aio.xrange(key, min=cursor, count=CHUNK)
@@ -263,17 +241,17 @@ class RedisControl:
             if envs:
                 await storage.create(envs)
             if chosen:
-                n += await self._op(queue, "requeue", False, CHUNK, *[x.id for x in chosen])
+                n += await self.script.requeue(queue, False, CHUNK, [x.id for x in chosen])
             if len(entries) < CHUNK:
                 return n
             cursor = "(" + letters[-1].id
 
     async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
         if ids is None:
-            return int(await self._op(queue, "purgedead", False))
+            return await self.script.purge_dead(queue)
         wanted, n = _stream_ids(ids), 0
         for j in range(0, len(wanted), CHUNK):
-            n += await self._op(queue, "purgedead", False, *wanted[j:j + CHUNK])
+            n += await self.script.purge_dead(queue, wanted[j:j + CHUNK])
         return n
 
     # ----------------------------------------------------------------- purge
@@ -281,13 +259,13 @@ class RedisControl:
         storage, rec = self._paired()
         now = str(int(time.time() * 1000))
         ttl = int(self.result_ttl * 1000)
-        index = "1" if rec and self.index_results else "0"
+        index = rec and self.index_results
         n = 0
         for prio in ("d", *map(str, range(self.priority_levels))):
             cursor = "-"
             while True:
-                got, scanned, last, *blobs = await self._op(queue, "purge", rec, self.app_name, now, ttl, CHUNK,
-                                                            index, prio, cursor)
+                got, scanned, last, *blobs = await self.script.purge(queue, rec, now, ttl, CHUNK, index, prio,
+                                                                     cursor)
                 n += got
                 if blobs and storage is not None and not rec:
                     await self._save_foreign(storage, queue, blobs, "cancel", "purged")
@@ -335,27 +313,27 @@ class RedisControl:
         return live
 
     async def queue_stats(self, queue: str) -> QueueStats:
-        waiting, in_flight, delayed, dead = await self._op(queue, "stats", False, self.app_name, self.priority_levels,
-                                                           int(time.time() * 1000))
-        return QueueStats(waiting=int(waiting), in_flight=int(in_flight), delayed=int(delayed), dead=int(dead))
+        waiting, in_flight, delayed, dead = await self.script.stats(queue, self.priority_levels,
+                                                                    int(time.time() * 1000))
+        return QueueStats(waiting=waiting, in_flight=in_flight, delayed=delayed, dead=dead)
 
     # ------------------------------------------------------ limits and claims
     async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:
-        return bool(await self._op(queue, "acquire", False, key, limit, token, max(1, int(ttl * 1000))))
+        return await self.script.acquire(queue, key, limit, token, max(1, int(ttl * 1000)))
 
     async def release_slot(self, key: str, queue: str, token: str) -> None:
-        await self._op(queue, "unslot", False, key, token)
+        await self.script.unslot(queue, key, token)
 
     async def slot_holders(self, key: str, queue: str) -> list[str]:
         try:
-            held = await self.conn.aio.zrange(f"{queue_prefix(self.app_name, queue)}:sem:{key}", 0, -1)
+            held = await self.conn.aio.zrange(self.script.slots_key(queue, key), 0, -1)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(self.url, exc) from exc
         return [t.decode() if isinstance(t, bytes) else str(t) for t in held]
 
     async def claim(self, key: str, ttl: float) -> bool:
         try:
-            return bool(await self.conn.aio.set(f"qtf:{{{self.app_name}}}:claim:{key}", "1", nx=True,
+            return bool(await self.conn.aio.set(claim_key(self.app_name, key), "1", nx=True,
                                                 px=max(1, int(ttl * 1000))))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(self.url, exc) from exc

@@ -34,12 +34,12 @@ _REPLY_TYPES: tuple[type[BaseException], ...] = tuple(
     if hasattr(redis.exceptions, name))
 _OOM: tuple[type[BaseException], ...] = tuple(
     getattr(redis.exceptions, n) for n in ("OutOfMemoryError",) if hasattr(redis.exceptions, n))
-_REFUSED: tuple[type[BaseException], ...] = (redis.AuthenticationError, redis.exceptions.NoPermissionError)
+REFUSED: tuple[type[BaseException], ...] = (redis.AuthenticationError, redis.exceptions.NoPermissionError)
 
 
 def transient(exc: BaseException) -> bool:
     """True when ``exc`` (redis-py's or ours) is an outage: retry later."""
-    if isinstance(exc, _REFUSED):  # redis-py's auth errors are connection errors by type
+    if isinstance(exc, REFUSED):  # redis-py's auth errors are connection errors by type
         return False
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return True
@@ -69,7 +69,7 @@ def describe(exc: BaseException) -> str:
 def unreachable(url: str, exc: BaseException) -> BrokerError:
     """The error for a connection that failed: ``BrokerRefused`` when Redis refused this client's credentials
     or database, else ``BrokerUnavailable``."""
-    if isinstance(exc, _REFUSED):
+    if isinstance(exc, REFUSED):
         return BrokerRefused(
             f"Redis at {redact(url)} refuses this client ({str(exc).rstrip('.')}): check the user and password in "
             "the broker URL (QTASKS_BROKER_URL or --broker-file) and the ACL of that user; waiting will not help")
@@ -108,7 +108,7 @@ def outage(url: str, exc: BaseException) -> BaseException:
         return exc
     if transient(exc):
         return refused(url, exc)
-    if isinstance(exc, _REFUSED) or no_such_db(exc):
+    if isinstance(exc, REFUSED) or no_such_db(exc):
         return unreachable(url, exc)
     return BrokerError(f"Redis at {redact(url)} answered an error: {describe(exc)}")
 

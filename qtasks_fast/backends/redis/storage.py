@@ -16,9 +16,11 @@ import msgspec
 import redis
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.backends.redis.broker import RedisConnection, queue_prefix
+from qtasks_fast.backends.redis.broker import RedisConnection
 from qtasks_fast.backends.redis.errors import at_boundary, outage
+from qtasks_fast.backends.redis.script import Call, Script, queue_prefix
 from qtasks_fast.schemas import Envelope, Task, task_from_envelope
+from qtasks_fast.steps import Steps, run, run_sync
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -81,6 +83,7 @@ class RedisStorage(Storage):
                  connection: RedisConnection | None = None, result_ttl: float = 86400.0) -> None:
         self.url = url
         self.conn = connection or RedisConnection(url)
+        self.script = Script(self.conn, app_name)
         self.app_name = app_name
         self.result_ttl = result_ttl
         if self.conn.storage is None:  # the broker's producer-side control ops keep these records in step
@@ -100,26 +103,21 @@ class RedisStorage(Storage):
             raise outage(self.url, exc) from exc
 
     def _key(self, queue: str, uuid: str) -> str:
-        return f"{queue_prefix(self.app_name, queue)}:t:{uuid}"
+        return self.script.record_key(queue, uuid)
 
     # Writes happen inside RedisBroker's Lua when broker and storage share a connection.
     # These direct writes serve a foreign broker paired with this storage.
     async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
-        pipe = self.conn.aio.pipeline(transaction=False)
-        self._create_cmds(pipe, envelopes, wait)
-        with self._reachable():  # BrokerFull at maxmemory
-            await pipe.execute()
+        await self._creating(envelopes)
 
     def create_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
-        pipe = self.conn.sync.pipeline(transaction=False)
-        self._create_cmds(pipe, envelopes, wait)
-        with self._reachable():
-            pipe.execute()
+        self._creating(envelopes).sync()
 
-    def _create_cmds(self, pipe: Any, envelopes: Sequence[Envelope], wait: bool) -> None:
+    def _creating(self, envelopes: Sequence[Envelope]) -> Call[list[Any]]:
+        """The ``new`` records' writes, one pipeline (``BrokerFull`` at maxmemory)."""
         now = int(time.time() * 1000)
-        for env in envelopes:
-            pipe.set(self._key(env.queue, env.uuid), encode_record(msgspec.msgpack.encode(env), "new", now))
+        return self.script.pipeline([("SET", self._key(env.queue, env.uuid),
+                                      encode_record(msgspec.msgpack.encode(env), "new", now)) for env in envelopes])
 
     async def mark_started(self, deliveries: Sequence[Delivery], worker_id: str) -> None:
         now = int(time.time() * 1000)
@@ -143,72 +141,61 @@ class RedisStorage(Storage):
         await pipe.execute()
 
     # ------------------------------------------------------------------ reads
-    # The Lua ops 'get' and 'watch' find a task whether it is queued, running or final.
-    async def _lookup(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        with self._reachable():
-            for q in queues:
-                res = await self.conn.acall(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
-                if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
-                    return task, q
+    # Each read is written once, as steps (qtasks_fast.steps) that run() drives on the async client and run_sync()
+    # on the blocking one: the same calls, the same error mapping (BrokerUnavailable), the same answers.
+    def _lookup(self, uuid: str, queues: Sequence[str], watch: bool = False) -> Steps[tuple[Task, str] | None]:
+        """Script.get (Script.watch: also mark it awaited) finds a task whether it is queued, running or final."""
+        lookup = self.script.watch if watch else self.script.get
+        for q in queues:
+            task = parse_record((yield lookup(q, uuid)), q)
+            if task is not None:
+                return task, q
         return None
 
-    def _lookup_sync(self, op: str, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
-        with self._reachable():
-            for q in queues:
-                res = self.conn.call(queue_prefix(self.app_name, q), op, True, self.app_name, uuid)
-                if res and (task := parse_record(dict(zip(res[::2], res[1::2])), q)) is not None:
-                    return task, q
-        return None
+    def _getting(self, uuid: str, queues: Sequence[str]) -> Steps[Task | None]:
+        found = yield from self._lookup(uuid, queues)
+        return found[0] if found else None
 
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
-        found = await self._lookup("get", uuid, queues)
-        return found[0] if found else None
+        return await run(self._getting(uuid, queues))
 
     def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None:
-        found = self._lookup_sync("get", uuid, queues)
-        return found[0] if found else None
+        return run_sync(self._getting(uuid, queues))
 
-    # wait: look the task up (marking it awaited), then block on its reply list, which the settle
-    # step fills with the final record; a retry chain is followed to its last attempt.
-    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
+    def _waiting(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool) -> Steps[Task | None]:
+        """Look the task up (marking it awaited), then BLPOP its reply list (in slices shorter than the read
+        timeout, see ``RedisConnection.wait_slice``), which the settle step fills with the final record; a
+        retry chain is followed to its last attempt."""
         deadline = time.monotonic() + timeout
         while True:
             task, queue = None, queues[0]
             if not fresh:  # fresh: enqueued by this caller with wait=True, so surely not final yet
-                found = await self._lookup("watch", uuid, queues)
+                found = yield from self._lookup(uuid, queues, watch=True)
                 if found is None:
                     return None
                 task, queue = found
             if task is None or not task.finished:
                 left = deadline - time.monotonic()
-                with self._reachable():
-                    res: Any = await self.conn.ablpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
-                task = (parse_reply(res[1], queue) if res else None) or await self.get(uuid, [queue])
+                res: Any = None
+                for step in self.conn.slices(left) if left > 0 else ():
+                    res = yield self.script.command("BLPOP", self.script.reply_key(queue, uuid), f"{step:.3f}",
+                                                    via="direct")
+                    if res is not None:
+                        break
+                task = parse_reply(res[1], queue) if res else None
+                if task is None:
+                    task = yield from self._getting(uuid, [queue])
             if task is not None and task.status == "error" and task.retry_child_uuid and \
                     time.monotonic() < deadline:
                 uuid, queues, fresh = str(task.retry_child_uuid), [queue], False  # follow the retry chain
                 continue
             return task
 
+    async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
+        return await run(self._waiting(uuid, queues, timeout, fresh))
+
     def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            task, queue = None, queues[0]
-            if not fresh:
-                found = self._lookup_sync("watch", uuid, queues)
-                if found is None:
-                    return None
-                task, queue = found
-            if task is None or not task.finished:
-                left = deadline - time.monotonic()
-                with self._reachable():
-                    res: Any = self.conn.blpop_direct(self._reply_key(queue, uuid), left) if left > 0 else None
-                task = (parse_reply(res[1], queue) if res else None) or self.get_sync(uuid, [queue])
-            if task is not None and task.status == "error" and task.retry_child_uuid and \
-                    time.monotonic() < deadline:
-                uuid, queues, fresh = str(task.retry_child_uuid), [queue], False
-                continue
-            return task
+        return run_sync(self._waiting(uuid, queues, timeout, fresh))
 
     async def delete_finished(self, queues: Sequence[str]) -> int:
         """SCAN each queue's ``P:t:*`` (a record exists there only once its task is final) and delete those
@@ -231,7 +218,7 @@ class RedisStorage(Storage):
     # ------------------------------------------------------------------ logs
     # P:lg:<uuid>: a list of captured lines, expiring with the record (result_ttl).
     def _logs_key(self, queue: str, uuid: str) -> str:
-        return f"{queue_prefix(self.app_name, queue)}:lg:{uuid}"
+        return self.script.logs_key(queue, uuid)
 
     async def append_logs(self, uuid: str, queue: str, lines: Sequence[str]) -> None:
         if not lines:
@@ -242,18 +229,18 @@ class RedisStorage(Storage):
         pipe.pexpire(key, int(self.result_ttl * 1000))
         await pipe.execute()
 
+    def _logs(self, uuid: str, queue: str) -> Call[list[str]]:
+        return self.script.command("LRANGE", self._logs_key(queue, uuid), 0, -1,
+                                   parse=lambda raw: [b.decode("utf-8", "replace") for b in raw])
+
     async def get_logs(self, uuid: str, queue: str) -> list[str]:
-        with self._reachable():
-            raw: Any = await self.conn.aio.lrange(self._logs_key(queue, uuid), 0, -1)
-        return [b.decode("utf-8", "replace") for b in raw]
+        return await self._logs(uuid, queue)
 
     def get_logs_sync(self, uuid: str, queue: str) -> list[str]:
-        with self._reachable():
-            raw: Any = self.conn.sync.lrange(self._logs_key(queue, uuid), 0, -1)
-        return [b.decode("utf-8", "replace") for b in raw]
+        return self._logs(uuid, queue).sync()
 
     def _reply_key(self, queue: str, uuid: str) -> str:
-        return f"{queue_prefix(self.app_name, queue)}:r:{uuid}"
+        return self.script.reply_key(queue, uuid)
 
     async def close(self) -> None:
         await self.conn.aclose()

@@ -26,8 +26,8 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
@@ -59,6 +59,7 @@ from qtasks_fast.backends.sqlite.db import (
 from qtasks_fast.exceptions import BrokerUnavailable
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope, releases_unique
+from qtasks_fast.steps import Either, Step, Steps
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
@@ -69,6 +70,7 @@ __all__ = ["BUSY_TIMEOUT", "SqliteBroker", "SqliteConnection", "finish_records",
 POLL_MIN, POLL_MAX = 0.005, 0.05
 _FAR = 1 << 62  # "no known due time"
 log = get_logger("sqlite")
+T = TypeVar("T")
 
 
 @at_boundary
@@ -141,22 +143,15 @@ class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, 
             db.execute("INSERT INTO messages (app, queue, prio, uuid, body) VALUES (?, ?, ?, ?, ?)",
                        (self.app_name, queue, min(max(priority, 0), self.priority_levels - 1), uuid, body))
 
-    async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
-        """As the base class, each write retried while another connection holds the lock (without blocking
-        the event loop; up to ``BUSY_TIMEOUT``, then a clear error)."""
-        sqlite_seen.enqueued(self.conn, self.app_name)
-        retrying = self.conn.retrying
-        if self.fused(storage):
-            return await retrying(self._insert, envelopes, wait, True)
-        kept, skipped = await retrying(self._split, envelopes)
-        if kept:
-            await storage.create(kept, wait)
-            await retrying(self._insert, kept, wait, False, False)
-        return skipped
+    def _write(self, fn: Callable[..., T], *args: Any) -> Step[T]:
+        """On the loop each write is retried while another connection holds the lock, without blocking the loop
+        (up to ``BUSY_TIMEOUT``, then a clear error); blocking code waits in SQLite's own busy timeout."""
+        return Either(lambda: self.conn.retrying(fn, *args), lambda: fn(*args))
 
-    def enqueue_sync(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
+    def _enqueuing(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool) -> Steps[dict[str, str]]:
+        """Also notes that a producer wrote to this file (see :mod:`qtasks_fast.backends.sqlite.seen`)."""
         sqlite_seen.enqueued(self.conn, self.app_name)
-        return super().enqueue_sync(envelopes, storage, wait)
+        return (yield from super()._enqueuing(envelopes, storage, wait))
 
     # ------------------------------------------------------------------ worker
     async def ping(self) -> None:

@@ -12,9 +12,8 @@ the rest.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -33,6 +32,7 @@ from qtasks_fast.backends.sqlite.db import (
 )
 from qtasks_fast.backends.sqlite.query import SqliteQueries
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
+from qtasks_fast.steps import Sleep, Steps, run, run_sync
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -145,8 +145,8 @@ class SqliteStorage(SqliteQueries, Storage):
             return str(task.retry_child_uuid)
         return None
 
-    def _waiting(self, uuid: str, queues: Sequence[str], timeout: float) -> Generator[float, None, Task | None]:
-        """The polling wait, as steps: yields how long to sleep next, returns the answer.
+    def _waiting(self, uuid: str, queues: Sequence[str], timeout: float) -> Steps[Task | None]:
+        """The polling wait, as steps (qtasks_fast.steps): yields the pauses, returns the answer.
 
         One loop for :meth:`wait` and :meth:`wait_sync`, which differ only in how they sleep. SQLite has
         no push channel across processes, so this polls with backoff (``POLL_MIN`` .. ``POLL_MAX``).
@@ -168,26 +168,16 @@ class SqliteStorage(SqliteQueries, Storage):
             if left <= 0:
                 sqlite_seen.timed_out(self.conn, self.app_name)  # when no worker ever used the file: say so
                 return task
-            yield min(delay, left)
+            yield Sleep(min(delay, left))
             delay = min(delay * 2, POLL_MAX)
             task = self.get_sync(uuid, queues) or task
         return None
 
     async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
-        steps = self._waiting(uuid, queues, timeout)
-        try:
-            while True:
-                await asyncio.sleep(next(steps))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return await run(self._waiting(uuid, queues, timeout))
 
     def wait_sync(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
-        steps = self._waiting(uuid, queues, timeout)
-        try:
-            while True:
-                time.sleep(next(steps))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return run_sync(self._waiting(uuid, queues, timeout))
 
     async def close(self) -> None:
         """The handle is shared with the broker and reopens lazily; nothing to do per storage."""

@@ -1,0 +1,9 @@
+"""Types of the Redis backend's compiled packing (``_pack.pyx``)."""
+
+from typing import Any
+
+from qtasks_fast.schemas import Envelope
+
+def enqueue_args(envelopes: list[Envelope], blobs: list[bytes], wait: str) -> dict[str, tuple[bytes, bytes]]: ...
+def settle_args(outcomes: list[Any], index: bool, worker: str,
+                now: str) -> dict[str, tuple[bytes, bytes, bytes, list[Any]]]: ...

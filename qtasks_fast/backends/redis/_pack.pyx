@@ -1,0 +1,113 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, infer_types=True
+"""The Redis backend's hot packing: the msgpack arguments of ``redis.lua``'s ``enqueue`` and ``settle`` ops.
+
+Moved out of the backend-neutral core (``qtasks_fast/_core.pyx``) because only the Redis script reads these
+layouts. Like the core it is written in the Python subset of Cython: ``setup.py`` compiles it to
+``qtasks_fast.backends.redis._pack``, and ``qtasks_fast.backends.redis.pack`` loads the same file as plain
+Python when asked (``QTASKS_PURE_PYTHON=1``) or when no compiled module exists. It runs for every task on both
+the producer and the worker, so it is compiled as the core is.
+"""
+
+import msgspec
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+_Raw = msgspec.Raw
+
+
+def _str(b: bytes):
+    """``b`` as a msgpack *str*: Redis' Lua cmsgpack cannot read the *bin* type msgspec uses for bytes."""
+    n = len(b)
+    if n < 32:
+        head = bytes((0xA0 | n,))
+    elif n < 256:
+        head = bytes((0xD9, n))
+    elif n < 65536:
+        head = b"\xda" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdb" + n.to_bytes(4, "big")
+    return _Raw(head + b)
+
+
+def enqueue_args(envelopes: list, blobs: list, wait: str):
+    """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special)}``.
+
+    ``plain`` packs ``[prio, uuid, name, blob, wait]*``. Delayed envelopes (``eta`` set) and unique ones
+    (meta ``uq``) go to ``special`` instead, ``[prio, uuid, name, blob, wait, eta ms, key, ttl ms]*``
+    (``b""`` when there are none), so that a plain envelope costs only the two checks below.
+    """
+    out = {}
+    special = None
+    for i in range(len(envelopes)):
+        env = envelopes[i]
+        meta = env.meta
+        if env.eta or (meta and "uq" in meta):
+            if special is None:
+                special = {}
+            args = special.get(env.queue)
+            if args is None:
+                args = special[env.queue] = []
+            uq = meta.get("uq") if meta else None
+            key = ""
+            ttl = "0"
+            if uq:
+                key = str(uq[0])
+                if len(uq) > 1 and uq[1]:
+                    ttl = str(int(float(uq[1]) * 1000))
+            args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, str(int(env.eta * 1000)),
+                         key, ttl))
+            continue
+        args = out.get(env.queue)
+        if args is None:
+            args = out[env.queue] = []
+        args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait))
+    for queue in out:
+        out[queue] = (_encode(out[queue]), b"")
+    if special is not None:
+        for queue in special:
+            plain = out.get(queue)
+            out[queue] = (plain[0] if plain is not None else b"\x90", _encode(special[queue]))
+    return out
+
+
+def settle_args(outcomes: list, index: bool, worker: str, now: str):
+    """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
+
+    ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
+    where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
+    element is the delivery count), built here so that Redis only stores it. ``log`` is the batch's index entry
+    ``[[uuid, status, name]*]`` (``b""`` without index). ``replies`` packs the 0-based positions of
+    the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
+    lists their ``uuid, record`` for the broker to store and push before the settle itself.
+    """
+    out = {}
+    logs = {}
+    replies = None
+    for o in outcomes:
+        d = o[0]
+        args = out.get(d.queue)
+        if args is None:
+            args = out[d.queue] = []
+            logs[d.queue] = []
+        env = d.envelope
+        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries))
+        if env.meta and "rw" in env.meta:
+            if replies is None:
+                replies = {}
+            rq = replies.get(d.queue)
+            if rq is None:
+                rq = replies[d.queue] = ([], [])
+            rq[0].append(len(args) // 5)
+            rq[1].extend((env.uuid, record))
+        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
+        if index:
+            logs[d.queue].append((env.uuid, o[1], env.task_name))
+    for queue in out:
+        rq = replies.get(queue) if replies is not None else None
+        out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"",
+                      _encode(rq[0]) if rq else b"", rq[1] if rq else _NONE)
+    return out
+
+
+_NONE = []
