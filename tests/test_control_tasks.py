@@ -96,7 +96,7 @@ def test_restart_runs_the_same_call_again_under_a_new_uuid_that_names_the_origin
 def test_inspect_lists_tasks_options_and_config(redis_url, app_name):
     data = cli_json(redis_url, app_name, "inspect")
     assert data["app"] == app_name and data["queues"] == ["default"]
-    assert set(data["tasks"]) == {"touch", "add", "sleeper", "crash_if_flag"}
+    assert set(data["tasks"]) == {"touch", "add", "fail", "sleeper", "crash_if_flag"}
     assert data["tasks"]["sleeper"]["kind"] == "async"
     assert data["tasks"]["crash_if_flag"]["executor"] == "inline"
     assert data["config"]["max_deliveries"] == 5 and data["periodic"] == []

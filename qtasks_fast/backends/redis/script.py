@@ -24,7 +24,6 @@ import redis
 from redis.exceptions import NoScriptError
 
 from qtasks_fast.backends.redis.errors import REFUSED, no_such_db, refused, transient, unreachable
-from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.backends.redis.broker import RedisConnection
