@@ -465,17 +465,20 @@ class RedisBroker(RedisControl, Broker):
         left = count
         again = False
         full = False  # nothing more may be fetched: remaining queues are visited only to promote due envelopes
+        dead: list[tuple[str, list[bytes]]] = []  # dead-lettered here, for a foreign storage's records
         for q in self._queues:
             qcount, qmode = left, mode
             if full:
                 if not 0 < self._dues.get(q, 0) <= wall:
                     continue
                 qcount, qmode = 0, 0
-            flat, more, due = await self.conn.ahot(
+            flat, more, due, ended = await self.conn.ahot(
                 queue_prefix(self.app_name, q), "fetch", rec, self.app_name, self._consumer, self._worker_id,
                 qcount, now, qmode, int(self.lease_seconds * 1000), self.max_deliveries, self.priority_levels,
                 int(self.result_ttl * 1000), *(self._held.get(q, ()) if qmode >= 2 else ()))
             self._dues[q] = int(due)
+            if ended:
+                dead.append((q, ended))
             again = again or bool(more)
             if flat:
                 out.append((q, flat))
@@ -483,6 +486,8 @@ class RedisBroker(RedisControl, Broker):
                 # a last attempt comes alone (see redis.lua, op fetch)
                 full = left <= 0 or bool(mode and self.max_deliveries > 1 and flat[3] >= self.max_deliveries)
         self._due = min((d for d in self._dues.values() if d), default=0)
+        if dead and self._storage is not None:
+            await self._save_dead_foreign(self._storage, dead)
         return out, again
 
     async def _block(self, count: int, block: float, rec: bool) -> list[tuple[str, list[Any]]]:
