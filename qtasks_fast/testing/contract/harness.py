@@ -36,9 +36,10 @@ from qtasks_fast.schemas import META_UNIQUE, Envelope, Task
 class Harness:
     """One backend under a fresh app name: its broker and storage, and the consumers started on it."""
 
-    def __init__(self, url: str, *, queues: Sequence[str] = ("default",), **config: Any) -> None:
+    def __init__(self, url: str, *, queues: Sequence[str] = ("default",), app_name: str | None = None,
+                 **config: Any) -> None:
         self.url = url
-        self.app_name = f"contract{uuid.uuid4().hex[:10]}"
+        self.app_name = app_name or f"contract{uuid.uuid4().hex[:10]}"
         self.queues = list(queues)
         self.config = GlobalConfig(**config)
         self.broker, self.storage = make_backend(url, self.app_name, self.config)
@@ -59,10 +60,10 @@ class Harness:
         self._consumers.append(broker)
         return broker
 
-    def configured(self, **config: Any) -> Harness:
-        """The same backend URL under a fresh app name, built with ``GlobalConfig(**config)`` (``lease_seconds``,
-        ``max_deliveries``, ``result_ttl``, ...); closed with this harness."""
-        other = Harness(self.url, queues=self.queues, **config)
+    def configured(self, app_name: str | None = None, **config: Any) -> Harness:
+        """The same backend URL under a fresh app name (or ``app_name``), built with ``GlobalConfig(**config)``
+        (``lease_seconds``, ``max_deliveries``, ``result_ttl``, ...); closed with this harness."""
+        other = Harness(self.url, queues=self.queues, app_name=app_name, **config)
         self._owned.append(other)
         return other
 
