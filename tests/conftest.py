@@ -269,7 +269,7 @@ class ProcessHarness:
 
     def statuses(self, client: redis.Redis, uuids: list[str]) -> list[bytes | None]:
         """Status of each task as ``get`` reports it (new, process, or the final one; None if unknown)."""
-        from qtasks_fast.storages.redis import parse_record
+        from qtasks_fast.backends.redis.storage import parse_record
 
         out: list[bytes | None] = []
         for fields in self._lookup(client, uuids):
@@ -279,7 +279,7 @@ class ProcessHarness:
 
     def _lookup(self, client: redis.Redis, uuids: list[str]) -> list[dict[bytes, bytes]]:
         """The Lua 'get' of each uuid, pipelined (what ``app.get`` reads, without one round trip each)."""
-        from qtasks_fast.brokers.redis import LUA
+        from qtasks_fast.backends.redis.broker import LUA
 
         script = client.register_script(LUA)
         prefix = f"qtf:{{{self.app_name}:default}}"
@@ -313,7 +313,7 @@ class ProcessHarness:
 
     def records(self, app: object, uuids: list[str]) -> dict:  # uuid -> Task
         """Records as the producer's ``get`` returns them (``decode=`` applied), fetched in pipelines."""
-        from qtasks_fast.storages.redis import parse_record
+        from qtasks_fast.backends.redis.storage import parse_record
         from qtasks_fast.task import decode_result
 
         out = {}
@@ -347,11 +347,14 @@ INTEGRATION_URLS = {"redis", "sqlite"}
 #: modules about processes or servers of their own (the CLI, a private or TLS redis-server, SQLite files shared
 #: between processes or locked by another connection)
 INTEGRATION_MODULES = {
-    "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_embedded_location", "test_producer_timeouts",
-    "test_redis_full", "test_run_forever", "test_secrets", "test_sqlite_lock", "test_tls",
+    "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_embedded_location",
+    "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets", "test_sqlite_lock", "test_tls",
 }
-#: single tests (``module::function``) that start processes in otherwise fast modules
+#: single tests (``module::function``) that start processes in otherwise fast modules (the CLI, a helper script,
+#: tasks of ``executor="process"``)
 INTEGRATION_TESTS = {
+    "test_backend_registry::test_a_third_party_entry_point_serves_its_scheme",
+    "test_backend_registry::test_without_the_distribution_the_scheme_is_unknown",
     "test_control_input::test_dlq_list_shows_non_utf8_fields_on_sqlite",
     "test_core::test_the_installed_core_is_compiled_unless_pure_python_is_asked_for",
     "test_deliveries::test_an_sqlite_file_without_the_column_opens_and_records_deliveries",
@@ -360,6 +363,7 @@ INTEGRATION_TESTS = {
     "test_embedded::test_quickstart_runs_two_processes_on_sqlite",
     "test_inspect_fleet::test_inspect_of_an_unreachable_broker_shows_the_app_and_says_why",
     "test_logs_config::test_a_worker_logs_at_the_config_level_in_the_config_format",
+    "test_plugin_error_trigger::test_plugin_error_is_recovered_alike_in_a_process_and_a_thread",
     "test_pydantic_results::test_a_model_returned_from_a_process_task_is_stored_as_its_data",
     "test_settings::test_info_shows_each_setting_and_where_it_came_from",
     "test_settings::test_info_with_a_bad_environment_value_is_one_line",
@@ -368,9 +372,9 @@ INTEGRATION_TESTS = {
     "test_testing::test_readme_testing_block_passes_as_written",
 }
 #: modules that take long whatever the backend: benchmarks, packaging, the peers, property-based fuzzing, a
-#: gRPC server per test, leases left to run out
-SLOW_MODULES = {"test_benchmarks_smoke", "test_fuzz_decode", "test_grpc_plugin", "test_lease_lost", "test_packaging",
-                "test_peers_smoke"}
+#: gRPC server per test, leases left to run out, the contract suite run five times by a "third party"
+SLOW_MODULES = {"test_benchmarks_smoke", "test_contract_third_party", "test_fuzz_decode", "test_grpc_plugin",
+                "test_lease_lost", "test_packaging", "test_peers_smoke"}
 
 
 def _tier(item: pytest.Item) -> str | None:
@@ -420,7 +424,7 @@ def _fast_tier_starts_no_process(request: pytest.FixtureRequest, monkeypatch: py
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Tests write to many SQLite files no worker ever reads: the producer's at-exit warning about them
-    (qtasks_fast.brokers.sqlite_seen) is not news at the end of a test run."""
-    from qtasks_fast.brokers import sqlite_seen
+    (qtasks_fast.backends.sqlite.seen) is not news at the end of a test run."""
+    from qtasks_fast.backends.sqlite import seen as sqlite_seen
 
     sqlite_seen._pending.clear()

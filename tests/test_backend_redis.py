@@ -12,7 +12,7 @@ import pytest
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery
-from qtasks_fast.brokers.redis import RedisBroker, queue_prefix
+from qtasks_fast.backends.redis.broker import RedisBroker, queue_prefix
 from qtasks_fast.testing.contract import Harness
 from qtasks_fast.testing.contract.harness import envelope, fetch
 

@@ -20,9 +20,9 @@ import pytest
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.sqlite import SqliteBroker
+from qtasks_fast.backends.sqlite.broker import SqliteBroker
+from qtasks_fast.backends.sqlite.storage import SqliteStorage
 from qtasks_fast.schemas import Envelope
-from qtasks_fast.storages.sqlite import SqliteStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 Q = "default"
@@ -62,8 +62,8 @@ def test_expired_records_are_deleted_not_just_hidden(tmp_path: Path) -> None:
 WORKER = r"""
 import asyncio, json, os, sys
 from qtasks_fast import _corelib as core
-from qtasks_fast.brokers.sqlite import SqliteBroker
-from qtasks_fast.storages.sqlite import SqliteStorage
+from qtasks_fast.backends.sqlite.broker import SqliteBroker
+from qtasks_fast.backends.sqlite.storage import SqliteStorage
 
 async def main(path, consumer, out, go, done):
     broker, storage = SqliteBroker(path), SqliteStorage(path)
@@ -94,9 +94,9 @@ asyncio.run(main(*sys.argv[1:]))
 
 PRODUCER = r"""
 import json, os, sys, time, uuid
-from qtasks_fast.brokers.sqlite import SqliteBroker
+from qtasks_fast.backends.sqlite.broker import SqliteBroker
 from qtasks_fast.schemas import Envelope
-from qtasks_fast.storages.sqlite import SqliteStorage
+from qtasks_fast.backends.sqlite.storage import SqliteStorage
 
 path, out, go, done = sys.argv[1:]
 broker, storage = SqliteBroker(path), SqliteStorage(path)

@@ -16,7 +16,7 @@ import msgspec
 import redis
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.redis import RedisConnection, outage, queue_prefix
+from qtasks_fast.backends.redis.broker import RedisConnection, outage, queue_prefix
 from qtasks_fast.schemas import Envelope, Task, task_from_envelope
 from qtasks_fast.url import redact
 

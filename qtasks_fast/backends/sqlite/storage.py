@@ -1,6 +1,6 @@
 """Task records in the ``records`` table of the embedded SQLite file.
 
-Shares :class:`~qtasks_fast.brokers.sqlite.SqliteConnection` with ``SqliteBroker``
+Shares :class:`~qtasks_fast.backends.sqlite.broker.SqliteConnection` with ``SqliteBroker``
 on the same file, so the broker writes records inside its own transactions and
 this class mostly reads. ``wait`` polls: unlike Redis (BLPOP) there is no
 server that could push a "finished" notice across processes, so the waiter
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers import sqlite_seen
-from qtasks_fast.brokers.sqlite_db import (
+from qtasks_fast.backends.sqlite import seen as sqlite_seen
+from qtasks_fast.backends.sqlite.db import (
     SqliteConnection,
     append_logs,
     finish_records,

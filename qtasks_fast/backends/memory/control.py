@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from qtasks_fast.abc.broker import DeadLetter, Outcome, QueueStats, WorkerInfo
-from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of
-from qtasks_fast.brokers.memory_state import InMemoryState, Listener, _Msg, wake
+from qtasks_fast.backends._local import LocalBroker, body_outcome, decoded, task_name_of
+from qtasks_fast.backends.memory.state import InMemoryState, Listener, _Msg, wake
 from qtasks_fast.tasktable import TaskSpec, merge
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ PURGED = "purged"
 
 
 class MemoryControl(LocalBroker):
-    """The optional task-control methods of :class:`~qtasks_fast.brokers.memory.InMemoryBroker`."""
+    """The optional task-control methods of :class:`~qtasks_fast.backends.memory.broker.InMemoryBroker`."""
 
     state: InMemoryState
     _closed: bool

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.memory_state import InMemoryState, Waiter
+from qtasks_fast.backends.memory.state import InMemoryState, Waiter
 from qtasks_fast.schemas import Envelope, Task, TaskStatus
 
 if TYPE_CHECKING:
