@@ -338,12 +338,12 @@ def harness(tmp_path: Path, app_name: str) -> Iterator[ProcessHarness]:
 # SQLite files; the CLI and worker pools in subprocesses), ``slow`` for what takes long whatever the backend
 # (benchmarks, packaging, the peers). ``chaos`` stays the chaos tier's own marker (tests/chaos). A test that the
 # rules leave in the fast tier and that starts a process fails, saying which rule to add
-# (``_fast_tier_starts_no_process``).
+# (``pytest_runtest_protocol`` below).
 
-#: fixtures that reach a Redis server (the shared one, or a private one they start)
-INTEGRATION_FIXTURES = {"redis_url", "private_redis", "private_redis_auth"}
-#: values of the ``url`` fixture (conftest) that are not the memory backend
-INTEGRATION_URLS = {"redis", "sqlite"}
+#: fixtures that reach a Redis server (the shared one, or a private one they start) or serve an app in a process
+INTEGRATION_FIXTURES = {"redis_url", "private_redis", "private_redis_auth", "sync_server", "async_server"}
+#: parameters that pick a backend other than memory (the ``url`` fixture's "redis"/"sqlite", or a URL)
+INTEGRATION_URLS = ("redis", "sqlite", "redis://", "rediss://", "sqlite://", "unix://")
 #: modules about processes or servers of their own (the CLI, a private or TLS redis-server, SQLite files shared
 #: between processes or locked by another connection)
 INTEGRATION_MODULES = {
@@ -370,6 +370,7 @@ INTEGRATION_TESTS = {
     "test_settings::test_info_with_an_environment_value_out_of_range_is_one_line",
     "test_testing::test_feed_and_process_tasks_run_under_a_worker_thread_on_memory",
     "test_testing::test_readme_testing_block_passes_as_written",
+    "test_tiers::test_the_default_run_is_the_fast_tier_and_the_readme_command_runs_every_tier_but_chaos",
 }
 #: modules that take long whatever the backend: benchmarks, packaging, the peers, property-based fuzzing, a
 #: gRPC server per test, leases left to run out, the contract suite run five times by a "third party"
@@ -390,7 +391,8 @@ def _tier(item: pytest.Item) -> str | None:
     if names & INTEGRATION_FIXTURES or "harness" in names:  # harness: ProcessHarness, worker pools of the CLI
         return "integration"
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.params.get("url") in INTEGRATION_URLS:
+    params = callspec.params.values() if callspec is not None else ()
+    if any(isinstance(p, str) and (p in INTEGRATION_URLS or p.startswith(INTEGRATION_URLS[2:])) for p in params):
         return "integration"
     if module in INTEGRATION_MODULES or f"{module}::{getattr(item, 'originalname', item.name)}" in INTEGRATION_TESTS:
         return "integration"
@@ -408,18 +410,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, tier))
 
 
-@pytest.fixture(autouse=True)
-def _fast_tier_starts_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A test of the fast tier that starts a process fails, naming the rule to add: the tiers stay honest."""
-    node = request.node
-    if any(node.get_closest_marker(m) for m in ("integration", "slow", "chaos")):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A test of the fast tier that starts a process (in its body or in any fixture it sets up, whatever the
+    fixture's scope) fails, naming the rule to add: the tiers stay honest."""
+    if any(item.get_closest_marker(m) for m in ("integration", "slow", "chaos")):
+        yield
         return
+    real = subprocess.Popen.__init__
 
     def refuse(self: subprocess.Popen[bytes], args: Any, *a: Any, **kw: Any) -> None:
-        raise AssertionError(f"{node.nodeid} starts a process ({args!r:.80}): list its module in INTEGRATION_MODULES "
+        raise AssertionError(f"{item.nodeid} starts a process ({args!r:.80}): list its module in INTEGRATION_MODULES "
                              "or the test in INTEGRATION_TESTS (tests/conftest.py)")
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    subprocess.Popen.__init__ = refuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = real  # type: ignore[method-assign]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
