@@ -43,7 +43,8 @@ def add_parsers(sub: Any) -> None:
         "Show what the app registers: tasks and their options (and what runs each: the event loop for an async "
         "task), queues, config as workers apply it and periodic schedules (with each schedule's next run); what "
         "the broker holds: per queue the messages waiting, in flight (held by workers), delayed and "
-        "dead-lettered, and the live workers (id, host, pid, processes, queues, started, last heartbeat); and on "
+        "dead-lettered, and the live workers (id, host, pid, processes, queues, started, last heartbeat, tasks "
+        "done/failed, CPU, RSS); and on "
         "Redis the broker's memory: used, maxmemory and policy, with a warning above 90 %% of maxmemory or when "
         "the policy may evict tasks. A broker that cannot say is noted on stderr. Nothing is changed.")
     p = cmd("status", "show one task's record", "Print the record of task UUID (status, result, traceback).")
@@ -84,6 +85,9 @@ def add_parsers(sub: Any) -> None:
         if action == "purge":
             d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
+    from qtasks_fast import cli_query
+
+    cli_query.add_parsers(sub, common, EPILOG)
     p = cmd("purge", "drop every waiting message of a queue",
             "Drop every queued and delayed (not running) message of QUEUE; their records become 'cancel'.")
     p.add_argument("queue", help="the queue to empty, e.g. default")
@@ -338,9 +342,9 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     except (BrokerUnavailable, NotSupported) as exc:
         _err(str(exc))
     except Exception as exc:
-        import redis
+        from qtasks_fast.exceptions import BrokerError
 
-        if not isinstance(exc, (ConnectionError, OSError, TimeoutError, redis.RedisError)):
+        if not isinstance(exc, (ConnectionError, OSError, TimeoutError, BrokerError)):
             raise
         _err(broker_error(exc))
     return USAGE
@@ -367,29 +371,25 @@ async def _fleet(app: BaseQueueTasks) -> dict[str, Any]:
 
 def broker_error(exc: BaseException) -> str:
     """One line for a broker that failed a command: its cause, and what to check."""
-    from qtasks_fast.exceptions import BrokerUnavailable
-    from qtasks_fast.faults import describe, no_such_db
+    from qtasks_fast.exceptions import BrokerRefused, BrokerUnavailable
+    from qtasks_fast.faults import describe
 
-    if no_such_db(exc):
-        return describe(exc)
-    if isinstance(exc, BrokerUnavailable):  # its message names the cause and what to do
+    if isinstance(exc, (BrokerUnavailable, BrokerRefused)):  # its message names the cause and what to do
         return str(exc)
     return f"broker error: {describe(exc)}; is it reachable, and is the URL right (--broker / QTASKS_BROKER_URL)?"
 
 
 def _broker_memory(app: BaseQueueTasks) -> dict[str, Any] | None:
-    """The broker's memory figures (Redis: ``memory_stats``), ``{"error": ...}`` when it cannot say, None
+    """The broker's memory figures (``BrokerMemory``: Redis), ``{"error": ...}`` when it cannot say, None
     for a broker without them."""
-    import redis
+    from qtasks_fast.abc.capabilities import BrokerMemory
+    from qtasks_fast.exceptions import BrokerError
 
-    from qtasks_fast.exceptions import BrokerUnavailable
-
-    stats = getattr(app.broker, "memory_stats", None)
-    if stats is None:
+    if not isinstance(app.broker, BrokerMemory):
         return None
     try:
-        return stats()  # type: ignore[no-any-return]
-    except (BrokerUnavailable, redis.RedisError) as exc:
+        return app.broker.memory_stats()
+    except BrokerError as exc:
         message = f"broker memory unknown: {exc}"
         return {"error": message, "warnings": [message]}
 
@@ -418,9 +418,11 @@ def _inspect_tables(data: dict[str, Any]) -> None:
     if workers is not None and not workers:
         print("no live workers (none has sent a heartbeat within lease_seconds)")
     elif workers:
-        _table("live workers", ["id", "host", "pid", "processes", "queues", "started (UTC)", "last heartbeat"],
+        _table("live workers", ["id", "host", "pid", "processes", "queues", "started (UTC)", "last heartbeat",
+                                "done", "failed", "cpu", "rss"],
                [[w["id"], w["host"], w["pid"], w["processes"], ", ".join(w["queues"]), w["started"],
-                 _ago(w["heartbeat_age"])] for w in workers])
+                 _ago(w["heartbeat_age"]), w.get("done", 0), w.get("failed", 0), f"{w.get('cpu_percent', 0.0):.0f}%",
+                 _mib(w.get("rss", 0))] for w in workers])
     mem = data.get("broker_memory")
     if mem and "error" not in mem:
         limit = mem["maxmemory"]

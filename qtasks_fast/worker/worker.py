@@ -28,7 +28,7 @@ from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
 from qtasks_fast.worker.ownership import owned, reconfirm
 from qtasks_fast.worker.registry import Registration
-from qtasks_fast.worker.startup import NameLease, new_owner, start_broker
+from qtasks_fast.worker.startup import NameLease, check_capabilities, new_owner, start_broker
 from qtasks_fast.worker.summary import Summary
 
 if TYPE_CHECKING:
@@ -96,11 +96,19 @@ class Worker:
         self.plugins: Plugins | None = None
         self._on_save = False
         #: this process's entry in the worker registry (``inspect``); ``processes``: the size of its pool
-        self.registration = Registration(self.broker, self.worker_id, self.queues, self.concurrency, processes)
+        self.registration = Registration(self.broker, self.worker_id, self.queues, self.concurrency, processes,
+                                         counts=self.outcome_counts)
         #: how many worker processes its pool has (a plugin holding a port lets one of them serve it)
         self.processes = processes
         #: outcomes settled so far (the summary line's count; per batch, off the per-task path)
         self.settled = 0
+        #: of those, not ``success`` (error, cancel); and messages this worker dead-lettered (for the registry)
+        self.settled_failed = 0
+        self.dead_lettered = 0
+
+    def outcome_counts(self) -> tuple[int, int]:
+        """``(done, failed)`` for the worker registry: successes, and errors, cancels and dead letters."""
+        return self.settled - self.settled_failed, self.settled_failed + self.dead_lettered
 
     @property
     def free_slots(self) -> int:
@@ -210,6 +218,7 @@ class Worker:
                                         worker=self)
             self.unsettled -= len(outcomes)
             self.settled += len(outcomes)
+            self.settled_failed += sum(1 for o in outcomes if o[1] != "success")
             for o in outcomes:
                 self.inflight.discard(o[0])
             self.slot_free.set()
@@ -227,6 +236,7 @@ class Worker:
             try:
                 await self.broker.dead_letter(items, self.storage)
                 outage.ok()
+                self.dead_lettered += len(items)
                 return
             except Exception as exc:
                 if transient(exc):
@@ -255,6 +265,7 @@ class Worker:
         app = self.app
         use_app(app)
         bind_feeds(app)
+        check_capabilities(app, self.broker)
         if any(getattr(tf, "concurrency_limit", None) for tf in app.tasks.values()):
             self.limiter = Limiter(self)
         if not await self.start_up(stop):

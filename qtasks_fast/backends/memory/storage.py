@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
+from qtasks_fast.backends.memory.query import MemoryQueries
 from qtasks_fast.backends.memory.state import InMemoryState, Waiter
 from qtasks_fast.schemas import Envelope, Task, TaskStatus
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 _FINISHED = frozenset(s.value for s in TaskStatus if s.finished)
 
 
-class InMemoryStorage(Storage):
+class InMemoryStorage(MemoryQueries, Storage):
     """Records in an :class:`InMemoryState`; share the broker's ``state`` to fuse writes."""
 
     def __init__(self, *, state: InMemoryState | None = None, app_name: str = "QueueTasks",

@@ -16,7 +16,8 @@ import msgspec
 import redis
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.backends.redis.broker import RedisConnection, outage, queue_prefix
+from qtasks_fast.backends.redis.broker import RedisConnection, queue_prefix
+from qtasks_fast.backends.redis.errors import at_boundary, outage
 from qtasks_fast.schemas import Envelope, Task, task_from_envelope
 from qtasks_fast.url import redact
 
@@ -72,6 +73,7 @@ def parse_reply(payload: bytes, queue: str) -> Task | None:
     return parse_record_blob(payload, queue)
 
 
+@at_boundary
 class RedisStorage(Storage):
     """Records next to the streams; pass the broker's ``conn`` to fuse writes into its round trips."""
 

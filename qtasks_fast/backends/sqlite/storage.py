@@ -24,12 +24,14 @@ from qtasks_fast.backends.sqlite import seen as sqlite_seen
 from qtasks_fast.backends.sqlite.db import (
     SqliteConnection,
     append_logs,
+    at_boundary,
     finish_records,
     insert_records,
     mark_process,
     now_ms,
     suppress_locked,
 )
+from qtasks_fast.backends.sqlite.query import SqliteQueries
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
 
 if TYPE_CHECKING:
@@ -51,8 +53,10 @@ def row_to_task(row: Sequence[Any]) -> Task:
                               created=ts_to_dt(created / 1000) if created else None, deliveries=row[10] or 1)
 
 
-class SqliteStorage(Storage):
-    """Records in a SQLite file; pass the broker's ``conn`` (or the same path) to fuse writes."""
+@at_boundary
+class SqliteStorage(SqliteQueries, Storage):
+    """Records in a SQLite file; pass the broker's ``conn`` (or the same path) to fuse writes. The query side:
+    :mod:`~qtasks_fast.backends.sqlite.query`."""
 
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,
                  result_ttl: float = 86400.0) -> None:
