@@ -347,14 +347,16 @@ INTEGRATION_URLS = ("redis", "sqlite", "redis://", "rediss://", "sqlite://", "un
 #: modules about processes or servers of their own (the CLI, a private or TLS redis-server, SQLite files shared
 #: between processes or locked by another connection)
 INTEGRATION_MODULES = {
-    "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_embedded_location",
-    "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets", "test_sqlite_lock", "test_tls",
+    "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_django_autodiscover",
+    "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets",
+    "test_sqlite_lock", "test_tls",
 }
 #: single tests (``module::function``) that start processes in otherwise fast modules (the CLI, a helper script,
 #: tasks of ``executor="process"``)
 INTEGRATION_TESTS = {
     "test_backend_registry::test_a_third_party_entry_point_serves_its_scheme",
     "test_backend_registry::test_without_the_distribution_the_scheme_is_unknown",
+    "test_cli_query::test_bad_flags_are_one_line_and_exit_2",
     "test_control_input::test_dlq_list_shows_non_utf8_fields_on_sqlite",
     "test_core::test_the_installed_core_is_compiled_unless_pure_python_is_asked_for",
     "test_deliveries::test_an_sqlite_file_without_the_column_opens_and_records_deliveries",
@@ -362,6 +364,8 @@ INTEGRATION_TESTS = {
     "test_delete_finished::test_a_fleet_start_deletes_records_finished_before_it",
     "test_embedded::test_quickstart_runs_two_processes_on_sqlite",
     "test_inspect_fleet::test_inspect_of_an_unreachable_broker_shows_the_app_and_says_why",
+    "test_logger::test_a_producer_prints_in_the_loggers_format_and_level",
+    "test_logger::test_a_worker_logs_in_the_loggers_format_and_level",
     "test_logs_config::test_a_worker_logs_at_the_config_level_in_the_config_format",
     "test_plugin_error_trigger::test_plugin_error_is_recovered_alike_in_a_process_and_a_thread",
     "test_pydantic_results::test_a_model_returned_from_a_process_task_is_stored_as_its_data",

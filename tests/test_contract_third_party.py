@@ -17,11 +17,17 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from qtasks_fast.testing.contract import BackendContract
+from qtasks_fast.testing.contract import BackendContract, ControlContract, CoreContract
+
+
+class CoreAndControl(CoreContract, ControlContract):
+    """What the backend without capabilities runs."""
 
 #: the third party's backends: the memory backend's classes under their own names, some deliberately broken
 BACKENDS = '''
-from qtasks_fast.abc.broker import Broker, NotSupported
+import copy
+
+from qtasks_fast.abc import Broker, NotSupported
 from qtasks_fast.backends.memory.broker import InMemoryBroker
 from qtasks_fast.backends.memory.storage import InMemoryStorage
 
@@ -30,11 +36,47 @@ class XBroker(InMemoryBroker):
     """A correct backend."""
 
 
-class LackingBroker(XBroker):
-    """No limits, claims or published task table: the Broker defaults raise NotSupported naming them."""
+class LackingBroker(Broker):
+    """The core contract only, no capability declared (no delays, unique keys, cancel, dead-letter management,
+    ...): a broker wrapping a client, here the memory broker."""
 
-    acquire, release_slot, slot_holders = Broker.acquire, Broker.release_slot, Broker.slot_holders
-    claim, publish_tasks, published_tasks = Broker.claim, Broker.publish_tasks, Broker.published_tasks
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.inner = InMemoryBroker(**settings)
+
+    def fused(self, storage):
+        return self.inner.fused(storage)
+
+    def enqueue_raw(self, queue, body, priority=0, uuid=""):
+        self.inner.enqueue_raw(queue, body, priority, uuid)
+
+    async def enqueue(self, envelopes, storage, wait=False):
+        return await self.inner.enqueue(envelopes, storage, wait)
+
+    def enqueue_sync(self, envelopes, storage, wait=False):
+        return self.inner.enqueue_sync(envelopes, storage, wait)
+
+    async def start(self, consumer, worker_id, queues, storage):
+        self.inner = copy.copy(self.inner)  # per consumer, as the worker copies this broker
+        await self.inner.start(consumer, worker_id, queues, storage)
+
+    async def fetch(self, count, block):
+        return await self.inner.fetch(count, block)
+
+    async def settle(self, outcomes, storage, retries):
+        await self.inner.settle(outcomes, storage, retries)
+
+    async def renew(self, deliveries):
+        return await self.inner.renew(deliveries)
+
+    async def release(self, deliveries):
+        await self.inner.release(deliveries)
+
+    async def dead_letter(self, items, storage):
+        await self.inner.dead_letter(items, storage)
+
+    async def close(self):
+        await self.inner.close()
 
 
 class VagueBroker(XBroker):
@@ -71,7 +113,8 @@ class Factory:
         broker = self.broker_class(app_name=app_name, priority_levels=config.priority_levels,
                                    lease_seconds=config.lease_seconds, max_deliveries=config.max_deliveries,
                                    result_ttl=config.result_ttl)
-        return broker, InMemoryStorage(state=broker.state, app_name=app_name, result_ttl=config.result_ttl)
+        state = getattr(broker, "inner", broker).state
+        return broker, InMemoryStorage(state=state, app_name=app_name, result_ttl=config.result_ttl)
 
 
 good, lacking, vague = Factory(XBroker), Factory(LackingBroker), Factory(VagueBroker)
@@ -79,10 +122,13 @@ lossy, redelivering = Factory(LossyBroker), Factory(RedeliveringBroker)
 '''
 
 SCHEMES = ("good", "lacking", "vague", "lossy", "redelivering")
+#: the suite each backend runs: all of it, but the query side for the backend without capabilities (the query
+#: contract does not accept NotSupported yet: see the report of issue 12)
+SUITES = {s: "BackendContract" for s in SCHEMES} | {"lacking": "CoreContract, ControlContract"}
 
 #: the third party's tests: one line of configuration per backend
-TESTS = "from qtasks_fast.testing.contract import BackendContract\n" + "".join(
-    f'\n\nclass Test{s.capitalize()}(BackendContract):\n    backend_url = "x{s}://"\n' for s in SCHEMES)
+TESTS = "from qtasks_fast.testing.contract import BackendContract, ControlContract, CoreContract\n" + "".join(
+    f'\n\nclass Test{s.capitalize()}({SUITES[s]}):\n    backend_url = "x{s}://"\n' for s in SCHEMES)
 
 
 def _install(root: Path) -> None:
@@ -109,9 +155,10 @@ def test_a_third_party_runs_the_suite_and_it_fails_broken_backends(tmp_path: Pat
     for case in ET.parse(report).getroot().iter("testcase"):
         kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
         outcome[(case.get("classname", "").rsplit(".", 1)[-1], case.get("name", ""))] = kinds[0] if kinds else "passed"
-    names = sorted(n for n in dir(BackendContract) if n.startswith("test_"))
-    assert len(names) >= 30
+    suites = {"BackendContract": BackendContract, "CoreContract, ControlContract": CoreAndControl}
     for scheme in SCHEMES:  # every test ran for every backend: nothing skipped, nothing missing
+        names = sorted(n for n in dir(suites[SUITES[scheme]]) if n.startswith("test_"))
+        assert len(names) >= 30
         cls = f"Test{scheme.capitalize()}"
         assert sorted(n for c, n in outcome if c == cls) == names, cls
     assert "skipped" not in outcome.values()

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from qtasks_fast.abc import Cancel, DeadLetters, Purge, require
 from qtasks_fast.abc.broker import Broker, DeadLetter
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.schemas import META_UNIQUE, Envelope
@@ -119,11 +120,12 @@ class ControlContract(FleetContract):
         queued, delayed = envelope(unique="q"), envelope(unique="d", eta=time.time() + 30)
         purged, dead = envelope(unique="p"), envelope(unique="x")
         with harness.capability("unique", "delay", "cancel", "purge"):
+            cancel, purge = require(broker, Cancel).cancel, require(broker, Purge).purge
             for e in (queued, delayed, purged):
                 assert await sent(broker, storage, e)
-            assert await broker.cancel(queued.uuid, Q, "no", storage) == "queued"
-            assert await broker.cancel(delayed.uuid, Q, "no", storage) == "queued"
-            assert await broker.purge(Q) == 1
+            assert await cancel(queued.uuid, Q, "no", storage) == "queued"
+            assert await cancel(delayed.uuid, Q, "no", storage) == "queued"
+            assert await purge(Q) == 1
             assert await sent(broker, storage, dead)
             (d,) = await fetched(worker)
             await worker.dead_letter([(d, "bad")], storage)
@@ -166,6 +168,7 @@ class ControlContract(FleetContract):
         worker = await harness.consumer()
         old = envelope(meta={META_UNIQUE: ["k", 0.3]})
         with harness.capability("unique", "cancel"):
+            cancel = require(broker, Cancel).cancel
             assert await sent(broker, storage, old)
             (d,) = await fetched(worker)
             await asyncio.sleep(0.4)  # the key expires while old runs, and a new call claims it
@@ -173,7 +176,7 @@ class ControlContract(FleetContract):
             assert await sent(broker, storage, new)
             await worker.settle([failure(d, "boom")], storage, [])
             assert await broker.enqueue([envelope(unique="k")], storage) not in (None, {})  # still held by new
-            assert await broker.cancel(new.uuid, Q, "no", storage) == "queued"
+            assert await cancel(new.uuid, Q, "no", storage) == "queued"
             assert await sent(broker, storage, envelope(unique="k"))
 
     # ------------------------------------------------------------------------------------------- cancel
@@ -188,8 +191,9 @@ class ControlContract(FleetContract):
         await asyncio.sleep(0.1)
         assert not waiter.done()
         with harness.capability("cancel"):
+            cancel = require(broker, Cancel).cancel
             try:
-                assert await broker.cancel(e.uuid, Q, "not needed", storage) == "queued"
+                assert await cancel(e.uuid, Q, "not needed", storage) == "queued"
                 task = await asyncio.wait_for(waiter, 2.0)
             finally:
                 waiter.cancel()
@@ -197,17 +201,18 @@ class ControlContract(FleetContract):
             worker = await harness.consumer()
             assert uuids(await fetched(worker)) == [keep.uuid]  # the cancelled one is never handed out
             assert await fetched(await harness.consumer("w-1")) == []
-            assert await broker.cancel(e.uuid, Q, "again", storage) == "finished"
+            assert await cancel(e.uuid, Q, "again", storage) == "finished"
             assert (await harness.record(e.uuid)).traceback == "not needed"
-            assert await broker.cancel(str(_uuid.uuid4()), Q, "?", storage) == "unknown"
+            assert await cancel(str(_uuid.uuid4()), Q, "?", storage) == "unknown"
 
     @pytest.mark.asyncio
     async def test_cancel_of_a_delayed_task(self, harness: Harness) -> None:
         broker, storage = harness.broker, harness.storage
         later = envelope(eta=time.time() + 0.4)
         with harness.capability("delay", "eta", "cancel"):
+            cancel = require(broker, Cancel).cancel
             await broker.enqueue([later], storage)
-            assert await broker.cancel(later.uuid, Q, "changed my mind", storage) == "queued"
+            assert await cancel(later.uuid, Q, "changed my mind", storage) == "queued"
             task = await harness.record(later.uuid)
             assert task.status == "cancel" and task.traceback == "changed my mind"
             worker = await harness.consumer()
@@ -223,13 +228,14 @@ class ControlContract(FleetContract):
         await broker.enqueue([e], storage)
         (d,) = await fetched(worker)
         with harness.capability("cancel"):
-            requests = worker.cancel_requests()
+            cancel = require(broker, Cancel).cancel
+            requests = require(worker, Cancel).cancel_requests()
             heard = asyncio.ensure_future(requests.__anext__())
             try:
                 deadline = time.monotonic() + 5
                 while not heard.done():  # the listener subscribes in the background: ask until it hears one
                     assert time.monotonic() < deadline, "no cancel request arrived"
-                    assert await broker.cancel(e.uuid, Q, "stop it", storage) == "running"
+                    assert await cancel(e.uuid, Q, "stop it", storage) == "running"
                     await asyncio.wait({heard}, timeout=0.2)
             finally:
                 heard.cancel()
@@ -237,7 +243,7 @@ class ControlContract(FleetContract):
             await worker.settle([failure(d, "stop it", status="cancel")], storage, [])
             task = await harness.record(e.uuid)
             assert task.status == "cancel" and task.traceback == "stop it"
-            assert await broker.cancel(e.uuid, Q, "late", storage) == "finished"
+            assert await cancel(e.uuid, Q, "late", storage) == "finished"
             rest = asyncio.ensure_future(_drain(requests))
             await worker.close()
             await asyncio.wait_for(rest, 3.0)  # the listener ends with its broker
@@ -255,28 +261,29 @@ class ControlContract(FleetContract):
         await worker.dead_letter([(d, f"reason {the_envelope(d).args[0]}") for d in ds], storage)
         assert (await harness.record(envs[0].uuid)).status == "error"
         with harness.capability("dead-letter", "dead letter"):
-            letters = await broker.dead_letters(Q)
+            dlq = require(broker, DeadLetters)
+            letters = await dlq.dead_letters(Q)
             assert all(isinstance(x, DeadLetter) for x in letters)
             assert [x.uuid for x in letters] == [e.uuid for e in reversed(envs)]  # newest first
             x0 = letters[-1]
             assert (x0.queue, x0.reason, x0.task_name) == (Q, "reason 0", "add") and x0.at <= time.time()
             assert msgspec.msgpack.decode(x0.body, type=Envelope).uuid == envs[0].uuid
 
-            assert await broker.requeue_dead(Q, [x0.id]) == 1
+            assert await dlq.requeue_dead(Q, [x0.id]) == 1
             assert (await harness.record(envs[0].uuid)).status == "new"
             (again,) = await fetched(worker)
             assert the_envelope(again).uuid == envs[0].uuid and again.deliveries == 1  # a fresh delivery count
             await worker.settle([success(again, "ran")], storage, [])
             assert (await harness.record(envs[0].uuid)).returning == "ran"
 
-            assert await broker.purge_dead(Q, [letters[0].id]) == 1
-            assert [x.uuid for x in await broker.dead_letters(Q)] == [envs[1].uuid]
-            assert await broker.requeue_dead(Q) == 1
+            assert await dlq.purge_dead(Q, [letters[0].id]) == 1
+            assert [x.uuid for x in await dlq.dead_letters(Q)] == [envs[1].uuid]
+            assert await dlq.requeue_dead(Q) == 1
             (d1,) = await fetched(worker)
-            assert the_envelope(d1).uuid == envs[1].uuid and await broker.dead_letters(Q) == []
+            assert the_envelope(d1).uuid == envs[1].uuid and await dlq.dead_letters(Q) == []
             await worker.dead_letter([(d1, "again")], storage)
-            assert [x.reason for x in await broker.dead_letters(Q)] == ["again"]
-            assert await broker.purge_dead(Q) == 1 and await broker.dead_letters(Q) == []
+            assert [x.reason for x in await dlq.dead_letters(Q)] == ["again"]
+            assert await dlq.purge_dead(Q) == 1 and await dlq.dead_letters(Q) == []
 
     # -------------------------------------------------------------------------------------------- purge
     @pytest.mark.asyncio
@@ -288,15 +295,16 @@ class ControlContract(FleetContract):
         (d,) = await fetched(worker)
         queued, delayed = [envelope(), envelope()], envelope(eta=time.time() + 0.3)
         with harness.capability("purge", "delay", "eta"):
+            purge = require(broker, Purge).purge
             await broker.enqueue([*queued, delayed], storage)
-            assert await broker.purge(Q) == 3
+            assert await purge(Q) == 3
             for e in (*queued, delayed):
                 assert (await harness.record(e.uuid)).status == "cancel"
             assert (await harness.record(running.uuid)).status == "process"
             assert await fetch_until(worker, 0.8) == []
             await worker.settle([success(d, 1)], storage, [])
             assert (await harness.record(running.uuid)).status == "success"
-            assert await broker.purge(Q) == 0
+            assert await purge(Q) == 0
 
     @pytest.mark.asyncio
     async def test_purge_leaves_tasks_that_finished_while_an_older_one_runs(self, harness: Harness) -> None:
@@ -312,7 +320,8 @@ class ControlContract(FleetContract):
         await fast_worker.settle([success(fast, 2)], storage, [])
         await broker.enqueue([queued], storage)
         with harness.capability("purge"):
-            assert await broker.purge(Q) == 1
+            purge = require(broker, Purge).purge
+            assert await purge(Q) == 1
             assert (await harness.record(second.uuid)).status == "success"
             assert (await harness.record(queued.uuid)).status == "cancel"
         await slow_worker.settle([success(slow, 1)], storage, [])
@@ -328,23 +337,25 @@ class ControlContract(FleetContract):
         first, dup = envelope(unique="k"), envelope(unique="k")
         later, queued, dead = envelope(eta=time.time() + 0.3), envelope(), envelope()
         with harness.capability("unique", "delay", "eta", "cancel", "dead-letter", "dead letter", "purge"):
+            cancel, purge = require(worker, Cancel).cancel, require(worker, Purge).purge
+            requeue_dead = require(worker, DeadLetters).requeue_dead
             assert await worker.enqueue([first], foreign) in (None, {})
             assert await worker.enqueue([dup, later], foreign) == {dup.uuid: first.uuid}
             assert await foreign.get(dup.uuid, [Q]) is None
             assert (await harness.record(later.uuid, storage=foreign)).status == "new"
             (d,) = await fetched(worker)
             await worker.settle([success(d, 1)], foreign, [])
-            assert await worker.cancel(first.uuid, Q, "late", foreign) == "finished"
+            assert await cancel(first.uuid, Q, "late", foreign) == "finished"
             await worker.enqueue([queued], foreign)
-            assert await worker.cancel(queued.uuid, Q, "no", foreign) == "queued"
+            assert await cancel(queued.uuid, Q, "no", foreign) == "queued"
             assert (await harness.record(queued.uuid, storage=foreign)).status == "cancel"
             await worker.enqueue([dead], foreign)
             (d,) = await fetched(worker)
             await worker.dead_letter([(d, "bad")], foreign)
             assert (await harness.record(dead.uuid, storage=foreign)).status == "error"
-            assert await worker.requeue_dead(Q) == 1
+            assert await requeue_dead(Q) == 1
             assert (await harness.record(dead.uuid, storage=foreign)).status == "new"
-            assert await worker.purge(Q) == 2  # the requeued one and the delayed one
+            assert await purge(Q) == 2  # the requeued one and the delayed one
             for e in (dead, later):
                 assert (await harness.record(e.uuid, storage=foreign)).status == "cancel"
             assert await fetch_until(worker, 0.6) == []

@@ -14,6 +14,7 @@ from collections.abc import Collection
 import pytest
 
 from qtasks_fast import _corelib as core
+from qtasks_fast.abc import DeadLetters, require
 from qtasks_fast.abc.broker import Delivery
 from qtasks_fast.testing.contract.harness import (
     ContractBase,
@@ -134,7 +135,7 @@ class DeliveryContract(ContractBase):
         assert task is not None and task.status == "error"
         assert str(task.traceback).startswith("dead-lettered: delivered 2 times")
         with h.capability("dead-letter"):
-            (dead,) = await last.dead_letters(Q)
+            (dead,) = await require(last, DeadLetters).dead_letters(Q)
             assert dead.uuid == e.uuid and "delivered 2 times" in dead.reason and dead.body == core.encode(e)
 
     @pytest.mark.asyncio
@@ -163,7 +164,7 @@ class DeliveryContract(ContractBase):
         assert await fetch(await h.consumer()) == ([], [])
         assert (await h.record(poison.uuid)).status == "error"
         with h.capability("dead-letter"):
-            (dead,) = await worker.dead_letters(Q)
+            (dead,) = await require(worker, DeadLetters).dead_letters(Q)
             assert dead.uuid == poison.uuid and "delivered 3 times" in dead.reason
 
     @pytest.mark.asyncio
@@ -214,6 +215,6 @@ class DeliveryContract(ContractBase):
         assert task.status == "error" and "unknown task" in str(task.traceback)
         assert await fetch(await harness.consumer()) == ([], [])  # gone, even for a takeover
         with harness.capability("dead-letter"):
-            letters = await broker.dead_letters(Q)
+            letters = await require(broker, DeadLetters).dead_letters(Q)
             assert sorted(x.reason.split(":")[0] for x in letters) == ["malformed message",
                                                                         "unknown task 'no_such_task'"]

@@ -10,7 +10,18 @@ import time
 
 import pytest
 
-from qtasks_fast.abc.broker import QueueStats, WorkerInfo
+from qtasks_fast.abc import (
+    Claims,
+    DeadLetters,
+    FlushAll,
+    Limits,
+    QueueStatistics,
+    QueueStats,
+    TaskTable,
+    WorkerInfo,
+    WorkerRegistry,
+    require,
+)
 from qtasks_fast.tasktable import TaskSpec
 from qtasks_fast.testing.contract.harness import ContractBase, Harness, envelope, fetch, success, uuids
 
@@ -34,32 +45,34 @@ class FleetContract(ContractBase):
         broker = await harness.consumer()
         key = "task:add"
         with harness.capability("limit"):
-            assert await broker.acquire(key, Q, 2, "t1", 30)
-            assert await broker.acquire(key, Q, 2, "t2", 30)
-            assert not await broker.acquire(key, Q, 2, "t3", 30)
-            assert sorted(await broker.slot_holders(key, Q)) == ["t1", "t2"]
-            assert await broker.acquire(key, Q, 2, "t1", 30)  # renewing a held slot
-            await broker.release_slot(key, Q, "t1")
-            assert await broker.acquire(key, Q, 2, "t3", 30)
-            assert not await broker.acquire(key, Q, 2, "t4", 30)
-            assert sorted(await broker.slot_holders(key, Q)) == ["t2", "t3"]
-            assert await broker.slot_holders("task:other", Q) == []
-            assert await broker.acquire(key, "other-queue", 1, "t4", 30)  # slots are per queue
-            assert await broker.acquire("task:short", Q, 1, "a", 0.3)
-            assert not await broker.acquire("task:short", Q, 1, "b", 0.3)
+            limits = require(broker, Limits)
+            assert await limits.acquire(key, Q, 2, "t1", 30)
+            assert await limits.acquire(key, Q, 2, "t2", 30)
+            assert not await limits.acquire(key, Q, 2, "t3", 30)
+            assert sorted(await limits.slot_holders(key, Q)) == ["t1", "t2"]
+            assert await limits.acquire(key, Q, 2, "t1", 30)  # renewing a held slot
+            await limits.release_slot(key, Q, "t1")
+            assert await limits.acquire(key, Q, 2, "t3", 30)
+            assert not await limits.acquire(key, Q, 2, "t4", 30)
+            assert sorted(await limits.slot_holders(key, Q)) == ["t2", "t3"]
+            assert await limits.slot_holders("task:other", Q) == []
+            assert await limits.acquire(key, "other-queue", 1, "t4", 30)  # slots are per queue
+            assert await limits.acquire("task:short", Q, 1, "a", 0.3)
+            assert not await limits.acquire("task:short", Q, 1, "b", 0.3)
             await asyncio.sleep(0.4)  # "a" was not renewed within its ttl: its holder is presumed dead
-            assert await broker.acquire("task:short", Q, 1, "b", 0.3)
+            assert await limits.acquire("task:short", Q, 1, "b", 0.3)
 
     @pytest.mark.asyncio
     async def test_claim_is_granted_once_per_ttl(self, harness: Harness) -> None:
         broker = harness.broker
         with harness.capability("claim"):
-            assert await broker.claim("tick:1", 0.3)
-            assert not await broker.claim("tick:1", 0.3)
-            assert not await (await harness.consumer("w-1")).claim("tick:1", 0.3)  # fleet-wide: any consumer
-            assert await broker.claim("tick:2", 0.3)
+            claim, other = require(broker, Claims).claim, require(await harness.consumer("w-1"), Claims).claim
+            assert await claim("tick:1", 0.3)
+            assert not await claim("tick:1", 0.3)
+            assert not await other("tick:1", 0.3)  # fleet-wide: any consumer
+            assert await claim("tick:2", 0.3)
             await asyncio.sleep(0.4)
-            assert await broker.claim("tick:1", 0.3)
+            assert await claim("tick:1", 0.3)
 
     @pytest.mark.asyncio
     async def test_worker_registry_lists_live_workers(self, harness: Harness) -> None:
@@ -69,18 +82,19 @@ class FleetContract(ContractBase):
         now = time.time()
         alive, silent = worker_info("alive-0", now), worker_info("silent-0", now - broker.lease_seconds - 1, pid=1)
         with harness.capability("registry"):
-            assert await broker.workers() == []
-            await broker.register_worker(alive)
-            await broker.register_worker(silent)
-            (listed,) = await broker.workers()
+            registry = require(broker, WorkerRegistry)
+            assert await registry.workers() == []
+            await registry.register_worker(alive)
+            await registry.register_worker(silent)
+            (listed,) = await registry.workers()
             assert (listed.id, listed.host, listed.pid, listed.queues, listed.concurrency) == (
                 "alive-0", "contract-host", os.getpid(), [Q], 4)
             beat = worker_info("alive-0", now + 1)
-            await (await harness.consumer("w-1")).register_worker(beat)  # any consumer writes the app's registry
-            assert [w.heartbeat for w in await broker.workers()] == [beat.heartbeat]
-            await broker.unregister_worker(alive)
-            assert await broker.workers() == []
-            await broker.unregister_worker(alive)  # removing one that is not there is no error
+            await require(await harness.consumer("w-1"), WorkerRegistry).register_worker(beat)  # any consumer's
+            assert [w.heartbeat for w in await registry.workers()] == [beat.heartbeat]
+            await registry.unregister_worker(alive)
+            assert await registry.workers() == []
+            await registry.unregister_worker(alive)  # removing one that is not there is no error
 
     @pytest.mark.asyncio
     async def test_queue_stats_count_a_known_state(self, harness: Harness) -> None:
@@ -94,8 +108,9 @@ class FleetContract(ContractBase):
         await worker.dead_letter([(by_uuid[dead.uuid], "bad")], storage)
         with harness.capability("queue statistics", "stat", "delay", "eta"):
             await broker.enqueue([envelope(), envelope(prio=5), envelope(eta=time.time() + 30)], storage)
-            assert await broker.queue_stats(Q) == QueueStats(waiting=2, in_flight=1, delayed=1, dead=1)
-            assert await broker.queue_stats("other-queue") == QueueStats(waiting=0, in_flight=0, delayed=0, dead=0)
+            stats = require(broker, QueueStatistics).queue_stats
+            assert await stats(Q) == QueueStats(waiting=2, in_flight=1, delayed=1, dead=1)
+            assert await stats("other-queue") == QueueStats(waiting=0, in_flight=0, delayed=0, dead=0)
 
     @pytest.mark.asyncio
     async def test_published_task_table_keeps_the_newest_version_per_task(self, harness: Harness) -> None:
@@ -103,14 +118,16 @@ class FleetContract(ContractBase):
         version does not overwrite a newer one's entry, which it reports as kept."""
         broker = harness.broker
         with harness.capability("task table"):
-            assert await broker.published_tasks() == {}
+            table = require(broker, TaskTable)
+            assert await table.published_tasks() == {}
             v1 = {"add": TaskSpec(queue=Q, retry=1, version="1.10"), "report": TaskSpec(queue="io", version="1.10")}
-            assert await broker.publish_tasks(v1) == []
-            assert await (await harness.consumer("w-1")).published_tasks() == v1  # the app's, not one consumer's
-            assert await broker.publish_tasks({"add": TaskSpec(queue="old", version="1.9")}) == ["add"]
+            assert await table.publish_tasks(v1) == []
+            consumer = require(await harness.consumer("w-1"), TaskTable)
+            assert await consumer.published_tasks() == v1  # the app's, not one consumer's
+            assert await table.publish_tasks({"add": TaskSpec(queue="old", version="1.9")}) == ["add"]
             newer = TaskSpec(queue="fast", retry=3, version="2.0")
-            assert await broker.publish_tasks({"add": newer}) == []
-            assert await broker.published_tasks() == {"add": newer, "report": v1["report"]}
+            assert await table.publish_tasks({"add": newer}) == []
+            assert await table.published_tasks() == {"add": newer, "report": v1["report"]}
 
     @pytest.mark.asyncio
     async def test_flush_all_deletes_this_app_only(self, harness: Harness) -> None:
@@ -120,9 +137,14 @@ class FleetContract(ContractBase):
         other = harness.configured(app_name=harness.app_name + ":b")
         theirs = envelope()
         worker = await harness.consumer()
-        with harness.capability("flush", "unique", "delay", "eta", "limit", "claim", "task table", "registry"):
+        with harness.capability("flush", "unique", "delay", "eta", "limit", "claim", "task table", "registry",
+                                "dead-letter"):
+            mine = (require(broker, FlushAll), require(broker, Limits), require(broker, Claims),
+                    require(broker, TaskTable), require(broker, WorkerRegistry), require(broker, DeadLetters))
+            flush, limits, claims, table, registry, dlq = mine
+            theirs_table = require(other.broker, TaskTable)
             await other.broker.enqueue([theirs], other.storage)
-            await other.broker.publish_tasks({"add": TaskSpec(queue=Q)})
+            await theirs_table.publish_tasks({"add": TaskSpec(queue=Q)})
             finished, running, dead = envelope(), envelope(), envelope()
             await broker.enqueue([finished, running, dead], storage)
             by_uuid = {d.envelope.uuid: d for d in (await fetch(worker))[0] if d.envelope}
@@ -130,22 +152,22 @@ class FleetContract(ContractBase):
             await worker.dead_letter([(by_uuid[dead.uuid], "bad")], storage)
             queued, delayed = envelope(unique="k"), envelope(eta=time.time() + 0.3)
             await broker.enqueue([queued, delayed], storage)
-            assert await broker.acquire("task:add", Q, 1, "t1", 30) and await broker.claim("tick", 30)
-            await broker.publish_tasks({"add": TaskSpec(queue=Q)})
-            await broker.register_worker(worker_info("alive-0", time.time()))
+            assert await limits.acquire("task:add", Q, 1, "t1", 30) and await claims.claim("tick", 30)
+            await table.publish_tasks({"add": TaskSpec(queue=Q)})
+            await registry.register_worker(worker_info("alive-0", time.time()))
 
-            await broker.flush_all([Q])
+            await flush.flush_all([Q])
             for e in (finished, running, dead, queued, delayed):
                 assert await storage.get(e.uuid, [Q]) is None, e
             await asyncio.sleep(0.4)  # the delayed one would be due now
             assert await fetch(await harness.consumer("fresh-0")) == ([], [])
-            assert await broker.dead_letters(Q) == []
+            assert await dlq.dead_letters(Q) == []
             assert not await broker.enqueue([envelope(unique="k")], storage)  # the key is free
-            assert await broker.acquire("task:add", Q, 1, "t2", 30) and await broker.claim("tick", 30)
-            assert await broker.published_tasks() == {}
-            assert [w.id for w in await broker.workers()] == ["alive-0"]
+            assert await limits.acquire("task:add", Q, 1, "t2", 30) and await claims.claim("tick", 30)
+            assert await table.published_tasks() == {}
+            assert [w.id for w in await registry.workers()] == ["alive-0"]
 
             assert (await other.record(theirs.uuid)).status == "new"
-            assert list(await other.broker.published_tasks()) == ["add"]
+            assert list(await theirs_table.published_tasks()) == ["add"]
             ready, _ = await fetch(await other.consumer())
             assert uuids(ready) == [theirs.uuid]
