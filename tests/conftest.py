@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -328,6 +329,109 @@ def harness(tmp_path: Path, app_name: str) -> Iterator[ProcessHarness]:
     h = ProcessHarness(tmp_path, app_name)
     yield h
     h.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Test tiers (README "Tests"). The default run (pyproject addopts) is the fast tier: the memory backend and
+# workers in this process. These rules mark the rest, so no test needs a hand-written marker to land in its
+# tier: ``integration`` for a real backend or a process of its own (Redis, the shared or a private server;
+# SQLite files; the CLI and worker pools in subprocesses), ``slow`` for what takes long whatever the backend
+# (benchmarks, packaging, the peers). ``chaos`` stays the chaos tier's own marker (tests/chaos). A test that the
+# rules leave in the fast tier and that starts a process fails, saying which rule to add
+# (``pytest_runtest_protocol`` below).
+
+#: fixtures that reach a Redis server (the shared one, or a private one they start) or serve an app in a process
+INTEGRATION_FIXTURES = {"redis_url", "private_redis", "private_redis_auth", "sync_server", "async_server"}
+#: parameters that pick a backend other than memory (the ``url`` fixture's "redis"/"sqlite", or a URL)
+INTEGRATION_URLS = ("redis", "sqlite", "redis://", "rediss://", "sqlite://", "unix://")
+#: modules about processes or servers of their own (the CLI, a private or TLS redis-server, SQLite files shared
+#: between processes or locked by another connection)
+INTEGRATION_MODULES = {
+    "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_django_autodiscover",
+    "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets",
+    "test_sqlite_lock", "test_tls",
+}
+#: single tests (``module::function``) that start processes in otherwise fast modules (the CLI, a helper script,
+#: tasks of ``executor="process"``)
+INTEGRATION_TESTS = {
+    "test_backend_registry::test_a_third_party_entry_point_serves_its_scheme",
+    "test_backend_registry::test_without_the_distribution_the_scheme_is_unknown",
+    "test_cli_query::test_bad_flags_are_one_line_and_exit_2",
+    "test_control_input::test_dlq_list_shows_non_utf8_fields_on_sqlite",
+    "test_core::test_the_installed_core_is_compiled_unless_pure_python_is_asked_for",
+    "test_deliveries::test_an_sqlite_file_without_the_column_opens_and_records_deliveries",
+    "test_deliveries::test_status_shows_the_deliveries",
+    "test_delete_finished::test_a_fleet_start_deletes_records_finished_before_it",
+    "test_embedded::test_quickstart_runs_two_processes_on_sqlite",
+    "test_inspect_fleet::test_inspect_of_an_unreachable_broker_shows_the_app_and_says_why",
+    "test_logger::test_a_producer_prints_in_the_loggers_format_and_level",
+    "test_logger::test_a_worker_logs_in_the_loggers_format_and_level",
+    "test_logs_config::test_a_worker_logs_at_the_config_level_in_the_config_format",
+    "test_plugin_error_trigger::test_plugin_error_is_recovered_alike_in_a_process_and_a_thread",
+    "test_pydantic_results::test_a_model_returned_from_a_process_task_is_stored_as_its_data",
+    "test_settings::test_info_shows_each_setting_and_where_it_came_from",
+    "test_settings::test_info_with_a_bad_environment_value_is_one_line",
+    "test_settings::test_info_with_an_environment_value_out_of_range_is_one_line",
+    "test_testing::test_feed_and_process_tasks_run_under_a_worker_thread_on_memory",
+    "test_testing::test_readme_testing_block_passes_as_written",
+    "test_tiers::test_the_default_run_is_the_fast_tier_and_the_readme_command_runs_every_tier_but_chaos",
+}
+#: modules that take long whatever the backend: benchmarks, packaging, the peers, property-based fuzzing, a
+#: gRPC server per test, leases left to run out, the contract suite run five times by a "third party"
+SLOW_MODULES = {"test_benchmarks_smoke", "test_contract_third_party", "test_fuzz_decode", "test_grpc_plugin",
+                "test_lease_lost", "test_packaging", "test_peers_smoke"}
+
+
+def _tier(item: pytest.Item) -> str | None:
+    """``"integration"``, ``"slow"`` or None (the fast tier) for one collected test."""
+    module = item.module.__name__.rsplit(".", 1)[-1] if isinstance(item, pytest.Function) and item.module else ""
+    if module in SLOW_MODULES:
+        return "slow"
+    cls = getattr(item, "cls", None)
+    backend_url = getattr(cls, "backend_url", None)
+    if isinstance(backend_url, str) and backend_url:  # a class of the contract suite (qtasks_fast.testing.contract)
+        return None if backend_url.startswith("memory://") else "integration"
+    names = set(getattr(item, "fixturenames", ()))
+    if names & INTEGRATION_FIXTURES or "harness" in names:  # harness: ProcessHarness, worker pools of the CLI
+        return "integration"
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    if any(isinstance(p, str) and (p in INTEGRATION_URLS or p.startswith(INTEGRATION_URLS[2:])) for p in params):
+        return "integration"
+    if module in INTEGRATION_MODULES or f"{module}::{getattr(item, 'originalname', item.name)}" in INTEGRATION_TESTS:
+        return "integration"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("chaos") or item.get_closest_marker("slow") or item.get_closest_marker(
+                "integration"):
+            continue
+        tier = _tier(item)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A test of the fast tier that starts a process (in its body or in any fixture it sets up, whatever the
+    fixture's scope) fails, naming the rule to add: the tiers stay honest."""
+    if any(item.get_closest_marker(m) for m in ("integration", "slow", "chaos")):
+        yield
+        return
+    real = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen[bytes], args: Any, *a: Any, **kw: Any) -> None:
+        raise AssertionError(f"{item.nodeid} starts a process ({args!r:.80}): list its module in INTEGRATION_MODULES "
+                             "or the test in INTEGRATION_TESTS (tests/conftest.py)")
+
+    subprocess.Popen.__init__ = refuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = real  # type: ignore[method-assign]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -3,11 +3,10 @@ declared the way a third-party backend author declares theirs: one class and one
 
 from __future__ import annotations
 
-from conftest import REDIS_URL, ensure_local_redis
+import pytest
+from conftest import REDIS_URL
 
 from qtasks_fast.testing.contract import BackendContract
-
-ensure_local_redis()
 
 
 class TestMemory(BackendContract):
@@ -20,3 +19,7 @@ class TestSqlite(BackendContract):
 
 class TestRedis(BackendContract):
     backend_url = REDIS_URL
+
+    @pytest.fixture(autouse=True)
+    def _server(self, redis_url: str) -> None:
+        """Starts redis-server when nothing answers (conftest), for this class only: the memory tier needs none."""

@@ -39,7 +39,11 @@ def no_location_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def warnings() -> Iterator[list[str]]:
-    """Messages the embedded backend logs at WARNING (its logger may not propagate to caplog's root)."""
+    """Messages the embedded backend logs at WARNING (its logger may not propagate to caplog's root).
+
+    Starts with no producer pending: an earlier test's SQLite files (other apps, never served) would
+    otherwise be warned about by this test's ``sqlite_seen.at_exit()``."""
+    sqlite_seen._pending.clear()
     lines: list[str] = []
 
     class Keep(logging.Handler):

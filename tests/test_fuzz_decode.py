@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid as _uuid
 import warnings
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -27,7 +28,8 @@ with warnings.catch_warnings():
 
 from qtasks_fast.worker.executor import Executor
 
-CORES = {"compiled": _corelib.core, "pure": _corelib._load_source()}
+CORES = {"compiled": _corelib.core,
+         "pure": _corelib._load_source(Path(_corelib.__file__).with_name("_core.pyx"), "core_fuzz_py")}
 FIELDS = ["u", "n", "a", "k", "p", "q", "t", "r", "rp", "x", "m", "e"]
 UUID = "123e4567-e89b-42d3-a456-426614174000"
 

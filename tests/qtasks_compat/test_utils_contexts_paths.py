@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from apps.testkit import forget_shared_tasks
 
 from qtasks_fast import QueueTasks
 from qtasks_fast.contexts import AsyncContext, SyncContext
@@ -17,7 +19,17 @@ from qtasks_fast.testing import WorkerThread
 from qtasks_fast.utils import shared_task
 
 
-def test_shared_task_from_utils_joins_the_app_and_ctx_is_a_context(app_name: str) -> None:
+@pytest.fixture
+def no_shared_task_left() -> Iterator[None]:
+    """Shared tasks join every app of the process: the ones a test declares must not reach later tests' apps."""
+    from qtasks_fast import router
+
+    before = set(router._shared)
+    yield
+    forget_shared_tasks(before)
+
+
+def test_shared_task_from_utils_joins_the_app_and_ctx_is_a_context(app_name: str, no_shared_task_left: None) -> None:
     @shared_task(name=f"{app_name}_shared", echo=True)
     def checks(self: Any) -> list[bool]:
         return [isinstance(self.ctx, SyncContext), isinstance(self.ctx, AsyncContext), self.ctx.task_name == name]

@@ -429,17 +429,20 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         left = count
         again = False
         full = False  # nothing more may be fetched: remaining queues are visited only to promote due envelopes
+        dead: list[tuple[str, list[bytes]]] = []  # dead-lettered here, for a foreign storage's records
         for q in self._queues:
             qcount, qmode = left, mode
             if full:
                 if not 0 < self._dues.get(q, 0) <= wall:
                     continue
                 qcount, qmode = 0, 0
-            flat, more, due = await self.script.fetch(
+            flat, more, due, ended = await self.script.fetch(
                 q, rec, self._consumer, self._worker_id, qcount, now, qmode, int(self.lease_seconds * 1000),
                 self.max_deliveries, self.priority_levels, int(self.result_ttl * 1000),
                 self._held.get(q, ()) if qmode >= 2 else ())
             self._dues[q] = due
+            if ended:
+                dead.append((q, ended))
             again = again or more
             if flat:
                 out.append((q, flat))
@@ -447,6 +450,8 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 # a last attempt comes alone (see redis.lua, op fetch)
                 full = left <= 0 or bool(mode and self.max_deliveries > 1 and flat[3] >= self.max_deliveries)
         self._due = min((d for d in self._dues.values() if d), default=0)
+        if dead and self._storage is not None:
+            await self._save_dead_foreign(self._storage, dead)
         return out, again
 
     async def _block(self, count: int, block: float, rec: bool) -> list[tuple[str, list[Any]]]:

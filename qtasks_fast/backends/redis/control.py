@@ -136,6 +136,23 @@ class RedisControl:
         if outcomes:
             await storage.save(outcomes, "")
 
+    def enqueue_raw(self, queue: str, body: bytes, priority: int = 0, uuid: str = "") -> None:
+        """Put an arbitrary body on ``queue`` as a foreign producer would: one stream entry, no record
+        (bridges, and the contract suite's tests of malformed input)."""
+        prio = min(max(priority, 0), self.priority_levels - 1)
+        try:
+            self.conn.sync.xadd(f"{queue_prefix(self.app_name, queue)}:s:{prio}", {"u": uuid, "d": body})
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+
+    @classmethod
+    async def _save_dead_foreign(cls, storage: Storage, dead: Sequence[tuple[str, Sequence[bytes]]]) -> None:
+        """The ``error`` records of messages a fetch dead-lettered (``(queue, [body, reason, ...])``), for a
+        storage the Lua cannot write: a caller waiting on one learns at once that it will not run."""
+        for queue, flat in dead:
+            for i in range(0, len(flat), 2):
+                await cls._save_foreign(storage, queue, [flat[i]], "error", "dead-lettered: " + text(flat[i + 1]))
+
     # ---------------------------------------------------------------- memory
     def memory_stats(self) -> dict[str, Any]:
         """Redis memory use: ``used_memory``, ``maxmemory`` (0 = none), ``maxmemory_policy``, ``used_ratio``

@@ -75,9 +75,11 @@
 --           one parked last attempt; 2 = also take over this consumer's own pending entries first
 --           (a replacement process, or a worker whose fetch reply was lost in a connection failure:
 --           it lists the entries it still runs as 'prio id' so they are left alone).
---           Returns {flat, again, due}: flat = {prio, id, blob, deliveries}*; again = 1 when last
+--           Returns {flat, again, due, dead}: flat = {prio, id, blob, deliveries}*; again = 1 when last
 --           attempts may still wait under <consumer>:last (fetch again with mode 1); due = the ms
---           time the next delayed envelope is due (0 = none): the caller blocks no longer than that.
+--           time the next delayed envelope is due (0 = none): the caller blocks no longer than that;
+--           dead = {blob, reason}* of entries dead-lettered here (max_deliveries) when rec is off, whose
+--           error records the caller writes to its foreign storage.
 --           A reclaimed entry whose next delivery is its last (deliveries + 1 = max_deliveries) is
 --           not handed out with others: it is parked under the consumer name <consumer>:last with
 --           XCLAIM JUSTID (no delivery counted) and later handed out alone, as the only entry of a
@@ -641,6 +643,7 @@ elseif op == 'fetch' then
   local due = promote(now)
   local cx = mode >= 1 and redis.call('EXISTS', P .. ':cx') == 1
   local out = {}
+  local dead = {}  -- without rec: [body, reason, ...] of the entries dead-lettered here
   local left = count
   local function take(prio, id, fields, deliveries)
     -- without both a uuid and a body, the body is passed on empty so that the worker
@@ -666,8 +669,12 @@ elseif op == 'fetch' then
         -- cancelled while its worker was gone: ended, not run again
       elseif delivered >= maxd then
         local uuid, blob = fields_ud(entry[2])
-        to_dlq(group, prio, id, uuid, 'delivered ' .. delivered .. ' times without finishing (max_deliveries=' .. maxd .. ')', blob, now, ttl,
-          delivered)
+        local why = 'delivered ' .. delivered .. ' times without finishing (max_deliveries=' .. maxd .. ')'
+        to_dlq(group, prio, id, uuid, why, blob, now, ttl, delivered)
+        if not rec and uuid ~= '' then  -- a foreign storage: the caller writes the error record
+          dead[#dead + 1] = blob
+          dead[#dead + 1] = why
+        end
       elseif delivered + 1 >= maxd then
         -- its last delivery: parked, then handed out alone (see the header)
         if not parked then
@@ -724,7 +731,7 @@ elseif op == 'fetch' then
       end
     end
   end
-  return {out, again, due}
+  return {out, again, due, dead}
 
 elseif op == 'dead' then
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]

@@ -149,8 +149,8 @@ def _stats(res: Any) -> tuple[int, int, int, int]:
     return int(waiting), int(in_flight), int(delayed), int(dead)
 
 
-def _fetched(res: Any) -> tuple[list[Any], bool, int]:
-    return res[0], bool(res[1]), int(res[2])
+def _fetched(res: Any) -> tuple[list[Any], bool, int, list[Any]]:
+    return res[0], bool(res[1]), int(res[2]), list(res[3]) if len(res) > 3 and res[3] else []
 
 
 class Script:
@@ -226,9 +226,10 @@ class Script:
     # ---------------------------------------------------------------------------------- worker
     def fetch(self, queue: str, rec: bool, consumer: str, worker: str, count: int, now: str, mode: int,
               lease_ms: int, max_deliveries: int, nprios: int, ttl_ms: int,
-              held: Sequence[str] = ()) -> Call[tuple[list[Any], bool, int]]:
+              held: Sequence[str] = ()) -> Call[tuple[list[Any], bool, int, list[Any]]]:
         """Op ``fetch`` (promotes due ``P:d`` entries, XREADGROUP/XAUTOCLAIM of ``P:s:*``; parked last attempts
-        under ``<consumer>:last``): ``(flat [prio, id, body, deliveries]*, again, due ms)``."""
+        under ``<consumer>:last``): ``(flat [prio, id, body, deliveries]*, again, due ms, ended)``; ``ended`` are
+        the messages it dead-lettered for too many deliveries, whose ``error`` records a foreign storage needs."""
         return self._call(queue, "fetch", rec, (self.app, consumer, worker, count, now, mode, lease_ms,
                                                 max_deliveries, nprios, ttl_ms, *held), "hot", _fetched)
 

@@ -14,10 +14,13 @@ capability the backend does not declare is not skipped: the test asserts the cal
 naming the backend and the capability (what a user would see), so a backend passes by doing the thing or by
 refusing it clearly, never by doing it wrong.
 
-The suite is split by subject: :mod:`.core` (enqueue, fetch, settle, leases, redelivery, dead letters,
-release, bad messages), :mod:`.control` (delays, unique keys, cancel, purge, dead-letter management,
-limits, claims, worker registry, queue statistics) and :mod:`.query` (task lists, filters, pagination,
-counts, details, event feed resume, throughput). ``pytest-asyncio`` runs the coroutine tests.
+The suite is split by subject: :mod:`.core` (enqueue, fetch, settle, priorities, waiting, result expiry)
+with :mod:`.delivery` (leases, redelivery, renew, release, dead letters, bad messages), :mod:`.control`
+(delays, unique keys, cancel, purge, dead-letter management) with :mod:`.fleet` (limits, claims, worker
+registry, queue statistics, published task table, flush_all), and :mod:`.query` (task lists, filters,
+pagination, counts, details, event feed resume, throughput). ``pytest-asyncio`` runs the coroutine tests.
+The bad-message tests write raw bytes through the backend's test hook ``broker.enqueue_raw(queue, body,
+priority, uuid)``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,53 @@
+"""What only the Redis backend must do, beyond the contract suite every backend runs
+(qtasks_fast.testing.contract, tests/test_contract.py): its streams do not grow while a long task runs, and
+are empty once nothing is pending (finished entries are trimmed, see ``tidy`` in redis.lua).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid as _uuid
+
+import pytest
+
+from qtasks_fast import _corelib as core
+from qtasks_fast.abc.broker import Broker, Delivery
+from qtasks_fast.backends.redis.broker import RedisBroker, queue_prefix
+from qtasks_fast.testing.contract import Harness
+from qtasks_fast.testing.contract.harness import envelope, fetch
+
+Q = "default"
+
+
+def ok(d: Delivery) -> tuple[Delivery, str, bytes, str, str]:
+    return (d, "success", core.encode(None), "", "")
+
+
+async def fetched(broker: Broker) -> list[Delivery]:
+    return (await fetch(broker))[0]
+
+
+@pytest.mark.asyncio
+async def test_redis_stream_stays_small_while_a_long_task_runs(redis_url: str) -> None:
+    """Trimming waits for the oldest pending entry; once that one is older than a few seconds (a long
+    task), finished entries are deleted at once, so a long task does not make the stream grow; and once
+    nothing is pending, every finished entry is gone (purge relies on the same bookkeeping)."""
+    h = Harness(redis_url, app_name=f"ctl{_uuid.uuid4().hex[:10]}")
+    try:
+        broker, storage = h.broker, h.storage
+        assert isinstance(broker, RedisBroker)
+        stream = f"{queue_prefix(broker.app_name, Q)}:s:0"
+        long_worker, worker = await h.consumer("w-0"), await h.consumer("w-1")
+        await broker.enqueue([envelope()], storage)
+        (long,) = await fetched(long_worker)
+        await broker.enqueue([envelope() for _ in range(5)], storage)
+        await worker.settle([ok(d) for d in await fetched(worker)], storage, [])
+        assert await broker.conn.aio.xlen(stream) == 6  # a young pending entry: the finished ones wait
+        await asyncio.sleep(5.2)
+        await broker.enqueue([envelope() for _ in range(5)], storage)
+        await worker.settle([ok(d) for d in await fetched(worker)], storage, [])
+        assert await broker.conn.aio.xlen(stream) == 6  # the first five still wait, the new five are gone
+        await long_worker.settle([ok(long)], storage, [])
+        assert await broker.conn.aio.xlen(stream) == 0
+    finally:
+        await h.close()
