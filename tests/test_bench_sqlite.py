@@ -14,16 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_standalone_run_writes_the_headline_ab_reads(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "qtasks_fast.benchmarks.sqlite", "--n", "300", "--repeats", "1",
-                           "--processes", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180)
+    proc = subprocess.run([sys.executable, "-m", "qtasks_fast.benchmarks.sqlite", "--n", "2000", "--repeats", "1",
+                           "--processes", "1", "--page-records", "400", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     for spec in ab.DEFAULT_METRICS["sqlite"]:
         value = ab.metric(summary, spec)
         assert value is not None and value > 0, spec
     rows = json.loads((out / "sqlite.json").read_text())["rows"]
-    assert [r["n"] for r in rows] == [300, 300]
+    assert [r["n"] for r in rows[:2]] == [2000, 2000]
+    pages = summary["headlines"]["sqlite"]["page_ms"]
+    assert len(pages) == 8 and all(ms > 0 for ms in pages.values())
 
 
 def test_ab_runs_the_heads_file_with_the_bases_interpreter(tmp_path: Path) -> None:

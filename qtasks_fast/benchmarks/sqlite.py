@@ -44,8 +44,18 @@ app = QueueTasks(os.environ["QTASKS_BENCH_APP"], broker_url=os.environ["QTASKS_B
 @app.task(name="noop")
 async def noop() -> None:
     return None
+
+
+for _name in ("add", "mul", "echo"):  # more names for the task-list timings
+    app.task(name=_name)(noop)
 '''
 WARM_UP = 200
+#: task lists timed by ``--page-records`` (label, TaskFilter fields): what a dashboard asks at scale
+PAGES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("status=error", {"status": "error"}), ("status=process", {"status": "process"}),
+    ("name=mul", {"task_name": "mul"}), ("name=mul, status=success", {"task_name": "mul", "status": "success"}),
+    ("no filter", {}), ("finished in the last minute", {"finished_after": -60.0}),
+    ("error_contains='timeout'", {"error_contains": "timeout"}))
 
 
 def _cpu(procs: Sequence[psutil.Process]) -> float:
@@ -164,8 +174,52 @@ def drain_once(pool: Pool, app: Any, n: int, chunk: int, timeout: float) -> dict
     return {"rate": n / (end / 1000 - t0), "worker_us": cpu * 1e6 / n}
 
 
-def measure(n: int, repeats: int, chunk: int, processes: Sequence[int]) -> dict[str, Any]:
-    """Every case ``repeats`` times, interleaved (a noisy moment hits all alike); medians in the headline."""
+def page_times(tmp: Path, records: int, chunk: int = 5000) -> dict[str, float] | None:
+    """ms of a 50-task page and of its count, per filter of :data:`PAGES`, over ``records`` records of mixed
+    names and statuses (None when the product has no query side). Statuses are set with SQL (a fixture for
+    reads, not a measurement of the writes): 1/8 process, 1/8 new, 1/4 error, the rest success."""
+    db = tmp / "pages.db"
+    app = _client(tmp, db, "bench-pages")
+    storage = app.storage
+    if not hasattr(storage, "list_tasks"):
+        return None
+    import asyncio
+
+    from qtasks_fast.abc.query import TaskFilter
+
+    names = ("add", "mul", "noop", "echo")
+    for i in range(0, records, chunk):
+        app.add_tasks([(names[j % 4], (), {}) for j in range(i, min(records, i + chunk))])
+    now = int(time.time() * 1000)
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE records SET status = CASE WHEN rowid % 8 = 0 THEN 'process' WHEN rowid % 8 = 1 THEN"
+                    " 'new' WHEN rowid % 4 = 2 THEN 'error' ELSE 'success' END, worker_id = 'w-0', started = ?,"
+                    " finished = CASE WHEN rowid % 8 > 1 THEN ? - (rowid % 600000) END, expires_at = ? + 86400000,"
+                    " traceback = CASE WHEN rowid % 4 = 2 THEN 'Traceback: ' || CASE WHEN rowid % 100 = 2 THEN"
+                    " 'TimeoutError' ELSE 'ValueError' END END WHERE app = 'bench-pages'", (now, now, now))
+        con.commit()
+    out: dict[str, float] = {}
+
+    def timed(coro_fn: Any) -> float:
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            asyncio.run(coro_fn())
+            best = min(best, (time.perf_counter() - t0) * 1000)
+        return best
+
+    for label, fields in PAGES:
+        if "finished_after" in fields:
+            fields = {"finished_after": time.time() + fields["finished_after"]}
+        f = TaskFilter(**fields)
+        out[f"page {label}"] = timed(lambda f=f: storage.list_tasks(["default"], f, 50))
+    out["count (no filter)"] = timed(lambda: storage.count_tasks(["default"], TaskFilter()))
+    return out
+
+
+def measure(n: int, repeats: int, chunk: int, processes: Sequence[int], page_records: int = 0) -> dict[str, Any]:
+    """Every case ``repeats`` times, interleaved (a noisy moment hits all alike); medians in the headline;
+    then, with ``page_records``, the task-list timings of :func:`page_times`."""
     runs: dict[str, list[dict[str, float]]] = {"enqueue": [], **{f"drain-p{p}": [] for p in processes}}
     with tempfile.TemporaryDirectory(prefix="qtasks-bench-sqlite-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
@@ -182,6 +236,7 @@ def measure(n: int, repeats: int, chunk: int, processes: Sequence[int]) -> dict[
             runs["enqueue"].append(bulk_enqueue(tmp, n, chunk))
             for p, (pool, app) in pools.items():
                 runs[f"drain-p{p}"].append(drain_once(pool, app, n, chunk, 120 + n / 100))
+        pages = page_times(tmp, page_records) if page_records else None
 
     def med(case: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[case])
@@ -195,7 +250,12 @@ def measure(n: int, repeats: int, chunk: int, processes: Sequence[int]) -> dict[
     headline = {"enqueue_rate": med("enqueue", "rate"), "enqueue_producer_us": med("enqueue", "producer_us"),
                 "drain_rate_by_processes": {str(p): med(f"drain-p{p}", "rate") for p in processes},
                 "drain_worker_us_by_processes": {str(p): med(f"drain-p{p}", "worker_us") for p in processes}}
-    return {"params": {"n": n, "repeats": repeats, "chunk": chunk, "processes": list(processes)}, "rows": rows,
+    if pages:
+        headline["page_ms"] = pages
+        rows += [{"case": f"{label} over {page_records:,} records (best of 5)", "n": page_records, "ms": ms}
+                 for label, ms in pages.items()]
+    return {"params": {"n": n, "repeats": repeats, "chunk": chunk, "processes": list(processes),
+                       "page_records": page_records}, "rows": rows,
             "notes": ["Fresh SQLite files in a temporary folder (WAL, synchronous=NORMAL, the product's defaults); "
                       "workers µs/task is the CPU of every worker process over the drain (fetch, run, settle)."],
             "headline": headline}
@@ -219,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="repeats per case, median taken (default %(default)s)")
     p.add_argument("--chunk", type=int, default=1000, help="tasks per add_tasks call (default %(default)s)")
     p.add_argument("--processes", default="1", help="worker process counts of the drain, e.g. 1,2 (default 1)")
+    p.add_argument("--page-records", type=int, default=0,
+                   help="also time 50-task pages and counts over this many records (e.g. 300000; needs the query "
+                        "side)")
     p.add_argument("--out", type=Path, default=Path.cwd() / "bench-sqlite", help="results folder")
     args = p.parse_args(argv)
     try:
@@ -227,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = []
     if not counts or min(counts) < 1 or min(args.n, args.repeats, args.chunk) < 1:
         p.error("--n, --repeats, --chunk must be at least 1 and --processes a list such as 1,2")
-    result = measure(args.n, args.repeats, args.chunk, counts)
+    result = measure(args.n, args.repeats, args.chunk, counts, args.page_records)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sqlite.json").write_text(json.dumps({"suite": "sqlite", **result}, indent=1))
     (args.out / "summary.json").write_text(json.dumps({"headlines": {"sqlite": result["headline"]}}, indent=1))
