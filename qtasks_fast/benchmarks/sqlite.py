@@ -158,7 +158,7 @@ def _read(db: Path, sql: str, params: Sequence[Any]) -> Any:
 def drain_once(pool: Pool, app: Any, n: int, chunk: int, timeout: float) -> dict[str, float]:
     """Enqueue ``n`` tasks while ``pool`` runs; tasks/s until the last result is stored, worker CPU µs/task."""
     name, db = pool.name, pool.db
-    done_before = _read(db, "SELECT count(*) FROM records WHERE app = ? AND status = 'success'", (name,))[0]
+    before = _read(db, "SELECT count(*) FROM records WHERE app = ?", (name,))[0]  # earlier tasks, done or not
     procs = pool.children()
     c0, t0 = _cpu(procs), time.time()
     _enqueue(app, n, chunk)
@@ -168,9 +168,11 @@ def drain_once(pool: Pool, app: Any, n: int, chunk: int, timeout: float) -> dict
             raise TimeoutError(f"drain of {n} tasks not finished after {timeout}s; see {pool.log}")
         time.sleep(0.02)
     cpu = _cpu(procs) - c0
-    end, done = _read(db, "SELECT max(updated), sum(status = 'success') FROM records WHERE app = ?", (name,))
-    if done - done_before != n:
-        raise RuntimeError(f"drain of {n} noop tasks ended with {done - done_before} success; see {pool.log}")
+    end, done, total = _read(db, "SELECT max(updated), sum(status = 'success'), count(*) FROM records"
+                                 " WHERE app = ?", (name,))
+    if total != before + n or done != total:
+        raise RuntimeError(f"drain of {n} noop tasks ended with {total - before} records, {total - done} of all "
+                           f"{total} not success; see {pool.log}")
     return {"rate": n / (end / 1000 - t0), "worker_us": cpu * 1e6 / n}
 
 
