@@ -378,7 +378,7 @@ INTEGRATION_TESTS = {
 }
 #: modules that take long whatever the backend: benchmarks, packaging, the peers, property-based fuzzing, a
 #: gRPC server per test, leases left to run out, the contract suite run five times by a "third party"
-SLOW_MODULES = {"test_benchmarks_smoke", "test_contract_third_party", "test_fuzz_decode", "test_grpc_plugin",
+SLOW_MODULES = {"test_bench_sqlite", "test_benchmarks_smoke", "test_contract_third_party", "test_fuzz_decode", "test_grpc_plugin",
                 "test_lease_lost", "test_packaging", "test_peers_smoke"}
 
 

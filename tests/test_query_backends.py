@@ -19,7 +19,7 @@ from qtasks_fast.backends import make_backend
 from qtasks_fast.backends.sqlite.db import now_ms
 from qtasks_fast.backends.sqlite.storage import SqliteStorage
 from qtasks_fast.config import GlobalConfig
-from qtasks_fast.testing.contract.harness import envelope
+from qtasks_fast.testing.contract.harness import envelope, fetch, success
 
 PAGE_FILTERS = {
     "none (one walk per status)": TaskFilter(status="new"),
@@ -114,3 +114,57 @@ async def test_event_ids_never_go_back_after_flush_all(tmp_path: Path, url: str)
     after = envelope()
     await broker.enqueue([after], storage)
     assert [e.uuid for e in (await storage.events(["default"], cursor)).events] == [after.uuid]
+
+
+@pytest.mark.asyncio
+async def test_sqlite_feed_writes_one_row_per_batch_and_resumes_inside_one(tmp_path: Path) -> None:
+    """The hot path's cost rule: an enqueue, a fetch and a settle of 40 tasks add one feed row each (not one
+    per task and status); every change is still an event, and a reader resuming from any event's id gets
+    exactly the events after it, inside a row and across rows."""
+    broker, storage = make_backend(f"sqlite:///{tmp_path}/batch.sqlite3", "batch", GlobalConfig())
+    assert isinstance(storage, SqliteStorage)
+    envs = [envelope() for _ in range(40)]
+    await broker.enqueue(envs, storage)
+    worker = copy.copy(broker)
+    await worker.start("w-0", "w", ["default"], storage)
+    ready, _ = await fetch(worker, 100)
+    await worker.settle([success(d, 1) for d in ready], storage, [])
+    assert storage.conn.read("SELECT count(*) FROM event_batches")[0][0] == 3
+    events = (await storage.events(["default"], None, limit=1000)).events
+    assert [(e.status, e.worker_id) for e in events] == (
+        [("new", None)] * 40 + [("process", "w")] * 40 + [("success", "w")] * 40)
+    assert {e.uuid for e in events[40:80]} == {e.uuid for e in envs}
+    for i in (0, 17, 39, 40, 79, 100):
+        page = await storage.events(["default"], events[i].id, limit=25)
+        assert page.events == events[i + 1:i + 26]
+    assert (await storage.events(["default"], events[-1].id)).events == []
+    assert (await storage.events(["default"], "$")).events == []
+
+
+@pytest.mark.asyncio
+async def test_sqlite_file_with_the_per_change_feed_drops_its_triggers(tmp_path: Path) -> None:
+    """A file written by the first query-side release (a trigger-written ``events`` row per status change)
+    loses those triggers on open: they would go on charging every status write a row nobody reads."""
+    path = tmp_path / "feed1.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE records (uuid TEXT PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL,
+            task_name TEXT NOT NULL, status TEXT NOT NULL, envelope BLOB NOT NULL, created INTEGER NOT NULL,
+            updated INTEGER NOT NULL, "returning" BLOB, traceback TEXT, worker_id TEXT, retry_child TEXT,
+            awaited INTEGER NOT NULL DEFAULT 0, expires_at INTEGER, deliveries INTEGER NOT NULL DEFAULT 1,
+            started INTEGER, finished INTEGER, restart_of TEXT);
+        CREATE TABLE events (id INTEGER PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL, uuid TEXT NOT NULL,
+            task_name TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL, worker_id TEXT);
+        CREATE TRIGGER records_event_update AFTER UPDATE OF status ON records BEGIN
+            INSERT INTO events (app, queue, uuid, task_name, status, at, worker_id)
+            VALUES (new.app, new.queue, new.uuid, new.task_name, new.status, new.updated, new.worker_id); END;""")
+    db.close()
+    broker, storage = make_backend(f"sqlite:///{path}", "feed1", GlobalConfig())
+    assert isinstance(storage, SqliteStorage)
+    await broker.enqueue([envelope()], storage)
+    worker = copy.copy(broker)
+    await worker.start("w-0", "w", ["default"], storage)
+    assert len(await fetch(worker)) == 2
+    names = {r[0] for r in storage.conn.read("SELECT name FROM sqlite_master")}
+    assert "records_event_update" not in names and "events" not in names
+    assert [e.status for e in (await storage.events(["default"], None)).events] == ["new", "process"]

@@ -8,6 +8,10 @@ each, and reports each round's head/base ratio and their median.
 
     python -m qtasks_fast.benchmarks.ab --base main --suite drain --rounds 3
     python -m qtasks_fast.benchmarks.ab --base HEAD~3 --suite drain --metric drain:rate_by_processes.2 -- --n 50000
+    python -m qtasks_fast.benchmarks.ab --base 5c0ef39 --suite sqlite --rounds 3
+
+The ``sqlite`` suite is one self-contained file (see :data:`STANDALONE`): both sides run this tree's copy of
+it, so its base may predate it; its extra arguments are its own (``-- --n 20000 --processes 1,2``).
 
 A metric is ``suite:path`` into that suite's headline in ``summary.json`` (dots between keys).
 """
@@ -28,7 +32,15 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[2]  # the git checkout (ab compares two of its revisions)
 DEFAULT_METRICS = {"drain": ["drain:rate_by_processes.2", "drain:paired_ratio"],
-                   "latency": ["latency:p50_idle_us", "latency:raw_rt_p50_us", "latency:p50_load_us"]}
+                   "latency": ["latency:p50_idle_us", "latency:raw_rt_p50_us", "latency:p50_load_us"],
+                   "sqlite": ["sqlite:drain_rate_by_processes.1", "sqlite:drain_worker_us_by_processes.1",
+                              "sqlite:enqueue_rate", "sqlite:enqueue_producer_us"]}
+#: suites that are one self-contained file run with each side's interpreter: both sides run the HEAD's file
+#: (same harness, only the product differs), so a revision that predates the suite can be the base
+STANDALONE = {"sqlite": Path("qtasks_fast") / "benchmarks" / "sqlite.py"}
+#: runs a file as ``__main__`` without putting its folder on sys.path (the package's own modules such as
+#: ``profile.py`` would shadow the standard library's); the side's tree is the cwd, so its qtasks_fast is imported
+RUN_FILE = "import runpy, sys; path = sys.argv.pop(1); sys.argv[0] = path; runpy.run_path(path, run_name='__main__')"
 
 
 def git(*args: str, cwd: Path = ROOT) -> str:
@@ -67,12 +79,19 @@ def metric(summary: dict[str, Any], spec: str) -> float | None:
     return float(node) if isinstance(node, (int, float)) else None
 
 
-def run_one(python: Path, tree: Path, suite: str, out: Path, extra: list[str]) -> dict[str, Any]:
+def suite_command(python: Path, tree: Path, suite: str, out: Path, extra: list[str]) -> list[str]:
+    """The command that runs ``suite`` once (one repeat) with ``python`` in ``tree``, writing into ``out``."""
+    if suite in STANDALONE:
+        return [str(python), "-c", RUN_FILE, str(ROOT / STANDALONE[suite]), "--repeats", "1", "--out", str(out),
+                *extra]
     # revisions before issue 10 kept the benchmarks in a top-level package of their own
     module = "qtasks_fast.benchmarks" if (tree / "qtasks_fast" / "benchmarks").is_dir() else "benchmarks"
-    cmd = [str(python), "-m", module, "--suite", suite, "--repeats", "1", "--private-redis",
-           "--out", str(out), *extra]
-    subprocess.run(cmd, cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    return [str(python), "-m", module, "--suite", suite, "--repeats", "1", "--private-redis", "--out", str(out),
+            *extra]
+
+
+def run_one(python: Path, tree: Path, suite: str, out: Path, extra: list[str]) -> dict[str, Any]:
+    subprocess.run(suite_command(python, tree, suite, out, extra), cwd=tree, check=True, stdout=subprocess.DEVNULL)
     return json.loads((out / "summary.json").read_text())  # type: ignore[no-any-return]
 
 

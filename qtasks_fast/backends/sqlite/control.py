@@ -23,7 +23,8 @@ import msgspec
 from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, Delivery, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.abc.query import QueueDepth
 from qtasks_fast.backends._local import LocalBroker, body_outcome, decoded, task_name_of, text
-from qtasks_fast.backends.sqlite.db import SqliteConnection, cancel_records, drop_events, now_ms, release_unique
+from qtasks_fast.backends.sqlite import feed
+from qtasks_fast.backends.sqlite.db import SqliteConnection, cancel_records, changed, now_ms, release_unique
 from qtasks_fast.querylib import EVENTS_KEPT
 from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
 
@@ -58,9 +59,11 @@ class SqliteControl(LocalBroker):
         db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
         release_unique(db, self.app_name, decoded(body))
         if rec and uuid:
-            db.execute("UPDATE records SET status = 'error', traceback = ?, updated = ?, finished = ?, expires_at = ?,"
-                       " deliveries = ? WHERE uuid = ?",
-                       ("dead-lettered: " + reason, now, now, now + self._ttl_ms, max(deliveries, 1), uuid))
+            changed(db, now, db.execute(
+                "UPDATE records SET status = 'error', traceback = ?, updated = ?, finished = ?, expires_at = ?,"
+                " deliveries = ? WHERE uuid = ? RETURNING app, queue, uuid, task_name, worker_id",
+                ("dead-lettered: " + reason, now, now, now + self._ttl_ms, max(deliveries, 1), uuid)).fetchall(),
+                "error")
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = await self.save_dead_records(items, storage)
@@ -108,8 +111,11 @@ class SqliteControl(LocalBroker):
                            " deliveries = max(deliveries - 1, 0) WHERE id = ? AND consumer = ?",
                            (d.msg_id, self._consumer))
                 if rec and row is not None:  # waiting again, run by no one: its record says so
-                    db.execute("UPDATE records SET status = 'new', worker_id = NULL, started = NULL, updated = ?"
-                               " WHERE uuid = ? AND status = 'process'", (now_ms(), row[2]))
+                    now = now_ms()
+                    changed(db, now, db.execute(
+                        "UPDATE records SET status = 'new', worker_id = NULL, started = NULL, updated = ?"
+                        " WHERE uuid = ? AND status = 'process' RETURNING app, queue, uuid, task_name",
+                        (now, row[2])).fetchall(), "new")
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)
 
@@ -212,10 +218,13 @@ class SqliteControl(LocalBroker):
             db.executemany("INSERT INTO messages (app, queue, prio, uuid, body) VALUES (?, ?, ?, ?, ?)",
                            [(self.app_name, queue, prio, uuid, body) for _, prio, uuid, body in rows])
             db.executemany("DELETE FROM dead_letters WHERE id = ?", [(r[0],) for r in rows])
-            db.executemany("UPDATE records SET status = 'new', traceback = NULL, \"returning\" = NULL,"
-                           " retry_child = NULL, worker_id = NULL, expires_at = NULL, started = NULL, finished = NULL,"
-                           " updated = ?"
-                           " WHERE uuid = ? AND app = ?", [(now, r[2], self.app_name) for r in rows if r[2]])
+            for r in rows:
+                if r[2]:
+                    changed(db, now, db.execute(
+                        "UPDATE records SET status = 'new', traceback = NULL, \"returning\" = NULL, retry_child = NULL,"
+                        " worker_id = NULL, expires_at = NULL, started = NULL, finished = NULL, updated = ?"
+                        " WHERE uuid = ? AND app = ? RETURNING app, queue, uuid, task_name",
+                        (now, r[2], self.app_name)).fetchall(), "new")
         return len(rows)
 
     async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
@@ -356,7 +365,7 @@ class SqliteControl(LocalBroker):
             for table in ("messages", "delayed", "records", "dead_letters", "cancel_requests", "claims", "slots",
                           "task_table", "logs"):
                 db.execute(f"DELETE FROM {table} WHERE app = ?", (self.app_name,))  # noqa: S608 - fixed names
-            drop_events(db, self.app_name)
+            feed.drop(db, self.app_name)
 
     # -------------------------------------------------------------- upkeep
     async def trim_indexes(self) -> None:
@@ -366,8 +375,7 @@ class SqliteControl(LocalBroker):
         app, now = self.app_name, now_ms()
         async with self.conn.atx(patience=None) as db:
             for q in self._queues:
-                db.execute("DELETE FROM events WHERE app = ?1 AND queue = ?2 AND id <= (SELECT id FROM events"
-                           " WHERE app = ?1 AND queue = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)", (app, q, EVENTS_KEPT))
+                feed.trim(db, app, q, EVENTS_KEPT)
             db.execute("DELETE FROM records WHERE expires_at < ? AND app = ?", (now, app))
             db.execute("DELETE FROM claims WHERE expires <= ? AND app = ?", (now, app))
             db.execute("DELETE FROM slots WHERE expires <= ? AND app = ?", (now, app))

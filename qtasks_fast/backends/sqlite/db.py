@@ -10,16 +10,23 @@ row per live worker process, its msgpack ``WorkerInfo`` and last heartbeat in ms
 ``task_table`` (the task table workers publish for producers, see
 ``qtasks_fast/tasktable.py``), ``meta`` (facts about the file per app: that a worker
 has used it, so a producer can tell a database no worker reads), ``logs`` (lines
-captured by LogCapture) and ``events`` (the query side's feed of status changes, in the transaction of each
-change: :func:`insert_records` adds the ``new`` ones itself, a trigger on ``records`` every later status
-write, so no control path can forget one; see ``qtasks_fast/storages/sqlite_query.py``). Why not a trigger
-for ``new`` too: an unconditional AFTER INSERT trigger made a bulk enqueue 2.5x slower (measured: the
-per-row event insert between the records' index writes), the explicit ``executemany`` costs a quarter of it.
+captured by LogCapture) and ``event_batches`` (the query side's feed of status changes: one row per queue
+per batch, written in the transaction of the change by the functions here that change a status; see
+:mod:`qtasks_fast.backends.sqlite.feed`). No trigger writes it: a row per change made enqueue, fetch and
+settle about twice as dear (measured with ``python -m qtasks_fast.benchmarks.ab --suite sqlite``).
+
+The ``records`` indexes of the query side each serve a page that must stay an ordered index walk at scale
+(status + created, name + created, finish-time range; restarts) and each costs a B-tree write per change of
+its columns: ``records_status`` is the dearest (an insert at enqueue, a move at fetch and at settle). Measured
+alternative (callgrind, SQLite instructions per task): partial indexes ``finished IS NULL`` / ``IS NOT NULL``
+instead would skip the move at fetch (-7 %) but leave ``status=process`` pages unindexed, a walk over the
+whole backlog; a partial ``status = 'process'`` index to restore it costs back all but 2 % of the saving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sqlite3
@@ -33,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from qtasks_fast.backends._boundary import boundary
+from qtasks_fast.backends.sqlite import feed
 from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable, ConfigError
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
@@ -63,16 +71,10 @@ CREATE INDEX IF NOT EXISTS records_status ON records (app, queue, status, create
 CREATE INDEX IF NOT EXISTS records_name ON records (app, queue, task_name, created, uuid);
 CREATE INDEX IF NOT EXISTS records_finished ON records (app, queue, finished, status) WHERE finished IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_restart ON records (restart_of) WHERE restart_of IS NOT NULL;
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL, uuid TEXT NOT NULL,
-    task_name TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL, worker_id TEXT);
-CREATE INDEX IF NOT EXISTS events_queue ON events (app, queue, id);
-CREATE TRIGGER IF NOT EXISTS records_event_final AFTER INSERT ON records WHEN new.status != 'new' BEGIN
-    INSERT INTO events (app, queue, uuid, task_name, status, at, worker_id)
-    VALUES (new.app, new.queue, new.uuid, new.task_name, new.status, new.updated, new.worker_id); END;
-CREATE TRIGGER IF NOT EXISTS records_event_update AFTER UPDATE OF status ON records BEGIN
-    INSERT INTO events (app, queue, uuid, task_name, status, at, worker_id)
-    VALUES (new.app, new.queue, new.uuid, new.task_name, new.status, new.updated, new.worker_id); END;
+CREATE TABLE IF NOT EXISTS event_batches (
+    id INTEGER PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL,
+    items BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS event_batches_queue ON event_batches (app, queue, id);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
     uuid TEXT NOT NULL, body BLOB NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);
@@ -347,6 +349,8 @@ class SqliteConnection:
             db.execute("PRAGMA synchronous=NORMAL")
             db.create_function("py_lower", 1, _lower, deterministic=True)  # error_contains: Unicode-aware
             master = dict(db.execute("SELECT name, sql FROM sqlite_master").fetchall())
+            if "records_event_update" in master:  # the feed before it was batched: its triggers cost every write
+                db.executescript(f"BEGIN IMMEDIATE;{feed.RETIRED}COMMIT;")
             if "records" in master and any(c not in (master["records"] or "") for c in _LATER_COLUMNS):
                 add_records_columns(db)  # made before a column: first, the indexes below may use it
             if not _TABLES <= master.keys():  # reads only when the schema exists: opens while another process writes
@@ -425,8 +429,7 @@ def insert_records(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelop
         " restart_of) VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, ?)",
         [(e.uuid, app, e.queue, e.task_name, b, round(e.created_at * 1000) or now, now, int(wait),
           e.meta.get(META_RESTART_OF) if e.meta else None) for e, b in zip(envelopes, blobs, strict=True)])
-    db.executemany("INSERT INTO events (app, queue, uuid, task_name, status, at) VALUES (?, ?, ?, ?, 'new', ?)",
-                   [(app, e.queue, e.uuid, e.task_name, now) for e in envelopes])
+    feed.add(db, app, now, [(e.queue, e.uuid, e.task_name, "new", None) for e in envelopes])
 
 
 def _lower(value: str | None) -> str | None:
@@ -468,19 +471,41 @@ def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome]
         " \"returning\" = excluded.\"returning\", traceback = excluded.traceback, worker_id = excluded.worker_id,"
         " retry_child = excluded.retry_child, expires_at = excluded.expires_at, deliveries = excluded.deliveries",
         rows)
+    feed.add(db, app, now, [(r[2], r[0], r[3], r[4], r[10]) for r in rows])
+
+
+def _in(uuids: Sequence[str]) -> str:
+    """``uuids`` as one JSON parameter for ``uuid IN (SELECT value FROM json_each(?))``: one statement (with
+    ``RETURNING`` what the event feed needs) instead of an ``executemany`` per row."""
+    return json.dumps(list(uuids))
 
 
 def mark_process(db: sqlite3.Connection, uuids: Sequence[str], worker_id: str, now: int) -> None:
-    db.executemany("UPDATE records SET status = 'process', worker_id = ?, updated = ?, started = ? WHERE uuid = ?",
-                   [(worker_id, now, now, u) for u in uuids])
+    """Existing records of ``uuids`` to ``process`` on ``worker_id`` (a record that is gone is left gone)."""
+    rows = db.execute("UPDATE records SET status = 'process', worker_id = ?, updated = ?, started = ?"
+                      " WHERE uuid IN (SELECT value FROM json_each(?)) RETURNING app, queue, uuid, task_name",
+                      (worker_id, now, now, _in(uuids))).fetchall()
+    changed(db, now, rows, "process", worker_id)
+
+
+def changed(db: sqlite3.Connection, now: int, rows: Sequence[Sequence[Any]], status: str,
+            worker_id: str | None = None) -> None:
+    """Feed events for the ``(app, queue, uuid, task_name[, worker_id])`` rows a status write returned."""
+    by_app: dict[str, list[feed.Change]] = {}
+    for r in rows:
+        by_app.setdefault(r[0], []).append((r[1], r[2], r[3], status, worker_id if len(r) < 5 else r[4]))
+    for app, changes in by_app.items():
+        feed.add(db, app, now, changes)
 
 
 def cancel_records(db: sqlite3.Connection, app: str, uuids: Sequence[str], reason: str, now: int,
                    ttl_ms: int) -> None:
     """Set existing records to ``cancel`` (the reason goes where a failure's traceback would)."""
-    db.executemany("UPDATE records SET status = 'cancel', traceback = ?, \"returning\" = NULL, updated = ?,"
-                   " finished = ?, expires_at = ? WHERE uuid = ? AND app = ?",
-                   [(reason, now, now, now + ttl_ms, u, app) for u in uuids if u])
+    rows = db.execute("UPDATE records SET status = 'cancel', traceback = ?, \"returning\" = NULL, updated = ?,"
+                      " finished = ?, expires_at = ? WHERE app = ? AND uuid IN (SELECT value FROM json_each(?))"
+                      " RETURNING app, queue, uuid, task_name, worker_id",
+                      (reason, now, now, now + ttl_ms, app, _in([u for u in uuids if u]))).fetchall()
+    changed(db, now, rows, "cancel")
 
 
 def claim_unique(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelope], now: int,
@@ -523,17 +548,3 @@ def append_logs(db: sqlite3.Connection, app: str, queue: str, uuid: str, lines: 
     expires = now + ttl_ms
     db.executemany("INSERT INTO logs (app, queue, uuid, line, expires_at) VALUES (?, ?, ?, ?, ?)",
                    [(app, queue, uuid, line, expires) for line in lines])
-
-
-def drop_events(db: sqlite3.Connection, app: str) -> None:
-    """Delete ``app``'s event feed (``flush_all``) without letting event ids go back.
-
-    Event ids are rowids (no AUTOINCREMENT: its bookkeeping row cost each settled task a write): a new
-    row takes the largest id + 1, so deleting the newest rows would hand their ids out again and a reader
-    resuming from one would skip the next events. When the newest row goes, a row of no app keeps its id.
-    """
-    top = db.execute("SELECT max(id) FROM events").fetchone()[0]
-    db.execute("DELETE FROM events WHERE app = ?", (app,))
-    if top is not None and db.execute("SELECT max(id) FROM events").fetchone()[0] != top:
-        db.execute("INSERT INTO events (id, app, queue, uuid, task_name, status, at) VALUES (?, '', '', '', '', '', 0)",
-                   (top,))

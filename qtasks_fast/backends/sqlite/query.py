@@ -9,11 +9,12 @@ neither a status nor a name is the merge of one walk per status (five short inde
 index that every enqueue would pay for). The worker and error-text filters are checked on the rows the
 index walk visits (no index narrows them).
 
-The event feed is the ``events`` table, written by triggers on ``records`` in the transaction of each
-status change; its integer ids count up in commit order (writers take SQLite's write lock in turn), so
-"after id N" loses and repeats nothing across queues. The worker's upkeep keeps the last
-:data:`~qtasks_fast.querylib.EVENTS_KEPT` events per queue. A blocked reader watches ``PRAGMA
-data_version`` every 5-50 ms (no table read while nothing changes), as an idle fetch does.
+The event feed is the ``event_batches`` table (one row per queue per written batch, see
+:mod:`~qtasks_fast.backends.sqlite.feed`), written in the transaction of each status change; its ids count
+up in commit order (writers take SQLite's write lock in turn), so "after id N" loses and repeats nothing
+across queues. The worker's upkeep keeps the last :data:`~qtasks_fast.querylib.EVENTS_KEPT` events per queue.
+A blocked reader watches ``PRAGMA data_version`` every 5-50 ms (no table read while nothing changes), as an
+idle fetch does.
 
 Times are kept in milliseconds; the filters' bounds are rounded to the millisecond.
 """
@@ -30,13 +31,13 @@ import msgspec
 from qtasks_fast.abc.query import (
     EventPage,
     TaskDetail,
-    TaskEvent,
     TaskFilter,
     TaskPage,
     TaskQueries,
     TaskSummary,
     ThroughputPoint,
 )
+from qtasks_fast.backends.sqlite import feed
 from qtasks_fast.backends.sqlite.db import SqliteConnection, now_ms
 from qtasks_fast.querylib import (
     STATUSES,
@@ -181,41 +182,23 @@ class SqliteQueries(TaskQueries):
                           finished_at=None if finished is None else finished / 1000, retry_chain=chain,
                           restarts=[r[0] for r in restarts], logs=self.get_logs_sync(uuid, task.queue))
 
-    def _events_after(self, queues: Sequence[str], start: int, limit: int) -> list[Any]:
-        rows: list[Any] = []
-        for q in dict.fromkeys(queues):
-            rows += self.conn.read("SELECT id, uuid, task_name, queue, status, at, worker_id FROM events"
-                                   " WHERE app = ? AND queue = ? AND id > ? ORDER BY id LIMIT ?",
-                                   (self.app_name, q, start, limit))
-        rows.sort()
-        return rows[:limit]
-
     async def events(self, queues: Sequence[str], after: str | None, limit: int = 100,
                      block: float = 0.0) -> EventPage:
         check_limit(limit)
-        if after == "$":
-            start = self.conn.read("SELECT coalesce(max(id), 0) FROM events")[0][0]
-        elif after is None:
-            start = 0
-        elif after.isdigit():
-            start = int(after)
-        else:
-            raise ValueError(f"invalid event id {after!r}: pass an event's id, a page's cursor, None or '$'")
+        start = feed.parse_after(self.conn, after)
         deadline = time.monotonic() + block
         delay = POLL_MIN
         while True:
             version = self.conn.version()  # before the read: a commit after it shows as a change
-            rows = self._events_after(queues, start, limit)
+            events = feed.read(self.conn, self.app_name, queues, start, limit)
             left = deadline - time.monotonic()
-            if rows or left <= 0:
+            if events or left <= 0:
                 break
             while left > 0 and self.conn.version() == version:
                 await asyncio.sleep(min(delay, left))
                 delay = min(delay * 2, POLL_MAX)
                 left = deadline - time.monotonic()
-        events = [TaskEvent(id=str(i), uuid=u, task_name=n, queue=q, status=s, at=at / 1000, worker_id=w)
-                  for i, u, n, q, s, at, w in rows]
-        return EventPage(events=events, cursor=events[-1].id if events else str(start))
+        return EventPage(events=events, cursor=events[-1].id if events else feed.position(start))
 
     async def throughput(self, queues: Sequence[str], minutes: int = 15) -> list[ThroughputPoint]:
         """From the records' finish times (kept ``result_ttl``; ``delete_finished`` removes them from here too)."""
