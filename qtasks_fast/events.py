@@ -225,3 +225,6 @@ def events_of(app: Any) -> Events | None:
     """The app's :class:`Events`, or None while the app has none (an app built before events existed)."""
     ev = getattr(app, "events", None)
     return ev if isinstance(ev, Events) else None
+
+#: QTasks imports classes from modules below this one (qtasks_fast.qtasks_paths): a package for the import system
+__path__: list[str] = []
