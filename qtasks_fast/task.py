@@ -301,9 +301,10 @@ class TaskFunc:
 
     # --------------------------------------------------------------- enqueue
     def add_task(self, *args: Any, priority: int | None = None, timeout: float | None = None,
-                 **kwargs: Any) -> Any:
-        """Enqueue a call (QTasks ``task.add_task``). Returns what ``app.add_task`` returns."""
-        return self.app.add_task(self.name, *args, priority=priority, timeout=timeout, **kwargs)
+                 task_name: str | None = None, **kwargs: Any) -> Any:
+        """Enqueue a call (QTasks ``task.add_task``). Returns what ``app.add_task`` returns. ``task_name``: call
+        that task of the app instead, as QTasks' ``self.add_task(5, task_name="other")`` in an echo task does."""
+        return self.app.add_task(task_name or self.name, *args, priority=priority, timeout=timeout, **kwargs)
 
     def s(self, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         """A signature ``(name, args, kwargs)`` for bulk enqueue (``app.add_tasks``)."""
