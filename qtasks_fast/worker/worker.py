@@ -89,6 +89,7 @@ class Worker:
         self._done_event = asyncio.Event()
         self._settled_all = asyncio.Event()
         self.executor = Executor(self.worker_id, app.config.threads, self._on_done, app.config.validate_args)
+        self.executor.worker = self
         #: set by :meth:`run` when a registered task has ``concurrency_limit``; None keeps the hot path as it was
         self.limiter: Limiter | None = None
         #: the app's plugins when it has any (looked up once by :meth:`run`); ``_on_save``: a plugin listens
@@ -270,7 +271,7 @@ class Worker:
             self.limiter = Limiter(self)
         if not await self.start_up(stop):
             return
-        await fire(self, "starting", worker=self, broker=self.broker)
+        await fire(self, "starting", worker=self, broker=self.broker, starter=self)
         plugins = getattr(app, "plugins", None)
         if plugins:
             self.plugins = plugins
@@ -302,7 +303,7 @@ class Worker:
             log.error("worker %s: %s failed; exiting so the supervisor restarts it", self.worker_id,
                       failed[0].get_name())
             raise failed[0].exception()  # type: ignore[misc]
-        await fire(self, "stopping", worker=self, broker=self.broker)
+        await fire(self, "stopping", worker=self, broker=self.broker, starter=self)
         await self.drain(fetcher)
         await fire(self, "worker_stopping", worker=self, broker=self.broker, number=0)
         for t in (*background, stopper, *helpers):
