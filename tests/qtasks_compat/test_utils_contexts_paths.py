@@ -4,17 +4,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from apps.testkit import forget_shared_tasks
 
-from qtasks_fast import QueueTasks
+from qtasks_fast import QueueTasks, router
 from qtasks_fast.contexts import AsyncContext, SyncContext
 from qtasks_fast.middlewares import TaskMiddleware
 from qtasks_fast.middlewares.base import BaseMiddleware
 from qtasks_fast.registries import AsyncTask, SyncTask
 from qtasks_fast.testing import WorkerThread
 from qtasks_fast.utils import shared_task
+
+
+@pytest.fixture(autouse=True)
+def _forget_shared() -> Iterator[None]:
+    """A shared task joins every app made after it: without this one, the apps of later test files."""
+    before = set(router._shared)
+    yield
+    forget_shared_tasks(before)
 
 
 def test_shared_task_from_utils_joins_the_app_and_ctx_is_a_context(app_name: str) -> None:
