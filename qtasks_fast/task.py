@@ -284,7 +284,11 @@ class TaskFunc:
         for name, mp in self.models.items():
             if name in values:
                 values[name] = to_wire(self.name, name, mp, values[name])
-        return assemble(self, values, {}, None, wire=True)
+        # what the caller passed by name stays by name on the wire, as in QTasks' record (``kwargs={"x": 5}``),
+        # which middlewares and plugins read (``task_executor._kwargs``); the rest is positional again
+        named = {n: values.pop(n) for n in kwargs if n in values and n in self._wire_sig.parameters}
+        args, wire_kwargs = assemble(self, values, {}, None, wire=True)
+        return args, {**wire_kwargs, **named}
 
     def call_args(self, args: Sequence[Any], kwargs: dict[str, Any], injected: dict[str, Any], echo: Any,
                   validate: bool = True) -> tuple[Sequence[Any], dict[str, Any]]:
