@@ -76,7 +76,7 @@ class BaseQueueTasks(Producer):
     #: True for the async client: its producer methods are coroutines (``chain``/``group`` follow it)
     is_async = False
     #: set while a worker of the app serves in this process (``run_forever``, a CLI worker): asks it to drain
-    _stop_serving: Callable[[], None] | None = None
+    _stop_serving: Callable[[], object] | None = None
 
     def __init__(self, name: str = "QueueTasks", broker_url: str | None = None, broker: Broker | None = None,
                  worker: Any = None, log: Any = None, config: GlobalConfig | None = None, events: Any = None,
