@@ -64,11 +64,12 @@ class TaskContext:
         none (QTasks ``get_component``)."""
         return getattr(self._app, name, None)
 
-    def plugin_error(self, **kwargs: Any) -> NoReturn:
+    def plugin_error(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Raise ``TaskPluginTriggerError(**kwargs)`` (QTasks ``plugin_error``): a plugin at trigger
         ``task_plugin_error`` (QTasks' ``task_executor_run_task_trigger_error``) may turn it into the task's
-        result by returning ``{"result": value}``; with none, the task ends with status ``error``."""
-        raise TaskPluginTriggerError(**kwargs)
+        result by returning ``{"result": value}``; with none, the task ends with status ``error``. A message may
+        come first, as QTasks' docs write it: ``ctx.plugin_error("why")``."""
+        raise TaskPluginTriggerError(*args, **kwargs)
 
     def get_logger(self, name: str | None = None) -> logging.LoggerAdapter[logging.Logger]:
         label = task_label(self._env.task_name, self._env.uuid)

@@ -399,12 +399,13 @@ class Worker:
 async def plugin_call(method: Callable[..., Any], worker: Worker) -> None:
     """A plugin's ``start``/``stop``: ours are ``async def`` and take ``worker=``; a QTasks plugin's may be plain
     (``def start(self)``: QTasks' sync starter calls it so), run in a thread so a blocking start cannot stall
-    the loop, and without ``worker=`` when its signature has no place for it."""
+    the loop, and without ``worker=`` when its signature has no place for it. What it returns is awaited when
+    awaitable: QTasks' plugins end with ``return super().start(...)``, here our base's coroutine."""
     params = inspect.signature(method).parameters.values()
     kwargs = {"worker": worker} if any(p.name == "worker" or p.kind is p.VAR_KEYWORD for p in params) else {}
     if inspect.iscoroutinefunction(method):
-        await method(**kwargs)
-        return
-    result = await asyncio.to_thread(method, **kwargs)
+        result = await method(**kwargs)
+    else:
+        result = await asyncio.to_thread(method, **kwargs)
     if inspect.isawaitable(result):
         await result
