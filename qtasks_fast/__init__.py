@@ -11,6 +11,7 @@
     task.returning if task else None      # 3; add_task returns None when not finished within timeout
 """
 
+from qtasks_fast import qtasks_paths
 from qtasks_fast.app import QueueTasks
 from qtasks_fast.canvas import ChainResult, GroupResult, chain, group
 from qtasks_fast.components.task_manager import TaskManager
@@ -34,6 +35,8 @@ from qtasks_fast.router import Router, shared_task
 from qtasks_fast.routers import AsyncRouter, SyncRouter
 from qtasks_fast.schemas import Task, TaskStatus
 from qtasks_fast.worker.followups import feed
+
+qtasks_paths.install()  # QTasks' module paths (qtasks_fast.asyncio.qtasks, ...) resolve from here on
 
 __version__ = "0.1.0"
 

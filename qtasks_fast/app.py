@@ -75,6 +75,8 @@ class BaseQueueTasks(Producer):
 
     #: True for the async client: its producer methods are coroutines (``chain``/``group`` follow it)
     is_async = False
+    #: set while a worker of the app serves in this process (``run_forever``, a CLI worker): asks it to drain
+    _stop_serving: Callable[[], object] | None = None
 
     def __init__(self, name: str = "QueueTasks", broker_url: str | None = None, broker: Broker | None = None,
                  worker: Any = None, log: Any = None, config: GlobalConfig | None = None, events: Any = None,
@@ -474,6 +476,12 @@ class QueueTasks(BaseQueueTasks):
         from qtasks_fast.worker.runner import run_forever
 
         run_forever(self, num_workers, starter, reset_config)
+
+    def stop(self) -> None:
+        """QTasks ``app.stop()``: the worker serving the app in this process (``run_forever``, from a task,
+        a thread or a signal handler) drains and ``run_forever`` returns; nothing when none serves here."""
+        if self._stop_serving is not None:
+            self._stop_serving()
 
     def ping(self, server: bool = True) -> bool:
         """QTasks ``ping``: True when a worker of this app is live (``server=False``: when the broker answers);

@@ -196,6 +196,8 @@ class GlobalConfig:
             return
         if isinstance(getattr(type(self), name, None), property):  # a QTasks name of one of our fields
             object.__setattr__(self, name, value)
+            if sources.get(_QTASKS_NAMES.get(name, name), CODE) == CODE:  # not held by the environment/a flag
+                self._notify(name, getattr(self, name))  # QTasks' subscribers test the name they set
             return
         if name not in sources:
             raise AttributeError(_unknown(name, sources))
@@ -207,12 +209,16 @@ class GlobalConfig:
         object.__setattr__(self, name, value)
         if name == "logs_default_level_client":
             logging.getLogger("qtasks_fast").setLevel(value)
+        self._notify(name, value)
+
+    def _notify(self, name: str, value: Any) -> None:
         for callback in list(self.__dict__.get("_callbacks", ())):
             callback(self, name, value)
 
     def subscribe(self, callback: Callable[[GlobalConfig, str, Any], None]) -> None:
         """QTasks ``config.subscribe``: call ``callback(config, field, value)`` after each field set in code
-        (``app.config.x = v``; a field the environment or a flag holds is not changed, so not reported)."""
+        (``app.config.x = v``; a field the environment or a flag holds is not changed, so not reported). A
+        QTasks name of ours is reported as set, after our field: ``max_tasks_process`` after ``concurrency``."""
         self.__dict__["_callbacks"].append(callback)
 
     # --------------------------------------------- QTasks names of our fields (qtasks.configs.config)
@@ -278,6 +284,9 @@ class GlobalConfig:
             return log_level_value("QTASKS_LOG_LEVEL", raw)
         return self.logs_default_level_server
 
+
+#: QTasks' name of one of our fields -> the field (its setter sets that one, which is reported under both names)
+_QTASKS_NAMES = {"max_tasks_process": "concurrency"}
 
 #: the fields holding a log level
 _LEVELS = ("logs_default_level_server", "logs_default_level_client")

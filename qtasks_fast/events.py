@@ -25,10 +25,11 @@ What each event passes (besides ``event``, its own name):
   when the worker process serves / has drained
 
 Every task event also passes QTasks' names for its arguments: ``task_func`` (the TaskFunc, as
-``task``) and ``task_broker`` (the Envelope: ``uuid``, ``task_name``, ``args``, ``kwargs``,
-``priority``), so a handler written for QTasks (``def h(task_func, task_broker)``) runs unchanged;
-QTasks' ``worker`` object of a task event and ``starter`` of ``starting``/``stopping`` have no
-counterpart in a worker process, so a handler that requires them fails (logged).
+``task``), ``task_broker`` (the Envelope: ``uuid``, ``task_name``, ``args``, ``kwargs``, ``priority``)
+and ``worker`` (the ``qtasks_fast.worker.worker.Worker`` running it); ``starting``/``stopping`` pass
+QTasks' ``starter`` too, which is that Worker (it starts the process's serving). So a handler written
+for QTasks (``async def h(worker, task_func, task_broker)``, ``def h(starter, worker, broker)``) runs
+unchanged, reading our objects under QTasks' names.
 
 :class:`SyncEvents` and :class:`AsyncEvents` are QTasks' names (``QueueTasks(events=SyncEvents())``):
 the same handlers; ``AsyncEvents.fire`` is always a coroutine.
@@ -225,3 +226,6 @@ def events_of(app: Any) -> Events | None:
     """The app's :class:`Events`, or None while the app has none (an app built before events existed)."""
     ev = getattr(app, "events", None)
     return ev if isinstance(ev, Events) else None
+
+#: QTasks imports classes from modules below this one (qtasks_fast.qtasks_paths): a package for the import system
+__path__: list[str] = []

@@ -88,3 +88,6 @@ class AsyncResult(_Result):
 
 
 __all__ = ["AsyncResult", "SyncResult"]
+
+#: QTasks imports classes from modules below this one (qtasks_fast.qtasks_paths): a package for the import system
+__path__: list[str] = []

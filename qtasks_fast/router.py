@@ -173,7 +173,12 @@ class Router:
 
 
 def shared_task(name: Any = None, **options: Any) -> Any:
-    """Declare a task of every app (QTasks ``shared_task``): ``@shared_task``, ``@shared_task(priority=0)``..."""
+    """Declare a task of every app (QTasks ``shared_task``): ``@shared_task``, ``@shared_task(priority=0)``...
+
+    QTasks' ``awaiting=`` chose its async task wrapper; ``add_task`` of a shared task follows the main app here
+    (a coroutine for ``qtasks_fast.asyncio.QueueTasks``), so it has nothing left to choose and is accepted."""
+    options.pop("awaiting", None)
+
     def make(func: Callable[..., Any], given: str | None) -> SharedTask:
         opts = dict(options)
         task_name = opts.pop("name", None) or given or func.__name__

@@ -19,3 +19,6 @@ class AsyncRouter(Router):
 
 
 __all__ = ["AsyncRouter", "SyncRouter"]
+
+#: QTasks imports classes from modules below this one (qtasks_fast.qtasks_paths): a package for the import system
+__path__: list[str] = []

@@ -284,7 +284,11 @@ class TaskFunc:
         for name, mp in self.models.items():
             if name in values:
                 values[name] = to_wire(self.name, name, mp, values[name])
-        return assemble(self, values, {}, None, wire=True)
+        # what the caller passed by name stays by name on the wire, as in QTasks' record (``kwargs={"x": 5}``),
+        # which middlewares and plugins read (``task_executor._kwargs``); the rest is positional again
+        named = {n: values.pop(n) for n in kwargs if n in values and n in self._wire_sig.parameters}
+        args, wire_kwargs = assemble(self, values, {}, None, wire=True)
+        return args, {**wire_kwargs, **named}
 
     def call_args(self, args: Sequence[Any], kwargs: dict[str, Any], injected: dict[str, Any], echo: Any,
                   validate: bool = True) -> tuple[Sequence[Any], dict[str, Any]]:
@@ -301,9 +305,10 @@ class TaskFunc:
 
     # --------------------------------------------------------------- enqueue
     def add_task(self, *args: Any, priority: int | None = None, timeout: float | None = None,
-                 **kwargs: Any) -> Any:
-        """Enqueue a call (QTasks ``task.add_task``). Returns what ``app.add_task`` returns."""
-        return self.app.add_task(self.name, *args, priority=priority, timeout=timeout, **kwargs)
+                 task_name: str | None = None, **kwargs: Any) -> Any:
+        """Enqueue a call (QTasks ``task.add_task``). Returns what ``app.add_task`` returns. ``task_name``: call
+        that task of the app instead, as QTasks' ``self.add_task(5, task_name="other")`` in an echo task does."""
+        return self.app.add_task(task_name or self.name, *args, priority=priority, timeout=timeout, **kwargs)
 
     def s(self, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         """A signature ``(name, args, kwargs)`` for bulk enqueue (``app.add_tasks``)."""

@@ -194,3 +194,19 @@ def test_protocol_is_qtasks_v1() -> None:
         "GetTaskResponse": {"ok": (1, BOOL), "status": (2, STR), "result_json": (3, STR), "traceback": (4, STR),
                             "error": (5, STR)},
     }
+
+
+def test_added_the_way_qtasks_examples_add_it_it_serves_without_per_task_hooks() -> None:
+    """QTasks' examples/grpc/based_async_app_grpc.py: ``app.add_plugin(AsyncgRPCPlugin(app=app),
+    trigger_names=["-"])``. Accepted (the names choose nothing for a server plugin), the worker serves, and the
+    plugin sits at ``worker_start`` only: no per-task trigger, so tasks keep the worker's plain path."""
+    app = qasyncio.QueueTasks("grpc-qtasks-way", broker_url="memory://")
+    shop(app)
+    port = free_port()
+    plugin = AsyncgRPCPlugin(app=app, port=port, token=TOKEN)
+    app.add_plugin(plugin, trigger_names=["-"])
+    assert [n for n, ps in app.plugins.by_trigger.items() if plugin in ps] == ["worker_start"]
+    with WorkerThread(app, broker_url="memory://"):
+        done = stub(f"127.0.0.1:{port}").AddTask(qtasks_pb2.AddTaskRequest(name="add", args_json="[2, 3]", timeout=10),
+                                                metadata=AUTH)
+    assert done.ok and json.loads(done.result_json) == 5

@@ -77,6 +77,11 @@ class QueueTasks(BaseQueueTasks):
                 return lines
         return []
 
+    async def stop(self) -> None:
+        """See :meth:`qtasks_fast.QueueTasks.stop` (a coroutine, as QTasks' async ``stop``)."""
+        if self._stop_serving is not None:
+            self._stop_serving()
+
     async def ping(self, server: bool = True) -> bool:
         """See :meth:`qtasks_fast.QueueTasks.ping`."""
         from qtasks_fast import control

@@ -68,7 +68,7 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
     kw: dict[str, Any] = {}
     if events is not None:
         kw = {"task": h, "task_name": env.task_name, "uuid": env.uuid, "envelope": env, "worker_id": ex.worker_id,
-              "task_func": h, "task_broker": env}  # the last two: QTasks' names for the first and the envelope
+              "task_func": h, "task_broker": env, "worker": ex.worker}  # QTasks' names: task, envelope, the Worker
     exits: list[Exit] = []
     thread: list[Future[Any]] = []  # the pool future of a sync call, when there is one
     value: Any = None

@@ -117,6 +117,8 @@ class Plugins:
         #: QTasks' names a plugin of ours for a QTasks plugin serves, and our trigger it is registered at for
         #: them (``served_at``): ``worker_start`` for the default plugins, which plug themselves into the
         #: worker then (plugins.runtime.RuntimePlugin); the test plugin's is ``task_before_enqueue``
+        if getattr(plugin, "serves_from_start", False):  # a server plugin: the names choose nothing (QTasks: any)
+            trigger_names, component = ["worker_start"], "worker"
         served: frozenset[str] = getattr(plugin, "served_triggers", frozenset())
         served_at: str = getattr(plugin, "served_at", "worker_start")
         if served and trigger_names is None:

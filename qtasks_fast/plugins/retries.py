@@ -48,3 +48,6 @@ class SyncRetryPlugin(RetryPlugin):
 
 class AsyncRetryPlugin(RetryPlugin):
     """QTasks' name for an async app: the same plugin."""
+
+#: QTasks imports classes from modules below this one (qtasks_fast.qtasks_paths): a package for the import system
+__path__: list[str] = []

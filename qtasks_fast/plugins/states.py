@@ -54,3 +54,6 @@ class SyncStatePlugin(StatePlugin):
 
 class AsyncStatePlugin(StatePlugin):
     """QTasks' name for an async app: the same plugin."""
+
+#: QTasks imports classes from modules below this one (qtasks_fast.qtasks_paths): a package for the import system
+__path__: list[str] = []

@@ -52,3 +52,6 @@ class SyncTestPlugin(TestPlugin):
 
 class AsyncTestPlugin(TestPlugin):
     """QTasks' name for an async app: the same plugin (its trigger runs where the call is sent)."""
+
+#: QTasks imports classes from modules below this one (qtasks_fast.qtasks_paths): a package for the import system
+__path__: list[str] = []

@@ -119,3 +119,6 @@ def _block(info: dict[str, Any]) -> str:
 
 
 __all__ = ["InspectStats"]
+
+#: QTasks imports classes from modules below this one (qtasks_fast.qtasks_paths): a package for the import system
+__path__: list[str] = []

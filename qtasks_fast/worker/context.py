@@ -34,6 +34,8 @@ class TaskContext:
         self.task_uuid = env.uuid
         self.task_name = env.task_name
         self.worker_id = worker_id
+        #: the task's ``generate_handler`` option (QTasks' context carries it too)
+        self.generate_handler: Any = getattr(app.tasks.get(env.task_name), "generate_handler", None) if app else None
 
     def get_config(self) -> Any:
         """The app's ``config`` (QTasks ``get_config``)."""
@@ -62,25 +64,36 @@ class TaskContext:
         none (QTasks ``get_component``)."""
         return getattr(self._app, name, None)
 
-    def plugin_error(self, **kwargs: Any) -> NoReturn:
+    def plugin_error(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Raise ``TaskPluginTriggerError(**kwargs)`` (QTasks ``plugin_error``): a plugin at trigger
         ``task_plugin_error`` (QTasks' ``task_executor_run_task_trigger_error``) may turn it into the task's
-        result by returning ``{"result": value}``; with none, the task ends with status ``error``."""
-        raise TaskPluginTriggerError(**kwargs)
+        result by returning ``{"result": value}``; with none, the task ends with status ``error``. A message may
+        come first, as QTasks' docs write it: ``ctx.plugin_error("why")``."""
+        raise TaskPluginTriggerError(*args, **kwargs)
 
     def get_logger(self, name: str | None = None) -> logging.LoggerAdapter[logging.Logger]:
         label = task_label(self._env.task_name, self._env.uuid)
         return logging.LoggerAdapter(get_logger(name or "task"), {"task": label})
 
-    def get_metadata(self) -> Task:
+    def get_metadata(self, cache: bool = True) -> Task | None | Awaitable[Task | None]:
+        """This task's record (QTasks ``get_metadata``): with ``cache``, the running record built here (no
+        round trip); ``cache=False`` reads the storage's (``get_task``). A coroutine in an async task, as the
+        other waiting calls are (QTasks' ``AsyncContext`` awaits it)."""
+        if not cache:
+            return self.get_task(self.task_uuid)
         task = record_from_envelope(self._env, "process")
         task.worker_id = self.worker_id
-        return task
+        return _ready(task) if self._awaits else task
 
     def cancel(self, reason: str = "") -> NoReturn:
         """End this task now with status ``cancel`` and ``reason`` as its traceback text (raises QTasks'
         ``TaskCancelError``, a ``TaskCancel``)."""
         raise TaskCancelError(reason)
+
+
+async def _ready(value: Task) -> Task:
+    """``value`` as a coroutine: what an ``async def`` task awaits from a call that needed no I/O."""
+    return value
 
 
 class EchoTask:

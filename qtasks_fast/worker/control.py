@@ -81,7 +81,7 @@ async def _settle_unrun(w: Worker, d: Delivery, reason: str) -> None:
     w.finish_unrun((d, "cancel", NONE, reason, ""))
     env = d.envelope
     await fire(w, "task_cancel", task=d.handler, task_name=env.task_name, uuid=env.uuid, envelope=env,
-               worker_id=w.worker_id, reason=reason, task_func=d.handler, task_broker=env)
+               worker_id=w.worker_id, reason=reason, task_func=d.handler, task_broker=env, worker=w)
 
 
 async def fire(w: Worker, event: str, **kw: Any) -> None:

@@ -111,6 +111,8 @@ class Executor:
     def __init__(self, worker_id: str, threads: int, on_done: Callable[[Outcome, list[Envelope]], None],
                  validate: bool = True) -> None:
         self.worker_id = worker_id
+        #: the Worker running this executor (set by it): the ``worker`` of task events, as in QTasks
+        self.worker: Any = None
         self.pool = ContextThreadPool(threads, thread_name_prefix=f"qtasks-{worker_id}")
         self.on_done = on_done
         self.validate = validate

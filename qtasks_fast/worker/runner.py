@@ -87,9 +87,11 @@ async def serve(app: BaseQueueTasks, worker_id: str, slot: int, concurrency: int
     watcher = asyncio.create_task(watch_parent(watch, stop)) if watch is not None else None
     worker = Worker(app, worker_id=worker_id, slot=slot, concurrency=concurrency, queues=queues, owner=owner,
                     processes=processes)
+    app._stop_serving = lambda: loop.call_soon_threadsafe(stop.set)  # app.stop(), from any thread
     try:
         await worker.run(stop)
     finally:
+        app._stop_serving = None
         if watcher is not None:
             watcher.cancel()
 

@@ -89,6 +89,7 @@ class Worker:
         self._done_event = asyncio.Event()
         self._settled_all = asyncio.Event()
         self.executor = Executor(self.worker_id, app.config.threads, self._on_done, app.config.validate_args)
+        self.executor.worker = self
         #: set by :meth:`run` when a registered task has ``concurrency_limit``; None keeps the hot path as it was
         self.limiter: Limiter | None = None
         #: the app's plugins when it has any (looked up once by :meth:`run`); ``_on_save``: a plugin listens
@@ -270,7 +271,7 @@ class Worker:
             self.limiter = Limiter(self)
         if not await self.start_up(stop):
             return
-        await fire(self, "starting", worker=self, broker=self.broker)
+        await fire(self, "starting", worker=self, broker=self.broker, starter=self)
         plugins = getattr(app, "plugins", None)
         if plugins:
             self.plugins = plugins
@@ -302,7 +303,7 @@ class Worker:
             log.error("worker %s: %s failed; exiting so the supervisor restarts it", self.worker_id,
                       failed[0].get_name())
             raise failed[0].exception()  # type: ignore[misc]
-        await fire(self, "stopping", worker=self, broker=self.broker)
+        await fire(self, "stopping", worker=self, broker=self.broker, starter=self)
         await self.drain(fetcher)
         await fire(self, "worker_stopping", worker=self, broker=self.broker, number=0)
         for t in (*background, stopper, *helpers):
@@ -398,12 +399,13 @@ class Worker:
 async def plugin_call(method: Callable[..., Any], worker: Worker) -> None:
     """A plugin's ``start``/``stop``: ours are ``async def`` and take ``worker=``; a QTasks plugin's may be plain
     (``def start(self)``: QTasks' sync starter calls it so), run in a thread so a blocking start cannot stall
-    the loop, and without ``worker=`` when its signature has no place for it."""
+    the loop, and without ``worker=`` when its signature has no place for it. What it returns is awaited when
+    awaitable: QTasks' plugins end with ``return super().start(...)``, here our base's coroutine."""
     params = inspect.signature(method).parameters.values()
     kwargs = {"worker": worker} if any(p.name == "worker" or p.kind is p.VAR_KEYWORD for p in params) else {}
     if inspect.iscoroutinefunction(method):
-        await method(**kwargs)
-        return
-    result = await asyncio.to_thread(method, **kwargs)
+        result = await method(**kwargs)
+    else:
+        result = await asyncio.to_thread(method, **kwargs)
     if inspect.isawaitable(result):
         await result

@@ -72,8 +72,26 @@ def test_subscribe_reports_each_code_set(monkeypatch: pytest.MonkeyPatch) -> Non
     config.result_ttl = 5.0
     config.max_tasks_process = 11
     config.threads = 8  # held by the environment: not changed, not reported
-    assert seen == [("result_ttl", 5.0), ("concurrency", 11)]
+    config.running_older_tasks = True
+    assert seen == [("result_ttl", 5.0), ("concurrency", 11), ("max_tasks_process", 11),
+                    ("running_older_tasks", True)]
     assert config.threads == 2
+
+
+def test_subscribe_reports_a_qtasks_name_under_that_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A QTasks subscriber tests the field it was told about (``if field == "max_tasks_process"``); one
+    the environment holds is not changed, so not reported under either name."""
+    config = GlobalConfig()
+    sizes: list[int] = []
+    config.subscribe(lambda cfg, key, value: sizes.append(value) if key == "max_tasks_process" else None)
+    config.max_tasks_process = 3
+    assert sizes == [3]
+    monkeypatch.setenv("QTASKS_CONCURRENCY", "7")
+    held = GlobalConfig()
+    seen: list[str] = []
+    held.subscribe(lambda cfg, key, value: seen.append(key))
+    held.max_tasks_process = 3
+    assert seen == [] and held.max_tasks_process == 7
 
 
 def test_environ_prefix_names_the_variables_read(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,3 +78,55 @@ def test_context_calls_in_plain_and_async_tasks_of_the_async_client() -> None:
         results = asyncio.run(main())
     for done in results:
         assert done is not None and done.status == "success" and done.returning == EXPECTED, done
+
+
+def build_example_shapes(app: Any) -> Any:
+    """Task bodies shaped as in QTasks' examples/async/based_async_app.py (``test_echo``, ``test_echo_ctx``)."""
+
+    async def keep(value: Any) -> Any:
+        return value
+
+    @app.task(name="num")
+    def num(number: int) -> int:
+        return number
+
+    @app.task(echo=True)
+    async def calls_another(self: Any) -> Any:
+        task = await self.add_task(5, task_name="num", timeout=10) if app.is_async else \
+            await asyncio.to_thread(self.add_task, 5, task_name="num", timeout=10)
+        return [task.task_name, task.returning]
+
+    @app.task(echo=True, generate_handler=keep)
+    async def reads_ctx(self: Any) -> Any:
+        cached = await self.ctx.get_metadata()
+        stored = await self.ctx.get_metadata(cache=False)
+        yield [self.ctx.generate_handler is keep, cached.task_name, cached.status, stored.uuid == cached.uuid]
+
+    @app.task(echo=True)
+    def plain_reads_ctx(self: Any) -> Any:
+        meta = self.ctx.get_metadata(cache=True)
+        return [self.ctx.generate_handler, meta.task_name, self.add_task(7, task_name="num", timeout=10).returning]
+
+    return app
+
+
+def test_qtasks_example_echo_shapes_on_the_async_client() -> None:
+    app = build_example_shapes(AsyncQueueTasks(name=f"ex{uuid.uuid4().hex[:8]}", broker_url="memory://"))
+
+    async def main() -> list[Any]:
+        return [await app.add_task(name, timeout=20) for name in ("calls_another", "reads_ctx")]
+
+    with WorkerThread(app):
+        another, ctx = asyncio.run(main())
+    assert another is not None and another.status == "success" and another.returning == ["num", 5], another
+    assert ctx is not None and ctx.status == "success", ctx
+    assert ctx.returning == [[True, "reads_ctx", "process", True]], ctx
+
+
+def test_qtasks_example_echo_shapes_on_the_sync_client() -> None:
+    app = build_example_shapes(QueueTasks(name=f"exs{uuid.uuid4().hex[:8]}", broker_url="memory://"))
+    with WorkerThread(app):
+        plain = app.add_task("plain_reads_ctx", timeout=20)
+        another = app.add_task("calls_another", timeout=20)
+    assert plain is not None and plain.status == "success" and plain.returning == [None, "plain_reads_ctx", 7], plain
+    assert another is not None and another.status == "success" and another.returning == ["num", 5], another

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from qtasks_fast import QueueTasks, TaskCancel
@@ -72,6 +73,43 @@ def test_sync_events_run_handlers_written_for_qtasks(app_name: str) -> None:
     assert seen[0] == ("worker_running", 0) and seen[-1] == ("worker_stopping", None)
     assert ("task_running", ("double", [21])) in seen and ("task_stopping", ("success", 42, True)) in seen
     assert ("task_stopping", ("error", None, True)) in seen
+
+
+def test_event_handlers_with_qtasks_full_signatures(app_name: str) -> None:
+    """QTasks' starter and worker fire ``starting(starter, worker, broker)`` and ``task_running(worker,
+    task_func, task_broker)``: handlers requiring every one of those arguments run, given our objects."""
+    from qtasks_fast.worker.worker import Worker
+
+    app = AsyncQueueTasks(app_name, broker_url="memory://", events=AsyncEvents())
+    seen: list[tuple[str, Any]] = []
+
+    @app.events.on.starting()
+    async def on_starting(starter: Any, worker: Any, broker: Any) -> None:
+        seen.append(("starting", starter is worker and isinstance(worker, Worker) and broker is worker.broker))
+
+    @app.events.on.stopping()
+    async def on_stopping(starter: Any, worker: Any, broker: Any) -> None:
+        seen.append(("stopping", starter is worker))
+
+    @app.events.on.task_running()
+    async def on_task_running(worker: Any, task_func: Any, task_broker: Any) -> None:
+        seen.append(("task_running", (isinstance(worker, Worker), task_func.name, list(task_broker.args))))
+
+    @app.events.on.task_stopping()
+    def on_task_stopping(worker: Any, task_func: Any, task_broker: Any, model: Any) -> None:
+        seen.append(("task_stopping", (isinstance(worker, Worker), model.returning)))
+
+    @app.task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async def call() -> Any:
+        return await double.add_task(21, timeout=10)
+
+    with WorkerThread(app):
+        assert asyncio.run(call()) is not None
+    assert seen[0] == ("starting", True) and seen[-1] == ("stopping", True), seen
+    assert ("task_running", (True, "double", [21])) in seen and ("task_stopping", (True, 42)) in seen, seen
 
 
 async def test_async_events_fire_is_awaitable_with_positional_args() -> None:

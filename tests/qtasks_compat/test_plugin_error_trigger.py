@@ -185,3 +185,17 @@ def test_plugin_error_arguments_msgpack_cannot_carry_reach_the_worker_as_their_r
 
     reply = msgspec.msgpack.decode(_plugin_error_reply(["error", "tb", "msg", []], {"thing": Odd(), "n": 1}))
     assert reply == ["error", "tb", "msg", [], {"thing": "<Odd>", "n": "1"}]
+
+
+def test_plugin_error_takes_a_message_first_as_qtasks_docs_write_it() -> None:
+    """QTasks' docs: ``self.ctx.plugin_error("the reason")``; the message is the error's, the keywords stay."""
+    app = QueueTasks(f"pe{uuid.uuid4().hex[:8]}", broker_url="memory://")
+
+    @app.task(echo=True)
+    def refuse(self: Any) -> None:
+        self.ctx.plugin_error("quota exceeded", limit=3)
+
+    with WorkerThread(app):
+        done = app.add_task("refuse", timeout=10)
+    assert done is not None and done.status == "error"
+    assert "TaskPluginTriggerError: quota exceeded" in (done.traceback or ""), done.traceback

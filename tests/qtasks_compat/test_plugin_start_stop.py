@@ -49,3 +49,46 @@ def test_plain_start_and_stop_without_arguments_are_called(app_name: str) -> Non
     assert [c[0] for c in qtasks_style.calls] == ["start", "stop"]
     assert all(name != "qtasks-worker-plain" for _, name in qtasks_style.calls)  # not on the worker's loop thread
     assert len(ours.workers) == 1 and ours.workers[0].processes == 1  # ours still get worker=
+
+
+class ReturnsSuper(BasePlugin):
+    """QTasks' docs/examples plugin: ``async def start(...): return super().start(...)``. Here the base's start is
+    a coroutine, which the worker must await (never left un-awaited) so the base's work is done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base_calls: list[str] = []
+
+    async def start(self, *args: Any, **kwargs: Any) -> Any:
+        return super().start(*args, **kwargs)
+
+    async def stop(self, *args: Any, **kwargs: Any) -> Any:
+        return super().stop(*args, **kwargs)
+
+
+class CountingBase(BasePlugin):
+    """Stands for our base class: records that its coroutine ran."""
+
+    async def start(self, **kwargs: Any) -> None:
+        self.base_calls.append("start")  # type: ignore[attr-defined]
+
+    async def stop(self, **kwargs: Any) -> None:
+        self.base_calls.append("stop")  # type: ignore[attr-defined]
+
+
+class ReturnsCountingSuper(ReturnsSuper, CountingBase):
+    pass
+
+
+def test_a_start_returning_the_base_coroutine_has_it_awaited(app_name: str) -> None:
+    app = QueueTasks(app_name, broker_url="memory://")
+    plugin = ReturnsCountingSuper()
+    app.add_plugin(plugin, ["task_executor_run_task_trigger_error"], component="worker")
+
+    @app.task
+    def noop() -> int:
+        return 1
+
+    with WorkerThread(app):
+        assert app.add_task("noop", timeout=10) is not None
+    assert plugin.base_calls == ["start", "stop"]

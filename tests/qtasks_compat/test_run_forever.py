@@ -63,3 +63,40 @@ def test_run_forever_refuses_what_it_cannot_honour(tmp_path: Path) -> None:
             app.run_forever(num_workers=bad)
 
 
+
+
+STOPPING_APP = """
+from qtasks_fast import QueueTasks
+
+app = QueueTasks(name="{name}")
+
+
+@app.task(name="shutdown")
+def shutdown() -> str:
+    app.stop()  # QTasks' app.stop(): the worker run_forever runs drains, and run_forever returns
+    return "stopping"
+
+
+if __name__ == "__main__":
+    app.run_forever()
+    print("run_forever returned", flush=True)
+"""
+
+
+def test_app_stop_ends_run_forever(tmp_path: Path) -> None:
+    script = tmp_path / "stopping.py"
+    script.write_text(STOPPING_APP.format(name="stopping"))
+    app = load_app_module(script).app
+    log = tmp_path / "server" / "server.log"
+    log.parent.mkdir()
+    server = Server(script, log)
+    try:
+        server.wait_serving()
+        done = app.add_task("shutdown", timeout=30)
+        assert done is not None and done.returning == "stopping"
+        assert server.proc.wait(30) == 0, server.output()  # no signal sent: it stopped by itself
+        assert "run_forever returned" in server.output()
+        app.stop()  # no worker of the app serves in this process: nothing to do
+    finally:
+        server.stop()
+        app.close()

@@ -81,3 +81,32 @@ def test_add_middleware_puts_a_qtasks_middleware_on_every_task(app_name: str) ->
     with WorkerThread(app):
         done = three.add_task(timeout=10)
     assert done is not None and done.returning == 6
+
+
+class BumpQuantity(TaskMiddleware):
+    """Reads and changes an argument the caller passed by name, as QTasks hands it: in ``_kwargs``."""
+
+    def __call__(self) -> Any:
+        ex = self.task_executor
+        seen.append(("bump", list(ex._args), dict(ex._kwargs)))
+        ex._kwargs["quantity"] += 1
+        return ex
+
+
+def test_a_keyword_argument_stays_a_keyword_for_middlewares_and_the_record(app_name: str) -> None:
+    """``add_task(quantity=5)`` of a typed task: the record keeps ``kwargs={"quantity": 5}`` (QTasks' record) and a
+    QTasks middleware finds it in ``_kwargs``; converted by the hints, never moved into ``args``."""
+    seen.clear()
+    app = QueueTasks(app_name, broker_url="memory://")
+
+    @app.task(middlewares_before=[BumpQuantity])
+    def order(item: str, quantity: int = 1) -> str:
+        return f"{quantity} x {item}"
+
+    sent = order.add_task("tea", quantity="5")
+    assert (sent.args, sent.kwargs) == (("tea",), {"quantity": 5})
+    with WorkerThread(app):
+        done = app.wait(sent.uuid, 10)
+    assert done is not None and done.status == "success" and done.returning == "6 x tea", done
+    assert done.kwargs == {"quantity": 5}
+    assert seen == [("bump", ["tea"], {"quantity": 5})]

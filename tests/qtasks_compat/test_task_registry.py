@@ -67,3 +67,19 @@ def test_lookups_find_registered_and_shared_tasks(app_name: str) -> None:
     assert found.priority == 3  # the fields of a registered task, read through the main app's
     everything.clear()  # a copy: the registry is changed through register only
     assert TaskRegistry.get_task("plain_registered") is plain_registered
+
+
+async def test_shared_task_takes_qtasks_awaiting_and_runs_on_an_async_app(app_name: str) -> None:
+    """QTasks' ``@shared_task(awaiting=True)`` (its examples/async/shared_tasks.py): accepted, and the task's
+    ``add_task`` is the async main app's coroutine."""
+    from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+
+    @shared_task(name=f"{app_name}_awaited", awaiting=True, description="async shared task")
+    async def awaited(x: int) -> int:
+        return x + 1
+
+    app = AsyncQueueTasks(app_name, broker_url="memory://")
+    assert app.tasks[f"{app_name}_awaited"].description == "async shared task"
+    with WorkerThread(app):
+        done = await awaited.add_task(1, timeout=20)
+    assert done is not None and done.status == "success" and done.returning == 2, done

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from apps.testkit import forget_shared_tasks
 
-from qtasks_fast import QueueTasks
+from qtasks_fast import QueueTasks, router
 from qtasks_fast.contexts import AsyncContext, SyncContext
 from qtasks_fast.middlewares import TaskMiddleware
 from qtasks_fast.middlewares.base import BaseMiddleware
@@ -19,17 +19,15 @@ from qtasks_fast.testing import WorkerThread
 from qtasks_fast.utils import shared_task
 
 
-@pytest.fixture
-def no_shared_task_left() -> Iterator[None]:
-    """Shared tasks join every app of the process: the ones a test declares must not reach later tests' apps."""
-    from qtasks_fast import router
-
+@pytest.fixture(autouse=True)
+def _forget_shared() -> Iterator[None]:
+    """A shared task joins every app made after it: without this one, the apps of later test files."""
     before = set(router._shared)
     yield
     forget_shared_tasks(before)
 
 
-def test_shared_task_from_utils_joins_the_app_and_ctx_is_a_context(app_name: str, no_shared_task_left: None) -> None:
+def test_shared_task_from_utils_joins_the_app_and_ctx_is_a_context(app_name: str) -> None:
     @shared_task(name=f"{app_name}_shared", echo=True)
     def checks(self: Any) -> list[bool]:
         return [isinstance(self.ctx, SyncContext), isinstance(self.ctx, AsyncContext), self.ctx.task_name == name]

@@ -90,6 +90,10 @@ def port_free(host: str, port: int) -> bool:
 class AsyncgRPCPlugin(BasePlugin):
     """Serve AddTask/GetTask of ``app`` over gRPC at ``host:port`` while a worker of the app runs."""
 
+    #: it serves from :meth:`start`/:meth:`stop`, never from a trigger: ``add_plugin`` takes any trigger names
+    #: for it (QTasks' examples pass ``trigger_names=["-"]``) and registers it at ``worker_start`` only
+    serves_from_start = True
+
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 50051, *,
                  max_concurrent_rpcs: int | None = None, grpc_options: list[tuple[str, Any]] | None = None,
                  token: str | None = None, insecure: bool = False) -> None:
