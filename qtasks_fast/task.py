@@ -23,7 +23,7 @@ from qtasks_fast.contrib.pydantic import ModelParam, to_model, to_wire
 from qtasks_fast.events import events_of
 from qtasks_fast.exceptions import TaskArgumentsError
 from qtasks_fast.middleware import ENQUEUE_HOOKS, Hooks, Middleware, as_instances, check_options, middleware_chain
-from qtasks_fast.middlewares.arguments import assemble, build_validator, fold_spread, wire_signature
+from qtasks_fast.middlewares.arguments import assemble, build_validator, fold_spread, invalid, wire_signature
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -257,7 +257,7 @@ class TaskFunc:
             try:
                 converted = msgspec.convert(values, self._validator, strict=False)
             except msgspec.ValidationError as exc:
-                raise TaskArgumentsError(f"task {self.name!r}: invalid arguments: {exc}") from None
+                raise TaskArgumentsError(invalid(self.name, exc, values, self._validator, self._wire_sig)) from None
             values = {n: getattr(converted, n) for n in values}
         return values
 
