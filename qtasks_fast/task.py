@@ -74,6 +74,7 @@ class TaskFunc:
         #: a user's executor object (``executor=MyExecutor()``): see qtasks_fast.worker.executor.TaskExecutor
         self.custom_executor: Any = None
         if executor is not None and not isinstance(executor, str):
+            _refuse_qtasks_executor(name, executor)
             inst = executor() if isinstance(executor, type) else executor
             if not callable(getattr(inst, "run", None)):
                 raise TypeError(f"task {name!r}: executor must be one of {EXECUTORS} or a TaskExecutor "
@@ -313,6 +314,19 @@ class TaskFunc:
     def s(self, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         """A signature ``(name, args, kwargs)`` for bulk enqueue (``app.add_tasks``)."""
         return (self.name, args, kwargs)
+
+
+def _refuse_qtasks_executor(task: str, executor: Any) -> None:
+    """A subclass of ``BaseTaskExecutor`` (QTasks' name of our ``TaskExecutor``) that does not implement ``run``
+    is one written to QTasks' contract (``execute``, ``run_task``, built per call with the task): refused here in
+    one line, not left to fail in a worker with ``NotImplementedError`` or a constructor's missing arguments."""
+    from qtasks_fast.worker.executor import TaskExecutor
+
+    cls = executor if isinstance(executor, type) else type(executor)
+    if issubclass(cls, TaskExecutor) and cls.run is TaskExecutor.run:
+        raise TypeError(f"task {task!r}: executor {cls.__name__} does not implement run(ctx, call): QTasks' executor "
+                        "contract (execute, run_task) is not ours; port it to qtasks_fast.worker.executor.TaskExecutor "
+                        "(docs/extending.md \"Executor\")")
 
 
 #: QTasks' name of a registered task (``qtasks.schemas.task_exec.TaskExecSchema``, what ``app.tasks`` holds there)
