@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,9 @@ def settings(app: BaseQueueTasks) -> dict[str, dict[str, Any]]:
         value = getattr(config, f.name)
         if not isinstance(value, (str, int, float, bool, type(None))):
             value = type(value).__name__  # an object (a task manager): named, not dumped
+        elif f.name.startswith("logs_default_level_") and isinstance(value, int):
+            name = logging.getLevelName(value)  # config reads 20 (as QTasks); an operator reads and sets INFO
+            value = value if name.startswith("Level") else name
         out[f.name] = {"value": value, "source": config.source(f.name)}
     return out
 

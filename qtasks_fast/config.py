@@ -29,9 +29,11 @@ class BadSetting(ValueError):
 
 
 #: the least value a ``QTASKS_<FIELD>`` may set (``--concurrency 0`` is refused, so is ``QTASKS_CONCURRENCY=0``:
-#: a worker that could run nothing would start and sit idle); ``lease_seconds`` must be above its bound
+#: a worker that could run nothing would start and sit idle); those of :data:`_ABOVE` must be above their bound
 _ENV_MIN: dict[str, float] = {"concurrency": 1, "threads": 1, "batch_size": 1, "max_deliveries": 1, "max_payload": 1,
-                              "prefetch": -1, "lease_seconds": 0, "drain_seconds": 0, "log_summary_seconds": 0}
+                              "prefetch": -1, "lease_seconds": 0, "drain_seconds": 0, "log_summary_seconds": 0,
+                              "result_time_interval": 0}
+_ABOVE = frozenset({"lease_seconds", "result_time_interval"})
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -57,11 +59,8 @@ def env_name(field: str, prefix: str = "QTASKS_") -> str:
 #: contract's ``finished`` means and what ``add_task(timeout=)``/``wait`` return on
 STATUSES_END = ("success", "error", "cancel")
 #: QTasks ``app.config`` fields with no meaning here yet: setting one raises with what to use instead
-#: (a QTasks app that sets them must learn the value is not honoured, not have it silently dropped)
-QTASKS_NOT_YET: dict[str, str] = {
-    "result_time_interval": "results are pushed to a waiting add_task(timeout=)/wait, not polled: there is no "
-                            "interval to set; remove the line",
-}
+#: (a QTasks app that sets them must learn the value is not honoured, not have it silently dropped). None now
+QTASKS_NOT_YET: dict[str, str] = {}
 
 
 @dataclasses.dataclass
@@ -130,15 +129,21 @@ class GlobalConfig:
     #: The CLI's own variables (``QTASKS_BROKER_URL``, ``QTASKS_LOG_LEVEL``) keep the ``QTASKS_`` prefix
     environ_prefix: str = "QTASKS_"
     #: QTasks ``logs_default_level_server``: the worker's log level when neither ``--log-level`` nor
-    #: ``QTASKS_LOG_LEVEL`` gives one (a name such as ``"DEBUG"`` or a ``logging`` number)
-    logs_default_level_server: str | int = "INFO"
+    #: ``QTASKS_LOG_LEVEL`` gives one. Set as a name (``"DEBUG"``) or a ``logging`` number, read as the number
+    #: (``logging.INFO`` is 20), as QTasks reads it
+    logs_default_level_server: int = logging.INFO
     #: QTasks ``logs_default_level_client``: the level of the ``qtasks_fast`` logger in a producer, applied once
     #: set (in code or by ``QTASKS_LOGS_DEFAULT_LEVEL_CLIENT``); left alone by default, so an app's own
-    #: ``logging`` setup decides. A worker process uses the server level instead
-    logs_default_level_client: str | int = "INFO"
+    #: ``logging`` setup decides. A worker process uses the server level instead. Read as a number, as the server's
+    logs_default_level_client: int = logging.INFO
     #: QTasks ``logs_format``: the ``logging`` format of the worker's lines (README "Logs" lists the extra
     #: record attributes: ``worker``, ``where``, ``task``, ``task_name``, ``task_id``)
     logs_format: str = "%(asctime)s %(levelname)s %(name)s [%(where)s] %(message)s"
+    #: QTasks ``result_time_interval`` (seconds, > 0): there, how often a waiting ``SyncResult``/``AsyncResult``
+    #: polls the storage. Here a wait is woken as soon as the record is final (results are pushed), so the
+    #: bound it sets on how late a result is seen is always met: kept (and reported to ``subscribe``) for
+    #: code that reads it, never slept on
+    result_time_interval: float = 1.0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> GlobalConfig:
         self = super().__new__(cls)
@@ -169,9 +174,12 @@ class GlobalConfig:
         for name in ("socket_timeout", "connect_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or a positive number of seconds")
+        positive_seconds("result_time_interval", self.result_time_interval)
 
     def _parse(self, name: str, raw: str) -> object:
         """``raw`` as the field's type: its default's (``lease_seconds=60`` in code is still a float field)."""
+        if name in _LEVELS:
+            return log_level_value(env_name(name, self.environ_prefix), raw)
         default = self.__dataclass_fields__[name].default
         kind = type(getattr(self, name) if default is dataclasses.MISSING or default is None else default)
         if kind is bool:
@@ -182,8 +190,8 @@ class GlobalConfig:
             raise BadSetting(f"{env_name(name, self.environ_prefix)}={raw!r} is not a valid {kind.__name__}: fix or "
                              "unset it") from None
         least = _ENV_MIN.get(name)
-        if least is not None and (value <= least if name == "lease_seconds" else value < least):
-            bound = f"above {least:g}" if name == "lease_seconds" else f"at least {least:g}"
+        if least is not None and (value <= least if name in _ABOVE else value < least):
+            bound = f"above {least:g}" if name in _ABOVE else f"at least {least:g}"
             raise BadSetting(f"{env_name(name, self.environ_prefix)}={raw!r} must be {bound}: fix or unset it")
         return value
 
@@ -205,6 +213,8 @@ class GlobalConfig:
             return
         if name in _LEVELS:
             value = log_level_value(name, value)
+        elif name == "result_time_interval":
+            positive_seconds(name, value)
         sources[name] = CODE
         object.__setattr__(self, name, value)
         if name == "logs_default_level_client":
@@ -272,10 +282,12 @@ class GlobalConfig:
         CLI's own environment variable when it, not the flag, gave the value (``env QTASKS_LOG_LEVEL``)."""
         if name not in self.__dict__.get("_sources", {}):
             raise AttributeError(f"GlobalConfig has no field {name!r}")
+        if name in _LEVELS:
+            value = log_level_value(name, value)
         object.__setattr__(self, name, value)
         self.__dict__["_sources"][name] = source
 
-    def server_log_level(self) -> str | int:
+    def server_log_level(self) -> int:
         """The worker's log level: ``QTASKS_LOG_LEVEL`` (the CLI's variable) when set, else
         ``logs_default_level_server`` (flag, its own env variable, code, default). ``qtasks-fast run`` records
         its flag here first, so one rule serves the CLI, ``app.run_forever()`` and ``app.run_worker()``."""
@@ -292,16 +304,24 @@ _QTASKS_NAMES = {"max_tasks_process": "concurrency"}
 _LEVELS = ("logs_default_level_server", "logs_default_level_client")
 
 
-def log_level_value(name: str, value: Any) -> str | int:
-    """``value`` as a log level (an upper-case name or a ``logging`` number); a one-line ``BadSetting`` for
-    anything else, at the moment it is set rather than when the worker starts logging."""
+def log_level_value(name: str, value: Any) -> int:
+    """``value`` (a level name in any case, or a ``logging`` number) as the ``logging`` number QTasks' config
+    holds (``"info"`` -> 20); a one-line ``BadSetting`` for anything else, at the moment it is set rather than
+    when the worker starts logging."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
-    if isinstance(value, str) and isinstance(logging.getLevelName(value.strip().upper()), int):
-        return value.strip().upper()
+    number = logging.getLevelName(value.strip().upper()) if isinstance(value, str) else None
+    if isinstance(number, int):
+        return number
     raise BadSetting(f"{name}={value!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+
+def positive_seconds(name: str, value: Any) -> None:
+    """Refuse, in one line, a ``value`` of field ``name`` that is not a number of seconds above 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"config.{name} must be a number of seconds above 0 (such as 0.1), not {value!r}")
 
 
 def _from_text(f: dataclasses.Field[Any]) -> bool:

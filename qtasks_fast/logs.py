@@ -22,6 +22,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from qtasks_fast.config import log_level_value
 from qtasks_fast.log import LOGGER_NAME, ContextFilter
 
 if TYPE_CHECKING:
@@ -96,8 +97,9 @@ class Logger:
 def apply_to_config(log: Logger, config: GlobalConfig) -> None:
     """``QueueTasks(log=...)``: the Logger's level and format become the app's, as QTasks' components all log
     through the Logger they are given (the worker's lines included)."""
-    config.logs_default_level_server = log.default_level
-    config.logs_default_level_client = log.default_level
+    level = log_level_value("Logger(default_level=)", log.default_level)
+    config.logs_default_level_server = level
+    config.logs_default_level_client = level
     if log.format:
         config.logs_format = log.format
 

@@ -136,23 +136,12 @@ def middleware_chain(app: Any, task_func: TaskFunc) -> tuple[Middleware, ...]:
             *as_instances(getattr(app, "middlewares_after", None), where))
 
 
-def check_options(task_name: str, given: Iterable[str], chain: Sequence[Middleware]) -> None:
-    """Fail with a message naming what accepts what when ``given`` has options nobody in ``chain`` takes."""
+def unclaimed_options(given: Iterable[str], chain: Sequence[Middleware]) -> list[str]:
+    """The options of ``given`` that no middleware of ``chain`` declares in its ``options``, sorted."""
     accepted: set[str] = set()
     for m in chain:
         accepted |= m.options
-    unknown = sorted(set(given) - accepted)
-    if not unknown:
-        return
-    from qtasks_fast.task import TASK_OPTIONS
-
-    offered = "; ".join(f"{type(m).__name__}: {', '.join(sorted(m.options))}" for m in chain if m.options)
-    raise TypeError(
-        f"task {task_name!r}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}. "
-        f"@app.task takes {', '.join(TASK_OPTIONS)}"
-        + (f", and the options of its middlewares ({offered})" if offered else "")
-        + ". An option of a middleware needs that middleware in the task's chain when the task is registered "
-          "(app.add_middleware(...) first, or middlewares_before=[...]).")
+    return sorted(set(given) - accepted)
 
 
 # ------------------------------------------------------------------------------------ worker side

@@ -42,6 +42,10 @@ ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "qtasks_fast.configs.async_redisglobalconfig": ("qtasks_fast.configs", ("AsyncRedisGlobalConfig",)),
     "qtasks_fast.stats.inspect.inspect": ("qtasks_fast.stats.inspect", ("InspectStats",)),
     "qtasks_fast.utils.registry": ("qtasks_fast.utils", ("shared_task",)),
+    # QTasks' executors package exports its Sync/AsyncTaskExecutor (no counterpart: docs/from-qtasks.md); it is
+    # here as the package of ``base``, whose BaseTaskExecutor QTasks' example middleware imports for a hint
+    "qtasks_fast.executors": ("qtasks_fast.worker.executor", ()),
+    "qtasks_fast.executors.base": ("qtasks_fast.worker.executor", ("BaseTaskExecutor",)),
     f"{_P}.retries.sync_retry": (f"{_P}.retries", ("SyncRetryPlugin",)),
     f"{_P}.retries.async_retry": (f"{_P}.retries", ("AsyncRetryPlugin",)),
     f"{_P}.states.sync_state": (f"{_P}.states", ("SyncStatePlugin",)),
@@ -79,8 +83,9 @@ class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         ours = importlib.import_module(source)
         module.__dict__.update({name: getattr(ours, name) for name in names})
         module.__all__ = list(names)  # type: ignore[attr-defined]
-        module.__doc__ = (f"QTasks' module {'qtasks' + module.__name__[len('qtasks_fast'):]}: "
-                          f"{', '.join(names)} of {source} (qtasks_fast.qtasks_paths).")
+        what = f"{', '.join(names)} of {source}" if names else "the package of the aliases below it"
+        module.__doc__ = (f"QTasks' module {'qtasks' + module.__name__[len('qtasks_fast'):]}: {what} "
+                          "(qtasks_fast.qtasks_paths).")
 
 
 def install() -> None:

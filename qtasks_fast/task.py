@@ -13,6 +13,7 @@ The wire signature is the function's minus what the worker fills in itself: the
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,9 @@ import msgspec
 from qtasks_fast.contrib.pydantic import ModelParam, to_model, to_wire
 from qtasks_fast.events import events_of
 from qtasks_fast.exceptions import TaskArgumentsError
-from qtasks_fast.middleware import ENQUEUE_HOOKS, Hooks, Middleware, as_instances, check_options, middleware_chain
-from qtasks_fast.middlewares.arguments import assemble, build_validator, fold_spread, wire_signature
+from qtasks_fast.log import get_logger
+from qtasks_fast.middleware import ENQUEUE_HOOKS, Hooks, Middleware, as_instances, middleware_chain, unclaimed_options
+from qtasks_fast.middlewares.arguments import assemble, build_validator, fold_spread, invalid, wire_signature
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -32,14 +34,16 @@ if TYPE_CHECKING:
 #: how a sync task runs in the worker: a thread of the pool (default), inline on the event loop, or in a
 #: child process (a hard ``max_time``: see qtasks_fast.worker.procexec)
 EXECUTORS = ("thread", "inline", "process")
-#: the options ``@app.task`` takes itself; any other must be accepted by a middleware of the task's chain
+#: the options ``@app.task`` takes itself; any other is kept in ``extra`` (QTasks' ``TaskExecSchema.extra``) for
+#: the middlewares that declare it and for plugins, with a warning when no middleware of the chain declares it
 TASK_OPTIONS = ("name", "priority", "echo", "max_time", "retry", "retry_on_exc", "retry_backoff", "retry_backoff_max",
                 "retry_jitter", "decode", "tags", "description", "generate_handler", "executor",
                 "middlewares_before", "middlewares_after", "concurrency_limit", "queue")
-#: options ``@app.task`` keeps in ``extra`` for QTasks' plugins, accepted with no middleware to take them:
+#: options ``@app.task`` keeps in ``extra`` for QTasks' plugins, known here, so kept without a warning:
 #: ``test`` (QTasks' test plugin, qtasks_fast.plugins.testing, marks the records of such a task)
 PLUGIN_OPTIONS = frozenset({"test"})
 _UNSET: Any = object()
+log = get_logger("task")
 
 
 class TaskFunc:
@@ -74,6 +78,7 @@ class TaskFunc:
         #: a user's executor object (``executor=MyExecutor()``): see qtasks_fast.worker.executor.TaskExecutor
         self.custom_executor: Any = None
         if executor is not None and not isinstance(executor, str):
+            _refuse_qtasks_executor(name, executor)
             inst = executor() if isinstance(executor, type) else executor
             if not callable(getattr(inst, "run", None)):
                 raise TypeError(f"task {name!r}: executor must be one of {EXECUTORS} or a TaskExecutor "
@@ -83,7 +88,8 @@ class TaskFunc:
         self.executor = executor or "thread"
         #: fleet-wide cap on running calls of this task (enforced by the worker through the broker)
         self.concurrency_limit = concurrency_limit
-        #: options of the task's middlewares (``@app.task(my_option=...)``), read by them from ``ctx.task.options``
+        #: the other ``@app.task(my_option=...)`` options (QTasks' ``extra``): read by the task's middlewares from
+        #: ``ctx.task.options`` and by plugins from ``task_func.extra``
         self.options = dict(options)
         self.middlewares_before: list[Middleware] = as_instances(middlewares_before, f"task {name!r}")
         self.middlewares_after: list[Middleware] = as_instances(middlewares_after, f"task {name!r}", "after")
@@ -105,12 +111,24 @@ class TaskFunc:
         self._validator = build_validator(self.name, self._wire_sig, hints)
         self._fast = self._fast_shape()
         self._check()
-        check_options(name, [o for o in self.options if o not in PLUGIN_OPTIONS], self.middlewares)
+        self._warn_unclaimed()
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
 
     def __repr__(self) -> str:
         return f"<TaskFunc {self.name!r} queue={self.queue!r}>"
+
+    def _warn_unclaimed(self) -> None:
+        """QTasks keeps any extra ``@app.task`` option for plugins, so it is accepted; but a misspelt option of
+        ours would then silently do nothing, so one no middleware declares is named at registration, once, with
+        the closest option it may have meant."""
+        given = [o for o in self.options if o not in PLUGIN_OPTIONS]
+        for option in unclaimed_options(given, self.middlewares) if given else ():
+            known = [*TASK_OPTIONS, *(o for m in self.middlewares for o in m.options)]
+            close = difflib.get_close_matches(option, known, n=1, cutoff=0.65)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            log.warning("task %r: option %r is not @app.task's nor declared by a middleware of its chain: kept in "
+                        "task.extra for plugins%s", self.name, option, hint)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function here, in this process (handy in tests)."""
@@ -257,7 +275,7 @@ class TaskFunc:
             try:
                 converted = msgspec.convert(values, self._validator, strict=False)
             except msgspec.ValidationError as exc:
-                raise TaskArgumentsError(f"task {self.name!r}: invalid arguments: {exc}") from None
+                raise TaskArgumentsError(invalid(self.name, exc, values, self._validator, self._wire_sig)) from None
             values = {n: getattr(converted, n) for n in values}
         return values
 
@@ -313,6 +331,19 @@ class TaskFunc:
     def s(self, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         """A signature ``(name, args, kwargs)`` for bulk enqueue (``app.add_tasks``)."""
         return (self.name, args, kwargs)
+
+
+def _refuse_qtasks_executor(task: str, executor: Any) -> None:
+    """A subclass of ``BaseTaskExecutor`` (QTasks' name of our ``TaskExecutor``) that does not implement ``run``
+    is one written to QTasks' contract (``execute``, ``run_task``, built per call with the task): refused here in
+    one line, not left to fail in a worker with ``NotImplementedError`` or a constructor's missing arguments."""
+    from qtasks_fast.worker.executor import TaskExecutor
+
+    cls = executor if isinstance(executor, type) else type(executor)
+    if issubclass(cls, TaskExecutor) and cls.run is TaskExecutor.run:
+        raise TypeError(f"task {task!r}: executor {cls.__name__} does not implement run(ctx, call): QTasks' executor "
+                        "contract (execute, run_task) is not ours; port it to qtasks_fast.worker.executor.TaskExecutor "
+                        "(docs/extending.md \"Executor\")")
 
 
 #: QTasks' name of a registered task (``qtasks.schemas.task_exec.TaskExecSchema``, what ``app.tasks`` holds there)

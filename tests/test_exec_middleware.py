@@ -2,8 +2,8 @@
 
 What a user relies on: a task's chain is app-before, task-before, task-after, app-after;
 ``before_execute`` hooks run in that order and the after-type hooks (``on_error``,
-``on_retry``, ``after_execute``) in reverse; a middleware's per-task option is accepted
-and any other unknown option is refused at registration; ``app.events.on.*`` handlers
+``on_retry``, ``after_execute``) in reverse; a middleware's per-task option is claimed by it
+and any other is kept in ``task.extra`` (QTasks) with a warning naming it at registration; ``app.events.on.*`` handlers
 (sync and async) fire in the worker with the keyword arguments they ask for; a
 chain's next step is enqueued after a step that has middlewares; a task without
 hooks runs on the plain path.
@@ -11,6 +11,7 @@ hooks runs on the plain path.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -125,30 +126,50 @@ def fresh_app() -> QueueTasks:
     return QueueTasks("exec-unit", broker_url="memory://")
 
 
-def test_unknown_options_are_refused_at_registration_with_what_is_accepted():
+def test_middleware_options_are_claimed_and_others_kept_with_a_warning():
     app = fresh_app()
-    with pytest.raises(TypeError) as err:
-        @app.task(budget_ms=5)
+    warned = Warnings()
+    with warned:
+        @app.task(budget_ms=5)  # no middleware declares it yet: kept in extra (QTasks), named in a warning
         def f() -> None: ...
-    msg = str(err.value)
-    assert "task 'f'" in msg and "'budget_ms'" in msg and "retry_backoff" in msg and "add_middleware" in msg
 
-    @app.task(middlewares_before=[Budget], budget_ms=5)
-    def g() -> None: ...
+        @app.task(middlewares_before=[Budget], budget_ms=5)
+        def g() -> None: ...
 
-    assert g.options == {"budget_ms": 5}
-    with pytest.raises(TypeError, match="Budget: budget_ms"):
         @app.task(middlewares_before=[Budget()], budjet_ms=5)
         def h() -> None: ...
 
-    app.add_middleware(Budget)
+        app.add_middleware(Budget)
 
-    @app.task(budget_ms=9)  # an app-wide middleware's option: accepted for every later task
-    def k() -> None: ...
+        @app.task(budget_ms=9)  # an app-wide middleware's option: claimed for every later task
+        def k() -> None: ...
 
-    assert k.options["budget_ms"] == 9
+    assert f.extra == {"budget_ms": 5} and g.options == {"budget_ms": 5} and k.options["budget_ms"] == 9
+    assert warned.lines == [
+        "task 'f': option 'budget_ms' is not @app.task's nor declared by a middleware of its chain: kept in "
+        "task.extra for plugins",
+        "task 'h': option 'budjet_ms' is not @app.task's nor declared by a middleware of its chain: kept in "
+        "task.extra for plugins; did you mean 'budget_ms'?"]
     with pytest.raises(TypeError, match="not a qtasks_fast.middleware.Middleware"):
         app.task(middlewares_after=[object])(lambda: None)
+
+
+class Warnings(logging.Handler):
+    """The WARNING lines of ``qtasks_fast.task`` while in the ``with`` block."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> Warnings:
+        logging.getLogger("qtasks_fast.task").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("qtasks_fast.task").removeHandler(self)
 
 
 def test_option_values_that_could_only_fail_in_a_worker_are_refused():

@@ -61,16 +61,35 @@ def build_validator(name: str, wire_sig: inspect.Signature, types: dict[str, Any
     for p in wire_sig.parameters.values():
         ann = types[p.name]
         annotated |= ann is not Any
+        # ``*rest``/``**opts`` may be empty: bind() then leaves them out, so they must not be required fields
         if p.kind is p.VAR_POSITIONAL:
-            ann = tuple[ann, ...]  # type: ignore[valid-type]
+            fields.append((p.name, tuple[ann, ...], ()))  # type: ignore[valid-type]
         elif p.kind is p.VAR_KEYWORD:
-            ann = dict[str, ann]  # type: ignore[valid-type]
-        fields.append((p.name, ann, msgspec.NODEFAULT) if p.default is p.empty else (p.name, ann, p.default))
+            fields.append((p.name, dict[str, ann], msgspec.field(default_factory=dict)))  # type: ignore[valid-type]
+        else:
+            fields.append((p.name, ann, msgspec.NODEFAULT) if p.default is p.empty else (p.name, ann, p.default))
     if not annotated:
         return None
     # defstruct needs required fields first; order does not matter for validation by name
     fields.sort(key=lambda f: len(f) == 3 and f[2] is not msgspec.NODEFAULT)  # type: ignore[misc]
     return msgspec.defstruct(f"{name}_args", fields, kw_only=True)  # type: ignore[arg-type]
+
+
+def invalid(task: str, exc: msgspec.ValidationError, values: dict[str, Any], validator: type[msgspec.Struct],
+            wire_sig: inspect.Signature) -> str:
+    """The one-line message of arguments that do not match the hints. msgspec names a bad ``**opts`` value
+    only as ``$.opts[...]``: the key is found here, so the message says which argument to fix."""
+    msg = str(exc)
+    for p in wire_sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD and f"`$.{p.name}[...]" in msg:
+            ann = get_args(next(f.type for f in msgspec.structs.fields(validator) if f.name == p.name))[1]
+            for key, value in values.get(p.name, {}).items():
+                try:
+                    msgspec.convert(value, ann, strict=False)
+                except msgspec.ValidationError:
+                    msg = msg.replace(f"`$.{p.name}[...]`", f"`$.{p.name}[{key!r}]` (keyword argument {key}=)", 1)
+                    break
+    return f"task {task!r}: invalid arguments: {msg}"
 
 
 def assemble(tf: TaskFunc, values: dict[str, Any], injected: dict[str, Any], echo: Any,

@@ -15,7 +15,8 @@ the same trigger sees the replaced values. Triggers and their keyword arguments:
 - worker: ``worker_start`` / ``worker_stop`` (``worker``), ``task_before_execute`` (``ctx``, ``task``,
   ``task_name``, ``uuid``, ``args``, ``kwargs``; replaces ``args``, ``kwargs``), ``task_after_execute``
   (``ctx``, ``task``, ``task_name``, ``uuid``, ``status``, ``result``), ``task_plugin_error`` (``ctx``, ``task``,
-  ``task_name``, ``uuid``, ``e``: the ``ctx.plugin_error`` exception; ``{"result": v}`` makes ``v`` the result)
+  ``task_name``, ``uuid``, ``e``: the ``ctx.plugin_error`` exception; ``{"result": v}`` makes ``v`` the result);
+  each task trigger also passes QTasks' names ``task_func`` (= ``task``) and ``task_broker`` (the envelope)
 - producer: ``task_before_enqueue`` (``app``, ``envelope``; replaces ``envelope``, ``args``, ``kwargs``,
   ``priority``), ``task_after_enqueue`` (``app``, ``envelope``)
 - broker: ``broker_start`` / ``broker_stop`` (``broker``, ``worker``), fired by each worker process
@@ -238,6 +239,13 @@ def _apply(plugin: BasePlugin, name: str, res: Any, kw: dict[str, Any], changed:
 
 
 # ------------------------------------------------------------------ per-task triggers as middlewares
+def qtasks_names(ctx: ExecContext) -> dict[str, Any]:
+    """QTasks' keyword names of a task trigger's arguments, passed too: a plugin written for QTasks reads
+    ``kwargs["task_func"]`` (the task: its ``extra`` holds the task's other ``@app.task`` options) and
+    ``kwargs["task_broker"]`` (the call: here the envelope, with ``task_name``, ``uuid``, ``args``, ``kwargs``)."""
+    return {"task_func": ctx.task, "task_broker": ctx.envelope}
+
+
 class _BeforeExecute(Middleware):
     """Fires ``task_before_execute``; installed with the first plugin listening to it."""
 
@@ -246,7 +254,8 @@ class _BeforeExecute(Middleware):
 
     async def before_execute(self, ctx: ExecContext) -> None:
         changed = await self.plugins.fire("task_before_execute", strict=True, ctx=ctx, task=ctx.task,
-                                          task_name=ctx.task_name, uuid=ctx.uuid, args=ctx.args, kwargs=ctx.kwargs)
+                                          task_name=ctx.task_name, uuid=ctx.uuid, args=ctx.args, kwargs=ctx.kwargs,
+                                          **qtasks_names(ctx))
         if "args" in changed:
             ctx.args = list(changed["args"])
         if "kwargs" in changed:
@@ -261,7 +270,7 @@ class _AfterExecute(Middleware):
 
     async def after_execute(self, ctx: ExecContext, status: str, result: Any) -> None:
         await self.plugins.fire("task_after_execute", ctx=ctx, task=ctx.task, task_name=ctx.task_name,
-                                uuid=ctx.uuid, status=status, result=result)
+                                uuid=ctx.uuid, status=status, result=result, **qtasks_names(ctx))
 
 
 class _PluginError(Middleware):
@@ -275,7 +284,8 @@ class _PluginError(Middleware):
         if not isinstance(exc, TaskPluginTriggerError):
             raise exc
         changed = await self.plugins.fire("task_plugin_error", strict=True, ctx=ctx, task=ctx.task,
-                                          task_name=ctx.task_name, uuid=ctx.uuid, e=exc, result=None)
+                                          task_name=ctx.task_name, uuid=ctx.uuid, e=exc, result=None,
+                                          **qtasks_names(ctx))
         if "result" not in changed:
             raise exc
         return changed["result"]

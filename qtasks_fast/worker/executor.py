@@ -101,6 +101,13 @@ class TaskExecutor:
         """The worker stops (only for executors that ran a task in it)."""
 
 
+#: QTasks' ``qtasks.executors.base.BaseTaskExecutor`` (``qtasks_fast.executors.base``): the base of a custom
+#: executor is ours here. QTasks' example middleware imports it only to annotate ``task_executor`` (what it gets
+#: is a ``qtasks_fast.middlewares.task.TaskExecutorView``); an executor written to QTasks' contract
+#: (``execute``/``run_task``) is refused at ``@app.task`` (qtasks_fast.task), saying to implement ``run``
+BaseTaskExecutor = TaskExecutor
+
+
 class Executor:
     """Calls task functions; reports ``(outcome, followups)`` through ``on_done``.
 

@@ -36,12 +36,6 @@ def test_unknown_field_raises_with_the_closest_name() -> None:
     assert not hasattr(app.config, "totally_new")
 
 
-@pytest.mark.parametrize("field", ["result_time_interval"])
-def test_qtasks_fields_not_honoured_yet_raise_saying_what_to_do(field: str) -> None:
-    with pytest.raises(AttributeError, match=f"config.{field} \\(QTasks\\) is not honoured"):
-        setattr(new_app().config, field, 1)
-
-
 def test_max_tasks_process_is_concurrency_and_keeps_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
     app = new_app()
     app.config.max_tasks_process = 7

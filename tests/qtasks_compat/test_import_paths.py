@@ -64,6 +64,7 @@ RESOLVES = [
     "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
     "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
     "qtasks_fast.logs:Logger",
+    "qtasks_fast.executors.base:BaseTaskExecutor",
 ]
 
 NOT_YET = [

@@ -66,17 +66,17 @@ def test_a_worker_logs_at_the_config_level_in_the_config_format(tmp_path: Path, 
 def test_qtasks_log_level_env_beats_the_config_and_a_flag_beats_both(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QTASKS_LOG_LEVEL", raising=False)
     app = QueueTasks(name="levels", broker_url="memory://")
-    assert app.config.server_log_level() == "INFO" and app.config.source("logs_default_level_server") == "default"
+    assert app.config.server_log_level() == logging.INFO and app.config.source("logs_default_level_server") == "default"
     app.config.logs_default_level_server = logging.ERROR
     assert app.config.server_log_level() == logging.ERROR
     monkeypatch.setenv("QTASKS_LOG_LEVEL", "debug")
-    assert app.config.server_log_level() == "DEBUG"
+    assert app.config.server_log_level() == logging.DEBUG
     app.config.set_from_flag("logs_default_level_server", "WARNING")
-    assert app.config.server_log_level() == "WARNING" and app.config.source("logs_default_level_server") == "flag"
+    assert app.config.server_log_level() == logging.WARNING and app.config.source("logs_default_level_server") == "flag"
     monkeypatch.setenv("QTASKS_LOGS_DEFAULT_LEVEL_SERVER", "critical")
     operated = QueueTasks(name="levels", broker_url="memory://")
     operated.config.logs_default_level_server = "INFO"  # the operator's env value stays in force
-    assert operated.config.logs_default_level_server == "CRITICAL"
+    assert operated.config.logs_default_level_server == logging.CRITICAL
 
 
 def test_the_client_level_sets_the_producer_logger_once_set(client_logger: logging.Logger) -> None:
@@ -84,7 +84,7 @@ def test_the_client_level_sets_the_producer_logger_once_set(client_logger: loggi
     app = QueueTasks(name="client", broker_url="memory://")
     assert client_logger.level == logging.NOTSET  # the default leaves the app's own logging setup alone
     app.config.logs_default_level_client = "warning"
-    assert client_logger.level == logging.WARNING and app.config.logs_default_level_client == "WARNING"
+    assert client_logger.level == logging.WARNING and app.config.logs_default_level_client == logging.WARNING
 
 
 def test_client_level_from_the_environment(client_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,7 @@ SAME = [
     ("qtasks_fast.plugins.depends.async_depends", "AsyncDependsPlugin", "qtasks_fast.plugins:AsyncDependsPlugin"),
     ("qtasks_fast.plugins.depends.class_depends", "Depends", "qtasks_fast:Depends"),
     ("qtasks_fast.plugins.depends.enums.scope", "ScopeEnum", "qtasks_fast.plugins.depends:ScopeEnum"),
+    ("qtasks_fast.executors.base", "BaseTaskExecutor", "qtasks_fast.worker.executor:TaskExecutor"),
 ]
 
 
