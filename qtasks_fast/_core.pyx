@@ -222,8 +222,9 @@ def _str(b: bytes):
 def enqueue_args(envelopes: list, blobs: list, wait: str):
     """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special)}``.
 
-    ``plain`` packs ``[prio, uuid, name, blob, wait]*``. Delayed envelopes (``eta`` set) and unique ones
-    (meta ``uq``) go to ``special`` instead, ``[prio, uuid, name, blob, wait, eta ms, key, ttl ms]*``
+    ``plain`` packs ``[prio, uuid, name, blob, wait, created ms]*`` (the envelope's created_at rounded to ms:
+    the score of the query side's P:x index, the precision every backend orders by). Delayed envelopes (``eta`` set) and unique ones (meta ``uq``) go to ``special`` instead,
+    ``[prio, uuid, name, blob, wait, eta ms, key, ttl ms, created ms]*``
     (``b""`` when there are none), so that a plain envelope costs only the two checks below.
     """
     out = {}
@@ -245,12 +246,12 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
                 if len(uq) > 1 and uq[1]:
                     ttl = str(int(float(uq[1]) * 1000))
             args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, str(int(env.eta * 1000)),
-                         key, ttl))
+                         key, ttl, round(env.created_at * 1000)))
             continue
         args = out.get(env.queue)
         if args is None:
             args = out[env.queue] = []
-        args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait))
+        args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, round(env.created_at * 1000)))
     for queue in out:
         out[queue] = (_encode(out[queue]), b"")
     if special is not None:
@@ -260,27 +261,31 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
     return out
 
 
-def settle_args(outcomes: list, index: bool, worker: str, now: str):
+def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float = 0.0):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
     ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
     where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
-    element is the delivery count), built here so that Redis only stores it. ``log`` is the batch's index entry
-    ``[[uuid, status, name]*]`` (``b""`` without index). ``replies`` packs the 0-based positions of
+    element is the delivery count, its 9th the wall-clock ms its run started: ``now`` minus the monotonic
+    time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; 0 when it never
+    started or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's query-side
+    entry ``[worker, name, created ms, name, created ms, ...]`` (``b""`` without index). ``replies`` packs the 0-based positions of
     the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
     lists their ``uuid, record`` for the broker to store and push before the settle itself.
     """
     out = {}
     logs = {}
     replies = None
+    now_ms = int(now)
     for o in outcomes:
         d = o[0]
         args = out.get(d.queue)
         if args is None:
             args = out[d.queue] = []
-            logs[d.queue] = []
+            logs[d.queue] = [worker]
         env = d.envelope
-        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries))
+        started = int(now_ms - (mono - d.started) * 1000) if mono and d.started else 0
+        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries, started))
         if env.meta and "rw" in env.meta:
             if replies is None:
                 replies = {}
@@ -291,7 +296,7 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str):
             rq[1].extend((env.uuid, record))
         args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
         if index:
-            logs[d.queue].append((env.uuid, o[1], env.task_name))
+            logs[d.queue].extend((env.task_name, round(env.created_at * 1000)))
     for queue in out:
         rq = replies.get(queue) if replies is not None else None
         out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"",

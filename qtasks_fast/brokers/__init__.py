@@ -134,7 +134,8 @@ def _make_backend(url: str | None, app_name: str, config: GlobalConfig,
         conn = RedisConnection(url, socket_timeout=config.socket_timeout, connect_timeout=config.connect_timeout)
         rbroker = RedisBroker(url, index_results=config.index_results, connection=conn,
                               **bcommon)  # type: ignore[arg-type]
-        return rbroker, RedisStorage(url, connection=rbroker.conn, **common)  # type: ignore[arg-type]
+        return rbroker, RedisStorage(url, connection=rbroker.conn, priority_levels=config.priority_levels,
+                                     **common)  # type: ignore[arg-type]
     if url.startswith("memory://"):
         from qtasks_fast.brokers.memory import InMemoryBroker
         from qtasks_fast.storages.memory import InMemoryStorage

@@ -25,6 +25,7 @@ from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.brokers.redis_control import RedisControl, outage, queue_prefix, refused, unreachable
 from qtasks_fast.brokers.redis_direct import DirectConnections, SyncDirect
+from qtasks_fast.brokers.redis_index import process_events, restart_links
 from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner
@@ -302,6 +303,8 @@ class RedisBroker(RedisControl, Broker):
             for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
                 self._skipped(await self.conn.acall_direct(queue_prefix(self.app_name, queue), "enqueue", rec,
                                                            *call), skipped)
+            if rec and (links := self._links(envelopes, skipped)):
+                await self.conn._direct(self.conn.aio).pipeline(links)
         except redis.RedisError as exc:  # BrokerFull at maxmemory, BrokerUnavailable for other outages
             raise outage(self.url, exc) from exc
         return skipped
@@ -318,9 +321,19 @@ class RedisBroker(RedisControl, Broker):
             for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
                 self._skipped(self.conn.call_direct(queue_prefix(self.app_name, queue), "enqueue", rec, *call),
                               skipped)
+            if rec and (links := self._links(envelopes, skipped)):
+                pipe = self.conn.sync.pipeline(transaction=False)
+                for cmd in links:
+                    pipe.execute_command(*cmd)
+                pipe.execute()
         except redis.RedisError as exc:  # BrokerFull at maxmemory, BrokerUnavailable for other outages
             raise outage(self.url, exc) from exc
         return skipped
+
+    def _links(self, envelopes: Sequence[Envelope], skipped: dict[str, str]) -> list[tuple[Any, ...]]:
+        """The restart links of an ``app.restart`` enqueue (P:rs, for ``task_detail``); none for others."""
+        return restart_links(lambda q: queue_prefix(self.app_name, q), envelopes, skipped,
+                             int(self.result_ttl * 1000))
 
     # ------------------------------------------------------------------ worker
     async def ping(self) -> None:
@@ -442,7 +455,18 @@ class RedisBroker(RedisControl, Broker):
                 flat += (prio, msg_id, _body(fields), 1)
         if seen != 1 or len(flat) // 4 < count:
             self._hot = None  # drained, or more urgent work arrived: the Lua op decides next time
-        return [(queue, flat)] if flat else []
+        out = [(queue, flat)] if flat else []
+        await self._process_events(out, self.fused(self._storage))
+        return out
+
+    async def _process_events(self, out: list[tuple[str, list[Any]]], rec: bool) -> None:
+        """The ``process`` events (P:ev) of a fetch that bypassed the Lua op: one XADD per queue, pipelined."""
+        if not rec or not out:
+            return
+        cmds = [cmd for queue, flat in out
+                if (cmd := process_events(queue_prefix(self.app_name, queue), self._worker_id, flat)) is not None]
+        if cmds:
+            await self.conn._direct(self.conn.aio).pipeline(cmds)
 
     def recover(self, held: Iterable[Delivery]) -> None:
         """Call after a failed :meth:`fetch`, with the deliveries this worker still holds.
@@ -516,7 +540,9 @@ class RedisBroker(RedisControl, Broker):
             for msg_id, fields in entries:
                 flat += (prio, msg_id, _body(fields), 1)
         self._drained = got < count
-        return list(per_queue.items())
+        out = list(per_queue.items())
+        await self._process_events(out, rec)
+        return out
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = self.fused(storage)
@@ -524,14 +550,14 @@ class RedisBroker(RedisControl, Broker):
             await self.enqueue(retries, storage)
         if not rec:
             await storage.save(outcomes, self._worker_id)
-        now = str(int(time.time() * 1000))
+        now, mono = str(int(time.time() * 1000)), time.monotonic()
         ttl = int(self.result_ttl * 1000)
         released: dict[str, list[str]] = {}  # uuids whose caller's unique key goes back (see redis.lua, P:uo)
         for o in outcomes:
             if o[1] != "success" and releases_unique(o[1], o[4]) and o[0].envelope is not None:
                 released.setdefault(o[0].queue, []).append(o[0].envelope.uuid)
         for queue, (packed, index, replies, early) in core.settle_args(list(outcomes), self.index_results,
-                                                                       self._worker_id, now).items():
+                                                                       self._worker_id, now, mono).items():
             prefix = queue_prefix(self.app_name, queue)
             if early:
                 # producers block on these: store their records and push them first, with plain commands,

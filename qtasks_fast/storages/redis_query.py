@@ -1,0 +1,349 @@
+"""The query side on Redis (:class:`~qtasks_fast.abc.query.TaskQueries` for ``RedisStorage``).
+
+Everything it reads is written by the broker's Lua inside the round trips it makes anyway (see redis.lua's
+header: P:x zsets, P:ev, P:tp), so lists cost the hot path no command of its own. Reads go through the Lua
+ops ``list``/``count`` (one round trip per page and queue, bounded work per call: a filter the indexes do
+not narrow walks candidates ``BUDGET`` at a time) or read P:ev / P:tp directly. Nothing here SCANs.
+
+Counts are exact. With only task name, queue and created-time bounds they are ZCOUNTs; a worker, error-text
+or finished-time filter counts by walking the matches (cost grows with how many there are).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qtasks_fast.abc.query import (
+    EventPage,
+    TaskDetail,
+    TaskEvent,
+    TaskFilter,
+    TaskPage,
+    TaskQueries,
+    TaskSummary,
+    ThroughputPoint,
+)
+from qtasks_fast.schemas.envelope import META_RESTART_OF
+from qtasks_fast.storages.redis_records import env_decode, record_parts
+
+if TYPE_CHECKING:
+    from qtasks_fast.brokers.redis import RedisConnection
+    from qtasks_fast.schemas import Task
+
+STATUSES = ("new", "process", "success", "error", "cancel")
+FINAL = ("success", "error", "cancel")
+#: candidates one Lua 'list' call examines at most: bounds how long a filter no index narrows holds Redis
+BUDGET = 20000
+#: retry chain steps followed each way at most (a chain is as long as its task's retries)
+CHAIN_MAX = 100
+
+_positions = msgspec.msgpack.Decoder(dict[str, tuple[str, int]])
+_events = msgspec.msgpack.Decoder(list[str])
+
+
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def _prefix(app: str, queue: str) -> str:
+    return f"qtf:{{{app}:{queue}}}"
+
+
+def _error_line(traceback: str) -> str | None:
+    lines = [ln for ln in traceback.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else None
+
+
+def _bad_cursor(cursor: str) -> ValueError:
+    return ValueError(f"cursor {cursor[:40]!r} is not one this backend returned: pass back a TaskPage.cursor or an "
+                      "event id unchanged")
+
+
+def _ms(t: float) -> int:
+    """Wall time in integer ms: the P:x scores (created_at rounded as the enqueue wrote it)."""
+    return int(round(t * 1000))
+
+
+def _created_bounds(f: TaskFilter) -> tuple[str, str]:
+    """ZRANGE BYSCORE bounds of ``[created_after, created_before)``."""
+    return ("-inf" if f.created_after is None else str(_ms(f.created_after)),
+            "+inf" if f.created_before is None else f"({_ms(f.created_before)}")
+
+
+def encode_cursor(score: str, uuid: str) -> str:
+    """A page cursor: the created ms and uuid of the last row returned."""
+    return f"{score}:{uuid}"
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    score, _, uuid = cursor.partition(":")
+    if not score.isdigit() or len(uuid) != 36:
+        raise _bad_cursor(cursor)
+    return score, uuid
+
+
+def encode_event_id(positions: dict[str, tuple[str, int]]) -> str:
+    """An event id / feed cursor: per queue, the P:ev entry id and the index in it of the last event read (so
+    a resume is exact across every queue asked, whatever order their streams interleave in)."""
+    return base64.urlsafe_b64encode(msgspec.msgpack.encode(positions)).decode().rstrip("=")
+
+
+def decode_event_id(after: str) -> dict[str, tuple[str, int]]:
+    try:
+        return _positions.decode(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)))
+    except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+        raise _bad_cursor(after) from None
+
+
+def _stream_id(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RedisQueries(TaskQueries):
+    """Mixed into ``RedisStorage``; reads what ``RedisBroker``'s Lua writes (nothing without a fused broker)."""
+
+    conn: RedisConnection
+    app_name: str
+    result_ttl: float
+    priority_levels: int
+
+    if TYPE_CHECKING:
+        def _reachable(self) -> contextlib.AbstractContextManager[None]: ...
+        async def get(self, uuid: str, queues: Sequence[str]) -> Task | None: ...
+        async def get_logs(self, uuid: str, queue: str) -> list[str]: ...
+
+    async def _lua(self, queue: str, op: str, *args: Any) -> Any:
+        with self._reachable():
+            return await self.conn.acall(_prefix(self.app_name, queue), op, True, self.app_name, *args)
+
+    # ------------------------------------------------------------------ lists
+    async def list_tasks(self, queues: Sequence[str], filter: TaskFilter, limit: int = 50,
+                         cursor: str | None = None) -> TaskPage:
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit={limit}: ask for 1 to 1000 tasks per page")
+        if filter.status is not None and filter.status not in STATUSES:
+            raise ValueError(f"status {filter.status!r} is not one of {', '.join(STATUSES)}")
+        after = decode_cursor(cursor) if cursor else None
+        rows: list[tuple[float, str, TaskSummary]] = []
+        for queue in self._queues(queues, filter):
+            rows += await self._list_queue(queue, filter, limit + 1, after)
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        page = [r[2] for r in rows[:limit]]
+        more = len(rows) > limit
+        last = rows[limit - 1] if more else None
+        return TaskPage(tasks=page, cursor=encode_cursor(str(int(last[0])), last[1]) if last else None)
+
+    @staticmethod
+    def _queues(queues: Sequence[str], filter: TaskFilter) -> list[str]:
+        return [q for q in queues if filter.queue is None or q == filter.queue]
+
+    async def _list_queue(self, queue: str, f: TaskFilter, want: int,
+                          after: tuple[str, str] | None) -> list[tuple[float, str, TaskSummary]]:
+        """Up to ``want`` matches of one queue strictly after ``after``, newest first (bounded Lua calls)."""
+        cmin, cmax = _created_bounds(f)
+        top, tie = cmax, ""
+        if after is not None and (f.created_before is None or int(after[0]) < _ms(f.created_before)):
+            top, tie = after
+        fmin = "" if f.finished_after is None else repr(f.finished_after * 1000)
+        fmax = "" if f.finished_before is None else repr(f.finished_before * 1000)
+        out: list[tuple[float, str, TaskSummary]] = []
+        while len(out) < want:
+            rows, more = await self._lua(queue, "list", self.priority_levels, f.status or "", f.task_name or "",
+                                         cmin, top, tie, cmax, want - len(out), BUDGET, f.worker_id or "",
+                                         (f.error_contains or "").lower(), fmin, fmax)
+            for j in range(0, len(rows), 6):
+                summary = self._summary(queue, rows[j:j + 6])
+                if summary is not None:
+                    out.append((float(rows[j + 1]), summary.uuid, summary))
+            if not isinstance(more, list):  # '' = nothing older matches; 'limit' = as many as asked
+                break
+            top, tie = _s(more[0]), _s(more[1])  # the budget ran out: go on after the last one examined
+        return out
+
+    @staticmethod
+    def _summary(queue: str, row: list[Any]) -> TaskSummary | None:
+        uuid, score, kind, data, consumer, since = row
+        try:
+            if kind == b"R":
+                e, status, updated, _, worker, tb, child, deliveries, started = record_parts(data)
+                env = env_decode(e)
+                return TaskSummary(
+                    uuid=env.uuid, task_name=env.task_name, queue=queue, status=status, priority=env.priority,
+                    created_at=env.created_at, started_at=started / 1000 if started else None,
+                    finished_at=int(updated or 0) / 1000 if status in FINAL else None, worker_id=worker or None,
+                    error=_error_line(tb) if status == "error" else None, deliveries=deliveries,
+                    retry_parent_uuid=env.retry_parent_uuid, retry_child_uuid=child or None,
+                    restart_of=env.meta.get(META_RESTART_OF) if env.meta else None)
+            env = env_decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None  # not one of ours (another producer's entry): a list skips it
+        running = kind == b"P"
+        return TaskSummary(uuid=env.uuid, task_name=env.task_name, queue=queue,
+                           status="process" if running else "new", priority=env.priority, created_at=env.created_at,
+                           worker_id=_s(consumer) if running else None, retry_parent_uuid=env.retry_parent_uuid,
+                           restart_of=env.meta.get(META_RESTART_OF) if env.meta else None)
+
+    async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        if filter.worker_id or filter.error_contains or filter.finished_after is not None \
+                or filter.finished_before is not None:
+            for status in STATUSES:  # not indexed: walk the matches (exact)
+                cursor: str | None = None
+                while True:
+                    page = await self.list_tasks(queues, msgspec.structs.replace(filter, status=status), 1000, cursor)
+                    counts[status] += len(page.tasks)
+                    if page.cursor is None:
+                        break
+                    cursor = page.cursor
+            return counts
+        cmin, cmax = _created_bounds(filter)
+        now = int(time.time() * 1000)
+        for queue in self._queues(queues, filter):
+            got = await self._lua(queue, "count", self.priority_levels, filter.task_name or "", cmin, cmax, now,
+                                  int(self.result_ttl * 1000))
+            for status, n in zip(STATUSES, got, strict=True):
+                counts[status] += int(n)
+        return counts
+
+    # ----------------------------------------------------------------- detail
+    async def task_detail(self, uuid: str, queues: Sequence[str]) -> TaskDetail | None:
+        found = await self._find(uuid, queues)
+        if found is None:
+            return None
+        task, queue = found
+        started = finished = None
+        with self._reachable():
+            blob: Any = await self.conn.aio.get(f"{_prefix(self.app_name, queue)}:t:{uuid}")
+            restarts: Any = await self.conn.aio.smembers(f"{_prefix(self.app_name, queue)}:rs:{uuid}")
+        if blob is not None:
+            _, status, updated, *_, started_ms = record_parts(blob)
+            started = started_ms / 1000 if started_ms else None
+            finished = int(updated or 0) / 1000 if status in FINAL else None
+        return TaskDetail(task=task, started_at=started, finished_at=finished,
+                          retry_chain=await self._chain(task, queue),
+                          restarts=await self._restarts(sorted(_s(u) for u in restarts), queue),
+                          logs=await self.get_logs(uuid, queue))
+
+    async def _find(self, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
+        for queue in queues:
+            task = await self.get(uuid, [queue])
+            if task is not None:
+                return task, queue
+        return None
+
+    async def _chain(self, task: Task, queue: str) -> list[str]:
+        """Every attempt of ``task``'s call, first first: parents back, children forward (those still kept)."""
+        back: list[str] = []
+        t: Task | None = task
+        while t is not None and t.retry_parent_uuid is not None and len(back) < CHAIN_MAX:
+            back.append(str(t.retry_parent_uuid))
+            t = await self.get(str(t.retry_parent_uuid), [queue])
+        chain = [*reversed(back), str(task.uuid)]
+        t = task
+        while t is not None and t.retry_child_uuid is not None and len(chain) < 2 * CHAIN_MAX:
+            chain.append(str(t.retry_child_uuid))
+            t = await self.get(str(t.retry_child_uuid), [queue])
+        return chain
+
+    async def _restarts(self, uuids: list[str], queue: str) -> list[str]:
+        """``uuids`` (from P:rs) oldest first, those still kept."""
+        dated = []
+        for u in uuids:
+            t = await self.get(u, [queue])
+            if t is not None:
+                dated.append((t.created_at, u))
+        return [u for _, u in sorted(dated)]
+
+    # ----------------------------------------------------------------- events
+    async def events(self, queues: Sequence[str], after: str | None, limit: int = 100,
+                     block: float = 0.0) -> EventPage:
+        if not 1 <= limit <= 10000:
+            raise ValueError(f"limit={limit}: ask for 1 to 10000 events")
+        pos = await self._start(queues, after)
+        events, pos_after = await self._read_events(queues, pos, limit)
+        deadline = time.monotonic() + block
+        while not events and time.monotonic() < deadline:
+            await self._wait_events(queues, pos, deadline - time.monotonic())
+            events, pos_after = await self._read_events(queues, pos, limit)
+        if events:
+            return EventPage(events=events, cursor=events[-1].id)
+        # none came: a concrete resume point for '$' / None (an older id passed stays as it was)
+        return EventPage(events=[], cursor=after if after not in (None, "$") else encode_event_id(pos_after))
+
+    async def _start(self, queues: Sequence[str], after: str | None) -> dict[str, tuple[str, int]]:
+        if after is None:
+            return {q: ("0-0", -1) for q in queues}
+        if after != "$":
+            given = decode_event_id(after)
+            return {q: given.get(q, ("0-0", -1)) for q in queues}
+        pos = {}
+        for q in queues:
+            with self._reachable():
+                last: Any = await self.conn.aio.xrevrange(f"{_prefix(self.app_name, q)}:ev", count=1)
+            pos[q] = (_s(last[0][0]), 1 << 30) if last else ("0-0", -1)
+        return pos
+
+    async def _read_events(self, queues: Sequence[str], pos: dict[str, tuple[str, int]],
+                           limit: int) -> tuple[list[TaskEvent], dict[str, tuple[str, int]]]:
+        """Up to ``limit`` events after ``pos`` over ``queues``, merged by time (stream id), each with the id
+        that resumes right after it."""
+        raw: list[tuple[tuple[int, int], int, int, str, str, list[str]]] = []
+        for qi, q in enumerate(queues):
+            sid, k = pos[q]
+            got = 0
+            start = sid
+            while got < limit:
+                with self._reachable():
+                    entries: Any = await self.conn.aio.xrange(f"{_prefix(self.app_name, q)}:ev", min=start,
+                                                              count=min(limit, 100))
+                for eid, fields in entries:
+                    eid = _s(eid)
+                    items = _events.decode(fields[b"b"])
+                    first = k + 1 if eid == sid else 0
+                    for j in range(first, len(items) // 4):
+                        raw.append((_stream_id(eid), qi, j, q, eid, items[4 * j:4 * j + 4]))
+                        got += 1
+                if len(entries) < min(limit, 100):
+                    break
+                start = "(" + _s(entries[-1][0])
+        raw.sort(key=lambda r: (r[0], r[1], r[2]))
+        cur = dict(pos)
+        out = []
+        for at, _, j, q, eid, (uuid, status, name, worker) in raw[:limit]:
+            cur[q] = (eid, j)
+            out.append(TaskEvent(id=encode_event_id(cur), uuid=uuid, task_name=name, queue=q, status=status,
+                                 at=at[0] / 1000, worker_id=worker or None))
+        return out, cur
+
+    async def _wait_events(self, queues: Sequence[str], pos: dict[str, tuple[str, int]], left: float) -> None:
+        """Block until some P:ev of ``queues`` gets an entry after ``pos`` (or ``left`` seconds pass)."""
+        step = min(left, self.conn.wait_slice or left)
+        if step <= 0:
+            return
+        streams = {f"{_prefix(self.app_name, q)}:ev": pos[q][0] for q in queues}
+        with self._reachable():
+            await self.conn.aio.xread(streams, count=1, block=max(1, int(step * 1000)))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------- throughput
+    async def throughput(self, queues: Sequence[str], minutes: int = 15) -> list[ThroughputPoint]:
+        if not 1 <= minutes <= 1440:
+            raise ValueError(f"minutes={minutes}: ask for 1 to 1440 minutes")
+        last = math.floor(time.time() / 60) * 60
+        window = [last - 60 * i for i in reversed(range(minutes))]
+        fields = [f"{m} {s}" for m in window for s in FINAL]
+        totals = [0] * len(fields)
+        for q in queues:
+            with self._reachable():
+                got: Any = await self.conn.aio.hmget(f"{_prefix(self.app_name, q)}:tp", fields)
+            totals = [t + int(v or 0) for t, v in zip(totals, got, strict=True)]
+        return [ThroughputPoint(minute=m, success=totals[3 * i], error=totals[3 * i + 1], cancel=totals[3 * i + 2])
+                for i, m in enumerate(window)]
