@@ -43,7 +43,8 @@ def add_parsers(sub: Any) -> None:
         "Show what the app registers: tasks and their options (and what runs each: the event loop for an async "
         "task), queues, config as workers apply it and periodic schedules (with each schedule's next run); what "
         "the broker holds: per queue the messages waiting, in flight (held by workers), delayed and "
-        "dead-lettered, and the live workers (id, host, pid, processes, queues, started, last heartbeat); and on "
+        "dead-lettered, and the live workers (id, host, pid, processes, queues, started, last heartbeat, tasks "
+        "done/failed, CPU, RSS); and on "
         "Redis the broker's memory: used, maxmemory and policy, with a warning above 90 %% of maxmemory or when "
         "the policy may evict tasks. A broker that cannot say is noted on stderr. Nothing is changed.")
     p = cmd("status", "show one task's record", "Print the record of task UUID (status, result, traceback).")
@@ -418,9 +419,11 @@ def _inspect_tables(data: dict[str, Any]) -> None:
     if workers is not None and not workers:
         print("no live workers (none has sent a heartbeat within lease_seconds)")
     elif workers:
-        _table("live workers", ["id", "host", "pid", "processes", "queues", "started (UTC)", "last heartbeat"],
+        _table("live workers", ["id", "host", "pid", "processes", "queues", "started (UTC)", "last heartbeat",
+                                "done", "failed", "cpu", "rss"],
                [[w["id"], w["host"], w["pid"], w["processes"], ", ".join(w["queues"]), w["started"],
-                 _ago(w["heartbeat_age"])] for w in workers])
+                 _ago(w["heartbeat_age"]), w.get("done", 0), w.get("failed", 0), f"{w.get('cpu_percent', 0.0):.0f}%",
+                 _mib(w.get("rss", 0))] for w in workers])
     mem = data.get("broker_memory")
     if mem and "error" not in mem:
         limit = mem["maxmemory"]

@@ -104,7 +104,8 @@ class TaskEvent(msgspec.Struct, kw_only=True, frozen=True):
 
 class EventPage(msgspec.Struct, kw_only=True):
     events: list[TaskEvent]
-    #: resume point after the last event returned (== its id), or the ``after`` passed when none came
+    #: resume point after the last event returned (== its id); when none came, a resume point equal to
+    #: ``after`` with ``"$"`` resolved to the feed's end at the call (so nothing after the call is skipped)
     cursor: str
 
 

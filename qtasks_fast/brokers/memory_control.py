@@ -12,7 +12,10 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from qtasks_fast.abc.broker import DeadLetter, Outcome, QueueStats, WorkerInfo
+import msgspec
+
+from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, Outcome, QueueStats, WorkerInfo
+from qtasks_fast.abc.query import QueueDepth
 from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of
 from qtasks_fast.brokers.memory_state import InMemoryState, Listener, _Msg, wake
 from qtasks_fast.tasktable import TaskSpec, merge
@@ -156,7 +159,7 @@ class MemoryControl(LocalBroker):
         st = self.state
         with st.lock:
             for part in (st.messages, st.owned, st.ready, st.delayed, st.dead, st.records, st.keys, st.slots,
-                         st.cancels, st.logs, st.task_table):
+                         st.cancels, st.logs, st.task_table, st.events):
                 part.clear()
             st.due.clear()
 
@@ -164,7 +167,7 @@ class MemoryControl(LocalBroker):
     async def register_worker(self, info: WorkerInfo) -> None:
         with self.state.lock:
             workers = self.state.workers
-            oldest = time.time() - self.lease_seconds
+            oldest = time.time() - LOST_KEPT  # lost ones are listed (include_lost) until then
             for key in [k for k, w in workers.items() if w.heartbeat < oldest]:
                 del workers[key]
             workers[info.key] = info
@@ -174,9 +177,34 @@ class MemoryControl(LocalBroker):
             self.state.workers.pop(info.key, None)
 
     async def workers(self, include_lost: bool = False) -> list[WorkerInfo]:
-        oldest = time.time() - self.lease_seconds
+        now = time.time()
+        live, kept = now - self.lease_seconds, now - LOST_KEPT
         with self.state.lock:
-            return [w for w in self.state.workers.values() if w.heartbeat >= oldest]
+            for key in [k for k, w in self.state.workers.items() if w.heartbeat < kept]:
+                del self.state.workers[key]
+            entries = list(self.state.workers.values())
+        out = [w for w in entries if w.heartbeat >= live]
+        if include_lost:
+            out += [msgspec.structs.replace(w, lost=True) for w in entries if w.heartbeat < live]
+        return out
+
+    async def queue_depth(self, queue: str) -> QueueDepth:
+        st, now = self.state, time.time()
+        waiting: dict[int, int] = {}
+        flight: dict[str, int] = {}
+        delayed = 0
+        with st.lock:
+            ready = [m for m in st.messages.values() if m.queue == queue and m.consumer is None]
+            ready += [m for m in st.delayed.values() if m.queue == queue and m.due <= now]  # due: waiting
+            for m in ready:
+                waiting[m.prio] = waiting.get(m.prio, 0) + 1
+            for m in st.owned.values():
+                if m.queue == queue and m.consumer is not None:
+                    flight[m.consumer] = flight.get(m.consumer, 0) + 1
+            delayed = sum(1 for m in st.delayed.values() if m.queue == queue and m.due > now)
+            dead = len(st.dead.get(queue, ()))
+        return QueueDepth(queue=queue, waiting_by_priority=waiting, in_flight_by_worker=flight, delayed=delayed,
+                          dead=dead)
 
     async def queue_stats(self, queue: str) -> QueueStats:
         st, now = self.state, time.time()

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import msgspec
 
 from qtasks_fast.abc.broker import DeadLetter, Outcome, WorkerInfo
-from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt, unique_owner
+from qtasks_fast.querylib import EVENTS_KEPT
+from qtasks_fast.schemas import META_RESTART_OF, META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt, unique_owner
 from qtasks_fast.tasktable import TaskSpec
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
@@ -49,11 +50,16 @@ class _Msg:
 
 
 class _Record:
-    __slots__ = ("queue", "status", "blob", "created", "updated", "returning", "traceback", "worker_id",
-                 "retry_child", "awaited", "expires_at", "deliveries")
+    __slots__ = ("queue", "name", "status", "blob", "created", "updated", "returning", "traceback", "worker_id",
+                 "retry_child", "awaited", "expires_at", "deliveries", "started", "finished", "restart_of")
 
-    def __init__(self, queue: str, blob: bytes, now: float, awaited: bool) -> None:
-        self.queue, self.blob, self.created, self.updated, self.awaited = queue, blob, now, now, awaited
+    def __init__(self, queue: str, blob: bytes, now: float, awaited: bool, env: Envelope) -> None:
+        self.queue, self.blob, self.updated, self.awaited = queue, blob, now, awaited
+        self.created = env.created_at or now  # the envelope's time: lists order by it
+        self.name = env.task_name
+        self.restart_of: str | None = env.meta.get(META_RESTART_OF) if env.meta else None
+        self.started: float | None = None  # wall time of the (last) hand-out to a worker
+        self.finished: float | None = None  # wall time the final status was stored
         self.status = "new"
         self.returning: bytes | None = None
         self.traceback: str | None = None
@@ -106,6 +112,12 @@ class InMemoryState:
         self.workers: dict[str, WorkerInfo] = {}
         #: the published task table (qtasks_fast.tasktable): name -> spec
         self.task_table: dict[str, TaskSpec] = {}
+        #: the event feed (query side): per queue, the last :data:`EVENTS_KEPT` status changes as
+        #: ``(id, uuid, task_name, queue, status, at, worker)``; ids count up across queues
+        self.events: dict[str, deque[tuple[int, str, str, str, str, float, str | None]]] = {}
+        self.last_event = 0
+        #: readers blocked in ``events(block=...)``, woken by the next status change
+        self.event_waiters: set[Waiter] = set()
 
     # ---------------------------------------------------------------- messages
     def push(self, queue: str, prio: int, uuid: str, body: bytes, eta: float = 0.0) -> None:
@@ -186,10 +198,22 @@ class InMemoryState:
                 del self.keys[key]
 
     # ----------------------------------------------------------------- records
+    def event(self, uuid: str, rec: _Record, at: float) -> None:
+        """Append ``rec``'s current status to the feed of its queue (and wake blocked readers)."""
+        self.last_event += 1
+        feed = self.events.get(rec.queue)
+        if feed is None:
+            feed = self.events[rec.queue] = deque(maxlen=EVENTS_KEPT)
+        feed.append((self.last_event, uuid, rec.name, rec.queue, rec.status, at, rec.worker_id))
+        if self.event_waiters:
+            for w in self.event_waiters:
+                wake(w)
+
     def create_records(self, envelopes: Sequence[Envelope], blobs: Sequence[bytes], wait: bool) -> None:
         now = time.time()
         for env, blob in zip(envelopes, blobs, strict=True):
-            self.records[env.uuid] = _Record(env.queue, blob, now, wait)
+            rec = self.records[env.uuid] = _Record(env.queue, blob, now, wait, env)
+            self.event(env.uuid, rec, now)
 
     def finish_records(self, outcomes: Sequence[Outcome], worker_id: str, ttl: float) -> None:
         now, expires = time.time(), time.monotonic() + ttl
@@ -198,11 +222,12 @@ class InMemoryState:
             assert env is not None, "settled deliveries always carry their envelope"
             rec = self.records.get(env.uuid)
             if rec is None:  # record gone (expired, foreign producer): the result still reports
-                rec = self.records[env.uuid] = _Record(d.queue, msgspec.msgpack.encode(env), env.created_at, False)
-            rec.status, rec.returning, rec.updated = status, ret, now
+                rec = self.records[env.uuid] = _Record(d.queue, msgspec.msgpack.encode(env), now, False, env)
+            rec.status, rec.returning, rec.updated, rec.finished = status, ret, now, now
             rec.traceback, rec.retry_child = tb or None, child or None
             rec.worker_id, rec.expires_at = worker_id or rec.worker_id, expires
             rec.deliveries = d.deliveries or 1
+            self.event(env.uuid, rec, now)
             self.notify(env.uuid)
 
     def end_record(self, uuid: str, status: str, traceback: str, ttl: float, deliveries: int = 0) -> None:
@@ -212,8 +237,10 @@ class InMemoryState:
         if rec is not None:
             if deliveries:
                 rec.deliveries = deliveries
-            rec.status, rec.traceback, rec.returning, rec.updated = status, traceback, None, time.time()
+            rec.status, rec.traceback, rec.returning = status, traceback, None
+            rec.updated = rec.finished = time.time()
             rec.expires_at = time.monotonic() + ttl
+            self.event(uuid, rec, rec.finished)
             self.notify(uuid)
 
     def renew_record(self, uuid: str) -> None:
@@ -222,13 +249,16 @@ class InMemoryState:
         if rec is not None:
             rec.status, rec.updated, rec.expires_at = "new", time.time(), None
             rec.traceback = rec.returning = rec.retry_child = rec.worker_id = None
+            rec.started = rec.finished = None
+            self.event(uuid, rec, rec.updated)
 
     def mark(self, uuids: Sequence[str], worker_id: str) -> None:
         now = time.time()
         for u in uuids:
             rec = self.records.get(u)
             if rec is not None:
-                rec.status, rec.worker_id, rec.updated = "process", worker_id, now
+                rec.status, rec.worker_id, rec.updated, rec.started = "process", worker_id, now, now
+                self.event(u, rec, now)
 
     def notify(self, uuid: str) -> None:
         self.changed.notify_all()

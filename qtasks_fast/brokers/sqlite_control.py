@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome, QueueStats, WorkerInfo
+from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, Delivery, Outcome, QueueStats, WorkerInfo
+from qtasks_fast.abc.query import QueueDepth
 from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of, text
 from qtasks_fast.brokers.sqlite_db import SqliteConnection, cancel_records, now_ms, release_unique
+from qtasks_fast.querylib import EVENTS_KEPT
 from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
 
 if TYPE_CHECKING:
@@ -56,9 +58,9 @@ class SqliteControl(LocalBroker):
         db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
         release_unique(db, self.app_name, decoded(body))
         if rec and uuid:
-            db.execute("UPDATE records SET status = 'error', traceback = ?, updated = ?, expires_at = ?,"
+            db.execute("UPDATE records SET status = 'error', traceback = ?, updated = ?, finished = ?, expires_at = ?,"
                        " deliveries = ? WHERE uuid = ?",
-                       ("dead-lettered: " + reason, now, now + self._ttl_ms, max(deliveries, 1), uuid))
+                       ("dead-lettered: " + reason, now, now, now + self._ttl_ms, max(deliveries, 1), uuid))
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = await self.save_dead_records(items, storage)
@@ -208,7 +210,8 @@ class SqliteControl(LocalBroker):
                            [(self.app_name, queue, prio, uuid, body) for _, prio, uuid, body in rows])
             db.executemany("DELETE FROM dead_letters WHERE id = ?", [(r[0],) for r in rows])
             db.executemany("UPDATE records SET status = 'new', traceback = NULL, \"returning\" = NULL,"
-                           " retry_child = NULL, worker_id = NULL, expires_at = NULL, updated = ?"
+                           " retry_child = NULL, worker_id = NULL, expires_at = NULL, started = NULL, finished = NULL,"
+                           " updated = ?"
                            " WHERE uuid = ? AND app = ?", [(now, r[2], self.app_name) for r in rows if r[2]])
         return len(rows)
 
@@ -278,11 +281,11 @@ class SqliteControl(LocalBroker):
 
     # ---------------------------------------------------- fleet visibility
     async def register_worker(self, info: WorkerInfo) -> None:
-        """Upsert the entry, and delete the entries that aged out (SIGKILLed workers): one short write."""
+        """Upsert the entry, and delete the entries lost for longer than LOST_KEPT: one short write."""
         beat = int(info.heartbeat * 1000)
         async with self.conn.atx(patience=None) as db:
             db.execute("DELETE FROM workers WHERE app = ? AND heartbeat < ?",
-                       (self.app_name, now_ms() - int(self.lease_seconds * 1000)))
+                       (self.app_name, now_ms() - int(LOST_KEPT * 1000)))
             db.execute("INSERT OR REPLACE INTO workers (app, key, info, heartbeat) VALUES (?, ?, ?, ?)",
                        (self.app_name, info.key, msgspec.msgpack.encode(info), beat))
 
@@ -291,15 +294,34 @@ class SqliteControl(LocalBroker):
             db.execute("DELETE FROM workers WHERE app = ? AND key = ?", (self.app_name, info.key))
 
     async def workers(self, include_lost: bool = False) -> list[WorkerInfo]:
-        oldest = now_ms() - int(self.lease_seconds * 1000)
-        rows = self.conn.read("SELECT info FROM workers WHERE app = ? AND heartbeat >= ?", (self.app_name, oldest))
+        now = now_ms()
+        live = now - int(self.lease_seconds * 1000)
+        oldest = now - int(LOST_KEPT * 1000) if include_lost else live
+        rows = self.conn.read("SELECT info, heartbeat FROM workers WHERE app = ? AND heartbeat >= ?",
+                              (self.app_name, oldest))
         out = []
-        for (blob,) in rows:
+        for blob, beat in rows:
             try:
-                out.append(_worker_decode(blob))
+                info = _worker_decode(blob)
             except (msgspec.DecodeError, msgspec.ValidationError):  # another version's entry: left alone
                 continue
+            info.lost = beat < live
+            out.append(info)
         return out
+
+    async def queue_depth(self, queue: str) -> QueueDepth:
+        app, now = self.app_name, now_ms()
+        waiting = dict(self.conn.read(
+            "SELECT prio, sum(n) FROM (SELECT prio, count(*) AS n FROM messages WHERE app = ?1 AND queue = ?2"
+            " AND consumer IS NULL GROUP BY prio UNION ALL SELECT prio, count(*) FROM delayed WHERE app = ?1"
+            " AND queue = ?2 AND due <= ?3 GROUP BY prio) GROUP BY prio", (app, queue, now)))
+        flight = dict(self.conn.read("SELECT consumer, count(*) FROM messages WHERE app = ? AND queue = ?"
+                                     " AND consumer IS NOT NULL GROUP BY consumer", (app, queue)))
+        delayed, dead = self.conn.read(
+            "SELECT (SELECT count(*) FROM delayed WHERE app = ?1 AND queue = ?2 AND due > ?3),"
+            " (SELECT count(*) FROM dead_letters WHERE app = ?1 AND queue = ?2)", (app, queue, now))[0]
+        return QueueDepth(queue=queue, waiting_by_priority=waiting, in_flight_by_worker=flight, delayed=delayed,
+                          dead=dead)
 
     async def queue_stats(self, queue: str) -> QueueStats:
         app, now = self.app_name, now_ms()
@@ -329,15 +351,19 @@ class SqliteControl(LocalBroker):
         worker registry and ``meta`` (facts about the file, such as that a worker has served it)."""
         async with self.conn.atx() as db:
             for table in ("messages", "delayed", "records", "dead_letters", "cancel_requests", "claims", "slots",
-                          "task_table", "logs"):
+                          "task_table", "logs", "events"):
                 db.execute(f"DELETE FROM {table} WHERE app = ?", (self.app_name,))  # noqa: S608 - fixed names
 
     # -------------------------------------------------------------- upkeep
     async def trim_indexes(self) -> None:
-        """Delete expired records, claims and slots, and cancel requests whose message is gone (called by the
-        worker's lease keeper every minute)."""
+        """Delete expired records, claims and slots, cancel requests whose message is gone, and events past
+        the last :data:`EVENTS_KEPT` of each of this worker's queues (called by the worker's lease keeper every
+        minute)."""
         app, now = self.app_name, now_ms()
         async with self.conn.atx(patience=None) as db:
+            for q in self._queues:
+                db.execute("DELETE FROM events WHERE app = ?1 AND queue = ?2 AND id <= (SELECT id FROM events"
+                           " WHERE app = ?1 AND queue = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)", (app, q, EVENTS_KEPT))
             db.execute("DELETE FROM records WHERE expires_at < ? AND app = ?", (now, app))
             db.execute("DELETE FROM claims WHERE expires <= ? AND app = ?", (now, app))
             db.execute("DELETE FROM slots WHERE expires <= ? AND app = ?", (now, app))

@@ -9,8 +9,10 @@ fleet-wide concurrency-limit semaphores), ``workers`` (the worker registry: one
 row per live worker process, its msgpack ``WorkerInfo`` and last heartbeat in ms),
 ``task_table`` (the task table workers publish for producers, see
 ``qtasks_fast/tasktable.py``), ``meta`` (facts about the file per app: that a worker
-has used it, so a producer can tell a database no worker reads) and ``logs`` (lines
-captured by LogCapture).
+has used it, so a producer can tell a database no worker reads), ``logs`` (lines
+captured by LogCapture) and ``events`` (the query side's feed of status changes, written by triggers on
+``records``: every write that sets a status adds one row inside its own transaction, so no path can forget
+it and the hot path pays no extra statement; see ``qtasks_fast/storages/sqlite_query.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import msgspec
 from qtasks_fast.exceptions import BrokerUnavailable, ConfigError
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
-from qtasks_fast.schemas import META_UNIQUE, unique_owner
+from qtasks_fast.schemas import META_RESTART_OF, META_UNIQUE, unique_owner
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Outcome
@@ -52,8 +54,23 @@ CREATE TABLE IF NOT EXISTS records (
     uuid TEXT PRIMARY KEY, app TEXT NOT NULL, queue TEXT NOT NULL, task_name TEXT NOT NULL,
     status TEXT NOT NULL, envelope BLOB NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,
     "returning" BLOB, traceback TEXT, worker_id TEXT, retry_child TEXT, awaited INTEGER NOT NULL DEFAULT 0,
-    expires_at INTEGER, deliveries INTEGER NOT NULL DEFAULT 1);
+    expires_at INTEGER, deliveries INTEGER NOT NULL DEFAULT 1, started INTEGER, finished INTEGER, restart_of TEXT);
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_created ON records (app, queue, created, uuid);
+CREATE INDEX IF NOT EXISTS records_status ON records (app, queue, status, created, uuid);
+CREATE INDEX IF NOT EXISTS records_name ON records (app, queue, task_name, created, uuid);
+CREATE INDEX IF NOT EXISTS records_finished ON records (app, queue, finished, status) WHERE finished IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_restart ON records (restart_of) WHERE restart_of IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, uuid TEXT NOT NULL,
+    task_name TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL, worker_id TEXT);
+CREATE INDEX IF NOT EXISTS events_queue ON events (app, queue, id);
+CREATE TRIGGER IF NOT EXISTS records_event_insert AFTER INSERT ON records BEGIN
+    INSERT INTO events (app, queue, uuid, task_name, status, at, worker_id)
+    VALUES (new.app, new.queue, new.uuid, new.task_name, new.status, new.updated, new.worker_id); END;
+CREATE TRIGGER IF NOT EXISTS records_event_update AFTER UPDATE OF status ON records BEGIN
+    INSERT INTO events (app, queue, uuid, task_name, status, at, worker_id)
+    VALUES (new.app, new.queue, new.uuid, new.task_name, new.status, new.updated, new.worker_id); END;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
     uuid TEXT NOT NULL, body BLOB NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);
@@ -95,7 +112,10 @@ QUIET_SECONDS = 1.0
 _abandoned: list[sqlite3.Connection] = []  # handles inherited over fork: never closed in the child
 #: set by :meth:`SqliteConnection.retrying`: the sync ``tx`` it calls makes one attempt and lets it wait
 _one_attempt: ContextVar[bool] = ContextVar("qtasks_sqlite_one_attempt", default=False)
-_TABLES = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+_TABLES = frozenset(re.findall(r"CREATE (?:TABLE|INDEX|TRIGGER) IF NOT EXISTS (\w+)", SCHEMA))
+#: ``records`` columns added after the first release: a file made before gets them on open
+_LATER_COLUMNS = {"deliveries": "INTEGER NOT NULL DEFAULT 1", "started": "INTEGER", "finished": "INTEGER",
+                  "restart_of": "TEXT"}
 log = get_logger("sqlite")
 T = TypeVar("T")
 
@@ -306,11 +326,12 @@ class SqliteConnection:
             # NORMAL in WAL survives any process crash (the failure at-least-once is about); only a power
             # cut can lose the last commits — the same trade as Redis' default ``appendfsync everysec``.
             db.execute("PRAGMA synchronous=NORMAL")
+            db.create_function("py_lower", 1, _lower, deterministic=True)  # error_contains: Unicode-aware
             master = dict(db.execute("SELECT name, sql FROM sqlite_master").fetchall())
+            if "records" in master and any(c not in (master["records"] or "") for c in _LATER_COLUMNS):
+                add_records_columns(db)  # made before a column: first, the indexes below may use it
             if not _TABLES <= master.keys():  # reads only when the schema exists: opens while another process writes
                 db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
-            if "records" in master and "deliveries" not in (master["records"] or ""):  # made before the column
-                add_records_deliveries(db)
         except sqlite3.Error as exc:
             if db is not None:
                 db.close()
@@ -377,21 +398,29 @@ class SqliteConnection:
 # ------------------------------------------------------------------ record writes shared with SqliteStorage
 def insert_records(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelope], blobs: Sequence[bytes],
                    wait: bool, now: int) -> None:
-    """``new`` records; a re-sent uuid starts over (as a fresh Redis HSET of the same fields would)."""
+    """``new`` records; a re-sent uuid starts over (as a fresh Redis HSET of the same fields would).
+
+    ``created`` is the envelope's creation time (what task lists order by), in ms."""
     db.executemany(
-        "INSERT OR REPLACE INTO records (uuid, app, queue, task_name, status, envelope, created, updated, awaited)"
-        " VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
-        [(e.uuid, app, e.queue, e.task_name, b, now, now, int(wait)) for e, b in zip(envelopes, blobs, strict=True)])
+        "INSERT OR REPLACE INTO records (uuid, app, queue, task_name, status, envelope, created, updated, awaited,"
+        " restart_of) VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, ?)",
+        [(e.uuid, app, e.queue, e.task_name, b, round(e.created_at * 1000) or now, now, int(wait),
+          e.meta.get(META_RESTART_OF) if e.meta else None) for e, b in zip(envelopes, blobs, strict=True)])
 
 
-def add_records_deliveries(db: sqlite3.Connection) -> None:
-    """A file made before ``records.deliveries``: add the column (once, whoever opens it first; a cheap
-    schema change, the rows are not rewritten)."""
+def _lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else None
+
+
+def add_records_columns(db: sqlite3.Connection) -> None:
+    """A file made before some ``records`` columns (:data:`_LATER_COLUMNS`): add them (once, whoever opens it
+    first; a cheap schema change, the rows are not rewritten)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         cols = {r[1] for r in db.execute("PRAGMA table_info(records)")}
-        if "deliveries" not in cols:  # another process may have added it meanwhile
-            db.execute("ALTER TABLE records ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 1")
+        for name, decl in _LATER_COLUMNS.items():
+            if name not in cols:  # another process may have added it meanwhile
+                db.execute(f"ALTER TABLE records ADD COLUMN {name} {decl}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -406,28 +435,31 @@ def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome]
         env = d.envelope
         assert env is not None, "settled deliveries always carry their envelope"
         raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)
-        rows.append((env.uuid, app, d.queue, env.task_name, status, raw, int(env.created_at * 1000) or now, now,
-                     ret, tb or None, worker_id or None, child or None, now + ttl_ms, d.deliveries or 1))
+        rows.append((env.uuid, app, d.queue, env.task_name, status, raw, round(env.created_at * 1000) or now, now,
+                     ret, tb or None, worker_id or None, child or None, now + ttl_ms, d.deliveries or 1, now,
+                     env.meta.get(META_RESTART_OF) if env.meta else None))
     db.executemany(
         "INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, \"returning\","
-        " traceback, worker_id, retry_child, expires_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " traceback, worker_id, retry_child, expires_at, deliveries, finished, restart_of)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, updated = excluded.updated,"
+        " finished = excluded.finished,"
         " \"returning\" = excluded.\"returning\", traceback = excluded.traceback, worker_id = excluded.worker_id,"
         " retry_child = excluded.retry_child, expires_at = excluded.expires_at, deliveries = excluded.deliveries",
         rows)
 
 
 def mark_process(db: sqlite3.Connection, uuids: Sequence[str], worker_id: str, now: int) -> None:
-    db.executemany("UPDATE records SET status = 'process', worker_id = ?, updated = ? WHERE uuid = ?",
-                   [(worker_id, now, u) for u in uuids])
+    db.executemany("UPDATE records SET status = 'process', worker_id = ?, updated = ?, started = ? WHERE uuid = ?",
+                   [(worker_id, now, now, u) for u in uuids])
 
 
 def cancel_records(db: sqlite3.Connection, app: str, uuids: Sequence[str], reason: str, now: int,
                    ttl_ms: int) -> None:
     """Set existing records to ``cancel`` (the reason goes where a failure's traceback would)."""
     db.executemany("UPDATE records SET status = 'cancel', traceback = ?, \"returning\" = NULL, updated = ?,"
-                   " expires_at = ? WHERE uuid = ? AND app = ?",
-                   [(reason, now, now + ttl_ms, u, app) for u in uuids if u])
+                   " finished = ?, expires_at = ? WHERE uuid = ? AND app = ?",
+                   [(reason, now, now, now + ttl_ms, u, app) for u in uuids if u])
 
 
 def claim_unique(db: sqlite3.Connection, app: str, envelopes: Sequence[Envelope], now: int,

@@ -17,6 +17,7 @@ import msgspec
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.brokers.memory_state import InMemoryState, Waiter
 from qtasks_fast.schemas import Envelope, Task, TaskStatus
+from qtasks_fast.storages.memory_query import MemoryQueries
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 _FINISHED = frozenset(s.value for s in TaskStatus if s.finished)
 
 
-class InMemoryStorage(Storage):
+class InMemoryStorage(MemoryQueries, Storage):
     """Records in an :class:`InMemoryState`; share the broker's ``state`` to fuse writes."""
 
     def __init__(self, *, state: InMemoryState | None = None, app_name: str = "QueueTasks",

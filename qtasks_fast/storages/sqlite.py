@@ -31,6 +31,7 @@ from qtasks_fast.brokers.sqlite_db import (
     suppress_locked,
 )
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
+from qtasks_fast.storages.sqlite_query import SqliteQueries
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -51,8 +52,9 @@ def row_to_task(row: Sequence[Any]) -> Task:
                               created=ts_to_dt(created / 1000) if created else None, deliveries=row[10] or 1)
 
 
-class SqliteStorage(Storage):
-    """Records in a SQLite file; pass the broker's ``conn`` (or the same path) to fuse writes."""
+class SqliteStorage(SqliteQueries, Storage):
+    """Records in a SQLite file; pass the broker's ``conn`` (or the same path) to fuse writes. The query side:
+    :mod:`~qtasks_fast.storages.sqlite_query`."""
 
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,
                  result_ttl: float = 86400.0) -> None:

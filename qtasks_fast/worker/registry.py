@@ -5,6 +5,10 @@ The worker registers when it starts serving, and its lease keeper beats every th
 the throughput); a graceful stop removes the entry, a SIGKILLed worker ages out after a
 lease (see the fleet-visibility section of :mod:`qtasks_fast.abc.broker`).
 
+Each beat also carries the process's numbers: tasks done/failed (counters the worker adds per settled
+batch, never a write per task), CPU (percent of one core since the previous beat) and resident memory,
+measured with psutil at the beat (a platform where psutil cannot read them leaves zeros).
+
 Visibility must never cost the work: a broker without a registry (``NotSupported``)
 turns it off for good with one debug line, and a failed beat (an outage) is retried at
 the next one: the lease keeper, whose renewals matter, logs the outage itself.
@@ -16,7 +20,8 @@ import asyncio
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.abc.broker import NotSupported, WorkerInfo
 from qtasks_fast.faults import describe
@@ -31,12 +36,31 @@ log = get_logger("worker")
 class Registration:
     """Registers one worker process and keeps its heartbeat going."""
 
-    def __init__(self, broker: Broker, worker_id: str, queues: list[str], concurrency: int, processes: int) -> None:
+    def __init__(self, broker: Broker, worker_id: str, queues: list[str], concurrency: int, processes: int,
+                 counts: Callable[[], tuple[int, int]] | None = None) -> None:
         self.broker = broker
         self.info = WorkerInfo(id=worker_id, host=socket.gethostname(), pid=os.getpid(), processes=processes,
                                queues=queues, concurrency=concurrency, started=time.time(), heartbeat=time.time())
         self.enabled = True
         self.joined = False
+        #: ``(done, failed)`` so far, read at each beat (the worker's own counters)
+        self.counts = counts
+        self._proc: Any = None  # psutil.Process of this pid, made at the first beat (after any fork)
+
+    def measure(self) -> None:
+        """Fill the entry's numbers: the worker's counters, CPU since the previous beat, RSS now."""
+        if self.counts is not None:
+            self.info.done, self.info.failed = self.counts()
+        import psutil
+
+        try:
+            if self._proc is None or self._proc.pid != os.getpid():
+                self._proc = psutil.Process()
+                self._proc.cpu_percent(None)  # the first call starts the interval (and returns 0.0)
+            self.info.cpu_percent = float(self._proc.cpu_percent(None))
+            self.info.rss = int(self._proc.memory_info().rss)
+        except (psutil.Error, OSError):  # a sandbox that hides /proc: the entry keeps zeros
+            pass
 
     async def beat(self, timeout: float) -> None:
         """Register or refresh the entry, waiting at most ``timeout`` seconds (a hung broker must not delay
@@ -44,6 +68,7 @@ class Registration:
         if not self.enabled:
             return
         self.info.heartbeat = time.time()
+        self.measure()
         try:
             await asyncio.wait_for(self.broker.register_worker(self.info), timeout)
             self.joined = True

@@ -94,9 +94,17 @@ class Worker:
         self.plugins: Plugins | None = None
         self._on_save = False
         #: this process's entry in the worker registry (``inspect``); ``processes``: the size of its pool
-        self.registration = Registration(self.broker, self.worker_id, self.queues, self.concurrency, processes)
+        self.registration = Registration(self.broker, self.worker_id, self.queues, self.concurrency, processes,
+                                         counts=self.outcome_counts)
         #: outcomes settled so far (the summary line's count; per batch, off the per-task path)
         self.settled = 0
+        #: of those, not ``success`` (error, cancel); and messages this worker dead-lettered (for the registry)
+        self.settled_failed = 0
+        self.dead_lettered = 0
+
+    def outcome_counts(self) -> tuple[int, int]:
+        """``(done, failed)`` for the worker registry: successes, and errors, cancels and dead letters."""
+        return self.settled - self.settled_failed, self.settled_failed + self.dead_lettered
 
     @property
     def free_slots(self) -> int:
@@ -206,6 +214,7 @@ class Worker:
                                         worker=self)
             self.unsettled -= len(outcomes)
             self.settled += len(outcomes)
+            self.settled_failed += sum(1 for o in outcomes if o[1] != "success")
             for o in outcomes:
                 self.inflight.discard(o[0])
             self.slot_free.set()
@@ -223,6 +232,7 @@ class Worker:
             try:
                 await self.broker.dead_letter(items, self.storage)
                 outage.ok()
+                self.dead_lettered += len(items)
                 return
             except Exception as exc:
                 if transient(exc):

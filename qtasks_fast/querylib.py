@@ -1,0 +1,102 @@
+"""Backend-neutral pieces of the query side (:mod:`qtasks_fast.abc.query`) that every backend must get the
+same: the page cursor, worker-id matching, the error line, the throughput window, the limits.
+
+Why one module: the contract suite checks that memory, SQLite and Redis answer alike; the parts that are
+pure rules (not storage) live here once, so they cannot drift between backends.
+"""
+
+from __future__ import annotations
+
+import time
+
+from qtasks_fast.abc.query import TaskFilter, ThroughputPoint
+
+#: every status a record can have, in the order counts list them
+STATUSES = ("new", "process", "success", "error", "cancel")
+FINISHED = frozenset(("success", "error", "cancel"))
+MAX_LIMIT = 1000
+#: events kept per queue at least (older ones are trimmed; see each backend's docstring)
+EVENTS_KEPT = 10_000
+
+
+def check_limit(limit: int) -> int:
+    """``limit`` within 1..1000, or a clear error (a dashboard passing 0 or 10**6 is a bug, not a wish)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}; page with the returned cursor")
+    return limit
+
+
+def to_ms(t: float) -> int:
+    """Wall time in integer milliseconds: the precision every backend keeps for ordering and bounds."""
+    return int(round(t * 1000))
+
+
+def encode_cursor(created_ms: int, uuid: str) -> str:
+    """The position after a row: its creation time (ms) and uuid. Opaque to callers."""
+    return f"{created_ms}:{uuid}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
+    """``(created ms, uuid)`` of a cursor from :func:`encode_cursor`; a malformed one is a caller's bug."""
+    if cursor is None:
+        return None
+    ms, sep, uuid = cursor.partition(":")
+    if not sep or not ms.lstrip("-").isdigit():
+        raise ValueError(f"invalid task list cursor {cursor!r}: pass back the cursor of the previous page")
+    return int(ms), uuid
+
+
+def worker_matches(wanted: str, worker: str | None) -> bool:
+    """The record's worker is ``wanted`` exactly, or ``wanted`` is a bare worker id and the record's worker
+    is one of its slots (``<wanted>-<digits>``)."""
+    if worker is None:
+        return False
+    if worker == wanted:
+        return True
+    n = len(wanted)
+    return worker.startswith(wanted) and len(worker) > n + 1 and worker[n] == "-" and worker[n + 1:].isdigit()
+
+
+def error_line(traceback: str | None) -> str | None:
+    """The last non-empty line of a traceback (``"ValueError: bad"``), for a list row."""
+    if not traceback:
+        return None
+    for line in reversed(traceback.splitlines()):
+        if line.strip():
+            return line.strip()
+    return None
+
+
+def within(value: float | None, after: float | None, before: float | None) -> bool:
+    """``[after, before)`` on ``value``; a missing value never matches a bound."""
+    if after is None and before is None:
+        return True
+    if value is None:
+        return False
+    return (after is None or value >= after) and (before is None or value < before)
+
+
+def matches(f: TaskFilter, *, name: str, status: str, queue: str, worker: str | None, traceback: str | None,
+            created: float, finished: float | None, ignore_status: bool = False) -> bool:
+    """Every field of ``f`` against one record (in-process backends; SQL backends translate the same rules)."""
+    return ((f.task_name is None or name == f.task_name)
+            and (ignore_status or f.status is None or status == f.status)
+            and (f.queue is None or queue == f.queue)
+            and (f.worker_id is None or worker_matches(f.worker_id, worker))
+            and (f.error_contains is None or f.error_contains.lower() in (traceback or "").lower())
+            and within(created, f.created_after, f.created_before)
+            and within(finished, f.finished_after, f.finished_before))
+
+
+def minute_window(minutes: int, now: float | None = None) -> list[int]:
+    """The starts (epoch seconds, multiples of 60) of the last ``minutes`` minutes, the current one last."""
+    if minutes < 1:
+        raise ValueError(f"minutes must be at least 1, got {minutes}")
+    current = int((time.time() if now is None else now) // 60 * 60)
+    return [current - 60 * i for i in range(minutes - 1, -1, -1)]
+
+
+def throughput_points(window: list[int], counts: dict[tuple[int, str], int]) -> list[ThroughputPoint]:
+    """Points for every minute of ``window`` from ``{(minute, status): n}`` (missing minutes are zeros)."""
+    return [ThroughputPoint(minute=m, success=counts.get((m, "success"), 0), error=counts.get((m, "error"), 0),
+                            cancel=counts.get((m, "cancel"), 0)) for m in window]

@@ -1,0 +1,225 @@
+"""The query side of the embedded SQLite backend (:class:`~qtasks_fast.abc.query.TaskQueries`).
+
+Every read is answered from an index of ``records`` (see the schema in ``brokers/sqlite_db.py``):
+``(app, queue, created, uuid)`` for a plain list, ``(app, queue, status, created, uuid)`` and
+``(app, queue, task_name, created, uuid)`` for the status and name filters, ``(app, queue, finished, status)``
+for the finish-time bound and throughput, ``restart_of`` for restarts. A page is read per queue in index
+order (``LIMIT`` rows each, no sort of the matches) and the queues are merged here, so a filtered page costs
+the same on 100 or 1,000,000 records. The worker and error-text filters are checked on the rows the
+index walk visits (no index narrows them).
+
+The event feed is the ``events`` table, written by triggers on ``records`` in the transaction of each
+status change; its integer ids count up in commit order (writers take SQLite's write lock in turn), so
+"after id N" loses and repeats nothing across queues. The worker's upkeep keeps the last
+:data:`~qtasks_fast.querylib.EVENTS_KEPT` events per queue. A blocked reader watches ``PRAGMA
+data_version`` every 5-50 ms (no table read while nothing changes), as an idle fetch does.
+
+Times are kept in milliseconds; the filters' bounds are rounded to the millisecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qtasks_fast.abc.query import (
+    EventPage,
+    TaskDetail,
+    TaskEvent,
+    TaskFilter,
+    TaskPage,
+    TaskQueries,
+    TaskSummary,
+    ThroughputPoint,
+)
+from qtasks_fast.brokers.sqlite_db import SqliteConnection, now_ms
+from qtasks_fast.querylib import (
+    STATUSES,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    error_line,
+    minute_window,
+    throughput_points,
+    to_ms,
+)
+from qtasks_fast.schemas import Envelope
+
+if TYPE_CHECKING:
+    from qtasks_fast.schemas import Task
+
+_env_decode = msgspec.msgpack.Decoder(Envelope).decode
+_SUMMARY = ("uuid, task_name, queue, status, envelope, created, started, finished, worker_id, traceback, deliveries,"
+            " retry_child, restart_of")
+#: first and longest pause of a blocked ``events`` reader between two looks at the file
+POLL_MIN, POLL_MAX = 0.005, 0.05
+
+
+def where(f: TaskFilter, now: int, ignore_status: bool = False) -> tuple[str, list[Any]]:
+    """SQL conditions (after ``app = ? AND queue = ?``) and parameters for ``f``; unexpired records only."""
+    sql = ["(expires_at IS NULL OR expires_at > ?)"]
+    params: list[Any] = [now]
+    if f.status is not None and not ignore_status:
+        sql.append("status = ?")
+        params.append(f.status)
+    if f.task_name is not None:
+        sql.append("task_name = ?")
+        params.append(f.task_name)
+    if f.worker_id is not None:  # exactly, or a bare worker id: every "<id>-<digits>"
+        n = len(f.worker_id) + 1
+        sql.append("(worker_id = ? OR (length(worker_id) > ? AND substr(worker_id, 1, ?) = ?"
+                   " AND ltrim(substr(worker_id, ? + 1), '0123456789') = ''))")
+        params += [f.worker_id, n, n, f.worker_id + "-", n]
+    if f.error_contains is not None:
+        sql.append("instr(py_lower(traceback), ?) > 0")
+        params.append(f.error_contains.lower())
+    for column, after, before in (("created", f.created_after, f.created_before),
+                                  ("finished", f.finished_after, f.finished_before)):
+        if after is not None:
+            sql.append(f"{column} >= ?")
+            params.append(to_ms(after))
+        if before is not None:
+            sql.append(f"{column} < ?")
+            params.append(to_ms(before))
+    return " AND ".join(sql), params
+
+
+def _queues(queues: Sequence[str], f: TaskFilter) -> list[str]:
+    if f.queue is None:
+        return list(dict.fromkeys(queues))
+    return [f.queue] if f.queue in queues else []
+
+
+def _summary(row: Sequence[Any]) -> TaskSummary:
+    uuid, name, queue, status, blob, created, started, finished, worker, tb, deliveries, child, restart = row
+    env = _env_decode(blob)
+    return TaskSummary(uuid=uuid, task_name=name, queue=queue, status=status, priority=env.priority,
+                       created_at=created / 1000, started_at=None if started is None else started / 1000,
+                       finished_at=None if finished is None else finished / 1000, worker_id=worker,
+                       error=error_line(tb) if status == "error" else None, deliveries=deliveries or 1,
+                       retry_parent_uuid=env.retry_parent_uuid, retry_child_uuid=child, restart_of=restart)
+
+
+class SqliteQueries(TaskQueries):
+    """:class:`TaskQueries` on the ``records``/``events`` tables (mixed into ``SqliteStorage``)."""
+
+    conn: SqliteConnection
+    app_name: str
+
+    if TYPE_CHECKING:  # SqliteStorage's
+        def get_sync(self, uuid: str, queues: Sequence[str]) -> Task | None: ...
+
+        def get_logs_sync(self, uuid: str, queue: str) -> list[str]: ...
+
+    def page_sql(self, f: TaskFilter, after: tuple[int, str] | None, now: int) -> tuple[str, list[Any]]:
+        """The query of one queue's page (``?`` for app and queue first, the limit last); tests EXPLAIN it."""
+        cond, params = where(f, now)
+        if after is not None:
+            cond += " AND (created, uuid) < (?, ?)"
+            params += list(after)
+        return (f"SELECT {_SUMMARY} FROM records WHERE app = ? AND queue = ? AND {cond}"  # noqa: S608 - fixed
+                " ORDER BY created DESC, uuid DESC LIMIT ?", params)
+
+    async def list_tasks(self, queues: Sequence[str], filter: TaskFilter, limit: int = 50,
+                         cursor: str | None = None) -> TaskPage:
+        check_limit(limit)
+        sql, params = self.page_sql(filter, decode_cursor(cursor), now_ms())
+        rows: list[Any] = []
+        for q in _queues(queues, filter):
+            rows += self.conn.read(sql, (self.app_name, q, *params, limit + 1))
+        rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return TaskPage(tasks=[_summary(r) for r in rows],
+                        cursor=encode_cursor(rows[-1][5], rows[-1][0]) if more else None)
+
+    async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        cond, params = where(filter, now_ms(), ignore_status=True)
+        for q in _queues(queues, filter):
+            for status, n in self.conn.read(
+                    f"SELECT status, count(*) FROM records WHERE app = ? AND queue = ? AND {cond}"  # noqa: S608
+                    " GROUP BY status", (self.app_name, q, *params)):
+                counts[status] = counts.get(status, 0) + n
+        return counts
+
+    async def task_detail(self, uuid: str, queues: Sequence[str]) -> TaskDetail | None:
+        task = self.get_sync(uuid, queues)
+        if task is None:
+            return None
+        app = self.app_name
+        started, finished = self.conn.read("SELECT started, finished FROM records WHERE uuid = ? AND app = ?",
+                                           (uuid, app))[0]
+        back: list[str] = []
+        parent = None if task.retry_parent_uuid is None else str(task.retry_parent_uuid)
+        while parent is not None and parent not in back:
+            rows = self.conn.read("SELECT envelope FROM records WHERE uuid = ? AND app = ?", (parent, app))
+            if not rows:
+                break
+            back.append(parent)
+            parent = _env_decode(rows[0][0]).retry_parent_uuid
+        chain = [*reversed(back), uuid]
+        child = None if task.retry_child_uuid is None else str(task.retry_child_uuid)
+        while child is not None and child not in chain:
+            rows = self.conn.read("SELECT retry_child FROM records WHERE uuid = ? AND app = ?", (child, app))
+            if not rows:
+                break
+            chain.append(child)
+            child = rows[0][0]
+        restarts = self.conn.read("SELECT uuid FROM records WHERE restart_of = ? AND app = ? ORDER BY created, uuid",
+                                  (uuid, app))
+        return TaskDetail(task=task, started_at=None if started is None else started / 1000,
+                          finished_at=None if finished is None else finished / 1000, retry_chain=chain,
+                          restarts=[r[0] for r in restarts], logs=self.get_logs_sync(uuid, task.queue))
+
+    def _events_after(self, queues: Sequence[str], start: int, limit: int) -> list[Any]:
+        rows: list[Any] = []
+        for q in dict.fromkeys(queues):
+            rows += self.conn.read("SELECT id, uuid, task_name, queue, status, at, worker_id FROM events"
+                                   " WHERE app = ? AND queue = ? AND id > ? ORDER BY id LIMIT ?",
+                                   (self.app_name, q, start, limit))
+        rows.sort()
+        return rows[:limit]
+
+    async def events(self, queues: Sequence[str], after: str | None, limit: int = 100,
+                     block: float = 0.0) -> EventPage:
+        check_limit(limit)
+        if after == "$":
+            start = self.conn.read("SELECT coalesce(max(id), 0) FROM events")[0][0]
+        elif after is None:
+            start = 0
+        elif after.isdigit():
+            start = int(after)
+        else:
+            raise ValueError(f"invalid event id {after!r}: pass an event's id, a page's cursor, None or '$'")
+        deadline = time.monotonic() + block
+        delay = POLL_MIN
+        while True:
+            version = self.conn.version()  # before the read: a commit after it shows as a change
+            rows = self._events_after(queues, start, limit)
+            left = deadline - time.monotonic()
+            if rows or left <= 0:
+                break
+            while left > 0 and self.conn.version() == version:
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, POLL_MAX)
+                left = deadline - time.monotonic()
+        events = [TaskEvent(id=str(i), uuid=u, task_name=n, queue=q, status=s, at=at / 1000, worker_id=w)
+                  for i, u, n, q, s, at, w in rows]
+        return EventPage(events=events, cursor=events[-1].id if events else str(start))
+
+    async def throughput(self, queues: Sequence[str], minutes: int = 15) -> list[ThroughputPoint]:
+        """From the records' finish times (kept ``result_ttl``; ``delete_finished`` removes them from here too)."""
+        window = minute_window(minutes)
+        counts: dict[tuple[int, str], int] = {}
+        for q in dict.fromkeys(queues):
+            for minute, status, n in self.conn.read(
+                    "SELECT finished / 60000 * 60, status, count(*) FROM records WHERE app = ? AND queue = ?"
+                    " AND finished >= ? AND finished IS NOT NULL AND status IN ('success', 'error', 'cancel')"
+                    " GROUP BY 1, 2", (self.app_name, q, window[0] * 1000)):
+                counts[(minute, status)] = counts.get((minute, status), 0) + n
+        return throughput_points(window, counts)
