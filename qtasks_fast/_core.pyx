@@ -8,6 +8,7 @@ two runs identical code. Nothing here does I/O; the broker sends what it builds.
 """
 
 import os
+import time
 import uuid as _uuid_mod
 
 import msgspec
@@ -21,7 +22,7 @@ _encode = msgspec.msgpack.Encoder().encode
 class Delivery:
     """One message handed to this worker: where it came from and what it says."""
 
-    __slots__ = ("queue", "prio", "msg_id", "raw", "deliveries", "envelope", "handler", "started")
+    __slots__ = ("queue", "prio", "msg_id", "raw", "deliveries", "envelope", "handler", "started", "fetched")
 
     def __init__(self, queue, prio, msg_id, raw, deliveries):
         self.queue = queue
@@ -32,6 +33,8 @@ class Delivery:
         self.envelope = None
         self.handler = None
         self.started = 0.0
+        #: wall-clock time it was decoded after its fetch: its start time until the executor starts it
+        self.fetched = 0.0
 
     def __repr__(self):
         name = self.envelope.task_name if self.envelope is not None else "?"
@@ -53,9 +56,11 @@ def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: l
     n = len(flat)
     start = len(ready)
     uuids = []
+    now = time.time()
     while i < n:
         raw = flat[i + 2]
         d = Delivery(queue, flat[i], flat[i + 1], raw, flat[i + 3])
+        d.fetched = now
         i += 4
         if len(raw) > max_size:
             bad.append((d, "payload of %d bytes exceeds the %d byte limit (max_payload)" % (len(raw), max_size)))
@@ -267,8 +272,8 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float 
     ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
     where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
     element is the delivery count, its 9th the wall-clock ms its run started: ``now`` minus the monotonic
-    time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; 0 when it never
-    started or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's query-side
+    time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; its fetch time when the
+    executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's query-side
     entry ``[worker, name, created ms, name, created ms, ...]`` (``b""`` without index). ``replies`` packs the 0-based positions of
     the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
     lists their ``uuid, record`` for the broker to store and push before the settle itself.
@@ -284,7 +289,10 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float 
             args = out[d.queue] = []
             logs[d.queue] = [worker]
         env = d.envelope
-        started = int(now_ms - (mono - d.started) * 1000) if mono and d.started else 0
+        if mono and d.started:
+            started = int(now_ms - (mono - d.started) * 1000)
+        else:
+            started = int(d.fetched * 1000)
         record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries, started))
         if env.meta and "rw" in env.meta:
             if replies is None:

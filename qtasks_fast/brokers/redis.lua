@@ -7,7 +7,9 @@
 -- Keys it touches (all under P):
 --   P:s:<prio>       stream of envelopes for one priority level (fields u=uuid, d=envelope)
 --   P:q              hash uuid -> '<prio> <stream id>' of every message not yet finished:
---                    how a queued task is found by uuid before it has a record
+--                    how a queued task is found by uuid before it has a record. A fetch appends
+--                    ' <ms>' (when it was handed out: the started_at of a running task), in its own
+--                    round trip (op fetch, or the pipeline of the broker's plain XREADGROUP fetches)
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
 --                    returning (bin), worker id, traceback, retry child, deliveries (int), started ms (int)],
 --                    written once (SET PX ttl) by the worker's settle; it exists only once the task is final.
@@ -26,9 +28,9 @@
 --                    The P:x zsets lose an entry in op 'trim' (and 'count') once its record expired (result_ttl)
 --                    and the task is not queued (P:q); a read skips entries whose record is already gone
 --   P:ev             stream of status changes, one entry per batch (c = how many, b = msgpack
---                    {uuid, status, task name, worker}*; the entry id's ms = when): written by enqueue, fetch,
---                    settle, cancel, dead, purge, release, requeue (and by the broker's plain XREADGROUP fetches
---                    from Python); MAXLEN ~ 10000 entries, trimmed by 'trim' to at least the last 10,000 events
+--                    {uuid, status, task name, worker}*; the entry id = server time '<ms>-<µs in the ms>', see
+--                    xadd_event): written by enqueue, fetch, settle, cancel, dead, purge, release, requeue,
+--                    started; MAXLEN ~ 10000 entries, trimmed by 'trim' to at least the last 10,000 events
 --   P:tp             hash '<minute epoch s> <status>' -> tasks finished in that minute (throughput; 'trim' drops
 --                    minutes older than result_ttl)
 --   P:rs:<uuid>      set of the uuids of tasks restarting <uuid> (app.restart), written by the broker from Python
@@ -110,6 +112,9 @@
 --           without waiting for this script; the ack still comes only after the record is stored.
 --           released = msgpack array of the uuids (ended in error with no retry, or cancel) whose P:uo key
 --           is given back; the P:uo entries of the others are dropped.
+--   started count events {uuid '<prio> <id> <ms>'}*   (what op fetch records of the tasks it hands out, for
+--                                        the broker's plain XREADGROUP fetches: their P:ev entry, built by
+--                                        the broker, and their start times in P:q)
 --   dead    group now ttl {prio id reason deliveries}*   (uuid and body are read from the entry itself)
 --   release group now consumer {prio id}*  (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again; entries another consumer took
@@ -261,9 +266,23 @@ end
 -- the query side (P:x, P:ev, P:tp): status changes collected by an op, written as one P:ev entry by emit()
 local EV_KEEP = 10000
 local EV = {}
+-- A P:ev entry's id is the server's time in microseconds, '<ms>-<µs in that ms>', not '*' (whose sequence
+-- restarts per stream): ids then order the entries of every queue's stream by when they were written, which
+-- is what makes an event id a resume point across queues (storages/redis_query.py). Scripts run one at a
+-- time, so the clock has moved on between two of them; an id not above the stream's last (a clock set back)
+-- falls back to '*'.
+local function xadd_event(count, packed)
+  local t = redis.call('TIME')
+  local us = tonumber(t[2])
+  local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(us / 1000), us % 1000)
+  local ok = redis.pcall('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, id, 'c', count, 'b', packed)
+  if type(ok) == 'table' and ok.err then
+    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, '*', 'c', count, 'b', packed)
+  end
+end
 local function emit()
   if #EV > 0 then
-    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, '*', 'c', #EV / 4, 'b', cmsgpack.pack(EV))
+    xadd_event(#EV / 4, cmsgpack.pack(EV))
     EV = {}
   end
 end
@@ -349,6 +368,14 @@ if op == 'enqueue' then
     emit()
   end
   return skipped
+end
+
+if op == 'started' then  -- see the header: the broker's plain XREADGROUP fetches
+  xadd_event(ARGV[2], ARGV[3])
+  local pairs_ = {}
+  for i = 4, #ARGV do pairs_[#pairs_ + 1] = ARGV[i] end
+  chunked('HSET', P .. ':q', pairs_, 2)
+  return 1
 end
 
 if op == 'settle' then
@@ -673,7 +700,7 @@ local function get(group, uuid)
     local _, blob = split_delayed(m)
     return {'e', blob, 's', 'new'}, false
   end
-  local prio, id = string.match(where, '^(%S+) (%S+)$')
+  local prio, id, since = string.match(where, '^(%S+) (%S+) ?(%d*)')
   local entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1]
   if not entry then return false, false end
   local _, blob = fields_ud(entry[2])
@@ -683,6 +710,7 @@ local function get(group, uuid)
   if pending and not string.find(pending[2], ':last', 1, true) then
     local t = redis.call('TIME')
     local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(pending[3])
+    if since ~= '' then at = since end
     return {'e', blob, 's', 'process', 'wk', pending[2], 'u', tostring(at)}, false
   end
   return {'e', blob, 's', 'new'}, false
@@ -760,14 +788,14 @@ local function live_state(group, uuid)
     local _, blob = split_delayed(m)
     return 'N', blob
   end
-  local prio, id = string.match(where, '^(%S+) (%S+)$')
+  local prio, id, since = string.match(where, '^(%S+) (%S+) ?(%d*)')
   local entry = prio and redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1]
   if not entry then return nil end
   local _, blob = fields_ud(entry[2])
   local pel = redis.pcall('XPENDING', P .. ':s:' .. prio, group, id, id, 1)
   local pending = type(pel) == 'table' and not pel.err and pel[1]
   if pending and not string.find(pending[2], ':last', 1, true) then
-    return 'P', blob, pending[2], tostring(ms_now() - tonumber(pending[3]))
+    return 'P', blob, pending[2], since ~= '' and since or tostring(ms_now() - tonumber(pending[3]))
   end
   return 'N', blob
 end
@@ -788,7 +816,8 @@ local function running(group, nprios, name)
           local nm = uuid ~= '' and env_name(blob)
           if nm and (name == '' or nm == name) then
             local created = redis.call('ZSCORE', P .. ':x:n:' .. nm, uuid)
-            if created then out[#out + 1] = {created, uuid, blob, p[2], tostring(now - tonumber(p[3]))} end
+            local since = string.match(redis.call('HGET', P .. ':q', uuid) or '', '^%S+ %S+ (%d+)')
+            if created then out[#out + 1] = {created, uuid, blob, p[2], since or tostring(now - tonumber(p[3]))} end
           end
         end
       end
@@ -853,7 +882,7 @@ elseif op == 'fetch' then
   local nheld = #ARGV - 11
   local due = promote(now)
   local cx = mode >= 1 and redis.call('EXISTS', P .. ':cx') == 1
-  local out = {}
+  local out, started = {}, {}  -- started: P:q entries with the time handed out
   local left = count
   local function take(prio, id, fields, deliveries)
     -- without both a uuid and a body, the body is passed on empty so that the worker
@@ -863,6 +892,8 @@ elseif op == 'fetch' then
     if rec and uuid ~= '' then
       local e = #EV
       EV[e + 1] = uuid; EV[e + 2] = 'process'; EV[e + 3] = env_name(blob); EV[e + 4] = worker
+      started[#started + 1] = uuid
+      started[#started + 1] = prio .. ' ' .. id .. ' ' .. now
     end
     out[#out + 1] = prio
     out[#out + 1] = id
@@ -941,6 +972,7 @@ elseif op == 'fetch' then
       end
     end
   end
+  if #started > 0 then chunked('HSET', P .. ':q', started, 2) end
   emit()
   return {out, again, due}
 
@@ -1226,7 +1258,7 @@ elseif op == 'cancel' then
   local prio, id, entry
   if rec then
     local where = redis.call('HGET', P .. ':q', uuid)
-    if where then prio, id = string.match(where, '^(%S+) (%S+)$') end
+    if where then prio, id = string.match(where, '^(%S+) (%S+)') end
     if id then entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1] end
   else
     -- no P:q without our records: look through the streams (a foreign storage's cancel is rare)

@@ -460,13 +460,15 @@ class RedisBroker(RedisControl, Broker):
         return out
 
     async def _process_events(self, out: list[tuple[str, list[Any]]], rec: bool) -> None:
-        """The ``process`` events (P:ev) of a fetch that bypassed the Lua op: one XADD per queue, pipelined."""
-        if not rec or not out:
+        """What op fetch records of the tasks it hands out (P:ev events, start times in P:q), for a fetch that
+        bypassed it: op ``started``, one call per queue."""
+        if not rec:
             return
-        cmds = [cmd for queue, flat in out
-                if (cmd := process_events(queue_prefix(self.app_name, queue), self._worker_id, flat)) is not None]
-        if cmds:
-            await self.conn._direct(self.conn.aio).pipeline(cmds)
+        now = int(time.time() * 1000)
+        for queue, flat in out:
+            args = process_events(self._worker_id, flat, now)
+            if args is not None:
+                await self.conn.ahot(queue_prefix(self.app_name, queue), "started", True, *args)
 
     def recover(self, held: Iterable[Delivery]) -> None:
         """Call after a failed :meth:`fetch`, with the deliveries this worker still holds.

@@ -1,8 +1,8 @@
 """The few query-side writes ``RedisBroker`` makes from Python rather than in its Lua (see redis.lua's header).
 
-* ``process`` events of the fetches that bypass the Lua op (plain XREADGROUP: the hot read and the blocking
-  read): one XADD to ``P:ev`` per fetched batch and queue, sent in one pipeline with nothing else waiting
-  on it, the same entry layout the Lua writes;
+* the arguments of Lua op ``started`` for the fetches that bypass op fetch (plain XREADGROUP: the hot read
+  and the blocking read): the batch's ``process`` events (packed here, the entry layout the Lua writes) and
+  the time each task was handed out (for ``P:q``), one call per fetched batch and queue;
 * restart links (``P:rs:<uuid>``) of ``app.restart`` enqueues, rare enough to cost a command of their own.
 """
 
@@ -18,10 +18,6 @@ from qtasks_fast.schemas.envelope import META_RESTART_OF
 if TYPE_CHECKING:
     from qtasks_fast.schemas import Envelope
 
-#: P:ev entries kept at least (MAXLEN ~, as the Lua's EV_KEEP)
-EV_KEEP = 10000
-
-
 class _UuidName(msgspec.Struct):
     """Only the uuid and task name of an envelope: decoding skips the arguments without building them."""
 
@@ -32,20 +28,22 @@ class _UuidName(msgspec.Struct):
 _Event = msgspec.msgpack.Decoder(_UuidName)
 
 
-def process_events(prefix: str, consumer: str, flat: Sequence[Any]) -> tuple[Any, ...] | None:
-    """The XADD of the ``process`` events of one fetched batch ``[prio, id, envelope, deliveries]*`` (None
-    when it holds no envelope of ours)."""
+def process_events(worker: str, flat: Sequence[Any], now_ms: int) -> tuple[Any, ...] | None:
+    """The arguments of op ``started`` for one fetched batch ``[prio, id, envelope, deliveries]*``: its
+    ``process`` events and start times (None when it holds no envelope of ours)."""
     events: list[str] = []
-    for j in range(2, len(flat), 4):
+    started: list[Any] = []
+    for j in range(0, len(flat), 4):
         try:
-            env = _Event.decode(flat[j])
+            env = _Event.decode(flat[j + 2])
         except (msgspec.DecodeError, msgspec.ValidationError):
             continue  # a malformed body: the worker dead-letters it (and that writes its event)
-        events += (env.uuid, "process", env.task_name, consumer)
+        msg_id = flat[j + 1]
+        events += (env.uuid, "process", env.task_name, worker)
+        started += (env.uuid, f"{flat[j]} {msg_id.decode() if isinstance(msg_id, bytes) else msg_id} {now_ms}")
     if not events:
         return None
-    return ("XADD", f"{prefix}:ev", "MAXLEN", "~", EV_KEEP, "*", "c", len(events) // 4, "b",
-            msgspec.msgpack.encode(events))
+    return (len(events) // 4, msgspec.msgpack.encode(events), *started)
 
 
 def restart_links(prefix_of: Any, envelopes: Sequence[Envelope], skipped: dict[str, str],
@@ -60,4 +58,4 @@ def restart_links(prefix_of: Any, envelopes: Sequence[Envelope], skipped: dict[s
     return cmds
 
 
-__all__ = ["EV_KEEP", "process_events", "restart_links"]
+__all__ = ["process_events", "restart_links"]

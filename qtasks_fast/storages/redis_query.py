@@ -11,8 +11,6 @@ or finished-time filter counts by walking the matches (cost grows with how many 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import math
 import time
@@ -45,7 +43,6 @@ BUDGET = 20000
 #: retry chain steps followed each way at most (a chain is as long as its task's retries)
 CHAIN_MAX = 100
 
-_positions = msgspec.msgpack.Decoder(dict[str, tuple[str, int]])
 _events = msgspec.msgpack.Decoder(list[str])
 
 
@@ -90,22 +87,27 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return score, uuid
 
 
-def encode_event_id(positions: dict[str, tuple[str, int]]) -> str:
-    """An event id / feed cursor: per queue, the P:ev entry id and the index in it of the last event read (so
-    a resume is exact across every queue asked, whatever order their streams interleave in)."""
-    return base64.urlsafe_b64encode(msgspec.msgpack.encode(positions)).decode().rstrip("=")
+#: an event's place in the feed: P:ev entry id (ms, µs), queue, index in the entry
+EventPos = tuple[int, int, str, int]
 
 
-def decode_event_id(after: str) -> dict[str, tuple[str, int]]:
+def _event_id(at: EventPos) -> str:
+    return f"{at[0]}-{at[1]}.{at[3]}.{at[2]}"
+
+
+def _parse_event_id(text: str) -> EventPos:
+    sid, _, rest = text.partition(".")
+    k, _, queue = rest.partition(".")
     try:
-        return _positions.decode(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)))
-    except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
-        raise _bad_cursor(after) from None
+        ms, seq = _stream_id(sid)
+        return (ms, seq, queue, int(k))
+    except ValueError:
+        raise _bad_cursor(text) from None
 
 
 def _stream_id(sid: str) -> tuple[int, int]:
     ms, _, seq = sid.partition("-")
-    return int(ms), int(seq or 0)
+    return int(ms), int(seq)
 
 
 class RedisQueries(TaskQueries):
@@ -189,6 +191,7 @@ class RedisQueries(TaskQueries):
         running = kind == b"P"
         return TaskSummary(uuid=env.uuid, task_name=env.task_name, queue=queue,
                            status="process" if running else "new", priority=env.priority, created_at=env.created_at,
+                           started_at=int(since) / 1000 if running and since else None,
                            worker_id=_s(consumer) if running else None, retry_parent_uuid=env.retry_parent_uuid,
                            restart_of=env.meta.get(META_RESTART_OF) if env.meta else None)
 
@@ -264,72 +267,75 @@ class RedisQueries(TaskQueries):
         return [u for _, u in sorted(dated)]
 
     # ----------------------------------------------------------------- events
+    # Event ids are global: "<P:ev entry id>.<index in the entry>.<queue>", ordered by (entry id, queue,
+    # index) across every queue; entry ids are the server's time in µs when written (redis.lua, xadd_event).
+    # A read returns only entries older than the server's TIME taken as it begins: whatever was written
+    # before the call is in, and an entry written later, in any queue, has a larger id than everything
+    # returned, so resuming from any id is exact for any set of queues.
     async def events(self, queues: Sequence[str], after: str | None, limit: int = 100,
                      block: float = 0.0) -> EventPage:
         if not 1 <= limit <= 10000:
             raise ValueError(f"limit={limit}: ask for 1 to 10000 events")
-        pos = await self._start(queues, after)
-        events, pos_after = await self._read_events(queues, pos, limit)
+        pos = await self._start(after)
         deadline = time.monotonic() + block
-        while not events and time.monotonic() < deadline:
-            await self._wait_events(queues, pos, deadline - time.monotonic())
-            events, pos_after = await self._read_events(queues, pos, limit)
-        if events:
-            return EventPage(events=events, cursor=events[-1].id)
-        # none came: a concrete resume point for '$' / None (an older id passed stays as it was)
-        return EventPage(events=[], cursor=after if after not in (None, "$") else encode_event_id(pos_after))
+        while True:
+            events = await self._read_events(queues, pos, limit)
+            if events:
+                return EventPage(events=events, cursor=events[-1].id)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                # none came: a concrete resume point for '$' / None (an id passed stays as it was)
+                return EventPage(events=[], cursor=after if after not in (None, "$") else _event_id(pos))
+            await self._wait_events(queues, pos, left)
 
-    async def _start(self, queues: Sequence[str], after: str | None) -> dict[str, tuple[str, int]]:
+    async def _server_time(self) -> tuple[int, int]:
+        """The server's clock as a P:ev entry id: (ms, µs within the ms)."""
+        with self._reachable():
+            sec, usec = await self.conn.aio.time()
+        return int(sec) * 1000 + int(usec) // 1000, int(usec) % 1000
+
+    async def _start(self, after: str | None) -> EventPos:
         if after is None:
-            return {q: ("0-0", -1) for q in queues}
+            return (0, 0, "", -1)
         if after != "$":
-            given = decode_event_id(after)
-            return {q: given.get(q, ("0-0", -1)) for q in queues}
-        pos = {}
-        for q in queues:
-            with self._reachable():
-                last: Any = await self.conn.aio.xrevrange(f"{_prefix(self.app_name, q)}:ev", count=1)
-            pos[q] = (_s(last[0][0]), 1 << 30) if last else ("0-0", -1)
-        return pos
+            return _parse_event_id(after)
+        ms, us = await self._server_time()  # '$': after everything written so far
+        return (ms, us, "", -1)
 
-    async def _read_events(self, queues: Sequence[str], pos: dict[str, tuple[str, int]],
-                           limit: int) -> tuple[list[TaskEvent], dict[str, tuple[str, int]]]:
-        """Up to ``limit`` events after ``pos`` over ``queues``, merged by time (stream id), each with the id
-        that resumes right after it."""
-        raw: list[tuple[tuple[int, int], int, int, str, str, list[str]]] = []
-        for qi, q in enumerate(queues):
-            sid, k = pos[q]
+    async def _read_events(self, queues: Sequence[str], pos: EventPos, limit: int) -> list[TaskEvent]:
+        """Up to ``limit`` events after ``pos`` over ``queues``, oldest first, of milliseconds already past."""
+        before = await self._server_time()
+        found: list[tuple[EventPos, list[str]]] = []
+        for q in sorted(set(queues)):
+            start = f"{pos[0]}-{pos[1]}"
             got = 0
-            start = sid
             while got < limit:
                 with self._reachable():
                     entries: Any = await self.conn.aio.xrange(f"{_prefix(self.app_name, q)}:ev", min=start,
-                                                              count=min(limit, 100))
+                                                              count=100)
                 for eid, fields in entries:
-                    eid = _s(eid)
+                    ms, seq = _stream_id(_s(eid))
+                    if (ms, seq) >= before:
+                        got = limit  # written since this read began: comes next time
+                        break
                     items = _events.decode(fields[b"b"])
-                    first = k + 1 if eid == sid else 0
-                    for j in range(first, len(items) // 4):
-                        raw.append((_stream_id(eid), qi, j, q, eid, items[4 * j:4 * j + 4]))
-                        got += 1
-                if len(entries) < min(limit, 100):
+                    for j in range(len(items) // 4):
+                        at = (ms, seq, q, j)
+                        if at > pos:
+                            found.append((at, items[4 * j:4 * j + 4]))
+                            got += 1
+                if len(entries) < 100:
                     break
                 start = "(" + _s(entries[-1][0])
-        raw.sort(key=lambda r: (r[0], r[1], r[2]))
-        cur = dict(pos)
-        out = []
-        for at, _, j, q, eid, (uuid, status, name, worker) in raw[:limit]:
-            cur[q] = (eid, j)
-            out.append(TaskEvent(id=encode_event_id(cur), uuid=uuid, task_name=name, queue=q, status=status,
-                                 at=at[0] / 1000, worker_id=worker or None))
-        return out, cur
+        found.sort(key=lambda f: f[0])
+        return [TaskEvent(id=_event_id(at), uuid=uuid, task_name=name, queue=at[2], status=status,
+                          at=at[0] / 1000, worker_id=worker or None)
+                for at, (uuid, status, name, worker) in found[:limit]]
 
-    async def _wait_events(self, queues: Sequence[str], pos: dict[str, tuple[str, int]], left: float) -> None:
+    async def _wait_events(self, queues: Sequence[str], pos: EventPos, left: float) -> None:
         """Block until some P:ev of ``queues`` gets an entry after ``pos`` (or ``left`` seconds pass)."""
         step = min(left, self.conn.wait_slice or left)
-        if step <= 0:
-            return
-        streams = {f"{_prefix(self.app_name, q)}:ev": pos[q][0] for q in queues}
+        streams = {f"{_prefix(self.app_name, q)}:ev": f"{pos[0]}-{pos[1]}" for q in queues}
         with self._reachable():
             await self.conn.aio.xread(streams, count=1, block=max(1, int(step * 1000)))  # type: ignore[arg-type]
 
