@@ -78,11 +78,12 @@
 -- a foreign Storage keeps them: then P:q, P:t:*, P:wait, P:r:*, P:count, P:x:*, P:ev, P:tp are not touched.
 --
 -- Ops:
---   enqueue now nprios packed [special claimed unique_ttl owners]
+--   enqueue now nprios packed [special claimed unique_ttl owners [index]]
 --           nprios = the priority levels workers serve: a prio outside 0..nprios-1 is clamped into them;
---           packed = msgpack array {prio uuid name blob wait created}* of plain envelopes (created = the
---           envelope's created_at in ms, the score of P:x);
+--           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
+--           index = the plain envelopes' query-side entries, built by the producer (see query_index);
 --           special = msgpack array {prio uuid name blob wait eta_ms unique_key unique_ttl_ms created}* of delayed
+--           (created = the envelope's created_at in ms, the score of P:x)
 --           or unique ones (claimed = '1': unique keys were claimed already by op 'unique').
 --           owners = msgpack array {uuid, '<holder uuid> <key>'}* of special ones that give a key back (P:uo).
 --           Returns {skipped uuid, holder uuid}* of unique envelopes whose key was held.
@@ -104,8 +105,8 @@
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
 --   settle  group now ttl packed log [replies [released]]
 --           packed = msgpack array {prio id uuid status record}* (record: see P:t, built by the worker);
---           log = msgpack array {worker, {name created}*} (the worker, then name and created ms of each task
---           in packed's order), for P:x, P:ev and P:tp ('' = no index: index_results=False); replies = msgpack array
+--           log = the batch's query-side entries, built by the worker (see query_index; '' = none:
+--           index_results=False); replies = msgpack array
 --           of 0-based positions in packed whose record the worker has stored and pushed to P:r:<uuid>
 --           already ('' = none): for a task a producer blocks on, the worker sends SET P:t + RPUSH +
 --           PEXPIRE P:r as plain commands and awaits them before this call, so the producer's wait ends
@@ -291,6 +292,21 @@ local function zadd_all(by)  -- by = {key -> {score, member, ...}}
 end
 local FINAL = {success = true, error = true, cancel = true}
 
+-- the query-side argument of enqueue and settle, built by the client (qtasks_fast/_core.pyx, _index_arg) so
+-- that Redis only stores it: msgpack [{key: {created ms, uuid}*}, events] with <key> a task name (P:x:n:<key>)
+-- or '<status>:<name>' (P:x:f:<key>), and events the P:ev entry of <count> status changes, as is.
+-- Returns the zsets' keys (names for P:x:names).
+local function query_index(arg, zprefix, count)
+  local ix = cmsgpack.unpack(arg)
+  local keys = {}
+  for key, z in pairs(ix[1]) do
+    chunked('ZADD', zprefix .. key, z, 2)
+    keys[#keys + 1] = key
+  end
+  xadd_event(count, ix[2])
+  return keys
+end
+
 if op == 'enqueue' then
   local now = ARGV[2]
   local top = tonumber(ARGV[3]) - 1  -- priorities are clamped to the served levels: no stream nobody reads
@@ -307,7 +323,7 @@ if op == 'enqueue' then
     EV[n + 1] = uuid; EV[n + 2] = 'new'; EV[n + 3] = name; EV[n + 4] = ''
   end
   local nq = 0
-  for i = 1, #items, 6 do
+  for i = 1, #items, 5 do
     local prio, uuid = items[i], items[i + 1]
     if prio > top then prio = top elseif prio < 0 then prio = 0 end
     local stream = streams[prio]
@@ -317,7 +333,6 @@ if op == 'enqueue' then
     queued[nq + 2] = prio .. ' ' .. id
     nq = nq + 2
     if items[i + 4] == '1' then waiting[#waiting + 1] = uuid end
-    if rec then index(uuid, items[i + 2], items[i + 5]) end
   end
   local skipped = {}
   if ARGV[5] and ARGV[5] ~= '' then
@@ -363,7 +378,10 @@ if op == 'enqueue' then
   if rec then
     chunked('HSET', P .. ':q', queued, 2)
     if #waiting > 0 then chunked('SADD', P .. ':wait', waiting, 1) end
-    zadd_all(byname)
+    if ARGV[9] and ARGV[9] ~= '' then
+      for _, name in ipairs(query_index(ARGV[9], P .. ':x:n:', #items / 5)) do names[#names + 1] = name end
+    end
+    zadd_all(byname)  -- the special envelopes', indexed here: only this script knows which were skipped
     if #names > 0 then redis.call('SADD', P .. ':x:names', unpack(names)) end
     emit()
   end
@@ -382,9 +400,6 @@ if op == 'settle' then
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
   local items = cmsgpack.unpack(ARGV[5])
   local acks, uuids, done, counts = {}, {}, {}, {}
-  local idx = rec and ARGV[6] ~= '' and cmsgpack.unpack(ARGV[6])
-  local byfinal = {}  -- P:x:f:<status>:<name> -> {created, uuid, ...}
-  local worker = idx and idx[1]
   -- the records for notify() only when some producer waits (rarely, in a busy drain)
   local waited = rec and redis.call('SCARD', P .. ':wait') > 0
   local prefix = P .. ':t:'
@@ -402,17 +417,6 @@ if op == 'settle' then
         done[#done + 1] = items[i + 4]
       end
       counts[status] = (counts[status] or 0) + 1
-      if idx then
-        local k = (i - 1) / 5 * 2 + 2
-        local name = idx[k]
-        local key = P .. ':x:f:' .. status .. ':' .. name
-        local z = byfinal[key]
-        if not z then z = {}; byfinal[key] = z end
-        z[#z + 1] = idx[k + 1]
-        z[#z + 1] = uuid
-        local n = #EV
-        EV[n + 1] = uuid; EV[n + 2] = status; EV[n + 3] = name; EV[n + 4] = worker
-      end
     end
     local ids = acks[prio]
     if not ids then ids = {}; acks[prio] = ids end
@@ -433,11 +437,10 @@ if op == 'settle' then
   if rec then
     chunked('HDEL', P .. ':q', uuids, 1)
     for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, n) end
-    if idx then
-      zadd_all(byfinal)
+    if ARGV[6] ~= '' then
+      query_index(ARGV[6], P .. ':x:f:', #items / 5)
       local minute = math.floor(tonumber(now) / 60000) * 60
       for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':tp', minute .. ' ' .. status, n) end
-      emit()
     end
     if waited then notify(done, ttl) end
   end

@@ -261,9 +261,12 @@ class RedisBroker(RedisControl, Broker):
         claimed = "0" if rec else "1"  # without our records, unique keys were claimed before storage.create
         ttl = int(self.unique_ttl * 1000)
         levels = self.priority_levels
-        owners = self._owners(envelopes) if any(special for _, special in per_queue.values()) else {}
-        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, "")) if special else (now, levels, plain)
-                for q, (plain, special) in per_queue.items()}
+        owners = self._owners(envelopes) if any(special for _, special, _ in per_queue.values()) else {}
+        # index: the query side's zsets and events of the plain envelopes (redis.lua, op enqueue), only with our
+        # records
+        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, ""), index if rec else "")
+                if special or (rec and index) else (now, levels, plain)
+                for q, (plain, special, index) in per_queue.items()}
 
     @staticmethod
     def _owners(envelopes: Sequence[Envelope]) -> dict[str, bytes]:
