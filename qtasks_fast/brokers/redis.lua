@@ -81,7 +81,8 @@
 --   enqueue now nprios packed [special claimed unique_ttl owners [index]]
 --           nprios = the priority levels workers serve: a prio outside 0..nprios-1 is clamped into them;
 --           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
---           index = the plain envelopes' query-side entries, built by the producer (see query_index);
+--           index = the plain envelopes' query-side entries, built by the producer (see query_index; '0' =
+--           none at all, index_results=False);
 --           special = msgpack array {prio uuid name blob wait eta_ms unique_key unique_ttl_ms created}* of delayed
 --           (created = the envelope's created_at in ms, the score of P:x)
 --           or unique ones (claimed = '1': unique keys were claimed already by op 'unique').
@@ -378,12 +379,16 @@ if op == 'enqueue' then
   if rec then
     chunked('HSET', P .. ':q', queued, 2)
     if #waiting > 0 then chunked('SADD', P .. ':wait', waiting, 1) end
-    if ARGV[9] and ARGV[9] ~= '' then
-      for _, name in ipairs(query_index(ARGV[9], P .. ':x:n:', #items / 5)) do names[#names + 1] = name end
+    if ARGV[9] == '0' then  -- index_results=False: no query side
+      EV = {}
+    else
+      if ARGV[9] and ARGV[9] ~= '' then
+        for _, name in ipairs(query_index(ARGV[9], P .. ':x:n:', #items / 5)) do names[#names + 1] = name end
+      end
+      zadd_all(byname)  -- the special envelopes', indexed here: only this script knows which were skipped
+      if #names > 0 then redis.call('SADD', P .. ':x:names', unpack(names)) end
+      emit()
     end
-    zadd_all(byname)  -- the special envelopes', indexed here: only this script knows which were skipped
-    if #names > 0 then redis.call('SADD', P .. ':x:names', unpack(names)) end
-    emit()
   end
   return skipped
 end

@@ -264,8 +264,9 @@ class RedisBroker(RedisControl, Broker):
         owners = self._owners(envelopes) if any(special for _, special, _ in per_queue.values()) else {}
         # index: the query side's zsets and events of the plain envelopes (redis.lua, op enqueue), only with our
         # records
-        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, ""), index if rec else "")
-                if special or (rec and index) else (now, levels, plain)
+        indexing = rec and self.index_results
+        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, ""), index if indexing else "0")
+                if special or indexing else (now, levels, plain)
                 for q, (plain, special, index) in per_queue.items()}
 
     @staticmethod
@@ -465,7 +466,7 @@ class RedisBroker(RedisControl, Broker):
     async def _process_events(self, out: list[tuple[str, list[Any]]], rec: bool) -> None:
         """What op fetch records of the tasks it hands out (P:ev events, start times in P:q), for a fetch that
         bypassed it: op ``started``, one call per queue."""
-        if not rec:
+        if not rec or not self.index_results:
             return
         now = int(time.time() * 1000)
         for queue, flat in out:
