@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from qtasks_fast import router as _router
 from qtasks_fast.abc import Broker, Storage
-from qtasks_fast.brokers import ENV_URL, make_backend, sqlite_location, sqlite_url_path
+from qtasks_fast.backends import ENV_URL, make_backend, sqlite_location, sqlite_url_path
 from qtasks_fast.components.producer import NeedsLookup, Producer, Signature, as_call, call_options
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.control import checked_uuid
@@ -108,6 +108,7 @@ class BaseQueueTasks(Producer):
         self._shared_names: set[str] = set()
         self._mw_active = False
         self._routed_queues: list[str] = []
+        self._unnoted_queues: list[str] = []
         self._published: dict[str, TaskSpec] = {}
         self._table_read_after = self._table_fresh_until = 0.0  # never read: the first miss reads it
         _router.app_created(self)  # shared tasks join this app; it becomes the main app (QTasks _state.app_main)

@@ -110,7 +110,7 @@ def load(args: argparse.Namespace, build: bool = True) -> BaseQueueTasks | None:
     it cannot be loaded or its broker URL cannot work. ``build``: also build the backend (``info`` does not:
     it creates nothing)."""
     from qtasks_fast.app import url_origin
-    from qtasks_fast.brokers import check_url
+    from qtasks_fast.backends import check_url
     from qtasks_fast.loader import AppLoadError, load_app
 
     log = get_logger("cli")

@@ -162,7 +162,8 @@ class WorkersRunning(QTasksError, RuntimeError):
 
 async def flush_all(app: BaseQueueTasks) -> None:
     """QTasks ``app.flush_all()``: delete everything of this app (``Broker.flush_all``) in every queue it knows
-    (:meth:`all_queues`), and nothing of any other app. Refused while a worker of the app is live, and when its
+    (its tasks', the published table read now, and those its task managers routed calls to in any process:
+    ``Broker.note_queues``), and nothing of any other app. Refused while a worker of the app is live, and when its
     storage is not the broker's own backend (its records would survive): each with a one-line reason."""
     broker, storage = app._resolve()
     live = await broker.workers()
@@ -173,7 +174,8 @@ async def flush_all(app: BaseQueueTasks) -> None:
     if not broker.fused(storage):
         raise ConfigError(f"flush_all: the storage {type(storage).__name__} is not the broker's backend, so its "
                           "records would be kept; flush it with its own tools, or use the broker's storage")
-    queues = await app.all_queues()
+    await app.refresh_tasks()  # not the copy read up to a minute ago: another process may have published since
+    queues = app.queues
     await broker.flush_all(queues)
     app._published = {}  # the table it had read is gone with the rest
     log.warning("flush_all: deleted every message, record and dead letter of app %r (queues %s)", app.name,

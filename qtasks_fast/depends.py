@@ -45,6 +45,11 @@ class ScopeEnum(str, enum.Enum):
 
     TASK = "task"
     WORKER = "worker"
+    #: QTasks' scopes of the broker, storage and GlobalConfig connections: a worker process holds one of each
+    #: for its whole life, so here they live (and are cleaned up) as ``WORKER`` does
+    BROKER = "broker"
+    STORAGE = "storage"
+    GLOBAL_CONFIG = "global_config"
 
 
 class Depends:
@@ -59,8 +64,8 @@ class Depends:
         try:
             self.scope = ScopeEnum(scope).value
         except ValueError:
-            raise ValueError(f"Depends({getattr(func, '__name__', func)!r}): scope must be 'task' or 'worker', "
-                             f"not {scope!r}") from None
+            raise ValueError(f"Depends({getattr(func, '__name__', func)!r}): scope must be one of "
+                             f"{', '.join(repr(s.value) for s in ScopeEnum)}, not {scope!r}") from None
         self.func = func
         unwrapped = inspect.unwrap(func)
         if inspect.isasyncgenfunction(func):
@@ -244,7 +249,7 @@ class Resolver:
             for name, inj in injected.items():
                 if not isinstance(inj, Depends):
                     values[name] = inj(self.registry, inj)
-                elif inj.scope == ScopeEnum.WORKER.value:
+                elif inj.scope != ScopeEnum.TASK.value:  # worker, or QTasks' broker/storage/global_config
                     values[name] = await self._worker_value(inj)
                 else:
                     values[name], close = await _enter(inj)

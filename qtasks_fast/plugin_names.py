@@ -49,7 +49,8 @@ REFUSED: dict[str, str] = {
     "task_executor_after_execute_result_replace": _RESULT,
     "task_executor_decode": "decoding runs in the client (decode=, config.task_default_decode); the closest is "
                             "task_after_execute (component='worker')",
-    "worker_task_error_retry": _ERROR + "; retries are the task's retry= option",
+    "worker_task_error_retry": _ERROR + "; retries are the task's retry= option, decided by "
+                               "qtasks_fast.plugins.SyncRetryPlugin.retry_child (override it in a subclass)",
     "task_executor_middlewares_execute": "middlewares run around task_before_execute (component='worker')",
     "task_executor_run_task": "the closest is task_before_execute (component='worker')",
     "task_executor_run_task_gen": "the closest is task_after_execute (component='worker')",

@@ -23,7 +23,7 @@ from qtasks_fast.contrib.pydantic import ModelParam, to_model, to_wire
 from qtasks_fast.events import events_of
 from qtasks_fast.exceptions import TaskArgumentsError
 from qtasks_fast.middleware import ENQUEUE_HOOKS, Hooks, Middleware, as_instances, check_options, middleware_chain
-from qtasks_fast.middlewares.arguments import assemble, build_validator, wire_signature
+from qtasks_fast.middlewares.arguments import assemble, build_validator, fold_spread, wire_signature
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -160,6 +160,38 @@ class TaskFunc:
     def decode(self, value: Callable[[Any], Any] | None) -> None:
         self.own_decode = value
 
+    # --------------------------------------------- QTasks TaskExecSchema fields
+    # app.tasks holds TaskFunc objects where QTasks holds TaskExecSchema (its name resolves to this class):
+    # the few fields of QTasks' schema that are named differently here read through these.
+    @property
+    def awaiting(self) -> bool:
+        """QTasks ``awaiting``: the function is a coroutine function (an async generator is ``generating``)."""
+        return self.is_async
+
+    @property
+    def generating(self) -> str | bool:
+        """QTasks ``generating``: ``"sync"`` or ``"async"`` for a generator task, False otherwise."""
+        return "async" if self.is_async_gen else "sync" if self.is_gen else False
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """QTasks ``extra``: the task's other ``@app.task`` options, which its middlewares read (:attr:`options`)."""
+        return self.options
+
+    def add_middlewares_before(self, middlewares: Sequence[Any]) -> None:
+        """QTasks ``add_middlewares_before``: append middlewares (classes or instances) to the task's own."""
+        self.middlewares_before.extend(as_instances(middlewares, f"task {self.name!r}"))
+        self._middlewares_changed()
+
+    def add_middlewares_after(self, middlewares: Sequence[Any]) -> None:
+        """QTasks ``add_middlewares_after``: see :meth:`add_middlewares_before`."""
+        self.middlewares_after.extend(as_instances(middlewares, f"task {self.name!r}", "after"))
+        self._middlewares_changed()
+
+    def _middlewares_changed(self) -> None:
+        self.app._mw_active = True  # the producer skips the chain while no middleware was ever added
+        self.reset_middlewares()
+
     @property
     def middlewares(self) -> tuple[Middleware, ...]:
         """The task's whole chain (app before + task before + task after + app after), cached."""
@@ -243,6 +275,8 @@ class TaskFunc:
         if self._validator is None and not self.models:
             self._values(args, kwargs, False)  # the signature check alone
             return args, kwargs
+        if self.models:
+            args, kwargs = fold_spread(self, args, kwargs)
         values = self._values(args, kwargs, True)
         for name, mp in self.models.items():
             if name in values:
@@ -252,7 +286,10 @@ class TaskFunc:
     def call_args(self, args: Sequence[Any], kwargs: dict[str, Any], injected: dict[str, Any], echo: Any,
                   validate: bool = True) -> tuple[Sequence[Any], dict[str, Any]]:
         """Worker side: the arguments of the function call itself — wire arguments validated, models
-        built, ``injected`` values and the echo ``self`` put in their places."""
+        built, ``injected`` values and the echo ``self`` put in their places. A spread model (QTasks' form)
+        is folded here too: a producer that does not know the task sent it as written."""
+        if self.models:
+            args, kwargs = fold_spread(self, args, kwargs)
         values = self._values(args, kwargs, validate)
         for name, mp in self.models.items():
             if name in values:
@@ -268,6 +305,10 @@ class TaskFunc:
     def s(self, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         """A signature ``(name, args, kwargs)`` for bulk enqueue (``app.add_tasks``)."""
         return (self.name, args, kwargs)
+
+
+#: QTasks' name of a registered task (``qtasks.schemas.task_exec.TaskExecSchema``, what ``app.tasks`` holds there)
+TaskExecSchema = TaskFunc
 
 
 def decode_result(task: Task | None, funcs: dict[str, TaskFunc]) -> Task | None:

@@ -268,7 +268,7 @@ class ProcessHarness:
 
     def statuses(self, client: redis.Redis, uuids: list[str]) -> list[bytes | None]:
         """Status of each task as ``get`` reports it (new, process, or the final one; None if unknown)."""
-        from qtasks_fast.storages.redis import parse_record
+        from qtasks_fast.backends.redis.storage import parse_record
 
         out: list[bytes | None] = []
         for fields in self._lookup(client, uuids):
@@ -278,7 +278,7 @@ class ProcessHarness:
 
     def _lookup(self, client: redis.Redis, uuids: list[str]) -> list[dict[bytes, bytes]]:
         """The Lua 'get' of each uuid, pipelined (what ``app.get`` reads, without one round trip each)."""
-        from qtasks_fast.brokers.redis import LUA
+        from qtasks_fast.backends.redis.broker import LUA
 
         script = client.register_script(LUA)
         prefix = f"qtf:{{{self.app_name}:default}}"
@@ -312,7 +312,7 @@ class ProcessHarness:
 
     def records(self, app: object, uuids: list[str]) -> dict:  # uuid -> Task
         """Records as the producer's ``get`` returns them (``decode=`` applied), fetched in pipelines."""
-        from qtasks_fast.storages.redis import parse_record
+        from qtasks_fast.backends.redis.storage import parse_record
         from qtasks_fast.task import decode_result
 
         out = {}
@@ -332,7 +332,7 @@ def harness(tmp_path: Path, app_name: str) -> Iterator[ProcessHarness]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Tests write to many SQLite files no worker ever reads: the producer's at-exit warning about them
-    (qtasks_fast.brokers.sqlite_seen) is not news at the end of a test run."""
-    from qtasks_fast.brokers import sqlite_seen
+    (qtasks_fast.backends.sqlite.seen) is not news at the end of a test run."""
+    from qtasks_fast.backends.sqlite import seen as sqlite_seen
 
     sqlite_seen._pending.clear()

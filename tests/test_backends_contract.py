@@ -31,11 +31,11 @@ with warnings.catch_warnings():  # the pure-Python core warns when the extension
 
 from qtasks_fast.abc.broker import Broker, Delivery
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.memory import InMemoryBroker, InMemoryState
-from qtasks_fast.brokers.sqlite import SqliteBroker
+from qtasks_fast.backends.memory.broker import InMemoryBroker, InMemoryState
+from qtasks_fast.backends.memory.storage import InMemoryStorage
+from qtasks_fast.backends.sqlite.broker import SqliteBroker
+from qtasks_fast.backends.sqlite.storage import SqliteStorage
 from qtasks_fast.schemas import Envelope, Task
-from qtasks_fast.storages.memory import InMemoryStorage
-from qtasks_fast.storages.sqlite import SqliteStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 Q = "default"
@@ -440,8 +440,8 @@ async def test_foreign_storage_goes_through_the_storage_api(backend: Backend) ->
 WORKER = r"""
 import asyncio, json, os, sys
 from qtasks_fast import _corelib as core
-from qtasks_fast.brokers.sqlite import SqliteBroker
-from qtasks_fast.storages.sqlite import SqliteStorage
+from qtasks_fast.backends.sqlite.broker import SqliteBroker
+from qtasks_fast.backends.sqlite.storage import SqliteStorage
 
 async def main(path, consumer, out, go, done):
     broker, storage = SqliteBroker(path), SqliteStorage(path)
@@ -472,9 +472,9 @@ asyncio.run(main(*sys.argv[1:]))
 
 PRODUCER = r"""
 import json, os, sys, time, uuid
-from qtasks_fast.brokers.sqlite import SqliteBroker
+from qtasks_fast.backends.sqlite.broker import SqliteBroker
 from qtasks_fast.schemas import Envelope
-from qtasks_fast.storages.sqlite import SqliteStorage
+from qtasks_fast.backends.sqlite.storage import SqliteStorage
 
 path, out, go, done = sys.argv[1:]
 broker, storage = SqliteBroker(path), SqliteStorage(path)

@@ -25,7 +25,7 @@ with warnings.catch_warnings():
 
 from qtasks_fast.abc.broker import Broker, DeadLetter, Delivery
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers import make_backend
+from qtasks_fast.backends import make_backend
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task
 
@@ -353,7 +353,7 @@ async def test_purge_leaves_tasks_that_finished_while_an_older_one_runs(backend:
     await slow_worker.settle([ok(slow, 1)], storage, [])
     assert (await record(storage, first.uuid)).status == "success"
     if backend.kind == "redis":  # once nothing is pending, every finished entry is gone from the stream
-        from qtasks_fast.brokers.redis import RedisBroker, queue_prefix
+        from qtasks_fast.backends.redis.broker import RedisBroker, queue_prefix
 
         assert isinstance(broker, RedisBroker)
         assert await broker.conn.aio.xlen(f"{queue_prefix(broker.app_name, Q)}:s:0") == 0
@@ -363,7 +363,7 @@ async def test_purge_leaves_tasks_that_finished_while_an_older_one_runs(backend:
 async def test_redis_stream_stays_small_while_a_long_task_runs(redis_url: str) -> None:
     """Trimming waits for the oldest pending entry; once that one is older than a few seconds (a long
     task), finished entries are deleted at once, so a long task does not make the stream grow."""
-    from qtasks_fast.brokers.redis import RedisBroker, queue_prefix
+    from qtasks_fast.backends.redis.broker import RedisBroker, queue_prefix
 
     b = Backend("redis", redis_url, f"ctl{_uuid.uuid4().hex[:10]}")
     try:
@@ -418,8 +418,8 @@ async def test_claim_is_granted_once_per_ttl(backend: Backend) -> None:
 @pytest.mark.asyncio
 async def test_control_keeps_a_foreign_storage_in_step(backend: Backend) -> None:
     """A storage the broker cannot fuse with gets its records through the Storage API."""
-    from qtasks_fast.brokers.memory import InMemoryState
-    from qtasks_fast.storages.memory import InMemoryStorage
+    from qtasks_fast.backends.memory.broker import InMemoryState
+    from qtasks_fast.backends.memory.storage import InMemoryStorage
 
     foreign = InMemoryStorage(state=InMemoryState())
     worker = copy.copy(backend.broker)

@@ -22,7 +22,7 @@ import msgspec
 import pytest
 
 from qtasks_fast import QueueTasks
-from qtasks_fast.brokers.redis_control import queue_prefix
+from qtasks_fast.backends.redis.control import queue_prefix
 from qtasks_fast.schemas import Envelope, Task
 from qtasks_fast.testing import WorkerThread
 from qtasks_fast.worker.executor import Executor

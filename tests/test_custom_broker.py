@@ -21,8 +21,8 @@ import pytest
 
 from qtasks_fast import QueueTasks
 from qtasks_fast.abc import NotSupported
+from qtasks_fast.backends.memory.storage import InMemoryStorage
 from qtasks_fast.config import GlobalConfig
-from qtasks_fast.storages.memory import InMemoryStorage
 from qtasks_fast.testing import WorkerThread
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom_broker.py"

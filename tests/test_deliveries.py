@@ -25,10 +25,10 @@ import pytest
 from qtasks_fast import GlobalConfig, QueueTasks
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery
-from qtasks_fast.brokers.redis_control import queue_prefix
-from qtasks_fast.brokers.sqlite_db import SCHEMA
+from qtasks_fast.backends.redis.control import queue_prefix
+from qtasks_fast.backends.redis.storage import parse_record_blob
+from qtasks_fast.backends.sqlite.db import SCHEMA
 from qtasks_fast.schemas import Envelope
-from qtasks_fast.storages.redis import parse_record_blob
 from qtasks_fast.testing import WorkerThread
 
 LEASE = 0.5

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qtasks_fast import QueueTasks, TaskNotFound
-from qtasks_fast.brokers.sqlite import SqliteBroker
+from qtasks_fast.backends.sqlite.broker import SqliteBroker
 from qtasks_fast.testing import WorkerThread
 
 ROOT = Path(__file__).resolve().parent.parent

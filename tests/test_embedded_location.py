@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from qtasks_fast import QueueTasks
-from qtasks_fast.brokers import sqlite_seen
+from qtasks_fast.backends.sqlite import seen as sqlite_seen
 from qtasks_fast.testing import WorkerThread
 
 ROOT = Path(__file__).resolve().parent.parent

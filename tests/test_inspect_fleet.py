@@ -155,7 +155,7 @@ def test_inspect_shows_what_runs_each_task_and_the_prefetch_a_worker_applies(
 def test_inspect_still_answers_when_the_broker_cannot_say(app_name: str, capsys: pytest.CaptureFixture[str]) -> None:
     from test_custom_broker import KafkaStyleBroker
 
-    from qtasks_fast.storages.memory import InMemoryStorage
+    from qtasks_fast.backends.memory.storage import InMemoryStorage
 
     app = QueueTasks(app_name, broker=KafkaStyleBroker(app_name=app_name), storage=InMemoryStorage())
     data, err = inspect_json(app, capsys)

@@ -25,6 +25,10 @@ def test_the_wheel_has_no_top_level_benchmarks_package(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"qtasks_fast"}, sorted(tops)
     assert "qtasks_fast/benchmarks/__main__.py" in names and "qtasks_fast/benchmarks/peers/_harness.py" in names
+    # the Redis backend's script travels with its package, and the built-in schemes are declared entry points
+    assert "qtasks_fast/backends/redis/redis.lua" in names
+    (eps,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "[qtasks_fast.backends]" in zipfile.ZipFile(wheel).read(eps).decode()
 
 
 def test_bench_runs_from_any_directory_and_writes_results_there(tmp_path: Path,

@@ -12,13 +12,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import qtasks_fast.brokers.memory_state as memory_state
-import qtasks_fast.brokers.sqlite_control as sqlite_control
+import qtasks_fast.backends.memory.state as memory_state
+import qtasks_fast.backends.sqlite.control as sqlite_control
 from qtasks_fast.abc.query import TaskFilter, TaskQueries
-from qtasks_fast.brokers import make_backend
-from qtasks_fast.brokers.sqlite_db import now_ms
+from qtasks_fast.backends import make_backend
+from qtasks_fast.backends.sqlite.db import now_ms
+from qtasks_fast.backends.sqlite.storage import SqliteStorage
 from qtasks_fast.config import GlobalConfig
-from qtasks_fast.storages.sqlite import SqliteStorage
 from qtasks_fast.testing.contract.harness import envelope
 
 PAGE_FILTERS = {

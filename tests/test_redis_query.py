@@ -19,10 +19,10 @@ from conftest import PrivateRedis
 
 from qtasks_fast.abc.broker import Broker
 from qtasks_fast.abc.query import TaskFilter
-from qtasks_fast.brokers import make_backend
-from qtasks_fast.brokers.redis import queue_prefix
+from qtasks_fast.backends import make_backend
+from qtasks_fast.backends.redis.broker import queue_prefix
+from qtasks_fast.backends.redis.storage import RedisStorage, record_parts
 from qtasks_fast.config import GlobalConfig
-from qtasks_fast.storages.redis import RedisStorage, record_parts
 from qtasks_fast.testing.contract.harness import envelope, fetch, success
 
 

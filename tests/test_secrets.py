@@ -16,7 +16,7 @@ import redis
 from conftest import APPS, AUTH_PASSWORD, PrivateRedis, ProcessHarness, cli_env, free_port
 
 from qtasks_fast import GlobalConfig
-from qtasks_fast.brokers import make_backend
+from qtasks_fast.backends import make_backend
 from qtasks_fast.url import redact
 
 SECRET = "Zq9-s3cr3t"
@@ -200,8 +200,8 @@ def test_a_custom_broker_object_keeps_its_place_but_broker_still_wins(harness: P
     (tmp_path / "custom_app.py").write_text(
         "import os\n"
         "from qtasks_fast import QueueTasks\n"
-        "from qtasks_fast.brokers.redis import RedisBroker\n"
-        "from qtasks_fast.storages.redis import RedisStorage\n"
+        "from qtasks_fast.backends.redis.broker import RedisBroker\n"
+        "from qtasks_fast.backends.redis.storage import RedisStorage\n"
         "NAME = os.environ['TEST_APP_NAME']\n"
         "b = RedisBroker('redis://127.0.0.1:1/0', app_name=NAME)\n"
         "app = QueueTasks(NAME, broker=b, storage=RedisStorage(b.url, connection=b.conn, app_name=NAME))\n"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from qtasks_fast import QueueTasks
-from qtasks_fast.brokers.memory import InMemoryBroker
-from qtasks_fast.brokers.redis import RedisBroker
+from qtasks_fast.backends.memory.broker import InMemoryBroker
+from qtasks_fast.backends.memory.storage import InMemoryStorage
+from qtasks_fast.backends.redis.broker import RedisBroker
 from qtasks_fast.config import GlobalConfig
-from qtasks_fast.storages.memory import InMemoryStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "pw-Settings-9"

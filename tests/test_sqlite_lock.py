@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from qtasks_fast import GlobalConfig, QueueTasks
-from qtasks_fast.brokers import sqlite_db
-from qtasks_fast.brokers.sqlite import SqliteBroker, SqliteConnection
+from qtasks_fast.backends.sqlite import db as sqlite_db
+from qtasks_fast.backends.sqlite.broker import SqliteBroker, SqliteConnection
+from qtasks_fast.backends.sqlite.storage import SqliteStorage
 from qtasks_fast.schemas import Envelope
-from qtasks_fast.storages.sqlite import SqliteStorage
 from qtasks_fast.testing import WorkerThread
 
 HOLD = 3.0  # seconds the other connection keeps the write lock

@@ -282,12 +282,20 @@ class Broker(abc.ABC):
         """Delete all this app keeps here (QTasks ``flush_all``): every message of ``queues`` (queued, delayed,
         in flight), dead letter, record, captured log, unique key, slot and claim, and the published task table.
 
-        Only this ``app_name``'s data: another app's is never touched, whatever its name (``"a:b"`` when
+        ``queues`` are those the app knows (its tasks', the published table's); add those :meth:`note_queues`
+        recorded. Only this ``app_name``'s data: another app's is never touched, whatever its name (``"a:b"`` when
         flushing ``"a"``). The worker registry is kept (it describes live processes, which renew it). Callers
         (``app.flush_all``) refuse while workers are registered: a running worker's reads and leases would
         point at what was deleted (on Redis, its XREADGROUP on a deleted stream fails with NOGROUP).
         """
         raise NotSupported(self, "flush_all")
+
+    async def note_queues(self, queues: Sequence[str]) -> None:
+        """Remember, durably, that this app uses ``queues`` though no published task names them (a producer's
+        task manager routed a call there), so :meth:`flush_all` flushes them too when a process that never
+        routed there calls it. Nothing by default: a broker whose ``flush_all`` deletes every queue of the app
+        whatever ``queues`` says (SQLite, memory) needs no list. The list outlives ``flush_all``: a producer notes
+        a queue once, before its first call there."""
 
     async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:
         """Fleet-wide semaphore: take one of ``limit`` slots of ``key`` for ``token``; False when full.

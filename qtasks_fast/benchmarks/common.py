@@ -30,7 +30,7 @@ import redis
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
-from qtasks_fast.storages.redis import parse_record_blob
+from qtasks_fast.backends.redis.storage import parse_record_blob
 
 #: the directory holding the qtasks_fast package: on PYTHONPATH of the benchmark's subprocesses, so they run
 #: this very tree (a source checkout or an installed package alike)

@@ -29,8 +29,8 @@ import redis
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.query import TaskFilter
+from qtasks_fast.backends import make_backend
 from qtasks_fast.benchmarks.common import Ctx, PrivateRedis
-from qtasks_fast.brokers import make_backend
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.schemas import Envelope
 

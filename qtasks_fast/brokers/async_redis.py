@@ -1,10 +1,5 @@
-"""QTasks' ``qtasks.brokers.AsyncRedisBroker`` path: the same broker as ``SyncRedisBroker``."""
+"""QTasks' ``qtasks.brokers.async_redis`` path: :class:`~qtasks_fast.backends.redis.qtasks.AsyncRedisBroker`."""
 
-from qtasks_fast.brokers.sync_redis import SyncRedisBroker
-
-
-class AsyncRedisBroker(SyncRedisBroker):
-    """QTasks' ``AsyncRedisBroker``: :class:`SyncRedisBroker` (our broker serves both clients)."""
-
+from qtasks_fast.backends.redis.qtasks import AsyncRedisBroker
 
 __all__ = ["AsyncRedisBroker"]

@@ -89,6 +89,8 @@ class Producer:
     _mw_active: bool
     #: queues calls were routed to that no registered task names (by a task manager): ``app.queues`` has them
     _routed_queues: list[str]
+    #: of those, the ones not yet recorded in the broker (``Broker.note_queues``): the next send records them
+    _unnoted_queues: list[str]
     #: the published task table as last read (qtasks_fast.tasktable), for names not in ``tasks``
     _published: dict[str, TaskSpec]
     #: monotonic times: before the first, a miss does not read the table again (LOOKUP_FLOOR); until the
@@ -129,6 +131,7 @@ class Producer:
             args, kwargs, priority, queue = p.args, p.kwargs, p.priority, p.queue
             if queue != (opts.queue if opts is not None else config.default_queue) and queue not in self._routed_queues:
                 self._routed_queues.append(queue)  # so app.get/wait look there
+                self._unnoted_queues.append(queue)  # and any process' flush_all (noted by the send)
             timeout, retry, eta, meta = p.timeout, p.retry, p.eta, p.meta
         if tf is not None and config.validate_args:
             args, kwargs = tf.bind(args, kwargs)
@@ -282,12 +285,25 @@ class Producer:
         sends envelopes of this app (restart, periodic ticks) goes through here or :meth:`send_sync`.
         """
         broker, storage = self._resolve()
+        if self._unnoted_queues:
+            await self._note_queues(broker)
         return self._sent(envelopes, await broker.enqueue(envelopes, storage, wait=wait))
 
     def send_sync(self, envelopes: Sequence[Envelope], wait: bool = False) -> Mapping[str, str] | None:
         """Blocking twin of :meth:`send`."""
         broker, storage = self._resolve()
+        if self._unnoted_queues:  # rare (a task manager's new route): on the helper loop, once per queue
+            from qtasks_fast.portal import portal
+
+            portal().run(self._note_queues(broker))
         return self._sent(envelopes, broker.enqueue_sync(envelopes, storage, wait=wait))
+
+    async def _note_queues(self, broker: Broker) -> None:
+        """Record the routed queues in the broker *before* the first call goes there, so a ``flush_all`` from any
+        process finds them; a failure (an outage) fails the send, which has sent nothing yet."""
+        queues = list(self._unnoted_queues)
+        await broker.note_queues(queues)
+        self._unnoted_queues = [q for q in self._unnoted_queues if q not in queues]
 
     def _sent(self, envelopes: Sequence[Envelope], skipped: Mapping[str, str] | None) -> Mapping[str, str] | None:
         if skipped and log.isEnabledFor(logging.DEBUG):

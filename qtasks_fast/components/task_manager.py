@@ -104,7 +104,8 @@ class TaskManager:
 
     ``mutate`` runs before argument validation, so changed arguments are validated like the caller's.
     A call routed to a queue no registered task names is added to ``app.queues`` of this producer
-    (so ``get``/``wait`` find it); workers must serve that queue too (``qtasks-fast run -Q ...``).
+    (so ``get``/``wait`` find it) and recorded in the broker before the first call goes there (so
+    ``app.flush_all()`` in any process flushes it); workers must serve that queue too (``qtasks-fast run -Q ...``).
     """
 
     def mutate(self, task: PendingTask) -> PendingTask:

@@ -16,6 +16,7 @@ one implementation, and a GlobalConfig call is rare and small.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import inspect
 import threading
@@ -23,6 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
+
+from qtasks_fast.schemas.global_config import GlobalConfigSchema
 
 #: QTasks' defaults of ``QueueConfig.global_config_status_ttl`` / ``global_config_status_set_periodic``
 STATUS_TTL, STATUS_EVERY = 20.0, 17.0
@@ -156,7 +159,7 @@ class BaseGlobalConfig:
         """Mark the project running (``get("main", "status") == "running"``) until :meth:`stop`."""
         ttl = float(getattr(self.config, "global_config_status_ttl", STATUS_TTL))
         every = float(getattr(self.config, "global_config_status_set_periodic", STATUS_EVERY))
-        self._store.hset(self._key("main"), {"name": self.name, "status": "running"})
+        self._store.hset(self._key("main"), dataclasses.asdict(GlobalConfigSchema(name=self.name, status="running")))
         self._store.keep(self._key("main"), ttl)
         self.running = True
         self._stop.clear()

@@ -8,12 +8,14 @@
     def ship(order: Order) -> None: ...
 
     ship.add_task(Order(id=1, items=["a"]))   # or a dict: ship.add_task({"id": 1, "items": ["a"]})
+    ship.add_task(id=1, items=["a"])          # or QTasks' spread form (fields as keywords, or positionals)
 
 A parameter annotated with a ``BaseModel`` subclass travels as a plain dict
 (``model_dump(mode="json")``: msgpack never carries a Python object). The
 producer validates it when it knows the task (a bad value fails at
 ``add_task``), and the worker builds the model again (``model_validate``), so the
-function always receives an instance. A task may return a model (or a list or dict of them): the
+function always receives an instance. The spread form is folded into the dict first, on both sides
+(:func:`qtasks_fast.middlewares.arguments.fold_spread`). A task may return a model (or a list or dict of them): the
 worker stores ``model_dump(mode="json")``, as QTasks' pydantic wrapper plugin does. Nothing here imports
 pydantic unless the app's code did: a task can only be annotated with a model once pydantic is loaded.
 """
@@ -61,9 +63,10 @@ def _validate(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:
         return value
     try:
         return model.model_validate(value)
-    except pyd.ValidationError as exc:
+    except pyd.ValidationError as exc:  # one line naming each bad field (pydantic's own text spans lines)
+        bad = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(the value)'}: {e['msg']}" for e in exc.errors())
         raise TaskArgumentsError(f"task {task_name!r}: invalid argument {param!r} ({model.__name__}): "
-                                 f"{exc}") from None
+                                 f"{bad}") from None
 
 
 def to_wire(task_name: str, param: str, mp: ModelParam, value: Any) -> Any:

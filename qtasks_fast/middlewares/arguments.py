@@ -5,6 +5,10 @@ The wire signature is the function's minus the ``self`` of an ``echo=True`` task
 validate against (msgspec, from the type hints), and what travels. Pydantic model parameters
 (:mod:`qtasks_fast.contrib.pydantic`) are on the wire as dicts, so msgspec passes them through
 and the model itself validates them. :func:`assemble` puts everything back in place for the call.
+
+QTasks' "spread" form of a model parameter (its pydantic wrapper plugin) is folded back by :func:`fold_spread`
+before binding, on both sides: ``save.add_task(id=1, items=["a"])`` or ``save.add_task(1, ["a"])`` for
+``def save(order: Order)`` is ``save.add_task({"id": 1, "items": ["a"]})``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import msgspec
 
 from qtasks_fast.contrib.pydantic import model_param
 from qtasks_fast.depends import injection_of
+from qtasks_fast.exceptions import TaskArgumentsError
 
 if TYPE_CHECKING:
     from qtasks_fast.task import TaskFunc
@@ -98,3 +103,46 @@ def assemble(tf: TaskFunc, values: dict[str, Any], injected: dict[str, Any], ech
         elif p.kind is not p.KEYWORD_ONLY:
             skipped.append(p.default)
     return tuple(args), kwargs
+
+
+def fold_spread(tf: TaskFunc, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
+    """QTasks' spread form of the task's first model parameter, folded into one dict argument.
+
+    The rules of QTasks' ``PydanticWrapperPlugin``, made unambiguous: only the first model parameter is
+    spread; it is spread when it is not passed itself (by name, or at its position as a model or a dict).
+    Keyword arguments named after one of its fields (and not after a parameter) are its fields; positional
+    arguments from its position on fill the fields not given by keyword, in field order, and what is left
+    stays positional. QTasks maps positionals from the first one, even those of the parameters before the model;
+    here those keep their parameters. A keyword that is neither a parameter nor a field is refused naming it.
+    """
+    name, mp = next(iter(tf.models.items()))
+    params = list(tf._wire_sig.parameters.values())
+    names = [p.name for p in params]
+    if name in kwargs:
+        return args, kwargs
+    fields = list(mp.model.model_fields)
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        for key in kwargs:
+            if key not in names and key not in fields:
+                raise TaskArgumentsError(f"task {tf.name!r}: {key!r} is neither a parameter nor a field of "
+                                         f"{mp.model.__name__} ({name}); its fields are {', '.join(fields)}")
+    idx = names.index(name)
+    positional = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params[:idx + 1])
+    rest: list[Any] = []
+    if positional and len(args) > idx:
+        if isinstance(args[idx], (mp.model, dict)):
+            return args, kwargs  # the model itself, or its dict
+        rest = list(args[idx:])
+        args = args[:idx]
+    data = {k: v for k, v in kwargs.items() if k in fields and k not in names}
+    if not data and not rest:
+        return args, kwargs  # not passed at all: binding says it is missing
+    kwargs = {k: v for k, v in kwargs.items() if k not in data}
+    for f in fields:
+        if not rest:
+            break
+        if f not in data:
+            data[f] = rest.pop(0)
+    if positional and len(args) == idx:
+        return (*args, data, *rest), kwargs
+    return args, {**kwargs, name: data}

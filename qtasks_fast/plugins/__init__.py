@@ -6,10 +6,11 @@ AsyncState, Depends``; with only the import changed those must resolve here too.
 ``from qtasks_fast.plugins import BasePlugin, TRIGGERS`` keeps working.
 
 ``SyncState``/``AsyncState`` and ``Depends`` are the ones of :mod:`qtasks_fast.depends`: the worker injects
-them into any task whose parameters ask for them, as QTasks' worker does through the State and Depends plugins
-it registers by default. Those plugin classes themselves (``SyncStatePlugin``, ``SyncRetryPlugin``,
-``SyncPydanticWrapperPlugin``, ...) are not here yet (issue 11): the behaviour they give QTasks is built in
-here (``retry=``, State/Depends injection, :mod:`qtasks_fast.contrib.pydantic`), see docs/from-qtasks.md.
+them into any task whose parameters ask for them. The plugins QTasks' worker registers by default (retry,
+state, pydantic wrapper, depends) are here under QTasks' names, in modules named as QTasks' subpackages
+(:mod:`.retries`, :mod:`.states`, :mod:`.pydantic`, :mod:`.depends`); each plugs its piece of our worker in
+(:mod:`qtasks_fast.plugins.runtime`), so adding one the QTasks way has the QTasks effect. QTasks'
+``SyncTestPlugin``/``AsyncTestPlugin`` are not here yet (they add a field to the task record): docs/from-qtasks.md.
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ from qtasks_fast.plugins.base import (
     Plugins,
     add_plugin,
 )
+from qtasks_fast.plugins.depends import AsyncDependsPlugin, SyncDependsPlugin
+from qtasks_fast.plugins.pydantic import AsyncPydanticWrapperPlugin, SyncPydanticWrapperPlugin
+from qtasks_fast.plugins.retries import AsyncRetryPlugin, SyncRetryPlugin
+from qtasks_fast.plugins.runtime import RuntimePlugin
+from qtasks_fast.plugins.states import AsyncStatePlugin, SyncStatePlugin
 
-__all__ = ["REPLACES", "TASK_TRIGGER_MIDDLEWARES", "TRIGGERS", "AsyncState", "AsyncgRPCPlugin", "BasePlugin",
-           "Depends", "Plugins", "SyncState", "SyncgRPCPlugin", "add_plugin"]
+__all__ = ["REPLACES", "TASK_TRIGGER_MIDDLEWARES", "TRIGGERS", "AsyncDependsPlugin", "AsyncPydanticWrapperPlugin",
+           "AsyncRetryPlugin", "AsyncState", "AsyncStatePlugin", "AsyncgRPCPlugin", "BasePlugin", "Depends", "Plugins",
+           "RuntimePlugin", "SyncDependsPlugin", "SyncPydanticWrapperPlugin", "SyncRetryPlugin", "SyncState",
+           "SyncStatePlugin", "SyncgRPCPlugin", "add_plugin"]
 
 #: ``SyncgRPCPlugin``/``AsyncgRPCPlugin`` (QTasks' ``qtasks.plugins`` names) load on first use: they need the
 #: optional ``grpc`` extra, which ``import qtasks_fast.plugins`` must not

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid as _uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from qtasks_fast.enums.task_status import TaskStatus
 from qtasks_fast.schemas.envelope import META_RESTART_OF, Envelope
 
+if TYPE_CHECKING:
+    from qtasks_fast.app import BaseQueueTasks
 
-class Task(msgspec.Struct, kw_only=True):
+
+class Task(msgspec.Struct):
     """A task record as returned by ``add_task`` and ``get`` (QTasks fields).
+
+    The fields come in QTasks' dataclass order, so QTasks code that builds a record positionally
+    (``Task(status, uuid, priority, task_name, args, kwargs, created_at, updated_at)``, a custom storage
+    or a test) builds the same record here; our own fields follow QTasks' and all have defaults.
 
     ``retry`` is the number of retries *left* after this attempt, not how many were made: ``retry=3``
     on a first attempt that fails gives a child with ``retry=2``, and so on to 0. A failure that
@@ -46,6 +53,23 @@ class Task(msgspec.Struct, kw_only=True):
     @property
     def finished(self) -> bool:
         return TaskStatus(self.status).finished
+
+    def wait_result(self, timeout: float = 100.0, app: BaseQueueTasks | None = None) -> Task | None:
+        """QTasks ``task.wait_result()``: block until this task is final and return its final record (the
+        last retry's), or None when it is not final within ``timeout`` seconds.
+
+        As in QTasks the record does not know its app: the main app (the one created last) is asked unless
+        ``app`` is given, which a process with several apps must pass.
+        """
+        from qtasks_fast.results import SyncResult
+
+        return SyncResult(uuid=self.uuid, app=app).result(timeout=timeout)
+
+    async def wait_result_async(self, timeout: float = 100.0, app: BaseQueueTasks | None = None) -> Task | None:
+        """QTasks ``task.wait_result_async()``: :meth:`wait_result` for async code (the loop stays free)."""
+        from qtasks_fast.results import AsyncResult
+
+        return await AsyncResult(uuid=self.uuid, app=app).result(timeout=timeout)
 
 
 def ts_to_dt(ts: float) -> _dt.datetime:

@@ -1,4 +1,6 @@
-"""Storage implementations; QTasks' ``SyncRedisStorage``/``AsyncRedisStorage`` names, imported when first used."""
+"""QTasks' storage paths (``qtasks.storages.SyncRedisStorage``/``AsyncRedisStorage``), imported when first used
+so ``import qtasks_fast.storages`` never imports redis. Storages live with their backend
+(``qtasks_fast.backends.<name>``)."""
 
 from qtasks_fast._lazy import lazy_names
 

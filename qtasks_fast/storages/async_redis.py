@@ -1,10 +1,5 @@
-"""QTasks' ``qtasks.storages.AsyncRedisStorage`` path: the same storage as ``SyncRedisStorage``."""
+"""QTasks' ``qtasks.storages.async_redis`` path: :class:`~qtasks_fast.backends.redis.qtasks.AsyncRedisStorage`."""
 
-from qtasks_fast.storages.sync_redis import SyncRedisStorage
-
-
-class AsyncRedisStorage(SyncRedisStorage):
-    """QTasks' ``AsyncRedisStorage``: :class:`SyncRedisStorage` (our storage serves both clients)."""
-
+from qtasks_fast.backends.redis.qtasks import AsyncRedisStorage
 
 __all__ = ["AsyncRedisStorage"]

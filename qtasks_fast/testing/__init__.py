@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
-from qtasks_fast.brokers import make_backend
+from qtasks_fast.backends import make_backend
 from qtasks_fast.worker.worker import Worker
 
 if TYPE_CHECKING:

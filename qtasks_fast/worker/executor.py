@@ -119,6 +119,8 @@ class Executor:
         self.cancelled: dict[Delivery, str] = {}
         #: Depends/State of this worker process
         self.resolver = Resolver()
+        #: the retry decision ``(envelope, task, exc) -> child or None``; a RetryPlugin puts its own here
+        self.retry_child: Callable[[Envelope, Any, BaseException], Envelope | None] = retry_child
         self.procs: ProcessPool | None = None
         #: custom executors (``TaskExecutor``) that ran a task here: closed with the worker
         self.custom: set[Any] = set()
@@ -318,7 +320,7 @@ class Executor:
         if log.isEnabledFor(10):
             log.debug("task %s raised:\n%s", label, tb.rstrip())
         try:
-            child = retry_child(env, d.handler, exc)
+            child = self.retry_child(env, d.handler, exc)
         except Exception as err:  # noqa: BLE001 - e.g. a malformed retry meta: the task ends, not retried
             self.n_failed += 1
             log.warning("task %s error, not retried: %s", label, describe(err))

@@ -6,7 +6,9 @@ child per CPU (started on demand, reused; more calls wait for a free one), each 
 like the CLI's ``-A`` and runs one call at a time. Parent and child talk over the
 child's stdin/stdout in frames (4-byte big-endian length + msgpack; never
 pickle): the request is the encoded envelope, the reply ``["ok", result]``,
-``["error", traceback text, message, exception class names]`` or ``["cancel", reason]``.
+``["error", traceback text, message, exception class names]`` (plus the keyword arguments of a
+``ctx.plugin_error``, which the worker raises again as a ``TaskPluginTriggerError`` for its plugins and
+middlewares to recover, as with a thread) or ``["cancel", reason]``.
 The child validates the arguments itself, so the call is exactly what a thread
 would make. Output the task prints goes to stderr (the worker's log), never
 into the frames; so does what it logs, formatted as in the worker, at the worker's level, with the
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from qtasks_fast.exceptions import TaskCancel
+from qtasks_fast.exceptions import TaskCancel, TaskPluginTriggerError
 from qtasks_fast.log import LOGGER_NAME, current_task, get_logger, setup_logging
 
 if TYPE_CHECKING:
@@ -53,6 +55,16 @@ class RemoteError(Exception):
         super().__init__(message)
         self.traceback = traceback_text
         self.mro_names = mro_names
+
+
+class RemotePluginTriggerError(RemoteError, TaskPluginTriggerError):
+    """A ``ctx.plugin_error(**kwargs)`` of a task run in a child: a ``TaskPluginTriggerError`` with the child's
+    ``kwargs``, so the ``task_plugin_error`` plugins and ``recover`` hooks of the worker answer it as they answer
+    one raised in a thread; and a ``RemoteError``, so its record keeps the child's traceback."""
+
+    def __init__(self, message: str, traceback_text: str, mro_names: list[str], kwargs: dict[str, Any]) -> None:
+        super().__init__(message, traceback_text, mro_names)
+        self.kwargs = kwargs
 
 
 def import_spec(task: TaskFunc) -> str:
@@ -171,6 +183,8 @@ class ProcessPool:
             return reply[1]
         if reply[0] == "cancel":
             raise TaskCancel(reply[1])
+        if len(reply) > 4:
+            raise RemotePluginTriggerError(reply[2], reply[1], reply[3], reply[4])
         raise RemoteError(reply[2], reply[1], reply[3])
 
     def close(self) -> None:
@@ -219,7 +233,21 @@ def _reply(tf: TaskFunc, env: Envelope, worker_id: str, validate: bool) -> bytes
         else:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         names = [f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__]
-        return _encode(["error", text, f"{type(exc).__name__}: {exc}", names])
+        reply: list[Any] = ["error", text, f"{type(exc).__name__}: {exc}", names]
+        if isinstance(exc, TaskPluginTriggerError):
+            return _plugin_error_reply(reply, exc.kwargs)
+        return _encode(reply)
+
+
+def _plugin_error_reply(reply: list[Any], kwargs: dict[str, Any]) -> bytes:
+    """``reply`` with ``ctx.plugin_error``'s keyword arguments: as they are when msgpack (or a pydantic model)
+    carries them, else each as its ``repr``, so the worker's plugins still learn what the task said."""
+    from qtasks_fast.contrib.pydantic import encode_with_models
+
+    try:
+        return encode_with_models([*reply, kwargs])
+    except (TypeError, msgspec.EncodeError):
+        return _encode([*reply, {str(k): repr(v) for k, v in kwargs.items()}])
 
 
 def _read(stream: Any, n: int) -> bytes:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.config import effective_prefetch
+from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.faults import Outage, describe, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.tasktable import publish
@@ -96,6 +98,8 @@ class Worker:
         #: this process's entry in the worker registry (``inspect``); ``processes``: the size of its pool
         self.registration = Registration(self.broker, self.worker_id, self.queues, self.concurrency, processes,
                                          counts=self.outcome_counts)
+        #: how many worker processes its pool has (a plugin holding a port lets one of them serve it)
+        self.processes = processes
         #: outcomes settled so far (the summary line's count; per batch, off the per-task path)
         self.settled = 0
         #: of those, not ``success`` (error, cancel); and messages this worker dead-lettered (for the registry)
@@ -335,7 +339,9 @@ class Worker:
         assert plugins is not None
         for p in plugins.all():
             try:
-                await p.start(worker=self)
+                await plugin_call(p.start, self)
+            except ConfigError as exc:  # the plugin's one line says what to fix: no traceback
+                log.error("plugin %r not started: %s", p, exc)
             except Exception:  # noqa: BLE001 - a plugin must not keep the worker from serving
                 log.exception("plugin %r failed to start", p)
         await plugins.fire("broker_start", broker=self.broker, worker=self)
@@ -349,7 +355,7 @@ class Worker:
         await plugins.fire("broker_stop", broker=self.broker, worker=self)
         for p in plugins.all():
             try:
-                await p.stop(worker=self)
+                await plugin_call(p.stop, self)
             except Exception:  # noqa: BLE001
                 log.exception("plugin %r failed to stop", p)
 
@@ -386,3 +392,17 @@ class Worker:
                 break
             self._done_event.set()
             await asyncio.sleep(0.1)
+
+
+async def plugin_call(method: Callable[..., Any], worker: Worker) -> None:
+    """A plugin's ``start``/``stop``: ours are ``async def`` and take ``worker=``; a QTasks plugin's may be plain
+    (``def start(self)``: QTasks' sync starter calls it so), run in a thread so a blocking start cannot stall
+    the loop, and without ``worker=`` when its signature has no place for it."""
+    params = inspect.signature(method).parameters.values()
+    kwargs = {"worker": worker} if any(p.name == "worker" or p.kind is p.VAR_KEYWORD for p in params) else {}
+    if inspect.iscoroutinefunction(method):
+        await method(**kwargs)
+        return
+    result = await asyncio.to_thread(method, **kwargs)
+    if inspect.isawaitable(result):
+        await result

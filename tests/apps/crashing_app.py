@@ -6,8 +6,8 @@
 import os
 
 from qtasks_fast import QueueTasks
-from qtasks_fast.brokers.redis import RedisBroker
-from qtasks_fast.storages.redis import RedisStorage
+from qtasks_fast.backends.redis.broker import RedisBroker
+from qtasks_fast.backends.redis.storage import RedisStorage
 
 
 class CrashingBroker(RedisBroker):

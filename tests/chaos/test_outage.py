@@ -21,8 +21,8 @@ import pytest
 import redis
 from apps.testkit import load_app_copy
 
-from qtasks_fast.brokers.redis_control import queue_prefix
-from qtasks_fast.storages.redis import parse_record_blob
+from qtasks_fast.backends.redis.control import queue_prefix
+from qtasks_fast.backends.redis.storage import parse_record_blob
 from tests.chaos.conftest import Tally, count_runs, scale, settle_tally
 
 pytestmark = pytest.mark.chaos

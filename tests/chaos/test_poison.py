@@ -20,7 +20,7 @@ import pytest
 from apps.testkit import APPS, load_app_copy
 
 from chaos.conftest import Tally, count_runs, scale, settle_tally
-from qtasks_fast.brokers.redis_control import queue_prefix
+from qtasks_fast.backends.redis.control import queue_prefix
 
 pytestmark = pytest.mark.chaos
 

@@ -12,20 +12,20 @@ import pytest
 from qtasks_compat.compat_server import Server, load_app_module
 from qtasks_fast import QueueTasks
 from qtasks_fast.abc import Storage
-from qtasks_fast.brokers.memory import InMemoryBroker
+from qtasks_fast.backends.memory.broker import InMemoryBroker
+from qtasks_fast.backends.memory.storage import InMemoryStorage
 from qtasks_fast.control import delete_finished
 from qtasks_fast.enums.task_status import TaskStatusEnum
 from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.portal import portal
-from qtasks_fast.storages.memory import InMemoryStorage
 from qtasks_fast.testing import WorkerThread
 
 APP = """
 from qtasks_fast import QueueTasks
 from qtasks_fast.abc import Storage
-from qtasks_fast.brokers.memory import InMemoryBroker
+from qtasks_fast.backends.memory.broker import InMemoryBroker
 from qtasks_fast.exceptions import ConfigError
-from qtasks_fast.storages.memory import InMemoryStorage
+from qtasks_fast.backends.memory.storage import InMemoryStorage
 
 app = QueueTasks(name="{name}")
 app.config.delete_finished_tasks = {flag}

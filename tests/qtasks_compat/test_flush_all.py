@@ -8,6 +8,7 @@ its data; and a flush while the app's workers run is refused with a line saying 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import redis
 
 from qtasks_fast import QueueTasks
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks_fast.components.task_manager import PendingTask, TaskManager
 from qtasks_fast.control import WorkersRunning
 from qtasks_fast.portal import portal
 from qtasks_fast.testing import WorkerThread
@@ -47,11 +49,13 @@ def counts(app: Any, queue: str) -> tuple[int, int]:
 
 
 def redis_keys(url: str, app_name: str) -> set[bytes]:
-    """On Redis, the keys starting ``qtf:{<app_name>`` but worker registries (live processes renew them)."""
+    """On Redis, the keys starting ``qtf:{<app_name>`` but worker registries (live processes renew them) and the
+    app's list of routed queues (kept by a flush: producers note a queue once)."""
     if not url.startswith("redis"):
         return set()
     r = redis.Redis.from_url(url)
-    return {k for k in r.scan_iter(match=f"qtf:{{{app_name}*", count=1000) if not k.endswith(b":workers")}
+    return {k for k in r.scan_iter(match=f"qtf:{{{app_name}*", count=1000)
+            if not k.endswith((b":workers", f"qtf:{{{app_name}}}:queues".encode()))}
 
 
 def test_flush_all_deletes_the_app_and_keeps_an_app_named_like_it(url: str, app_name: str) -> None:
@@ -107,3 +111,55 @@ def test_the_async_client_flushes_too(url: str, app_name: str) -> None:
         assert before is not None and after is None
     finally:
         asyncio.run(app.close()) if asyncio.iscoroutinefunction(app.close) else app.close()
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A backend two clients of one app share, as two processes do (``memory://`` is one client's own)."""
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    return f"sqlite:///{tmp_path}/q.sqlite3"
+
+
+class ToHeavy(TaskManager):
+    """Routes every call to a queue no task names."""
+
+    def mutate(self, task: PendingTask) -> PendingTask:
+        task.queue = "heavy"
+        return task
+
+
+def test_flush_all_reaches_a_queue_a_task_manager_routed_to_in_another_client(shared_url: str, app_name: str) -> None:
+    url = shared_url
+    sender = make(QueueTasks(name=app_name, broker_url=url))
+    sender.config.task_manager = ToHeavy()
+    flusher = QueueTasks(name=app_name, broker_url=url)  # another process of the app: no manager, no tasks
+    try:
+        sent = sender.add_task("work", 1)
+        assert sent is not None and counts(sender, "heavy") == (1, 0)
+        flusher.flush_all()
+        assert counts(sender, "heavy") == (0, 0) and sender.get(sent.uuid) is None
+        assert redis_keys(url, app_name) == set()
+        again = sender.add_task("work", 2)  # routed after a flush: still found by the next one
+        assert again is not None
+        flusher.flush_all()
+        assert counts(sender, "heavy") == (0, 0) and sender.get(again.uuid) is None
+    finally:
+        sender.close()
+        flusher.close()
+
+
+def test_flush_all_reads_the_published_table_again(shared_url: str, app_name: str) -> None:
+    url = shared_url
+    client = QueueTasks(name=app_name, broker_url=url)  # a thin client: imports no task
+    served = make(QueueTasks(name=app_name, broker_url=url))
+    try:
+        assert client.get(uuid.uuid4()) is None  # reads the table (empty: no worker yet) and keeps it a while
+        gone = filled(served)  # a worker publishes "side" on queue "other" after that read
+        client.flush_all()
+        assert counts(served, "other") == (0, 0) and counts(served, "default") == (0, 0)
+        assert all(served.get(u) is None for u in (gone["done"], gone["delayed"], *gone["queued"]))
+        assert redis_keys(url, app_name) == set()
+    finally:
+        client.close()
+        served.close()

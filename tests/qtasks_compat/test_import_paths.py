@@ -33,36 +33,53 @@ RESOLVES = [
     "qtasks_fast.schemas:Task",
     "qtasks_fast.enums:TaskStatusEnum", "qtasks_fast.enums.task_status:TaskStatusEnum",
     "qtasks_fast.schemas.task:Task", "qtasks_fast.schemas.test:TestConfig", "qtasks_fast.schemas:TestConfig",
+    "qtasks_fast.schemas:TaskExecSchema", "qtasks_fast.schemas:GlobalConfigSchema",
+    "qtasks_fast.schemas.task_exec:TaskExecSchema", "qtasks_fast.schemas.global_config:GlobalConfigSchema",
+    "qtasks_fast.schemas:TaskStatusNewSchema", "qtasks_fast.schemas:TaskStatusProcessSchema",
+    "qtasks_fast.schemas:TaskStatusSuccessSchema", "qtasks_fast.schemas:TaskStatusErrorSchema",
+    "qtasks_fast.schemas.task_status:TaskStatusCancelSchema", "qtasks_fast.schemas.task_status:BaseTaskStatusSchema",
     "qtasks_fast.tests:SyncTestCase", "qtasks_fast.tests:AsyncTestCase",
     "qtasks_fast.plugins.base:BasePlugin", "qtasks_fast.plugins:BasePlugin",
     "qtasks_fast.plugins:SyncState", "qtasks_fast.plugins:AsyncState", "qtasks_fast.plugins:Depends",
     "qtasks_fast.plugins:SyncgRPCPlugin", "qtasks_fast.plugins:AsyncgRPCPlugin",
     "qtasks_fast.plugins.grpc:SyncgRPCPlugin", "qtasks_fast.plugins.grpc:AsyncgRPCPlugin",
     "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
-]
-
-NOT_YET = [
-    # issue 11, later: QTasks' plugin classes (the package, its base module, State and Depends are in RESOLVES)
+    "qtasks_fast.contexts:SyncContext", "qtasks_fast.contexts:AsyncContext", "qtasks_fast.utils:shared_task",
+    "qtasks_fast.middlewares.base:BaseMiddleware",
+    "qtasks_fast.registries:SyncTask", "qtasks_fast.registries:AsyncTask",
     "qtasks_fast.plugins:SyncRetryPlugin", "qtasks_fast.plugins:AsyncRetryPlugin",
     "qtasks_fast.plugins:SyncStatePlugin", "qtasks_fast.plugins:AsyncStatePlugin",
     "qtasks_fast.plugins:SyncPydanticWrapperPlugin", "qtasks_fast.plugins:AsyncPydanticWrapperPlugin",
     "qtasks_fast.plugins:SyncDependsPlugin", "qtasks_fast.plugins:AsyncDependsPlugin",
+    "qtasks_fast.plugins.retries:SyncRetryPlugin", "qtasks_fast.plugins.retries:AsyncRetryPlugin",
+    "qtasks_fast.plugins.states:SyncStatePlugin", "qtasks_fast.plugins.states:AsyncStatePlugin",
+    "qtasks_fast.plugins.states:SyncState", "qtasks_fast.plugins.states:AsyncState",
+    "qtasks_fast.plugins.pydantic:SyncPydanticWrapperPlugin", "qtasks_fast.plugins.pydantic:AsyncPydanticWrapperPlugin",
+    "qtasks_fast.plugins.depends:SyncDependsPlugin", "qtasks_fast.plugins.depends:AsyncDependsPlugin",
+    "qtasks_fast.plugins.depends:Depends", "qtasks_fast.plugins.depends:ScopeEnum",
+]
+
+NOT_YET = [
+    # issue 11, later: QTasks' test plugins (they add an is_testing field to the task record)
     "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
+    "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
     # QTasks' other brokers (RabbitMQ, Kafka, sockets): only the Redis paths are asked for so far
     "qtasks_fast.brokers:SyncRabbitMQBroker", "qtasks_fast.brokers:AsyncRabbitMQBroker",
     "qtasks_fast.brokers:SyncKafkaBroker", "qtasks_fast.brokers:AsyncKafkaBroker",
     "qtasks_fast.brokers:SyncSocketBroker", "qtasks_fast.brokers:AsyncSocketBroker",
     # QTasks' internal components and helpers, not mapped yet (our worker, executor and context differ)
-    "qtasks_fast.contexts:SyncContext", "qtasks_fast.contexts:AsyncContext",
     "qtasks_fast.executors:SyncTaskExecutor", "qtasks_fast.executors:AsyncTaskExecutor",
     "qtasks_fast.workers:SyncThreadWorker", "qtasks_fast.workers:AsyncWorker",
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
-    "qtasks_fast.registries:SyncTask", "qtasks_fast.registries:AsyncTask", "qtasks_fast.registries:TaskRegistry",
-    "qtasks_fast.utils:shared_task", "qtasks_fast.logs:Logger",
-    "qtasks_fast.schemas:TaskExecSchema", "qtasks_fast.schemas:GlobalConfigSchema",
-    "qtasks_fast.stats.inspect:InspectStats", "qtasks_fast.middlewares.base:BaseMiddleware",
+    "qtasks_fast.registries:TaskRegistry",
+    "qtasks_fast.logs:Logger",
+    "qtasks_fast.stats.inspect:InspectStats",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",
     "qtasks_fast.contrib.django:autodiscover_tasks",
+    # QTasks schemas internal to its own machinery, with no counterpart here (docs/from-qtasks.md says why)
+    "qtasks_fast.schemas.task_exec:TaskPrioritySchema", "qtasks_fast.schemas.argmeta:ArgMeta",
+    "qtasks_fast.schemas.inits:InitsExecSchema", "qtasks_fast.schemas.task_cls:SyncTaskCls",
+    "qtasks_fast.schemas.task_cls:AsyncTaskCls",
 ]
 
 

@@ -9,13 +9,20 @@ returns nothing leaves the failure as it was, and any other exception of the tas
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
+
+import msgspec
+import pytest
 
 from qtasks_fast import BasePlugin, QueueTasks
 from qtasks_fast.middleware import Middleware
 from qtasks_fast.testing import WorkerThread
 from qtasks_fast.worker.context import ExecContext
+from qtasks_fast.worker.procexec import _plugin_error_reply
 
 
 class Fallback(BasePlugin):
@@ -100,3 +107,81 @@ def test_a_middleware_recover_hook_turns_chosen_errors_into_results() -> None:
     assert found is not None and (found.status, found.returning) == ("success", "found")
     assert missing is not None and (missing.status, missing.returning) == ("success", "default")
     assert bad is not None and bad.status == "error" and "ValueError: boom" in (bad.traceback or "")
+
+
+EXECUTORS_MODULE = '''
+from typing import Any
+
+from qtasks_fast import BasePlugin, QueueTasks
+from qtasks_fast.exc import TaskPluginTriggerError
+from qtasks_fast.middleware import Middleware
+
+app = QueueTasks("{name}", broker_url="memory://")
+
+
+class Fallback(BasePlugin):
+    async def trigger(self, name: str, **kw: Any) -> Any:
+        if kw["e"].kwargs.get("kind") == "plugin":
+            return {{"result": {{"fallback": kw["e"].kwargs["value"] * 2, "task": kw["task_name"]}}}}
+        return None
+
+
+class Recover(Middleware):
+    def recover(self, ctx: Any, exc: Exception) -> Any:
+        if isinstance(exc, TaskPluginTriggerError) and exc.kwargs.get("kind") == "middleware":
+            return f"recovered {{exc.kwargs['value']}}"
+        raise exc
+
+
+app.add_plugin(Fallback(), ["task_executor_run_task_trigger_error"], component="worker")
+app.add_middleware(Recover)
+
+
+@app.task(echo=True, executor="process")
+def in_process(self: Any, kind: str, value: int) -> int:
+    self.ctx.plugin_error(kind=kind, value=value)
+    return -1
+
+
+@app.task(echo=True, executor="thread")
+def in_thread(self: Any, kind: str, value: int) -> int:
+    self.ctx.plugin_error(kind=kind, value=value)
+    return -1
+'''
+
+
+@pytest.fixture
+def executors_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An app in a module of its own (a process child imports it by name) with both executors' tasks."""
+    name = f"pe_exec_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(EXECUTORS_MODULE.format(name=name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        yield importlib.import_module(name).app
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_plugin_error_is_recovered_alike_in_a_process_and_a_thread(executors_app: Any) -> None:
+    """A ``ctx.plugin_error`` in an ``executor="process"`` task reaches the worker's plugin and middleware with its
+    keyword arguments, as one in a thread does: the same records either way."""
+    app = executors_app
+    with WorkerThread(app):
+        done = {(task, kind): app.add_task(task, kind, 21, timeout=30)
+                for task in ("in_process", "in_thread") for kind in ("plugin", "middleware", "neither")}
+    for task in ("in_process", "in_thread"):
+        by_plugin, by_middleware, failed = (done[task, kind] for kind in ("plugin", "middleware", "neither"))
+        assert by_plugin is not None and (by_plugin.status, by_plugin.returning) == \
+            ("success", {"fallback": 42, "task": task}), by_plugin
+        assert by_middleware is not None and (by_middleware.status, by_middleware.returning) == \
+            ("success", "recovered 21"), by_middleware
+        assert failed is not None and failed.status == "error" and "TaskPluginTriggerError" in (failed.traceback or "")
+
+
+def test_plugin_error_arguments_msgpack_cannot_carry_reach_the_worker_as_their_repr() -> None:
+    class Odd:
+        def __repr__(self) -> str:
+            return "<Odd>"
+
+    reply = msgspec.msgpack.decode(_plugin_error_reply(["error", "tb", "msg", []], {"thing": Odd(), "n": 1}))
+    assert reply == ["error", "tb", "msg", [], {"thing": "<Odd>", "n": "1"}]

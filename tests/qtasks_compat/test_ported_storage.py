@@ -19,7 +19,7 @@ from typing import Any
 
 from qtasks_fast import QueueTasks
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
-from qtasks_fast.brokers.memory import InMemoryBroker
+from qtasks_fast.backends.memory.broker import InMemoryBroker
 from qtasks_fast.testing import WorkerThread
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ported_storage.py"

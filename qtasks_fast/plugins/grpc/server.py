@@ -9,14 +9,26 @@ or an async app, see :mod:`qtasks_fast.plugins.grpc.service`).
 Deliberately safer than QTasks (which listens on 0.0.0.0 with no authentication): the default host is
 127.0.0.1, and every call must carry the metadata ``authorization: Bearer <token>`` (token from ``token=`` or
 the environment variable ``QTASKS_GRPC_TOKEN``). With no token the server refuses to start, unless
-``insecure=True`` says that an open queue is wanted. The port is bound without SO_REUSEPORT: a second process
-on the same port fails to start the server (a one-line error in its log) instead of silently sharing calls;
-run the pool with one process per port (``--processes 1``) or give each pool its own port.
+``insecure=True`` says that an open queue is wanted.
+
+One process per port: every worker process of a pool (``--processes N``) starts the plugin, and the port is
+bound without SO_REUSEPORT, so the first serves and the others stand by, saying so once at INFO; a standby
+tries the port again every :data:`STANDBY_SECONDS` and takes over when the serving process has gone (a crash,
+a restart), so the port does not wait for the supervisor to bring that one back. Why not SO_REUSEPORT for all:
+the kernel would as readily share the port with a stale pool or another program of the same user, whose calls
+would then reach the wrong code silently. In a pool of one process a taken port is an error (another program
+holds it). ``SyncgRPCPlugin``'s ``start()``/``stop()`` are plain calls as in QTasks (the server then runs on
+the helper loop), so QTasks code that starts the plugin itself keeps working.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import socket
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -29,11 +41,50 @@ from qtasks_fast.plugins.grpc.service import QTasksServicer
 
 log = get_logger("grpc")
 TOKEN_ENV = "QTASKS_GRPC_TOKEN"
+#: seconds between a standby process's tries of a port another process of its pool serves
+STANDBY_SECONDS = 2.0
 #: QTasks' message size limits (40 MiB each way)
 DEFAULT_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", 40 * 1024 * 1024),
     ("grpc.max_receive_message_length", 40 * 1024 * 1024),
 ]
+
+
+@contextlib.contextmanager
+def bind_lock(port: int) -> Iterator[None]:
+    """An exclusive lock of ``port`` among this host's processes (a file lock in the temp directory), held for
+    milliseconds; none where ``fcntl`` is missing (the bind itself still decides, with grpc's error line)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = os.path.join(tempfile.gettempdir(), f"qtasks_fast-grpc-{port}.lock")
+    with open(path, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (no one listens there), tried as grpc binds (SO_REUSEADDR)."""
+    if not port:
+        return True
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return True  # grpc's own bind says what is wrong with the name
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError:
+                return False
+    return True
 
 
 class AsyncgRPCPlugin(BasePlugin):
@@ -48,6 +99,8 @@ class AsyncgRPCPlugin(BasePlugin):
         self.grpc_options = list(grpc_options or DEFAULT_OPTIONS)
         self.token, self.insecure = token, insecure
         self._server: grpc.aio.Server | None = None
+        #: while another process of the pool serves the port: the task trying it again
+        self._standby: asyncio.Task[None] | None = None
 
     def _token(self) -> str | None:
         """The token to require, read at start (a producer importing the app needs none); None when insecure."""
@@ -58,29 +111,77 @@ class AsyncgRPCPlugin(BasePlugin):
         return token
 
     async def start(self, **kwargs: Any) -> None:
-        """Bind and start serving; a no-op when already serving."""
-        if self._server is not None:
+        """Bind and start serving; a no-op when already serving (or standing by).
+
+        ``worker`` (passed by the worker) tells the size of its pool: with more than one process, a port taken
+        (by a sibling, normally) makes this one stand by instead of failing."""
+        if self._server is not None or self._standby is not None:
             return
         token = self._token()
+        if await self._serve(token):
+            return
+        address = f"{self.host}:{self.port}"
+        worker = kwargs.get("worker")
+        if int(getattr(worker, "processes", 1) or 1) <= 1:
+            raise ConfigError(f"{type(self).__name__}: cannot listen on {address}: the port is taken by another "
+                              "program; pass another port=")
+        log.info("gRPC port %s is served by another process of this pool; worker %s stands by and takes it over "
+                 "if it frees", address, getattr(worker, "worker_id", "?"))
+        self._standby = asyncio.get_running_loop().create_task(self._stand_by(token))
+
+    async def _serve(self, token: str | None) -> bool:
+        """Bind and start the server; False when the port is taken.
+
+        The port is asked first (grpc logs an error line of its own on each failed bind), under a lock of the
+        host held until the server listens: processes of a pool starting together then never both see it free.
+        """
         options = [*self.grpc_options, ("grpc.so_reuseport", 0)]
         server = grpc.aio.server(options=options, maximum_concurrent_rpcs=self.max_concurrent_rpcs)
         qtasks_pb2_grpc.add_QTasksServiceServicer_to_server(QTasksServicer(self.app, token), server)
-        address = f"{self.host}:{self.port}"
-        try:
-            self.port = server.add_insecure_port(address) or self.port
-        except RuntimeError as exc:
-            raise ConfigError(f"{type(self).__name__}: cannot listen on {address} ({exc}); is the port taken? "
-                              "pass another port=") from None
-        await server.start()
+        with bind_lock(self.port):
+            port = 0
+            if port_free(self.host, self.port):
+                try:
+                    port = server.add_insecure_port(f"{self.host}:{self.port}")
+                except RuntimeError:
+                    port = 0
+            if port:
+                await server.start()
+        if not port:
+            await server.stop(None)
+            return False
+        self.port = port
         self._server = server
         log.info("gRPC QTasksService on %s:%d%s", self.host, self.port, "" if token else " (insecure: no token)")
+        return True
+
+    async def _stand_by(self, token: str | None) -> None:
+        while not await self._serve(token):
+            await asyncio.sleep(STANDBY_SECONDS)
+        self._standby = None
 
     async def stop(self, **kwargs: Any) -> None:
-        """Stop serving, letting calls in flight finish for up to 3 seconds."""
+        """Stop serving (or standing by), letting calls in flight finish for up to 3 seconds."""
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.cancel()
         server, self._server = self._server, None
         if server is not None:
             await server.stop(3.0)
 
 
 class SyncgRPCPlugin(AsyncgRPCPlugin):
-    """QTasks' name for the plugin of a sync app; the same server (the app's blocking calls run in a thread)."""
+    """QTasks' plugin of a sync app: ``start()``/``stop()`` are plain calls as there (the worker runs them in a
+    thread); the server runs on the helper loop and the app's blocking calls in threads."""
+
+    def start(self, **kwargs: Any) -> None:  # type: ignore[override]
+        """Bind and serve until :meth:`stop` (see :meth:`AsyncgRPCPlugin.start`)."""
+        from qtasks_fast.portal import portal
+
+        portal().run(super().start(**kwargs))
+
+    def stop(self, **kwargs: Any) -> None:  # type: ignore[override]
+        """Stop serving (see :meth:`AsyncgRPCPlugin.stop`)."""
+        from qtasks_fast.portal import portal
+
+        portal().run(super().stop(**kwargs))

@@ -22,7 +22,7 @@ import pytest_asyncio
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers import make_backend
+from qtasks_fast.backends import make_backend
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.schemas import Envelope
 

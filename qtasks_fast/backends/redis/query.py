@@ -29,11 +29,11 @@ from qtasks_fast.abc.query import (
     TaskSummary,
     ThroughputPoint,
 )
+from qtasks_fast.backends.redis.records import env_decode, record_parts
 from qtasks_fast.schemas.envelope import META_RESTART_OF
-from qtasks_fast.storages.redis_records import env_decode, record_parts
 
 if TYPE_CHECKING:
-    from qtasks_fast.brokers.redis import RedisConnection
+    from qtasks_fast.backends.redis.broker import RedisConnection
     from qtasks_fast.schemas import Task
 
 STATUSES = ("new", "process", "success", "error", "cancel")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from qtasks_fast.log import get_logger
 
 if TYPE_CHECKING:
-    from qtasks_fast.brokers.sqlite_db import SqliteConnection
+    from qtasks_fast.backends.sqlite.db import SqliteConnection
 
 #: ``meta`` key written by a worker's start
 WORKER_SEEN = "worker_seen"

@@ -23,9 +23,9 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
-from qtasks_fast.brokers.redis_control import RedisControl, outage, queue_prefix, refused, unreachable
-from qtasks_fast.brokers.redis_direct import DirectConnections, SyncDirect
-from qtasks_fast.brokers.redis_index import process_events, restart_links
+from qtasks_fast.backends.redis.control import RedisControl, outage, queue_prefix, refused, unreachable
+from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
+from qtasks_fast.backends.redis.index import process_events, restart_links
 from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner

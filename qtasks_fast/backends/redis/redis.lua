@@ -19,7 +19,7 @@
 --   P:r:<uuid>       reply list: the final record, pushed once for an awaited task (in P:wait, or listed in
 --                    the settle's replies: the producer awaited it from its enqueue, envelope meta 'rw')
 --   P:count          hash status -> tasks finished with it (counters for dashboards and metrics)
---   -- the query side (issue 12; written only with our records, read by qtasks_fast/storages/redis_query.py) --
+--   -- the query side (issue 12; written only with our records, read by qtasks_fast/backends/redis/query.py) --
 --   P:x:n:<name>     zset uuid -> created ms (the envelope's created_at) of every task named <name>, from its enqueue until
 --                    its record is gone: what lists every status (and new/process) newest first
 --   P:x:f:<st>:<name>  zset of the same for the tasks of <name> that ended with final status <st>
@@ -270,7 +270,7 @@ local EV_KEEP = 10000
 local EV = {}
 -- A P:ev entry's id is the server's time in microseconds, '<ms>-<µs in that ms>', not '*' (whose sequence
 -- restarts per stream): ids then order the entries of every queue's stream by when they were written, which
--- is what makes an event id a resume point across queues (storages/redis_query.py). Scripts run one at a
+-- is what makes an event id a resume point across queues (query.py). Scripts run one at a
 -- time, so the clock has moved on between two of them; an id not above the stream's last (a clock set back)
 -- falls back to '*'.
 local function xadd_event(count, packed)

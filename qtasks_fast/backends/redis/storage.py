@@ -16,10 +16,10 @@ import msgspec
 import redis
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.redis import RedisConnection, outage, queue_prefix
+from qtasks_fast.backends.redis.broker import RedisConnection, outage, queue_prefix
+from qtasks_fast.backends.redis.query import RedisQueries
+from qtasks_fast.backends.redis.records import encode_record, parse_record, parse_record_blob, parse_reply, record_parts
 from qtasks_fast.schemas import Envelope, Task
-from qtasks_fast.storages.redis_query import RedisQueries
-from qtasks_fast.storages.redis_records import encode_record, parse_record, parse_record_blob, parse_reply, record_parts
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:

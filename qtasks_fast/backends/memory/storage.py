@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers.memory_state import InMemoryState, Waiter
+from qtasks_fast.backends.memory.query import MemoryQueries
+from qtasks_fast.backends.memory.state import InMemoryState, Waiter
 from qtasks_fast.schemas import Envelope, Task, TaskStatus
-from qtasks_fast.storages.memory_query import MemoryQueries
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome

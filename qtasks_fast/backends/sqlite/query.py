@@ -36,7 +36,7 @@ from qtasks_fast.abc.query import (
     TaskSummary,
     ThroughputPoint,
 )
-from qtasks_fast.brokers.sqlite_db import SqliteConnection, now_ms
+from qtasks_fast.backends.sqlite.db import SqliteConnection, now_ms
 from qtasks_fast.querylib import (
     STATUSES,
     check_limit,

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
-from qtasks_fast.brokers import sqlite_seen
-from qtasks_fast.brokers._local import body_outcome, has_unique
-from qtasks_fast.brokers.sqlite_control import SqliteControl
-from qtasks_fast.brokers.sqlite_db import (
+from qtasks_fast.backends._local import body_outcome, has_unique
+from qtasks_fast.backends.sqlite import seen as sqlite_seen
+from qtasks_fast.backends.sqlite.control import SqliteControl
+from qtasks_fast.backends.sqlite.db import (
     BUSY_TIMEOUT,
     SqliteConnection,
     claim_unique,
@@ -79,7 +79,7 @@ class SqliteBroker(SqliteControl):
         return f"SqliteBroker({self.path!r}, app={self.app_name!r})"
 
     def fused(self, storage: Storage | None) -> bool:
-        from qtasks_fast.storages.sqlite import SqliteStorage
+        from qtasks_fast.backends.sqlite.storage import SqliteStorage
 
         return (isinstance(storage, SqliteStorage) and storage.app_name == self.app_name
                 and (storage.conn is self.conn or storage.conn.path == self.conn.path != ":memory:"))
@@ -154,7 +154,7 @@ class SqliteBroker(SqliteControl):
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
         """Also marks the file as read by a worker of this app (:data:`WORKER_SEEN`) and logs its path: the
         one place to look when a producer's tasks never run (it wrote to another file): see
-        :mod:`qtasks_fast.brokers.sqlite_seen`."""
+        :mod:`qtasks_fast.backends.sqlite.seen`."""
         self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
         self._takeover = True
         self._last_waiting = False

@@ -22,8 +22,8 @@ import msgspec
 
 from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, Delivery, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.abc.query import QueueDepth
-from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of, text
-from qtasks_fast.brokers.sqlite_db import SqliteConnection, cancel_records, now_ms, release_unique
+from qtasks_fast.backends._local import LocalBroker, body_outcome, decoded, task_name_of, text
+from qtasks_fast.backends.sqlite.db import SqliteConnection, cancel_records, now_ms, release_unique
 from qtasks_fast.querylib import EVENTS_KEPT
 from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
 
@@ -41,7 +41,7 @@ _worker_decode = msgspec.msgpack.Decoder(WorkerInfo).decode
 
 
 class SqliteControl(LocalBroker):
-    """The optional task-control methods of :class:`~qtasks_fast.brokers.sqlite.SqliteBroker`."""
+    """The optional task-control methods of :class:`~qtasks_fast.backends.sqlite.broker.SqliteBroker`."""
 
     conn: SqliteConnection
     _closed: bool

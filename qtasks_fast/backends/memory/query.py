@@ -1,7 +1,7 @@
 """The query side of the in-process backend (:class:`~qtasks_fast.abc.query.TaskQueries`), for tests and demos.
 
 Simple structures, the same semantics as SQLite and Redis: lists filter and sort the records of the shared
-:class:`~qtasks_fast.brokers.memory_state.InMemoryState` on each call (it holds what one test makes, not a
+:class:`~qtasks_fast.backends.memory.state.InMemoryState` on each call (it holds what one test makes, not a
 million records); the event feed keeps the last :data:`~qtasks_fast.querylib.EVENTS_KEPT` status changes
 per queue, and a blocked reader sleeps on an event that the next change sets (no polling).
 """
@@ -22,7 +22,7 @@ from qtasks_fast.abc.query import (
     TaskSummary,
     ThroughputPoint,
 )
-from qtasks_fast.brokers.memory_state import InMemoryState, Waiter, _Record
+from qtasks_fast.backends.memory.state import InMemoryState, Waiter, _Record
 from qtasks_fast.querylib import (
     FINISHED,
     STATUSES,

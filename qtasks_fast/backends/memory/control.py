@@ -16,8 +16,8 @@ import msgspec
 
 from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.abc.query import QueueDepth
-from qtasks_fast.brokers._local import LocalBroker, body_outcome, decoded, task_name_of
-from qtasks_fast.brokers.memory_state import InMemoryState, Listener, _Msg, wake
+from qtasks_fast.backends._local import LocalBroker, body_outcome, decoded, task_name_of
+from qtasks_fast.backends.memory.state import InMemoryState, Listener, _Msg, wake
 from qtasks_fast.tasktable import TaskSpec, merge
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ PURGED = "purged"
 
 
 class MemoryControl(LocalBroker):
-    """The optional task-control methods of :class:`~qtasks_fast.brokers.memory.InMemoryBroker`."""
+    """The optional task-control methods of :class:`~qtasks_fast.backends.memory.broker.InMemoryBroker`."""
 
     state: InMemoryState
     _closed: bool

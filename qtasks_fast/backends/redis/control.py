@@ -20,7 +20,7 @@ import redis
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, QueueStats, WorkerInfo
 from qtasks_fast.abc.query import QueueDepth
-from qtasks_fast.brokers._local import task_name_of, text
+from qtasks_fast.backends._local import task_name_of, text
 from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
 from qtasks_fast.faults import describe, full, transient
 from qtasks_fast.log import get_logger
@@ -31,7 +31,7 @@ from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
-    from qtasks_fast.brokers.redis import RedisConnection
+    from qtasks_fast.backends.redis.broker import RedisConnection
 
 log = get_logger("broker")
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
@@ -69,6 +69,11 @@ def workers_key(app: str) -> str:
 def tasks_key(app: str) -> str:
     """The app's published task table (see qtasks_fast.tasktable): one hash per app, outside the queues' slots."""
     return f"qtf:{{{app}}}:tasks"
+
+
+def queues_key(app: str) -> str:
+    """The queues producers routed calls to that no task names (``Broker.note_queues``), for ``flush_all``."""
+    return f"qtf:{{{app}}}:queues"
 
 
 def cancel_channel(app: str) -> str:
@@ -160,9 +165,8 @@ class RedisControl:
     _closing: asyncio.Event | None = None
 
     def fused(self, storage: Storage | None) -> bool:
-        from qtasks_fast.storages.redis import RedisStorage
-
-        return isinstance(storage, RedisStorage) and storage.conn is self.conn
+        # only a RedisStorage holds this broker's RedisConnection; not importing it keeps storage -> control acyclic
+        return storage is not None and getattr(storage, "conn", None) is self.conn
 
     def _paired(self) -> tuple[Storage | None, bool]:
         """The storage of records for producer-side ops that get none: the worker's, or the RedisStorage
@@ -409,12 +413,19 @@ class RedisControl:
 
     async def flush_all(self, queues: Sequence[str]) -> None:
         """UNLINK this app's keys: under each queue's prefix ``qtf:{<app>:<queue>}:`` those of a queue's key
-        families (redis.lua), under ``qtf:{<app>}:`` the task table and claims (the worker registry is kept).
+        families (redis.lua), under ``qtf:{<app>}:`` the task table and claims (the worker registry is kept, and
+        so is the list of noted queues: a producer notes a queue once per process, so a flushed list would stay
+        empty).
 
         A prefix alone is not exact: app ``a:default``'s ``qtf:{a:default}:tasks`` starts like app ``a``'s queue
         ``default`` keys. The families are disjoint (no queue key is ``tasks`` or ``claim:...``), so matching
-        prefix *and* family never takes another app's key; glob characters in names are escaped."""
-        groups = [(queue_prefix(self.app_name, q), _QUEUE_KEYS) for q in queues]
+        prefix *and* family never takes another app's key; glob characters in names are escaped. The queues
+        :meth:`note_queues` recorded are flushed with ``queues``."""
+        try:
+            noted = [text(q) for q in await self.conn.aio.smembers(queues_key(self.app_name))]
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+        groups = [(queue_prefix(self.app_name, q), _QUEUE_KEYS) for q in dict.fromkeys([*queues, *noted])]
         groups.append((f"qtf:{{{self.app_name}}}", _APP_KEYS))
         try:
             for prefix, families in groups:
@@ -428,6 +439,13 @@ class RedisControl:
                         batch = []
                 if batch:
                     await self.conn.aio.unlink(*batch)
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+
+    async def note_queues(self, queues: Sequence[str]) -> None:
+        """SADD to ``qtf:{<app>}:queues`` (see :func:`queues_key`)."""
+        try:
+            await self.conn.aio.sadd(queues_key(self.app_name), *queues)
         except redis.RedisError as exc:
             raise outage(self.url, exc) from exc
 

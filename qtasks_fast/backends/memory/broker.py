@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
-from qtasks_fast.brokers._local import has_unique
-from qtasks_fast.brokers.memory_control import MemoryControl
-from qtasks_fast.brokers.memory_state import InMemoryState, Listener, Waiter, wake
+from qtasks_fast.backends._local import has_unique
+from qtasks_fast.backends.memory.control import MemoryControl
+from qtasks_fast.backends.memory.state import InMemoryState, Listener, Waiter, wake
 from qtasks_fast.schemas import Envelope, releases_unique
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class InMemoryBroker(MemoryControl):
         return f"InMemoryBroker(app={self.app_name!r})"
 
     def fused(self, storage: Storage | None) -> bool:
-        from qtasks_fast.storages.memory import InMemoryStorage
+        from qtasks_fast.backends.memory.storage import InMemoryStorage
 
         return isinstance(storage, InMemoryStorage) and storage.state is self.state
 

@@ -12,7 +12,7 @@ row per live worker process, its msgpack ``WorkerInfo`` and last heartbeat in ms
 has used it, so a producer can tell a database no worker reads), ``logs`` (lines
 captured by LogCapture) and ``events`` (the query side's feed of status changes, written by triggers on
 ``records``: every write that sets a status adds one row inside its own transaction, so no path can forget
-it and the hot path pays no extra statement; see ``qtasks_fast/storages/sqlite_query.py``).
+it and the hot path pays no extra statement; see ``qtasks_fast/backends/sqlite/query.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Task records of the Redis backend (key ``P:t:<uuid>``, see redis.lua): their msgpack layouts, old and new.
 
-Apart from :mod:`qtasks_fast.storages.redis` so that its query side (``redis_query``) reads records without an
+Apart from :mod:`qtasks_fast.backends.redis.storage` so that its query side (``query``) reads records without an
 import cycle.
 """
 

@@ -1,6 +1,6 @@
 """Task records in the ``records`` table of the embedded SQLite file.
 
-Shares :class:`~qtasks_fast.brokers.sqlite.SqliteConnection` with ``SqliteBroker``
+Shares :class:`~qtasks_fast.backends.sqlite.broker.SqliteConnection` with ``SqliteBroker``
 on the same file, so the broker writes records inside its own transactions and
 this class mostly reads. ``wait`` polls: unlike Redis (BLPOP) there is no
 server that could push a "finished" notice across processes, so the waiter
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.brokers import sqlite_seen
-from qtasks_fast.brokers.sqlite_db import (
+from qtasks_fast.backends.sqlite import seen as sqlite_seen
+from qtasks_fast.backends.sqlite.db import (
     SqliteConnection,
     append_logs,
     finish_records,
@@ -30,8 +30,8 @@ from qtasks_fast.brokers.sqlite_db import (
     now_ms,
     suppress_locked,
 )
+from qtasks_fast.backends.sqlite.query import SqliteQueries
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
-from qtasks_fast.storages.sqlite_query import SqliteQueries
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -54,7 +54,7 @@ def row_to_task(row: Sequence[Any]) -> Task:
 
 class SqliteStorage(SqliteQueries, Storage):
     """Records in a SQLite file; pass the broker's ``conn`` (or the same path) to fuse writes. The query side:
-    :mod:`~qtasks_fast.storages.sqlite_query`."""
+    :mod:`~qtasks_fast.backends.sqlite.query`."""
 
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,
                  result_ttl: float = 86400.0) -> None:
