@@ -139,13 +139,26 @@ async def measure(ctx: Ctx, url: str, app: str, samples: int, rnd: random.Random
     return rows
 
 
-def index_memory(r: redis.Redis, app: str) -> int:
-    """MEMORY USAGE of the app's P:x zsets (a handful of keys: the names' and names x statuses')."""
+def index_memory(r: redis.Redis, app: str) -> tuple[int, int]:
+    """MEMORY USAGE of the app's P:x zsets (the names' and names x statuses') and of its event stream P:ev."""
     prefix = f"qtf:{{{app}:default}}"
     names = [n.decode() for n in r.smembers(f"{prefix}:x:names")]  # type: ignore[union-attr]
     keys = [f"{prefix}:x:n:{n}" for n in names] + [f"{prefix}:x:f:{s}:{n}" for n in names
                                                      for s in ("success", "error", "cancel")]
-    return sum(int(r.memory_usage(k, samples=0) or 0) for k in keys)
+    return (sum(int(r.memory_usage(k, samples=0) or 0) for k in keys),
+            int(r.memory_usage(f"{prefix}:ev", samples=0) or 0))
+
+
+async def trim(url: str, app: str) -> None:
+    """What a running worker's lease keeper does every minute (op trim): P:ev down to its last 10,000 events."""
+    broker, storage = make_backend(url, app, GlobalConfig())
+    consumer = copy.copy(broker)
+    await consumer.start("bench-0", "bench-0", ["default"], storage)
+    try:
+        await consumer.trim_indexes()  # type: ignore[attr-defined]
+    finally:
+        await consumer.close()
+        await storage.close()
 
 
 def run(ctx: Ctx) -> dict[str, Any]:
@@ -160,8 +173,10 @@ def run(ctx: Ctx) -> dict[str, Any]:
         app = "benchquery"
         before = int(r.info("memory")["used_memory"])
         rate = asyncio.run(load(ctx, url, app, records, rnd))
+        ev_before = index_memory(r, app)[1]
+        asyncio.run(trim(url, app))
         after = int(r.info("memory")["used_memory"])
-        idx = index_memory(r, app)
+        idx, ev = index_memory(r, app)
         rows = asyncio.run(measure(ctx, url, app, samples, rnd))
         ctx.end()
         per = (after - before) / records
@@ -169,12 +184,15 @@ def run(ctx: Ctx) -> dict[str, Any]:
                  f"(one client process, chunks of {CHUNK})",
                  f"Redis used_memory: {(after - before) / 2**20:,.0f} MiB for the records and indexes = {per:,.0f} "
                  f"bytes per record; of which the P:x zsets {idx / 2**20:,.1f} MiB = {idx / records:,.0f} bytes "
-                 "per record",
+                 f"per record, the event stream P:ev {ev / 2**20:,.1f} MiB once trimmed to its last 10,000 events "
+                 f"as a running worker does every minute ({ev_before / 2**20:,.0f} MiB before: untrimmed, it holds "
+                 "up to 10,000 batches)",
                  "private redis-server on a free port (no persistence), the machine's other load included"]
         return {"rows": rows, "notes": notes,
                 "params": {"records": records, "samples": samples, "names": len(NAMES), "chunk": CHUNK},
                 "memory": {"used_memory_delta": after - before, "bytes_per_record": round(per),
-                           "index_bytes": idx, "index_bytes_per_record": round(idx / records)},
+                           "index_bytes": idx, "index_bytes_per_record": round(idx / records),
+                           "event_stream_bytes": ev, "event_stream_bytes_untrimmed": ev_before},
                 "load_rate": round(rate)}
     finally:
         private.stop()
