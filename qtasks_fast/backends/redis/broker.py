@@ -25,7 +25,7 @@ from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.backends.redis.control import RedisControl, outage, queue_prefix, refused, unreachable
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
-from qtasks_fast.backends.redis.index import process_events, restart_links
+from qtasks_fast.backends.redis.index import record_started, restart_links
 from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner
@@ -262,8 +262,7 @@ class RedisBroker(RedisControl, Broker):
         ttl = int(self.unique_ttl * 1000)
         levels = self.priority_levels
         owners = self._owners(envelopes) if any(special for _, special, _ in per_queue.values()) else {}
-        # index: the query side's zsets and events of the plain envelopes (redis.lua, op enqueue), only with our
-        # records
+        # index: the query side's zsets and events of the plain envelopes (redis.lua, op enqueue)
         indexing = rec and self.index_results
         return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, ""), index if indexing else "0")
                 if special or indexing else (now, levels, plain)
@@ -307,7 +306,7 @@ class RedisBroker(RedisControl, Broker):
             for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
                 self._skipped(await self.conn.acall_direct(queue_prefix(self.app_name, queue), "enqueue", rec,
                                                            *call), skipped)
-            if rec and (links := self._links(envelopes, skipped)):
+            if rec and (links := restart_links(self.app_name, envelopes, skipped, self.result_ttl)):
                 await self.conn._direct(self.conn.aio).pipeline(links)
         except redis.RedisError as exc:  # BrokerFull at maxmemory, BrokerUnavailable for other outages
             raise outage(self.url, exc) from exc
@@ -325,19 +324,11 @@ class RedisBroker(RedisControl, Broker):
             for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
                 self._skipped(self.conn.call_direct(queue_prefix(self.app_name, queue), "enqueue", rec, *call),
                               skipped)
-            if rec and (links := self._links(envelopes, skipped)):
-                pipe = self.conn.sync.pipeline(transaction=False)
-                for cmd in links:
-                    pipe.execute_command(*cmd)
-                pipe.execute()
+            for cmd in restart_links(self.app_name, envelopes, skipped, self.result_ttl) if rec else ():
+                self.conn.sync.execute_command(*cmd)  # app.restart: rare
         except redis.RedisError as exc:  # BrokerFull at maxmemory, BrokerUnavailable for other outages
             raise outage(self.url, exc) from exc
         return skipped
-
-    def _links(self, envelopes: Sequence[Envelope], skipped: dict[str, str]) -> list[tuple[Any, ...]]:
-        """The restart links of an ``app.restart`` enqueue (P:rs, for ``task_detail``); none for others."""
-        return restart_links(lambda q: queue_prefix(self.app_name, q), envelopes, skipped,
-                             int(self.result_ttl * 1000))
 
     # ------------------------------------------------------------------ worker
     async def ping(self) -> None:
@@ -460,19 +451,9 @@ class RedisBroker(RedisControl, Broker):
         if seen != 1 or len(flat) // 4 < count:
             self._hot = None  # drained, or more urgent work arrived: the Lua op decides next time
         out = [(queue, flat)] if flat else []
-        await self._process_events(out, self.fused(self._storage))
+        if self.index_results and self.fused(self._storage):
+            await record_started(self.conn, self.app_name, self._worker_id, out)
         return out
-
-    async def _process_events(self, out: list[tuple[str, list[Any]]], rec: bool) -> None:
-        """What op fetch records of the tasks it hands out (P:ev events, start times in P:q), for a fetch that
-        bypassed it: op ``started``, one call per queue."""
-        if not rec or not self.index_results:
-            return
-        now = int(time.time() * 1000)
-        for queue, flat in out:
-            args = process_events(self._worker_id, flat, now)
-            if args is not None:
-                await self.conn.ahot(queue_prefix(self.app_name, queue), "started", True, *args)
 
     def recover(self, held: Iterable[Delivery]) -> None:
         """Call after a failed :meth:`fetch`, with the deliveries this worker still holds.
@@ -547,7 +528,8 @@ class RedisBroker(RedisControl, Broker):
                 flat += (prio, msg_id, _body(fields), 1)
         self._drained = got < count
         out = list(per_queue.items())
-        await self._process_events(out, rec)
+        if rec and self.index_results:
+            await record_started(self.conn, self.app_name, self._worker_id, out)
         return out
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:

@@ -8,14 +8,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from qtasks_fast.backends.redis.control import queue_prefix
 from qtasks_fast.schemas.envelope import META_RESTART_OF
 
 if TYPE_CHECKING:
+    from qtasks_fast.backends.redis.broker import RedisConnection
     from qtasks_fast.schemas import Envelope
 
 class _UuidName(msgspec.Struct):
@@ -46,16 +49,27 @@ def process_events(worker: str, flat: Sequence[Any], now_ms: int) -> tuple[Any, 
     return (len(events) // 4, msgspec.msgpack.encode(events), *started)
 
 
-def restart_links(prefix_of: Any, envelopes: Sequence[Envelope], skipped: dict[str, str],
-                  ttl_ms: int) -> list[tuple[Any, ...]]:
-    """SADD + PEXPIRE of ``P:rs:<restarted uuid>`` for each enqueued envelope that restarts another."""
+async def record_started(conn: RedisConnection, app: str, worker: str, out: list[tuple[str, list[Any]]]) -> None:
+    """What op fetch records of the tasks it hands out (P:ev events, start times in P:q), for a fetch that
+    bypassed it: op ``started``, one call per queue of ``out`` (the fetch's ``[(queue, flat)]``)."""
+    now = int(time.time() * 1000)
+    for queue, flat in out:
+        args = process_events(worker, flat, now)
+        if args is not None:
+            await conn.ahot(queue_prefix(app, queue), "started", True, *args)
+
+
+def restart_links(app: str, envelopes: Sequence[Envelope], skipped: dict[str, str],
+                  ttl: float) -> list[tuple[Any, ...]]:
+    """SADD + PEXPIRE of ``P:rs:<restarted uuid>`` for each enqueued envelope that restarts another (for
+    ``task_detail``; none for the others)."""
     cmds: list[tuple[Any, ...]] = []
     for e in envelopes:
         of = e.meta.get(META_RESTART_OF) if e.meta else None
         if of and e.uuid not in skipped:
-            key = f"{prefix_of(e.queue)}:rs:{of}"
-            cmds += [("SADD", key, e.uuid), ("PEXPIRE", key, ttl_ms)]
+            key = f"{queue_prefix(app, e.queue)}:rs:{of}"
+            cmds += [("SADD", key, e.uuid), ("PEXPIRE", key, int(ttl * 1000))]
     return cmds
 
 
-__all__ = ["process_events", "restart_links"]
+__all__ = ["process_events", "record_started", "restart_links"]
