@@ -9,8 +9,9 @@ error (with a traceback), ~2% cancel; created_at spread over the last 20 hours (
 
 Then, per case, ``--query-samples`` calls (random name, status and a 2-hour created window; after 5 untimed
 warm-up calls) are timed end to end from the client (``list_tasks`` limit 50, its page 2 by cursor,
-``count_tasks``; also a name-only and an unfiltered first page): p50/p99 against the 50 ms target. Redis memory (INFO used_memory and the
-P:x indexes' MEMORY USAGE) is reported per record. ``--quick`` stores 20,000 records.
+``count_tasks``; also a name-only and an unfiltered first page): p50/p99 against the 50 ms target. Redis
+memory (INFO used_memory, the P:x indexes' and P:ev's MEMORY USAGE, after the trim a running worker makes) is
+reported per record. ``--quick`` stores 20,000 records.
 """
 
 from __future__ import annotations
