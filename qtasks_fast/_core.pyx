@@ -299,7 +299,8 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float 
     element is the delivery count, its 9th the wall-clock ms its run started: ``now`` minus the monotonic
     time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; its fetch time when the
     executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's
-    query-side argument (:func:`_index_arg`: P:x:f zsets by ``<status>:<name>``, the final events; ``b""``
+    query-side argument (:func:`_index_arg`: P:x:f zsets by ``<status>:<name>`` of the errors and cancels,
+    the final events; ``b""``
     without index). ``replies`` packs the 0-based positions of
     the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
     lists their ``uuid, record`` for the broker to store and push before the settle itself.
@@ -331,12 +332,13 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float 
         args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
         if index:
             ix = logs[d.queue]
-            key = o[1] + ":" + env.task_name
-            z = ix[0].get(key)
-            if z is None:
-                z = ix[0][key] = []
-            z.append(_created_ms(env))
-            z.append(env.uuid)
+            if o[1] != "success":  # success has no zset of its own (see redis.lua, P:x:f)
+                key = o[1] + ":" + env.task_name
+                z = ix[0].get(key)
+                if z is None:
+                    z = ix[0][key] = []
+                z.append(_created_ms(env))
+                z.append(env.uuid)
             ix[1].extend((env.uuid, o[1], env.task_name, worker))
     for queue in out:
         rq = replies.get(queue) if replies is not None else None

@@ -22,8 +22,10 @@
 --   -- the query side (issue 12; written only with our records, read by qtasks_fast/backends/redis/query.py) --
 --   P:x:n:<name>     zset uuid -> created ms (the envelope's created_at) of every task named <name>, from its enqueue until
 --                    its record is gone: what lists every status (and new/process) newest first
---   P:x:f:<st>:<name>  zset of the same for the tasks of <name> that ended with final status <st>
---                    (success/error/cancel): a filtered page by name + status + created time is one ZRANGE
+--   P:x:f:<st>:<name>  zset of the same for the tasks of <name> that ended in error or cancel (<st>): a filtered
+--                    page by name + one of these + created time is one ZRANGE. Success, the common end, has no
+--                    zset of its own (one insert per task less on the hot path): its pages walk P:x:n:<name>,
+--                    where most tasks are successes, and its count is what the others leave (see op count)
 --   P:x:names        set of the task names with a P:x:n:<name> (a list without a name merges their zsets)
 --                    The P:x zsets lose an entry in op 'trim' (and 'count') once its record expired (result_ttl)
 --                    and the task is not queued (P:q); a read skips entries whose record is already gone
@@ -141,7 +143,8 @@
 --           running); more = '' when nothing older can match, else the score and uuid to go on from
 --   count   group nprios name cmin cmax now ttl  ({new process success error cancel} counts of the tasks named
 --                                        <name> ('' = any) created in [cmin, cmax]: ZCOUNTs once expired
---                                        entries are trimmed, 'process' from the PEL)
+--                                        entries are trimmed, 'process' from the PEL, the unfinished by a walk
+--                                        of the backlog P:q or of the window (the smaller), success the rest)
 --   depth   group nprios now             ({prio waiting}*, {consumer in_flight}*, delayed, dead)
 --   cancel  group uuid reason now ttl nprios channel log   (log: unused, the index is always kept)
 --           {'finished'} | {'queued', blob} (removed, record 'cancel') | {'running'} (pending in the
@@ -292,6 +295,7 @@ local function zadd_all(by)  -- by = {key -> {score, member, ...}}
   for key, pairs_ in pairs(by) do chunked('ZADD', key, pairs_, 2) end
 end
 local FINAL = {success = true, error = true, cancel = true}
+local RARE = {error = true, cancel = true}  -- the final statuses with a P:x:f zset
 
 -- the query-side argument of enqueue and settle, built by the client (qtasks_fast/_core.pyx, _index_arg) so
 -- that Redis only stores it: msgpack [{key: {created ms, uuid}*}, events] with <key> a task name (P:x:n:<key>)
@@ -839,7 +843,7 @@ local function xkeys(name, status)
   local names = name ~= '' and {name} or redis.call('SMEMBERS', P .. ':x:names')
   local keys = {}
   for _, n in ipairs(names) do
-    keys[#keys + 1] = FINAL[status] and (P .. ':x:f:' .. status .. ':' .. n) or (P .. ':x:n:' .. n)
+    keys[#keys + 1] = RARE[status] and (P .. ':x:f:' .. status .. ':' .. n) or (P .. ':x:n:' .. n)
   end
   return keys, names
 end
@@ -1207,7 +1211,7 @@ elseif op == 'count' then
   for j, key in ipairs(keys) do
     trim_index(key, cutoff, 5000)
     all = all + redis.call('ZCOUNT', key, cmin, cmax)
-    for status in pairs(FINAL) do
+    for status in pairs(RARE) do
       local fkey = P .. ':x:f:' .. status .. ':' .. names[j]
       trim_index(fkey, cutoff, 5000)
       counts[status] = (counts[status] or 0) + redis.call('ZCOUNT', fkey, cmin, cmax)
@@ -1218,8 +1222,33 @@ elseif op == 'count' then
   for _, t in ipairs(running(group, nprios, name)) do
     if inrange(t[1]) then process = process + 1 end
   end
-  local success, error_, cancel = counts.success or 0, counts.error or 0, counts.cancel or 0
-  return {math.max(0, all - success - error_ - cancel - process), process, success, error_, cancel}
+  -- queued or running (P:q) among them: by walking whichever is smaller, the backlog or the window
+  local open = 0
+  local backlog = redis.call('HLEN', P .. ':q')
+  if backlog > 0 and backlog * #keys <= all then
+    local cursor = '0'
+    repeat
+      local res = redis.call('HSCAN', P .. ':q', cursor, 'COUNT', 1000)
+      cursor = res[1]
+      for j = 1, #res[2], 2 do
+        for _, key in ipairs(keys) do
+          local sc = redis.call('ZSCORE', key, res[2][j])
+          if sc then
+            if inrange(sc) then open = open + 1 end
+            break
+          end
+        end
+      end
+    until cursor == '0'
+  elseif backlog > 0 then
+    for _, key in ipairs(keys) do
+      for _, uuid in ipairs(redis.call('ZRANGE', key, cmin, cmax, 'BYSCORE')) do
+        open = open + redis.call('HEXISTS', P .. ':q', uuid)
+      end
+    end
+  end
+  local error_, cancel = counts.error or 0, counts.cancel or 0
+  return {math.max(0, open - process), process, math.max(0, all - open - error_ - cancel), error_, cancel}
 
 elseif op == 'depth' then
   local group, nprios, now = ARGV[2], tonumber(ARGV[3]), ARGV[4]
