@@ -8,9 +8,10 @@ Kafka consumer commits. A delivery whose lease runs out (its worker died) or
 that is released (graceful stop) is handed out again, counting deliveries, and
 is dead-lettered once it reached ``max_deliveries``.
 
-It implements only the abstract methods of :class:`qtasks_fast.abc.Broker`;
-the optional task-control methods (cancel, dead-letter listing, limits, ...)
-keep raising ``NotSupported``, and so does an ``eta`` or unique enqueue here.
+It implements only the abstract methods of :class:`qtasks_fast.abc.Broker`
+and declares no optional capability (``qtasks_fast.abc.capabilities``): cancel,
+dead-letter management, limits, ... raise ``NotSupported`` where the app needs
+them, and the core refuses an ``eta`` or a unique key at enqueue for it.
 It is not fused with any storage, so it calls the ``Storage`` API itself:
 ``create`` at enqueue, ``save`` at settle; the worker calls ``mark_started``.
 
@@ -31,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from qtasks_fast.abc import Broker, Delivery, NotSupported, Outcome
-from qtasks_fast.schemas import META_UNIQUE, Envelope
+from qtasks_fast.abc import Broker, Delivery, Outcome
+from qtasks_fast.schemas import Envelope
 
 if TYPE_CHECKING:
     from qtasks_fast.abc import Storage
@@ -75,8 +76,6 @@ class KafkaStyleBroker(Broker):
         return self.topics.setdefault(queue, Topic(self.partitions))
 
     async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> None:
-        if any(e.eta > time.time() or META_UNIQUE in e.meta for e in envelopes):
-            raise NotSupported(self, "delayed or unique enqueue")
         await storage.create(envelopes, wait)  # records first: a worker may fetch the message at once
         with self.lock:
             for e in envelopes:  # one uuid always lands in the same partition

@@ -17,7 +17,9 @@ from qtasks_fast.components.task_manager import TaskManager
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.depends import AsyncState, Depends, State, SyncState
 from qtasks_fast.exceptions import (
+    BrokerError,
     BrokerFull,
+    BrokerRefused,
     BrokerUnavailable,
     PayloadTooLarge,
     QTasksError,
@@ -40,7 +42,9 @@ __all__ = [
     "AsyncState",
     "AsyncTimer",
     "BasePlugin",
+    "BrokerError",
     "BrokerFull",
+    "BrokerRefused",
     "BrokerUnavailable",
     "Depends",
     "Middleware",

@@ -22,6 +22,7 @@ from qtasks_fast.components.producer import NeedsLookup, Producer, Signature, as
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.control import checked_uuid
 from qtasks_fast.exceptions import TaskNotFound
+from qtasks_fast.logs import Logger, apply_to_config
 from qtasks_fast.plugins import BasePlugin, Plugins, add_plugin
 from qtasks_fast.schemas import Task, record_from_envelope
 from qtasks_fast.task import TaskFunc, decode_result
@@ -58,8 +59,8 @@ def _caller_file() -> str | None:
 
 
 def _refuse_component(name: str, value: Any, instead: str) -> None:
-    """QTasks' ``QueueTasks(worker=..., log=...)`` take component objects this app has no place for: refused
-    at construction, loudly, so an app that relies on its own worker or logger learns it is not used."""
+    """QTasks' ``QueueTasks(worker=...)`` takes a component object this app has no place for: refused at
+    construction, loudly, so an app that relies on its own worker learns it is not used."""
     if value is not None:
         raise TypeError(f"QueueTasks({name}={value!r}) is not supported by qtasks_fast: {instead}")
 
@@ -92,7 +93,14 @@ class BaseQueueTasks(Producer):
         self.tasks: dict[str, TaskFunc] = {}
         _refuse_component("worker", worker, "workers are separate processes here: start them with "
                           "`qtasks-fast -A module:app run` (or app.run_worker()) and size them with config.concurrency")
-        _refuse_component("log", log, "configure logging.getLogger('qtasks_fast') (handlers, level) instead")
+        #: QTasks ``app.log``: the ``log=`` Logger for component "QueueTasks", or one of the app's, made on first use
+        self._log: Logger | None = None
+        if log is not None:
+            if not isinstance(log, Logger):
+                raise TypeError(f"QueueTasks(log={log!r}) takes a qtasks_fast.logs.Logger (QTasks' Logger); for "
+                                "anything else configure logging.getLogger('qtasks_fast') (handlers, level)")
+            self._log = log.with_subname("QueueTasks")
+            apply_to_config(log, self.config)  # its level and format become the app's, as in QTasks
         self.events = events if events is not None else _default_events()
         #: routers included with :meth:`include_router`, in order (QTasks ``app.routers``)
         self.routers: list[_router.Router] = []
@@ -112,6 +120,15 @@ class BaseQueueTasks(Producer):
         self._published: dict[str, TaskSpec] = {}
         self._table_read_after = self._table_fresh_until = 0.0  # never read: the first miss reads it
         _router.app_created(self)  # shared tasks join this app; it becomes the main app (QTasks _state.app_main)
+
+    @property
+    def log(self) -> Logger:
+        """QTasks ``app.log``: the Logger given as ``log=`` (component ``QueueTasks``); without one, a Logger named
+        after the app at ``config.logs_default_level_server`` in ``config.logs_format``, made on first use."""
+        if self._log is None:
+            self._log = Logger(self.name, "QueueTasks", default_level=self.config.logs_default_level_server,
+                               format=self.config.logs_format)
+        return self._log
 
     def broker_source(self) -> tuple[str | None, str]:
         """The broker URL in force and where it came from, by the one precedence of every setting: a CLI

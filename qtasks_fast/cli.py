@@ -284,6 +284,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if args.command in cli_control.COMMANDS:
         return cli_control.run(args, load)
+    from qtasks_fast import cli_query
+
+    if args.command in cli_query.COMMANDS:
+        return cli_query.run(args, load)
     if args.command == "stats":
         from qtasks_fast import cli_stats
 

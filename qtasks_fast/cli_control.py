@@ -85,6 +85,9 @@ def add_parsers(sub: Any) -> None:
         if action == "purge":
             d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
+    from qtasks_fast import cli_query
+
+    cli_query.add_parsers(sub, common, EPILOG)
     p = cmd("purge", "drop every waiting message of a queue",
             "Drop every queued and delayed (not running) message of QUEUE; their records become 'cancel'.")
     p.add_argument("queue", help="the queue to empty, e.g. default")
@@ -339,9 +342,9 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     except (BrokerUnavailable, NotSupported) as exc:
         _err(str(exc))
     except Exception as exc:
-        import redis
+        from qtasks_fast.exceptions import BrokerError
 
-        if not isinstance(exc, (ConnectionError, OSError, TimeoutError, redis.RedisError)):
+        if not isinstance(exc, (ConnectionError, OSError, TimeoutError, BrokerError)):
             raise
         _err(broker_error(exc))
     return USAGE
@@ -368,29 +371,25 @@ async def _fleet(app: BaseQueueTasks) -> dict[str, Any]:
 
 def broker_error(exc: BaseException) -> str:
     """One line for a broker that failed a command: its cause, and what to check."""
-    from qtasks_fast.exceptions import BrokerUnavailable
-    from qtasks_fast.faults import describe, no_such_db
+    from qtasks_fast.exceptions import BrokerRefused, BrokerUnavailable
+    from qtasks_fast.faults import describe
 
-    if no_such_db(exc):
-        return describe(exc)
-    if isinstance(exc, BrokerUnavailable):  # its message names the cause and what to do
+    if isinstance(exc, (BrokerUnavailable, BrokerRefused)):  # its message names the cause and what to do
         return str(exc)
     return f"broker error: {describe(exc)}; is it reachable, and is the URL right (--broker / QTASKS_BROKER_URL)?"
 
 
 def _broker_memory(app: BaseQueueTasks) -> dict[str, Any] | None:
-    """The broker's memory figures (Redis: ``memory_stats``), ``{"error": ...}`` when it cannot say, None
+    """The broker's memory figures (``BrokerMemory``: Redis), ``{"error": ...}`` when it cannot say, None
     for a broker without them."""
-    import redis
+    from qtasks_fast.abc.capabilities import BrokerMemory
+    from qtasks_fast.exceptions import BrokerError
 
-    from qtasks_fast.exceptions import BrokerUnavailable
-
-    stats = getattr(app.broker, "memory_stats", None)
-    if stats is None:
+    if not isinstance(app.broker, BrokerMemory):
         return None
     try:
-        return stats()  # type: ignore[no-any-return]
-    except (BrokerUnavailable, redis.RedisError) as exc:
+        return app.broker.memory_stats()
+    except BrokerError as exc:
         message = f"broker memory unknown: {exc}"
         return {"error": message, "warnings": [message]}
 

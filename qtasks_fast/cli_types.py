@@ -44,3 +44,25 @@ def worker_id(raw: str) -> str:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a worker id: use letters, digits and -_. such as web1 (the "
                                          "flag, or env QTASKS_WORKER_ID; default: the hostname)")
     return raw
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def moment(raw: str) -> float:
+    """An argparse ``type``: a point in time as epoch seconds, written ``10m``/``2h``/``1d``/``30s`` (that long
+    ago) or ISO 8601 (``2026-12-07T10:00``; UTC when it names no zone)."""
+    import datetime as _dt
+    import time
+
+    text = raw.strip()
+    if text[:-1].replace(".", "", 1).isdigit() and text[-1:] in _UNITS:
+        return time.time() - float(text[:-1]) * _UNITS[text[-1]]
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a time: write 10m, 2h or 1d (that long ago) or ISO 8601 "
+                                         "such as 2026-12-07T10:00 (UTC unless it names a zone)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return when.timestamp()

@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from qtasks_fast.abc.broker import DeadLetter, NotSupported
+from qtasks_fast.abc.capabilities import (
+    Cancel,
+    DeadLetter,
+    DeadLetters,
+    FlushAll,
+    NotSupported,
+    Purge,
+    QueueStatistics,
+    WorkerRegistry,
+    require,
+)
 from qtasks_fast.exceptions import ConfigError, InvalidTaskId, QTasksError
 from qtasks_fast.faults import describe, transient
 from qtasks_fast.log import get_logger, task_label
@@ -84,8 +94,9 @@ async def cancel(app: BaseQueueTasks, uuid: str, reason: str = "") -> str:
     record = await storage.get(uuid, queues)
     if record is not None:
         queues = [record.queue] + [q for q in queues if q != record.queue]
+    cancelling = require(broker, Cancel)
     for q in queues:
-        result = await broker.cancel(uuid, q, reason, storage)
+        result = await cancelling.cancel(uuid, q, reason, storage)
         if result != "unknown":
             name = record.task_name if record is not None else "?"
             log.info("cancel %s in queue %r: %s%s", task_label(name, uuid), q, result,
@@ -116,7 +127,7 @@ async def restart(app: BaseQueueTasks, uuid: str) -> Task:
 
 async def dlq_list(app: BaseQueueTasks, queue: str | None = None, count: int = 100) -> list[DeadLetter]:
     """Dead letters of ``queue`` (None: every app queue), newest first, at most ``count``."""
-    broker = app.broker
+    broker = require(app.broker, DeadLetters)
     found: list[DeadLetter] = []
     for q in await _queues(app, queue):
         found += await broker.dead_letters(q, count)
@@ -139,7 +150,7 @@ async def _each_queue_dead(app: BaseQueueTasks, queue: str | None, ids: Sequence
     """Run the broker's dead-letter ``op`` on ``queue`` (None: every queue of the app); the total it reports."""
     if ids is not None and not ids:  # an empty selection means none, never all
         return 0
-    method = getattr(app.broker, op)
+    method = getattr(require(app.broker, DeadLetters), op)
     total = 0
     for q in await _queues(app, queue):
         total += await method(q, None if ids is None else list(ids))
@@ -150,7 +161,7 @@ async def _each_queue_dead(app: BaseQueueTasks, queue: str | None, ids: Sequence
 
 async def purge(app: BaseQueueTasks, queue: str) -> int:
     """Drop every queued and delayed (not running) message of ``queue``; their records become ``cancel``."""
-    n = await app.broker.purge(queue)
+    n = await require(app.broker, Purge).purge(queue)
     log.info("purged %d message(s) from queue %r", n, queue)
     return n
 
@@ -166,7 +177,8 @@ async def flush_all(app: BaseQueueTasks) -> None:
     ``Broker.note_queues``), and nothing of any other app. Refused while a worker of the app is live, and when its
     storage is not the broker's own backend (its records would survive): each with a one-line reason."""
     broker, storage = app._resolve()
-    live = await broker.workers()
+    flushing = require(broker, FlushAll)  # checked first: the registry is not asked for a flush that cannot run
+    live = await require(broker, WorkerRegistry).workers()
     if live:
         names = ", ".join(sorted(w.key for w in live)[:3]) + (", ..." if len(live) > 3 else "")
         raise WorkersRunning(f"flush_all: {len(live)} worker(s) of app {app.name!r} are running ({names}); stop "
@@ -176,7 +188,7 @@ async def flush_all(app: BaseQueueTasks) -> None:
                           "records would be kept; flush it with its own tools, or use the broker's storage")
     await app.refresh_tasks()  # not the copy read up to a minute ago: another process may have published since
     queues = app.queues
-    await broker.flush_all(queues)
+    await flushing.flush_all(queues)
     app._published = {}  # the table it had read is gone with the rest
     log.warning("flush_all: deleted every message, record and dead letter of app %r (queues %s)", app.name,
                 ", ".join(queues))
@@ -271,17 +283,16 @@ async def fleet(app: BaseQueueTasks) -> dict[str, Any]:
     in ``notes`` when the broker cannot say (a custom broker without the feature, an unreachable one).
 
     Never raises for the broker's sake: ``inspect`` still shows the app's side."""
-    from qtasks_fast.abc.broker import NotSupported
-
     out: dict[str, Any] = {"queue_stats": None, "workers": None, "notes": []}
     broker = app.broker
 
     async def stats() -> dict[str, Any]:
-        return {q: msgspec.structs.asdict(await broker.queue_stats(q)) for q in app.queues}
+        counting = require(broker, QueueStatistics)
+        return {q: msgspec.structs.asdict(await counting.queue_stats(q)) for q in app.queues}
 
     async def workers() -> list[dict[str, Any]]:
         now = time.time()
-        listed = sorted(await broker.workers(), key=lambda w: (w.id, w.host, w.pid))
+        listed = sorted(await require(broker, WorkerRegistry).workers(), key=lambda w: (w.id, w.host, w.pid))
         return [{**msgspec.structs.asdict(w), "started": _iso(w.started), "heartbeat": _iso(w.heartbeat),
                  "heartbeat_age": round(max(now - w.heartbeat, 0.0), 1)} for w in listed]
 
@@ -309,7 +320,7 @@ async def ping(app: BaseQueueTasks, server: bool = True) -> bool:
     ``NotSupported`` for ``server=True`` (it cannot tell, and a guessed True would hide a dead fleet)."""
     try:
         await app.broker.ping()
-        return bool(await app.broker.workers()) if server else True
+        return bool(await require(app.broker, WorkerRegistry).workers()) if server else True
     except Exception as exc:
         if _broker_failure(exc):
             return False
@@ -318,9 +329,6 @@ async def ping(app: BaseQueueTasks, server: bool = True) -> bool:
 
 def _broker_failure(exc: BaseException) -> bool:
     """True for a failure of the broker rather than of this code: unreachable, refusing, an error reply."""
-    import redis
+    from qtasks_fast.exceptions import BrokerError
 
-    from qtasks_fast.exceptions import BrokerUnavailable
-
-    return isinstance(exc, (BrokerUnavailable, redis.RedisError, ConnectionError, OSError, TimeoutError)) or \
-        transient(exc)
+    return isinstance(exc, (BrokerError, ConnectionError, OSError, TimeoutError)) or transient(exc)

@@ -5,8 +5,14 @@ class QTasksError(Exception):
     """Base class of every qtasks_fast error."""
 
 
-class BrokerUnavailable(QTasksError):
-    """The broker did not answer; the message names the redacted URL and the cause."""
+class BrokerError(QTasksError):
+    """A backend reported a failure of its server (the transient/fatal rule: qtasks_fast.abc.broker). Not
+    retried by itself: only its ``BrokerUnavailable`` subclass is a condition that time can fix."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot serve now, for a reason time can fix (unreachable, timed out, locked, failing
+    over); the message names the redacted URL and the cause. Workers wait it out; producers may retry."""
 
 
 class BrokerFull(BrokerUnavailable):
@@ -18,6 +24,12 @@ class BrokerFull(BrokerUnavailable):
 class ConfigError(QTasksError):
     """The app or its configuration cannot work as given (an unwritable SQLite path, a queue nobody
     serves, ...): no restart can fix it, so a pool stops at once; the message says what to change."""
+
+
+class BrokerRefused(BrokerError, ConfigError):
+    """The broker refuses this client for good: wrong user or password, an ACL without the needed commands,
+    a database the server does not have. No wait fixes it (a pool stops at once); the message says what
+    to change in the URL or the server."""
 
 
 class TaskNotFound(QTasksError, KeyError):

@@ -3,14 +3,13 @@
 One rule for the whole fleet: an outage never stops a worker, the supervisor or the
 scheduler. They wait with capped exponential backoff and log one line when the outage
 starts and one when it ends (:class:`Outage`), never one per attempt. Only what no retry
-can fix (the app cannot be imported, invalid configuration, a bug) ends a process.
+can fix (the app cannot be imported, invalid configuration, a broker that refuses this
+client, a bug) ends a process.
 
-Outages: the broker cannot be reached (refused, reset, timed out), and the error replies
-Redis gives while it cannot serve writes or reads for a while: ``OOM`` (maxmemory with
-``noeviction``), ``READONLY`` (a replica after a failover), ``LOADING`` (restart, loading its
-data set), ``MASTERDOWN``, ``BUSY`` (a long script), ``TRYAGAIN``/``CLUSTERDOWN`` (cluster
-resharding), ``NOREPLICAS``, ``MISCONF`` (snapshots failing: writes refused until the disk
-is fixed). SQLite's "database is locked"/"busy" is one too.
+Outages are :class:`~qtasks_fast.exceptions.BrokerUnavailable` (``BrokerFull`` included), which
+each backend raises for its own client library's outages (see the rule in
+:mod:`qtasks_fast.abc.broker`: Redis' ``READONLY``/``LOADING``/``OOM``..., SQLite's "database is
+locked"), and the operating system's network errors. This module knows no client library.
 """
 
 from __future__ import annotations
@@ -19,51 +18,33 @@ import asyncio
 import errno
 import logging
 import socket
-import sqlite3
 import time
 
-import redis
-
-from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
+from qtasks_fast.exceptions import BrokerFull, BrokerRefused, BrokerUnavailable
 
 #: exception types that are outages whatever their message
 TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
-    ConnectionError, TimeoutError, asyncio.TimeoutError, socket.gaierror, redis.ConnectionError,
-    redis.TimeoutError, BrokerUnavailable, BrokerFull)
+    ConnectionError, TimeoutError, asyncio.TimeoutError, socket.gaierror, BrokerUnavailable)
 #: errno values of a plain ``OSError`` that mean the network, not this host's files or permissions
 TRANSIENT_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN,
                               errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED,
                               errno.EPIPE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EAGAIN})
-#: the first word of a Redis error reply that time can fix
-TRANSIENT_REPLIES = frozenset({"OOM", "READONLY", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN",
-                               "NOREPLICAS", "MISCONF"})
-#: the classes redis-py parses some of those replies into: it strips the code from their message
-#: (an OOM reply arrives as OutOfMemoryError("command not allowed when used memory > 'maxmemory'"))
-_REPLY_TYPES: tuple[type[BaseException], ...] = tuple(
-    getattr(redis.exceptions, name) for name in ("OutOfMemoryError", "ReadOnlyError", "TryAgainError",
-                                                 "ClusterDownError", "MasterDownError")
-    if hasattr(redis.exceptions, name))
-_OOM: tuple[type[BaseException], ...] = tuple(
-    getattr(redis.exceptions, n) for n in ("OutOfMemoryError",) if hasattr(redis.exceptions, n))
 
 
 def transient(exc: BaseException) -> bool:
     """True when ``exc`` is an outage: retry later, do not crash and do not charge a delivery."""
+    if isinstance(exc, BrokerRefused):
+        return False
     if isinstance(exc, TRANSIENT_TYPES):
         return True
     if isinstance(exc, OSError):  # a missing file or a permission is no outage: time does not fix it
         return exc.errno in TRANSIENT_ERRNOS
-    if isinstance(exc, redis.ResponseError):
-        return isinstance(exc, _REPLY_TYPES) or str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
-    if isinstance(exc, sqlite3.OperationalError):
-        msg = str(exc)
-        return "locked" in msg or "busy" in msg
     return False
 
 
 def full(exc: BaseException) -> bool:
-    """True when ``exc`` is Redis refusing a write at ``maxmemory`` (``OOM command not allowed ...``)."""
-    return isinstance(exc, _OOM) or (isinstance(exc, redis.ResponseError) and str(exc).startswith("OOM"))
+    """True when the broker refuses new work for lack of memory or space (``BrokerFull``)."""
+    return isinstance(exc, BrokerFull)
 
 
 class Outage:
@@ -104,18 +85,7 @@ class Outage:
             self.since, self.attempts, self.delay = 0.0, 0, self.first
 
 
-def no_such_db(exc: BaseException) -> bool:
-    """True when Redis refused the URL's database number (``SELECT`` past its ``databases`` setting)."""
-    return isinstance(exc, redis.ResponseError) and "DB index is out of range" in str(exc)
-
-
 def describe(exc: BaseException) -> str:
-    """One line naming the cause; for a full Redis or a database it does not have, what to do about it."""
-    if full(exc):
-        return ("Redis is at maxmemory and refuses writes (OOM): free memory, raise maxmemory, or lower "
-                "result_ttl; nothing is lost meanwhile")
-    if no_such_db(exc):
-        return ("the broker URL names a Redis database this server does not have (DB index is out of range): "
-                "use /0 to /15, or what the server's `databases` setting allows")
+    """One line naming the cause (our broker errors' messages already say what to do)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

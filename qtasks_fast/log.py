@@ -7,8 +7,9 @@ The task is found through :data:`current_task`, a contextvar the executor sets a
 middleware hooks included), so plain ``logging.info(...)`` in a task's code, in the threads and asyncio
 tasks it starts with the context copied and in an ``executor="process"`` child, is attributed without the
 user passing anything. The worker's own lines name their task in the text (:func:`task_label`), so the
-bracket carries only the worker there. Records get ``worker``, ``task_name``, ``task_id`` and ``task``
-attributes, for formats of your own.
+bracket carries only the worker there. Records get ``worker``, ``task_name``, ``task_id``, ``task`` and
+``subname`` (QTasks' component name: the task's, else the last part of the logger's name) attributes, for
+formats of your own.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class ContextFilter(logging.Filter):
         task = getattr(record, "task", None)  # ``ctx.logger`` passes it as ``extra``
         if task is None:
             record.task = task = task_label(env.task_name, env.uuid) if env is not None else ""
+        if not hasattr(record, "subname"):  # QTasks' %(subname)s: the component (a Logger passes its own)
+            record.subname = env.task_name if env is not None else record.name.rpartition(".")[2]
         own = record.name.startswith(LOGGER_NAME) and record.name != TASK_LOGGER  # names its task in the text
         worker = getattr(record, "worker", self.worker)
         record.where = f"{worker} {task}" if task and not own else worker

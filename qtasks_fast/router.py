@@ -119,6 +119,11 @@ class SharedTask(RouterTask):
         return f"shared task {self.name!r} has no app: create a QueueTasks first (it joins every app)"
 
 
+def shared_tasks() -> dict[str, SharedTask]:
+    """Every shared task of the process by name (a copy): what QTasks' ``TaskRegistry.all_tasks()`` lists."""
+    return dict(_shared)
+
+
 def _decorate(name: Any, make: Callable[[Callable[..., Any], str | None], Any]) -> Any:
     """The four decorator forms of ``app.task``: bare, ``()``, ``("name")``, ``(name=..., ...)``."""
     if callable(name):
@@ -181,4 +186,4 @@ def shared_task(name: Any = None, **options: Any) -> Any:
     return _decorate(name, make)
 
 
-__all__ = ["Router", "RouterTask", "SharedTask", "main_app", "shared_task"]
+__all__ = ["Router", "RouterTask", "SharedTask", "main_app", "shared_task", "shared_tasks"]

@@ -18,7 +18,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from qtasks_fast.abc.broker import NotSupported
+from qtasks_fast.abc.capabilities import Claims, NotSupported, require
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.periodic import META_PERIODIC, Schedule, schedules
 
@@ -90,7 +90,7 @@ class Scheduler:
         if self._owed.get(s.name) != tick:
             following = s.next_after(tick)
             ttl = (following - tick if math.isfinite(following) else 0.0) + SKEW
-            if not await broker.claim(f"periodic:{s.name}:{round(tick * 1000)}", ttl):
+            if not await require(broker, Claims).claim(f"periodic:{s.name}:{round(tick * 1000)}", ttl):
                 log.debug("periodic %s: tick %s already taken by another scheduler", s.name, _iso(tick))
                 return 0
             self._owed[s.name] = tick

@@ -36,6 +36,9 @@ EXECUTORS = ("thread", "inline", "process")
 TASK_OPTIONS = ("name", "priority", "echo", "max_time", "retry", "retry_on_exc", "retry_backoff", "retry_backoff_max",
                 "retry_jitter", "decode", "tags", "description", "generate_handler", "executor",
                 "middlewares_before", "middlewares_after", "concurrency_limit", "queue")
+#: options ``@app.task`` keeps in ``extra`` for QTasks' plugins, accepted with no middleware to take them:
+#: ``test`` (QTasks' test plugin, qtasks_fast.plugins.testing, marks the records of such a task)
+PLUGIN_OPTIONS = frozenset({"test"})
 _UNSET: Any = object()
 
 
@@ -102,7 +105,7 @@ class TaskFunc:
         self._validator = build_validator(self.name, self._wire_sig, hints)
         self._fast = self._fast_shape()
         self._check()
-        check_options(name, self.options, self.middlewares)
+        check_options(name, [o for o in self.options if o not in PLUGIN_OPTIONS], self.middlewares)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
 

@@ -129,13 +129,13 @@ def table_of(app: BaseQueueTasks) -> dict[str, TaskSpec]:
 async def publish(app: BaseQueueTasks, broker: Broker, who: str) -> None:
     """Publish ``app``'s table at a worker's start. Best effort: a broker without tables, or a failure, is
     logged and the worker serves anyway (producers that import the tasks do not need the table)."""
-    from qtasks_fast.abc.broker import NotSupported
+    from qtasks_fast.abc.capabilities import NotSupported, TaskTable, require
 
     table = table_of(app)
     if not table:
         return
     try:
-        kept = await broker.publish_tasks(table)
+        kept = await require(broker, TaskTable).publish_tasks(table)
     except NotSupported:
         log.debug("broker %s keeps no task table: clients must import the tasks they send by name",
                   type(broker).__name__)

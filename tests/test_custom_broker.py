@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import sys
 import threading
+import time
 import uuid as _uuid
 from pathlib import Path
 from types import ModuleType
@@ -20,9 +21,21 @@ from typing import Any
 import pytest
 
 from qtasks_fast import QueueTasks
-from qtasks_fast.abc import NotSupported
+from qtasks_fast.abc import (
+    Broker,
+    Cancel,
+    DeadLetters,
+    Delays,
+    FlushAll,
+    NotSupported,
+    Purge,
+    UniqueKeys,
+    WorkerRegistry,
+    declared,
+)
 from qtasks_fast.backends.memory.storage import InMemoryStorage
 from qtasks_fast.config import GlobalConfig
+from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.testing import WorkerThread
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom_broker.py"
@@ -118,14 +131,104 @@ def test_a_delivery_of_a_vanished_consumer_is_redelivered_after_its_lease() -> N
     assert sum(topic.committed) == 1 and not topic.leases
 
 
-def test_optional_features_say_they_are_not_supported() -> None:
+#: what a user sees for each capability the example does not declare: (capability class, words of the message)
+REFUSED = {
+    "cancel": (Cancel, "cancel"),
+    "delayed task": (Delays, "delayed delivery"),
+    "unique key": (UniqueKeys, "unique keys"),
+    "purge": (Purge, "purge"),
+    "dlq list": (DeadLetters, "dead-letter management"),
+    "dlq requeue": (DeadLetters, "dead-letter management"),
+    "dlq purge": (DeadLetters, "dead-letter management"),
+    "flush_all": (FlushAll, "flush_all"),
+    "ping(server=True)": (WorkerRegistry, "the worker registry"),
+}
+
+
+@pytest.mark.parametrize("use", list(REFUSED))
+def test_an_undeclared_capability_is_refused_naming_backend_capability_and_remedy(use: str) -> None:
     app, broker = make_app()
 
     @app.task
     def noop() -> None:
         return None
 
-    with pytest.raises(NotSupported, match="KafkaStyleBroker does not support delayed or unique enqueue"):
-        noop.add_task(countdown=30)
-    with pytest.raises(NotSupported, match="cancel"):
-        asyncio.run(broker.cancel("x", "default", "", app.storage))
+    calls = {
+        "cancel": lambda: app.cancel(str(_uuid.uuid4())),
+        "delayed task": lambda: noop.add_task(countdown=30),
+        "unique key": lambda: noop.add_task(unique="once"),
+        "purge": lambda: app.purge("default"),
+        "dlq list": lambda: app.dlq_list(),
+        "dlq requeue": lambda: app.dlq_requeue(),
+        "dlq purge": lambda: app.dlq_purge(),
+        "flush_all": lambda: app.flush_all(),
+        "ping(server=True)": lambda: app.ping(),
+    }
+    capability, words = REFUSED[use]
+    with pytest.raises(NotSupported) as caught:
+        calls[use]()
+    text = str(caught.value)
+    assert text.startswith(f"KafkaStyleBroker does not support {words} "), text
+    assert f"qtasks_fast.abc.capabilities.{capability.__name__}" in text, text
+    assert "use the Redis, SQLite or memory backend" in text, text
+    assert caught.value.backend == "KafkaStyleBroker" and caught.value.capability == capability.__name__
+    # refused before anything was written: a delayed or unique call is not queued to run now
+    assert sum(len(p) for t in broker.topics.values() for p in t.log) == 0
+
+
+def test_a_concurrency_limit_without_fleet_wide_limits_fails_the_task_saying_why() -> None:
+    app, _ = make_app()
+
+    @app.task(concurrency_limit=1)
+    def limited() -> int:
+        return 1
+
+    with WorkerThread(app):
+        done = limited.add_task(timeout=10)
+    assert done is not None and done.status == "error", done
+    assert "KafkaStyleBroker does not support fleet-wide limits" in (done.traceback or ""), done.traceback
+
+
+def test_periodic_ticks_without_schedule_claims_disable_the_schedule_with_the_reason(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from qtasks_fast.scheduler import Scheduler
+
+    app, _ = make_app()
+
+    @app.periodic(every=1)
+    def tick() -> None:
+        return None
+
+    scheduler = Scheduler(app)
+    with caplog.at_level("ERROR", "qtasks_fast"):
+        fired = asyncio.run(scheduler.run_due(time.time() + 5))
+    assert fired == 0 and not scheduler.entries
+    assert "KafkaStyleBroker does not support schedule claims" in caplog.text, caplog.text
+
+
+def test_the_core_contract_declares_every_hook_the_worker_calls() -> None:
+    """The worker calls ``recover`` after a failed fetch and ``trim_indexes`` from the lease keeper: both are
+    part of the core Broker with do-nothing defaults, so a broker implementing only the abstract methods has
+    them (no ``getattr`` probing in the worker)."""
+    _, broker = make_app()
+    assert not declared(broker)
+    broker.recover([])
+    assert asyncio.run(broker.trim_indexes()) is None
+    assert Broker.recover is type(broker).recover and Broker.trim_indexes is type(broker).trim_indexes
+
+
+def test_a_worker_refuses_retry_backoff_on_a_broker_without_delays_before_running_anything() -> None:
+    """A backoff retry is a delayed envelope: without ``Delays`` it would be refused at settle, after the task
+    ran, crashing the worker at each retry. The worker says so at start instead, naming task and capability."""
+    app, broker = make_app()
+
+    @app.task(retry=2, retry_backoff=1)
+    def flaky() -> None:
+        raise ValueError("flaky")
+
+    flaky.add_task()
+    with pytest.raises(ConfigError, match=r"task\(s\) flaky retry with retry_backoff.*KafkaStyleBroker does not "
+                                          r"support delayed delivery"):
+        with WorkerThread(app):
+            pass
+    assert sum(broker.topics["default"].position) == 0  # nothing was fetched

@@ -22,11 +22,11 @@ from qtasks_fast.config import GlobalConfig
 from qtasks_fast.testing.contract.harness import envelope
 
 PAGE_FILTERS = {
-    "none": TaskFilter(),
+    "none (one walk per status)": TaskFilter(status="new"),
     "status": TaskFilter(status="error"),
     "name": TaskFilter(task_name="add"),
     "name+status+time": TaskFilter(task_name="add", status="success", created_after=1.0, created_before=2.0),
-    "created": TaskFilter(created_after=1.0, created_before=2.0),
+    "created (one walk per status)": TaskFilter(status="success", created_after=1.0, created_before=2.0),
     "status+created": TaskFilter(status="new", created_after=1.0),
 }
 
@@ -97,3 +97,20 @@ async def test_event_feed_keeps_the_last_events_per_queue(tmp_path: Path, monkey
     assert [e.uuid for e in kept] == [e.uuid for e in envs[-4:]]
     assert (await storage.events(["default"], first.id)).events == kept
     assert len((await storage.events(["other"], None)).events) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("url", ["memory://", "sqlite:///{tmp_path}/flush.sqlite3"])
+async def test_event_ids_never_go_back_after_flush_all(tmp_path: Path, url: str) -> None:
+    """A live reader that resumes across ``flush_all`` sees the events that follow it (an id handed out again
+    would hide them behind its cursor)."""
+    broker, storage = make_backend(url.replace("{tmp_path}", str(tmp_path)), f"flush{time.time_ns()}",
+                                   GlobalConfig())
+    assert isinstance(storage, TaskQueries)
+    await broker.enqueue([envelope(), envelope()], storage)
+    cursor = (await storage.events(["default"], None)).cursor
+    await broker.flush_all(["default"])
+    assert (await storage.events(["default"], None)).events == []
+    after = envelope()
+    await broker.enqueue([after], storage)
+    assert [e.uuid for e in (await storage.events(["default"], cursor)).events] == [after.uuid]

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from qtasks_fast import GlobalConfig, QueueTasks
+from qtasks_fast import BrokerUnavailable, GlobalConfig, QueueTasks
 from qtasks_fast.backends.sqlite import db as sqlite_db
 from qtasks_fast.backends.sqlite.broker import SqliteBroker, SqliteConnection
 from qtasks_fast.backends.sqlite.storage import SqliteStorage
+from qtasks_fast.faults import transient
 from qtasks_fast.schemas import Envelope
 from qtasks_fast.testing import WorkerThread
 
@@ -78,7 +79,8 @@ def test_a_lock_is_reported_as_a_lock_not_as_an_unwritable_directory(tmp_path: P
         conn = SqliteConnection(str(path))  # a process opening the file while another one writes
         broker = SqliteBroker(str(path), connection=conn)
         asyncio.run(broker.ping())  # opening reads only: usable while the lock is held
-        with pytest.raises(sqlite3.OperationalError) as err:
+        with pytest.raises(BrokerUnavailable) as err:  # an outage by the rule (qtasks_fast.abc.broker): retry later
             broker.enqueue_sync([env], SqliteStorage(str(path), connection=conn))
     assert "locked" in str(err.value) and "directory" not in str(err.value), str(err.value)
+    assert transient(err.value) and not isinstance(err.value, sqlite3.Error)
     broker.enqueue_sync([env], SqliteStorage(str(path), connection=conn))  # and works once it is released

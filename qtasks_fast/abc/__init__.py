@@ -1,12 +1,40 @@
 """The contracts a user implements to plug in their own components.
 
-Each one fits on a screen. Implementations live elsewhere (``backends/<name>/``);
-the worker and the clients only ever talk to these.
+Each one fits on a screen. Implementations live elsewhere (``backends/<name>/``); the worker and the clients
+only ever talk to these: the core :class:`Broker`, the optional capabilities a broker declares
+(:mod:`qtasks_fast.abc.capabilities`, checked with :func:`require`), :class:`Storage` and its query side
+(:mod:`qtasks_fast.abc.query`), and the :class:`BackendFactory` a URL scheme registers.
 """
 
 from qtasks_fast.abc.backend import BackendFactory
-from qtasks_fast.abc.broker import Broker, DeadLetter, Delivery, NotSupported, Outcome, QueueStats, WorkerInfo
+from qtasks_fast.abc.broker import Broker, Delivery, Outcome
+from qtasks_fast.abc.capabilities import (
+    ALL,
+    BrokerMemory,
+    Cancel,
+    Claims,
+    DeadLetter,
+    DeadLetters,
+    Delays,
+    FlushAll,
+    Limits,
+    NotSupported,
+    Purge,
+    QueueStatistics,
+    QueueStats,
+    TaskTable,
+    UniqueKeys,
+    WorkerInfo,
+    WorkerRegistry,
+    declared,
+    require,
+)
 from qtasks_fast.abc.storage import Storage
 
-__all__ = ["BackendFactory", "Broker", "DeadLetter", "Delivery", "NotSupported", "Outcome", "QueueStats", "Storage",
-           "WorkerInfo"]
+#: every optional broker capability (Redis declares all; SQLite and memory all but BrokerMemory)
+CAPABILITIES = ALL
+
+__all__ = ["CAPABILITIES", "BackendFactory", "Broker", "BrokerMemory", "Cancel", "Claims", "DeadLetter",
+           "DeadLetters", "Delays", "Delivery", "FlushAll", "Limits", "NotSupported", "Outcome", "Purge",
+           "QueueStatistics", "QueueStats", "Storage", "TaskTable", "UniqueKeys", "WorkerInfo", "WorkerRegistry",
+           "declared", "require"]

@@ -106,8 +106,10 @@ def make_backend(url: str | None, app_name: str, config: GlobalConfig,
     else:
         factory = _factory_for(url)
         factory.check_url(url)
+    from qtasks_fast.abc.capabilities import UniqueKeys
+
     broker, storage = factory(url, app_name, config, defined_in)
-    if hasattr(broker, "unique_ttl"):
+    if isinstance(broker, UniqueKeys):
         broker.unique_ttl = config.unique_ttl  # fallback ttl of a unique key whose envelope names none
     return broker, storage
 

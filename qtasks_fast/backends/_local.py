@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
+from qtasks_fast.abc.capabilities import Delays, UniqueKeys
 from qtasks_fast.schemas import META_UNIQUE, Envelope
 
 if TYPE_CHECKING:
@@ -25,17 +26,15 @@ def has_unique(envelopes: Sequence[Envelope]) -> bool:
     return False
 
 
-class LocalBroker(Broker):
-    """A broker whose enqueue needs no network: the async and sync paths are the same call.
+class LocalBroker(Broker, Delays, UniqueKeys):
+    """A broker whose enqueue needs no network: the async and sync paths are the same call. Its one local
+    write holds delayed envelopes and claims unique keys (both capabilities are declared here).
 
     With a fused storage one local write claims unique keys, creates records and
     queues messages together. With a foreign storage the order is: claim unique
     keys (so skipped envelopes get no record), ``storage.create`` the rest, then
     queue them — records exist before any worker can fetch the message.
     """
-
-    #: seconds a unique key is held when its envelope names no ttl (as ``RedisBroker.unique_ttl``)
-    unique_ttl: float = 3600.0
 
     @abc.abstractmethod
     def _insert(self, envelopes: Sequence[Envelope], wait: bool, rec: bool, unique: bool = True) -> dict[str, str]:

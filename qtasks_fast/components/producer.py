@@ -245,10 +245,10 @@ class Producer:
 
     async def refresh_tasks(self) -> None:
         """Read the published task table (one broker round trip); a broker without tables gives ``{}``."""
-        from qtasks_fast.abc.broker import NotSupported
+        from qtasks_fast.abc.capabilities import NotSupported, TaskTable, require
 
         try:
-            table = await self._resolve()[0].published_tasks()
+            table = await require(self._resolve()[0], TaskTable).published_tasks()
         except NotSupported:
             table = {}
         now = time.monotonic()
@@ -301,8 +301,11 @@ class Producer:
     async def _note_queues(self, broker: Broker) -> None:
         """Record the routed queues in the broker *before* the first call goes there, so a ``flush_all`` from any
         process finds them; a failure (an outage) fails the send, which has sent nothing yet."""
+        from qtasks_fast.abc.capabilities import FlushAll
+
         queues = list(self._unnoted_queues)
-        await broker.note_queues(queues)
+        if isinstance(broker, FlushAll):  # only flush_all reads the list: a broker without it keeps none
+            await broker.note_queues(queues)
         self._unnoted_queues = [q for q in self._unnoted_queues if q not in queues]
 
     def _sent(self, envelopes: Sequence[Envelope], skipped: Mapping[str, str] | None) -> Mapping[str, str] | None:

@@ -185,9 +185,12 @@ class BrokerMemory:
         return self._families(None, None)
 
     def collect(self) -> list[Any]:
-        stats = getattr(self.app.broker, "memory_stats", None)  # looked up here: attach() must not open a broker
-        if stats is None:
+        from qtasks_fast.abc.capabilities import BrokerMemory
+
+        broker = self.app.broker  # looked up here: attach() must not open a broker
+        if not isinstance(broker, BrokerMemory):
             return []
+        stats = broker.memory_stats
         now = time.monotonic()
         if now >= self._next:
             self._next = now + self.interval

@@ -10,7 +10,7 @@ them into any task whose parameters ask for them. The plugins QTasks' worker reg
 state, pydantic wrapper, depends) are here under QTasks' names, in modules named as QTasks' subpackages
 (:mod:`.retries`, :mod:`.states`, :mod:`.pydantic`, :mod:`.depends`); each plugs its piece of our worker in
 (:mod:`qtasks_fast.plugins.runtime`), so adding one the QTasks way has the QTasks effect. QTasks'
-``SyncTestPlugin``/``AsyncTestPlugin`` are not here yet (they add a field to the task record): docs/from-qtasks.md.
+``SyncTestPlugin``/``AsyncTestPlugin`` (:mod:`.testing`) mark the records of ``@app.task(test=...)`` tasks.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from qtasks_fast.plugins.pydantic import AsyncPydanticWrapperPlugin, SyncPydanti
 from qtasks_fast.plugins.retries import AsyncRetryPlugin, SyncRetryPlugin
 from qtasks_fast.plugins.runtime import RuntimePlugin
 from qtasks_fast.plugins.states import AsyncStatePlugin, SyncStatePlugin
+from qtasks_fast.plugins.testing import AsyncTestPlugin, SyncTestPlugin
 
 __all__ = ["REPLACES", "TASK_TRIGGER_MIDDLEWARES", "TRIGGERS", "AsyncDependsPlugin", "AsyncPydanticWrapperPlugin",
-           "AsyncRetryPlugin", "AsyncState", "AsyncStatePlugin", "AsyncgRPCPlugin", "BasePlugin", "Depends", "Plugins",
-           "RuntimePlugin", "SyncDependsPlugin", "SyncPydanticWrapperPlugin", "SyncRetryPlugin", "SyncState",
-           "SyncStatePlugin", "SyncgRPCPlugin", "add_plugin"]
+           "AsyncRetryPlugin", "AsyncState", "AsyncStatePlugin", "AsyncTestPlugin", "AsyncgRPCPlugin", "BasePlugin",
+           "Depends", "Plugins", "RuntimePlugin", "SyncDependsPlugin", "SyncPydanticWrapperPlugin",
+           "SyncRetryPlugin", "SyncState", "SyncStatePlugin", "SyncTestPlugin", "SyncgRPCPlugin", "add_plugin"]
 
 #: ``SyncgRPCPlugin``/``AsyncgRPCPlugin`` (QTasks' ``qtasks.plugins`` names) load on first use: they need the
 #: optional ``grpc`` extra, which ``import qtasks_fast.plugins`` must not

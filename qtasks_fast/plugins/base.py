@@ -114,13 +114,16 @@ class Plugins:
             raise TypeError(f"add_plugin: {plugin!r} is not a plugin (subclass qtasks_fast.plugins.BasePlugin)")
         if isinstance(trigger_names, str):
             raise TypeError(f"add_plugin: trigger_names must be a list of names, not the string {trigger_names!r}")
-        #: QTasks' names a plugin of ours for a QTasks default plugin serves (plugins.runtime.RuntimePlugin)
+        #: QTasks' names a plugin of ours for a QTasks plugin serves, and our trigger it is registered at for
+        #: them (``served_at``): ``worker_start`` for the default plugins, which plug themselves into the
+        #: worker then (plugins.runtime.RuntimePlugin); the test plugin's is ``task_before_enqueue``
         served: frozenset[str] = getattr(plugin, "served_triggers", frozenset())
+        served_at: str = getattr(plugin, "served_at", "worker_start")
         if served and trigger_names is None:
             trigger_names = sorted(served)
         known = TRIGGERS[component or "worker"]
         asked = list(known) if trigger_names is None else list(trigger_names)
-        ours = {n: "worker_start" for n in asked if n in served}  # it plugs itself in when the worker starts
+        ours = {n: served_at for n in asked if n in served}
         ours.update({n: n for n in asked if n not in ours and (
             n in known or (component is None and any(n in ns for ns in TRIGGERS.values())))})
         for n in asked:

@@ -5,14 +5,15 @@ are :class:`~qtasks_fast.task.TaskFunc` and :class:`~qtasks_fast.worker.context.
 plus this call's ``ctx``, reading everything else through to it), and a sync and an async app share them. So
 ``SyncTask`` and ``AsyncTask`` are not classes of their own: ``isinstance`` and ``issubclass`` accept either
 of ours, and annotations such as ``def work(self: AsyncTask)`` read as in QTasks. Tasks are made by
-``@app.task``; building one by hand is refused. QTasks' ``TaskRegistry`` (its global shared-task list) has no
-counterpart: :func:`qtasks_fast.shared_task` keeps its own.
+``@app.task``; building one by hand is refused. QTasks' ``TaskRegistry`` (its global shared-task list) is
+:mod:`.task_registry`'s, a view of the shared tasks :func:`qtasks_fast.shared_task` keeps.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from qtasks_fast.registries.task_registry import TaskRegistry
 from qtasks_fast.task import TaskFunc
 from qtasks_fast.worker.context import EchoTask
 
@@ -43,4 +44,4 @@ class AsyncTask(SyncTask):
     """QTasks' ``AsyncTask``: the same as :class:`SyncTask` (one kind of task serves both clients here)."""
 
 
-__all__ = ["AsyncTask", "SyncTask"]
+__all__ = ["AsyncTask", "SyncTask", "TaskRegistry"]

@@ -13,6 +13,7 @@ from qtasks_fast.enums.task_status import TaskStatus
 from qtasks_fast.schemas.envelope import (
     META_ATTEMPT,
     META_CHAIN,
+    META_EXTRA,
     META_GROUP,
     META_REPLY,
     META_RESTART_OF,
@@ -21,6 +22,7 @@ from qtasks_fast.schemas.envelope import (
     Envelope,
     releases_unique,
     unique_owner,
+    with_record_extra,
 )
 from qtasks_fast.schemas.global_config import GlobalConfigSchema
 from qtasks_fast.schemas.task import Task, record_from_envelope, task_from_envelope, ts_to_dt
@@ -45,6 +47,7 @@ __getattr__ = lazy_names(__name__, {"TaskExecSchema": "qtasks_fast.task"})
 __all__ = [
     "META_ATTEMPT",
     "META_CHAIN",
+    "META_EXTRA",
     "META_GROUP",
     "META_REPLY",
     "META_RESTART_OF",
@@ -68,4 +71,5 @@ __all__ = [
     "task_from_envelope",
     "ts_to_dt",
     "unique_owner",
+    "with_record_extra",
 ]

@@ -50,9 +50,19 @@ META_ATTEMPT = "at"
 #: ``[key, holder uuid]`` or None: the caller's unique key that this task's final failure or cancel releases.
 #: A retry child carries its first attempt's (the key names that one), a chain step None (its own key is internal)
 META_UNIQUE_OWNER = "uh"
+#: ``{field: value}``: extra fields of the task's record, set by the producer (QTasks' test plugin: ``is_testing``).
+#: Every storage keeps the envelope with the record, so each ``Task`` built from it has them (``Task.extra``)
+META_EXTRA = "ex"
 #: set by the Redis broker when the producer that enqueued the envelope awaits its result: the settle
 #: pushes the record to the task's reply list directly (no lookup in the P:wait set on either side)
 META_REPLY = "rw"
+
+
+def with_record_extra(env: Envelope, **fields: Any) -> Envelope:
+    """``env`` whose record will carry ``fields`` besides its own (:data:`META_EXTRA`), merged with any it has."""
+    meta = dict(env.meta)
+    meta[META_EXTRA] = {**meta.get(META_EXTRA, {}), **fields}
+    return msgspec.structs.replace(env, meta=meta)
 
 
 def unique_owner(env: Envelope) -> tuple[str, str] | None:

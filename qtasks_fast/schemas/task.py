@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.enums.task_status import TaskStatus
-from qtasks_fast.schemas.envelope import META_RESTART_OF, Envelope
+from qtasks_fast.schemas.envelope import META_EXTRA, META_RESTART_OF, Envelope
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -49,6 +49,17 @@ class Task(msgspec.Struct):
     #: how many times the finished task's message was delivered: 1 normally, 2+ when it was handed out
     #: again (a worker crashed, an outage, a lost lease), so a duplicate run shows here
     deliveries: int = 1
+    #: the record's extra fields, None when it has none: what a plugin added for this task at enqueue
+    #: (QTasks' ``SyncTestPlugin`` adds ``is_testing``). Each is an attribute as well, as on a QTasks record
+    #: (``task.is_testing``); reading one the record lacks raises ``AttributeError``, as there
+    extra: dict[str, Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        """An extra field (:attr:`extra`); called only for names that are not fields, so a field costs nothing."""
+        extra = self.extra if name != "extra" else None  # "extra" unset (a half-built copy): no recursion
+        if extra is not None and name in extra:
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def finished(self) -> bool:
@@ -105,8 +116,12 @@ def task_from_envelope(env: Envelope, status: str, *, updated: float | None = No
     )
     # set afterwards, not passed: msgspec's constructor slows down by 0.35 µs past 15 keyword arguments
     # (measured), and producers build one Task per call of a bulk enqueue
-    if env.meta and META_RESTART_OF in env.meta:
-        task.restart_of = _uuid.UUID(env.meta[META_RESTART_OF])
+    meta = env.meta
+    if meta:
+        if META_RESTART_OF in meta:
+            task.restart_of = _uuid.UUID(meta[META_RESTART_OF])
+        if META_EXTRA in meta and isinstance(meta[META_EXTRA], dict):
+            task.extra = dict(meta[META_EXTRA])
     if deliveries != 1:
         task.deliveries = deliveries
     return task

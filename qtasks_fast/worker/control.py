@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from qtasks_fast.abc.broker import NotSupported
+from qtasks_fast.abc.capabilities import Cancel, Limits, NotSupported, require
 from qtasks_fast.faults import Outage, transient
 from qtasks_fast.log import get_logger, task_label
 
@@ -36,7 +36,7 @@ async def cancel_loop(w: Worker) -> None:
     outage = Outage(log, f"worker {w.worker_id}: cancel requests unavailable")
     while not w.stopping:
         try:
-            requests = w.broker.cancel_requests()
+            requests = require(w.broker, Cancel).cancel_requests()
             async for uuid, reason in requests:
                 backoff = 0.1
                 outage.ok()
@@ -179,7 +179,8 @@ class Limiter:
                 continue
             limit = self.limit_of(d) or 1
             try:
-                ok = await w.broker.acquire(key, d.queue, limit, d.envelope.uuid, w.broker.lease_seconds)
+                ok = await require(w.broker, Limits).acquire(key, d.queue, limit, d.envelope.uuid,
+                                                             w.broker.lease_seconds)
             except NotSupported as exc:
                 self._unsupported(d, str(exc))
                 started = True
@@ -219,7 +220,7 @@ class Limiter:
         """Keep the slots of running limited tasks (called by the lease keeper, every third of the lease)."""
         ttl = self.w.broker.lease_seconds
         for d, (key, limit) in list(self.held.items()):
-            await self.w.broker.acquire(key, d.queue, limit, d.envelope.uuid, ttl)
+            await require(self.w.broker, Limits).acquire(key, d.queue, limit, d.envelope.uuid, ttl)
 
     async def release(self, deliveries: Iterable[Delivery]) -> None:
         """Give back the slots of ``deliveries`` that hold one (finished, or handed back unrun)."""
@@ -231,7 +232,7 @@ class Limiter:
 
     async def _release_one(self, d: Delivery, key: str) -> None:
         try:
-            await self.w.broker.release_slot(key, d.queue, d.envelope.uuid)
+            await require(self.w.broker, Limits).release_slot(key, d.queue, d.envelope.uuid)
         except Exception as exc:  # noqa: BLE001 - the slot expires after one lease without renewal
             log.warning("could not give back the concurrency slot of %s (%s); it frees itself within %.0fs",
                         task_label(d.envelope.task_name, d.envelope.uuid), exc, self.w.broker.lease_seconds)

@@ -35,7 +35,6 @@ async def fetch_loop(w: Worker) -> None:
     batch_size = w.app.config.batch_size
     marks = broker.marks_started(storage)
     max_deliveries = broker.max_deliveries
-    recover = getattr(broker, "recover", None)
     lost = False  # a fetch failed: its reply may have been lost with messages in it
     outage = Outage(log, f"worker {w.worker_id}: cannot fetch", first=0.1)
     marking = Outage(log, f"worker {w.worker_id}: cannot mark fetched tasks started (they run anyway)")
@@ -45,8 +44,8 @@ async def fetch_loop(w: Worker) -> None:
             w.slot_free.clear()
             await w.slot_free.wait()
             continue
-        if lost and recover is not None:
-            recover(w.inflight)
+        if lost:
+            broker.recover(w.inflight)
         try:
             batch = await broker.fetch(min(free, batch_size), w.block_seconds)
         except Exception as exc:

@@ -41,7 +41,7 @@ async def lease_loop(w: Worker) -> None:
             await renew_held(w)  # and drops what another worker took over (see ownership.py)
             if w.limiter is not None and w.limiter.held:
                 await w.limiter.renew()
-            if time.monotonic() >= next_trim and hasattr(w.broker, "trim_indexes"):
+            if time.monotonic() >= next_trim:
                 next_trim = time.monotonic() + TRIM_EVERY
                 await w.broker.trim_indexes()
             if outage.down:

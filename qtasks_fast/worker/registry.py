@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from qtasks_fast.abc.broker import NotSupported, WorkerInfo
+from qtasks_fast.abc.capabilities import NotSupported, WorkerInfo, WorkerRegistry, require
 from qtasks_fast.faults import describe
 from qtasks_fast.log import get_logger
 
@@ -70,7 +70,7 @@ class Registration:
         self.info.heartbeat = time.time()
         self.measure()
         try:
-            await asyncio.wait_for(self.broker.register_worker(self.info), timeout)
+            await asyncio.wait_for(require(self.broker, WorkerRegistry).register_worker(self.info), timeout)
             self.joined = True
         except NotSupported:
             self.enabled = False
@@ -86,7 +86,7 @@ class Registration:
         if not (self.enabled and self.joined):
             return
         try:
-            await asyncio.wait_for(self.broker.unregister_worker(self.info), 5)
+            await asyncio.wait_for(require(self.broker, WorkerRegistry).unregister_worker(self.info), 5)
         except Exception as exc:  # noqa: BLE001
             log.debug("worker %s: could not leave the registry (%s); its entry ages out within %.0fs",
                       self.info.id, describe(exc), self.broker.lease_seconds)

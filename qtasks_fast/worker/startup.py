@@ -34,11 +34,9 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-import redis
-
 from qtasks_fast import faults
-from qtasks_fast.abc.broker import NotSupported
-from qtasks_fast.exceptions import ConfigError, QTasksError
+from qtasks_fast.abc.capabilities import Delays, Limits, NotSupported, require
+from qtasks_fast.exceptions import BrokerRefused, ConfigError, QTasksError
 from qtasks_fast.log import get_logger
 from qtasks_fast.stopping import sleep_unless_stopped, until_stopped
 
@@ -75,19 +73,30 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def refused(exc: BaseException) -> bool:
-    """True when the broker refused this client: a wrong user or password, an ACL without the commands, a
-    database number the server does not have (``/99``): no wait fixes those, the URL must change."""
-    return _in_chain(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError)) or \
-        any(faults.no_such_db(seen) for seen in _chain(exc))
+    """True when the broker refused this client (:class:`BrokerRefused`, raised by the backend): a wrong user
+    or password, an ACL without the commands, a database number the server does not have (``/99``): no wait
+    fixes those, the URL must change."""
+    return _in_chain(exc, (BrokerRefused,))
 
 
 def permanent(exc: BaseException) -> bool:
     """True when no retry can fix ``exc``: the broker refused this client (:func:`refused`), the app cannot
-    load, a :class:`ConfigError`. Checked before :func:`faults.transient` (redis-py's auth errors are
-    connection errors by type); the cause chain counts (``BrokerUnavailable`` wraps the redis error)."""
+    load, a :class:`ConfigError`. Checked before :func:`faults.transient`; the cause chain counts."""
     from qtasks_fast.loader import AppLoadError
 
     return refused(exc) or _in_chain(exc, (ConfigError, AppLoadError, ImportError))
+
+
+def check_capabilities(app: object, broker: Broker) -> None:
+    """Refuse to serve tasks the broker cannot run as declared: a ``retry_backoff`` retry is a delayed envelope,
+    and a broker without ``Delays`` would refuse it at settle time, after the task ran (a crash per retry)."""
+    if isinstance(broker, Delays):
+        return
+    tasks = getattr(app, "tasks", {})
+    backoff = sorted(name for name, tf in tasks.items() if getattr(tf, "retry_backoff", 0))
+    if backoff:
+        raise ConfigError(f"task(s) {', '.join(backoff)} retry with retry_backoff, a delayed enqueue: "
+                          f"{NotSupported(broker, Delays)}; or drop retry_backoff")
 
 
 async def patiently(stop: asyncio.Event, outage: faults.Outage,
@@ -140,8 +149,9 @@ class NameLease:
         for queue in self.queues:
             while True:
                 try:
+                    acquire = require(self.broker, Limits).acquire
                     done, got = await patiently(
-                        stop, outage, functools.partial(self.broker.acquire, self.key, queue, 1, self.owner, self.ttl))
+                        stop, outage, functools.partial(acquire, self.key, queue, 1, self.owner, self.ttl))
                 except NotSupported:
                     log.debug("broker %s has no semaphore: consumer name %s is not guarded against a second "
                               "owner", type(self.broker).__name__, self.consumer)
@@ -167,7 +177,7 @@ class NameLease:
     async def holder(self, queue: str) -> str:
         """Who holds the name, as its owner token (``host:pid:nonce``), for the log."""
         try:
-            owners = await self.broker.slot_holders(self.key, queue)
+            owners = await require(self.broker, Limits).slot_holders(self.key, queue)
         except Exception:  # noqa: BLE001 - only for the log line
             owners = []
         others = [o for o in owners if o != self.owner]
@@ -177,7 +187,7 @@ class NameLease:
         """Extend the lease (the lease keeper calls this); raise :class:`ConsumerNameLost` when another owner
         took the name meanwhile. Outages propagate: the next beat tries again."""
         for queue in self.held:
-            if not await self.broker.acquire(self.key, queue, 1, self.owner, self.ttl):
+            if not await require(self.broker, Limits).acquire(self.key, queue, 1, self.owner, self.ttl):
                 self.held.remove(queue)
                 raise ConsumerNameLost(
                     f"worker {self.consumer}: its consumer name on queue {queue!r} was taken by "
@@ -189,7 +199,7 @@ class NameLease:
         held, self.held = self.held, []
         for queue in held:
             try:
-                await self.broker.release_slot(self.key, queue, self.owner)
+                await require(self.broker, Limits).release_slot(self.key, queue, self.owner)
             except Exception as exc:  # noqa: BLE001
                 log.warning("worker %s: could not release its consumer name (%s); it frees itself within %.0fs",
                             self.consumer, faults.describe(exc), self.ttl)

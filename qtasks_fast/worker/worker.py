@@ -28,7 +28,7 @@ from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
 from qtasks_fast.worker.ownership import owned, reconfirm
 from qtasks_fast.worker.registry import Registration
-from qtasks_fast.worker.startup import NameLease, new_owner, start_broker
+from qtasks_fast.worker.startup import NameLease, check_capabilities, new_owner, start_broker
 from qtasks_fast.worker.summary import Summary
 
 if TYPE_CHECKING:
@@ -265,6 +265,7 @@ class Worker:
         app = self.app
         use_app(app)
         bind_feeds(app)
+        check_capabilities(app, self.broker)
         if any(getattr(tf, "concurrency_limit", None) for tf in app.tasks.values()):
             self.limiter = Limiter(self)
         if not await self.start_up(stop):

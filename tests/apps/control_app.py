@@ -35,6 +35,12 @@ def add(a: int, b: int) -> int:
 
 
 @app.task
+def fail(message: str) -> None:
+    """Fails with ``ValueError(message)``: an error record on demand."""
+    raise ValueError(message)
+
+
+@app.task
 async def sleeper(seconds: float) -> str:
     r.set(key("started"), "1")
     await asyncio.sleep(seconds)

@@ -3,8 +3,9 @@
 What a user relies on: QTasks' config names (``max_tasks_process``, ``task_default_priority``,
 ``task_default_decode``, ``running_older_tasks``, ``result_statuses_end``, ``environ_prefix``, ``subscribe``)
 work, mapped to what they mean here; a misspelt or unsupported field raises instead of being kept and
-ignored; ``QueueTasks(worker=..., log=...)`` is refused, not dropped; ``app.ping()`` says whether a worker
-of the app is live (``server=False``: whether the broker answers), sync and async alike.
+ignored; ``QueueTasks(worker=...)`` (and a ``log=`` that is no ``Logger``) is refused, not dropped;
+``app.ping()`` says whether a worker of the app is live (``server=False``: whether the broker answers), sync
+and async alike.
 """
 
 from __future__ import annotations
@@ -106,9 +107,10 @@ def test_default_priority_and_decode_apply_to_tasks_without_their_own() -> None:
     assert mine is not None and mine.returning == "4"
 
 
-@pytest.mark.parametrize("kw", [{"worker": object()}, {"log": object()}])
-def test_worker_and_log_components_are_refused_loudly(kw: dict[str, Any]) -> None:
-    with pytest.raises(TypeError, match=f"QueueTasks\\({next(iter(kw))}=.*is not supported"):
+@pytest.mark.parametrize(("kw", "says"), [({"worker": object()}, "is not supported"),
+                                          ({"log": object()}, "takes a qtasks_fast.logs.Logger")])
+def test_a_worker_component_and_a_log_that_is_no_logger_are_refused_loudly(kw: dict[str, Any], says: str) -> None:
+    with pytest.raises(TypeError, match=f"QueueTasks\\({next(iter(kw))}=.*{says}"):
         new_app(**kw)
 
 

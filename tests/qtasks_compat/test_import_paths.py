@@ -18,6 +18,8 @@ RESOLVES = [
     "qtasks_fast.asyncio:QueueTasks",
     "qtasks_fast.results:SyncResult", "qtasks_fast.results:AsyncResult",
     "qtasks_fast.stats:SyncStats", "qtasks_fast.stats:AsyncStats",
+    "qtasks_fast.stats.inspect:InspectStats", "qtasks_fast.stats:InspectStats", "qtasks_fast.stats.base:BaseStats",
+    "qtasks_fast.stats.sync_stats:SyncStats", "qtasks_fast.stats.async_stats:AsyncStats",
     "qtasks_fast.exc:TaskCancelError", "qtasks_fast.exc:TaskPluginTriggerError",
     "qtasks_fast.exc.task:TaskCancelError", "qtasks_fast.exc.plugins:TaskPluginTriggerError",
     "qtasks_fast.events:SyncEvents", "qtasks_fast.events:AsyncEvents",
@@ -46,7 +48,9 @@ RESOLVES = [
     "qtasks_fast.plugins.grpc.core.qtasks_pb2", "qtasks_fast.plugins.grpc.core.qtasks_pb2_grpc",
     "qtasks_fast.contexts:SyncContext", "qtasks_fast.contexts:AsyncContext", "qtasks_fast.utils:shared_task",
     "qtasks_fast.middlewares.base:BaseMiddleware",
+    "qtasks_fast.contrib.django:autodiscover_tasks", "qtasks_fast.contrib.django.autodiscover:autodiscover_tasks",
     "qtasks_fast.registries:SyncTask", "qtasks_fast.registries:AsyncTask",
+    "qtasks_fast.registries:TaskRegistry", "qtasks_fast.registries.task_registry:TaskRegistry",
     "qtasks_fast.plugins:SyncRetryPlugin", "qtasks_fast.plugins:AsyncRetryPlugin",
     "qtasks_fast.plugins:SyncStatePlugin", "qtasks_fast.plugins:AsyncStatePlugin",
     "qtasks_fast.plugins:SyncPydanticWrapperPlugin", "qtasks_fast.plugins:AsyncPydanticWrapperPlugin",
@@ -57,12 +61,12 @@ RESOLVES = [
     "qtasks_fast.plugins.pydantic:SyncPydanticWrapperPlugin", "qtasks_fast.plugins.pydantic:AsyncPydanticWrapperPlugin",
     "qtasks_fast.plugins.depends:SyncDependsPlugin", "qtasks_fast.plugins.depends:AsyncDependsPlugin",
     "qtasks_fast.plugins.depends:Depends", "qtasks_fast.plugins.depends:ScopeEnum",
+    "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
+    "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
+    "qtasks_fast.logs:Logger",
 ]
 
 NOT_YET = [
-    # issue 11, later: QTasks' test plugins (they add an is_testing field to the task record)
-    "qtasks_fast.plugins:SyncTestPlugin", "qtasks_fast.plugins:AsyncTestPlugin",
-    "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
     # QTasks' other brokers (RabbitMQ, Kafka, sockets): only the Redis paths are asked for so far
     "qtasks_fast.brokers:SyncRabbitMQBroker", "qtasks_fast.brokers:AsyncRabbitMQBroker",
     "qtasks_fast.brokers:SyncKafkaBroker", "qtasks_fast.brokers:AsyncKafkaBroker",
@@ -71,11 +75,7 @@ NOT_YET = [
     "qtasks_fast.executors:SyncTaskExecutor", "qtasks_fast.executors:AsyncTaskExecutor",
     "qtasks_fast.workers:SyncThreadWorker", "qtasks_fast.workers:AsyncWorker",
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
-    "qtasks_fast.registries:TaskRegistry",
-    "qtasks_fast.logs:Logger",
-    "qtasks_fast.stats.inspect:InspectStats",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",
-    "qtasks_fast.contrib.django:autodiscover_tasks",
     # QTasks schemas internal to its own machinery, with no counterpart here (docs/from-qtasks.md says why)
     "qtasks_fast.schemas.task_exec:TaskPrioritySchema", "qtasks_fast.schemas.argmeta:ArgMeta",
     "qtasks_fast.schemas.inits:InitsExecSchema", "qtasks_fast.schemas.task_cls:SyncTaskCls",

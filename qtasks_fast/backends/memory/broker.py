@@ -18,6 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
+from qtasks_fast.abc.capabilities import (
+    Cancel,
+    Claims,
+    DeadLetters,
+    FlushAll,
+    Limits,
+    Purge,
+    QueueStatistics,
+    TaskTable,
+    WorkerRegistry,
+)
 from qtasks_fast.backends._local import has_unique
 from qtasks_fast.backends.memory.control import MemoryControl
 from qtasks_fast.backends.memory.state import InMemoryState, Listener, Waiter, wake
@@ -29,7 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["InMemoryBroker", "InMemoryState", "Waiter", "wake"]
 
 
-class InMemoryBroker(MemoryControl):
+class InMemoryBroker(MemoryControl, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable, WorkerRegistry,
+                     QueueStatistics):
     """Broker in this process's memory; pass ``state=`` shared with an ``InMemoryStorage`` to fuse."""
 
     def __init__(self, *, state: InMemoryState | None = None, app_name: str = "QueueTasks",
@@ -226,6 +238,8 @@ class InMemoryBroker(MemoryControl):
                     continue
                 m.deliveries = max(m.deliveries - 1, 0)
                 st.requeue(m)
+                if rec:
+                    st.unmark(m.uuid)
             st.wake_fetchers()
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)

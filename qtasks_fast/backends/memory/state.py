@@ -252,6 +252,13 @@ class InMemoryState:
             rec.started = rec.finished = None
             self.event(uuid, rec, rec.updated)
 
+    def unmark(self, uuid: str) -> None:
+        """Back to ``new`` from ``process`` (a delivery handed back unrun: it waits again, run by no one)."""
+        rec = self.records.get(uuid)
+        if rec is not None and rec.status == "process":
+            rec.status, rec.worker_id, rec.started, rec.updated = "new", None, None, time.time()
+            self.event(uuid, rec, rec.updated)
+
     def mark(self, uuids: Sequence[str], worker_id: str) -> None:
         now = time.time()
         for u in uuids:

@@ -23,10 +23,25 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
-from qtasks_fast.backends.redis.control import RedisControl, outage, queue_prefix, refused, unreachable
+from qtasks_fast.abc.capabilities import (
+    BrokerMemory,
+    Cancel,
+    Claims,
+    DeadLetters,
+    Delays,
+    FlushAll,
+    Limits,
+    Purge,
+    QueueStatistics,
+    TaskTable,
+    UniqueKeys,
+    WorkerRegistry,
+)
+from qtasks_fast.backends.redis.control import RedisControl, queue_prefix
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
+from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
 from qtasks_fast.backends.redis.index import record_started, restart_links
-from qtasks_fast.faults import Outage, transient
+from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner
 from qtasks_fast.url import redact
@@ -216,7 +231,9 @@ def _body(fields: Sequence[bytes] | None) -> bytes:
     return named.get(b"d", b"") if b"u" in named else b""
 
 
-class RedisBroker(RedisControl, Broker):
+@at_boundary
+class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims,
+                  TaskTable, WorkerRegistry, QueueStatistics, BrokerMemory):
     """Broker on Redis Streams with consumer groups; pairs with ``RedisStorage`` for fused writes."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, app_name: str = "QueueTasks",
@@ -245,9 +262,6 @@ class RedisBroker(RedisControl, Broker):
         return f"RedisBroker({redact(self.url)!r}, app={self.app_name!r})"
 
     # ---------------------------------------------------------------- producer
-    #: seconds a unique key is held when its envelope names no ttl
-    unique_ttl: float = 3600.0
-
     def _enqueue_calls(self, envelopes: Sequence[Envelope], wait: bool,
                        rec: bool) -> dict[str, tuple[Any, ...]]:
         """Per queue, the Lua enqueue arguments; delayed/unique envelopes add a packed argument of their own."""

@@ -21,13 +21,11 @@ from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, QueueStats, WorkerInfo
 from qtasks_fast.abc.query import QueueDepth
 from qtasks_fast.backends._local import task_name_of, text
-from qtasks_fast.exceptions import BrokerFull, BrokerUnavailable
-from qtasks_fast.faults import describe, full, transient
+from qtasks_fast.backends.redis.errors import outage, unreachable
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import Envelope
 from qtasks_fast.stopping import until_stopped
 from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
-from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
@@ -79,40 +77,6 @@ def queues_key(app: str) -> str:
 def cancel_channel(app: str) -> str:
     """Pub/sub channel of cancel requests for running tasks (msgpack ``[uuid, reason]``)."""
     return f"qtf:{app}:cancel"
-
-
-def unreachable(url: str, exc: BaseException) -> BrokerUnavailable:
-    if isinstance(exc, (redis.TimeoutError, TimeoutError)):  # connected, or connecting, but no answer in time
-        return BrokerUnavailable(
-            f"Redis at {redact(url)} did not answer in time ({exc}): is it hung, stopped or overloaded? "
-            "Retry later; raise config.socket_timeout / connect_timeout (QTASKS_SOCKET_TIMEOUT, "
-            "QTASKS_CONNECT_TIMEOUT) only if it is merely slow")
-    if isinstance(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError)):
-        return BrokerUnavailable(
-            f"Redis at {redact(url)} refuses this client ({str(exc).rstrip('.')}): check the user and password in "
-            "the broker URL (QTASKS_BROKER_URL or --broker-file) and the ACL of that user; waiting will not help")
-    return BrokerUnavailable(
-        f"cannot reach Redis at {redact(url)}: {str(exc).rstrip('.')}. Is redis-server running, and is the URL "
-        "right (--broker / QTASKS_BROKER_URL)?"
-    )
-
-
-def refused(url: str, exc: BaseException) -> BrokerUnavailable:
-    """The error a producer (or a control op) gets for an outage: ``BrokerFull`` when Redis is at
-    maxmemory, ``BrokerUnavailable`` for a lost connection or another reply that time fixes."""
-    if full(exc):
-        return BrokerFull(
-            f"Redis at {redact(url)} is full (used memory reached maxmemory, OOM) and refuses new tasks: free "
-            "memory (stored results expire after result_ttl), raise maxmemory, lower result_ttl, or retry later")
-    if isinstance(exc, (redis.ResponseError, redis.BusyLoadingError)):
-        return BrokerUnavailable(f"Redis at {redact(url)} refuses writes for now ({describe(exc)}): a failover, "
-                                 "a restart loading its data or a failing disk; retry later")
-    return unreachable(url, exc)
-
-
-def outage(url: str, exc: redis.RedisError) -> BaseException:
-    """``refused(url, exc)`` when ``exc`` is an outage, else ``exc`` itself (a bug, a wrong command)."""
-    return refused(url, exc) if transient(exc) else exc
 
 
 def memory_report(info: dict[str, Any]) -> dict[str, Any]:

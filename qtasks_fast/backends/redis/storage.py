@@ -16,7 +16,8 @@ import msgspec
 import redis
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.backends.redis.broker import RedisConnection, outage, queue_prefix
+from qtasks_fast.backends.redis.broker import RedisConnection, queue_prefix
+from qtasks_fast.backends.redis.errors import at_boundary, outage
 from qtasks_fast.backends.redis.query import RedisQueries
 from qtasks_fast.backends.redis.records import encode_record, parse_record, parse_record_blob, parse_reply, record_parts
 from qtasks_fast.schemas import Envelope, Task
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisStorage", "encode_record", "parse_record", "parse_record_blob", "parse_reply", "record_parts"]
 
 
+@at_boundary
 class RedisStorage(RedisQueries, Storage):
     """Records next to the streams; pass the broker's ``conn`` to fuse writes into its round trips."""
 

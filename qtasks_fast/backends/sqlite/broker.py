@@ -31,12 +31,24 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
+from qtasks_fast.abc.capabilities import (
+    Cancel,
+    Claims,
+    DeadLetters,
+    FlushAll,
+    Limits,
+    Purge,
+    QueueStatistics,
+    TaskTable,
+    WorkerRegistry,
+)
 from qtasks_fast.backends._local import body_outcome, has_unique
 from qtasks_fast.backends.sqlite import seen as sqlite_seen
 from qtasks_fast.backends.sqlite.control import SqliteControl
 from qtasks_fast.backends.sqlite.db import (
     BUSY_TIMEOUT,
     SqliteConnection,
+    at_boundary,
     claim_unique,
     finish_records,
     insert_records,
@@ -59,7 +71,9 @@ _FAR = 1 << 62  # "no known due time"
 log = get_logger("sqlite")
 
 
-class SqliteBroker(SqliteControl):
+@at_boundary
+class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable, WorkerRegistry,
+                   QueueStatistics):
     """Broker on one SQLite file; pairs with ``SqliteStorage`` on the same file for fused writes."""
 
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,

@@ -23,7 +23,7 @@ import msgspec
 from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, Delivery, Outcome, QueueStats, WorkerInfo
 from qtasks_fast.abc.query import QueueDepth
 from qtasks_fast.backends._local import LocalBroker, body_outcome, decoded, task_name_of, text
-from qtasks_fast.backends.sqlite.db import SqliteConnection, cancel_records, now_ms, release_unique
+from qtasks_fast.backends.sqlite.db import SqliteConnection, cancel_records, drop_events, now_ms, release_unique
 from qtasks_fast.querylib import EVENTS_KEPT
 from qtasks_fast.tasktable import TaskSpec, decode_table, encode_spec, merge
 
@@ -107,6 +107,9 @@ class SqliteControl(LocalBroker):
                 db.execute("UPDATE messages SET consumer = NULL, lease_until = NULL,"
                            " deliveries = max(deliveries - 1, 0) WHERE id = ? AND consumer = ?",
                            (d.msg_id, self._consumer))
+                if rec and row is not None:  # waiting again, run by no one: its record says so
+                    db.execute("UPDATE records SET status = 'new', worker_id = NULL, started = NULL, updated = ?"
+                               " WHERE uuid = ? AND status = 'process'", (now_ms(), row[2]))
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)
 
@@ -351,8 +354,9 @@ class SqliteControl(LocalBroker):
         worker registry and ``meta`` (facts about the file, such as that a worker has served it)."""
         async with self.conn.atx() as db:
             for table in ("messages", "delayed", "records", "dead_letters", "cancel_requests", "claims", "slots",
-                          "task_table", "logs", "events"):
+                          "task_table", "logs"):
                 db.execute(f"DELETE FROM {table} WHERE app = ?", (self.app_name,))  # noqa: S608 - fixed names
+            drop_events(db, self.app_name)
 
     # -------------------------------------------------------------- upkeep
     async def trim_indexes(self) -> None:

@@ -24,6 +24,7 @@ from qtasks_fast.backends.sqlite import seen as sqlite_seen
 from qtasks_fast.backends.sqlite.db import (
     SqliteConnection,
     append_logs,
+    at_boundary,
     finish_records,
     insert_records,
     mark_process,
@@ -52,6 +53,7 @@ def row_to_task(row: Sequence[Any]) -> Task:
                               created=ts_to_dt(created / 1000) if created else None, deliveries=row[10] or 1)
 
 
+@at_boundary
 class SqliteStorage(SqliteQueries, Storage):
     """Records in a SQLite file; pass the broker's ``conn`` (or the same path) to fuse writes. The query side:
     :mod:`~qtasks_fast.backends.sqlite.query`."""

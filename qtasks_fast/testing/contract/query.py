@@ -20,6 +20,7 @@ import msgspec
 import pytest
 
 from qtasks_fast.abc.broker import LOST_KEPT, Broker, Delivery, Outcome, WorkerInfo
+from qtasks_fast.abc.capabilities import Cancel, QueueStatistics, WorkerRegistry, require
 from qtasks_fast.abc.query import TaskFilter, TaskQueries, TaskSummary
 from qtasks_fast.schemas import META_RESTART_OF, Envelope
 from qtasks_fast.testing.contract.harness import ContractBase, Harness, envelope, fetch, success
@@ -81,7 +82,7 @@ async def every_status(h: Harness) -> dict[str, str]:
     out["dead"] = dead.uuid
     cancelled = envelope()
     await b.enqueue([cancelled], h.storage)
-    assert await b.cancel(cancelled.uuid, "default", "not needed", h.storage) == "queued"
+    assert await require(b, Cancel).cancel(cancelled.uuid, "default", "not needed", h.storage) == "queued"
     out["cancel"] = cancelled.uuid
     running = envelope()
     await b.enqueue([running], h.storage)
@@ -348,6 +349,25 @@ class QueryContract(ContractBase):
         assert limited.events == evs[:4] and limited.cursor == evs[3].id
 
     @pytest.mark.asyncio
+    async def test_a_released_task_waits_again_as_new(self, harness: Harness) -> None:
+        """A delivery handed back unrun (a draining worker's prefetched backlog) is ``new`` again, run by no
+        one, and the feed says so; the next consumer's fetch makes it ``process`` under its name."""
+        q, h = queries(harness), harness
+        b = await worker(h, "w-0")
+        e = envelope()
+        await b.enqueue([e], h.storage)
+        ready, _ = await fetch(b)
+        await b.release(ready)
+        listed = {t.uuid: t for t in (await q.list_tasks(["default"], TaskFilter())).tasks}[e.uuid]
+        assert (listed.status, listed.worker_id) == ("new", None)
+        assert (await q.count_tasks(["default"], TaskFilter()))["process"] == 0
+        assert [ev.status for ev in (await q.events(["default"], None)).events] == ["new", "process", "new"]
+        other = await worker(h, "v-0")
+        await fetch(other)
+        again = {t.uuid: t for t in (await q.list_tasks(["default"], TaskFilter())).tasks}[e.uuid]
+        assert (again.status, again.worker_id) == ("process", "v-0")
+
+    @pytest.mark.asyncio
     async def test_events_across_two_queues(self, harness: Harness) -> None:
         q, h = queries(harness), harness
         b = await worker(h, "w-0", queues=["a", "b"])
@@ -447,15 +467,15 @@ class QueryContract(ContractBase):
         b = await worker(h, "d-0")
         ready, _ = await fetch(b, count=1)
         await b.dead_letter([(ready[0], "poison")], h.storage)
-        depth = await h.broker.queue_depth("default")
+        depth = await require(h.broker, QueueStatistics).queue_depth("default")
         assert depth.queue == "default"
         assert depth.waiting_by_priority == {0: 1, 4: 2}
         assert depth.in_flight_by_worker == {"a-0": 2, "c-0": 1}
         assert depth.delayed == 1 and depth.dead == 1
-        stats = await h.broker.queue_stats("default")
+        stats = await require(h.broker, QueueStatistics).queue_stats("default")
         assert stats.waiting == sum(depth.waiting_by_priority.values())
         assert stats.in_flight == sum(depth.in_flight_by_worker.values())
-        empty = await h.broker.queue_depth("nothing")
+        empty = await require(h.broker, QueueStatistics).queue_depth("nothing")
         assert (empty.waiting_by_priority, empty.in_flight_by_worker, empty.delayed, empty.dead) == ({}, {}, 0, 0)
 
     # -------------------------------------------------- broker side: registry
@@ -463,14 +483,14 @@ class QueryContract(ContractBase):
     async def test_workers_lost_and_their_numbers(self, harness: Harness) -> None:
         """A registration carries done/failed/CPU/RSS back; a stopped heartbeat lists as lost only with
         ``include_lost``, and not at all past LOST_KEPT."""
-        b = harness.broker
+        b = require(harness.broker, WorkerRegistry)
         now = time.time()
 
         def info(wid: str, beat: float, pid: int) -> WorkerInfo:
             return WorkerInfo(id=wid, host="h1", pid=pid, processes=2, queues=["default"], concurrency=8,
                               started=now - 100, heartbeat=beat, done=41, failed=2, cpu_percent=37.5, rss=123456789)
 
-        live, lost = info("live-0", now, 10), info("lost-0", now - b.lease_seconds - 5, 11)
+        live, lost = info("live-0", now, 10), info("lost-0", now - harness.broker.lease_seconds - 5, 11)
         gone = info("gone-0", now - LOST_KEPT - 60, 12)
         for w in (gone, lost, live):
             await b.register_worker(w)

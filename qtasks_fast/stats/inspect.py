@@ -1,4 +1,5 @@
-"""QTasks' statistics (``qtasks.stats.SyncStats/AsyncStats``) over :mod:`qtasks_fast.control`'s inspect data.
+"""QTasks' ``qtasks.stats.inspect.InspectStats``: what ``SyncStats(app).inspect()`` returns, over
+:mod:`qtasks_fast.control`'s inspect data.
 
     stats = SyncStats(app).inspect()          # AsyncStats(app): await stats.inspect()
     print(stats.app())                        # label: value lines; stats.app(json=True): a JSON string
@@ -117,28 +118,4 @@ def _block(info: dict[str, Any]) -> str:
     return "\n".join(f"{label:<{LABEL_WIDTH}}: {value}" for label, value in info.items())
 
 
-class _Stats:
-    def __init__(self, app: Any, plugins: dict[str, list[Any]] | None = None) -> None:
-        if plugins:
-            raise TypeError(f"{type(self).__name__}(plugins=...): add plugins to the app (app.add_plugin) instead")
-        self.app = app
-        self.plugins: dict[str, list[Any]] = {}
-
-
-class SyncStats(_Stats):
-    """QTasks' ``SyncStats(app)``: :meth:`inspect` reads the fleet now (blocking) and returns the snapshot."""
-
-    def inspect(self) -> InspectStats:
-        from qtasks_fast.portal import portal
-
-        return InspectStats(self.app, portal().run(control.fleet(self.app)))
-
-
-class AsyncStats(_Stats):
-    """QTasks' ``AsyncStats(app)``: ``await stats.inspect()`` reads the fleet now and returns the snapshot."""
-
-    async def inspect(self) -> InspectStats:
-        return InspectStats(self.app, await control.fleet(self.app))
-
-
-__all__ = ["AsyncStats", "InspectStats", "SyncStats"]
+__all__ = ["InspectStats"]
