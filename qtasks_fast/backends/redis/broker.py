@@ -40,6 +40,7 @@ from qtasks_fast.backends.redis import pack
 from qtasks_fast.backends.redis.control import RedisControl
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
 from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
+from qtasks_fast.backends.redis.index import record_started, restart_links
 from qtasks_fast.backends.redis.script import LUA, Script, Via, queue_prefix
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
@@ -241,9 +242,12 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         claimed = "0" if rec else "1"  # without our records, unique keys were claimed before storage.create
         ttl = int(self.unique_ttl * 1000)
         levels = self.priority_levels
-        owners = self._owners(envelopes) if any(special for _, special in per_queue.values()) else {}
-        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, "")) if special else (now, levels, plain)
-                for q, (plain, special) in per_queue.items()}
+        owners = self._owners(envelopes) if any(special for _, special, _ in per_queue.values()) else {}
+        # index: the query side's zsets and events of the plain envelopes (redis.lua, op enqueue)
+        indexing = rec and self.index_results
+        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, ""), index if indexing else "0")
+                if special or indexing else (now, levels, plain)
+                for q, (plain, special, index) in per_queue.items()}
 
     @staticmethod
     def _owners(envelopes: Sequence[Envelope]) -> dict[str, bytes]:
@@ -280,6 +284,8 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             envelopes = kept
         for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
             skipped.update((yield self.script.enqueue(queue, rec, *call)))
+        if rec and (links := restart_links(self.script, envelopes, skipped, self.result_ttl)):
+            yield self.script.pipeline(links)  # app.restart: rare
         return skipped
 
     async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
@@ -406,7 +412,10 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 flat += (prio, msg_id, _body(fields), 1)
         if seen != 1 or len(flat) // 4 < count:
             self._hot = None  # drained, or more urgent work arrived: the Lua op decides next time
-        return [(queue, flat)] if flat else []
+        out = [(queue, flat)] if flat else []
+        if self.index_results and self.fused(self._storage):
+            await record_started(self.script, self._worker_id, out)
+        return out
 
     def recover(self, held: Iterable[Delivery]) -> None:
         """Call after a failed :meth:`fetch`, with the deliveries this worker still holds.
@@ -480,7 +489,10 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             for msg_id, fields in entries:
                 flat += (prio, msg_id, _body(fields), 1)
         self._drained = got < count
-        return list(per_queue.items())
+        out = list(per_queue.items())
+        if rec and self.index_results:
+            await record_started(self.script, self._worker_id, out)
+        return out
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = self.fused(storage)
@@ -488,14 +500,14 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             await self.enqueue(retries, storage)
         if not rec:
             await storage.save(outcomes, self._worker_id)
-        now = str(int(time.time() * 1000))
+        now, mono = str(int(time.time() * 1000)), time.monotonic()
         ttl = int(self.result_ttl * 1000)
         released: dict[str, list[str]] = {}  # uuids whose caller's unique key goes back (see redis.lua, P:uo)
         for o in outcomes:
             if o[1] != "success" and releases_unique(o[1], o[4]) and o[0].envelope is not None:
                 released.setdefault(o[0].queue, []).append(o[0].envelope.uuid)
         for queue, (packed, index, replies, early) in pack.settle_args(list(outcomes), self.index_results,
-                                                                       self._worker_id, now).items():
+                                                                       self._worker_id, now, mono).items():
             if early:  # producers block on these: their records go first (see Script.early_replies)
                 await self.script.early_replies(queue, ttl, early)
             gone = released.get(queue)
