@@ -21,6 +21,7 @@ from qtasks_fast.abc.broker import Broker
 from qtasks_fast.abc.query import TaskFilter
 from qtasks_fast.backends import make_backend
 from qtasks_fast.backends.redis.broker import queue_prefix
+from qtasks_fast.backends.redis.index import START_GRACE
 from qtasks_fast.backends.redis.storage import RedisStorage, record_parts
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.testing.contract.harness import envelope, fetch, success
@@ -116,6 +117,19 @@ async def test_event_feed_keeps_the_last_ten_thousand_events(backend: Backend) -
 
 
 @pytest.mark.asyncio
+async def test_event_feed_is_bounded_as_it_is_written(backend: Backend) -> None:
+    """A bulk enqueue with no worker running (no trim) keeps P:ev between the last 10,000 and ~20,000 events:
+    an entry holds a whole batch, so a bound on entries alone let it grow to ~220 MiB per queue."""
+    for _ in range(40):
+        await backend.broker.enqueue([envelope() for _ in range(1000)], backend.storage)
+    kept = backend.client.xrange(f"{backend.prefix}:ev")
+    n = sum(int(fields[b"c"]) for _, fields in kept)  # type: ignore[union-attr]
+    assert 10_000 <= n <= 21_000, n
+    events = (await backend.storage.events(["default"], None, limit=10_000)).events
+    assert len(events) == 10_000 and all(e.status == "new" for e in events)
+
+
+@pytest.mark.asyncio
 async def test_index_memory_per_record_is_bounded(backend: Backend) -> None:
     """What the query side's zsets add per finished record: one entry in its name's zset for a success (which
     has no zset of its own), and the counts still tell successes from the rest."""
@@ -162,23 +176,57 @@ async def test_a_filtered_page_never_scans(private_redis: PrivateRedis, tmp_path
         await backend.close()
 
 
+async def hot_batches(b: Broker) -> tuple[list[Any], list[Any]]:
+    """Two fetches of 4: the Lua op's, which fills the batch from one stream, then a plain XREADGROUP of it."""
+    first, _ = await fetch(b, 4)
+    assert b._hot is not None  # type: ignore[attr-defined]
+    second, _ = await fetch(b, 4)
+    assert len(first) == len(second) == 4
+    return first, second
+
+
 @pytest.mark.asyncio
 async def test_fetches_that_bypass_the_lua_op_record_process_and_start(backend: Backend) -> None:
-    """A busy stream is read with a plain XREADGROUP (no Lua): those tasks still get their ``process``
-    event, their worker and their start time."""
+    """A busy stream is read with a plain XREADGROUP (no Lua): when no settle follows (long tasks), those
+    tasks still get their ``process`` event, their worker and their start time within a second."""
     await backend.broker.enqueue([envelope() for _ in range(12)], backend.storage)
     b = await backend.consumer("w-3")
     t0 = time.time()
-    first, _ = await fetch(b, 4)  # the Lua op, which fills the batch from one stream ...
-    assert b._hot is not None  # type: ignore[attr-defined]
-    second, _ = await fetch(b, 4)  # ... so the next fetch reads that stream directly
-    assert len(first) == len(second) == 4
+    first, second = await hot_batches(b)
+    await asyncio.sleep(START_GRACE + 0.3)
     events = (await backend.storage.events(["default"], None)).events
     running = {e.uuid for e in events if e.status == "process" and e.worker_id == "w-3"}
     assert running == {d.envelope.uuid for d in first + second}
     page = await backend.storage.list_tasks(["default"], TaskFilter(status="process"))
     assert {t.uuid for t in page.tasks} == running
     assert all(t.worker_id == "w-3" and t.started_at is not None and t.started_at >= t0 - 1 for t in page.tasks)
+
+
+@pytest.mark.asyncio
+async def test_a_settle_carries_the_starts_of_plain_reads(private_redis: PrivateRedis) -> None:
+    """Under load the worker settles all the time: the ``process`` events and start times of plain-read tasks
+    ride in the next settle of their queue, so they cost no command of their own, and each task's
+    ``process`` still comes before its end."""
+    backend = Backend(private_redis.url, "carry")
+    try:
+        await backend.broker.enqueue([envelope() for _ in range(12)], backend.storage)
+        b = await backend.consumer("w-3")
+        backend.client.config_resetstat()
+        first, second = await hot_batches(b)
+        await b.settle([success(d, 1) for d in [*first, second[0]]], backend.storage, [])
+        await asyncio.sleep(START_GRACE + 0.3)  # no 'started' call comes later either
+        assert command_calls(backend.client).get("evalsha", 0) == 2  # the Lua fetch, the settle
+        events = (await backend.storage.events(["default"], None)).events
+        order = [(e.uuid, e.status) for e in events if e.status in ("process", "success")]
+        for d in first + second:
+            assert (d.envelope.uuid, "process") in order
+        done = second[0].envelope.uuid
+        assert order.index((done, "process")) < order.index((done, "success"))
+        page = await backend.storage.list_tasks(["default"], TaskFilter(status="process"))
+        assert {t.uuid for t in page.tasks} == {d.envelope.uuid for d in second[1:]}
+        assert all(t.started_at is not None for t in page.tasks)
+    finally:
+        await backend.close()
 
 
 def test_records_of_every_layout_read() -> None:

@@ -38,9 +38,9 @@ def _created_ms(env):
 
 def _index_arg(zsets: dict, events: list):
     """The query side's argument of a Lua enqueue/settle, built here so that Redis only stores it:
-    ``[{key: [created ms, uuid, ...]}, events]`` (``events`` = the msgpack of ``[uuid, status, name, worker]*``
-    as a str, the P:ev entry as is)."""
-    return _encode([zsets, _str(_encode(events))])
+    ``[{key: [created ms, uuid, ...]}, events, count]`` (``events`` = the msgpack of
+    ``[uuid, status, name, worker]*`` as a str, the P:ev entry as is, of ``count`` events)."""
+    return _encode([zsets, _str(_encode(events)), len(events) // 4])
 
 
 def enqueue_args(envelopes: list, blobs: list, wait: str):
@@ -97,7 +97,7 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
     return out
 
 
-def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float = 0.0):
+def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float = 0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
     ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
@@ -106,10 +106,10 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float 
     time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; its fetch time when the
     executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's
     query-side argument (:func:`_index_arg`: P:x:f zsets by ``<status>:<name>`` of the errors and cancels,
-    the final events; ``b""``
-    without index). ``replies`` packs the 0-based positions of
-    the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
-    lists their ``uuid, record`` for the broker to store and push before the settle itself.
+    the final events, after the ``carried[queue]`` events when given: the ``process`` events of tasks a plain
+    XREADGROUP handed out, which this settle writes instead of a call of their own; ``b""`` without index).
+    ``replies`` packs the 0-based positions of the tasks whose producer awaits the result (meta ``rw``),
+    ``b""`` when none does, and ``early`` lists their ``uuid, record`` for the broker to store and push before the settle itself.
     """
     out = {}
     logs = {}
@@ -120,7 +120,8 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float 
         args = out.get(d.queue)
         if args is None:
             args = out[d.queue] = []
-            logs[d.queue] = ({}, [])
+            before = carried.get(d.queue) if carried else None
+            logs[d.queue] = ({}, list(before) if before else [])
         env = d.envelope
         if mono and d.started:
             started = int(now_ms - (mono - d.started) * 1000)

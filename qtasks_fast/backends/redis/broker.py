@@ -40,7 +40,7 @@ from qtasks_fast.backends.redis import pack
 from qtasks_fast.backends.redis.control import RedisControl
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
 from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
-from qtasks_fast.backends.redis.index import record_started, restart_links
+from qtasks_fast.backends.redis.index import PendingStarts, restart_links
 from qtasks_fast.backends.redis.script import LUA, Script, Via, queue_prefix
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
@@ -212,6 +212,8 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         self.conn = connection or RedisConnection(url)
         self.script = Script(self.conn, app_name)
         self.index_results = index_results
+        #: process events and start times of plain-read deliveries, until a settle carries them (see index.py)
+        self._starts = PendingStarts(self.script)
         self._mode = 2  # first fetch takes over this consumer name's own pending entries
         self._next_reclaim = 0.0
         self._streams: dict[bytes, tuple[str, int]] = {}
@@ -414,7 +416,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             self._hot = None  # drained, or more urgent work arrived: the Lua op decides next time
         out = [(queue, flat)] if flat else []
         if self.index_results and self.fused(self._storage):
-            await record_started(self.script, self._worker_id, out)
+            self._starts.note(out, self._worker_id)
         return out
 
     def recover(self, held: Iterable[Delivery]) -> None:
@@ -491,7 +493,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         self._drained = got < count
         out = list(per_queue.items())
         if rec and self.index_results:
-            await record_started(self.script, self._worker_id, out)
+            self._starts.note(out, self._worker_id)
         return out
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
@@ -506,13 +508,16 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         for o in outcomes:
             if o[1] != "success" and releases_unique(o[1], o[4]) and o[0].envelope is not None:
                 released.setdefault(o[0].queue, []).append(o[0].envelope.uuid)
-        for queue, (packed, index, replies, early) in pack.settle_args(list(outcomes), self.index_results,
-                                                                       self._worker_id, now, mono).items():
+        carried = await self._starts.carry(outcomes) if rec else None  # plain reads' starts: index.PendingStarts
+        for queue, (packed, index, replies, early) in pack.settle_args(
+                list(outcomes), self.index_results, self._worker_id, now, mono,
+                carried[0] if carried else None).items():
             if early:  # producers block on these: their records go first (see Script.early_replies)
                 await self.script.early_replies(queue, ttl, early)
             gone = released.get(queue)
             await self.script.settle(queue, rec, now, ttl, packed, index, replies,
-                                     msgspec.msgpack.encode(gone) if gone else b"")
+                                     msgspec.msgpack.encode(gone) if gone else b"",
+                                     carried[1].get(queue, b"") if carried else b"")
 
     async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         by_queue: dict[str, list[Any]] = {}
@@ -529,6 +534,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         for d in deliveries:
             by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id))
         rec = self.fused(self._storage)
+        await self._starts.flush(by_queue)  # their 'process' events before the 'new' ones of the release
         now = str(int(time.time() * 1000))
         for queue, args in by_queue.items():
             await self.script.release(queue, rec, now, self._consumer, args)
@@ -539,6 +545,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         by_queue: dict[str, list[Any]] = {}
         for d, reason in items:
             by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id, reason, d.deliveries or 1))
+        await self._starts.flush(by_queue)  # their 'process' events before the dead letters' 'error'
         for queue, args in by_queue.items():
             await self.script.dead(queue, rec, now, int(self.result_ttl * 1000), args)
 
@@ -548,6 +555,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             await self.script.trim(q, now, int(self.result_ttl * 1000))
 
     async def close(self) -> None:
+        self._starts.close()
         self._stop_requests()
         await self.conn.aclose()
 

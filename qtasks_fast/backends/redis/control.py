@@ -59,7 +59,7 @@ MEMORY_WARN = 0.9
 
 
 #: the key families under a queue's prefix (redis.lua's list) and under the app's (``qtf:{<app>}:``), after ``:``
-_QUEUE_KEYS = re.compile(rb"(?:q|wait|log|count|dlq|d|dm|wake|uo|cx|ev|tp|(?:s|t|r|i|u|sem|lg|x|rs):.*)", re.DOTALL)
+_QUEUE_KEYS = re.compile(rb"(?:q|wait|log|count|dlq|d|dm|wake|uo|cx|ev|evn|tp|(?:s|t|r|i|u|sem|lg|x|rs):.*)", re.DOTALL)
 _APP_KEYS = re.compile(rb"(?:tasks|claim:.*)", re.DOTALL)
 
 

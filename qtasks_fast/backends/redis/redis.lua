@@ -32,7 +32,9 @@
 --   P:ev             stream of status changes, one entry per batch (c = how many, b = msgpack
 --                    {uuid, status, task name, worker}*; the entry id = server time '<ms>-<µs in the ms>', see
 --                    xadd_event): written by enqueue, fetch, settle, cancel, dead, purge, release, requeue,
---                    started; MAXLEN ~ 10000 entries, trimmed by 'trim' to at least the last 10,000 events
+--                    started; bounded as it is written to between the last 10,000 and ~20,000 events (P:evn:
+--                    events written since it was last cut back, see trim_events) and to ~10,000 entries
+--   P:evn            events written to P:ev since it was last cut back (see trim_events)
 --   P:tp             hash '<minute epoch s> <status>' -> tasks finished in that minute (throughput; 'trim' drops
 --                    minutes older than result_ttl)
 --   P:rs:<uuid>      set of the uuids of tasks restarting <uuid> (app.restart), written by the broker from Python
@@ -106,7 +108,7 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   settle  group now ttl packed log [replies [released]]
+--   settle  group now ttl packed log [replies [released [starts]]]
 --           packed = msgpack array {prio id uuid status record}* (record: see P:t, built by the worker);
 --           log = the batch's query-side entries, built by the worker (see query_index; '' = none:
 --           index_results=False); replies = msgpack array
@@ -116,6 +118,10 @@
 --           without waiting for this script; the ack still comes only after the record is stored.
 --           released = msgpack array of the uuids (ended in error with no retry, or cancel) whose P:uo key
 --           is given back; the P:uo entries of the others are dropped.
+--           starts = msgpack array {uuid, '<prio> <id> <ms>'}* for P:q: the start times of tasks a plain
+--           XREADGROUP handed out that are still running (their 'process' events lead the log's events).
+--           The worker carries them here, in the settle it sends anyway, instead of a call of op 'started'
+--           of their own; only when no settle of their queue follows within a moment does it send one.
 --   started count events {uuid '<prio> <id> <ms>'}*   (what op fetch records of the tasks it hands out, for
 --                                        the broker's plain XREADGROUP fetches: their P:ev entry, built by
 --                                        the broker, and their start times in P:q)
@@ -276,6 +282,25 @@ local EV = {}
 -- is what makes an event id a resume point across queues (query.py). Scripts run one at a
 -- time, so the clock has moved on between two of them; an id not above the stream's last (a clock set back)
 -- falls back to '*'.
+-- Bounded at write time: an entry holds a whole batch (up to thousands of events), so MAXLEN alone (entries)
+-- let a bulk enqueue with no worker running grow P:ev to ~220 MiB per queue. P:evn counts the events written
+-- since the stream was last cut back; past 2 * EV_KEEP the entries holding the newest EV_KEEP events (at least)
+-- are kept and the rest go (trim_events): a walk of EV_KEEP events' entries once per EV_KEEP events written.
+local function trim_events()
+  local seen, keep, cursor = 0, nil, '+'
+  while seen < EV_KEEP do
+    local chunk = redis.call('XREVRANGE', P .. ':ev', cursor, '-', 'COUNT', 1000)
+    for _, e in ipairs(chunk) do
+      seen = seen + (tonumber(e[2][2]) or 1)
+      keep = e[1]
+      if seen >= EV_KEEP then break end
+    end
+    if #chunk < 1000 then break end
+    cursor = '(' .. chunk[#chunk][1]
+  end
+  if seen >= EV_KEEP then redis.call('XTRIM', P .. ':ev', 'MINID', keep) end
+  if keep then redis.call('SET', P .. ':evn', seen) else redis.call('DEL', P .. ':evn') end
+end
 local function xadd_event(count, packed)
   local t = redis.call('TIME')
   local us = tonumber(t[2])
@@ -284,6 +309,7 @@ local function xadd_event(count, packed)
   if type(ok) == 'table' and ok.err then
     redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, '*', 'c', count, 'b', packed)
   end
+  if redis.call('INCRBY', P .. ':evn', count) > 2 * EV_KEEP then trim_events() end
 end
 local function emit()
   if #EV > 0 then
@@ -298,17 +324,18 @@ local FINAL = {success = true, error = true, cancel = true}
 local RARE = {error = true, cancel = true}  -- the final statuses with a P:x:f zset
 
 -- the query-side argument of enqueue and settle, built by the client (qtasks_fast/_core.pyx, _index_arg) so
--- that Redis only stores it: msgpack [{key: {created ms, uuid}*}, events] with <key> a task name (P:x:n:<key>)
--- or '<status>:<name>' (P:x:f:<key>), and events the P:ev entry of <count> status changes, as is.
+-- that Redis only stores it: msgpack [{key: {created ms, uuid}*}, events, count] with <key> a task name
+-- (P:x:n:<key>) or '<status>:<name>' (P:x:f:<key>), and events the P:ev entry of <count> status changes, as is
+-- (a settle's also holds the 'process' events of tasks a plain XREADGROUP handed out, first: see op settle).
 -- Returns the zsets' keys (names for P:x:names).
-local function query_index(arg, zprefix, count)
+local function query_index(arg, zprefix)
   local ix = cmsgpack.unpack(arg)
   local keys = {}
   for key, z in pairs(ix[1]) do
     chunked('ZADD', zprefix .. key, z, 2)
     keys[#keys + 1] = key
   end
-  xadd_event(count, ix[2])
+  xadd_event(ix[3], ix[2])
   return keys
 end
 
@@ -387,7 +414,7 @@ if op == 'enqueue' then
       EV = {}
     else
       if ARGV[9] and ARGV[9] ~= '' then
-        for _, name in ipairs(query_index(ARGV[9], P .. ':x:n:', #items / 5)) do names[#names + 1] = name end
+        for _, name in ipairs(query_index(ARGV[9], P .. ':x:n:')) do names[#names + 1] = name end
       end
       zadd_all(byname)  -- the special envelopes', indexed here: only this script knows which were skipped
       if #names > 0 then redis.call('SADD', P .. ':x:names', unpack(names)) end
@@ -444,10 +471,13 @@ if op == 'settle' then
     chunked('HDEL', P .. ':cx', settled, 1)
   end
   if rec then
+    if ARGV[9] and ARGV[9] ~= '' then  -- start times of tasks a plain XREADGROUP handed out (still running)
+      chunked('HSET', P .. ':q', cmsgpack.unpack(ARGV[9]), 2)
+    end
     chunked('HDEL', P .. ':q', uuids, 1)
     for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, n) end
     if ARGV[6] ~= '' then
-      query_index(ARGV[6], P .. ':x:f:', #items / 5)
+      query_index(ARGV[6], P .. ':x:f:')
       local minute = math.floor(tonumber(now) / 60000) * 60
       for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':tp', minute .. ' ' .. status, n) end
     end
@@ -1095,19 +1125,7 @@ elseif op == 'trim' then
     if not minute or minute * 1000 < cutoff_ms then old[#old + 1] = field end
   end
   if #old > 0 then chunked('HDEL', P .. ':tp', old, 1) end
-  -- events: keep the entries that hold the last EV_KEEP events (at least)
-  local seen, keep, cursor = 0, nil, '+'
-  while seen < EV_KEEP do
-    local chunk = redis.call('XREVRANGE', P .. ':ev', cursor, '-', 'COUNT', 100)
-    for _, e in ipairs(chunk) do
-      seen = seen + (tonumber(e[2][2]) or 1)
-      keep = e[1]
-      if seen >= EV_KEEP then break end
-    end
-    if #chunk < 100 then break end
-    cursor = '(' .. chunk[#chunk][1]
-  end
-  if seen >= EV_KEEP then redis.call('XTRIM', P .. ':ev', 'MINID', keep) end
+  trim_events()  -- events: keep the entries that hold the last EV_KEEP events (at least)
   return n
 
 elseif op == 'list' then

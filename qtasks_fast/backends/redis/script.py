@@ -253,11 +253,12 @@ class Script:
         return self._call(queue, "started", True, (count, events, *starts), "hot")
 
     def settle(self, queue: str, rec: bool, now: str, ttl_ms: int, packed: bytes, index: bytes, replies: bytes,
-               released: bytes = b"") -> Call[Any]:
-        """Op ``settle`` (SET ``P:t:<uuid>``, XACK, ``P:q``, ``P:log``/``P:i:*``/``P:count``, ``P:r:*`` of awaited
-        tasks, ``P:uo``): see :meth:`early_replies` for the replies sent before it."""
-        return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, replies,
-                                                 *((released,) if released else ())), "hot")
+               released: bytes = b"", starts: bytes = b"") -> Call[Any]:
+        """Op ``settle`` (SET ``P:t:<uuid>``, XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``,
+        ``P:r:*`` of awaited tasks, ``P:uo``): see :meth:`early_replies` for the replies sent before it, and
+        ``index.PendingStarts.carry`` for the ``process`` events and ``starts`` it carries."""
+        extra: tuple[Any, ...] = (released, starts) if starts else (released,) if released else ()
+        return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, replies, *extra), "hot")
 
     def early_replies(self, queue: str, ttl_ms: int, early: Sequence[Any]) -> Call[Any]:
         """``SET P:t:<uuid>``, ``RPUSH``/``PEXPIRE P:r:<uuid>`` of ``early`` = ``[uuid, record]*`` (tasks a producer
