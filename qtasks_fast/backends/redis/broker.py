@@ -306,6 +306,8 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
 
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
         self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
+        # its own: a settle carries only what this consumer fetched (it alone settles those tasks, in order)
+        self._starts = PendingStarts(self.script)
         # blocked reads also watch each queue's wake stream (prio -1): a delayed envelope due sooner
         # than any before it is announced there (see redis.lua, key P:wake)
         streams = [(q, p) for q in self._queues for p in range(self.priority_levels)]
