@@ -24,6 +24,7 @@ from qtasks_fast.backends.redis.broker import queue_prefix
 from qtasks_fast.backends.redis.index import START_GRACE
 from qtasks_fast.backends.redis.storage import RedisStorage, record_parts
 from qtasks_fast.config import GlobalConfig
+from qtasks_fast.exceptions import BrokerUnavailable
 from qtasks_fast.testing.contract.harness import envelope, fetch, success
 
 
@@ -225,6 +226,33 @@ async def test_a_settle_carries_the_starts_of_plain_reads(private_redis: Private
         page = await backend.storage.list_tasks(["default"], TaskFilter(status="process"))
         assert {t.uuid for t in page.tasks} == {d.envelope.uuid for d in second[1:]}
         assert all(t.started_at is not None for t in page.tasks)
+    finally:
+        await backend.close()
+
+
+@pytest.mark.asyncio
+async def test_a_failed_settle_keeps_the_starts_it_carried(private_redis: PrivateRedis) -> None:
+    """A settle that fails in an outage is sent again by the worker: the ``process`` events it carried go with
+    the retry instead of being lost."""
+    backend = Backend(private_redis.url, "outage")
+    try:
+        await backend.broker.enqueue([envelope() for _ in range(12)], backend.storage)
+        b = await backend.consumer("w-3")
+        first, second = await hot_batches(b)
+        outcomes = [success(d, 1) for d in [*first, second[0]]]
+        private_redis.stop()
+        with pytest.raises(BrokerUnavailable):
+            await b.settle(outcomes, backend.storage, [])
+        private_redis.start()
+        for attempt in range(5):  # the worker's outage loop: stale connections fail once
+            try:
+                await b.settle(outcomes, backend.storage, [])
+                break
+            except BrokerUnavailable:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        events = (await backend.storage.events(["default"], None)).events
+        running = {e.uuid for e in events if e.status == "process"}
+        assert running == {d.envelope.uuid for d in first + second}
     finally:
         await backend.close()
 

@@ -511,15 +511,20 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             if o[1] != "success" and releases_unique(o[1], o[4]) and o[0].envelope is not None:
                 released.setdefault(o[0].queue, []).append(o[0].envelope.uuid)
         carried = await self._starts.carry(outcomes) if rec else None  # plain reads' starts: index.PendingStarts
-        for queue, (packed, index, replies, early) in pack.settle_args(
-                list(outcomes), self.index_results, self._worker_id, now, mono,
-                carried[0] if carried else None).items():
-            if early:  # producers block on these: their records go first (see Script.early_replies)
-                await self.script.early_replies(queue, ttl, early)
-            gone = released.get(queue)
-            await self.script.settle(queue, rec, now, ttl, packed, index, replies,
-                                     msgspec.msgpack.encode(gone) if gone else b"",
-                                     carried[1].get(queue, b"") if carried else b"")
+        try:
+            for queue, (packed, index, replies, early) in pack.settle_args(
+                    list(outcomes), self.index_results, self._worker_id, now, mono,
+                    carried.events if carried else None).items():
+                if early:  # producers block on these: their records go first (see Script.early_replies)
+                    await self.script.early_replies(queue, ttl, early)
+                gone = released.get(queue)
+                await self.script.settle(queue, rec, now, ttl, packed, index, replies,
+                                         msgspec.msgpack.encode(gone) if gone else b"",
+                                         carried.starts.get(queue, b"") if carried else b"")
+        except BaseException:
+            if carried:
+                self._starts.put_back(carried)
+            raise
 
     async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         by_queue: dict[str, list[Any]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
@@ -62,6 +62,15 @@ def process_events(batches: Iterable[_Batch], settled: set[str]) -> tuple[list[s
     return events, started
 
 
+class Carried(NamedTuple):
+    """What a settle carries (:meth:`PendingStarts.carry`): per queue, events for ``pack.settle_args(carried=)``,
+    packed start times for op settle's ``starts``, and the batches they came from (for a retry)."""
+
+    events: dict[str, list[str]]
+    starts: dict[str, bytes]
+    taken: dict[str, list[_Batch]]
+
+
 class PendingStarts:
     """What op fetch records of the tasks it hands out (P:ev events, start times in P:q), held for the fetches
     that bypassed it until a settle of their queue carries it (:meth:`carry`) or ``START_GRACE`` passes
@@ -107,11 +116,11 @@ class PendingStarts:
             if events:
                 await self._script.started(queue, len(events) // 4, msgspec.msgpack.encode(events), started)
 
-    async def carry(self, outcomes: Sequence[Outcome]) -> tuple[dict[str, list[str]], dict[str, bytes]] | None:
+    async def carry(self, outcomes: Sequence[Outcome]) -> Carried | None:
         """Take what is held of the queues ``outcomes`` settle: per queue, the ``process`` events that lead the
         settle's events (``pack.settle_args(carried=)``) and the packed start times of the tasks still running
         (op settle's ``starts``). Waits for a flush in flight first, so a task's ``process`` event and P:q
-        start never land after its settle."""
+        start never land after its settle. Give it back (:meth:`put_back`) when the settle fails."""
         if self._flushing is not None:
             if not self._flushing.done():
                 await asyncio.shield(self._flushing)
@@ -120,14 +129,24 @@ class PendingStarts:
         if not queues:
             return None
         settled = {o[0].envelope.uuid for o in outcomes if o[0].envelope is not None}
+        taken = {queue: self._batches.pop(queue) for queue in queues}
         events: dict[str, list[str]] = {}
         starts: dict[str, bytes] = {}
-        for queue in queues:
-            events[queue], started = process_events(self._batches.pop(queue), settled)
+        for queue, held in taken.items():
+            events[queue], started = process_events(held, settled)
             if started:
                 starts[queue] = msgspec.msgpack.encode(started)
         self._idle()
-        return events, starts
+        return Carried(events, starts, taken)
+
+    def put_back(self, carried: Carried) -> None:
+        """A settle that carried these failed (an outage: the worker sends it again): hold them again, ahead of
+        what was fetched since, so the retry carries them (a settle whose reply only was lost writes them twice:
+        a repeated event, never a lost one)."""
+        for queue, held in carried.taken.items():
+            self._batches[queue] = [*held, *self._batches.get(queue, ())]
+        if self._batches and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(START_GRACE, self._due)
 
     def _idle(self) -> None:
         if not self._batches and self._timer is not None:
@@ -153,4 +172,4 @@ def restart_links(script: Script, envelopes: Sequence[Envelope], skipped: dict[s
     return cmds
 
 
-__all__ = ["START_GRACE", "PendingStarts", "process_events", "restart_links"]
+__all__ = ["START_GRACE", "Carried", "PendingStarts", "process_events", "restart_links"]
