@@ -8,8 +8,9 @@
 --   P:s:<prio>       stream of envelopes for one priority level (fields u=uuid, d=envelope)
 --   P:q              hash uuid -> '<prio> <stream id>' of every message not yet finished:
 --                    how a queued task is found by uuid before it has a record. A fetch appends
---                    ' <ms>' (when it was handed out: the started_at of a running task), in its own
---                    round trip (op fetch, or the pipeline of the broker's plain XREADGROUP fetches)
+--                    ' <ms>' (when it was handed out: the started_at of a running task): op fetch, or for
+--                    the broker's plain XREADGROUP fetches its next settle of the queue (op started after 0.4 s
+--                    without one)
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
 --                    returning (bin), worker id, traceback, retry child, deliveries (int), started ms (int)],
 --                    written once (SET PX ttl) by the worker's settle; it exists only once the task is final.
@@ -123,8 +124,9 @@
 --           The worker carries them here, in the settle it sends anyway, instead of a call of op 'started'
 --           of their own; only when no settle of their queue follows within a moment does it send one.
 --   started count events {uuid '<prio> <id> <ms>'}*   (what op fetch records of the tasks it hands out, for
---                                        the broker's plain XREADGROUP fetches: their P:ev entry, built by
---                                        the broker, and their start times in P:q)
+--                                        the broker's plain XREADGROUP fetches that no settle carried within
+--                                        0.4 s (see settle, starts): their P:ev entry, built by the broker,
+--                                        and their start times in P:q)
 --   dead    group now ttl {prio id reason deliveries}*   (uuid and body are read from the entry itself)
 --   release group now consumer {prio id}*  (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again; entries another consumer took
