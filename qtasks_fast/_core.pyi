@@ -15,6 +15,7 @@ class Delivery:
     envelope: Envelope
     handler: TaskFunc
     started: float
+    fetched: float
     def __init__(self, queue: str, prio: Any, msg_id: Any, raw: bytes, deliveries: Any) -> None: ...
 
 def decode_batch(queue: str, flat: list[Any], handlers: dict[str, Any], max_size: int, ready: list[Delivery],

@@ -9,6 +9,7 @@ backend needs (the Redis script's argument packing) lives in that backend (``bac
 """
 
 import os
+import time
 import uuid as _uuid_mod
 
 import msgspec
@@ -22,7 +23,7 @@ _encode = msgspec.msgpack.Encoder().encode
 class Delivery:
     """One message handed to this worker: where it came from and what it says."""
 
-    __slots__ = ("queue", "prio", "msg_id", "raw", "deliveries", "envelope", "handler", "started")
+    __slots__ = ("queue", "prio", "msg_id", "raw", "deliveries", "envelope", "handler", "started", "fetched")
 
     def __init__(self, queue, prio, msg_id, raw, deliveries):
         self.queue = queue
@@ -33,6 +34,8 @@ class Delivery:
         self.envelope = None
         self.handler = None
         self.started = 0.0
+        #: wall-clock time it was decoded after its fetch: its start time until the executor starts it
+        self.fetched = 0.0
 
     def __repr__(self):
         name = self.envelope.task_name if self.envelope is not None else "?"
@@ -54,9 +57,11 @@ def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: l
     n = len(flat)
     start = len(ready)
     uuids = []
+    now = time.time()
     while i < n:
         raw = flat[i + 2]
         d = Delivery(queue, flat[i], flat[i + 1], raw, flat[i + 3])
+        d.fetched = now
         i += 4
         if len(raw) > max_size:
             bad.append((d, "payload of %d bytes exceeds the %d byte limit (max_payload)" % (len(raw), max_size)))

@@ -80,7 +80,9 @@ class GlobalConfig:
     max_deliveries: int = 5
     #: priority levels (0 = most urgent); each is one stream per queue
     priority_levels: int = 10
-    #: keep the status/name indexes a dashboard lists from (costs two ZADDs per task)
+    #: keep the query side's indexes on Redis (lists, counts, event feed, throughput: a zset entry per task,
+    #: two for errors and cancels, an event entry per batch); False leaves them empty (records and waits are
+    #: unaffected)
     index_results: bool = True
     #: tasks run at once per worker process. 64, within the connection pools task code shares: redis-py's
     #: ``redis.asyncio`` client allows 100 connections and raises ``MaxConnectionsError`` past them, so one

@@ -38,8 +38,9 @@ from qtasks_fast.benchmarks.common import (
 )
 
 #: run order: the ceiling first, so every later table can show its ratio to it
-SUITES = ("ceiling", "drain", "enqueue", "sqlite", "latency", "io", "cpu", "memory", "core", "middleware", "peers")
-DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "peers"))
+SUITES = ("ceiling", "drain", "enqueue", "sqlite", "latency", "io", "cpu", "memory", "core", "middleware", "query",
+          "peers")
+DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "peers"))
 DESCRIPTIONS = {
     "ceiling": "raw redis-py+hiredis streams: pipelined XADD, XREADGROUP+XACK drain, round trip",
     "drain": "N no-op tasks through 1/2/4 worker processes; payload sizes; index_results on/off",
@@ -51,6 +52,7 @@ DESCRIPTIONS = {
     "memory": "worker RSS idle and under load; Redis memory per 100k queued tasks",
     "core": "compiled dispatch core vs the same code as pure Python: ns and instructions per task",
     "middleware": "no-op drain with 0 vs 3 no-op middlewares, same pool: the hooked path's cost as a ratio",
+    "query": "1,000,000 finished records in a private Redis: filtered pages, page 2, counts p50/p99; memory",
     "peers": "comparison with other Python task queues (needs the bench-peers extra)",
 }
 
@@ -92,6 +94,9 @@ def build_parser(prog: str = "python -m qtasks_fast.benchmarks") -> argparse.Arg
     p.add_argument("--profile", action="store_true",
                    help="py-spy a worker process during an extra 1-process drain and summarize its hottest functions")
     p.add_argument("--no-callgrind", action="store_true", help="skip instruction counts in the core suite")
+    p.add_argument("--query-records", type=int, default=1_000_000,
+                   help="finished records the query suite stores in its private Redis (--quick: 20000)")
+    p.add_argument("--query-samples", type=int, default=200, help="timed calls per case of the query suite")
     return p
 
 
@@ -114,7 +119,8 @@ def resolve(args: argparse.Namespace) -> None:
     if not args.process_counts or min(args.process_counts) < 1:
         raise ValueError(f"argument --processes: {args.processes!r} is not a list of process counts such as 1,2,4")
     for flag, value in (("--n", args.n), ("--repeats", args.repeats), ("--chunk", args.chunk),
-                        ("--latency-samples", args.latency_samples)):
+                        ("--latency-samples", args.latency_samples), ("--query-records", args.query_records),
+                        ("--query-samples", args.query_samples)):
         if value < 1:
             raise ValueError(f"argument {flag}: must be at least 1, not {value}")
 

@@ -197,7 +197,8 @@ def run(ctx: Ctx) -> dict[str, Any]:
     else:
         notes.append("fire-and-forget: not measured — qtasks_fast has no mode that skips storing results "
                      "(GlobalConfig has none of " + ", ".join(FIRE_AND_FORGET_FIELDS) + "); every task writes "
-                     "its record. The closest is index_results=0 (row above), which skips the two index ZADDs.")
+                     "its record. The closest is index_results=0 (row above), which skips the query side's indexes "
+                     "and events.")
     ctx.begin("drain", len(cases) * ctx.repeats + (1 if ctx.args.profile else 0))
     all_runs = run_cases(ctx, pools, cases)
     raw_runs = next(r for c, r in zip(cases, all_runs, strict=True) if c.pool == RAW)

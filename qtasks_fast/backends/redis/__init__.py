@@ -45,7 +45,8 @@ class RedisBackend:
                              priority_levels=config.priority_levels, lease_seconds=config.lease_seconds,
                              max_deliveries=config.max_deliveries, index_results=config.index_results,
                              connection=conn)
-        return broker, RedisStorage(url, connection=broker.conn, app_name=app_name, result_ttl=config.result_ttl)
+        return broker, RedisStorage(url, connection=broker.conn, app_name=app_name, result_ttl=config.result_ttl,
+                                    priority_levels=config.priority_levels)
 
 
 factory = RedisBackend()

@@ -30,14 +30,29 @@ def _str(b: bytes):
     return _Raw(head + b)
 
 
+def _created_ms(env):
+    """The envelope's created_at in ms: the score of the query side's P:x zsets (the precision every backend
+    orders by)."""
+    return round(env.created_at * 1000)
+
+
+def _index_arg(zsets: dict, events: list):
+    """The query side's argument of a Lua enqueue/settle, built here so that Redis only stores it:
+    ``[{key: [created ms, uuid, ...]}, events, count]`` (``events`` = the msgpack of
+    ``[uuid, status, name, worker]*`` as a str, the P:ev entry as is, of ``count`` events)."""
+    return _encode([zsets, _str(_encode(events)), len(events) // 4])
+
+
 def enqueue_args(envelopes: list, blobs: list, wait: str):
-    """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special)}``.
+    """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special, index)}``.
 
     ``plain`` packs ``[prio, uuid, name, blob, wait]*``. Delayed envelopes (``eta`` set) and unique ones
-    (meta ``uq``) go to ``special`` instead, ``[prio, uuid, name, blob, wait, eta ms, key, ttl ms]*``
-    (``b""`` when there are none), so that a plain envelope costs only the two checks below.
+    (meta ``uq``) go to ``special`` instead, ``[prio, uuid, name, blob, wait, eta ms, key, ttl ms, created ms]*``
+    (``b""`` when there are none), so that a plain envelope costs only the two checks below. ``index`` is the
+    plain envelopes' query-side argument (see :func:`_index_arg`: P:x:n zsets by task name, ``new`` events).
     """
     out = {}
+    index = {}
     special = None
     for i in range(len(envelopes)):
         env = envelopes[i]
@@ -56,42 +71,63 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
                 if len(uq) > 1 and uq[1]:
                     ttl = str(int(float(uq[1]) * 1000))
             args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, str(int(env.eta * 1000)),
-                         key, ttl))
+                         key, ttl, _created_ms(env)))
             continue
         args = out.get(env.queue)
         if args is None:
             args = out[env.queue] = []
-        args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait))
+            index[env.queue] = ({}, [])
+        name = env.task_name
+        args.extend((env.priority, env.uuid, name, _str(blobs[i]), wait))
+        ix = index[env.queue]
+        z = ix[0].get(name)
+        if z is None:
+            z = ix[0][name] = []
+        z.append(_created_ms(env))
+        z.append(env.uuid)
+        ix[1].extend((env.uuid, "new", name, ""))
     for queue in out:
-        out[queue] = (_encode(out[queue]), b"")
+        ix = index[queue]
+        out[queue] = (_encode(out[queue]), b"", _index_arg(ix[0], ix[1]))
     if special is not None:
         for queue in special:
             plain = out.get(queue)
-            out[queue] = (plain[0] if plain is not None else b"\x90", _encode(special[queue]))
+            out[queue] = (plain[0] if plain is not None else b"\x90", _encode(special[queue]),
+                          plain[2] if plain is not None else b"")
     return out
 
 
-def settle_args(outcomes: list, index: bool, worker: str, now: str):
+def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float = 0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
     ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
     where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
-    element is the delivery count), built here so that Redis only stores it. ``log`` is the batch's index entry
-    ``[[uuid, status, name]*]`` (``b""`` without index). ``replies`` packs the 0-based positions of
-    the tasks whose producer awaits the result (meta ``rw``), ``b""`` when none does, and ``early``
-    lists their ``uuid, record`` for the broker to store and push before the settle itself.
+    element is the delivery count, its 9th the wall-clock ms its run started: ``now`` minus the monotonic
+    time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; its fetch time when the
+    executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's
+    query-side argument (:func:`_index_arg`: P:x:f zsets by ``<status>:<name>`` of the errors and cancels,
+    the final events, after the ``carried[queue]`` events when given: the ``process`` events of tasks a plain
+    XREADGROUP handed out, which this settle writes instead of a call of their own; ``b""`` without index).
+    ``replies`` packs the 0-based positions of the tasks whose producer awaits the result (meta ``rw``),
+    ``b""`` when none does, and ``early`` lists their ``uuid, record`` for the broker to store and push before the settle itself.
     """
     out = {}
     logs = {}
     replies = None
+    now_ms = int(now)
     for o in outcomes:
         d = o[0]
         args = out.get(d.queue)
         if args is None:
             args = out[d.queue] = []
-            logs[d.queue] = []
+            before = carried.get(d.queue) if carried else None
+            logs[d.queue] = ({}, list(before) if before else [])
         env = d.envelope
-        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries))
+        if mono and d.started:
+            started = int(now_ms - (mono - d.started) * 1000)
+        else:
+            started = int(d.fetched * 1000)
+        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries, started))
         if env.meta and "rw" in env.meta:
             if replies is None:
                 replies = {}
@@ -102,10 +138,19 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str):
             rq[1].extend((env.uuid, record))
         args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
         if index:
-            logs[d.queue].append((env.uuid, o[1], env.task_name))
+            ix = logs[d.queue]
+            if o[1] != "success":  # success has no zset of its own (see redis.lua, P:x:f)
+                key = o[1] + ":" + env.task_name
+                z = ix[0].get(key)
+                if z is None:
+                    z = ix[0][key] = []
+                z.append(_created_ms(env))
+                z.append(env.uuid)
+            ix[1].extend((env.uuid, o[1], env.task_name, worker))
     for queue in out:
         rq = replies.get(queue) if replies is not None else None
-        out[queue] = (_encode(out[queue]), _encode(logs[queue]) if index else b"",
+        ix = logs[queue]
+        out[queue] = (_encode(out[queue]), _index_arg(ix[0], ix[1]) if index else b"",
                       _encode(rq[0]) if rq else b"", rq[1] if rq else _NONE)
     return out
 

@@ -40,6 +40,7 @@ from qtasks_fast.backends.redis import pack
 from qtasks_fast.backends.redis.control import RedisControl
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
 from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
+from qtasks_fast.backends.redis.index import PendingStarts, restart_links
 from qtasks_fast.backends.redis.script import LUA, Script, Via, queue_prefix
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
@@ -211,6 +212,8 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         self.conn = connection or RedisConnection(url)
         self.script = Script(self.conn, app_name)
         self.index_results = index_results
+        #: process events and start times of plain-read deliveries, until a settle carries them (see index.py)
+        self._starts = PendingStarts(self.script)
         self._mode = 2  # first fetch takes over this consumer name's own pending entries
         self._next_reclaim = 0.0
         self._streams: dict[bytes, tuple[str, int]] = {}
@@ -241,9 +244,12 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         claimed = "0" if rec else "1"  # without our records, unique keys were claimed before storage.create
         ttl = int(self.unique_ttl * 1000)
         levels = self.priority_levels
-        owners = self._owners(envelopes) if any(special for _, special in per_queue.values()) else {}
-        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, "")) if special else (now, levels, plain)
-                for q, (plain, special) in per_queue.items()}
+        owners = self._owners(envelopes) if any(special for _, special, _ in per_queue.values()) else {}
+        # index: the query side's zsets and events of the plain envelopes (redis.lua, op enqueue)
+        indexing = rec and self.index_results
+        return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, ""), index if indexing else "0")
+                if special or indexing else (now, levels, plain)
+                for q, (plain, special, index) in per_queue.items()}
 
     @staticmethod
     def _owners(envelopes: Sequence[Envelope]) -> dict[str, bytes]:
@@ -280,6 +286,8 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             envelopes = kept
         for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
             skipped.update((yield self.script.enqueue(queue, rec, *call)))
+        if rec and (links := restart_links(self.script, envelopes, skipped, self.result_ttl)):
+            yield self.script.pipeline(links)  # app.restart: rare
         return skipped
 
     async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
@@ -298,6 +306,8 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
 
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
         self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
+        # its own: a settle carries only what this consumer fetched (it alone settles those tasks, in order)
+        self._starts = PendingStarts(self.script)
         # blocked reads also watch each queue's wake stream (prio -1): a delayed envelope due sooner
         # than any before it is announced there (see redis.lua, key P:wake)
         streams = [(q, p) for q in self._queues for p in range(self.priority_levels)]
@@ -406,7 +416,10 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 flat += (prio, msg_id, _body(fields), 1)
         if seen != 1 or len(flat) // 4 < count:
             self._hot = None  # drained, or more urgent work arrived: the Lua op decides next time
-        return [(queue, flat)] if flat else []
+        out = [(queue, flat)] if flat else []
+        if self.index_results and self.fused(self._storage):
+            self._starts.note(out, self._worker_id)
+        return out
 
     def recover(self, held: Iterable[Delivery]) -> None:
         """Call after a failed :meth:`fetch`, with the deliveries this worker still holds.
@@ -485,7 +498,10 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             for msg_id, fields in entries:
                 flat += (prio, msg_id, _body(fields), 1)
         self._drained = got < count
-        return list(per_queue.items())
+        out = list(per_queue.items())
+        if rec and self.index_results:
+            self._starts.note(out, self._worker_id)
+        return out
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = self.fused(storage)
@@ -493,19 +509,27 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             await self.enqueue(retries, storage)
         if not rec:
             await storage.save(outcomes, self._worker_id)
-        now = str(int(time.time() * 1000))
+        now, mono = str(int(time.time() * 1000)), time.monotonic()
         ttl = int(self.result_ttl * 1000)
         released: dict[str, list[str]] = {}  # uuids whose caller's unique key goes back (see redis.lua, P:uo)
         for o in outcomes:
             if o[1] != "success" and releases_unique(o[1], o[4]) and o[0].envelope is not None:
                 released.setdefault(o[0].queue, []).append(o[0].envelope.uuid)
-        for queue, (packed, index, replies, early) in pack.settle_args(list(outcomes), self.index_results,
-                                                                       self._worker_id, now).items():
-            if early:  # producers block on these: their records go first (see Script.early_replies)
-                await self.script.early_replies(queue, ttl, early)
-            gone = released.get(queue)
-            await self.script.settle(queue, rec, now, ttl, packed, index, replies,
-                                     msgspec.msgpack.encode(gone) if gone else b"")
+        carried = await self._starts.carry(outcomes) if rec else None  # plain reads' starts: index.PendingStarts
+        try:
+            for queue, (packed, index, replies, early) in pack.settle_args(
+                    list(outcomes), self.index_results, self._worker_id, now, mono,
+                    carried.events if carried else None).items():
+                if early:  # producers block on these: their records go first (see Script.early_replies)
+                    await self.script.early_replies(queue, ttl, early)
+                gone = released.get(queue)
+                await self.script.settle(queue, rec, now, ttl, packed, index, replies,
+                                         msgspec.msgpack.encode(gone) if gone else b"",
+                                         carried.starts.get(queue, b"") if carried else b"")
+        except BaseException:
+            if carried:
+                self._starts.put_back(carried)
+            raise
 
     async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         by_queue: dict[str, list[Any]] = {}
@@ -522,6 +546,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         for d in deliveries:
             by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id))
         rec = self.fused(self._storage)
+        await self._starts.flush(by_queue)  # their 'process' events before the 'new' ones of the release
         now = str(int(time.time() * 1000))
         for queue, args in by_queue.items():
             await self.script.release(queue, rec, now, self._consumer, args)
@@ -532,6 +557,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         by_queue: dict[str, list[Any]] = {}
         for d, reason in items:
             by_queue.setdefault(d.queue, []).extend((d.prio, d.msg_id, reason, d.deliveries or 1))
+        await self._starts.flush(by_queue)  # their 'process' events before the dead letters' 'error'
         for queue, args in by_queue.items():
             await self.script.dead(queue, rec, now, int(self.result_ttl * 1000), args)
 
@@ -541,6 +567,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             await self.script.trim(q, now, int(self.result_ttl * 1000))
 
     async def close(self) -> None:
+        self._starts.close()
         self._stop_requests()
         await self.conn.aclose()
 

@@ -18,7 +18,8 @@ import msgspec
 import redis
 
 from qtasks_fast import _corelib as core
-from qtasks_fast.abc.broker import DeadLetter, QueueStats, WorkerInfo
+from qtasks_fast.abc.broker import LOST_KEPT, DeadLetter, QueueStats, WorkerInfo
+from qtasks_fast.abc.query import QueueDepth
 from qtasks_fast.backends._local import task_name_of, text
 from qtasks_fast.backends.redis.errors import outage, unreachable
 from qtasks_fast.backends.redis.script import (  # noqa: F401 - key names and errors: re-exported for callers
@@ -58,7 +59,7 @@ MEMORY_WARN = 0.9
 
 
 #: the key families under a queue's prefix (redis.lua's list) and under the app's (``qtf:{<app>}:``), after ``:``
-_QUEUE_KEYS = re.compile(rb"(?:q|wait|log|count|dlq|d|dm|wake|uo|cx|(?:s|t|r|i|u|sem|lg):.*)", re.DOTALL)
+_QUEUE_KEYS = re.compile(rb"(?:q|wait|log|count|dlq|d|dm|wake|uo|cx|ev|evn|tp|(?:s|t|r|i|u|sem|lg|x|rs):.*)", re.DOTALL)
 _APP_KEYS = re.compile(rb"(?:tasks|claim:.*)", re.DOTALL)
 
 
@@ -297,7 +298,8 @@ class RedisControl:
         try:
             pipe = self.conn.aio.pipeline(transaction=False)
             pipe.hset(key, info.key, msgspec.msgpack.encode(info))
-            pipe.pexpire(key, max(1, int(self.lease_seconds * 2000)))  # a fleet that died leaves nothing behind
+            # a fleet that died leaves nothing behind once its entries stopped being listed as lost
+            pipe.pexpire(key, max(1, int((self.lease_seconds * 2 + LOST_KEPT) * 1000)))
             await pipe.execute()
         except redis.RedisError as exc:
             raise outage(self.url, exc) from exc
@@ -313,14 +315,18 @@ class RedisControl:
         try:
             entries: Any = await self.conn.aio.hgetall(key)
             live, stale = [], []
-            oldest = time.time() - self.lease_seconds
+            now = time.time()
             for field, blob in entries.items():
                 try:
                     info = _worker_decode(blob)
                 except (msgspec.DecodeError, msgspec.ValidationError):  # another version's entry: left alone
                     continue
-                if info.heartbeat >= oldest:
+                if info.heartbeat >= now - self.lease_seconds:
                     live.append(info)
+                elif info.heartbeat >= now - LOST_KEPT:  # no graceful stop: shown as lost for a while
+                    if include_lost:
+                        info.lost = True
+                        live.append(info)
                 else:
                     stale.append(field)
             if stale:
@@ -333,6 +339,15 @@ class RedisControl:
         waiting, in_flight, delayed, dead = await self.script.stats(queue, self.priority_levels,
                                                                     int(time.time() * 1000))
         return QueueStats(waiting=waiting, in_flight=in_flight, delayed=delayed, dead=dead)
+
+    async def queue_depth(self, queue: str) -> QueueDepth:
+        now = int(time.time() * 1000)
+        waiting, consumers, delayed, dead = await self.script.depth(queue, self.priority_levels, now)
+        return QueueDepth(queue=queue, waiting_by_priority={int(waiting[i]): int(waiting[i + 1])
+                                                            for i in range(0, len(waiting), 2)},
+                          in_flight_by_worker={text(consumers[i]): int(consumers[i + 1])
+                                               for i in range(0, len(consumers), 2)},
+                          delayed=int(delayed), dead=int(dead))
 
     # ------------------------------------------------------ limits and claims
     async def acquire(self, key: str, queue: str, limit: int, token: str, ttl: float) -> bool:

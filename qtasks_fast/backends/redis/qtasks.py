@@ -48,7 +48,8 @@ class SyncRedisStorage(RedisStorage):
                redis_connect=redis_connect, log=log, events=events)
         config = config or GlobalConfig()
         conn = RedisConnection(url, socket_timeout=config.socket_timeout, connect_timeout=config.connect_timeout)
-        super().__init__(url, app_name=name, connection=conn, result_ttl=config.result_ttl)
+        super().__init__(url, app_name=name, connection=conn, result_ttl=config.result_ttl,
+                         priority_levels=config.priority_levels)
         self.name = name
         self.config = config
         self.global_config = global_config

@@ -7,18 +7,39 @@
 -- Keys it touches (all under P):
 --   P:s:<prio>       stream of envelopes for one priority level (fields u=uuid, d=envelope)
 --   P:q              hash uuid -> '<prio> <stream id>' of every message not yet finished:
---                    how a queued task is found by uuid before it has a record
+--                    how a queued task is found by uuid before it has a record. A fetch appends
+--                    ' <ms>' (when it was handed out: the started_at of a running task): op fetch, or for
+--                    the broker's plain XREADGROUP fetches its next settle of the queue (op started after 0.4 s
+--                    without one)
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
---                    returning (bin), worker id, traceback, retry child, deliveries (int)], written once
---                    (SET PX ttl) by the worker's settle; it exists only once the task is final. Records
---                    written before the delivery count (7 elements) and cancels (no delivery known) read as 1
+--                    returning (bin), worker id, traceback, retry child, deliveries (int), started ms (int)],
+--                    written once (SET PX ttl) by the worker's settle; it exists only once the task is final.
+--                    Records written before the delivery count (7 elements) and cancels (no delivery known)
+--                    read as 1; before the start time (8 elements) or ended unrun (0) as not started
 --   P:wait           set of uuids a producer awaits after their enqueue (op watch); settle pushes their P:r:<uuid>
 --   P:r:<uuid>       reply list: the final record, pushed once for an awaited task (in P:wait, or listed in
 --                    the settle's replies: the producer awaited it from its enqueue, envelope meta 'rw')
---   P:log            stream of settled batches, one entry per batch (b = msgpack [[uuid, status, name]*]):
---                    the dashboard's "recent tasks" index by time, trimmed by age
---   P:i:<status>     zset by time of the uuids that ended error / cancel (the rare ones a dashboard filters for)
 --   P:count          hash status -> tasks finished with it (counters for dashboards and metrics)
+--   -- the query side (issue 12; written only with our records, read by qtasks_fast/backends/redis/query.py) --
+--   P:x:n:<name>     zset uuid -> created ms (the envelope's created_at) of every task named <name>, from its enqueue until
+--                    its record is gone: what lists every status (and new/process) newest first
+--   P:x:f:<st>:<name>  zset of the same for the tasks of <name> that ended in error or cancel (<st>): a filtered
+--                    page by name + one of these + created time is one ZRANGE. Success, the common end, has no
+--                    zset of its own (one insert per task less on the hot path): its pages walk P:x:n:<name>,
+--                    where most tasks are successes, and its count is what the others leave (see op count)
+--   P:x:names        set of the task names with a P:x:n:<name> (a list without a name merges their zsets)
+--                    The P:x zsets lose an entry in op 'trim' (and 'count') once its record expired (result_ttl)
+--                    and the task is not queued (P:q); a read skips entries whose record is already gone
+--   P:ev             stream of status changes, one entry per batch (c = how many, b = msgpack
+--                    {uuid, status, task name, worker}*; the entry id = server time '<ms>-<µs in the ms>', see
+--                    xadd_event): written by enqueue, fetch, settle, cancel, dead, purge, release, requeue,
+--                    started; bounded as it is written to between the last 10,000 and ~20,000 events (P:evn:
+--                    events written since it was last cut back, see trim_events) and to ~10,000 entries
+--   P:evn            events written to P:ev since it was last cut back (see trim_events)
+--   P:tp             hash '<minute epoch s> <status>' -> tasks finished in that minute (throughput; 'trim' drops
+--                    minutes older than result_ttl)
+--   P:rs:<uuid>      set of the uuids of tasks restarting <uuid> (app.restart), written by the broker from Python
+--                    at their enqueue (rare), PEXPIRE result_ttl
 --   P:dlq            dead-letter stream (fields u, d, reason, at, prio)
 --   P:d              zset uuid -> due time (ms) of delayed envelopes (eta later than now at enqueue);
 --                    P:q says 'd' for them
@@ -43,28 +64,32 @@
 --   qtf:{<app>}:workers    hash '<consumer>@<host>:<pid>' -> msgpack WorkerInfo: the worker registry. Each
 --                          worker process HSETs its entry when it starts serving and at every lease-keeper
 --                          beat (lease_seconds / 3), HDELs it at a graceful stop; the hash gets PEXPIRE 2
---                          leases at each beat. Entries whose heartbeat is older than lease_seconds are not
---                          listed and are HDELed by the next listing (a SIGKILLed worker ages out)
+--                          leases + LOST_KEPT at each beat. Entries whose heartbeat is older than lease_seconds
+--                          are listed as lost (workers(include_lost=True)), and HDELed by the next listing
+--                          once older than LOST_KEPT (a SIGKILLed worker ages out)
 --
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
 -- i.e. which worker, holds it), so starting a task writes nothing.
 --
 -- Cost model: a task costs two commands of its own (XADD, SET of its record);
--- everything else (P:q, the index, counters, acks, waiters) is one command per
--- batch, because Redis is the shared bottleneck of a fleet. Finished entries leave
+-- everything else (P:q, the P:x indexes, P:ev, counters, acks, waiters) is one command per
+-- batch (per task name for P:x), because Redis is the shared bottleneck of a fleet. Finished entries leave
 -- their stream by XTRIM MINID below the oldest pending entry (see tidy), not by XDEL.
 --
 -- Delayed and unique envelopes cost plain ones nothing: they travel in their own packed argument of
 -- enqueue, and promotion of due envelopes is one ZRANGE per fetch on a key that does not exist.
 --
 -- <rec> is '1' when task records live in this Redis (RedisStorage) and '0' when
--- a foreign Storage keeps them: then P:q, P:t:*, P:wait, P:r:*, P:log, P:i:*, P:count are not touched.
+-- a foreign Storage keeps them: then P:q, P:t:*, P:wait, P:r:*, P:count, P:x:*, P:ev, P:tp are not touched.
 --
 -- Ops:
---   enqueue now nprios packed [special claimed unique_ttl owners]
+--   enqueue now nprios packed [special claimed unique_ttl owners [index]]
 --           nprios = the priority levels workers serve: a prio outside 0..nprios-1 is clamped into them;
 --           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
---           special = msgpack array {prio uuid name blob wait eta_ms unique_key unique_ttl_ms}* of delayed
+--           index = the plain envelopes' query-side entries, built by the producer (see query_index; '0' =
+--           none at all, index_results=False);
+--           special = msgpack array {prio uuid name blob wait eta_ms unique_key unique_ttl_ms created}* of delayed
+--           (created = the envelope's created_at in ms, the score of P:x)
 --           or unique ones (claimed = '1': unique keys were claimed already by op 'unique').
 --           owners = msgpack array {uuid, '<holder uuid> <key>'}* of special ones that give a key back (P:uo).
 --           Returns {skipped uuid, holder uuid}* of unique envelopes whose key was held.
@@ -86,15 +111,24 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   settle  group now ttl packed log [replies [released]]
+--   settle  group now ttl packed log [replies [released [starts]]]
 --           packed = msgpack array {prio id uuid status record}* (record: see P:t, built by the worker);
---           log = the batch's P:log entry, built by the worker ('' = no index); replies = msgpack array
+--           log = the batch's query-side entries, built by the worker (see query_index; '' = none:
+--           index_results=False); replies = msgpack array
 --           of 0-based positions in packed whose record the worker has stored and pushed to P:r:<uuid>
 --           already ('' = none): for a task a producer blocks on, the worker sends SET P:t + RPUSH +
 --           PEXPIRE P:r as plain commands and awaits them before this call, so the producer's wait ends
 --           without waiting for this script; the ack still comes only after the record is stored.
 --           released = msgpack array of the uuids (ended in error with no retry, or cancel) whose P:uo key
 --           is given back; the P:uo entries of the others are dropped.
+--           starts = msgpack array {uuid, '<prio> <id> <ms>'}* for P:q: the start times of tasks a plain
+--           XREADGROUP handed out that are still running (their 'process' events lead the log's events).
+--           The worker carries them here, in the settle it sends anyway, instead of a call of op 'started'
+--           of their own; only when no settle of their queue follows within a moment does it send one.
+--   started count events {uuid '<prio> <id> <ms>'}*   (what op fetch records of the tasks it hands out, for
+--                                        the broker's plain XREADGROUP fetches that no settle carried within
+--                                        0.4 s (see settle, starts): their P:ev entry, built by the broker,
+--                                        and their start times in P:q)
 --   dead    group now ttl {prio id reason deliveries}*   (uuid and body are read from the entry itself)
 --   release group now consumer {prio id}*  (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again; entries another consumer took
@@ -107,14 +141,28 @@
 --   get     group uuid                  ({'R', record} when final, else fields e/s/wk/u of a queued or
 --                                        running task, or false when unknown)
 --   watch   group uuid                  (get, and add a queued or running task to P:wait)
---   trim    now ttl                     (drop index entries older than ttl)
---   cancel  group uuid reason now ttl nprios channel log
+--   trim    now ttl                     (drop P:x entries of records gone, P:tp minutes older than ttl, P:ev
+--                                        events beyond the last 10,000)
+--   list    group nprios status name cmin cmax cscore cuuid limit budget worker err fmin fmax
+--           the query side's filtered page: up to <limit> tasks newest first (created_at, then uuid) strictly
+--           after the cursor (cscore cuuid; '' = from the newest), created in [cmin, cmax] (ZRANGE BYSCORE
+--           bounds), read from the narrowest P:x zset. worker = a consumer name or bare worker id, err =
+--           lowercased traceback substring, fmin/fmax = finished ms bounds [fmin, fmax) ('' = any). Examines at
+--           most <budget> candidates. Returns {rows, more}: rows = {uuid score kind data...}* with kind 'R'
+--           (data = the record), 'N' (data = envelope: queued) or 'P' (data = envelope, consumer, since ms:
+--           running); more = '' when nothing older can match, else the score and uuid to go on from
+--   count   group nprios name cmin cmax now ttl  ({new process success error cancel} counts of the tasks named
+--                                        <name> ('' = any) created in [cmin, cmax]: ZCOUNTs once expired
+--                                        entries are trimmed, 'process' from the PEL, the unfinished by a walk
+--                                        of the backlog P:q or of the window (the smaller), success the rest)
+--   depth   group nprios now             ({prio waiting}*, {consumer in_flight}*, delayed, dead)
+--   cancel  group uuid reason now ttl nprios channel log   (log: unused, the index is always kept)
 --           {'finished'} | {'queued', blob} (removed, record 'cancel') | {'running'} (pending in the
 --           group: PUBLISH msgpack [uuid, reason] on channel, and remember it in P:cx) | {'unknown'}
 --   requeue limit {id}*                 (dead letters back to their stream with a fresh delivery count,
 --                                        records gone: status new; no ids = the oldest <limit>; returns n)
 --   purgedead {id}*                     (delete dead letters, all without ids; returns how many)
---   purge   group now ttl limit log prio cursor
+--   purge   group now ttl limit log prio cursor   (log: unused)
 --           drop up to <limit> entries that no worker runs: prio 'd' = delayed ones, else stream
 --           P:s:<prio> after id <cursor>. Returns {n, scanned, last id, blob*}; records become 'cancel'
 --           (blob* only without our records, for the foreign storage)
@@ -230,11 +278,86 @@ local function unown(uuid, release)
   end
 end
 
+-- the query side (P:x, P:ev, P:tp): status changes collected by an op, written as one P:ev entry by emit()
+local EV_KEEP = 10000
+local EV = {}
+-- A P:ev entry's id is the server's time in microseconds, '<ms>-<µs in that ms>', not '*' (whose sequence
+-- restarts per stream): ids then order the entries of every queue's stream by when they were written, which
+-- is what makes an event id a resume point across queues (query.py). Scripts run one at a
+-- time, so the clock has moved on between two of them; an id not above the stream's last (a clock set back)
+-- falls back to '*'.
+-- Bounded at write time: an entry holds a whole batch (up to thousands of events), so MAXLEN alone (entries)
+-- let a bulk enqueue with no worker running grow P:ev to ~220 MiB per queue. P:evn counts the events written
+-- since the stream was last cut back; past 2 * EV_KEEP the entries holding the newest EV_KEEP events (at least)
+-- are kept and the rest go (trim_events): a walk of EV_KEEP events' entries once per EV_KEEP events written.
+local function trim_events()
+  local seen, keep, cursor = 0, nil, '+'
+  while seen < EV_KEEP do
+    local chunk = redis.call('XREVRANGE', P .. ':ev', cursor, '-', 'COUNT', 1000)
+    for _, e in ipairs(chunk) do
+      seen = seen + (tonumber(e[2][2]) or 1)
+      keep = e[1]
+      if seen >= EV_KEEP then break end
+    end
+    if #chunk < 1000 then break end
+    cursor = '(' .. chunk[#chunk][1]
+  end
+  if seen >= EV_KEEP then redis.call('XTRIM', P .. ':ev', 'MINID', keep) end
+  if keep then redis.call('SET', P .. ':evn', seen) else redis.call('DEL', P .. ':evn') end
+end
+local function xadd_event(count, packed)
+  local t = redis.call('TIME')
+  local us = tonumber(t[2])
+  local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(us / 1000), us % 1000)
+  local ok = redis.pcall('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, id, 'c', count, 'b', packed)
+  if type(ok) == 'table' and ok.err then
+    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, '*', 'c', count, 'b', packed)
+  end
+  if redis.call('INCRBY', P .. ':evn', count) > 2 * EV_KEEP then trim_events() end
+end
+local function emit()
+  if #EV > 0 then
+    xadd_event(#EV / 4, cmsgpack.pack(EV))
+    EV = {}
+  end
+end
+local function zadd_all(by)  -- by = {key -> {score, member, ...}}
+  for key, pairs_ in pairs(by) do chunked('ZADD', key, pairs_, 2) end
+end
+local FINAL = {success = true, error = true, cancel = true}
+local RARE = {error = true, cancel = true}  -- the final statuses with a P:x:f zset
+
+-- the query-side argument of enqueue and settle, built by the client (qtasks_fast/_core.pyx, _index_arg) so
+-- that Redis only stores it: msgpack [{key: {created ms, uuid}*}, events, count] with <key> a task name
+-- (P:x:n:<key>) or '<status>:<name>' (P:x:f:<key>), and events the P:ev entry of <count> status changes, as is
+-- (a settle's also holds the 'process' events of tasks a plain XREADGROUP handed out, first: see op settle).
+-- Returns the zsets' keys (names for P:x:names).
+local function query_index(arg, zprefix)
+  local ix = cmsgpack.unpack(arg)
+  local keys = {}
+  for key, z in pairs(ix[1]) do
+    chunked('ZADD', zprefix .. key, z, 2)
+    keys[#keys + 1] = key
+  end
+  xadd_event(ix[3], ix[2])
+  return keys
+end
+
 if op == 'enqueue' then
   local now = ARGV[2]
   local top = tonumber(ARGV[3]) - 1  -- priorities are clamped to the served levels: no stream nobody reads
   local items = cmsgpack.unpack(ARGV[4])
   local queued, waiting, streams = {}, {}, {}
+  local byname, names = {}, {}  -- P:x:n:<name> -> {created, uuid, ...}; the names
+  local function index(uuid, name, created)
+    local key = P .. ':x:n:' .. name
+    local z = byname[key]
+    if not z then z = {}; byname[key] = z; names[#names + 1] = name end
+    z[#z + 1] = created
+    z[#z + 1] = uuid
+    local n = #EV
+    EV[n + 1] = uuid; EV[n + 2] = 'new'; EV[n + 3] = name; EV[n + 4] = ''
+  end
   local nq = 0
   for i = 1, #items, 5 do
     local prio, uuid = items[i], items[i + 1]
@@ -257,7 +380,7 @@ if op == 'enqueue' then
       for i = 1, #o, 2 do owners[o[i]] = o[i + 1] end
     end
     local first, wake  -- earliest due time before this enqueue; the new earliest, if it moved
-    for i = 1, #sp, 8 do
+    for i = 1, #sp, 9 do
       local prio, uuid, blob, eta = sp[i], sp[i + 1], sp[i + 3], sp[i + 5]
       if prio > top then prio = top elseif prio < 0 then prio = 0 end
       local holder = nil
@@ -283,6 +406,7 @@ if op == 'enqueue' then
           queued[#queued + 1] = prio .. ' ' .. id
         end
         if sp[i + 4] == '1' then waiting[#waiting + 1] = uuid end
+        if rec then index(uuid, sp[i + 2], sp[i + 8]) end
       end
     end
     if wake then redis.call('XADD', P .. ':wake', 'MAXLEN', 1, '*', 'due', wake) end
@@ -290,14 +414,32 @@ if op == 'enqueue' then
   if rec then
     chunked('HSET', P .. ':q', queued, 2)
     if #waiting > 0 then chunked('SADD', P .. ':wait', waiting, 1) end
+    if ARGV[9] == '0' then  -- index_results=False: no query side
+      EV = {}
+    else
+      if ARGV[9] and ARGV[9] ~= '' then
+        for _, name in ipairs(query_index(ARGV[9], P .. ':x:n:')) do names[#names + 1] = name end
+      end
+      zadd_all(byname)  -- the special envelopes', indexed here: only this script knows which were skipped
+      if #names > 0 then redis.call('SADD', P .. ':x:names', unpack(names)) end
+      emit()
+    end
   end
   return skipped
+end
+
+if op == 'started' then  -- see the header: the broker's plain XREADGROUP fetches
+  xadd_event(ARGV[2], ARGV[3])
+  local pairs_ = {}
+  for i = 4, #ARGV do pairs_[#pairs_ + 1] = ARGV[i] end
+  chunked('HSET', P .. ':q', pairs_, 2)
+  return 1
 end
 
 if op == 'settle' then
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
   local items = cmsgpack.unpack(ARGV[5])
-  local acks, uuids, done, counts, rare = {}, {}, {}, {}, {}
+  local acks, uuids, done, counts = {}, {}, {}, {}
   -- the records for notify() only when some producer waits (rarely, in a busy drain)
   local waited = rec and redis.call('SCARD', P .. ':wait') > 0
   local prefix = P .. ':t:'
@@ -315,12 +457,6 @@ if op == 'settle' then
         done[#done + 1] = items[i + 4]
       end
       counts[status] = (counts[status] or 0) + 1
-      if status ~= 'success' then
-        local r = rare[status]
-        if not r then r = {}; rare[status] = r end
-        r[#r + 1] = now
-        r[#r + 1] = uuid
-      end
     end
     local ids = acks[prio]
     if not ids then ids = {}; acks[prio] = ids end
@@ -339,11 +475,15 @@ if op == 'settle' then
     chunked('HDEL', P .. ':cx', settled, 1)
   end
   if rec then
+    if ARGV[9] and ARGV[9] ~= '' then  -- start times of tasks a plain XREADGROUP handed out (still running)
+      chunked('HSET', P .. ':q', cmsgpack.unpack(ARGV[9]), 2)
+    end
     chunked('HDEL', P .. ':q', uuids, 1)
     for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, n) end
     if ARGV[6] ~= '' then
-      redis.call('XADD', P .. ':log', '*', 'b', ARGV[6])
-      for status, pairs_ in pairs(rare) do chunked('ZADD', P .. ':i:' .. status, pairs_, 2) end
+      query_index(ARGV[6], P .. ':x:f:')
+      local minute = math.floor(tonumber(now) / 60000) * 60
+      for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':tp', minute .. ' ' .. status, n) end
     end
     if waited then notify(done, ttl) end
   end
@@ -387,7 +527,7 @@ local function mp(kind, x)
   return '\198' .. be(n, 4) .. x
 end
 
--- the task name of an envelope blob, for the P:log index: our envelopes start {u: <uuid>, n: <name>, ...}
+-- the task name of an envelope blob, for the P:x index: our envelopes start {u: <uuid>, n: <name>, ...}
 -- (cmsgpack cannot read msgpack bin, which arguments may hold); '' when the blob is not one of ours
 local function env_name(blob)
   local pos = 2
@@ -493,9 +633,9 @@ end
 
 -- the final record of a task ended here rather than by a worker (dead letter, cancel, purge):
 -- the P:t format, written by hand (cmsgpack knows no bin type), with the index and waiters kept
--- as settle keeps them. log = a table collecting the batch's P:log rows, or nil for no index.
+-- as settle keeps them (its P:ev event is collected in EV: the op calls emit()).
 -- deliveries = the message's delivery count when known (an 8th element), nil otherwise.
-local function final(uuid, blob, status, tb, now, ttl, log, deliveries)
+local function final(uuid, blob, status, tb, now, ttl, deliveries)
   local n = tonumber(deliveries)
   local r = string.char(n and 0x98 or 0x97) .. mp('bin', blob) .. mp('str', status) .. mp('str', now)
     .. mp('bin', '') .. mp('str', '') .. mp('str', tb) .. mp('str', '')
@@ -507,9 +647,13 @@ local function final(uuid, blob, status, tb, now, ttl, log, deliveries)
   end
   redis.call('SET', record(uuid), r, 'PX', ttl)
   redis.call('HDEL', P .. ':q', uuid)
-  redis.call('ZADD', P .. ':i:' .. status, now, uuid)
   redis.call('HINCRBY', P .. ':count', status, 1)
-  if log then log[#log + 1] = {uuid, status, env_name(blob)} end
+  local name = env_name(blob)
+  local created = redis.call('ZSCORE', P .. ':x:n:' .. name, uuid) or now
+  redis.call('ZADD', P .. ':x:f:' .. status .. ':' .. name, created, uuid)
+  redis.call('HINCRBY', P .. ':tp', math.floor(tonumber(now) / 60000) * 60 .. ' ' .. status, 1)
+  local e = #EV
+  EV[e + 1] = uuid; EV[e + 2] = status; EV[e + 3] = name; EV[e + 4] = ''
   -- a producer blocked on add_task(timeout=...) is woken with the reason at once, as settle wakes it
   if awaited(blob) and redis.call('SISMEMBER', P .. ':wait', uuid) == 0 then
     local rk = P .. ':r:' .. uuid
@@ -519,17 +663,13 @@ local function final(uuid, blob, status, tb, now, ttl, log, deliveries)
   notify({uuid, r}, ttl)
 end
 
-local function flush_log(log)
-  if log and #log > 0 then redis.call('XADD', P .. ':log', '*', 'b', cmsgpack.pack(log)) end
-end
-
 local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl, deliveries)
   local stream = P .. ':s:' .. prio
   redis.call('XADD', P .. ':dlq', '*', 'u', uuid, 'd', blob, 'reason', reason, 'at', now, 'prio', prio)
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
   if uuid ~= '' then unown(uuid, true) end
-  if rec and uuid ~= '' then final(uuid, blob, 'error', 'dead-lettered: ' .. reason, now, ttl, nil, deliveries) end
+  if rec and uuid ~= '' then final(uuid, blob, 'error', 'dead-lettered: ' .. reason, now, ttl, deliveries) end
 end
 
 -- a function telling whether the group has delivered entry <id> of <stream> already
@@ -581,7 +721,7 @@ local function cancelled_on_reclaim(group, prio, id, fields, now, ttl)
   redis.call('XDEL', stream, id)
   redis.call('HDEL', P .. ':cx', uuid)
   unown(uuid, true)
-  if rec then final(uuid, blob, 'cancel', reason, now, ttl, nil) end
+  if rec then final(uuid, blob, 'cancel', reason, now, ttl) end
   return true
 end
 
@@ -606,7 +746,7 @@ local function get(group, uuid)
     local _, blob = split_delayed(m)
     return {'e', blob, 's', 'new'}, false
   end
-  local prio, id = string.match(where, '^(%S+) (%S+)$')
+  local prio, id, since = string.match(where, '^(%S+) (%S+) ?(%d*)')
   local entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1]
   if not entry then return false, false end
   local _, blob = fields_ud(entry[2])
@@ -616,9 +756,155 @@ local function get(group, uuid)
   if pending and not string.find(pending[2], ':last', 1, true) then
     local t = redis.call('TIME')
     local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(pending[3])
+    if since ~= '' then at = since end
     return {'e', blob, 's', 'process', 'wk', pending[2], 'u', tostring(at)}, false
   end
   return {'e', blob, 's', 'new'}, false
+end
+
+-- entries of <stream> waiting for the group (not delivered yet: XINFO GROUPS lag; acked entries the stream still
+-- holds are not counted), and those in flight (pending)
+local function stream_waiting(stream, group)
+  local len = redis.call('XLEN', stream)
+  if len == 0 then return 0, 0 end
+  local g = nil
+  local groups = redis.pcall('XINFO', 'GROUPS', stream)
+  if type(groups) == 'table' and not groups.err then
+    for _, raw in ipairs(groups) do
+      local f = {}
+      for j = 1, #raw, 2 do f[raw[j]] = raw[j + 1] end
+      if f['name'] == group then g = f end
+    end
+  end
+  if not g then return len, 0 end  -- no worker ever read it: everything waits
+  if type(g['lag']) == 'number' then return g['lag'], g['pending'] end
+  -- lag unknown (an entry deleted after the last delivered one, e.g. a cancel): what is left of
+  -- the stream once the delivered entries still in it (pending, or acked and not yet trimmed, a
+  -- few seconds' worth at most, see tidy) are taken off
+  local seen, cursor, last = 0, '-', g['last-delivered-id']
+  while true do
+    local chunk = redis.call('XRANGE', stream, cursor, last, 'COUNT', 1000)
+    seen = seen + #chunk
+    if #chunk < 1000 then break end
+    cursor = '(' .. chunk[#chunk][1]
+  end
+  return len - seen, g['pending']
+end
+
+-- ---------------------------------------------------------------- the query side: reads and trimming
+-- element <k> (1-based) of record <r> (a msgpack fixarray, see P:t) as a string; '' when absent or not a str
+-- (a small int is returned as its digits)
+local function rfield(r, k)
+  local pos = mp_skip(r, 2, k - 1)
+  local b = pos and string.byte(r, pos)
+  if not b then return '' end
+  local n, at
+  if b >= 0xa0 and b <= 0xbf then n, at = b - 0xa0, pos + 1
+  elseif b == 0xd9 then n, at = string.byte(r, pos + 1), pos + 2
+  elseif b == 0xda then
+    local h, l = string.byte(r, pos + 1, pos + 2)
+    n, at = h * 256 + l, pos + 3
+  elseif b == 0xdb then
+    local a, c, d, e = string.byte(r, pos + 1, pos + 4)
+    n, at = ((a * 256 + c) * 256 + d) * 256 + e, pos + 5
+  elseif b <= 0x7f then return tostring(b)
+  else return '' end
+  return string.sub(r, at, at + n - 1)
+end
+
+-- does consumer name <w> match filter <want>: the same name, or <want> is its bare worker id (<want>-<digits>)?
+local function worker_matches(w, want)
+  if want == '' or w == want then return true end
+  return string.sub(w, 1, #want + 1) == want .. '-' and string.match(string.sub(w, #want + 2), '^%d+$') ~= nil
+end
+
+local function ms_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- the state of an unfinished task: 'N', envelope (queued or delayed) | 'P', envelope, consumer, since ms
+-- (running) | nil (unknown: expired, deleted)
+local function live_state(group, uuid)
+  local where = redis.call('HGET', P .. ':q', uuid)
+  if not where then return nil end
+  if where == 'd' then
+    local m = redis.call('HGET', P .. ':dm', uuid)
+    if not m then return nil end
+    local _, blob = split_delayed(m)
+    return 'N', blob
+  end
+  local prio, id, since = string.match(where, '^(%S+) (%S+) ?(%d*)')
+  local entry = prio and redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1]
+  if not entry then return nil end
+  local _, blob = fields_ud(entry[2])
+  local pel = redis.pcall('XPENDING', P .. ':s:' .. prio, group, id, id, 1)
+  local pending = type(pel) == 'table' and not pel.err and pel[1]
+  if pending and not string.find(pending[2], ':last', 1, true) then
+    return 'P', blob, pending[2], since ~= '' and since or tostring(ms_now() - tonumber(pending[3]))
+  end
+  return 'N', blob
+end
+
+-- the running tasks (named <name>, '' = any) as {created, uuid, envelope, consumer, since ms}*: from the PEL,
+-- whose size the fleet's capacity bounds, rather than from a walk of every task
+local function running(group, nprios, name)
+  local out, now = {}, ms_now()
+  for prio = 0, nprios - 1 do
+    local stream = P .. ':s:' .. prio
+    local pel = redis.pcall('XPENDING', stream, group, '-', '+', 100000)
+    if type(pel) == 'table' and not pel.err then
+      for _, p in ipairs(pel) do
+        if not string.find(p[2], ':last', 1, true) then
+          local entry = redis.call('XRANGE', stream, p[1], p[1])[1]
+          local uuid, blob = '', ''
+          if entry then uuid, blob = fields_ud(entry[2]) end
+          local nm = uuid ~= '' and env_name(blob)
+          if nm and (name == '' or nm == name) then
+            local created = redis.call('ZSCORE', P .. ':x:n:' .. nm, uuid)
+            local since = string.match(redis.call('HGET', P .. ':q', uuid) or '', '^%S+ %S+ (%d+)')
+            if created then out[#out + 1] = {created, uuid, blob, p[2], since or tostring(now - tonumber(p[3]))} end
+          end
+        end
+      end
+    end
+  end
+  return out
+end
+
+-- the P:x zsets a filter on <name> ('' = any) and <status> ('' = any) reads
+local function xkeys(name, status)
+  local names = name ~= '' and {name} or redis.call('SMEMBERS', P .. ':x:names')
+  local keys = {}
+  for _, n in ipairs(names) do
+    keys[#keys + 1] = RARE[status] and (P .. ':x:f:' .. status .. ':' .. n) or (P .. ':x:n:' .. n)
+  end
+  return keys, names
+end
+
+-- drop up to <limit> entries of zset <key> created before <cutoff> (ms) whose record is gone (result_ttl, deleted)
+-- and that are not queued either. Returns how many went.
+local function trim_index(key, cutoff, limit)
+  local old = redis.call('ZRANGE', key, '-inf', cutoff, 'BYSCORE', 'LIMIT', 0, limit)
+  local gone = {}
+  for _, uuid in ipairs(old) do
+    if redis.call('EXISTS', record(uuid)) == 0 and redis.call('HEXISTS', P .. ':q', uuid) == 0 then
+      gone[#gone + 1] = uuid
+    end
+  end
+  if #gone > 0 then chunked('ZREM', key, gone, 1) end
+  return #gone
+end
+
+-- numeric bounds of ZRANGE BYSCORE arguments ('-inf', '(x', 'x', '+inf'): lo <= score, score < hi (or <=)
+local function bounds(cmin, cmax)
+  local lo = tonumber((string.gsub(cmin, '^%(', ''))) or -math.huge
+  local open = string.sub(cmax, 1, 1) == '('
+  local hi = tonumber((string.gsub(cmax, '^%(', ''))) or math.huge
+  return function(sc)
+    local x = tonumber(sc)
+    return x >= lo and (x < hi or (not open and x == hi))
+  end
 end
 
 if op == 'unique' then
@@ -642,7 +928,7 @@ elseif op == 'fetch' then
   local nheld = #ARGV - 11
   local due = promote(now)
   local cx = mode >= 1 and redis.call('EXISTS', P .. ':cx') == 1
-  local out = {}
+  local out, started = {}, {}  -- started: P:q entries with the time handed out
   local dead = {}  -- without rec: [body, reason, ...] of the entries dead-lettered here
   local left = count
   local function take(prio, id, fields, deliveries)
@@ -650,6 +936,12 @@ elseif op == 'fetch' then
     -- dead-letters the entry as malformed
     local uuid, blob = fields_ud(fields)
     if uuid == '' then blob = '' end
+    if rec and uuid ~= '' then
+      local e = #EV
+      EV[e + 1] = uuid; EV[e + 2] = 'process'; EV[e + 3] = env_name(blob); EV[e + 4] = worker
+      started[#started + 1] = uuid
+      started[#started + 1] = prio .. ' ' .. id .. ' ' .. now
+    end
     out[#out + 1] = prio
     out[#out + 1] = id
     out[#out + 1] = blob
@@ -731,6 +1023,8 @@ elseif op == 'fetch' then
       end
     end
   end
+  if #started > 0 then chunked('HSET', P .. ':q', started, 2) end
+  emit()
   return {out, again, due, dead}
 
 elseif op == 'dead' then
@@ -744,6 +1038,7 @@ elseif op == 'dead' then
     to_dlq(group, prio, id, uuid, ARGV[i + 2], blob, now, ttl, ARGV[i + 3])
     n = n + 1
   end
+  emit()
   return n
 
 elseif op == 'release' then
@@ -765,9 +1060,11 @@ elseif op == 'release' then
         local id = redis.call('XADD', stream, '*', unpack(f))
         n = n + 1
         -- nobody runs it now: its status is new again, at its new place in the stream
-        local uuid = fields_ud(f)
+        local uuid, blob = fields_ud(f)
         if rec and uuid ~= '' then
           redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
+          local e = #EV
+          EV[e + 1] = uuid; EV[e + 2] = 'new'; EV[e + 3] = env_name(blob); EV[e + 4] = ''
         end
       end
       redis.call('XACK', stream, group, old)
@@ -777,6 +1074,7 @@ elseif op == 'release' then
   end
   -- entries finished while these were pending may linger after them (see tidy): trim them now
   for stream in pairs(touched) do tidy(stream, group, {}, now) end
+  emit()
   return n
 
 elseif op == 'renew' then
@@ -820,17 +1118,196 @@ elseif op == 'watch' then
   return fields
 
 elseif op == 'trim' then
-  local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
-  for _, status in ipairs({'error', 'cancel'}) do
-    redis.call('ZREMRANGEBYSCORE', P .. ':i:' .. status, '-inf', cutoff)
+  local cutoff_ms = tonumber(ARGV[2]) - tonumber(ARGV[3])
+  local cutoff = string.format('%.0f', cutoff_ms)
+  local n = 0
+  for _, name in ipairs(redis.call('SMEMBERS', P .. ':x:names')) do
+    local key = P .. ':x:n:' .. name
+    n = n + trim_index(key, cutoff, 5000)
+    for status in pairs(FINAL) do n = n + trim_index(P .. ':x:f:' .. status .. ':' .. name, cutoff, 5000) end
+    if redis.call('ZCARD', key) == 0 then redis.call('SREM', P .. ':x:names', name) end
   end
-  redis.call('XTRIM', P .. ':log', 'MINID', cutoff)
-  return 1
+  -- throughput minutes older than result_ttl
+  local old = {}
+  for _, field in ipairs(redis.call('HKEYS', P .. ':tp')) do
+    local minute = tonumber(string.match(field, '^(%d+) '))
+    if not minute or minute * 1000 < cutoff_ms then old[#old + 1] = field end
+  end
+  if #old > 0 then chunked('HDEL', P .. ':tp', old, 1) end
+  trim_events()  -- events: keep the entries that hold the last EV_KEEP events (at least)
+  return n
+
+elseif op == 'list' then
+  local group, nprios, status, name = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+  local cmin, top, tie, cmax = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+  local limit, budget, worker, err = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13]
+  local fmin, fmax = tonumber(ARGV[14]), tonumber(ARGV[15])
+  local rows = {}
+  local function push(uuid, sc, kind, data, consumer, since)
+    local n = #rows
+    rows[n + 1] = uuid; rows[n + 2] = sc; rows[n + 3] = kind; rows[n + 4] = data
+    rows[n + 5] = consumer or ''; rows[n + 6] = since or ''
+  end
+  -- before the cursor: score below top, or equal to it with a smaller uuid (when tie is set)
+  local tops = tie ~= '' and tonumber(top)
+  local function after_cursor(sc, uuid)
+    if not tops then return true end
+    local x = tonumber(sc)
+    return x < tops or (x == tops and uuid < tie)
+  end
+  if status == 'process' then
+    if err ~= '' or fmin or fmax then return {rows, ''} end
+    local inrange = bounds(cmin, cmax)
+    local found = {}
+    for _, t in ipairs(running(group, nprios, name)) do
+      if inrange(t[1]) and after_cursor(t[1], t[2]) and worker_matches(t[4], worker) then found[#found + 1] = t end
+    end
+    table.sort(found, function(a, b)
+      local x, y = tonumber(a[1]), tonumber(b[1])
+      return x > y or (x == y and a[2] > b[2])
+    end)
+    for j = 1, math.min(limit, #found) do
+      local t = found[j]
+      push(t[2], t[1], 'P', t[3], t[4], t[5])
+    end
+    return {rows, ''}
+  end
+  -- newest first over the filter's zsets (one per task name), merged
+  local its = {}
+  for _, key in ipairs((xkeys(name, status))) do its[#its + 1] = {key = key, buf = {}, pos = 1, s = top, u = tie} end
+  local function head(it)
+    while it.pos > #it.buf do
+      if it.done then return nil end
+      local n, buf = 64, {}
+      while true do
+        local r = redis.call('ZRANGE', it.key, it.s, cmin, 'BYSCORE', 'REV', 'LIMIT', 0, n, 'WITHSCORES')
+        local s = it.u ~= '' and tonumber(it.s)
+        for j = 1, #r, 2 do
+          if not s or tonumber(r[j + 1]) < s or r[j] < it.u then
+            buf[#buf + 1] = r[j + 1]
+            buf[#buf + 1] = r[j]
+          end
+        end
+        if #r < 2 * n then it.done = true; break end
+        if #buf > 0 then break end
+        n = n * 4  -- a run of equal scores longer than the chunk
+      end
+      it.buf, it.pos = buf, 1
+      if #buf > 0 then it.s, it.u = buf[#buf - 1], buf[#buf] end
+    end
+    return it.buf[it.pos], it.buf[it.pos + 1]
+  end
+  local examined, ls, lm = 0, nil, nil
+  while #rows < limit * 6 do
+    local best, bs, bm = nil, nil, nil
+    for _, it in ipairs(its) do
+      local sc, m = head(it)
+      if sc and (not best or tonumber(sc) > tonumber(bs) or (tonumber(sc) == tonumber(bs) and m > bm)) then
+        best, bs, bm = it, sc, m
+      end
+    end
+    if not best then return {rows, ''} end
+    if examined >= budget then return {rows, {ls, lm}} end  -- go on after the last one examined
+    examined, ls, lm = examined + 1, bs, bm
+    best.pos = best.pos + 2
+    local r = redis.call('GET', record(bm))
+    if r then
+      local ok = status == '' or rfield(r, 2) == status
+      ok = ok and (worker == '' or worker_matches(rfield(r, 5), worker))
+      ok = ok and (err == '' or string.find(string.lower(rfield(r, 6)), err, 1, true) ~= nil)
+      if ok and (fmin or fmax) then
+        local f = tonumber(rfield(r, 3)) or 0
+        ok = (not fmin or f >= fmin) and (not fmax or f < fmax)
+      end
+      if ok then push(bm, bs, 'R', r) end
+    elseif not FINAL[status] and err == '' and not fmin and not fmax then
+      local kind, blob, consumer, since = live_state(group, bm)
+      if kind and (status == '' or (status == 'new') == (kind == 'N'))
+          and (worker == '' or (kind == 'P' and worker_matches(consumer, worker))) then
+        push(bm, bs, kind, blob, consumer, since)
+      end
+    end
+  end
+  return {rows, 'limit'}
+
+elseif op == 'count' then
+  local group, nprios, name, cmin, cmax = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+  local cutoff = string.format('%.0f', tonumber(ARGV[7]) - tonumber(ARGV[8]))
+  local keys, names = xkeys(name, '')
+  local all, counts = 0, {}
+  for j, key in ipairs(keys) do
+    trim_index(key, cutoff, 5000)
+    all = all + redis.call('ZCOUNT', key, cmin, cmax)
+    for status in pairs(RARE) do
+      local fkey = P .. ':x:f:' .. status .. ':' .. names[j]
+      trim_index(fkey, cutoff, 5000)
+      counts[status] = (counts[status] or 0) + redis.call('ZCOUNT', fkey, cmin, cmax)
+    end
+  end
+  local inrange = bounds(cmin, cmax)
+  local process = 0
+  for _, t in ipairs(running(group, nprios, name)) do
+    if inrange(t[1]) then process = process + 1 end
+  end
+  -- queued or running (P:q) among them: by walking whichever is smaller, the backlog or the window
+  local open = 0
+  local backlog = redis.call('HLEN', P .. ':q')
+  if backlog > 0 and backlog * #keys <= all then
+    local cursor = '0'
+    repeat
+      local res = redis.call('HSCAN', P .. ':q', cursor, 'COUNT', 1000)
+      cursor = res[1]
+      for j = 1, #res[2], 2 do
+        for _, key in ipairs(keys) do
+          local sc = redis.call('ZSCORE', key, res[2][j])
+          if sc then
+            if inrange(sc) then open = open + 1 end
+            break
+          end
+        end
+      end
+    until cursor == '0'
+  elseif backlog > 0 then
+    for _, key in ipairs(keys) do
+      for _, uuid in ipairs(redis.call('ZRANGE', key, cmin, cmax, 'BYSCORE')) do
+        open = open + redis.call('HEXISTS', P .. ':q', uuid)
+      end
+    end
+  end
+  local error_, cancel = counts.error or 0, counts.cancel or 0
+  return {math.max(0, open - process), process, math.max(0, all - open - error_ - cancel), error_, cancel}
+
+elseif op == 'depth' then
+  local group, nprios, now = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+  local waiting, consumers = {}, {}
+  for prio = 0, nprios - 1 do
+    local stream = P .. ':s:' .. prio
+    local w = stream_waiting(stream, group)
+    if w > 0 then waiting[prio] = w end
+    local pel = redis.pcall('XPENDING', stream, group)
+    if type(pel) == 'table' and not pel.err and type(pel[4]) == 'table' then
+      for _, c in ipairs(pel[4]) do consumers[c[1]] = (consumers[c[1]] or 0) + tonumber(c[2]) end
+    end
+  end
+  local delayed = redis.call('ZCARD', P .. ':d')
+  if delayed > 0 then  -- due delayed envelopes wait at their priority (the next fetch promotes them)
+    for _, uuid in ipairs(redis.call('ZRANGE', P .. ':d', '-inf', now, 'BYSCORE', 'LIMIT', 0, 10000)) do
+      local m = redis.call('HGET', P .. ':dm', uuid)
+      if m then
+        local prio = tonumber((split_delayed(m)))
+        waiting[prio] = (waiting[prio] or 0) + 1
+        delayed = delayed - 1
+      end
+    end
+  end
+  local wflat, cflat = {}, {}
+  for prio, n in pairs(waiting) do wflat[#wflat + 1] = prio; wflat[#wflat + 1] = n end
+  for c, n in pairs(consumers) do cflat[#cflat + 1] = c; cflat[#cflat + 1] = n end
+  return {wflat, cflat, delayed, redis.call('XLEN', P .. ':dlq')}
 
 elseif op == 'cancel' then
   local group, uuid, reason, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local nprios, channel = tonumber(ARGV[7]), ARGV[8]
-  local log = ARGV[9] == '1' and {} or nil
   if rec and redis.call('EXISTS', record(uuid)) == 1 then return {'finished'} end
   local m = redis.call('HGET', P .. ':dm', uuid)
   if m then  -- delayed: never reached a stream
@@ -838,14 +1315,14 @@ elseif op == 'cancel' then
     redis.call('HDEL', P .. ':dm', uuid)
     unown(uuid, true)
     local _, blob = split_delayed(m)
-    if rec then final(uuid, blob, 'cancel', reason, now, ttl, log) end
-    flush_log(log)
+    if rec then final(uuid, blob, 'cancel', reason, now, ttl) end
+    emit()
     return {'queued', blob}
   end
   local prio, id, entry
   if rec then
     local where = redis.call('HGET', P .. ':q', uuid)
-    if where then prio, id = string.match(where, '^(%S+) (%S+)$') end
+    if where then prio, id = string.match(where, '^(%S+) (%S+)') end
     if id then entry = redis.call('XRANGE', P .. ':s:' .. prio, id, id)[1] end
   else
     -- no P:q without our records: look through the streams (a foreign storage's cancel is rare)
@@ -875,8 +1352,8 @@ elseif op == 'cancel' then
   redis.call('XDEL', stream, id)
   unown(uuid, true)
   local _, blob = fields_ud(entry[2])
-  if rec then final(uuid, blob, 'cancel', reason, now, ttl, log) end
-  flush_log(log)
+  if rec then final(uuid, blob, 'cancel', reason, now, ttl) end
+  emit()
   return {'queued', blob}
 
 elseif op == 'requeue' then
@@ -899,11 +1376,15 @@ elseif op == 'requeue' then
     if rec and uuid ~= '' then
       redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
       redis.call('DEL', record(uuid))
-      redis.call('ZREM', P .. ':i:error', uuid)
+      local name = env_name(blob)
+      redis.call('ZREM', P .. ':x:f:error:' .. name, uuid)
+      local ev = #EV
+      EV[ev + 1] = uuid; EV[ev + 2] = 'new'; EV[ev + 3] = name; EV[ev + 4] = ''
     end
     redis.call('XDEL', P .. ':dlq', e[1])
     n = n + 1
   end
+  emit()
   return n
 
 elseif op == 'purgedead' then
@@ -922,7 +1403,6 @@ elseif op == 'purgedead' then
 
 elseif op == 'purge' then
   local group, now, ttl, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-  local log = ARGV[6] == '1' and {} or nil
   local prio, cursor = ARGV[7], ARGV[8]
   local out = {0, 0, cursor}
   if prio == 'd' then
@@ -931,7 +1411,7 @@ elseif op == 'purge' then
       local m = redis.call('HGET', P .. ':dm', uuid)
       local blob = m and select(2, split_delayed(m)) or ''
       unown(uuid, true)
-      if rec then final(uuid, blob, 'cancel', 'purged', now, ttl, log) else out[#out + 1] = blob end
+      if rec then final(uuid, blob, 'cancel', 'purged', now, ttl) else out[#out + 1] = blob end
     end
     chunked('ZREM', P .. ':d', uuids, 1)
     chunked('HDEL', P .. ':dm', uuids, 1)
@@ -959,7 +1439,7 @@ elseif op == 'purge' then
           if not rec then
             out[#out + 1] = blob
           elseif uuid ~= '' then
-            final(uuid, blob, 'cancel', 'purged', now, ttl, log)
+            final(uuid, blob, 'cancel', 'purged', now, ttl)
           end
         end
       end
@@ -968,7 +1448,7 @@ elseif op == 'purge' then
       out[1], out[2], out[3] = #gone, #chunk, chunk[#chunk][1]
     end
   end
-  flush_log(log)
+  emit()
   return out
 
 elseif op == 'acquire' then
@@ -991,38 +1471,8 @@ elseif op == 'stats' then
   local waiting, inflight = 0, 0
   for prio = 0, nprios - 1 do
     local stream = P .. ':s:' .. prio
-    local len = redis.call('XLEN', stream)
-    if len > 0 then
-      local g = nil
-      local groups = redis.pcall('XINFO', 'GROUPS', stream)
-      if type(groups) == 'table' and not groups.err then
-        for _, raw in ipairs(groups) do
-          local f = {}
-          for j = 1, #raw, 2 do f[raw[j]] = raw[j + 1] end
-          if f['name'] == group then g = f end
-        end
-      end
-      if not g then
-        waiting = waiting + len  -- no worker ever read it: everything waits
-      else
-        inflight = inflight + g['pending']
-        if type(g['lag']) == 'number' then
-          waiting = waiting + g['lag']
-        else
-          -- lag unknown (an entry deleted after the last delivered one, e.g. a cancel): what is left of
-          -- the stream once the delivered entries still in it (pending, or acked and not yet trimmed, a
-          -- few seconds' worth at most, see tidy) are taken off
-          local seen, cursor, last = 0, '-', g['last-delivered-id']
-          while true do
-            local chunk = redis.call('XRANGE', stream, cursor, last, 'COUNT', 1000)
-            seen = seen + #chunk
-            if #chunk < 1000 then break end
-            cursor = '(' .. chunk[#chunk][1]
-          end
-          waiting = waiting + len - seen
-        end
-      end
-    end
+    local w, f = stream_waiting(stream, group)
+    waiting, inflight = waiting + w, inflight + f
   end
   local delayed = redis.call('ZCARD', P .. ':d')
   local due = 0

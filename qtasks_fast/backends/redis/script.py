@@ -199,6 +199,18 @@ class Script:
         """``P:lg:<uuid>``: the log lines captured while the task ran."""
         return f"{queue_prefix(self.app, queue)}:lg:{uuid}"
 
+    def events_key(self, queue: str) -> str:
+        """``P:ev``: the query side's stream of status changes (see redis.lua)."""
+        return f"{queue_prefix(self.app, queue)}:ev"
+
+    def throughput_key(self, queue: str) -> str:
+        """``P:tp``: tasks finished per minute and status."""
+        return f"{queue_prefix(self.app, queue)}:tp"
+
+    def restarts_key(self, queue: str, uuid: str) -> str:
+        """``P:rs:<uuid>``: the uuids of tasks restarting ``uuid`` (app.restart)."""
+        return f"{queue_prefix(self.app, queue)}:rs:{uuid}"
+
     def dlq_key(self, queue: str) -> str:
         """``P:dlq``: the dead-letter stream."""
         return f"{queue_prefix(self.app, queue)}:dlq"
@@ -209,13 +221,15 @@ class Script:
 
     # -------------------------------------------------------------------------------- producer
     def enqueue(self, queue: str, rec: bool, now: str, nprios: int, packed: bytes, special: bytes = b"",
-                claimed: str = "1", unique_ttl: int = 0, owners: bytes | str = "") -> Call[dict[str, str]]:
+                claimed: str = "1", unique_ttl: int = 0, owners: bytes | str = "",
+                index: bytes | str = "") -> Call[dict[str, str]]:
         """Op ``enqueue`` (XADD to ``P:s:<prio>``; delayed ones to ``P:d``/``P:dm``, unique keys ``P:u:<key>``,
-        ``P:uo``; with ``rec`` also ``P:q``): ``{skipped uuid: holder uuid}`` of unique envelopes whose key
-        was held. ``packed``/``special``: see ``backends.redis.pack.enqueue_args``. A direct connection: its
-        round trip sets the latency of ``add_task(..., timeout=)``."""
-        args: tuple[Any, ...] = (now, nprios, packed, special, claimed, unique_ttl, owners) if special else \
-            (now, nprios, packed)
+        ``P:uo``; with ``rec`` also ``P:q`` and the query side: ``P:x:n:<name>``, ``P:x:names``, ``P:ev``):
+        ``{skipped uuid: holder uuid}`` of unique envelopes whose key was held. ``packed``/``special``/``index``:
+        see ``backends.redis.pack.enqueue_args`` (``index`` ``"0"``: no query side, ``index_results=False``).
+        A direct connection: its round trip sets the latency of ``add_task(..., timeout=)``."""
+        args: tuple[Any, ...] = (now, nprios, packed, special, claimed, unique_ttl, owners, index) \
+            if special or index else (now, nprios, packed)
         return self._call(queue, "enqueue", rec, args, "direct", _pairs)
 
     def unique(self, queue: str, unique_ttl: int, claims: Sequence[Any]) -> Call[dict[str, str]]:
@@ -233,12 +247,19 @@ class Script:
         return self._call(queue, "fetch", rec, (self.app, consumer, worker, count, now, mode, lease_ms,
                                                 max_deliveries, nprios, ttl_ms, *held), "hot", _fetched)
 
+    def started(self, queue: str, count: int, events: bytes, starts: Sequence[str]) -> Call[Any]:
+        """Op ``started``: what op fetch records of the tasks it hands out (a ``P:ev`` entry of ``count``
+        ``process`` events, packed by the broker; start times ``[uuid, '<prio> <id> <ms>']*`` in ``P:q``), for
+        the broker's plain XREADGROUP fetches."""
+        return self._call(queue, "started", True, (count, events, *starts), "hot")
+
     def settle(self, queue: str, rec: bool, now: str, ttl_ms: int, packed: bytes, index: bytes, replies: bytes,
-               released: bytes = b"") -> Call[Any]:
-        """Op ``settle`` (SET ``P:t:<uuid>``, XACK, ``P:q``, ``P:log``/``P:i:*``/``P:count``, ``P:r:*`` of awaited
-        tasks, ``P:uo``): see :meth:`early_replies` for the replies sent before it."""
-        return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, replies,
-                                                 *((released,) if released else ())), "hot")
+               released: bytes = b"", starts: bytes = b"") -> Call[Any]:
+        """Op ``settle`` (SET ``P:t:<uuid>``, XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``,
+        ``P:r:*`` of awaited tasks, ``P:uo``): see :meth:`early_replies` for the replies sent before it, and
+        ``index.PendingStarts.carry`` for the ``process`` events and ``starts`` it carries."""
+        extra: tuple[Any, ...] = (released, starts) if starts else (released,) if released else ()
+        return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, replies, *extra), "hot")
 
     def early_replies(self, queue: str, ttl_ms: int, early: Sequence[Any]) -> Call[Any]:
         """``SET P:t:<uuid>``, ``RPUSH``/``PEXPIRE P:r:<uuid>`` of ``early`` = ``[uuid, record]*`` (tasks a producer
@@ -265,7 +286,8 @@ class Script:
         return self._call(queue, "dead", rec, (self.app, now, ttl_ms, *entries))
 
     def trim(self, queue: str, now: int, ttl_ms: int) -> Call[Any]:
-        """Op ``trim``: index entries (``P:i:*``, ``P:log``) older than ``ttl_ms`` go."""
+        """Op ``trim``: ``P:x`` entries of records gone, ``P:tp`` minutes older than ``ttl_ms``, ``P:ev`` events
+        beyond the last 10,000 go."""
         return self._call(queue, "trim", True, (now, ttl_ms))
 
     # ----------------------------------------------------------------------------------- reads
@@ -281,6 +303,24 @@ class Script:
     def stats(self, queue: str, nprios: int, now: int) -> Call[tuple[int, int, int, int]]:
         """Op ``stats``: ``(waiting, in_flight, delayed, dead)`` of the queue, read-only."""
         return self._call(queue, "stats", False, (self.app, nprios, now), parse=_stats)
+
+    def page(self, queue: str, nprios: int, status: str, name: str, cmin: str, top: str, tie: str, cmax: str,
+             limit: int, budget: int, worker: str, err: str, fmin: str, fmax: str) -> Call[list[Any]]:
+        """Op ``list``: the query side's filtered page of one queue, newest first (see redis.lua for the
+        arguments): ``[rows (uuid, score, kind, data, consumer, since)*, more]``."""
+        return self._call(queue, "list", True, (self.app, nprios, status, name, cmin, top, tie, cmax, limit, budget,
+                                                worker, err, fmin, fmax))
+
+    def counts(self, queue: str, nprios: int, name: str, cmin: str, cmax: str, now: int,
+              ttl_ms: int) -> Call[list[int]]:
+        """Op ``count``: ``[new, process, success, error, cancel]`` of one queue for a task name (``""``: all)
+        and ZRANGE BYSCORE created bounds."""
+        return self._call(queue, "count", True, (self.app, nprios, name, cmin, cmax, now, ttl_ms),
+                          parse=lambda res: [int(n) for n in res])
+
+    def depth(self, queue: str, nprios: int, now: int) -> Call[list[Any]]:
+        """Op ``depth``: ``[waiting [prio, n]*, in flight [consumer, n]*, delayed, dead]`` of the queue."""
+        return self._call(queue, "depth", False, (self.app, nprios, now))
 
     # --------------------------------------------------------------------------------- control
     def cancel(self, queue: str, rec: bool, uuid: str, reason: str, now: str, ttl_ms: int, nprios: int,

@@ -18,74 +18,33 @@ import redis
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.backends.redis.broker import RedisConnection
 from qtasks_fast.backends.redis.errors import at_boundary, outage
+from qtasks_fast.backends.redis.query import RedisQueries
+from qtasks_fast.backends.redis.records import encode_record, parse_record, parse_record_blob, parse_reply, record_parts
 from qtasks_fast.backends.redis.script import Call, Script, queue_prefix
-from qtasks_fast.schemas import Envelope, Task, task_from_envelope
+from qtasks_fast.schemas import Envelope, Task
 from qtasks_fast.steps import Steps, run, run_sync
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
 
-_env_decode = msgspec.msgpack.Decoder(Envelope).decode
-
-
-_record_decode = msgspec.msgpack.Decoder(tuple[bytes, str, str, bytes, str, str, str, int]).decode
-#: records written before the delivery count (and cancels, whose count is not known): 7 elements
-_record7_decode = msgspec.msgpack.Decoder(tuple[bytes, str, str, bytes, str, str, str]).decode
-
-
-def encode_record(envelope: bytes, status: str, updated_ms: int, returning: bytes = b"", worker: str = "",
-                  traceback: str = "", retry_child: str = "", deliveries: int = 1) -> bytes:
-    """A record as stored at P:t (see redis.lua); the worker's core builds the same array on the hot path."""
-    return msgspec.msgpack.encode((envelope, status, str(updated_ms), returning, worker, traceback, retry_child,
-                                   deliveries))
-
-
-def parse_record_blob(blob: bytes, queue: str) -> Task | None:
-    """A stored record (P:t); None when the bytes are not one (e.g. a bare status on a reply list)."""
-    try:
-        try:
-            e, status, updated, ret, worker, tb, child, deliveries = _record_decode(blob)
-        except msgspec.ValidationError:
-            e, status, updated, ret, worker, tb, child = _record7_decode(blob)
-            deliveries = 1
-        env = _env_decode(e)
-    except Exception:  # noqa: BLE001 - also a body nested too deeply to decode (RecursionError)
-        return None
-    return task_from_envelope(env, status, updated=int(updated or 0) / 1000, returning=ret, traceback=tb,
-                              retry_child=child, worker_id=worker, queue=queue, deliveries=deliveries)
-
-
-def parse_record(fields: dict[bytes, bytes], queue: str) -> Task | None:
-    """A ``Task`` from what the Lua ops get/watch return: ``{R: record}``, or the fields of a live task."""
-    if not fields:
-        return None
-    if b"R" in fields:
-        return parse_record_blob(fields[b"R"], queue)
-    if b"e" not in fields:
-        return None
-    env = _env_decode(fields[b"e"])
-    worker = fields[b"wk"].decode() if b"wk" in fields else ""
-    return task_from_envelope(env, fields.get(b"s", b"new").decode(), updated=int(fields.get(b"u", b"0")) / 1000,
-                              worker_id=worker, queue=queue)
-
-
-def parse_reply(payload: bytes, queue: str) -> Task | None:
-    """The record pushed on a reply list; None for anything else."""
-    return parse_record_blob(payload, queue)
+__all__ = ["RedisStorage", "encode_record", "parse_record", "parse_record_blob", "parse_reply", "record_parts"]
 
 
 @at_boundary
-class RedisStorage(Storage):
+class RedisStorage(RedisQueries, Storage):
     """Records next to the streams; pass the broker's ``conn`` to fuse writes into its round trips."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, app_name: str = "QueueTasks",
-                 connection: RedisConnection | None = None, result_ttl: float = 86400.0) -> None:
+                 connection: RedisConnection | None = None, result_ttl: float = 86400.0,
+                 priority_levels: int = 10) -> None:
         self.url = url
         self.conn = connection or RedisConnection(url)
         self.script = Script(self.conn, app_name)
         self.app_name = app_name
         self.result_ttl = result_ttl
+        #: the broker's priority levels: which streams the query side reads running tasks from
+        self.priority_levels = priority_levels
         if self.conn.storage is None:  # the broker's producer-side control ops keep these records in step
             self.conn.storage = self
 
@@ -199,8 +158,8 @@ class RedisStorage(Storage):
 
     async def delete_finished(self, queues: Sequence[str]) -> int:
         """SCAN each queue's ``P:t:*`` (a record exists there only once its task is final) and delete those
-        records with their logs and status-index entries. Start-up only (``delete_finished_tasks``): a SCAN
-        walks the whole keyspace, which is why no hot path ever does this."""
+        records with their logs and query-side index entries (P:x). Start-up only (``delete_finished_tasks``):
+        a SCAN walks the whole keyspace, which is why no hot path ever does this."""
         gone = 0
         for queue in queues:
             prefix = queue_prefix(self.app_name, queue)
@@ -208,10 +167,13 @@ class RedisStorage(Storage):
             with self._reachable():
                 async for key in self.conn.aio.scan_iter(match=pattern, count=1000):
                     uuid = key.decode().rsplit(":", 1)[1]
+                    blob: Any = await self.conn.aio.get(key)
+                    task = parse_record_blob(blob, queue) if blob else None
                     pipe = self.conn.aio.pipeline(transaction=False)
                     pipe.delete(key, self._logs_key(queue, uuid))
-                    for status in ("error", "cancel"):
-                        pipe.zrem(f"{prefix}:i:{status}", uuid)
+                    if task is not None:
+                        pipe.zrem(f"{prefix}:x:n:{task.task_name}", uuid)
+                        pipe.zrem(f"{prefix}:x:f:{task.status}:{task.task_name}", uuid)
                     gone += 1 if (await pipe.execute())[0] else 0
         return gone
 

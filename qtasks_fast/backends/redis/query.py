@@ -1,0 +1,351 @@
+"""The query side on Redis (:class:`~qtasks_fast.abc.query.TaskQueries` for ``RedisStorage``).
+
+Everything it reads is written by the broker's Lua inside the round trips it makes anyway (see redis.lua's
+header: P:x zsets, P:ev, P:tp), so lists cost the hot path no command of its own. Reads go through the Lua
+ops ``list``/``count`` (one round trip per page and queue, bounded work per call: a filter the indexes do
+not narrow walks candidates ``BUDGET`` at a time) or read P:ev / P:tp directly. Nothing here SCANs.
+
+Counts are exact. With only task name, queue and created-time bounds they are ZCOUNTs; a worker, error-text
+or finished-time filter counts by walking the matches (cost grows with how many there are).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qtasks_fast.abc.query import (
+    EventPage,
+    TaskDetail,
+    TaskEvent,
+    TaskFilter,
+    TaskPage,
+    TaskQueries,
+    TaskSummary,
+    ThroughputPoint,
+)
+from qtasks_fast.backends.redis.records import env_decode, record_parts
+from qtasks_fast.schemas.envelope import META_RESTART_OF
+
+if TYPE_CHECKING:
+    from qtasks_fast.backends.redis.broker import RedisConnection
+    from qtasks_fast.backends.redis.script import Script
+    from qtasks_fast.schemas import Task
+
+STATUSES = ("new", "process", "success", "error", "cancel")
+FINAL = ("success", "error", "cancel")
+#: candidates one Lua 'list' call examines at most: bounds how long a filter no index narrows holds Redis
+BUDGET = 20000
+#: retry chain steps followed each way at most (a chain is as long as its task's retries)
+CHAIN_MAX = 100
+
+_events = msgspec.msgpack.Decoder(list[str])
+
+
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def _error_line(traceback: str) -> str | None:
+    lines = [ln for ln in traceback.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else None
+
+
+def _bad_cursor(cursor: str) -> ValueError:
+    return ValueError(f"cursor {cursor[:40]!r} is not one this backend returned: pass back a TaskPage.cursor or an "
+                      "event id unchanged")
+
+
+def _ms(t: float) -> int:
+    """Wall time in integer ms: the P:x scores (created_at rounded as the enqueue wrote it)."""
+    return int(round(t * 1000))
+
+
+def _created_bounds(f: TaskFilter) -> tuple[str, str]:
+    """ZRANGE BYSCORE bounds of ``[created_after, created_before)``."""
+    return ("-inf" if f.created_after is None else str(_ms(f.created_after)),
+            "+inf" if f.created_before is None else f"({_ms(f.created_before)}")
+
+
+def encode_cursor(score: str, uuid: str) -> str:
+    """A page cursor: the created ms and uuid of the last row returned."""
+    return f"{score}:{uuid}"
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    score, _, uuid = cursor.partition(":")
+    if not score.isdigit() or len(uuid) != 36:
+        raise _bad_cursor(cursor)
+    return score, uuid
+
+
+#: an event's place in the feed: P:ev entry id (ms, µs), queue, index in the entry
+EventPos = tuple[int, int, str, int]
+
+
+def _event_id(at: EventPos) -> str:
+    return f"{at[0]}-{at[1]}.{at[3]}.{at[2]}"
+
+
+def _parse_event_id(text: str) -> EventPos:
+    sid, _, rest = text.partition(".")
+    k, _, queue = rest.partition(".")
+    try:
+        ms, seq = _stream_id(sid)
+        return (ms, seq, queue, int(k))
+    except ValueError:
+        raise _bad_cursor(text) from None
+
+
+def _stream_id(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq)
+
+
+class RedisQueries(TaskQueries):
+    """Mixed into ``RedisStorage``; reads what ``RedisBroker``'s Lua writes (nothing without a fused broker)."""
+
+    conn: RedisConnection
+    script: Script
+    app_name: str
+    result_ttl: float
+    priority_levels: int
+
+    if TYPE_CHECKING:
+        def _reachable(self) -> contextlib.AbstractContextManager[None]: ...
+        async def get(self, uuid: str, queues: Sequence[str]) -> Task | None: ...
+        async def get_logs(self, uuid: str, queue: str) -> list[str]: ...
+
+    # ------------------------------------------------------------------ lists
+    async def list_tasks(self, queues: Sequence[str], filter: TaskFilter, limit: int = 50,
+                         cursor: str | None = None) -> TaskPage:
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit={limit}: ask for 1 to 1000 tasks per page")
+        if filter.status is not None and filter.status not in STATUSES:
+            raise ValueError(f"status {filter.status!r} is not one of {', '.join(STATUSES)}")
+        after = decode_cursor(cursor) if cursor else None
+        rows: list[tuple[float, str, TaskSummary]] = []
+        for queue in self._queues(queues, filter):
+            rows += await self._list_queue(queue, filter, limit + 1, after)
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        page = [r[2] for r in rows[:limit]]
+        more = len(rows) > limit
+        last = rows[limit - 1] if more else None
+        return TaskPage(tasks=page, cursor=encode_cursor(str(int(last[0])), last[1]) if last else None)
+
+    @staticmethod
+    def _queues(queues: Sequence[str], filter: TaskFilter) -> list[str]:
+        return [q for q in queues if filter.queue is None or q == filter.queue]
+
+    async def _list_queue(self, queue: str, f: TaskFilter, want: int,
+                          after: tuple[str, str] | None) -> list[tuple[float, str, TaskSummary]]:
+        """Up to ``want`` matches of one queue strictly after ``after``, newest first (bounded Lua calls)."""
+        cmin, cmax = _created_bounds(f)
+        top, tie = cmax, ""
+        if after is not None and (f.created_before is None or int(after[0]) < _ms(f.created_before)):
+            top, tie = after
+        fmin = "" if f.finished_after is None else repr(f.finished_after * 1000)
+        fmax = "" if f.finished_before is None else repr(f.finished_before * 1000)
+        out: list[tuple[float, str, TaskSummary]] = []
+        while len(out) < want:
+            with self._reachable():
+                rows, more = await self.script.page(queue, self.priority_levels, f.status or "", f.task_name or "",
+                                                    cmin, top, tie, cmax, want - len(out), BUDGET, f.worker_id or "",
+                                                    (f.error_contains or "").lower(), fmin, fmax)
+            for j in range(0, len(rows), 6):
+                summary = self._summary(queue, rows[j:j + 6])
+                if summary is not None:
+                    out.append((float(rows[j + 1]), summary.uuid, summary))
+            if not isinstance(more, list):  # '' = nothing older matches; 'limit' = as many as asked
+                break
+            top, tie = _s(more[0]), _s(more[1])  # the budget ran out: go on after the last one examined
+        return out
+
+    @staticmethod
+    def _summary(queue: str, row: list[Any]) -> TaskSummary | None:
+        uuid, score, kind, data, consumer, since = row
+        try:
+            if kind == b"R":
+                e, status, updated, _, worker, tb, child, deliveries, started = record_parts(data)
+                env = env_decode(e)
+                return TaskSummary(
+                    uuid=env.uuid, task_name=env.task_name, queue=queue, status=status, priority=env.priority,
+                    created_at=env.created_at, started_at=started / 1000 if started else None,
+                    finished_at=int(updated or 0) / 1000 if status in FINAL else None, worker_id=worker or None,
+                    error=_error_line(tb) if status == "error" else None, deliveries=deliveries,
+                    retry_parent_uuid=env.retry_parent_uuid, retry_child_uuid=child or None,
+                    restart_of=env.meta.get(META_RESTART_OF) if env.meta else None)
+            env = env_decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None  # not one of ours (another producer's entry): a list skips it
+        running = kind == b"P"
+        return TaskSummary(uuid=env.uuid, task_name=env.task_name, queue=queue,
+                           status="process" if running else "new", priority=env.priority, created_at=env.created_at,
+                           started_at=int(since) / 1000 if running and since else None,
+                           worker_id=_s(consumer) if running else None, retry_parent_uuid=env.retry_parent_uuid,
+                           restart_of=env.meta.get(META_RESTART_OF) if env.meta else None)
+
+    async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        if filter.worker_id or filter.error_contains or filter.finished_after is not None \
+                or filter.finished_before is not None:
+            for status in STATUSES:  # not indexed: walk the matches (exact)
+                cursor: str | None = None
+                while True:
+                    page = await self.list_tasks(queues, msgspec.structs.replace(filter, status=status), 1000, cursor)
+                    counts[status] += len(page.tasks)
+                    if page.cursor is None:
+                        break
+                    cursor = page.cursor
+            return counts
+        cmin, cmax = _created_bounds(filter)
+        now = int(time.time() * 1000)
+        for queue in self._queues(queues, filter):
+            with self._reachable():
+                got = await self.script.counts(queue, self.priority_levels, filter.task_name or "", cmin, cmax,
+                                               now, int(self.result_ttl * 1000))
+            for status, n in zip(STATUSES, got, strict=True):
+                counts[status] += n
+        return counts
+
+    # ----------------------------------------------------------------- detail
+    async def task_detail(self, uuid: str, queues: Sequence[str]) -> TaskDetail | None:
+        found = await self._find(uuid, queues)
+        if found is None:
+            return None
+        task, queue = found
+        started = finished = None
+        with self._reachable():
+            blob: Any = await self.conn.aio.get(self.script.record_key(queue, uuid))
+            restarts: Any = await self.conn.aio.smembers(self.script.restarts_key(queue, uuid))
+        if blob is not None:
+            _, status, updated, *_, started_ms = record_parts(blob)
+            started = started_ms / 1000 if started_ms else None
+            finished = int(updated or 0) / 1000 if status in FINAL else None
+        return TaskDetail(task=task, started_at=started, finished_at=finished,
+                          retry_chain=await self._chain(task, queue),
+                          restarts=await self._restarts(sorted(_s(u) for u in restarts), queue),
+                          logs=await self.get_logs(uuid, queue))
+
+    async def _find(self, uuid: str, queues: Sequence[str]) -> tuple[Task, str] | None:
+        for queue in queues:
+            task = await self.get(uuid, [queue])
+            if task is not None:
+                return task, queue
+        return None
+
+    async def _chain(self, task: Task, queue: str) -> list[str]:
+        """Every attempt of ``task``'s call, first first: parents back, children forward (those still kept)."""
+        back: list[str] = []
+        t: Task | None = task
+        while t is not None and t.retry_parent_uuid is not None and len(back) < CHAIN_MAX:
+            back.append(str(t.retry_parent_uuid))
+            t = await self.get(str(t.retry_parent_uuid), [queue])
+        chain = [*reversed(back), str(task.uuid)]
+        t = task
+        while t is not None and t.retry_child_uuid is not None and len(chain) < 2 * CHAIN_MAX:
+            chain.append(str(t.retry_child_uuid))
+            t = await self.get(str(t.retry_child_uuid), [queue])
+        return chain
+
+    async def _restarts(self, uuids: list[str], queue: str) -> list[str]:
+        """``uuids`` (from P:rs) oldest first, those still kept."""
+        dated = []
+        for u in uuids:
+            t = await self.get(u, [queue])
+            if t is not None:
+                dated.append((t.created_at, u))
+        return [u for _, u in sorted(dated)]
+
+    # ----------------------------------------------------------------- events
+    # Event ids are global: "<P:ev entry id>.<index in the entry>.<queue>", ordered by (entry id, queue,
+    # index) across every queue; entry ids are the server's time in µs when written (redis.lua, xadd_event).
+    # A read returns only entries older than the server's TIME taken as it begins: whatever was written
+    # before the call is in, and an entry written later, in any queue, has a larger id than everything
+    # returned, so resuming from any id is exact for any set of queues.
+    async def events(self, queues: Sequence[str], after: str | None, limit: int = 100,
+                     block: float = 0.0) -> EventPage:
+        if not 1 <= limit <= 10000:
+            raise ValueError(f"limit={limit}: ask for 1 to 10000 events")
+        pos = await self._start(after)
+        deadline = time.monotonic() + block
+        while True:
+            events = await self._read_events(queues, pos, limit)
+            if events:
+                return EventPage(events=events, cursor=events[-1].id)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                # none came: a concrete resume point for '$' / None (an id passed stays as it was)
+                return EventPage(events=[], cursor=after if after not in (None, "$") else _event_id(pos))
+            await self._wait_events(queues, pos, left)
+
+    async def _server_time(self) -> tuple[int, int]:
+        """The server's clock as a P:ev entry id: (ms, µs within the ms)."""
+        with self._reachable():
+            sec, usec = await self.conn.aio.time()
+        return int(sec) * 1000 + int(usec) // 1000, int(usec) % 1000
+
+    async def _start(self, after: str | None) -> EventPos:
+        if after is None:
+            return (0, 0, "", -1)
+        if after != "$":
+            return _parse_event_id(after)
+        ms, us = await self._server_time()  # '$': after everything written so far
+        return (ms, us, "", -1)
+
+    async def _read_events(self, queues: Sequence[str], pos: EventPos, limit: int) -> list[TaskEvent]:
+        """Up to ``limit`` events after ``pos`` over ``queues``, oldest first, of milliseconds already past."""
+        before = await self._server_time()
+        found: list[tuple[EventPos, list[str]]] = []
+        for q in sorted(set(queues)):
+            start = f"{pos[0]}-{pos[1]}"
+            got = 0
+            while got < limit:
+                with self._reachable():
+                    entries: Any = await self.conn.aio.xrange(self.script.events_key(q), min=start,
+                                                              count=100)
+                for eid, fields in entries:
+                    ms, seq = _stream_id(_s(eid))
+                    if (ms, seq) >= before:
+                        got = limit  # written since this read began: comes next time
+                        break
+                    items = _events.decode(fields[b"b"])
+                    for j in range(len(items) // 4):
+                        at = (ms, seq, q, j)
+                        if at > pos:
+                            found.append((at, items[4 * j:4 * j + 4]))
+                            got += 1
+                if len(entries) < 100:
+                    break
+                start = "(" + _s(entries[-1][0])
+        found.sort(key=lambda f: f[0])
+        return [TaskEvent(id=_event_id(at), uuid=uuid, task_name=name, queue=at[2], status=status,
+                          at=at[0] / 1000, worker_id=worker or None)
+                for at, (uuid, status, name, worker) in found[:limit]]
+
+    async def _wait_events(self, queues: Sequence[str], pos: EventPos, left: float) -> None:
+        """Block until some P:ev of ``queues`` gets an entry after ``pos`` (or ``left`` seconds pass)."""
+        step = min(left, self.conn.wait_slice or left)
+        streams = {self.script.events_key(q): f"{pos[0]}-{pos[1]}" for q in queues}
+        with self._reachable():
+            await self.conn.aio.xread(streams, count=1, block=max(1, int(step * 1000)))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------- throughput
+    async def throughput(self, queues: Sequence[str], minutes: int = 15) -> list[ThroughputPoint]:
+        if not 1 <= minutes <= 1440:
+            raise ValueError(f"minutes={minutes}: ask for 1 to 1440 minutes")
+        last = math.floor(time.time() / 60) * 60
+        window = [last - 60 * i for i in reversed(range(minutes))]
+        fields = [f"{m} {s}" for m in window for s in FINAL]
+        totals = [0] * len(fields)
+        for q in queues:
+            with self._reachable():
+                got: Any = await self.conn.aio.hmget(self.script.throughput_key(q), fields)
+            totals = [t + int(v or 0) for t, v in zip(totals, got, strict=True)]
+        return [ThroughputPoint(minute=m, success=totals[3 * i], error=totals[3 * i + 1], cancel=totals[3 * i + 2])
+                for i, m in enumerate(window)]

@@ -1,0 +1,201 @@
+"""query: the query side at scale. 1,000,000 finished records in a private Redis, then filtered pages.
+
+Why a private redis-server (started here on a free port, no persistence, whatever ``--redis-url`` says):
+the records take hundreds of MB and the load saturates Redis for a while; the shared server of other users
+must not carry either. The records go through the real path, in chunks: ``RedisBroker.enqueue``, a fetch
+(``fetch`` + ``decode_batch`` as a worker does) and ``settle`` with each task's outcome, so every index
+(P:x zsets, P:ev, P:tp) is exactly what production writes. Realistic mix: 8 task names, ~90% success, ~8%
+error (with a traceback), ~2% cancel; created_at spread over the last 20 hours (within result_ttl).
+
+Then, per case, ``--query-samples`` calls (random name, status and a 2-hour created window; after 5 untimed
+warm-up calls) are timed end to end from the client (``list_tasks`` limit 50, its page 2 by cursor,
+``count_tasks``; also a name-only and an unfiltered first page): p50/p99 against the 50 ms target. Redis
+memory (INFO used_memory, the P:x indexes' and P:ev's MEMORY USAGE, after the trim a running worker makes) is
+reported per record. ``--quick`` stores 20,000 records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from qtasks_fast import _corelib as core
+from qtasks_fast.abc.query import TaskFilter
+from qtasks_fast.backends import make_backend
+from qtasks_fast.benchmarks.common import Ctx, PrivateRedis
+from qtasks_fast.config import GlobalConfig
+from qtasks_fast.schemas import Envelope
+
+NAMES = [f"reports.task_{i}" for i in range(8)]
+TARGET_MS = 50.0
+SPREAD = 20 * 3600.0
+CHUNK = 1000
+TRACEBACK = "Traceback (most recent call last):\n  File \"job.py\", line 12, in run\nValueError: bad input {}"
+HANDLERS = {name: object() for name in NAMES}
+
+
+def outcome(d: core.Delivery, rnd: random.Random) -> tuple[Any, ...]:
+    x = rnd.random()
+    if x < 0.90:
+        return (d, "success", core.encode({"rows": rnd.randrange(1000)}), "", "")
+    if x < 0.98:
+        return (d, "error", core.encode(None), TRACEBACK.format(rnd.randrange(100)), "")
+    return (d, "cancel", core.encode(None), "cancelled by the operator", "")
+
+
+async def load(ctx: Ctx, url: str, app: str, records: int, rnd: random.Random) -> float:
+    """Store ``records`` finished tasks through enqueue, fetch and settle; returns the records per second."""
+    broker, storage = make_backend(url, app, GlobalConfig())
+    consumer = copy.copy(broker)  # a worker process's broker: the app's, started under a consumer name
+    await consumer.start("bench-0", "bench-0", ["default"], storage)
+    now = time.time()
+    t0 = time.monotonic()
+    done = 0
+    try:
+        while done < records:
+            n = min(CHUNK, records - done)
+            envs = [Envelope(uuid=core.new_uuid()[1], task_name=rnd.choice(NAMES), args=[rnd.randrange(10**6)],
+                             created_at=now - rnd.random() * SPREAD) for _ in range(n)]
+            await broker.enqueue(envs, storage)
+            got = 0
+            while got < n:
+                ready: list[core.Delivery] = []
+                bad: list[Any] = []
+                for queue, flat in await consumer.fetch(n - got, 0.0):
+                    core.decode_batch(queue, flat, HANDLERS, 1 << 20, ready, bad)
+                if bad:
+                    raise RuntimeError(f"query bench: {len(bad)} fetched messages did not decode: {bad[0][1]}")
+                await consumer.settle([outcome(d, rnd) for d in ready], storage, [])
+                got += len(ready)
+            done += n
+            ctx.step(f"query: stored {done:,}/{records:,} records")
+        return records / (time.monotonic() - t0)
+    finally:
+        await consumer.close()
+        await storage.close()
+
+
+async def timed(samples: int, call: Callable[[], Awaitable[Any]]) -> dict[str, float]:
+    for _ in range(5):  # warm-up, not timed: connections, the script cache, first allocations
+        await call()
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return {"p50": round(statistics.median(times), 2),
+            "p99": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2),
+            "max": round(times[-1], 2)}
+
+
+async def measure(ctx: Ctx, url: str, app: str, samples: int, rnd: random.Random) -> list[dict[str, Any]]:
+    _, storage = make_backend(url, app, GlobalConfig())
+    q: Any = storage
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    sizes: list[int] = []
+
+    def window() -> TaskFilter:
+        start = now - rnd.random() * (SPREAD - 7200)
+        return TaskFilter(task_name=rnd.choice(NAMES), status=rnd.choice(["success", "error"]),
+                          created_after=start - 7200, created_before=start)
+
+    async def page1() -> None:
+        sizes.append(len((await q.list_tasks(["default"], window(), 50)).tasks))
+
+    async def page2() -> None:
+        f = window()
+        first = await q.list_tasks(["default"], f, 50)
+        if first.cursor:
+            await q.list_tasks(["default"], f, 50, first.cursor)
+
+    cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("page: name + status + 2 h created window", page1),
+        ("page 1 and page 2 (cursor), same filter", page2),
+        ("count per status: name + 2 h window", lambda: q.count_tasks(["default"], TaskFilter(
+            task_name=rnd.choice(NAMES), created_after=now - 7200 - rnd.random() * 3600, created_before=now))),
+        ("page: name only", lambda: q.list_tasks(["default"], TaskFilter(task_name=rnd.choice(NAMES)), 50)),
+        ("page: status only (merges the 8 names)", lambda: q.list_tasks(["default"], TaskFilter(
+            status=rnd.choice(["success", "error", "cancel"])), 50)),
+        ("page: no filter", lambda: q.list_tasks(["default"], TaskFilter(), 50)),
+    ]
+    try:
+        for label, call in cases:
+            ctx.step(f"query: {label}")
+            stats = await timed(samples, call)
+            rows.append({"case": label, "samples": samples, **{f"{k} ms": v for k, v in stats.items()},
+                         "target": f"< {TARGET_MS:.0f} ms p99",
+                         "verdict": "PASS" if stats["p99"] < TARGET_MS else "MISS"})
+        rows[0]["rows per page (mean)"] = round(sum(sizes) / max(len(sizes), 1), 1)
+    finally:
+        await storage.close()
+    return rows
+
+
+def index_memory(r: redis.Redis, app: str) -> tuple[int, int]:
+    """MEMORY USAGE of the app's P:x zsets (the names' and names x statuses') and of its event stream P:ev."""
+    prefix = f"qtf:{{{app}:default}}"
+    names = [n.decode() for n in r.smembers(f"{prefix}:x:names")]  # type: ignore[union-attr]
+    keys = [f"{prefix}:x:n:{n}" for n in names] + [f"{prefix}:x:f:{s}:{n}" for n in names
+                                                     for s in ("success", "error", "cancel")]
+    return (sum(int(r.memory_usage(k, samples=0) or 0) for k in keys),
+            int(r.memory_usage(f"{prefix}:ev", samples=0) or 0))
+
+
+async def trim(url: str, app: str) -> None:
+    """What a running worker's lease keeper does every minute (op trim): P:ev down to its last 10,000 events."""
+    broker, storage = make_backend(url, app, GlobalConfig())
+    consumer = copy.copy(broker)
+    await consumer.start("bench-0", "bench-0", ["default"], storage)
+    try:
+        await consumer.trim_indexes()  # type: ignore[attr-defined]
+    finally:
+        await consumer.close()
+        await storage.close()
+
+
+def run(ctx: Ctx) -> dict[str, Any]:
+    records = 20_000 if ctx.quick else int(getattr(ctx.args, "query_records", None) or 1_000_000)
+    samples = 20 if ctx.quick else int(getattr(ctx.args, "query_samples", None) or 200)
+    ctx.begin("query", records // CHUNK + 8)
+    private = PrivateRedis(Path(tempfile.mkdtemp(prefix="qtasks-bench-query-")))
+    url = private.start()
+    try:
+        r = redis.Redis.from_url(url)
+        rnd = random.Random(12)
+        app = "benchquery"
+        before = int(r.info("memory")["used_memory"])
+        rate = asyncio.run(load(ctx, url, app, records, rnd))
+        ev_before = index_memory(r, app)[1]
+        asyncio.run(trim(url, app))
+        after = int(r.info("memory")["used_memory"])
+        idx, ev = index_memory(r, app)
+        rows = asyncio.run(measure(ctx, url, app, samples, rnd))
+        ctx.end()
+        per = (after - before) / records
+        notes = [f"{records:,} finished records stored through enqueue + fetch + settle at {rate:,.0f} records/s "
+                 f"(one client process, chunks of {CHUNK})",
+                 f"Redis used_memory: {(after - before) / 2**20:,.0f} MiB for the records and indexes = {per:,.0f} "
+                 f"bytes per record; of which the P:x zsets {idx / 2**20:,.1f} MiB = {idx / records:,.0f} bytes "
+                 f"per record, the event stream P:ev {ev / 2**20:,.1f} MiB once trimmed to its last 10,000 events "
+                 f"as a running worker does every minute ({ev_before / 2**20:,.0f} MiB before: untrimmed, it holds "
+                 "up to 10,000 batches)",
+                 "private redis-server on a free port (no persistence), the machine's other load included"]
+        return {"rows": rows, "notes": notes,
+                "params": {"records": records, "samples": samples, "names": len(NAMES), "chunk": CHUNK},
+                "memory": {"used_memory_delta": after - before, "bytes_per_record": round(per),
+                           "index_bytes": idx, "index_bytes_per_record": round(idx / records),
+                           "event_stream_bytes": ev, "event_stream_bytes_untrimmed": ev_before},
+                "load_rate": round(rate)}
+    finally:
+        private.stop()
