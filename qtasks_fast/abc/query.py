@@ -131,7 +131,8 @@ class QueueDepth(msgspec.Struct, kw_only=True):
 
 
 class TaskQueries(abc.ABC):
-    """Storage capability: list, count and follow task records of ``queues``.
+    """the query side: list, count and follow task records of ``queues`` (a storage capability; the first
+    words, up to the colon, are what ``NotSupported`` calls it).
 
     Statuses come from the storage's records: a task is ``new`` from enqueue, ``process`` once handed to a
     worker (a fused broker may know this without a record write), and final after its settle.
