@@ -1,0 +1,51 @@
+"""The query side on inputs a dashboard or a REST client will send sooner or later (issue 12): an empty search
+box, a time bound that is not a time, a cursor or event id edited by hand. Memory and SQLite answer alike, and
+what they refuse is a one-line ``ValueError`` saying what to pass, never an ``OverflowError`` from the driver."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from qtasks_fast.abc.broker import Broker
+from qtasks_fast.abc.query import TaskFilter, TaskQueries
+from qtasks_fast.backends import make_backend
+from qtasks_fast.config import GlobalConfig
+from qtasks_fast.testing.contract.harness import envelope, failure, fetch, success
+
+pytestmark = pytest.mark.asyncio
+HUGE = "99999999999999999999999"  # past 2**63: what no 64-bit column holds
+
+
+@pytest.fixture(params=["memory://", "sqlite:///{tmp_path}/odd.sqlite3"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Broker, TaskQueries]]:
+    """Three tasks: one succeeded (no traceback), one failed, one still new."""
+    url = request.param.replace("{tmp_path}", str(tmp_path))
+    broker, storage = make_backend(url, f"odd{time.time_ns()}", GlobalConfig())
+    assert isinstance(storage, TaskQueries)
+    worker = copy.copy(broker)
+    await worker.start("w-0", "w-0", ["default"], storage)
+    await broker.enqueue([envelope(), envelope("boom")], storage)
+    ready, _ = await fetch(worker)
+    ok, bad = sorted(ready, key=lambda d: d.envelope.task_name != "add")  # type: ignore[union-attr]
+    await worker.settle([success(ok, 3), failure(bad, "Traceback ...\nValueError: Ärger")], storage, [])
+    await broker.enqueue([envelope()], storage)
+    yield broker, storage
+    await worker.close()
+    await broker.close()
+
+
+async def test_an_empty_error_search_is_no_filter(backend: tuple[Broker, TaskQueries]) -> None:
+    """``error_contains=""`` (an empty search box) lists what no filter lists, records without a traceback
+    included, on every backend (SQLite listed only failed tasks, memory every task)."""
+    _, q = backend
+    everything = [t.uuid for t in (await q.list_tasks(["default"], TaskFilter())).tasks]
+    assert len(everything) == 3
+    assert [t.uuid for t in (await q.list_tasks(["default"], TaskFilter(error_contains=""))).tasks] == everything
+    assert await q.count_tasks(["default"], TaskFilter(error_contains="")) == await q.count_tasks(
+        ["default"], TaskFilter())
+    assert len((await q.list_tasks(["default"], TaskFilter(error_contains="ärger"))).tasks) == 1
