@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from qtasks_fast.abc.broker import Broker
@@ -49,3 +50,15 @@ async def test_an_empty_error_search_is_no_filter(backend: tuple[Broker, TaskQue
     assert await q.count_tasks(["default"], TaskFilter(error_contains="")) == await q.count_tasks(
         ["default"], TaskFilter())
     assert len((await q.list_tasks(["default"], TaskFilter(error_contains="ärger"))).tasks) == 1
+
+
+@pytest.mark.parametrize("bound", ["created_after", "created_before", "finished_after", "finished_before"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+async def test_a_time_bound_that_is_not_a_time_is_refused_naming_it(bound: str, value: float) -> None:
+    """NaN matched nothing on memory and raised a driver error on SQLite; infinity matched all on memory and
+    overflowed on SQLite. Now the filter itself refuses both, for every backend, however it is built."""
+    with pytest.raises(ValueError, match=f"TaskFilter.{bound} must be a time in seconds since the epoch"):
+        TaskFilter(**{bound: value})
+    with pytest.raises(ValueError, match=f"TaskFilter.{bound} must be a time"):
+        msgspec.convert({bound: value}, TaskFilter)  # as a REST layer builds it from parsed parameters
+    assert TaskFilter(**{bound: 0.0}) == TaskFilter(**{bound: 0.0})  # a finite bound, even the epoch, is fine

@@ -17,6 +17,7 @@ page is answered from indexes, never by scanning every record. Times are wall-cl
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 
 import msgspec
@@ -42,6 +43,15 @@ class TaskFilter(msgspec.Struct, kw_only=True, frozen=True):
     #: ... and on the finish time (tasks not finished never match a finished bound)
     finished_after: float | None = None
     finished_before: float | None = None
+
+    def __post_init__(self) -> None:
+        """A bound that is not a finite time is refused here, once for every backend: NaN compares false with
+        everything and infinity has no millisecond, so backends would answer it differently (or crash)."""
+        for name in ("created_after", "created_before", "finished_after", "finished_before"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"TaskFilter.{name} must be a time in seconds since the epoch, got {value!r}; "
+                                 "leave it None for no bound")
 
 
 class TaskSummary(msgspec.Struct, kw_only=True):
