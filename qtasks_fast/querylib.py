@@ -15,6 +15,8 @@ from qtasks_fast.abc.query import TaskFilter, ThroughputPoint
 STATUSES = ("new", "process", "success", "error", "cancel")
 FINISHED = frozenset(("success", "error", "cancel"))
 MAX_LIMIT = 1000
+#: the largest number a cursor or an event id may hold: what SQLite and Redis keep as an integer (64 bits)
+MAX_POSITION = 2**63 - 1
 #: events kept per queue at least (older ones are trimmed; see each backend's docstring)
 EVENTS_KEPT = 10_000
 
@@ -41,9 +43,17 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
     if cursor is None:
         return None
     ms, sep, uuid = cursor.partition(":")
-    if not sep or not ms.lstrip("-").isdigit():
+    digits = ms[1:] if ms.startswith("-") else ms
+    if not sep or not (digits.isascii() and digits.isdigit()) or len(digits) > 19 or abs(int(ms)) > MAX_POSITION:
         raise ValueError(f"invalid task list cursor {cursor!r}: pass back the cursor of the previous page")
     return int(ms), uuid
+
+
+def event_number(text: str) -> int | None:
+    """The non-negative integer in ``text`` (an event id's part), None when it is not one a backend can hold."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_POSITION:
+        return None
+    return int(text)
 
 
 def worker_matches(wanted: str, worker: str | None) -> bool:

@@ -62,3 +62,28 @@ async def test_a_time_bound_that_is_not_a_time_is_refused_naming_it(bound: str, 
     with pytest.raises(ValueError, match=f"TaskFilter.{bound} must be a time"):
         msgspec.convert({bound: value}, TaskFilter)  # as a REST layer builds it from parsed parameters
     assert TaskFilter(**{bound: 0.0}) == TaskFilter(**{bound: 0.0})  # a finite bound, even the epoch, is fine
+
+
+@pytest.mark.parametrize("cursor", [f"{HUGE}:x", f"-{HUGE}:x", "１２３:x"])
+async def test_a_cursor_past_what_a_backend_holds_is_invalid(backend: tuple[Broker, TaskQueries],
+                                                             cursor: str) -> None:
+    _, q = backend
+    with pytest.raises(ValueError, match="invalid task list cursor .*: pass back the cursor of the previous page"):
+        await q.list_tasks(["default"], TaskFilter(), cursor=cursor)
+    page = await q.list_tasks(["default"], TaskFilter(), limit=1)
+    assert page.cursor is not None  # a real cursor still pages on
+    assert len((await q.list_tasks(["default"], TaskFilter(), cursor=page.cursor)).tasks) == 2
+
+
+@pytest.mark.parametrize("after", [HUGE, f"1.{HUGE}", "²", "１"])
+async def test_an_event_id_past_what_a_backend_holds_is_invalid(backend: tuple[Broker, TaskQueries],
+                                                                after: str) -> None:
+    """Memory's ids are integers, SQLite's ``row.index``: neither takes a number past 64 bits nor a digit
+    that is not ASCII (``"²".isdigit()`` is true, ``int("²")`` fails)."""
+    _, q = backend
+    if after.startswith("1.") and q.__class__.__module__.startswith("qtasks_fast.backends.memory"):
+        after = HUGE + "0"  # memory ids have no index part: the same case is a longer number
+    with pytest.raises(ValueError, match="invalid event id .*: pass an event's id, a page's cursor, None or '\\$'"):
+        await q.events(["default"], after)
+    first = (await q.events(["default"], None, limit=1)).events[0]
+    assert (await q.events(["default"], first.id)).events  # a real id still resumes
