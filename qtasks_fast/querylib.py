@@ -67,13 +67,20 @@ def worker_matches(wanted: str, worker: str | None) -> bool:
     return worker.startswith(wanted) and len(worker) > n + 1 and worker[n] == "-" and worker[n + 1:].isdigit()
 
 
+#: characters of the error line a list row carries (the whole traceback is in the task's detail)
+ERROR_LINE_MAX = 500
+
+
 def error_line(traceback: str | None) -> str | None:
-    """The last non-empty line of a traceback (``"ValueError: bad"``), for a list row."""
+    """The last non-empty line of a traceback (``"ValueError: bad"``), for a list row; cut to
+    :data:`ERROR_LINE_MAX` characters ending in ``…``, so that a task that raised a 200 kB message does not
+    make a page of 1,000 rows 200 MB (or a terminal table 20,000 lines)."""
     if not traceback:
         return None
     for line in reversed(traceback.splitlines()):
         if line.strip():
-            return line.strip()
+            line = line.strip()
+            return line if len(line) <= ERROR_LINE_MAX else line[:ERROR_LINE_MAX - 1] + "…"
     return None
 
 

@@ -87,3 +87,22 @@ async def test_an_event_id_past_what_a_backend_holds_is_invalid(backend: tuple[B
         await q.events(["default"], after)
     first = (await q.events(["default"], None, limit=1)).events[0]
     assert (await q.events(["default"], first.id)).events  # a real id still resumes
+
+
+async def test_a_huge_error_message_is_cut_in_the_list_and_whole_in_the_detail(
+        backend: tuple[Broker, TaskQueries]) -> None:
+    """A task that raised a 200 kB (unicode) message: its list row carries 500 characters ending in an ellipsis,
+    the search still finds text past the cut, and the detail has the whole traceback."""
+    broker, q = backend
+    message = "ValueError: " + "ж" * 200_000 + " needle"
+    worker = copy.copy(broker)
+    await worker.start("w-1", "w-1", ["default"], q)  # type: ignore[arg-type]
+    await broker.enqueue([envelope("boom")], q)  # type: ignore[arg-type]
+    ready, _ = await fetch(worker)
+    await worker.settle([failure(ready[0], "Traceback ...\n" + message)], q, [])  # type: ignore[arg-type]
+    (row,) = (await q.list_tasks(["default"], TaskFilter(error_contains="NEEDLE"))).tasks
+    assert row.error is not None and len(row.error) == 500
+    assert row.error.startswith("ValueError: жжж") and row.error.endswith("ж…")
+    detail = await q.task_detail(row.uuid, ["default"])
+    assert detail is not None and (detail.task.traceback or "").endswith(message)
+    await worker.close()

@@ -67,7 +67,8 @@ class TaskSummary(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     worker_id: str | None = None
-    #: last line of the traceback of an ``error`` task (``"ValueError: bad"``)
+    #: last line of the traceback of an ``error`` task (``"ValueError: bad"``), at most 500 characters (cut
+    #: ending in ``…``; :class:`TaskDetail` has the whole traceback)
     error: str | None = None
     deliveries: int = 1
     retry_parent_uuid: str | None = None
