@@ -17,6 +17,8 @@ FINISHED = frozenset(("success", "error", "cancel"))
 MAX_LIMIT = 1000
 #: the largest number a cursor or an event id may hold: what SQLite and Redis keep as an integer (64 bits)
 MAX_POSITION = 2**63 - 1
+#: the longest throughput window, in minutes (a week; finished records rarely outlive ``result_ttl``, a day)
+MAX_MINUTES = 7 * 24 * 60
 #: events kept per queue at least (older ones are trimmed; see each backend's docstring)
 EVENTS_KEPT = 10_000
 
@@ -107,8 +109,8 @@ def matches(f: TaskFilter, *, name: str, status: str, queue: str, worker: str | 
 
 def minute_window(minutes: int, now: float | None = None) -> list[int]:
     """The starts (epoch seconds, multiples of 60) of the last ``minutes`` minutes, the current one last."""
-    if minutes < 1:
-        raise ValueError(f"minutes must be at least 1, got {minutes}")
+    if not 1 <= minutes <= MAX_MINUTES:  # like a page's limit: 10**7 points is a caller's bug, not a chart
+        raise ValueError(f"minutes must be between 1 and {MAX_MINUTES} (a week), got {minutes}")
     current = int((time.time() if now is None else now) // 60 * 60)
     return [current - 60 * i for i in range(minutes - 1, -1, -1)]
 

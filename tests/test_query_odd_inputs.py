@@ -106,3 +106,14 @@ async def test_a_huge_error_message_is_cut_in_the_list_and_whole_in_the_detail(
     detail = await q.task_detail(row.uuid, ["default"])
     assert detail is not None and (detail.task.traceback or "").endswith(message)
     await worker.close()
+
+
+@pytest.mark.parametrize("minutes", [0, -1, 7 * 24 * 60 + 1, 10**7])
+async def test_a_throughput_window_out_of_range_is_refused(backend: tuple[Broker, TaskQueries], minutes: int) -> None:
+    """Like a page's limit: a window of 10**7 minutes built 10**7 points (seconds of CPU, hundreds of MB) for a
+    chart; now it is a one-line error. A week still answers, one point per minute."""
+    _, q = backend
+    with pytest.raises(ValueError, match=r"minutes must be between 1 and 10080 \(a week\), got "):
+        await q.throughput(["default"], minutes)
+    week = await q.throughput(["default"], 7 * 24 * 60)
+    assert len(week) == 10080 and sum(p.success + p.error for p in week) == 2
