@@ -44,7 +44,7 @@ def add_parsers(sub: Any) -> None:
         "task), queues, config as workers apply it and periodic schedules (with each schedule's next run); what "
         "the broker holds: per queue the messages waiting, in flight (held by workers), delayed and "
         "dead-lettered, and the live workers (id, host, pid, processes, queues, started, last heartbeat, tasks "
-        "done/failed, CPU, RSS); and on "
+        "done/failed, CPU, RSS) and the lost ones (no heartbeat within lease_seconds, listed for an hour); and on "
         "Redis the broker's memory: used, maxmemory and policy, with a warning above 90 %% of maxmemory or when "
         "the policy may evict tasks. A broker that cannot say is noted on stderr. Nothing is changed.")
     p = cmd("status", "show one task's record", "Print the record of task UUID (status, result, traceback).")
@@ -423,6 +423,12 @@ def _inspect_tables(data: dict[str, Any]) -> None:
                [[w["id"], w["host"], w["pid"], w["processes"], ", ".join(w["queues"]), w["started"],
                  _ago(w["heartbeat_age"]), w.get("done", 0), w.get("failed", 0), f"{w.get('cpu_percent', 0.0):.0f}%",
                  _mib(w.get("rss", 0))] for w in workers])
+    lost = data.get("lost_workers")
+    if lost:  # killed or cut off: what they held was handed to others after the lease
+        _table("lost workers (no heartbeat within lease_seconds; listed for an hour)",
+               ["id", "host", "pid", "queues", "started (UTC)", "last heartbeat", "done", "failed"],
+               [[w["id"], w["host"], w["pid"], ", ".join(w["queues"]), w["started"], _ago(w["heartbeat_age"]),
+                 w.get("done", 0), w.get("failed", 0)] for w in lost])
     mem = data.get("broker_memory")
     if mem and "error" not in mem:
         limit = mem["maxmemory"]

@@ -279,11 +279,12 @@ def _iso(ts: float) -> str:
 
 async def fleet(app: BaseQueueTasks) -> dict[str, Any]:
     """What the broker says about the fleet now: ``queue_stats`` (per app queue: waiting, in_flight, delayed,
-    dead; see ``Broker.queue_stats``) and the live ``workers`` (see ``Broker.workers``), each None with a line
-    in ``notes`` when the broker cannot say (a custom broker without the feature, an unreachable one).
+    dead; see ``Broker.queue_stats``), the live ``workers`` and the ``lost_workers`` whose heartbeat stopped
+    less than an hour ago (see ``WorkerRegistry.workers``), each None with a line in ``notes`` when the broker
+    cannot say (a custom broker without the feature, an unreachable one).
 
     Never raises for the broker's sake: ``inspect`` still shows the app's side."""
-    out: dict[str, Any] = {"queue_stats": None, "workers": None, "notes": []}
+    out: dict[str, Any] = {"queue_stats": None, "workers": None, "lost_workers": None, "notes": []}
     broker = app.broker
 
     async def stats() -> dict[str, Any]:
@@ -292,7 +293,8 @@ async def fleet(app: BaseQueueTasks) -> dict[str, Any]:
 
     async def workers() -> list[dict[str, Any]]:
         now = time.time()
-        listed = sorted(await require(broker, WorkerRegistry).workers(), key=lambda w: (w.id, w.host, w.pid))
+        listed = sorted(await require(broker, WorkerRegistry).workers(include_lost=True),
+                        key=lambda w: (w.id, w.host, w.pid))
         return [{**msgspec.structs.asdict(w), "started": _iso(w.started), "heartbeat": _iso(w.heartbeat),
                  "heartbeat_age": round(max(now - w.heartbeat, 0.0), 1)} for w in listed]
 
@@ -310,6 +312,9 @@ async def fleet(app: BaseQueueTasks) -> dict[str, Any]:
                 f"the broker did not answer ({describe(exc)}); is it reachable (--broker / QTASKS_BROKER_URL)?"
             out["notes"].append(f"queue counts and live workers unknown: {why}")
             break
+    if out["workers"] is not None:  # a worker whose heartbeat stopped (killed, host down) is listed apart
+        out["lost_workers"] = [w for w in out["workers"] if w["lost"]]
+        out["workers"] = [w for w in out["workers"] if not w["lost"]]
     return out
 
 

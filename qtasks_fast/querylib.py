@@ -15,6 +15,10 @@ from qtasks_fast.abc.query import TaskFilter, ThroughputPoint
 STATUSES = ("new", "process", "success", "error", "cancel")
 FINISHED = frozenset(("success", "error", "cancel"))
 MAX_LIMIT = 1000
+#: the largest number a cursor or an event id may hold: what SQLite and Redis keep as an integer (64 bits)
+MAX_POSITION = 2**63 - 1
+#: the longest throughput window, in minutes (a week; finished records rarely outlive ``result_ttl``, a day)
+MAX_MINUTES = 7 * 24 * 60
 #: events kept per queue at least (older ones are trimmed; see each backend's docstring)
 EVENTS_KEPT = 10_000
 
@@ -41,9 +45,17 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
     if cursor is None:
         return None
     ms, sep, uuid = cursor.partition(":")
-    if not sep or not ms.lstrip("-").isdigit():
+    digits = ms[1:] if ms.startswith("-") else ms
+    if not sep or not (digits.isascii() and digits.isdigit()) or len(digits) > 19 or abs(int(ms)) > MAX_POSITION:
         raise ValueError(f"invalid task list cursor {cursor!r}: pass back the cursor of the previous page")
     return int(ms), uuid
+
+
+def event_number(text: str) -> int | None:
+    """The non-negative integer in ``text`` (an event id's part), None when it is not one a backend can hold."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_POSITION:
+        return None
+    return int(text)
 
 
 def worker_matches(wanted: str, worker: str | None) -> bool:
@@ -57,13 +69,20 @@ def worker_matches(wanted: str, worker: str | None) -> bool:
     return worker.startswith(wanted) and len(worker) > n + 1 and worker[n] == "-" and worker[n + 1:].isdigit()
 
 
+#: characters of the error line a list row carries (the whole traceback is in the task's detail)
+ERROR_LINE_MAX = 500
+
+
 def error_line(traceback: str | None) -> str | None:
-    """The last non-empty line of a traceback (``"ValueError: bad"``), for a list row."""
+    """The last non-empty line of a traceback (``"ValueError: bad"``), for a list row; cut to
+    :data:`ERROR_LINE_MAX` characters ending in ``…``, so that a task that raised a 200 kB message does not
+    make a page of 1,000 rows 200 MB (or a terminal table 20,000 lines)."""
     if not traceback:
         return None
     for line in reversed(traceback.splitlines()):
         if line.strip():
-            return line.strip()
+            line = line.strip()
+            return line if len(line) <= ERROR_LINE_MAX else line[:ERROR_LINE_MAX - 1] + "…"
     return None
 
 
@@ -90,8 +109,8 @@ def matches(f: TaskFilter, *, name: str, status: str, queue: str, worker: str | 
 
 def minute_window(minutes: int, now: float | None = None) -> list[int]:
     """The starts (epoch seconds, multiples of 60) of the last ``minutes`` minutes, the current one last."""
-    if minutes < 1:
-        raise ValueError(f"minutes must be at least 1, got {minutes}")
+    if not 1 <= minutes <= MAX_MINUTES:  # like a page's limit: 10**7 points is a caller's bug, not a chart
+        raise ValueError(f"minutes must be between 1 and {MAX_MINUTES} (a week), got {minutes}")
     current = int((time.time() if now is None else now) // 60 * 60)
     return [current - 60 * i for i in range(minutes - 1, -1, -1)]
 

@@ -72,9 +72,7 @@ class Scheduler:
             try:
                 fired += await self._fire(s, tick)
             except NotSupported as exc:
-                log.error("periodic %s disabled: %s", s.name, exc)
-                self.entries.remove(s)
-                del self.next[s.name], self.wake[s.name]
+                self._disable(s, exc)
                 continue
             except Exception as exc:  # noqa: BLE001 - a broker outage must not stop the other schedules
                 self.next[s.name] = tick
@@ -102,9 +100,18 @@ class Scheduler:
                  _iso(tick))
         return 1
 
+    def _disable(self, s: Schedule, exc: NotSupported) -> None:
+        log.error("periodic %s disabled: %s", s.name, exc)
+        self.entries.remove(s)
+        del self.next[s.name], self.wake[s.name]
+
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
         """Sleep until the next tick, fire it, repeat; until ``stop`` is set (or the task is cancelled)."""
         stop = stop or asyncio.Event()
+        if self.entries and not isinstance(self.app.broker, Claims):
+            # said when the fleet starts, not at the first tick (a daily schedule would tell only tomorrow)
+            for s in list(self.entries):
+                self._disable(s, NotSupported(self.app.broker, Claims))
         if self.entries:
             log.info("scheduler: %d periodic task(s): %s", len(self.entries), self.describe())
         while not stop.is_set():

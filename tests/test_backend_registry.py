@@ -132,3 +132,17 @@ def test_the_builtin_schemes_are_declared_as_entry_points() -> None:
     assert declared == backends.BUILTIN
     for scheme in backends.BUILTIN:
         assert isinstance(backends.backend_factory(scheme), BackendFactory)
+
+
+
+def test_the_contract_harness_says_when_a_factory_drops_a_broker_setting(registered: None) -> None:
+    """The contract's lease, retry and expiry tests build the backend with short settings; a factory that
+    ignores them (``_Mine`` builds its broker with defaults) would fail those tests with timeouts and no hint.
+    The harness names the setting instead."""
+    from qtasks_fast.testing.contract.harness import Harness
+
+    backends.register_backend("mine", _Mine())
+    with pytest.raises(AssertionError, match=r"InMemoryBroker has lease_seconds=30.0, not the 0.3 of the GlobalConfig "
+                                             r"its factory was called with: pass config.lease_seconds to your broker"):
+        Harness("mine://", lease_seconds=0.3)
+    assert Harness("memory://", lease_seconds=0.3, max_deliveries=2).broker.lease_seconds == 0.3  # passed on

@@ -81,6 +81,9 @@ def test_events_in_order_and_resumed_from_an_id(backend_url: str, app_name: str)
     (["tasks", "--created-after", "yesterday"], "is not a time"),
     (["tasks", "--limit", "5000"], "at most 1000"),
     (["tasks", "--status", "done"], "invalid choice"),
+    # a pasted or hand-edited position past what the backend can hold (SQLite: 64-bit): no OverflowError
+    (["tasks", "--cursor", "99999999999999999999999:x"], "invalid task list cursor"),
+    (["events", "--after", "99999999999999999999999"], "invalid event id"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(tmp_path: Path, app_name: str, args: list[str], says: str) -> None:
     code, out, err = cli(f"sqlite:///{tmp_path}/q.sqlite3", app_name, *args)
@@ -106,5 +109,7 @@ async def test_a_storage_without_the_query_side_says_which(app_name: str) -> Non
 
     app = QueueTasks(app_name, broker_url="memory://")
     app._storage = Plain()
-    with pytest.raises(NotSupported, match="Plain does not support"):
+    with pytest.raises(NotSupported) as caught:
         await query.list_tasks(app, TaskFilter())
+    # what the capability is, in words, then where it is defined (not the word "Storage capability")
+    assert str(caught.value).startswith("Plain does not support the query side (qtasks_fast.abc.query.TaskQueries);")

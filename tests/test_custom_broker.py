@@ -206,6 +206,31 @@ def test_periodic_ticks_without_schedule_claims_disable_the_schedule_with_the_re
     assert "KafkaStyleBroker does not support schedule claims" in caplog.text, caplog.text
 
 
+def test_a_scheduler_without_schedule_claims_says_so_when_it_starts_not_at_the_first_tick(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A daily schedule on a broker without Claims: the operator reads why it will never run when the fleet
+    starts, and the scheduler does not announce it as scheduled."""
+    from qtasks_fast.scheduler import Scheduler
+
+    app, _ = make_app()
+
+    @app.periodic(cron="0 3 * * *")
+    def nightly() -> None:
+        return None
+
+    async def start_and_stop() -> None:
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(Scheduler(app).run_forever(stop))
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.wait_for(running, 5)
+
+    with caplog.at_level("INFO", "qtasks_fast"):
+        asyncio.run(start_and_stop())
+    assert "periodic nightly disabled: KafkaStyleBroker does not support schedule claims" in caplog.text
+    assert "1 periodic task(s)" not in caplog.text, caplog.text
+
+
 def test_the_core_contract_declares_every_hook_the_worker_calls() -> None:
     """The worker calls ``recover`` after a failed fetch and ``trim_indexes`` from the lease keeper: both are
     part of the core Broker with do-nothing defaults, so a broker implementing only the abstract methods has

@@ -185,3 +185,32 @@ def test_a_pool_of_two_processes_lists_two_workers(harness: Any, redis_url: str,
     proc.send_signal(15)
     assert proc.wait(40) == 0
     wait_for(lambda: cli_json(redis_url, app_name, "inspect")["workers"] == [], 10, "the stopped pool to leave")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])  # Redis: its lost workers come with its query side
+def test_a_worker_whose_heartbeat_stopped_is_shown_as_lost_for_an_hour(
+        kind: str, tmp_path: Any, app_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker registry's promise (issue 12): a SIGKILLed worker is not silently dropped from ``inspect``;
+    it is listed apart as lost, with its last heartbeat and numbers, until LOST_KEPT has passed."""
+    from qtasks_fast.abc.broker import LOST_KEPT, WorkerInfo
+
+    app = make_app(app_name, "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/q.sqlite3")
+    lease = app.broker.lease_seconds
+
+    def info(wid: str, age: float) -> WorkerInfo:
+        return WorkerInfo(id=wid, host="h", pid=7, processes=1, queues=["default"], concurrency=8,
+                          started=time.time() - 7200, heartbeat=time.time() - age, done=12, failed=3)
+
+    async def register() -> None:
+        for w in (info("live-0", 0.0), info("killed-0", lease + 5), info("gone-0", LOST_KEPT + 60)):
+            await app.broker.register_worker(w)
+        await app.broker.close()
+
+    asyncio.run(register())
+    data, _ = inspect_json(app, capsys)
+    assert [w["id"] for w in data["workers"]] == ["live-0"]
+    assert [(w["id"], w["done"], w["failed"], w["lost"]) for w in data["lost_workers"]] == [("killed-0", 12, 3, True)]
+    args = build_parser().parse_args(["-A", "unused", "inspect"])
+    assert cli_control.run(args, lambda _: app) == 0
+    table = capsys.readouterr().out
+    assert "lost workers" in table and "killed-0" in table and "gone-0" not in table, table

@@ -17,6 +17,7 @@ page is answered from indexes, never by scanning every record. Times are wall-cl
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 
 import msgspec
@@ -43,6 +44,15 @@ class TaskFilter(msgspec.Struct, kw_only=True, frozen=True):
     finished_after: float | None = None
     finished_before: float | None = None
 
+    def __post_init__(self) -> None:
+        """A bound that is not a finite time is refused here, once for every backend: NaN compares false with
+        everything and infinity has no millisecond, so backends would answer it differently (or crash)."""
+        for name in ("created_after", "created_before", "finished_after", "finished_before"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"TaskFilter.{name} must be a time in seconds since the epoch, got {value!r}; "
+                                 "leave it None for no bound")
+
 
 class TaskSummary(msgspec.Struct, kw_only=True):
     """One row of a task list: enough to draw it without loading arguments or results."""
@@ -57,7 +67,8 @@ class TaskSummary(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     worker_id: str | None = None
-    #: last line of the traceback of an ``error`` task (``"ValueError: bad"``)
+    #: last line of the traceback of an ``error`` task (``"ValueError: bad"``), at most 500 characters (cut
+    #: ending in ``…``; :class:`TaskDetail` has the whole traceback)
     error: str | None = None
     deliveries: int = 1
     retry_parent_uuid: str | None = None
@@ -131,7 +142,8 @@ class QueueDepth(msgspec.Struct, kw_only=True):
 
 
 class TaskQueries(abc.ABC):
-    """Storage capability: list, count and follow task records of ``queues``.
+    """the query side: list, count and follow task records of ``queues`` (a storage capability; the first
+    words, up to the colon, are what ``NotSupported`` calls it).
 
     Statuses come from the storage's records: a task is ``new`` from enqueue, ``process`` once handed to a
     worker (a fused broker may know this without a record write), and final after its settle.

@@ -30,6 +30,7 @@ from qtasks_fast.querylib import (
     decode_cursor,
     encode_cursor,
     error_line,
+    event_number,
     matches,
     minute_window,
     throughput_points,
@@ -151,6 +152,7 @@ def _event_id(after: str | None) -> int:
     """The integer position of an event id (``None``: before the first)."""
     if after is None:
         return 0
-    if not after.isdigit():
+    at = event_number(after)
+    if at is None:
         raise ValueError(f"invalid event id {after!r}: pass an event's id, a page's cursor, None or '$'")
-    return int(after)
+    return at

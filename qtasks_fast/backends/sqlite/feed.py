@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from qtasks_fast.abc.query import TaskEvent
+from qtasks_fast.querylib import event_number
 
 #: one status change: queue, uuid, task name, status, worker id (None for ``new`` and unknown)
 Change = tuple[str, str, str, str, str | None]
@@ -50,8 +51,9 @@ def parse_after(db: Any, after: str | None) -> tuple[int, int]:
     if after == "$":
         return int(db.read("SELECT coalesce(max(id), 0) FROM event_batches")[0][0]), _END
     row, dot, index = after.partition(".")
-    if row.isascii() and row.isdigit() and (not dot or (index.isascii() and index.isdigit())):
-        return int(row), int(index) if dot else _END
+    at, within = event_number(row), event_number(index) if dot else _END
+    if at is not None and within is not None:
+        return at, within
     raise ValueError(f"invalid event id {after!r}: pass an event's id, a page's cursor, None or '$'")
 
 

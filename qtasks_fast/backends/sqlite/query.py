@@ -76,7 +76,7 @@ def where(f: TaskFilter, now: int, ignore_status: bool = False) -> tuple[str, li
         sql.append("(worker_id = ? OR (length(worker_id) > ? AND substr(worker_id, 1, ?) = ?"
                    " AND ltrim(substr(worker_id, ? + 1), '0123456789') = ''))")
         params += [f.worker_id, n, n, f.worker_id + "-", n]
-    if f.error_contains is not None:
+    if f.error_contains:  # "" is contained in every text, a record without traceback included (querylib.matches)
         sql.append("instr(py_lower(traceback), ?) > 0")
         params.append(f.error_contains.lower())
     for column, after, before in (("created", f.created_after, f.created_before),

@@ -32,6 +32,9 @@ from qtasks_fast.backends import make_backend
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task
 
+#: the GlobalConfig fields a backend factory hands to its broker (``Broker.__init__``); tests set them short
+BROKER_SETTINGS = ("lease_seconds", "max_deliveries", "result_ttl", "priority_levels")
+
 
 class Harness:
     """One backend under a fresh app name: its broker and storage, and the consumers started on it."""
@@ -43,6 +46,12 @@ class Harness:
         self.queues = list(queues)
         self.config = GlobalConfig(**config)
         self.broker, self.storage = make_backend(url, self.app_name, self.config)
+        for name in [n for n in BROKER_SETTINGS if n in config]:
+            # a factory that drops a setting fails the lease/retry/expiry tests with no hint why: say it here
+            got = getattr(self.broker, name, None)
+            assert got == config[name], (
+                f"{self.backend} has {name}={got!r}, not the {config[name]!r} of the GlobalConfig its factory was "
+                f"called with: pass config.{name} to your broker (Broker.__init__ takes {', '.join(BROKER_SETTINGS)})")
         self._consumers: list[Broker] = []
         self._owned: list[Harness] = []
         self._foreign: list[tuple[Broker, Storage]] = []
