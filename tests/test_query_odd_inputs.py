@@ -22,10 +22,12 @@ pytestmark = pytest.mark.asyncio
 HUGE = "99999999999999999999999"  # past 2**63: what no 64-bit column holds
 
 
-@pytest.fixture(params=["memory://", "sqlite:///{tmp_path}/odd.sqlite3"])
+@pytest.fixture(params=["memory://", "sqlite:///{tmp_path}/odd.sqlite3", "redis"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Broker, TaskQueries]]:
     """Three tasks: one succeeded (no traceback), one failed, one still new."""
     url = request.param.replace("{tmp_path}", str(tmp_path))
+    if url == "redis":
+        url = str(request.getfixturevalue("redis_url"))
     broker, storage = make_backend(url, f"odd{time.time_ns()}", GlobalConfig())
     assert isinstance(storage, TaskQueries)
     worker = copy.copy(broker)
