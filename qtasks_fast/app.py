@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any, overload
 from qtasks_fast import router as _router
 from qtasks_fast.abc import Broker, Storage
 from qtasks_fast.backends import ENV_URL, make_backend, sqlite_location, sqlite_url_path
-from qtasks_fast.components.producer import NeedsLookup, Producer, Signature, as_call, call_options
+from qtasks_fast.components import client_ops
+from qtasks_fast.components.producer import Producer, Signature
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.control import checked_uuid
 from qtasks_fast.exceptions import TaskNotFound
 from qtasks_fast.logs import Logger, apply_to_config
 from qtasks_fast.plugins import BasePlugin, Plugins, add_plugin
-from qtasks_fast.schemas import Task, record_from_envelope
+from qtasks_fast.schemas import Task
+from qtasks_fast.steps import run_sync
 from qtasks_fast.task import TaskFunc, decode_result
 
 if TYPE_CHECKING:
@@ -355,65 +357,23 @@ class QueueTasks(BaseQueueTasks):
         runs again (a success keeps it for the ttl). A task parameter named like one of these options is
         passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
         """
-        name, call_args, kwargs = as_call(task_name, args, kwargs)
-        if name not in self.tasks:  # not imported here: the published table has its options (or refuses it)
-            self.resolve_sync(name)
-        when, meta = call_options(self.config, countdown, eta, unique)
-        env, uid = self.build(name, call_args, kwargs, priority, eta=when, meta=meta)
-        skipped = self.send_sync([env], wait=timeout is not None)
-        if skipped:
-            return self._holder(skipped[env.uuid], env.queue, timeout)
-        if timeout is None:
-            return record_from_envelope(env, uuid=uid)
-        task = self.storage.wait_sync(env.uuid, [env.queue], timeout, fresh=True)
-        return self._finish(task) if task is not None and task.finished else None
-
-    def _holder(self, uuid: str, queue: str, timeout: float | None) -> Task | None:
-        """What a unique-skipped ``add_task`` returns: the holder's record (awaited like the call asked)."""
-        if timeout is None:
-            return self._finish(self.storage.get_sync(uuid, [queue, *self.queues]))
-        return self.wait(uuid, timeout)
+        return run_sync(client_ops.adding(self, task_name, args, kwargs, priority, timeout, countdown, eta, unique))
 
     def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
         """Bulk enqueue ``(name, args, kwargs)`` calls (see ``TaskFunc.s``) in one round trip per queue."""
-        calls = calls if isinstance(calls, list) else list(calls)
-        try:
-            envs, records = self.build_many(calls)
-        except NeedsLookup as miss:  # a name not imported here: read the published table, then build again
-            self.resolve_sync(miss.args[0])
-            envs, records = self.build_many(calls)
-        skipped = self.send_sync(envs)
-        if skipped:  # only a task manager can make bulk calls unique
-            for i, env in enumerate(envs):
-                if env.uuid in skipped:
-                    records[i] = self._holder(skipped[env.uuid], env.queue, None) or records[i]
-        return records
-
-    def _all_queues(self) -> list[str]:
-        """:meth:`all_queues` from sync code: the helper loop runs only when the table is due."""
-        if self.table_due():
-            from qtasks_fast.portal import portal
-
-            return portal().run(self.all_queues())
-        return self.queues
+        return run_sync(client_ops.adding_many(self, calls))
 
     def get(self, uuid: str | _uuid.UUID) -> Task | None:
         """The record of a task, or None when unknown or expired."""
-        return self._finish(self.storage.get_sync(checked_uuid(uuid), self._all_queues()))
+        return run_sync(client_ops.getting(self, uuid))
 
     def wait(self, uuid: str | _uuid.UUID, timeout: float) -> Task | None:
         """Block until the task (following its retry chain) is final; None if unknown or still running."""
-        task = self.storage.wait_sync(checked_uuid(uuid), self._all_queues(), timeout)
-        return self._finish(task) if task is not None and task.finished else None
+        return run_sync(client_ops.waiting(self, uuid, timeout))
 
     def get_logs(self, uuid: str | _uuid.UUID) -> list[str]:
         """Log lines captured while task ``uuid`` ran (``LogCapture``); a retry is another task with its own."""
-        uuid = checked_uuid(uuid)
-        for q in self._all_queues():
-            lines = self.storage.get_logs_sync(uuid, q)
-            if lines:
-                return lines
-        return []
+        return run_sync(client_ops.logs(self, uuid))
 
     def close(self) -> None:
         """Release the connections this client opened (blocking ones, and those of the control calls'

@@ -161,3 +161,28 @@ async def test_memory_wait_wakes_on_a_save_from_another_thread(mode: str, app_na
     assert task.status == "success" and task.returning == 5
     assert time.monotonic() - started < 5, "woken by the save, not by the timeout"
     assert storage.state.watchers == {}, "a finished wait leaves no watcher behind"
+
+
+CLIENT_CALLS = ("add_task", "add_tasks", "get", "wait", "get_logs")
+
+
+def _client_methods(path: Path) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    tree = ast.parse(path.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QueueTasks")
+    return {f.name: f for f in cls.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+@pytest.mark.parametrize("path, driver", [("qtasks_fast/app.py", "run_sync"),
+                                          ("qtasks_fast/asyncio/__init__.py", "run")])
+def test_both_clients_drive_one_implementation_of_each_call(path: str, driver: str) -> None:
+    """The sync ``QueueTasks`` and ``qtasks_fast.asyncio.QueueTasks`` once wrote add_task, add_tasks, get, wait and
+    get_logs twice (a resolve or a retry-chain rule could land in one only); each is now one statement driving
+    the same generator of ``qtasks_fast.components.client_ops``."""
+    methods = _client_methods(ROOT / path)
+    for name in CLIENT_CALLS:
+        body = [n for n in methods[name].body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+        assert len(body) == 1 and isinstance(body[0], ast.Return), (path, name, ast.unparse(methods[name]))
+        call = body[0].value.value if isinstance(body[0].value, ast.Await) else body[0].value  # type: ignore[union-attr]
+        assert isinstance(call, ast.Call) and ast.unparse(call.func) == driver, (path, name)
+        inner = call.args[0]
+        assert isinstance(inner, ast.Call) and ast.unparse(inner.func).startswith("client_ops."), (path, name)

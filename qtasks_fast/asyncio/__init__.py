@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.app import BaseQueueTasks, Signature
-from qtasks_fast.components.producer import NeedsLookup, as_call, call_options
-from qtasks_fast.control import checked_uuid
-from qtasks_fast.schemas import Task, record_from_envelope
+from qtasks_fast.components import client_ops
+from qtasks_fast.schemas import Task
+from qtasks_fast.steps import run
 
 if TYPE_CHECKING:
     import datetime as _dt
@@ -29,53 +29,23 @@ class QueueTasks(BaseQueueTasks):
                        **kwargs: Any) -> Task | None:
         """See :meth:`qtasks_fast.QueueTasks.add_task`; with ``timeout``, None when the task is not finished
         by then (it keeps running: check before reading ``.returning``)."""
-        name, call_args, kwargs = as_call(task_name, args, kwargs)
-        if name not in self.tasks:  # not imported here: the published table has its options (or refuses it)
-            await self.resolve(name)
-        when, meta = call_options(self.config, countdown, eta, unique)
-        env, uid = self.build(name, call_args, kwargs, priority, eta=when, meta=meta)
-        skipped = await self.send([env], wait=timeout is not None)
-        if skipped:
-            return await self._holder(skipped[env.uuid], env.queue, timeout)
-        if timeout is None:
-            return record_from_envelope(env, uuid=uid)
-        task = await self.storage.wait(env.uuid, [env.queue], timeout, fresh=True)
-        return self._finish(task) if task is not None and task.finished else None
-
-    async def _holder(self, uuid: str, queue: str, timeout: float | None) -> Task | None:
-        if timeout is None:
-            return self._finish(await self.storage.get(uuid, [queue, *self.queues]))
-        return await self.wait(uuid, timeout)
+        return await run(client_ops.adding(self, task_name, args, kwargs, priority, timeout, countdown, eta, unique))
 
     async def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
-        calls = calls if isinstance(calls, list) else list(calls)
-        try:
-            envs, records = self.build_many(calls)
-        except NeedsLookup as miss:  # a name not imported here: read the published table, then build again
-            await self.resolve(miss.args[0])
-            envs, records = self.build_many(calls)
-        skipped = await self.send(envs)
-        if skipped:
-            for i, env in enumerate(envs):
-                if env.uuid in skipped:
-                    records[i] = await self._holder(skipped[env.uuid], env.queue, None) or records[i]
-        return records
+        """See :meth:`qtasks_fast.QueueTasks.add_tasks`."""
+        return await run(client_ops.adding_many(self, calls))
 
     async def get(self, uuid: str | _uuid.UUID) -> Task | None:
-        return self._finish(await self.storage.get(checked_uuid(uuid), await self.all_queues()))
+        """See :meth:`qtasks_fast.QueueTasks.get`."""
+        return await run(client_ops.getting(self, uuid))
 
     async def wait(self, uuid: str | _uuid.UUID, timeout: float) -> Task | None:
-        task = await self.storage.wait(checked_uuid(uuid), await self.all_queues(), timeout)
-        return self._finish(task) if task is not None and task.finished else None
+        """See :meth:`qtasks_fast.QueueTasks.wait`."""
+        return await run(client_ops.waiting(self, uuid, timeout))
 
     async def get_logs(self, uuid: str | _uuid.UUID) -> list[str]:
         """See :meth:`qtasks_fast.QueueTasks.get_logs`."""
-        uuid = checked_uuid(uuid)
-        for q in await self.all_queues():
-            lines = await self.storage.get_logs(uuid, q)
-            if lines:
-                return lines
-        return []
+        return await run(client_ops.logs(self, uuid))
 
     async def stop(self) -> None:
         """See :meth:`qtasks_fast.QueueTasks.stop` (a coroutine, as QTasks' async ``stop``)."""
