@@ -129,8 +129,9 @@ async def test_error_search_ignores_case_beyond_ascii_past_rows_that_almost_matc
     broker, q = backend
     worker = copy.copy(broker)
     await worker.start("w-2", "w-2", ["default"], q)  # type: ignore[arg-type]
+    # newest last, each a second apart (and newer than the fixture's "Ärger"): the order the pages show
     texts = ["ValueError: ÄRGER", "ValueError: \u212aELVIN", "ValueError: Ошибка", *["ValueError: Berger"] * 3]
-    envs = [msgspec.structs.replace(envelope("boom"), created_at=time.time() + i) for i in range(len(texts))]
+    envs = [msgspec.structs.replace(envelope("boom"), created_at=time.time() + 1 + i) for i in range(len(texts))]
     await broker.enqueue(envs, q)  # type: ignore[arg-type]
     ready, _ = await fetch(worker)
     tb = {e.uuid: "Traceback ...\n" + t for e, t in zip(envs, texts, strict=True)}
