@@ -4,7 +4,7 @@
 queue, worker, error text, created/finished time range) and prints the cursor of the next page; ``--counts``
 prints how many match per status. ``events`` prints status changes (``--follow`` keeps reading, resuming
 from the last id it printed, so nothing is lost between reads). Exit codes as for the control commands:
-0 done, 2 usage or broker problem (the message says which).
+0 done, 2 usage or broker problem (the message says which; a ``--queue`` no task of the app uses is one).
 """
 
 from __future__ import annotations
@@ -80,10 +80,23 @@ def _filter(args: argparse.Namespace) -> TaskFilter:
                       finished_before=args.finished_before)
 
 
+async def _check_queue(app: BaseQueueTasks, queue: str | None) -> None:
+    """Refuse a ``--queue`` no task of the app uses: a typo (``defualt``) would list nothing and look like an
+    idle queue. The published task table is read first, so a queue of tasks this process never imported counts."""
+    from qtasks_fast.cli_control import unknown_queue
+
+    if queue:
+        await app.all_queues()
+        why = unknown_queue(app, queue)
+        if why:
+            raise ValueError(why)
+
+
 async def _tasks(app: BaseQueueTasks, args: argparse.Namespace) -> int:
     from qtasks_fast import query
     from qtasks_fast.cli_control import _table
 
+    await _check_queue(app, args.queue)
     if args.limit > query.MAX_PAGE:
         raise ValueError(f"--limit {args.limit} is too large: ask for at most {query.MAX_PAGE} tasks per page")
     if args.counts:
@@ -147,6 +160,7 @@ def _took(t: TaskSummary) -> str:
 async def _events(app: BaseQueueTasks, args: argparse.Namespace) -> int:
     from qtasks_fast import query
 
+    await _check_queue(app, args.queue)
     after = args.after
     while True:
         page = await query.events(app, after, args.limit, block=1.0 if args.follow else 0.0, queue=args.queue)

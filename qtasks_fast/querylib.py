@@ -51,6 +51,11 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
     return int(ms), uuid
 
 
+def invalid_event_id(after: str) -> ValueError:
+    """The one error every backend gives for an event id it did not hand out (edited by hand, or past 64 bits)."""
+    return ValueError(f"invalid event id {after!r}: pass an event's id, a page's cursor, None or '$'")
+
+
 def event_number(text: str) -> int | None:
     """The non-negative integer in ``text`` (an event id's part), None when it is not one a backend can hold."""
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_POSITION:
@@ -86,6 +91,12 @@ def error_line(traceback: str | None) -> str | None:
     return None
 
 
+def error_matches(needle: str | None, traceback: str | None) -> bool:
+    """``TaskFilter.error_contains``: ``needle`` in the traceback ignoring case (Unicode case, ``"ärger"`` finds
+    ``"Ärger"``); None or ``""`` (an empty search box) is no filter, records without a traceback included."""
+    return not needle or needle.lower() in (traceback or "").lower()
+
+
 def within(value: float | None, after: float | None, before: float | None) -> bool:
     """``[after, before)`` on ``value``; a missing value never matches a bound."""
     if after is None and before is None:
@@ -102,7 +113,7 @@ def matches(f: TaskFilter, *, name: str, status: str, queue: str, worker: str | 
             and (ignore_status or f.status is None or status == f.status)
             and (f.queue is None or queue == f.queue)
             and (f.worker_id is None or worker_matches(f.worker_id, worker))
-            and (f.error_contains is None or f.error_contains.lower() in (traceback or "").lower())
+            and error_matches(f.error_contains, traceback)
             and within(created, f.created_after, f.created_before)
             and within(finished, f.finished_after, f.finished_before))
 

@@ -48,6 +48,8 @@ def test_tasks_newest_first_filtered_paged_and_counted(backend_url: str, app_nam
     errors = _json(backend_url, app_name, "tasks", "--status", "error")["tasks"]
     assert [t["uuid"] for t in errors] == [bad] and errors[0]["error"] == "ValueError: Disk Quota Exceeded"
     assert [t["uuid"] for t in _json(backend_url, app_name, "tasks", "--error", "quota EXCEEDED")["tasks"]] == [bad]
+    assert [t["uuid"] for t in _json(backend_url, app_name, "tasks", "--queue", "default")["tasks"]] == [
+        bad, *reversed(adds)]  # a queue of the app is listed (a typo in --queue is refused: below)
     newest = _json(backend_url, app_name, "tasks", "--created-after", "1h", "--status", "success", "--name", "add",
                    "--limit", "1")
     assert [t["uuid"] for t in newest["tasks"]] == [adds[-1]] and newest["cursor"]
@@ -72,7 +74,7 @@ def test_events_in_order_and_resumed_from_an_id(backend_url: str, app_name: str)
     first = [e["status"] for e in events if e["uuid"] == adds[0]]
     assert first == ["new", "process", "success"], events
     middle = events[len(events) // 2]
-    code, out, err = cli(backend_url, app_name, "events", "--json", "--after", middle["id"])
+    code, out, err = cli(backend_url, app_name, "events", "--json", "--after", middle["id"], "--queue", "default")
     assert code == 0, err
     assert [json.loads(line) for line in out.split()] == events[len(events) // 2 + 1:]
 
@@ -84,6 +86,9 @@ def test_events_in_order_and_resumed_from_an_id(backend_url: str, app_name: str)
     # a pasted or hand-edited position past what the backend can hold (SQLite: 64-bit): no OverflowError
     (["tasks", "--cursor", "99999999999999999999999:x"], "invalid task list cursor"),
     (["events", "--after", "99999999999999999999999"], "invalid event id"),
+    # a typo in --queue listed nothing, as if the queue were idle
+    (["tasks", "--queue", "defualt"], "uses queue 'defualt' (did you mean 'default'?); its queues: default"),
+    (["events", "--queue", "defualt", "--follow"], "uses queue 'defualt' (did you mean 'default'?)"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(tmp_path: Path, app_name: str, args: list[str], says: str) -> None:
     code, out, err = cli(f"sqlite:///{tmp_path}/q.sqlite3", app_name, *args)

@@ -119,3 +119,39 @@ async def test_a_throughput_window_out_of_range_is_refused(backend: tuple[Broker
         await q.throughput(["default"], minutes)
     week = await q.throughput(["default"], 7 * 24 * 60)
     assert len(week) == 10080 and sum(p.success + p.error for p in week) == 2
+
+
+async def test_error_search_ignores_case_beyond_ascii_past_rows_that_almost_match(
+        backend: tuple[Broker, TaskQueries]) -> None:
+    """Python's case rules on every backend: "ÄRGER" found by "ärger" behind newer "Berger" rows a server-side
+    search on its ASCII part also returns (a page must still fill), the Kelvin sign found by "kelvin", a
+    Cyrillic-only search, and counts that agree with the pages."""
+    broker, q = backend
+    worker = copy.copy(broker)
+    await worker.start("w-2", "w-2", ["default"], q)  # type: ignore[arg-type]
+    # newest last, each a second apart (and newer than the fixture's "Ärger"): the order the pages show
+    texts = ["ValueError: ÄRGER", "ValueError: \u212aELVIN", "ValueError: Ошибка", *["ValueError: Berger"] * 3]
+    envs = [msgspec.structs.replace(envelope("boom"), created_at=time.time() + 1 + i) for i in range(len(texts))]
+    await broker.enqueue(envs, q)  # type: ignore[arg-type]
+    ready, _ = await fetch(worker)
+    tb = {e.uuid: "Traceback ...\n" + t for e, t in zip(envs, texts, strict=True)}
+    mine = [d for d in ready if d.envelope.uuid in tb]  # type: ignore[union-attr]  (not the fixture's new task)
+    await worker.settle([failure(d, tb[d.envelope.uuid]) for d in mine], q, [])  # type: ignore[arg-type,union-attr]
+
+    async def found(needle: str, limit: int = 1) -> list[str | None]:
+        rows, cursor = [], None
+        while True:  # page by page: each page must hold `limit` rows while more match
+            page = await q.list_tasks(["default"], TaskFilter(error_contains=needle), limit=limit, cursor=cursor)
+            assert len(page.tasks) == limit or page.cursor is None
+            rows += [t.error for t in page.tasks]
+            if page.cursor is None:
+                return rows
+            cursor = page.cursor
+
+    assert await found("ärger") == ["ValueError: ÄRGER", "ValueError: Ärger"]
+    assert await found("KELVIN") == ["ValueError: \u212aELVIN"]
+    assert await found("ОШИБКА", limit=5) == ["ValueError: Ошибка"]
+    assert await found("berger", limit=2) == ["ValueError: Berger"] * 3
+    counts = await q.count_tasks(["default"], TaskFilter(error_contains="ärger"))
+    assert counts == {"new": 0, "process": 0, "success": 0, "error": 2, "cancel": 0}
+    await worker.close()

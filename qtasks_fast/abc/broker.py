@@ -44,6 +44,7 @@ from qtasks_fast.abc.capabilities import (
     WorkerInfo,
 )
 from qtasks_fast.schemas.envelope import META_UNIQUE
+from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
@@ -51,6 +52,15 @@ if TYPE_CHECKING:
 
 #: (delivery, status, encoded returning, traceback or "", retry child uuid or "")
 Outcome = tuple[Delivery, str, bytes, str, str]
+
+
+def backend_repr(backend: object) -> str:
+    """``AcmeBroker('kafka://user:***@host', app='shop')``: what ``inspect`` and logs show of a backend that
+    defines no ``__repr__`` (not ``<acme.AcmeBroker object at 0x...>``); the URL, when the instance keeps one
+    in ``url``, is redacted, so a password never reaches the screen."""
+    url, app = getattr(backend, "url", None), getattr(backend, "app_name", None)
+    parts = ([repr(redact(url))] if isinstance(url, str) else []) + ([f"app={app!r}"] if app is not None else [])
+    return f"{type(backend).__name__}({', '.join(parts)})"
 
 
 class Broker(abc.ABC):
@@ -73,6 +83,9 @@ class Broker(abc.ABC):
         self._consumer = ""
         self._worker_id = ""
         self._storage: Storage | None = None
+
+    def __repr__(self) -> str:
+        return backend_repr(self)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Why: a broker without delayed delivery or unique keys must refuse such envelopes, not run them now;

@@ -12,7 +12,7 @@ import abc
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from qtasks_fast.abc.broker import NotSupported
+from qtasks_fast.abc.broker import NotSupported, backend_repr
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -23,6 +23,9 @@ class Storage(abc.ABC):
     """Keeps task records for ``result_ttl`` seconds after they finish."""
 
     result_ttl: float = 86400.0
+
+    def __repr__(self) -> str:
+        return backend_repr(self)
 
     @abc.abstractmethod
     async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:

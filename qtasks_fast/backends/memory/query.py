@@ -31,6 +31,7 @@ from qtasks_fast.querylib import (
     encode_cursor,
     error_line,
     event_number,
+    invalid_event_id,
     matches,
     minute_window,
     throughput_points,
@@ -154,5 +155,5 @@ def _event_id(after: str | None) -> int:
         return 0
     at = event_number(after)
     if at is None:
-        raise ValueError(f"invalid event id {after!r}: pass an event's id, a page's cursor, None or '$'")
+        raise invalid_event_id(after)
     return at

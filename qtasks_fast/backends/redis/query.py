@@ -12,7 +12,7 @@ or finished-time filter counts by walking the matches (cost grows with how many 
 from __future__ import annotations
 
 import contextlib
-import math
+import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,20 @@ from qtasks_fast.abc.query import (
     ThroughputPoint,
 )
 from qtasks_fast.backends.redis.records import env_decode, record_parts
+from qtasks_fast.querylib import (
+    FINISHED,
+    STATUSES,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    error_line,
+    error_matches,
+    event_number,
+    invalid_event_id,
+    minute_window,
+    throughput_points,
+    to_ms,
+)
 from qtasks_fast.schemas.envelope import META_RESTART_OF
 
 if TYPE_CHECKING:
@@ -37,8 +51,6 @@ if TYPE_CHECKING:
     from qtasks_fast.backends.redis.script import Script
     from qtasks_fast.schemas import Task
 
-STATUSES = ("new", "process", "success", "error", "cancel")
-FINAL = ("success", "error", "cancel")
 #: candidates one Lua 'list' call examines at most: bounds how long a filter no index narrows holds Redis
 BUDGET = 20000
 #: retry chain steps followed each way at most (a chain is as long as its task's retries)
@@ -51,37 +63,28 @@ def _s(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
-def _error_line(traceback: str) -> str | None:
-    lines = [ln for ln in traceback.strip().splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else None
-
-
-def _bad_cursor(cursor: str) -> ValueError:
-    return ValueError(f"cursor {cursor[:40]!r} is not one this backend returned: pass back a TaskPage.cursor or an "
-                      "event id unchanged")
-
-
-def _ms(t: float) -> int:
-    """Wall time in integer ms: the P:x scores (created_at rounded as the enqueue wrote it)."""
-    return int(round(t * 1000))
-
-
 def _created_bounds(f: TaskFilter) -> tuple[str, str]:
-    """ZRANGE BYSCORE bounds of ``[created_after, created_before)``."""
-    return ("-inf" if f.created_after is None else str(_ms(f.created_after)),
-            "+inf" if f.created_before is None else f"({_ms(f.created_before)}")
+    """ZRANGE BYSCORE bounds of ``[created_after, created_before)`` (P:x scores: created_at in ms, rounded as
+    the enqueue wrote it)."""
+    return ("-inf" if f.created_after is None else str(to_ms(f.created_after)),
+            "+inf" if f.created_before is None else f"({to_ms(f.created_before)}")
 
 
-def encode_cursor(score: str, uuid: str) -> str:
-    """A page cursor: the created ms and uuid of the last row returned."""
-    return f"{score}:{uuid}"
+#: what splits a lowered needle into parts Lua can look for: any non-ASCII character, and the two ASCII letters
+#: a non-ASCII one lowers to in Python (U+212A KELVIN SIGN -> 'k', U+0130 'İ' -> 'i̇'), which Lua's byte-wise
+#: string.lower never makes
+_NOT_FOR_LUA = re.compile(r"[^\x00-\x7f]|[ki]")
 
 
-def decode_cursor(cursor: str) -> tuple[str, str]:
-    score, _, uuid = cursor.partition(":")
-    if not score.isdigit() or len(uuid) != 36:
-        raise _bad_cursor(cursor)
-    return score, uuid
+def _server_needle(error_contains: str | None) -> str:
+    """The part of ``error_contains`` the Lua ``list`` op can look for itself, '' for none.
+
+    Why not the whole needle: Lua lowercases bytes (ASCII only), querylib.error_matches lowercases Unicode
+    ("ärger" finds "Ärger"). The longest run of the lowered needle made of ASCII other than 'k'/'i' is in Lua's
+    lowered traceback whenever the whole needle is in Python's, so the server drops only rows that cannot
+    match (most of them, for a needle with some ASCII); Python applies the exact rule to the rows it returns.
+    A needle with no such run (all Cyrillic, say) is matched in Python alone: every candidate is shipped."""
+    return max(_NOT_FOR_LUA.split((error_contains or "").lower()), key=len)
 
 
 #: an event's place in the feed: P:ev entry id (ms, µs), queue, index in the entry
@@ -93,13 +96,16 @@ def _event_id(at: EventPos) -> str:
 
 
 def _parse_event_id(text: str) -> EventPos:
+    """The position of an event id from :func:`_event_id` (index -1: an empty page's cursor, before the entry's
+    first event); any other text (hand-edited, past 64 bits, digits that are not ASCII) is the invalid-event-id
+    error every backend gives."""
     sid, _, rest = text.partition(".")
     k, _, queue = rest.partition(".")
-    try:
-        ms, seq = _stream_id(sid)
-        return (ms, seq, queue, int(k))
-    except ValueError:
-        raise _bad_cursor(text) from None
+    ms, _, seq = sid.partition("-")
+    parts = (event_number(ms), event_number(seq), -1 if k == "-1" else event_number(k))
+    if parts[0] is None or parts[1] is None or parts[2] is None:
+        raise invalid_event_id(text)
+    return (parts[0], parts[1], queue, parts[2])
 
 
 def _stream_id(sid: str) -> tuple[int, int]:
@@ -124,11 +130,10 @@ class RedisQueries(TaskQueries):
     # ------------------------------------------------------------------ lists
     async def list_tasks(self, queues: Sequence[str], filter: TaskFilter, limit: int = 50,
                          cursor: str | None = None) -> TaskPage:
-        if not 1 <= limit <= 1000:
-            raise ValueError(f"limit={limit}: ask for 1 to 1000 tasks per page")
+        check_limit(limit)
         if filter.status is not None and filter.status not in STATUSES:
             raise ValueError(f"status {filter.status!r} is not one of {', '.join(STATUSES)}")
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor)
         rows: list[tuple[float, str, TaskSummary]] = []
         for queue in self._queues(queues, filter):
             rows += await self._list_queue(queue, filter, limit + 1, after)
@@ -136,19 +141,20 @@ class RedisQueries(TaskQueries):
         page = [r[2] for r in rows[:limit]]
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
-        return TaskPage(tasks=page, cursor=encode_cursor(str(int(last[0])), last[1]) if last else None)
+        return TaskPage(tasks=page, cursor=encode_cursor(int(last[0]), last[1]) if last else None)
 
     @staticmethod
     def _queues(queues: Sequence[str], filter: TaskFilter) -> list[str]:
         return [q for q in queues if filter.queue is None or q == filter.queue]
 
     async def _list_queue(self, queue: str, f: TaskFilter, want: int,
-                          after: tuple[str, str] | None) -> list[tuple[float, str, TaskSummary]]:
+                          after: tuple[int, str] | None) -> list[tuple[float, str, TaskSummary]]:
         """Up to ``want`` matches of one queue strictly after ``after``, newest first (bounded Lua calls)."""
         cmin, cmax = _created_bounds(f)
         top, tie = cmax, ""
-        if after is not None and (f.created_before is None or int(after[0]) < _ms(f.created_before)):
-            top, tie = after
+        if after is not None and (f.created_before is None or after[0] < to_ms(f.created_before)):
+            top, tie = str(after[0]), after[1]
+        needle = _server_needle(f.error_contains)
         fmin = "" if f.finished_after is None else repr(f.finished_after * 1000)
         fmax = "" if f.finished_before is None else repr(f.finished_before * 1000)
         out: list[tuple[float, str, TaskSummary]] = []
@@ -156,28 +162,37 @@ class RedisQueries(TaskQueries):
             with self._reachable():
                 rows, more = await self.script.page(queue, self.priority_levels, f.status or "", f.task_name or "",
                                                     cmin, top, tie, cmax, want - len(out), BUDGET, f.worker_id or "",
-                                                    (f.error_contains or "").lower(), fmin, fmax)
+                                                    needle, fmin, fmax)
             for j in range(0, len(rows), 6):
-                summary = self._summary(queue, rows[j:j + 6])
+                summary = self._summary(queue, rows[j:j + 6], f.error_contains)
                 if summary is not None:
                     out.append((float(rows[j + 1]), summary.uuid, summary))
-            if not isinstance(more, list):  # '' = nothing older matches; 'limit' = as many as asked
+            if isinstance(more, list):  # the budget ran out: go on after the last one examined
+                top, tie = _s(more[0]), _s(more[1])
+            elif more and rows:  # 'limit': as many as asked, some of them dropped by the exact error rule
+                top, tie = _s(rows[-5]), _s(rows[-6])
+            else:  # '': nothing older matches
                 break
-            top, tie = _s(more[0]), _s(more[1])  # the budget ran out: go on after the last one examined
         return out
 
     @staticmethod
-    def _summary(queue: str, row: list[Any]) -> TaskSummary | None:
+    def _summary(queue: str, row: list[Any], error_contains: str | None) -> TaskSummary | None:
+        """The list row of one Lua row; None when it is not one of ours or its traceback does not contain
+        ``error_contains`` (querylib's rule; Lua looked only for part of it, see :func:`_server_needle`)."""
         uuid, score, kind, data, consumer, since = row
+        if error_contains and kind != b"R":
+            return None  # queued or running: no traceback yet
         try:
             if kind == b"R":
                 e, status, updated, _, worker, tb, child, deliveries, started = record_parts(data)
+                if not error_matches(error_contains, tb):
+                    return None
                 env = env_decode(e)
                 return TaskSummary(
                     uuid=env.uuid, task_name=env.task_name, queue=queue, status=status, priority=env.priority,
                     created_at=env.created_at, started_at=started / 1000 if started else None,
-                    finished_at=int(updated or 0) / 1000 if status in FINAL else None, worker_id=worker or None,
-                    error=_error_line(tb) if status == "error" else None, deliveries=deliveries,
+                    finished_at=int(updated or 0) / 1000 if status in FINISHED else None, worker_id=worker or None,
+                    error=error_line(tb) if status == "error" else None, deliveries=deliveries,
                     retry_parent_uuid=env.retry_parent_uuid, retry_child_uuid=child or None,
                     restart_of=env.meta.get(META_RESTART_OF) if env.meta else None)
             env = env_decode(data)
@@ -226,7 +241,7 @@ class RedisQueries(TaskQueries):
         if blob is not None:
             _, status, updated, *_, started_ms = record_parts(blob)
             started = started_ms / 1000 if started_ms else None
-            finished = int(updated or 0) / 1000 if status in FINAL else None
+            finished = int(updated or 0) / 1000 if status in FINISHED else None
         return TaskDetail(task=task, started_at=started, finished_at=finished,
                           retry_chain=await self._chain(task, queue),
                           restarts=await self._restarts(sorted(_s(u) for u in restarts), queue),
@@ -270,8 +285,7 @@ class RedisQueries(TaskQueries):
     # returned, so resuming from any id is exact for any set of queues.
     async def events(self, queues: Sequence[str], after: str | None, limit: int = 100,
                      block: float = 0.0) -> EventPage:
-        if not 1 <= limit <= 10000:
-            raise ValueError(f"limit={limit}: ask for 1 to 10000 events")
+        check_limit(limit)
         pos = await self._start(after)
         deadline = time.monotonic() + block
         while True:
@@ -337,15 +351,12 @@ class RedisQueries(TaskQueries):
 
     # ------------------------------------------------------------- throughput
     async def throughput(self, queues: Sequence[str], minutes: int = 15) -> list[ThroughputPoint]:
-        if not 1 <= minutes <= 1440:
-            raise ValueError(f"minutes={minutes}: ask for 1 to 1440 minutes")
-        last = math.floor(time.time() / 60) * 60
-        window = [last - 60 * i for i in reversed(range(minutes))]
-        fields = [f"{m} {s}" for m in window for s in FINAL]
-        totals = [0] * len(fields)
+        window = minute_window(minutes)
+        keys = [(m, s) for m in window for s in ("success", "error", "cancel")]
+        counts = dict.fromkeys(keys, 0)
         for q in queues:
             with self._reachable():
-                got: Any = await self.conn.aio.hmget(self.script.throughput_key(q), fields)
-            totals = [t + int(v or 0) for t, v in zip(totals, got, strict=True)]
-        return [ThroughputPoint(minute=m, success=totals[3 * i], error=totals[3 * i + 1], cancel=totals[3 * i + 2])
-                for i, m in enumerate(window)]
+                got: Any = await self.conn.aio.hmget(self.script.throughput_key(q), [f"{m} {s}" for m, s in keys])
+            for key, v in zip(keys, got, strict=True):
+                counts[key] += int(v or 0)
+        return throughput_points(window, counts)

@@ -146,9 +146,10 @@
 --   list    group nprios status name cmin cmax cscore cuuid limit budget worker err fmin fmax
 --           the query side's filtered page: up to <limit> tasks newest first (created_at, then uuid) strictly
 --           after the cursor (cscore cuuid; '' = from the newest), created in [cmin, cmax] (ZRANGE BYSCORE
---           bounds), read from the narrowest P:x zset. worker = a consumer name or bare worker id, err =
---           lowercased traceback substring, fmin/fmax = finished ms bounds [fmin, fmax) ('' = any). Examines at
---           most <budget> candidates. Returns {rows, more}: rows = {uuid score kind data...}* with kind 'R'
+--           bounds), read from the narrowest P:x zset. worker = a consumer name or bare worker id, err = a
+--           substring of the traceback lowered byte-wise (ASCII only: query.py passes part of the search and
+--           re-checks the whole with Python's case rules), fmin/fmax = finished ms bounds [fmin, fmax) ('' =
+--           any). Examines at most <budget> candidates. Returns {rows, more}: rows = {uuid score kind data...}* with kind 'R'
 --           (data = the record), 'N' (data = envelope: queued) or 'P' (data = envelope, consumer, since ms:
 --           running); more = '' when nothing older can match, else the score and uuid to go on from
 --   count   group nprios name cmin cmax now ttl  ({new process success error cancel} counts of the tasks named

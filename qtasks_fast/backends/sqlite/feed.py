@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from qtasks_fast.abc.query import TaskEvent
-from qtasks_fast.querylib import event_number
+from qtasks_fast.querylib import event_number, invalid_event_id
 
 #: one status change: queue, uuid, task name, status, worker id (None for ``new`` and unknown)
 Change = tuple[str, str, str, str, str | None]
@@ -54,7 +54,7 @@ def parse_after(db: Any, after: str | None) -> tuple[int, int]:
     at, within = event_number(row), event_number(index) if dot else _END
     if at is not None and within is not None:
         return at, within
-    raise ValueError(f"invalid event id {after!r}: pass an event's id, a page's cursor, None or '$'")
+    raise invalid_event_id(after)
 
 
 def position(start: tuple[int, int]) -> str:
