@@ -14,7 +14,7 @@ import asyncio
 import datetime as _dt
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -298,8 +298,7 @@ async def _logs(app: BaseQueueTasks, uuid: str, as_json: bool) -> int:
 def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueueTasks | None]) -> int:
     """Run one control command; ``load`` returns the app (or None after printing why it cannot)."""
     from qtasks_fast import control
-    from qtasks_fast.abc.broker import NotSupported
-    from qtasks_fast.exceptions import BrokerUnavailable, InvalidTaskId
+    from qtasks_fast.exceptions import InvalidTaskId
 
     if getattr(args, "uuid", None) is not None:  # checked before anything is loaded or contacted
         try:
@@ -335,15 +334,27 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
         finally:
             await app.broker.close()
 
+    return run_session(session)
+
+
+def run_session(session: Callable[[], Coroutine[Any, Any, int]], said: tuple[type[Exception], ...] = ()) -> int:
+    """``asyncio.run(session())`` under the CLI's rule: a broker that cannot be reached or lacks a capability
+    (or an error of ``said``: a bad value found late) is one line on stderr and exit code 2, never a traceback;
+    Ctrl-C ends a follow quietly (0)."""
+    from qtasks_fast.abc.capabilities import NotSupported
+    from qtasks_fast.exceptions import BrokerError, BrokerUnavailable
+
     try:
         return asyncio.run(session())
-    except BrokenPipeError:  # the reader of stdout left (| head): not a broker problem
+    except BrokenPipeError:  # the reader of stdout left (| head): the CLI's main ends quietly
         raise
+    except KeyboardInterrupt:
+        return OK
     except (BrokerUnavailable, NotSupported) as exc:
         _err(str(exc))
+    except said as exc:
+        _err(str(exc))
     except Exception as exc:
-        from qtasks_fast.exceptions import BrokerError
-
         if not isinstance(exc, (ConnectionError, OSError, TimeoutError, BrokerError)):
             raise
         _err(broker_error(exc))

@@ -10,7 +10,6 @@ from the last id it printed, so nothing is lost between reads). Exit codes as fo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as _dt
 import json
 from collections.abc import Callable
@@ -177,9 +176,7 @@ async def _events(app: BaseQueueTasks, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueueTasks | None]) -> int:
     """Run ``tasks`` or ``events``; ``load`` returns the app (or None after printing why it cannot)."""
-    from qtasks_fast.abc.capabilities import NotSupported
-    from qtasks_fast.cli_control import _err, broker_error
-    from qtasks_fast.exceptions import BrokerError
+    from qtasks_fast.cli_control import run_session
 
     app = load(args)
     if app is None:
@@ -191,16 +188,4 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
         finally:
             await app.broker.close()
 
-    try:
-        return asyncio.run(session())
-    except BrokenPipeError:  # the reader of stdout left (| head): the CLI's main ends quietly
-        raise
-    except KeyboardInterrupt:
-        return OK
-    except (NotSupported, ValueError) as exc:
-        _err(str(exc))
-    except Exception as exc:
-        if not isinstance(exc, (ConnectionError, OSError, TimeoutError, BrokerError)):
-            raise
-        _err(broker_error(exc))
-    return USAGE
+    return run_session(session, said=(ValueError,))
