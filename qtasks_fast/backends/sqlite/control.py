@@ -114,7 +114,7 @@ class SqliteControl(LocalBroker):
                     now = now_ms()
                     changed(db, now, db.execute(
                         "UPDATE records SET status = 'new', worker_id = NULL, started = NULL, updated = ?"
-                        " WHERE uuid = ? AND status = 'process' RETURNING app, queue, uuid, task_name",
+                        " WHERE uuid = ? AND status IN ('new', 'process') RETURNING app, queue, uuid, task_name",
                         (now, row[2])).fetchall(), "new")
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)
