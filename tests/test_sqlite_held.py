@@ -79,3 +79,18 @@ def test_messages_table_of_an_older_file_gets_the_hand_out_column(tmp_path: Path
     _, storage = make_backend(f"sqlite:///{path}", "old", GlobalConfig())
     assert isinstance(storage, SqliteStorage)
     assert "handed" in {r[1] for r in storage.conn.read("PRAGMA table_info(messages)")}
+
+
+@pytest.mark.asyncio
+async def test_dead_lettered_running_task_names_its_worker(tmp_path: Path) -> None:
+    broker, storage = make_backend(f"sqlite:///{tmp_path}/dead.sqlite3", "dead", GlobalConfig())
+    assert isinstance(storage, SqliteStorage)
+    env = envelope()
+    await broker.enqueue([env], storage)
+    worker = copy.copy(broker)
+    await worker.start("w-0", "w-0", ["default"], storage)
+    (d,), _ = await fetch(worker, 1)
+    await worker.dead_letter([(d, "poison")], storage)
+    got = await storage.get(env.uuid, ["default"])
+    assert got is not None and got.status == "error" and got.worker_id == "w-0"
+    assert (got.traceback or "").startswith("dead-lettered: poison")
