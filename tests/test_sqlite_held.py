@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,20 @@ async def test_dead_lettered_running_task_names_its_worker(tmp_path: Path) -> No
     got = await storage.get(env.uuid, ["default"])
     assert got is not None and got.status == "error" and got.worker_id == "w-0"
     assert (got.traceback or "").startswith("dead-lettered: poison")
+
+
+@pytest.mark.asyncio
+async def test_cancel_of_a_task_whose_worker_is_gone_names_that_worker(tmp_path: Path) -> None:
+    broker, storage = make_backend(f"sqlite:///{tmp_path}/gone.sqlite3", "gone", GlobalConfig())
+    assert isinstance(storage, SqliteStorage)
+    env = envelope()
+    await broker.enqueue([env], storage)
+    worker = copy.copy(broker)
+    worker.lease_seconds = 0.001  # its lease runs out at once: the worker counts as gone
+    await worker.start("w-0", "w-0", ["default"], storage)
+    ready, _ = await fetch(worker, 1)
+    assert len(ready) == 1
+    time.sleep(0.01)
+    assert await broker.cancel(env.uuid, "default", "stop", storage) == "queued"
+    got = await storage.get(env.uuid, ["default"])
+    assert got is not None and got.status == "cancel" and got.worker_id == "w-0"

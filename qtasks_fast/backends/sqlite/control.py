@@ -146,7 +146,7 @@ class SqliteControl(LocalBroker):
                 db.execute("DELETE FROM delayed WHERE app = ? AND queue = ? AND uuid = ?", (app, queue, uuid))
                 release_unique(db, app, decoded(row[2]))
                 if rec:
-                    cancel_records(db, app, [uuid], reason, now, self._ttl_ms)
+                    cancel_records(db, app, [uuid], reason, now, self._ttl_ms, row[3])
                 else:
                     outcomes = body_outcome(queue, row[1], row[0], row[2], row[5], "cancel", reason)
                 status = "queued"

@@ -517,12 +517,14 @@ def changed(db: sqlite3.Connection, now: int, rows: Sequence[Sequence[Any]], sta
 
 
 def cancel_records(db: sqlite3.Connection, app: str, uuids: Sequence[str], reason: str, now: int,
-                   ttl_ms: int) -> None:
-    """Set existing records to ``cancel`` (the reason goes where a failure's traceback would)."""
+                   ttl_ms: int, worker: str | None = None) -> None:
+    """Set existing records to ``cancel`` (the reason goes where a failure's traceback would); ``worker`` is
+    the consumer that held the message, if any (a fetch writes no record, see held.py)."""
     rows = db.execute("UPDATE records SET status = 'cancel', traceback = ?, \"returning\" = NULL, updated = ?,"
-                      " finished = ?, expires_at = ? WHERE app = ? AND uuid IN (SELECT value FROM json_each(?))"
+                      " finished = ?, expires_at = ?, worker_id = coalesce(?, worker_id)"
+                      " WHERE app = ? AND uuid IN (SELECT value FROM json_each(?))"
                       " RETURNING app, queue, uuid, task_name, worker_id",
-                      (reason, now, now, now + ttl_ms, app, _in([u for u in uuids if u]))).fetchall()
+                      (reason, now, now, now + ttl_ms, worker, app, _in([u for u in uuids if u]))).fetchall()
     changed(db, now, rows, "cancel")
 
 
