@@ -131,7 +131,10 @@ class Broker(abc.ABC):
 
         The result is, per queue, a flat list ``[prio, msg_id, raw_bytes, deliveries, ...]`` that the
         dispatch core turns into :class:`Delivery` objects. Messages of this consumer's previous incarnation
-        and of dead consumers come first; within a queue, lower priority numbers come first.
+        (the first fetch after :meth:`start`) and of other consumers whose lease ran out come first; within a
+        queue, lower priority numbers come first. Never this live consumer's own messages otherwise, even past
+        their lease: it still runs them (a renewal can come late when a CPU-bound task slows the loop), and
+        its late :meth:`renew` keeps them.
         """
 
     @abc.abstractmethod

@@ -145,9 +145,10 @@ class InMemoryBroker(MemoryControl, Cancel, DeadLetters, Purge, FlushAll, Limits
                 break
             if first is not None and first.queue != q:
                 continue
-            # abandoned messages first (a predecessor's at takeover, expired leases), then ready ones
+            # abandoned messages first (a predecessor's at takeover, other consumers' expired leases: never
+            # this one's own, which it still runs however late their renewal), then ready ones
             claim = iter([first] if first is not None else sorted((m for m in st.owned.values() if m.queue == q and (
-                m.lease_until < now or (takeover and m.consumer == self._consumer))), key=lambda m: (m.prio, m.id)))
+                self._abandoned(m, now, takeover))), key=lambda m: (m.prio, m.id)))
             flat: list[Any] = []
             uuids: list[str] = []
             passed: list[Any] = []  # last attempts passed over for a fetch of their own
@@ -184,7 +185,8 @@ class InMemoryBroker(MemoryControl, Cancel, DeadLetters, Purge, FlushAll, Limits
         # a takeover that handed out one last attempt alone goes on with the next fetch (the worker runs
         # that attempt alone and settles it first), until the predecessor's messages are all handed out
         self._takeover = takeover and not lone
-        next_expiry = min((m.lease_until for m in st.owned.values()), default=now + 3600.0)
+        next_expiry = min((m.lease_until for m in st.owned.values() if m.consumer != self._consumer),
+                          default=now + 3600.0)
         return out, dead, min(next_expiry - now, next_due - time.time())
 
     def _last_attempt(self, now: float, takeover: bool) -> Any:
@@ -194,8 +196,15 @@ class InMemoryBroker(MemoryControl, Cancel, DeadLetters, Purge, FlushAll, Limits
         st, alone = self.state, self.max_deliveries - 1
         served = set(self._queues)
         found = [m for m in st.messages.values() if m.queue in served and m.deliveries >= alone and (
-            m.consumer is None or m.lease_until < now or (takeover and m.consumer == self._consumer))]
+            m.consumer is None or self._abandoned(m, now, takeover))]
         return min(found, key=lambda m: (self._queues.index(m.queue), m.prio, m.id)) if found else None
+
+    def _abandoned(self, m: Any, now: float, takeover: bool) -> bool:
+        """Handed out and free to take: another consumer's expired lease, or this consumer name's own at
+        takeover (a replacement process). Never this live consumer's own otherwise: it still runs them."""
+        if m.consumer == self._consumer:
+            return takeover
+        return bool(m.lease_until < now)
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = await self.settle_unfused(outcomes, storage, retries)

@@ -96,7 +96,8 @@
 --   unique  unique_ttl {uuid key ttl_ms}*  (claim unique keys alone, for a foreign storage: same reply)
 --   fetch   group consumer worker count now mode lease_ms max_deliveries nprios ttl {'prio id'}*
 --           First promotes due delayed envelopes (at most 1000) to their streams.
---           mode 0 = new only; 1 = also reclaim entries idle > lease from any consumer, and take
+--           mode 0 = new only; 1 = also reclaim entries idle > lease from any other consumer (never
+--           <consumer>'s own: a live worker still runs them, however late its renewal), and take
 --           one parked last attempt; 2 = also take over this consumer's own pending entries first
 --           (a replacement process, or a worker whose fetch reply was lost in a connection failure:
 --           it lists the entries it still runs as 'prio id' so they are left alone).
@@ -1007,7 +1008,13 @@ elseif op == 'fetch' then
     if left <= 0 then break end
     local stream = P .. ':s:' .. prio
     if mode >= 1 then
-      claim(prio, stream, redis.call('XPENDING', stream, group, 'IDLE', lease, '-', '+', left), false)
+      -- <consumer>'s own late entries are skipped: it is alive (it is fetching), it still runs them,
+      -- and its next renewal keeps them; reclaiming them would run them twice here
+      local stale, others = redis.call('XPENDING', stream, group, 'IDLE', lease, '-', '+', left), {}
+      for _, p in ipairs(stale) do
+        if p[2] ~= consumer then others[#others + 1] = p end
+      end
+      claim(prio, stream, others, false)
     end
     if left > 0 then
       local res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', stream, '>')

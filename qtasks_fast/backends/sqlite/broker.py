@@ -199,10 +199,11 @@ class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, 
         for q in self._queues:
             avail, ripe = self.conn.read(
                 "SELECT EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND consumer IS NULL)"
-                " OR EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND lease_until < ?)"
+                " OR EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND lease_until < ?"
+                " AND consumer IS NOT ?)"
                 " OR EXISTS (SELECT 1 FROM messages WHERE app = ? AND queue = ? AND consumer = ?),"
                 " EXISTS (SELECT 1 FROM delayed WHERE app = ? AND queue = ? AND due <= ?)",
-                (app, q, app, q, now, app, q, takeover, app, q, now))[0]
+                (app, q, app, q, now, self._consumer, app, q, takeover, app, q, now))[0]
             found = found or bool(avail)
             if ripe:
                 due.append(q)
@@ -212,8 +213,9 @@ class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, 
             for q in self._queues:
                 lease, eta = self.conn.read(
                     "SELECT (SELECT min(lease_until) FROM messages WHERE app = ? AND queue = ?"
-                    " AND lease_until IS NOT NULL), (SELECT min(due) FROM delayed WHERE app = ? AND queue = ?)",
-                    (app, q, app, q))[0]
+                    " AND lease_until IS NOT NULL AND consumer IS NOT ?),"
+                    " (SELECT min(due) FROM delayed WHERE app = ? AND queue = ?)",
+                    (app, q, self._consumer, app, q))[0]
                 wake = min(wake, (lease + 1) if lease is not None else _FAR, eta if eta is not None else _FAR)
             self._wake_at = wake
         return found, due
@@ -256,8 +258,10 @@ class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, 
                     if self._takeover:  # a replacement of this worker slot: its predecessor's messages at once
                         rows += db.execute(cols + "consumer = ? ORDER BY prio, id LIMIT ?",
                                            (app, q, self._consumer, left)).fetchall()
+                    # expired leases of other consumers only: this one is alive (it is fetching), it still
+                    # runs its own however late their renewal, and taking them here would run them twice
                     rows += db.execute(cols + "lease_until < ? AND consumer IS NOT ? ORDER BY prio, id LIMIT ?",
-                                       (app, q, now, self._consumer if self._takeover else None, left)).fetchall()
+                                       (app, q, now, self._consumer, left)).fetchall()
                     rows.sort(key=lambda r: (r[1], r[0]))
                     rows += db.execute(cols + "consumer IS NULL ORDER BY prio, id LIMIT ?", (app, q, left)).fetchall()
                 flat: list[Any] = []
@@ -306,9 +310,9 @@ class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, 
         self._last_waiting = False
         for q in self._queues:
             row = db.execute("SELECT id, prio, uuid, body, deliveries FROM messages WHERE app = ? AND queue = ?"
-                             " AND deliveries >= ? AND (consumer IS NULL OR lease_until < ? OR consumer = ?)"
-                             " ORDER BY prio, id LIMIT 1",
-                             (self.app_name, q, self.max_deliveries - 1, now,
+                             " AND deliveries >= ? AND (consumer IS NULL OR (lease_until < ? AND consumer IS NOT ?)"
+                             " OR consumer = ?) ORDER BY prio, id LIMIT 1",
+                             (self.app_name, q, self.max_deliveries - 1, now, self._consumer,
                               self._consumer if self._takeover else None)).fetchone()
             if row is not None:
                 return [q, row]

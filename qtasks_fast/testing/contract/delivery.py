@@ -78,6 +78,28 @@ class DeliveryContract(ContractBase):
         assert (await h.record(e.uuid)).worker_id == "thief"
 
     @pytest.mark.asyncio
+    async def test_a_live_consumer_never_takes_back_its_own_late_lease(self, harness: Harness) -> None:
+        """A worker whose renewal comes late (its event loop slowed by a CPU-bound task's thread) is still alive:
+        its own fetches must not hand it again, and charge a delivery for, a message it is still running; its late
+        renewal keeps it. Only another consumer may take it once the lease has run out."""
+        h = harness.configured(lease_seconds=0.3)
+        owner = await h.consumer("slow-0")
+        late = envelope(args=(1,))
+        await owner.enqueue([late], h.storage)
+        (d,), _ = await fetch(owner)
+        await asyncio.sleep(0.45)  # past the lease, no renewal
+        fresh = envelope(args=(2,))
+        await owner.enqueue([fresh], h.storage)
+        (got,), _ = await fetch(owner)  # the new message only, not the running one a second time
+        assert the_envelope(got).uuid == fresh.uuid
+        assert await fetch(owner) == ([], [])
+        assert held(await owner.renew([d])) == [d.msg_id]  # the late renewal still holds it
+        await owner.settle([success(got)], h.storage, [])
+        await asyncio.sleep(0.45)  # the owner stops renewing (it died): another consumer takes it
+        (taken,) = await fetch_until(await h.consumer("other-0"), 5.0)
+        assert (taken.msg_id, taken.deliveries) == (d.msg_id, 2)
+
+    @pytest.mark.asyncio
     async def test_renew_returns_only_what_is_still_held(self, harness: Harness) -> None:
         """Of a mixed batch, ``renew`` keeps and reports the deliveries still held, never one another consumer
         took over nor one already settled."""
