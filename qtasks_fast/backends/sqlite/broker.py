@@ -23,6 +23,7 @@ the write lock producers need.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
@@ -53,6 +54,7 @@ from qtasks_fast.backends.sqlite.db import (
     finish_records,
     insert_records,
     mark_process,
+    note_process,
     now_ms,
     release_unique,
 )
@@ -265,7 +267,7 @@ class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, 
                     rows.sort(key=lambda r: (r[1], r[0]))
                     rows += db.execute(cols + "consumer IS NULL ORDER BY prio, id LIMIT ?", (app, q, left)).fetchall()
                 flat: list[Any] = []
-                taken: list[tuple[str, int, int]] = []
+                taken: list[tuple[str, int, int, int]] = []
                 uuids: list[str] = []
                 passed: list[tuple[int]] = []
                 for msg_id, prio, uuid, body, delivered in rows:
@@ -287,17 +289,17 @@ class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, 
                             continue
                         left = lone = 0  # the only message of this fetch
                     flat += (prio, msg_id, body, delivered + 1)
-                    taken.append((self._consumer, lease_until, msg_id))
+                    taken.append((self._consumer, lease_until, now, msg_id))
                     if uuid:
                         uuids.append(uuid)
                     left -= 1
                 if passed:
                     db.executemany("UPDATE messages SET consumer = NULL, lease_until = NULL WHERE id = ?", passed)
                 if taken:
-                    db.executemany("UPDATE messages SET consumer = ?, lease_until = ?, deliveries = deliveries + 1"
-                                   " WHERE id = ?", taken)
-                    if rec:
-                        mark_process(db, uuids, self._worker_id, now)
+                    db.executemany("UPDATE messages SET consumer = ?, lease_until = ?, handed = ?,"
+                                   " deliveries = deliveries + 1 WHERE id = ?", taken)
+                    if rec:  # no record write: a handed-out message is what makes its task read `process`
+                        note_process(db, uuids, self._worker_id, now)
                     out.append((q, flat))
         # a takeover that handed out one last attempt alone goes on with the next fetch (the worker runs
         # that attempt alone and settles it first), until the predecessor's messages are all handed out
@@ -321,12 +323,14 @@ class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = await self.settle_unfused(outcomes, storage, retries)
         now = now_ms()
+        ids = json.dumps([o[0].msg_id for o in outcomes])
         async with self.conn.atx(patience=None) as db:
+            handed = dict(db.execute("DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?))"
+                                     " RETURNING id, handed", (ids,)).fetchall())
             if rec:
                 if retries:
                     self._insert_tx(db, retries, False, True, now)
-                finish_records(db, self.app_name, outcomes, self._worker_id, now, self._ttl_ms)
-            db.executemany("DELETE FROM messages WHERE id = ?", [(o[0].msg_id,) for o in outcomes])
+                finish_records(db, self.app_name, outcomes, self._worker_id, now, self._ttl_ms, handed)
             release_unique(db, self.app_name, [o[0].envelope for o in outcomes
                                                if o[1] != "success" and releases_unique(o[1], o[4])])
 

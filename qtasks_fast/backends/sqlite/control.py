@@ -56,14 +56,15 @@ class SqliteControl(LocalBroker):
                  reason: str, now: int, rec: bool, deliveries: int = 1) -> None:
         db.execute("INSERT INTO dead_letters (app, queue, prio, uuid, body, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (self.app_name, queue, prio, uuid, body, reason, now))
-        db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
-        release_unique(db, self.app_name, decoded(body))
-        if rec and uuid:
+        if rec and uuid:  # the worker is the message's last consumer (a fetch writes no record, see held.py)
             changed(db, now, db.execute(
                 "UPDATE records SET status = 'error', traceback = ?, updated = ?, finished = ?, expires_at = ?,"
-                " deliveries = ? WHERE uuid = ? RETURNING app, queue, uuid, task_name, worker_id",
-                ("dead-lettered: " + reason, now, now, now + self._ttl_ms, max(deliveries, 1), uuid)).fetchall(),
-                "error")
+                " deliveries = ?, worker_id = coalesce((SELECT consumer FROM messages WHERE id = ?), worker_id)"
+                " WHERE uuid = ? RETURNING app, queue, uuid, task_name, worker_id",
+                ("dead-lettered: " + reason, now, now, now + self._ttl_ms, max(deliveries, 1), msg_id,
+                 uuid)).fetchall(), "error")
+        db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
+        release_unique(db, self.app_name, decoded(body))
 
     async def dead_letter(self, items: Sequence[tuple[Delivery, str]], storage: Storage) -> None:
         rec = await self.save_dead_records(items, storage)
@@ -114,7 +115,7 @@ class SqliteControl(LocalBroker):
                     now = now_ms()
                     changed(db, now, db.execute(
                         "UPDATE records SET status = 'new', worker_id = NULL, started = NULL, updated = ?"
-                        " WHERE uuid = ? AND status = 'process' RETURNING app, queue, uuid, task_name",
+                        " WHERE uuid = ? AND status IN ('new', 'process') RETURNING app, queue, uuid, task_name",
                         (now, row[2])).fetchall(), "new")
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)
@@ -145,7 +146,7 @@ class SqliteControl(LocalBroker):
                 db.execute("DELETE FROM delayed WHERE app = ? AND queue = ? AND uuid = ?", (app, queue, uuid))
                 release_unique(db, app, decoded(row[2]))
                 if rec:
-                    cancel_records(db, app, [uuid], reason, now, self._ttl_ms)
+                    cancel_records(db, app, [uuid], reason, now, self._ttl_ms, row[3])
                 else:
                     outcomes = body_outcome(queue, row[1], row[0], row[2], row[5], "cancel", reason)
                 status = "queued"

@@ -17,7 +17,9 @@ settle about twice as dear (measured with ``python -m qtasks_fast.benchmarks.ab 
 
 The ``records`` indexes of the query side each serve a page that must stay an ordered index walk at scale
 (status + created, name + created, finish-time range; restarts) and each costs a B-tree write per change of
-its columns: ``records_status`` is the dearest (an insert at enqueue, a move at fetch and at settle). Measured
+its columns: ``records_status`` is the dearest (an insert at enqueue, a move at settle). A fetch writes no
+record at all: a handed-out message (``consumer``, ``handed``) is what makes its task read ``process``, see
+:mod:`~qtasks_fast.backends.sqlite.held`; settle copies ``handed`` into the record's ``started``. Measured
 alternative (callgrind, SQLite instructions per task): partial indexes ``finished IS NULL`` / ``IS NOT NULL``
 instead would skip the move at fetch (-7 %) but leave ``status=process`` pages unindexed, a walk over the
 whole backlog; a partial ``status = 'process'`` index to restore it costs back all but 2 % of the saving.
@@ -54,7 +56,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, queue TEXT NOT NULL, prio INTEGER NOT NULL,
     uuid TEXT NOT NULL, body BLOB NOT NULL, consumer TEXT, lease_until INTEGER,
-    deliveries INTEGER NOT NULL DEFAULT 0);
+    deliveries INTEGER NOT NULL DEFAULT 0, handed INTEGER);
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (app, queue, consumer, prio, id);
 CREATE INDEX IF NOT EXISTS messages_lease ON messages (app, queue, lease_until);
 CREATE TABLE IF NOT EXISTS delayed (
@@ -118,8 +120,9 @@ _abandoned: list[sqlite3.Connection] = []  # handles inherited over fork: never 
 _one_attempt: ContextVar[bool] = ContextVar("qtasks_sqlite_one_attempt", default=False)
 _TABLES = frozenset(re.findall(r"CREATE (?:TABLE|INDEX|TRIGGER) IF NOT EXISTS (\w+)", SCHEMA))
 #: ``records`` columns added after the first release: a file made before gets them on open
-_LATER_COLUMNS = {"deliveries": "INTEGER NOT NULL DEFAULT 1", "started": "INTEGER", "finished": "INTEGER",
-                  "restart_of": "TEXT"}
+_LATER_COLUMNS = {"records": {"deliveries": "INTEGER NOT NULL DEFAULT 1", "started": "INTEGER",
+                              "finished": "INTEGER", "restart_of": "TEXT"},
+                  "messages": {"handed": "INTEGER"}}
 log = get_logger("sqlite")
 T = TypeVar("T")
 
@@ -351,8 +354,9 @@ class SqliteConnection:
             master = dict(db.execute("SELECT name, sql FROM sqlite_master").fetchall())
             if "records_event_update" in master:  # the feed before it was batched: its triggers cost every write
                 db.executescript(f"BEGIN IMMEDIATE;{feed.RETIRED}COMMIT;")
-            if "records" in master and any(c not in (master["records"] or "") for c in _LATER_COLUMNS):
-                add_records_columns(db)  # made before a column: first, the indexes below may use it
+            if any(t in master and any(c not in (master[t] or "") for c in cols)
+                   for t, cols in _LATER_COLUMNS.items()):
+                add_later_columns(db)  # made before a column: first, the indexes below may use it
             if not _TABLES <= master.keys():  # reads only when the schema exists: opens while another process writes
                 db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
         except sqlite3.Error as exc:
@@ -436,15 +440,16 @@ def _lower(value: str | None) -> str | None:
     return value.lower() if isinstance(value, str) else None
 
 
-def add_records_columns(db: sqlite3.Connection) -> None:
-    """A file made before some ``records`` columns (:data:`_LATER_COLUMNS`): add them (once, whoever opens it
-    first; a cheap schema change, the rows are not rewritten)."""
+def add_later_columns(db: sqlite3.Connection) -> None:
+    """A file made before some columns (:data:`_LATER_COLUMNS`): add them (once, whoever opens it first; a
+    cheap schema change, the rows are not rewritten)."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        cols = {r[1] for r in db.execute("PRAGMA table_info(records)")}
-        for name, decl in _LATER_COLUMNS.items():
-            if name not in cols:  # another process may have added it meanwhile
-                db.execute(f"ALTER TABLE records ADD COLUMN {name} {decl}")
+        for table, later in _LATER_COLUMNS.items():
+            cols = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in later.items():
+                if cols and name not in cols:  # another process may have added it meanwhile
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -452,8 +457,11 @@ def add_records_columns(db: sqlite3.Connection) -> None:
 
 
 def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
-                   ttl_ms: int) -> None:
-    """Final states; an upsert, so a message whose record is gone (expired, foreign producer) still reports."""
+                   ttl_ms: int, handed: dict[int, int] | None = None) -> None:
+    """Final states; an upsert, so a message whose record is gone (expired, foreign producer) still reports.
+
+    ``handed`` (message id -> hand-out time, fused settles) fills ``started``: the fetch wrote no record."""
+    handed = handed or {}
     rows = []
     for d, status, ret, tb, child in outcomes:
         env = d.envelope
@@ -461,13 +469,13 @@ def finish_records(db: sqlite3.Connection, app: str, outcomes: Sequence[Outcome]
         raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)
         rows.append((env.uuid, app, d.queue, env.task_name, status, raw, round(env.created_at * 1000) or now, now,
                      ret, tb or None, worker_id or None, child or None, now + ttl_ms, d.deliveries or 1, now,
-                     env.meta.get(META_RESTART_OF) if env.meta else None))
+                     env.meta.get(META_RESTART_OF) if env.meta else None, handed.get(d.msg_id)))
     db.executemany(
         "INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, \"returning\","
-        " traceback, worker_id, retry_child, expires_at, deliveries, finished, restart_of)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " traceback, worker_id, retry_child, expires_at, deliveries, finished, restart_of, started)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, updated = excluded.updated,"
-        " finished = excluded.finished,"
+        " finished = excluded.finished, started = coalesce(excluded.started, started),"
         " \"returning\" = excluded.\"returning\", traceback = excluded.traceback, worker_id = excluded.worker_id,"
         " retry_child = excluded.retry_child, expires_at = excluded.expires_at, deliveries = excluded.deliveries",
         rows)
@@ -480,8 +488,18 @@ def _in(uuids: Sequence[str]) -> str:
     return json.dumps(list(uuids))
 
 
+def note_process(db: sqlite3.Connection, uuids: Sequence[str], worker_id: str, now: int) -> None:
+    """The ``process`` events of a fused fetch, records untouched: while its message is handed out, a task
+    reads as ``process`` on the message's consumer (see :mod:`~qtasks_fast.backends.sqlite.held`), so the
+    fetch pays no record write and no ``records_status`` index move (a record that is gone gets no event)."""
+    rows = db.execute("SELECT app, queue, uuid, task_name FROM records WHERE uuid IN (SELECT value FROM json_each(?))",
+                      (_in(uuids),)).fetchall()
+    changed(db, now, rows, "process", worker_id)
+
+
 def mark_process(db: sqlite3.Connection, uuids: Sequence[str], worker_id: str, now: int) -> None:
-    """Existing records of ``uuids`` to ``process`` on ``worker_id`` (a record that is gone is left gone)."""
+    """Existing records of ``uuids`` to ``process`` on ``worker_id`` (a record that is gone is left gone): for
+    a foreign broker's fetch (no ``messages`` row here tells that the task runs)."""
     rows = db.execute("UPDATE records SET status = 'process', worker_id = ?, updated = ?, started = ?"
                       " WHERE uuid IN (SELECT value FROM json_each(?)) RETURNING app, queue, uuid, task_name",
                       (worker_id, now, now, _in(uuids))).fetchall()
@@ -499,12 +517,14 @@ def changed(db: sqlite3.Connection, now: int, rows: Sequence[Sequence[Any]], sta
 
 
 def cancel_records(db: sqlite3.Connection, app: str, uuids: Sequence[str], reason: str, now: int,
-                   ttl_ms: int) -> None:
-    """Set existing records to ``cancel`` (the reason goes where a failure's traceback would)."""
+                   ttl_ms: int, worker: str | None = None) -> None:
+    """Set existing records to ``cancel`` (the reason goes where a failure's traceback would); ``worker`` is
+    the consumer that held the message, if any (a fetch writes no record, see held.py)."""
     rows = db.execute("UPDATE records SET status = 'cancel', traceback = ?, \"returning\" = NULL, updated = ?,"
-                      " finished = ?, expires_at = ? WHERE app = ? AND uuid IN (SELECT value FROM json_each(?))"
+                      " finished = ?, expires_at = ?, worker_id = coalesce(?, worker_id)"
+                      " WHERE app = ? AND uuid IN (SELECT value FROM json_each(?))"
                       " RETURNING app, queue, uuid, task_name, worker_id",
-                      (reason, now, now, now + ttl_ms, app, _in([u for u in uuids if u]))).fetchall()
+                      (reason, now, now, now + ttl_ms, worker, app, _in([u for u in uuids if u]))).fetchall()
     changed(db, now, rows, "cancel")
 
 

@@ -22,6 +22,7 @@ Times are kept in milliseconds; the filters' bounds are rounded to the milliseco
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from qtasks_fast.abc.query import (
 )
 from qtasks_fast.backends.sqlite import feed
 from qtasks_fast.backends.sqlite.db import SqliteConnection, now_ms
+from qtasks_fast.backends.sqlite.held import Holder, held, holder, running
 from qtasks_fast.querylib import (
     STATUSES,
     check_limit,
@@ -48,6 +50,7 @@ from qtasks_fast.querylib import (
     minute_window,
     throughput_points,
     to_ms,
+    worker_matches,
 )
 from qtasks_fast.schemas import Envelope
 
@@ -126,17 +129,42 @@ class SqliteQueries(TaskQueries):
         return (f"SELECT {_SUMMARY} FROM records WHERE app = ? AND queue = ? AND {cond}"  # noqa: S608 - fixed
                 " ORDER BY created DESC, uuid DESC LIMIT ?", params)
 
+    def _held_rows(self, f: TaskFilter, q: str, who: dict[str, Holder], after: tuple[int, str] | None,
+                   now: int) -> list[Any]:
+        """``(record row, running row)`` of the ``new`` records of ``q`` whose message is handed out (``who``)
+        that match ``f`` but for its status and worker (checked by the caller on either row)."""
+        if not who:
+            return []
+        cond, params = where(msgspec.structs.replace(f, status="new", worker_id=None), now)
+        if after is not None:
+            cond += " AND (created, uuid) < (?, ?)"
+            params += list(after)
+        rows = self.conn.read(f"SELECT {_SUMMARY} FROM records WHERE app = ? AND queue = ?"  # noqa: S608 - fixed
+                              f" AND uuid IN (SELECT value FROM json_each(?)) AND {cond}",
+                              (self.app_name, q, json.dumps(list(who)), *params))
+        return [(r, running(r, 3, 8, 6, who[r[0]])) for r in rows]
+
     async def list_tasks(self, queues: Sequence[str], filter: TaskFilter, limit: int = 50,
                          cursor: str | None = None) -> TaskPage:
+        """A ``new`` record whose message is handed out is listed as ``process`` (see held.py): the walks
+        read past as many rows as are handed out, so dropping them from ``new`` still fills the page."""
         check_limit(limit)
         after, now = decode_cursor(cursor), now_ms()
         walks = [filter] if filter.status is not None or filter.task_name is not None else [
             msgspec.structs.replace(filter, status=s) for s in STATUSES]
         rows: list[Any] = []
-        for f in walks:
-            sql, params = self.page_sql(f, after, now)
-            for q in _queues(queues, filter):
-                rows += self.conn.read(sql, (self.app_name, q, *params, limit + 1))
+        for q in _queues(queues, filter):
+            who = held(self.conn, self.app_name, q)
+            for f in walks:
+                sql, params = self.page_sql(f, after, now)
+                if f.status in (None, "new"):
+                    rows += [r for r in self.conn.read(sql, (self.app_name, q, *params, limit + 1 + len(who)))
+                             if not (r[3] == "new" and r[0] in who)]
+                else:
+                    rows += self.conn.read(sql, (self.app_name, q, *params, limit + 1))
+                if f.status in (None, "process"):
+                    rows += [r for _, r in self._held_rows(f, q, who, after, now)
+                             if f.worker_id is None or worker_matches(f.worker_id, r[8])]
         rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -145,12 +173,19 @@ class SqliteQueries(TaskQueries):
 
     async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
-        cond, params = where(filter, now_ms(), ignore_status=True)
+        now = now_ms()
+        cond, params = where(filter, now, ignore_status=True)
         for q in _queues(queues, filter):
             for status, n in self.conn.read(
                     f"SELECT status, count(*) FROM records WHERE app = ? AND queue = ? AND {cond}"  # noqa: S608
                     " GROUP BY status", (self.app_name, q, *params)):
                 counts[status] = counts.get(status, 0) + n
+            wanted = filter.worker_id
+            for record, run in self._held_rows(filter, q, held(self.conn, self.app_name, q), None, now):
+                if wanted is None or worker_matches(wanted, record[8]):
+                    counts["new"] -= 1  # counted above as its record says
+                if wanted is None or worker_matches(wanted, run[8]):
+                    counts["process"] += 1
         return counts
 
     async def task_detail(self, uuid: str, queues: Sequence[str]) -> TaskDetail | None:
@@ -160,6 +195,8 @@ class SqliteQueries(TaskQueries):
         app = self.app_name
         started, finished = self.conn.read("SELECT started, finished FROM records WHERE uuid = ? AND app = ?",
                                            (uuid, app))[0]
+        if task.status == "process" and (who := holder(self.conn, app, task.queue, uuid)) is not None:
+            started = who[1] if who[1] is not None else started
         back: list[str] = []
         parent = None if task.retry_parent_uuid is None else str(task.retry_parent_uuid)
         while parent is not None and parent not in back:

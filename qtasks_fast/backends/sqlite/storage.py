@@ -30,6 +30,7 @@ from qtasks_fast.backends.sqlite.db import (
     now_ms,
     suppress_locked,
 )
+from qtasks_fast.backends.sqlite.held import holder, running
 from qtasks_fast.backends.sqlite.query import SqliteQueries
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
 from qtasks_fast.steps import Sleep, Steps, run, run_sync
@@ -125,6 +126,8 @@ class SqliteStorage(SqliteQueries, Storage):
             return None
         if queues and row[8] not in queues:
             return None  # records are per queue, as in Redis
+        if row[0] == "new" and (who := holder(self.conn, self.app_name, row[8], uuid)) is not None:
+            row = running(row, 0, 6, 3, who)  # handed out: running (the fetch wrote no record, see held.py)
         return row_to_task(row)
 
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
