@@ -38,8 +38,8 @@ from qtasks_fast.benchmarks.common import (
 )
 
 #: run order: the ceiling first, so every later table can show its ratio to it
-SUITES = ("ceiling", "drain", "enqueue", "sqlite", "latency", "io", "cpu", "memory", "core", "middleware", "query",
-          "peers")
+SUITES = ("ceiling", "drain", "enqueue", "sqlite", "latency", "dispatch", "io", "cpu", "memory", "core", "middleware",
+          "query", "peers")
 DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "peers"))
 DESCRIPTIONS = {
     "ceiling": "raw redis-py+hiredis streams: pipelined XADD, XREADGROUP+XACK drain, round trip",
@@ -47,6 +47,7 @@ DESCRIPTIONS = {
     "enqueue": "add_task one by one, add_tasks in bulk, async add_task with asyncio.gather",
     "sqlite": "embedded SQLite (the default broker): bulk enqueue, drain through 1/2/4 worker processes",
     "latency": "enqueue -> result visible, p50/p99/p99.9 idle and under load; idle worker CPU%",
+    "dispatch": "enqueue -> body starts and -> result back, idle, alternated with raw XREADGROUP/BRPOP/echo trips",
     "io": "async tasks sleeping 10 ms at high concurrency vs the theoretical rate",
     "cpu": "CPU-bound inline task: 1 vs 2 processes, --pin-cpus vs not",
     "memory": "worker RSS idle and under load; Redis memory per 100k queued tasks",

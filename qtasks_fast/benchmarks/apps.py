@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any, TypeVar
 
 from qtasks_fast import QueueTasks
@@ -42,6 +43,11 @@ def register(app: A) -> A:
         for i in range(loops):
             acc = (acc + i * i) % 1_000_003
         return acc
+
+    @app.task(name="stamp")
+    async def stamp() -> float:
+        """When the body started (system-wide monotonic clock): the dispatch suite subtracts its enqueue time."""
+        return time.monotonic()
 
     @app.task(name="echo")
     async def echo(data: bytes) -> bytes:

@@ -10,6 +10,8 @@ from qtasks_fast.benchmarks.common import fmt, markdown_table, pct, ratio
 
 #: (name, goal text, minimum ratio or None, maximum ratio or None)
 DRAIN_GOAL, ENQUEUE_GOAL, LATENCY_GOAL, IO_GOAL, IDLE_CPU_GOAL = 0.60, 0.70, 1.5, 0.90, 1.0
+#: issue 16: enqueue -> body starts within 1.2x the raw XADD -> blocked XREADGROUP, and below the BRPOP reference
+DISPATCH_GOAL = 1.2
 #: drain rate as a multiple of the best peer's (peers suite, same run)
 PEER_GOAL = 10.0
 
@@ -68,6 +70,13 @@ def targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({"target": "idle worker CPU", "qtasks_fast": f"{cpu:.2f} %", "reference": "-",
                          "ratio": "-", "goal": f"≤ {IDLE_CPU_GOAL:.0f} % (~0)",
                          "status": "PASS" if cpu <= IDLE_CPU_GOAL else "MISS"})
+    dispatch = results.get("dispatch", {}).get("headline")
+    if dispatch:
+        r = dispatch.get("start_over_raw_streams")
+        rows.append(_row("enqueue -> body starts p50, idle", dispatch.get("start_p50_us"), "µs",
+                         dispatch.get("raw_streams_p50_us"), "XADD -> blocked XREADGROUP p50, alternated", r,
+                         f"≤ {DISPATCH_GOAL}× raw and < BRPOP",
+                         None if r is None else r <= DISPATCH_GOAL and dispatch.get("start_over_raw_list", 9) < 1))
     peer_rows = [r for r in results.get("peers", {}).get("rows", [])
                  if r.get("workload") == "drain" and isinstance(r.get("rate"), (int, float)) and r["rate"] > 0]
     if drain and peer_rows:
