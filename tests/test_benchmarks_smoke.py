@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ("drain", "enqueue", "latency", "dispatch", "core", "ceiling")
+SUITES = ("drain", "enqueue", "latency", "dispatch", "io-redis", "core", "ceiling")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,9 @@ def test_rates_are_positive(results: Path) -> None:
     dispatch = load(results, "dispatch")["headline"]
     for key in ("start_p50_us", "raw_streams_p50_us", "raw_list_p50_us", "start_over_raw_streams"):
         assert positive(dispatch[key]), (key, dispatch)
+    ioredis = load(results, "io-redis")["headline"]
+    for key in ("ratio", "rate", "loop_rate"):
+        assert positive(ioredis[key]), (key, ioredis)
     core = load(results, "core")["headline"]
     assert positive(core["ns_compiled"]) and positive(core["ns_pure"])
 
@@ -82,7 +85,7 @@ def test_rates_are_positive(results: Path) -> None:
 def test_summary_has_targets_with_ratios(results: Path) -> None:
     summary = json.loads((results / "summary.json").read_text())
     targets = {row["target"].split(",")[0].split(" (")[0]: row for row in summary["targets"]}
-    for name in ("drain", "bulk enqueue", "latency p50", "enqueue -> body starts p50"):
+    for name in ("drain", "bulk enqueue", "latency p50", "enqueue -> body starts p50", "io-redis"):
         assert name in targets, sorted(targets)
         assert targets[name]["status"] in ("PASS", "MISS")
         assert targets[name]["ratio"] != "n/a"

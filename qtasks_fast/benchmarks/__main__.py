@@ -38,8 +38,8 @@ from qtasks_fast.benchmarks.common import (
 )
 
 #: run order: the ceiling first, so every later table can show its ratio to it
-SUITES = ("ceiling", "drain", "enqueue", "sqlite", "latency", "dispatch", "io", "cpu", "memory", "core", "middleware",
-          "query", "peers")
+SUITES = ("ceiling", "drain", "enqueue", "sqlite", "latency", "dispatch", "io", "io-redis", "cpu", "memory", "core",
+          "middleware", "query", "peers")
 DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "peers"))
 DESCRIPTIONS = {
     "ceiling": "raw redis-py+hiredis streams: pipelined XADD, XREADGROUP+XACK drain, round trip",
@@ -49,6 +49,7 @@ DESCRIPTIONS = {
     "latency": "enqueue -> result visible, p50/p99/p99.9 idle and under load; idle worker CPU%",
     "dispatch": "enqueue -> body starts and -> result back, idle, alternated with raw XREADGROUP/BRPOP/echo trips",
     "io": "async tasks sleeping 10 ms at high concurrency vs the theoretical rate",
+    "io-redis": "tasks awaiting one command on a shared redis.asyncio client vs that command loop with no queue",
     "cpu": "CPU-bound inline task: 1 vs 2 processes, --pin-cpus vs not",
     "memory": "worker RSS idle and under load; Redis memory per 100k queued tasks",
     "core": "compiled dispatch core vs the same code as pure Python: ns and instructions per task",
@@ -236,7 +237,7 @@ def _run(args: argparse.Namespace, argv: list[str], suites: list[str], console: 
                     if result is None:
                         continue
                 else:
-                    result = importlib.import_module(f"{__package__}.{name}").run(ctx)
+                    result = importlib.import_module(f"{__package__}.{name.replace('-', '')}").run(ctx)
             except Exception as exc:  # noqa: BLE001 - one broken suite must not hide the others
                 ctx.end()
                 failed.append(name)

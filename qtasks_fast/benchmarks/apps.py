@@ -18,6 +18,23 @@ from qtasks_fast.app import BaseQueueTasks
 
 A = TypeVar("A", bound=BaseQueueTasks)
 
+#: the key the io-redis suite's tasks (and its no-queue reference loop) INCR
+IO_KEY = "bench:io-redis"
+_clients: dict[tuple[int, int], Any] = {}
+
+
+def shared_client() -> Any:
+    """One ``redis.asyncio`` client per process and event loop, as a service's tasks share one."""
+    import redis.asyncio
+
+    key = (os.getpid(), id(asyncio.get_running_loop()))
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = redis.asyncio.Redis.from_url(
+            os.environ.get("QTASKS_BENCH_IO_URL") or os.environ.get("QTASKS_BROKER_URL", "redis://127.0.0.1:6379/9"))
+    return client
+
+
 #: iterations of the CPU-bound task (about 1-3 ms of pure Python on a current core)
 CPU_LOOPS = 20_000
 
@@ -48,6 +65,11 @@ def register(app: A) -> A:
     async def stamp() -> float:
         """When the body started (system-wide monotonic clock): the dispatch suite subtracts its enqueue time."""
         return time.monotonic()
+
+    @app.task(name="io_redis")
+    async def io_redis() -> None:
+        """The commonest real task body: one command on a client the process shares."""
+        await shared_client().incr(IO_KEY)
 
     @app.task(name="echo")
     async def echo(data: bytes) -> bytes:

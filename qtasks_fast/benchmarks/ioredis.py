@@ -1,0 +1,80 @@
+"""io-redis: tasks that each await one command on a shared ``redis.asyncio`` client, next to the same
+command loop with no queue.
+
+Each task of ours runs ``INCR`` on one ``redis.asyncio`` client its worker process shares (the commonest
+real task body: a cache write, a counter, a lookup). The reference is :mod:`._ioloop`: as many processes,
+each awaiting the same command on one such client with the same concurrency, and no queue at all — what
+the tasks' own I/O costs, so the ratio is the share of the loop's rate the queue leaves. Cases alternate
+(ours, loop, ours, ...) so a noisy moment hits both alike; the target reads the median of the per-repeat
+ratios.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qtasks_fast.benchmarks.apps import IO_KEY, make_app
+from qtasks_fast.benchmarks.common import Ctx, WorkerPool, app_keys, median, spawn_module, unique
+from qtasks_fast.benchmarks.drain import run_once, warm_up
+
+#: the issue 16 target: qtasks_fast's io-redis rate as a share of the no-queue loop's
+IO_REDIS_GOAL = 0.80
+
+
+def loop_once(ctx: Ctx, n: int, processes: int, concurrency: int) -> float:
+    """Tasks/s of the no-queue loop: ``n`` commands over ``processes`` processes, first start to last end."""
+    r = ctx.redis()
+    ready, go = unique("bench:ioloop:ready"), unique("bench:ioloop:go")
+    share = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+    procs = [spawn_module("qtasks_fast.benchmarks._ioloop", [ctx.url, IO_KEY, str(k), str(concurrency), ready, go],
+                          stderr_to=ctx.logs / "ioredis.log") for k in share]
+    try:
+        for _ in procs:
+            if r.blpop([ready], timeout=30) is None:
+                raise TimeoutError("the no-queue loop processes did not start within 30 s; see logs/ioredis.log")
+        r.rpush(go, *([1] * processes))
+        spans = []
+        for p in procs:
+            out, _ = p.communicate(timeout=120 + n / 1000)
+            spans.append(json.loads(out.decode().strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        r.unlink(ready, go)
+    return n / (max(s["end"] for s in spans) - min(s["start"] for s in spans))
+
+
+def run(ctx: Ctx) -> dict[str, Any]:
+    n, reps = ctx.n, ctx.repeats
+    processes, concurrency = 2, ctx.args.io_concurrency
+    ctx.begin("io-redis", reps * 2 + 1)
+    name = unique("bio")
+    app = make_app(name, ctx.url)
+    ours: list[dict[str, Any]] = []
+    loop: list[float] = []
+    with app_keys(ctx, name), WorkerPool(ctx, name, processes, concurrency=concurrency, label="ioredis") as pool:
+        ctx.step("io-redis: warm-up")
+        warm_up(ctx, app, pool)
+        run_once(ctx, app, pool, min(1000, n), ("io_redis", (), {}))
+        loop_once(ctx, min(1000, n), processes, concurrency)
+        for rep in range(reps):
+            ctx.step(f"io-redis: tasks (run {rep + 1})")
+            ours.append(run_once(ctx, app, pool, n, ("io_redis", (), {})))
+            ctx.step(f"io-redis: no-queue loop (run {rep + 1})")
+            loop.append(loop_once(ctx, n, processes, concurrency))
+    ctx.end()
+    ctx.redis().unlink(IO_KEY)
+    ratios = [o["rate"] / lp for o, lp in zip(ours, loop, strict=True)]
+    rows = [{"repeat": i + 1, "qtasks_fast tasks/s": round(o["rate"]), "no-queue loop commands/s": round(lp),
+             "ratio": round(q, 2), "workers µs/task": round(o["workers_s"] * 1e6 / n, 1)}
+            for i, (o, lp, q) in enumerate(zip(ours, loop, ratios, strict=True))]
+    ratio = median(ratios)
+    notes = [f"{n} tasks per run, {processes} worker processes at concurrency {concurrency}; each task awaits "
+             "one INCR on a redis.asyncio client its process shares. The loop: the same command, client, "
+             "processes and concurrency, no queue.",
+             f"median ratio {ratio:.2f} (goal ≥ {IO_REDIS_GOAL:.0%} of the loop)."]
+    return {"params": {"n": n, "repeats": reps, "processes": processes, "concurrency": concurrency},
+            "rows": rows, "notes": notes,
+            "headline": {"ratio": ratio, "rate": median(o["rate"] for o in ours), "loop_rate": median(loop)}}
