@@ -71,6 +71,35 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+#: the PostgreSQL of the tests: the shared server (trust auth); every test run uses a schema of its own, dropped
+#: at the end of the session (``pg_schema``), so runs never see each other's tables
+PG_DSN = os.environ.get("QTASKS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_SCHEMA = f"qtf_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+PG_URL = f"{PG_DSN}?schema={PG_SCHEMA}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The test run's PostgreSQL URL (its own schema, dropped afterwards); fails clearly when no server answers."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_DSN, timeout=5)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(drop())
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"no PostgreSQL at {PG_DSN} (QTASKS_TEST_PG_URL): {exc}; .ci/run starts one")
+    yield PG_URL
+    asyncio.run(drop())
+
+
 @pytest.fixture(params=["redis", "sqlite", "memory"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A broker URL of each built-in backend: the shared Redis, a fresh SQLite file, memory://."""
