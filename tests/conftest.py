@@ -100,11 +100,14 @@ def pg_url() -> Iterator[str]:
     asyncio.run(drop())
 
 
-@pytest.fixture(params=["redis", "sqlite", "memory"])
+@pytest.fixture(params=["redis", "sqlite", "memory", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A broker URL of each built-in backend: the shared Redis, a fresh SQLite file, memory://."""
+    """A broker URL of each bundled backend: the shared Redis, a fresh SQLite file, memory://, the test run's
+    PostgreSQL schema."""
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/q.sqlite3"
     return "memory://"
@@ -370,9 +373,9 @@ def harness(tmp_path: Path, app_name: str) -> Iterator[ProcessHarness]:
 # (``pytest_runtest_protocol`` below).
 
 #: fixtures that reach a Redis server (the shared one, or a private one they start) or serve an app in a process
-INTEGRATION_FIXTURES = {"redis_url", "private_redis", "private_redis_auth", "sync_server", "async_server"}
+INTEGRATION_FIXTURES = {"redis_url", "private_redis", "private_redis_auth", "sync_server", "async_server", "pg_url"}
 #: parameters that pick a backend other than memory (the ``url`` fixture's "redis"/"sqlite", or a URL)
-INTEGRATION_URLS = ("redis", "sqlite", "redis://", "rediss://", "sqlite://", "unix://")
+INTEGRATION_URLS = ("redis", "sqlite", "postgres", "redis://", "rediss://", "sqlite://", "unix://", "postgresql://")
 #: modules about processes or servers of their own (the CLI, a private or TLS redis-server, SQLite files shared
 #: between processes or locked by another connection)
 INTEGRATION_MODULES = {

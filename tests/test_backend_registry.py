@@ -127,7 +127,8 @@ def test_register_backend_refuses_a_scheme_that_cannot_be_one(registered: None) 
 
 
 #: schemes of ours registered only through the entry point group, as a third-party package registers its own
-PLUGGED_IN = {"postgresql": "qtasks_fast.backends.postgres:factory", "postgres": "qtasks_fast.backends.postgres:factory"}
+PLUGGED_IN = {"postgresql": "qtasks_fast.backends.postgres:factory",
+              "postgres": "qtasks_fast.backends.postgres:factory"}
 
 
 def test_the_builtin_schemes_are_declared_as_entry_points() -> None:

@@ -29,12 +29,14 @@ from qtasks_fast.abc.capabilities import (
     Purge,
     QueueStatistics,
     TaskTable,
+    TransactionalEnqueue,
     UniqueKeys,
     WorkerRegistry,
 )
 from qtasks_fast.backends._local import has_unique
 from qtasks_fast.backends.postgres.control import PgControl
 from qtasks_fast.backends.postgres.db import PgDb, at_boundary, now_ms, wait_event, watching
+from qtasks_fast.backends.postgres.migrations import Migrating
 from qtasks_fast.backends.postgres.records import FEED, claim_unique, enqueue_rows, finish_records, release_unique
 from qtasks_fast.schemas import Envelope, releases_unique
 
@@ -69,8 +71,8 @@ SLOW = ("SELECT id, prio, uuid, body, deliveries FROM messages WHERE app = $1 AN
 
 
 @at_boundary
-class PgBroker(PgControl, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable,
-               WorkerRegistry, QueueStatistics):
+class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims,
+               TaskTable, WorkerRegistry, QueueStatistics, TransactionalEnqueue):
     """Broker on a PostgreSQL schema; pairs with ``PgStorage`` on the same database for fused writes."""
 
     def __init__(self, url: str, *, app_name: str = "QueueTasks", db: PgDb | None = None, priority_levels: int = 10,
@@ -118,6 +120,32 @@ class PgBroker(PgControl, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushA
             await enqueue_rows(conn, self.app_name, envelopes, core.encode_envelopes(list(envelopes)), wait, rec, now,
                                self.priority_levels - 1, self.db.channel)
         return skipped
+
+    async def enqueue_in(self, connection: Any, envelopes: Sequence[Envelope], storage: Storage,
+                         wait: bool = False) -> dict[str, str]:
+        """The enqueue inside the caller's open transaction on ``connection`` (an asyncpg connection to this
+        database): messages, records, feed and wake-up commit or roll back with the caller's own writes (workers
+        are woken at the commit: NOTIFY is delivered then). The records must live here too (this database's
+        storage), or they could not share the transaction. The connection's ``search_path`` is set to this
+        backend's schema for the call and put back after (both transaction-local)."""
+        import asyncpg
+
+        if not isinstance(connection, asyncpg.Connection) or not connection.is_in_transaction():
+            raise ValueError("add_task(connection=...) takes an asyncpg connection inside an open transaction "
+                             "(async with conn.transaction(): ...)")
+        if not self.fused(storage):
+            raise ValueError(f"a transactional enqueue needs the records in the same database: the app's storage "
+                             f"is {storage!r}, not this PostgreSQL backend's")
+        await self.db.pool()  # the schema exists and is migrated (once per process)
+        old = await connection.fetchval("SELECT current_setting('search_path')")
+        await connection.execute("SELECT set_config('search_path', $1, true)", f'"{self.db.schema}"')
+        try:
+            return await self.insert(connection, envelopes, wait, True)
+        finally:
+            try:
+                await connection.execute("SELECT set_config('search_path', $1, true)", old)
+            except asyncpg.PostgresError:  # the transaction failed: its rollback puts the setting back anyway
+                pass
 
     def enqueue_raw(self, queue: str, body: bytes, priority: int = 0, uuid: str = "") -> None:
         """Put an arbitrary body on ``queue`` (bridges from foreign producers, and tests of malformed input)."""

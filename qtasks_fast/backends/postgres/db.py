@@ -164,6 +164,29 @@ class PgDb:
         await got.ready()
         return got
 
+    def terminate_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop ``loop``'s pool and listener at once, from any thread (the sync client's ``close()``, which may run on
+        that very loop: it cannot wait for a graceful close there)."""
+        self._fresh()
+        got = self._pools.pop(id(loop), None)
+        lst = self._listeners.pop(id(loop), None)
+
+        def terminate() -> None:
+            if got is not None and got[0] is loop:
+                got[1].terminate()
+            if lst is not None and lst.loop is loop:
+                lst.terminate()
+        if loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            terminate()
+        else:
+            loop.call_soon_threadsafe(terminate)
+
     async def close(self) -> None:
         """Close this loop's pool and listener (other loops' close with their loops)."""
         self._fresh()
@@ -222,6 +245,12 @@ class Listener:
                 if not events:
                     del self._waiters[payload]
         return stop
+
+    def terminate(self) -> None:
+        self.broken = True
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            conn.terminate()
 
     async def close(self) -> None:
         self.broken = True

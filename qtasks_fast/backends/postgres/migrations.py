@@ -15,6 +15,9 @@ event feed (one row per queue per written batch, ``tx`` = the writing transactio
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
@@ -106,3 +109,41 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[tuple[int, str]
             await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
             applied.append((version, name))
     return applied
+
+
+class Migrating:
+    """:class:`~qtasks_fast.abc.backend.Migrations` of a PostgreSQL broker or storage (``self.db``, a PgDb)."""
+
+    db: Any
+
+    @property
+    def migration_target(self) -> str:
+        from qtasks_fast.url import redact
+
+        return f"{redact(self.db.dsn)} schema {self.db.schema}"
+
+    async def migrations(self) -> list[tuple[int, str, bool]]:
+        async with self._connection() as conn:
+            todo = {v for v, _ in await pending(conn, self.db.schema)}
+        return [(v, name, v not in todo) for v, name, _ in MIGRATIONS]
+
+    async def migrate(self) -> list[tuple[int, str]]:
+        async with self._connection() as conn:
+            return await migrate(conn, self.db.schema)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of its own (not the pool: the pool's first use migrates), errors mapped to ours."""
+        from qtasks_fast.backends.postgres.db import ours
+
+        try:
+            conn = await self.db.connect()
+            try:
+                yield conn
+            finally:
+                await conn.close()
+        except Exception as exc:
+            mapped = ours(self, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc

@@ -17,6 +17,7 @@ import msgspec
 
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.backends.postgres.db import PgDb, at_boundary, now_ms, wait_event, watching
+from qtasks_fast.backends.postgres.migrations import Migrating
 from qtasks_fast.backends.postgres.query import PgQueries
 from qtasks_fast.backends.postgres.records import changed, enqueue_rows, finish_records
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
@@ -41,7 +42,7 @@ def row_to_task(row: Sequence[Any]) -> Task:
 
 
 @at_boundary
-class PgStorage(PgQueries, Storage):
+class PgStorage(PgQueries, Migrating, Storage):
     """Records in a PostgreSQL schema; built on the broker's :class:`PgDb` (or the same URL) to fuse writes."""
 
     def __init__(self, url: str, *, app_name: str = "QueueTasks", db: PgDb | None = None,
@@ -140,4 +141,4 @@ class PgStorage(PgQueries, Storage):
 
         p = started_portal()
         if p is not None:
-            p.run(self.db.close())
+            self.db.terminate_on(p.loop)
