@@ -14,7 +14,7 @@ by itself when the next delayed message is due or the next foreign lease runs ou
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
@@ -83,6 +83,8 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
         self.db = db or PgDb.for_url(url)
         #: the messages this consumer name held when it started (a predecessor's): handed out again at once
         self._inherited: set[int] = set()
+        #: after a failed fetch: the deliveries the worker still holds (the others of this consumer are taken back)
+        self._recover: set[int] | None = None
         self._closed = False
 
     def fused(self, storage: Storage | None) -> bool:
@@ -180,7 +182,17 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
                 due = await self._next_due()
                 await wait_event(woken, min(left, IDLE_RECHECK, max(due - now_ms(), 1) / 1000))
 
+    def recover(self, held: Iterable[Delivery]) -> None:
+        """A fetch failed (the connection died): its claim may have committed with the reply lost. The next fetch
+        takes back this consumer's messages the worker does not hold, at once (not after their lease)."""
+        self._recover = {d.msg_id for d in held}
+
     async def _claim_saving(self, count: int) -> list[tuple[str, list[Any]]]:
+        if self._recover is not None:
+            rows = await self.db.fetch("SELECT id FROM messages WHERE app = $1 AND consumer = $2", self.app_name,
+                                       self._consumer)
+            self._inherited |= {r["id"] for r in rows} - self._recover
+            self._recover = None
         out, dead = await self._claim(count)
         if dead and self._storage is not None:
             await self._storage.save(dead, self._worker_id)

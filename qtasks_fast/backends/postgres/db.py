@@ -132,7 +132,7 @@ class PgDb:
             finally:
                 await conn.close()
             self._migrated_pid = os.getpid()
-        pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size, timeout=10,
+        pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
                                          server_settings={"search_path": self.schema})
         assert pool is not None
         self._pools[id(loop)] = (loop, pool)
