@@ -59,7 +59,8 @@ def test_a_server_crash_mid_drain_loses_nothing_and_producers_get_a_clear_error(
     assert _count(url, app) < 2500, "the crash came too late to test anything"
     after = m.app.add_tasks([m.add.s(i, 1) for i in range(1000)])
     _wait_count(url, app, 3500, 40, harness, proc)
-    _check(m, before + after, [f"b{i}" for i in range(2000)] + [i + 5 for i in range(500)] + [i + 1 for i in range(1000)])
+    _check(m, before + after,
+           [f"b{i}" for i in range(2000)] + [i + 5 for i in range(500)] + [i + 1 for i in range(1000)])
     log = harness.log(proc)
     assert proc.poll() is None and len(harness.children(proc)) == 2
     assert "exited with code" not in log, "workers must wait the outage out, not crash and get restarted"
