@@ -163,3 +163,15 @@ def test_the_sync_client_refuses_a_connection_in_one_line(pg_url: str, app_name:
             app.add_task("add", 1, 2, connection=object())
     finally:
         app.close()
+
+
+def test_the_outbox_example_runs(pg_url: str) -> None:
+    """examples/postgres_outbox.py as the docs tell to run it: the failed order leaves no task, the other runs."""
+    from conftest import PG_SCHEMA, ROOT
+
+    proc = subprocess.run([sys.executable, "examples/postgres_outbox.py"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**cli_env(None, "outbox"), "QTASKS_PG_URL": PG_DSN,
+                                           "QTASKS_PG_SCHEMA": PG_SCHEMA})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["order of 'broken lamp' failed (payment declined): no order row, no task",
+                                        "mail sent for order 2"]

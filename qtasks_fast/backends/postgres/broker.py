@@ -217,7 +217,7 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
         out: list[tuple[str, list[Any]]] = []
         dead: list[Outcome] = []
         left, lone = count, False
-        async with self.db.tx() as conn:
+        async with self.db.tx(durable=False) as conn:
             await conn.execute(PROMOTE, app, self._queues, now)
             for q in self._queues:
                 if left <= 0:
@@ -264,7 +264,7 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = await self.settle_unfused(outcomes, storage, retries)
         now = now_ms()
-        async with self.db.tx() as conn:
+        async with self.db.tx(durable=False) as conn:
             if rec:
                 if retries:
                     await self.insert(conn, retries, False, True)

@@ -67,7 +67,8 @@ def ours(backend: Any, exc: BaseException) -> BaseException | None:
         return BrokerRefused(f"PostgreSQL {where} refused this client ({exc}); fix the URL, the role or the "
                              "database")
     if isinstance(exc, (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
-                        asyncpg.exceptions.CannotConnectNowError, OSError, asyncio.TimeoutError)) or (
+                        asyncpg.exceptions.InternalClientError, asyncpg.exceptions.CannotConnectNowError, OSError,
+                        asyncio.TimeoutError)) or (
             isinstance(state, str) and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES)):
         return BrokerUnavailable(f"PostgreSQL {where} is not reachable or not ready ({type(exc).__name__}: "
                                  f"{exc}); retry later")
@@ -93,6 +94,11 @@ class PgDb:
         self._listeners: dict[int, Listener] = {}
         self._migrated_pid = 0
         self._pid = os.getpid()
+
+    @staticmethod
+    def translate(backend: Any, exc: BaseException) -> BaseException | None:
+        """:func:`ours`, for code of this package that must not import this module (migrations)."""
+        return ours(backend, exc)
 
     @classmethod
     def for_url(cls, url: str) -> PgDb:
@@ -139,10 +145,17 @@ class PgDb:
         return pool
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection of this loop's pool inside a transaction (committed on exit, rolled back on error)."""
+    async def tx(self, durable: bool = True) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of this loop's pool inside a transaction (committed on exit, rolled back on error).
+
+        ``durable=False`` (a worker's claim and settle) commits without waiting for the WAL flush
+        (``synchronous_commit = off``): a server crash may then forget the last fraction of a second of claims
+        and settles, which only hands those messages out again (at-least-once holds: the worker takes back
+        what it held when its next fetch fails, see ``PgBroker.recover``); an enqueue is always durable."""
         pool = await self.pool()
         async with pool.acquire() as conn, conn.transaction():
+            if not durable:
+                await conn.execute("SET LOCAL synchronous_commit = off")
             yield conn
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:

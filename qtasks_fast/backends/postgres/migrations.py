@@ -134,8 +134,6 @@ class Migrating:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of its own (not the pool: the pool's first use migrates), errors mapped to ours."""
-        from qtasks_fast.backends.postgres.db import ours
-
         try:
             conn = await self.db.connect()
             try:
@@ -143,7 +141,7 @@ class Migrating:
             finally:
                 await conn.close()
         except Exception as exc:
-            mapped = ours(self, exc)
+            mapped = self.db.translate(self, exc)
             if mapped is None:
                 raise
             raise mapped from exc
