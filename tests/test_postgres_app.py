@@ -5,6 +5,7 @@ enqueue: a task sent inside a transaction exists only if that transaction commit
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import subprocess
 import sys
@@ -175,3 +176,36 @@ def test_the_outbox_example_runs(pg_url: str) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["order of 'broken lamp' failed (payment declined): no order row, no task",
                                         "mail sent for order 2"]
+
+
+def test_expired_records_are_swept_by_one_worker_of_the_fleet(pg_url: str, app_name: str) -> None:
+    """``result_ttl`` is enforced by a sweep that one worker per period wins (a claim), not every worker."""
+    from qtasks_fast.backends import make_backend
+    from qtasks_fast.config import GlobalConfig
+    from qtasks_fast.testing.contract.harness import envelope, fetch, success
+
+    async def scenario() -> tuple[int, int, int]:
+        broker, storage = make_backend(pg_url, app_name, GlobalConfig(result_ttl=0.2))
+        a, b = copy.copy(broker), copy.copy(broker)
+        await a.start("a-0", "a", ["default"], storage)
+        await b.start("b-0", "b", ["default"], storage)
+        envs = [envelope() for _ in range(5)]
+        await a.enqueue(envs, storage)
+        ready, _ = await fetch(a)
+        await a.settle([success(d) for d in ready], storage, [])
+        await asyncio.sleep(0.3)
+        db: Any = broker.db  # type: ignore[attr-defined]
+        count = "SELECT count(*) FROM records WHERE app = $1"
+        before = await db.fetchval(count, app_name)
+        await b.trim_indexes()  # b wins this period's sweep
+        swept = await db.fetchval(count, app_name)
+        await a.enqueue([envelope()], storage)
+        ready, _ = await fetch(a)
+        await a.settle([success(d) for d in ready], storage, [])
+        await asyncio.sleep(0.3)
+        await a.trim_indexes()  # same period: a does not sweep again
+        left = await db.fetchval(count, app_name)
+        await storage.close()
+        return before, swept, left
+
+    assert asyncio.run(scenario()) == (5, 0, 1)

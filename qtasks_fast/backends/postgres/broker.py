@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 _FAR = 1 << 62
 #: the longest an idle fetch sleeps without re-reading (a lost NOTIFY, e.g. across a reconnect, costs this)
 IDLE_RECHECK = 5.0
+#: ms between two looks for redeliveries (others' expired leases, ready last attempts) by a busy worker; a
+#: takeover, a recovery or a last attempt this worker passed over look at once
+SLOW_EVERY_MS = 250
 PROMOTE = ("WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed WHERE app = $1"
            " AND queue = ANY($2::text[]) AND due <= $3 FOR UPDATE SKIP LOCKED)"
            " RETURNING queue, prio, uuid, body, due, id)"
@@ -85,6 +88,8 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
         self._inherited: set[int] = set()
         #: after a failed fetch: the deliveries the worker still holds (the others of this consumer are taken back)
         self._recover: set[int] | None = None
+        #: when (ms) the claim next looks for redeliveries (see :data:`SLOW_EVERY_MS`)
+        self._slow_at = 0
         self._closed = False
 
     def fused(self, storage: Storage | None) -> bool:
@@ -167,6 +172,7 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
         self._closed = False
         rows = await self.db.fetch("SELECT id FROM messages WHERE app = $1 AND consumer = $2", self.app_name, consumer)
         self._inherited = {r["id"] for r in rows}
+        self._slow_at = 0
 
     async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
         out = await self._claim_saving(count)
@@ -192,7 +198,7 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
             rows = await self.db.fetch("SELECT id FROM messages WHERE app = $1 AND consumer = $2", self.app_name,
                                        self._consumer)
             self._inherited |= {r["id"] for r in rows} - self._recover
-            self._recover = None
+            self._recover, self._slow_at = None, 0
         out, dead = await self._claim(count)
         if dead and self._storage is not None:
             await self._storage.save(dead, self._worker_id)
@@ -217,6 +223,9 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
         out: list[tuple[str, list[Any]]] = []
         dead: list[Outcome] = []
         left, lone = count, False
+        slow = bool(self._inherited) or now >= self._slow_at
+        if slow:
+            self._slow_at = now + SLOW_EVERY_MS
         async with self.db.tx(durable=False) as conn:
             await conn.execute(PROMOTE, app, self._queues, now)
             for q in self._queues:
@@ -225,7 +234,8 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
                 flat: list[Any] = []
                 taken: list[int] = []
                 passed: list[int] = []
-                for r in await conn.fetch(SLOW, app, q, now, self._consumer, list(self._inherited), risky, left):
+                for r in (await conn.fetch(SLOW, app, q, now, self._consumer, list(self._inherited), risky, left)
+                          if slow else ()):
                     if left <= 0:
                         break
                     msg_id, prio, uuid, body, delivered = r["id"], r["prio"], r["uuid"], r["body"], r["deliveries"]
@@ -240,6 +250,7 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
                     if delivered >= alone:
                         if left < count or lone:  # others are taken: it waits, unowned, for the next fetch
                             passed.append(msg_id)
+                            self._slow_at = 0
                             continue
                         left, lone = 0, True
                     taken.append(msg_id)
@@ -264,13 +275,15 @@ class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Pu
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = await self.settle_unfused(outcomes, storage, retries)
         now = now_ms()
+        ids = [o[0].msg_id for o in outcomes]
         async with self.db.tx(durable=False) as conn:
             if rec:
                 if retries:
                     await self.insert(conn, retries, False, True)
                 await finish_records(conn, self.app_name, outcomes, self._worker_id, now, self._ttl_ms,
-                                     self.db.channel)
-            await conn.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", [o[0].msg_id for o in outcomes])
+                                     self.db.channel, ack=ids)
+            else:
+                await conn.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", ids)
             await release_unique(conn, self.app_name, [o[0].envelope for o in outcomes
                                                        if o[1] != "success" and releases_unique(o[1], o[4])])
 

@@ -90,7 +90,8 @@ class PgDb:
         self.dsn, self.schema = split_url(url)
         self.channel = CHANNEL_PREFIX + self.schema
         self.pool_size = pool_size
-        self._pools: dict[int, tuple[asyncio.AbstractEventLoop, asyncpg.Pool]] = {}
+        #: per (loop, durable): the worker's claims and settles use a pool of their own (see :meth:`tx`)
+        self._pools: dict[tuple[int, bool], tuple[asyncio.AbstractEventLoop, asyncpg.Pool]] = {}
         self._listeners: dict[int, Listener] = {}
         self._migrated_pid = 0
         self._pid = os.getpid()
@@ -119,11 +120,11 @@ class PgDb:
         return await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema},
                                      timeout=10)
 
-    async def pool(self) -> asyncpg.Pool:
+    async def pool(self, durable: bool = True) -> asyncpg.Pool:
         """This loop's pool (made on first use; the schema migrated first, once per process)."""
         self._fresh()
         loop = asyncio.get_running_loop()
-        got = self._pools.get(id(loop))
+        got = self._pools.get((id(loop), durable))
         if got is not None and got[0] is loop:
             return got[1]
         for key, (old, _) in list(self._pools.items()):
@@ -138,10 +139,11 @@ class PgDb:
             finally:
                 await conn.close()
             self._migrated_pid = os.getpid()
+        settings = {"search_path": self.schema, **({} if durable else {"synchronous_commit": "off"})}
         pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
-                                         server_settings={"search_path": self.schema})
+                                         server_settings=settings)
         assert pool is not None
-        self._pools[id(loop)] = (loop, pool)
+        self._pools[(id(loop), durable)] = (loop, pool)
         return pool
 
     @asynccontextmanager
@@ -149,13 +151,12 @@ class PgDb:
         """A connection of this loop's pool inside a transaction (committed on exit, rolled back on error).
 
         ``durable=False`` (a worker's claim and settle) commits without waiting for the WAL flush
-        (``synchronous_commit = off``): a server crash may then forget the last fraction of a second of claims
-        and settles, which only hands those messages out again (at-least-once holds: the worker takes back
-        what it held when its next fetch fails, see ``PgBroker.recover``); an enqueue is always durable."""
-        pool = await self.pool()
+        (``synchronous_commit = off``, set once per connection of a pool of its own): a server crash may then
+        forget the last fraction of a second of claims and settles, which only hands those messages out again
+        (at-least-once holds: the worker takes back what it held when its next fetch fails, see
+        ``PgBroker.recover``); an enqueue is always durable."""
+        pool = await self.pool(durable)
         async with pool.acquire() as conn, conn.transaction():
-            if not durable:
-                await conn.execute("SET LOCAL synchronous_commit = off")
             yield conn
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -181,12 +182,13 @@ class PgDb:
         """Drop ``loop``'s pool and listener at once, from any thread (the sync client's ``close()``, which may run on
         that very loop: it cannot wait for a graceful close there)."""
         self._fresh()
-        got = self._pools.pop(id(loop), None)
+        pools = [self._pools.pop((id(loop), durable), None) for durable in (True, False)]
         lst = self._listeners.pop(id(loop), None)
 
         def terminate() -> None:
-            if got is not None and got[0] is loop:
-                got[1].terminate()
+            for got in pools:
+                if got is not None and got[0] is loop:
+                    got[1].terminate()
             if lst is not None and lst.loop is loop:
                 lst.terminate()
         if loop.is_closed():
@@ -204,9 +206,10 @@ class PgDb:
         """Close this loop's pool and listener (other loops' close with their loops)."""
         self._fresh()
         loop = asyncio.get_running_loop()
-        got = self._pools.pop(id(loop), None)
-        if got is not None and got[0] is loop:
-            await got[1].close()
+        for durable in (True, False):
+            got = self._pools.pop((id(loop), durable), None)
+            if got is not None and got[0] is loop:
+                await got[1].close()
         lst = self._listeners.pop(id(loop), None)
         if lst is not None and lst.loop is loop:
             await lst.close()
