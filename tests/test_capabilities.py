@@ -27,6 +27,7 @@ from qtasks_fast.abc import (
     QueueStatistics,
     Storage,
     TaskTable,
+    TransactionalEnqueue,
     UniqueKeys,
     WorkerRegistry,
     declared,
@@ -41,7 +42,8 @@ from qtasks_fast.schemas import META_UNIQUE, Envelope
 LOCAL = {Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable, WorkerRegistry,
          QueueStatistics}
 EXPECTED = {"memory://": LOCAL, "sqlite:///{tmp}/q.sqlite3": LOCAL,
-            "redis://127.0.0.1:6379/0": LOCAL | {BrokerMemory}}
+            "redis://127.0.0.1:6379/0": LOCAL | {BrokerMemory},
+            "postgresql://postgres@127.0.0.1:5432/test": LOCAL | {TransactionalEnqueue}}
 
 
 @pytest.mark.parametrize("url", list(EXPECTED))

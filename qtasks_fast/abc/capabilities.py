@@ -10,7 +10,8 @@ which raises :class:`NotSupported` naming the backend, the capability and what t
 probed (``hasattr``): the declaration is what the contract suite, ``inspect`` and this check all read, and a
 test pins the set each built-in backend declares, so a dropped mixin is caught.
 
-Redis declares all of them (:data:`ALL`), SQLite and memory all but :class:`BrokerMemory`. Two need no
+Redis declares all of them (:data:`ALL`) but :class:`TransactionalEnqueue`, SQLite and memory all but that and
+:class:`BrokerMemory`, PostgreSQL all but :class:`BrokerMemory`. Two need no
 methods, only a promise about ``Broker.enqueue``: :class:`Delays` and :class:`UniqueKeys`. A broker without
 them refuses such envelopes at enqueue (the core wraps its ``enqueue``), never runs them now.
 """
@@ -305,6 +306,18 @@ class QueueStatistics(abc.ABC):
         raise NotSupported(self, "queue depth (waiting per priority, in flight per worker)")
 
 
+class TransactionalEnqueue(abc.ABC):
+    """transactional enqueue: ``add_task(..., connection=conn)`` writes the task inside the caller's open
+    database transaction, so it exists (and runs) only if that transaction commits (the outbox pattern)."""
+
+    @abc.abstractmethod
+    async def enqueue_in(self, connection: Any, envelopes: Sequence[Any], storage: Storage,
+                         wait: bool = False) -> Mapping[str, str] | None:
+        """:meth:`Broker.enqueue` inside ``connection``'s open transaction (a client connection of the backend's
+        database, e.g. an asyncpg connection); nothing is visible to workers before it commits, and a rollback
+        leaves no trace. Refuses (``ValueError``, one line) a connection that is not in a transaction."""
+
+
 class BrokerMemory(abc.ABC):
     """memory figures: the broker server's memory use and the risky settings (``inspect``, metrics)."""
 
@@ -317,8 +330,9 @@ class BrokerMemory(abc.ABC):
 
 #: every capability, in the order messages and ``inspect`` list them
 ALL: tuple[type, ...] = (Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable,
-                         WorkerRegistry, QueueStatistics, BrokerMemory)
+                         WorkerRegistry, QueueStatistics, BrokerMemory, TransactionalEnqueue)
 
 __all__ = ["ALL", "LOST_KEPT", "BrokerMemory", "Cancel", "Claims", "DeadLetter", "DeadLetters", "Delays",
            "FlushAll", "Limits", "NotSupported", "Purge", "QueueStatistics", "QueueStats", "TaskTable",
-           "UniqueKeys", "WorkerInfo", "WorkerRegistry", "capability_title", "declared", "require"]
+           "TransactionalEnqueue", "UniqueKeys", "WorkerInfo", "WorkerRegistry", "capability_title", "declared",
+           "require"]

@@ -38,14 +38,16 @@ from qtasks_fast.benchmarks.common import (
 )
 
 #: run order: the ceiling first, so every later table can show its ratio to it
-SUITES = ("ceiling", "drain", "enqueue", "sqlite", "latency", "dispatch", "io", "io-redis", "cpu", "memory", "core",
-          "middleware", "query", "peers")
-DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "peers"))
+SUITES = ("ceiling", "drain", "enqueue", "sqlite", "pg", "latency", "dispatch", "io", "io-redis", "cpu", "memory",
+          "core", "middleware", "query", "peers")
+DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "peers", "pg"))
 DESCRIPTIONS = {
     "ceiling": "raw redis-py+hiredis streams: pipelined XADD, XREADGROUP+XACK drain, round trip",
     "drain": "N no-op tasks through 1/2/4 worker processes; payload sizes; index_results on/off",
     "enqueue": "add_task one by one, add_tasks in bulk, async add_task with asyncio.gather",
     "sqlite": "embedded SQLite (the default broker): bulk enqueue, drain through 1/2/4 worker processes",
+    "pg": "PostgreSQL (postgresql://, $QTASKS_BENCH_PG_URL): bulk enqueue, drain through worker processes, idle "
+          "pickup p50/p99 (LISTEN/NOTIFY)",
     "latency": "enqueue -> result visible, p50/p99/p99.9 idle and under load; idle worker CPU%",
     "dispatch": "enqueue -> body starts and -> result back, idle, alternated with raw XREADGROUP/BRPOP/echo trips",
     "io": "async tasks sleeping 10 ms at high concurrency vs the theoretical rate",

@@ -1,0 +1,211 @@
+"""The PostgreSQL backend as a user runs it (issue 15): a worker pool in processes serving both clients, records in
+PostgreSQL behind a Redis broker, migrations from an empty schema and again (the CLI), and the transactional
+enqueue: a task sent inside a transaction exists only if that transaction commits."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from conftest import PG_DSN, ProcessHarness, cli_env
+
+from qtasks_fast import QueueTasks
+from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks_fast.testing import WorkerThread
+
+
+def test_a_worker_pool_runs_tasks_for_both_clients(harness: ProcessHarness, pg_url: str, app_name: str) -> None:
+    proc = harness.start(pg_url, processes=2)
+    harness.wait_ready(proc)
+    mod: Any = harness.producer(pg_url)
+    app = mod.app
+    try:
+        done = mod.add.add_task(2, 3, timeout=10)
+        assert done is not None and (done.status, done.returning) == ("success", 5)
+        sent = app.add_tasks([mod.add.s(i, i) for i in range(300)])
+        results = [app.wait(t.uuid, 10) for t in sent]
+        assert [r.returning for r in results] == [2 * i for i in range(300)]
+        failed = mod.fail.add_task(7, timeout=10)
+        assert failed.status == "error" and "failing on purpose with 7" in failed.traceback
+
+        async def async_client() -> Any:
+            async with AsyncQueueTasks(app_name, broker_url=pg_url) as aio:
+                return await aio.add_task("amul", 6, 7, timeout=10)
+
+        assert asyncio.run(async_client()).returning == 42
+    finally:
+        app.close()
+
+
+def _records_status(schema_url: str, uuid_: str) -> str | None:
+    schema = schema_url.split("schema=", 1)[1]
+
+    async def read() -> str | None:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            return await conn.fetchval(f'SELECT status FROM "{schema}".records WHERE uuid = $1', uuid_)
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def test_records_in_postgresql_behind_a_redis_broker(redis_url: str, pg_url: str, app_name: str) -> None:
+    """``storage_url=``: the queue on Redis, the records (and ``wait``) in PostgreSQL."""
+    app = QueueTasks(app_name, broker_url=redis_url, storage_url=pg_url)
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    try:
+        assert type(app.storage).__name__ == "PgStorage" and type(app.broker).__name__ == "RedisBroker"
+        with WorkerThread(app):
+            done = add.add_task(2, 3, timeout=10)
+        assert done is not None and done.returning == 5
+        assert _records_status(pg_url, str(done.uuid)) == "success"
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def fresh_schema_url() -> Iterator[str]:
+    """A URL naming a schema that does not exist yet (dropped afterwards)."""
+    schema = f"qtf_mig_{uuid.uuid4().hex[:8]}"
+    yield f"{PG_DSN}?schema={schema}"
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def _migrate(url: str, app_name: str, *flags: str) -> tuple[int, Any]:
+    proc = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "mixed_app", "migrate", "--broker", url, "--json",
+                           *flags], env=cli_env(None, app_name), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_migrate_from_an_empty_schema_and_again(fresh_schema_url: str, pg_url: str, app_name: str) -> None:
+    _, dry = _migrate(fresh_schema_url, app_name, "--dry-run")
+    assert [m["state"] for m in dry["migrations"]] == ["pending"]  # broker and storage share it: listed once
+    _, first = _migrate(fresh_schema_url, app_name)
+    assert [(m["version"], m["state"]) for m in first["migrations"]] == [(1, "applied now")]
+    _, again = _migrate(fresh_schema_url, app_name)
+    assert [(m["version"], m["state"]) for m in again["migrations"]] == [(1, "applied")]
+    assert "***" not in fresh_schema_url and first["migrations"][0]["target"].endswith(
+        "schema " + fresh_schema_url.split("schema=")[1])
+
+
+def test_migrate_says_there_is_nothing_to_do_on_a_backend_without_a_schema(tmp_path: Any, app_name: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "mixed_app", "migrate", "--broker",
+                           f"sqlite:///{tmp_path}/q.sqlite3"], env=cli_env(None, app_name), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "nothing to migrate" in proc.stdout, proc.stderr
+
+
+class Rollback(Exception):
+    pass
+
+
+def test_transactional_enqueue_commit_runs_rollback_leaves_nothing(pg_url: str, app_name: str) -> None:
+    app = AsyncQueueTasks(app_name, broker_url=pg_url)
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    async def scenario() -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            path = await conn.fetchval("SHOW search_path")
+            sent: list[Any] = []
+            with pytest.raises(Rollback):
+                async with conn.transaction():
+                    sent.append(await app.add_task("add", 1, 2, connection=conn))
+                    raise Rollback
+            assert await app.get(sent[0].uuid) is None  # rolled back: no record, no message
+            async with conn.transaction():
+                kept = await app.add_task("add", 2, 3, connection=conn)
+                assert await app.get(kept.uuid) is None  # not visible before the commit
+                assert await conn.fetchval("SHOW search_path") == path  # the caller's setting is put back
+            with WorkerThread(app):
+                done = await app.wait(kept.uuid, 10)
+            assert done is not None and (done.status, done.returning) == ("success", 5)
+            from qtasks_fast.abc import QueueStatistics, require
+
+            assert (await require(app.broker, QueueStatistics).queue_stats("default")).waiting == 0  # rollback: none
+            with pytest.raises(ValueError, match="inside an open transaction"):
+                await app.add_task("add", 1, 1, connection=conn)  # no transaction open
+        finally:
+            await conn.close()
+            await app.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_sync_client_refuses_a_connection_in_one_line(pg_url: str, app_name: str) -> None:
+    app = QueueTasks(app_name, broker_url=pg_url)
+    try:
+        with pytest.raises(TypeError, match=r"^add_task\(connection=...\) is for the async client"):
+            app.add_task("add", 1, 2, connection=object())
+    finally:
+        app.close()
+
+
+def test_the_outbox_example_runs(pg_url: str) -> None:
+    """examples/postgres_outbox.py as the docs tell to run it: the failed order leaves no task, the other runs."""
+    from conftest import PG_SCHEMA, ROOT
+
+    proc = subprocess.run([sys.executable, "examples/postgres_outbox.py"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**cli_env(None, "outbox"), "QTASKS_PG_URL": PG_DSN,
+                                           "QTASKS_PG_SCHEMA": PG_SCHEMA})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["order of 'broken lamp' failed (payment declined): no order row, no task",
+                                        "mail sent for order 2"]
+
+
+def test_expired_records_are_swept_by_one_worker_of_the_fleet(pg_url: str, app_name: str) -> None:
+    """``result_ttl`` is enforced by a sweep that one worker per period wins (a claim), not every worker."""
+    from qtasks_fast.backends import make_backend
+    from qtasks_fast.config import GlobalConfig
+    from qtasks_fast.testing.contract.harness import envelope, fetch, success
+
+    async def scenario() -> tuple[int, int, int]:
+        broker, storage = make_backend(pg_url, app_name, GlobalConfig(result_ttl=0.2))
+        a, b = copy.copy(broker), copy.copy(broker)
+        await a.start("a-0", "a", ["default"], storage)
+        await b.start("b-0", "b", ["default"], storage)
+        envs = [envelope() for _ in range(5)]
+        await a.enqueue(envs, storage)
+        ready, _ = await fetch(a)
+        await a.settle([success(d) for d in ready], storage, [])
+        await asyncio.sleep(0.3)
+        db: Any = broker.db  # type: ignore[attr-defined]
+        count = "SELECT count(*) FROM records WHERE app = $1"
+        before = await db.fetchval(count, app_name)
+        await b.trim_indexes()  # b wins this period's sweep
+        swept = await db.fetchval(count, app_name)
+        await a.enqueue([envelope()], storage)
+        ready, _ = await fetch(a)
+        await a.settle([success(d) for d in ready], storage, [])
+        await asyncio.sleep(0.3)
+        await a.trim_indexes()  # same period: a does not sweep again
+        left = await db.fetchval(count, app_name)
+        await storage.close()
+        return before, swept, left
+
+    assert asyncio.run(scenario()) == (5, 0, 1)
