@@ -1,0 +1,105 @@
+"""How a REST route is declared: once, with the msgspec types of its query, body and answer, so that parsing,
+errors (422 naming the field) and the OpenAPI document (:mod:`qtasks_fast.web.openapi`) come from one place and
+cannot disagree.
+
+    @endpoint("GET", "/tasks", query=TaskQuery, answer=TaskPage, summary="List tasks")
+    async def list_tasks(call: Call[TaskQuery, None]) -> TaskPage: ...
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from qtasks_fast.service import BadRequest, Caller
+from qtasks_fast.web.auth import who
+
+Q = TypeVar("Q")
+B = TypeVar("B")
+_ENCODER = msgspec.json.Encoder(enc_hook=str)  # a result msgpack cannot map to JSON shows as its text
+
+
+class Empty(msgspec.Struct):
+    """No query parameters, or no body."""
+
+
+@dataclass
+class Call(Generic[Q, B]):
+    """One parsed request: path parameters, the query and body as their types, and who asks."""
+
+    request: Request
+    path: dict[str, str]
+    query: Q
+    body: B
+    caller: Caller
+
+    @property
+    def app(self) -> Any:
+        return self.request.app.state.qtasks
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[Call[Any, Any]], Awaitable[Any]]
+    summary: str
+    query: type = Empty
+    body: type | None = None
+    answer: Any = None
+    status: int = 200
+    #: the error statuses it may answer besides 401/422/503 (404, 403 for mutations)
+    errors: tuple[int, ...] = ()
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def endpoint(method: str, path: str, *, summary: str, query: type = Empty, body: type | None = None,
+             answer: Any = None, errors: tuple[int, ...] = ()) -> Callable[[Any], Any]:
+    """Declare a route of ``/api/v1`` (see the module docstring)."""
+    def register(handler: Callable[[Call[Any, Any]], Awaitable[Any]]) -> Any:
+        ENDPOINTS.append(Endpoint(method, path, handler, summary, query, body, answer, errors=errors))
+        return handler
+    return register
+
+
+def field_of(exc: msgspec.ValidationError, default: str) -> str:
+    """The field a msgspec error names (``... - at `$.priority``` → ``priority``)."""
+    found = re.search(r"at `\$\.?([^`]*)`", str(exc))
+    return (found.group(1) or default) if found else default
+
+
+def parse(kind: type, raw: Any, where: str) -> Any:
+    """``raw`` (query parameters as a dict, or a body as bytes) as ``kind``; :class:`BadRequest` naming the field."""
+    try:
+        if isinstance(raw, bytes):
+            return msgspec.json.decode(raw or b"{}", type=kind)
+        return msgspec.convert(raw, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(field_of(exc, where), f"{where}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(where, f"{where} is not JSON: {exc}") from None
+    except ValueError as exc:  # a type's own check (TaskFilter: a bound that is no time)
+        raise BadRequest(str(exc).split(" ", 1)[0].rpartition(".")[2], str(exc)) from None
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(_ENCODER.encode(data), status_code=status, media_type="application/json")
+
+
+def route(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette handler of ``ep``: parse, call, encode (errors: :func:`qtasks_fast.web.errors.handle`)."""
+    async def handle(request: Request) -> Response:
+        query = parse(ep.query, dict(request.query_params), "query")
+        body = parse(ep.body, await request.body(), "body") if ep.body is not None else None
+        caller = Caller(who=who(request), read_only=request.app.state.read_only)
+        result = await ep.handler(Call(request, dict(request.path_params), query, body, caller))
+        return result if isinstance(result, Response) else json_response(result, ep.status)
+    return handle
