@@ -10,6 +10,8 @@ from qtasks_fast.abc.backend import BackendFactory
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.abc.capabilities import (
     ALL,
+    AuditEntry,
+    AuditLog,
     BrokerMemory,
     Cancel,
     Claims,
@@ -34,7 +36,8 @@ from qtasks_fast.abc.storage import Storage
 #: every optional broker capability (Redis declares all; SQLite and memory all but BrokerMemory)
 CAPABILITIES = ALL
 
-__all__ = ["CAPABILITIES", "BackendFactory", "Broker", "BrokerMemory", "Cancel", "Claims", "DeadLetter",
+__all__ = ["CAPABILITIES", "AuditEntry", "AuditLog", "BackendFactory", "Broker", "BrokerMemory", "Cancel",
+           "Claims", "DeadLetter",
            "DeadLetters", "Delays", "Delivery", "FlushAll", "Limits", "NotSupported", "Outcome", "Purge",
            "QueueStatistics", "QueueStats", "Storage", "TaskTable", "UniqueKeys", "WorkerInfo", "WorkerRegistry",
            "declared", "require"]
