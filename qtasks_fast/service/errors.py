@@ -33,3 +33,19 @@ class ReadOnly(ServiceError, PermissionError):
 
 class Unavailable(ServiceError):
     """The broker cannot be reached or lacks the capability the call needs; the message names which."""
+
+
+def field_named(message: str, default: str) -> str:
+    """The field a validation message names: msgspec's ``... - at `$.filter.status``` (``filter.status``) and
+    ``Object missing required field `name```, or TaskFilter's own ``TaskFilter.created_after must ...``."""
+    import re
+
+    at = re.search(r"at `\$\.?([^`]*)`", message)
+    path = at.group(1) if at else ""
+    missing = re.search(r"missing required field `([^`]+)`", message)
+    if missing:
+        return f"{path}.{missing.group(1)}" if path else missing.group(1)
+    own = re.search(r"TaskFilter\.(\w+)", message)
+    if own:
+        return own.group(1)
+    return path or default

@@ -16,7 +16,7 @@ from qtasks_fast.components import client_ops
 from qtasks_fast.exceptions import PayloadTooLarge, TaskArgumentsError, TaskNotFound
 from qtasks_fast.schemas import Task
 from qtasks_fast.service.audit import record
-from qtasks_fast.service.errors import BadRequest, NotFound
+from qtasks_fast.service.errors import BadRequest, NotFound, field_named
 from qtasks_fast.service.guard import Caller, translated
 from qtasks_fast.steps import run
 
@@ -81,12 +81,8 @@ def checked_filter(fields: dict[str, Any]) -> TaskFilter:
 
     try:
         return msgspec.convert(fields, TaskFilter, strict=False)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        field = text.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in text else next(iter(fields), "filter")
-        raise BadRequest(field, text) from None
-    except ValueError as exc:  # TaskFilter.__post_init__: a bound that is no finite time
-        raise BadRequest(str(exc).split(" ", 1)[0].removeprefix("TaskFilter."), str(exc)) from None
+    except (msgspec.ValidationError, ValueError) as exc:  # also TaskFilter's own check: a bound that is no time
+        raise BadRequest(field_named(str(exc), "filter"), str(exc)) from None
 
 
 async def list_tasks(app: BaseQueueTasks, filter: TaskFilter, limit: int = 50, cursor: str | None = None) -> TaskPage:

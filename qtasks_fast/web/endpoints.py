@@ -8,7 +8,6 @@ cannot disagree.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from qtasks_fast.service import BadRequest, Caller
+from qtasks_fast.service.errors import field_named
 from qtasks_fast.web.auth import who
 
 Q = TypeVar("Q")
@@ -70,12 +70,6 @@ def endpoint(method: str, path: str, *, summary: str, query: type = Empty, body:
     return register
 
 
-def field_of(exc: msgspec.ValidationError, default: str) -> str:
-    """The field a msgspec error names (``... - at `$.priority``` → ``priority``)."""
-    found = re.search(r"at `\$\.?([^`]*)`", str(exc))
-    return (found.group(1) or default) if found else default
-
-
 def parse(kind: type, raw: Any, where: str) -> Any:
     """``raw`` (query parameters as a dict, or a body as bytes) as ``kind``; :class:`BadRequest` naming the field."""
     try:
@@ -83,11 +77,9 @@ def parse(kind: type, raw: Any, where: str) -> Any:
             return msgspec.json.decode(raw or b"{}", type=kind)
         return msgspec.convert(raw, kind, strict=False)
     except msgspec.ValidationError as exc:
-        raise BadRequest(field_of(exc, where), f"{where}: {exc}") from None
+        raise BadRequest(field_named(str(exc), where), f"{where}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(where, f"{where} is not JSON: {exc}") from None
-    except ValueError as exc:  # a type's own check (TaskFilter: a bound that is no time)
-        raise BadRequest(str(exc).split(" ", 1)[0].rpartition(".")[2], str(exc)) from None
 
 
 def json_response(data: Any, status: int = 200) -> Response:
