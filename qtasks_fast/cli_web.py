@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
              "is in front")
     _err(f"serving app {app.name!r} on {scheme}://{args.host}:{args.port}{args.root_path}/"
          f"{' (read-only)' if args.read_only else ''}")
+    for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn drains on them, then re-raises them: end with 0, quietly
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(asgi, host=args.host, port=args.port, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
-                log_level="warning", server_header=False)
+                log_level="warning", server_header=False, timeout_graceful_shutdown=5)
     return OK

@@ -95,7 +95,8 @@ BAD = [
     ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "priority": 99}}, "priority"),
     ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "wait": 1e9}}, "wait"),
     ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": ["x"]}}, "args"),
-    ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "countdown": 1, "eta": 5}}, "eta"),
+    ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "eta": 1e300}}, "eta"),
+    ("POST", "/api/v1/dead-letters/purge", {}, "ids"),
     ("POST", "/api/v1/tasks", {"content": b"{not json", "headers": {"content-type": "application/json"}}, "body"),
     ("GET", "/api/v1/tasks", {"params": {"limit": 0}}, "limit"),
     ("GET", "/api/v1/tasks", {"params": {"limit": "ten"}}, "limit"),
@@ -108,8 +109,10 @@ BAD = [
     ("GET", f"/api/v1/tasks/{UNKNOWN}", {"params": {"wait": -1}}, "wait"),
     ("POST", "/api/v1/tasks/bulk", {"json": {"action": "delete"}}, "action"),
     ("POST", "/api/v1/tasks/bulk", {"json": {"action": "cancel"}}, "confirm"),
-    ("POST", "/api/v1/tasks/bulk", {"json": {"action": "cancel", "dry_run": True, "cap": 0}}, "cap"),
-    ("POST", "/api/v1/tasks/bulk", {"json": {"action": "cancel", "filter": {"status": "x"}}}, "filter.status"),
+    ("POST", "/api/v1/tasks/bulk/count", {"json": {"action": "cancel", "cap": 0}}, "cap"),
+    ("POST", "/api/v1/tasks/bulk", {"json": {"action": "cancel", "confirm": -1}}, "confirm"),
+    ("POST", "/api/v1/tasks/bulk/count", {"json": {"action": "cancel", "filter": {"status": "x"}}},
+     "filter.status"),
     ("GET", "/api/v1/dead-letters", {"params": {"limit": 0}}, "limit"),
     ("POST", "/api/v1/dead-letters/requeue", {"json": {"ids": "1-0"}}, "ids"),
     ("GET", "/api/v1/throughput", {"params": {"minutes": 0}}, "minutes"),
@@ -162,10 +165,9 @@ async def test_bulk_counts_first_then_acts_on_at_most_the_confirmed_count(app: Q
         await c.post("/api/v1/tasks", json={"name": "add", "args": [1, 1]})
         listed = [t["uuid"] for t in (await c.get("/api/v1/tasks?task_name=sleeper")).json()["tasks"]]
         flt = {"task_name": "sleeper", "status": "new"}
-        dry = (await c.post("/api/v1/tasks/bulk", json={"action": "cancel", "filter": flt, "dry_run": True,
-                                                         "cap": 3})).json()
+        dry = (await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "filter": flt, "cap": 3})).json()
         assert dry == {"action": "cancel", "matched": 3, "capped": True, "dry_run": True, "done": {}}
-        assert (await c.post("/api/v1/tasks/bulk", json={"action": "cancel", "filter": flt, "dry_run": True})
+        assert (await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "filter": flt})
                 ).json()["matched"] == 5
         done = (await c.post("/api/v1/tasks/bulk", json={"action": "cancel", "filter": flt, "cap": 3,
                                                           "confirm": 2})).json()
@@ -196,7 +198,8 @@ async def test_dead_letters_list_requeue_and_purge(app: QueueTasks) -> None:
         assert [(q["depth"]["queue"], q["depth"]["dead"]) for q in queue] == [("default", 2), ("other", 0)]
         n = (await c.post("/api/v1/dead-letters/requeue", json={"ids": [dead[0]["id"]]})).json()
         assert n == {"count": 1}
-        assert (await c.post("/api/v1/dead-letters/purge", json={"queue": "default"})).json() == {"count": 1}
+        purged = await c.post("/api/v1/dead-letters/purge", json={"queue": "default", "ids": None})
+        assert purged.json() == {"count": 1}
         assert (await c.get("/api/v1/dead-letters")).json() == []
         assert (await c.post("/api/v1/queues/default/purge")).json() == {"count": 1}  # the requeued one
 
@@ -235,7 +238,7 @@ async def test_the_openapi_document_lists_every_route_of_the_issue(app: QueueTas
     assert doc["openapi"].startswith("3.") and doc["servers"] == [{"url": "/api/v1"}]
     routes = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert routes >= {("POST", "/tasks"), ("GET", "/tasks"), ("GET", "/tasks/{uuid}"), ("GET", "/tasks/{uuid}/logs"),
-                      ("POST", "/tasks/{uuid}/cancel"), ("POST", "/tasks/{uuid}/restart"), ("POST", "/tasks/bulk"),
+                      ("POST", "/tasks/{uuid}/cancel"), ("POST", "/tasks/{uuid}/restart"), ("POST", "/tasks/bulk"), ("POST", "/tasks/bulk/count"),
                       ("GET", "/queues"), ("GET", "/dead-letters"), ("POST", "/dead-letters/requeue"),
                       ("POST", "/dead-letters/purge"), ("GET", "/workers"), ("GET", "/schedules"),
                       ("GET", "/events")}

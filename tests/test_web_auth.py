@@ -22,8 +22,8 @@ READS = ["/api/v1/tasks", "/api/v1/tasks/counts", f"/api/v1/tasks/{U}", f"/api/v
 #: every mutation, with a body that would succeed (or 404 on the unknown uuid) when allowed
 WRITES = [("/api/v1/tasks", {"name": "add", "args": [1, 2]}), (f"/api/v1/tasks/{U}/cancel", {}),
           (f"/api/v1/tasks/{U}/restart", None), ("/api/v1/tasks/bulk", {"action": "cancel", "confirm": 1}),
-          ("/api/v1/queues/default/purge", None), ("/api/v1/dead-letters/requeue", {}),
-          ("/api/v1/dead-letters/purge", {})]
+          ("/api/v1/queues/default/purge", None), ("/api/v1/dead-letters/requeue", {"ids": ["1-0"]}),
+          ("/api/v1/dead-letters/purge", {"ids": ["1-0"]})]
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ async def test_read_only_refuses_every_mutation_with_403_and_serves_reads(app: Q
         for path in READS:
             assert (await c.get(path)).status_code in (200, 404), path
         assert (await c.get("/api/v1/tasks/counts")).json()["new"] == 0  # the submit did not happen
-        dry = await c.post("/api/v1/tasks/bulk", json={"action": "cancel", "dry_run": True})
+        dry = await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel"})
         assert dry.status_code == 200  # counting changes nothing
 
 

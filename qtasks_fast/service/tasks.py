@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import control, query
@@ -42,13 +43,17 @@ async def submit(app: BaseQueueTasks, caller: Caller, name: str, args: list[Any]
                  kwargs: dict[str, Any] | None = None, *, priority: int | None = None,
                  countdown: float | None = None, eta: float | None = None, unique: str | None = None,
                  wait: float | None = None) -> Task:
-    """Enqueue ``name(*args, **kwargs)``; with ``wait``, the final record when it finishes within that many
-    seconds, else (and without it) the record as it is now. :class:`NotFound` lists the registered names."""
+    """Enqueue ``name(*args, **kwargs)``, not to run before ``countdown`` seconds from now or ``eta`` (both: the
+    later); with ``wait``, the final record when it finishes within that many seconds, else (and without it) the
+    record as it is now. :class:`NotFound` lists the registered names."""
     caller.check_writable(f"submit {name!r}")
     _checked_wait(wait)
-    if countdown is not None and eta is not None:
-        raise BadRequest("eta", "give countdown or eta, not both")
-    when = None if eta is None else _dt.datetime.fromtimestamp(eta, _dt.timezone.utc)
+    if countdown is not None and eta is not None:  # both: the later moment
+        eta, countdown = max(eta, time.time() + countdown), None
+    try:
+        when = None if eta is None else _dt.datetime.fromtimestamp(eta, _dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise BadRequest("eta", f"eta must be a time in seconds since the epoch, got {eta!r}") from None
     try:
         with translated():
             task = await run(client_ops.adding(app, name, tuple(args or ()), dict(kwargs or {}), priority, None,

@@ -3,9 +3,10 @@ thin call of :mod:`qtasks_fast.service`. Times are seconds since the epoch; list
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 from qtasks_fast import service
 from qtasks_fast.abc.capabilities import AuditEntry, WorkerInfo
@@ -16,6 +17,12 @@ from qtasks_fast.schemas import Task
 from qtasks_fast.web.endpoints import Call, endpoint
 
 Status = Literal["new", "process", "success", "error", "cancel"]
+Page = Annotated[int, Meta(ge=1, le=1000)]
+#: a time in seconds since the epoch (up to the year 5000: a millisecond of it fits every backend's integer)
+Time = Annotated[float, Meta(ge=0, le=95_000_000_000)]
+#: a cursor a page returned: ``<created ms>:<uuid>``
+Cursor = Annotated[str, Meta(pattern=r"^-?[0-9]{1,18}:")]
+Wait = Annotated[float, Meta(ge=0, le=60)]
 
 
 class FilterQuery(msgspec.Struct, kw_only=True):
@@ -26,23 +33,23 @@ class FilterQuery(msgspec.Struct, kw_only=True):
     queue: str | None = None
     worker_id: str | None = None
     error_contains: str | None = None
-    created_after: float | None = None
-    created_before: float | None = None
-    finished_after: float | None = None
-    finished_before: float | None = None
+    created_after: Time | None = None
+    created_before: Time | None = None
+    finished_after: Time | None = None
+    finished_before: Time | None = None
 
     def filter(self) -> TaskFilter:
         return service.checked_filter({f: getattr(self, f) for f in TaskFilter.__struct_fields__})
 
 
 class TaskQuery(FilterQuery, kw_only=True):
-    limit: int = 50
-    cursor: str | None = None
+    limit: Page = 50
+    cursor: Cursor | None = None
 
 
 class WaitQuery(msgspec.Struct, kw_only=True):
     #: seconds to wait for the task to finish (0..60); the record as it is then
-    wait: float | None = None
+    wait: Wait | None = None
 
 
 class Submit(msgspec.Struct, kw_only=True):
@@ -52,14 +59,14 @@ class Submit(msgspec.Struct, kw_only=True):
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     priority: int | None = None
-    #: run no sooner than this many seconds from now ...
-    countdown: float | None = None
-    #: ... or than this time (seconds since the epoch)
-    eta: float | None = None
+    #: run no sooner than this many seconds from now (up to a year) ...
+    countdown: Annotated[float, Meta(ge=0, le=366 * 86400)] | None = None
+    #: ... or than this time (seconds since the epoch); give one of the two
+    eta: Time | None = None
     #: a unique key: a call while another with the key is unfinished returns that one
     unique: str | None = None
     #: seconds to wait for the result (0..60)
-    wait: float | None = None
+    wait: Wait | None = None
 
 
 class CancelBody(msgspec.Struct, kw_only=True):
@@ -71,26 +78,31 @@ class CancelResult(msgspec.Struct, kw_only=True):
     result: Literal["queued", "running", "finished"]
 
 
-class Bulk(msgspec.Struct, kw_only=True):
-    """A bulk action over a filter: first ``dry_run`` for the count, then the action with ``confirm`` = it."""
+class BulkCount(msgspec.Struct, kw_only=True):
+    """How many tasks a bulk action over a filter would touch (at most ``cap``), for its confirmation."""
 
     action: Literal["cancel", "restart", "requeue"]
     filter: FilterQuery = msgspec.field(default_factory=FilterQuery)
-    cap: int = 1000
-    confirm: int | None = None
-    dry_run: bool = False
+    cap: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+
+
+class Bulk(BulkCount, kw_only=True):
+    """A bulk action over a filter, on at most ``confirm`` tasks: the count ``POST /tasks/bulk/count`` gave."""
+
+    confirm: Annotated[int, Meta(ge=0)]
 
 
 class DeadQuery(msgspec.Struct, kw_only=True):
     queue: str | None = None
-    limit: int = 100
+    limit: Page = 100
 
 
 class DeadSelection(msgspec.Struct, kw_only=True):
-    """Dead letters by id (of ``GET /dead-letters``), or every one of ``queue`` (all queues) when ``ids`` is null."""
+    """Dead letters by id (of ``GET /dead-letters``), or every one of ``queue`` (all queues) when ``ids`` is
+    null: ``ids`` must be given, so an empty body never means "all"."""
 
+    ids: list[str] | None
     queue: str | None = None
-    ids: list[str] | None = None
 
 
 class Count(msgspec.Struct, kw_only=True):
@@ -102,11 +114,11 @@ class WorkersQuery(msgspec.Struct, kw_only=True):
 
 
 class LimitQuery(msgspec.Struct, kw_only=True):
-    limit: int = 100
+    limit: Page = 100
 
 
 class ThroughputQuery(msgspec.Struct, kw_only=True):
-    minutes: int = 15
+    minutes: Annotated[int, Meta(ge=1, le=7 * 24 * 60)] = 15
     queue: str | None = None
 
 
@@ -133,12 +145,18 @@ async def counts(call: Call[FilterQuery, None]) -> dict[str, int]:
     return await service.count_tasks(call.app, call.query.filter())
 
 
-@endpoint("POST", "/tasks/bulk", summary="Cancel, restart or requeue the tasks matching a filter (capped)",
+@endpoint("POST", "/tasks/bulk/count", summary="How many tasks a bulk action would touch (for its confirmation)",
+          body=BulkCount, answer=service.BulkResult)
+async def bulk_count(call: Call[Any, BulkCount]) -> service.BulkResult:
+    b = call.body
+    return await service.bulk(call.app, call.caller, b.action, b.filter.filter(), cap=b.cap, dry_run=True)
+
+
+@endpoint("POST", "/tasks/bulk", summary="Cancel, restart or requeue at most `confirm` tasks matching a filter",
           body=Bulk, answer=service.BulkResult, errors=(READ_ONLY,))
 async def bulk(call: Call[Any, Bulk]) -> service.BulkResult:
     b = call.body
-    return await service.bulk(call.app, call.caller, b.action, b.filter.filter(), cap=b.cap, confirm=b.confirm,
-                              dry_run=b.dry_run)
+    return await service.bulk(call.app, call.caller, b.action, b.filter.filter(), cap=b.cap, confirm=b.confirm)
 
 
 @endpoint("GET", "/tasks/{uuid}", summary="A task's record; wait=N waits up to N s for it to finish",

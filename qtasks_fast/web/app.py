@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,7 +16,7 @@ from qtasks_fast import service
 from qtasks_fast.service import ServiceError
 from qtasks_fast.web import api, errors, metrics, openapi, pages, sse
 from qtasks_fast.web.auth import Auth
-from qtasks_fast.web.endpoints import ENDPOINTS, route
+from qtasks_fast.web.endpoints import paths, route
 from qtasks_fast.web.security import Security
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ async def openapi_json(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    api_routes: list[BaseRoute] = [Route(ep.path, route(ep), methods=[ep.method]) for ep in ENDPOINTS]
+    api_routes: list[BaseRoute] = [Route(path, route(eps), methods=[ep.method for ep in eps])
+                                   for path, eps in paths().items()]
     api_routes += [Route("/events", sse.events), Route("/openapi.json", openapi_json)]
     return [*pages.ROUTES, Route("/health", health), Route("/metrics", metrics.metrics),
             Mount("/api/v1", routes=api_routes),
@@ -61,7 +63,8 @@ def create_app(app: BaseQueueTasks, *, token: str | None = None, read_only: bool
         raise ValueError("create_app needs a token: pass token=... or set QTASKS_WEB_TOKEN")
     auth = Auth(resolved)
     inner = Starlette(routes=routes(), middleware=[Middleware(Security, auth=auth)],
-                      exception_handlers={ServiceError: errors.service_error, Exception: errors.internal_error})
+                      exception_handlers={ServiceError: errors.service_error, HTTPException: errors.http_error,
+                                          Exception: errors.internal_error})
     inner.state.qtasks, inner.state.read_only, inner.state.auth = app, read_only, auth
     root_path = root_path.rstrip("/")
     if not root_path:

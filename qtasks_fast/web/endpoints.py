@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 from starlette.requests import Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
 from qtasks_fast.service import BadRequest, Caller
@@ -73,7 +74,7 @@ def endpoint(method: str, path: str, *, summary: str, query: type = Empty, body:
 def parse(kind: type, raw: Any, where: str) -> Any:
     """``raw`` (query parameters as a dict, or a body as bytes) as ``kind``; :class:`BadRequest` naming the field."""
     try:
-        if isinstance(raw, bytes):
+        if isinstance(raw, bytes):  # no body: {} (an error naming the field when the type requires one)
             return msgspec.json.decode(raw or b"{}", type=kind)
         return msgspec.convert(raw, kind, strict=False)
     except msgspec.ValidationError as exc:
@@ -86,12 +87,40 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(_ENCODER.encode(data), status_code=status, media_type="application/json")
 
 
-def route(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    """The Starlette handler of ``ep``: parse, call, encode (errors: :func:`qtasks_fast.web.errors.handle`)."""
+def route(eps: list[Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette handler of the endpoints of one path (one per method, so a 405 lists them all): parse, call,
+    encode; errors are mapped by :mod:`qtasks_fast.web.errors`."""
+    by_method = {ep.method: ep for ep in eps}
+
     async def handle(request: Request) -> Response:
+        ep = by_method[request.method if request.method != "HEAD" else "GET"]
         query = parse(ep.query, dict(request.query_params), "query")
         body = parse(ep.body, await request.body(), "body") if ep.body is not None else None
         caller = Caller(who=who(request), read_only=request.app.state.read_only)
         result = await ep.handler(Call(request, dict(request.path_params), query, body, caller))
         return result if isinstance(result, Response) else json_response(result, ep.status)
     return handle
+
+
+class TaskId(Convertor[str]):
+    """A ``{uuid}`` path segment: any segment but the names of sibling routes (``/tasks/bulk`` answers 405 to a
+    GET, not "'bulk' is not a uuid"); the handler checks it is a uuid (422 naming the field otherwise)."""
+
+    regex = "(?!(?:bulk|counts)$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("taskid", TaskId())
+
+
+def paths() -> dict[str, list[Endpoint]]:
+    """The declared endpoints by Starlette path (``{uuid}`` as ``{uuid:taskid}``), in declaration order."""
+    out: dict[str, list[Endpoint]] = {}
+    for ep in ENDPOINTS:
+        out.setdefault(ep.path.replace("{uuid}", "{uuid:taskid}"), []).append(ep)
+    return out

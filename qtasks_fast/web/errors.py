@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,6 +28,14 @@ def answer(exc: ServiceError) -> Response:
 async def service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     return answer(exc)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no such route 404, method 405 with its ``Allow``) as JSON like every other."""
+    assert isinstance(exc, HTTPException)
+    response = json_response({"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

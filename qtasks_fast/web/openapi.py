@@ -28,7 +28,8 @@ ERRORS = {401: "not authenticated", 403: "read-only server, or a browser mutatio
 
 
 def _parameters(ep: Endpoint, schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    out = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+    out = [{"name": p, "in": "path", "required": True,
+            "schema": {"type": "string", "format": "uuid"} if p == "uuid" else {"type": "string"}}
            for p in re.findall(r"{(\w+)}", ep.path)]
     if ep.query is not Empty:
         (ref,), defs = msgspec.json.schema_components([ep.query], ref_template=REF)
@@ -38,6 +39,12 @@ def _parameters(ep: Endpoint, schemas: dict[str, Any]) -> list[dict[str, Any]]:
                         "schema": prop})
         schemas.update({k: v for k, v in defs.items() if k != ref["$ref"].rsplit("/", 1)[1]})
     return out
+
+
+def _has_required(kind: type) -> bool:
+    """Whether a body type has a field without default (then the body itself is required)."""
+    info = msgspec.inspect.type_info(kind)
+    return any(f.required for f in getattr(info, "fields", ()))
 
 
 def document(title: str = "qtasks_fast REST API", version: str = "1") -> dict[str, Any]:
@@ -52,7 +59,7 @@ def document(title: str = "qtasks_fast REST API", version: str = "1") -> dict[st
         op: dict[str, Any] = {"summary": ep.summary, "operationId": ep.handler.__name__,
                               "parameters": _parameters(ep, schemas), "responses": {}}
         if ep.body is not None:
-            op["requestBody"] = {"required": True,
+            op["requestBody"] = {"required": _has_required(ep.body),
                                  "content": {"application/json": {"schema": by_type[id(ep.body)]}}}
         op["responses"][str(ep.status)] = {"description": "OK",
                                            "content": {"application/json": {"schema": by_type[id(ep.answer)]}}}

@@ -10,9 +10,10 @@ stream.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -30,7 +31,7 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     #: resume after this event id (``Last-Event-ID`` wins); ``$`` (default): only what comes next; empty: oldest kept
     after: str = "$"
     queue: str | None = None
-    limit: int = 100
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     #: keep the stream open for new events (default); false: send what is there and end
     follow: bool = True
 
