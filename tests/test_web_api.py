@@ -238,7 +238,8 @@ async def test_the_openapi_document_lists_every_route_of_the_issue(app: QueueTas
     assert doc["openapi"].startswith("3.") and doc["servers"] == [{"url": "/api/v1"}]
     routes = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert routes >= {("POST", "/tasks"), ("GET", "/tasks"), ("GET", "/tasks/{uuid}"), ("GET", "/tasks/{uuid}/logs"),
-                      ("POST", "/tasks/{uuid}/cancel"), ("POST", "/tasks/{uuid}/restart"), ("POST", "/tasks/bulk"), ("POST", "/tasks/bulk/count"),
+                      ("POST", "/tasks/{uuid}/cancel"), ("POST", "/tasks/{uuid}/restart"), ("POST", "/tasks/bulk"),
+                      ("POST", "/tasks/bulk/count"),
                       ("GET", "/queues"), ("GET", "/dead-letters"), ("POST", "/dead-letters/requeue"),
                       ("POST", "/dead-letters/purge"), ("GET", "/workers"), ("GET", "/schedules"),
                       ("GET", "/events")}
