@@ -109,8 +109,18 @@ async def test_every_answer_has_a_strict_csp_and_no_template_has_inline_script(a
         assert not re.search(r"\son[a-z]+=", text) and "style=" not in text, page
 
 
-async def test_mounted_under_a_root_path_everything_moves_there(app: QueueTasks) -> None:
-    async with client(app, root_path="/tasks", bearer=False) as c:
+def mounted(app: QueueTasks) -> httpx.AsyncClient:
+    """``create_app`` mounted at /tasks inside a service of the user's (Starlette; FastAPI's mount is the same)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    outer = Starlette(routes=[Mount("/tasks", app=create_app(app, token=TOKEN))])
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=outer), base_url="http://testserver")
+
+
+@pytest.mark.parametrize("how", ["root_path", "mounted"])
+async def test_mounted_under_a_root_path_everything_moves_there(app: QueueTasks, how: str) -> None:
+    async with (client(app, root_path="/tasks", bearer=False) if how == "root_path" else mounted(app)) as c:
         assert (await c.get("/api/v1/tasks", headers=BEARER)).status_code == 404
         assert (await c.get("/tasks/api/v1/tasks", headers=BEARER)).status_code == 200
         page = await c.get("/tasks/", headers={"accept": "text/html"})
