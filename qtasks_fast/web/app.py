@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from qtasks_fast import service
 from qtasks_fast.service import ServiceError
+from qtasks_fast.service.feed import Feeds
 from qtasks_fast.web import api, errors, metrics, openapi, pages, sse
 from qtasks_fast.web.auth import Auth
 from qtasks_fast.web.endpoints import paths, route
@@ -66,6 +67,7 @@ def create_app(app: BaseQueueTasks, *, token: str | None = None, read_only: bool
                       exception_handlers={ServiceError: errors.service_error, HTTPException: errors.http_error,
                                           Exception: errors.internal_error})
     inner.state.qtasks, inner.state.read_only, inner.state.auth = app, read_only, auth
+    inner.state.feeds = Feeds(app)
     root_path = root_path.rstrip("/")
     if not root_path:
         return inner

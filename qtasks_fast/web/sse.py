@@ -2,9 +2,10 @@
 
 Each event's SSE ``id`` is the backend event feed's id (:meth:`TaskQueries.events`), so a browser that
 reconnects sends ``Last-Event-ID`` and resumes right after the last event it got: no gap, no repeat (the feed
-keeps the last 10,000 events per queue at least). ``follow=false`` sends what is there and ends (a poll; what
-the tests use in process). A comment line every :data:`KEEPALIVE` seconds keeps proxies from closing an idle
-stream.
+keeps the last 10,000 events per queue at least). Followers share one reader of the backend per server
+(:mod:`qtasks_fast.service.feed`): a hundred open tabs cost the broker what one does. ``follow=false`` sends
+what is there and ends (a poll; what the tests use in process). A comment line every :data:`KEEPALIVE`
+seconds keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from qtasks_fast.web.endpoints import parse
 
 #: seconds between keep-alive comments of an idle stream
 KEEPALIVE = 15.0
-#: seconds one backend read waits for a first event
+#: seconds between a follower's wake-ups without an event (qtasks_fast.service.feed)
 BLOCK = 1.0
 
 
@@ -48,22 +49,28 @@ async def events(request: Request) -> Response:
 
     async def stream() -> AsyncIterator[bytes]:
         page: EventPage = first
-        idle = 0.0
         yield b"retry: 2000\n\n"
-        while True:
+        while True:  # what is there
             for event in page.events:
                 yield frame(event)
-            if not q.follow and len(page.events) < q.limit:
-                return
-            idle = 0.0 if page.events else idle + BLOCK
-            if idle >= KEEPALIVE:
-                idle = 0.0
-                yield b": keep-alive\n\n"
-            try:
-                page = await service.events(app, page.cursor, q.limit, BLOCK if q.follow else 0.0, q.queue)
-            except service.ServiceError as exc:  # the browser reconnects with Last-Event-ID
-                yield b"event: error\ndata: %s\n\n" % msgspec.json.encode({"error": str(exc)})
-                return
+            if len(page.events) < q.limit:
+                break
+            page = await service.events(app, page.cursor, q.limit, 0.0, q.queue)
+        if not q.follow:
+            return
+        idle = 0.0
+        try:  # then what comes, from the server's one reader of the feed
+            async for event in request.app.state.feeds(q.queue).follow(page.cursor):
+                if event is not None:
+                    idle = 0.0
+                    yield frame(event)
+                    continue
+                idle += BLOCK
+                if idle >= KEEPALIVE:
+                    idle = 0.0
+                    yield b": keep-alive\n\n"
+        except service.ServiceError as exc:  # the browser reconnects with Last-Event-ID
+            yield b"event: error\ndata: %s\n\n" % msgspec.json.encode({"error": str(exc)})
 
     headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

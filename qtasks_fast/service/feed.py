@@ -1,0 +1,142 @@
+"""One reader of the app's event feed per process, fanned out to every follower (SSE clients, gRPC streams).
+
+Why: with N browsers open, N readers blocking on the backend would make every status change N reads on the
+broker the fleet drains through. A :class:`Feed` reads once, keeps the last :data:`KEPT` events, and wakes its
+followers. A follower that resumes from an id the feed does not hold (older, or a reconnect before the feed
+started) reads the backend directly until it reaches an event the feed holds, then joins it: the ids it gets
+are the backend's, in order, without a gap or a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from qtasks_fast.abc.query import TaskEvent
+from qtasks_fast.log import get_logger
+from qtasks_fast.service.errors import ServiceError
+from qtasks_fast.service.fleet import events
+
+if TYPE_CHECKING:
+    from qtasks_fast.app import BaseQueueTasks
+
+log = get_logger("feed")
+#: events a feed keeps for followers that fall behind a little (a slow client, a page that reconnects)
+KEPT = 5000
+#: events per backend read
+PAGE = 500
+#: seconds a read waits for the first event (also how often a follower is woken when nothing happens)
+BLOCK = 1.0
+
+
+class Feed:
+    """The status changes of ``queue`` (None: every queue) of ``app``, read once for every follower."""
+
+    def __init__(self, app: BaseQueueTasks, queue: str | None) -> None:
+        self.app, self.queue = app, queue
+        self.ring: deque[TaskEvent] = deque(maxlen=KEPT)
+        #: resume point (an event id, or the cursor the feed started at) -> absolute position after it
+        self.pos: dict[str, int] = {}
+        self.total = 0
+        self.last = ""
+        self.error: ServiceError | None = None
+        self.followers = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+
+    async def _read(self) -> None:
+        cursor = "$"
+        me = asyncio.current_task()
+        while self._task is me:  # not `while True`: a client library may turn the cancel of a read into an error
+            try:
+                page = await events(self.app, cursor, PAGE, 0.0 if cursor == "$" else BLOCK, self.queue)
+                self.error = None
+            except ServiceError as exc:  # the broker is away: followers hear it; the feed retries
+                self.error = exc
+                self._wake()
+                await asyncio.sleep(BLOCK)
+                continue
+            if cursor == "$":
+                self.pos[page.cursor] = 0
+                self.last = page.cursor
+                self._started.set()
+            for e in page.events:
+                if len(self.ring) == KEPT:
+                    self.pos.pop(self.ring[0].id, None)
+                self.ring.append(e)
+                self.total += 1
+                self.pos[e.id] = self.total
+                self.last = e.id
+            cursor = page.cursor
+            self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _held(self, after: str) -> int | None:
+        """The position after ``after`` when the ring still holds what follows it."""
+        p = self.pos.get(after)
+        return p if p is not None and p >= self.total - len(self.ring) else None
+
+    async def _changes(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), BLOCK)
+
+    async def follow(self, after: str | None) -> AsyncIterator[TaskEvent | None]:
+        """Events after ``after`` (an event id; ``"$"``: from now; None: the oldest kept), for ever; None every
+        :data:`BLOCK` seconds without one (a keep-alive tick). Raises the feed's :class:`ServiceError`."""
+        self.followers += 1
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._read())
+        try:
+            await asyncio.wait_for(self._started.wait(), 30)
+            if after == "$":
+                after = self.last
+            while True:
+                p = self._held(after) if after is not None else None
+                if p is None:  # not in the ring: read the backend directly up to what the feed holds
+                    page = await events(self.app, after, PAGE, 0.0, self.queue)
+                    for e in page.events:
+                        yield e
+                    after = page.cursor
+                    if len(page.events) < PAGE and self._held(after) is None:
+                        await self._changes()  # the feed has not reached it yet (or it is a cursor of no event)
+                    continue
+                while p < self.total:
+                    e = self.ring[p - (self.total - len(self.ring))]
+                    p += 1
+                    after = e.id
+                    yield e
+                if self.error is not None:
+                    raise self.error
+                waited = self.total
+                await self._changes()
+                if self.total == waited:
+                    yield None
+        finally:
+            self.followers -= 1
+            if not self.followers and self._task is not None:
+                self._task.cancel()
+                self._task = None
+                self._started, self._changed = asyncio.Event(), asyncio.Event()
+                self.ring.clear()
+                self.pos.clear()
+                self.total = 0
+
+
+class Feeds:
+    """A surface's feeds of one app, one per queue filter (a server holds one of these)."""
+
+    def __init__(self, app: BaseQueueTasks) -> None:
+        self.app = app
+        self._feeds: dict[str | None, Feed] = {}
+
+    def __call__(self, queue: str | None) -> Feed:
+        if queue not in self._feeds:
+            self._feeds[queue] = Feed(self.app, queue)
+        return self._feeds[queue]
