@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -30,6 +31,9 @@ KEPT = 5000
 PAGE = 500
 #: seconds a read waits for the first event (also how often a follower is woken when nothing happens)
 BLOCK = 1.0
+#: seconds a follower lets events gather after a change before it takes them: at most ten writes a second to
+#: a client however fast the fleet goes (a change is still on screen well within a second)
+COALESCE = 0.1
 
 
 class Feed:
@@ -87,9 +91,11 @@ class Feed:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._changed.wait(), BLOCK)
 
-    async def follow(self, after: str | None) -> AsyncIterator[TaskEvent | None]:
-        """Events after ``after`` (an event id; ``"$"``: from now; None: the oldest kept), for ever; None every
-        :data:`BLOCK` seconds without one (a keep-alive tick). Raises the feed's :class:`ServiceError`."""
+    async def follow(self, after: str | None) -> AsyncIterator[list[TaskEvent]]:
+        """Events after ``after`` (an event id; ``"$"``: from now; None: the oldest kept), for ever, in batches
+        (what arrived within :data:`COALESCE` seconds: one write to a client instead of one per event); an empty
+        batch every :data:`BLOCK` seconds without one (a keep-alive tick). Raises the feed's
+        :class:`ServiceError`."""
         self.followers += 1
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._read())
@@ -101,23 +107,25 @@ class Feed:
                 p = self._held(after) if after is not None else None
                 if p is None:  # not in the ring: read the backend directly up to what the feed holds
                     page = await events(self.app, after, PAGE, 0.0, self.queue)
-                    for e in page.events:
-                        yield e
+                    if page.events:
+                        yield page.events
                     after = page.cursor
                     if len(page.events) < PAGE and self._held(after) is None:
                         await self._changes()  # the feed has not reached it yet (or it is a cursor of no event)
                     continue
-                while p < self.total:
-                    e = self.ring[p - (self.total - len(self.ring))]
-                    p += 1
-                    after = e.id
-                    yield e
+                if p < self.total:
+                    start = p - (self.total - len(self.ring))
+                    batch = list(itertools.islice(self.ring, start, None))
+                    after = batch[-1].id
+                    yield batch
                 if self.error is not None:
                     raise self.error
                 waited = self.total
                 await self._changes()
                 if self.total == waited:
-                    yield None
+                    yield []
+                else:
+                    await asyncio.sleep(COALESCE)
         finally:
             self.followers -= 1
             if not self.followers and self._task is not None:
