@@ -14,6 +14,7 @@ from qtasks_fast import QueueTasks, service
 from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.service import feed as feed_module
 from qtasks_fast.service.feed import Feeds
+from qtasks_fast.testing import WorkerThread
 
 ME = service.Caller(who="test")
 
@@ -22,6 +23,7 @@ async def take(app: QueueTasks, feeds: Feeds, after: str | None, n: int) -> list
     got: list[TaskEvent] = []
     async with contextlib.aclosing(feeds(None).follow(after)) as events:
         async for batch in events:
+            assert isinstance(batch, list)
             got += batch
             if len(got) >= n:
                 assert len(got) == n, got  # nothing beyond what was made
@@ -91,3 +93,34 @@ async def test_a_follower_behind_the_feeds_memory_reads_the_backend(app: QueueTa
     assert all_events[0].uuid == str(first.uuid)
     behind = await asyncio.wait_for(take(app, feeds, all_events[0].id, 4), 10)  # the ring holds the last two
     assert behind == all_events[1:]
+
+
+async def test_a_summary_follower_counts_every_event_and_resumes_from_the_last(app: QueueTasks) -> None:
+    from qtasks_fast.service.feed import Summary
+
+    start = (await service.events(app, "$", 1)).cursor  # the feed's end now
+    feeds = Feeds(app)
+    counted: dict[str, int] = {}
+    last = ""
+
+    async def follow() -> None:
+        nonlocal last
+        async with contextlib.aclosing(feeds(None).follow("$", summary=True)) as batches:
+            async for s in batches:
+                if isinstance(s, Summary):
+                    for k, v in s.counts.items():
+                        counted[k] = counted.get(k, 0) + v
+                    last = s.last
+                    if counted.get("success", 0) >= 3:
+                        return
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.3)
+    with WorkerThread(app):
+        for i in range(3):
+            await service.submit(app, ME, "add", [i, 1], wait=10)
+    await asyncio.wait_for(task, 10)
+    missed = (await service.events(app, start, 1000)).events
+    expected = Summary.of(missed)
+    assert counted == expected.counts and counted["new"] == 3
+    assert last == expected.last

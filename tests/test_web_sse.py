@@ -51,6 +51,12 @@ async def test_a_reconnect_with_last_event_id_resumes_without_gap_or_repeat(url:
         assert await read(c, after="") == everything + missed  # the two reads together: the whole feed
         only_other = await read(c, after="", queue="other")
         assert only_other == []
+        r = await c.get("/api/v1/events", params={"after": "", "follow": "false", "summary": "true"})
+        (counts,) = [b for b in r.text.split("\n\n") if "event: counts" in b]
+        assert f"id: {missed[-1][0]}" in counts  # resume after the last event counted
+        assert json.loads(counts.split("data: ", 1)[1]) == {
+            s: sum(e["status"] == s for _, e in everything + missed) for s in ("new", "process", "success", "error",
+                                                                                "cancel")}
 
 
 @pytest.mark.parametrize("url", ["memory://"])

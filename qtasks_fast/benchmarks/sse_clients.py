@@ -12,6 +12,7 @@ import sys
 
 
 async def main(url: str, n: int) -> None:
+    summary = "summary=true" in url
     import httpx
 
     counts = [0] * n
@@ -32,7 +33,7 @@ async def main(url: str, n: int) -> None:
                     opened.set()
                 async for line in r.aiter_lines():
                     if line.startswith("data: "):
-                        counts[i] += 1
+                        counts[i] += sum(json.loads(line[6:]).values()) if summary else 1
 
         tasks = [asyncio.create_task(client(i)) for i in range(n)]
         await opened.wait()

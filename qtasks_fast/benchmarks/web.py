@@ -116,7 +116,7 @@ async def measure(ctx: Ctx, port: int, token: str, samples: int, rnd: random.Ran
 def run(ctx: Ctx) -> dict[str, Any]:
     records = 20_000 if ctx.quick else int(getattr(ctx.args, "query_records", None) or 1_000_000)
     samples = 20 if ctx.quick else int(getattr(ctx.args, "query_samples", None) or 200)
-    ctx.begin("web", records // query.CHUNK + 8 + 2 * ctx.repeats)
+    ctx.begin("web", records // query.CHUNK + 8 + 4 * ctx.repeats)
     private = PrivateRedis(Path(tempfile.mkdtemp(prefix="qtasks-bench-web-")))
     url = private.start()
     token = secrets.token_urlsafe(24)
@@ -130,22 +130,22 @@ def run(ctx: Ctx) -> dict[str, Any]:
         finally:
             server.should_exit = True
             thread.join(10)
-        fan = fan_out(ctx, 10 if ctx.quick else 100)
+        fans = [fan_out(ctx, 10 if ctx.quick else 100, summary) for summary in (True, False)]
         ctx.end()
         notes = [f"{records:,} finished records (the query suite's mix) stored at {rate:,.0f} records/s in a private "
                  "redis-server; uvicorn serving create_app in a thread of the measuring process, httpx on loopback "
                  "(one connection, calls one after another), the machine's other load included"]
-        notes.append(f"{fan['case']}: {fan['alone tasks/s']:,} vs {fan['with SSE tasks/s']:,} tasks/s (ratio "
-                     f"{fan['ratio']}; runs {fan['runs alone']} vs {fan['runs with SSE']}; each client read at "
-                     f"least {fan['events per client (fewest)']} events per run); qtasks-fast web and the clients "
-                     "in processes of their own, Redis the run's (--redis-url)")
-        return {"rows": rows, "notes": notes, "fan_out": fan,
+        notes += [f"{fan['case']}: {fan['alone tasks/s']:,} vs {fan['with SSE tasks/s']:,} tasks/s (ratio "
+                  f"{fan['ratio']}; runs {fan['runs alone']} vs {fan['runs with SSE']}; each client had counted at "
+                  f"least {fan['events per client (fewest)']} events per run when stopped); qtasks-fast web and the "
+                  "clients in processes of their own, Redis the run's (--redis-url)" for fan in fans]
+        return {"rows": rows, "notes": notes, "fan_out": fans,
                 "params": {"records": records, "samples": samples, "n": ctx.n, "repeats": ctx.repeats}}
     finally:
         private.stop()
 
 
-def fan_out(ctx: Ctx, clients: int) -> dict[str, Any]:
+def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
     """Drain rate of noop tasks through one worker process alone, and with ``qtasks-fast web`` serving
     ``clients`` SSE streams of the app (another process), alternating; the median of each and their ratio."""
     import json
@@ -179,7 +179,8 @@ def fan_out(ctx: Ctx, clients: int) -> dict[str, Any]:
                     except OSError:
                         time.sleep(0.05)
                 readers = spawn_module("qtasks_fast.benchmarks.sse_clients",
-                                       [f"http://127.0.0.1:{port}/api/v1/events", str(clients)], env=env,
+                                       [f"http://127.0.0.1:{port}/api/v1/events" + ("?summary=true" if summary else ""),
+                                        str(clients)], env=env,
                                        stderr_to=ctx.logs / "sse-clients.log")
                 assert readers.stdout is not None
                 if readers.stdout.readline().strip() != b"connected":
@@ -197,7 +198,8 @@ def fan_out(ctx: Ctx, clients: int) -> dict[str, Any]:
                 except subprocess.TimeoutExpired:
                     server.kill()
     alone, sse = median(rates["alone"]), median(rates["sse"])
-    return {"case": f"drain of {ctx.n:,} noop tasks, 1 worker process: alone vs {clients} SSE clients",
+    kind = "summary (counts) streams" if summary else "SSE clients of every event"
+    return {"case": f"drain of {ctx.n:,} noop tasks, 1 worker process: alone vs {clients} {kind}",
             "alone tasks/s": round(alone), "with SSE tasks/s": round(sse), "ratio": round(sse / alone, 3),
             "runs alone": [round(r) for r in rates["alone"]], "runs with SSE": [round(r) for r in rates["sse"]],
             "events per client (fewest)": events}

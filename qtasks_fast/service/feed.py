@@ -16,8 +16,11 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.log import get_logger
+from qtasks_fast.querylib import STATUSES
 from qtasks_fast.service.errors import ServiceError
 from qtasks_fast.service.fleet import events
 
@@ -36,12 +39,33 @@ BLOCK = 1.0
 COALESCE = 0.1
 
 
+SLOT = {s: i for i, s in enumerate(STATUSES)}
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    """Status changes counted per status, up to and including the event ``last`` (resume from it)."""
+
+    last: str
+    counts: dict[str, int]
+
+    @classmethod
+    def of(cls, events: list[TaskEvent]) -> Summary:
+        counts = dict.fromkeys(STATUSES, 0)
+        for e in events:
+            counts[e.status] = counts.get(e.status, 0) + 1
+        return cls(last=events[-1].id, counts=counts)
+
+
 class Feed:
     """The status changes of ``queue`` (None: every queue) of ``app``, read once for every follower."""
 
     def __init__(self, app: BaseQueueTasks, queue: str | None) -> None:
         self.app, self.queue = app, queue
         self.ring: deque[TaskEvent] = deque(maxlen=KEPT)
+        #: per event of the ring, the events per status before it (running totals since the feed started), and
+        #: the totals now: a follower's summary of any stretch is a subtraction, whatever its length
+        self.before: deque[tuple[int, ...]] = deque(maxlen=KEPT)
+        self.cum = [0] * len(STATUSES)
         #: resume point (an event id, or the cursor the feed started at) -> absolute position after it
         self.pos: dict[str, int] = {}
         self.total = 0
@@ -72,6 +96,9 @@ class Feed:
                 if len(self.ring) == KEPT:
                     self.pos.pop(self.ring[0].id, None)
                 self.ring.append(e)
+                self.before.append(tuple(self.cum))
+                if e.status in SLOT:
+                    self.cum[SLOT[e.status]] += 1
                 self.total += 1
                 self.pos[e.id] = self.total
                 self.last = e.id
@@ -91,11 +118,17 @@ class Feed:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._changed.wait(), BLOCK)
 
-    async def follow(self, after: str | None) -> AsyncIterator[list[TaskEvent]]:
+    def _summary(self, p: int) -> Summary:
+        """The events from position ``p`` to now, counted per status (two lookups, not a walk)."""
+        start = self.before[p - (self.total - len(self.ring))]
+        return Summary(last=self.ring[-1].id, counts={s: n - m for s, n, m in zip(STATUSES, self.cum, start)})
+
+    async def follow(self, after: str | None, summary: bool = False) -> AsyncIterator[list[TaskEvent] | Summary]:
         """Events after ``after`` (an event id; ``"$"``: from now; None: the oldest kept), for ever, in batches
         (what arrived within :data:`COALESCE` seconds: one write to a client instead of one per event); an empty
         batch every :data:`BLOCK` seconds without one (a keep-alive tick). Raises the feed's
-        :class:`ServiceError`."""
+        :class:`ServiceError`. ``summary``: a :class:`Summary` per batch instead (a live counter needs no more,
+        and costs the server the same however fast the fleet goes)."""
         self.followers += 1
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._read())
@@ -108,16 +141,15 @@ class Feed:
                 if p is None:  # not in the ring: read the backend directly up to what the feed holds
                     page = await events(self.app, after, PAGE, 0.0, self.queue)
                     if page.events:
-                        yield page.events
+                        yield Summary.of(page.events) if summary else page.events
                     after = page.cursor
                     if len(page.events) < PAGE and self._held(after) is None:
                         await self._changes()  # the feed has not reached it yet (or it is a cursor of no event)
                     continue
                 if p < self.total:
-                    start = p - (self.total - len(self.ring))
-                    batch = list(itertools.islice(self.ring, start, None))
-                    after = batch[-1].id
-                    yield batch
+                    after = self.ring[-1].id
+                    yield self._summary(p) if summary else list(
+                        itertools.islice(self.ring, p - (self.total - len(self.ring)), None))
                 if self.error is not None:
                     raise self.error
                 waited = self.total
@@ -133,6 +165,8 @@ class Feed:
                 self._task = None
                 self._started, self._changed = asyncio.Event(), asyncio.Event()
                 self.ring.clear()
+                self.before.clear()
+                self.cum = [0] * len(STATUSES)
                 self.pos.clear()
                 self.total = 0
 

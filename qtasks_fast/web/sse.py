@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from qtasks_fast import service
 from qtasks_fast.abc.query import EventPage, TaskEvent
+from qtasks_fast.service.feed import Summary
 from qtasks_fast.web.endpoints import parse
 
 #: seconds between keep-alive comments of an idle stream
@@ -36,11 +37,22 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     #: keep the stream open for new events (default); false: send what is there and end
     follow: bool = True
+    #: instead of each event, ``event: counts`` frames: changes per status since the previous frame (at most ten
+    #: a second), ``id`` the last event counted (a live counter's stream: its cost does not grow with the fleet)
+    summary: bool = False
 
 
 @functools.lru_cache(maxsize=8192)  # the same event goes to every follower: encoded once
 def frame(event: TaskEvent) -> bytes:
     return b"id: %s\nevent: task\ndata: %s\n\n" % (event.id.encode(), msgspec.json.encode(event))
+
+
+def counts_frame(summary: Summary) -> bytes:
+    return b"id: %s\nevent: counts\ndata: %s\n\n" % (summary.last.encode(), msgspec.json.encode(summary.counts))
+
+
+def frames(batch: list[TaskEvent] | Summary) -> bytes:
+    return counts_frame(batch) if isinstance(batch, Summary) else b"".join(map(frame, batch))
 
 
 async def events(request: Request) -> Response:
@@ -53,8 +65,8 @@ async def events(request: Request) -> Response:
         page: EventPage = first
         yield b"retry: 2000\n\n"
         while True:  # what is there
-            for event in page.events:
-                yield frame(event)
+            if page.events:
+                yield frames(Summary.of(page.events) if q.summary else page.events)
             if len(page.events) < q.limit:
                 break
             page = await service.events(app, page.cursor, q.limit, 0.0, q.queue)
@@ -62,10 +74,10 @@ async def events(request: Request) -> Response:
             return
         idle = 0.0
         try:  # then what comes, from the server's one reader of the feed
-            async for batch in request.app.state.feeds(q.queue).follow(page.cursor):
+            async for batch in request.app.state.feeds(q.queue).follow(page.cursor, q.summary):
                 if batch:
                     idle = 0.0
-                    yield b"".join(map(frame, batch))
+                    yield frames(batch)
                     continue
                 idle += BLOCK
                 if idle >= KEEPALIVE:
@@ -82,9 +94,11 @@ def openapi_path() -> dict[str, Any]:
     """The document's entry for this route (it is no JSON endpoint, so it is described by hand)."""
     params = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
         ("after", {"type": "string"}), ("queue", {"type": "string"}),
-        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("follow", {"type": "boolean"}))]
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("follow", {"type": "boolean"}),
+        ("summary", {"type": "boolean"}))]
     params.append({"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}})
     return {"get": {"summary": "Task status changes as server-sent events (resume with Last-Event-ID)",
                     "operationId": "events", "parameters": params,
-                    "responses": {"200": {"description": "text/event-stream: 'id', 'event: task', 'data' (JSON)",
+                    "responses": {"200": {"description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
+                                                         "summary=true), 'data' (JSON)",
                                           "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}}
