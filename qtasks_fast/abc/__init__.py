@@ -10,6 +10,8 @@ from qtasks_fast.abc.backend import BackendFactory, Migrations
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.abc.capabilities import (
     ALL,
+    AuditEntry,
+    AuditLog,
     BrokerMemory,
     Cancel,
     Claims,
@@ -35,7 +37,7 @@ from qtasks_fast.abc.storage import Storage
 #: every optional broker capability (see qtasks_fast.abc.capabilities for who declares which)
 CAPABILITIES = ALL
 
-__all__ = ["CAPABILITIES", "BackendFactory", "Broker", "BrokerMemory", "Cancel", "Claims", "DeadLetter",
-           "DeadLetters", "Delays", "Delivery", "FlushAll", "Limits", "Migrations", "NotSupported", "Outcome",
-           "Purge", "QueueStatistics", "QueueStats", "Storage", "TaskTable", "TransactionalEnqueue", "UniqueKeys",
-           "WorkerInfo", "WorkerRegistry", "declared", "require"]
+__all__ = ["CAPABILITIES", "AuditEntry", "AuditLog", "BackendFactory", "Broker", "BrokerMemory", "Cancel",
+           "Claims", "DeadLetter", "DeadLetters", "Delays", "Delivery", "FlushAll", "Limits", "Migrations",
+           "NotSupported", "Outcome", "Purge", "QueueStatistics", "QueueStats", "Storage", "TaskTable",
+           "TransactionalEnqueue", "UniqueKeys", "WorkerInfo", "WorkerRegistry", "declared", "require"]

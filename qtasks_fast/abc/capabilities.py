@@ -328,11 +328,43 @@ class BrokerMemory(abc.ABC):
         when the server cannot be asked."""
 
 
+class AuditEntry(msgspec.Struct, kw_only=True, frozen=True):
+    """One action taken through a control surface (WebView, REST, gRPC): who did what to what, and when."""
+
+    #: assigned by :meth:`AuditLog.audit` (newest entries have the greatest); "" before it is stored
+    id: str = ""
+    at: float
+    #: who asked: ``"web:<session>"``, ``"api"``, ``"grpc:<peer>"``
+    who: str
+    #: ``submit``, ``cancel``, ``restart``, ``bulk-cancel``, ``dlq-requeue``, ``purge``, ...
+    action: str
+    #: what it acted on: a uuid, a queue, a filter
+    target: str
+    #: what came of it: ``"queued"``, ``"3 of 3"``, ...
+    outcome: str = ""
+
+
+class AuditLog(abc.ABC):
+    """the audit log: actions taken through the control surfaces, kept in the backend so the whole fleet's
+    dashboards show the same log (app-wide, bounded to the newest :data:`AUDIT_KEPT` entries at least)."""
+
+    @abc.abstractmethod
+    async def audit(self, entry: AuditEntry) -> str:
+        """Store ``entry`` (its ``id`` is ignored) and return the id given to it."""
+
+    @abc.abstractmethod
+    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest ``limit`` entries, newest first."""
+
+
+#: audit entries a backend keeps at least (older ones may be trimmed)
+AUDIT_KEPT = 10_000
+
 #: every capability, in the order messages and ``inspect`` list them
 ALL: tuple[type, ...] = (Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable,
-                         WorkerRegistry, QueueStatistics, BrokerMemory, TransactionalEnqueue)
+                         WorkerRegistry, QueueStatistics, BrokerMemory, TransactionalEnqueue, AuditLog)
 
-__all__ = ["ALL", "LOST_KEPT", "BrokerMemory", "Cancel", "Claims", "DeadLetter", "DeadLetters", "Delays",
-           "FlushAll", "Limits", "NotSupported", "Purge", "QueueStatistics", "QueueStats", "TaskTable",
-           "TransactionalEnqueue", "UniqueKeys", "WorkerInfo", "WorkerRegistry", "capability_title", "declared",
-           "require"]
+__all__ = ["ALL", "AUDIT_KEPT", "LOST_KEPT", "AuditEntry", "AuditLog", "BrokerMemory", "Cancel", "Claims",
+           "DeadLetter", "DeadLetters", "Delays", "FlushAll", "Limits", "NotSupported", "Purge", "QueueStatistics",
+           "QueueStats", "TaskTable", "TransactionalEnqueue", "UniqueKeys", "WorkerInfo", "WorkerRegistry",
+           "capability_title", "declared", "require"]

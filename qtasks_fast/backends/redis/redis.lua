@@ -67,6 +67,8 @@
 --                          leases + LOST_KEPT at each beat. Entries whose heartbeat is older than lease_seconds
 --                          are listed as lost (workers(include_lost=True)), and HDELed by the next listing
 --                          once older than LOST_KEPT (a SIGKILLed worker ages out)
+--   qtf:{<app>}:audit      stream of the audit log (control surfaces: who did what, when), field e = msgpack
+--                          AuditEntry, XADD MAXLEN ~ AUDIT_KEPT (backends/redis/audit.py); kept by flush_all
 --
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
 -- i.e. which worker, holds it), so starting a task writes nothing.

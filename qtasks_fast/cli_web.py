@@ -1,0 +1,103 @@
+"""``qtasks-fast -A mod:app web``: serve the WebView and REST API (:func:`qtasks_fast.web.create_app`) with uvicorn.
+
+Secure by default: it binds 127.0.0.1; authentication is always on, with a token from ``QTASKS_WEB_TOKEN`` or
+``--token-file`` (never a flag value: argv is visible to every user of the host), else one generated now and
+printed once on stderr. It refuses a non-loopback ``--host`` when it has neither a configured token nor TLS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import signal
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qtasks_fast.app import BaseQueueTasks
+
+OK, USAGE = 0, 2
+
+
+def add_parser(sub: Any) -> None:
+    from qtasks_fast import cli_broker
+    from qtasks_fast.cli_types import whole
+
+    p = sub.add_parser("web", help="serve the WebView and REST API (/api/v1) of the app",
+                       description="Serve the WebView (sign in with the token) and the REST API under /api/v1 "
+                                   "(OpenAPI at /api/v1/openapi.json, events as SSE at /api/v1/events), /health and "
+                                   "/metrics, for the fleet of the -A app, on any backend. The token comes from "
+                                   "env QTASKS_WEB_TOKEN or --token-file; without one a token is generated and "
+                                   "printed once.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this host only); another address needs a "
+                        "configured token (QTASKS_WEB_TOKEN or --token-file) or TLS (--ssl-certfile/--ssl-keyfile)")
+    p.add_argument("--port", type=whole(1), default=8080, help="TCP port (default 8080)")
+    p.add_argument("--read-only", action="store_true",
+                   help="refuse every mutation (submit, cancel, restart, bulk, purge, dead letters) with 403")
+    p.add_argument("--root-path", default="",
+                   help="serve under this path prefix (/tasks) when a reverse proxy forwards it unchanged")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="read the token from FILE (first line); env QTASKS_WEB_TOKEN otherwise")
+    p.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--ssl-keyfile", metavar="FILE", help="... and this private key (PEM)")
+    cli_broker.add_arguments(p, "broker URL, as for run (env QTASKS_BROKER_URL; default: the app's)")
+
+
+def loopback(host: str) -> bool:
+    """True for an address only this host can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return False
+
+
+def _err(text: str) -> None:
+    print(f"qtasks-fast web: {text}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueueTasks | None]) -> int:
+    """Check the flags, load the app, serve until Ctrl-C/SIGTERM."""
+    from qtasks_fast.web.auth import ENV, TokenError, resolve_token
+
+    tls = bool(args.ssl_certfile and args.ssl_keyfile)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        _err("--ssl-certfile and --ssl-keyfile go together: pass both for HTTPS, or neither")
+        return USAGE
+    if args.root_path and not args.root_path.startswith("/"):
+        _err(f"--root-path {args.root_path!r} must start with '/', such as /tasks")
+        return USAGE
+    try:
+        token, configured = resolve_token(None, args.token_file)
+    except TokenError as exc:
+        _err(str(exc))
+        return USAGE
+    if not loopback(args.host) and not (configured or tls):
+        _err(f"refusing to listen on {args.host} with a generated token and no TLS: other hosts could reach it; "
+             f"set {ENV} or --token-file, and serve over TLS (--ssl-certfile/--ssl-keyfile or a TLS proxy)")
+        return USAGE
+    app = load(args)
+    if app is None:
+        return USAGE
+    import uvicorn
+
+    from qtasks_fast.web import create_app
+
+    asgi = create_app(app, token=token, read_only=args.read_only, root_path=args.root_path)
+    scheme = "https" if tls else "http"
+    if not configured:
+        _err(f"no token configured ({ENV} or --token-file): sign in with this one, valid until the server stops:\n"
+             f"{token}")
+    if not loopback(args.host) and not tls:
+        _err("warning: serving plain HTTP on a network address: the token travels in clear unless a TLS proxy "
+             "is in front")
+    _err(f"serving app {app.name!r} on {scheme}://{args.host}:{args.port}{args.root_path}/"
+         f"{' (read-only)' if args.read_only else ''}")
+    for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn drains on them, then re-raises them: end with 0, quietly
+        signal.signal(sig, lambda *_: None)
+    uvicorn.run(asgi, host=args.host, port=args.port, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+                log_level="warning", server_header=False, timeout_graceful_shutdown=5)
+    return OK

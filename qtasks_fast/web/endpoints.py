@@ -1,0 +1,126 @@
+"""How a REST route is declared: once, with the msgspec types of its query, body and answer, so that parsing,
+errors (422 naming the field) and the OpenAPI document (:mod:`qtasks_fast.web.openapi`) come from one place and
+cannot disagree.
+
+    @endpoint("GET", "/tasks", query=TaskQuery, answer=TaskPage, summary="List tasks")
+    async def list_tasks(call: Call[TaskQuery, None]) -> TaskPage: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import Response
+
+from qtasks_fast.service import BadRequest, Caller
+from qtasks_fast.service.errors import field_named
+from qtasks_fast.web.auth import who
+
+Q = TypeVar("Q")
+B = TypeVar("B")
+_ENCODER = msgspec.json.Encoder(enc_hook=str)  # a result msgpack cannot map to JSON shows as its text
+
+
+class Empty(msgspec.Struct):
+    """No query parameters, or no body."""
+
+
+@dataclass
+class Call(Generic[Q, B]):
+    """One parsed request: path parameters, the query and body as their types, and who asks."""
+
+    request: Request
+    path: dict[str, str]
+    query: Q
+    body: B
+    caller: Caller
+
+    @property
+    def app(self) -> Any:
+        return self.request.app.state.qtasks
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[Call[Any, Any]], Awaitable[Any]]
+    summary: str
+    query: type = Empty
+    body: type | None = None
+    answer: Any = None
+    status: int = 200
+    #: the error statuses it may answer besides 401/422/503 (404, 403 for mutations)
+    errors: tuple[int, ...] = ()
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def endpoint(method: str, path: str, *, summary: str, query: type = Empty, body: type | None = None,
+             answer: Any = None, errors: tuple[int, ...] = ()) -> Callable[[Any], Any]:
+    """Declare a route of ``/api/v1`` (see the module docstring)."""
+    def register(handler: Callable[[Call[Any, Any]], Awaitable[Any]]) -> Any:
+        ENDPOINTS.append(Endpoint(method, path, handler, summary, query, body, answer, errors=errors))
+        return handler
+    return register
+
+
+def parse(kind: type, raw: Any, where: str) -> Any:
+    """``raw`` (query parameters as a dict, or a body as bytes) as ``kind``; :class:`BadRequest` naming the field."""
+    try:
+        if isinstance(raw, bytes):  # no body: {} (an error naming the field when the type requires one)
+            return msgspec.json.decode(raw or b"{}", type=kind)
+        return msgspec.convert(raw, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(field_named(str(exc), where), f"{where}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(where, f"{where} is not JSON: {exc}") from None
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(_ENCODER.encode(data), status_code=status, media_type="application/json")
+
+
+def route(eps: list[Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette handler of the endpoints of one path (one per method, so a 405 lists them all): parse, call,
+    encode; errors are mapped by :mod:`qtasks_fast.web.errors`."""
+    by_method = {ep.method: ep for ep in eps}
+
+    async def handle(request: Request) -> Response:
+        ep = by_method[request.method if request.method != "HEAD" else "GET"]
+        query = parse(ep.query, dict(request.query_params), "query")
+        body = parse(ep.body, await request.body(), "body") if ep.body is not None else None
+        caller = Caller(who=who(request), read_only=request.app.state.read_only)
+        result = await ep.handler(Call(request, dict(request.path_params), query, body, caller))
+        return result if isinstance(result, Response) else json_response(result, ep.status)
+    return handle
+
+
+class TaskId(Convertor[str]):
+    """A ``{uuid}`` path segment: any segment but the names of sibling routes (``/tasks/bulk`` answers 405 to a
+    GET, not "'bulk' is not a uuid"); the handler checks it is a uuid (422 naming the field otherwise)."""
+
+    regex = "(?!(?:bulk|counts)$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("taskid", TaskId())
+
+
+def paths() -> dict[str, list[Endpoint]]:
+    """The declared endpoints by Starlette path (``{uuid}`` as ``{uuid:taskid}``), in declaration order."""
+    out: dict[str, list[Endpoint]] = {}
+    for ep in ENDPOINTS:
+        out.setdefault(ep.path.replace("{uuid}", "{uuid:taskid}"), []).append(ep)
+    return out

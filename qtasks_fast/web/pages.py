@@ -1,0 +1,69 @@
+"""The WebView's HTML pages (Jinja2 templates in ``templates/``, assets in ``static/``) and the sign-in.
+
+A page is a route added to :data:`ROUTES` whose handler calls :func:`render`; it reads through
+:mod:`qtasks_fast.service` like the REST API. The sign-in form takes the server's token and sets the session
+cookie (HttpOnly, SameSite=Strict, Secure over HTTPS, path = the mount point).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from qtasks_fast.web.auth import COOKIE, CSRF_FIELD, SESSION_SECONDS
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    """``template`` with what every page needs: ``root`` (the mount point, prefix every link with it),
+    ``csrf`` (the session's CSRF token: ``hx-headers`` on the body sends it), ``read_only``, ``app_name``."""
+    nonce = request.scope.get("qtasks.session")
+    state = request.app.state
+    base = {"root": request.scope.get("root_path", ""), "read_only": state.read_only,
+            "csrf": state.auth.csrf_token(nonce) if nonce else "", "csrf_field": CSRF_FIELD,
+            "app_name": state.qtasks.name, "signed_in": nonce is not None}
+    return templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
+
+
+async def index(request: Request) -> Response:
+    return render(request, "index.html")
+
+
+def _next(request: Request, raw: str | None) -> str:
+    """Where to go after signing in: a path of this app only (never another site: ``//evil``, ``https://``)."""
+    root = request.scope.get("root_path", "")
+    if raw and raw.startswith(root + "/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return root + "/"
+
+
+async def signin(request: Request) -> Response:
+    if request.method == "GET":
+        return render(request, "signin.html", next=_next(request, request.query_params.get("next")))
+    form = await request.form()
+    token, nxt = str(form.get("token", "")), _next(request, str(form.get("next", "")))
+    if not request.app.state.auth.token_ok(token):
+        return render(request, "signin.html", 401, next=nxt, error="wrong token: use the server's token "
+                      "(QTASKS_WEB_TOKEN, --token-file, or the one it printed at start)")
+    response = RedirectResponse(nxt, status_code=303)
+    response.set_cookie(COOKIE, request.app.state.auth.new_session(), max_age=SESSION_SECONDS, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https",
+                        path=request.scope.get("root_path", "") or "/")
+    return response
+
+
+async def signout(request: Request) -> Response:
+    response = RedirectResponse(request.scope.get("root_path", "") + "/signin", status_code=303)
+    response.delete_cookie(COOKIE, path=request.scope.get("root_path", "") or "/", httponly=True, samesite="strict")
+    return response
+
+
+ROUTES = [Route("/", index, name="index"), Route("/signin", signin, methods=["GET", "POST"], name="signin"),
+          Route("/signout", signout, methods=["POST"], name="signout")]
