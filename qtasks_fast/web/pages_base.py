@@ -63,7 +63,8 @@ def _size(n: int) -> str:
 def _pretty(value: Any) -> str:
     """A value as indented JSON when it is one (what a task got or returned), else its text."""
     try:
-        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        short = json.dumps(value, ensure_ascii=False, default=str)
+        return short if len(short) <= 100 else json.dumps(value, indent=2, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         return repr(value)
 

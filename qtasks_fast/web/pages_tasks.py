@@ -48,6 +48,8 @@ async def tasks(request: Request) -> Response:
     params = filled(dict(request.query_params))
     if params.get("uuid"):  # the search box: straight to the task
         return back(request, f"/tasks/{params['uuid'].strip()}")
+    if len(params) < len(request.query_params):  # the form's empty fields: the short URL, to share
+        return back(request, "/tasks", params.pop("notice", ""), **params)
     app = request.app.state.qtasks
     shown = {k: _shown(k, params.get(k, "")) for k in (*FILTERS, "limit")}
     try:
@@ -110,7 +112,7 @@ async def bulk(request: Request) -> Response:
     except (service.ServiceError, ValueError) as exc:
         return failed(request, exc if isinstance(exc, service.ServiceError) else service.BadRequest(
             "confirm", "confirm must be the count the confirmation showed"))
-    outcome = ", ".join(f"{k} {v}" for k, v in sorted(done.done.items())) or "nothing to do"
+    outcome = ", ".join(f"{v} {k}" for k, v in sorted(done.done.items())) or "nothing to do"
     return back(request, "/tasks", f"bulk {action} of {done.matched} tasks: {outcome}", **filter_fields)
 
 

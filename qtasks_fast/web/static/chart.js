@@ -11,19 +11,25 @@
   var busy = false;
   var lastLoad = 0;
 
+  function hhmm(ts) {
+    var d = new Date(ts * 1000);
+    return ('0' + d.getUTCHours()).slice(-2) + ':' + ('0' + d.getUTCMinutes()).slice(-2);
+  }
+
   function options() {
     return {
       width: Math.max(el.clientWidth, 300),
       height: 220,
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'); },
       scales: {y: {range: function (u, min, max) { return [0, Math.max(max, 5)]; }}},
+      cursor: {points: {size: 6}},
       series: [
-        {},
-        {label: 'succeeded', stroke: '#15803d', fill: 'rgba(21, 128, 61, 0.12)', width: 2},
-        {label: 'failed', stroke: '#b91c1c', fill: 'rgba(185, 28, 28, 0.10)', width: 2},
-        {label: 'cancelled', stroke: '#6b7280', width: 1.5}
+        {value: function (u, ts) { return ts == null ? '--' : hhmm(ts); }},
+        {label: 'succeeded', stroke: '#15803d', fill: 'rgba(21, 128, 61, 0.12)', width: 2, points: {show: false}},
+        {label: 'failed', stroke: '#b91c1c', fill: 'rgba(185, 28, 28, 0.10)', width: 2, points: {show: false}},
+        {label: 'cancelled', stroke: '#6b7280', width: 1.5, points: {show: false}}
       ],
-      axes: [{}, {size: 50}]
+      axes: [{values: function (u, splits) { return splits.map(hhmm); }}, {size: 50}]
     };
   }
 
