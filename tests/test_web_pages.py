@@ -71,6 +71,9 @@ async def test_tasks_filters_are_in_the_url_and_a_bad_one_is_named(app: QueueTas
         assert rows((await c.get(short.headers["location"], headers=HTML)).text) == [ran["fail"]]
         named = (await c.get("/tasks?task_name=add", headers=HTML)).text
         assert set(rows(named)) == {ran["add"], ran["add2"]}
+        assert '<span class="muted" data-count="success">2</span>' in named  # the status tabs count the filter
+        by_error = (await c.get("/tasks?error_contains=BOOM", headers=HTML)).text
+        assert rows(by_error) == [ran["fail"]] and "data-count" not in by_error  # not indexed: no count walk
         assert (await c.get("/tasks?queue=other&status=new", headers=HTML)).text.count("<tr data-uuid") == 1
         later = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600))  # a datetime-local input, UTC
         assert rows((await c.get(f"/tasks?created_after={later}", headers=HTML)).text) == []
@@ -181,3 +184,14 @@ async def test_read_only_shows_no_action_and_refuses_them(app: QueueTasks, ran: 
         assert app.get(ran["queued"]).status == "new"  # type: ignore[union-attr]
         bulk = await c.post("/tasks/bulk", data={"csrf_token": csrf, "action": "cancel", "confirm": "1"})
         assert bulk.status_code == 403
+
+
+async def test_schedules_show_each_periodic_task_and_its_next_run(app: QueueTasks) -> None:
+    @app.periodic(cron="0 3 * * *")
+    def nightly() -> None: ...
+
+    async with client(app, bearer=False) as c:
+        await signed_in(c)
+        html = (await c.get("/schedules", headers=HTML)).text
+        assert "nightly" in html and "0 3 * * *" in html
+        assert re.search(r"\d{4}-\d\d-\d\d 03:00:00", html), html  # its next run, UTC

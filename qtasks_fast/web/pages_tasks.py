@@ -34,6 +34,12 @@ def _query(params: dict[str, str]) -> dict[str, str]:
     return {k: epoch(v) if k in TIMES else v for k, v in filled(params).items()}
 
 
+def _indexed(q: api.FilterQuery) -> bool:
+    """Whether the status tabs show counts: for the filters a backend indexes (name, queue, status, creation
+    time); a worker, error text or finish time would make a backend (Redis) walk every match per status."""
+    return q.worker_id is None and q.error_contains is None and q.finished_after is None and q.finished_before is None
+
+
 def _shown(field: str, value: str) -> str:
     """A filter's value as its form input shows it: a time in epoch seconds (a shared URL) as UTC date and time."""
     if field in TIMES and value:
@@ -55,7 +61,7 @@ async def tasks(request: Request) -> Response:
     try:
         q = parse(api.TaskQuery, _query({k: v for k, v in params.items() if k != "notice"}), "query")
         page = await service.list_tasks(app, q.filter(), q.limit, q.cursor)
-        counts = await service.count_tasks(app, q.filter())
+        counts = await service.count_tasks(app, q.filter()) if _indexed(q) else {}
     except service.ServiceError as exc:
         return render(request, "tasks.html", 422 if isinstance(exc, service.BadRequest) else 503, page=None,
                       error=str(exc), f=shown, counts={}, statuses=STATUSES, names=service.registered_names(app),
