@@ -1,39 +1,22 @@
 """The WebView's HTML pages (Jinja2 templates in ``templates/``, assets in ``static/``) and the sign-in.
 
-A page is a route added to :data:`ROUTES` whose handler calls :func:`render`; it reads through
+A page is a route of :data:`ROUTES` (the fleet pages in :mod:`~qtasks_fast.web.pages_fleet`, the task pages in
+:mod:`~qtasks_fast.web.pages_tasks`) whose handler calls :func:`render`; it reads through
 :mod:`qtasks_fast.service` like the REST API. The sign-in form takes the server's token and sets the session
 cookie (HttpOnly, SameSite=Strict, Secure over HTTPS, path = the mount point).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
-from starlette.templating import Jinja2Templates
+from starlette.routing import BaseRoute, Route
 
-from qtasks_fast.web.auth import COOKIE, CSRF_FIELD, SESSION_SECONDS
+from qtasks_fast.web import pages_fleet, pages_tasks
+from qtasks_fast.web.auth import COOKIE, SESSION_SECONDS
+from qtasks_fast.web.pages_base import render, templates
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-
-def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
-    """``template`` with what every page needs: ``root`` (the mount point, prefix every link with it),
-    ``csrf`` (the session's CSRF token: ``hx-headers`` on the body sends it), ``read_only``, ``app_name``."""
-    nonce = request.scope.get("qtasks.session")
-    state = request.app.state
-    base = {"root": request.scope.get("root_path", ""), "read_only": state.read_only,
-            "csrf": state.auth.csrf_token(nonce) if nonce else "", "csrf_field": CSRF_FIELD,
-            "app_name": state.qtasks.name, "signed_in": nonce is not None}
-    return templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
-
-
-async def index(request: Request) -> Response:
-    return render(request, "index.html")
+__all__ = ["ROUTES", "render", "templates"]
 
 
 def _next(request: Request, raw: str | None) -> str:
@@ -65,5 +48,6 @@ async def signout(request: Request) -> Response:
     return response
 
 
-ROUTES = [Route("/", index, name="index"), Route("/signin", signin, methods=["GET", "POST"], name="signin"),
-          Route("/signout", signout, methods=["POST"], name="signout")]
+ROUTES: list[BaseRoute] = [Route("/signin", signin, methods=["GET", "POST"], name="signin"),
+                           Route("/signout", signout, methods=["POST"], name="signout"),
+                           *pages_fleet.routes(), *pages_tasks.routes()]

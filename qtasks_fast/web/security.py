@@ -55,8 +55,9 @@ class Security:
         if nonce is None:
             browser = "text/html" in conn.headers.get("accept", "") and not path.startswith("/api/")
             if browser and scope["method"] in SAFE_METHODS:
-                root = scope.get("root_path", "")
-                response: Response = RedirectResponse(f"{root}/signin?next={quote(root + path)}", status_code=303)
+                root, query = scope.get("root_path", ""), scope.get("query_string", b"").decode("latin-1")
+                back = root + path + (f"?{query}" if query else "")  # a shared link keeps its filters
+                response: Response = RedirectResponse(f"{root}/signin?next={quote(back, safe='/')}", status_code=303)
             else:
                 response = denied(401, "not signed in: send 'Authorization: Bearer <token>' (the server's token: "
                                        "QTASKS_WEB_TOKEN, --token-file, or the one it printed at start)")
