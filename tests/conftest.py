@@ -350,6 +350,7 @@ INTEGRATION_MODULES = {
     "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_django_autodiscover",
     "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets",
     "test_module_paths", "test_sqlite_lock", "test_tls", "test_web_process", "test_web_schemathesis",
+    "test_grpc_gateway",
 }
 #: single tests (``module::function``) that start processes in otherwise fast modules (the CLI, a helper script,
 #: tasks of ``executor="process"``)
