@@ -210,3 +210,19 @@ def test_added_the_way_qtasks_examples_add_it_it_serves_without_per_task_hooks()
         done = stub(f"127.0.0.1:{port}").AddTask(qtasks_pb2.AddTaskRequest(name="add", args_json="[2, 3]", timeout=10),
                                                 metadata=AUTH)
     assert done.ok and json.loads(done.result_json) == 5
+
+
+def test_the_plugin_serves_qtasks_fast_v1_on_the_same_port(served: tuple[str, type]) -> None:
+    """Issue 14: the worker's plugin serves our richer service next to QTasks', behind the same token."""
+    from qtasks_fast.grpc.v1 import qtasks_fast_pb2 as pb
+    from qtasks_fast.grpc.v1 import qtasks_fast_pb2_grpc as pb_grpc
+
+    channel = grpc.insecure_channel(served[0])
+    grpc.channel_ready_future(channel).result(timeout=20)
+    ours = pb_grpc.QTasksFastStub(channel)
+    done = ours.AddTask(pb.AddTaskRequest(name="add", args=pb.Value(json="[2, 3]"), wait=10), metadata=AUTH).task
+    assert (done.status, json.loads(done.result.json)) == ("success", 5)
+    listed = ours.ListTasks(pb.ListTasksRequest(task_name="add"), metadata=AUTH).tasks
+    assert [t.uuid for t in listed] == [done.uuid]
+    code, _ = code_of(lambda: ours.ListTasks(pb.ListTasksRequest(), metadata=()))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
