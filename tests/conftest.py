@@ -378,9 +378,10 @@ INTEGRATION_TESTS = {
     "test_tiers::test_the_default_run_is_the_fast_tier_and_the_readme_command_runs_every_tier_but_chaos",
 }
 #: modules that take long whatever the backend: benchmarks, packaging, the peers, property-based fuzzing, a
-#: gRPC server per test, leases left to run out, the contract suite run five times by a "third party"
+#: gRPC server per test, the Node.js gRPC client (npm ci), leases left to run out, the contract suite run five
+#: times by a "third party"
 SLOW_MODULES = {"test_bench_sqlite", "test_benchmarks_smoke", "test_contract_third_party", "test_fuzz_decode",
-                "test_grpc_plugin", "test_lease_lost", "test_packaging", "test_peers_smoke"}
+                "test_grpc_node", "test_grpc_plugin", "test_lease_lost", "test_packaging", "test_peers_smoke"}
 
 
 def _tier(item: pytest.Item) -> str | None:
