@@ -9,7 +9,10 @@ Nothing here knows a task: swapping the transport means replacing this module, n
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -74,3 +77,20 @@ async def serve(app: BaseQueueTasks, host: str, port: int, token: str, *, read_o
         await stop.wait()
     finally:
         await server.stop(GRACE)
+        await _leftovers()
+
+
+async def _leftovers() -> None:
+    """Cancel what still runs after the server stopped, waiting at most :data:`GRACE` seconds; a task that ignores
+    its cancellation (a client library that swallowed it) would otherwise hold the process forever in
+    ``asyncio.run``'s cleanup, so the process then ends at once, saying so."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    if others:
+        _, pending = await asyncio.wait(others, timeout=GRACE)
+        if pending:
+            log.warning("gRPC server stopped; %d task(s) ignored cancellation, exiting without them", len(pending))
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(0)

@@ -108,6 +108,8 @@ class QTasksFastServicer(pb_grpc.QTasksFastServicer):  # type: ignore[misc]
                     yield convert.event(e)
             if request.until_idle and len(page.events) < PAGE:
                 return
+            if context.cancelled() or context.done():  # the client left, or the server stops: a cancellation
+                return  # a client library swallowed must not keep this loop reading forever
             page = await service.events(self.app, page.cursor, PAGE, 0.0 if page.events else BLOCK, queue)
 
     async def _watched(self, request: pb.WatchTasksRequest) -> tuple[set[str], set[str], set[str]]:
