@@ -380,8 +380,9 @@ INTEGRATION_TESTS = {
 #: modules that take long whatever the backend: benchmarks, packaging, the peers, property-based fuzzing, a
 #: gRPC server per test, the Node.js gRPC client (npm ci), leases left to run out, the contract suite run five
 #: times by a "third party"
-SLOW_MODULES = {"test_bench_sqlite", "test_benchmarks_smoke", "test_contract_third_party", "test_fuzz_decode",
-                "test_grpc_node", "test_grpc_plugin", "test_lease_lost", "test_packaging", "test_peers_smoke"}
+SLOW_MODULES = {"test_bench_grpc", "test_bench_sqlite", "test_benchmarks_smoke", "test_contract_third_party",
+                "test_fuzz_decode", "test_grpc_node", "test_grpc_plugin", "test_lease_lost", "test_packaging",
+                "test_peers_smoke"}
 
 
 def _tier(item: pytest.Item) -> str | None:

@@ -216,9 +216,13 @@ def run(ctx: Ctx) -> dict[str, Any]:
                      "in-process Python": round(median(p)),
                      "gRPC / Python": round(median(a / b for a, b in zip(g, p, strict=True)), 2),
                      "gRPC runs": [round(x) for x in g], "Python runs": [round(x) for x in p]})
+    keys = ("addtask_one", "addtask_concurrent", "addtasks", "watch")
+    headline = {f"{key}_{side}": row[column] for key, row in zip(keys, rows, strict=True)
+                for side, column in (("grpc", "gRPC"), ("python", "in-process Python"), ("ratio", "gRPC / Python"))}
     return {
         "params": {"n": n, "repeats": reps, "chunk": chunk, "async_concurrency": width, "watchers": WATCHERS},
         "rows": rows,
+        "headline": headline,
         "notes": ["gRPC: a qtasks-fast grpc process (token on, plaintext, loopback) called by grpcio from this "
                   "process; Python: the same app's client in this process. Both on the same Redis, one after the "
                   "other per repeat; the ratio is the median of the per-repeat ratios.",
