@@ -92,7 +92,12 @@ def test_errors_are_the_codes_grpc_users_expect(server: Served) -> None:
     def add(**kw: object) -> object:
         return s.AddTask(pb.AddTaskRequest(**kw), metadata=AUTH)  # type: ignore[arg-type]
 
-    assert code_of(lambda: add(name="nope"))[0] == NOT_FOUND
+    code, details = code_of(lambda: add(name="ad"))
+    assert code == NOT_FOUND and "did you mean 'add'" in details
+    code, _ = code_of(lambda: s.AddTasks(pb.AddTasksRequest(calls=[pb.AddTaskRequest(name="add"),
+                                                                   pb.AddTaskRequest(name="nope")]), metadata=AUTH))
+    assert code == NOT_FOUND
+    assert s.ListTasks(pb.ListTasksRequest(), metadata=AUTH).tasks == []  # the batch was refused whole
     for call in (lambda: s.GetTask(pb.GetTaskRequest(uuid=MISSING), metadata=AUTH),
                  lambda: s.CancelTask(pb.CancelTaskRequest(uuid=MISSING), metadata=AUTH),
                  lambda: s.RestartTask(pb.RestartTaskRequest(uuid=MISSING), metadata=AUTH),
