@@ -131,6 +131,16 @@ async def test_no_token_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "\n" not in str(info.value)
 
 
+async def test_insecure_on_a_network_address_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: no token is allowed on loopback only (insecure=True), never where other hosts reach the port."""
+    monkeypatch.delenv("QTASKS_GRPC_TOKEN", raising=False)
+    plugin = AsyncgRPCPlugin(qasyncio.QueueTasks("grpc-open", broker_url="memory://"), host="0.0.0.0",
+                             port=free_port(), insecure=True)
+    with pytest.raises(ConfigError, match="refusing to serve 0.0.0.0 without a token") as info:
+        await plugin.start()
+    assert "\n" not in str(info.value)
+
+
 async def test_async_app_with_env_token_and_insecure(monkeypatch: pytest.MonkeyPatch) -> None:
     """The async client's coroutines are awaited on the loop; the token may come from the environment."""
     app = qasyncio.QueueTasks("grpc-async", broker_url="memory://")

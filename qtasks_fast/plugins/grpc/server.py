@@ -10,7 +10,7 @@ or an async app, see :mod:`qtasks_fast.plugins.grpc.service`).
 Deliberately safer than QTasks (which listens on 0.0.0.0 with no authentication): the default host is
 127.0.0.1, and every call must carry the metadata ``authorization: Bearer <token>`` (token from ``token=`` or
 the environment variable ``QTASKS_GRPC_TOKEN``). With no token the server refuses to start, unless
-``insecure=True`` says that an open queue is wanted.
+``insecure=True`` says that an open queue is wanted, and then only on a loopback host.
 
 One process per port: every worker process of a pool (``--processes N``) starts the plugin, and the port is
 bound without SO_REUSEPORT, so the first serves and the others stand by, saying so once at INFO; a standby
@@ -111,6 +111,11 @@ class AsyncgRPCPlugin(BasePlugin):
         if token is None and not self.insecure:
             raise ConfigError(f"{type(self).__name__}: no token; pass token= or set {TOKEN_ENV} "
                               "(or insecure=True to serve without authentication)")
+        from qtasks_fast.cli_web import loopback
+
+        if token is None and not loopback(self.host):
+            raise ConfigError(f"{type(self).__name__}: refusing to serve {self.host} without a token: other hosts "
+                              f"could reach it; pass token= or set {TOKEN_ENV}")
         return token
 
     async def start(self, **kwargs: Any) -> None:
