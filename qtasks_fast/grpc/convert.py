@@ -35,10 +35,10 @@ def value(data: Any, encoding: int) -> pb.Value:
 def decoded(message: Any, field: str, kind: type) -> Any:
     """The value of ``message.<field>`` (a :class:`Value`), checked to be a ``kind``; unset: an empty one.
     :class:`BadRequest` naming the field for malformed JSON or msgpack, or another type."""
-    if not message.HasField(field):
-        return kind()
     holder = getattr(message, field)
-    which = holder.WhichOneof("kind")
+    which = holder.WhichOneof("kind") if message.HasField(field) else None
+    if which is None:  # unset, or a Value with neither json nor msgpack
+        return kind()
     try:
         data = msgspec.json.decode(holder.json) if which == "json" else msgspec.msgpack.decode(holder.msgpack)
     except msgspec.DecodeError as exc:
