@@ -438,7 +438,7 @@ INTEGRATION_MODULES = {
     "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_django_autodiscover",
     "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets",
     "test_module_paths", "test_sqlite_lock", "test_tls", "test_postgres_app", "test_web_browser", "test_web_process",
-    "test_web_schemathesis",
+    "test_web_schemathesis", "test_grpc_gateway",
 }
 #: single tests (``module::function``) that start processes in otherwise fast modules (the CLI, a helper script,
 #: tasks of ``executor="process"``)
@@ -466,9 +466,11 @@ INTEGRATION_TESTS = {
     "test_tiers::test_the_default_run_is_the_fast_tier_and_the_readme_command_runs_every_tier_but_chaos",
 }
 #: modules that take long whatever the backend: benchmarks, packaging, the peers, property-based fuzzing, a
-#: gRPC server per test, leases left to run out, the contract suite run five times by a "third party"
-SLOW_MODULES = {"test_bench_sqlite", "test_benchmarks_smoke", "test_contract_third_party", "test_fuzz_decode",
-                "test_grpc_plugin", "test_lease_lost", "test_packaging", "test_peers_smoke"}
+#: gRPC server per test, the Node.js gRPC client (npm ci), leases left to run out, the contract suite run five
+#: times by a "third party"
+SLOW_MODULES = {"test_bench_grpc", "test_bench_sqlite", "test_benchmarks_smoke", "test_contract_third_party",
+                "test_fuzz_decode", "test_grpc_node", "test_grpc_plugin", "test_lease_lost", "test_packaging",
+                "test_peers_smoke"}
 
 
 def _tier(item: pytest.Item) -> str | None:

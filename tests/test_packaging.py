@@ -32,6 +32,10 @@ def test_the_wheel_has_no_top_level_benchmarks_package(tmp_path: Path) -> None:
     shipped = [p.relative_to(ROOT).as_posix() for d in ("templates", "static") for p in (web / d).rglob("*")
                if p.is_file()]
     assert shipped and not set(shipped) - set(names), sorted(set(shipped) - set(names))
+    # the gRPC protocols ship with their generated stubs (issue 14): clients in other languages load the .proto
+    for path in ("grpc/v1/qtasks_fast.proto", "grpc/v1/qtasks_fast_pb2.py", "grpc/v1/qtasks_fast_pb2_grpc.py",
+                 "grpc/v1/qtasks_fast_pb2.pyi", "plugins/grpc/core/qtasks.proto"):
+        assert f"qtasks_fast/{path}" in names, path
     (eps,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "[qtasks_fast.backends]" in zipfile.ZipFile(wheel).read(eps).decode()
 

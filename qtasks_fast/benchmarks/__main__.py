@@ -39,8 +39,8 @@ from qtasks_fast.benchmarks.common import (
 
 #: run order: the ceiling first, so every later table can show its ratio to it
 SUITES = ("ceiling", "drain", "enqueue", "sqlite", "pg", "latency", "dispatch", "io", "io-redis", "cpu", "memory",
-          "core", "middleware", "query", "web", "peers")
-DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "web", "peers", "pg"))
+          "core", "middleware", "query", "web", "grpc", "peers")
+DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "web", "grpc", "peers", "pg"))
 DESCRIPTIONS = {
     "ceiling": "raw redis-py+hiredis streams: pipelined XADD, XREADGROUP+XACK drain, round trip",
     "drain": "N no-op tasks through 1/2/4 worker processes; payload sizes; index_results on/off",
@@ -58,6 +58,8 @@ DESCRIPTIONS = {
     "middleware": "no-op drain with 0 vs 3 no-op middlewares, same pool: the hooked path's cost as a ratio",
     "query": "1,000,000 finished records in a private Redis: filtered pages, page 2, counts p50/p99; memory",
     "web": "the query suite's records served by create_app under uvicorn: GET /api/v1/tasks p50/p95/p99",
+    "grpc": "the gRPC gateway vs the in-process Python API: AddTask one by one and concurrent, AddTasks, "
+            "WatchTasks to 10 watchers during a drain (needs the grpc extra)",
     "peers": "comparison with other Python task queues (needs the bench-peers extra)",
 }
 

@@ -1,4 +1,5 @@
-"""QTasks' gRPC plugins: ``SyncgRPCPlugin(app)`` / ``AsyncgRPCPlugin(app)`` serve ``qtasks.v1.QTasksService``.
+"""QTasks' gRPC plugins: ``SyncgRPCPlugin(app)`` / ``AsyncgRPCPlugin(app)`` serve ``qtasks.v1.QTasksService`` and our
+``qtasks_fast.v1.QTasksFast`` (:mod:`qtasks_fast.grpc`) on one port, as ``qtasks-fast grpc`` does.
 
     app.add_plugin(AsyncgRPCPlugin(app, token="s3cret"))   # every worker of the app serves 127.0.0.1:50051
 
@@ -9,7 +10,7 @@ or an async app, see :mod:`qtasks_fast.plugins.grpc.service`).
 Deliberately safer than QTasks (which listens on 0.0.0.0 with no authentication): the default host is
 127.0.0.1, and every call must carry the metadata ``authorization: Bearer <token>`` (token from ``token=`` or
 the environment variable ``QTASKS_GRPC_TOKEN``). With no token the server refuses to start, unless
-``insecure=True`` says that an open queue is wanted.
+``insecure=True`` says that an open queue is wanted, and then only on a loopback host.
 
 One process per port: every worker process of a pool (``--processes N``) starts the plugin, and the port is
 bound without SO_REUSEPORT, so the first serves and the others stand by, saying so once at INFO; a standby
@@ -36,8 +37,6 @@ import grpc
 from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.log import get_logger
 from qtasks_fast.plugins import BasePlugin
-from qtasks_fast.plugins.grpc.core import qtasks_pb2_grpc
-from qtasks_fast.plugins.grpc.service import QTasksServicer
 
 log = get_logger("grpc")
 TOKEN_ENV = "QTASKS_GRPC_TOKEN"
@@ -112,6 +111,11 @@ class AsyncgRPCPlugin(BasePlugin):
         if token is None and not self.insecure:
             raise ConfigError(f"{type(self).__name__}: no token; pass token= or set {TOKEN_ENV} "
                               "(or insecure=True to serve without authentication)")
+        from qtasks_fast.cli_web import loopback
+
+        if token is None and not loopback(self.host):
+            raise ConfigError(f"{type(self).__name__}: refusing to serve {self.host} without a token: other hosts "
+                              f"could reach it; pass token= or set {TOKEN_ENV}")
         return token
 
     async def start(self, **kwargs: Any) -> None:
@@ -139,9 +143,10 @@ class AsyncgRPCPlugin(BasePlugin):
         The port is asked first (grpc logs an error line of its own on each failed bind), under a lock of the
         host held until the server listens: processes of a pool starting together then never both see it free.
         """
+        from qtasks_fast.grpc.server import build_server  # here: qtasks_fast.grpc imports this package's servicer
+
         options = [*self.grpc_options, ("grpc.so_reuseport", 0)]
-        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=self.max_concurrent_rpcs)
-        qtasks_pb2_grpc.add_QTasksServiceServicer_to_server(QTasksServicer(self.app, token), server)
+        server = build_server(self.app, token, options=options, max_concurrent_rpcs=self.max_concurrent_rpcs)
         with bind_lock(self.port):
             port = 0
             if port_free(self.host, self.port):
@@ -156,7 +161,8 @@ class AsyncgRPCPlugin(BasePlugin):
             return False
         self.port = port
         self._server = server
-        log.info("gRPC QTasksService on %s:%d%s", self.host, self.port, "" if token else " (insecure: no token)")
+        log.info("gRPC QTasksService on %s:%d, with qtasks_fast.v1.QTasksFast%s", self.host, self.port,
+                 "" if token else " (insecure: no token)")
         return True
 
     async def _stand_by(self, token: str | None) -> None:

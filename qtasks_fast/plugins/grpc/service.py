@@ -6,7 +6,8 @@ app's blocking calls run in a thread so the worker's event loop keeps serving ta
 
 Errors are gRPC status codes (QTasks answers ``ok=false`` with the text for everything): a client can tell a
 wrong call from an outage. Unknown task: NOT_FOUND; bad arguments or JSON: INVALID_ARGUMENT; a missing or
-wrong token: UNAUTHENTICATED; anything else (the broker is down, ...): UNAVAILABLE with the error's message.
+wrong token: UNAUTHENTICATED; AddTask on a read-only server: PERMISSION_DENIED; anything else (the broker is
+down, ...): UNAVAILABLE with the error's message.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def _loads(raw: str, kind: type, what: str) -> Any:
 class QTasksServicer(qtasks_pb2_grpc.QTasksServiceServicer):  # type: ignore[misc]
     """AddTask/GetTask for ``app`` (sync or async client), behind a bearer token (None: no check)."""
 
-    def __init__(self, app: Any, token: str | None) -> None:
-        self.app = app
+    def __init__(self, app: Any, token: str | None, *, read_only: bool = False) -> None:
+        self.app, self.read_only = app, read_only
         self._expected = f"Bearer {token}".encode() if token is not None else None
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -75,6 +76,9 @@ class QTasksServicer(qtasks_pb2_grpc.QTasksServiceServicer):  # type: ignore[mis
 
     async def AddTask(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802 - gRPC's name
         await self._check(context)
+        if self.read_only:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"AddTask {request.name!r} refused: this server "
+                                "is read-only (started with --read-only); use a server started without it")
         try:
             args = _loads(request.args_json, list, "args_json")
             kwargs = _loads(request.kwargs_json, dict, "kwargs_json")
