@@ -181,6 +181,19 @@ async def test_bulk_counts_first_then_acts_on_at_most_the_confirmed_count(app: Q
         assert restarted["done"] == {"restarted": 2}
 
 
+async def test_integral_floats_fill_integer_fields(app: QueueTasks, worker: WorkerThread) -> None:
+    """JSON has one number type: 3.0 is an integer to JSON Schema (and what a JavaScript client may send), so an
+    integer field takes it (schemathesis found the 422); 3.5 is refused naming the field."""
+    async with client(app) as c:
+        await c.post("/api/v1/tasks", json={"name": "sleeper", "args": [5]})
+        ok = await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "cap": 3.0})
+        assert ok.status_code == 200 and ok.json()["matched"] == 1, ok.text
+        bad = await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "cap": 3.5})
+        assert bad.status_code == 422 and bad.json()["field"] == "cap"
+        r = await c.post("/api/v1/tasks", json={"name": "add", "args": [1, 2], "wait": 10.0, "priority": 0.0})
+        assert r.status_code == 200 and r.json()["returning"] == 3, r.text
+
+
 async def test_dead_letters_list_requeue_and_purge(app: QueueTasks) -> None:
     ghosts = [envelope("ghost"), envelope("ghost", args=("x",))]
     async with client(app) as c:

@@ -75,7 +75,9 @@ def parse(kind: type, raw: Any, where: str) -> Any:
     """``raw`` (query parameters as a dict, or a body as bytes) as ``kind``; :class:`BadRequest` naming the field."""
     try:
         if isinstance(raw, bytes):  # no body: {} (an error naming the field when the type requires one)
-            return msgspec.json.decode(raw or b"{}", type=kind)
+            # lax: an integer field takes 5.0 (JSON Schema's integers include it; JavaScript clients send it), and
+            # task arguments (typed Any) pass through untouched
+            return msgspec.json.decode(raw or b"{}", type=kind, strict=False)
         return msgspec.convert(raw, kind, strict=False)
     except msgspec.ValidationError as exc:
         raise BadRequest(field_named(str(exc), where), f"{where}: {exc}") from None

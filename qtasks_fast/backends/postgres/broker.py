@@ -34,6 +34,7 @@ from qtasks_fast.abc.capabilities import (
     WorkerRegistry,
 )
 from qtasks_fast.backends._local import has_unique
+from qtasks_fast.backends.postgres.audit import PgAudit
 from qtasks_fast.backends.postgres.control import PgControl
 from qtasks_fast.backends.postgres.db import PgDb, at_boundary, now_ms, wait_event, watching
 from qtasks_fast.backends.postgres.migrations import Migrating
@@ -74,8 +75,8 @@ SLOW = ("SELECT id, prio, uuid, body, deliveries FROM messages WHERE app = $1 AN
 
 
 @at_boundary
-class PgBroker(PgControl, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims,
-               TaskTable, WorkerRegistry, QueueStatistics, TransactionalEnqueue):
+class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits,
+               Claims, TaskTable, WorkerRegistry, QueueStatistics, TransactionalEnqueue):
     """Broker on a PostgreSQL schema; pairs with ``PgStorage`` on the same database for fused writes."""
 
     def __init__(self, url: str, *, app_name: str = "QueueTasks", db: PgDb | None = None, priority_levels: int = 10,

@@ -69,6 +69,10 @@ CREATE TABLE logs (id bigserial PRIMARY KEY, app text NOT NULL, queue text NOT N
 CREATE INDEX logs_task ON logs (app, uuid, id);
 CREATE INDEX logs_expiry ON logs (expires_at);
 """),
+    (2, "audit log", """
+CREATE TABLE audit (id bigserial PRIMARY KEY, app text NOT NULL, at bigint NOT NULL, entry bytea NOT NULL);
+CREATE INDEX audit_app ON audit (app, id);
+"""),
 ]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
