@@ -169,6 +169,8 @@ async def test_bulk_counts_first_then_acts_on_at_most_the_confirmed_count(app: Q
         assert dry == {"action": "cancel", "matched": 3, "capped": True, "dry_run": True, "done": {}}
         assert (await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "filter": flt})
                 ).json()["matched"] == 5
+        assert (await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "cap": 2.0})
+                ).json()["matched"] == 2  # 2.0 is an integer in JSON
         done = (await c.post("/api/v1/tasks/bulk", json={"action": "cancel", "filter": flt, "cap": 3,
                                                           "confirm": 2})).json()
         assert done["done"] == {"queued": 2} and done["matched"] == 2

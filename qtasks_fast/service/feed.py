@@ -31,7 +31,7 @@ log = get_logger("feed")
 #: events a feed keeps for followers that fall behind a little (a slow client, a page that reconnects)
 KEPT = 5000
 #: events per backend read
-PAGE = 500
+PAGE = 1000
 #: seconds a read waits for the first event (also how often a follower is woken when nothing happens)
 BLOCK = 1.0
 #: seconds a follower lets events gather after a change before it takes them: at most ten writes a second to

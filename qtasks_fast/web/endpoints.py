@@ -75,14 +75,28 @@ def parse(kind: type, raw: Any, where: str) -> Any:
     """``raw`` (query parameters as a dict, or a body as bytes) as ``kind``; :class:`BadRequest` naming the field."""
     try:
         if isinstance(raw, bytes):  # no body: {} (an error naming the field when the type requires one)
-            # lax: an integer field takes 5.0 (JSON Schema's integers include it; JavaScript clients send it), and
-            # task arguments (typed Any) pass through untouched
-            return msgspec.json.decode(raw or b"{}", type=kind, strict=False)
+            return msgspec.convert(integral(msgspec.json.decode(raw or b"{}")), kind)
         return msgspec.convert(raw, kind, strict=False)
     except msgspec.ValidationError as exc:
         raise BadRequest(field_named(str(exc), where), f"{where}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(where, f"{where} is not JSON: {exc}") from None
+
+
+#: body fields handed to a task as they are: ``1.0`` stays a float there
+AS_GIVEN = frozenset({"args", "kwargs"})
+
+
+def integral(value: Any) -> Any:
+    """``380.0`` as ``380`` in a body (JSON has one number type: ``380.0`` is a valid integer for JSON Schema and
+    for OpenAPI clients, which msgspec's strict decoding refuses), but never inside a task's ``args``/``kwargs``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: v if k in AS_GIVEN else integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
 
 
 def json_response(data: Any, status: int = 200) -> Response:
