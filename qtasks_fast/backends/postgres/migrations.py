@@ -69,6 +69,9 @@ CREATE TABLE logs (id bigserial PRIMARY KEY, app text NOT NULL, queue text NOT N
 CREATE INDEX logs_task ON logs (app, uuid, id);
 CREATE INDEX logs_expiry ON logs (expires_at);
 """),
+    (2, "records keep room for the claim's in-page (HOT) update", """
+ALTER TABLE records SET (fillfactor = 80);
+"""),
 ]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
