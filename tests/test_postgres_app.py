@@ -212,3 +212,30 @@ def test_expired_records_are_swept_by_one_worker_of_the_fleet(pg_url: str, app_n
         return before, swept, left
 
     assert asyncio.run(scenario()) == (5, 0, 1)
+
+
+def test_a_schema_named_with_capitals_is_the_one_used(app_name: str, pg_url: str) -> None:
+    """``?schema=`` is taken as written (quoted), not folded to lower case by the server's search_path."""
+    schema = f"Qtf_Caps_{uuid.uuid4().hex[:6]}"
+    app = QueueTasks(app_name, broker_url=f"{PG_DSN}?schema={schema}")
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    try:
+        with WorkerThread(app):
+            done = add.add_task(1, 2, timeout=10)
+        assert done is not None and done.returning == 3
+        assert _records_status(f"{PG_DSN}?schema={schema}", str(done.uuid)) == "success"
+    finally:
+        app.close()
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(PG_DSN)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())

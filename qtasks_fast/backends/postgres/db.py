@@ -121,7 +121,7 @@ class PgDb:
 
     async def connect(self) -> asyncpg.Connection:
         """A plain connection (listener, migrations) with the schema on its search path."""
-        return await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema},
+        return await asyncpg.connect(self.dsn, server_settings={"search_path": f'"{self.schema}"'},
                                      timeout=10)
 
     async def pool(self, durable: bool = True) -> asyncpg.Pool:
@@ -143,7 +143,7 @@ class PgDb:
             finally:
                 await conn.close()
             self._migrated_pid = os.getpid()
-        settings = {"search_path": self.schema, **({} if durable else {"synchronous_commit": "off"})}
+        settings = {"search_path": f'"{self.schema}"', **({} if durable else {"synchronous_commit": "off"})}
         pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
                                          server_settings=settings)
         assert pool is not None
