@@ -239,3 +239,29 @@ def test_a_schema_named_with_capitals_is_the_one_used(app_name: str, pg_url: str
                 await conn.close()
 
         asyncio.run(drop())
+
+
+def test_a_batch_naming_one_task_twice_is_stored_not_refused(pg_url: str, app_name: str) -> None:
+    """A worker that retries a settle after an outage may hold two outcomes of one task (its message was handed
+    out again meanwhile), and a batch may send one uuid twice: both are stored (the last outcome wins) instead
+    of failing the whole batch ("ON CONFLICT DO UPDATE cannot affect row a second time" stopped a worker)."""
+    from qtasks_fast.backends import make_backend
+    from qtasks_fast.config import GlobalConfig
+    from qtasks_fast.testing.contract.harness import envelope, fetch, success
+
+    async def scenario() -> tuple[Any, int]:
+        broker, storage = make_backend(pg_url, app_name, GlobalConfig())
+        worker = copy.copy(broker)
+        await worker.start("w-0", "w", ["default"], storage)
+        twice = envelope()
+        await worker.enqueue([twice, twice], storage)
+        ready, _ = await fetch(worker)
+        await worker.settle([success(ready[0], 1), success(ready[0], 2), *(success(d, 3) for d in ready[1:])],
+                            storage, [])
+        task = await storage.get(twice.uuid, ["default"])
+        left = await broker.db.fetchval("SELECT count(*) FROM messages WHERE app = $1", app_name)  # type: ignore[attr-defined]
+        await storage.close()
+        return task, left
+
+    task, left = asyncio.run(scenario())
+    assert task is not None and task.status == "success" and left == 0
