@@ -61,8 +61,9 @@ PROMOTE = ("WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed W
 _TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1"
          " FROM c WHERE messages.id = c.id RETURNING messages.id, messages.prio, messages.uuid, messages.body,"
          " messages.deliveries),"
-         " r AS (UPDATE records SET status = 'process', worker_id = $6, updated = $2, started = $2"
-         " WHERE $7 AND uuid IN (SELECT uuid FROM m) RETURNING queue, uuid, task_name, status, worker_id), "
+         " r AS (UPDATE records SET worker_id = $6, updated = $2, started = $2"
+         " WHERE $7 AND uuid IN (SELECT uuid FROM m) RETURNING queue, uuid, task_name, 'process' AS status,"
+         " worker_id), "
          + FEED + " SELECT id, prio, body, deliveries FROM m ORDER BY prio, id")
 FAST = _TAKE.format(c="c AS (SELECT id FROM messages WHERE app = $1 AND queue = $3 AND consumer IS NULL"
                       " AND deliveries < $8 ORDER BY prio, id LIMIT $9 FOR UPDATE SKIP LOCKED)")

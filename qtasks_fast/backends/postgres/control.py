@@ -98,7 +98,8 @@ class PgControl(PgFleet):
                                    row["queue"])
                 if rec:  # waiting again, run by no one: its record says so
                     await changed(conn, self.app_name, now, "UPDATE records SET status = 'new', worker_id = NULL,"
-                                  " started = NULL, updated = $2 WHERE uuid = $3 AND status = 'process'"
+                                  " started = NULL, updated = $2 WHERE uuid = $3 AND status = 'new'"
+                                  " AND started IS NOT NULL"
                                   " RETURNING queue, uuid, task_name, status, worker_id", row["uuid"])
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)

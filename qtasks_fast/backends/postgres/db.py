@@ -39,6 +39,9 @@ _TRANSIENT_CLASSES = ("08", "53", "57")
 _TRANSIENT_STATES = frozenset({"55P03", "40001", "40P01"})
 #: refused: invalid authorization, insufficient privilege, invalid catalog (no such database)
 _REFUSED_STATES = frozenset({"28000", "28P01", "42501", "3D000"})
+#: pools and listeners inherited over ``fork``: kept referenced, so the child's garbage collector never aborts
+#: (or warns about) connections whose sockets the parent still uses
+_abandoned: list[object] = []
 
 
 def now_ms() -> int:
@@ -113,11 +116,12 @@ class PgDb:
     def _fresh(self) -> None:
         """Drop what was inherited over ``fork`` (a connection must not cross one)."""
         if self._pid != os.getpid():
+            _abandoned.extend((self._pools, self._listeners))
             self._pools, self._listeners, self._pid = {}, {}, os.getpid()
 
     async def connect(self) -> asyncpg.Connection:
         """A plain connection (listener, migrations) with the schema on its search path."""
-        return await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema},
+        return await asyncpg.connect(self.dsn, server_settings={"search_path": f'"{self.schema}"'},
                                      timeout=10)
 
     async def pool(self, durable: bool = True) -> asyncpg.Pool:
@@ -139,7 +143,7 @@ class PgDb:
             finally:
                 await conn.close()
             self._migrated_pid = os.getpid()
-        settings = {"search_path": self.schema, **({} if durable else {"synchronous_commit": "off"})}
+        settings = {"search_path": f'"{self.schema}"', **({} if durable else {"synchronous_commit": "off"})}
         pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
                                          server_settings=settings)
         assert pool is not None

@@ -77,9 +77,24 @@ def envelope_rows(envelopes: Sequence[Envelope], blobs: Sequence[bytes], now: in
 async def enqueue_rows(conn: asyncpg.Connection, app: str, envelopes: Sequence[Envelope], blobs: Sequence[bytes],
                        wait: bool, rec: bool, now: int, top: int, channel: str, records_only: bool = False) -> None:
     """Messages (delayed ones by due time), their ``new`` records when ``rec``, the feed and the wake-up; with
-    ``records_only`` the records alone (a storage serving another broker)."""
-    await conn.execute(ENQUEUE, app, now, *envelope_rows(envelopes, blobs, now, top), wait, rec, channel,
-                       not records_only)
+    ``records_only`` the records alone (a storage serving another broker). A uuid sent twice in one batch goes
+    out in a second statement (an upsert cannot touch one row twice), as if sent again."""
+    for part in _distinct_runs(list(zip(envelopes, blobs, strict=True))):
+        await conn.execute(ENQUEUE, app, now, *envelope_rows([e for e, _ in part], [b for _, b in part], now, top),
+                           wait, rec, channel, not records_only)
+
+
+def _distinct_runs(items: list[tuple[Envelope, bytes]]) -> list[list[tuple[Envelope, bytes]]]:
+    """``items`` in order, cut where a uuid repeats: each run holds a uuid at most once (one run, nearly always)."""
+    runs: list[list[tuple[Envelope, bytes]]] = [[]]
+    seen: set[str] = set()
+    for item in items:
+        if item[0].uuid in seen:
+            runs.append([])
+            seen = set()
+        seen.add(item[0].uuid)
+        runs[-1].append(item)
+    return runs
 
 
 async def finish_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
@@ -87,7 +102,10 @@ async def finish_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[
     """Final states (an upsert: a message whose record is gone still reports); wakes awaited ones' waiters; deletes
     the messages ``ack`` names in the same statement (the fused settle: one round trip)."""
     cols: list[list[Any]] = [[] for _ in range(11)]
-    for d, status, ret, tb, child in outcomes:
+    # one outcome per uuid (the last): an upsert cannot touch a row twice, and a worker retrying a settle after an
+    # outage may hold two outcomes of one task (its message was handed out again meanwhile); every message is acked
+    last = {o[0].envelope.uuid: o for o in outcomes if o[0].envelope is not None}
+    for d, status, ret, tb, child in last.values():
         env = d.envelope
         assert env is not None, "settled deliveries always carry their envelope"
         raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)

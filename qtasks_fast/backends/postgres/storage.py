@@ -18,7 +18,7 @@ import msgspec
 from qtasks_fast.abc.storage import Storage
 from qtasks_fast.backends.postgres.db import PgDb, at_boundary, now_ms, wait_event, watching
 from qtasks_fast.backends.postgres.migrations import Migrating
-from qtasks_fast.backends.postgres.query import PgQueries
+from qtasks_fast.backends.postgres.query import STATUS, PgQueries
 from qtasks_fast.backends.postgres.records import changed, enqueue_rows, finish_records
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
-COLUMNS = ("status, envelope, created, updated, \"returning\", traceback, worker_id, retry_child, queue, expires_at,"
-           " deliveries")
+COLUMNS = (f"{STATUS} AS status, envelope, created, updated, \"returning\", traceback, worker_id, retry_child, queue,"
+           " expires_at, deliveries")
 #: the longest a waiter sleeps without re-reading its record (a NOTIFY lost to a reconnect costs this)
 WAIT_RECHECK = 2.0
 
@@ -69,9 +69,9 @@ class PgStorage(PgQueries, Migrating, Storage):
         uuids = [d.envelope.uuid for d in deliveries if d.envelope is not None]
         if uuids:
             async with self.db.tx() as conn:
-                await changed(conn, self.app_name, now_ms(), "UPDATE records SET status = 'process', worker_id = $3,"
-                              " updated = $2, started = $2 WHERE app = $1 AND uuid = ANY($4::text[])"
-                              " RETURNING queue, uuid, task_name, status, worker_id", worker_id, uuids)
+                await changed(conn, self.app_name, now_ms(), "UPDATE records SET worker_id = $3, updated = $2,"
+                              " started = $2 WHERE app = $1 AND uuid = ANY($4::text[]) AND status = 'new'"
+                              " RETURNING queue, uuid, task_name, 'process' AS status, worker_id", worker_id, uuids)
 
     async def append_logs(self, uuid: str, queue: str, lines: Sequence[str]) -> None:
         if lines:
