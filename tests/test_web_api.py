@@ -158,7 +158,7 @@ async def test_cancel_a_queued_task_and_restart_a_failed_one(app: QueueTasks) ->
         assert ("cancel", queued, "queued") in [(a["action"], a["target"], a["outcome"]) for a in audit]
 
 
-async def test_bulk_counts_first_then_acts_on_at_most_the_confirmed_count(app: QueueTasks) -> None:
+async def test_bulk_counts_first_then_acts_on_the_counted_tasks_only(app: QueueTasks) -> None:
     async with client(app) as c:
         for _ in range(5):
             await c.post("/api/v1/tasks", json={"name": "sleeper", "args": [5]})
@@ -166,21 +166,29 @@ async def test_bulk_counts_first_then_acts_on_at_most_the_confirmed_count(app: Q
         listed = [t["uuid"] for t in (await c.get("/api/v1/tasks?task_name=sleeper")).json()["tasks"]]
         flt = {"task_name": "sleeper", "status": "new"}
         dry = (await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "filter": flt, "cap": 3})).json()
-        assert dry == {"action": "cancel", "matched": 3, "capped": True, "dry_run": True, "done": {}}
+        assert dry == {"action": "cancel", "matched": 3, "capped": True, "dry_run": True, "done": {},
+                       "uuids": listed[:3]}
         assert (await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "filter": flt})
                 ).json()["matched"] == 5
         assert (await c.post("/api/v1/tasks/bulk/count", json={"action": "cancel", "cap": 2.0})
                 ).json()["matched"] == 2  # 2.0 is an integer in JSON
+        late = (await c.post("/api/v1/tasks", json={"name": "sleeper", "args": [5]})).json()["uuid"]
         done = (await c.post("/api/v1/tasks/bulk", json={"action": "cancel", "filter": flt, "cap": 3,
-                                                          "confirm": 2})).json()
+                                                          "confirm": 2, "uuids": dry["uuids"][:2]})).json()
         assert done["done"] == {"queued": 2} and done["matched"] == 2
-        statuses = [(await c.get(f"/api/v1/tasks/{u}")).json()["status"] for u in listed]
-        assert statuses == ["cancel", "cancel", "new", "new", "new"]  # the first two of the list
+        statuses = [(await c.get(f"/api/v1/tasks/{u}")).json()["status"] for u in [late, *listed]]
+        assert statuses == ["new", "cancel", "cancel", "new", "new", "new"]  # the late one was never counted
         counts = (await c.get("/api/v1/tasks/counts")).json()
-        assert counts["new"] == 4 and counts["cancel"] == 2
+        assert counts["new"] == 5 and counts["cancel"] == 2
+        again = (await c.post("/api/v1/tasks/bulk/count", json={"action": "restart", "filter": {"status": "cancel"},
+                                                                 "cap": 10})).json()
         restarted = (await c.post("/api/v1/tasks/bulk", json={"action": "restart", "filter": {"status": "cancel"},
-                                                               "confirm": 10})).json()
+                                                               "confirm": 2, "uuids": again["uuids"]})).json()
         assert restarted["done"] == {"restarted": 2}
+        for body, field in [({"confirm": 2}, "uuids"), ({"confirm": 3, "uuids": listed[:2]}, "confirm"),
+                            ({"confirm": 1, "uuids": ["nope"]}, "uuids")]:
+            r = await c.post("/api/v1/tasks/bulk", json={"action": "cancel", **body})
+            assert r.status_code == 422 and r.json()["field"] == field, r.text
 
 
 async def test_integral_floats_fill_integer_fields(app: QueueTasks, worker: WorkerThread) -> None:

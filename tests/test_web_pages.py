@@ -135,14 +135,17 @@ async def test_bulk_action_states_the_count_then_touches_that_many(app: QueueTas
         ask = await c.post("/tasks/bulk", data={"csrf_token": csrf, "action": "cancel", "queue": "other",
                                                 "status": "new", "task_name": ""})
         assert "Cancel 3 tasks?" in ask.text and 'name="confirm" value="3"' in ask.text
-        app.add_task("elsewhere")  # a 4th after the count: not touched
+        counted = re.search(r'name="uuids" value="([^"]*)"', ask.text)
+        assert counted is not None and len(counted.group(1).split()) == 3
+        late = app.add_task("elsewhere")  # a 4th after the count: not touched
         done = await c.post("/tasks/bulk", data={"csrf_token": csrf, "action": "cancel", "queue": "other",
-                                                 "status": "new", "confirm": "3"})
+                                                 "status": "new", "confirm": "3", "uuids": counted.group(1)})
         assert done.status_code == 303 and "bulk+cancel+of+3+tasks" in done.headers["location"]
         assert "queue=other" in done.headers["location"]  # back to the same filter
         counts = (await c.get("/api/v1/tasks/counts?queue=other",
                               headers={"x-csrf-token": csrf})).json()
         assert counts["cancel"] == 3 and counts["new"] == 1
+        assert app.get(str(late.uuid)).status == "new"  # type: ignore[union-attr]
 
 
 async def test_purge_asks_with_the_count_and_dead_letters_are_requeued_or_purged(app: QueueTasks) -> None:

@@ -87,9 +87,11 @@ class BulkCount(msgspec.Struct, kw_only=True):
 
 
 class Bulk(BulkCount, kw_only=True):
-    """A bulk action over a filter, on at most ``confirm`` tasks: the count ``POST /tasks/bulk/count`` gave."""
+    """A bulk action over a filter, on the tasks ``POST /tasks/bulk/count`` counted: ``confirm`` is its count,
+    ``uuids`` its snapshot (those of them the filter still matches are touched; nothing else)."""
 
     confirm: Annotated[int, Meta(ge=0)]
+    uuids: list[str] | None = None
 
 
 class DeadQuery(msgspec.Struct, kw_only=True):
@@ -152,11 +154,12 @@ async def bulk_count(call: Call[Any, BulkCount]) -> service.BulkResult:
     return await service.bulk(call.app, call.caller, b.action, b.filter.filter(), cap=b.cap, dry_run=True)
 
 
-@endpoint("POST", "/tasks/bulk", summary="Cancel, restart or requeue at most `confirm` tasks matching a filter",
+@endpoint("POST", "/tasks/bulk", summary="Cancel, restart or requeue the `uuids` a count gave that still match",
           body=Bulk, answer=service.BulkResult, errors=(READ_ONLY,))
 async def bulk(call: Call[Any, Bulk]) -> service.BulkResult:
     b = call.body
-    return await service.bulk(call.app, call.caller, b.action, b.filter.filter(), cap=b.cap, confirm=b.confirm)
+    return await service.bulk(call.app, call.caller, b.action, b.filter.filter(), cap=b.cap, confirm=b.confirm,
+                              uuids=b.uuids)
 
 
 @endpoint("GET", "/tasks/{uuid}", summary="A task's record; wait=N waits up to N s for it to finish",

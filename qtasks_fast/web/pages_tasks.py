@@ -3,7 +3,8 @@ first), a task's detail with its logs, and the actions on one task or on every t
 
 Actions are plain forms (a CSRF field, no script needed) answered by a redirect, so a reload never repeats one.
 A bulk action takes two steps: the first counts what the filter matches (at most the cap) and asks "cancel 412
-tasks?"; the second passes that count as ``confirm`` (see :func:`qtasks_fast.service.bulk`).
+tasks?"; the second passes that count as ``confirm`` and the counted uuids (a hidden field), so only those are
+touched (see :func:`qtasks_fast.service.bulk`).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ async def bulk(request: Request) -> Response:
             counted = await service.bulk(app, caller(request), action, filter, cap=cap, dry_run=True)
             return render(request, "bulk_confirm.html", action=action, cap=cap, counted=counted,
                           filter_fields=filter_fields, back_url="?" + urlencode(filter_fields))
-        done = await service.bulk(app, caller(request), action, filter, cap=cap, confirm=int(form["confirm"]))
+        done = await service.bulk(app, caller(request), action, filter, cap=cap, confirm=int(form["confirm"]),
+                                  uuids=form.get("uuids", "").split())
     except (service.ServiceError, ValueError) as exc:
         return failed(request, exc if isinstance(exc, service.ServiceError) else service.BadRequest(
             "confirm", "confirm must be the count the confirmation showed"))
