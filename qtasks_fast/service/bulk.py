@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from qtasks_fast import control, query
-from qtasks_fast.components import client_ops
 from qtasks_fast.abc.query import TaskFilter, TaskSummary
+from qtasks_fast.components import client_ops
 from qtasks_fast.service.audit import record
 from qtasks_fast.service.errors import BadRequest
 from qtasks_fast.service.guard import Caller, translated
