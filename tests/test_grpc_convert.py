@@ -27,6 +27,7 @@ def test_arguments_in_either_encoding_and_absent_ones() -> None:
     (pb.Value(json='{"a": 1}'), "args", list, "must be an array"),
     (pb.Value(msgpack=b"\xc1"), "kwargs", dict, "not valid msgpack"),
     (pb.Value(msgpack=msgspec.msgpack.encode([1])), "kwargs", dict, "must be an object"),
+    (pb.Value(json='{"a": ' + "[" * 3000 + "]" * 3000 + "}"), "kwargs", dict, "nested too deeply"),
 ])
 def test_bad_arguments_name_their_field(value: pb.Value, field: str, kind: type, says: str) -> None:
     with pytest.raises(BadRequest) as info:

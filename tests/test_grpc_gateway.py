@@ -110,6 +110,9 @@ def test_errors_are_the_codes_grpc_users_expect(server: Served) -> None:
         "args ": lambda: add(name="add", args=json_value('{"a": 1}')),  # not an array
         "kwargs": lambda: add(name="add", kwargs=pb.Value(msgpack=b"\xc1")),  # malformed msgpack
         "args  ": lambda: add(name="add", args=json_value('["x", "y"]')),  # wrong argument types
+        "args   ": lambda: add(name="add", args=json_value(f"[{10**26}, 1]")),  # beyond 64 bits
+        "kwargs ": lambda: add(name="add", args=json_value("[1, 2]"), kwargs=json_value('{"x": ' + "[" * 3000
+                                                                                         + "]" * 3000 + "}")),
         "wait": lambda: add(name="add", args=json_value("[1, 2]"), wait=100),
         "priority": lambda: add(name="add", args=json_value("[1, 2]"), priority=42),
         "uuid": lambda: s.GetTask(pb.GetTaskRequest(uuid="not-a-uuid"), metadata=AUTH),

@@ -96,6 +96,13 @@ BAD = [
     ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "wait": 1e9}}, "wait"),
     ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": ["x"]}}, "args"),
     ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "eta": 1e300}}, "eta"),
+    ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [10**26, 1]}}, "args"),  # beyond 64 bits
+    ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "kwargs": {"x": -(10**30)}}}, "kwargs"),
+    ("POST", "/api/v1/tasks", {"content": b'{"name":"add","args":[' + b"[" * 3000 + b"]" * 3000 + b",1]}",
+                               "headers": {"content-type": "application/json"}}, "args"),  # valid, too deep
+    ("POST", "/api/v1/tasks", {"content": b'{"name":"add","kwargs":{"a":' + b"[" * 3000 + b"]" * 3000 + b"}}",
+                               "headers": {"content-type": "application/json"}}, "kwargs"),
+    ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "unique": ""}}, "unique"),
     ("POST", "/api/v1/dead-letters/purge", {}, "ids"),
     ("POST", "/api/v1/tasks", {"content": b"{not json", "headers": {"content-type": "application/json"}}, "body"),
     ("GET", "/api/v1/tasks", {"params": {"limit": 0}}, "limit"),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.components.task_manager import PendingTask
-from qtasks_fast.exceptions import PayloadTooLarge, TaskNotFound
+from qtasks_fast.exceptions import PayloadTooLarge, TaskArgumentsError, TaskNotFound
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.portal import portal
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, record_from_envelope, ts_to_dt
@@ -162,6 +162,9 @@ class Producer:
             size = len(core.encode(env))
         except TypeError as exc:
             raise TypeError(f"task {env.task_name!r}: arguments are not serializable to msgpack: {exc}") from None
+        except (OverflowError, RecursionError, ValueError) as exc:  # an int beyond 64 bits, nesting too deep
+            raise TaskArgumentsError(f"task {env.task_name!r}: arguments cannot be encoded ({exc}); integers must "
+                                     "fit in 64 bits and nesting must stay under a few hundred levels") from None
         if size > max_payload:
             raise PayloadTooLarge(f"task {env.task_name!r}: encoded call is {size} bytes, over the "
                                   f"{max_payload} byte limit (config.max_payload); pass a reference "

@@ -44,6 +44,8 @@ def decoded(message: Any, field: str, kind: type) -> Any:
     except msgspec.DecodeError as exc:
         raise BadRequest(field, f"{field}: not valid {which} ({exc}); send a {which} "
                                 f"{'array' if kind is list else 'object'}") from None
+    except RecursionError:
+        raise BadRequest(field, f"{field}: nested too deeply (keep it under a few hundred levels)") from None
     if not isinstance(data, kind):
         want = "an array" if kind is list else "an object (map)"
         raise BadRequest(field, f"{field}: must be {want}, got {type(data).__name__}")

@@ -61,12 +61,32 @@ async def submit(app: BaseQueueTasks, caller: Caller, name: str, args: list[Any]
     except TaskNotFound as exc:
         raise NotFound(str(exc).strip("'\""), registered_names(app)) from None
     except (TaskArgumentsError, PayloadTooLarge) as exc:
-        raise BadRequest("args", str(exc)) from None
-    except ValueError as exc:  # a priority outside the levels, a countdown that is no duration
-        raise BadRequest("priority" if "priority" in str(exc) else "countdown", str(exc)) from None
+        raise BadRequest(_payload_field(args, kwargs), str(exc)) from None
+    except ValueError as exc:  # a priority outside the levels, a unique key that is empty, a bad countdown
+        raise BadRequest(_option_field(str(exc)), str(exc)) from None
     assert task is not None  # no timeout: the new record (or the unique key's holder)
     await record(app, caller, "submit", task.task_name, f"uuid {task.uuid}")
     return await get(app, str(task.uuid), wait) if wait else task
+
+
+def _payload_field(args: list[Any] | None, kwargs: dict[str, Any] | None) -> str:
+    """``kwargs`` when the call's keyword arguments alone cannot be encoded, else ``args``."""
+    import msgspec
+
+    try:
+        msgspec.msgpack.encode(kwargs or {})
+    except (TypeError, OverflowError, RecursionError, ValueError):
+        try:
+            msgspec.msgpack.encode(args or [])
+        except (TypeError, OverflowError, RecursionError, ValueError):
+            return "args"
+        return "kwargs"
+    return "args"
+
+
+def _option_field(message: str) -> str:
+    """The submit option a producer's ``ValueError`` is about (its message names it)."""
+    return next((f for f in ("priority", "unique") if message.startswith((f, f"add_task: {f}"))), "countdown")
 
 
 async def get(app: BaseQueueTasks, uuid: str, wait: float | None = None) -> Task:

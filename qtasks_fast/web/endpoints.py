@@ -81,6 +81,34 @@ def parse(kind: type, raw: Any, where: str) -> Any:
         raise BadRequest(field_named(str(exc), where), f"{where}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(where, f"{where} is not JSON: {exc}") from None
+    except RecursionError:  # valid JSON nested deeper than the decoder goes
+        field = _too_deep(raw) if isinstance(raw, bytes) else None
+        raise BadRequest(field or where, f"{field or where}: nested too deeply (keep it under a few hundred levels)"
+                         ) from None
+
+
+def _too_deep(raw: bytes, depth: int = 200) -> str | None:
+    """The top-level field of a JSON object under which the nesting passes ``depth`` (a decoder cannot tell: it
+    only raises), found by one scan that follows strings and brackets; None when it is not such an object."""
+    text = raw.decode("utf-8", "replace")
+    level, key, last, i = 0, None, "", 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            end = i + 1
+            while end < len(text) and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            last, i = text[i + 1:end], end
+        elif ch in "[{":
+            level += 1
+            if level > depth:
+                return key
+        elif ch in "]}":
+            level -= 1
+        elif ch == ":" and level == 1:
+            key = last
+        i += 1
+    return None
 
 
 #: body fields handed to a task as they are: ``1.0`` stays a float there
