@@ -175,6 +175,21 @@ async def test_purge_asks_with_the_count_and_dead_letters_are_requeued_or_purged
         assert re.findall(r'name="id" value="', (await c.get("/dead-letters", headers=HTML)).text) == []
 
 
+async def test_a_dead_letter_s_payload_shows_its_text_escaped_as_html(app: QueueTasks) -> None:
+    """A reader sees ``é🎉`` and ``<b>``, not ``\\u00e9`` or ``\\u003c`` (tojson), and the markup is inert."""
+    await app.broker.enqueue([envelope("ghost", args=("<b>payload</b>", "é🎉"))], app.storage)
+    async with client(app, bearer=False) as c:
+        await signed_in(c)
+        with WorkerThread(app, queues=["default"]):  # an unknown name: dead-lettered
+            for _ in range(100):
+                html = (await c.get("/dead-letters", headers=HTML)).text
+                if 'name="id"' in html:
+                    break
+                await asyncio.sleep(0.05)
+    assert "[&#34;&lt;b&gt;payload&lt;/b&gt;&#34;, &#34;é🎉&#34;]" in html, html
+    assert "<b>payload" not in html and "\\u" not in html
+
+
 async def test_read_only_shows_no_action_and_refuses_them(app: QueueTasks, ran: dict[str, str]) -> None:
     async with client(app, bearer=False, read_only=True) as c:
         csrf = await signed_in(c)

@@ -69,6 +69,15 @@ def _pretty(value: Any) -> str:
         return repr(value)
 
 
+def _compact(value: Any) -> str:
+    """A value as one line of JSON with its text as written (``é``, ``<b>``): Jinja's ``tojson`` writes
+    ``\\u00e9``/``\\u003c``, which a reader cannot read; autoescaping makes the text safe in the page instead."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
+
+
 def _ago(value: float | None) -> str:
     if value is None:
         return "—"
@@ -76,7 +85,8 @@ def _ago(value: float | None) -> str:
     return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
-templates.env.filters.update(when=_when, duration=_duration, size=_size, pretty=_pretty, ago=_ago)
+templates.env.filters.update(when=_when, duration=_duration, size=_size, pretty=_pretty, ago=_ago,
+                             compact=_compact)
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
