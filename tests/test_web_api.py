@@ -252,6 +252,25 @@ async def test_fleet_views_health_and_metrics(app: QueueTasks) -> None:
         assert (await c.get("/api/v1/schedules")).json() == []
 
 
+async def test_metrics_have_a_fleet_wide_runtime_histogram_by_task_name(app: QueueTasks) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with client(app) as c:
+        with WorkerThread(app):
+            for body in ({"name": "sleeper", "args": [0.3]}, {"name": "add", "args": [1, 2]},
+                         {"name": "fail", "args": ["boom"]}):
+                await c.post("/api/v1/tasks", json={**body, "wait": 10})
+        text = (await c.get("/metrics")).text
+    families = [f for f in text_string_to_metric_families(text) if f.name.startswith("qtasks_task_runtime_seconds")]
+    assert families[0].type == "histogram" and "newest" in families[0].documentation  # its source, explained
+    samples = {(s.name, s.labels["task_name"], s.labels.get("le")): s.value for f in families for s in f.samples}
+    for name in ("sleeper", "add", "fail"):  # success and error runs, each by its name
+        assert samples[("qtasks_task_runtime_seconds_gcount", name, None)] == 1.0
+    assert samples[("qtasks_task_runtime_seconds_bucket", "sleeper", "0.25")] == 0.0  # it slept 0.3 s
+    assert samples[("qtasks_task_runtime_seconds_bucket", "sleeper", "+Inf")] == 1.0
+    assert samples[("qtasks_task_runtime_seconds_gsum", "sleeper", None)] >= 0.3
+
+
 async def test_schedules_list_periodic_tasks_with_their_next_run(app: QueueTasks) -> None:
     @app.periodic(every=60)
     def tick() -> None: ...
