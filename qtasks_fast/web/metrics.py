@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,14 +26,14 @@ SAMPLE = 1000
 class _Snapshot:
     """A collector that hands out families gathered before the (sync) scrape."""
 
-    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+    def __init__(self, families: list[Metric]) -> None:
         self.families = families
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         yield from self.families
 
 
-async def gather(app: Any) -> list[GaugeMetricFamily]:
+async def gather(app: Any) -> list[Metric]:
     tasks = GaugeMetricFamily("qtasks_tasks", "Task records kept, by task name and status", labels=["task_name",
                                                                                                     "status"])
     for name in service.registered_names(app):
