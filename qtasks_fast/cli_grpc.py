@@ -52,7 +52,7 @@ def _err(text: str) -> None:
 
 def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueueTasks | None]) -> int:
     """Check the flags, load the app, serve until Ctrl-C/SIGTERM."""
-    from qtasks_fast.cli_web import loopback
+    from qtasks_fast.cli_web import loopback, short_token
     from qtasks_fast.exceptions import ConfigError
     from qtasks_fast.grpc.security import credentials, resolve_token
 
@@ -71,6 +71,10 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     if not loopback(args.host) and not (configured or tls):
         _err(f"refusing to listen on {args.host} with a generated token and no TLS: other hosts could reach it; "
              "set QTASKS_GRPC_TOKEN (or QTASKS_WEB_TOKEN, or --token-file), and serve TLS (--tls-cert/--tls-key)")
+        return USAGE
+    short = short_token(token, configured, args.host, "QTASKS_GRPC_TOKEN (or QTASKS_WEB_TOKEN, or --token-file)")
+    if short:
+        _err(short)
         return USAGE
     app = load(args)
     if app is None:

@@ -151,6 +151,13 @@ def test_auth_matrix(server: Served) -> None:
             code, details = code_of(lambda: call(metadata))  # noqa: B023 - called at once
             assert code == grpc.StatusCode.UNAUTHENTICATED and "Bearer" in details
     assert list(s.WatchTasks(pb.WatchTasksRequest(until_idle=True), metadata=AUTH)) == []
+    from qtasks_fast.service.throttle import BURST  # wrong tokens from one address: limited, right one or not
+
+    for _ in range(BURST):
+        code_of(lambda: s.ListTasks(pb.ListTasksRequest(), metadata=(("authorization", "Bearer guess"),)))
+    for metadata in ((("authorization", "Bearer guess"),), AUTH):
+        code, details = code_of(lambda: s.ListTasks(pb.ListTasksRequest(), metadata=metadata))  # noqa: B023
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "try again in" in details
 
 
 def test_read_only_refuses_changes_and_serves_reads(redis_url: str, app_name: str, tmp_path: Path) -> None:

@@ -46,6 +46,32 @@ async def test_without_the_token_every_route_but_the_public_ones_is_401(app: Que
             assert (await c.get(public, headers=headers)).status_code in (200, 503), public
 
 
+async def test_wrong_tokens_are_rate_limited_per_client_address(app: QueueTasks) -> None:
+    """After BURST wrong tokens an address gets 429 with Retry-After, even for the right token (no oracle), on
+    the API and the sign-in form alike; another address is not slowed."""
+    from qtasks_fast.service.throttle import BURST
+
+    web = create_app(app, token=TOKEN)
+
+    def from_(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=web, client=(address, 1234))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async with from_("10.0.0.1") as guesser, from_("10.0.0.2") as other:
+        for i in range(BURST):
+            assert (await guesser.get("/api/v1/workers", headers={"authorization": f"Bearer guess{i}"})
+                    ).status_code == 401
+        for headers in ({"authorization": "Bearer again"}, BEARER):
+            r = await guesser.get("/api/v1/workers", headers=headers)
+            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and TOKEN not in r.text
+        signin = await guesser.post("/signin", data={"token": TOKEN, "next": "/"})
+        assert signin.status_code == 429 and "try again in" in signin.text and "retry-after" in signin.headers
+        assert (await other.get("/api/v1/workers", headers=BEARER)).status_code == 200
+        for i in range(BURST):
+            assert (await other.post("/signin", data={"token": f"guess{i}", "next": "/"})).status_code == 401
+        assert (await other.post("/signin", data={"token": "guess", "next": "/"})).status_code == 429
+
+
 async def test_read_only_refuses_every_mutation_with_403_and_serves_reads(app: QueueTasks) -> None:
     async with client(app, read_only=True) as c:
         for path, body in WRITES:
@@ -148,3 +174,18 @@ def test_create_app_refuses_to_run_without_a_token(app: QueueTasks, monkeypatch:
         create_app(app)
     monkeypatch.setenv("QTASKS_WEB_TOKEN", "from-the-env")
     assert create_app(app) is not None
+
+
+def test_a_limited_address_earns_one_try_back_per_second() -> None:
+    from qtasks_fast.service.throttle import FailureLimiter
+
+    now = [100.0]
+    limiter = FailureLimiter(burst=3, rate=1.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert limiter.retry_after("a") == 0
+        limiter.failed("a")
+    assert limiter.retry_after("a") == 1 and limiter.retry_after("b") == 0
+    now[0] += 1.0
+    assert limiter.retry_after("a") == 0
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -94,9 +95,30 @@ def test_without_a_token_it_prints_one_once_and_a_network_address_is_refused(red
         stop_cli(allowed, 20)
 
 
-@pytest.mark.parametrize("flags", [["--ssl-certfile", "x.pem"], ["--root-path", "tasks"],
-                                   ["--token-file", "/nonexistent/token"]])
-def test_bad_flags_are_one_line_and_exit_2(flags: list[str], tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "web_app:app", "web", *flags],
-                       env=cli_env("memory://", "badflags"), cwd=APPS, capture_output=True, text=True, timeout=30)
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--ssl-certfile", "x.pem"], "--ssl-keyfile"), (["--root-path", "tasks"], "--root-path"),
+    (["--token-file", "/nonexistent/token"], "/nonexistent/token"),
+    (["--ssl-certfile", "/nonexistent/c.pem", "--ssl-keyfile", "/nonexistent/k.pem"], "/nonexistent/c.pem"),
+    (["--ssl-certfile", "{tmp}/c.pem", "--ssl-keyfile", "{tmp}/c.pem"], "PEM"),  # files that are no PEM pair
+    (["--port", "{taken}"], "cannot listen"),
+])
+def test_bad_flags_are_one_line_and_exit_2(flags: list[str], says: str, tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text("not a certificate\n")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        flags = [f.format(tmp=tmp_path, taken=taken.getsockname()[1]) for f in flags]
+        r = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "web_app:app", "web", *flags],
+                           env=cli_env("memory://", "badflags", QTASKS_WEB_TOKEN=TOKEN), cwd=APPS,
+                           capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert says in r.stderr and "serving" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command", ["web", "grpc"])
+def test_a_short_token_is_refused_on_a_network_address(command: str) -> None:
+    """A configured token under 16 characters could be guessed from the network: refused there, in one line
+    that does not show it."""
+    r = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "web_app:app", command, "--host", "0.0.0.0"],
+                       env=cli_env("memory://", "shorttoken", QTASKS_WEB_TOKEN="abc123xyz"), cwd=APPS,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "9-character token" in r.stderr and "16+" in r.stderr and "abc123xyz" not in r.stderr

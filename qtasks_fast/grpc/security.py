@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from qtasks_fast.exceptions import ConfigError
+from qtasks_fast.service.throttle import FailureLimiter
 
 GRPC_ENV, WEB_ENV = "QTASKS_GRPC_TOKEN", "QTASKS_WEB_TOKEN"
 DENIED = "missing or wrong token: send metadata 'authorization: Bearer <token>'"
@@ -42,10 +43,13 @@ def resolve_token(token_file: str | None = None) -> tuple[str, bool]:
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuses, with UNAUTHENTICATED, every call without ``authorization: Bearer <token>`` (constant-time)."""
+    """Refuses, with UNAUTHENTICATED, every call without ``authorization: Bearer <token>`` (constant-time); a
+    peer address that keeps sending wrong tokens gets RESOURCE_EXHAUSTED for a while, right token or not
+    (:mod:`qtasks_fast.service.throttle`, as the web server)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, limiter: FailureLimiter | None = None) -> None:
         self._expected = f"Bearer {token}".encode()
+        self.limiter = limiter or FailureLimiter()
 
     def allowed(self, metadata: Any) -> bool:
         given = dict(metadata or ()).get("authorization", "")
@@ -53,9 +57,15 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
-        if handler is None or self.allowed(details.invocation_metadata):
+        if handler is None:
             return handler
-        return denied(handler)
+        metadata = dict(details.invocation_metadata or ())
+        allowed = self.allowed(details.invocation_metadata)
+        if allowed and self.limiter.quiet():  # the common case: no peer lookup, the method as it is
+            return handler
+        if not allowed and "authorization" not in metadata:  # no token offered: no guess to count
+            return denied(handler)
+        return guarded(handler, self.limiter, allowed)
 
 
 def denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -68,6 +78,41 @@ def denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, DENIED)
         yield  # pragma: no cover - a generator, so grpc streams it
 
+    return _same_shape(handler, unary, stream)
+
+
+def peer_address(context: grpc.aio.ServicerContext) -> str:
+    """``ipv4:10.0.0.1:5123`` as ``ipv4:10.0.0.1`` (the port changes per connection)."""
+    return str(context.peer()).rpartition(":")[0] or str(context.peer())
+
+
+def guarded(handler: grpc.RpcMethodHandler, limiter: FailureLimiter, allowed: bool) -> grpc.RpcMethodHandler:
+    """``handler`` behind the peer's failure limit: RESOURCE_EXHAUSTED while it is out of tries, else the method
+    when the token was right, else UNAUTHENTICATED (counted as a failure)."""
+
+    async def refusal(context: grpc.aio.ServicerContext) -> None:
+        address = peer_address(context)
+        wait = limiter.retry_after(address)
+        if wait:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many wrong tokens from this address: try again in {wait} s")
+        if not allowed:
+            limiter.failed(address)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, DENIED)
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await refusal(context)
+        return await handler.unary_unary(request, context)
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await refusal(context)
+        async for item in handler.unary_stream(request, context):
+            yield item
+
+    return _same_shape(handler, unary, stream)
+
+
+def _same_shape(handler: grpc.RpcMethodHandler, unary: Any, stream: Any) -> grpc.RpcMethodHandler:
     serdes = {"request_deserializer": handler.request_deserializer,
               "response_serializer": handler.response_serializer}
     if handler.unary_stream is not None:

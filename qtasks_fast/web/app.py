@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from qtasks_fast import service
 from qtasks_fast.service import ServiceError
 from qtasks_fast.service.feed import Feeds
+from qtasks_fast.service.throttle import FailureLimiter
 from qtasks_fast.web import api, errors, metrics, openapi, pages, sse
 from qtasks_fast.web.auth import Auth
 from qtasks_fast.web.endpoints import paths, route
@@ -62,11 +63,12 @@ def create_app(app: BaseQueueTasks, *, token: str | None = None, read_only: bool
     resolved, configured = resolve_token(token)
     if not configured:
         raise ValueError("create_app needs a token: pass token=... or set QTASKS_WEB_TOKEN")
-    auth = Auth(resolved)
-    inner = Starlette(routes=routes(), middleware=[Middleware(Security, auth=auth)],
+    auth, limiter = Auth(resolved), FailureLimiter()
+    inner = Starlette(routes=routes(), middleware=[Middleware(Security, auth=auth, limiter=limiter)],
                       exception_handlers={ServiceError: errors.service_error, HTTPException: errors.http_error,
                                           Exception: errors.internal_error})
     inner.state.qtasks, inner.state.read_only, inner.state.auth = app, read_only, auth
+    inner.state.limiter = limiter
     inner.state.feeds = Feeds(app)
     root_path = root_path.rstrip("/")
     if not root_path:

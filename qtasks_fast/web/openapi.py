@@ -24,6 +24,7 @@ class Error(msgspec.Struct, kw_only=True):
 
 ERRORS = {401: "not authenticated", 403: "read-only server, or a browser mutation without its CSRF token",
           404: "no such task, queue or task name", 422: "a malformed parameter or body (field names it)",
+          429: "too many wrong tokens from this address: retry after the Retry-After seconds",
           503: "the broker is unreachable or lacks the feature"}
 
 
@@ -63,7 +64,7 @@ def document(title: str = "qtasks_fast REST API", version: str = "1") -> dict[st
                                  "content": {"application/json": {"schema": by_type[id(ep.body)]}}}
         op["responses"][str(ep.status)] = {"description": "OK",
                                            "content": {"application/json": {"schema": by_type[id(ep.answer)]}}}
-        for code in sorted({401, 422, 503, *ep.errors}):
+        for code in sorted({401, 422, 429, 503, *ep.errors}):
             op["responses"][str(code)] = {"description": ERRORS[code],
                                           "content": {"application/json": {"schema": by_type[id(Error)]}}}
         paths.setdefault(ep.path, {})[ep.method.lower()] = op

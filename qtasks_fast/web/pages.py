@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from qtasks_fast.web import pages_fleet, pages_tasks
 from qtasks_fast.web.auth import COOKIE, SESSION_SECONDS
 from qtasks_fast.web.pages_base import render, templates
+from qtasks_fast.web.security import client_address
 
 __all__ = ["ROUTES", "render", "templates"]
 
@@ -32,7 +33,15 @@ async def signin(request: Request) -> Response:
         return render(request, "signin.html", next=_next(request, request.query_params.get("next")))
     form = await request.form()
     token, nxt = str(form.get("token", "")), _next(request, str(form.get("next", "")))
+    limiter, address = request.app.state.limiter, client_address(request)
+    wait = limiter.retry_after(address)
+    if wait:
+        page = render(request, "signin.html", 429, next=nxt, error=f"too many wrong tokens from this address: try "
+                      f"again in {wait} s")
+        page.headers["retry-after"] = str(wait)
+        return page
     if not request.app.state.auth.token_ok(token):
+        limiter.failed(address)
         return render(request, "signin.html", 401, next=nxt, error="wrong token: use the server's token "
                       "(QTASKS_WEB_TOKEN, --token-file, or the one it printed at start)")
     response = RedirectResponse(nxt, status_code=303)

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from qtasks_fast.service.throttle import FailureLimiter
 from qtasks_fast.web.auth import CSRF_FIELD, CSRF_HEADER, Auth
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -38,9 +39,20 @@ def denied(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def client_address(conn: HTTPConnection) -> str:
+    """The peer's address: the key of its failed-attempt bucket."""
+    return conn.client.host if conn.client else "unknown"
+
+
+def too_many(retry_after: int) -> Response:
+    """429 for a client out of failed attempts: when it may try again."""
+    return JSONResponse({"error": f"too many failed sign-ins from this address: try again in {retry_after} s"},
+                        status_code=429, headers={"retry-after": str(retry_after)})
+
+
 class Security:
-    def __init__(self, app: ASGIApp, auth: Auth) -> None:
-        self.app, self.auth = app, auth
+    def __init__(self, app: ASGIApp, auth: Auth, limiter: FailureLimiter) -> None:
+        self.app, self.auth, self.limiter = app, auth, limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,9 +61,18 @@ class Security:
         send = _with_headers(send, scope["path"])
         conn = HTTPConnection(scope)
         path = get_route_path(scope) or "/"
-        if _public(path) or self.auth.bearer_ok(conn):
+        if _public(path):
             await self.app(scope, receive, send)
             return
+        if "authorization" in conn.headers:  # a bearer token offered: limited when it keeps being wrong
+            wait = self.limiter.retry_after(client_address(conn))
+            if wait:
+                await too_many(wait)(scope, receive, send)
+                return
+            if self.auth.bearer_ok(conn):
+                await self.app(scope, receive, send)
+                return
+            self.limiter.failed(client_address(conn))
         nonce = self.auth.session(conn)
         if nonce is None:
             browser = "text/html" in conn.headers.get("accept", "") and not path.startswith("/api/")
