@@ -293,7 +293,7 @@ async def test_the_openapi_document_lists_every_route_of_the_issue(app: QueueTas
                       ("POST", "/dead-letters/purge"), ("GET", "/workers"), ("GET", "/schedules"),
                       ("GET", "/events")}
     submit = doc["paths"]["/tasks"]["post"]
-    assert set(submit["responses"]) == {"200", "401", "403", "404", "422", "503"}
+    assert set(submit["responses"]) == {"200", "401", "403", "404", "422", "429", "503"}
 
 
 async def test_an_unreachable_broker_is_503_without_its_password(app_name: str) -> None:
