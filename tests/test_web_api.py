@@ -103,6 +103,8 @@ BAD = [
     ("POST", "/api/v1/tasks", {"content": b'{"name":"add","kwargs":{"a":' + b"[" * 3000 + b"]" * 3000 + b"}}",
                                "headers": {"content-type": "application/json"}}, "kwargs"),
     ("POST", "/api/v1/tasks", {"json": {"name": "add", "args": [1, 2], "unique": ""}}, "unique"),
+    ("POST", "/api/v1/tasks", {"content": b'{"name":"add","args":[1,2],"countdown":1e400}',
+                               "headers": {"content-type": "application/json"}}, "countdown"),  # beyond a double
     ("POST", "/api/v1/dead-letters/purge", {}, "ids"),
     ("POST", "/api/v1/tasks", {"content": b"{not json", "headers": {"content-type": "application/json"}}, "body"),
     ("GET", "/api/v1/tasks", {"params": {"limit": 0}}, "limit"),

@@ -78,13 +78,30 @@ def parse(kind: type, raw: Any, where: str) -> Any:
             return msgspec.convert(integral(msgspec.json.decode(raw or b"{}")), kind)
         return msgspec.convert(raw, kind, strict=False)
     except msgspec.ValidationError as exc:
-        raise BadRequest(field_named(str(exc), where), f"{where}: {exc}") from None
+        field, text = field_named(str(exc), where), f"{where}: {exc}"
+        if field.startswith("[...]") and isinstance(raw, bytes):  # JSON no type takes (1e400): which field holds it
+            field = _unreadable(raw) or where
+            text = f"{field}: {exc}".replace(" - at `$[...]`", "")
+        raise BadRequest(field, text) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(where, f"{where} is not JSON: {exc}") from None
     except RecursionError:  # valid JSON nested deeper than the decoder goes
-        field = _too_deep(raw) if isinstance(raw, bytes) else None
-        raise BadRequest(field or where, f"{field or where}: nested too deeply (keep it under a few hundred levels)"
-                         ) from None
+        deep = (_too_deep(raw) if isinstance(raw, bytes) else None) or where
+        raise BadRequest(deep, f"{deep}: nested too deeply (keep it under a few hundred levels)") from None
+
+
+def _unreadable(raw: bytes) -> str | None:
+    """The top-level field of a JSON object whose value alone cannot be decoded, or None."""
+    try:
+        fields = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    for name, value in fields.items():
+        try:
+            msgspec.json.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return name
+    return None
 
 
 def _too_deep(raw: bytes, depth: int = 200) -> str | None:
