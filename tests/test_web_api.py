@@ -194,8 +194,7 @@ async def test_bulk_counts_first_then_acts_on_the_counted_tasks_only(app: QueueT
         restarted = (await c.post("/api/v1/tasks/bulk", json={"action": "restart", "filter": {"status": "cancel"},
                                                                "confirm": 2, "uuids": again["uuids"]})).json()
         assert restarted["done"] == {"restarted": 2}
-        for body, field in [({"confirm": 2}, "uuids"), ({"confirm": 3, "uuids": listed[:2]}, "confirm"),
-                            ({"confirm": 1, "uuids": ["nope"]}, "uuids")]:
+        for body, field in [({"confirm": 2}, "uuids"), ({"confirm": 1, "uuids": ["nope"]}, "uuids[0]")]:
             r = await c.post("/api/v1/tasks/bulk", json={"action": "cancel", **body})
             assert r.status_code == 422 and r.json()["field"] == field, r.text
 

@@ -21,7 +21,8 @@ READS = ["/api/v1/tasks", "/api/v1/tasks/counts", f"/api/v1/tasks/{U}", f"/api/v
          "/api/v1/throughput", "/api/v1/audit", "/api/v1/events?follow=false", "/metrics"]
 #: every mutation, with a body that would succeed (or 404 on the unknown uuid) when allowed
 WRITES = [("/api/v1/tasks", {"name": "add", "args": [1, 2]}), (f"/api/v1/tasks/{U}/cancel", {}),
-          (f"/api/v1/tasks/{U}/restart", None), ("/api/v1/tasks/bulk", {"action": "cancel", "confirm": 1}),
+          (f"/api/v1/tasks/{U}/restart", None),
+          ("/api/v1/tasks/bulk", {"action": "cancel", "confirm": 1, "uuids": [U]}),
           ("/api/v1/queues/default/purge", None), ("/api/v1/dead-letters/requeue", {"ids": ["1-0"]}),
           ("/api/v1/dead-letters/purge", {"ids": ["1-0"]})]
 

@@ -59,16 +59,15 @@ async def _matching(app: BaseQueueTasks, filter: TaskFilter, limit: int) -> tupl
 
 
 def _checked_snapshot(uuids: list[str] | None, confirm: int | None, cap: int) -> list[str]:
+    """The snapshot's uuids to act on: the first ``confirm`` (and at most ``cap``) of them, as the dry run listed
+    them (newest first)."""
     if confirm is None or confirm < 0:
         raise BadRequest("confirm", "pass confirm: the count a dry run (dry_run=true) returned")
     if uuids is None:
         raise BadRequest("uuids", "pass uuids: the tasks a dry run (dry_run=true) counted, so that only they are "
                                   "touched")
-    if len(set(uuids)) != confirm or confirm > cap:
-        raise BadRequest("confirm", f"confirm ({confirm}) must be the number of uuids the dry run counted "
-                                    f"({len(set(uuids))}), at most cap ({cap}): count again")
     with translated("uuids"):
-        return [control.checked_uuid(u) for u in uuids]
+        return list(dict.fromkeys(control.checked_uuid(u) for u in uuids))[:min(confirm, cap)]
 
 
 async def _still_matching(app: BaseQueueTasks, filter: TaskFilter, uuids: list[str]) -> list[TaskSummary]:

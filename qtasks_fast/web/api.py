@@ -23,6 +23,7 @@ Time = Annotated[float, Meta(ge=0, le=95_000_000_000)]
 #: a cursor a page returned: ``<created ms>:<uuid>``
 Cursor = Annotated[str, Meta(pattern=r"^-?[0-9]{1,18}:")]
 Wait = Annotated[float, Meta(ge=0, le=60)]
+Uuid = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}$")]
 
 
 class FilterQuery(msgspec.Struct, kw_only=True):
@@ -91,7 +92,7 @@ class Bulk(BulkCount, kw_only=True):
     ``uuids`` its snapshot (those of them the filter still matches are touched; nothing else)."""
 
     confirm: Annotated[int, Meta(ge=0)]
-    uuids: list[str] | None = None
+    uuids: Annotated[list[Uuid], Meta(max_length=10_000)]
 
 
 class DeadQuery(msgspec.Struct, kw_only=True):
