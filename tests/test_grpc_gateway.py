@@ -242,7 +242,10 @@ def test_a_network_address_needs_a_token_or_tls_and_a_generated_token_is_printed
                              env=env, cwd=APPS, capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "refusing to listen on 0.0.0.0" in refused.stderr
-    for flags, says in ((["--tls-cert", "x.pem"], "--tls-key"), (["--token-file", str(tmp_path / "none")], "token")):
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    bad_pem = str(tmp_path / "bad.pem")
+    for flags, says in ((["--tls-cert", "x.pem"], "--tls-key"), (["--token-file", str(tmp_path / "none")], "token"),
+                        (["--tls-cert", bad_pem, "--tls-key", bad_pem], "PEM")):
         bad = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "web_app:app", "grpc", *flags], env=env,
                              cwd=APPS, capture_output=True, text=True, timeout=30)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, bad.stderr

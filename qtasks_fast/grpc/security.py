@@ -132,4 +132,24 @@ def credentials(cert: str, key: str, client_ca: str | None = None) -> grpc.Serve
 
     pair = (read(key, "--tls-key"), read(cert, "--tls-cert"))
     ca = read(client_ca, "--tls-client-ca") if client_ca else None
+    _check_pem(cert, key, client_ca)
     return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def _check_pem(cert: str, key: str, client_ca: str | None) -> None:
+    """:class:`ConfigError` when the files are no PEM certificate and key pair (or no CA): grpc would only log
+    C-core lines and fail to bind, which reads like a taken port."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"cannot use --tls-cert {cert!r} with --tls-key {key!r} ({exc.reason or exc}): pass a PEM "
+                          "certificate and its private key") from None
+    try:
+        if client_ca:
+            context.load_verify_locations(client_ca)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"cannot use --tls-client-ca {client_ca!r} ({exc.reason or exc}): pass PEM CA "
+                          "certificates") from None
