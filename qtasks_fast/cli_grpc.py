@@ -54,7 +54,12 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     """Check the flags, load the app, serve until Ctrl-C/SIGTERM."""
     from qtasks_fast.cli_web import loopback
     from qtasks_fast.exceptions import ConfigError
-    from qtasks_fast.grpc.security import credentials, resolve_token
+
+    try:
+        from qtasks_fast.grpc.security import credentials, resolve_token
+    except ImportError:
+        _err("the gRPC gateway needs grpcio and protobuf: pip install 'qtasks-fast[grpc]'")
+        return USAGE
 
     if bool(args.tls_cert) != bool(args.tls_key):
         _err("--tls-cert and --tls-key go together: pass both for TLS, or neither")

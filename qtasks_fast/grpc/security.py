@@ -28,9 +28,10 @@ def resolve_token(token_file: str | None = None) -> tuple[str, bool]:
     generated now (the caller then prints it once). :class:`ConfigError` for an unreadable or empty file."""
     if token_file:
         try:
-            text = Path(token_file).read_text().strip()
+            lines = Path(token_file).read_text().strip().splitlines()
         except OSError as exc:
             raise ConfigError(f"cannot read the token file {token_file!r} ({exc.strerror}); check the path") from None
+        text = lines[0].strip() if lines else ""  # the first line: a file may carry a comment after it
         if not text:
             raise ConfigError(f"the token file {token_file!r} is empty: write a token into it (16+ characters)")
         return text, True
@@ -42,14 +43,15 @@ def resolve_token(token_file: str | None = None) -> tuple[str, bool]:
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuses, with UNAUTHENTICATED, every call without ``authorization: Bearer <token>`` (constant-time)."""
+    """Refuses, with UNAUTHENTICATED, every call without ``authorization: Bearer <token>`` (constant-time); the
+    scheme in any case and spaces around the token, as the REST API takes them."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     def allowed(self, metadata: Any) -> bool:
-        given = dict(metadata or ()).get("authorization", "")
-        return hmac.compare_digest(str(given).encode(), self._expected)
+        scheme, _, given = str(dict(metadata or ()).get("authorization", "")).strip().partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._expected)
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
@@ -77,7 +79,9 @@ def denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 def credentials(cert: str, key: str, client_ca: str | None = None) -> grpc.ServerCredentials:
     """TLS with ``cert``/``key`` (PEM files); with ``client_ca``, mutual TLS: clients must present a certificate
-    that CA signed. :class:`ConfigError` naming an unreadable file."""
+    that CA signed. :class:`ConfigError` naming an unreadable or malformed file, or a key not of that certificate
+    (checked here with :mod:`ssl`: grpc would only fail the bind, with lines of its own)."""
+    checked(cert, key, client_ca)
 
     def read(path: str, flag: str) -> bytes:
         try:
@@ -88,3 +92,31 @@ def credentials(cert: str, key: str, client_ca: str | None = None) -> grpc.Serve
     pair = (read(key, "--tls-key"), read(cert, "--tls-cert"))
     ca = read(client_ca, "--tls-client-ca") if client_ca else None
     return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def checked(cert: str, key: str, client_ca: str | None) -> None:
+    """:class:`ConfigError` naming the PEM file that is wrong (unreadable, not PEM, key of another certificate)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for path, flag in ((cert, "--tls-cert"), (key, "--tls-key"), (client_ca, "--tls-client-ca")):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"cannot read {flag} {path!r}; check the path and its permissions")
+    for path, flag in ((cert, "--tls-cert"), (client_ca, "--tls-client-ca")):
+        if path is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(path)
+            except ssl.SSLError as exc:
+                raise ConfigError(f"{flag} {path!r} is not a PEM certificate ({exc.reason}); check the file") from None
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")  # an encrypted key: refused, never a prompt
+    except ssl.SSLError as exc:
+        if "mismatch" in str(exc).lower():
+            raise ConfigError(f"--tls-key {key!r} is not the key of --tls-cert {cert!r}; pass the matching pair") \
+                from None
+        raise ConfigError(f"--tls-key {key!r} is not an unencrypted PEM private key; check the file") from None
+
+
+def address(host: str, port: int) -> str:
+    """``host:port`` as grpc binds it: an IPv6 literal in brackets (``[::1]:50051``)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
