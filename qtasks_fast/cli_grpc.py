@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     from qtasks_fast.exceptions import ConfigError
 
     try:
-        from qtasks_fast.grpc.security import credentials, resolve_token
+        from qtasks_fast.grpc.security import address, credentials, resolve_token
     except ImportError:
         _err("the gRPC gateway needs grpcio and protobuf: pip install 'qtasks-fast[grpc]'")
         return USAGE
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
 
     def ready(port: int) -> None:
         mode = "mutual TLS" if args.tls_client_ca else "TLS" if tls else "plaintext"
-        _err(f"serving app {app.name!r} over gRPC ({mode}) on {args.host}:{port}"
+        _err(f"serving app {app.name!r} over gRPC ({mode}) on {address(args.host, port)}"
              f"{' (read-only)' if args.read_only else ''}")
 
     try:

@@ -164,6 +164,7 @@ async def test_async_app_with_env_token_and_insecure(monkeypatch: pytest.MonkeyP
     finally:
         await plugin.stop()
     monkeypatch.delenv("QTASKS_GRPC_TOKEN")
+    monkeypatch.delenv("QTASKS_WEB_TOKEN", raising=False)
     open_plugin = AsyncgRPCPlugin(app, port=free_port(), insecure=True)
     await open_plugin.start()
     try:
