@@ -97,7 +97,8 @@ def _call_at(i: int, call: Call) -> Iterator[None]:
         yield
     except ARGUMENT_ERRORS as exc:
         text = str(exc)
-        if "priority" in text or "unique" in text:
+        own = type(exc) is ValueError  # the options' own checks (a priority outside the levels, an empty key)
+        if own and ("priority" in text or "unique" in text):
             field = "priority" if "priority" in text else "unique"
         else:
             field = arguments_field(text, call.args, call.kwargs)
