@@ -1,9 +1,11 @@
 """Who may call, over what: the bearer token (checked for every method of both services by one interceptor),
 the token's source, TLS and mutual TLS credentials, and the rule for listening beyond this host.
 
-The token is the web app's (:mod:`qtasks_fast.web.auth`): ``--token-file``, else ``QTASKS_GRPC_TOKEN``, else
-``QTASKS_WEB_TOKEN``, so one secret opens the WebView, the REST API and gRPC of a fleet; none configured: one is
-generated and printed once. A non-loopback address is refused without a configured token or TLS.
+The token is the web app's (:mod:`qtasks_fast.web.auth`): ``--token-file`` (its first line), else
+``QTASKS_GRPC_TOKEN``, else ``QTASKS_WEB_TOKEN``, so one secret opens the WebView, the REST API and gRPC of a fleet;
+none configured: one is generated and printed once. The bearer check is REST's: the scheme in any case, spaces
+around the token ignored. A non-loopback address is refused without a configured token or TLS. TLS files are
+checked when read (:func:`checked`), so a bad one is named in one line rather than failing the bind.
 """
 
 from __future__ import annotations
