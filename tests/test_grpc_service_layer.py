@@ -183,3 +183,12 @@ def test_results_are_strict_json() -> None:
     from qtasks_fast.plugins.grpc.service import _dumps
 
     assert json.loads(_dumps({"x": float("nan"), "y": [1, "z"]})) == {"x": None, "y": [1, "z"]}
+
+
+def test_a_submit_error_on_kwargs_keeps_the_surfaces_field_name() -> None:
+    """QTasks' fields are ``args_json``/``kwargs_json``: a service error on ``kwargs`` is named so there."""
+    from qtasks_fast.service.batch import with_arguments_field
+
+    with pytest.raises(service.BadRequest) as info, with_arguments_field([], {"a": 1}, "args_json", "kwargs_json"):
+        raise service.BadRequest("kwargs", "kwargs: 'a' is out of range")
+    assert (info.value.field, str(info.value)) == ("kwargs_json", "kwargs_json: 'a' is out of range")

@@ -64,10 +64,13 @@ def with_arguments_field(args: Sequence[Any], kwargs: dict[str, Any], args_name:
     try:
         yield
     except BadRequest as exc:
-        if exc.field != "args":
+        if exc.field not in ("args", "kwargs"):
             raise
-        text = str(exc).removeprefix("args: ")
-        field = arguments_field(text, args, kwargs, (args_name, kwargs_name))
+        text = str(exc).removeprefix(f"{exc.field}: ")
+        field = (kwargs_name if exc.field == "kwargs"
+                 else arguments_field(text, args, kwargs, (args_name, kwargs_name)))
+        if (exc.field, field) == ("args", "args"):
+            raise  # already right
         raise BadRequest(field, f"{field}: {text}") from None
 
 
