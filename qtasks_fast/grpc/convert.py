@@ -34,7 +34,7 @@ def value(data: Any, encoding: int) -> pb.Value:
 
 def _no_ext(code: int, data: memoryview) -> Any:
     """msgpack extension types are refused: a task would receive an opaque object, stored as its ``repr``."""
-    raise ValueError(f"msgpack extension type {code} is not accepted, only plain msgpack values")
+    raise msgspec.DecodeError(f"msgpack extension type {code} is not accepted, only plain msgpack values")
 
 
 def decoded(message: Any, field: str, kind: type) -> Any:
@@ -47,11 +47,9 @@ def decoded(message: Any, field: str, kind: type) -> Any:
     try:
         data = (msgspec.json.decode(holder.json) if which == "json"
                 else msgspec.msgpack.decode(holder.msgpack, ext_hook=_no_ext))
-    except (msgspec.DecodeError, ValueError) as exc:
+    except msgspec.DecodeError as exc:
         raise BadRequest(field, f"{field}: not valid {which} ({exc}); send a {which} "
                                 f"{'array' if kind is list else 'object'}") from None
-    except RecursionError:
-        raise BadRequest(field, f"{field}: nested too deeply; send a flatter value") from None
     if not isinstance(data, kind):
         want = "an array" if kind is list else "an object (map)"
         raise BadRequest(field, f"{field}: must be {want}, got {type(data).__name__}")

@@ -45,15 +45,16 @@ def resolve_token(token_file: str | None = None) -> tuple[str, bool]:
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuses, with UNAUTHENTICATED, every call without ``authorization: Bearer <token>`` (constant-time); the
-    scheme in any case and spaces around the token, as the REST API takes them."""
+    """Refuses, with UNAUTHENTICATED, every call without ``authorization: Bearer <token>`` (constant-time)."""
 
     def __init__(self, token: str) -> None:
-        self._expected = token.encode()
+        self._expected = f"Bearer {token}".encode()
 
     def allowed(self, metadata: Any) -> bool:
+        """The REST API's rule: the scheme in any case, spaces around the token ignored."""
         scheme, _, given = str(dict(metadata or ()).get("authorization", "")).strip().partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._expected)
+        offered = f"Bearer {given.strip()}".encode() if scheme.lower() == "bearer" else b""
+        return hmac.compare_digest(offered, self._expected)
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
