@@ -54,7 +54,12 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     """Check the flags, load the app, serve until Ctrl-C/SIGTERM."""
     from qtasks_fast.cli_web import loopback, short_token
     from qtasks_fast.exceptions import ConfigError
-    from qtasks_fast.grpc.security import credentials, resolve_token
+
+    try:
+        from qtasks_fast.grpc.security import address, credentials, resolve_token
+    except ImportError:
+        _err("the gRPC gateway needs grpcio and protobuf: pip install 'qtasks-fast[grpc]'")
+        return USAGE
 
     if bool(args.tls_cert) != bool(args.tls_key):
         _err("--tls-cert and --tls-key go together: pass both for TLS, or neither")
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
 
     def ready(port: int) -> None:
         mode = "mutual TLS" if args.tls_client_ca else "TLS" if tls else "plaintext"
-        _err(f"serving app {app.name!r} over gRPC ({mode}) on {args.host}:{port}"
+        _err(f"serving app {app.name!r} over gRPC ({mode}) on {address(args.host, port)}"
              f"{' (read-only)' if args.read_only else ''}")
 
     try:

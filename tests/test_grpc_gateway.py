@@ -178,9 +178,18 @@ def test_an_unreachable_broker_is_unavailable(app_name: str, tmp_path: Path) -> 
     with served(down, app_name, tmp_path / "down.log") as server:
         s, q = server.ours(), server.qtasks()
         for call in (lambda: s.AddTask(pb.AddTaskRequest(name="add", args=json_value("[1, 2]")), metadata=AUTH),
+                     lambda: s.AddTasks(pb.AddTasksRequest(calls=[pb.AddTaskRequest(name="add",
+                                                                                    args=json_value("[1, 2]"))]),
+                                        metadata=AUTH),
                      lambda: s.GetTask(pb.GetTaskRequest(uuid=MISSING), metadata=AUTH),
                      lambda: s.ListTasks(pb.ListTasksRequest(), metadata=AUTH),
-                     lambda: q.AddTask(qtasks_pb2.AddTaskRequest(name="add", args_json="[1, 2]"), metadata=AUTH)):
+                     lambda: s.CancelTask(pb.CancelTaskRequest(uuid=MISSING), metadata=AUTH),
+                     lambda: s.RestartTask(pb.RestartTaskRequest(uuid=MISSING), metadata=AUTH),
+                     lambda: s.GetLogs(pb.GetLogsRequest(uuid=MISSING), metadata=AUTH),
+                     lambda: list(s.WatchTasks(pb.WatchTasksRequest(), metadata=AUTH)),
+                     lambda: list(s.WatchTasks(pb.WatchTasksRequest(task_names=["add"]), metadata=AUTH)),
+                     lambda: q.AddTask(qtasks_pb2.AddTaskRequest(name="add", args_json="[1, 2]"), metadata=AUTH),
+                     lambda: q.GetTask(qtasks_pb2.GetTaskRequest(uuid=MISSING), metadata=AUTH)):
             code, details = code_of(call)
             assert code == grpc.StatusCode.UNAVAILABLE and "\n" not in details, (code, details)
     assert "Traceback" not in server.log.read_text()
@@ -254,3 +263,60 @@ def test_a_network_address_needs_a_token_or_tls_and_a_generated_token_is_printed
         token = lines[lines.index(next(x for x in lines if "call with this one" in x)) + 1]
         s = server.ours()
         assert s.ListTasks(pb.ListTasksRequest(), metadata=(("authorization", f"Bearer {token}"),)).tasks == []
+
+
+def test_tls_misconfiguration_and_ipv6_loopback_are_one_line(redis_url: str, app_name: str, tmp_path: Path) -> None:
+    """Review finding 8: a bad PEM, a key of another certificate or a bad client CA is named in one line (not
+    "the port is taken" after grpc's own error lines); ``--host ::1`` binds ``[::1]``."""
+    make_certs(tmp_path)
+    (tmp_path / "garbage.pem").write_text("garbage\n")
+    env = cli_env(redis_url, app_name, QTASKS_GRPC_TOKEN=TOKEN)
+    server, garbage = [str(tmp_path / "server.crt"), str(tmp_path / "server.key")], str(tmp_path / "garbage.pem")
+    cases = {"--tls-cert": ["--tls-cert", garbage, "--tls-key", server[1]],
+             "--tls-key": ["--tls-cert", server[0], "--tls-key", garbage],
+             "is not the key of": ["--tls-cert", server[0], "--tls-key", str(tmp_path / "client.key")],
+             "--tls-client-ca": ["--tls-cert", server[0], "--tls-key", server[1], "--tls-client-ca", garbage]}
+    for says, flags in cases.items():
+        bad = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "web_app:app", "grpc", "--port",
+                              str(free_port()), *flags], env=env, cwd=APPS, capture_output=True, text=True, timeout=30)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, (says, bad.stderr)
+        assert "port is taken" not in bad.stderr
+    with served(redis_url, app_name, tmp_path / "v6.log", "--host", "::1") as v6:
+        channel = grpc.insecure_channel(f"[::1]:{v6.port}")
+        assert v6.ours(channel).ListTasks(pb.ListTasksRequest(), metadata=AUTH).tasks == []
+
+
+def test_token_file_first_line(redis_url: str, app_name: str, tmp_path: Path) -> None:
+    """Review finding 12: ``--token-file`` takes the file's first line, as its help says."""
+    (tmp_path / "token").write_text("tok-first-line-0123456789\nsecond line\n")
+    with served(redis_url, app_name, tmp_path / "tf.log", "--token-file", str(tmp_path / "token"), token=None) as s:
+        first = (("authorization", "Bearer tok-first-line-0123456789"),)
+        assert s.ours().ListTasks(pb.ListTasksRequest(), metadata=first).tasks == []
+
+
+async def test_the_plugin_serves_tls_and_mutual_tls(tmp_path: Path) -> None:
+    """Review finding 7: the plugins take the CLI's TLS options (tls_cert/tls_key, tls_client_ca)."""
+    from qtasks_fast import asyncio as qasyncio
+    from qtasks_fast.plugins.grpc import AsyncgRPCPlugin, qtasks_pb2_grpc
+
+    make_certs(tmp_path)
+    ca = (tmp_path / "ca.crt").read_bytes()
+    app = qasyncio.QueueTasks("grpc-plugin-tls", broker_url="memory://")
+    plugin = AsyncgRPCPlugin(app, port=free_port(), token=TOKEN, tls_cert=str(tmp_path / "server.crt"),
+                             tls_key=str(tmp_path / "server.key"), tls_client_ca=str(tmp_path / "ca.crt"))
+    await plugin.start()
+    try:
+        client = grpc.ssl_channel_credentials(ca, (tmp_path / "client.key").read_bytes(),
+                                              (tmp_path / "client.crt").read_bytes())
+        async with grpc.aio.secure_channel(f"127.0.0.1:{plugin.port}", client) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await qtasks_pb2_grpc.QTasksServiceStub(channel).GetTask(
+                    qtasks_pb2.GetTaskRequest(uuid=MISSING), metadata=AUTH, timeout=10)
+            assert info.value.code() == NOT_FOUND
+        async with grpc.aio.secure_channel(f"127.0.0.1:{plugin.port}", grpc.ssl_channel_credentials(ca)) as anon:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await qtasks_pb2_grpc.QTasksServiceStub(anon).GetTask(
+                    qtasks_pb2.GetTaskRequest(uuid=MISSING), metadata=AUTH, timeout=5)
+            assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    finally:
+        await plugin.stop()

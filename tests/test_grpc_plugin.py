@@ -125,6 +125,7 @@ def test_safe_defaults() -> None:
 
 async def test_no_token_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QTASKS_GRPC_TOKEN", raising=False)
+    monkeypatch.delenv("QTASKS_WEB_TOKEN", raising=False)
     plugin = AsyncgRPCPlugin(qasyncio.QueueTasks("grpc-no-token", broker_url="memory://"), port=free_port())
     with pytest.raises(ConfigError, match="QTASKS_GRPC_TOKEN") as info:
         await plugin.start()
@@ -134,6 +135,7 @@ async def test_no_token_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> Non
 async def test_insecure_on_a_network_address_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 14: no token is allowed on loopback only (insecure=True), never where other hosts reach the port."""
     monkeypatch.delenv("QTASKS_GRPC_TOKEN", raising=False)
+    monkeypatch.delenv("QTASKS_WEB_TOKEN", raising=False)
     plugin = AsyncgRPCPlugin(qasyncio.QueueTasks("grpc-open", broker_url="memory://"), host="0.0.0.0",
                              port=free_port(), insecure=True)
     with pytest.raises(ConfigError, match="refusing to serve 0.0.0.0 without a token") as info:
@@ -162,6 +164,7 @@ async def test_async_app_with_env_token_and_insecure(monkeypatch: pytest.MonkeyP
     finally:
         await plugin.stop()
     monkeypatch.delenv("QTASKS_GRPC_TOKEN")
+    monkeypatch.delenv("QTASKS_WEB_TOKEN", raising=False)
     open_plugin = AsyncgRPCPlugin(app, port=free_port(), insecure=True)
     await open_plugin.start()
     try:

@@ -32,6 +32,11 @@ def value(data: Any, encoding: int) -> pb.Value:
     return pb.Value(json=_json_encoder.encode(data).decode())
 
 
+def _no_ext(code: int, data: memoryview) -> Any:
+    """msgpack extension types are refused: a task would receive an opaque object, stored as its ``repr``."""
+    raise msgspec.DecodeError(f"msgpack extension type {code} is not accepted, only plain msgpack values")
+
+
 def decoded(message: Any, field: str, kind: type) -> Any:
     """The value of ``message.<field>`` (a :class:`Value`), checked to be a ``kind``; unset: an empty one.
     :class:`BadRequest` naming the field for malformed JSON or msgpack, or another type."""
@@ -40,7 +45,8 @@ def decoded(message: Any, field: str, kind: type) -> Any:
     if which is None:  # unset, or a Value with neither json nor msgpack
         return kind()
     try:
-        data = msgspec.json.decode(holder.json) if which == "json" else msgspec.msgpack.decode(holder.msgpack)
+        data = (msgspec.json.decode(holder.json) if which == "json"
+                else msgspec.msgpack.decode(holder.msgpack, ext_hook=_no_ext))
     except msgspec.DecodeError as exc:
         raise BadRequest(field, f"{field}: not valid {which} ({exc}); send a {which} "
                                 f"{'array' if kind is list else 'object'}") from None

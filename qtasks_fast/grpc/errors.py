@@ -36,7 +36,7 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
             text = str(exc)
             if isinstance(exc, BadRequest) and not text.startswith(f"{exc.field}:"):
                 text = f"{exc.field}: {text}"
-            if isinstance(exc, NotFound) and exc.registered is not None and "registered" not in text:
+            if isinstance(exc, NotFound) and exc.registered is not None and "registered:" not in text:
                 text = f"{text}; registered: {', '.join(exc.registered) or 'none'}"
             return code, text.replace("\n", " ")
     log.error("gRPC method failed", exc_info=exc)

@@ -1,9 +1,11 @@
 """Who may call, over what: the bearer token (checked for every method of both services by one interceptor),
 the token's source, TLS and mutual TLS credentials, and the rule for listening beyond this host.
 
-The token is the web app's (:mod:`qtasks_fast.web.auth`): ``--token-file``, else ``QTASKS_GRPC_TOKEN``, else
-``QTASKS_WEB_TOKEN``, so one secret opens the WebView, the REST API and gRPC of a fleet; none configured: one is
-generated and printed once. A non-loopback address is refused without a configured token or TLS.
+The token is the web app's (:mod:`qtasks_fast.web.auth`): ``--token-file`` (its first line), else
+``QTASKS_GRPC_TOKEN``, else ``QTASKS_WEB_TOKEN``, so one secret opens the WebView, the REST API and gRPC of a fleet;
+none configured: one is generated and printed once. The bearer check is REST's: the scheme in any case, spaces
+around the token ignored. A non-loopback address is refused without a configured token or TLS. TLS files are
+checked when read (:func:`checked`), so a bad one is named in one line rather than failing the bind.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ def resolve_token(token_file: str | None = None) -> tuple[str, bool]:
     generated now (the caller then prints it once). :class:`ConfigError` for an unreadable or empty file."""
     if token_file:
         try:
-            text = Path(token_file).read_text().strip()
+            lines = Path(token_file).read_text().strip().splitlines()
         except OSError as exc:
             raise ConfigError(f"cannot read the token file {token_file!r} ({exc.strerror}); check the path") from None
+        text = lines[0].strip() if lines else ""  # the first line: a file may carry a comment after it
         if not text:
             raise ConfigError(f"the token file {token_file!r} is empty: write a token into it (16+ characters)")
         return text, True
@@ -52,8 +55,10 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.limiter = limiter or FailureLimiter()
 
     def allowed(self, metadata: Any) -> bool:
-        given = dict(metadata or ()).get("authorization", "")
-        return hmac.compare_digest(str(given).encode(), self._expected)
+        """The REST API's rule: the scheme in any case, spaces around the token ignored."""
+        scheme, _, given = str(dict(metadata or ()).get("authorization", "")).strip().partition(" ")
+        offered = f"Bearer {given.strip()}".encode() if scheme.lower() == "bearer" else b""
+        return hmac.compare_digest(offered, self._expected)
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
@@ -122,7 +127,9 @@ def _same_shape(handler: grpc.RpcMethodHandler, unary: Any, stream: Any) -> grpc
 
 def credentials(cert: str, key: str, client_ca: str | None = None) -> grpc.ServerCredentials:
     """TLS with ``cert``/``key`` (PEM files); with ``client_ca``, mutual TLS: clients must present a certificate
-    that CA signed. :class:`ConfigError` naming an unreadable file."""
+    that CA signed. :class:`ConfigError` naming an unreadable or malformed file, or a key not of that certificate
+    (checked here with :mod:`ssl`: grpc would only fail the bind, with lines of its own)."""
+    checked(cert, key, client_ca)
 
     def read(path: str, flag: str) -> bytes:
         try:
@@ -132,24 +139,32 @@ def credentials(cert: str, key: str, client_ca: str | None = None) -> grpc.Serve
 
     pair = (read(key, "--tls-key"), read(cert, "--tls-cert"))
     ca = read(client_ca, "--tls-client-ca") if client_ca else None
-    _check_pem(cert, key, client_ca)
     return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
 
 
-def _check_pem(cert: str, key: str, client_ca: str | None) -> None:
-    """:class:`ConfigError` when the files are no PEM certificate and key pair (or no CA): grpc would only log
-    C-core lines and fail to bind, which reads like a taken port."""
+def checked(cert: str, key: str, client_ca: str | None) -> None:
+    """:class:`ConfigError` naming the PEM file that is wrong (unreadable, not PEM, key of another certificate)."""
     import ssl
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for path, flag in ((cert, "--tls-cert"), (key, "--tls-key"), (client_ca, "--tls-client-ca")):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"cannot read {flag} {path!r}; check the path and its permissions")
+    for path, flag in ((cert, "--tls-cert"), (client_ca, "--tls-client-ca")):
+        if path is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(path)
+            except ssl.SSLError as exc:
+                raise ConfigError(f"{flag} {path!r} is not a PEM certificate ({exc.reason}); check the file") from None
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key, password=lambda: b"")  # an encrypted key: refused, never a prompt
     except ssl.SSLError as exc:
-        raise ConfigError(f"cannot use --tls-cert {cert!r} with --tls-key {key!r} ({exc.reason or exc}): pass a PEM "
-                          "certificate and its private key") from None
-    try:
-        if client_ca:
-            context.load_verify_locations(client_ca)
-    except ssl.SSLError as exc:
-        raise ConfigError(f"cannot use --tls-client-ca {client_ca!r} ({exc.reason or exc}): pass PEM CA "
-                          "certificates") from None
+        if "mismatch" in str(exc).lower():
+            raise ConfigError(f"--tls-key {key!r} is not the key of --tls-cert {cert!r}; pass the matching pair") \
+                from None
+        raise ConfigError(f"--tls-key {key!r} is not an unencrypted PEM private key; check the file") from None
+
+
+def address(host: str, port: int) -> str:
+    """``host:port`` as grpc binds it: an IPv6 literal in brackets (``[::1]:50051``)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"

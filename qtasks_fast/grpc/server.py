@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from qtasks_fast.exceptions import ConfigError
-from qtasks_fast.grpc.security import TokenInterceptor
+from qtasks_fast.grpc.security import TokenInterceptor, address
 from qtasks_fast.grpc.servicer import QTasksFastServicer
 from qtasks_fast.grpc.v1 import qtasks_fast_pb2_grpc
 from qtasks_fast.log import get_logger
@@ -33,7 +33,7 @@ DEFAULT_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", 40 * 1024 * 1024),
     ("grpc.max_receive_message_length", 40 * 1024 * 1024),
 ]
-#: seconds calls in flight get to finish when the server stops (watch streams are cut at once)
+#: seconds calls in flight (open watch streams too) get to finish when the server stops
 GRACE = 3.0
 
 
@@ -47,7 +47,7 @@ def build_server(app: BaseQueueTasks, token: str | None, *, read_only: bool = Fa
     interceptors = [TokenInterceptor(token)] if token is not None else []
     server = grpc.aio.server(options=list(options or DEFAULT_OPTIONS), interceptors=interceptors,
                              maximum_concurrent_rpcs=max_concurrent_rpcs)
-    qtasks_pb2_grpc.add_QTasksServiceServicer_to_server(QTasksServicer(app, None, read_only=read_only), server)
+    qtasks_pb2_grpc.add_QTasksServiceServicer_to_server(QTasksServicer(app, read_only=read_only), server)
     qtasks_fast_pb2_grpc.add_QTasksFastServicer_to_server(QTasksFastServicer(app, read_only=read_only), server)
     return server
 
@@ -58,13 +58,13 @@ async def serve(app: BaseQueueTasks, host: str, port: int, token: str, *, read_o
     """Serve until SIGINT/SIGTERM, then stop gracefully; ``ready(port)`` once listening.
     :class:`ConfigError` when the address cannot be bound."""
     server = build_server(app, token, read_only=read_only, options=[*DEFAULT_OPTIONS, ("grpc.so_reuseport", 0)])
-    address = f"{host}:{port}"
+    where = address(host, port)
     try:
-        bound = server.add_secure_port(address, tls) if tls is not None else server.add_insecure_port(address)
+        bound = server.add_secure_port(where, tls) if tls is not None else server.add_insecure_port(where)
     except RuntimeError:
         bound = 0
     if not bound:
-        raise ConfigError(f"cannot listen on {address}: the port is taken or the address is not this host's; "
+        raise ConfigError(f"cannot listen on {where}: the port is taken or the address is not this host's; "
                           "pass another --port or --host")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

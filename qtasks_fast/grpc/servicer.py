@@ -16,7 +16,8 @@ from qtasks_fast.grpc import convert
 from qtasks_fast.grpc.errors import Context, streaming, unary
 from qtasks_fast.grpc.v1 import qtasks_fast_pb2 as pb
 from qtasks_fast.grpc.v1 import qtasks_fast_pb2_grpc as pb_grpc
-from qtasks_fast.service.batch import submit_many
+from qtasks_fast.service.batch import Call, submit_many, with_arguments_field
+from qtasks_fast.service.guard import translated
 from qtasks_fast.steps import run
 
 if TYPE_CHECKING:
@@ -44,10 +45,11 @@ class QTasksFastServicer(pb_grpc.QTasksFastServicer):  # type: ignore[misc]
     @unary
     async def AddTask(self, request: pb.AddTaskRequest, context: Context) -> pb.TaskReply:  # noqa: N802
         args, kwargs = convert.decoded(request, "args", list), convert.decoded(request, "kwargs", dict)
-        task = await service.submit(self.app, self.caller, request.name, args, kwargs,
-                                    priority=_opt(request, "priority"), countdown=_opt(request, "countdown"),
-                                    eta=_opt(request, "eta"), unique=request.unique or None,
-                                    wait=_opt(request, "wait"))
+        with with_arguments_field(args, kwargs):
+            task = await service.submit(self.app, self.caller, request.name, args, kwargs,
+                                        priority=_opt(request, "priority"), countdown=_opt(request, "countdown"),
+                                        eta=_opt(request, "eta"), unique=request.unique or None,
+                                        wait=_opt(request, "wait"))
         return pb.TaskReply(task=convert.task(task, request.encoding))
 
     @unary
@@ -55,7 +57,11 @@ class QTasksFastServicer(pb_grpc.QTasksFastServicer):  # type: ignore[misc]
         calls = []
         for i, call in enumerate(request.calls):
             try:
-                calls.append((call.name, convert.decoded(call, "args", list), convert.decoded(call, "kwargs", dict)))
+                if call.HasField("wait"):
+                    raise service.BadRequest("wait", "wait: not supported in a batch; wait with GetTask")
+                calls.append(Call(call.name, convert.decoded(call, "args", list), convert.decoded(call, "kwargs", dict),
+                                  _opt(call, "priority"), _opt(call, "countdown"), _opt(call, "eta"),
+                                  call.unique or None))
             except service.BadRequest as exc:
                 raise service.BadRequest(f"calls[{i}].{exc.field}", f"calls[{i}].{exc}") from None
         tasks = await submit_many(self.app, self.caller, calls)
@@ -122,7 +128,8 @@ class QTasksFastServicer(pb_grpc.QTasksFastServicer):  # type: ignore[misc]
         statuses = {convert.status(s, "statuses") for s in request.statuses}
         names = set(request.task_names)
         if names:
-            await run(client_ops.queues(self.app))  # the published task table, when it is due
+            with translated():  # an unreachable broker: UNAVAILABLE as for every other read
+                await run(client_ops.queues(self.app))  # the published task table, when it is due
             known = service.registered_names(self.app)
             unknown = sorted(names - set(known))
             if known and unknown:
