@@ -38,8 +38,16 @@ from qtasks_fast.backends.postgres.audit import PgAudit
 from qtasks_fast.backends.postgres.control import PgControl
 from qtasks_fast.backends.postgres.db import PgDb, at_boundary, now_ms, wait_event, watching
 from qtasks_fast.backends.postgres.migrations import Migrating
-from qtasks_fast.backends.postgres.records import FEED, claim_unique, enqueue_rows, finish_records, release_unique
+from qtasks_fast.backends.postgres.records import (
+    FEED,
+    claim_unique,
+    enqueue_rows,
+    finish_records,
+    pg_text,
+    release_unique,
+)
 from qtasks_fast.schemas import Envelope, releases_unique
+from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
     import asyncpg
@@ -68,6 +76,10 @@ _TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, d
 FAST = _TAKE.format(c="c AS (SELECT id FROM messages WHERE app = $1 AND queue = $3 AND consumer IS NULL"
                       " AND deliveries < $8 ORDER BY prio, id LIMIT $9 FOR UPDATE SKIP LOCKED)")
 TAKE = _TAKE.format(c="c AS (SELECT unnest($3::bigint[]) AS id)")
+#: where a caller's connection points: its search path (put back after), database, server and our schema's state
+_WHERE = ("SELECT current_setting('search_path') AS path, current_database() AS db,"
+          " (SELECT system_identifier FROM pg_control_system()) AS sid,"
+          " to_regclass(quote_ident($1) || '.schema_migrations') IS NOT NULL AS migrated")
 #: redeliveries: this slot's own messages (takeover), others' expired leases, ready ones due a last delivery
 SLOW = ("SELECT id, prio, uuid, body, deliveries FROM messages WHERE app = $1 AND queue = $2"
         " AND ((consumer = $4 AND id = ANY($5::bigint[]))"
@@ -90,6 +102,9 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         self._inherited: set[int] = set()
         #: after a failed fetch: the deliveries the worker still holds (the others of this consumer are taken back)
         self._recover: set[int] | None = None
+        #: the deliveries the worker held at its last failed fetch, until settled: a claim forgotten by a server
+        #: crash (``synchronous_commit = off``) hands them out again, and the worker must not run them twice
+        self._held: set[int] = set()
         #: when (ms) the claim next looks for redeliveries (see :data:`SLOW_EVERY_MS`)
         self._slow_at = 0
         self._closed = False
@@ -145,9 +160,15 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         if not self.fused(storage):
             raise ValueError(f"a transactional enqueue needs the records in the same database: the app's storage "
                              f"is {storage!r}, not this PostgreSQL backend's")
-        await self.db.pool()  # the schema exists and is migrated (once per process)
-        old = await connection.fetchval("SELECT current_setting('search_path')")
-        await connection.execute("SELECT set_config('search_path', $1, true)", f'"{self.db.schema}"')
+        here = await self.db.identity()  # the schema exists and is migrated (once per process)
+        row = await connection.fetchrow(_WHERE, self.db.schema)
+        if (row["db"], row["sid"]) != here or not row["migrated"]:
+            raise ValueError(f"add_task(connection=...) needs a connection to this app's database "
+                             f"({redact(self.db.url)}, schema {self.db.schema!r}); this one is to database "
+                             f"{row['db']!r}{'' if row['sid'] == here[1] else ' of another server'}")
+        old = row["path"]
+        # the schema, then pg_temp: the caller's TEMP tables must never shadow ours (pg_temp is first otherwise)
+        await connection.execute("SELECT set_config('search_path', $1, true)", self.db.search_path)
         try:
             return await self.insert(connection, envelopes, wait, True)
         finally:
@@ -170,7 +191,8 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         await self.db.fetchval("SELECT 1")
 
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
-        self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
+        self._consumer, self._worker_id = pg_text(consumer), pg_text(worker_id)
+        self._queues, self._storage = list(queues), storage
         self._closed = False
         rows = await self.db.fetch("SELECT id FROM messages WHERE app = $1 AND consumer = $2", self.app_name, consumer)
         self._inherited = {r["id"] for r in rows}
@@ -194,6 +216,7 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         """A fetch failed (the connection died): its claim may have committed with the reply lost. The next fetch
         takes back this consumer's messages the worker does not hold, at once (not after their lease)."""
         self._recover = {d.msg_id for d in held}
+        self._held = set(self._recover)
 
     async def _claim_saving(self, count: int) -> list[tuple[str, list[Any]]]:
         if self._recover is not None:
@@ -263,12 +286,14 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                 if taken:
                     for r in await conn.fetch(TAKE, app, now, taken, self._consumer, lease_until, self._worker_id,
                                               rec):
-                        flat += (r["prio"], r["id"], r["body"], r["deliveries"])
+                        if r["id"] not in self._held:
+                            flat += (r["prio"], r["id"], r["body"], r["deliveries"])
                 if left > 0 and not lone:
                     rows = await conn.fetch(FAST, app, now, q, self._consumer, lease_until, self._worker_id, rec,
                                             risky, left)
                     for r in rows:
-                        flat += (r["prio"], r["id"], r["body"], r["deliveries"])
+                        if r["id"] not in self._held:  # already running here: leased to us again, not run twice
+                            flat += (r["prio"], r["id"], r["body"], r["deliveries"])
                     left -= len(rows)
                 if flat:
                     out.append((q, flat))
@@ -278,6 +303,8 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         rec = await self.settle_unfused(outcomes, storage, retries)
         now = now_ms()
         ids = [o[0].msg_id for o in outcomes]
+        if self._held:
+            self._held.difference_update(ids)
         async with self.db.tx(durable=False) as conn:
             if rec:
                 if retries:
@@ -296,6 +323,8 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         rows = await self.db.fetch("UPDATE messages SET lease_until = $1 WHERE id = ANY($2::bigint[]) AND consumer = $3"
                                    " RETURNING id", until, [d.msg_id for d in deliveries], self._consumer)
         held = {r["id"] for r in rows}
+        if self._held:
+            self._held &= {d.msg_id for d in deliveries}
         return [d for d in deliveries if d.msg_id in held]
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome
 from qtasks_fast.backends._local import body_outcome, decoded, task_name_of, text
 from qtasks_fast.backends.postgres.db import now_ms, wait_event, watching
 from qtasks_fast.backends.postgres.fleet import PgFleet
-from qtasks_fast.backends.postgres.records import cancel_records, changed, notify_done, release_unique
+from qtasks_fast.backends.postgres.records import cancel_records, changed, notify_done, pg_text, release_unique
 
 if TYPE_CHECKING:
     import asyncpg
@@ -116,7 +116,7 @@ class PgControl(PgFleet):
                 " AND uuid = $3 ORDER BY consumer IS NULL, id LIMIT 1 FOR UPDATE", app, queue, uuid)
             if row is not None and row["consumer"] is not None:
                 await conn.execute("INSERT INTO cancel_requests (app, uuid, msg_id, reason, at) VALUES ($1, $2, $3, $4,"
-                                   " $5)", app, uuid, row["id"], reason, now)
+                                   " $5)", app, uuid, row["id"], pg_text(reason), now)
                 await conn.execute("SELECT pg_notify($1, 'c:' || $2)", self.db.channel, app)
                 if row["lease_until"] is not None and row["lease_until"] >= now:
                     return "running"  # its worker hears of it through cancel_requests()

@@ -92,6 +92,10 @@ class PgDb:
         self.url = url
         self.dsn, self.schema = split_url(url)
         self.channel = CHANNEL_PREFIX + self.schema
+        #: every connection's search path: the schema (quoted: used as written), then pg_temp, so a TEMP table of a
+        #: caller's connection (a transactional enqueue) never shadows ours (pg_temp is searched first otherwise)
+        self.search_path = '"{}", pg_temp'.format(self.schema.replace('"', '""'))
+        self._identity: tuple[str, int] | None = None
         self.pool_size = pool_size
         #: per (loop, durable): the worker's claims and settles use a pool of their own (see :meth:`tx`)
         self._pools: dict[tuple[int, bool], tuple[asyncio.AbstractEventLoop, asyncpg.Pool]] = {}
@@ -121,7 +125,7 @@ class PgDb:
 
     async def connect(self) -> asyncpg.Connection:
         """A plain connection (listener, migrations) with the schema on its search path."""
-        return await asyncpg.connect(self.dsn, server_settings={"search_path": f'"{self.schema}"'},
+        return await asyncpg.connect(self.dsn, server_settings={"search_path": self.search_path},
                                      timeout=10)
 
     async def pool(self, durable: bool = True) -> asyncpg.Pool:
@@ -143,7 +147,7 @@ class PgDb:
             finally:
                 await conn.close()
             self._migrated_pid = os.getpid()
-        settings = {"search_path": f'"{self.schema}"', **({} if durable else {"synchronous_commit": "off"})}
+        settings = {"search_path": self.search_path, **({} if durable else {"synchronous_commit": "off"})}
         pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
                                          server_settings=settings)
         assert pool is not None
@@ -162,6 +166,15 @@ class PgDb:
         pool = await self.pool(durable)
         async with pool.acquire() as conn, conn.transaction():
             yield conn
+
+    async def identity(self) -> tuple[str, int]:
+        """``(database, server's system identifier)`` of this URL (read once per process): a caller's connection
+        must point to the same for a transactional enqueue."""
+        if self._identity is None:
+            row = await (await self.pool()).fetchrow(
+                "SELECT current_database() AS db, (SELECT system_identifier FROM pg_control_system()) AS sid")
+            self._identity = (row["db"], row["sid"])
+        return self._identity
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await (await self.pool()).fetch(sql, *args)
