@@ -365,3 +365,17 @@ def test_a_transactional_enqueue_writes_to_the_app_schema_whatever_the_caller_ha
             await app.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("query", "says"), [("foo=bar", "unknown query parameter 'foo'"),
+                                             ("sslmode=bogus", "sslmode='bogus'"),
+                                             ("port=abc", "the port of")])
+def test_a_mistyped_url_is_refused_at_start_in_one_line(app_name: str, query: str, says: str) -> None:
+    """Not a raw server error on every call, nor a broker "not reachable, retry later" the pool waits out for ever."""
+    from qtasks_fast.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{says}.*postgresql://postgres:\\*\\*\\*@") as err:
+        QueueTasks(app_name, broker_url=f"postgresql://postgres:pw@127.0.0.1:5432/test?schema=x&{query}").broker  # noqa: B018
+    assert "\n" not in str(err.value) and "pw" not in str(err.value).replace("password", "")
+    with pytest.raises(ConfigError, match="is not a number"):
+        QueueTasks(app_name, broker_url="postgresql://postgres@127.0.0.1:abc/test").broker  # noqa: B018

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from qtasks_fast.backends._boundary import boundary
-from qtasks_fast.exceptions import BrokerError, BrokerFull, BrokerRefused, BrokerUnavailable
+from qtasks_fast.exceptions import BrokerError, BrokerFull, BrokerRefused, BrokerUnavailable, ConfigError
 from qtasks_fast.log import get_logger
 from qtasks_fast.url import redact
 
@@ -44,14 +44,38 @@ _REFUSED_STATES = frozenset({"28000", "28P01", "42501", "3D000"})
 _abandoned: list[object] = []
 
 
+#: the URL's query parameters: ours (schema), asyncpg's own, and the one server setting commonly given there
+_QUERY_KEYS = frozenset({"schema", "host", "port", "dbname", "database", "user", "password", "passfile", "sslmode",
+                         "sslcert", "sslkey", "sslrootcert", "sslnegotiation", "sslcrl", "sslpassword",
+                         "ssl_min_protocol_version", "ssl_max_protocol_version", "target_session_attrs",
+                         "krbsrvname", "gsslib", "service", "application_name"})
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 def split_url(url: str) -> tuple[str, str]:
-    """``(dsn for asyncpg, schema)``: the ``schema`` query parameter is ours, not a server setting."""
+    """``(dsn for asyncpg, schema)``: the ``schema`` query parameter is ours, not a server setting.
+
+    The URL is checked here, at start, so a typo is one :class:`ConfigError` line, not a raw server error per
+    call (asyncpg sends an unknown parameter to the server as a setting) nor a "retry later" for ever."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"the port of the PostgreSQL URL {redact(url)} is not a number; fix the URL") from None
+    for k, v in query:
+        if k not in _QUERY_KEYS:
+            raise ConfigError(f"unknown query parameter {k!r} in the PostgreSQL URL {redact(url)}; use "
+                              f"{', '.join(sorted(_QUERY_KEYS))}") from None
+        if k == "sslmode" and v not in _SSLMODES:
+            raise ConfigError(f"sslmode={v!r} in the PostgreSQL URL {redact(url)} is not one of "
+                              f"{', '.join(_SSLMODES)}") from None
+        if k == "port" and not v.isdigit():
+            raise ConfigError(f"the port of the PostgreSQL URL {redact(url)} is not a number; fix the URL")
     schema = next((v for k, v in query if k == "schema"), "") or DEFAULT_SCHEMA
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
