@@ -379,3 +379,19 @@ def test_a_mistyped_url_is_refused_at_start_in_one_line(app_name: str, query: st
     assert "\n" not in str(err.value) and "pw" not in str(err.value).replace("password", "")
     with pytest.raises(ConfigError, match="is not a number"):
         QueueTasks(app_name, broker_url="postgresql://postgres@127.0.0.1:abc/test").broker  # noqa: B018
+
+
+def test_a_failed_enqueue_gives_its_unique_key_back(pg_url: str, redis_url: str, app_name: str) -> None:
+    """PostgreSQL broker, records elsewhere: the key is claimed before the records are written; when that write
+    fails the caller retries, and the retry must not be skipped as a duplicate of a task that never existed."""
+    from qtasks_fast.exceptions import BrokerUnavailable
+
+    bad = QueueTasks(app_name, broker_url=pg_url, storage_url="redis://127.0.0.1:1/0")
+    good = QueueTasks(app_name, broker_url=pg_url, storage_url=redis_url)
+    try:
+        with pytest.raises(BrokerUnavailable):
+            bad.add_task("noop", 1, unique="order-42")
+        assert good.add_task("noop", 1, unique="order-42") is not None
+    finally:
+        bad.close()
+        good.close()

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
 from qtasks_fast.abc.capabilities import (
@@ -45,13 +47,12 @@ from qtasks_fast.backends.postgres.records import (
     finish_records,
     pg_text,
     release_unique,
+    unclaim_unique,
 )
 from qtasks_fast.schemas import Envelope, releases_unique
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from qtasks_fast.abc.storage import Storage
 
 _FAR = 1 << 62
@@ -125,10 +126,24 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                 skipped = await claim_unique(conn, self.app_name, envelopes, now_ms(), self.unique_ttl)
             envelopes = [e for e in envelopes if e.uuid not in skipped]
         if envelopes:
-            await storage.create(envelopes, wait)  # records before any worker can fetch the message
-            async with self.db.tx() as conn:
-                await self.insert(conn, envelopes, wait, False, unique=False)
+            try:
+                await storage.create(envelopes, wait)  # records before any worker can fetch the message
+                async with self.db.tx() as conn:
+                    await self.insert(conn, envelopes, wait, False, unique=False)
+            except BaseException:
+                # the keys were claimed in a transaction of their own: give them back, or a retry of this very
+                # call would be skipped as a duplicate of a task that never existed (for the key's whole ttl)
+                if has_unique(envelopes):
+                    await self._release_claimed(envelopes)
+                raise
         return skipped
+
+    async def _release_claimed(self, envelopes: Sequence[Envelope]) -> None:
+        try:
+            async with self.db.tx() as conn:
+                await unclaim_unique(conn, self.app_name, envelopes)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):  # the database is gone too: the ttl ends it
+            pass
 
     async def insert(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope], wait: bool, rec: bool,
                      unique: bool = True) -> dict[str, str]:

@@ -178,6 +178,16 @@ async def claim_unique(conn: asyncpg.Connection, app: str, envelopes: Sequence[E
     return skipped
 
 
+async def unclaim_unique(conn: asyncpg.Connection, app: str, envelopes: Sequence[Envelope]) -> None:
+    """Give back the keys :func:`claim_unique` took for ``envelopes`` (an enqueue that failed after claiming)."""
+    from qtasks_fast.schemas import META_UNIQUE
+
+    rows = [(app, pg_text(f"u:{env.queue}:{spec[0]}"), env.uuid) for env in envelopes
+            if env.meta and (spec := env.meta.get(META_UNIQUE))]
+    if rows:
+        await conn.executemany("DELETE FROM claims WHERE app = $1 AND key = $2 AND holder = $3", rows)
+
+
 async def release_unique(conn: asyncpg.Connection, app: str, envelopes: Iterable[Envelope | None]) -> None:
     """Give back the callers' unique keys of tasks that ended in error or cancel, each only while it still names
     its holder (a key claimed again since belongs to the new call)."""
