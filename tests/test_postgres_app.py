@@ -395,3 +395,51 @@ def test_a_failed_enqueue_gives_its_unique_key_back(pg_url: str, redis_url: str,
     finally:
         bad.close()
         good.close()
+
+
+def test_an_idle_worker_runs_no_statement_until_woken(pg_url: str, app_name: str, monkeypatch: Any) -> None:
+    """The issue: LISTEN/NOTIFY wake-ups, no polling while idle (an idle 2-process fleet ran ~33 transactions a
+    second: claims, due-time reads, cancel_requests re-read every 0.25 s). An idle worker runs none, yet a new
+    task, a delayed one coming due and a cancel of a running task all still reach it."""
+    import time
+
+    from qtasks_fast.backends.postgres.db import PgDb
+
+    app = QueueTasks(app_name, broker_url=pg_url)
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task
+    async def slow() -> None:
+        await asyncio.sleep(60)
+
+    statements = 0
+    pool = PgDb.pool
+
+    async def counted(self: PgDb, durable: bool = True) -> Any:
+        nonlocal statements
+        statements += 1  # every statement and transaction of the backend takes a pooled connection
+        return await pool(self, durable)
+
+    try:
+        with WorkerThread(app):
+            assert add.add_task(1, 2, timeout=10).returning == 3
+            time.sleep(0.5)  # the worker's last empty claim and its startup writes are done
+            monkeypatch.setattr(PgDb, "pool", counted)
+            time.sleep(2)
+            idle = statements
+            monkeypatch.setattr(PgDb, "pool", pool)
+            assert add.add_task(2, 3, timeout=10).returning == 5
+            assert add.add_task(3, 4, countdown=1, timeout=10).returning == 7
+            running = slow.add_task()
+            deadline = time.monotonic() + 10
+            while (t := app.get(running.uuid)) is None or t.status != "process":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert app.cancel(running.uuid) == "running"
+            assert app.wait(running.uuid, 10).status == "cancel"
+        assert idle == 0
+    finally:
+        app.close()

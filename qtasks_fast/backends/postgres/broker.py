@@ -13,8 +13,9 @@ by itself when the next delayed message is due or the next foreign lease runs ou
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -38,7 +39,7 @@ from qtasks_fast.abc.capabilities import (
 from qtasks_fast.backends._local import has_unique
 from qtasks_fast.backends.postgres.audit import PgAudit
 from qtasks_fast.backends.postgres.control import PgControl
-from qtasks_fast.backends.postgres.db import PgDb, at_boundary, now_ms, wait_event, watching
+from qtasks_fast.backends.postgres.db import Listener, PgDb, at_boundary, listen, now_ms, wait_set
 from qtasks_fast.backends.postgres.migrations import Migrating
 from qtasks_fast.backends.postgres.records import (
     FEED,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
 
 _FAR = 1 << 62
-#: the longest an idle fetch sleeps without re-reading (a lost NOTIFY, e.g. across a reconnect, costs this)
+#: the longest an idle fetch that cannot LISTEN sleeps without claiming
 IDLE_RECHECK = 5.0
 #: ms between two looks for redeliveries (others' expired leases, ready last attempts) by a busy worker; a
 #: takeover, a recovery or a last attempt this worker passed over look at once
@@ -109,6 +110,13 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         #: when (ms) the claim next looks for redeliveries (see :data:`SLOW_EVERY_MS`)
         self._slow_at = 0
         self._closed = False
+        #: the idle fetch's LISTEN registration, kept across fetches (see :meth:`fetch`)
+        self._woken = asyncio.Event()
+        self._lst: Listener | None = None
+        self._stops: list[Callable[[], None]] = []
+        #: ms before which, with no NOTIFY, a claim would find nothing (0: claim on the next fetch)
+        self._idle_until = 0
+        self._wakers: set[asyncio.Event] = set()
 
     def fused(self, storage: Storage | None) -> bool:
         from qtasks_fast.backends.postgres.storage import PgStorage
@@ -209,23 +217,36 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         self._consumer, self._worker_id = pg_text(consumer), pg_text(worker_id)
         self._queues, self._storage = list(queues), storage
         self._closed = False
+        self._woken, self._lst, self._stops, self._idle_until = asyncio.Event(), None, [], 0
         rows = await self.db.fetch("SELECT id FROM messages WHERE app = $1 AND consumer = $2", self.app_name, consumer)
         self._inherited = {r["id"] for r in rows}
         self._slow_at = 0
 
     async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
-        out = await self._claim_saving(count)
+        """Claim, or wait on LISTEN. An idle worker runs no transaction until a NOTIFY of its queues (an enqueue, a
+        release, a delayed message added), the next due time it read after its last empty claim (a delayed
+        message, a foreign lease ending) or a lost listener (re-listened before the tables are read again)."""
         deadline = time.monotonic() + block
-        if out or block <= 0:
-            return out
-        async with watching(self.db, [f"q:{self.app_name}:{q}" for q in self._queues]) as woken:
-            while True:
-                out = await self._claim_saving(count)  # again, now that a wake-up cannot be missed
-                left = deadline - time.monotonic()
-                if out or left <= 0:
+        while True:
+            if self._lst is None or self._lst.broken:
+                for stop in self._stops:
+                    stop()
+                self._lst, self._stops = await listen(self.db, [f"q:{self.app_name}:{q}" for q in self._queues],
+                                                      self._woken)
+                self._idle_until = 0
+            if (block <= 0 or self._woken.is_set() or now_ms() >= self._idle_until or self._inherited
+                    or self._recover is not None):
+                self._woken.clear()  # before the read: a NOTIFY from now on is not lost
+                out = await self._claim_saving(count)
+                if out:
+                    self._idle_until = 0
                     return out
-                due = await self._next_due()
-                await wait_event(woken, min(left, IDLE_RECHECK, max(due - now_ms(), 1) / 1000))
+                self._idle_until = (max(await self._next_due(), self._slow_at) if self._lst is not None
+                                    else now_ms() + int(IDLE_RECHECK * 1000))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            await wait_set(self._woken, min(left, max(self._idle_until - now_ms(), 1) / 1000))
 
     def recover(self, held: Iterable[Delivery]) -> None:
         """A fetch failed (the connection died): its claim may have committed with the reply lost. The next fetch
@@ -295,9 +316,10 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                         left, lone = 0, True
                     taken.append(msg_id)
                     left -= 1
-                if passed:
+                if passed:  # free again: an idle worker of the fleet may take it
                     await conn.execute("UPDATE messages SET consumer = NULL, lease_until = NULL"
                                        " WHERE id = ANY($1::bigint[])", passed)
+                    await conn.execute("SELECT pg_notify($1, 'q:' || $2 || ':' || $3)", self.db.channel, app, q)
                 if taken:
                     for r in await conn.fetch(TAKE, app, now, taken, self._consumer, lease_until, self._worker_id,
                                               rec):
@@ -345,3 +367,8 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
     async def close(self) -> None:
         """Ends this consumer's :meth:`cancel_requests`; the shared pool stays for the others of the process."""
         self._closed = True
+        for stop in self._stops:
+            stop()
+        self._lst, self._stops = None, []
+        for event in self._wakers:  # ends cancel_requests(), which waits on NOTIFY alone
+            event.set()

@@ -337,6 +337,27 @@ async def watching(db: PgDb, payloads: list[str]) -> AsyncIterator[asyncio.Event
             stop()
 
 
+async def listen(db: PgDb, payloads: list[str],
+                 event: asyncio.Event) -> tuple[Listener | None, list[Callable[[], None]]]:
+    """Set ``event`` on each of ``payloads`` for as long as the caller keeps it (unlike :func:`watching`, across
+    calls): ``(the listener, the functions that stop it)``, the listener None when it cannot connect. A lost
+    listener sets the event; the caller then listens again (a reconnect) before it re-reads the tables."""
+    try:
+        lst = await db.listener()
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return None, []
+    return lst, [lst.watch(p, event) for p in payloads]
+
+
+async def wait_set(event: asyncio.Event, timeout: float) -> None:
+    """Wait for ``event`` at most ``timeout`` seconds, leaving it set (the caller clears it when it re-reads)."""
+    if timeout > 0 and not event.is_set():
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     """Wait for ``event`` at most ``timeout`` seconds; True when it was set (and clears it)."""
     if timeout <= 0:

@@ -38,7 +38,7 @@ r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, create
 m AS (INSERT INTO messages (app, queue, prio, uuid, body) SELECT $1, q, p, u, b FROM t
       WHERE $14 AND due <= $2 ORDER BY o),
 d AS (INSERT INTO delayed (app, queue, prio, uuid, body, due) SELECT $1, q, p, u, b, due FROM t WHERE $14 AND due > $2)
-SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14 AND due <= $2) AS woken
+SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14) AS woken
 """
 
 FINISH = f"""
