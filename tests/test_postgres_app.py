@@ -443,3 +443,20 @@ def test_an_idle_worker_runs_no_statement_until_woken(pg_url: str, app_name: str
         assert idle == 0
     finally:
         app.close()
+
+
+def test_synchronous_commit_on_in_the_url_makes_claims_and_settles_durable(pg_url: str) -> None:
+    """Claims and settles skip the WAL flush by default (a crash may re-run a finished task, docs/postgres.md);
+    ``?synchronous_commit=on`` is the documented way to close that window."""
+    from qtasks_fast.backends.postgres.db import PgDb
+
+    async def worker_setting(url: str) -> str:
+        db = PgDb(url)
+        try:
+            async with db.tx(durable=False) as conn:
+                return str(await conn.fetchval("SHOW synchronous_commit"))
+        finally:
+            await db.close()
+
+    assert asyncio.run(worker_setting(pg_url)) == "off"
+    assert asyncio.run(worker_setting(pg_url + "&synchronous_commit=on")) == "on"

@@ -44,11 +44,13 @@ _REFUSED_STATES = frozenset({"28000", "28P01", "42501", "3D000"})
 _abandoned: list[object] = []
 
 
-#: the URL's query parameters: ours (schema), asyncpg's own, and the one server setting commonly given there
+#: the URL's query parameters: ours (schema), asyncpg's own, and the server settings users give there
+#: (``synchronous_commit=on`` makes the worker's claims and settles durable too, see :meth:`PgDb.tx`)
 _QUERY_KEYS = frozenset({"schema", "host", "port", "dbname", "database", "user", "password", "passfile", "sslmode",
                          "sslcert", "sslkey", "sslrootcert", "sslnegotiation", "sslcrl", "sslpassword",
                          "ssl_min_protocol_version", "ssl_max_protocol_version", "target_session_attrs",
-                         "krbsrvname", "gsslib", "service", "application_name"})
+                         "krbsrvname", "gsslib", "service", "application_name",
+                         "synchronous_commit"})
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -120,6 +122,8 @@ class PgDb:
         #: caller's connection (a transactional enqueue) never shadows ours (pg_temp is searched first otherwise)
         self.search_path = '"{}", pg_temp'.format(self.schema.replace('"', '""'))
         self._identity: tuple[str, int] | None = None
+        #: ``?synchronous_commit=`` given: the worker's claims and settles keep it (not ``off``)
+        self._commit_set = any(k == "synchronous_commit" for k, _ in parse_qsl(urlsplit(url).query))
         self.pool_size = pool_size
         #: per (loop, durable): the worker's claims and settles use a pool of their own (see :meth:`tx`)
         self._pools: dict[tuple[int, bool], tuple[asyncio.AbstractEventLoop, asyncpg.Pool]] = {}
@@ -171,7 +175,8 @@ class PgDb:
             finally:
                 await conn.close()
             self._migrated_pid = os.getpid()
-        settings = {"search_path": self.search_path, **({} if durable else {"synchronous_commit": "off"})}
+        fast = not durable and not self._commit_set
+        settings = {"search_path": self.search_path, **({"synchronous_commit": "off"} if fast else {})}
         pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
                                          server_settings=settings)
         assert pool is not None
@@ -186,7 +191,8 @@ class PgDb:
         (``synchronous_commit = off``, set once per connection of a pool of its own): a server crash may then
         forget the last fraction of a second of claims and settles, which only hands those messages out again
         (at-least-once holds: the worker takes back what it held when its next fetch fails, see
-        ``PgBroker.recover``); an enqueue is always durable."""
+        ``PgBroker.recover``); an enqueue is always durable. ``?synchronous_commit=on`` in the URL keeps every
+        commit durable, for a price in claim and settle latency."""
         pool = await self.pool(durable)
         async with pool.acquire() as conn, conn.transaction():
             yield conn
