@@ -225,7 +225,8 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
     async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
         """Claim, or wait on LISTEN. An idle worker runs no transaction until a NOTIFY of its queues (an enqueue, a
         release, a delayed message added), the next due time it read after its last empty claim (a delayed
-        message, a foreign lease ending) or a lost listener (re-listened before the tables are read again)."""
+        message, a foreign lease ending; at the latest one lease from then), or a lost listener (re-listened
+        before the tables are read again)."""
         deadline = time.monotonic() + block
         while True:
             if self._lst is None or self._lst.broken:
@@ -241,8 +242,12 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                 if out:
                     self._idle_until = 0
                     return out
-                self._idle_until = (max(await self._next_due(), self._slow_at) if self._lst is not None
-                                    else now_ms() + int(IDLE_RECHECK * 1000))
+                # no later than one lease from now: a foreign lease shortened since it was read (a consumer with a
+                # shorter lease_seconds) or a NOTIFY lost some other way costs at most that, and an idle worker
+                # runs two statements per lease period (one per 30 s by default), not a poll per fetch
+                recheck = int((self.lease_seconds if self._lst is not None else IDLE_RECHECK) * 1000)
+                self._idle_until = min(max(await self._next_due(), self._slow_at) if self._lst is not None else _FAR,
+                                       now_ms() + recheck)
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
