@@ -181,8 +181,8 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
             raise ValueError("add_task(connection=...) takes an asyncpg connection inside an open transaction "
                              "(async with conn.transaction(): ...)")
         if not self.fused(storage):
-            raise ValueError(f"a transactional enqueue needs the records in the same database: the app's storage "
-                             f"is {storage!r}, not this PostgreSQL backend's")
+            raise ValueError(f"a transactional enqueue needs the records in the broker's own schema (same URL, same "
+                             f"?schema=, same app name): the app's storage is {storage!r}")
         here = await self.db.identity()  # the schema exists and is migrated (once per process)
         row = await connection.fetchrow(_WHERE, self.db.schema)
         if (row["db"], row["sid"]) != here or not row["migrated"]:
