@@ -23,7 +23,7 @@ from qtasks_fast.testing import WorkerThread
 URL = os.environ.get("QTASKS_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 #: where the backend keeps its tables (your own tables stay where they are)
 SCHEMA = os.environ.get("QTASKS_PG_SCHEMA", "qtasks_fast")
-app = QueueTasks("shop", broker_url=f"{URL}?schema={SCHEMA}")
+app = QueueTasks("shop", broker_url=f"{URL}{'&' if '?' in URL else '?'}schema={SCHEMA}")  # URL may have a query
 
 
 @app.task

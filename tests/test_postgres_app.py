@@ -265,3 +265,198 @@ def test_a_batch_naming_one_task_twice_is_stored_not_refused(pg_url: str, app_na
 
     task, left = asyncio.run(scenario())
     assert task is not None and task.status == "success" and left == 0
+
+
+def test_a_claim_forgotten_by_a_crash_does_not_run_a_held_task_twice(pg_url: str, app_name: str) -> None:
+    """Claims commit with ``synchronous_commit = off``: a server crash may forget one, so the message is free
+    again while the worker still runs it. After its failed fetch the worker must not be handed it a second time
+    (two outcomes of one task in one settle stopped a worker and re-ran its whole batch)."""
+    from qtasks_fast.backends import make_backend
+    from qtasks_fast.config import GlobalConfig
+    from qtasks_fast.testing.contract.harness import envelope, fetch, success
+
+    async def scenario() -> tuple[list[Any], Any]:
+        broker, storage = make_backend(pg_url, app_name, GlobalConfig())
+        worker = copy.copy(broker)
+        await worker.start("w-0", "w", ["default"], storage)
+        await worker.enqueue([envelope()], storage)
+        held, _ = await fetch(worker)
+        # the crash forgot the claim: the message is as it was before it
+        await broker.db.execute("UPDATE messages SET consumer = NULL, lease_until = NULL, deliveries = 0"  # type: ignore[attr-defined]
+                                " WHERE app = $1", app_name)
+        worker.recover(held)  # the fetch that met the outage failed
+        again, _ = await fetch(worker)
+        await worker.settle([success(held[0], 1)], storage, [])
+        task = await storage.get(held[0].envelope.uuid, ["default"])
+        await storage.close()
+        return again, task
+
+    again, task = asyncio.run(scenario())
+    assert again == [] and task is not None and task.status == "success"
+
+
+def test_an_error_text_holding_nul_or_a_lone_surrogate_is_stored(pg_url: str, app_name: str) -> None:
+    """PostgreSQL ``text`` holds neither NUL nor unencodable code points: such an error text is stored escaped,
+    and the other tasks of the batch are not re-run (a refused settle stopped the worker, five times)."""
+    app = QueueTasks(app_name, broker_url=pg_url)
+
+    @app.task
+    def bad(x: int) -> None:
+        raise ValueError(f"nul here:\x00 and \udc80 end {x}")
+
+    @app.task
+    def ok(x: int) -> int:
+        return x
+
+    try:
+        sent = [bad.add_task(1), ok.add_task(2, unique="k\x00ey")]
+        with WorkerThread(app):
+            done = [app.wait(t.uuid, 10) for t in sent]
+        assert done[0].status == "error" and "nul here:\\x00 and \\udc80 end 1" in done[0].traceback
+        assert done[1].status == "success" and done[1].returning == 2
+        assert _records_deliveries(pg_url, str(sent[1].uuid)) == 1
+    finally:
+        app.close()
+
+
+def _records_deliveries(schema_url: str, uuid_: str) -> int:
+    schema = schema_url.split("schema=", 1)[1]
+
+    async def read() -> int:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            return int(await conn.fetchval(f'SELECT deliveries FROM "{schema}".records WHERE uuid = $1', uuid_))
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def test_a_transactional_enqueue_writes_to_the_app_schema_whatever_the_caller_has(pg_url: str, app_name: str) -> None:
+    """A caller's TEMP table named like one of ours (PostgreSQL searches pg_temp first) must not receive the task,
+    and a connection to another database is refused in one line instead of enqueueing where no worker looks."""
+    app = AsyncQueueTasks(app_name, broker_url=pg_url)
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    async def scenario() -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        other = await asyncpg.connect(PG_DSN.rsplit("/", 1)[0] + "/postgres")
+        try:
+            path = await conn.fetchval("SHOW search_path")
+            for table in ("messages", "records"):
+                await conn.execute(f"CREATE TEMP TABLE {table} (id serial, app text, queue text, prio smallint,"
+                                   " uuid text, body bytea, sender text)")
+            async with conn.transaction():
+                kept = await app.add_task("add", 2, 3, connection=conn)
+            assert await conn.fetchval("SHOW search_path") == path
+            assert await conn.fetchval("SELECT count(*) FROM pg_temp.messages") == 0
+            with WorkerThread(app):
+                done = await app.wait(kept.uuid, 10)
+            assert done is not None and done.returning == 5
+            async with other.transaction():
+                with pytest.raises(ValueError, match=r"needs a connection to this app's database .* 'postgres'$"):
+                    await app.add_task("add", 1, 1, connection=other)
+        finally:
+            await conn.close()
+            await other.close()
+            await app.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("query", "says"), [("foo=bar", "unknown query parameter 'foo'"),
+                                             ("sslmode=bogus", "sslmode='bogus'"),
+                                             ("port=abc", "the port of")])
+def test_a_mistyped_url_is_refused_at_start_in_one_line(app_name: str, query: str, says: str) -> None:
+    """Not a raw server error on every call, nor a broker "not reachable, retry later" the pool waits out for ever."""
+    from qtasks_fast.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{says}.*postgresql://postgres:\\*\\*\\*@") as err:
+        QueueTasks(app_name, broker_url=f"postgresql://postgres:pw@127.0.0.1:5432/test?schema=x&{query}").broker  # noqa: B018
+    assert "\n" not in str(err.value) and "pw" not in str(err.value).replace("password", "")
+    with pytest.raises(ConfigError, match="is not a number"):
+        QueueTasks(app_name, broker_url="postgresql://postgres@127.0.0.1:abc/test").broker  # noqa: B018
+
+
+def test_a_failed_enqueue_gives_its_unique_key_back(pg_url: str, redis_url: str, app_name: str) -> None:
+    """PostgreSQL broker, records elsewhere: the key is claimed before the records are written; when that write
+    fails the caller retries, and the retry must not be skipped as a duplicate of a task that never existed."""
+    from qtasks_fast.exceptions import BrokerUnavailable
+
+    bad = QueueTasks(app_name, broker_url=pg_url, storage_url="redis://127.0.0.1:1/0")
+    good = QueueTasks(app_name, broker_url=pg_url, storage_url=redis_url)
+    try:
+        with pytest.raises(BrokerUnavailable):
+            bad.add_task("noop", 1, unique="order-42")
+        assert good.add_task("noop", 1, unique="order-42") is not None
+    finally:
+        bad.close()
+        good.close()
+
+
+def test_an_idle_worker_runs_no_statement_until_woken(pg_url: str, app_name: str, monkeypatch: Any) -> None:
+    """The issue: LISTEN/NOTIFY wake-ups, no polling while idle (an idle 2-process fleet ran ~33 transactions a
+    second: claims, due-time reads, cancel_requests re-read every 0.25 s). An idle worker runs none, yet a new
+    task, a delayed one coming due and a cancel of a running task all still reach it."""
+    import time
+
+    from qtasks_fast.backends.postgres.db import PgDb
+
+    app = QueueTasks(app_name, broker_url=pg_url)
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task
+    async def slow() -> None:
+        await asyncio.sleep(60)
+
+    statements = 0
+    pool = PgDb.pool
+
+    async def counted(self: PgDb, durable: bool = True) -> Any:
+        nonlocal statements
+        statements += 1  # every statement and transaction of the backend takes a pooled connection
+        return await pool(self, durable)
+
+    try:
+        with WorkerThread(app):
+            assert add.add_task(1, 2, timeout=10).returning == 3
+            time.sleep(0.5)  # the worker's last empty claim and its startup writes are done
+            monkeypatch.setattr(PgDb, "pool", counted)
+            time.sleep(2)
+            idle = statements
+            monkeypatch.setattr(PgDb, "pool", pool)
+            assert add.add_task(2, 3, timeout=10).returning == 5
+            assert add.add_task(3, 4, countdown=1, timeout=10).returning == 7
+            running = slow.add_task()
+            deadline = time.monotonic() + 10
+            while (t := app.get(running.uuid)) is None or t.status != "process":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert app.cancel(running.uuid) == "running"
+            assert app.wait(running.uuid, 10).status == "cancel"
+        assert idle == 0
+    finally:
+        app.close()
+
+
+def test_synchronous_commit_on_in_the_url_makes_claims_and_settles_durable(pg_url: str) -> None:
+    """Claims and settles skip the WAL flush by default (a crash may re-run a finished task, docs/postgres.md);
+    ``?synchronous_commit=on`` is the documented way to close that window."""
+    from qtasks_fast.backends.postgres.db import PgDb
+
+    async def worker_setting(url: str) -> str:
+        db = PgDb(url)
+        try:
+            async with db.tx(durable=False) as conn:
+                return str(await conn.fetchval("SHOW synchronous_commit"))
+        finally:
+            await db.close()
+
+    assert asyncio.run(worker_setting(pg_url)) == "off"
+    assert asyncio.run(worker_setting(pg_url + "&synchronous_commit=on")) == "on"

@@ -13,9 +13,12 @@ by itself when the next delayed message is due or the next foreign lease runs ou
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import asyncpg
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.abc.broker import Delivery, Outcome
@@ -36,18 +39,25 @@ from qtasks_fast.abc.capabilities import (
 from qtasks_fast.backends._local import has_unique
 from qtasks_fast.backends.postgres.audit import PgAudit
 from qtasks_fast.backends.postgres.control import PgControl
-from qtasks_fast.backends.postgres.db import PgDb, at_boundary, now_ms, wait_event, watching
+from qtasks_fast.backends.postgres.db import Listener, PgDb, at_boundary, listen, now_ms, wait_set
 from qtasks_fast.backends.postgres.migrations import Migrating
-from qtasks_fast.backends.postgres.records import FEED, claim_unique, enqueue_rows, finish_records, release_unique
+from qtasks_fast.backends.postgres.records import (
+    FEED,
+    claim_unique,
+    enqueue_rows,
+    finish_records,
+    pg_text,
+    release_unique,
+    unclaim_unique,
+)
 from qtasks_fast.schemas import Envelope, releases_unique
+from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from qtasks_fast.abc.storage import Storage
 
 _FAR = 1 << 62
-#: the longest an idle fetch sleeps without re-reading (a lost NOTIFY, e.g. across a reconnect, costs this)
+#: the longest an idle fetch that cannot LISTEN sleeps without claiming
 IDLE_RECHECK = 5.0
 #: ms between two looks for redeliveries (others' expired leases, ready last attempts) by a busy worker; a
 #: takeover, a recovery or a last attempt this worker passed over look at once
@@ -68,6 +78,10 @@ _TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, d
 FAST = _TAKE.format(c="c AS (SELECT id FROM messages WHERE app = $1 AND queue = $3 AND consumer IS NULL"
                       " AND deliveries < $8 ORDER BY prio, id LIMIT $9 FOR UPDATE SKIP LOCKED)")
 TAKE = _TAKE.format(c="c AS (SELECT unnest($3::bigint[]) AS id)")
+#: where a caller's connection points: its search path (put back after), database, server and our schema's state
+_WHERE = ("SELECT current_setting('search_path') AS path, current_database() AS db,"
+          " (SELECT system_identifier FROM pg_control_system()) AS sid,"
+          " to_regclass(quote_ident($1) || '.schema_migrations') IS NOT NULL AS migrated")
 #: redeliveries: this slot's own messages (takeover), others' expired leases, ready ones due a last delivery
 SLOW = ("SELECT id, prio, uuid, body, deliveries FROM messages WHERE app = $1 AND queue = $2"
         " AND ((consumer = $4 AND id = ANY($5::bigint[]))"
@@ -90,9 +104,19 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         self._inherited: set[int] = set()
         #: after a failed fetch: the deliveries the worker still holds (the others of this consumer are taken back)
         self._recover: set[int] | None = None
+        #: the deliveries the worker held at its last failed fetch, until settled: a claim forgotten by a server
+        #: crash (``synchronous_commit = off``) hands them out again, and the worker must not run them twice
+        self._held: set[int] = set()
         #: when (ms) the claim next looks for redeliveries (see :data:`SLOW_EVERY_MS`)
         self._slow_at = 0
         self._closed = False
+        #: the idle fetch's LISTEN registration, kept across fetches (see :meth:`fetch`)
+        self._woken = asyncio.Event()
+        self._lst: Listener | None = None
+        self._stops: list[Callable[[], None]] = []
+        #: ms before which, with no NOTIFY, a claim would find nothing (0: claim on the next fetch)
+        self._idle_until = 0
+        self._wakers: set[asyncio.Event] = set()
 
     def fused(self, storage: Storage | None) -> bool:
         from qtasks_fast.backends.postgres.storage import PgStorage
@@ -110,10 +134,24 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                 skipped = await claim_unique(conn, self.app_name, envelopes, now_ms(), self.unique_ttl)
             envelopes = [e for e in envelopes if e.uuid not in skipped]
         if envelopes:
-            await storage.create(envelopes, wait)  # records before any worker can fetch the message
-            async with self.db.tx() as conn:
-                await self.insert(conn, envelopes, wait, False, unique=False)
+            try:
+                await storage.create(envelopes, wait)  # records before any worker can fetch the message
+                async with self.db.tx() as conn:
+                    await self.insert(conn, envelopes, wait, False, unique=False)
+            except BaseException:
+                # the keys were claimed in a transaction of their own: give them back, or a retry of this very
+                # call would be skipped as a duplicate of a task that never existed (for the key's whole ttl)
+                if has_unique(envelopes):
+                    await self._release_claimed(envelopes)
+                raise
         return skipped
+
+    async def _release_claimed(self, envelopes: Sequence[Envelope]) -> None:
+        try:
+            async with self.db.tx() as conn:
+                await unclaim_unique(conn, self.app_name, envelopes)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):  # the database is gone too: the ttl ends it
+            pass
 
     async def insert(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope], wait: bool, rec: bool,
                      unique: bool = True) -> dict[str, str]:
@@ -143,11 +181,17 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
             raise ValueError("add_task(connection=...) takes an asyncpg connection inside an open transaction "
                              "(async with conn.transaction(): ...)")
         if not self.fused(storage):
-            raise ValueError(f"a transactional enqueue needs the records in the same database: the app's storage "
-                             f"is {storage!r}, not this PostgreSQL backend's")
-        await self.db.pool()  # the schema exists and is migrated (once per process)
-        old = await connection.fetchval("SELECT current_setting('search_path')")
-        await connection.execute("SELECT set_config('search_path', $1, true)", f'"{self.db.schema}"')
+            raise ValueError(f"a transactional enqueue needs the records in the broker's own schema (same URL, same "
+                             f"?schema=, same app name): the app's storage is {storage!r}")
+        here = await self.db.identity()  # the schema exists and is migrated (once per process)
+        row = await connection.fetchrow(_WHERE, self.db.schema)
+        if (row["db"], row["sid"]) != here or not row["migrated"]:
+            raise ValueError(f"add_task(connection=...) needs a connection to this app's database "
+                             f"({redact(self.db.url)}, schema {self.db.schema!r}); this one is to database "
+                             f"{row['db']!r}{'' if row['sid'] == here[1] else ' of another server'}")
+        old = row["path"]
+        # the schema, then pg_temp: the caller's TEMP tables must never shadow ours (pg_temp is first otherwise)
+        await connection.execute("SELECT set_config('search_path', $1, true)", self.db.search_path)
         try:
             return await self.insert(connection, envelopes, wait, True)
         finally:
@@ -170,30 +214,50 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         await self.db.fetchval("SELECT 1")
 
     async def start(self, consumer: str, worker_id: str, queues: Sequence[str], storage: Storage) -> None:
-        self._consumer, self._worker_id, self._queues, self._storage = consumer, worker_id, list(queues), storage
+        self._consumer, self._worker_id = pg_text(consumer), pg_text(worker_id)
+        self._queues, self._storage = list(queues), storage
         self._closed = False
+        self._woken, self._lst, self._stops, self._idle_until = asyncio.Event(), None, [], 0
         rows = await self.db.fetch("SELECT id FROM messages WHERE app = $1 AND consumer = $2", self.app_name, consumer)
         self._inherited = {r["id"] for r in rows}
         self._slow_at = 0
 
     async def fetch(self, count: int, block: float) -> list[tuple[str, list[Any]]]:
-        out = await self._claim_saving(count)
+        """Claim, or wait on LISTEN. An idle worker runs no transaction until a NOTIFY of its queues (an enqueue, a
+        release, a delayed message added), the next due time it read after its last empty claim (a delayed
+        message, a foreign lease ending; at the latest one lease from then), or a lost listener (re-listened
+        before the tables are read again)."""
         deadline = time.monotonic() + block
-        if out or block <= 0:
-            return out
-        async with watching(self.db, [f"q:{self.app_name}:{q}" for q in self._queues]) as woken:
-            while True:
-                out = await self._claim_saving(count)  # again, now that a wake-up cannot be missed
-                left = deadline - time.monotonic()
-                if out or left <= 0:
+        while True:
+            if self._lst is None or self._lst.broken:
+                for stop in self._stops:
+                    stop()
+                self._lst, self._stops = await listen(self.db, [f"q:{self.app_name}:{q}" for q in self._queues],
+                                                      self._woken)
+                self._idle_until = 0
+            if (block <= 0 or self._woken.is_set() or now_ms() >= self._idle_until or self._inherited
+                    or self._recover is not None):
+                self._woken.clear()  # before the read: a NOTIFY from now on is not lost
+                out = await self._claim_saving(count)
+                if out:
+                    self._idle_until = 0
                     return out
-                due = await self._next_due()
-                await wait_event(woken, min(left, IDLE_RECHECK, max(due - now_ms(), 1) / 1000))
+                # no later than one lease from now: a foreign lease shortened since it was read (a consumer with a
+                # shorter lease_seconds) or a NOTIFY lost some other way costs at most that, and an idle worker
+                # runs two statements per lease period (one per 30 s by default), not a poll per fetch
+                recheck = int((self.lease_seconds if self._lst is not None else IDLE_RECHECK) * 1000)
+                self._idle_until = min(max(await self._next_due(), self._slow_at) if self._lst is not None else _FAR,
+                                       now_ms() + recheck)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            await wait_set(self._woken, min(left, max(self._idle_until - now_ms(), 1) / 1000))
 
     def recover(self, held: Iterable[Delivery]) -> None:
         """A fetch failed (the connection died): its claim may have committed with the reply lost. The next fetch
         takes back this consumer's messages the worker does not hold, at once (not after their lease)."""
         self._recover = {d.msg_id for d in held}
+        self._held = set(self._recover)
 
     async def _claim_saving(self, count: int) -> list[tuple[str, list[Any]]]:
         if self._recover is not None:
@@ -257,18 +321,21 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                         left, lone = 0, True
                     taken.append(msg_id)
                     left -= 1
-                if passed:
+                if passed:  # free again: an idle worker of the fleet may take it
                     await conn.execute("UPDATE messages SET consumer = NULL, lease_until = NULL"
                                        " WHERE id = ANY($1::bigint[])", passed)
+                    await conn.execute("SELECT pg_notify($1, 'q:' || $2 || ':' || $3)", self.db.channel, app, q)
                 if taken:
                     for r in await conn.fetch(TAKE, app, now, taken, self._consumer, lease_until, self._worker_id,
                                               rec):
-                        flat += (r["prio"], r["id"], r["body"], r["deliveries"])
+                        if r["id"] not in self._held:
+                            flat += (r["prio"], r["id"], r["body"], r["deliveries"])
                 if left > 0 and not lone:
                     rows = await conn.fetch(FAST, app, now, q, self._consumer, lease_until, self._worker_id, rec,
                                             risky, left)
                     for r in rows:
-                        flat += (r["prio"], r["id"], r["body"], r["deliveries"])
+                        if r["id"] not in self._held:  # already running here: leased to us again, not run twice
+                            flat += (r["prio"], r["id"], r["body"], r["deliveries"])
                     left -= len(rows)
                 if flat:
                     out.append((q, flat))
@@ -278,6 +345,8 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         rec = await self.settle_unfused(outcomes, storage, retries)
         now = now_ms()
         ids = [o[0].msg_id for o in outcomes]
+        if self._held:
+            self._held.difference_update(ids)
         async with self.db.tx(durable=False) as conn:
             if rec:
                 if retries:
@@ -296,8 +365,15 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         rows = await self.db.fetch("UPDATE messages SET lease_until = $1 WHERE id = ANY($2::bigint[]) AND consumer = $3"
                                    " RETURNING id", until, [d.msg_id for d in deliveries], self._consumer)
         held = {r["id"] for r in rows}
+        if self._held:
+            self._held &= {d.msg_id for d in deliveries}
         return [d for d in deliveries if d.msg_id in held]
 
     async def close(self) -> None:
         """Ends this consumer's :meth:`cancel_requests`; the shared pool stays for the others of the process."""
         self._closed = True
+        for stop in self._stops:
+            stop()
+        self._lst, self._stops = None, []
+        for event in self._wakers:  # ends cancel_requests(), which waits on NOTIFY alone
+            event.set()

@@ -8,14 +8,15 @@ kept in step through the Storage API, as the SQLite backend does.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome
 from qtasks_fast.backends._local import body_outcome, decoded, task_name_of, text
-from qtasks_fast.backends.postgres.db import now_ms, wait_event, watching
+from qtasks_fast.backends.postgres.db import listen, now_ms, wait_set
 from qtasks_fast.backends.postgres.fleet import PgFleet
-from qtasks_fast.backends.postgres.records import cancel_records, changed, notify_done, release_unique
+from qtasks_fast.backends.postgres.records import cancel_records, changed, notify_done, pg_text, release_unique
 
 if TYPE_CHECKING:
     import asyncpg
@@ -23,14 +24,18 @@ if TYPE_CHECKING:
     from qtasks_fast.abc.storage import Storage
 
 PURGED = "purged"
-#: the longest a cancel listener goes without re-reading ``cancel_requests`` (NOTIFY wakes it at once)
+#: the longest a cancel listener that cannot LISTEN goes without re-reading ``cancel_requests``
 CANCEL_RECHECK = 2.0
+#: a wait bounded by nothing but a NOTIFY, a lost listener or ``close()``
+_FOREVER = 1e9
 
 
 class PgControl(PgFleet):
     """The rare worker paths and the task-control methods of :class:`~qtasks_fast.backends.postgres.broker.PgBroker`."""
 
     _closed: bool
+    #: the events of running :meth:`cancel_requests`, set by ``close()`` to end them
+    _wakers: set[asyncio.Event]
 
     # ------------------------------------------------------- rare worker paths
     async def _to_dead(self, conn: asyncpg.Connection, queue: str, msg_id: int, prio: int, uuid: str, body: bytes,
@@ -116,7 +121,7 @@ class PgControl(PgFleet):
                 " AND uuid = $3 ORDER BY consumer IS NULL, id LIMIT 1 FOR UPDATE", app, queue, uuid)
             if row is not None and row["consumer"] is not None:
                 await conn.execute("INSERT INTO cancel_requests (app, uuid, msg_id, reason, at) VALUES ($1, $2, $3, $4,"
-                                   " $5)", app, uuid, row["id"], reason, now)
+                                   " $5)", app, uuid, row["id"], pg_text(reason), now)
                 await conn.execute("SELECT pg_notify($1, 'c:' || $2)", self.db.channel, app)
                 if row["lease_until"] is not None and row["lease_until"] >= now:
                     return "running"  # its worker hears of it through cancel_requests()
@@ -143,10 +148,14 @@ class PgControl(PgFleet):
         return "finished" if task is not None and task.finished else "unknown"
 
     async def cancel_requests(self) -> AsyncIterator[tuple[str, str]]:
-        """Cancels of running tasks: woken by NOTIFY ``c:<app>``; requests still pending for a live message
-        are yielded first, so a worker that starts listening after it fetched does not miss one."""
+        """Cancels of running tasks, read on NOTIFY ``c:<app>`` only (an idle worker runs no transaction here);
+        requests still pending for a live message are yielded first, so a worker that starts listening after it
+        fetched does not miss one. A lost listener wakes it: it listens again, then reads what it missed."""
         app = self.app_name
-        async with watching(self.db, ["c:" + app]) as woken:
+        woken = asyncio.Event()
+        self._wakers.add(woken)
+        lst, stops = await listen(self.db, ["c:" + app], woken)
+        try:
             last = await self.db.fetchval("SELECT coalesce(max(id), 0) FROM cancel_requests")
             rows = await self.db.fetch("SELECT c.id, c.uuid, c.reason FROM cancel_requests c WHERE c.app = $1"
                                        " AND c.id <= $2 AND EXISTS (SELECT 1 FROM messages m WHERE m.id = c.msg_id)"
@@ -154,11 +163,22 @@ class PgControl(PgFleet):
             while not self._closed:
                 for r in rows:
                     yield r["uuid"], r["reason"]
-                await wait_event(woken, 0.25)  # short: a closed broker ends this within a quarter second
+                await wait_set(woken, CANCEL_RECHECK if lst is None else _FOREVER)
+                woken.clear()
+                if self._closed:
+                    break
+                if lst is None or lst.broken:  # listen again before reading: nothing is missed in between
+                    for stop in stops:
+                        stop()
+                    lst, stops = await listen(self.db, ["c:" + app], woken)
                 rows = await self.db.fetch("SELECT id, uuid, reason FROM cancel_requests WHERE app = $1 AND id > $2"
                                            " ORDER BY id", app, last)
                 if rows:
                     last = rows[-1]["id"]
+        finally:
+            for stop in stops:
+                stop()
+            self._wakers.discard(woken)
 
     # ------------------------------------------------------------ dead letters
     async def dead_letters(self, queue: str, count: int = 100) -> list[DeadLetter]:

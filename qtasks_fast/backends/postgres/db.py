@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from qtasks_fast.backends._boundary import boundary
-from qtasks_fast.exceptions import BrokerError, BrokerFull, BrokerRefused, BrokerUnavailable
+from qtasks_fast.exceptions import BrokerError, BrokerFull, BrokerRefused, BrokerUnavailable, ConfigError
 from qtasks_fast.log import get_logger
 from qtasks_fast.url import redact
 
@@ -44,14 +44,40 @@ _REFUSED_STATES = frozenset({"28000", "28P01", "42501", "3D000"})
 _abandoned: list[object] = []
 
 
+#: the URL's query parameters: ours (schema), asyncpg's own, and the server settings users give there
+#: (``synchronous_commit=on`` makes the worker's claims and settles durable too, see :meth:`PgDb.tx`)
+_QUERY_KEYS = frozenset({"schema", "host", "port", "dbname", "database", "user", "password", "passfile", "sslmode",
+                         "sslcert", "sslkey", "sslrootcert", "sslnegotiation", "sslcrl", "sslpassword",
+                         "ssl_min_protocol_version", "ssl_max_protocol_version", "target_session_attrs",
+                         "krbsrvname", "gsslib", "service", "application_name",
+                         "synchronous_commit"})
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 def split_url(url: str) -> tuple[str, str]:
-    """``(dsn for asyncpg, schema)``: the ``schema`` query parameter is ours, not a server setting."""
+    """``(dsn for asyncpg, schema)``: the ``schema`` query parameter is ours, not a server setting.
+
+    The URL is checked here, at start, so a typo is one :class:`ConfigError` line, not a raw server error per
+    call (asyncpg sends an unknown parameter to the server as a setting) nor a "retry later" for ever."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"the port of the PostgreSQL URL {redact(url)} is not a number; fix the URL") from None
+    for k, v in query:
+        if k not in _QUERY_KEYS:
+            raise ConfigError(f"unknown query parameter {k!r} in the PostgreSQL URL {redact(url)}; use "
+                              f"{', '.join(sorted(_QUERY_KEYS))}") from None
+        if k == "sslmode" and v not in _SSLMODES:
+            raise ConfigError(f"sslmode={v!r} in the PostgreSQL URL {redact(url)} is not one of "
+                              f"{', '.join(_SSLMODES)}") from None
+        if k == "port" and not v.isdigit():
+            raise ConfigError(f"the port of the PostgreSQL URL {redact(url)} is not a number; fix the URL")
     schema = next((v for k, v in query if k == "schema"), "") or DEFAULT_SCHEMA
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
@@ -92,6 +118,12 @@ class PgDb:
         self.url = url
         self.dsn, self.schema = split_url(url)
         self.channel = CHANNEL_PREFIX + self.schema
+        #: every connection's search path: the schema (quoted: used as written), then pg_temp, so a TEMP table of a
+        #: caller's connection (a transactional enqueue) never shadows ours (pg_temp is searched first otherwise)
+        self.search_path = '"{}", pg_temp'.format(self.schema.replace('"', '""'))
+        self._identity: tuple[str, int] | None = None
+        #: ``?synchronous_commit=`` given: the worker's claims and settles keep it (not ``off``)
+        self._commit_set = any(k == "synchronous_commit" for k, _ in parse_qsl(urlsplit(url).query))
         self.pool_size = pool_size
         #: per (loop, durable): the worker's claims and settles use a pool of their own (see :meth:`tx`)
         self._pools: dict[tuple[int, bool], tuple[asyncio.AbstractEventLoop, asyncpg.Pool]] = {}
@@ -121,7 +153,7 @@ class PgDb:
 
     async def connect(self) -> asyncpg.Connection:
         """A plain connection (listener, migrations) with the schema on its search path."""
-        return await asyncpg.connect(self.dsn, server_settings={"search_path": f'"{self.schema}"'},
+        return await asyncpg.connect(self.dsn, server_settings={"search_path": self.search_path},
                                      timeout=10)
 
     async def pool(self, durable: bool = True) -> asyncpg.Pool:
@@ -143,7 +175,8 @@ class PgDb:
             finally:
                 await conn.close()
             self._migrated_pid = os.getpid()
-        settings = {"search_path": f'"{self.schema}"', **({} if durable else {"synchronous_commit": "off"})}
+        fast = not durable and not self._commit_set
+        settings = {"search_path": self.search_path, **({"synchronous_commit": "off"} if fast else {})}
         pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
                                          server_settings=settings)
         assert pool is not None
@@ -158,10 +191,20 @@ class PgDb:
         (``synchronous_commit = off``, set once per connection of a pool of its own): a server crash may then
         forget the last fraction of a second of claims and settles, which only hands those messages out again
         (at-least-once holds: the worker takes back what it held when its next fetch fails, see
-        ``PgBroker.recover``); an enqueue is always durable."""
+        ``PgBroker.recover``); an enqueue is always durable. ``?synchronous_commit=on`` in the URL keeps every
+        commit durable, for a price in claim and settle latency."""
         pool = await self.pool(durable)
         async with pool.acquire() as conn, conn.transaction():
             yield conn
+
+    async def identity(self) -> tuple[str, int]:
+        """``(database, server's system identifier)`` of this URL (read once per process): a caller's connection
+        must point to the same for a transactional enqueue."""
+        if self._identity is None:
+            row = await (await self.pool()).fetchrow(
+                "SELECT current_database() AS db, (SELECT system_identifier FROM pg_control_system()) AS sid")
+            self._identity = (row["db"], row["sid"])
+        return self._identity
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await (await self.pool()).fetch(sql, *args)
@@ -298,6 +341,27 @@ async def watching(db: PgDb, payloads: list[str]) -> AsyncIterator[asyncio.Event
     finally:
         for stop in stops:
             stop()
+
+
+async def listen(db: PgDb, payloads: list[str],
+                 event: asyncio.Event) -> tuple[Listener | None, list[Callable[[], None]]]:
+    """Set ``event`` on each of ``payloads`` for as long as the caller keeps it (unlike :func:`watching`, across
+    calls): ``(the listener, the functions that stop it)``, the listener None when it cannot connect. A lost
+    listener sets the event; the caller then listens again (a reconnect) before it re-reads the tables."""
+    try:
+        lst = await db.listener()
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return None, []
+    return lst, [lst.watch(p, event) for p in payloads]
+
+
+async def wait_set(event: asyncio.Event, timeout: float) -> None:
+    """Wait for ``event`` at most ``timeout`` seconds, leaving it set (the caller clears it when it re-reads)."""
+    if timeout > 0 and not event.is_set():
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:

@@ -5,8 +5,9 @@ commits, so a reader could pass id 11 (committed) while id 10 is still in flight
 also keeps ``tx``, the id of the transaction that wrote it (``pg_current_xact_id()``), and a reader returns only
 rows whose ``tx`` is below the oldest transaction still running (``pg_snapshot_xmin(pg_current_snapshot())``),
 in ``(tx, id)`` order: every transaction below that point has ended, so no row can appear later before a
-position already read. The price: a transaction left open on the server (by anyone) holds back the feed until
-it ends.
+position already read. The price: a write transaction left open on the server (by anyone, in any database:
+transaction ids are the server's, not the database's) holds back the feed until it ends. No narrower horizon is
+exact: a transaction may take its id long before it writes here (docs/postgres.md says what users see).
 
 An event's id is ``"<tx>.<row id>.<index in the row>"``; "after" it = the rest of that row, then every row
 after ``(tx, row id)``. The worker's upkeep keeps the last :data:`~qtasks_fast.querylib.EVENTS_KEPT` events

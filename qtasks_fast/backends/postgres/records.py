@@ -38,7 +38,7 @@ r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, create
 m AS (INSERT INTO messages (app, queue, prio, uuid, body) SELECT $1, q, p, u, b FROM t
       WHERE $14 AND due <= $2 ORDER BY o),
 d AS (INSERT INTO delayed (app, queue, prio, uuid, body, due) SELECT $1, q, p, u, b, due FROM t WHERE $14 AND due > $2)
-SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14 AND due <= $2) AS woken
+SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14) AS woken
 """
 
 FINISH = f"""
@@ -59,16 +59,34 @@ SELECT pg_notify($16, 'd:' || uuid) FROM r WHERE awaited
 """
 
 
+def pg_text(value: str) -> str:
+    """``value`` as PostgreSQL ``text`` can hold it: NUL written ``\\x00`` and code points UTF-8 cannot encode (lone
+    surrogates) backslash-escaped, so a task's odd error text, log line or name is stored, never refused (a
+    refused settle would stop the worker and re-run every other task of its batch). ``docs/postgres.md`` says so."""
+    if value.isascii():
+        return value.replace("\x00", "\\x00") if "\x00" in value else value
+    value = value.replace("\x00", "\\x00")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
+def _opt(value: str | None) -> str | None:
+    return None if value is None else pg_text(value)
+
+
 def envelope_rows(envelopes: Sequence[Envelope], blobs: Sequence[bytes], now: int, top: int) -> list[Any]:
     """The array parameters ($3..$10) of :data:`ENQUEUE` for a batch."""
     cols: list[list[Any]] = [[], [], [], [], [], [], [], []]
     for e, b in zip(envelopes, blobs, strict=True):
         cols[0].append(e.uuid)
-        cols[1].append(e.queue)
-        cols[2].append(e.task_name)
+        cols[1].append(pg_text(e.queue))
+        cols[2].append(pg_text(e.task_name))
         cols[3].append(b)
         cols[4].append(round(e.created_at * 1000) or now)
-        cols[5].append(e.meta.get(META_RESTART_OF) if e.meta else None)
+        cols[5].append(_opt(e.meta.get(META_RESTART_OF)) if e.meta else None)
         cols[6].append(min(max(e.priority, 0), top))  # out-of-range priorities are clamped, never unread
         cols[7].append(int(e.eta * 1000) if e.eta else 0)
     return cols
@@ -109,12 +127,13 @@ async def finish_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[
         env = d.envelope
         assert env is not None, "settled deliveries always carry their envelope"
         raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)
-        for col, value in zip(cols, (env.uuid, d.queue, env.task_name, status, raw,
-                                     round(env.created_at * 1000) or now, ret, tb or None, child or None,
-                                     d.deliveries or 1, env.meta.get(META_RESTART_OF) if env.meta else None),
+        for col, value in zip(cols, (env.uuid, pg_text(d.queue), pg_text(env.task_name), status, raw,
+                                     round(env.created_at * 1000) or now, ret, pg_text(tb) or None,
+                                     _opt(child) or None, d.deliveries or 1,
+                                     _opt(env.meta.get(META_RESTART_OF)) if env.meta else None),
                               strict=True):
             col.append(value)
-    await conn.execute(FINISH, app, now, *cols, worker_id or None, ttl_ms, channel, list(ack))
+    await conn.execute(FINISH, app, now, *cols, _opt(worker_id) or None, ttl_ms, channel, list(ack))
 
 
 async def changed(conn: asyncpg.Connection, app: str, now: int, sql: str, *args: Any) -> list[Any]:
@@ -130,7 +149,7 @@ async def cancel_records(conn: asyncpg.Connection, app: str, uuids: Sequence[str
                          " updated = $2, finished = $2, expires_at = $2::bigint + $4::bigint"
                          " WHERE app = $1 AND uuid = ANY($5::text[])"
                          " RETURNING queue, uuid, task_name, status, worker_id, awaited",
-                         reason, ttl_ms, [u for u in uuids if u])
+                         pg_text(reason), ttl_ms, [u for u in uuids if u])
     await notify_done(conn, channel, [r["uuid"] for r in rows if r["awaited"]])
 
 
@@ -149,7 +168,7 @@ async def claim_unique(conn: asyncpg.Connection, app: str, envelopes: Sequence[E
         spec = env.meta.get(META_UNIQUE) if env.meta else None
         if not spec:
             continue
-        key, ttl = f"u:{env.queue}:{spec[0]}", (spec[1] if len(spec) > 1 and spec[1] else default_ttl)
+        key, ttl = pg_text(f"u:{env.queue}:{spec[0]}"), (spec[1] if len(spec) > 1 and spec[1] else default_ttl)
         holder = await conn.fetchval(
             "INSERT INTO claims (app, key, holder, expires) VALUES ($1, $2, $3, $4) ON CONFLICT (app, key) DO UPDATE"
             " SET holder = excluded.holder, expires = excluded.expires WHERE claims.expires <= $5 RETURNING holder",
@@ -159,10 +178,20 @@ async def claim_unique(conn: asyncpg.Connection, app: str, envelopes: Sequence[E
     return skipped
 
 
+async def unclaim_unique(conn: asyncpg.Connection, app: str, envelopes: Sequence[Envelope]) -> None:
+    """Give back the keys :func:`claim_unique` took for ``envelopes`` (an enqueue that failed after claiming)."""
+    from qtasks_fast.schemas import META_UNIQUE
+
+    rows = [(app, pg_text(f"u:{env.queue}:{spec[0]}"), env.uuid) for env in envelopes
+            if env.meta and (spec := env.meta.get(META_UNIQUE))]
+    if rows:
+        await conn.executemany("DELETE FROM claims WHERE app = $1 AND key = $2 AND holder = $3", rows)
+
+
 async def release_unique(conn: asyncpg.Connection, app: str, envelopes: Iterable[Envelope | None]) -> None:
     """Give back the callers' unique keys of tasks that ended in error or cancel, each only while it still names
     its holder (a key claimed again since belongs to the new call)."""
-    rows = [(app, f"u:{env.queue}:{owner[0]}", owner[1]) for env in envelopes
+    rows = [(app, pg_text(f"u:{env.queue}:{owner[0]}"), owner[1]) for env in envelopes
             if env is not None and env.meta and (owner := unique_owner(env)) is not None]
     if rows:
         await conn.executemany("DELETE FROM claims WHERE app = $1 AND key = $2 AND holder = $3", rows)

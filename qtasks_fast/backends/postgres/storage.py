@@ -19,7 +19,7 @@ from qtasks_fast.abc.storage import Storage
 from qtasks_fast.backends.postgres.db import PgDb, at_boundary, now_ms, wait_event, watching
 from qtasks_fast.backends.postgres.migrations import Migrating
 from qtasks_fast.backends.postgres.query import STATUS, PgQueries
-from qtasks_fast.backends.postgres.records import changed, enqueue_rows, finish_records
+from qtasks_fast.backends.postgres.records import changed, enqueue_rows, finish_records, pg_text
 from qtasks_fast.schemas import Envelope, Task, TaskStatus, task_from_envelope, ts_to_dt
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class PgStorage(PgQueries, Migrating, Storage):
             expires = now_ms() + int(self.result_ttl * 1000)
             await self.db.execute("INSERT INTO logs (app, queue, uuid, line, expires_at) SELECT $1, $2, $3, l, $4"
                                   " FROM unnest($5::text[]) WITH ORDINALITY AS t(l, o) ORDER BY o",
-                                  self.app_name, queue, uuid, expires, list(lines))
+                                  self.app_name, pg_text(queue), uuid, expires, [pg_text(x) for x in lines])
 
     async def get_logs(self, uuid: str, queue: str) -> list[str]:
         rows = await self.db.fetch("SELECT line FROM logs WHERE app = $1 AND uuid = $2 AND queue = $3"
