@@ -460,3 +460,26 @@ def test_synchronous_commit_on_in_the_url_makes_claims_and_settles_durable(pg_ur
 
     assert asyncio.run(worker_setting(pg_url)) == "off"
     assert asyncio.run(worker_setting(pg_url + "&synchronous_commit=on")) == "on"
+
+
+def test_a_finished_event_loop_leaves_no_connection_open(pg_url: str, app_name: str) -> None:
+    """Each ``asyncio.run`` gets pools of its own (a pool cannot cross loops); once that loop has ended, its
+    connections are closed at the next use, not kept until the process exits (a test suite or a service calling
+    ``asyncio.run`` per request ran the server out of connections: "too many clients already")."""
+    import psutil
+
+    app = QueueTasks(app_name, broker_url=pg_url)
+
+    def open_to_server() -> int:
+        proc = psutil.Process()
+        conns = proc.net_connections("tcp") if hasattr(proc, "net_connections") else proc.connections("tcp")
+        return sum(1 for c in conns if c.raddr and c.raddr.port == 5432 and c.status == psutil.CONN_ESTABLISHED)
+
+    async def use() -> None:
+        await app.broker.workers()
+
+    asyncio.run(use())
+    first = open_to_server()
+    for _ in range(8):
+        asyncio.run(use())
+    assert open_to_server() <= first

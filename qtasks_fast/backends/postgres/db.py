@@ -181,6 +181,7 @@ class PgDb:
                                          server_settings=settings)
         assert pool is not None
         self._pools[(id(loop), durable)] = (loop, pool)
+        await _closed_with_loop(pool.terminate)
         return pool
 
     @asynccontextmanager
@@ -262,6 +263,28 @@ class PgDb:
             await lst.close()
 
 
+#: the finalizers of :func:`_closed_with_loop`, kept alive until their loop shuts them down
+_finalizers: set[Any] = set()
+
+
+async def _closed_with_loop(terminate: Callable[[], None]) -> None:
+    """Have ``terminate`` run when the running loop shuts down (``asyncio.run`` / ``uvloop.run`` end by finalizing
+    every async generator still open on the loop, while it still runs): a pool or listener made on a loop that a
+    caller then ends would otherwise keep its connections open until the process exits, and a process calling
+    ``asyncio.run`` per request (or a test suite) runs the server out of connections."""
+
+    async def finalizer() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            _finalizers.discard(gen)
+            terminate()
+
+    gen = finalizer()
+    _finalizers.add(gen)
+    await gen.__anext__()
+
+
 class Listener:
     """One ``LISTEN`` connection fanning notifications out to this loop's waiters by payload.
 
@@ -283,6 +306,7 @@ class Listener:
         async with self._lock:
             if self.conn is None and not self.broken:
                 conn = await self.db.connect()
+                await _closed_with_loop(self.terminate)
                 await conn.add_listener(self.db.channel, self._on_notify)
                 conn.add_termination_listener(self._on_lost)
                 self.conn = conn
