@@ -49,8 +49,6 @@ import contextvars
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.abc.broker import NotSupported
@@ -89,25 +87,35 @@ class _Buffer:
     """
 
     __slots__ = ("pending", "size", "count", "tail", "tail_size", "dropped", "max_lines", "max_bytes", "level",
-                 "loop", "store", "timer", "flushing", "closed")
+                 "loop", "owner", "ctx", "timer", "flushing", "started", "closed")
 
-    def __init__(self, max_lines: int, max_bytes: int, level: int, loop: asyncio.AbstractEventLoop | None,
-                 store: Callable[[list[str]], Awaitable[bool]] | None) -> None:
+    def __init__(self, owner: LogCapture, ctx: ExecContext, loop: asyncio.AbstractEventLoop | None) -> None:
+        # only what every run needs: the rest is set by the first line (``_start``), so a task that logs
+        # nothing pays for five attributes
+        self.level = owner.level
+        self.owner: LogCapture | None = owner  # None once a store failed: the rest waits for the end of the call
+        self.ctx, self.loop = ctx, loop  # no loop: lines wait for the end of the call
+        self.started = self.closed = False
+
+    def _start(self) -> None:
         self.pending: list[str] = []  # head lines not written yet
         self.size = self.count = 0  # of the head, written or pending
         self.tail: deque[str] | None = None  # set once the head is full: every later line goes here
         self.tail_size = self.dropped = 0
-        self.max_lines, self.max_bytes, self.level = max_lines, max_bytes, level
-        self.loop, self.store = loop, store  # no loop or store: lines wait for the end of the call
+        owner = self.owner
+        assert owner is not None  # set in __init__, cleared only by a write, after a first line
+        self.max_lines, self.max_bytes = owner.max_lines, owner.max_bytes
         self.timer: asyncio.TimerHandle | None = None
         self.flushing: asyncio.Task[None] | None = None
-        self.closed = False
+        self.started = True
 
     def add(self, line: str) -> None:
-        half = self.max_bytes // 2
-        if len(line) > half:
-            line = line[:half - 20] + " [...line cut]"
         with _LOCK:
+            if not self.started:
+                self._start()
+            half = self.max_bytes // 2
+            if len(line) > half:
+                line = line[:half - 20] + " [...line cut]"
             if self.tail is None and self.count < (self.max_lines + 1) // 2 and self.size + len(line) <= half:
                 self.pending.append(line)
                 self.count += 1
@@ -134,7 +142,7 @@ class _Buffer:
 
     def _kick(self, now: bool) -> None:
         """On the loop: write the pending lines now, or arm the timer that will (a running write goes on)."""
-        if self.closed or self.flushing is not None or self.loop is None or self.store is None:
+        if self.closed or self.flushing is not None or self.loop is None or self.owner is None:
             return
         if now:
             if self.timer is not None:
@@ -146,19 +154,19 @@ class _Buffer:
 
     async def _flush(self) -> None:
         try:
-            while self.store is not None:
+            while self.owner is not None:
                 with _LOCK:
                     batch, self.pending = self.pending, []
                 if not batch:
                     return
-                if not await self.store(batch):
-                    self.store = None  # the storage failed: the rest waits for the end of the call
+                if not await self.owner.store(self.ctx, batch):
+                    self.owner = None  # the storage failed: the rest waits for the end of the call
                     return
                 if len(self.pending) < BATCH_LINES:
                     return
         finally:
             self.flushing = None
-            if self.pending and self.store is not None:
+            if self.pending and self.owner is not None:
                 self._kick(False)  # lines came during the write: they wait at most one interval
 
     async def close(self) -> list[str]:
@@ -244,7 +252,7 @@ class LogCapture(Middleware):
     def before_execute(self, ctx: ExecContext) -> None:
         install()  # here, not at import: setup_logging of the worker process replaces qtasks_fast's handlers
         loop = None if self._unsupported else asyncio.get_running_loop()  # hooks run on the worker's loop
-        buf = _Buffer(self.max_lines, self.max_bytes, self.level, loop, partial(self._store, ctx))
+        buf = _Buffer(self, ctx, loop)
         ctx.data[DATA_KEY] = buf
         current.set(buf)  # the call runs in this context (a copy of it, for a thread task)
 
@@ -253,11 +261,14 @@ class LogCapture(Middleware):
         current.set(None)
         if buf is None:
             return
+        if not buf.started:  # logged nothing: nothing to wait for or to store
+            buf.closed = True
+            return
         rest = await buf.close()
         if rest:
-            await self._store(ctx, rest)
+            await self.store(ctx, rest)
 
-    async def _store(self, ctx: ExecContext, lines: list[str]) -> bool:
+    async def store(self, ctx: ExecContext, lines: list[str]) -> bool:
         """Append ``lines`` to the task's log; False (said once in the worker's log) when they could not be."""
         if self._unsupported:
             return False
