@@ -1,7 +1,7 @@
 """Live tail of a running task's log lines (issue 13): with LogCapture, what a task has logged is readable
 through ``app.get_logs`` and ``GET /api/v1/tasks/{uuid}/logs`` while its status is still ``process``, on every
-backend, for thread and async tasks; lines keep their order; writes come in batches, and a task that logs
-nothing writes nothing."""
+backend, for thread and async tasks; lines keep their order; writes come in batches, a task that logs
+nothing writes nothing, and a write that fails while the task runs loses no line."""
 
 from __future__ import annotations
 
@@ -95,3 +95,32 @@ def test_lines_are_written_in_batches_and_a_silent_task_writes_nothing(app_name:
     assert rec is not None and rec.status == "success"
     assert tail(app.get_logs(rec.uuid)) == [f"line {i}" for i in range(90)]
     assert sum(writes) == 90 and len(writes) <= 4, writes  # 50 at once, the rest with the run's end
+
+
+def test_a_failed_write_while_it_runs_keeps_its_lines_for_the_end_and_the_task_succeeds(app_name: str) -> None:
+    app = held_app(app_name, "memory://")
+    attempts: list[list[str]] = []
+    real = app.storage.append_logs
+
+    async def failing_once(uuid: str, queue: str, lines: Sequence[str]) -> Any:
+        attempts.append(list(lines))
+        if len(attempts) == 1:
+            raise ConnectionError("broker gone for a moment")
+        return await real(uuid, queue, lines)
+
+    app.storage.append_logs = failing_once  # type: ignore[method-assign]
+    GATE.clear()
+    try:
+        with WorkerThread(app):
+            task = app.add_task("held_thread")
+            assert task is not None
+            deadline = time.monotonic() + 15
+            while not attempts and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert tail(attempts[0]) == ["before the gate"]
+            GATE.set()
+            done = app.wait(task.uuid, 20)
+    finally:
+        GATE.set()
+    assert done is not None and done.status == "success"
+    assert tail(app.get_logs(task.uuid)) == ["before the gate", "after the gate"]

@@ -39,7 +39,8 @@ the other half and are stored when the call ends, after a line saying how many w
 (stored lines cannot be taken back, so a live tail cannot also keep only "the last N"). A line longer
 than half of ``max_bytes`` is cut. A storage without task logs (see ``Storage.append_logs``) is
 reported once and the lines are dropped; a failing store is reported in the worker's log, stops the
-live writes of that run (its lines wait for the end) and never changes the task's outcome.
+live writes of that run (its lines, the failed batch too, are tried again when the call ends) and never
+changes the task's outcome.
 """
 
 from __future__ import annotations
@@ -160,7 +161,9 @@ class _Buffer:
                 if not batch:
                     return
                 if not await self.owner.store(self.ctx, batch):
-                    self.owner = None  # the storage failed: the rest waits for the end of the call
+                    self.owner = None  # the storage failed: these lines and the rest wait for the end of the call
+                    with _LOCK:
+                        self.pending[:0] = batch
                     return
                 if len(self.pending) < BATCH_LINES:
                     return
