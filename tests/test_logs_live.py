@@ -69,6 +69,7 @@ async def test_a_running_task_s_lines_are_readable_while_it_runs(url: str, app_n
                 assert tail(app.get_logs(uid)) == ["before the gate", "after the gate"]
     finally:
         GATE.set()
+        app.close()  # the shared PostgreSQL has few connections to spare
 
 
 def test_lines_are_written_in_batches_and_a_silent_task_writes_nothing(app_name: str) -> None:
