@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,8 @@ from qtasks_fast.testing.web import WebServer
 from qtasks_fast.web import create_app
 
 CHROMIUM = "/usr/bin/chromium"
+#: holds the task ``held`` while the test looks at its page
+GATE = threading.Event()
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +46,12 @@ def app(redis_url: str, app_name: str) -> QueueTasks:
     app = build(app_name, redis_url)
 
     @app.task
-    async def chatty(lines: int) -> int:
-        """Logs a line every 0.3 s: its page follows the lines while it runs."""
-        for n in range(lines):
-            logging.getLogger("web_app").warning("line %d of %d", n + 1, lines)
-            await asyncio.sleep(0.3)
-        return lines
+    async def held() -> str:
+        """Logs a line, waits for the test to open the gate, logs another: its page follows them live."""
+        logging.getLogger("web_app").warning("before the gate")
+        await asyncio.to_thread(GATE.wait, 30)
+        logging.getLogger("web_app").warning("after the gate")
+        return "done"
 
     return app
 
@@ -118,13 +121,19 @@ def test_filter_by_status_and_name_and_open_a_task_with_its_logs(app: QueueTasks
 
 
 def test_a_running_task_s_logs_and_status_follow_live(app: QueueTasks, page: Page) -> None:
-    with WorkerThread(app, queues=["default"]):
-        task = app.add_task("chatty", 6)
-        assert task is not None
-        page.goto(f"/tasks/{task.uuid}")
-        expect(page.locator("#task-logs")).to_contain_text("line 2 of 6", timeout=10_000)
-        expect(page.locator("#task-status")).to_have_text("success", timeout=10_000)
-        expect(page.locator("#task-logs")).to_contain_text("line 6 of 6")
+    GATE.clear()
+    try:
+        with WorkerThread(app, queues=["default"]):
+            task = app.add_task("held")
+            assert task is not None
+            page.goto(f"/tasks/{task.uuid}")
+            expect(page.locator("#task-logs")).to_contain_text("before the gate", timeout=10_000)
+            expect(page.locator("#task-status")).to_have_text("process")  # the line came while it runs
+            GATE.set()
+            expect(page.locator("#task-status")).to_have_text("success", timeout=10_000)
+            expect(page.locator("#task-logs")).to_contain_text("after the gate")
+    finally:
+        GATE.set()
 
 
 def test_cancel_a_queued_task_and_restart_a_failed_one(app: QueueTasks, page: Page) -> None:
