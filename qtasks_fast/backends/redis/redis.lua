@@ -154,7 +154,9 @@
 --           re-checks the whole with Python's case rules), fmin/fmax = finished ms bounds [fmin, fmax) ('' =
 --           any). Examines at most <budget> candidates. Returns {rows, more}: rows = {uuid score kind data...}* with kind 'R'
 --           (data = the record), 'N' (data = envelope: queued) or 'P' (data = envelope, consumer, since ms:
---           running); more = '' when nothing older can match, else the score and uuid to go on from
+--           running); more = '' when nothing older can match, 'limit' when <limit> rows were found, else (the budget ran
+--           out) {score uuid searched total}: go on after that score and uuid; searched = the window's candidates
+--           from it up (earlier pages too), total = all the window's candidates
 --   count   group nprios name cmin cmax now ttl  ({new process success error cancel} counts of the tasks named
 --                                        <name> ('' = any) created in [cmin, cmax]: ZCOUNTs once expired
 --                                        entries are trimmed, 'process' from the PEL, the unfinished by a walk
@@ -1217,7 +1219,17 @@ elseif op == 'list' then
       end
     end
     if not best then return {rows, ''} end
-    if examined >= budget then return {rows, {ls, lm}} end  -- go on after the last one examined
+    if examined >= budget then  -- go on after the last one examined; with how far that is into the window
+      local searched, total = 0, 0
+      for _, it in ipairs(its) do
+        searched = searched + redis.call('ZCOUNT', it.key, '(' .. ls, cmax)
+        for _, u in ipairs(redis.call('ZRANGE', it.key, ls, ls, 'BYSCORE')) do  -- ties: those examined
+          if u >= lm then searched = searched + 1 end
+        end
+        total = total + redis.call('ZCOUNT', it.key, cmin, cmax)
+      end
+      return {rows, {ls, lm, searched, total}}
+    end
     examined, ls, lm = examined + 1, bs, bm
     best.pos = best.pos + 2
     local r = redis.call('GET', record(bm))
