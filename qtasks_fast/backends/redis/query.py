@@ -57,12 +57,12 @@ if TYPE_CHECKING:
     from qtasks_fast.schemas import Task
 
 #: candidates one Lua 'list' call examines at most: bounds how long a filter no index narrows holds Redis
-#: (a Lua script blocks every other client; ~250 records take a few milliseconds)
-CALL_BUDGET = 250
+#: (a Lua script blocks every other client; 100 records take a millisecond or two)
+CALL_BUDGET = 100
 #: candidates one list or count request examines at most (all its queues together), and its time budget:
 #: past either, the answer is partial (TaskPage.partial) with a cursor that goes on searching
 SCAN_BUDGET = 10_000
-SCAN_SECONDS = 0.2
+SCAN_SECONDS = 0.1
 #: retry chain steps followed each way at most (a chain is as long as its task's retries)
 CHAIN_MAX = 100
 
