@@ -43,6 +43,8 @@ TARGET_MS = 50.0
 #: a filter no index narrows: p95 of a request (bounded search, partial answer), and the PING p99 another
 #: client of Redis sees meanwhile
 UNINDEXED_MS, PING_MS = 150.0, 10.0
+#: a Lua call that held Redis this long (µs) is counted (SLOWLOG of the private server)
+SLOW_US = 5000
 SPREAD = 20 * 3600.0
 CHUNK = 1000
 TRACEBACK = "Traceback (most recent call last):\n  File \"job.py\", line 12, in run\nValueError: bad input {}"
@@ -94,8 +96,10 @@ def _pct(times: list[float], p: float) -> float:
     return round(times[min(len(times) - 1, int(len(times) * p))], 2)
 
 
-def _ping(url: str, stop: Any, out: Any) -> None:
+def _ping(url: str, ready: Any, stop: Any, out: Any) -> None:
     client = redis.Redis.from_url(url)
+    client.ping()
+    ready.set()
     times = []
     while not stop.is_set():
         t = time.perf_counter()
@@ -112,19 +116,35 @@ class Pinger:
 
     def __init__(self, url: str) -> None:
         mp = multiprocessing.get_context("spawn")
-        self._stop, self._out = mp.Event(), mp.Queue()
-        self._proc = mp.Process(target=_ping, args=(url, self._stop, self._out), daemon=True)
+        self._ready, self._stop, self._out = mp.Event(), mp.Event(), mp.Queue()
+        self._proc = mp.Process(target=_ping, args=(url, self._ready, self._stop, self._out), daemon=True)
+        self._client = redis.Redis.from_url(url)
         self.times: list[float] = []
+        self.lua_us = 0.0
+        self.slow_lua = 0
+
+    def _lua(self) -> tuple[int, int]:
+        stats: Any = self._client.info("commandstats").get("cmdstat_evalsha", {})
+        return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
     def __enter__(self) -> Pinger:
         self._proc.start()
-        time.sleep(0.5)  # the process is up and PINGing before the case starts
+        if not self._ready.wait(60):  # the process is up and PINGing before the case starts
+            raise RuntimeError("query bench: the PING process did not start within 60 s")
+        self._before = self._lua()
+        self._client.config_set("slowlog-log-slower-than", SLOW_US)  # a private server: ours to configure
+        self._client.slowlog_reset()
         return self
 
     def __exit__(self, *_: object) -> None:
+        calls, usec = (a - b for a, b in zip(self._lua(), self._before, strict=True))
+        self.lua_us = round(usec / calls, 1) if calls else 0.0
+        slow: Any = self._client.slowlog_get(10_000)
+        self.slow_lua = sum(1 for e in slow if e["command"].upper().startswith(b"EVALSHA"))
         self._stop.set()
         self.times = self._out.get(timeout=30)
         self._proc.join()
+        self._client.close()
 
     def p99(self) -> float:
         return _pct(sorted(self.times), 0.99) if self.times else 0.0
@@ -193,7 +213,9 @@ async def measure(ctx: Ctx, url: str, app: str, samples: int, rnd: random.Random
             with Pinger(url) as ping:
                 stats = await timed(samples, call)
             row: dict[str, Any] = {"case": label, "samples": samples, **{f"{k} ms": v for k, v in stats.items()},
-                                   "Redis PING p99 ms (other client)": ping.p99()}
+                                   "Redis PING p99 ms (other client)": ping.p99(),
+                                   "Lua µs per call (Redis time, mean)": ping.lua_us,
+                                   f"Lua calls over {SLOW_US // 1000} ms": ping.slow_lua}
             if (label, call) in unindexed:
                 row.update(target=f"< {UNINDEXED_MS:.0f} ms p95, PING p99 < {PING_MS:.0f} ms",
                            verdict="PASS" if stats["p95"] < UNINDEXED_MS and ping.p99() < PING_MS else "MISS")

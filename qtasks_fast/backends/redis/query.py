@@ -56,9 +56,9 @@ if TYPE_CHECKING:
     from qtasks_fast.backends.redis.script import Script
     from qtasks_fast.schemas import Task
 
-#: candidates one Lua 'list' call examines at most: bounds how long a filter no index narrows holds Redis
-#: (a Lua script blocks every other client; 100 records take a millisecond or two)
-CALL_BUDGET = 100
+#: candidates one Lua 'list' call examines at most; it also stops after 1 ms of Redis time (LIST_US in
+#: redis.lua): a Lua script blocks every other client, so a filter no index narrows must hold Redis briefly
+CALL_BUDGET = 500
 #: candidates one list or count request examines at most (all its queues together), and its time budget:
 #: past either, the answer is partial (TaskPage.partial) with a cursor that goes on searching
 SCAN_BUDGET = 10_000
@@ -142,7 +142,7 @@ class _Budget:
         return max(1, min(CALL_BUDGET, self.share - self.spent.get(queue, 0)))
 
     def spend(self, queue: str, n: int, searched: int, total: int) -> bool:
-        """Count ``n`` candidates examined (a call that ran out of its step); True when the request is out of
+        """Count ``n`` candidates examined (a call that ran out of its step or its time); True when the request is out of
         budget. ``searched``/``total``: the queue's window, as Lua reports them."""
         self.spent[queue] = self.spent.get(queue, 0) + n
         out = self.spent[queue] >= self.share or time.monotonic() >= self.deadline
@@ -216,7 +216,7 @@ class RedisQueries(TaskQueries):
                           budget: _Budget) -> tuple[list[tuple[float, str, TaskSummary]], tuple[float, str] | None]:
         """Up to ``want`` matches of one queue strictly after ``after``, newest first, and where the search
         stopped when ``budget`` ran out first (None: it did not). Each Lua call examines at most
-        :data:`CALL_BUDGET` candidates, so other clients of Redis wait milliseconds, not seconds."""
+        :data:`CALL_BUDGET` candidates or 1 ms, so other clients of Redis wait a millisecond, not seconds."""
         cmin, cmax = _created_bounds(f)
         top, tie = cmax, ""
         if after is not None and (f.created_before is None or after[0] < to_ms(f.created_before)):
@@ -237,7 +237,7 @@ class RedisQueries(TaskQueries):
                     out.append((float(rows[j + 1]), summary.uuid, summary))
             if isinstance(more, list):  # this call's budget ran out: go on after the last one examined
                 top, tie = _s(more[0]), _s(more[1])
-                if budget.spend(queue, step, int(more[2]), int(more[3])):
+                if budget.spend(queue, int(more[4]), int(more[2]), int(more[3])):
                     return out, (float(top), tie)
             elif more and rows:  # 'limit': as many as asked, some of them dropped by the exact error rule
                 top, tie = _s(rows[-5]), _s(rows[-6])
