@@ -115,7 +115,8 @@ async def _tasks(app: BaseQueueTasks, args: argparse.Namespace) -> int:
         return OK
     _task_table(app.name, page.tasks)
     if page.partial:  # a worker / error / finished filter checked record by record stopped early
-        print(f"searched the newest {page.searched or 0:,} of {page.total or 0:,} tasks; more may match: "
+        of = f" of {page.total:,}" if page.total else ""
+        print(f"searched the newest {page.searched or 0:,}{of} tasks; more may match: "
               f"search further with --cursor {page.cursor}")
     else:
         print(f"next page: --cursor {page.cursor}" if page.cursor else "last page")

@@ -118,6 +118,22 @@ def matches(f: TaskFilter, *, name: str, status: str, queue: str, worker: str | 
             and within(finished, f.finished_after, f.finished_before))
 
 
+#: records a request with a filter no index narrows examines at most (all its queues together; TaskPage.partial)
+SCAN_BUDGET = 10_000
+
+
+def unindexed(f: TaskFilter) -> bool:
+    """Does ``f`` hold a field no backend index narrows (worker, error text, finished time)? Such a filter is
+    checked record by record, so a request searches only so many (TaskPage.partial)."""
+    return bool(f.worker_id or f.error_contains or f.finished_after is not None or f.finished_before is not None)
+
+
+def indexed_part(f: TaskFilter) -> TaskFilter:
+    """``f`` without the fields :func:`unindexed` looks at: the candidates a bounded search walks."""
+    return TaskFilter(task_name=f.task_name, status=f.status, queue=f.queue, created_after=f.created_after,
+                      created_before=f.created_before)
+
+
 def minute_window(minutes: int, now: float | None = None) -> list[int]:
     """The starts (epoch seconds, multiples of 60) of the last ``minutes`` minutes, the current one last."""
     if not 1 <= minutes <= MAX_MINUTES:  # like a page's limit: 10**7 points is a caller's bug, not a chart

@@ -56,7 +56,8 @@ async def test_indexed_filters_are_not_cut_by_the_budget(seeded: tuple[RedisStor
     storage.scan_budget = 10
     page = await storage.list_tasks(["default"], TaskFilter(task_name="add", status="success"), 50)
     assert not page.partial and page.searched is None
-    assert [t.uuid for t in page.tasks] == [t.uuid for t in (await storage.list_tasks(["default"], TaskFilter(), N)).tasks][:50]
+    every = (await storage.list_tasks(["default"], TaskFilter(), N)).tasks
+    assert [t.uuid for t in page.tasks] == [t.uuid for t in every][:50]
     assert (await storage.count_tasks(["default"], TaskFilter(task_name="add")))["success"] == N
 
 

@@ -94,7 +94,8 @@ class TaskPage(msgspec.Struct, kw_only=True):
     partial: bool = False
     #: with ``partial``: records of the filter's window searched so far (this page and the ones before it) ...
     searched: int | None = None
-    #: ... of the window's records in all (what an indexed filter narrows the search to)
+    #: ... of the window's records in all (what an indexed filter narrows the search to); None when the backend
+    #: cannot tell without counting them all (SQLite)
     total: int | None = None
 
 

@@ -37,6 +37,7 @@ from qtasks_fast.backends.redis.records import env_decode, record_parts
 from qtasks_fast.querylib import (
     FINISHED,
     MAX_LIMIT,
+    SCAN_BUDGET,
     STATUSES,
     check_limit,
     decode_cursor,
@@ -48,6 +49,7 @@ from qtasks_fast.querylib import (
     minute_window,
     throughput_points,
     to_ms,
+    unindexed,
 )
 from qtasks_fast.schemas.envelope import META_RESTART_OF
 
@@ -59,9 +61,8 @@ if TYPE_CHECKING:
 #: candidates one Lua 'list' call examines at most; it also stops after 1 ms of Redis time (LIST_US in
 #: redis.lua): a Lua script blocks every other client, so a filter no index narrows must hold Redis briefly
 CALL_BUDGET = 500
-#: candidates one list or count request examines at most (all its queues together), and its time budget:
-#: past either, the answer is partial (TaskPage.partial) with a cursor that goes on searching
-SCAN_BUDGET = 10_000
+#: a list or count request's time budget, next to querylib.SCAN_BUDGET (records, all its queues together): past
+#: either, the answer is partial (TaskPage.partial) with a cursor that goes on searching
 SCAN_SECONDS = 0.1
 #: retry chain steps followed each way at most (a chain is as long as its task's retries)
 CHAIN_MAX = 100
@@ -123,11 +124,6 @@ def _stream_id(sid: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def _unindexed(f: TaskFilter) -> bool:
-    """Does ``f`` hold a field no P:x zset narrows (checked record by record)?"""
-    return bool(f.worker_id or f.error_contains or f.finished_after is not None or f.finished_before is not None)
-
-
 class _Budget:
     """What one request may still examine: a share of candidates per queue, and time (spent by its Lua calls,
     over every page a count walks)."""
@@ -142,8 +138,8 @@ class _Budget:
         return max(1, min(CALL_BUDGET, self.share - self.spent.get(queue, 0)))
 
     def spend(self, queue: str, n: int, searched: int, total: int) -> bool:
-        """Count ``n`` candidates examined (a call that ran out of its step or its time); True when the request is out of
-        budget. ``searched``/``total``: the queue's window, as Lua reports them."""
+        """Count ``n`` candidates examined (a call that ran out of its step or its time); True when the request
+        is out of budget. ``searched``/``total``: the queue's window, as Lua reports them."""
         self.spent[queue] = self.spent.get(queue, 0) + n
         out = self.spent[queue] >= self.share or time.monotonic() >= self.deadline
         if out:
@@ -181,7 +177,7 @@ class RedisQueries(TaskQueries):
     def _budget(self, queues: Sequence[str], filter: TaskFilter) -> _Budget:
         """The request's budget: bounded for a filter no index narrows; an indexed one (name, status, queue,
         created time) finds a match in almost every candidate, so its page fills within a few Lua calls."""
-        if not _unindexed(filter):
+        if not unindexed(filter):
             return _Budget(2**62, math.inf)
         return _Budget(max(1, self.scan_budget // max(1, len(self._queues(queues, filter)))), self.scan_seconds)
 
@@ -277,7 +273,7 @@ class RedisQueries(TaskQueries):
 
     async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
         counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-        if _unindexed(filter):
+        if unindexed(filter):
             # not indexed: count the matches of one bounded search (every status at once); when the budget
             # runs out the counts are of the records searched, and SEARCHED says how many those were
             budget, cursor = self._budget(queues, filter), None
