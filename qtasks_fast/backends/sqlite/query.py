@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.abc.query import (
-    SEARCHED,
     EventPage,
     TaskDetail,
     TaskFilter,
@@ -46,6 +45,7 @@ from qtasks_fast.querylib import (
     MAX_LIMIT,
     SCAN_BUDGET,
     STATUSES,
+    bounded_counts,
     check_limit,
     decode_cursor,
     encode_cursor,
@@ -223,18 +223,14 @@ class SqliteQueries(TaskQueries):
         return n
 
     async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
-        if unindexed(filter):  # checked record by record: count the matches of one bounded search
-            counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-            cursor: str | None = None
-            while True:
-                page = await self.list_tasks(queues, msgspec.structs.replace(filter, status=None), MAX_LIMIT, cursor)
-                for t in page.tasks:
-                    counts[t.status] += 1
-                if page.partial:
-                    return counts | {SEARCHED: page.searched or 0}
-                if page.cursor is None:
-                    return counts
-                cursor = page.cursor
+        if unindexed(filter):  # checked record by record: count the matches of a bounded search
+            every = msgspec.structs.replace(filter, status=None)
+            walks = [msgspec.structs.replace(filter, status=st) for st in STATUSES]
+
+            async def searched_to(at: tuple[int, str]) -> int:
+                return self._searched(_queues(queues, filter), walks, at, now_ms())
+            return await bounded_counts(lambda c: self.list_tasks(queues, every, MAX_LIMIT, c), searched_to,
+                                        self.scan_budget)
         return self._exact_counts(queues, filter)
 
     def _exact_counts(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
