@@ -1,7 +1,8 @@
 """The query side of the PostgreSQL backend (:class:`~qtasks_fast.abc.query.TaskQueries`), as SQLite's: every page
 is an index walk of ``records`` (``(app, queue, status, created, uuid)``, ``(app, queue, task_name, created,
 uuid)``, the finish-time index, ``restart_of``), one per queue (and per status when the filter names none),
-merged here. The worker and error-text filters are checked on the rows the walk visits; the error search uses
+merged here. The worker, error-text and finished-time filters are checked on the rows the walk visits, down to
+a bounded stop as on SQLite (``partial`` pages, TaskPage); the error search uses
 the server's ``lower()`` (Unicode-aware under a UTF-8 database). The event feed is
 :mod:`~qtasks_fast.backends.postgres.feed`; a blocked reader re-reads every 50 ms at most (readers only; the
 hot path pays no NOTIFY for the feed).

@@ -6,8 +6,10 @@ name filters, ``(app, queue, finished, status)`` for the finish-time bound and t
 for restarts. A page is read per queue in index order (``LIMIT`` rows each, no sort of the matches) and
 the queues are merged here, so a filtered page costs the same on 100 or 1,000,000 records. A list with
 neither a status nor a name is the merge of one walk per status (five short index reads instead of a sixth
-index that every enqueue would pay for). The worker and error-text filters are checked on the rows the
-index walk visits (no index narrows them).
+index that every enqueue would pay for). The worker, error-text and finished-time filters are checked on the
+rows the index walk visits (no index narrows them), so that walk is bounded: each stops at its
+``scan_budget / walks``-th candidate (an index ``OFFSET``), and a page that did not fill above the newest stop is
+``partial`` (TaskPage), with a cursor that searches on.
 
 The event feed is the ``event_batches`` table (one row per queue per written batch, see
 :mod:`~qtasks_fast.backends.sqlite.feed`), written in the transaction of each status change; its ids count
