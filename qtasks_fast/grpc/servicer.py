@@ -83,7 +83,8 @@ class QTasksFastServicer(pb_grpc.QTasksFastServicer):  # type: ignore[misc]
     async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> pb.ListTasksReply:  # noqa: N802
         page = await service.list_tasks(self.app, convert.list_filter(request), request.limit or 50,
                                         request.cursor or None)
-        return pb.ListTasksReply(tasks=[convert.summary(s) for s in page.tasks], cursor=page.cursor or "")
+        return pb.ListTasksReply(tasks=[convert.summary(s) for s in page.tasks], cursor=page.cursor or "",
+                                 partial=page.partial, searched=page.searched or 0, total=page.total or 0)
 
     @unary
     async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskReply:  # noqa: N802

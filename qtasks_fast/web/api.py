@@ -142,7 +142,9 @@ async def submit(call: Call[Any, Submit]) -> Task:
                                 countdown=b.countdown, eta=b.eta, unique=b.unique, wait=b.wait)
 
 
-@endpoint("GET", "/tasks/counts", summary="How many tasks match a filter, per status", query=FilterQuery,
+@endpoint("GET", "/tasks/counts", summary="How many tasks match a filter, per status; with a `searched` key when a "
+          "worker, error or finished-time filter stopped early (the counts are of the newest `searched` tasks)",
+          query=FilterQuery,
           answer=dict[str, int])
 async def counts(call: Call[FilterQuery, None]) -> dict[str, int]:
     return await service.count_tasks(call.app, call.query.filter())

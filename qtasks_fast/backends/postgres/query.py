@@ -1,7 +1,8 @@
 """The query side of the PostgreSQL backend (:class:`~qtasks_fast.abc.query.TaskQueries`), as SQLite's: every page
 is an index walk of ``records`` (``(app, queue, status, created, uuid)``, ``(app, queue, task_name, created,
 uuid)``, the finish-time index, ``restart_of``), one per queue (and per status when the filter names none),
-merged here. The worker and error-text filters are checked on the rows the walk visits; the error search uses
+merged here. The worker, error-text and finished-time filters are checked on the rows the walk visits, down to
+a bounded stop as on SQLite (``partial`` pages, TaskPage); the error search uses
 the server's ``lower()`` (Unicode-aware under a UTF-8 database). The event feed is
 :mod:`~qtasks_fast.backends.postgres.feed`; a blocked reader re-reads every 50 ms at most (readers only; the
 hot path pays no NOTIFY for the feed).
@@ -28,14 +29,19 @@ from qtasks_fast.abc.query import (
 from qtasks_fast.backends.postgres import feed
 from qtasks_fast.backends.postgres.db import now_ms
 from qtasks_fast.querylib import (
+    MAX_LIMIT,
+    SCAN_BUDGET,
     STATUSES,
+    bounded_counts,
     check_limit,
     decode_cursor,
     encode_cursor,
     error_line,
+    indexed_part,
     minute_window,
     throughput_points,
     to_ms,
+    unindexed,
 )
 from qtasks_fast.schemas import Envelope
 
@@ -80,6 +86,16 @@ def where(f: TaskFilter, now: int, params: list[Any], ignore_status: bool = Fals
     return " AND ".join(sql)
 
 
+def _range(after: tuple[int, str] | None, down_to: tuple[int, str] | None, params: list[Any]) -> str:
+    """SQL (appended to a condition) for rows older than a cursor's ``after`` and not older than ``down_to``."""
+    sql = ""
+    for op, at in (("<", after), (">=", down_to)):
+        if at is not None:
+            sql += f" AND (created, uuid) {op} (${len(params) + 1}, ${len(params) + 2})"
+            params += list(at)
+    return sql
+
+
 def _regex(text: str) -> str:
     """``text`` as a literal inside a POSIX regular expression."""
     return "".join("\\" + c if not c.isalnum() else c for c in text)
@@ -114,35 +130,81 @@ class PgQueries(TaskQueries):
 
         async def get_logs(self, uuid: str, queue: str) -> list[str]: ...
 
+    #: records a search by a filter no index narrows examines at most per request (tests set it small)
+    scan_budget: int = SCAN_BUDGET
+
     async def list_tasks(self, queues: Sequence[str], filter: TaskFilter, limit: int = 50,
                          cursor: str | None = None) -> TaskPage:
         check_limit(limit)
         after, now = decode_cursor(cursor), now_ms()
         walks = [filter] if filter.status is not None or filter.task_name is not None else [
             msgspec.structs.replace(filter, status=s) for s in STATUSES]
+        mine = _queues(queues, filter)
+        stops: list[tuple[int, str]] = []
+        if unindexed(filter):  # a bounded search: down to the share-th candidate of each walk at most
+            share = max(1, self.scan_budget // max(1, len(mine) * len(walks)))
+            for f in walks:
+                for q in mine:
+                    stop = await self._stop(q, f, after, now, share)
+                    if stop is not None:
+                        stops.append(stop)
+        frontier = max(stops) if stops else None
         rows: list[Any] = []
         for f in walks:
-            for q in _queues(queues, filter):
+            for q in mine:
                 params: list[Any] = [self.app_name, q]
-                cond = where(f, now, params)
-                if after is not None:
-                    cond += f" AND (created, uuid) < (${len(params) + 1}, ${len(params) + 2})"
-                    params += list(after)
+                cond = where(f, now, params) + _range(after, frontier, params)
                 params.append(limit + 1)
                 rows += await self.db.fetch(f"SELECT {_SUMMARY} FROM records WHERE app = $1 AND queue = $2"  # noqa: S608
                                             f" AND {cond} ORDER BY created DESC, uuid DESC LIMIT ${len(params)}",
                                             *params)
         rows.sort(key=lambda r: (r["created"], r["uuid"]), reverse=True)
+        if frontier is not None:  # complete down to the highest stop only
+            rows = [r for r in rows if (r["created"], r["uuid"]) >= frontier]
+            if len(rows) <= limit:
+                return TaskPage(tasks=[_summary(r) for r in rows], cursor=encode_cursor(*frontier), partial=True,
+                                searched=await self._searched(mine, walks, frontier, now))
         more = len(rows) > limit
         rows = rows[:limit]
         return TaskPage(tasks=[_summary(r) for r in rows],
                         cursor=encode_cursor(rows[-1]["created"], rows[-1]["uuid"]) if more else None)
+
+    async def _stop(self, q: str, f: TaskFilter, after: tuple[int, str] | None, now: int,
+                    share: int) -> tuple[int, str] | None:
+        """The ``share``-th candidate (by the index part of ``f``) of queue ``q`` after ``after`` when another
+        follows it: where a bounded search of ``f`` stops (None: the walk reaches the end)."""
+        params: list[Any] = [self.app_name, q]
+        cond = where(indexed_part(f), now, params) + _range(after, None, params)
+        params.append(share - 1)
+        got = await self.db.fetch(f"SELECT created, uuid FROM records WHERE app = $1 AND queue = $2 AND {cond}"  # noqa: S608
+                                  f" ORDER BY created DESC, uuid DESC LIMIT 2 OFFSET ${len(params)}", *params)
+        return (int(got[0]["created"]), str(got[0]["uuid"])) if len(got) == 2 else None
+
+    async def _searched(self, queues: Sequence[str], walks: Sequence[TaskFilter], frontier: tuple[int, str],
+                        now: int) -> int:
+        """Candidates from the newest down to ``frontier``: what the search has covered (this page and before)."""
+        n = 0
+        for f in walks:
+            for q in queues:
+                params: list[Any] = [self.app_name, q]
+                cond = where(indexed_part(f), now, params) + _range(None, frontier, params)
+                n += int(await self.db.fetchval(f"SELECT count(*) FROM records WHERE app = $1 AND queue = $2"  # noqa: S608
+                                                f" AND {cond}", *params))
+        return n
 
     async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
         qs = _queues(queues, filter)
         if not qs:
             return counts
+        if unindexed(filter):  # checked record by record: count the matches of a bounded search
+            every = msgspec.structs.replace(filter, status=None)
+            walks = [msgspec.structs.replace(filter, status=st) for st in STATUSES]
+
+            async def searched_to(at: tuple[int, str]) -> int:
+                return await self._searched(qs, walks, at, now_ms())
+            return await bounded_counts(lambda c: self.list_tasks(queues, every, MAX_LIMIT, c), searched_to,
+                                        self.scan_budget)
         params: list[Any] = [self.app_name, qs]
         cond = where(filter, now_ms(), params, ignore_status=True)
         for r in await self.db.fetch(f"SELECT {STATUS} AS status, count(*) AS n FROM records WHERE app = $1"  # noqa: S608

@@ -185,12 +185,18 @@ class TaskSummary(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., task_name: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[str] = ..., priority: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., worker_id: _Optional[str] = ..., error: _Optional[str] = ..., deliveries: _Optional[int] = ..., retry_parent_uuid: _Optional[str] = ..., retry_child_uuid: _Optional[str] = ..., restart_of: _Optional[str] = ...) -> None: ...
 
 class ListTasksReply(_message.Message):
-    __slots__ = ("tasks", "cursor")
+    __slots__ = ("tasks", "cursor", "partial", "searched", "total")
     TASKS_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[TaskSummary]
     cursor: str
-    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskSummary, _Mapping]]] = ..., cursor: _Optional[str] = ...) -> None: ...
+    partial: bool
+    searched: int
+    total: int
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskSummary, _Mapping]]] = ..., cursor: _Optional[str] = ..., partial: _Optional[bool] = ..., searched: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class CancelTaskRequest(_message.Message):
     __slots__ = ("uuid", "reason")
