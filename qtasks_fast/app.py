@@ -82,8 +82,11 @@ class BaseQueueTasks(Producer):
 
     def __init__(self, name: str = "QueueTasks", broker_url: str | None = None, broker: Broker | None = None,
                  worker: Any = None, log: Any = None, config: GlobalConfig | None = None, events: Any = None,
-                 storage: Storage | None = None, version: str | None = None) -> None:
+                 storage: Storage | None = None, version: str | None = None, storage_url: str | None = None) -> None:
         self.name = name
+        #: where the records live when not with the broker (``redis://`` broker, ``postgresql://`` storage): the
+        #: storage half of that URL's backend; ``storage=`` (an object) wins over it
+        self.storage_url = storage_url
         #: the app's own version (QTasks ``app.version``, "project version"): published with the task table,
         #: where the newest version's options win during a rolling deploy (qtasks_fast.tasktable)
         self.version = version
@@ -169,6 +172,11 @@ class BaseQueueTasks(Producer):
         self._code_broker = False
 
     def _resolve(self) -> tuple[Broker, Storage]:
+        if self._storage is None and self.storage_url:
+            try:
+                self._storage = make_backend(self.storage_url, self.name, self.config, self._defined_in)[1]
+            except ValueError as exc:
+                raise ValueError(f"{exc} (from storage_url)") from None
         if self._broker is None or self._storage is None:
             url, source = self.broker_source()
             try:
@@ -314,7 +322,7 @@ class BaseQueueTasks(Producer):
         def add_task(self, task_name: str | Signature, *args: Any, priority: int | None = None,
                      timeout: float | None = None, countdown: float | None = None,
                      eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
-                     **kwargs: Any) -> Any: ...
+                     connection: Any = None, **kwargs: Any) -> Any: ...
 
     async def _close_backend(self) -> None:
         """Close the broker's and storage's connections of the running loop, and their blocking ones."""
@@ -343,7 +351,7 @@ class QueueTasks(BaseQueueTasks):
     def add_task(self, task_name: str | Signature, *args: Any, priority: int | None = None,
                  timeout: float | None = None, countdown: float | None = None,
                  eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
-                 **kwargs: Any) -> Task | None:
+                 connection: Any = None, **kwargs: Any) -> Task | None:
         """Enqueue; with ``timeout`` wait up to that many seconds and return the finished Task or None.
 
         None (as in QTasks) means the task is not finished within ``timeout``: it is still queued or
@@ -354,10 +362,12 @@ class QueueTasks(BaseQueueTasks):
         ``("key", ttl)`` makes a second call with the same key within ttl (default ``config.unique_ttl``)
         a no-op that returns the record of the task holding the key; the key is given back when that
         task is cancelled or fails for good (after its last retry, or dead-lettered), so a re-send then
-        runs again (a success keeps it for the ttl). A task parameter named like one of these options is
-        passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
+        runs again (a success keeps it for the ttl). ``connection=`` (the async client, a PostgreSQL backend)
+        enqueues inside your open transaction: see ``docs/postgres.md``. A task parameter named like one of these
+        options is passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
         """
-        return run_sync(client_ops.adding(self, task_name, args, kwargs, priority, timeout, countdown, eta, unique))
+        return run_sync(client_ops.adding(self, task_name, args, kwargs, priority, timeout, countdown, eta, unique,
+                                          connection))
 
     def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
         """Bulk enqueue ``(name, args, kwargs)`` calls (see ``TaskFunc.s``) in one round trip per queue."""

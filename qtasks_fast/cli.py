@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     from qtasks_fast import cli_stats
 
     cli_stats.add_parser(sub)
+    from qtasks_fast import cli_migrate
+
+    cli_migrate.add_parser(sub)
+    from qtasks_fast import cli_web
+
+    cli_web.add_parser(sub)
+    from qtasks_fast import cli_grpc
+
+    cli_grpc.add_parser(sub)
 
     info = sub.add_parser("info", help="print versions, and with -A each setting in force and where it came from",
                           description="Print versions and whether the compiled core and uvloop are in use; with "
@@ -288,6 +297,18 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if args.command in cli_query.COMMANDS:
         return cli_query.run(args, load)
+    if args.command == "migrate":
+        from qtasks_fast import cli_migrate
+
+        return cli_migrate.run(args, load)
+    if args.command == "web":
+        from qtasks_fast import cli_web
+
+        return cli_web.run(args, load)
+    if args.command == "grpc":
+        from qtasks_fast import cli_grpc
+
+        return cli_grpc.run(args, load)
     if args.command == "stats":
         from qtasks_fast import cli_stats
 

@@ -103,7 +103,7 @@ def hide_password(args: argparse.Namespace, argv: Sequence[str]) -> None:
         return
     print(f"qtasks-fast: warning: the password is visible to other users in /proc/{os.getpid()}/cmdline; "
           f"use {ENV} or --broker-file", file=sys.stderr, flush=True)
-    if args.command != "run":  # a short-lived command: the warning is all
+    if args.command not in ("run", "web"):  # a short-lived command: the warning is all
         return
     clean = without(argv, url)
     if any(url in tok for tok in clean):  # an unusual spelling: never loop on exec

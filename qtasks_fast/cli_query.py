@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from qtasks_fast.abc.query import SEARCHED
 from qtasks_fast.enums.task_status import TaskStatus
 
 if TYPE_CHECKING:
@@ -103,14 +104,22 @@ async def _tasks(app: BaseQueueTasks, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(counts))
         else:
+            searched = counts.pop(SEARCHED, None)
             _table(f"tasks of {app.name!r} per status", ["status", "tasks"], [[k, v] for k, v in counts.items()])
+            if searched is not None:
+                print(f"counted among the newest {searched:,} tasks searched; more may match")
         return OK
     page = await query.list_tasks(app, _filter(args), args.limit, args.cursor)
     if args.json:
         print(msgspec.json.encode(page).decode())
         return OK
     _task_table(app.name, page.tasks)
-    print(f"next page: --cursor {page.cursor}" if page.cursor else "last page")
+    if page.partial:  # a worker / error / finished filter checked record by record stopped early
+        of = f" of {page.total:,}" if page.total else ""
+        print(f"searched the newest {page.searched or 0:,}{of} tasks; more may match: "
+              f"search further with --cursor {page.cursor}")
+    else:
+        print(f"next page: --cursor {page.cursor}" if page.cursor else "last page")
     return OK
 
 

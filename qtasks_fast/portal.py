@@ -20,6 +20,11 @@ class Portal:
         self._thread = threading.Thread(target=self._loop.run_forever, name="qtasks-portal", daemon=True)
         self._thread.start()
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The helper loop (a backend's sync ``close()`` drops what it opened there)."""
+        return self._loop
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 

@@ -8,8 +8,9 @@ pure rules (not storage) live here once, so they cannot drift between backends.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
-from qtasks_fast.abc.query import TaskFilter, ThroughputPoint
+from qtasks_fast.abc.query import SEARCHED, TaskFilter, TaskPage, ThroughputPoint
 
 #: every status a record can have, in the order counts list them
 STATUSES = ("new", "process", "success", "error", "cancel")
@@ -116,6 +117,44 @@ def matches(f: TaskFilter, *, name: str, status: str, queue: str, worker: str | 
             and error_matches(f.error_contains, traceback)
             and within(created, f.created_after, f.created_before)
             and within(finished, f.finished_after, f.finished_before))
+
+
+#: records a request with a filter no index narrows examines at most (all its queues together; TaskPage.partial)
+SCAN_BUDGET = 10_000
+
+
+def unindexed(f: TaskFilter) -> bool:
+    """Does ``f`` hold a field no backend index narrows (worker, error text, finished time)? Such a filter is
+    checked record by record, so a request searches only so many (TaskPage.partial)."""
+    return bool(f.worker_id or f.error_contains or f.finished_after is not None or f.finished_before is not None)
+
+
+def indexed_part(f: TaskFilter) -> TaskFilter:
+    """``f`` without the fields :func:`unindexed` looks at: the candidates a bounded search walks."""
+    return TaskFilter(task_name=f.task_name, status=f.status, queue=f.queue, created_after=f.created_after,
+                      created_before=f.created_before)
+
+
+async def bounded_counts(page: Callable[[str | None], Awaitable[TaskPage]],
+                         searched_to: Callable[[tuple[int, str]], Awaitable[int]], budget: int) -> dict[str, int]:
+    """Counts per status of a filter no index narrows (SQL backends): the matches of the pages ``page(cursor)``
+    (each one a bounded search of up to MAX_LIMIT rows, every status) until the end, a partial page, or
+    ``budget // MAX_LIMIT`` pages; when it stopped early, the key ``SEARCHED`` says how many records it covered
+    (``searched_to(position)`` counts them down to a cursor's position)."""
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+    cursor: str | None = None
+    for _ in range(max(1, budget // MAX_LIMIT)):
+        got = await page(cursor)
+        for t in got.tasks:
+            counts[t.status] += 1
+        if got.partial:
+            return counts | {SEARCHED: got.searched or 0}
+        if got.cursor is None:
+            return counts
+        cursor = got.cursor
+    at = decode_cursor(cursor)
+    assert at is not None
+    return counts | {SEARCHED: await searched_to(at)}
 
 
 def minute_window(minutes: int, now: float | None = None) -> list[int]:

@@ -71,11 +71,98 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture(params=["redis", "sqlite", "memory"])
+#: the PostgreSQL of the tests: the shared server (trust auth); every test run uses a schema of its own, dropped
+#: at the end of the session (``pg_schema``), so runs never see each other's tables
+PG_DSN = os.environ.get("QTASKS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_SCHEMA = f"qtf_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+PG_URL = f"{PG_DSN}?schema={PG_SCHEMA}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The test run's PostgreSQL URL (its own schema, dropped afterwards); fails clearly when no server answers."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_DSN, timeout=5)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(drop())
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"no PostgreSQL at {PG_DSN} (QTASKS_TEST_PG_URL): {exc}; .ci/run starts one")
+    yield PG_URL
+    asyncio.run(drop())
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of our own on a free port (``initdb`` + ``pg_ctl`` in a temporary directory, trust
+    auth), that a test may crash and restart; never the shared one. As root the server runs as user postgres
+    (initdb refuses root)."""
+
+    def __init__(self) -> None:
+        import glob
+        import tempfile
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+        if not bins:
+            pytest.fail("no PostgreSQL binaries in /usr/lib/postgresql: apt-get install postgresql")
+        self.bin = Path(bins[-1])
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="qtasks-pg-"))
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            os.chown(self.dir, pwd.getpwnam("postgres").pw_uid, -1)
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+        self._pg("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.run_as, str(self.bin / tool), *args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        self._pg("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "pg.log"), "-w", "-o",
+                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``mode="immediate"`` is a crash: no checkpoint, connections cut, recovery at the next start."""
+        self._pg("pg_ctl", "-D", str(self.dir / "data"), "-w", "-m", mode, "stop")
+
+    def remove(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # not running
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    pg = PrivatePostgres()
+    pg.start()
+    yield pg
+    pg.remove()
+
+
+@pytest.fixture(params=["redis", "sqlite", "memory", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A broker URL of each built-in backend: the shared Redis, a fresh SQLite file, memory://."""
+    """A broker URL of each bundled backend: the shared Redis, a fresh SQLite file, memory://, the test run's
+    PostgreSQL schema."""
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/q.sqlite3"
     return "memory://"
@@ -341,15 +428,17 @@ def harness(tmp_path: Path, app_name: str) -> Iterator[ProcessHarness]:
 # (``pytest_runtest_protocol`` below).
 
 #: fixtures that reach a Redis server (the shared one, or a private one they start) or serve an app in a process
-INTEGRATION_FIXTURES = {"redis_url", "private_redis", "private_redis_auth", "sync_server", "async_server"}
+INTEGRATION_FIXTURES = {"redis_url", "private_redis", "private_redis_auth", "sync_server", "async_server", "pg_url",
+                        "private_pg"}
 #: parameters that pick a backend other than memory (the ``url`` fixture's "redis"/"sqlite", or a URL)
-INTEGRATION_URLS = ("redis", "sqlite", "redis://", "rediss://", "sqlite://", "unix://")
+INTEGRATION_URLS = ("redis", "sqlite", "postgres", "redis://", "rediss://", "sqlite://", "unix://", "postgresql://")
 #: modules about processes or servers of their own (the CLI, a private or TLS redis-server, SQLite files shared
 #: between processes or locked by another connection)
 INTEGRATION_MODULES = {
     "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_django_autodiscover",
     "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets",
-    "test_module_paths", "test_sqlite_lock", "test_tls",
+    "test_module_paths", "test_sqlite_lock", "test_tls", "test_postgres_app", "test_web_browser", "test_web_process",
+    "test_web_schemathesis", "test_grpc_gateway",
 }
 #: single tests (``module::function``) that start processes in otherwise fast modules (the CLI, a helper script,
 #: tasks of ``executor="process"``)
@@ -377,9 +466,11 @@ INTEGRATION_TESTS = {
     "test_tiers::test_the_default_run_is_the_fast_tier_and_the_readme_command_runs_every_tier_but_chaos",
 }
 #: modules that take long whatever the backend: benchmarks, packaging, the peers, property-based fuzzing, a
-#: gRPC server per test, leases left to run out, the contract suite run five times by a "third party"
-SLOW_MODULES = {"test_bench_sqlite", "test_benchmarks_smoke", "test_contract_third_party", "test_fuzz_decode",
-                "test_grpc_plugin", "test_lease_lost", "test_packaging", "test_peers_smoke"}
+#: gRPC server per test, the Node.js gRPC client (npm ci), leases left to run out, the contract suite run five
+#: times by a "third party"
+SLOW_MODULES = {"test_bench_grpc", "test_bench_sqlite", "test_benchmarks_smoke", "test_contract_third_party",
+                "test_fuzz_decode", "test_grpc_node", "test_grpc_plugin", "test_lease_lost", "test_packaging",
+                "test_peers_smoke"}
 
 
 def _tier(item: pytest.Item) -> str | None:

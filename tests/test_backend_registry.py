@@ -117,7 +117,7 @@ def test_register_backend_in_code_and_the_error_lists_it(registered: None) -> No
     assert isinstance(app.broker, InMemoryBroker) and mine.urls == ["mine://queue"]
     assert app.broker.unique_ttl == 42.0  # type: ignore[attr-defined]  # set for every backend, as before
     with pytest.raises(ValueError, match=r"^unsupported broker URL 'what://x': use redis://, rediss://, unix://, "
-                                         r"sqlite://, memory:// or mine://$"):
+                                         r"sqlite://, memory://, postgres://, postgresql:// or mine://$"):
         backends.check_url("what://x")
 
 
@@ -126,10 +126,19 @@ def test_register_backend_refuses_a_scheme_that_cannot_be_one(registered: None) 
         backends.register_backend("Bad Scheme", _Mine())
 
 
+#: schemes of ours registered only through the entry point group, as a third-party package registers its own
+PLUGGED_IN = {"postgresql": "qtasks_fast.backends.postgres:factory",
+              "postgres": "qtasks_fast.backends.postgres:factory"}
+
+
 def test_the_builtin_schemes_are_declared_as_entry_points() -> None:
-    """pyproject.toml (as installed) declares exactly the table the registry falls back on."""
+    """pyproject.toml (as installed) declares the table the registry falls back on, plus the PostgreSQL backend,
+    which only the entry point names (it is a plug-in: the registry has no fallback for it)."""
     declared = {ep.name: ep.value for ep in distribution("qtasks-fast").entry_points if ep.group == backends.GROUP}
-    assert declared == backends.BUILTIN
+    assert declared == {**backends.BUILTIN, **PLUGGED_IN}
+    assert not PLUGGED_IN.keys() & backends.BUILTIN.keys()
+    for scheme in PLUGGED_IN:
+        assert isinstance(backends.backend_factory(scheme), BackendFactory)
     for scheme in backends.BUILTIN:
         assert isinstance(backends.backend_factory(scheme), BackendFactory)
 

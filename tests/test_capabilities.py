@@ -14,6 +14,7 @@ import pytest
 
 from qtasks_fast.abc import (
     CAPABILITIES,
+    AuditLog,
     Broker,
     BrokerMemory,
     Cancel,
@@ -27,6 +28,7 @@ from qtasks_fast.abc import (
     QueueStatistics,
     Storage,
     TaskTable,
+    TransactionalEnqueue,
     UniqueKeys,
     WorkerRegistry,
     declared,
@@ -39,9 +41,10 @@ from qtasks_fast.schemas import META_UNIQUE, Envelope
 
 #: what the built-in backends declare: a dropped mixin (or a new capability not implemented) fails here
 LOCAL = {Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable, WorkerRegistry,
-         QueueStatistics}
+         QueueStatistics, AuditLog}
 EXPECTED = {"memory://": LOCAL, "sqlite:///{tmp}/q.sqlite3": LOCAL,
-            "redis://127.0.0.1:6379/0": LOCAL | {BrokerMemory}}
+            "redis://127.0.0.1:6379/0": LOCAL | {BrokerMemory},
+            "postgresql://postgres@127.0.0.1:5432/test": LOCAL | {TransactionalEnqueue}}
 
 
 @pytest.mark.parametrize("url", list(EXPECTED))

@@ -125,8 +125,20 @@ def test_safe_defaults() -> None:
 
 async def test_no_token_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QTASKS_GRPC_TOKEN", raising=False)
+    monkeypatch.delenv("QTASKS_WEB_TOKEN", raising=False)
     plugin = AsyncgRPCPlugin(qasyncio.QueueTasks("grpc-no-token", broker_url="memory://"), port=free_port())
     with pytest.raises(ConfigError, match="QTASKS_GRPC_TOKEN") as info:
+        await plugin.start()
+    assert "\n" not in str(info.value)
+
+
+async def test_insecure_on_a_network_address_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: no token is allowed on loopback only (insecure=True), never where other hosts reach the port."""
+    monkeypatch.delenv("QTASKS_GRPC_TOKEN", raising=False)
+    monkeypatch.delenv("QTASKS_WEB_TOKEN", raising=False)
+    plugin = AsyncgRPCPlugin(qasyncio.QueueTasks("grpc-open", broker_url="memory://"), host="0.0.0.0",
+                             port=free_port(), insecure=True)
+    with pytest.raises(ConfigError, match="refusing to serve 0.0.0.0 without a token") as info:
         await plugin.start()
     assert "\n" not in str(info.value)
 
@@ -152,6 +164,7 @@ async def test_async_app_with_env_token_and_insecure(monkeypatch: pytest.MonkeyP
     finally:
         await plugin.stop()
     monkeypatch.delenv("QTASKS_GRPC_TOKEN")
+    monkeypatch.delenv("QTASKS_WEB_TOKEN", raising=False)
     open_plugin = AsyncgRPCPlugin(app, port=free_port(), insecure=True)
     await open_plugin.start()
     try:
@@ -210,3 +223,19 @@ def test_added_the_way_qtasks_examples_add_it_it_serves_without_per_task_hooks()
         done = stub(f"127.0.0.1:{port}").AddTask(qtasks_pb2.AddTaskRequest(name="add", args_json="[2, 3]", timeout=10),
                                                 metadata=AUTH)
     assert done.ok and json.loads(done.result_json) == 5
+
+
+def test_the_plugin_serves_qtasks_fast_v1_on_the_same_port(served: tuple[str, type]) -> None:
+    """Issue 14: the worker's plugin serves our richer service next to QTasks', behind the same token."""
+    from qtasks_fast.grpc.v1 import qtasks_fast_pb2 as pb
+    from qtasks_fast.grpc.v1 import qtasks_fast_pb2_grpc as pb_grpc
+
+    channel = grpc.insecure_channel(served[0])
+    grpc.channel_ready_future(channel).result(timeout=20)
+    ours = pb_grpc.QTasksFastStub(channel)
+    done = ours.AddTask(pb.AddTaskRequest(name="add", args=pb.Value(json="[2, 3]"), wait=10), metadata=AUTH).task
+    assert (done.status, json.loads(done.result.json)) == ("success", 5)
+    listed = ours.ListTasks(pb.ListTasksRequest(task_name="add"), metadata=AUTH).tasks
+    assert [t.uuid for t in listed] == [done.uuid]
+    code, _ = code_of(lambda: ours.ListTasks(pb.ListTasksRequest(), metadata=()))
+    assert code == grpc.StatusCode.UNAUTHENTICATED

@@ -2,9 +2,9 @@
 
 What a user relies on: ``app.add_middleware(LogCapture)`` stores what a task logged (its own
 logger and the standard logging module, from async and thread tasks, never another task's lines)
-with the task, capped, readable through ``app.get_logs`` (sync and async clients) and
-``qtasks-fast logs UUID``, expiring with the record, on Redis, SQLite and memory; logging outside
-tasks behaves as before. ``app.add_middleware(Metrics, port=...)`` serves per-task counts by
+with the task, capped (the first and the last lines of a run), readable through ``app.get_logs``
+(sync and async clients) and ``qtasks-fast logs UUID``, expiring with the record, on Redis, SQLite
+and memory; logging outside tasks behaves as before. ``app.add_middleware(Metrics, port=...)`` serves per-task counts by
 outcome, retries and durations on 127.0.0.1, summed over every worker process when
 ``PROMETHEUS_MULTIPROC_DIR`` is set; without the extra, a clear ImportError.
 """
@@ -66,12 +66,13 @@ def test_a_thread_task_logs_are_stored_with_it_and_expire_with_it(pool):
     h.wait_log(proc, "root warning from chatty(3)")
 
 
-def test_lines_beyond_the_cap_are_dropped_oldest_first_and_said_so(pool):
+def test_lines_beyond_the_cap_keep_the_first_and_the_last_and_say_so(pool):
     h, m, proc, url = pool
-    rec = m.chatty.add_task(30, timeout=20)  # 31 lines; the app keeps max_lines=20
+    rec = m.chatty.add_task(30, timeout=20)  # 31 lines; the app keeps max_lines=20: the first 10, the last 10
     lines = m.app.get_logs(rec.uuid)
-    assert len(lines) == 21 and lines[0].startswith("[11 earlier line(s) dropped"), lines[:2]
-    assert lines[1].endswith("step 12 of 30") and lines[-1].endswith("root warning from chatty(30)")
+    assert len(lines) == 21 and lines[10].startswith("[11 line(s) dropped here"), lines[9:12]
+    assert lines[0].endswith("step 1 of 30") and lines[9].endswith("step 10 of 30")
+    assert lines[11].endswith("step 22 of 30") and lines[-1].endswith("root warning from chatty(30)")
 
 
 def test_a_failing_task_keeps_its_lines(pool):

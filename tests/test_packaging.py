@@ -27,6 +27,15 @@ def test_the_wheel_has_no_top_level_benchmarks_package(tmp_path: Path) -> None:
     assert "qtasks_fast/benchmarks/__main__.py" in names and "qtasks_fast/benchmarks/peers/_harness.py" in names
     # the Redis backend's script travels with its package, and the built-in schemes are declared entry points
     assert "qtasks_fast/backends/redis/redis.lua" in names
+    # the WebView's templates and assets too: it serves them from the package, never from a CDN
+    web = ROOT / "qtasks_fast" / "web"
+    shipped = [p.relative_to(ROOT).as_posix() for d in ("templates", "static") for p in (web / d).rglob("*")
+               if p.is_file()]
+    assert shipped and not set(shipped) - set(names), sorted(set(shipped) - set(names))
+    # the gRPC protocols ship with their generated stubs (issue 14): clients in other languages load the .proto
+    for path in ("grpc/v1/qtasks_fast.proto", "grpc/v1/qtasks_fast_pb2.py", "grpc/v1/qtasks_fast_pb2_grpc.py",
+                 "grpc/v1/qtasks_fast_pb2.pyi", "plugins/grpc/core/qtasks.proto"):
+        assert f"qtasks_fast/{path}" in names, path
     (eps,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "[qtasks_fast.backends]" in zipfile.ZipFile(wheel).read(eps).decode()
 

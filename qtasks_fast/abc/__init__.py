@@ -6,10 +6,12 @@ only ever talk to these: the core :class:`Broker`, the optional capabilities a b
 (:mod:`qtasks_fast.abc.query`), and the :class:`BackendFactory` a URL scheme registers.
 """
 
-from qtasks_fast.abc.backend import BackendFactory
+from qtasks_fast.abc.backend import BackendFactory, Migrations
 from qtasks_fast.abc.broker import Broker, Delivery, Outcome
 from qtasks_fast.abc.capabilities import (
     ALL,
+    AuditEntry,
+    AuditLog,
     BrokerMemory,
     Cancel,
     Claims,
@@ -23,6 +25,7 @@ from qtasks_fast.abc.capabilities import (
     QueueStatistics,
     QueueStats,
     TaskTable,
+    TransactionalEnqueue,
     UniqueKeys,
     WorkerInfo,
     WorkerRegistry,
@@ -31,10 +34,10 @@ from qtasks_fast.abc.capabilities import (
 )
 from qtasks_fast.abc.storage import Storage
 
-#: every optional broker capability (Redis declares all; SQLite and memory all but BrokerMemory)
+#: every optional broker capability (see qtasks_fast.abc.capabilities for who declares which)
 CAPABILITIES = ALL
 
-__all__ = ["CAPABILITIES", "BackendFactory", "Broker", "BrokerMemory", "Cancel", "Claims", "DeadLetter",
-           "DeadLetters", "Delays", "Delivery", "FlushAll", "Limits", "NotSupported", "Outcome", "Purge",
-           "QueueStatistics", "QueueStats", "Storage", "TaskTable", "UniqueKeys", "WorkerInfo", "WorkerRegistry",
-           "declared", "require"]
+__all__ = ["CAPABILITIES", "AuditEntry", "AuditLog", "BackendFactory", "Broker", "BrokerMemory", "Cancel",
+           "Claims", "DeadLetter", "DeadLetters", "Delays", "Delivery", "FlushAll", "Limits", "Migrations",
+           "NotSupported", "Outcome", "Purge", "QueueStatistics", "QueueStats", "Storage", "TaskTable",
+           "TransactionalEnqueue", "UniqueKeys", "WorkerInfo", "WorkerRegistry", "declared", "require"]

@@ -29,3 +29,22 @@ class BackendFactory(Protocol):
         the default backend (no URL given anywhere); ``defined_in`` is the file of the module that created
         the app (where an embedded backend keeps its data by default), None in an interactive session."""
         ...
+
+
+@runtime_checkable
+class Migrations(Protocol):
+    """A broker or storage whose data lives in a versioned schema (the PostgreSQL backend): ``qtasks-fast -A app
+    migrate`` lists and applies its migrations. Backends apply them on start anyway; the command is for doing
+    it ahead of a deploy, or seeing where a database stands. A backend without one has nothing to migrate."""
+
+    #: what the migrations apply to, redacted (``postgresql://user:***@db/q schema qtasks_fast``): a broker and
+    #: storage on the same schema are migrated once
+    migration_target: str
+
+    async def migrations(self) -> list[tuple[int, str, bool]]:
+        """Every migration the code knows: ``(version, name, applied)``, oldest first."""
+        ...
+
+    async def migrate(self) -> list[tuple[int, str]]:
+        """Apply the pending ones (safe to run concurrently: they are applied once); returns those applied."""
+        ...

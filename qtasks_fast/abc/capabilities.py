@@ -10,7 +10,8 @@ which raises :class:`NotSupported` naming the backend, the capability and what t
 probed (``hasattr``): the declaration is what the contract suite, ``inspect`` and this check all read, and a
 test pins the set each built-in backend declares, so a dropped mixin is caught.
 
-Redis declares all of them (:data:`ALL`), SQLite and memory all but :class:`BrokerMemory`. Two need no
+Redis declares all of them (:data:`ALL`) but :class:`TransactionalEnqueue`, SQLite and memory all but that and
+:class:`BrokerMemory`, PostgreSQL all but :class:`BrokerMemory`. Two need no
 methods, only a promise about ``Broker.enqueue``: :class:`Delays` and :class:`UniqueKeys`. A broker without
 them refuses such envelopes at enqueue (the core wraps its ``enqueue``), never runs them now.
 """
@@ -305,6 +306,18 @@ class QueueStatistics(abc.ABC):
         raise NotSupported(self, "queue depth (waiting per priority, in flight per worker)")
 
 
+class TransactionalEnqueue(abc.ABC):
+    """transactional enqueue: ``add_task(..., connection=conn)`` writes the task inside the caller's open
+    database transaction, so it exists (and runs) only if that transaction commits (the outbox pattern)."""
+
+    @abc.abstractmethod
+    async def enqueue_in(self, connection: Any, envelopes: Sequence[Any], storage: Storage,
+                         wait: bool = False) -> Mapping[str, str] | None:
+        """:meth:`Broker.enqueue` inside ``connection``'s open transaction (a client connection of the backend's
+        database, e.g. an asyncpg connection); nothing is visible to workers before it commits, and a rollback
+        leaves no trace. Refuses (``ValueError``, one line) a connection that is not in a transaction."""
+
+
 class BrokerMemory(abc.ABC):
     """memory figures: the broker server's memory use and the risky settings (``inspect``, metrics)."""
 
@@ -315,10 +328,43 @@ class BrokerMemory(abc.ABC):
         when the server cannot be asked."""
 
 
+class AuditEntry(msgspec.Struct, kw_only=True, frozen=True):
+    """One action taken through a control surface (WebView, REST, gRPC): who did what to what, and when."""
+
+    #: assigned by :meth:`AuditLog.audit` (newest entries have the greatest); "" before it is stored
+    id: str = ""
+    at: float
+    #: who asked: ``"web:<session>"``, ``"api"``, ``"grpc:<peer>"``
+    who: str
+    #: ``submit``, ``cancel``, ``restart``, ``bulk-cancel``, ``dlq-requeue``, ``purge``, ...
+    action: str
+    #: what it acted on: a uuid, a queue, a filter
+    target: str
+    #: what came of it: ``"queued"``, ``"3 of 3"``, ...
+    outcome: str = ""
+
+
+class AuditLog(abc.ABC):
+    """the audit log: actions taken through the control surfaces, kept in the backend so the whole fleet's
+    dashboards show the same log (app-wide, bounded to the newest :data:`AUDIT_KEPT` entries at least)."""
+
+    @abc.abstractmethod
+    async def audit(self, entry: AuditEntry) -> str:
+        """Store ``entry`` (its ``id`` is ignored) and return the id given to it."""
+
+    @abc.abstractmethod
+    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest ``limit`` entries, newest first."""
+
+
+#: audit entries a backend keeps at least (older ones may be trimmed)
+AUDIT_KEPT = 10_000
+
 #: every capability, in the order messages and ``inspect`` list them
 ALL: tuple[type, ...] = (Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable,
-                         WorkerRegistry, QueueStatistics, BrokerMemory)
+                         WorkerRegistry, QueueStatistics, BrokerMemory, TransactionalEnqueue, AuditLog)
 
-__all__ = ["ALL", "LOST_KEPT", "BrokerMemory", "Cancel", "Claims", "DeadLetter", "DeadLetters", "Delays",
-           "FlushAll", "Limits", "NotSupported", "Purge", "QueueStatistics", "QueueStats", "TaskTable",
-           "UniqueKeys", "WorkerInfo", "WorkerRegistry", "capability_title", "declared", "require"]
+__all__ = ["ALL", "AUDIT_KEPT", "LOST_KEPT", "AuditEntry", "AuditLog", "BrokerMemory", "Cancel", "Claims",
+           "DeadLetter", "DeadLetters", "Delays", "FlushAll", "Limits", "NotSupported", "Purge", "QueueStatistics",
+           "QueueStats", "TaskTable", "TransactionalEnqueue", "UniqueKeys", "WorkerInfo", "WorkerRegistry",
+           "capability_title", "declared", "require"]

@@ -24,6 +24,9 @@ import msgspec
 
 from qtasks_fast.schemas.task import Task
 
+#: the extra key of a :meth:`TaskQueries.count_tasks` answer that stopped before it examined every candidate
+SEARCHED = "searched"
+
 
 class TaskFilter(msgspec.Struct, kw_only=True, frozen=True):
     """What a task list is narrowed to; every field None means "any". Fields combine with AND."""
@@ -83,6 +86,17 @@ class TaskPage(msgspec.Struct, kw_only=True):
     #: pass back as ``cursor`` for the next (older) page; None on the last page. Opaque to callers, stable
     #: under concurrent inserts (a new task never shifts a later page)
     cursor: str | None = None
+    #: True when the backend stopped searching before the page filled: a filter no index narrows (worker,
+    #: error text, finished time) is checked record by record, and a request examines only so many (so one
+    #: dashboard search cannot hold the broker for seconds). ``tasks`` are the matches found so far (maybe
+    #: none); ``cursor`` goes on searching older records. Dashboards say "searched the newest ``searched`` of
+    #: ``total``; more may match"
+    partial: bool = False
+    #: with ``partial``: records of the filter's window searched so far (this page and the ones before it) ...
+    searched: int | None = None
+    #: ... of the window's records in all (what an indexed filter narrows the search to); None when the backend
+    #: cannot tell without counting them all (SQLite)
+    total: int | None = None
 
 
 class TaskDetail(msgspec.Struct, kw_only=True):
@@ -158,7 +172,9 @@ class TaskQueries(abc.ABC):
     async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
         """How many tasks match ``filter`` per status (``filter.status`` ignored): every status as a key.
 
-        Exact for indexed filters; backends document any filter they count approximately."""
+        Exact for indexed filters; backends document any filter they count approximately. A count that
+        stopped early (a filter no index narrows, over more records than one request examines) also has
+        the key :data:`SEARCHED` (how many records it examined): the counts are of those alone."""
 
     @abc.abstractmethod
     async def task_detail(self, uuid: str, queues: Sequence[str]) -> TaskDetail | None:
@@ -180,5 +196,5 @@ class TaskQueries(abc.ABC):
         """Finished tasks per minute over the last ``minutes`` minutes, oldest first, empty minutes included."""
 
 
-__all__ = ["EventPage", "QueueDepth", "TaskDetail", "TaskEvent", "TaskFilter", "TaskPage", "TaskQueries",
+__all__ = ["SEARCHED", "EventPage", "QueueDepth", "TaskDetail", "TaskEvent", "TaskFilter", "TaskPage", "TaskQueries",
            "TaskSummary", "ThroughputPoint"]

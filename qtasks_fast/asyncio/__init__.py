@@ -26,10 +26,12 @@ class QueueTasks(BaseQueueTasks):
     async def add_task(self, task_name: str | Signature, *args: Any, priority: int | None = None,
                        timeout: float | None = None, countdown: float | None = None,
                        eta: _dt.datetime | float | None = None, unique: str | tuple[str, float] | None = None,
-                       **kwargs: Any) -> Task | None:
+                       connection: Any = None, **kwargs: Any) -> Task | None:
         """See :meth:`qtasks_fast.QueueTasks.add_task`; with ``timeout``, None when the task is not finished
-        by then (it keeps running: check before reading ``.returning``)."""
-        return await run(client_ops.adding(self, task_name, args, kwargs, priority, timeout, countdown, eta, unique))
+        by then (it keeps running: check before reading ``.returning``). ``connection``: an open asyncpg
+        transaction's connection (postgresql://): the task exists only if that transaction commits."""
+        return await run(client_ops.adding(self, task_name, args, kwargs, priority, timeout, countdown, eta, unique,
+                                           connection))
 
     async def add_tasks(self, calls: Iterable[Signature]) -> list[Task]:
         """See :meth:`qtasks_fast.QueueTasks.add_tasks`."""

@@ -38,14 +38,16 @@ from qtasks_fast.benchmarks.common import (
 )
 
 #: run order: the ceiling first, so every later table can show its ratio to it
-SUITES = ("ceiling", "drain", "enqueue", "sqlite", "latency", "dispatch", "io", "io-redis", "cpu", "memory", "core",
-          "middleware", "query", "peers")
-DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "peers"))
+SUITES = ("ceiling", "drain", "enqueue", "sqlite", "pg", "latency", "dispatch", "io", "io-redis", "cpu", "memory",
+          "core", "middleware", "query", "web", "grpc", "peers")
+DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "web", "grpc", "peers", "pg"))
 DESCRIPTIONS = {
     "ceiling": "raw redis-py+hiredis streams: pipelined XADD, XREADGROUP+XACK drain, round trip",
     "drain": "N no-op tasks through 1/2/4 worker processes; payload sizes; index_results on/off",
     "enqueue": "add_task one by one, add_tasks in bulk, async add_task with asyncio.gather",
     "sqlite": "embedded SQLite (the default broker): bulk enqueue, drain through 1/2/4 worker processes",
+    "pg": "PostgreSQL (postgresql://, $QTASKS_BENCH_PG_URL): bulk enqueue, drain through worker processes, idle "
+          "pickup p50/p99 (LISTEN/NOTIFY)",
     "latency": "enqueue -> result visible, p50/p99/p99.9 idle and under load; idle worker CPU%",
     "dispatch": "enqueue -> body starts and -> result back, idle, alternated with raw XREADGROUP/BRPOP/echo trips",
     "io": "async tasks sleeping 10 ms at high concurrency vs the theoretical rate",
@@ -55,6 +57,9 @@ DESCRIPTIONS = {
     "core": "compiled dispatch core vs the same code as pure Python: ns and instructions per task",
     "middleware": "no-op drain with 0 vs 3 no-op middlewares, same pool: the hooked path's cost as a ratio",
     "query": "1,000,000 finished records in a private Redis: filtered pages, page 2, counts p50/p99; memory",
+    "web": "the query suite's records served by create_app under uvicorn: GET /api/v1/tasks p50/p95/p99",
+    "grpc": "the gRPC gateway vs the in-process Python API: AddTask one by one and concurrent, AddTasks, "
+            "WatchTasks to 10 watchers during a drain (needs the grpc extra)",
     "peers": "comparison with other Python task queues (needs the bench-peers extra)",
 }
 

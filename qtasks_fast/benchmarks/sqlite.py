@@ -55,7 +55,9 @@ PAGES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("status=error", {"status": "error"}), ("status=process", {"status": "process"}),
     ("name=mul", {"task_name": "mul"}), ("name=mul, status=success", {"task_name": "mul", "status": "success"}),
     ("no filter", {}), ("finished in the last minute", {"finished_after": -60.0}),
-    ("error_contains='timeout'", {"error_contains": "timeout"}))
+    ("error_contains='timeout'", {"error_contains": "timeout"}),
+    ("worker_id='nosuch' (no match, no index)", {"worker_id": "nosuch"}),
+    ("error_contains='zzz-nomatch' (no match)", {"error_contains": "zzz-nomatch"}))
 
 
 def _cpu(procs: Sequence[psutil.Process]) -> float:

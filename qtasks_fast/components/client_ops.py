@@ -38,14 +38,19 @@ def app_portal_refresh(app: BaseQueueTasks) -> None:
 
 def adding(app: BaseQueueTasks, task_name: str | Signature, args: tuple[Any, ...], kwargs: dict[str, Any],
            priority: int | None, timeout: float | None, countdown: float | None,
-           eta: _dt.datetime | float | None, unique: str | tuple[str, float] | None) -> Steps[Task | None]:
-    """``add_task``: build, send, and with ``timeout`` wait for the final record (None when not final by then)."""
+           eta: _dt.datetime | float | None, unique: str | tuple[str, float] | None,
+           connection: Any = None) -> Steps[Task | None]:
+    """``add_task``: build, send, and with ``timeout`` wait for the final record (None when not final by then).
+    With ``connection``, the send happens inside that open database transaction (``TransactionalEnqueue``)."""
+    if connection is not None and timeout is not None:
+        raise ValueError("add_task(connection=..., timeout=...) would wait for a task that no worker can see before "
+                         "your transaction commits: drop timeout, commit, then app.wait(task.uuid, timeout)")
     name, call_args, kwargs = as_call(task_name, args, kwargs)
     if name not in app.tasks:  # not imported here: the published table has its options (or refuses it)
         yield from app._resolving(name)
     when, meta = call_options(app.config, countdown, eta, unique)
     env, uid = app.build(name, call_args, kwargs, priority, eta=when, meta=meta)
-    skipped = yield from app._sending([env], timeout is not None)
+    skipped = yield from app._sending([env], timeout is not None, connection)
     if skipped:
         return (yield from holder(app, skipped[env.uuid], env.queue, timeout))
     if timeout is None:

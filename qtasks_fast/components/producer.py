@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
 from qtasks_fast.components.task_manager import PendingTask
-from qtasks_fast.exceptions import PayloadTooLarge, TaskNotFound
+from qtasks_fast.exceptions import PayloadTooLarge, TaskArgumentsError, TaskNotFound
 from qtasks_fast.log import get_logger, task_label
 from qtasks_fast.portal import portal
 from qtasks_fast.schemas import META_UNIQUE, Envelope, Task, record_from_envelope, ts_to_dt
@@ -162,6 +162,9 @@ class Producer:
             size = len(core.encode(env))
         except TypeError as exc:
             raise TypeError(f"task {env.task_name!r}: arguments are not serializable to msgpack: {exc}") from None
+        except (OverflowError, RecursionError, ValueError) as exc:  # an int beyond 64 bits, nesting too deep
+            raise TaskArgumentsError(f"task {env.task_name!r}: arguments cannot be encoded ({exc}); integers must "
+                                     "fit in 64 bits and nesting must stay under a few hundred levels") from None
         if size > max_payload:
             raise PayloadTooLarge(f"task {env.task_name!r}: encoded call is {size} bytes, over the "
                                   f"{max_payload} byte limit (config.max_payload); pass a reference "
@@ -289,13 +292,21 @@ class Producer:
         """:meth:`send` for the sync client: the broker's blocking enqueue (``enqueue_sync``)."""
         return run_sync(self._sending(envelopes, wait))
 
-    def _sending(self, envelopes: Sequence[Envelope], wait: bool) -> Steps[Mapping[str, str] | None]:
-        """The send, once for both clients (see qtasks_fast.steps)."""
+    def _sending(self, envelopes: Sequence[Envelope], wait: bool,
+                 connection: Any = None) -> Steps[Mapping[str, str] | None]:
+        """The send, once for both clients (see qtasks_fast.steps); with ``connection``, inside that open database
+        transaction (the broker's ``TransactionalEnqueue``; the async client only: such connections are async)."""
         broker, storage = self._resolve()
         if self._unnoted_queues:  # rare (a task manager's new route); the sync client uses the helper loop, once
             yield Either(lambda: self._note_queues(broker), lambda: portal().run(self._note_queues(broker)))
-        skipped = yield Either(lambda: broker.enqueue(envelopes, storage, wait=wait),
-                               lambda: broker.enqueue_sync(envelopes, storage, wait=wait))
+        if connection is not None:
+            from qtasks_fast.abc.capabilities import TransactionalEnqueue, require
+
+            tx = require(broker, TransactionalEnqueue)
+            skipped = yield Either(lambda: tx.enqueue_in(connection, envelopes, storage, wait), _sync_refused)
+        else:
+            skipped = yield Either(lambda: broker.enqueue(envelopes, storage, wait=wait),
+                                   lambda: broker.enqueue_sync(envelopes, storage, wait=wait))
         return self._sent(envelopes, skipped)
 
     async def _note_queues(self, broker: Broker) -> None:
@@ -349,3 +360,8 @@ class Producer:
                 continue  # never enqueued: the holder's after_enqueue already ran
             for mw in reversed(self.enqueue_chain(self.tasks.get(env.task_name))):
                 mw.after_enqueue(self, env)
+
+
+def _sync_refused() -> Mapping[str, str] | None:
+    raise TypeError("add_task(connection=...) is for the async client (qtasks_fast.asyncio.QueueTasks) with an "
+                    "async connection of the backend's database (asyncpg for postgresql://), inside its transaction")

@@ -6,8 +6,8 @@
   handlers, injected parameters or ``executor="process"``.
 - :mod:`~qtasks_fast.middlewares.metrics`: ``Metrics``, Prometheus counts and durations per task
   (``app.add_middleware(Metrics, port=9100)``; extra ``metrics``).
-- :mod:`~qtasks_fast.middlewares.logs`: ``LogCapture``, what a task logs while it runs, stored with it
-  (``app.get_logs(uuid)``, ``qtasks-fast -A app logs UUID``).
+- :mod:`~qtasks_fast.middlewares.logs`: ``LogCapture``, what a task logs while it runs, stored with it as it comes
+  (``app.get_logs(uuid)``, ``qtasks-fast -A app logs UUID``, the WebView follows a running task).
 - :mod:`~qtasks_fast.middlewares.task`: ``TaskMiddleware``, QTasks' middleware classes run unchanged
   (``middlewares_before``/``middlewares_after``).
 - Plugins with named triggers (:mod:`qtasks_fast.plugins`) reach tasks through middlewares too.

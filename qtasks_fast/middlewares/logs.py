@@ -27,17 +27,28 @@ Hook order is the chain's (see :mod:`qtasks_fast.middleware`): the capture start
 so what its hooks log is captured; one added before it wraps it, so what its hooks log is not (it is in
 the worker's output, attributed to the task). Add LogCapture first to capture every middleware's lines.
 
-Caps: the last ``max_lines`` lines (200) and ``max_bytes`` (64 KiB) of a run are kept; a first line
-says how many were dropped. Lines are stored after the call, before the result (so they are there
-when ``add_task(..., timeout=)`` returns), and expire with the record (``result_ttl``). A retry is a
-new task with its own lines. A storage without task logs (see ``Storage.append_logs``) is reported
-once and the lines are dropped; a failing store never changes the task's outcome.
+Live tail: lines are stored while the task runs, in batches (50 lines, or half a second after the
+first waiting line, whichever comes first), so ``app.get_logs``, ``qtasks-fast logs`` and the WebView
+follow a running task; a task that logs nothing writes nothing. What is still waiting is stored after
+the call, before the result (so every line is there when ``add_task(..., timeout=)`` returns). Lines
+expire with the record (``result_ttl``). A retry is a new task with its own lines.
+
+Caps: ``max_lines`` (200) and ``max_bytes`` (64 KiB) per run, half for its first lines and half for its
+last. The first half is stored as it comes; once it is full, later lines keep only the newest within
+the other half and are stored when the call ends, after a line saying how many were dropped there
+(stored lines cannot be taken back, so a live tail cannot also keep only "the last N"). A line longer
+than half of ``max_bytes`` is cut. A storage without task logs (see ``Storage.append_logs``) is
+reported once and the lines are dropped; a failing store is reported in the worker's log, stops the
+live writes of that run (its lines, the failed batch too, are tried again when the call ends) and never
+changes the task's outcome.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -52,36 +63,133 @@ log = get_logger("logs")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: where a run's buffer waits in ``ctx.data`` between the hooks
 DATA_KEY = "qtasks_fast.log_capture"
+#: a run's pending lines are written as soon as this many wait, else at most FLUSH_INTERVAL seconds after
+#: the first of them: a live tail within about half a second, and few writes for a chatty fleet
+BATCH_LINES = 50
+FLUSH_INTERVAL = 0.5
+#: guards the buffers against a thread task logging while the loop takes a batch (held for a few
+#: list operations; one for all buffers, so a task that logs nothing never creates one)
+_LOCK = threading.Lock()
 
 #: the capture buffer of the task running in this context (None outside tasks)
 current: contextvars.ContextVar[_Buffer | None] = contextvars.ContextVar("qtasks_fast_log_capture", default=None)
 
 
 class _Buffer:
-    """The last ``max_lines`` lines of one run within ``max_bytes``, and how many were dropped."""
+    """One run's lines: a head written while the task runs (live tail), then the last lines of the rest.
 
-    __slots__ = ("lines", "size", "dropped", "max_lines", "max_bytes", "level")
+    ``add`` may be called from any thread (a thread task logs from its pool thread); writes happen on the
+    worker's event loop. The first half of the caps (``max_lines``, ``max_bytes``) is the head: its lines
+    are written in batches as they come (``BATCH_LINES`` at once, or after ``FLUSH_INTERVAL``, whichever is
+    first), so an operator can follow them. What comes after keeps only its newest lines within the other
+    half, written when the call ends after a line saying how many were dropped: stored lines cannot be
+    taken back, so a live tail and "the last N lines" meet this way. A run that logs nothing never wakes
+    the loop and never writes.
+    """
 
-    def __init__(self, max_lines: int, max_bytes: int, level: int) -> None:
-        self.lines: deque[str] = deque()
-        self.size = 0
-        self.dropped = 0
-        self.max_lines, self.max_bytes, self.level = max_lines, max_bytes, level
+    __slots__ = ("pending", "size", "count", "tail", "tail_size", "dropped", "max_lines", "max_bytes", "level",
+                 "loop", "owner", "ctx", "timer", "flushing", "started", "closed")
+
+    def __init__(self, owner: LogCapture, ctx: ExecContext, loop: asyncio.AbstractEventLoop | None) -> None:
+        # only what every run needs: the rest is set by the first line (``_start``), so a task that logs
+        # nothing pays for five attributes
+        self.level = owner.level
+        self.owner: LogCapture | None = owner  # None once a store failed: the rest waits for the end of the call
+        self.ctx, self.loop = ctx, loop  # no loop: lines wait for the end of the call
+        self.started = self.closed = False
+
+    def _start(self) -> None:
+        self.pending: list[str] = []  # head lines not written yet
+        self.size = self.count = 0  # of the head, written or pending
+        self.tail: deque[str] | None = None  # set once the head is full: every later line goes here
+        self.tail_size = self.dropped = 0
+        owner = self.owner
+        assert owner is not None  # set in __init__, cleared only by a write, after a first line
+        self.max_lines, self.max_bytes = owner.max_lines, owner.max_bytes
+        self.timer: asyncio.TimerHandle | None = None
+        self.flushing: asyncio.Task[None] | None = None
+        self.started = True
 
     def add(self, line: str) -> None:
-        if len(line) > self.max_bytes:
-            line = line[:self.max_bytes - 20] + " [...line cut]"
-        self.lines.append(line)
-        self.size += len(line)
-        while len(self.lines) > self.max_lines or self.size > self.max_bytes:
-            self.size -= len(self.lines.popleft())
+        with _LOCK:
+            if not self.started:
+                self._start()
+            half = self.max_bytes // 2
+            if len(line) > half:
+                line = line[:half - 20] + " [...line cut]"
+            if self.tail is None and self.count < (self.max_lines + 1) // 2 and self.size + len(line) <= half:
+                self.pending.append(line)
+                self.count += 1
+                self.size += len(line)
+                wake = len(self.pending)
+            else:
+                self._add_tail(line)
+                return
+        if (wake == 1 or wake == BATCH_LINES) and self.loop is not None and not self.closed:
+            # a fresh context: the flush must not capture its own warnings into this buffer
+            try:
+                self.loop.call_soon_threadsafe(self._kick, wake >= BATCH_LINES, context=contextvars.Context())
+            except RuntimeError:  # the worker's loop is closed: the lines wait for a close that may not come
+                pass
+
+    def _add_tail(self, line: str) -> None:
+        if self.tail is None:
+            self.tail = deque()
+        self.tail.append(line)
+        self.tail_size += len(line)
+        while len(self.tail) > self.max_lines // 2 or self.tail_size > self.max_bytes - self.max_bytes // 2:
+            self.tail_size -= len(self.tail.popleft())
             self.dropped += 1
 
-    def result(self) -> list[str]:
-        if not self.dropped:
-            return list(self.lines)
-        return [f"[{self.dropped} earlier line(s) dropped: LogCapture keeps the last {self.max_lines} lines "
-                f"/ {self.max_bytes} bytes]", *self.lines]
+    def _kick(self, now: bool) -> None:
+        """On the loop: write the pending lines now, or arm the timer that will (a running write goes on)."""
+        if self.closed or self.flushing is not None or self.loop is None or self.owner is None:
+            return
+        if now:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.flushing = self.loop.create_task(self._flush())
+        elif self.timer is None:
+            self.timer = self.loop.call_later(FLUSH_INTERVAL, self._kick, True)
+
+    async def _flush(self) -> None:
+        try:
+            while self.owner is not None:
+                with _LOCK:
+                    batch, self.pending = self.pending, []
+                if not batch:
+                    return
+                if not await self.owner.store(self.ctx, batch):
+                    self.owner = None  # the storage failed: these lines and the rest wait for the end of the call
+                    with _LOCK:
+                        self.pending[:0] = batch
+                    return
+                if len(self.pending) < BATCH_LINES:
+                    return
+        finally:
+            self.flushing = None
+            if self.pending and self.owner is not None:
+                self._kick(False)  # lines came during the write: they wait at most one interval
+
+    async def close(self) -> list[str]:
+        """Stop writing while the task runs, wait for a write under way; the lines still to store, in order."""
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.flushing is not None:
+            await self.flushing
+        with _LOCK:
+            rest, self.pending = self.pending, []
+            if self.tail:
+                if self.dropped:
+                    rest.append(f"[{self.dropped} line(s) dropped here: LogCapture keeps the first and the last "
+                                f"lines of a run, {self.max_lines} lines / {self.max_bytes} bytes in all]")
+                rest.extend(self.tail)
+            elif self.dropped:
+                rest.append(f"[{self.dropped} later line(s) dropped: LogCapture keeps the first and the last "
+                            f"lines of a run, {self.max_lines} lines / {self.max_bytes} bytes in all]")
+        return rest
 
 
 class CaptureHandler(logging.Handler):
@@ -146,23 +254,38 @@ class LogCapture(Middleware):
 
     def before_execute(self, ctx: ExecContext) -> None:
         install()  # here, not at import: setup_logging of the worker process replaces qtasks_fast's handlers
-        buf = _Buffer(self.max_lines, self.max_bytes, self.level)
+        loop = None if self._unsupported else asyncio.get_running_loop()  # hooks run on the worker's loop
+        buf = _Buffer(self, ctx, loop)
         ctx.data[DATA_KEY] = buf
         current.set(buf)  # the call runs in this context (a copy of it, for a thread task)
 
     async def after_execute(self, ctx: ExecContext, status: str, result: Any) -> None:
         buf: _Buffer | None = ctx.data.get(DATA_KEY)
         current.set(None)
-        if buf is None or not buf.lines or self._unsupported:
+        if buf is None:
             return
+        if not buf.started:  # logged nothing: nothing to wait for or to store
+            buf.closed = True
+            return
+        rest = await buf.close()
+        if rest:
+            await self.store(ctx, rest)
+
+    async def store(self, ctx: ExecContext, lines: list[str]) -> bool:
+        """Append ``lines`` to the task's log; False (said once in the worker's log) when they could not be."""
+        if self._unsupported:
+            return False
         storage = ctx.app.storage
         try:
-            await storage.append_logs(ctx.uuid, ctx.envelope.queue, buf.result())
+            await storage.append_logs(ctx.uuid, ctx.envelope.queue, lines)
         except NotSupported:
             self._unsupported = True
             log.warning("%s keeps no task logs: LogCapture drops what tasks log (implement "
-                        "Storage.append_logs/get_logs, or use the Redis, SQLite or memory backend)",
+                        "Storage.append_logs/get_logs, or use the Redis, SQLite, PostgreSQL or memory backend)",
                         type(storage).__name__)
+            return False
         except Exception as exc:  # noqa: BLE001 - losing log lines must not fail the task
-            log.warning("could not store %d log line(s) of task %s: %s: %s", len(buf.lines),
+            log.warning("could not store %d log line(s) of task %s: %s: %s", len(lines),
                         task_label(ctx.task_name, ctx.uuid), type(exc).__name__, exc)
+            return False
+        return True

@@ -21,6 +21,7 @@ from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.faults import Outage, describe, transient
 from qtasks_fast.log import get_logger
 from qtasks_fast.tasktable import publish
+from qtasks_fast.worker.apart import settle_apart
 from qtasks_fast.worker.control import Limiter, cancel_loop, fire
 from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
@@ -206,11 +207,16 @@ class Worker:
                     break
                 except Exception as exc:
                     if not transient(exc):
-                        # not an outage: crash the worker (the supervisor restarts it and the replacement
+                        # not an outage: one by one, so one outcome the backend cannot store does not re-run the
+                        # others; failing that, crash the worker (the supervisor restarts it and the replacement
                         # reruns these unacked tasks) rather than hang with them in flight
-                        log.exception("worker %s: cannot store %d results; stopping this worker", self.worker_id,
-                                      len(outcomes))
-                        raise
+                        try:
+                            await settle_apart(self.broker, self.storage, outcomes, retries, self.worker_id, exc)
+                            break
+                        except Exception:
+                            log.exception("worker %s: cannot store %d results; stopping this worker",
+                                          self.worker_id, len(outcomes))
+                            raise
                     await outage.wait(exc)
             if outage.down:
                 outage.ok()

@@ -30,6 +30,7 @@ from qtasks_fast.abc.capabilities import (
     WorkerRegistry,
 )
 from qtasks_fast.backends._local import has_unique
+from qtasks_fast.backends.memory.audit import MemoryAudit
 from qtasks_fast.backends.memory.control import MemoryControl
 from qtasks_fast.backends.memory.state import InMemoryState, Listener, Waiter, wake
 from qtasks_fast.schemas import Envelope, releases_unique
@@ -41,7 +42,7 @@ __all__ = ["InMemoryBroker", "InMemoryState", "Waiter", "wake"]
 
 
 class InMemoryBroker(MemoryControl, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable, WorkerRegistry,
-                     QueueStatistics):
+                     QueueStatistics, MemoryAudit):
     """Broker in this process's memory; pass ``state=`` shared with an ``InMemoryStorage`` to fuse."""
 
     def __init__(self, *, state: InMemoryState | None = None, app_name: str = "QueueTasks",

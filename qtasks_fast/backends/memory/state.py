@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from qtasks_fast.abc.broker import DeadLetter, Outcome, WorkerInfo
+from qtasks_fast.abc.capabilities import AUDIT_KEPT, AuditEntry
 from qtasks_fast.querylib import EVENTS_KEPT
 from qtasks_fast.schemas import META_RESTART_OF, META_UNIQUE, Envelope, Task, task_from_envelope, ts_to_dt, unique_owner
 from qtasks_fast.tasktable import TaskSpec
@@ -118,6 +119,9 @@ class InMemoryState:
         self.last_event = 0
         #: readers blocked in ``events(block=...)``, woken by the next status change
         self.event_waiters: set[Waiter] = set()
+        #: the audit log (``AuditLog``): the newest entries, oldest first; kept by ``flush_all`` like the registry
+        self.audit: deque[AuditEntry] = deque(maxlen=AUDIT_KEPT)
+        self.audit_seq = 0
 
     # ---------------------------------------------------------------- messages
     def push(self, queue: str, prio: int, uuid: str, body: bytes, eta: float = 0.0) -> None:

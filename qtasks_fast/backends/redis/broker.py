@@ -37,6 +37,7 @@ from qtasks_fast.abc.capabilities import (
     WorkerRegistry,
 )
 from qtasks_fast.backends.redis import pack
+from qtasks_fast.backends.redis.audit import RedisAudit
 from qtasks_fast.backends.redis.control import RedisControl
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
 from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
@@ -199,7 +200,7 @@ def _body(fields: Sequence[bytes] | None) -> bytes:
 
 @at_boundary
 class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims,
-                  TaskTable, WorkerRegistry, QueueStatistics, BrokerMemory):
+                  TaskTable, WorkerRegistry, QueueStatistics, BrokerMemory, RedisAudit):
     """Broker on Redis Streams with consumer groups; pairs with ``RedisStorage`` for fused writes."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, app_name: str = "QueueTasks",

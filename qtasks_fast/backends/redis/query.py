@@ -3,15 +3,18 @@
 Everything it reads is written by the broker's Lua inside the round trips it makes anyway (see redis.lua's
 header: P:x zsets, P:ev, P:tp), so lists cost the hot path no command of its own. Reads go through the Lua
 ops ``list``/``count`` (one round trip per page and queue, bounded work per call: a filter the indexes do
-not narrow walks candidates ``BUDGET`` at a time) or read P:ev / P:tp directly. Nothing here SCANs.
+not narrow walks candidates ``CALL_BUDGET`` at a time) or read P:ev / P:tp directly. Nothing here SCANs.
 
-Counts are exact. With only task name, queue and created-time bounds they are ZCOUNTs; a worker, error-text
-or finished-time filter counts by walking the matches (cost grows with how many there are).
+Counts are exact with only task name, queue and created-time bounds (ZCOUNTs). A worker, error-text or
+finished-time filter is checked record by record, so a request examines at most ``SCAN_BUDGET`` records
+(``SCAN_SECONDS``): past that a page is partial (``TaskPage.partial``, a cursor that goes on searching) and a
+count has the key ``SEARCHED`` (it counted the newest records alone).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.abc.query import (
+    SEARCHED,
     EventPage,
     TaskDetail,
     TaskEvent,
@@ -32,6 +36,8 @@ from qtasks_fast.abc.query import (
 from qtasks_fast.backends.redis.records import env_decode, record_parts
 from qtasks_fast.querylib import (
     FINISHED,
+    MAX_LIMIT,
+    SCAN_BUDGET,
     STATUSES,
     check_limit,
     decode_cursor,
@@ -43,6 +49,7 @@ from qtasks_fast.querylib import (
     minute_window,
     throughput_points,
     to_ms,
+    unindexed,
 )
 from qtasks_fast.schemas.envelope import META_RESTART_OF
 
@@ -51,8 +58,12 @@ if TYPE_CHECKING:
     from qtasks_fast.backends.redis.script import Script
     from qtasks_fast.schemas import Task
 
-#: candidates one Lua 'list' call examines at most: bounds how long a filter no index narrows holds Redis
-BUDGET = 20000
+#: candidates one Lua 'list' call examines at most; it also stops after 1 ms of Redis time (LIST_US in
+#: redis.lua): a Lua script blocks every other client, so a filter no index narrows must hold Redis briefly
+CALL_BUDGET = 500
+#: a list or count request's time budget, next to querylib.SCAN_BUDGET (records, all its queues together): past
+#: either, the answer is partial (TaskPage.partial) with a cursor that goes on searching
+SCAN_SECONDS = 0.1
 #: retry chain steps followed each way at most (a chain is as long as its task's retries)
 CHAIN_MAX = 100
 
@@ -113,8 +124,36 @@ def _stream_id(sid: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
+class _Budget:
+    """What one request may still examine: a share of candidates per queue, and time (spent by its Lua calls,
+    over every page a count walks)."""
+
+    def __init__(self, share: int, seconds: float) -> None:
+        self.share, self.deadline = share, time.monotonic() + seconds
+        self.spent: dict[str, int] = {}
+        self.searched = self.total = 0
+
+    def step(self, queue: str) -> int:
+        """Candidates the next Lua call on ``queue`` may examine."""
+        return max(1, min(CALL_BUDGET, self.share - self.spent.get(queue, 0)))
+
+    def spend(self, queue: str, n: int, searched: int, total: int) -> bool:
+        """Count ``n`` candidates examined (a call that ran out of its step or its time); True when the request
+        is out of budget. ``searched``/``total``: the queue's window, as Lua reports them."""
+        self.spent[queue] = self.spent.get(queue, 0) + n
+        out = self.spent[queue] >= self.share or time.monotonic() >= self.deadline
+        if out:
+            self.searched += searched
+            self.total += total
+        return out
+
+
 class RedisQueries(TaskQueries):
     """Mixed into ``RedisStorage``; reads what ``RedisBroker``'s Lua writes (nothing without a fused broker)."""
+
+    #: per-request search budget (entries, seconds) of a filter no index narrows; tests set it small
+    scan_budget: int = SCAN_BUDGET
+    scan_seconds: float = SCAN_SECONDS
 
     conn: RedisConnection
     script: Script
@@ -133,23 +172,47 @@ class RedisQueries(TaskQueries):
         check_limit(limit)
         if filter.status is not None and filter.status not in STATUSES:
             raise ValueError(f"status {filter.status!r} is not one of {', '.join(STATUSES)}")
+        return await self._page(queues, filter, limit, cursor, self._budget(queues, filter))
+
+    def _budget(self, queues: Sequence[str], filter: TaskFilter) -> _Budget:
+        """The request's budget: bounded for a filter no index narrows; an indexed one (name, status, queue,
+        created time) finds a match in almost every candidate, so its page fills within a few Lua calls."""
+        if not unindexed(filter):
+            return _Budget(2**62, math.inf)
+        return _Budget(max(1, self.scan_budget // max(1, len(self._queues(queues, filter)))), self.scan_seconds)
+
+    async def _page(self, queues: Sequence[str], filter: TaskFilter, limit: int, cursor: str | None,
+                    budget: _Budget) -> TaskPage:
         after = decode_cursor(cursor)
+        mine = self._queues(queues, filter)
+        budget.searched = budget.total = 0
         rows: list[tuple[float, str, TaskSummary]] = []
-        for queue in self._queues(queues, filter):
-            rows += await self._list_queue(queue, filter, limit + 1, after)
+        stops: list[tuple[float, str]] = []
+        for queue in mine:
+            got, stop = await self._list_queue(queue, filter, limit + 1, after, budget)
+            rows += got
+            if stop is not None:
+                stops.append(stop)
         rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        if stops:  # only what every queue has searched down to is complete: down to the highest stop
+            frontier = max(stops)
+            rows = [r for r in rows if (r[0], r[1]) >= frontier]
+            if len(rows) <= limit:
+                return TaskPage(tasks=[r[2] for r in rows], cursor=encode_cursor(int(frontier[0]), frontier[1]),
+                                partial=True, searched=budget.searched, total=budget.total)
         page = [r[2] for r in rows[:limit]]
-        more = len(rows) > limit
-        last = rows[limit - 1] if more else None
+        last = rows[limit - 1] if len(rows) > limit else None
         return TaskPage(tasks=page, cursor=encode_cursor(int(last[0]), last[1]) if last else None)
 
     @staticmethod
     def _queues(queues: Sequence[str], filter: TaskFilter) -> list[str]:
         return [q for q in queues if filter.queue is None or q == filter.queue]
 
-    async def _list_queue(self, queue: str, f: TaskFilter, want: int,
-                          after: tuple[int, str] | None) -> list[tuple[float, str, TaskSummary]]:
-        """Up to ``want`` matches of one queue strictly after ``after``, newest first (bounded Lua calls)."""
+    async def _list_queue(self, queue: str, f: TaskFilter, want: int, after: tuple[int, str] | None,
+                          budget: _Budget) -> tuple[list[tuple[float, str, TaskSummary]], tuple[float, str] | None]:
+        """Up to ``want`` matches of one queue strictly after ``after``, newest first, and where the search
+        stopped when ``budget`` ran out first (None: it did not). Each Lua call examines at most
+        :data:`CALL_BUDGET` candidates or 1 ms, so other clients of Redis wait a millisecond, not seconds."""
         cmin, cmax = _created_bounds(f)
         top, tie = cmax, ""
         if after is not None and (f.created_before is None or after[0] < to_ms(f.created_before)):
@@ -159,21 +222,24 @@ class RedisQueries(TaskQueries):
         fmax = "" if f.finished_before is None else repr(f.finished_before * 1000)
         out: list[tuple[float, str, TaskSummary]] = []
         while len(out) < want:
+            step = budget.step(queue)
             with self._reachable():
                 rows, more = await self.script.page(queue, self.priority_levels, f.status or "", f.task_name or "",
-                                                    cmin, top, tie, cmax, want - len(out), BUDGET, f.worker_id or "",
+                                                    cmin, top, tie, cmax, want - len(out), step, f.worker_id or "",
                                                     needle, fmin, fmax)
             for j in range(0, len(rows), 6):
                 summary = self._summary(queue, rows[j:j + 6], f.error_contains)
                 if summary is not None:
                     out.append((float(rows[j + 1]), summary.uuid, summary))
-            if isinstance(more, list):  # the budget ran out: go on after the last one examined
+            if isinstance(more, list):  # this call's budget ran out: go on after the last one examined
                 top, tie = _s(more[0]), _s(more[1])
+                if budget.spend(queue, int(more[4]), int(more[2]), int(more[3])):
+                    return out, (float(top), tie)
             elif more and rows:  # 'limit': as many as asked, some of them dropped by the exact error rule
                 top, tie = _s(rows[-5]), _s(rows[-6])
             else:  # '': nothing older matches
                 break
-        return out
+        return out, None
 
     @staticmethod
     def _summary(queue: str, row: list[Any], error_contains: str | None) -> TaskSummary | None:
@@ -206,18 +272,21 @@ class RedisQueries(TaskQueries):
                            restart_of=env.meta.get(META_RESTART_OF) if env.meta else None)
 
     async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
-        if filter.worker_id or filter.error_contains or filter.finished_after is not None \
-                or filter.finished_before is not None:
-            for status in STATUSES:  # not indexed: walk the matches (exact)
-                cursor: str | None = None
-                while True:
-                    page = await self.list_tasks(queues, msgspec.structs.replace(filter, status=status), 1000, cursor)
-                    counts[status] += len(page.tasks)
-                    if page.cursor is None:
-                        break
-                    cursor = page.cursor
-            return counts
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        if unindexed(filter):
+            # not indexed: count the matches of one bounded search (every status at once); when the budget
+            # runs out the counts are of the records searched, and SEARCHED says how many those were
+            budget, cursor = self._budget(queues, filter), None
+            status_free = msgspec.structs.replace(filter, status=None)
+            while True:
+                page = await self._page(queues, status_free, MAX_LIMIT, cursor, budget)
+                for t in page.tasks:
+                    counts[t.status] += 1
+                if page.partial:
+                    return counts | {SEARCHED: page.searched or 0}
+                if page.cursor is None:
+                    return counts
+                cursor = page.cursor
         cmin, cmax = _created_bounds(filter)
         now = int(time.time() * 1000)
         for queue in self._queues(queues, filter):

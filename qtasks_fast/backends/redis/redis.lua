@@ -67,6 +67,8 @@
 --                          leases + LOST_KEPT at each beat. Entries whose heartbeat is older than lease_seconds
 --                          are listed as lost (workers(include_lost=True)), and HDELed by the next listing
 --                          once older than LOST_KEPT (a SIGKILLed worker ages out)
+--   qtf:{<app>}:audit      stream of the audit log (control surfaces: who did what, when), field e = msgpack
+--                          AuditEntry, XADD MAXLEN ~ AUDIT_KEPT (backends/redis/audit.py); kept by flush_all
 --
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
 -- i.e. which worker, holds it), so starting a task writes nothing.
@@ -150,9 +152,12 @@
 --           bounds), read from the narrowest P:x zset. worker = a consumer name or bare worker id, err = a
 --           substring of the traceback lowered byte-wise (ASCII only: query.py passes part of the search and
 --           re-checks the whole with Python's case rules), fmin/fmax = finished ms bounds [fmin, fmax) ('' =
---           any). Examines at most <budget> candidates. Returns {rows, more}: rows = {uuid score kind data...}* with kind 'R'
+--           any). Examines at most <budget> candidates, and stops after LIST_US of its own time (other
+--           clients wait for a script). Returns {rows, more}: rows = {uuid score kind data...}* with kind 'R'
 --           (data = the record), 'N' (data = envelope: queued) or 'P' (data = envelope, consumer, since ms:
---           running); more = '' when nothing older can match, else the score and uuid to go on from
+--           running); more = '' when nothing older can match, 'limit' when <limit> rows were found, else (the budget ran
+--           out) {score uuid searched total examined}: go on after that score and uuid; searched = the window's candidates
+--           from it up (earlier pages too), total = all the window's candidates
 --   count   group nprios name cmin cmax now ttl  ({new process success error cancel} counts of the tasks named
 --                                        <name> ('' = any) created in [cmin, cmax]: ZCOUNTs once expired
 --                                        entries are trimmed, 'process' from the PEL, the unfinished by a walk
@@ -229,6 +234,8 @@ end
 -- reclaim) the batch is deleted as before, so what lingers is bounded by a few seconds of throughput.
 -- Entries that were delivered but are not pending are therefore finished ones: purge leaves them.
 local STALE_MS = 5000
+-- op 'list': Redis time one call may take (µs) before it returns what it found and where it stopped
+local LIST_US = 1000
 local function id_parts(id)
   local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -1206,7 +1213,13 @@ elseif op == 'list' then
     return it.buf[it.pos], it.buf[it.pos + 1]
   end
   local examined, ls, lm = 0, nil, nil
+  local t = redis.call('TIME')
+  local started = tonumber(t[1]) * 1000000 + tonumber(t[2])
   while #rows < limit * 6 do
+    if examined % 8 == 7 and budget > examined then  -- and at most LIST_US of Redis time per call
+      t = redis.call('TIME')
+      if tonumber(t[1]) * 1000000 + tonumber(t[2]) - started >= LIST_US then budget = examined end
+    end
     local best, bs, bm = nil, nil, nil
     for _, it in ipairs(its) do
       local sc, m = head(it)
@@ -1215,7 +1228,17 @@ elseif op == 'list' then
       end
     end
     if not best then return {rows, ''} end
-    if examined >= budget then return {rows, {ls, lm}} end  -- go on after the last one examined
+    if examined >= budget then  -- go on after the last one examined; with how far that is into the window
+      local searched, total = 0, 0
+      for _, it in ipairs(its) do
+        searched = searched + redis.call('ZCOUNT', it.key, '(' .. ls, cmax)
+        for _, u in ipairs(redis.call('ZRANGE', it.key, ls, ls, 'BYSCORE')) do  -- ties: those examined
+          if u >= lm then searched = searched + 1 end
+        end
+        total = total + redis.call('ZCOUNT', it.key, cmin, cmax)
+      end
+      return {rows, {ls, lm, searched, total, examined}}
+    end
     examined, ls, lm = examined + 1, bs, bm
     best.pos = best.pos + 2
     local r = redis.call('GET', record(bm))

@@ -45,6 +45,7 @@ from qtasks_fast.abc.capabilities import (
 )
 from qtasks_fast.backends._local import body_outcome, has_unique
 from qtasks_fast.backends.sqlite import seen as sqlite_seen
+from qtasks_fast.backends.sqlite.audit import SqliteAudit
 from qtasks_fast.backends.sqlite.control import SqliteControl
 from qtasks_fast.backends.sqlite.db import (
     BUSY_TIMEOUT,
@@ -77,7 +78,7 @@ T = TypeVar("T")
 
 @at_boundary
 class SqliteBroker(SqliteControl, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims, TaskTable, WorkerRegistry,
-                   QueueStatistics):
+                   QueueStatistics, SqliteAudit):
     """Broker on one SQLite file; pairs with ``SqliteStorage`` on the same file for fused writes."""
 
     def __init__(self, path: str, *, app_name: str = "QueueTasks", connection: SqliteConnection | None = None,

@@ -10,7 +10,8 @@ row per live worker process, its msgpack ``WorkerInfo`` and last heartbeat in ms
 ``task_table`` (the task table workers publish for producers, see
 ``qtasks_fast/tasktable.py``), ``meta`` (facts about the file per app: that a worker
 has used it, so a producer can tell a database no worker reads), ``logs`` (lines
-captured by LogCapture) and ``event_batches`` (the query side's feed of status changes: one row per queue
+captured by LogCapture), ``audit`` (the audit log of the control surfaces: msgpack ``AuditEntry`` per row)
+and ``event_batches`` (the query side's feed of status changes: one row per queue
 per batch, written in the transaction of the change by the functions here that change a status; see
 :mod:`qtasks_fast.backends.sqlite.feed`). No trigger writes it: a row per change made enqueue, fetch and
 settle about twice as dear (measured with ``python -m qtasks_fast.benchmarks.ab --suite sqlite``).
@@ -101,6 +102,9 @@ CREATE TABLE IF NOT EXISTS logs (
     line TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_task ON logs (app, uuid, id);
 CREATE INDEX IF NOT EXISTS logs_expiry ON logs (expires_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, app TEXT NOT NULL, at INTEGER NOT NULL, entry BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_app ON audit (app, id);
 CREATE TABLE IF NOT EXISTS meta (
     app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (app, key)) WITHOUT ROWID;
 """

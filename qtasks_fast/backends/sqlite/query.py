@@ -6,8 +6,10 @@ name filters, ``(app, queue, finished, status)`` for the finish-time bound and t
 for restarts. A page is read per queue in index order (``LIMIT`` rows each, no sort of the matches) and
 the queues are merged here, so a filtered page costs the same on 100 or 1,000,000 records. A list with
 neither a status nor a name is the merge of one walk per status (five short index reads instead of a sixth
-index that every enqueue would pay for). The worker and error-text filters are checked on the rows the
-index walk visits (no index narrows them).
+index that every enqueue would pay for). The worker, error-text and finished-time filters are checked on the
+rows the index walk visits (no index narrows them), so that walk is bounded: each stops at its
+``scan_budget / walks``-th candidate (an index ``OFFSET``), and a page that did not fill above the newest stop is
+``partial`` (TaskPage), with a cursor that searches on.
 
 The event feed is the ``event_batches`` table (one row per queue per written batch, see
 :mod:`~qtasks_fast.backends.sqlite.feed`), written in the transaction of each status change; its ids count
@@ -42,14 +44,19 @@ from qtasks_fast.backends.sqlite import feed
 from qtasks_fast.backends.sqlite.db import SqliteConnection, now_ms
 from qtasks_fast.backends.sqlite.held import Holder, held, holder, running
 from qtasks_fast.querylib import (
+    MAX_LIMIT,
+    SCAN_BUDGET,
     STATUSES,
+    bounded_counts,
     check_limit,
     decode_cursor,
     encode_cursor,
     error_line,
+    indexed_part,
     minute_window,
     throughput_points,
     to_ms,
+    unindexed,
     worker_matches,
 )
 from qtasks_fast.schemas import Envelope
@@ -120,12 +127,20 @@ class SqliteQueries(TaskQueries):
 
         def get_logs_sync(self, uuid: str, queue: str) -> list[str]: ...
 
-    def page_sql(self, f: TaskFilter, after: tuple[int, str] | None, now: int) -> tuple[str, list[Any]]:
-        """The query of one queue's page (``?`` for app and queue first, the limit last); tests EXPLAIN it."""
+    #: records a search by a filter no index narrows examines at most per request (tests set it small)
+    scan_budget: int = SCAN_BUDGET
+
+    def page_sql(self, f: TaskFilter, after: tuple[int, str] | None, now: int,
+                 down_to: tuple[int, str] | None = None) -> tuple[str, list[Any]]:
+        """The query of one queue's page (``?`` for app and queue first, the limit last); tests EXPLAIN it.
+        ``down_to``: the oldest candidate a bounded search reaches (included)."""
         cond, params = where(f, now)
         if after is not None:
             cond += " AND (created, uuid) < (?, ?)"
             params += list(after)
+        if down_to is not None:
+            cond += " AND (created, uuid) >= (?, ?)"
+            params += list(down_to)
         return (f"SELECT {_SUMMARY} FROM records WHERE app = ? AND queue = ? AND {cond}"  # noqa: S608 - fixed
                 " ORDER BY created DESC, uuid DESC LIMIT ?", params)
 
@@ -153,10 +168,18 @@ class SqliteQueries(TaskQueries):
         walks = [filter] if filter.status is not None or filter.task_name is not None else [
             msgspec.structs.replace(filter, status=s) for s in STATUSES]
         rows: list[Any] = []
-        for q in _queues(queues, filter):
+        mine = _queues(queues, filter)
+        share = max(1, self.scan_budget // max(1, len(mine) * len(walks)))
+        stops: list[tuple[int, str]] = []
+        for q in mine:
             who = held(self.conn, self.app_name, q)
             for f in walks:
-                sql, params = self.page_sql(f, after, now)
+                stop = self._stop(q, f, after, now, share) if unindexed(f) else None
+                if stop is not None:
+                    stops.append(stop)
+            frontier = max(stops) if stops else None
+            for f in walks:
+                sql, params = self.page_sql(f, after, now, frontier)
                 if f.status in (None, "new"):
                     rows += [r for r in self.conn.read(sql, (self.app_name, q, *params, limit + 1 + len(who)))
                              if not (r[3] == "new" and r[0] in who)]
@@ -166,12 +189,53 @@ class SqliteQueries(TaskQueries):
                     rows += [r for _, r in self._held_rows(f, q, who, after, now)
                              if f.worker_id is None or worker_matches(f.worker_id, r[8])]
         rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
+        if stops:  # a bounded search stopped: complete down to the highest stop only
+            frontier = max(stops)
+            rows = [r for r in rows if (r[5], r[0]) >= frontier]
+            if len(rows) <= limit:
+                return TaskPage(tasks=[_summary(r) for r in rows], cursor=encode_cursor(*frontier), partial=True,
+                                searched=self._searched(mine, walks, frontier, now))
         more = len(rows) > limit
         rows = rows[:limit]
         return TaskPage(tasks=[_summary(r) for r in rows],
                         cursor=encode_cursor(rows[-1][5], rows[-1][0]) if more else None)
 
+    def _stop(self, q: str, f: TaskFilter, after: tuple[int, str] | None, now: int,
+              share: int) -> tuple[int, str] | None:
+        """The ``share``-th candidate (by the index part of ``f``) of queue ``q`` after ``after``: where a
+        bounded search of ``f`` stops; None when none follows it (the walk reaches the end)."""
+        cond, params = where(indexed_part(f), now)
+        if after is not None:
+            cond += " AND (created, uuid) < (?, ?)"
+            params += list(after)
+        got = self.conn.read(f"SELECT created, uuid FROM records WHERE app = ? AND queue = ? AND {cond}"  # noqa: S608
+                             " ORDER BY created DESC, uuid DESC LIMIT 2 OFFSET ?",
+                             (self.app_name, q, *params, share - 1))
+        return (int(got[0][0]), str(got[0][1])) if len(got) == 2 else None  # one more after it: not the end
+
+    def _searched(self, queues: Sequence[str], walks: Sequence[TaskFilter], frontier: tuple[int, str],
+                  now: int) -> int:
+        """Candidates from the newest down to ``frontier``: what the search has covered (this page and before)."""
+        n = 0
+        for q in queues:
+            for f in walks:
+                cond, params = where(indexed_part(f), now)
+                n += self.conn.read(f"SELECT count(*) FROM records WHERE app = ? AND queue = ? AND {cond}"  # noqa: S608
+                                    " AND (created, uuid) >= (?, ?)", (self.app_name, q, *params, *frontier))[0][0]
+        return n
+
     async def count_tasks(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
+        if unindexed(filter):  # checked record by record: count the matches of a bounded search
+            every = msgspec.structs.replace(filter, status=None)
+            walks = [msgspec.structs.replace(filter, status=st) for st in STATUSES]
+
+            async def searched_to(at: tuple[int, str]) -> int:
+                return self._searched(_queues(queues, filter), walks, at, now_ms())
+            return await bounded_counts(lambda c: self.list_tasks(queues, every, MAX_LIMIT, c), searched_to,
+                                        self.scan_budget)
+        return self._exact_counts(queues, filter)
+
+    def _exact_counts(self, queues: Sequence[str], filter: TaskFilter) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
         now = now_ms()
         cond, params = where(filter, now, ignore_status=True)

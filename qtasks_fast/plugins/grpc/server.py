@@ -1,4 +1,5 @@
-"""QTasks' gRPC plugins: ``SyncgRPCPlugin(app)`` / ``AsyncgRPCPlugin(app)`` serve ``qtasks.v1.QTasksService``.
+"""QTasks' gRPC plugins: ``SyncgRPCPlugin(app)`` / ``AsyncgRPCPlugin(app)`` serve ``qtasks.v1.QTasksService`` and our
+``qtasks_fast.v1.QTasksFast`` (:mod:`qtasks_fast.grpc`) on one port, as ``qtasks-fast grpc`` does.
 
     app.add_plugin(AsyncgRPCPlugin(app, token="s3cret"))   # every worker of the app serves 127.0.0.1:50051
 
@@ -7,9 +8,11 @@ exist so QTasks code keeps working; they differ in nothing but the client they e
 or an async app, see :mod:`qtasks_fast.plugins.grpc.service`).
 
 Deliberately safer than QTasks (which listens on 0.0.0.0 with no authentication): the default host is
-127.0.0.1, and every call must carry the metadata ``authorization: Bearer <token>`` (token from ``token=`` or
-the environment variable ``QTASKS_GRPC_TOKEN``). With no token the server refuses to start, unless
-``insecure=True`` says that an open queue is wanted.
+127.0.0.1, and every call must carry the metadata ``authorization: Bearer <token>``, the token from ``token=``
+or the same sources as ``qtasks-fast grpc`` and the web app (``token_file=``, ``QTASKS_GRPC_TOKEN``,
+``QTASKS_WEB_TOKEN``). With no token the server refuses to start, unless ``insecure=True`` says that an open
+queue is wanted, and then only on a loopback host. ``tls_cert=``/``tls_key=`` (and ``tls_client_ca=`` for
+mutual TLS) serve TLS as the CLI's flags do; plaintext on a network address is logged as a warning at start.
 
 One process per port: every worker process of a pool (``--processes N``) starts the plugin, and the port is
 bound without SO_REUSEPORT, so the first serves and the others stand by, saying so once at INFO; a standby
@@ -36,8 +39,6 @@ import grpc
 from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.log import get_logger
 from qtasks_fast.plugins import BasePlugin
-from qtasks_fast.plugins.grpc.core import qtasks_pb2_grpc
-from qtasks_fast.plugins.grpc.service import QTasksServicer
 
 log = get_logger("grpc")
 TOKEN_ENV = "QTASKS_GRPC_TOKEN"
@@ -96,23 +97,49 @@ class AsyncgRPCPlugin(BasePlugin):
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 50051, *,
                  max_concurrent_rpcs: int | None = None, grpc_options: list[tuple[str, Any]] | None = None,
-                 token: str | None = None, insecure: bool = False) -> None:
+                 token: str | None = None, insecure: bool = False, token_file: str | None = None,
+                 tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None) -> None:
         super().__init__()
         self.app, self.host, self.port = app, host, int(port)
         self.max_concurrent_rpcs = max_concurrent_rpcs
         self.grpc_options = list(grpc_options or DEFAULT_OPTIONS)
-        self.token, self.insecure = token, insecure
+        self.token, self.insecure, self.token_file = token, insecure, token_file
+        self.tls = (tls_cert, tls_key, tls_client_ca)
+        if bool(tls_cert) != bool(tls_key) or (tls_client_ca and not tls_cert):
+            raise ConfigError(f"{type(self).__name__}: pass tls_cert= and tls_key= together (tls_client_ca= needs "
+                              "both), or none of them")
         self._server: grpc.aio.Server | None = None
+        self._tls: grpc.ServerCredentials | None = None
         #: while another process of the pool serves the port: the task trying it again
         self._standby: asyncio.Task[None] | None = None
 
     def _token(self) -> str | None:
         """The token to require, read at start (a producer importing the app needs none); None when insecure."""
-        token = self.token or os.environ.get(TOKEN_ENV) or None
+        from qtasks_fast.cli_web import loopback
+        from qtasks_fast.grpc.security import resolve_token
+
+        token = self.token or None
+        if token is None:
+            found, configured = resolve_token(self.token_file)
+            token = found if configured else None
         if token is None and not self.insecure:
-            raise ConfigError(f"{type(self).__name__}: no token; pass token= or set {TOKEN_ENV} "
-                              "(or insecure=True to serve without authentication)")
+            raise ConfigError(f"{type(self).__name__}: no token; pass token= or token_file=, or set {TOKEN_ENV} or "
+                              "QTASKS_WEB_TOKEN (or insecure=True to serve without authentication)")
+        if token is None and not loopback(self.host):
+            raise ConfigError(f"{type(self).__name__}: refusing to serve {self.host} without a token: other hosts "
+                              f"could reach it; pass token= or set {TOKEN_ENV}")
+        if not loopback(self.host) and not self.tls[0]:
+            log.warning("%s serves plain gRPC on %s: the token travels in clear unless a TLS proxy is in front; "
+                        "pass tls_cert= and tls_key=", type(self).__name__, self.host)
         return token
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        cert, key, client_ca = self.tls
+        if not (cert and key):
+            return None
+        from qtasks_fast.grpc.security import credentials
+
+        return credentials(cert, key, client_ca)
 
     async def start(self, **kwargs: Any) -> None:
         """Bind and start serving; a no-op when already serving (or standing by).
@@ -122,9 +149,12 @@ class AsyncgRPCPlugin(BasePlugin):
         if self._server is not None or self._standby is not None:
             return
         token = self._token()
+        self._tls = self._credentials()
         if await self._serve(token):
             return
-        address = f"{self.host}:{self.port}"
+        from qtasks_fast.grpc.security import address as bound_address
+
+        address = bound_address(self.host, self.port)
         worker = kwargs.get("worker")
         if int(getattr(worker, "processes", 1) or 1) <= 1:
             raise ConfigError(f"{type(self).__name__}: cannot listen on {address}: the port is taken by another "
@@ -139,14 +169,18 @@ class AsyncgRPCPlugin(BasePlugin):
         The port is asked first (grpc logs an error line of its own on each failed bind), under a lock of the
         host held until the server listens: processes of a pool starting together then never both see it free.
         """
+        from qtasks_fast.grpc.security import address
+        from qtasks_fast.grpc.server import build_server  # here: qtasks_fast.grpc imports this package's servicer
+
         options = [*self.grpc_options, ("grpc.so_reuseport", 0)]
-        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=self.max_concurrent_rpcs)
-        qtasks_pb2_grpc.add_QTasksServiceServicer_to_server(QTasksServicer(self.app, token), server)
+        server = build_server(self.app, token, options=options, max_concurrent_rpcs=self.max_concurrent_rpcs)
         with bind_lock(self.port):
             port = 0
             if port_free(self.host, self.port):
+                where = address(self.host, self.port)
                 try:
-                    port = server.add_insecure_port(f"{self.host}:{self.port}")
+                    port = (server.add_secure_port(where, self._tls) if self._tls is not None
+                            else server.add_insecure_port(where))
                 except RuntimeError:
                     port = 0
             if port:
@@ -156,7 +190,8 @@ class AsyncgRPCPlugin(BasePlugin):
             return False
         self.port = port
         self._server = server
-        log.info("gRPC QTasksService on %s:%d%s", self.host, self.port, "" if token else " (insecure: no token)")
+        log.info("gRPC QTasksService on %s:%d (%s), with qtasks_fast.v1.QTasksFast%s", self.host, self.port,
+                 "TLS" if self._tls is not None else "plaintext", "" if token else " (insecure: no token)")
         return True
 
     async def _stand_by(self, token: str | None) -> None:

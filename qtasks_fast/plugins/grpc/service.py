@@ -1,102 +1,93 @@
-"""The ``qtasks.v1.QTasksService`` servicer: QTasks' AddTask/GetTask over the app's own calls.
+"""The ``qtasks.v1.QTasksService`` servicer: QTasks' AddTask/GetTask as calls of :mod:`qtasks_fast.service`.
 
-One implementation for both plugins: AddTask goes through ``app.add_task`` (so task options, the published
-task table and argument validation apply exactly as for any producer) and GetTask through ``app.get``. A sync
-app's blocking calls run in a thread so the worker's event loop keeps serving tasks meanwhile.
+Why the service layer (as ``qtasks_fast.v1.QTasksFast`` and the REST API): one implementation of submit and get,
+so the surfaces cannot disagree: the same audit entry, the same argument checks, the same read-only rule and one
+mapping of errors to status codes (:mod:`qtasks_fast.grpc.errors`). Authentication is the server's interceptor's.
 
-Errors are gRPC status codes (QTasks answers ``ok=false`` with the text for everything): a client can tell a
-wrong call from an outage. Unknown task: NOT_FOUND; bad arguments or JSON: INVALID_ARGUMENT; a missing or
-wrong token: UNAUTHENTICATED; anything else (the broker is down, ...): UNAVAILABLE with the error's message.
+AddTask's ``timeout`` waits on the event loop (the storage's async wait, for a sync app too), bounded like
+QTasksFast's ``wait`` (0 to 60 s): a wait holds no thread, so abandoned calls cannot starve the others, and a
+client that leaves cancels its wait. ``kwargs_json`` goes to the task whole: its keys are never taken as
+``add_task``'s own options (``priority``, ``countdown``, ...).
+
+Errors are status codes (QTasks answers ``ok=false`` with the text for everything), so a client can tell a
+wrong call from an outage: NOT_FOUND (unknown task, listing the registered names), INVALID_ARGUMENT (the
+details start with the field: ``args_json: ...``), PERMISSION_DENIED (read-only), UNAVAILABLE (the broker).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import inspect
-import json
-from collections.abc import Callable
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
-import grpc
+import msgspec
 
-from qtasks_fast.exceptions import InvalidTaskId, PayloadTooLarge, TaskArgumentsError, TaskNotFound
+from qtasks_fast import service
+from qtasks_fast.grpc.errors import Context, unary
 from qtasks_fast.plugins.grpc.core import qtasks_pb2, qtasks_pb2_grpc
+from qtasks_fast.service.batch import with_arguments_field
+from qtasks_fast.service.tasks import MAX_WAIT
+
+if TYPE_CHECKING:
+    from qtasks_fast.app import BaseQueueTasks
+
+_encoder = msgspec.json.Encoder(enc_hook=str)
 
 
 def _dumps(value: Any) -> str:
-    """JSON of a result; a value JSON cannot hold is sent as its ``str`` (as QTasks does)."""
-    return json.dumps(value, ensure_ascii=False, default=str)
+    """JSON of a result; a value JSON cannot hold is sent as its ``str`` (as QTasks does), NaN/inf as null."""
+    return _encoder.encode(value).decode()
 
 
-def _loads(raw: str, kind: type, what: str) -> Any:
-    """Decode ``args_json``/``kwargs_json``; empty means none. Bad JSON is the caller's error, not an empty call."""
+def _loads(raw: str, kind: type, field: str) -> Any:
+    """Decode ``args_json``/``kwargs_json`` (strict JSON: no NaN/Infinity); empty means none.
+    :class:`BadRequest` naming the field for bad JSON or another type."""
     if not raw:
         return kind()
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise TaskArgumentsError(f"{what} is not valid JSON ({exc}); send a JSON {kind.__name__}") from None
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise service.BadRequest(field, f"{field}: not valid JSON ({exc}); send a JSON "
+                                        f"{'array' if kind is list else 'object'}") from None
+    except RecursionError:
+        raise service.BadRequest(field, f"{field}: nested too deeply; send a flatter value") from None
     if not isinstance(value, kind):
-        raise TaskArgumentsError(f"{what} must be a JSON {kind.__name__}, not {type(value).__name__}")
+        raise service.BadRequest(field, f"{field}: must be a JSON {'array' if kind is list else 'object'}, "
+                                        f"got {type(value).__name__}")
     return value
 
 
+def _timeout(value: float) -> float | None:
+    """AddTask's ``timeout`` (0: none), bounded like QTasksFast's ``wait``."""
+    if not (math.isfinite(value) and 0 <= value <= MAX_WAIT):
+        raise service.BadRequest("timeout", f"timeout: must be 0 to {MAX_WAIT:g} seconds (0: do not wait), got "
+                                            f"{value!r}; for a longer wait, poll GetTask")
+    return value or None
+
+
 class QTasksServicer(qtasks_pb2_grpc.QTasksServiceServicer):  # type: ignore[misc]
-    """AddTask/GetTask for ``app`` (sync or async client), behind a bearer token (None: no check)."""
+    """AddTask/GetTask for ``app`` (sync or async client) as ``who`` (the audit log's name), read-only or not."""
 
-    def __init__(self, app: Any, token: str | None) -> None:
+    def __init__(self, app: BaseQueueTasks, *, read_only: bool = False, who: str = "grpc") -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode() if token is not None else None
+        self.caller = service.Caller(who=who, read_only=read_only)
 
-    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Await an async client's coroutine; run a sync client's blocking call in a thread."""
-        if inspect.iscoroutinefunction(fn):
-            return await fn(*args, **kwargs)
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    async def _check(self, context: grpc.aio.ServicerContext) -> None:
-        if self._expected is None:
-            return
-        given = dict(context.invocation_metadata() or ()).get("authorization", "")
-        if not hmac.compare_digest(str(given).encode(), self._expected):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong token: send metadata 'authorization: Bearer <token>'")
-
-    async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
-        if isinstance(exc, TaskNotFound):
-            code = grpc.StatusCode.NOT_FOUND
-        elif isinstance(exc, (TaskArgumentsError, PayloadTooLarge, InvalidTaskId, TypeError, ValueError)):
-            code = grpc.StatusCode.INVALID_ARGUMENT
-        else:
-            code = grpc.StatusCode.UNAVAILABLE
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        await context.abort(code, str(message))
-
-    async def AddTask(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802 - gRPC's name
-        await self._check(context)
-        try:
-            args = _loads(request.args_json, list, "args_json")
-            kwargs = _loads(request.kwargs_json, dict, "kwargs_json")
-            task = await self._call(self.app.add_task, request.name, *args,
-                                    priority=request.priority or None, timeout=request.timeout or None, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status code the client can act on
-            await self._fail(context, exc)
-            raise  # not reached: abort raises
-        if task is None:  # a timeout was given and the task is not finished yet: QTasks answers ok with no uuid
-            return qtasks_pb2.AddTaskResponse(ok=True)
+    @unary
+    async def AddTask(self, request: Any, context: Context) -> Any:  # noqa: N802 - gRPC's name
+        self.caller.check_writable(f"AddTask {request.name!r}")
+        args = _loads(request.args_json, list, "args_json")
+        kwargs = _loads(request.kwargs_json, dict, "kwargs_json")
+        timeout = _timeout(request.timeout)
+        with with_arguments_field(args, kwargs, "args_json", "kwargs_json"):
+            task = await service.submit(self.app, self.caller, request.name, args, kwargs,
+                                        priority=request.priority or None, wait=timeout)
+        if timeout is not None and not task.finished:  # not done in time: QTasks answers ok without a result
+            return qtasks_pb2.AddTaskResponse(ok=True, uuid=str(task.uuid))
         result = _dumps(task.returning) if task.returning is not None else ""
         return qtasks_pb2.AddTaskResponse(ok=True, uuid=str(task.uuid), result_json=result)
 
-    async def GetTask(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802 - gRPC's name
-        await self._check(context)
-        try:
-            task = await self._call(self.app.get, request.uuid)
-        except Exception as exc:  # noqa: BLE001
-            await self._fail(context, exc)
-            raise
-        if task is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no task {request.uuid}: unknown, or its record expired")
+    @unary
+    async def GetTask(self, request: Any, context: Context) -> Any:  # noqa: N802 - gRPC's name
+        task = await service.get(self.app, request.uuid)
         reply = qtasks_pb2.GetTaskResponse(ok=True, status=str(task.status))
         if request.include_result:
             if task.returning is not None:

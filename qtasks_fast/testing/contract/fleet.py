@@ -11,6 +11,8 @@ import time
 import pytest
 
 from qtasks_fast.abc import (
+    AuditEntry,
+    AuditLog,
     Claims,
     DeadLetters,
     FlushAll,
@@ -128,6 +130,23 @@ class FleetContract(ContractBase):
             newer = TaskSpec(queue="fast", retry=3, version="2.0")
             assert await table.publish_tasks({"add": newer}) == []
             assert await table.published_tasks() == {"add": newer, "report": v1["report"]}
+
+    @pytest.mark.asyncio
+    async def test_audit_log_is_app_wide_newest_first(self, harness: Harness) -> None:
+        """An entry written through one connection is read through another (the fleet's dashboards agree),
+        newest first with distinct ids, at most ``limit``; another app's log is its own."""
+        other = harness.configured(app_name=harness.app_name + ":b")
+        with harness.capability("audit"):
+            log, reader = require(harness.broker, AuditLog), require(await harness.consumer("w-1"), AuditLog)
+            ids = [await log.audit(AuditEntry(at=1000.0 + i, who="api", action="cancel", target=f"t{i}",
+                                              outcome="queued")) for i in range(3)]
+            assert len(set(ids)) == 3
+            got = await reader.audit_entries(10)
+            assert [(e.target, e.who, e.action, e.outcome, e.at) for e in got] == [
+                (f"t{i}", "api", "cancel", "queued", 1000.0 + i) for i in (2, 1, 0)]
+            assert [e.id for e in got] == ids[::-1]
+            assert [e.target for e in await reader.audit_entries(2)] == ["t2", "t1"]
+            assert await require(other.broker, AuditLog).audit_entries(10) == []
 
     @pytest.mark.asyncio
     async def test_flush_all_deletes_this_app_only(self, harness: Harness) -> None:

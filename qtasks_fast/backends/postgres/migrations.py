@@ -1,0 +1,154 @@
+"""Versioned schema migrations of the PostgreSQL backend, applied on start and by ``qtasks-fast migrate``.
+
+Each migration is ``(version, name, sql)``; applied versions are rows of ``schema_migrations``. They run in one
+transaction under an advisory lock on the schema's name, so workers starting together apply each exactly once
+and a failed one leaves nothing half done. Add a migration at the end; never edit one that shipped.
+
+Tables (times are milliseconds since the epoch, ``bigint``): ``messages`` holds only unfinished work (ready:
+``consumer IS NULL``; handed out until ``lease_until``) and is the only table a claim reads, so finished tasks
+never slow a claim down: a settle deletes the message and writes the ``records`` row. ``delayed`` holds
+messages until their ``due``; ``records`` the task records (the query side's indexes); ``event_batches`` the
+event feed (one row per queue per written batch, ``tx`` = the writing transaction's id, see
+:mod:`~qtasks_fast.backends.postgres.feed`); the rest are as in the SQLite backend.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial schema", """
+CREATE TABLE messages (
+    id bigserial PRIMARY KEY, app text NOT NULL, queue text NOT NULL, prio smallint NOT NULL, uuid text NOT NULL,
+    body bytea NOT NULL, consumer text, lease_until bigint, deliveries integer NOT NULL DEFAULT 0);
+CREATE INDEX messages_ready ON messages (app, queue, prio, id) WHERE consumer IS NULL;
+CREATE INDEX messages_redo ON messages (app, queue, prio, id) WHERE consumer IS NULL AND deliveries > 0;
+CREATE INDEX messages_held ON messages (app, queue, lease_until) WHERE consumer IS NOT NULL;
+CREATE INDEX messages_consumer ON messages (app, consumer) WHERE consumer IS NOT NULL;
+CREATE TABLE delayed (
+    id bigserial PRIMARY KEY, app text NOT NULL, queue text NOT NULL, prio smallint NOT NULL, uuid text NOT NULL,
+    body bytea NOT NULL, due bigint NOT NULL);
+CREATE INDEX delayed_due ON delayed (app, queue, due);
+CREATE TABLE records (
+    uuid text PRIMARY KEY, app text NOT NULL, queue text NOT NULL, task_name text NOT NULL, status text NOT NULL,
+    envelope bytea NOT NULL, created bigint NOT NULL, updated bigint NOT NULL, "returning" bytea, traceback text,
+    worker_id text, retry_child text, awaited boolean NOT NULL DEFAULT false, expires_at bigint,
+    deliveries integer NOT NULL DEFAULT 1, started bigint, finished bigint, restart_of text);
+CREATE INDEX records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX records_status ON records (app, queue, status, created, uuid);
+CREATE INDEX records_name ON records (app, queue, task_name, created, uuid);
+CREATE INDEX records_finished ON records (app, queue, finished, status) WHERE finished IS NOT NULL;
+CREATE INDEX records_restart ON records (restart_of) WHERE restart_of IS NOT NULL;
+CREATE TABLE event_batches (
+    id bigserial PRIMARY KEY, tx xid8 NOT NULL DEFAULT pg_current_xact_id(), app text NOT NULL,
+    queue text NOT NULL, at bigint NOT NULL, n integer NOT NULL, items jsonb NOT NULL);
+CREATE INDEX event_batches_queue ON event_batches (app, queue, tx, id);
+CREATE TABLE dead_letters (
+    id bigserial PRIMARY KEY, app text NOT NULL, queue text NOT NULL, prio smallint NOT NULL, uuid text NOT NULL,
+    body bytea NOT NULL, reason text NOT NULL, at bigint NOT NULL);
+CREATE INDEX dead_letters_queue ON dead_letters (app, queue, id);
+CREATE TABLE cancel_requests (
+    id bigserial PRIMARY KEY, app text NOT NULL, uuid text NOT NULL, msg_id bigint NOT NULL, reason text NOT NULL,
+    at bigint NOT NULL);
+CREATE INDEX cancel_requests_msg ON cancel_requests (msg_id);
+CREATE INDEX cancel_requests_app ON cancel_requests (app, id);
+CREATE TABLE claims (app text NOT NULL, key text NOT NULL, holder text NOT NULL, expires bigint NOT NULL,
+    PRIMARY KEY (app, key));
+CREATE TABLE slots (app text NOT NULL, queue text NOT NULL, key text NOT NULL, token text NOT NULL,
+    expires bigint NOT NULL, PRIMARY KEY (app, queue, key, token));
+CREATE TABLE workers (app text NOT NULL, key text NOT NULL, info bytea NOT NULL, heartbeat bigint NOT NULL,
+    PRIMARY KEY (app, key));
+CREATE TABLE task_table (app text NOT NULL, name text NOT NULL, spec bytea NOT NULL, PRIMARY KEY (app, name));
+CREATE TABLE logs (id bigserial PRIMARY KEY, app text NOT NULL, queue text NOT NULL, uuid text NOT NULL,
+    line text NOT NULL, expires_at bigint NOT NULL);
+CREATE INDEX logs_task ON logs (app, uuid, id);
+CREATE INDEX logs_expiry ON logs (expires_at);
+"""),
+    (2, "records keep room for the claim's in-page (HOT) update", """
+ALTER TABLE records SET (fillfactor = 80);
+"""),
+    (3, "audit log", """
+CREATE TABLE audit (id bigserial PRIMARY KEY, app text NOT NULL, at bigint NOT NULL, entry bytea NOT NULL);
+CREATE INDEX audit_app ON audit (app, id);
+"""),
+]
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def check_schema(schema: str) -> str:
+    """``schema`` if it is a plain identifier (it is spliced into DDL), else a one-line ``ValueError``."""
+    if not _IDENT.fullmatch(schema):
+        raise ValueError(f"PostgreSQL schema {schema!r} is not a plain name: use letters, digits and '_' "
+                         "(?schema=qtasks_fast)")
+    return schema
+
+
+async def pending(conn: asyncpg.Connection, schema: str) -> list[tuple[int, str]]:
+    """The migrations not applied yet to ``schema`` (all of them when it does not exist)."""
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{check_schema(schema)}".schema_migrations')
+    done = set() if not exists else {r[0] for r in await conn.fetch(
+        f'SELECT version FROM "{schema}".schema_migrations')}  # noqa: S608 - checked identifier
+    return [(v, name) for v, name, _ in MIGRATIONS if v not in done]
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[tuple[int, str]]:
+    """Apply the pending migrations of ``schema`` (created if missing); returns those applied."""
+    check_schema(schema)
+    if not await pending(conn, schema):
+        return []
+    applied: list[tuple[int, str]] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "qtasks_fast:migrate:" + schema)
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET LOCAL search_path = "{schema}"')
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
+                           " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            applied.append((version, name))
+    return applied
+
+
+class Migrating:
+    """:class:`~qtasks_fast.abc.backend.Migrations` of a PostgreSQL broker or storage (``self.db``, a PgDb)."""
+
+    db: Any
+
+    @property
+    def migration_target(self) -> str:
+        from qtasks_fast.url import redact
+
+        return f"{redact(self.db.dsn)} schema {self.db.schema}"
+
+    async def migrations(self) -> list[tuple[int, str, bool]]:
+        async with self._connection() as conn:
+            todo = {v for v, _ in await pending(conn, self.db.schema)}
+        return [(v, name, v not in todo) for v, name, _ in MIGRATIONS]
+
+    async def migrate(self) -> list[tuple[int, str]]:
+        async with self._connection() as conn:
+            return await migrate(conn, self.db.schema)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of its own (not the pool: the pool's first use migrates), errors mapped to ours."""
+        try:
+            conn = await self.db.connect()
+            try:
+                yield conn
+            finally:
+                await conn.close()
+        except Exception as exc:
+            mapped = self.db.translate(self, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc

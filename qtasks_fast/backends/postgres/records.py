@@ -1,0 +1,197 @@
+"""The writes broker and storage share, each one statement inside the caller's transaction: the enqueue
+(records, messages, delayed, feed and the wake-up NOTIFY together), final states, status changes, unique keys.
+
+Batches travel as arrays (``unnest``), so a batch of 10,000 is one statement and one round trip. Every
+status change adds its event-feed rows in the same statement (:mod:`~qtasks_fast.backends.postgres.feed`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from qtasks_fast.schemas import META_RESTART_OF, unique_owner
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from qtasks_fast.abc.broker import Outcome
+    from qtasks_fast.schemas import Envelope
+
+#: the feed rows of the status changes a CTE named ``r`` returned (queue, uuid, task_name, status, worker_id)
+FEED = ("f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),"
+        " jsonb_agg(jsonb_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)")
+
+ENQUEUE = f"""
+WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $8::text[],
+                               $9::smallint[], $10::bigint[]) WITH ORDINALITY AS t(u, q, n, b, c, ro, p, due, o)),
+r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, awaited, restart_of)
+      SELECT u, $1, q, n, 'new', b, c, $2, $11, ro FROM t WHERE $12 ORDER BY o
+      ON CONFLICT (uuid) DO UPDATE SET app = excluded.app, queue = excluded.queue, task_name = excluded.task_name,
+        status = 'new', envelope = excluded.envelope, created = excluded.created, updated = excluded.updated,
+        "returning" = NULL, traceback = NULL, worker_id = NULL, retry_child = NULL, awaited = excluded.awaited,
+        expires_at = NULL, deliveries = 1, started = NULL, finished = NULL, restart_of = excluded.restart_of
+      RETURNING queue, uuid, task_name, status, worker_id),
+{FEED},
+m AS (INSERT INTO messages (app, queue, prio, uuid, body) SELECT $1, q, p, u, b FROM t
+      WHERE $14 AND due <= $2 ORDER BY o),
+d AS (INSERT INTO delayed (app, queue, prio, uuid, body, due) SELECT $1, q, p, u, b, due FROM t WHERE $14 AND due > $2)
+SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14) AS woken
+"""
+
+FINISH = f"""
+WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bigint[],
+                               $9::bytea[], $10::text[], $11::text[], $12::integer[], $13::text[])
+           AS t(u, q, n, s, b, c, ret, tb, child, dl, ro)),
+r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, "returning", traceback,
+                           worker_id, retry_child, expires_at, deliveries, finished, restart_of)
+      SELECT u, $1, q, n, s, b, c, $2, ret, tb, $14, child, $2::bigint + $15::bigint, dl, $2, ro FROM t
+      ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, updated = excluded.updated,
+        finished = excluded.finished, "returning" = excluded."returning", traceback = excluded.traceback,
+        worker_id = excluded.worker_id, retry_child = excluded.retry_child, expires_at = excluded.expires_at,
+        deliveries = excluded.deliveries
+      RETURNING queue, uuid, task_name, status, worker_id, awaited),
+{FEED},
+acked AS (DELETE FROM messages WHERE id = ANY($17::bigint[]))
+SELECT pg_notify($16, 'd:' || uuid) FROM r WHERE awaited
+"""
+
+
+def pg_text(value: str) -> str:
+    """``value`` as PostgreSQL ``text`` can hold it: NUL written ``\\x00`` and code points UTF-8 cannot encode (lone
+    surrogates) backslash-escaped, so a task's odd error text, log line or name is stored, never refused (a
+    refused settle would stop the worker and re-run every other task of its batch). ``docs/postgres.md`` says so."""
+    if value.isascii():
+        return value.replace("\x00", "\\x00") if "\x00" in value else value
+    value = value.replace("\x00", "\\x00")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
+def _opt(value: str | None) -> str | None:
+    return None if value is None else pg_text(value)
+
+
+def envelope_rows(envelopes: Sequence[Envelope], blobs: Sequence[bytes], now: int, top: int) -> list[Any]:
+    """The array parameters ($3..$10) of :data:`ENQUEUE` for a batch."""
+    cols: list[list[Any]] = [[], [], [], [], [], [], [], []]
+    for e, b in zip(envelopes, blobs, strict=True):
+        cols[0].append(e.uuid)
+        cols[1].append(pg_text(e.queue))
+        cols[2].append(pg_text(e.task_name))
+        cols[3].append(b)
+        cols[4].append(round(e.created_at * 1000) or now)
+        cols[5].append(_opt(e.meta.get(META_RESTART_OF)) if e.meta else None)
+        cols[6].append(min(max(e.priority, 0), top))  # out-of-range priorities are clamped, never unread
+        cols[7].append(int(e.eta * 1000) if e.eta else 0)
+    return cols
+
+
+async def enqueue_rows(conn: asyncpg.Connection, app: str, envelopes: Sequence[Envelope], blobs: Sequence[bytes],
+                       wait: bool, rec: bool, now: int, top: int, channel: str, records_only: bool = False) -> None:
+    """Messages (delayed ones by due time), their ``new`` records when ``rec``, the feed and the wake-up; with
+    ``records_only`` the records alone (a storage serving another broker). A uuid sent twice in one batch goes
+    out in a second statement (an upsert cannot touch one row twice), as if sent again."""
+    for part in _distinct_runs(list(zip(envelopes, blobs, strict=True))):
+        await conn.execute(ENQUEUE, app, now, *envelope_rows([e for e, _ in part], [b for _, b in part], now, top),
+                           wait, rec, channel, not records_only)
+
+
+def _distinct_runs(items: list[tuple[Envelope, bytes]]) -> list[list[tuple[Envelope, bytes]]]:
+    """``items`` in order, cut where a uuid repeats: each run holds a uuid at most once (one run, nearly always)."""
+    runs: list[list[tuple[Envelope, bytes]]] = [[]]
+    seen: set[str] = set()
+    for item in items:
+        if item[0].uuid in seen:
+            runs.append([])
+            seen = set()
+        seen.add(item[0].uuid)
+        runs[-1].append(item)
+    return runs
+
+
+async def finish_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
+                         ttl_ms: int, channel: str, ack: Sequence[int] = ()) -> None:
+    """Final states (an upsert: a message whose record is gone still reports); wakes awaited ones' waiters; deletes
+    the messages ``ack`` names in the same statement (the fused settle: one round trip)."""
+    cols: list[list[Any]] = [[] for _ in range(11)]
+    # one outcome per uuid (the last): an upsert cannot touch a row twice, and a worker retrying a settle after an
+    # outage may hold two outcomes of one task (its message was handed out again meanwhile); every message is acked
+    last = {o[0].envelope.uuid: o for o in outcomes if o[0].envelope is not None}
+    for d, status, ret, tb, child in last.values():
+        env = d.envelope
+        assert env is not None, "settled deliveries always carry their envelope"
+        raw = d.raw if isinstance(d.raw, bytes) else msgspec.msgpack.encode(env)
+        for col, value in zip(cols, (env.uuid, pg_text(d.queue), pg_text(env.task_name), status, raw,
+                                     round(env.created_at * 1000) or now, ret, pg_text(tb) or None,
+                                     _opt(child) or None, d.deliveries or 1,
+                                     _opt(env.meta.get(META_RESTART_OF)) if env.meta else None),
+                              strict=True):
+            col.append(value)
+    await conn.execute(FINISH, app, now, *cols, _opt(worker_id) or None, ttl_ms, channel, list(ack))
+
+
+async def changed(conn: asyncpg.Connection, app: str, now: int, sql: str, *args: Any) -> list[Any]:
+    """Run ``sql`` (an UPDATE ... RETURNING queue, uuid, task_name, status, worker_id) with its feed rows in
+    the same statement; ``$1``/``$2`` are the app and now. Returns the changed rows."""
+    return list(await conn.fetch(f"WITH r AS ({sql}), {FEED} SELECT * FROM r", app, now, *args))
+
+
+async def cancel_records(conn: asyncpg.Connection, app: str, uuids: Sequence[str], reason: str, now: int,
+                         ttl_ms: int, channel: str) -> None:
+    """Existing records of ``uuids`` to ``cancel`` (the reason where a traceback would be); wakes waiters."""
+    rows = await changed(conn, app, now, "UPDATE records SET status = 'cancel', traceback = $3, \"returning\" = NULL,"
+                         " updated = $2, finished = $2, expires_at = $2::bigint + $4::bigint"
+                         " WHERE app = $1 AND uuid = ANY($5::text[])"
+                         " RETURNING queue, uuid, task_name, status, worker_id, awaited",
+                         pg_text(reason), ttl_ms, [u for u in uuids if u])
+    await notify_done(conn, channel, [r["uuid"] for r in rows if r["awaited"]])
+
+
+async def notify_done(conn: asyncpg.Connection, channel: str, uuids: Sequence[str]) -> None:
+    if uuids:
+        await conn.execute("SELECT pg_notify($1, 'd:' || u) FROM unnest($2::text[]) AS u", channel, list(uuids))
+
+
+async def claim_unique(conn: asyncpg.Connection, app: str, envelopes: Sequence[Envelope], now: int,
+                       default_ttl: float) -> dict[str, str]:
+    """Claim the ``META_UNIQUE`` keys of a batch (per queue); ``{skipped uuid: holder uuid}`` for held ones."""
+    from qtasks_fast.schemas import META_UNIQUE
+
+    skipped: dict[str, str] = {}
+    for env in envelopes:
+        spec = env.meta.get(META_UNIQUE) if env.meta else None
+        if not spec:
+            continue
+        key, ttl = pg_text(f"u:{env.queue}:{spec[0]}"), (spec[1] if len(spec) > 1 and spec[1] else default_ttl)
+        holder = await conn.fetchval(
+            "INSERT INTO claims (app, key, holder, expires) VALUES ($1, $2, $3, $4) ON CONFLICT (app, key) DO UPDATE"
+            " SET holder = excluded.holder, expires = excluded.expires WHERE claims.expires <= $5 RETURNING holder",
+            app, key, env.uuid, now + int(float(ttl) * 1000), now)
+        if holder is None:
+            skipped[env.uuid] = await conn.fetchval("SELECT holder FROM claims WHERE app = $1 AND key = $2", app, key)
+    return skipped
+
+
+async def unclaim_unique(conn: asyncpg.Connection, app: str, envelopes: Sequence[Envelope]) -> None:
+    """Give back the keys :func:`claim_unique` took for ``envelopes`` (an enqueue that failed after claiming)."""
+    from qtasks_fast.schemas import META_UNIQUE
+
+    rows = [(app, pg_text(f"u:{env.queue}:{spec[0]}"), env.uuid) for env in envelopes
+            if env.meta and (spec := env.meta.get(META_UNIQUE))]
+    if rows:
+        await conn.executemany("DELETE FROM claims WHERE app = $1 AND key = $2 AND holder = $3", rows)
+
+
+async def release_unique(conn: asyncpg.Connection, app: str, envelopes: Iterable[Envelope | None]) -> None:
+    """Give back the callers' unique keys of tasks that ended in error or cancel, each only while it still names
+    its holder (a key claimed again since belongs to the new call)."""
+    rows = [(app, pg_text(f"u:{env.queue}:{owner[0]}"), owner[1]) for env in envelopes
+            if env is not None and env.meta and (owner := unique_owner(env)) is not None]
+    if rows:
+        await conn.executemany("DELETE FROM claims WHERE app = $1 AND key = $2 AND holder = $3", rows)

@@ -1,0 +1,217 @@
+"""pg: the PostgreSQL backend (``postgresql://``) — bulk enqueue, drain through real workers, idle pickup latency.
+
+* bulk enqueue: ``app.add_tasks`` in chunks of ``--chunk``, no worker running (COPY-free: one multi-row
+  statement per chunk);
+* drain: a supervisor (``python -m qtasks_fast ... run --processes P``) started and warmed up before the clock;
+  N tasks enqueued in bulk while it runs, tasks/s from the first enqueue to the newest record's ``updated``
+  once no message is left (every one must be ``success``);
+* idle pickup: one task at a time to an idle 1-process pool, enqueue to its ``process`` mark (``started`` in
+  the record, written by the worker's claim) — the LISTEN/NOTIFY wake-up, p50/p99 over ``--pickups`` tasks.
+
+Everything runs in a schema of its own (``qtf_bench_<random>``, dropped afterwards) of the server at
+``--pg-url`` / ``$QTASKS_BENCH_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``). Targets
+(issue 15): drain with 2 processes >= 20,000/s, bulk enqueue >= 100,000/s, idle pickup p50 < 10 ms.
+Standalone: ``python -m qtasks_fast.benchmarks.pg --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from qtasks_fast.benchmarks.sqlite import APP_MODULE, APP_SOURCE, WARM_UP, Pool, _cpu, _enqueue
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TARGETS = {"drain_p2": 20_000.0, "enqueue": 100_000.0, "pickup_p50_ms": 10.0}
+
+
+class PgPool(Pool):
+    """The SQLite suite's worker pool (a supervisor in its own process group), on a PostgreSQL URL."""
+
+    def __init__(self, tmp: Path, url: str, name: str, processes: int) -> None:
+        super().__init__(tmp, Path(os.devnull), name, processes)
+        self.url = url
+
+    def __enter__(self) -> PgPool:
+        env = {**os.environ, "QTASKS_BENCH_APP": self.name, "QTASKS_BROKER_URL": self.url, "QTASKS_LOG_LEVEL": "INFO",
+               "PYTHONPATH": os.pathsep.join(p for p in (str(self.tmp), os.environ.get("PYTHONPATH", "")) if p)}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "qtasks_fast", "-A", f"{APP_MODULE}:app", "run", "--processes",
+                 str(self.processes), "--worker-id", self.worker_id], env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        try:
+            self._wait_ready(60.0)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+
+def _client(tmp: Path, url: str, name: str) -> Any:
+    os.environ["QTASKS_BENCH_APP"], os.environ["QTASKS_BROKER_URL"] = name, url
+    if str(tmp) not in sys.path:
+        sys.path.insert(0, str(tmp))
+    sys.modules.pop(APP_MODULE, None)
+    return __import__(APP_MODULE).app
+
+
+def _sql(dsn: str, sql: str, *args: Any) -> Any:
+    async def go() -> Any:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchrow(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def bulk_enqueue(tmp: Path, url: str, n: int, chunk: int) -> dict[str, float]:
+    app = _client(tmp, url, f"bench-enqueue-{uuid.uuid4().hex[:6]}")
+    _enqueue(app, min(chunk, 10), chunk)  # connect and migrate outside the clock
+    me = psutil.Process()
+    c0, t0 = _cpu([me]), time.perf_counter()
+    _enqueue(app, n, chunk)
+    elapsed, cpu = time.perf_counter() - t0, _cpu([me]) - c0
+    app.close()
+    return {"rate": n / elapsed, "producer_us": cpu * 1e6 / n}
+
+
+def drain_once(pool: PgPool, app: Any, dsn: str, schema: str, n: int, chunk: int, timeout: float) -> dict[str, float]:
+    name = pool.name
+    before = _sql(dsn, f'SELECT count(*) FROM "{schema}".records WHERE app = $1', name)[0]
+    procs = pool.children()
+    c0, t0 = _cpu(procs), time.time()
+    _enqueue(app, n, chunk)
+    deadline = time.monotonic() + timeout
+    while _sql(dsn, f'SELECT count(*) FROM "{schema}".messages WHERE app = $1', name)[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"drain of {n} tasks not finished after {timeout}s; see {pool.log}")
+        time.sleep(0.02)
+    cpu = _cpu(procs) - c0
+    end, done, total = _sql(dsn, f"SELECT max(updated), count(*) FILTER (WHERE status = 'success'), count(*)"
+                                 f' FROM "{schema}".records WHERE app = $1', name)
+    if total != before + n or done != total:
+        raise RuntimeError(f"drain of {n} noop tasks ended with {total - before} records, {total - done} not "
+                           f"success; see {pool.log}")
+    return {"rate": n / (end / 1000 - t0), "worker_us": cpu * 1e6 / n}
+
+
+def pickups(app: Any, dsn: str, schema: str, count: int) -> list[float]:
+    """ms from ``add_task`` to the worker's claim (the record's ``started``), one task at a time, idle between."""
+    out = []
+    for _ in range(count):
+        time.sleep(0.05)  # the worker is idle, blocked on LISTEN
+        t0 = time.time()
+        task = app.add_task("noop")
+        while True:
+            row = _sql(dsn, f'SELECT started FROM "{schema}".records WHERE uuid = $1', str(task.uuid))
+            if row is not None and row[0] is not None:
+                out.append(row[0] - t0 * 1000)
+                break
+            time.sleep(0.001)
+    return out
+
+
+def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int], pickup_count: int) -> dict[str, Any]:
+    schema = f"qtf_bench_{uuid.uuid4().hex[:8]}"
+    sep = "&" if "?" in url else "?"
+    full = f"{url}{sep}schema={schema}"
+    runs: dict[str, list[dict[str, float]]] = {"enqueue": [], **{f"drain-p{p}": [] for p in processes}}
+    lat: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="qtasks-bench-pg-") as tmp_name, contextlib.ExitStack() as stack:
+            tmp = Path(tmp_name)
+            (tmp / f"{APP_MODULE}.py").write_text(APP_SOURCE)
+            pools: dict[int, tuple[PgPool, Any]] = {}
+            for p in processes:
+                app = _client(tmp, full, f"bench-drain-p{p}")
+                _enqueue(app, 1, 1)  # the schema exists before the workers start
+                pool = stack.enter_context(PgPool(tmp, full, f"bench-drain-p{p}", p))
+                drain_once(pool, app, url, schema, WARM_UP, chunk, 120)
+                pools[p] = (pool, app)
+            for _ in range(repeats):
+                runs["enqueue"].append(bulk_enqueue(tmp, full, n, chunk))
+                for p, (pool, app) in pools.items():
+                    runs[f"drain-p{p}"].append(drain_once(pool, app, url, schema, n, chunk, 120 + n / 100))
+            if pickup_count:
+                pool, app = pools[min(pools)]
+                lat = pickups(app, url, schema, pickup_count)
+    finally:
+        _sql(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    def med(case: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[case])
+
+    rows: list[dict[str, Any]] = [
+        {"case": f"bulk enqueue (add_tasks, chunks of {chunk}), no worker", "n": n, "tasks/s": med("enqueue", "rate"),
+         "runs": [round(r["rate"]) for r in runs["enqueue"]], "producer µs/task": med("enqueue", "producer_us")}]
+    rows += [{"case": f"drain, {p} process{'es' if p > 1 else ''} (enqueued while it runs)", "n": n,
+              "tasks/s": med(f"drain-p{p}", "rate"), "runs": [round(r["rate"]) for r in runs[f"drain-p{p}"]],
+              "workers µs/task": med(f"drain-p{p}", "worker_us")} for p in processes]
+    headline: dict[str, Any] = {
+        "enqueue_rate": med("enqueue", "rate"),
+        "drain_rate_by_processes": {str(p): med(f"drain-p{p}", "rate") for p in processes}}
+    if lat:
+        lat.sort()
+        p50, p99 = statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        rows.append({"case": f"idle pickup (enqueue -> claimed), {len(lat)} tasks", "n": len(lat), "p50 ms": p50,
+                     "p99 ms": p99})
+        headline["pickup_ms"] = {"p50": p50, "p99": p99}
+    return {"params": {"n": n, "repeats": repeats, "chunk": chunk, "processes": list(processes), "url": url},
+            "rows": rows, "headline": headline, "targets": TARGETS,
+            "notes": ["A schema of its own on the server, dropped afterwards; workers µs/task is the CPU of every "
+                      "worker process over the drain (fetch, run, settle); the server's CPU is not in it."]}
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    """The suite in ``python -m qtasks_fast.benchmarks`` (``--n``, ``--repeats``, ``--chunk``, ``--processes``)."""
+    ctx.begin("pg", 1)
+    ctx.step("pg: bulk enqueue, drain and idle pickup")
+    try:
+        url = os.environ.get("QTASKS_BENCH_PG_URL", DEFAULT_URL)
+        return measure(url, ctx.n, ctx.repeats, ctx.args.chunk, ctx.args.process_counts, 20 if ctx.quick else 200)
+    finally:
+        ctx.end()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m qtasks_fast.benchmarks.pg", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pg-url", default=os.environ.get("QTASKS_BENCH_PG_URL", DEFAULT_URL), help="the server")
+    p.add_argument("--n", type=int, default=20_000, help="tasks per measurement (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="repeats per case, median taken (default %(default)s)")
+    p.add_argument("--chunk", type=int, default=1000, help="tasks per add_tasks call (default %(default)s)")
+    p.add_argument("--processes", default="2", help="worker process counts of the drain (default 2)")
+    p.add_argument("--pickups", type=int, default=200, help="idle pickups timed (default %(default)s)")
+    p.add_argument("--out", type=Path, default=Path.cwd() / "bench-pg", help="results folder")
+    args = p.parse_args(argv)
+    counts = [int(x) for x in args.processes.split(",") if x.strip().isdigit()]
+    if not counts or min(counts) < 1 or min(args.n, args.repeats, args.chunk) < 1:
+        p.error("--n, --repeats, --chunk must be at least 1 and --processes a list such as 1,2")
+    result = measure(args.pg_url, args.n, args.repeats, args.chunk, counts, args.pickups)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pg.json").write_text(json.dumps({"suite": "pg", **result}, indent=1))
+    for row in result["rows"]:
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""``python -m qtasks_fast.benchmarks.sse_clients URL N``: N SSE clients of ``URL`` (a ``qtasks-fast web``'s
+``/api/v1/events``, token from ``QTASKS_WEB_TOKEN``) in one process for the web suite's fan-out case. Prints
+``connected`` once every stream is open, then on SIGTERM the events each client read (one line, JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+
+async def main(url: str, n: int) -> None:
+    summary = "summary=true" in url
+    import httpx
+
+    counts = [0] * n
+    opened = asyncio.Event()
+    ready = 0
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    headers = {"authorization": f"Bearer {os.environ['QTASKS_WEB_TOKEN']}"}
+    limits = httpx.Limits(max_connections=n + 1)
+
+    async with httpx.AsyncClient(headers=headers, timeout=None, limits=limits) as c:
+        async def client(i: int) -> None:
+            nonlocal ready
+            async with c.stream("GET", url) as r:
+                r.raise_for_status()
+                ready += 1
+                if ready == n:
+                    opened.set()
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        counts[i] += sum(json.loads(line[6:]).values()) if summary else 1
+
+        tasks = [asyncio.create_task(client(i)) for i in range(n)]
+        await opened.wait()
+        print("connected", flush=True)
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps(counts), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))

@@ -1,0 +1,205 @@
+"""web: the REST API at scale, and SSE fan-out while the fleet drains.
+
+The query suite's 1,000,000 finished records in a private Redis, served by ``create_app`` under uvicorn on
+loopback, then timed HTTP calls of ``GET /api/v1/tasks`` with filters.
+
+Why through HTTP and uvicorn (a server thread in this process; the client on the main thread's loop): the
+target (p95 < 150 ms) is what a dashboard or another service sees, parsing, JSON encoding and the server
+included. The records are loaded as the query suite does (``qtasks_fast.benchmarks.query.load``: enqueue,
+fetch, settle, so the indexes are production's). Each case: 5 untimed warm-up calls, then ``--query-samples``
+timed ones with a random task name, status and 2-hour window. ``--quick`` stores 20,000 records.
+
+Fan-out: ``--n`` noop tasks drained by one worker process, alternately alone and with ``qtasks-fast web``
+serving 100 SSE clients (10 with ``--quick``) of the app, both in processes of their own; ``--repeats`` pairs,
+medians compared (the target: within noise, a ratio near 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from qtasks_fast.benchmarks import query
+from qtasks_fast.benchmarks.common import Ctx, PrivateRedis
+
+TARGET_MS = 150.0
+APP = "benchweb"
+
+
+def serve(url: str, token: str) -> tuple[Any, threading.Thread, int]:
+    """uvicorn serving ``create_app`` of an app on ``url`` in a thread; (server, thread, port)."""
+    import uvicorn
+
+    from qtasks_fast import QueueTasks
+    from qtasks_fast.web import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(QueueTasks(APP, broker_url=url), token=token),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="bench-web", daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, thread, port
+
+
+async def timed(samples: int, call: Callable[[], Awaitable[Any]]) -> dict[str, float]:
+    for _ in range(5):
+        await call()
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    at = lambda q: round(times[min(len(times) - 1, int(len(times) * q))], 2)  # noqa: E731
+    return {"p50": round(statistics.median(times), 2), "p95": at(0.95), "p99": at(0.99), "max": round(times[-1], 2)}
+
+
+async def measure(ctx: Ctx, port: int, token: str, samples: int, rnd: random.Random) -> list[dict[str, Any]]:
+    import httpx
+
+    now = time.time()
+
+    def window() -> dict[str, Any]:
+        start = now - rnd.random() * (query.SPREAD - 7200)
+        return {"task_name": rnd.choice(query.NAMES), "status": rnd.choice(["success", "error"]),
+                "created_after": start - 7200, "created_before": start, "limit": 50}
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1",
+                                 headers={"authorization": f"Bearer {token}"}, timeout=30) as c:
+        async def get(path: str, params: dict[str, Any] | None = None) -> Any:
+            r = await c.get(path, params=params)
+            r.raise_for_status()
+            return r.json()
+
+        async def page2() -> None:
+            f = window()
+            first = await get("/tasks", f)
+            if first["cursor"]:
+                await get("/tasks", {**f, "cursor": first["cursor"]})
+
+        sample = (await get("/tasks", {"limit": 1000}))["tasks"]
+        cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("GET /tasks: name + status + 2 h created window", lambda: get("/tasks", window())),
+            ("GET /tasks page 1 and page 2 (cursor), same filter", page2),
+            ("GET /tasks/counts: name + 2 h window", lambda: get("/tasks/counts", {
+                "task_name": rnd.choice(query.NAMES), "created_after": now - 7200 - rnd.random() * 3600})),
+            ("GET /tasks: status only (merges the 8 names)", lambda: get("/tasks", {
+                "status": rnd.choice(["success", "error", "cancel"]), "limit": 50})),
+            ("GET /tasks: no filter", lambda: get("/tasks", {"limit": 50})),
+            ("GET /tasks/{uuid}/detail", lambda: get(f"/tasks/{rnd.choice(sample)['uuid']}/detail")),
+        ]
+        rows = []
+        for label, call in cases:
+            ctx.step(f"web: {label}")
+            stats = await timed(samples, call)
+            verdict = "PASS" if stats["p95"] < TARGET_MS else "MISS"
+            rows.append({"case": label, "samples": samples, **{f"{k} ms": v for k, v in stats.items()},
+                         "target": f"< {TARGET_MS:.0f} ms p95", "verdict": verdict})
+    return rows
+
+
+def run(ctx: Ctx) -> dict[str, Any]:
+    records = 20_000 if ctx.quick else int(getattr(ctx.args, "query_records", None) or 1_000_000)
+    samples = 20 if ctx.quick else int(getattr(ctx.args, "query_samples", None) or 200)
+    ctx.begin("web", records // query.CHUNK + 8 + 4 * ctx.repeats)
+    private = PrivateRedis(Path(tempfile.mkdtemp(prefix="qtasks-bench-web-")))
+    url = private.start()
+    token = secrets.token_urlsafe(24)
+    try:
+        rnd = random.Random(13)
+        rate = asyncio.run(query.load(ctx, url, APP, records, rnd))
+        asyncio.run(query.trim(url, APP))
+        server, thread, port = serve(url, token)
+        try:
+            rows = asyncio.run(measure(ctx, port, token, samples, rnd))
+        finally:
+            server.should_exit = True
+            thread.join(10)
+        fans = [fan_out(ctx, 10 if ctx.quick else 100, summary) for summary in (True, False)]
+        ctx.end()
+        notes = [f"{records:,} finished records (the query suite's mix) stored at {rate:,.0f} records/s in a private "
+                 "redis-server; uvicorn serving create_app in a thread of the measuring process, httpx on loopback "
+                 "(one connection, calls one after another), the machine's other load included"]
+        notes += [f"{fan['case']}: {fan['alone tasks/s']:,} vs {fan['with SSE tasks/s']:,} tasks/s (ratio "
+                  f"{fan['ratio']}; runs {fan['runs alone']} vs {fan['runs with SSE']}; each client had counted at "
+                  f"least {fan['events per client (fewest)']} events per run when stopped); qtasks-fast web and the "
+                  "clients in processes of their own, Redis the run's (--redis-url)" for fan in fans]
+        return {"rows": rows, "notes": notes, "fan_out": fans,
+                "params": {"records": records, "samples": samples, "n": ctx.n, "repeats": ctx.repeats}}
+    finally:
+        private.stop()
+
+
+def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
+    """Drain rate of noop tasks through one worker process alone, and with ``qtasks-fast web`` serving
+    ``clients`` SSE streams of the app (another process), alternating; the median of each and their ratio."""
+    import json
+    import signal
+    import subprocess
+
+    from qtasks_fast.benchmarks.apps import make_app
+    from qtasks_fast.benchmarks.common import WorkerPool, app_keys, bench_env, median, spawn_module, unique
+    from qtasks_fast.benchmarks.drain import run_once, warm_up
+
+    name, token = unique("web"), secrets.token_urlsafe(24)
+    env = bench_env(QTASKS_BENCH_APP=name, QTASKS_BROKER_URL=ctx.url, QTASKS_WEB_TOKEN=token)
+    app = make_app(name, ctx.url)
+    rates: dict[str, list[float]] = {"alone": [], "sse": []}
+    events: list[int] = []
+    with app_keys(ctx, name), WorkerPool(ctx, name, 1) as pool:
+        warm_up(ctx, app, pool)
+        for _ in range(ctx.repeats):
+            ctx.step("web: drain without the web app")
+            rates["alone"].append(run_once(ctx, app, pool, ctx.n, ("noop", (), {}))["rate"])
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            server = spawn_module("qtasks_fast", ["-A", "qtasks_fast.benchmarks.apps:app", "web", "--port", str(port)],
+                                  env=env, stderr_to=ctx.logs / "web-server.log")
+            try:
+                for _ in range(200):
+                    try:
+                        socket.create_connection(("127.0.0.1", port), 0.1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.05)
+                readers = spawn_module("qtasks_fast.benchmarks.sse_clients",
+                                       [f"http://127.0.0.1:{port}/api/v1/events" + ("?summary=true" if summary else ""),
+                                        str(clients)], env=env,
+                                       stderr_to=ctx.logs / "sse-clients.log")
+                assert readers.stdout is not None
+                if readers.stdout.readline().strip() != b"connected":
+                    raise RuntimeError("the SSE clients did not connect (see logs/sse-clients.log)")
+                ctx.step(f"web: drain with {clients} SSE clients")
+                rates["sse"].append(run_once(ctx, app, pool, ctx.n, ("noop", (), {}))["rate"])
+                time.sleep(1.5)  # the last events reach the clients
+                readers.send_signal(signal.SIGTERM)
+                out, _ = readers.communicate(timeout=30)
+                events.append(min(json.loads(out.decode().strip().splitlines()[-1])))
+            finally:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    server.wait(20)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+    alone, sse = median(rates["alone"]), median(rates["sse"])
+    kind = "summary (counts) streams" if summary else "SSE clients of every event"
+    return {"case": f"drain of {ctx.n:,} noop tasks, 1 worker process: alone vs {clients} {kind}",
+            "alone tasks/s": round(alone), "with SSE tasks/s": round(sse), "ratio": round(sse / alone, 3),
+            "runs alone": [round(r) for r in rates["alone"]], "runs with SSE": [round(r) for r in rates["sse"]],
+            "events per client (fewest)": events}

@@ -1,0 +1,48 @@
+"""Who calls the service and the one translation of backend failures into :mod:`~qtasks_fast.service.errors`.
+
+Why here: the REST API, the pages and the gRPC gateway each catch only the service's typed errors; a broker
+outage or a missing capability must reach all of them as the same :class:`Unavailable`, a bad uuid or cursor as
+the same :class:`BadRequest`, never as a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
+
+from qtasks_fast.abc.capabilities import NotSupported
+from qtasks_fast.exceptions import BrokerError, InvalidTaskId
+from qtasks_fast.service.errors import BadRequest, ReadOnly, ServiceError, Unavailable
+
+
+class Caller(msgspec.Struct, frozen=True, kw_only=True):
+    """Who asks (written to the audit log) and whether the surface may change anything."""
+
+    who: str
+    read_only: bool = False
+
+    def check_writable(self, action: str) -> None:
+        """:class:`ReadOnly` for a mutation asked through a read-only surface."""
+        if self.read_only:
+            raise ReadOnly(f"{action} refused: this server is read-only (started with --read-only); use a server "
+                           "started without it")
+
+
+@contextmanager
+def translated(field: str = "uuid") -> Iterator[None]:
+    """Backend failures as service errors: a bad uuid → :class:`BadRequest` on ``field``; an unreachable broker
+    or one lacking a capability → :class:`Unavailable` with its one-line reason."""
+    try:
+        yield
+    except ServiceError:
+        raise
+    except InvalidTaskId as exc:
+        raise BadRequest(field, str(exc)) from None
+    except NotSupported as exc:
+        raise Unavailable(str(exc)) from None
+    except (BrokerError, ConnectionError, OSError, TimeoutError) as exc:
+        from qtasks_fast.faults import describe
+
+        raise Unavailable(f"the broker did not answer ({describe(exc)}); check that it is reachable") from None

@@ -1,0 +1,104 @@
+"""``GET /api/v1/events``: task status changes as server-sent events.
+
+Each event's SSE ``id`` is the backend event feed's id (:meth:`TaskQueries.events`), so a browser that
+reconnects sends ``Last-Event-ID`` and resumes right after the last event it got: no gap, no repeat (the feed
+keeps the last 10,000 events per queue at least). Followers share one reader of the backend per server
+(:mod:`qtasks_fast.service.feed`): a hundred open tabs cost the broker what one does. ``follow=false`` sends
+what is there and ends (a poll; what the tests use in process). A comment line every :data:`KEEPALIVE`
+seconds keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from qtasks_fast import service
+from qtasks_fast.abc.query import EventPage, TaskEvent
+from qtasks_fast.service.feed import Summary
+from qtasks_fast.web.endpoints import parse
+
+#: seconds between keep-alive comments of an idle stream
+KEEPALIVE = 15.0
+#: seconds between a follower's wake-ups without an event (qtasks_fast.service.feed)
+BLOCK = 1.0
+
+
+class EventsQuery(msgspec.Struct, kw_only=True):
+    #: resume after this event id (``Last-Event-ID`` wins); ``$`` (default): only what comes next; empty: oldest kept
+    after: str = "$"
+    queue: str | None = None
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+    #: keep the stream open for new events (default); false: send what is there and end
+    follow: bool = True
+    #: instead of each event, ``event: counts`` frames: changes per status since the previous frame (at most ten
+    #: a second), ``id`` the last event counted (a live counter's stream: its cost does not grow with the fleet)
+    summary: bool = False
+
+
+@functools.lru_cache(maxsize=8192)  # the same event goes to every follower: encoded once
+def frame(event: TaskEvent) -> bytes:
+    return b"id: %s\nevent: task\ndata: %s\n\n" % (event.id.encode(), msgspec.json.encode(event))
+
+
+def counts_frame(summary: Summary) -> bytes:
+    return b"id: %s\nevent: counts\ndata: %s\n\n" % (summary.last.encode(), msgspec.json.encode(summary.counts))
+
+
+def frames(batch: list[TaskEvent] | Summary) -> bytes:
+    return counts_frame(batch) if isinstance(batch, Summary) else b"".join(map(frame, batch))
+
+
+async def events(request: Request) -> Response:
+    q = parse(EventsQuery, dict(request.query_params), "query")
+    after: str | None = request.headers.get("last-event-id") or q.after or None
+    app = request.app.state.qtasks
+    first = await service.events(app, after, q.limit, 0.0, q.queue)  # a bad id or queue: 422/404 before streaming
+
+    async def stream() -> AsyncIterator[bytes]:
+        page: EventPage = first
+        yield b"retry: 2000\n\n"
+        while True:  # what is there
+            if page.events:
+                yield frames(Summary.of(page.events) if q.summary else page.events)
+            if len(page.events) < q.limit:
+                break
+            page = await service.events(app, page.cursor, q.limit, 0.0, q.queue)
+        if not q.follow:
+            return
+        idle = 0.0
+        try:  # then what comes, from the server's one reader of the feed
+            async for batch in request.app.state.feeds(q.queue).follow(page.cursor, q.summary):
+                if batch:
+                    idle = 0.0
+                    yield frames(batch)
+                    continue
+                idle += BLOCK
+                if idle >= KEEPALIVE:
+                    idle = 0.0
+                    yield b": keep-alive\n\n"
+        except service.ServiceError as exc:  # the browser reconnects with Last-Event-ID
+            yield b"event: error\ndata: %s\n\n" % msgspec.json.encode({"error": str(exc)})
+
+    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+def openapi_path() -> dict[str, Any]:
+    """The document's entry for this route (it is no JSON endpoint, so it is described by hand)."""
+    params = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
+        ("after", {"type": "string"}), ("queue", {"type": "string"}),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("follow", {"type": "boolean"}),
+        ("summary", {"type": "boolean"}))]
+    params.append({"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}})
+    return {"get": {"summary": "Task status changes as server-sent events (resume with Last-Event-ID)",
+                    "operationId": "events", "parameters": params,
+                    "responses": {"200": {"description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
+                                                         "summary=true), 'data' (JSON)",
+                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}}

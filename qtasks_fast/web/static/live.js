@@ -1,0 +1,90 @@
+/* Live updates of the WebView: one server-sent event stream per page (htmx's SSE extension on #live, fed by
+   /api/v1/events), turned into a throttled "qtf-refresh" event on <body> that the live regions of a page listen
+   to (hx-trigger="qtf-refresh from:body": they fetch the page again and swap their part).
+
+   - The stream resumes where it stopped: a browser's own reconnect sends Last-Event-ID, and a stream opened
+     again (after a hidden tab, after the extension's retry) asks for ?after=<last event id>.
+   - While the tab is hidden the stream is closed and no refresh or poll is sent; when it shows again the stream
+     reopens and the page refreshes once.
+   - A status change is on screen within a second: the server answers an event as it comes, refreshes are at
+     most one per REFRESH_GAP ms and the last event always gets one.
+   A file, not an inline script: the Content-Security-Policy allows scripts from 'self' only. */
+(function () {
+  'use strict';
+  var REFRESH_GAP = 300;
+  var lastId = '';
+  var source = null;
+  var timer = null;
+  var due = false;
+
+  function indicator(state, text) {
+    var el = document.getElementById('live');
+    if (el) {
+      el.className = 'live ' + state;
+      el.textContent = text;
+    }
+  }
+
+  function fire() {
+    due = false;
+    htmx.trigger(document.body, 'qtf-refresh');
+    timer = setTimeout(function () {
+      timer = null;
+      if (due) fire();
+    }, REFRESH_GAP);
+  }
+
+  function refresh() {
+    if (document.hidden) return;
+    if (timer) {
+      due = true;
+    } else {
+      fire();
+    }
+  }
+
+  htmx.createEventSource = function (url) {
+    if (lastId) url += (url.indexOf('?') < 0 ? '?' : '&') + 'after=' + encodeURIComponent(lastId);
+    var es = new EventSource(url, {withCredentials: true});
+    source = es;
+    es.addEventListener('open', function () {
+      indicator('on', 'live');
+      refresh(); // what changed between the page's render and this stream
+    });
+    es.addEventListener('error', function () {
+      if (source === es) indicator('off', 'reconnecting');
+    });
+    es.addEventListener('task', function (e) {
+      if (e.lastEventId) lastId = e.lastEventId;
+      var detail = null;
+      try {
+        detail = JSON.parse(e.data);
+      } catch (err) {
+        detail = null;
+      }
+      document.body.dispatchEvent(new CustomEvent('qtf-task', {detail: detail}));
+      refresh();
+    });
+    return es;
+  };
+
+  document.addEventListener('visibilitychange', function () {
+    var el = document.getElementById('live');
+    if (!el) return;
+    if (document.hidden) {
+      if (source) source.close();
+      source = null;
+      indicator('paused', 'paused');
+    } else {
+      // a changed attribute makes htmx set the node up again: the extension opens a new stream
+      el.setAttribute('data-opened', String(Date.now()));
+      htmx.process(el);
+      refresh();
+    }
+  });
+
+  // polls (hx-trigger "every 1s") and refreshes wait while the tab is hidden
+  document.addEventListener('htmx:beforeRequest', function (e) {
+    if (document.hidden && e.detail.requestConfig && e.detail.requestConfig.verb === 'get') e.preventDefault();
+  });
+})();
