@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from qtasks_fast.abc.capabilities import AUDIT_KEPT, AuditEntry, AuditLog
+from qtasks_fast.backends._audit import decode_entries
 from qtasks_fast.backends.postgres.db import now_ms
 
 if TYPE_CHECKING:
@@ -30,11 +31,4 @@ class PgAudit(AuditLog):
     async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         rows = await self.db.fetch("SELECT id, entry FROM audit WHERE app = $1 ORDER BY id DESC LIMIT $2",
                                    self.app_name, limit)
-        out = []
-        for row_id, blob in rows:
-            try:
-                entry = msgspec.msgpack.decode(blob, type=AuditEntry)
-            except (msgspec.DecodeError, msgspec.ValidationError):  # another version's row: skipped
-                continue
-            out.append(msgspec.structs.replace(entry, id=str(row_id)))
-        return out
+        return decode_entries((str(row_id), blob) for row_id, blob in rows)

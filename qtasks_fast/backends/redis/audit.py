@@ -10,6 +10,7 @@ import msgspec
 import redis
 
 from qtasks_fast.abc.capabilities import AUDIT_KEPT, AuditEntry, AuditLog
+from qtasks_fast.backends._audit import decode_entries
 from qtasks_fast.backends.redis.errors import outage
 
 if TYPE_CHECKING:
@@ -43,11 +44,4 @@ class RedisAudit(AuditLog):
             rows: Any = await self.conn.aio.xrevrange(audit_key(self.app_name), count=limit)
         except redis.RedisError as exc:
             raise outage(self.url, exc) from exc
-        out = []
-        for entry_id, fields in rows:
-            try:
-                entry = msgspec.msgpack.decode(fields[b"e"], type=AuditEntry)
-            except (KeyError, msgspec.DecodeError, msgspec.ValidationError):  # not ours, or another version's
-                continue
-            out.append(msgspec.structs.replace(entry, id=_text(entry_id)))
-        return out
+        return decode_entries((_text(entry_id), fields.get(b"e")) for entry_id, fields in rows)

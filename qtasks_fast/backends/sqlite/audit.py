@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from qtasks_fast.abc.capabilities import AUDIT_KEPT, AuditEntry, AuditLog
+from qtasks_fast.backends._audit import decode_entries
 from qtasks_fast.backends.sqlite.db import SqliteConnection, now_ms
 
 
@@ -26,11 +27,4 @@ class SqliteAudit(AuditLog):
     async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         rows = self.conn.read("SELECT id, entry FROM audit WHERE app = ? ORDER BY id DESC LIMIT ?",
                               (self.app_name, limit))
-        out = []
-        for row_id, blob in rows:
-            try:
-                entry = msgspec.msgpack.decode(blob, type=AuditEntry)
-            except (msgspec.DecodeError, msgspec.ValidationError):  # another version's row: skipped
-                continue
-            out.append(msgspec.structs.replace(entry, id=str(row_id)))
-        return out
+        return decode_entries((str(row_id), blob) for row_id, blob in rows)
