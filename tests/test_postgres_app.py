@@ -483,3 +483,15 @@ def test_a_finished_event_loop_leaves_no_connection_open(pg_url: str, app_name: 
     for _ in range(8):
         asyncio.run(use())
     assert open_to_server() <= first
+
+
+@pytest.mark.parametrize("query", ["foo=bar", "sslmode=bogus"])
+def test_a_bad_url_is_one_line_from_the_cli_with_the_password_hidden(query: str, app_name: str) -> None:
+    """A URL the backend refuses at start (unknown parameter, bad sslmode) is one line and exit 2 from every
+    command, as the backend contract's ``check_url`` says, not a traceback; the password stays hidden."""
+    proc = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "mixed_app", "migrate", "--broker-file",
+                           "/dev/stdin"], input=f"postgresql://u:hunter2@127.0.0.1:5432/test?{query}\n",
+                          env=cli_env(None, app_name), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
+    assert query.split("=")[0] in proc.stderr and "***" in proc.stderr
