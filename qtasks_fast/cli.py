@@ -120,6 +120,7 @@ def load(args: argparse.Namespace, build: bool = True) -> BaseQueueTasks | None:
     it creates nothing)."""
     from qtasks_fast.app import url_origin
     from qtasks_fast.backends import check_url
+    from qtasks_fast.exceptions import ConfigError
     from qtasks_fast.loader import AppLoadError, load_app
 
     log = get_logger("cli")
@@ -142,13 +143,13 @@ def load(args: argparse.Namespace, build: bool = True) -> BaseQueueTasks | None:
     try:
         if url is not None:
             check_url(url)
-    except ValueError as exc:  # a URL that cannot work (its message names it, redacted, and what to use)
-        log.error("%s (from %s)", exc, url_origin(source))
+    except (ValueError, ConfigError) as exc:  # a URL that cannot work (its message names it, redacted, and what
+        log.error("%s (from %s)", exc, url_origin(source))  # to use); ConfigError: a backend's own check of it
         return None
     try:
         if build:
             app._resolve()
-    except ValueError as exc:  # the same, named by the app
+    except (ValueError, ConfigError) as exc:  # the same, named by the app
         log.error("%s", exc)
         return None
     return app

@@ -29,13 +29,8 @@ class PostgresBackend:
             raise ValueError(f"broker URL {redact(url)!r} needs asyncpg: pip install 'qtasks-fast[postgres]'") from None
         from qtasks_fast.backends.postgres.db import split_url
         from qtasks_fast.backends.postgres.migrations import check_schema
-        from qtasks_fast.exceptions import ConfigError
 
-        try:
-            schema = split_url(url)[1]
-        except ConfigError as exc:  # the contract's ValueError: the CLI and the app say it in one line
-            raise ValueError(str(exc)) from None
-        check_schema(schema)
+        check_schema(split_url(url)[1])
 
     def __call__(self, url: str | None, app_name: str, config: GlobalConfig,
                  defined_in: str | None) -> tuple[Broker, Storage]:
