@@ -71,6 +71,20 @@ async def test_a_producer_behind_another_clients_lock_gets_a_one_line_error_then
 
 
 @pytest.mark.asyncio
+async def test_a_statement_timeout_in_the_url_bounds_a_statement_with_a_one_line_error(
+    pg_url: str, app_name: str
+) -> None:
+    app = _app(app_name, f"{pg_url}&lock_timeout=0&statement_timeout=300ms")
+    await app.add_task("noop")
+    async with _locked(f'"{_schema(pg_url)}".messages'):
+        with pytest.raises(BrokerUnavailable) as caught:
+            await app.add_task("noop")
+    text = str(caught.value)
+    assert "\n" not in text and "statement_timeout=300ms" in text and "retry" in text, text
+    await app.close()
+
+
+@pytest.mark.asyncio
 async def test_every_pooled_connection_waits_for_a_lock_at_most_the_default_or_the_urls_lock_timeout(
     pg_url: str, app_name: str
 ) -> None:

@@ -104,9 +104,10 @@ def ours(backend: Any, exc: BaseException) -> BaseException | None:
     if isinstance(exc, asyncpg.exceptions.DiskFullError):
         return BrokerFull(f"PostgreSQL {where} cannot grow ({exc}): free disk space, lower result_ttl, or retry later")
     if state == "55P03":  # lock_not_available: our lock_timeout ran out behind another session's lock
+        schema = getattr(getattr(backend, "db", None), "schema", "?")
         return BrokerUnavailable(f"PostgreSQL {where}: gave up waiting for a lock another session holds on a table "
-                                 f"of this schema (lock_timeout={_setting(backend, 'lock_timeout')}); retry later, "
-                                 "or find the holder in pg_locks / pg_stat_activity (?lock_timeout= in the URL "
+                                 f"of schema {schema!r} (lock_timeout={_setting(backend, 'lock_timeout')}); retry "
+                                 "later, or find the holder in pg_locks / pg_stat_activity (?lock_timeout= in the URL "
                                  "sets the wait)")
     if state == "57014" and "statement timeout" in str(exc):
         return BrokerUnavailable(f"PostgreSQL {where}: a statement ran longer than statement_timeout="
@@ -125,8 +126,8 @@ def ours(backend: Any, exc: BaseException) -> BaseException | None:
 
 
 def _setting(backend: Any, name: str) -> str:
-    db = getattr(backend, "db", None)
-    return str(getattr(db, "settings", {}).get(name, "?")) if db is not None else "?"
+    """The value of ``name`` our pools set, for an error line (the server's own when the URL sets none)."""
+    return str(getattr(getattr(backend, "db", None), "settings", {}).get(name, "(the server's)"))
 
 
 #: wraps each contract method of a PostgreSQL class so asyncpg's failures leave it as ours
