@@ -332,6 +332,8 @@ def _stale(conn: Any) -> bool:
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return False
+    if not hasattr(select, "poll"):  # Windows: select() takes sockets of any number there
+        return bool(select.select([sock.fileno()], [], [], 0)[0])
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
     return bool(poller.poll(0))
