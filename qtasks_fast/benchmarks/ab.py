@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the git checkout (ab compares two 
 DEFAULT_METRICS = {"drain": ["drain:rate_by_processes.2", "drain:paired_ratio"],
                    "latency": ["latency:p50_idle_us", "latency:raw_rt_p50_us", "latency:p50_load_us"],
                    "sqlite": ["sqlite:drain_rate_by_processes.1", "sqlite:drain_worker_us_by_processes.1",
-                              "sqlite:enqueue_rate", "sqlite:enqueue_producer_us"]}
+                              "sqlite:enqueue_rate", "sqlite:enqueue_producer_us"],
+                   "pg": ["pg:enqueue_rate", "pg:drain_rate_by_processes.2"]}
 #: suites that are one self-contained file run with each side's interpreter: both sides run the HEAD's file
 #: (same harness, only the product differs), so a revision that predates the suite can be the base
 STANDALONE = {"sqlite": Path("qtasks_fast") / "benchmarks" / "sqlite.py"}

@@ -50,6 +50,7 @@ from qtasks_fast.backends.postgres.records import (
     release_unique,
     unclaim_unique,
 )
+from qtasks_fast.exceptions import BrokerUnavailable
 from qtasks_fast.schemas import Envelope, releases_unique
 from qtasks_fast.url import redact
 
@@ -126,8 +127,14 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
     # ---------------------------------------------------------------- producer
     async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
         if self.fused(storage):
-            async with self.db.tx() as conn:
-                return await self.insert(conn, envelopes, wait, True)
+            if has_unique(envelopes):  # the keys and the batch commit together
+                async with self.db.tx() as conn:
+                    return await self.insert(conn, envelopes, wait, True)
+            async with self.db.acquire() as conn:  # one statement, its own transaction (see enqueue_rows)
+                try:
+                    return await self.insert(conn, envelopes, wait, True)
+                except (asyncpg.ConnectionDoesNotExistError, ConnectionError) as exc:
+                    raise self._fate_unknown(envelopes, exc) from exc
         skipped: dict[str, str] = {}
         if has_unique(envelopes):
             async with self.db.tx() as conn:
@@ -145,6 +152,15 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                     await self._release_claimed(envelopes)
                 raise
         return skipped
+
+    def _fate_unknown(self, envelopes: Sequence[Envelope], exc: BaseException) -> BrokerUnavailable:
+        """The connection died with the enqueue sent: it may have committed, and sending the batch again could
+        queue each task twice (a connection already dead before the send is replaced first: ``PgDb.acquire``)."""
+        first = envelopes[0].uuid if envelopes else "?"
+        return BrokerUnavailable(
+            f"PostgreSQL {redact(self.db.url)}: the connection was lost while {len(envelopes)} task(s) were being "
+            f"enqueued ({type(exc).__name__}: {exc}), so they may or may not be stored: look them up "
+            f"(app.get('{first}')) before sending them again")
 
     async def _release_claimed(self, envelopes: Sequence[Envelope]) -> None:
         try:

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import msgspec
 
 from qtasks_fast.schemas import META_RESTART_OF, unique_owner
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from qtasks_fast.abc.broker import Outcome
     from qtasks_fast.schemas import Envelope
 
@@ -24,22 +23,27 @@ if TYPE_CHECKING:
 FEED = ("f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),"
         " jsonb_agg(jsonb_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)")
 
-ENQUEUE = f"""
+_ENQUEUE = """
 WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $8::text[],
                                $9::smallint[], $10::bigint[]) WITH ORDINALITY AS t(u, q, n, b, c, ro, p, due, o)),
 r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, awaited, restart_of)
-      SELECT u, $1, q, n, 'new', b, c, $2, $11, ro FROM t WHERE $12 ORDER BY o
-      ON CONFLICT (uuid) DO UPDATE SET app = excluded.app, queue = excluded.queue, task_name = excluded.task_name,
-        status = 'new', envelope = excluded.envelope, created = excluded.created, updated = excluded.updated,
-        "returning" = NULL, traceback = NULL, worker_id = NULL, retry_child = NULL, awaited = excluded.awaited,
-        expires_at = NULL, deliveries = 1, started = NULL, finished = NULL, restart_of = excluded.restart_of
+      SELECT u, $1, q, n, 'new', b, c, $2, $11, ro FROM t WHERE $12 ORDER BY o{conflict}
       RETURNING queue, uuid, task_name, status, worker_id),
-{FEED},
+{feed},
 m AS (INSERT INTO messages (app, queue, prio, uuid, body) SELECT $1, q, p, u, b FROM t
       WHERE $14 AND due <= $2 ORDER BY o),
 d AS (INSERT INTO delayed (app, queue, prio, uuid, body, due) SELECT $1, q, p, u, b, due FROM t WHERE $14 AND due > $2)
 SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14) AS woken
 """
+#: the enqueue of a batch whose uuids may have been sent before: their records start over (an upsert)
+ENQUEUE = _ENQUEUE.format(feed=FEED, conflict="""
+      ON CONFLICT (uuid) DO UPDATE SET app = excluded.app, queue = excluded.queue, task_name = excluded.task_name,
+        status = 'new', envelope = excluded.envelope, created = excluded.created, updated = excluded.updated,
+        "returning" = NULL, traceback = NULL, worker_id = NULL, retry_child = NULL, awaited = excluded.awaited,
+        expires_at = NULL, deliveries = 1, started = NULL, finished = NULL, restart_of = excluded.restart_of""")
+#: the same for new uuids, nearly every batch: a plain insert, cheaper than the upsert's speculative insertion
+#: per row; a batch it refuses (a uuid already there) is sent again as :data:`ENQUEUE`
+ENQUEUE_NEW = _ENQUEUE.format(feed=FEED, conflict="")
 
 FINISH = f"""
 WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bigint[],
@@ -96,10 +100,27 @@ async def enqueue_rows(conn: asyncpg.Connection, app: str, envelopes: Sequence[E
                        wait: bool, rec: bool, now: int, top: int, channel: str, records_only: bool = False) -> None:
     """Messages (delayed ones by due time), their ``new`` records when ``rec``, the feed and the wake-up; with
     ``records_only`` the records alone (a storage serving another broker). A uuid sent twice in one batch goes
-    out in a second statement (an upsert cannot touch one row twice), as if sent again."""
-    for part in _distinct_runs(list(zip(envelopes, blobs, strict=True))):
-        await conn.execute(ENQUEUE, app, now, *envelope_rows([e for e, _ in part], [b for _, b in part], now, top),
-                           wait, rec, channel, not records_only)
+    out in a second statement (an upsert cannot touch one row twice), as if sent again.
+
+    Outside a transaction (the producer's own enqueue) a batch is one statement, its own transaction: no
+    ``BEGIN``/``COMMIT`` round trips, and a plain insert of the records first (a re-sent uuid makes it fail
+    whole, and the batch goes again as the upsert). Inside one (a caller's transactional enqueue, a worker's
+    retries) a failed statement would abort the caller's transaction, so the upsert is used at once."""
+    runs = _distinct_runs(list(zip(envelopes, blobs, strict=True)))
+    if len(runs) > 1 and not conn.is_in_transaction():
+        async with conn.transaction():  # the runs commit together
+            await enqueue_rows(conn, app, envelopes, blobs, wait, rec, now, top, channel, records_only)
+        return
+    for part in runs:
+        args = (app, now, *envelope_rows([e for e, _ in part], [b for _, b in part], now, top), wait, rec, channel,
+                not records_only)
+        if rec and not conn.is_in_transaction():
+            try:
+                await conn.execute(ENQUEUE_NEW, *args)
+                continue
+            except asyncpg.UniqueViolationError:  # a uuid sent before: nothing of the statement was written
+                pass
+        await conn.execute(ENQUEUE, *args)
 
 
 def _distinct_runs(items: list[tuple[Envelope, bytes]]) -> list[list[tuple[Envelope, bytes]]]:
