@@ -13,6 +13,7 @@ processes + Redis, the workers' contention for cores shows first.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
@@ -80,6 +81,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
     cases = [(q, p) for q in QUEUES for p in counts]
     runs: dict[tuple[int, int], list[dict[str, Any]]] = {c: [] for c in cases}
     ctx.begin("scaling", len(cases) * ctx.repeats)
+    load0 = os.getloadavg()[0]
     with contextlib.ExitStack() as stack:
         live: dict[tuple[int, int], tuple[Any, WorkerPool]] = {}
         for q, p in cases:
@@ -104,6 +106,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
                 app, pool = live[(q, p)]
                 runs[(q, p)].append(run_once(ctx, app, pool, n, q))
     ctx.end()
+    load1 = os.getloadavg()[0]
     rows = []
     for (q, p), got in runs.items():
         mid = sorted(got, key=lambda x: x["rate"])[len(got) // 2]  # its CPU columns go with the rate shown
@@ -130,7 +133,9 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "redis CPU µs/task = redis-server's user+sys CPU over the run / tasks (the whole server: parsing, replies, "
         "Lua); costliest command = INFO commandstats time per task of the command costing most (the script: its "
         "inner commands included).",
-        f"{psutil.cpu_count()} logical CPUs are shared by producer, workers and redis-server.",
+        f"{psutil.cpu_count()} logical CPUs are shared by producer, workers and redis-server; the machine's 1-minute "
+        f"load average was {load0:.1f} before the suite and {load1:.1f} after it (above the CPU count, other "
+        "processes took cores from these: the CPU% columns then sum to less than the cores, and rates fall).",
         f"fastest: {best['queues']} queue(s), {best['processes']} process(es), {best['tasks/s']:,} tasks/s with "
         f"redis-server at {best['redis CPU%']}% of a core.",
     ]
