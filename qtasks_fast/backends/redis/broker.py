@@ -259,7 +259,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
 
     def _add(self, env: Envelope, wait: bool) -> Call[dict[str, str]]:
         """Op ``add`` of one plain envelope (our records, query side on): what :meth:`_enqueue_calls` and op
-        ``enqueue`` would write for it, in about a third of the Redis time and with its command bytes built in
+        ``enqueue`` would write for it, in about two thirds of the Redis time and with its command bytes built in
         one call (see ``redis.lua``, op add). Its Redis time and the producer's time before the send both add
         to the dispatch latency of every ``add_task``."""
         if wait:  # the settle pushes the record to the reply list the caller blocks on (see _enqueue_calls)
