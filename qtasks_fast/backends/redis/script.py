@@ -15,6 +15,7 @@ calls and driven by ``run`` or ``run_sync`` (:mod:`qtasks_fast.steps`): a :class
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
@@ -39,6 +40,23 @@ T = TypeVar("T")
 #: a list of commands in one redis-py pipeline, ``hotpipe`` = a list of commands in one write on a direct
 #: connection (async only; see ``RedisConnection.execute`` and ``direct.py``)
 Via = Literal["pool", "direct", "hot", "pipe", "hotpipe"]
+
+
+def pack_resp(args: tuple[Any, ...]) -> bytes:
+    """One command as RESP bytes (str as UTF-8, numbers as their decimal text): hiredis' ``pack_command`` in
+    Python, for a redis-py installed without its hiredis extra."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out += (b"$%d\r\n" % len(b), b, b"\r\n")
+    return b"".join(out)
+
+
+_pack_command: Callable[[tuple[Any, ...]], bytes] = pack_resp
+with contextlib.suppress(ImportError):
+    from hiredis import pack_command as _hiredis_pack
+
+    _pack_command = _hiredis_pack
 
 
 # ------------------------------------------------------------------------------------------------ key names
@@ -91,7 +109,9 @@ def _raw(reply: Any) -> Any:
 
 
 class Call(Generic[T]):
-    """One request (an EVALSHA of redis.lua, a plain command, or a pipeline of them) and its reply parser."""
+    """One request (an EVALSHA of redis.lua, a plain command, or a pipeline of them) and its reply parser.
+
+    ``cmd`` may be one command already packed as RESP ``bytes`` (op ``add``): sent as is, ``direct`` only."""
 
     __slots__ = ("conn", "cmd", "via", "parse")
 
@@ -166,14 +186,16 @@ class Script:
         self.conn, self.app = conn, app
 
     def _call(self, queue: str, op: str, rec: bool, args: Sequence[Any], via: Via = "pool",
-              parse: Callable[[Any], T] = _raw) -> Call[T]:
-        """The only place that writes ``EVALSHA``: ``KEYS[1] = P``, ``ARGV = op, rec, args...``."""
-        return Call(self.conn, ("EVALSHA", SHA, 1, queue_prefix(self.app, queue), op, "1" if rec else "0", *args),
-                    via, parse)
+              parse: Callable[[Any], T] = _raw, packed: bool = False) -> Call[T]:
+        """The only place that writes ``EVALSHA``: ``KEYS[1] = P``, ``ARGV = op, rec, args...``. ``packed``: the
+        command goes out as RESP bytes built here in one call (``direct``/``hot`` only, see ``Call``)."""
+        cmd = ("EVALSHA", SHA, 1, queue_prefix(self.app, queue), op, "1" if rec else "0", *args)
+        return Call(self.conn, _pack_command(cmd) if packed else cmd, via, parse)
 
-    def command(self, *cmd: Any, via: Via = "pool", parse: Callable[[Any], T] = _raw) -> Call[T]:
-        """A plain command (``BLPOP``, ``LRANGE`` ...) on the same call path (error mapping included)."""
-        return Call(self.conn, cmd, via, parse)
+    def command(self, *cmd: Any, via: Via = "pool", parse: Callable[[Any], T] = _raw, packed: bool = False) -> Call[T]:
+        """A plain command (``BLPOP``, ``LRANGE`` ...) on the same call path (error mapping included); ``packed``:
+        see :meth:`_call` (a ``Call`` can be awaited again: the worker keeps its blocking read's)."""
+        return Call(self.conn, _pack_command(cmd) if packed else cmd, via, parse)
 
     def pipeline(self, cmds: Sequence[Sequence[Any]]) -> Call[list[Any]]:
         """Plain commands in one pipeline (no transaction)."""
@@ -220,6 +242,16 @@ class Script:
         return f"{queue_prefix(self.app, queue)}:sem:{key}"
 
     # -------------------------------------------------------------------------------- producer
+    def add(self, queue: str, prio: int, uuid: str, blob: bytes, name: str, created_ms: int,
+            event: bytes) -> Call[dict[str, str]]:
+        """Op ``add``: :meth:`enqueue` of one plain envelope (no delay, no unique key) with our records and the
+        query side: ``prio`` already clamped to the served levels, ``event`` the msgpack of its ``new`` event
+        ``[uuid, "new", name, ""]``. The command goes out packed (see :meth:`_call`): redis-py's per-argument
+        encoding cost ~15 µs of the producer's time before the send, part of every ``add_task``'s dispatch
+        latency."""
+        return self._call(queue, "add", True, (prio, uuid, blob, name, created_ms, event), "direct", _pairs,
+                          packed=True)
+
     def enqueue(self, queue: str, rec: bool, now: str, nprios: int, packed: bytes, special: bytes = b"",
                 claimed: str = "1", unique_ttl: int = 0, owners: bytes | str = "",
                 index: bytes | str = "") -> Call[dict[str, str]]:
