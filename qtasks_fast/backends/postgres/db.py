@@ -178,7 +178,7 @@ class PgDb:
         fast = not durable and not self._commit_set
         settings = {"search_path": self.search_path, **({"synchronous_commit": "off"} if fast else {})}
         pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
-                                         server_settings=settings)
+                                         server_settings=settings, reset=_keep_session)
         assert pool is not None
         self._pools[(id(loop), durable)] = (loop, pool)
         await _closed_with_loop(pool.terminate)
@@ -196,6 +196,15 @@ class PgDb:
         commit durable, for a price in claim and settle latency."""
         pool = await self.pool(durable)
         async with pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def one(self, durable: bool = True) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of this loop's pool with no transaction opened: for ONE statement, atomic by itself (its
+        own implicit transaction), which saves the two round trips of ``BEGIN`` and ``COMMIT`` — a third of a
+        fused settle's and most of a claim's at the drain's batch sizes. ``durable`` as for :meth:`tx`."""
+        pool = await self.pool(durable)
+        async with pool.acquire() as conn:
             yield conn
 
     async def identity(self) -> tuple[str, int]:
@@ -265,6 +274,14 @@ class PgDb:
 
 #: the finalizers of :func:`_closed_with_loop`, kept alive until their loop shuts them down
 _finalizers: set[Any] = set()
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pools' reset on release: nothing to send. asyncpg's default (``pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL``) is a round trip after every statement or transaction, as many as the work itself for
+    a claim; none of it applies here: the backend never takes session locks, cursors or LISTENs on a pooled
+    connection, and sets nothing beyond a transaction (``SET LOCAL``, ``set_config(..., true)``). An open
+    transaction is still rolled back on release (asyncpg does that before this hook)."""
 
 
 async def _closed_with_loop(terminate: Callable[[], None]) -> None:
