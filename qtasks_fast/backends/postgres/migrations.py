@@ -7,9 +7,11 @@ and a failed one leaves nothing half done. Add a migration at the end; never edi
 Tables (times are milliseconds since the epoch, ``bigint``): ``messages`` holds only unfinished work (ready:
 ``consumer IS NULL``; handed out until ``lease_until``) and is the only table a claim reads, so finished tasks
 never slow a claim down: a settle deletes the message and writes the ``records`` row. ``delayed`` holds
-messages until their ``due``; ``records`` the task records (the query side's indexes); ``event_batches`` the
+messages until their ``due``; ``records`` the task records (the query side's indexes; half of each page left
+free, so the claim's ``process`` mark is an in-page HOT update); ``event_batches`` the
 event feed (one row per queue per written batch, ``tx`` = the writing transaction's id, see
-:mod:`~qtasks_fast.backends.postgres.feed`); the rest are as in the SQLite backend.
+:mod:`~qtasks_fast.backends.postgres.feed`); the rest are as in the SQLite backend. The function ``claim_ready``
+(migration 4) is a busy worker's claim in one round trip (``PgBroker``'s ``CLAIM``).
 """
 
 from __future__ import annotations
