@@ -78,8 +78,9 @@ ALTER TABLE records SET (fillfactor = 80);
 CREATE TABLE audit (id bigserial PRIMARY KEY, app text NOT NULL, at bigint NOT NULL, entry bytea NOT NULL);
 CREATE INDEX audit_app ON audit (app, id);
 """),
-    (4, "a claim in one round trip; records keep half of each page free for the claim's HOT update", """
+    (4, "one-round-trip claim; records pages half free for the claim's HOT update; feed items as json", """
 ALTER TABLE records SET (fillfactor = 50);
+ALTER TABLE event_batches ALTER items TYPE json;
 CREATE FUNCTION claim_ready(text, bigint, text, text, bigint, text, boolean, integer, integer)
 RETURNS TABLE (id bigint, prio smallint, body bytea, deliveries integer) LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
@@ -94,7 +95,7 @@ BEGIN
     r AS (UPDATE records SET worker_id = $6, updated = $2, started = $2 WHERE $7 AND uuid IN (SELECT uuid FROM m)
       RETURNING queue, uuid, task_name, 'process' AS status, worker_id),
     f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),
-      jsonb_agg(jsonb_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)
+      json_agg(json_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)
     SELECT m.id, m.prio, m.body, m.deliveries FROM m ORDER BY m.prio, m.id;
 END
 $fn$;

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 #: the feed rows of the status changes a CTE named ``r`` returned (queue, uuid, task_name, status, worker_id)
 FEED = ("f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),"
-        " jsonb_agg(jsonb_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)")
+        " json_agg(json_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)")
 
 ENQUEUE = f"""
 WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $8::text[],
