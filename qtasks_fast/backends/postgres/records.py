@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 #: the feed rows of the status changes a CTE named ``r`` returned (queue, uuid, task_name, status, worker_id)
 FEED = ("f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),"
-        " jsonb_agg(jsonb_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)")
+        " json_agg(json_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)")
 
 _ENQUEUE = """
 WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $8::text[],
@@ -60,6 +60,23 @@ r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, create
 {FEED},
 acked AS (DELETE FROM messages WHERE id = ANY($17::bigint[]))
 SELECT pg_notify($16, 'd:' || uuid) FROM r WHERE awaited
+"""
+
+#: the fused settle's usual statement: final states as an UPDATE of the records (no envelope sent, no speculative
+#: insert), their feed rows, the waiters' NOTIFY, and the ack of the messages whose record it wrote (``$10``/``$11``:
+#: every acked message id and its task's uuid, NULL for a message with no envelope); returns the uuids written. A
+#: uuid it did not find (its record gone) is left unacked and goes through :data:`FINISH`, which inserts it
+SETTLE = f"""
+WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::integer[])
+           AS t(u, s, ret, tb, child, dl)),
+r AS (UPDATE records SET status = t.s, updated = $2, finished = $2, "returning" = t.ret, traceback = t.tb,
+        worker_id = $9, retry_child = t.child, expires_at = $2::bigint + $12::bigint, deliveries = t.dl
+      FROM t WHERE records.uuid = t.u
+      RETURNING records.queue, records.uuid, records.task_name, records.status, records.worker_id, records.awaited),
+{FEED},
+acked AS (DELETE FROM messages WHERE id IN (SELECT a.id FROM unnest($10::bigint[], $11::text[]) AS a(id, u)
+          WHERE a.u IS NULL OR a.u IN (SELECT uuid FROM r)))
+SELECT r.uuid FROM r LEFT JOIN LATERAL (SELECT pg_notify($13, 'd:' || r.uuid) WHERE r.awaited) AS w ON true
 """
 
 
@@ -155,6 +172,27 @@ async def finish_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[
                               strict=True):
             col.append(value)
     await conn.execute(FINISH, app, now, *cols, _opt(worker_id) or None, ttl_ms, channel, list(ack))
+
+
+async def settle_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
+                         ttl_ms: int, channel: str) -> None:
+    """The fused settle: final states, feed, waiters' NOTIFY and the ack of every outcome's message. One
+    statement (:data:`SETTLE`, atomic by itself) when every record exists, which is nearly always; the outcomes
+    whose record is gone (purged, expired, never written) then go through :func:`finish_records`, which inserts
+    them and acks their messages. A message is acked only in the statement that stored its task's final state."""
+    last = {o[0].envelope.uuid: o for o in outcomes if o[0].envelope is not None}
+    cols: list[list[Any]] = [[] for _ in range(6)]
+    for d, status, ret, tb, child in last.values():
+        for col, value in zip(cols, (d.envelope.uuid, status, ret, pg_text(tb) or None, _opt(child) or None,
+                                     d.deliveries or 1), strict=True):
+            col.append(value)
+    ids = [o[0].msg_id for o in outcomes]
+    owners = [None if o[0].envelope is None else o[0].envelope.uuid for o in outcomes]
+    rows = await conn.fetch(SETTLE, app, now, *cols, _opt(worker_id) or None, ids, owners, ttl_ms, channel)
+    if len(rows) < len(last):
+        written = {r["uuid"] for r in rows}
+        gone = [o for o in outcomes if o[0].envelope is not None and o[0].envelope.uuid not in written]
+        await finish_records(conn, app, gone, worker_id, now, ttl_ms, channel, ack=[o[0].msg_id for o in gone])
 
 
 async def changed(conn: asyncpg.Connection, app: str, now: int, sql: str, *args: Any) -> list[Any]:
