@@ -206,7 +206,9 @@ class AsyncgRPCPlugin(BasePlugin):
             standby.cancel()
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(3.0)
+            from qtasks_fast.grpc.server import GRACE, stop_server
+
+            await stop_server(server, GRACE)
 
 
 class SyncgRPCPlugin(AsyncgRPCPlugin):
