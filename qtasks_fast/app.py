@@ -67,6 +67,23 @@ def _refuse_component(name: str, value: Any, instead: str) -> None:
         raise TypeError(f"QueueTasks({name}={value!r}) is not supported by qtasks_fast: {instead}")
 
 
+def _worker_component(worker: Any, name: str, broker: Any) -> Any:
+    """``QueueTasks(worker=...)``: QTasks' ``SyncThreadWorker``/``AsyncWorker`` of :mod:`qtasks_fast.workers` when it
+    agrees with the app; anything else is refused (``TypeError``), never kept unused."""
+    if worker is None:
+        return None
+    from qtasks_fast.workers import BaseWorker
+
+    if not isinstance(worker, BaseWorker):
+        _refuse_component("worker", worker, "workers are separate processes here: start them with "
+                          "`qtasks-fast -A module:app run` (or app.run_forever()) and size them with "
+                          "config.concurrency; QTasks' SyncThreadWorker/AsyncWorker come from qtasks_fast.workers")
+    problem = worker.conflict(name, broker)
+    if problem:
+        raise TypeError(f"QueueTasks(worker=...): {problem}")
+    return worker
+
+
 def url_origin(source: str) -> str:
     """Where a broker URL came from, for an error about it: ``env QTASKS_BROKER_URL``, ``--broker``, ..."""
     return "the app's broker_url" if source == "code" else source.removeprefix("flag ")
@@ -98,8 +115,9 @@ class BaseQueueTasks(Producer):
         #: the file of the module that created the app: the embedded database lives next to it
         self._defined_in = _caller_file()
         self.tasks: dict[str, TaskFunc] = {}
-        _refuse_component("worker", worker, "workers are separate processes here: start them with "
-                          "`qtasks-fast -A module:app run` (or app.run_worker()) and size them with config.concurrency")
+        #: QTasks ``app.worker``: the ``worker=`` component (qtasks_fast.workers), which names the worker serving the
+        #: app (``run_forever``, ``qtasks-fast run``) and carries nothing of its own
+        self.worker = _worker_component(worker, name, broker)
         #: QTasks ``app.log``: the ``log=`` Logger for component "QueueTasks", or one of the app's, made on first use
         self._log: Logger | None = None
         if log is not None:

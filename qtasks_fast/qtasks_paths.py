@@ -65,6 +65,9 @@ ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
     # the base of both clients, which QTasks code annotates with (``app: BaseQueueTasks``)
     "qtasks_fast.base": ("qtasks_fast.app", ()),
     "qtasks_fast.base.qtasks": ("qtasks_fast.app", ("BaseQueueTasks",)),
+    "qtasks_fast.workers.sync_worker": ("qtasks_fast.workers", ("SyncThreadWorker",)),
+    "qtasks_fast.workers.async_worker": ("qtasks_fast.workers", ("AsyncWorker",)),
+    "qtasks_fast.workers.base": ("qtasks_fast.workers", ("BaseWorker",)),
 }
 
 #: alias modules that are packages in QTasks (another alias lives below them)
