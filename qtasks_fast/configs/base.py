@@ -5,9 +5,12 @@ the hash ``<project>:<config_name>:<name>`` (``config_name`` defaults to ``Globa
 ``start()`` keeps ``<project>:<config_name>:main`` = ``{name, status: "running"}`` alive (a TTL of
 ``global_config_status_ttl`` seconds, refreshed every ``global_config_status_set_periodic``) until ``stop()``.
 
-Differences from QTasks, on purpose: ``get_match(pattern)`` returns ``{name: {key: value}}`` for every
-name matching the glob ``pattern`` (QTasks scans a hash nothing writes to, so it finds nothing), read
-from a set of the names ``set`` wrote (``<project>:<config_name>@names``), not by scanning Redis; the
+``get_match(pattern)`` returns QTasks' shape, ``(cursor, dict)`` (QTasks returns Redis' ``HSCAN`` of the
+hash ``<project>:<config_name>``, which nothing writes to, so it finds nothing): the cursor is always 0 (the
+answer is complete) and the dict is ``{name: {key: value}}`` for every name matching the glob ``pattern``.
+The names are those ``set`` wrote here (a set ``<project>:<config_name>@names``) plus those a QTasks
+process wrote, found by a ``SCAN`` of the keys ``<project>:<config_name>:<pattern>``: a walk of the
+keyspace, so ``get_match`` is for rare reads, not a per-task path. Differences from QTasks: the
 in-memory store (``Sync/AsyncInMemoryGlobalConfig``, one per process, shared by instances of the same
 project and config name) has no QTasks counterpart. The async classes run the sync ones in a thread:
 one implementation, and a GlobalConfig call is rare and small.
@@ -53,9 +56,10 @@ class _MemoryStore:
         with self.lock:
             return dict(self.hashes.get(name, {}))
 
-    def members(self, index: str) -> list[str]:
+    def members(self, index: str, pattern: str) -> set[str]:
+        """Every hash (the caller filters by name), as a ``SCAN`` of Redis would find them."""
         with self.lock:
-            return list(self.indexes.get(index, ()))
+            return set(self.hashes)
 
     def keep(self, name: str, ttl: float) -> None:
         """Nothing to refresh in memory: the status stays until :meth:`drop`."""
@@ -87,8 +91,12 @@ class _RedisStore:
     def hgetall(self, name: str) -> dict[str, str]:
         return self.client.hgetall(name)  # type: ignore[return-value]
 
-    def members(self, index: str) -> list[str]:
-        return list(self.client.smembers(index))  # type: ignore[arg-type]
+    def members(self, index: str, pattern: str) -> set[str]:
+        """The names in ``index`` and the hashes matching the Redis glob ``pattern`` (names a QTasks process
+        wrote are in no index)."""
+        names: set[str] = set(self.client.smembers(index))  # type: ignore[arg-type]
+        names.update(self.client.scan_iter(match=pattern, count=1000, _type="hash"))  # type: ignore[arg-type]
+        return names
 
     def keep(self, name: str, ttl: float) -> None:
         self.client.expire(name, int(ttl))
@@ -98,6 +106,11 @@ class _RedisStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob (a project name may hold ``*``, ``?``, ``[`` or ``\\``)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _text(value: Value) -> str:
@@ -143,17 +156,17 @@ class BaseGlobalConfig:
         """Every field of hash ``key`` (empty when none)."""
         return self._store.hgetall(self._key(key))
 
-    def get_match(self, match: str) -> dict[str, dict[str, str]]:
-        """``{name: fields}`` of every name given to :meth:`set` that matches the glob ``match`` (``*``, ``?``,
-        ``[...]``) and still has fields."""
+    def get_match(self, match: str) -> tuple[int, dict[str, dict[str, str]]]:
+        """QTasks' ``(cursor, dict)``: cursor 0 (complete) and ``{name: fields}`` of every name that matches the
+        glob ``match`` (``*``, ``?``, ``[...]``) and has fields, whether this side or a QTasks process set it."""
         prefix = f"{self.config_name}:"
         found = {}
-        for k in sorted(self._store.members(self._index)):
+        for k in sorted(self._store.members(self._index, _glob_escape(prefix) + match)):
             if k.startswith(prefix) and fnmatch.fnmatchcase(k[len(prefix):], match):
                 fields = self._store.hgetall(k)
                 if fields:
                     found[k[len(prefix):]] = fields
-        return found
+        return 0, found
 
     def start(self) -> None:
         """Mark the project running (``get("main", "status") == "running"``) until :meth:`stop`."""
@@ -237,7 +250,7 @@ class _Async:
     async def get_all(self, key: str) -> dict[str, str]:
         return await asyncio.to_thread(self._sync.get_all, key)
 
-    async def get_match(self, match: str) -> dict[str, dict[str, str]]:
+    async def get_match(self, match: str) -> tuple[int, dict[str, dict[str, str]]]:
         return await asyncio.to_thread(self._sync.get_match, match)
 
     async def start(self) -> None:
