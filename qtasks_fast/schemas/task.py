@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses as _dataclasses
 import datetime as _dt
 import uuid as _uuid
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,12 @@ class Task(msgspec.Struct):
             return extra[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    @property  # type: ignore[misc]
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        """The fields by name, as a dataclass instance has them: ``vars(task)`` and ``task.__dict__`` work as on
+        QTasks' record (a new dict each time; setting an attribute is how a field is changed)."""
+        return {name: getattr(self, name) for name in self.__struct_fields__}
+
     @property
     def finished(self) -> bool:
         return TaskStatus(self.status).finished
@@ -81,6 +88,27 @@ class Task(msgspec.Struct):
         from qtasks_fast.results import AsyncResult
 
         return await AsyncResult(uuid=self.uuid, app=app).result(timeout=timeout)
+
+
+def _as_dataclass(cls: type[msgspec.Struct]) -> None:
+    """Give ``cls`` the dataclass fields of its struct fields, so ``dataclasses.asdict``, ``astuple``, ``replace``,
+    ``fields`` and ``is_dataclass`` work on it as on QTasks' ``@dataclass`` record (e.g.
+    ``json.dumps(asdict(task), default=str)`` in a web view). Only class attributes are added: building and
+    decoding a record stay msgspec's, at msgspec's speed."""
+    specs: list[tuple[Any, ...]] = []
+    for f in msgspec.structs.fields(cls):
+        if f.default is not msgspec.NODEFAULT:
+            specs.append((f.name, f.type, _dataclasses.field(default=f.default)))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            specs.append((f.name, f.type, _dataclasses.field(default_factory=f.default_factory)))
+        else:
+            specs.append((f.name, f.type))
+    shadow = _dataclasses.make_dataclass(cls.__name__, specs)
+    cls.__dataclass_fields__ = shadow.__dataclass_fields__  # type: ignore[attr-defined]
+    cls.__dataclass_params__ = shadow.__dataclass_params__  # type: ignore[attr-defined]
+
+
+_as_dataclass(Task)
 
 
 def ts_to_dt(ts: float) -> _dt.datetime:
