@@ -10,7 +10,9 @@ of the app but the process that serves it (``app.run_forever()``, ``qtasks-fast 
 at-least-once delivery; QTasks' worker holds its own queue and executor. So the object names the worker of
 the app and carries nothing of its own: what it is given must agree with the app (the same ``name`` and
 broker), and what only QTasks' worker could honour (its own ``log``, ``config`` or ``events``) is refused in
-one line when given, never dropped. ``app.worker`` is the object, as in QTasks.
+one line when given, never dropped. ``app.worker`` is the object, as in QTasks; an app built without one
+gets the default of its client, whose ``config`` and ``broker`` are the app's (QTasks' examples read
+``app.worker.config``).
 """
 
 from __future__ import annotations
@@ -30,14 +32,31 @@ class BaseWorker:
                 raise TypeError(f"{type(self).__name__}({option}=...): the worker here is the process serving the "
                                 f"app, which uses the app's; {why[option]} and drop it here")
         self.name = name
-        self.broker = broker
+        self._broker = broker
+        self._app: Any = None
+
+    def bind(self, app: Any) -> None:
+        """Become the worker of ``app`` (``QueueTasks`` calls it): ``config`` and ``broker`` then read the app's."""
+        self._app = app
+
+    @property
+    def broker(self) -> Any:
+        """The broker given, else the app's (QTasks' worker holds the app's broker)."""
+        if self._broker is None and self._app is not None:
+            return self._app.broker
+        return self._broker
+
+    @property
+    def config(self) -> Any:
+        """The app's config (QTasks' worker shares it: ``app.worker.config``), None before it joins an app."""
+        return self._app.config if self._app is not None else None
 
     def conflict(self, app_name: str, broker: Any) -> str | None:
         """Why this worker cannot be the one of an app named ``app_name`` with ``broker``, or None."""
         if self.name != app_name:
             return (f"{type(self).__name__}(name={self.name!r}) is not the worker of QueueTasks(name={app_name!r}): "
                     "give both the same name")
-        if self.broker is not None and self.broker is not broker:
+        if self._broker is not None and self._broker is not broker:
             return (f"{type(self).__name__}(broker=...) is not the app's broker: pass the same broker object to "
                     "QueueTasks(broker=...), or none to the worker")
         return None

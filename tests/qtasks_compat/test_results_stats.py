@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import qtasks_fast
 from qtasks_fast import QueueTasks, TaskNotFound
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks_fast.results import AsyncResult, SyncResult
@@ -83,12 +84,22 @@ def test_stats_inspect_reports_app_tasks_and_queue_counts(app_name: str) -> None
     assert f"{'Name':<26}: {app_name}" in text and "Tasks Count" in text and "2.1" in text
     data = json.loads(stats.app(json=True))
     assert data["Tasks Count"] == 2 and data["Method"] == "sync"
+    # QTasks' keys in QTasks' order (a dashboard parsing QTasks' JSON finds each), then ours
+    assert list(data)[:14] == ["Name", "Method", "Version", "Config", "Tasks Count", "Routers Count", "Plugins Count",
+                               "Broker", "Worker", "Starter", "Storage", "GlobalConfig", "Log", "Init Count"]
+    assert data["Worker"] == "SyncThreadWorker" and data["GlobalConfig"] == "—" and data["Log"] == "Logger"
+    assert data["Version"] == "2.1"  # the app's version=; without one ours (below), never null
     assert data["Queue Stats"]["default"]["waiting"] == 2 and data["Queue Stats"]["other"]["waiting"] == 0
     one = stats.task("add")
     assert "Args                      : a: int" in one and "b: int=3" in one and "scale: float=1.0" in one
     assert "Retry Count               : 2" in one and "io" in one
     listed = json.loads(stats.tasks(json=True))
     assert [t["name"] for t in listed] == ["add", "other"] and listed[1]["kind"] == "async"
+    assert list(listed[0])[:17] == ["priority", "name", "func", "awaiting", "generating", "echo", "max_time", "retry",
+                                    "retry_on_exc", "decode", "tags", "description", "generate_handler", "executor",
+                                    "middlewares_before", "middlewares_after", "extra"]
+    assert (listed[0]["awaiting"], listed[1]["awaiting"], listed[0]["generating"]) == (False, True, False)
+    assert listed[0]["func"].endswith(".add") and listed[0]["extra"] == {} and listed[0]["retry"] == 2
     assert [t["name"] for t in json.loads(stats.tasks("other", json=True))] == ["other"]
     with pytest.raises(TaskNotFound, match="registered"):
         stats.task("ad")
@@ -105,3 +116,4 @@ async def test_async_stats_inspect(app_name: str) -> None:
     stats = await AsyncStats(app).inspect()
     data = json.loads(stats.app(json=True))
     assert data["Method"] == "async" and data["Queue Stats"]["default"]["waiting"] == 1 and data["Workers"] == []
+    assert data["Version"] == qtasks_fast.__version__ and data["Worker"] == "AsyncWorker"

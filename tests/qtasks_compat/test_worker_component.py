@@ -90,3 +90,47 @@ def test_a_worker_that_disagrees_with_its_app_is_refused(make: Any, says: str) -
 def test_what_only_qtasks_worker_could_use_is_refused(option: str) -> None:
     with pytest.raises(TypeError, match=f"SyncThreadWorker\\({option}=...\\).*pass {option}= to QueueTasks"):
         SyncThreadWorker(name="shop", **{option: object()})
+
+
+ENV_APP = """
+import os, sys
+os.environ["QTASKS_TASK_DEFAULT_PRIORITY"] = "3"
+from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks_fast import QueueTasks
+app = (AsyncQueueTasks if sys.argv[1] == "async" else QueueTasks)(broker_url=sys.argv[2] or None)
+print(repr(app.config.task_default_priority))
+print(app.worker.config.task_default_priority)
+print(app.broker.config.task_default_priority)
+print(app.broker.storage.config.task_default_priority)
+if app.broker.storage.global_config:
+    print(app.broker.storage.global_config.config.task_default_priority)
+print(type(app.worker).__name__, app.worker.broker is app.broker)
+"""
+
+
+@pytest.mark.parametrize(("client", "url"), [("async", ""), ("sync", "memory://"), ("async", "redis")])
+def test_qtasks_env_example_reads_the_config_through_its_components(client: str, url: str, tmp_path: Path,
+                                                                     redis_url: str) -> None:
+    """QTasks' examples/env/based_async_app.py (the import changed): ``app.worker``, ``app.broker.config``,
+    ``app.broker.storage.config`` and ``if app.broker.storage.global_config:`` on an app built without components."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "app.py"
+    script.write_text(ENV_APP)
+    out = subprocess.run([sys.executable, str(script), client, redis_url if url == "redis" else url],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    worker = "AsyncWorker" if client == "async" else "SyncThreadWorker"
+    assert out.stdout.split("\n") == ["3", "3", "3", "3", f"{worker} True", ""], out.stdout
+
+
+def test_a_qtasks_broker_keeps_its_own_storage_and_global_config() -> None:
+    from qtasks_fast.configs import SyncInMemoryGlobalConfig
+    from qtasks_fast.storages import SyncRedisStorage
+
+    gc = SyncInMemoryGlobalConfig(name="shop")
+    storage = SyncRedisStorage(name="shop", global_config=gc)
+    app = QueueTasks(name="shop", broker=SyncRedisBroker(name="shop", storage=storage))
+    assert app.broker.storage is storage and app.broker.storage.global_config is gc
+    assert app.worker.broker is app.broker and app.worker.config is app.config
