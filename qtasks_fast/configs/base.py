@@ -4,6 +4,8 @@ Layout as in QTasks, so both can share one Redis: ``set(name, key, value)`` writ
 the hash ``<project>:<config_name>:<name>`` (``config_name`` defaults to ``GlobalConfig``), and
 ``start()`` keeps ``<project>:<config_name>:main`` = ``{name, status: "running"}`` alive (a TTL of
 ``global_config_status_ttl`` seconds, refreshed every ``global_config_status_set_periodic``) until ``stop()``.
+A worker calls both for the component its storage carries (``SyncRedisStorage(global_config=...)``), as
+QTasks' storage does (:func:`qtasks_fast.worker.startup.global_config_call`).
 
 ``get_match(pattern)`` returns QTasks' shape, ``(cursor, dict)`` (QTasks returns Redis' ``HSCAN`` of the
 hash ``<project>:<config_name>``, which nothing writes to, so it finds nothing): the cursor is always 0 (the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +101,35 @@ async def test_async_components(redis_url: str, app_name: str) -> None:
         await gc.start()
         assert await gc.get("main", "status") == "running" and gc.running
         await gc.stop()
+
+
+def test_a_worker_keeps_the_storages_global_config_running_while_it_serves(redis_url: str, app_name: str) -> None:
+    """QTasks' wiring (GlobalConfig -> SyncRedisStorage(global_config=) -> SyncRedisBroker(storage=) -> QueueTasks):
+    while a worker serves, ``<name>:GlobalConfig:main`` says ``running``, where a QTasks process sharing the Redis
+    (its ``ping(server=True)``) looks; after the worker stops, the component is stopped."""
+    from qtasks_fast import QueueTasks
+    from qtasks_fast.brokers import SyncRedisBroker
+    from qtasks_fast.storages import SyncRedisStorage
+    from qtasks_fast.testing import WorkerThread
+
+    gc = SyncRedisGlobalConfig(name=app_name, url=redis_url)
+    storage = SyncRedisStorage(name=app_name, url=redis_url, global_config=gc)
+    app = QueueTasks(name=app_name, broker=SyncRedisBroker(name=app_name, storage=storage))
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert raw.hgetall(f"{app_name}:GlobalConfig:main") == {}
+        with WorkerThread(app):
+            deadline = time.monotonic() + 10  # the worker thread starts serving after WorkerThread returns
+            while not raw.exists(f"{app_name}:GlobalConfig:main") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert raw.hgetall(f"{app_name}:GlobalConfig:main") == {"name": app_name, "status": "running"}
+            assert 0 < raw.ttl(f"{app_name}:GlobalConfig:main") <= 20  # lapses if the worker dies unseen
+            assert gc.running
+        assert not gc.running
+    finally:
+        raw.delete(f"{app_name}:GlobalConfig:main")
+        app.flush_all()
+        app.close()
 
 
 def test_queue_config_is_the_app_config() -> None:
