@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.enums.task_status import TaskStatus
+from qtasks_fast.schemas.bigint import decode_result
 from qtasks_fast.schemas.envelope import META_EXTRA, META_RESTART_OF, Envelope
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def task_from_envelope(env: Envelope, status: str, *, updated: float | None = No
         kwargs=dict(env.kwargs),
         created_at=created,
         updated_at=ts_to_dt(updated) if updated else created,
-        returning=msgspec.msgpack.decode(returning) if returning else None,
+        returning=decode_result(returning) if returning else None,
         traceback=traceback or None,
         retry=env.retry,
         retry_child_uuid=_uuid.UUID(retry_child) if retry_child else None,
