@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fnmatch
+import functools
 import inspect
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -74,12 +75,40 @@ class _MemoryStore:
         pass
 
 
+class GlobalConfigUnreachable(redis.ConnectionError):
+    """Redis did not answer a GlobalConfig call: a ``redis.ConnectionError`` (what QTasks raises, so code catching
+    that still does) whose one line says where it tried and what to do."""
+
+
+def _where(client: redis.Redis) -> str:
+    kw = client.connection_pool.connection_kwargs
+    return str(kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}")
+
+
+def _answered(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` of :class:`_RedisStore`, with a connection failure turned into :class:`GlobalConfigUnreachable`."""
+
+    @functools.wraps(method)
+    def call(self: _RedisStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, GlobalConfigUnreachable):
+                raise
+            raise GlobalConfigUnreachable(
+                f"GlobalConfig: Redis at {_where(self.client)} did not answer ({str(exc).rstrip('.')}): start it, or "
+                "give the GlobalConfig the url= of the Redis the app uses") from exc
+
+    return call
+
+
 class _RedisStore:
     """The hashes in Redis; the project's names in a set beside them, so ``get_match`` never scans the keyspace."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
+    @_answered
     def hset(self, name: str, mapping: Mapping[str, str], index: str | None = None) -> None:
         pipe = self.client.pipeline()
         pipe.hset(name, mapping=dict(mapping))  # type: ignore[arg-type]
@@ -87,12 +116,15 @@ class _RedisStore:
             pipe.sadd(index, name)
         pipe.execute()
 
+    @_answered
     def hget(self, name: str, key: str) -> str | None:
         return self.client.hget(name, key)  # type: ignore[return-value]
 
+    @_answered
     def hgetall(self, name: str) -> dict[str, str]:
         return self.client.hgetall(name)  # type: ignore[return-value]
 
+    @_answered
     def members(self, index: str, pattern: str) -> set[str]:
         """The names in ``index`` and the hashes matching the Redis glob ``pattern`` (names a QTasks process
         wrote are in no index)."""
@@ -100,6 +132,7 @@ class _RedisStore:
         names.update(self.client.scan_iter(match=pattern, count=1000, _type="hash"))  # type: ignore[arg-type]
         return names
 
+    @_answered
     def keep(self, name: str, ttl: float) -> None:
         self.client.expire(name, int(ttl))
 

@@ -132,6 +132,20 @@ def test_a_worker_keeps_the_storages_global_config_running_while_it_serves(redis
         app.close()
 
 
+def test_an_unreachable_redis_is_one_line_saying_where_and_what_to_do() -> None:
+    """Still a ``redis.ConnectionError`` (QTasks code catching that keeps working), with advice, never the password."""
+    from qtasks_fast.configs.base import GlobalConfigUnreachable
+
+    gc = SyncRedisGlobalConfig(name="shop", url="redis://:s3cret@127.0.0.1:1/2")
+    with pytest.raises(redis.ConnectionError) as info:
+        gc.set("limits", "rps", "1")
+    text = str(info.value)
+    assert isinstance(info.value, GlobalConfigUnreachable) and "\n" not in text and "s3cret" not in text
+    assert text.startswith("GlobalConfig: Redis at 127.0.0.1:1/2 did not answer") and "url=" in text
+    with pytest.raises(GlobalConfigUnreachable):
+        gc.get_match("*")
+
+
 def test_queue_config_is_the_app_config() -> None:
     assert QueueConfig is GlobalConfig
     with pytest.raises(TypeError, match="log="):
