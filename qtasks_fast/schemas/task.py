@@ -26,7 +26,8 @@ class Task(msgspec.Struct):
 
     ``retry`` is the number of retries *left* after this attempt, not how many were made: ``retry=3``
     on a first attempt that fails gives a child with ``retry=2``, and so on to 0. A failure that
-    ``retry_on_exc`` does not name is final with retries still left in ``retry``.
+    ``retry_on_exc`` does not name is final with retries still left in ``retry``. A task without retries
+    has ``retry=None``, as on QTasks' record (``task.retry is None`` branches the same way there and here).
     """
 
     status: str
@@ -40,7 +41,8 @@ class Task(msgspec.Struct):
     returning: Any = None
     traceback: str | None = None
     #: retries left after this attempt (not retries made): ``retry=N`` of the task on the first attempt, one
-    #: less on each retry child, 0 on the last; ``retry_parent_uuid`` links back to the attempt before
+    #: less on each retry child, 0 on the last; None for a task without retries (QTasks' value);
+    #: ``retry_parent_uuid`` links back to the attempt before
     retry: int | None = None
     retry_child_uuid: _uuid.UUID | None = None
     retry_parent_uuid: _uuid.UUID | None = None
@@ -137,7 +139,7 @@ def task_from_envelope(env: Envelope, status: str, *, updated: float | None = No
         updated_at=ts_to_dt(updated) if updated else created,
         returning=decode_result(returning) if returning else None,
         traceback=traceback or None,
-        retry=env.retry,
+        retry=env.retry if env.retry or env.retry_parent_uuid else None,  # no retries at all: QTasks' None
         retry_child_uuid=_uuid.UUID(retry_child) if retry_child else None,
         retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
         worker_id=worker_id or None,

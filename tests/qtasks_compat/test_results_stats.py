@@ -38,6 +38,27 @@ def test_sync_result_follows_retries_to_the_final_record(app_name: str) -> None:
     assert done is not None and done.status == "success" and done.returning == 43
     assert done.uuid != task.uuid and done.retry_parent_uuid is not None  # the third attempt's record
     assert calls == [4, 4, 4]
+    # retries left: 3 on the first attempt, 1 on the third; a task without retries has None, as in QTasks
+    assert (task.retry, done.retry) == (3, 1)
+
+
+def test_a_task_without_retries_has_retry_none_and_a_last_retry_zero(app_name: str) -> None:
+    app = QueueTasks(app_name, broker_url="memory://")
+
+    @app.task
+    def plain() -> int:
+        return 1
+
+    @app.task(retry=1, retry_on_exc=[ValueError], retry_backoff=0)
+    def fails() -> None:
+        raise ValueError("always")
+
+    with WorkerThread(app):
+        sent, done = plain.add_task(), app.add_task("plain", timeout=20)
+        first = app.add_task("fails")
+        last = SyncResult(uuid=first.uuid, app=app).result(timeout=20)
+    assert sent is not None and sent.retry is None and done is not None and done.retry is None  # QTasks: None
+    assert first.retry == 1 and last is not None and last.status == "error" and last.retry == 0
 
 
 def test_sync_result_uses_the_main_app_and_gives_none_on_timeout(app_name: str) -> None:
