@@ -20,11 +20,25 @@ import msgspec
 from qtasks_fast.schemas.bigint import decode_result
 from qtasks_fast.schemas.task import Task
 
-Plain = msgspec.defstruct("Plain", [(f.name, f.type, f.default) if f.default is not msgspec.NODEFAULT
-                                    else (f.name, f.type) for f in msgspec.structs.fields(Task)])
+Plain = msgspec.defstruct(
+    "Plain",
+    [
+        (f.name, f.type, f.default) if f.default is not msgspec.NODEFAULT else (f.name, f.type)
+        for f in msgspec.structs.fields(Task)
+    ],
+)
 NOW = dt.datetime.now(dt.timezone.utc)
-KW = dict(status="success", uuid=uuid.uuid4(), priority=0, task_name="add", args=(1, 2), kwargs={"a": 1},
-          created_at=NOW, updated_at=NOW, returning={"r": [1, 2, 3]})
+KW = dict(
+    status="success",
+    uuid=uuid.uuid4(),
+    priority=0,
+    task_name="add",
+    args=(1, 2),
+    kwargs={"a": 1},
+    created_at=NOW,
+    updated_at=NOW,
+    returning={"r": [1, 2, 3]},
+)
 RECORD = msgspec.msgpack.encode(Task(**KW))
 RESULT = msgspec.msgpack.encode({"order": 17, "lines": [{"sku": "a", "qty": 2}] * 5, "total": 12.5})
 dec_task, dec_plain = msgspec.msgpack.Decoder(Task).decode, msgspec.msgpack.Decoder(Plain).decode

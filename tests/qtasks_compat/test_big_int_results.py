@@ -41,8 +41,9 @@ def build(app: Any) -> Any:
 
 
 @pytest.mark.parametrize("url", ["memory://", "redis"])
-def test_wide_int_results_are_stored_and_read_back_exactly(url: str, app_name: str,
-                                                             request: pytest.FixtureRequest) -> None:
+def test_wide_int_results_are_stored_and_read_back_exactly(
+    url: str, app_name: str, request: pytest.FixtureRequest
+) -> None:
     broker_url = str(request.getfixturevalue("redis_url")) if url == "redis" else url
     app = build(QueueTasks(app_name, broker_url=broker_url))
     try:
@@ -54,8 +55,7 @@ def test_wide_int_results_are_stored_and_read_back_exactly(url: str, app_name: s
         assert big is not None and big.status == "success" and big.returning == WIDE, big
         assert type(big.returning) is int
         assert nested is not None and nested.status == "success", nested
-        assert nested.returning == {"n": [WIDE, -(2**80), 2**64 - 1, -(2**63), True, 1.5], "t": [WIDE, "x"],
-                                    "small": 3}
+        assert nested.returning == {"n": [WIDE, -(2**80), 2**64 - 1, -(2**63), True, 1.5], "t": [WIDE, "x"], "small": 3}
         assert big_async is not None and big_async.returning == -WIDE, big_async
         got = app.get(big.uuid)  # a fresh read of the stored record
         assert got is not None and got.returning == WIDE
@@ -74,7 +74,7 @@ async def test_wide_int_result_on_the_async_client(app_name: str) -> None:
     assert task is not None and task.status == "success" and task.returning == WIDE
 
 
-PROCESS_MODULE = '''
+PROCESS_MODULE = """
 from qtasks_fast import QueueTasks
 
 app = QueueTasks("{name}", broker_url="memory://")
@@ -83,7 +83,7 @@ app = QueueTasks("{name}", broker_url="memory://")
 @app.task(executor="process")
 def big() -> list:
     return [2**70, -(2**90)]
-'''
+"""
 
 
 def test_wide_int_result_from_a_process_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,8 +24,9 @@ def _started(app: QueueTasks, caplog: pytest.LogCaptureFixture) -> list[logging.
     return [r for r in caplog.records if "QTasks producers" in r.getMessage()]
 
 
-def test_a_worker_warns_once_when_qtasks_queue_holds_tasks(redis_url: str, app_name: str,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_a_worker_warns_once_when_qtasks_queue_holds_tasks(
+    redis_url: str, app_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     raw = redis.Redis.from_url(redis_url)
     raw.rpush(f"{app_name}:task_queue", f"add:{uuid.uuid4()}:0", f"add:{uuid.uuid4()}:0")  # QTasks' add_task
     app = QueueTasks(app_name, broker_url=redis_url)
