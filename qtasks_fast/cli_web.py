@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
 
 OK, USAGE = 0, 2
+#: the port served without --port (QTasks' WebView listens on 8000; ours keeps its documented one)
+DEFAULT_PORT = 8080
 
 
 def add_parser(sub: Any) -> None:
@@ -38,7 +40,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this host only); another address needs a "
                         "configured token (QTASKS_WEB_TOKEN or --token-file) or TLS (--ssl-certfile/--ssl-keyfile)")
-    p.add_argument("--port", type=whole(1), default=8080, help="TCP port (default 8080)")
+    p.add_argument("--port", type=whole(1), default=None,
+                   help=f"TCP port (default {DEFAULT_PORT}; QTasks' 8000 when asked: --port 8000, also in QTasks' "
+                        "place before the command)")
     p.add_argument("--read-only", action="store_true",
                    help="refuse every mutation (submit, cancel, restart, bulk, purge, dead letters) with 403")
     p.add_argument("--root-path", default="",
@@ -79,6 +83,8 @@ def _err(text: str) -> None:
 
 def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueueTasks | None]) -> int:
     """Check the flags, load the app, serve until Ctrl-C/SIGTERM."""
+    if args.port is None:
+        args.port = DEFAULT_PORT
     from qtasks_fast.web.auth import ENV, TokenError, resolve_token
 
     tls = bool(args.ssl_certfile and args.ssl_keyfile)

@@ -338,6 +338,21 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         self._dues, self._due = {}, 0
         await self.ping()
         await self.ensure_groups()
+        await self.warn_qtasks_queue()
+
+    async def warn_qtasks_queue(self) -> None:
+        """One WARNING at a worker's start when QTasks' own queue of this app (the list ``<name>:task_queue`` its
+        Redis broker pushes to) holds tasks: a QTasks producer is sending to this Redis, and no worker here reads
+        that list (another wire and key layout), so those tasks would wait forever unseen. One ``LLEN``."""
+        key = f"{self.app_name}:task_queue"
+        try:
+            waiting = await self.conn.aio.llen(key)
+        except redis.RedisError:  # not a list (the key is someone else's), or no permission: nothing to say
+            return
+        if waiting:
+            log.warning("Redis list %r holds %d task(s) sent by QTasks producers; qtasks_fast workers do not read "
+                        "QTasks' queue (another key layout): send them from qtasks_fast producers, or drain them with "
+                        "QTasks workers (docs/from-qtasks.md, 'Mixed fleet')", key, waiting)
 
     async def ensure_groups(self) -> None:
         """Create the consumer group on every stream (and the streams), if missing.
