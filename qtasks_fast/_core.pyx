@@ -125,6 +125,40 @@ def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
         _drop_bad_uuids(ready, start, bad)
 
 
+@cython.locals(n=cython.Py_ssize_t)
+def add_entries(flat: list, prio, entries):
+    """Append ``prio, id, body, 1`` to ``flat`` for each raw stream entry ``[id, fields]`` of an XREADGROUP reply;
+    the number of entries.
+
+    ``body`` is field ``d`` of ``fields`` (our producers write ``[b"u", uuid, b"d", envelope]``; another writer's
+    order or extra fields are read by name), ``b""`` without both ``u`` and ``d``: an entry deleted under a
+    pending read has none, and the fetcher dead-letters it as malformed. Compiled, this is the per-entry loop
+    of the worker's plain reads in C (it was ~0.3 µs of Python per task).
+    """
+    n = 0
+    for entry in entries:
+        fields = entry[1]
+        if type(fields) is list and len(fields) == 4 and fields[0] == b"u" and fields[2] == b"d":
+            body = fields[3]
+        else:
+            body = entry_body(fields)
+        flat.append(prio)
+        flat.append(entry[0])
+        flat.append(body)
+        flat.append(1)
+        n += 1
+    return n
+
+
+def entry_body(fields):
+    """The envelope (field ``d``) of a raw stream entry's fields, b"" without both ``u`` and ``d`` (see
+    :func:`add_entries`)."""
+    if fields and len(fields) == 4 and fields[0] == b"u" and fields[2] == b"d":
+        return fields[3]
+    named = dict(zip(fields[::2], fields[1::2])) if fields else {}  # another writer's order or extras
+    return named.get(b"d", b"") if b"u" in named else b""
+
+
 def unreadable(exc):
     """The dead-letter reason of a body whose decoding raised something other than a decode error."""
     try:
