@@ -190,15 +190,6 @@ def _bytes(msg_id: Any) -> bytes:
     return msg_id if isinstance(msg_id, bytes) else str(msg_id).encode()
 
 
-def _body(fields: Sequence[bytes] | None) -> bytes:
-    """The envelope (field ``d``) of a raw stream entry ``[b"u", uuid, b"d", envelope]``; b"" without
-    both fields (an entry deleted under a pending read has none: the worker dead-letters it as malformed)."""
-    if fields and len(fields) == 4 and fields[0] == b"u" and fields[2] == b"d":
-        return fields[3]
-    named = dict(zip(fields[::2], fields[1::2])) if fields else {}  # another writer's order or extras
-    return named.get(b"d", b"") if b"u" in named else b""
-
-
 @at_boundary
 class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims,
                   TaskTable, WorkerRegistry, QueueStatistics, BrokerMemory, RedisAudit):
@@ -449,8 +440,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 await self.conn.aio.xack(stream, self.app_name, *[msg_id for msg_id, _ in entries])
                 continue
             seen += 1
-            for msg_id, fields in entries:
-                flat += (prio, msg_id, _body(fields), 1)
+            core.add_entries(flat, prio, entries)
         if seen != 1 or len(flat) // 4 < count:
             self._hot = None  # drained, or more urgent work arrived: the Lua op decides next time
         out = [(queue, flat)] if flat else []
@@ -536,10 +526,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 self._dues[queue] = self._due = 1
                 await self.conn.aio.xack(stream, self.app_name, *[msg_id for msg_id, _ in entries])
                 continue
-            got += len(entries)
-            flat = per_queue.setdefault(queue, [])
-            for msg_id, fields in entries:
-                flat += (prio, msg_id, _body(fields), 1)
+            got += core.add_entries(per_queue.setdefault(queue, []), prio, entries)
         self._drained = got < count
         out = list(per_queue.items())
         if rec and self.index_results:
