@@ -126,7 +126,7 @@ class Pinger:
     def _lua(self) -> tuple[int, int]:
         """Calls and µs of redis.lua: FCALL of its library, or EVALSHA on a server without Redis Functions."""
         info: Any = self._client.info("commandstats")
-        runs = [info.get(f"cmdstat_{c}", {}) for c in ("fcall", "evalsha")]
+        runs = [info.get(c, {}) for c in ("cmdstat_fcall", "cmdstat_evalsha")]
         return sum(int(s.get("calls", 0)) for s in runs), sum(int(s.get("usec", 0)) for s in runs)
 
     def __enter__(self) -> Pinger:
