@@ -436,7 +436,8 @@ INTEGRATION_URLS = ("redis", "sqlite", "postgres", "redis://", "rediss://", "sql
 #: between processes or locked by another connection)
 INTEGRATION_MODULES = {
     "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_django_autodiscover",
-    "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets",
+    "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_redis_functions", "test_run_forever",
+    "test_secrets",
     "test_module_paths", "test_sqlite_lock", "test_tls", "test_postgres_app", "test_web_browser", "test_web_process",
     "test_web_schemathesis", "test_grpc_gateway",
 }

@@ -83,6 +83,9 @@ class RedisConnection:
         self._async: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
         self._directs: dict[aioredis.Redis, DirectConnections] = {}
         self._sync_direct: SyncDirect | None = None
+        #: whether redis.lua goes as FCALL of its function library (Redis >= 7); False once the server said it
+        #: has no FUNCTION/FCALL for us (Redis 6, an ACL): EVALSHA from then on (see script.Call._recover)
+        self.functions = True
 
     def __repr__(self) -> str:
         return f"RedisConnection({redact(self.url)!r})"
