@@ -77,7 +77,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
              "one INCR on a redis.asyncio client its process shares. The loop: the same command, client, "
              "processes and concurrency, no queue.",
              f"median ratio {ratio:.2f} (goal ≥ {IO_REDIS_GOAL:.0%} of the loop).",
-             f"Redis server time per task (INFO commandstats, last repeat; Lua's inner calls also inside evalsha): "
+             f"Redis server time per task (INFO commandstats, last repeat; Lua's inner calls also inside fcall): "
              f"{per_task}."]
     return {"params": {"n": n, "repeats": reps, "processes": processes, "concurrency": concurrency},
             "rows": rows, "notes": notes,
