@@ -124,3 +124,34 @@ async def test_a_summary_follower_counts_every_event_and_resumes_from_the_last(a
     expected = Summary.of(missed)
     assert counted == expected.counts and counted["new"] == 3
     assert last == expected.last
+
+
+async def test_encoded_followers_share_one_encoding_per_read_and_get_every_frame_in_order(app: QueueTasks) -> None:
+    from qtasks_fast.web.sse import encode_events
+
+    encoded: list[int] = []
+
+    def encode(events: list[TaskEvent]) -> bytes:
+        encoded.append(len(events))
+        return encode_events(events)
+
+    feeds = Feeds(app, encode=encode)
+
+    async def frames(n: int) -> bytes:
+        got = b""
+        async with contextlib.aclosing(feeds(None).follow("$", encoded=True)) as stream:
+            async for batch in stream:
+                assert isinstance(batch, bytes)
+                got += batch
+                if got.count(b"event: task") >= n:
+                    return got
+        raise AssertionError("the feed ended")
+
+    followers = [asyncio.create_task(frames(6)) for _ in range(30)]
+    await asyncio.sleep(0.3)
+    for i in range(6):
+        await service.submit(app, ME, "add", [i, i])
+    got = await asyncio.wait_for(asyncio.gather(*followers), 10)
+    want = encode_events((await everything(app))[-6:])
+    assert all(g == want for g in got)  # every frame, in order, once
+    assert sum(encoded) == 6  # each event encoded once for thirty followers (was once per follower)

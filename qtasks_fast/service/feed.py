@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -59,9 +59,15 @@ class Summary(msgspec.Struct, kw_only=True):
 class Feed:
     """The status changes of ``queue`` (None: every queue) of ``app``, read once for every follower."""
 
-    def __init__(self, app: BaseQueueTasks, queue: str | None) -> None:
+    def __init__(self, app: BaseQueueTasks, queue: str | None,
+                 encode: Callable[[list[TaskEvent]], bytes] | None = None) -> None:
         self.app, self.queue = app, queue
         self.ring: deque[TaskEvent] = deque(maxlen=KEPT)
+        #: the surface's wire form of a batch of events (SSE frames), made once per backend read and shared by
+        #: every follower that asks ``encoded``: a hundred clients cost one encoding, not a hundred
+        self.encode = encode
+        #: (position of its first event, the encoded read) per backend read the ring still holds
+        self.chunks: deque[tuple[int, bytes]] = deque()
         #: per event of the ring, the events per status before it (running totals since the feed started), and
         #: the totals now: a follower's summary of any stretch is a subtraction, whatever its length
         self.before: deque[tuple[int, ...]] = deque(maxlen=KEPT)
@@ -92,6 +98,10 @@ class Feed:
                 self.pos[page.cursor] = 0
                 self.last = page.cursor
                 self._started.set()
+            if page.events and self.encode is not None:
+                self.chunks.append((self.total, self.encode(page.events)))
+                while self.chunks and self.chunks[0][0] < self.total + len(page.events) - KEPT:
+                    self.chunks.popleft()
             for e in page.events:
                 if len(self.ring) == KEPT:
                     self.pos.pop(self.ring[0].id, None)
@@ -123,12 +133,31 @@ class Feed:
         start = self.before[p - (self.total - len(self.ring))]
         return Summary(last=self.ring[-1].id, counts={s: n - m for s, n, m in zip(STATUSES, self.cum, start)})
 
-    async def follow(self, after: str | None, summary: bool = False) -> AsyncIterator[list[TaskEvent] | Summary]:
+    def _since(self, p: int) -> list[TaskEvent]:
+        """The events from position ``p`` to now, walked from the newest end (a follower is near it)."""
+        return list(itertools.islice(reversed(self.ring), self.total - p))[::-1]
+
+    def _encoded(self, p: int) -> bytes:
+        """The events from position ``p`` to now in the surface's wire form: the reads' shared encodings when
+        ``p`` starts one (a follower that keeps up always does), else encoded for this follower."""
+        assert self.encode is not None
+        taken: list[bytes] = []
+        for start, chunk in reversed(self.chunks):
+            if start < p:
+                break
+            taken.append(chunk)
+            if start == p:
+                return b"".join(reversed(taken))
+        return self.encode(self._since(p))
+
+    async def follow(self, after: str | None, summary: bool = False,
+                     encoded: bool = False) -> AsyncIterator[list[TaskEvent] | Summary | bytes]:
         """Events after ``after`` (an event id; ``"$"``: from now; None: the oldest kept), for ever, in batches
         (what arrived within :data:`COALESCE` seconds: one write to a client instead of one per event); an empty
         batch every :data:`BLOCK` seconds without one (a keep-alive tick). Raises the feed's
         :class:`ServiceError`. ``summary``: a :class:`Summary` per batch instead (a live counter needs no more,
-        and costs the server the same however fast the fleet goes)."""
+        and costs the server the same however fast the fleet goes). ``encoded`` (a feed made with ``encode``):
+        each batch as the bytes ``encode`` made of it, shared with the other followers."""
         self.followers += 1
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._read())
@@ -141,15 +170,20 @@ class Feed:
                 if p is None:  # not in the ring: read the backend directly up to what the feed holds
                     page = await events(self.app, after, PAGE, 0.0, self.queue)
                     if page.events:
-                        yield Summary.of(page.events) if summary else page.events
+                        if summary:
+                            yield Summary.of(page.events)
+                        else:
+                            yield self.encode(page.events) if encoded and self.encode else page.events
                     after = page.cursor
                     if len(page.events) < PAGE and self._held(after) is None:
                         await self._changes()  # the feed has not reached it yet (or it is a cursor of no event)
                     continue
                 if p < self.total:
                     after = self.ring[-1].id
-                    yield self._summary(p) if summary else list(
-                        itertools.islice(self.ring, p - (self.total - len(self.ring)), None))
+                    if summary:
+                        yield self._summary(p)
+                    else:
+                        yield self._encoded(p) if encoded and self.encode else self._since(p)
                 if self.error is not None:
                     raise self.error
                 waited = self.total
@@ -165,6 +199,7 @@ class Feed:
                 self._task = None
                 self._started, self._changed = asyncio.Event(), asyncio.Event()
                 self.ring.clear()
+                self.chunks.clear()
                 self.before.clear()
                 self.cum = [0] * len(STATUSES)
                 self.pos.clear()
@@ -174,11 +209,11 @@ class Feed:
 class Feeds:
     """A surface's feeds of one app, one per queue filter (a server holds one of these)."""
 
-    def __init__(self, app: BaseQueueTasks) -> None:
-        self.app = app
+    def __init__(self, app: BaseQueueTasks, encode: Callable[[list[TaskEvent]], bytes] | None = None) -> None:
+        self.app, self.encode = app, encode
         self._feeds: dict[str | None, Feed] = {}
 
     def __call__(self, queue: str | None) -> Feed:
         if queue not in self._feeds:
-            self._feeds[queue] = Feed(self.app, queue)
+            self._feeds[queue] = Feed(self.app, queue, self.encode)
         return self._feeds[queue]

@@ -86,6 +86,14 @@ class Auth:
     def csrf_ok(self, nonce: str, offered: str | None) -> bool:
         return bool(offered) and hmac.compare_digest(str(offered), self.csrf_token(nonce))
 
+    def notice_sig(self, nonce: str, text: str) -> str:
+        """The signature of a notice the server shows this session after an action (``?notice=...&ns=...``):
+        a link someone else wrote cannot put official-looking text on the page (see ``pages_base.back``)."""
+        return self._sign(f"notice:{nonce}:{text}")[:32]
+
+    def notice_ok(self, nonce: str, text: str, offered: str) -> bool:
+        return bool(offered) and hmac.compare_digest(offered, self.notice_sig(nonce, text))
+
 
 def who(conn: HTTPConnection) -> str:
     """The audit log's ``who``: the session (its nonce's first characters) or ``api`` (the bearer token)."""

@@ -10,7 +10,6 @@ seconds keeps proxies from closing an idle stream.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from qtasks_fast import service
 from qtasks_fast.abc.query import EventPage, TaskEvent
 from qtasks_fast.service.feed import Summary
 from qtasks_fast.web.endpoints import parse
+from qtasks_fast.web.openapi import ERRORS, REF
 
 #: seconds between keep-alive comments of an idle stream
 KEEPALIVE = 15.0
@@ -42,17 +42,23 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     summary: bool = False
 
 
-@functools.lru_cache(maxsize=8192)  # the same event goes to every follower: encoded once
 def frame(event: TaskEvent) -> bytes:
     return b"id: %s\nevent: task\ndata: %s\n\n" % (event.id.encode(), msgspec.json.encode(event))
+
+
+def encode_events(events: list[TaskEvent]) -> bytes:
+    """The frames of a batch: the server's feed makes them once per read for every client (``Feeds(encode=)``)."""
+    return b"".join(map(frame, events))
 
 
 def counts_frame(summary: Summary) -> bytes:
     return b"id: %s\nevent: counts\ndata: %s\n\n" % (summary.last.encode(), msgspec.json.encode(summary.counts))
 
 
-def frames(batch: list[TaskEvent] | Summary) -> bytes:
-    return counts_frame(batch) if isinstance(batch, Summary) else b"".join(map(frame, batch))
+def frames(batch: list[TaskEvent] | Summary | bytes) -> bytes:
+    if isinstance(batch, bytes):  # already the feed's shared frames
+        return batch
+    return counts_frame(batch) if isinstance(batch, Summary) else encode_events(batch)
 
 
 async def events(request: Request) -> Response:
@@ -74,7 +80,7 @@ async def events(request: Request) -> Response:
             return
         idle = 0.0
         try:  # then what comes, from the server's one reader of the feed
-            async for batch in request.app.state.feeds(q.queue).follow(page.cursor, q.summary):
+            async for batch in request.app.state.feeds(q.queue).follow(page.cursor, q.summary, encoded=True):
                 if batch:
                     idle = 0.0
                     yield frames(batch)
@@ -101,4 +107,7 @@ def openapi_path() -> dict[str, Any]:
                     "operationId": "events", "parameters": params,
                     "responses": {"200": {"description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
                                                          "summary=true), 'data' (JSON)",
-                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}}
+                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                  **{str(code): {"description": ERRORS[code], "content": {"application/json": {
+                                      "schema": {"$ref": REF.format(name="Error")}}}}
+                                     for code in (401, 404, 422, 429, 503)}}}}
