@@ -137,3 +137,13 @@ async def test_the_event_stream_limit_is_bounded_and_documented(app: QueueTasks)
     limit = next(p for p in doc["parameters"] if p["name"] == "limit")
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
     assert {"401", "404", "422"} <= set(doc["responses"])
+
+
+async def test_the_uuid_search_goes_to_that_task_s_page_and_nowhere_else(app: QueueTasks) -> None:
+    async with client(app) as c:
+        for typed in ("../api/v1/workers", "../../signin?next=/x", "a/b#c"):
+            r = await c.get("/tasks", params={"uuid": typed}, headers=HTML)
+            assert r.status_code == 303 and r.headers["location"].startswith("/tasks/"), r.headers
+            assert "/" not in r.headers["location"][len("/tasks/") :], r.headers["location"]
+            page = await c.get(r.headers["location"], headers=HTML)
+            assert page.status_code in (404, 405, 422) and "task-live" not in page.text, (typed, page.status_code)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -55,7 +55,7 @@ def _shown(field: str, value: str) -> str:
 async def tasks(request: Request) -> Response:
     params = filled(dict(request.query_params))
     if params.get("uuid"):  # the search box: straight to the task
-        return back(request, f"/tasks/{params['uuid'].strip()}")
+        return back(request, f"/tasks/{quote(params['uuid'].strip(), safe='')}")  # one segment, whatever typed
     if len(params) < len(request.query_params):  # the form's empty fields: the short URL, to share (a notice
         return back(request, "/tasks", base.notice(request), **{  # passed on only when it was the server's)
             k: v for k, v in params.items() if k not in (base.NOTICE, base.NOTICE_SIG)})
