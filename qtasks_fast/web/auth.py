@@ -56,6 +56,10 @@ class Auth:
     def __init__(self, token: str) -> None:
         self._token = token.encode()
         self._key = hashlib.sha256(b"qtasks-web-session:" + self._token).digest()
+        #: sessions signed out before their expiry (nonce -> expiry): a copy of the cookie kept elsewhere stops
+        #: working on this server too (sessions are stateless: other servers of the fleet accept it until it
+        #: expires; changing the token signs every session out everywhere)
+        self._signed_out: dict[str, int] = {}
 
     def _sign(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
@@ -76,9 +80,18 @@ class Auth:
         cookie = conn.cookies.get(COOKIE, "")
         expiry, _, rest = cookie.partition(".")
         nonce, _, sig = rest.partition(".")
-        if not (expiry.isdigit() and nonce and sig) or int(expiry) < time.time():
+        if not (expiry.isdigit() and nonce and sig) or int(expiry) < time.time() or nonce in self._signed_out:
             return None
         return nonce if hmac.compare_digest(sig, self._sign(f"{expiry}.{nonce}")) else None
+
+    def sign_out(self, conn: HTTPConnection) -> None:
+        """End the session of ``conn``'s cookie on this server (the browser drops the cookie as well)."""
+        nonce = self.session(conn)
+        if nonce is None:
+            return
+        now = time.time()
+        self._signed_out = {n: e for n, e in self._signed_out.items() if e >= now}
+        self._signed_out[nonce] = int(conn.cookies.get(COOKIE, "").partition(".")[0])
 
     def csrf_token(self, nonce: str) -> str:
         return self._sign(f"csrf:{nonce}")
