@@ -155,3 +155,26 @@ async def test_encoded_followers_share_one_encoding_per_read_and_get_every_frame
     want = encode_events((await everything(app))[-6:])
     assert all(g == want for g in got)  # every frame, in order, once
     assert sum(encoded) == 6  # each event encoded once for thirty followers (was once per follower)
+
+
+async def test_a_busy_feed_reads_the_backend_a_few_times_a_second_not_once_per_change(
+        app: QueueTasks, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = 0
+    real = feed_module.events
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(feed_module, "events", counting)
+    feeds = Feeds(app)
+    follower = asyncio.create_task(take(app, feeds, "$", 100))
+    await asyncio.sleep(0.3)
+    before = reads
+    for i in range(100):  # a change every few ms for about half a second
+        await service.submit(app, ME, "add", [i, i])
+        await asyncio.sleep(0.005)
+    got = await asyncio.wait_for(follower, 10)
+    assert [e.status for e in got] == ["new"] * 100  # every change, in order
+    assert reads - before <= 0.8 / feed_module.READ_GAP, reads - before  # was about one read per change

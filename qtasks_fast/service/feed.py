@@ -34,6 +34,10 @@ KEPT = 5000
 PAGE = 1000
 #: seconds a read waits for the first event (also how often a follower is woken when nothing happens)
 BLOCK = 1.0
+#: seconds the reader lets events gather after a read that did not fill a page: a busy fleet is read in a few
+#: large pages a second (each a round trip or two to the broker the workers drain through) rather than in as
+#: many small ones as the loop can turn; an idle feed still wakes at the first event (its read blocks)
+READ_GAP = 0.05
 #: seconds a follower lets events gather after a change before it takes them: at most ten writes a second to
 #: a client however fast the fleet goes (a change is still on screen well within a second)
 COALESCE = 0.1
@@ -114,6 +118,8 @@ class Feed:
                 self.last = e.id
             cursor = page.cursor
             self._wake()
+            if page.events and len(page.events) < PAGE and READ_GAP:
+                await asyncio.sleep(READ_GAP)
 
     def _wake(self) -> None:
         self._changed.set()
