@@ -147,3 +147,17 @@ async def test_the_uuid_search_goes_to_that_task_s_page_and_nowhere_else(app: Qu
             assert "/" not in r.headers["location"][len("/tasks/") :], r.headers["location"]
             page = await c.get(r.headers["location"], headers=HTML)
             assert page.status_code in (404, 405, 422) and "task-live" not in page.text, (typed, page.status_code)
+
+
+async def test_a_queue_named_with_a_slash_is_purged_through_the_api(app_name: str) -> None:
+    app = build(app_name, "memory://")
+
+    @app.task(queue="team/a")
+    def slashy() -> None:
+        return None
+
+    async with client(app) as c:
+        await c.post("/api/v1/tasks", json={"name": "slashy"})
+        r = await c.post("/api/v1/queues/team%2Fa/purge")
+        assert r.status_code == 200 and r.json() == {"count": 1}, r.text
+        assert (await c.post("/api/v1/queues/team%2Fb/purge")).json()["error"].startswith("no queue 'team/b'")

@@ -41,8 +41,10 @@ async def openapi_json(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    api_routes: list[BaseRoute] = [Route(path, route(eps), methods=[ep.method for ep in eps])
-                                   for path, eps in paths().items()]
+    # a queue's name may hold a '/' (the app allows any text): its segment is the rest of the path up to the
+    # endpoint's own ending (``/queues/a%2Fb/purge`` reaches queue ``a/b``, the server having decoded the %2F)
+    api_routes: list[BaseRoute] = [Route(path.replace("{queue}", "{queue:path}"), route(eps),
+                                         methods=[ep.method for ep in eps]) for path, eps in paths().items()]
     api_routes += [Route("/events", sse.events), Route("/openapi.json", openapi_json)]
     return [*pages.ROUTES, Route("/health", health), Route("/metrics", metrics.metrics),
             Mount("/api/v1", routes=api_routes),
