@@ -161,3 +161,20 @@ async def test_a_queue_named_with_a_slash_is_purged_through_the_api(app_name: st
         r = await c.post("/api/v1/queues/team%2Fa/purge")
         assert r.status_code == 200 and r.json() == {"count": 1}, r.text
         assert (await c.post("/api/v1/queues/team%2Fb/purge")).json()["error"].startswith("no queue 'team/b'")
+
+
+async def test_pages_of_counts_follow_the_summary_stream_and_task_pages_every_event(app: QueueTasks) -> None:
+    async with client(app, bearer=False) as c:
+        csrf = await sign_in(c)
+        uid = (
+            await c.post("/api/v1/tasks", json={"name": "add", "args": [1, 2]}, headers={"x-csrf-token": csrf})
+        ).json()["uuid"]
+        for path, stream in (
+            ("/", "/api/v1/events?summary=true"),
+            ("/queues", "/api/v1/events?summary=true"),
+            ("/workers", "/api/v1/events?summary=true"),
+            ("/tasks", "/api/v1/events"),
+            (f"/tasks/{uid}", "/api/v1/events"),
+        ):
+            text = (await c.get(path, headers=HTML)).text
+            assert re.search(r'sse-connect="([^"]*)"', text).group(1) == stream, path  # type: ignore[union-attr]

@@ -9,6 +9,8 @@
    - A status change is on screen within a second: the server answers an event as it comes, refreshes are at
      most one per REFRESH_GAP ms (a burst of thousands of events is one refresh, then one per gap while it lasts;
      a gap under a second leaves room for the fetch) and the last event always gets one.
+   - A page that only shows counts (no data-watch region) opens the stream with ?summary=true: one small frame at
+     most ten times a second instead of every event (at 20,000 tasks/s, 60,000 events a second per tab).
    - Only a change the tab shows refreshes it: a live region with data-watch says what it shows (the Tasks
      table: its task name, queue, worker and status filters, and the uuids of its rows; a task's page: its uuid),
      and an event outside it is ignored (a tab filtered on one task name does not refresh for the others).
@@ -82,6 +84,12 @@
       }
       document.body.dispatchEvent(new CustomEvent('qtf-task', {detail: detail}));
       if (shows(detail)) refresh();
+    });
+    // a page of counts (Overview, Queues, ...) follows ?summary=true: a frame of counts per status at most ten
+    // times a second, however fast the fleet goes, instead of every event
+    es.addEventListener('counts', function (e) {
+      if (e.lastEventId) lastId = e.lastEventId;
+      refresh();
     });
     return es;
   };
