@@ -31,9 +31,16 @@ async def main(url: str, n: int) -> None:
                 ready += 1
                 if ready == n:
                     opened.set()
+                kind = ""
                 async for line in r.aiter_lines():
-                    if line.startswith("data: "):
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        if kind == "error":  # the server's reason a stream ended (the log says which)
+                            print(f"client {i}: {line[6:]}", file=sys.stderr, flush=True)
+                            continue
                         counts[i] += sum(json.loads(line[6:]).values()) if summary else 1
+            print(f"client {i}: the stream ended", file=sys.stderr, flush=True)
 
         tasks = [asyncio.create_task(client(i)) for i in range(n)]
         await opened.wait()
