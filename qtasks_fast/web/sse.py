@@ -3,7 +3,8 @@
 Each event's SSE ``id`` is the backend event feed's id (:meth:`TaskQueries.events`), so a browser that
 reconnects sends ``Last-Event-ID`` and resumes right after the last event it got: no gap, no repeat (the feed
 keeps the last 10,000 events per queue at least). Followers share one reader of the backend per server
-(:mod:`qtasks_fast.service.feed`): a hundred open tabs cost the broker what one does. ``follow=false`` sends
+(:mod:`qtasks_fast.service.feed`): a hundred open tabs cost the broker what one does, and each read is encoded
+as frames once for all of them (:func:`encode_events`, the feed's ``encode``). ``follow=false`` sends
 what is there and ends (a poll; what the tests use in process). A comment line every :data:`KEEPALIVE`
 seconds keeps proxies from closing an idle stream.
 """
