@@ -163,8 +163,9 @@ def run(ctx: Ctx) -> dict[str, Any]:
                  "redis-server; uvicorn serving create_app in a thread of the measuring process, httpx on loopback "
                  "(one connection, calls one after another), the machine's other load included"]
         notes += [f"{fan['case']}: {fan['alone tasks/s']:,} vs {fan['with SSE tasks/s']:,} tasks/s (ratio "
-                  f"{fan['ratio']}; runs {fan['runs alone']} vs {fan['runs with SSE']}; each client had counted at "
-                  f"least {fan['events per client (fewest)']} events per run when stopped; the web process used "
+                  f"{fan['ratio']}; runs {fan['runs alone']} vs {fan['runs with SSE']}; each client had read at "
+                  f"least {fan['events per client (fewest)']} events (summary streams: frames of counts) per run "
+                  "when stopped; the web process used "
                   f"{fan['web CPU s per s of drain']} CPU s and the clients' process "
                   f"{fan['clients CPU s per s of drain']} per second of drain); qtasks-fast web and the "
                   "clients in processes of their own, Redis the run's (--redis-url)" for fan in fans]

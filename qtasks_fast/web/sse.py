@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from qtasks_fast import service
 from qtasks_fast.abc.query import EventPage, TaskEvent
-from qtasks_fast.service.feed import Summary
+from qtasks_fast.service.feed import Summary, summary_now
 from qtasks_fast.web.endpoints import parse
 from qtasks_fast.web.openapi import ERRORS, REF
 
@@ -38,8 +38,9 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     #: keep the stream open for new events (default); false: send what is there and end
     follow: bool = True
-    #: instead of each event, ``event: counts`` frames: changes per status since the previous frame (at most ten
-    #: a second), ``id`` the last event counted (a live counter's stream: its cost does not grow with the fleet)
+    #: instead of each event, ``event: counts`` frames: the tasks finished per status this minute (a full state:
+    #: the current one at once, then at most four a second while the fleet changes), ``id`` where the event stream
+    #: was when they were read (a live counter's stream: the server reads no event for it)
     summary: bool = False
 
 
@@ -53,7 +54,8 @@ def encode_events(events: list[TaskEvent]) -> bytes:
 
 
 def counts_frame(summary: Summary) -> bytes:
-    return b"id: %s\nevent: counts\ndata: %s\n\n" % (summary.last.encode(), msgspec.json.encode(summary.counts))
+    data = msgspec.json.encode({"minute": summary.minute, **summary.counts})
+    return b"id: %s\nevent: counts\ndata: %s\n\n" % (summary.last.encode(), data)
 
 
 def frames(batch: list[TaskEvent] | Summary | bytes) -> bytes:
@@ -71,16 +73,21 @@ async def events(request: Request) -> Response:
     async def stream() -> AsyncIterator[bytes]:
         page: EventPage = first
         yield b"retry: 2000\n\n"
-        while True:  # what is there
-            if page.events:
-                yield frames(Summary.of(page.events) if q.summary else page.events)
-            if len(page.events) < q.limit:
-                break
-            page = await service.events(app, page.cursor, q.limit, 0.0, q.queue)
-        if not q.follow:
-            return
-        idle = 0.0
-        try:  # then what comes, from the server's one reader of the feed
+        try:
+            if q.summary and not q.follow:  # a full state: the current counts, whatever id it resumes from
+                tip = (await service.events(app, "$", 1, 0.0, q.queue)).cursor
+                yield frames(await summary_now(app, q.queue, tip))
+                return
+            while not q.summary:  # what is there (a follower of counts gets the current ones from the feed)
+                if page.events:
+                    yield frames(page.events)
+                if len(page.events) < q.limit:
+                    break
+                page = await service.events(app, page.cursor, q.limit, 0.0, q.queue)
+            if not q.follow:
+                return
+            idle = 0.0
+            # then what comes, from the server's one reader of the feed
             async for batch in request.app.state.feeds(q.queue).follow(page.cursor, q.summary, encoded=True):
                 if batch:
                     idle = 0.0
@@ -99,16 +106,35 @@ async def events(request: Request) -> Response:
 
 def openapi_path() -> dict[str, Any]:
     """The document's entry for this route (it is no JSON endpoint, so it is described by hand)."""
-    params = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
-        ("after", {"type": "string"}), ("queue", {"type": "string"}),
-        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("follow", {"type": "boolean"}),
-        ("summary", {"type": "boolean"}))]
+    params = [
+        {"name": n, "in": "query", "required": False, "schema": s}
+        for n, s in (
+            ("after", {"type": "string"}),
+            ("queue", {"type": "string"}),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            ("follow", {"type": "boolean"}),
+            ("summary", {"type": "boolean"}),
+        )
+    ]
     params.append({"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}})
-    return {"get": {"summary": "Task status changes as server-sent events (resume with Last-Event-ID)",
-                    "operationId": "events", "parameters": params,
-                    "responses": {"200": {"description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
-                                                         "summary=true), 'data' (JSON)",
-                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                                  **{str(code): {"description": ERRORS[code], "content": {"application/json": {
-                                      "schema": {"$ref": REF.format(name="Error")}}}}
-                                     for code in (401, 404, 422, 429, 503)}}}}
+    return {
+        "get": {
+            "summary": "Task status changes as server-sent events (resume with Last-Event-ID)",
+            "operationId": "events",
+            "parameters": params,
+            "responses": {
+                "200": {
+                    "description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
+                    "summary=true), 'data' (JSON)",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **{
+                    str(code): {
+                        "description": ERRORS[code],
+                        "content": {"application/json": {"schema": {"$ref": REF.format(name="Error")}}},
+                    }
+                    for code in (401, 404, 422, 429, 503)
+                },
+            },
+        }
+    }

@@ -10,7 +10,8 @@
      most one per REFRESH_GAP ms (a burst of thousands of events is one refresh, then one per gap while it lasts;
      a gap under a second leaves room for the fetch) and the last event always gets one.
    - A page that only shows counts (no data-watch region) opens the stream with ?summary=true: one small frame at
-     most ten times a second instead of every event (at 20,000 tasks/s, 60,000 events a second per tab).
+     most four times a second while the fleet changes, instead of every event (at 20,000 tasks/s, 60,000 events a
+     second per tab); the server reads no event for it.
    - Only a change the tab shows refreshes it: a live region with data-watch says what it shows (the Tasks
      table: its task name, queue, worker and status filters, and the uuids of its rows; a task's page: its uuid),
      and an event outside it is ignored (a tab filtered on one task name does not refresh for the others).
@@ -85,8 +86,8 @@
       document.body.dispatchEvent(new CustomEvent('qtf-task', {detail: detail}));
       if (shows(detail)) refresh();
     });
-    // a page of counts (Overview, Queues, ...) follows ?summary=true: a frame of counts per status at most ten
-    // times a second, however fast the fleet goes, instead of every event
+    // a page of counts (Overview, Queues, ...) follows ?summary=true: a frame of counts (a full state) at most four
+    // times a second while the fleet changes, however fast it goes, instead of every event
     es.addEventListener('counts', function (e) {
       if (e.lastEventId) lastId = e.lastEventId;
       refresh();
