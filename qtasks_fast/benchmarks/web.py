@@ -175,9 +175,10 @@ def run(ctx: Ctx) -> dict[str, Any]:
         private.stop()
 
 
-def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
+def fan_out(ctx: Ctx, clients: int, summary: bool = False, web_tree: Path | None = None) -> dict[str, Any]:
     """Drain rate of noop tasks through one worker process alone, and with ``qtasks-fast web`` serving
-    ``clients`` SSE streams of the app (another process), alternating; the median of each and their ratio."""
+    ``clients`` SSE streams of the app (another process), alternating; the median of each and their ratio.
+    ``web_tree``: the web server runs that checkout's package (``qtasks_fast.benchmarks.web_ab``)."""
     import json
     import signal
     import subprocess
@@ -201,7 +202,7 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
                 s.bind(("127.0.0.1", 0))
                 port = int(s.getsockname()[1])
             server = spawn_module("qtasks_fast", ["-A", "qtasks_fast.benchmarks.apps:app", "web", "--port", str(port)],
-                                  env=env, stderr_to=ctx.logs / "web-server.log")
+                                  env=env, stderr_to=ctx.logs / "web-server.log", tree=web_tree)
             try:
                 for _ in range(200):
                     try:

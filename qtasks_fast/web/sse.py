@@ -68,7 +68,8 @@ async def events(request: Request) -> Response:
     q = parse(EventsQuery, dict(request.query_params), "query")
     after: str | None = request.headers.get("last-event-id") or q.after or None
     app = request.app.state.qtasks
-    first = await service.events(app, after, q.limit, 0.0, q.queue)  # a bad id or queue: 422/404 before streaming
+    # a bad id or queue: 422/404 before streaming (a stream of counts reads no event: one is enough to check)
+    first = await service.events(app, after, 1 if q.summary else q.limit, 0.0, q.queue)
 
     async def stream() -> AsyncIterator[bytes]:
         page: EventPage = first
