@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import signal
 import socket
 import ssl
@@ -51,6 +52,9 @@ def add_parser(sub: Any) -> None:
                    help="read the token from FILE (first line); env QTASKS_WEB_TOKEN otherwise")
     p.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--ssl-keyfile", metavar="FILE", help="... and this private key (PEM)")
+    p.add_argument("--nice", type=whole(0), default=0, metavar="N",
+                   help="lower this server's CPU priority by N (1-19, as nice(1)): on the cores of busy workers, "
+                        "they go first and the live view lags instead (default 0)")
     cli_broker.add_arguments(p, "broker URL, as for run (env QTASKS_BROKER_URL; default: the app's)")
 
 
@@ -95,6 +99,9 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     if unreadable:
         _err(unreadable)
         return USAGE
+    if args.nice > 19:
+        _err(f"--nice {args.nice}: pass 0 to 19 (19 the lowest priority)")
+        return USAGE
     if args.root_path and not args.root_path.startswith("/"):
         _err(f"--root-path {args.root_path!r} must start with '/', such as /tasks")
         return USAGE
@@ -114,6 +121,8 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     app = load(args)
     if app is None:
         return USAGE
+    if args.nice:
+        os.nice(args.nice)  # why: following a fast fleet costs this process a quarter of a core (benchmarks/RESULTS.md)
     import uvicorn
 
     from qtasks_fast.web import create_app
