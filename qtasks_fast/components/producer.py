@@ -38,8 +38,9 @@ Signature = tuple[str, Sequence[Any], dict[str, Any]]
 def as_call(task: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[str, Sequence[Any], dict[str, Any]]:
     """``add_task``'s first argument: a task name, a task object, or a whole signature ``task.s(...)``.
 
-    The signature form is how a task whose parameters are called ``priority``, ``timeout``,
-    ``countdown``, ``eta`` or ``unique`` gets them: ``app.add_task(t.s(countdown=3), countdown=10)``.
+    The signature form is how a task whose parameters are called ``priority`` or ``timeout`` gets them, and
+    how such a task's ``countdown``/``eta``/``unique``/``connection`` *options* are given (without it those
+    keywords are the task's, :func:`task_keywords`): ``app.add_task(t.s(countdown=3), countdown=10)``.
     """
     if type(task) is str:
         return task, args, kwargs
