@@ -49,31 +49,41 @@ def args_info(task: Any, args: list[Any], kwargs: dict[str, Any]) -> list[ArgMet
     for i, value in enumerate(args):
         name = names[i] if i < len(names) else f"arg{i}"
         ann = hints.get(name)
-        out.append(ArgMeta(name, value, typing.get_origin(ann), ann if isinstance(ann, type) else None, ann, False,
-                           index=i))
+        out.append(
+            ArgMeta(name, value, typing.get_origin(ann), ann if isinstance(ann, type) else None, ann, False, index=i)
+        )
     for key, value in kwargs.items():
         ann = hints.get(key)
-        out.append(ArgMeta(key, value, typing.get_origin(ann), ann if isinstance(ann, type) else None, ann, True,
-                           key=key))
+        out.append(
+            ArgMeta(key, value, typing.get_origin(ann), ann if isinstance(ann, type) else None, ann, True, key=key)
+        )
     return out
 
 
 def _enqueue(kw: dict[str, Any], after: bool) -> dict[str, Any]:
     env, app = kw["envelope"], kw["app"]
     kwargs = dict(kw.get("kwargs", env.kwargs))
-    return {"qtasks": app, "broker": app.broker, "task_name": kw.get("task_name", env.task_name),
-            "priority": kw.get("priority", env.priority), "args": tuple(kw.get("args", env.args)),
-            "kwargs" if after else "kw": kwargs}
+    return {
+        "qtasks": app,
+        "broker": app.broker,
+        "task_name": kw.get("task_name", env.task_name),
+        "priority": kw.get("priority", env.priority),
+        "args": tuple(kw.get("args", env.args)),
+        "kwargs" if after else "kw": kwargs,
+    }
 
 
 def _model(kw: dict[str, Any]) -> Any:
     from qtasks_fast.schemas.task_status import TaskStatusProcessSchema
 
     env = kw["envelope"] if "envelope" in kw else kw["task_broker"]
-    return TaskStatusProcessSchema(task_name=env.task_name, priority=env.priority,
-                                   args=json.dumps(list(kw.get("args", env.args)), default=str),
-                                   kwargs=json.dumps(kw.get("kwargs", env.kwargs), default=str),
-                                   created_at=env.created_at)
+    return TaskStatusProcessSchema(
+        task_name=env.task_name,
+        priority=env.priority,
+        args=json.dumps(list(kw.get("args", env.args)), default=str),
+        kwargs=json.dumps(kw.get("kwargs", env.kwargs), default=str),
+        created_at=env.created_at,
+    )
 
 
 def _executor(kw: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +146,12 @@ def our_keys(called: str, name: str, res: Any) -> Any:
         if ours is None:
             if called not in _said:
                 _said.add(called)
-                log.warning("a plugin at %r returned %r: the worker writes the task's record itself here, so it is "
-                            "not applied (docs/from-qtasks.md \"Plugin trigger names\")", called, k)
+                log.warning(
+                    "a plugin at %r returned %r: the worker writes the task's record itself here, so it is "
+                    'not applied (docs/from-qtasks.md "Plugin trigger names")',
+                    called,
+                    k,
+                )
             continue
         out[ours] = v
     return out
