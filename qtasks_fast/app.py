@@ -403,8 +403,10 @@ class QueueTasks(BaseQueueTasks):
         a no-op that returns the record of the task holding the key; the key is given back when that
         task is cancelled or fails for good (after its last retry, or dead-lettered), so a re-send then
         runs again (a success keeps it for the ttl). ``connection=`` (the async client, a PostgreSQL backend)
-        enqueues inside your open transaction: see ``docs/postgres.md``. A task parameter named like one of these
-        options is passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
+        enqueues inside your open transaction: see ``docs/postgres.md``. A task that declares a parameter named
+        ``countdown``/``eta``/``unique``/``connection`` gets that keyword instead, as in QTasks (which reserves only
+        ``priority`` and ``timeout``); the option is then given with the signature form:
+        ``app.add_task(my_task.s(countdown=3), countdown=10)``.
         """
         return run_sync(client_ops.adding(self, task_name, args, kwargs, priority, timeout, countdown, eta, unique,
                                           connection))

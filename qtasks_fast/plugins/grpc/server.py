@@ -11,7 +11,8 @@ Deliberately safer than QTasks (which listens on 0.0.0.0 with no authentication)
 127.0.0.1, and every call must carry the metadata ``authorization: Bearer <token>``, the token from ``token=``
 or the same sources as ``qtasks-fast grpc`` and the web app (``token_file=``, ``QTASKS_GRPC_TOKEN``,
 ``QTASKS_WEB_TOKEN``). With no token the server refuses to start, unless ``insecure=True`` says that an open
-queue is wanted, and then only on a loopback host. ``tls_cert=``/``tls_key=`` (and ``tls_client_ca=`` for
+queue is wanted, and then only on a loopback host; off loopback a token shorter than 16 characters is refused,
+as by the CLI. ``tls_cert=``/``tls_key=`` (and ``tls_client_ca=`` for
 mutual TLS) serve TLS as the CLI's flags do; plaintext on a network address is logged as a warning at start.
 
 One process per port: every worker process of a pool (``--processes N``) starts the plugin, and the port is
@@ -140,7 +141,7 @@ class AsyncgRPCPlugin(BasePlugin):
 
     def _token(self) -> str | None:
         """The token to require, read at start (a producer importing the app needs none); None when insecure."""
-        from qtasks_fast.cli_web import loopback
+        from qtasks_fast.cli_web import loopback, short_token
         from qtasks_fast.grpc.security import resolve_token
 
         token = self.token or None
@@ -153,6 +154,9 @@ class AsyncgRPCPlugin(BasePlugin):
         if token is None and not loopback(self.host):
             raise ConfigError(f"{type(self).__name__}: refusing to serve {self.host} without a token: other hosts "
                               f"could reach it; pass token= or set {TOKEN_ENV}")
+        short = None if token is None else short_token(token, True, self.host, f"token= (or {TOKEN_ENV})")
+        if short is not None:  # the same guard as `qtasks-fast grpc`/`web`: a short token off loopback is guessable
+            raise ConfigError(f"{type(self).__name__}: {short}")
         if not loopback(self.host) and not self.tls[0]:
             log.warning("%s serves plain gRPC on %s: the token travels in clear unless a TLS proxy is in front; "
                         "pass tls_cert= and tls_key=", type(self).__name__, self.host)
