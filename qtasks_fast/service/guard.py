@@ -61,3 +61,15 @@ async def known_queue(app: BaseQueueTasks, queue: str | None) -> str | None:
     if queue is not None and queue not in await app.all_queues():
         raise NotFound(f"no queue {queue!r} in app {app.name!r}; its queues: {', '.join(app.queues)}")
     return queue
+
+
+def checked_priority(app: BaseQueueTasks, priority: int | None, field: str = "priority") -> None:
+    """A submitted priority outside the app's levels is a :class:`BadRequest` naming ``field``.
+
+    Why here and not in ``add_task``: Python callers porting from QTasks may pass any int (``add_task`` maps one
+    past an end onto that end, with a warning, as QTasks accepts them); a REST or gRPC client sends a number it
+    chose from our documented 0..levels-1 range, so one outside it is a mistake it must hear about, not a silent
+    remap."""
+    levels = app.config.priority_levels
+    if priority is not None and (type(priority) is not int or not 0 <= priority < levels):
+        raise BadRequest(field, f"{field}: {priority!r} is outside 0..{levels - 1} (lower runs first)")
