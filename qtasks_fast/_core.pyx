@@ -16,14 +16,34 @@ import msgspec
 
 from qtasks_fast.schemas import Envelope
 
+try:
+    import cython  # at compile time: Cython's types; at run time (pure Python): its shadow module
+except ImportError:  # pure Python without Cython installed: the same no-op names
+    from qtasks_fast import _cyshim as cython
+
 _decode = msgspec.msgpack.Decoder(Envelope).decode
 _encode = msgspec.msgpack.Encoder().encode
 
 
+@cython.cclass
 class Delivery:
-    """One message handed to this worker: where it came from and what it says."""
+    """One message handed to this worker: where it came from and what it says.
 
-    __slots__ = ("queue", "prio", "msg_id", "raw", "deliveries", "envelope", "handler", "started", "fetched")
+    A C struct when compiled (``cython.cclass``): :func:`decode_batch` fills its fields without a Python-level
+    ``__init__`` call, and the executor's reads and writes of them are slot accesses.
+    """
+
+    queue = cython.declare(object, visibility="public")
+    prio = cython.declare(object, visibility="public")
+    msg_id = cython.declare(object, visibility="public")
+    raw = cython.declare(object, visibility="public")
+    deliveries = cython.declare(object, visibility="public")
+    envelope = cython.declare(object, visibility="public")
+    handler = cython.declare(object, visibility="public")
+    #: ``time.monotonic()`` when the executor started it; 0 until then
+    started = cython.declare(cython.double, visibility="public")
+    #: wall-clock time it was decoded after its fetch: its start time until the executor starts it
+    fetched = cython.declare(cython.double, visibility="public")
 
     def __init__(self, queue, prio, msg_id, raw, deliveries):
         self.queue = queue
@@ -34,7 +54,6 @@ class Delivery:
         self.envelope = None
         self.handler = None
         self.started = 0.0
-        #: wall-clock time it was decoded after its fetch: its start time until the executor starts it
         self.fetched = 0.0
 
     def __repr__(self):
@@ -43,7 +62,9 @@ class Delivery:
         return "<Delivery %s %s %s/%s>" % (name, uuid, self.queue, self.msg_id)
 
 
-def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: list, bad: list):
+@cython.locals(i=cython.Py_ssize_t, n=cython.Py_ssize_t, start=cython.Py_ssize_t, size=cython.Py_ssize_t,
+               limit=cython.Py_ssize_t, now=cython.double, d=Delivery)
+def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
     """Turn one fetch reply ``[prio, id, body, deliveries]*`` into deliveries.
 
     Runnable ones (decoded, canonical uuid, the queue they were read from, handler known) go to ``ready``
@@ -52,22 +73,35 @@ def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: l
     decoder raises on one body (a ``RecursionError`` from nesting ~1000 deep, a ``MemoryError``)
     dead-letters that body only: its batch-mates go on. The uuids of the batch are checked in one
     pass over their concatenation (see :func:`_uuids_ok`), not one call per message.
+    Compiled, the loop is C: indices are machine integers, each delivery's fields are set in its struct
+    (``Delivery.__new__``, no ``__init__`` call).
     """
     i = 0
     n = len(flat)
     start = len(ready)
+    limit = max_size
     uuids = []
     now = time.time()
-    while i < n:
+    decode = _decode
+    while i + 3 < n:
         raw = flat[i + 2]
-        d = Delivery(queue, flat[i], flat[i + 1], raw, flat[i + 3])
+        d = Delivery.__new__(Delivery)
+        d.queue = queue
+        d.prio = flat[i]
+        d.msg_id = flat[i + 1]
+        d.raw = raw
+        d.deliveries = flat[i + 3]
+        d.envelope = None
+        d.handler = None
+        d.started = 0.0
         d.fetched = now
         i += 4
-        if len(raw) > max_size:
-            bad.append((d, "payload of %d bytes exceeds the %d byte limit (max_payload)" % (len(raw), max_size)))
+        size = len(raw)
+        if size > limit:
+            bad.append((d, "payload of %d bytes exceeds the %d byte limit (max_payload)" % (size, limit)))
             continue
         try:
-            env = _decode(raw)
+            env = decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             bad.append((d, "malformed message: %s" % (exc,)))
             continue
@@ -79,15 +113,50 @@ def decode_batch(queue: str, flat: list, handlers: dict, max_size: int, ready: l
             bad.append((d, "envelope names queue %r but was read from queue %r: a producer wrote it to the "
                            "wrong queue" % (env.queue, queue)))
             continue
-        handler = handlers.get(env.task_name)
+        name = env.task_name
+        handler = handlers.get(name)
         if handler is None:
-            bad.append((d, "unknown task %r: no worker handler is registered under that name" % (env.task_name,)))
+            bad.append((d, "unknown task %r: no worker handler is registered under that name" % (name,)))
             continue
         d.handler = handler
         uuids.append(env.uuid)
         ready.append(d)
     if uuids and not _uuids_ok(uuids):
         _drop_bad_uuids(ready, start, bad)
+
+
+@cython.locals(n=cython.Py_ssize_t)
+def add_entries(flat: list, prio, entries):
+    """Append ``prio, id, body, 1`` to ``flat`` for each raw stream entry ``[id, fields]`` of an XREADGROUP reply;
+    the number of entries.
+
+    ``body`` is field ``d`` of ``fields`` (our producers write ``[b"u", uuid, b"d", envelope]``; another writer's
+    order or extra fields are read by name), ``b""`` without both ``u`` and ``d``: an entry deleted under a
+    pending read has none, and the fetcher dead-letters it as malformed. Compiled, this is the per-entry loop
+    of the worker's plain reads in C (it was ~0.3 µs of Python per task).
+    """
+    n = 0
+    for entry in entries:
+        fields = entry[1]
+        if type(fields) is list and len(fields) == 4 and fields[0] == b"u" and fields[2] == b"d":
+            body = fields[3]
+        else:
+            body = entry_body(fields)
+        flat.append(prio)
+        flat.append(entry[0])
+        flat.append(body)
+        flat.append(1)
+        n += 1
+    return n
+
+
+def entry_body(fields):
+    """The envelope (field ``d``) of a raw stream entry's fields, b"" without both ``u`` and ``d`` (see
+    :func:`add_entries`)."""
+    if fields and len(fields) == 4 and fields[0] == b"u" and fields[2] == b"d":
+        return fields[3]
+    named = dict(zip(fields[::2], fields[1::2])) if fields else {}  # another writer's order or extras
+    return named.get(b"d", b"") if b"u" in named else b""
 
 
 def unreadable(exc):

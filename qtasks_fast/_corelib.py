@@ -51,6 +51,7 @@ core, COMPILED = load_compiled("qtasks_fast._core", Path(__file__).with_name("_c
 if TYPE_CHECKING:
     from qtasks_fast._core import (
         Delivery,
+        add_entries,
         decode_batch,
         encode,
         encode_envelopes,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     )
 else:
     Delivery = core.Delivery
+    add_entries = core.add_entries
     decode_batch = core.decode_batch
     encode = core.encode
     encode_envelopes = core.encode_envelopes

@@ -67,6 +67,42 @@ def _refuse_component(name: str, value: Any, instead: str) -> None:
         raise TypeError(f"QueueTasks({name}={value!r}) is not supported by qtasks_fast: {instead}")
 
 
+def _worker_component(worker: Any, name: str, broker: Any, app: Any) -> Any:
+    """``QueueTasks(worker=...)``: QTasks' ``SyncThreadWorker``/``AsyncWorker`` of :mod:`qtasks_fast.workers` when it
+    agrees with the app; anything else is refused (``TypeError``), never kept unused. Without one, the app gets the
+    default of its client, as a QTasks app does (``app.worker.config`` is read by QTasks' examples)."""
+    from qtasks_fast.workers import AsyncWorker, BaseWorker, SyncThreadWorker
+
+    if worker is None:
+        worker = (AsyncWorker if app.is_async else SyncThreadWorker)(name=name, broker=broker)
+        worker.bind(app)
+        return worker
+
+    if not isinstance(worker, BaseWorker):
+        _refuse_component("worker", worker, "workers are separate processes here: start them with "
+                          "`qtasks-fast -A module:app run` (or app.run_forever()) and size them with "
+                          "config.concurrency; QTasks' SyncThreadWorker/AsyncWorker come from qtasks_fast.workers")
+    problem = worker.conflict(name, broker)
+    if problem:
+        raise TypeError(f"QueueTasks(worker=...): {problem}")
+    worker.bind(app)
+    return worker
+
+
+def qtasks_faces(broker: Any, storage: Any, config: Any) -> None:
+    """Give a backend built here the attributes QTasks code reads on its components (``app.broker.config``,
+    ``app.broker.storage``, ``app.broker.storage.config``, ``if app.broker.storage.global_config:``, as in QTasks'
+    examples/env app): the app's config, the storage beside the broker, no GlobalConfig. What a component already
+    has (QTasks' ``SyncRedisBroker``/``SyncRedisStorage`` carry their own) is left alone."""
+    for obj, attr, value in ((broker, "config", config), (broker, "storage", storage), (storage, "config", config),
+                             (storage, "global_config", None)):
+        if obj is not None and not hasattr(obj, attr):
+            try:
+                setattr(obj, attr, value)
+            except AttributeError:  # a custom backend with __slots__: QTasks' attribute stays missing
+                pass
+
+
 def url_origin(source: str) -> str:
     """Where a broker URL came from, for an error about it: ``env QTASKS_BROKER_URL``, ``--broker``, ..."""
     return "the app's broker_url" if source == "code" else source.removeprefix("flag ")
@@ -98,8 +134,9 @@ class BaseQueueTasks(Producer):
         #: the file of the module that created the app: the embedded database lives next to it
         self._defined_in = _caller_file()
         self.tasks: dict[str, TaskFunc] = {}
-        _refuse_component("worker", worker, "workers are separate processes here: start them with "
-                          "`qtasks-fast -A module:app run` (or app.run_worker()) and size them with config.concurrency")
+        #: QTasks ``app.worker``: the ``worker=`` component (qtasks_fast.workers), which names the worker serving the
+        #: app (``run_forever``, ``qtasks-fast run``) and carries nothing of its own
+        self.worker = _worker_component(worker, name, broker, self)
         #: QTasks ``app.log``: the ``log=`` Logger for component "QueueTasks", or one of the app's, made on first use
         self._log: Logger | None = None
         if log is not None:
@@ -120,6 +157,8 @@ class BaseQueueTasks(Producer):
         #: a broker object that carries its storage (QTasks' ``broker.storage``) brings it along
         self._storage = storage if storage is not None else getattr(broker, "storage", None)
         self._code_broker = broker is not None  # a broker object of the code: the environment leaves it alone
+        if broker is not None and self._storage is not None:
+            qtasks_faces(broker, self._storage, self.config)
         self._shared_names: set[str] = set()
         self._mw_active = False
         self._routed_queues: list[str] = []
@@ -185,6 +224,7 @@ class BaseQueueTasks(Producer):
                 raise ValueError(f"{exc} (from {url_origin(source)})") from None
             self._broker = self._broker or broker
             self._storage = self._storage or storage
+            qtasks_faces(self._broker, self._storage, self.config)
         return self._broker, self._storage
 
     @property
@@ -363,8 +403,10 @@ class QueueTasks(BaseQueueTasks):
         a no-op that returns the record of the task holding the key; the key is given back when that
         task is cancelled or fails for good (after its last retry, or dead-lettered), so a re-send then
         runs again (a success keeps it for the ttl). ``connection=`` (the async client, a PostgreSQL backend)
-        enqueues inside your open transaction: see ``docs/postgres.md``. A task parameter named like one of these
-        options is passed with the signature form: ``app.add_task(my_task.s(countdown=3))``.
+        enqueues inside your open transaction: see ``docs/postgres.md``. A task that declares a parameter named
+        ``countdown``/``eta``/``unique``/``connection`` gets that keyword instead, as in QTasks (which reserves only
+        ``priority`` and ``timeout``); the option is then given with the signature form:
+        ``app.add_task(my_task.s(countdown=3), countdown=10)``.
         """
         return run_sync(client_ops.adding(self, task_name, args, kwargs, priority, timeout, countdown, eta, unique,
                                           connection))

@@ -54,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                "unreachable or lacking the feature; run waits for an unreachable broker instead). COMMAND --help "
                "explains each flag.",
     )
-    p.add_argument("-A", "--app", default=_env("APP"),
-                   help="the app: 'module', 'module:attr' or 'module.attr' (env QTASKS_APP)")
+    p.add_argument("-A", "--app", "-app", default=_env("APP"),
+                   help="the app: 'module', 'module:attr' or 'module.attr' (env QTASKS_APP; '-app' is QTasks' "
+                        "spelling)")
+    p.add_argument("--port", dest="qtasks_port", type=whole(1), default=None,
+                   help="QTasks' place of web's port, before the command ('-A mod:app --port 8000 web'): the same "
+                        "as 'web --port'; no other command takes it")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a supervised pool of worker processes",
@@ -153,6 +157,21 @@ def load(args: argparse.Namespace, build: bool = True) -> BaseQueueTasks | None:
         log.error("%s", exc)
         return None
     return app
+
+
+def qtasks_port(args: argparse.Namespace) -> str | None:
+    """QTasks' ``--port`` before the command (``python -m qtasks -A mod:app --port 8000 web``) becomes ``web``'s
+    own ``--port``; why it cannot, as a line for stderr (another command, or two different ports), or None.
+    QTasks ignores it elsewhere; here a flag that would do nothing is refused rather than dropped."""
+    if args.qtasks_port is None:
+        return None
+    if args.command != "web":
+        return (f"--port {args.qtasks_port} before the command is the WebView's port (QTasks' "
+                f"'-A mod:app --port N web'); {args.command or 'no command'} takes no port: drop it")
+    if args.port is not None and args.port != args.qtasks_port:
+        return f"two ports: --port {args.qtasks_port} before 'web' and --port {args.port} after it; give one"
+    args.port = args.qtasks_port
+    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -277,6 +296,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if own_argv:
         cli_broker.hide_password(args, argv)
+    problem = qtasks_port(args)
+    if problem:
+        print(f"qtasks-fast: {problem}", file=sys.stderr)
+        return 2
     if args.command == "run":
         return cmd_run(args)
     level = os.environ.get("QTASKS_LOG_LEVEL") or "WARNING"

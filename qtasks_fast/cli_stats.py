@@ -31,6 +31,8 @@ def add_parser(sub: Any) -> None:
                            description="QTasks' command shape: 'inspect app' is 'qtasks-fast inspect'; 'inspect "
                                        "tasks'/'inspect task NAME' print the registered tasks and their options.")
     stats.set_defaults(stats_help=stats.print_help)
+    stats.add_argument("--stats-app", metavar="MODULE:STATS",
+                       help="QTasks' custom stats object: no counterpart here, refused (use 'inspect')")
     actions = stats.add_subparsers(dest="stats_command", metavar="ACTION")
     inspect = actions.add_parser("inspect", help="inspect the app or its tasks",
                                  description="TARGET app: the app, its queues' counts and the live workers (as "
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace, load: Callable[..., BaseQueueTasks | None]) ->
     """Run ``stats``; ``load`` is the CLI's app loader."""
     from qtasks_fast import cli_control, control
 
+    if args.stats_app:
+        _err(f"stats --stats-app {args.stats_app}: a custom stats object has no counterpart here; drop it and use "
+             "'stats inspect app|tasks|task' (or 'inspect')")
+        return USAGE
     if args.stats_command is None:
         args.stats_help()
         return USAGE

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import signal
 import socket
 import ssl
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
 
 OK, USAGE = 0, 2
+#: the port served without --port (QTasks' WebView listens on 8000; ours keeps its documented one)
+DEFAULT_PORT = 8080
 
 
 def add_parser(sub: Any) -> None:
@@ -38,7 +41,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this host only); another address needs a "
                         "configured token (QTASKS_WEB_TOKEN or --token-file) or TLS (--ssl-certfile/--ssl-keyfile)")
-    p.add_argument("--port", type=whole(1), default=8080, help="TCP port (default 8080)")
+    p.add_argument("--port", type=whole(1), default=None,
+                   help=f"TCP port (default {DEFAULT_PORT}; QTasks' 8000 when asked: --port 8000, also in QTasks' "
+                        "place before the command)")
     p.add_argument("--read-only", action="store_true",
                    help="refuse every mutation (submit, cancel, restart, bulk, purge, dead letters) with 403")
     p.add_argument("--root-path", default="",
@@ -47,6 +52,9 @@ def add_parser(sub: Any) -> None:
                    help="read the token from FILE (first line); env QTASKS_WEB_TOKEN otherwise")
     p.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--ssl-keyfile", metavar="FILE", help="... and this private key (PEM)")
+    p.add_argument("--nice", type=whole(0), default=0, metavar="N",
+                   help="lower this server's CPU priority by N (1-19, as nice(1)): on the cores of busy workers, "
+                        "they go first and the live view lags instead (default 0)")
     cli_broker.add_arguments(p, "broker URL, as for run (env QTASKS_BROKER_URL; default: the app's)")
 
 
@@ -79,6 +87,8 @@ def _err(text: str) -> None:
 
 def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueueTasks | None]) -> int:
     """Check the flags, load the app, serve until Ctrl-C/SIGTERM."""
+    if args.port is None:
+        args.port = DEFAULT_PORT
     from qtasks_fast.web.auth import ENV, TokenError, resolve_token
 
     tls = bool(args.ssl_certfile and args.ssl_keyfile)
@@ -88,6 +98,9 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     unreadable = _readable(args.ssl_certfile, args.ssl_keyfile)
     if unreadable:
         _err(unreadable)
+        return USAGE
+    if args.nice > 19:
+        _err(f"--nice {args.nice}: pass 0 to 19 (19 the lowest priority)")
         return USAGE
     if args.root_path and not args.root_path.startswith("/"):
         _err(f"--root-path {args.root_path!r} must start with '/', such as /tasks")
@@ -108,6 +121,8 @@ def run(args: argparse.Namespace, load: Callable[[argparse.Namespace], BaseQueue
     app = load(args)
     if app is None:
         return USAGE
+    if args.nice:
+        os.nice(args.nice)  # why: following a fast fleet costs this process a quarter of a core (benchmarks/RESULTS.md)
     import uvicorn
 
     from qtasks_fast.web import create_app

@@ -157,6 +157,10 @@ class GlobalConfig:
         passed: frozenset[str] = getattr(self, "_passed", frozenset())
         sources: dict[str, str] = {}
         object.__setattr__(self, "_callbacks", [])
+        object.__setattr__(self, "_warned_held", set())
+        for name in passed:
+            if name in self.__dataclass_fields__ and name not in _NOT_TYPED:  # those are checked below
+                check_type(name, getattr(self, name))
         for f in dataclasses.fields(self):
             sources[f.name] = CODE if f.name in passed else DEFAULT
             if f.name in _NOT_FROM_ENV or f.name == "environ_prefix" or not _from_text(f):
@@ -166,6 +170,8 @@ class GlobalConfig:
                 continue
             object.__setattr__(self, f.name, self._parse(f.name, raw))
             sources[f.name] = "env " + env_name(f.name, self.environ_prefix)
+        for qname, field in _QTASKS_NAMES.items():  # QTasks reads QTASKS_<ITS FIELD>: so do we, for its names
+            self._env_alias(qname, field, sources)
         object.__setattr__(self, "_sources", sources)
         for name in _LEVELS:
             object.__setattr__(self, name, log_level_value(name, getattr(self, name)))
@@ -177,6 +183,23 @@ class GlobalConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or a positive number of seconds")
         positive_seconds("result_time_interval", self.result_time_interval)
+
+    def _env_alias(self, qname: str, field: str, sources: dict[str, str]) -> None:
+        """``QTASKS_MAX_TASKS_PROCESS`` (QTasks' name) sets ``concurrency`` as ``QTASKS_CONCURRENCY`` does; both set to
+        different values is refused in one line rather than one silently winning."""
+        var = env_name(qname, self.environ_prefix)
+        raw = os.environ.get(var)
+        if raw is None:
+            return
+        try:
+            value = self._parse(field, raw)
+        except BadSetting as exc:
+            raise BadSetting(str(exc).replace(env_name(field, self.environ_prefix), var)) from None
+        if sources[field].startswith("env ") and value != getattr(self, field):
+            raise BadSetting(f"{var}={raw!r} and {sources[field][4:]}={getattr(self, field)!r} disagree (both set "
+                             f"{field}): unset one of them")
+        object.__setattr__(self, field, value)
+        sources[field] = "env " + var
 
     def _parse(self, name: str, raw: str) -> object:
         """``raw`` as the field's type: its default's (``lease_seconds=60`` in code is still a float field)."""
@@ -205,23 +228,38 @@ class GlobalConfig:
             object.__setattr__(self, name, value)
             return
         if isinstance(getattr(type(self), name, None), property):  # a QTasks name of one of our fields
+            if name in _QTASKS_NAMES:
+                check_type(_QTASKS_NAMES[name], value, shown=name)
             object.__setattr__(self, name, value)
             if sources.get(_QTASKS_NAMES.get(name, name), CODE) == CODE:  # not held by the environment/a flag
                 self._notify(name, getattr(self, name))  # QTasks' subscribers test the name they set
             return
         if name not in sources:
             raise AttributeError(_unknown(name, sources))
-        if sources[name] != DEFAULT and sources[name] != CODE:
-            return
         if name in _LEVELS:
             value = log_level_value(name, value)
         elif name == "result_time_interval":
             positive_seconds(name, value)
+        else:
+            check_type(name, value)
+        if sources[name] != DEFAULT and sources[name] != CODE:
+            self._held(name, value, sources[name])
+            return
         sources[name] = CODE
         object.__setattr__(self, name, value)
         if name == "logs_default_level_client":
             logging.getLogger("qtasks_fast").setLevel(value)
         self._notify(name, value)
+
+    def _held(self, name: str, value: Any, source: str) -> None:
+        """A value set in code under a field the environment or a flag holds: not applied (the one precedence),
+        said once per field at WARNING, so code that sets it (and expects ``subscribe`` to hear) learns why."""
+        warned: set[str] = self.__dict__["_warned_held"]
+        if name not in warned:
+            warned.add(name)
+            logging.getLogger("qtasks_fast.config").warning(
+                "config.%s = %r is not applied: %s holds it (a flag and the environment beat code); unset that to "
+                "set it in code", name, value, source)
 
     def _notify(self, name: str, value: Any) -> None:
         for callback in list(self.__dict__.get("_callbacks", ())):
@@ -304,6 +342,8 @@ _QTASKS_NAMES = {"max_tasks_process": "concurrency"}
 
 #: the fields holding a log level
 _LEVELS = ("logs_default_level_server", "logs_default_level_client")
+#: fields with a check of their own, which says more than :func:`check_type` (a level's names, positive seconds)
+_NOT_TYPED = frozenset({*_LEVELS, "result_time_interval"})
 
 
 def log_level_value(name: str, value: Any) -> int:
@@ -318,6 +358,27 @@ def log_level_value(name: str, value: Any) -> int:
     if isinstance(number, int):
         return number
     raise BadSetting(f"{name}={value!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+
+def check_type(name: str, value: Any, shown: str | None = None) -> None:
+    """Refuse, in one line naming the field and the type it takes, a value of field ``name`` of another type than
+    its default's (``max_tasks_process = "abc"``, ``delete_finished_tasks = "no"``, which is truthy): when it is
+    set, not as a traceback at the next ``add_task`` or as the opposite meaning. Fields holding objects are free."""
+    default = GlobalConfig.__dataclass_fields__[name].default
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), "True or False"
+    elif isinstance(default, int):
+        ok, what = isinstance(value, int) and not isinstance(value, bool), "an int"
+    elif isinstance(default, float):
+        ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, what = isinstance(value, str), "a str"
+    elif name == "task_default_decode":
+        ok, what = value is None or callable(value), "a callable or None"
+    else:
+        return
+    if not ok:
+        raise BadSetting(f"config.{shown or name} must be {what}, not {value!r}")
 
 
 def positive_seconds(name: str, value: Any) -> None:

@@ -1,5 +1,9 @@
 """Finds the app object from ``-A``: ``module``, ``module:attr`` or ``module.attr`` (as QTasks).
 
+``module:factory`` naming a function is called with no arguments and must return the app, as QTasks'
+``get_app`` does (an app-factory layout ports unchanged); each process that loads the spec calls it once (the
+CLI, and an ``executor="process"`` task's child, which loads ``_import_spec``).
+
 The app found is given ``app._import_spec = "module:attr"``: how another process (the children of
 ``executor="process"``) imports the very same app.
 """
@@ -10,6 +14,7 @@ import difflib
 import importlib
 import os
 import sys
+import types
 from typing import Any
 
 from qtasks_fast.app import BaseQueueTasks
@@ -62,6 +67,8 @@ def _find(spec: str) -> tuple[BaseQueueTasks, str]:
                 raise AppLoadError(f"{owner} has no attribute {part!r}{hint}; {apps}")
             obj = getattr(obj, part)
             owner = f"{module_name}:{part}" if owner.startswith("module ") else f"{owner}.{part}"
+        if isinstance(obj, types.FunctionType):
+            obj = _call_factory(obj, f"{module_name}:{attr}")
         if not isinstance(obj, BaseQueueTasks):
             raise AppLoadError(f"{module_name}:{attr} is a {type(obj).__name__}, not a QueueTasks app: name the app "
                                f"object with -A {module_name}:NAME ({apps})")
@@ -72,3 +79,16 @@ def _find(spec: str) -> tuple[BaseQueueTasks, str]:
     if len(found) == 1:
         return found[0][1], f"{module_name}:{found[0][0]}"
     raise AppLoadError(f"module {module_name!r} has {len(found)} QueueTasks apps; name one with -A {module_name}:NAME")
+
+
+def _call_factory(factory: types.FunctionType, spec: str) -> Any:
+    """QTasks' app factory (``get_app``: ``app() if isinstance(app, FunctionType)``): its app, or one line saying
+    why there is none."""
+    try:
+        made = factory()
+    except Exception as exc:
+        raise AppLoadError(f"app factory {spec}() failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(made, BaseQueueTasks):
+        raise AppLoadError(f"app factory {spec}() returned a {type(made).__name__}, not a QueueTasks app: return the "
+                           "app from it, or name the app object with -A module:NAME")
+    return made

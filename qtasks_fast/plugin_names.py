@@ -4,7 +4,8 @@ trigger where it does not.
 A plugin written for QTasks registers with QTasks' names (``app.add_plugin(p, ["task_executor_before_execute"],
 component="worker")``). Where one of our triggers fires at the same point, the plugin is registered there and
 called with the name it asked for, so its ``if name == ...`` still matches; the keyword arguments are ours
-(see :mod:`qtasks_fast.plugins`) and a returned dict may replace only what our trigger lets it replace. A
+(see :mod:`qtasks_fast.plugins`) plus QTasks' at that trigger (:mod:`qtasks_fast.plugins.qtasks_kw`), and a
+returned dict may replace only what our trigger lets it replace (QTasks' keys read as ours). A
 QTasks name with no counterpart is refused at ``add_plugin``: a plugin that would never be called must not
 look registered. The full table is in docs/from-qtasks.md.
 """
@@ -34,8 +35,7 @@ ALIASES: dict[str, tuple[str, str]] = {
     "storage_update": ("storage", "storage_save"),
 }
 
-#: keys of a QTasks plugin's returned dict, renamed to ours, per QTasks trigger
-RENAMED_KEYS: dict[str, dict[str, str]] = {"task_executor_args_replace": {"kw": "kwargs"}}
+#: QTasks' keyword arguments and returned keys, per QTasks trigger: qtasks_fast.plugins.qtasks_kw (INPUTS, OUTPUTS)
 
 _RESULT = "results cannot be replaced here; read them at task_after_execute (component='worker')"
 _ERROR = "a failure is seen at task_after_execute (component='worker') with status='error'"

@@ -60,6 +60,14 @@ ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
     f"{_P}.depends.class_depends": (f"{_P}.depends", ("Depends",)),
     f"{_P}.depends.enums": (f"{_P}.depends", ("ScopeEnum",)),
     f"{_P}.depends.enums.scope": (f"{_P}.depends", ("ScopeEnum",)),
+    f"{_P}.grpc.sync_grpc": (f"{_P}.grpc", ("SyncgRPCPlugin",)),
+    f"{_P}.grpc.async_grpc": (f"{_P}.grpc", ("AsyncgRPCPlugin",)),
+    # the base of both clients, which QTasks code annotates with (``app: BaseQueueTasks``)
+    "qtasks_fast.base": ("qtasks_fast.app", ()),
+    "qtasks_fast.base.qtasks": ("qtasks_fast.app", ("BaseQueueTasks",)),
+    "qtasks_fast.workers.sync_worker": ("qtasks_fast.workers", ("SyncThreadWorker",)),
+    "qtasks_fast.workers.async_worker": ("qtasks_fast.workers", ("AsyncWorker",)),
+    "qtasks_fast.workers.base": ("qtasks_fast.workers", ("BaseWorker",)),
 }
 
 #: alias modules that are packages in QTasks (another alias lives below them)

@@ -42,6 +42,9 @@ TASK_OPTIONS = ("name", "priority", "echo", "max_time", "retry", "retry_on_exc",
 #: options ``@app.task`` keeps in ``extra`` for QTasks' plugins, known here, so kept without a warning:
 #: ``test`` (QTasks' test plugin, qtasks_fast.plugins.testing, marks the records of such a task)
 PLUGIN_OPTIONS = frozenset({"test"})
+#: ``add_task``'s options beyond QTasks' two (priority, timeout): a task parameter of one of these names wins
+CALL_OPTIONS = ("countdown", "eta", "unique", "connection")
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 _UNSET: Any = object()
 log = get_logger("task")
 
@@ -110,8 +113,17 @@ class TaskFunc:
         self._wire_sig, hints = wire_signature(self)
         self._validator = build_validator(self.name, self._wire_sig, hints)
         self._fast = self._fast_shape()
+        #: ``add_task`` options of ours (QTasks reserves only priority and timeout) this task declares as
+        #: parameters: such a keyword goes to the task, as in QTasks (qtasks_fast.components.producer.task_keywords)
+        self.shadowed_options = frozenset(o for o in CALL_OPTIONS if o in self._wire_sig.parameters
+                                          and self._wire_sig.parameters[o].kind not in _VARIADIC)
         self._check()
         self._warn_unclaimed()
+        if self.shadowed_options:
+            names = sorted(self.shadowed_options)
+            log.warning("task %r: add_task's %s go to its parameters of those names, as in QTasks; to pass our option "
+                        "instead, put the task's arguments in a signature: add_task(task.s(...), %s=...)",
+                        name, ", ".join(f"{n}=" for n in names), names[0])
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
 
@@ -137,6 +149,8 @@ class TaskFunc:
     def _check(self) -> None:
         """Refuse option values that could only fail later, in a worker."""
         where = f"task {self.name!r}"
+        if self.own_priority is not None and type(self.own_priority) is not int:
+            raise TypeError(f"{where}: priority must be an int (lower runs first), not {self.own_priority!r}")
         if self.executor not in EXECUTORS and self.custom_executor is None:
             raise ValueError(f"{where}: executor must be one of {EXECUTORS}, not {self.executor!r}")
         if self.executor == "process":

@@ -436,7 +436,8 @@ INTEGRATION_URLS = ("redis", "sqlite", "postgres", "redis://", "rediss://", "sql
 #: between processes or locked by another connection)
 INTEGRATION_MODULES = {
     "test_architecture", "test_backend_sqlite", "test_cli_bad_input", "test_cli_shape", "test_django_autodiscover",
-    "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_run_forever", "test_secrets",
+    "test_embedded_location", "test_producer_timeouts", "test_redis_full", "test_redis_functions", "test_run_forever",
+    "test_secrets",
     "test_module_paths", "test_sqlite_lock", "test_tls", "test_postgres_app", "test_web_browser", "test_web_process",
     "test_web_schemathesis", "test_grpc_gateway",
 }
@@ -458,6 +459,7 @@ INTEGRATION_TESTS = {
     "test_logs_config::test_a_worker_logs_at_the_config_level_in_the_config_format",
     "test_plugin_error_trigger::test_plugin_error_is_recovered_alike_in_a_process_and_a_thread",
     "test_pydantic_results::test_a_model_returned_from_a_process_task_is_stored_as_its_data",
+    "test_big_int_results::test_wide_int_result_from_a_process_task",
     "test_settings::test_info_shows_each_setting_and_where_it_came_from",
     "test_settings::test_info_with_a_bad_environment_value_is_one_line",
     "test_settings::test_info_with_an_environment_value_out_of_range_is_one_line",

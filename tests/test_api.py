@@ -229,12 +229,16 @@ def test_payload_over_limit_is_refused_at_enqueue(redis_url: str, app_name: str)
     assert eat.add_task("x" * 10) is not None
 
 
-def test_priority_out_of_range_is_refused(app: QueueTasks) -> None:
+def test_priority_past_the_levels_runs_at_the_end_level(app: QueueTasks) -> None:
+    """QTasks takes any int (review 11 finding 2): past an end of 0..9 it shares that end; tests/qtasks_compat/
+    test_priority_range.py has the ordering and the warning."""
     @app.task
     def t() -> None: ...
 
-    with pytest.raises(ValueError, match="outside 0..9"):
-        t.add_task(priority=10)
+    assert t.add_task(priority=10).priority == 9
+    assert t.add_task(priority=-1).priority == 0
+    with pytest.raises(TypeError, match="priority of task '.*' must be an int"):
+        t.add_task(priority="high")
 
 
 def test_decode_option_applies_to_returning(app: QueueTasks) -> None:

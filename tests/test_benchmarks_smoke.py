@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ("drain", "enqueue", "latency", "dispatch", "io-redis", "core", "ceiling")
+SUITES = ("drain", "scaling", "enqueue", "latency", "dispatch", "io-redis", "core", "ceiling")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,9 @@ def test_rates_are_positive(results: Path) -> None:
     dispatch = load(results, "dispatch")["headline"]
     for key in ("start_p50_us", "raw_streams_p50_us", "raw_list_p50_us", "start_over_raw_streams"):
         assert positive(dispatch[key]), (key, dispatch)
+    scaling = load(results, "scaling")  # every task of the two-queue cases ran (the suite checks their statuses)
+    assert {(r["queues"], r["processes"]) for r in scaling["rows"]} == {(q, p) for q in (1, 2) for p in (1, 2, 4)}
+    assert all(positive(r["tasks/s"]) and r["redis CPU µs/task"] >= 0 for r in scaling["rows"]), scaling["rows"]
     ioredis = load(results, "io-redis")["headline"]
     for key in ("ratio", "rate", "loop_rate"):
         assert positive(ioredis[key]), (key, ioredis)

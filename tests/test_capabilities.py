@@ -61,6 +61,52 @@ def test_each_builtin_backend_declares_every_capability(url: str, tmp_path: Path
         storage.close_sync()
 
 
+def test_a_refusal_names_exactly_the_bundled_backends_that_have_the_capability() -> None:
+    """NotSupported's advice (``OFFERED_BY``, else every bundled backend) matches what each backend declares, so a
+    refusal never sends a user to a backend that refuses the same call."""
+    from qtasks_fast.abc.capabilities import EVERY_BACKEND, OFFERED_BY
+
+    for capability in CAPABILITIES:
+        having = [url.split("://")[0] + "://" for url in EXPECTED if capability in EXPECTED[url]]
+        said = OFFERED_BY.get(capability.__name__, EVERY_BACKEND)
+        assert sorted(having) == sorted(said.replace(" or ", ", ").split(", ")), capability
+
+
+def test_the_postgresql_backends_refusals_say_what_to_use_instead(redis_url: str, pg_url: str) -> None:
+    """PostgreSQL reports no broker memory figures, and only a PostgreSQL broker enqueues inside a caller's
+    transaction: each refusal is one line naming the backend that does it."""
+    from qtasks_fast.asyncio import QueueTasks as AsyncApp
+
+    broker, storage = make_backend(pg_url, "caps", GlobalConfig())
+    try:
+        with pytest.raises(NotSupported) as caught:
+            require(broker, BrokerMemory)
+        text = str(caught.value)
+        assert "\n" not in text and text.startswith("PgBroker does not support memory figures")
+        assert "use a backend that has it (redis://)" in text, text
+    finally:
+        broker.close_sync()
+        storage.close_sync()
+
+    async def outbox() -> str:
+        import asyncpg
+
+        app = AsyncApp("caps", broker_url=redis_url, storage_url=pg_url)
+        conn = await asyncpg.connect(pg_url.split("?")[0])
+        try:
+            async with conn.transaction():
+                with pytest.raises(NotSupported) as refused:
+                    await app.add_task("t", connection=conn)
+            return str(refused.value)
+        finally:
+            await conn.close()
+            await app.close()
+
+    text = asyncio.run(outbox())
+    assert "\n" not in text and text.startswith("RedisBroker does not support transactional enqueue"), text
+    assert "use a backend that has it (postgresql://)" in text, text
+
+
 class Minimal(Broker):
     """Only the core: every capability is undeclared."""
 

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from qtasks_fast import _corelib
 from qtasks_fast._corelib import _load_source
@@ -92,3 +93,77 @@ def test_redact_hides_passwords() -> None:
     assert redact("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact("rediss://:secret@host/1?ssl_cert_reqs=none") == "rediss://:***@host/1?ssl_cert_reqs=none"
     assert redact("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def _msgpack_str(b: bytes) -> msgspec.Raw:
+    """``b`` as a msgpack str, its header made by msgspec (the reference the hand-written packing must match)."""
+    same_size = msgspec.msgpack.encode("a" * len(b))
+    return msgspec.Raw(same_size[:len(same_size) - len(b)] + b)
+
+
+def test_settle_and_enqueue_arguments_are_the_msgpack_of_their_lists() -> None:
+    """The Lua ``settle``/``enqueue`` ops read these bytes with cmsgpack: the per-queue buffers written byte by
+    byte must be exactly msgspec's encoding of ``[prio, id, uuid, status, record]*`` / ``[prio, uuid, name,
+    blob, wait]*``, across the array and str header sizes (fix/16/32 bit arrays, fix/8/16/32 bit strs)."""
+    pure_pack = _load_source(Path(pack.__file__).with_name("_pack.pyx"), "pack_py")
+    core = _corelib.core
+    for n in (1, 3, 4, 40):
+        flat: list[object] = []
+        envs = []
+        for i in range(n):
+            env = Envelope(uuid=str(uuid.UUID(int=i + 1)), task_name="t" * (1 + i * 37 % 300), args=[i],
+                           priority=(0, 127, 200, -1)[i % 4], meta={"rw": 1} if i % 3 == 0 else {})
+            envs.append(env)
+            flat += [env.priority, f"{i}-0".encode(), msgspec.msgpack.encode(env), 1]
+        ready: list = []
+        core.decode_batch("default", flat, {e.task_name: object() for e in envs}, 1 << 20, ready, [])
+        assert len(ready) == n
+        sizes = (0, 31, 32, 255, 256, 65535, 65536, 70000)
+        outcomes = [(d, ("success", "error")[i % 2], b"x" * sizes[i % len(sizes)], "", "")
+                    for i, d in enumerate(ready)]
+        blobs = [b"b" * sizes[(i + 3) % len(sizes)] for i in range(n)]
+        for packing in (pack, pure_pack):
+            settled = packing.settle_args(outcomes, True, "w-0", "1700000000000")["default"]
+            expect: list[object] = []
+            for d, o in zip(ready, outcomes, strict=True):
+                record = msgspec.msgpack.encode((d.raw, o[1], "1700000000000", o[2], "w-0", "", "", 1,
+                                                 int(d.fetched * 1000)))
+                expect += [d.prio, _msgpack_str(d.msg_id), d.envelope.uuid, o[1], _msgpack_str(record)]
+            assert settled[0] == msgspec.msgpack.encode(expect), (n, packing)
+            assert msgspec.msgpack.decode(settled[2]) == [i for i in range(n) if i % 3 == 0]
+            enqueued = packing.enqueue_args(envs, blobs, "0")["default"]
+            expect = []
+            for env, blob in zip(envs, blobs, strict=True):
+                expect += [env.priority, env.uuid, env.task_name, _msgpack_str(blob), "0"]
+            assert enqueued[0] == msgspec.msgpack.encode(expect), (n, packing)
+
+
+def test_the_pure_python_core_runs_without_cython_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cython is a build dependency only: the fallback reads the ``cython`` names from qtasks_fast._cyshim."""
+    monkeypatch.setitem(sys.modules, "cython", None)  # import cython -> ImportError, as on a machine without it
+    core = _load_source(Path(_corelib.__file__).with_name("_core.pyx"), "core_nocy")
+    packing = _load_source(Path(pack.__file__).with_name("_pack.pyx"), "pack_nocy")
+    assert core.cython.__name__ == "qtasks_fast._cyshim" and packing.cython.__name__ == "qtasks_fast._cyshim"
+    env = Envelope(uuid="00000000-0000-0000-0000-000000000001", task_name="add", args=[1, 2])
+    ready: list = []
+    bad: list = []
+    core.decode_batch("default", [0, b"1-0", msgspec.msgpack.encode(env), 1], {"add": 1}, 1000, ready, bad)
+    d = ready[0]
+    assert not bad and d.envelope.args == [1, 2] and d.handler == 1 and d.started == 0.0 and d.fetched > 0
+    packed = packing.settle_args([(d, "success", b"\xc0", "", "")], True, "w", "1")["default"][0]
+    head = b"".join(msgspec.msgpack.encode(x) for x in (0, "1-0", env.uuid, "success"))
+    assert packed[0] == 0x95 and packed[1:].startswith(head)  # an array of 5: prio, id, uuid, status, record
+
+
+def test_a_raw_stream_read_is_flattened_alike_by_both_cores() -> None:
+    """``add_entries`` reads field ``d`` of our ``[u, uuid, d, envelope]`` entries, another writer's order and
+    extras by name, and gives b"" (dead-lettered as malformed) to an entry without both fields or deleted
+    under a pending read (nil fields)."""
+    pure = _load_source(Path(_corelib.__file__).with_name("_core.pyx"), "core_py")
+    entries = [[b"1-0", [b"u", b"x", b"d", b"A"]], [b"1-1", None], [b"1-2", [b"x", b"1", b"d", b"B", b"u", b"y"]],
+               [b"1-3", [b"d", b"C"]], [b"1-4", []]]
+    for core in (_corelib.core, pure):
+        flat: list[object] = [9]
+        assert core.add_entries(flat, 2, entries) == 5
+        assert flat == [9, 2, b"1-0", b"A", 1, 2, b"1-1", b"", 1, 2, b"1-2", b"B", 1, 2, b"1-3", b"", 1,
+                        2, b"1-4", b"", 1]

@@ -170,7 +170,7 @@ def test_an_undeclared_capability_is_refused_naming_backend_capability_and_remed
     text = str(caught.value)
     assert text.startswith(f"KafkaStyleBroker does not support {words} "), text
     assert f"qtasks_fast.abc.capabilities.{capability.__name__}" in text, text
-    assert "use the Redis, SQLite or memory backend" in text, text
+    assert "use a backend that has it (redis://, postgresql://, sqlite:// or memory://)" in text, text
     assert caught.value.backend == "KafkaStyleBroker" and caught.value.capability == capability.__name__
     # refused before anything was written: a delayed or unique call is not queued to run now
     assert sum(len(p) for t in broker.topics.values() for p in t.log) == 0

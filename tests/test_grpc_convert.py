@@ -42,3 +42,12 @@ def test_results_in_the_encoding_asked_for() -> None:
 
     assert convert.value({"when": dt.date(2026, 1, 2), "x": Odd()}, pb.JSON).json == '{"when":"2026-01-02","x":"odd"}'
     assert msgspec.msgpack.decode(convert.value((1, 2), pb.MSGPACK).msgpack) == [1, 2]
+
+
+def test_a_wide_int_result_is_answered_in_both_encodings() -> None:
+    """A result wider than 64 bits (stored since issue 11) is answered, not an INTERNAL error: JSON holds it as a
+    number, msgpack as the extension records use, which ``decode_result`` (or any client's ext hook) reads back."""
+    from qtasks_fast.schemas.bigint import decode_result
+
+    assert convert.value([2**70, 1], pb.JSON).json == f"[{2**70},1]"
+    assert decode_result(convert.value([2**70, 1], pb.MSGPACK).msgpack) == [2**70, 1]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,7 @@ async def test_a_standby_takes_the_port_over(caplog: pytest.LogCaptureFixture, a
             await standby.start(worker=PoolWorker("w-1", 2))  # no error: a sibling serves the port
         said = [r for r in caplog.records if "stands by" in r.getMessage()]
         assert len(said) == 1 and said[0].levelno == logging.INFO and "w-1" in said[0].getMessage()
+        assert f"served by worker w-0 (pid {os.getpid()})" in said[0].getMessage()  # which process serves
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
         await serving.stop()
         done = await asyncio.to_thread(add_task, f"127.0.0.1:{port}", 0.0, 20.0)  # the standby took it over
@@ -125,4 +128,8 @@ def test_a_pool_of_two_processes_serves_the_port_once(tmp_path: Path, redis_url:
     text = log.read_text(errors="replace")
     assert text.count("gRPC QTasksService on") == 1, text
     assert text.count("stands by") == 1, text
+    serving = re.search(r"served by worker (\S+) \(pid (\d+)\)$", text, re.M)
+    assert serving, text  # the serving process says it serves, and the standby names that same one
+    assert re.search(rf"is served by worker {re.escape(serving[1])} \(pid {serving[2]}\) of this pool; worker "
+                     r"\S+ stands by", text), text
     assert "Traceback" not in text and "not started" not in text and "Failed to add port" not in text, text

@@ -1,10 +1,12 @@
-"""One owner of the Redis protocol (issue 12): ``backends/redis/script.py`` is the only code that sends EVALSHA,
-names a ``redis.lua`` op or loads the script; each op has exactly one typed method; the script cache being
-flushed under a running app is recovered on the sync and the async path alike."""
+"""One owner of the Redis protocol (issue 12): ``backends/redis/script.py`` is the only code that sends FCALL or
+EVALSHA, names a ``redis.lua`` op or loads the library or script; each op has exactly one typed method; the
+script cache and the function library lost under a running app are recovered on the sync and the async path
+alike."""
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 from pathlib import Path
 
@@ -14,11 +16,12 @@ from conftest import ROOT
 
 from qtasks_fast import QueueTasks
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks_fast.backends.redis.script import FUNCTION
 
 REDIS_PKG = ROOT / "qtasks_fast" / "backends" / "redis"
 SCRIPT = REDIS_PKG / "script.py"
-#: the ops redis.lua dispatches on (``if op == 'x'`` / ``elseif op == 'x'``)
-OPS = set(re.findall(r"\bop == '(\w+)'", (REDIS_PKG / "redis.lua").read_text()))
+#: the ops redis.lua dispatches on (``function OPS.x(ARGV)``)
+OPS = set(re.findall(r"^function OPS\.(\w+)\(ARGV\)", (REDIS_PKG / "redis.lua").read_text(), re.M))
 #: op names that are also task statuses (``cancel``): other modules write those as statuses
 STATUSES = {"new", "process", "success", "error", "cancel"}
 
@@ -36,10 +39,11 @@ def test_only_script_py_sends_evalsha_or_loads_the_script() -> None:
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    node.value.upper() in {"EVALSHA", "EVAL", "SCRIPT"}:
+                    (node.value.upper() in {"EVALSHA", "EVAL", "SCRIPT", "FCALL", "FCALL_RO"}
+                     or node.value == "FUNCTION"):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
             if isinstance(node, ast.Attribute) and node.attr in {"evalsha", "eval", "register_script",
-                                                                 "script_load"}:
+                                                                 "script_load", "fcall", "fcall_ro", "function_load"}:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}")
     assert not offenders, "call redis.lua through backends/redis/script.py (Script):\n" + "\n".join(offenders)
 
@@ -83,12 +87,20 @@ def flushed_app(redis_url: str, app_name: str) -> QueueTasks:
     return app
 
 
+def lose_the_code(client: redis.Redis) -> None:
+    """What a restart without persistence does to our code: the script cache and our function library gone
+    (only ours: other libraries on the shared Redis stay)."""
+    client.script_flush()
+    with contextlib.suppress(redis.ResponseError):  # not loaded yet
+        client.function_delete(FUNCTION)
+
+
 def test_sync_producer_recovers_from_a_flushed_script_cache(flushed_app: QueueTasks, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    first = flushed_app.add_task("add", 1, 2)  # loads the script
-    client.script_flush()
-    second = flushed_app.add_task("add", 3, 4)  # NOSCRIPT: loaded again, sent again
-    client.script_flush()
+    first = flushed_app.add_task("add", 1, 2)  # loads the library
+    lose_the_code(client)
+    second = flushed_app.add_task("add", 3, 4)  # "Function not found": loaded again, sent again
+    lose_the_code(client)  # and the read-only function (op get) too
     assert flushed_app.get(first.uuid).status == "new"  # type: ignore[union-attr]
     assert flushed_app.get(second.uuid).status == "new"  # type: ignore[union-attr]
     flushed_app.close()
@@ -102,8 +114,8 @@ async def test_async_producer_recovers_from_a_flushed_script_cache(redis_url: st
             return a + b
 
         first = await app.add_task("add", 1, 2)
-        client.script_flush()
+        lose_the_code(client)
         second = await app.add_task("add", 3, 4)
-        client.script_flush()
+        lose_the_code(client)
         assert (await app.get(first.uuid)).status == "new"  # type: ignore[union-attr]
         assert (await app.get(second.uuid)).status == "new"  # type: ignore[union-attr]

@@ -103,9 +103,11 @@ async def test_a_browser_signs_in_and_its_mutations_need_the_csrf_token(app: Que
         audit = (await c.get("/api/v1/audit")).json()
         assert audit[0]["action"] == "submit" and audit[0]["who"].startswith("web:")
         assert (await c.post("/signout", data={})).status_code == 403  # a form without its field
+        kept = {"cookie": f"qtasks_session={c.cookies['qtasks_session']}"}  # a copy (another tab's, a stolen one)
         out = await c.post("/signout", data={"csrf_token": csrf})
         assert out.status_code == 303
         assert (await c.get("/api/v1/tasks")).status_code == 401  # the cookie is gone
+        assert (await c.get("/api/v1/tasks", headers=kept)).status_code == 401  # and that session has ended
 
 
 async def test_a_session_of_another_token_is_refused(app: QueueTasks) -> None:

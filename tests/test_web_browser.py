@@ -13,6 +13,7 @@ import asyncio
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -210,3 +211,26 @@ def test_updates_pause_while_the_tab_is_hidden_and_catch_up_when_it_shows(app: Q
     set_hidden(page, False)
     expect(counter).to_have_text("3")
     expect(page.locator("#live")).to_have_class("live on")  # the stream is open again
+
+
+def test_a_filtered_tab_refreshes_only_for_its_tasks_and_at_most_once_per_gap(app: QueueTasks, page: Page) -> None:
+    page.goto("/tasks?task_name=add")
+    expect(page.locator("#live")).to_have_class("live on")
+    page.wait_for_timeout(1000)  # the refresh of the stream's opening is done
+    fetched: list[float] = []
+    page.on("request", lambda r: fetched.append(time.monotonic()) if r.resource_type == "xhr" and "/tasks?" in r.url
+            else None)
+    with WorkerThread(app, queues=["default"]):
+        assert all(app.add_task("sleeper", 0, timeout=10) for _ in range(5))  # another task name
+        page.wait_for_timeout(1500)
+        assert fetched == []  # nothing the tab shows changed: no refresh
+        start = time.monotonic()
+        for n in range(30):
+            app.add_task("add", n, n)
+        expect(page.locator("table.tasks tbody tr[data-uuid]")).to_have_count(30, timeout=10_000)
+        expect(page.locator("table.tasks tbody .badge", has_text="new")).to_have_count(0, timeout=10_000)
+        took = time.monotonic() - start
+    page.wait_for_timeout(1000)
+    gaps = [b - a for a, b in zip(fetched, fetched[1:])]
+    assert fetched and len(fetched) <= took / 0.8 + 3, (len(fetched), took)  # a burst is ~one refresh per gap
+    assert all(g >= 0.7 for g in gaps), gaps

@@ -122,3 +122,20 @@ def test_a_short_token_is_refused_on_a_network_address(command: str) -> None:
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "9-character token" in r.stderr and "16+" in r.stderr and "abc123xyz" not in r.stderr
+
+
+def test_nice_lowers_the_server_s_cpu_priority_and_a_bad_value_is_one_line(redis_url: str, app_name: str,
+                                                                           tmp_path: Path) -> None:
+    port, log = free_port(), tmp_path / "web.log"
+    env = cli_env(redis_url, app_name, QTASKS_WEB_TOKEN=TOKEN)
+    proc = start_cli(["-A", "web_app:app", "web", "--port", str(port), "--nice", "7"], env, log=log)
+    try:
+        wait_up(port, proc, log)
+        mine = int(Path("/proc/self/stat").read_text().rpartition(")")[2].split()[16])
+        theirs = int(Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[16])
+        assert theirs == min(19, mine + 7), (mine, theirs)
+    finally:
+        stop_cli(proc)
+    bad = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "web_app:app", "web", "--nice", "25"], env=env,
+                         cwd=APPS, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--nice 25: pass 0 to 19" in bad.stderr and "Traceback" not in bad.stderr

@@ -4,6 +4,7 @@ reconnects with ``Last-Event-ID`` gets exactly what it missed, on every backend.
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -25,8 +26,9 @@ def frames(text: str) -> list[tuple[str, dict[str, str]]]:
 
 
 async def read(c: httpx.AsyncClient, last: str | None = None, **params: str) -> list[tuple[str, dict[str, str]]]:
-    r = await c.get("/api/v1/events", params={"follow": "false", **params},
-                    headers={"last-event-id": last} if last else None)
+    r = await c.get(
+        "/api/v1/events", params={"follow": "false", **params}, headers={"last-event-id": last} if last else None
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
     return frames(r.text)
 
@@ -34,8 +36,7 @@ async def read(c: httpx.AsyncClient, last: str | None = None, **params: str) -> 
 async def test_a_reconnect_with_last_event_id_resumes_without_gap_or_repeat(url: str, app_name: str) -> None:
     app: QueueTasks = build(app_name, url)
     async with client(app) as c:
-        made = [(await c.post("/api/v1/tasks", json={"name": "add", "args": [i, 1]})).json()["uuid"]
-                for i in range(3)]
+        made = [(await c.post("/api/v1/tasks", json={"name": "add", "args": [i, 1]})).json()["uuid"] for i in range(3)]
         everything = await read(c, after="")
         assert [(e["uuid"], e["status"]) for _, e in everything] == [(u, "new") for u in made]
         assert all(i == e["id"] for i, e in everything)
@@ -53,10 +54,19 @@ async def test_a_reconnect_with_last_event_id_resumes_without_gap_or_repeat(url:
         assert only_other == []
         r = await c.get("/api/v1/events", params={"after": "", "follow": "false", "summary": "true"})
         (counts,) = [b for b in r.text.split("\n\n") if "event: counts" in b]
-        assert f"id: {missed[-1][0]}" in counts  # resume after the last event counted
-        assert json.loads(counts.split("data: ", 1)[1]) == {
-            s: sum(e["status"] == s for _, e in everything + missed) for s in ("new", "process", "success", "error",
-                                                                                "cancel")}
+        fields = dict(line.split(": ", 1) for line in counts.splitlines())
+        assert await read(c, fields["id"]) == []  # its id: where the event stream was (resume after it)
+        data = json.loads(fields["data"])
+        # a full state: the tasks finished per status in the current minute (what the Overview's chart shows)
+        minute = data["minute"]
+        assert data == {
+            "minute": minute,
+            **{
+                s: sum(e["status"] == s and int(float(e["at"])) // 60 * 60 == minute for _, e in missed)
+                for s in ("success", "error", "cancel")
+            },
+        }
+        assert int(time.time()) // 60 * 60 - 60 <= minute <= time.time()  # this minute (the last if it just ended)
 
 
 @pytest.mark.parametrize("url", ["memory://"])

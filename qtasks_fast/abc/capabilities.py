@@ -37,7 +37,8 @@ LOST_KEPT = 3600.0
 class NotSupported(NotImplementedError):
     """A backend lacks a capability (or an optional storage feature) that a call needs.
 
-    ``capability`` is a capability class (the message names it and where it is defined) or a short text.
+    ``capability`` is a capability class (the message names it and where it is defined) or a short text. The
+    message says what to do instead: the bundled backends (URL schemes) that have it, or implementing it.
     """
 
     def __init__(self, backend: object, capability: type | str) -> None:
@@ -49,8 +50,15 @@ class NotSupported(NotImplementedError):
         else:
             self.capability = what = capability
             todo = "implement it (see qtasks_fast.abc)"
-        super().__init__(f"{self.backend} does not support {what}; use the Redis, SQLite or memory backend, "
-                         f"or {todo}")
+        super().__init__(f"{self.backend} does not support {what}; use a backend that has it "
+                         f"({OFFERED_BY.get(self.capability, EVERY_BACKEND)}), or {todo}")
+
+
+#: the bundled backends, by URL scheme, that every capability not in :data:`OFFERED_BY` is found in
+EVERY_BACKEND = "redis://, postgresql://, sqlite:// or memory://"
+#: the capabilities only some bundled backends declare, and which (``tests/test_capabilities.py`` checks this
+#: against the backends' classes): a refusal must not send a user to a backend that refuses it too
+OFFERED_BY: dict[str, str] = {"BrokerMemory": "redis://", "TransactionalEnqueue": "postgresql://"}
 
 
 def capability_title(capability: type) -> str:

@@ -38,12 +38,14 @@ from qtasks_fast.benchmarks.common import (
 )
 
 #: run order: the ceiling first, so every later table can show its ratio to it
-SUITES = ("ceiling", "drain", "enqueue", "sqlite", "pg", "latency", "dispatch", "io", "io-redis", "cpu", "memory",
-          "core", "middleware", "query", "web", "grpc", "peers")
-DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "web", "grpc", "peers", "pg"))
+SUITES = ("ceiling", "drain", "scaling", "enqueue", "sqlite", "pg", "latency", "dispatch", "io", "io-redis", "cpu",
+          "memory", "core", "middleware", "query", "web", "grpc", "peers")
+DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("middleware", "query", "web", "grpc", "peers", "pg",
+                                                       "scaling"))
 DESCRIPTIONS = {
     "ceiling": "raw redis-py+hiredis streams: pipelined XADD, XREADGROUP+XACK drain, round trip",
     "drain": "N no-op tasks through 1/2/4 worker processes; payload sizes; index_results on/off",
+    "scaling": "no-op drain with 1/2/4 worker processes (--processes) over 1 and 2 queues, Redis CPU per task",
     "enqueue": "add_task one by one, add_tasks in bulk, async add_task with asyncio.gather",
     "sqlite": "embedded SQLite (the default broker): bulk enqueue, drain through 1/2/4 worker processes",
     "pg": "PostgreSQL (postgresql://, $QTASKS_BENCH_PG_URL): bulk enqueue, drain through worker processes, idle "

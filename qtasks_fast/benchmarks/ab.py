@@ -34,10 +34,13 @@ ROOT = Path(__file__).resolve().parents[2]  # the git checkout (ab compares two 
 DEFAULT_METRICS = {"drain": ["drain:rate_by_processes.2", "drain:paired_ratio"],
                    "latency": ["latency:p50_idle_us", "latency:raw_rt_p50_us", "latency:p50_load_us"],
                    "sqlite": ["sqlite:drain_rate_by_processes.1", "sqlite:drain_worker_us_by_processes.1",
-                              "sqlite:enqueue_rate", "sqlite:enqueue_producer_us"]}
+                              "sqlite:enqueue_rate", "sqlite:enqueue_producer_us"],
+                   "pg": ["pg:enqueue_rate", "pg:drain_rate_by_processes.2"],
+                   "pghot": ["pghot:server_cpu_us", "pghot:client_cpu_us", "pghot:claim_us", "pghot:settle_us"]}
 #: suites that are one self-contained file run with each side's interpreter: both sides run the HEAD's file
 #: (same harness, only the product differs), so a revision that predates the suite can be the base
-STANDALONE = {"sqlite": Path("qtasks_fast") / "benchmarks" / "sqlite.py"}
+STANDALONE = {"sqlite": Path("qtasks_fast") / "benchmarks" / "sqlite.py",
+              "pghot": Path("qtasks_fast") / "benchmarks" / "pghot.py"}
 #: runs a file as ``__main__`` without putting its folder on sys.path (the package's own modules such as
 #: ``profile.py`` would shadow the standard library's); the side's tree is the cwd, so its qtasks_fast is imported
 RUN_FILE = "import runpy, sys; path = sys.argv.pop(1); sys.argv[0] = path; runpy.run_path(path, run_name='__main__')"

@@ -35,12 +35,16 @@ def shared_client() -> Any:
     return client
 
 
+#: the queue of ``noop_q2`` (the scaling suite's two-queue case; env ``QTASKS_BENCH_QUEUES=2`` in the workers)
+SECOND_QUEUE = "q2"
+
 #: iterations of the CPU-bound task (about 1-3 ms of pure Python on a current core)
 CPU_LOOPS = 20_000
 
 
-def register(app: A) -> A:
-    """Register the benchmark tasks on ``app`` (sync or async client) and return it."""
+def register(app: A, queues: int = 1) -> A:
+    """Register the benchmark tasks on ``app`` (sync or async client) and return it; ``queues=2`` adds
+    ``noop_q2`` on :data:`SECOND_QUEUE`, so that the app's workers serve two queues."""
 
     @app.task(name="noop")
     async def noop() -> None:
@@ -75,13 +79,19 @@ def register(app: A) -> A:
     async def echo(data: bytes) -> bytes:
         return data
 
+    if queues > 1:  # the scaling suite's second queue; other suites' workers serve one queue, as before
+        @app.task(name="noop_q2", queue=SECOND_QUEUE)
+        async def noop_q2() -> None:
+            return None
+
     return app
 
 
-def make_app(name: str, url: str, cls: type[Any] = QueueTasks) -> Any:
+def make_app(name: str, url: str, cls: type[Any] = QueueTasks, queues: int = 1) -> Any:
     """A client app named ``name`` on ``url`` with the benchmark tasks (``cls``: sync or async QueueTasks)."""
-    return register(cls(name, broker_url=url))
+    return register(cls(name, broker_url=url), queues)
 
 
 app = make_app(os.environ.get("QTASKS_BENCH_APP", "bench"),
-               os.environ.get("QTASKS_BROKER_URL", "redis://127.0.0.1:6379/9"))
+               os.environ.get("QTASKS_BROKER_URL", "redis://127.0.0.1:6379/9"),
+               queues=int(os.environ.get("QTASKS_BENCH_QUEUES", "1")))

@@ -467,10 +467,14 @@ def bench_env(**extra: str) -> dict[str, str]:
 
 
 def spawn_module(module: str, args: Sequence[str], *, env: dict[str, str] | None = None,
-                 stderr_to: Path | None = None) -> subprocess.Popen[bytes]:
-    """``python -m <module> <args>`` with the repo importable; stdout piped, stderr to a log file."""
+                 stderr_to: Path | None = None, tree: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python -m <module> <args>`` with the repo importable (``tree``: another checkout's copy of the package
+    instead, for a before/after in one run); stdout piped, stderr to a log file."""
     err = open(stderr_to, "ab") if stderr_to else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", module, *args], env=env or bench_env(), cwd=ROOT,
+    env = env or bench_env()
+    if tree is not None:
+        env = {**env, "PYTHONPATH": str(tree)}
+    return subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=tree or ROOT,
                             stdout=subprocess.PIPE, stderr=err)
 
 

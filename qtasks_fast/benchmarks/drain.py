@@ -228,7 +228,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
     if ref_row and ref_row.get("_commands"):
         top = list(ref_row["_commands"].items())[:8]
         notes.append(f"Redis server time per task (INFO commandstats, noop, {ref_p} processes; Lua's inner calls are "
-                     "also inside evalsha): " + ", ".join(f"{c} {v['µs/task']:.1f} µs ({v['calls/task']:g} calls)"
+                     "also inside fcall): " + ", ".join(f"{c} {v['µs/task']:.1f} µs ({v['calls/task']:g} calls)"
                                                          for c, v in top) + ".")
     notes.append(f"{os.cpu_count()} logical CPUs are shared by producer, workers and redis-server: "
                  "more processes than cores only add contention.")

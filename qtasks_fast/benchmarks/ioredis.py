@@ -71,10 +71,14 @@ def run(ctx: Ctx) -> dict[str, Any]:
              "ratio": round(q, 2), "workers µs/task": round(o["workers_s"] * 1e6 / n, 1)}
             for i, (o, lp, q) in enumerate(zip(ours, loop, ratios, strict=True))]
     ratio = median(ratios)
+    cost = ours[-1]["commands"]  # where Redis' time goes per task (the last repeat): fetch and settle batch sizes
+    per_task = ", ".join(f"{c} {v['µs/task']} µs ({v['calls/task']} calls)" for c, v in list(cost.items())[:8])
     notes = [f"{n} tasks per run, {processes} worker processes at concurrency {concurrency}; each task awaits "
              "one INCR on a redis.asyncio client its process shares. The loop: the same command, client, "
              "processes and concurrency, no queue.",
-             f"median ratio {ratio:.2f} (goal ≥ {IO_REDIS_GOAL:.0%} of the loop)."]
+             f"median ratio {ratio:.2f} (goal ≥ {IO_REDIS_GOAL:.0%} of the loop).",
+             f"Redis server time per task (INFO commandstats, last repeat; Lua's inner calls also inside fcall): "
+             f"{per_task}."]
     return {"params": {"n": n, "repeats": reps, "processes": processes, "concurrency": concurrency},
             "rows": rows, "notes": notes,
             "headline": {"ratio": ratio, "rate": median(o["rate"] for o in ours), "loop_rate": median(loop)}}

@@ -124,8 +124,10 @@ class Pinger:
         self.slow_lua = 0
 
     def _lua(self) -> tuple[int, int]:
-        stats: Any = self._client.info("commandstats").get("cmdstat_evalsha", {})
-        return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+        """Calls and µs of redis.lua: FCALL of its library, or EVALSHA on a server without Redis Functions."""
+        info: Any = self._client.info("commandstats")
+        runs = [info.get(c, {}) for c in ("cmdstat_fcall", "cmdstat_evalsha")]
+        return sum(int(s.get("calls", 0)) for s in runs), sum(int(s.get("usec", 0)) for s in runs)
 
     def __enter__(self) -> Pinger:
         self._proc.start()
@@ -140,7 +142,7 @@ class Pinger:
         calls, usec = (a - b for a, b in zip(self._lua(), self._before, strict=True))
         self.lua_us = round(usec / calls, 1) if calls else 0.0
         slow: Any = self._client.slowlog_get(10_000)
-        self.slow_lua = sum(1 for e in slow if e["command"].upper().startswith(b"EVALSHA"))
+        self.slow_lua = sum(1 for e in slow if e["command"].upper().startswith((b"FCALL", b"EVALSHA")))
         self._stop.set()
         self.times = self._out.get(timeout=30)
         self._proc.join()

@@ -1,6 +1,7 @@
 """``python -m qtasks_fast.benchmarks.sse_clients URL N``: N SSE clients of ``URL`` (a ``qtasks-fast web``'s
 ``/api/v1/events``, token from ``QTASKS_WEB_TOKEN``) in one process for the web suite's fan-out case. Prints
-``connected`` once every stream is open, then on SIGTERM the events each client read (one line, JSON)."""
+``connected`` once every stream is open, then on SIGTERM the events (with ``summary=true``: the frames of counts)
+each client read (one line, JSON)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import sys
 
 
 async def main(url: str, n: int) -> None:
-    summary = "summary=true" in url
     import httpx
 
     counts = [0] * n
@@ -31,9 +31,16 @@ async def main(url: str, n: int) -> None:
                 ready += 1
                 if ready == n:
                     opened.set()
+                kind = ""
                 async for line in r.aiter_lines():
-                    if line.startswith("data: "):
-                        counts[i] += sum(json.loads(line[6:]).values()) if summary else 1
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        if kind == "error":  # the server's reason a stream ended (the log says which)
+                            print(f"client {i}: {line[6:]}", file=sys.stderr, flush=True)
+                            continue
+                        counts[i] += 1  # an event, or with summary=true a frame of counts (a full state)
+            print(f"client {i}: the stream ended", file=sys.stderr, flush=True)
 
         tasks = [asyncio.create_task(client(i)) for i in range(n)]
         await opened.wait()

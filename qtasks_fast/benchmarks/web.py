@@ -1,7 +1,9 @@
 """web: the REST API at scale, and SSE fan-out while the fleet drains.
 
 The query suite's 1,000,000 finished records in a private Redis, served by ``create_app`` under uvicorn on
-loopback, then timed HTTP calls of ``GET /api/v1/tasks`` with filters.
+loopback, then timed HTTP calls of ``GET /api/v1/tasks`` with filters, and of the WebView's Tasks page (the HTML
+a browser gets: filtered by name and status, by a creation-time range, by status alone, and the uuid search's
+redirect to the task's page).
 
 Why through HTTP and uvicorn (a server thread in this process; the client on the main thread's loop): the
 target (p95 < 150 ms) is what a dashboard or another service sees, parsing, JSON encoding and the server
@@ -11,7 +13,9 @@ timed ones with a random task name, status and 2-hour window. ``--quick`` stores
 
 Fan-out: ``--n`` noop tasks drained by one worker process, alternately alone and with ``qtasks-fast web``
 serving 100 SSE clients (10 with ``--quick``) of the app, both in processes of their own; ``--repeats`` pairs,
-medians compared (the target: within noise, a ratio near 1).
+medians compared (the target: within noise, a ratio near 1). On a machine whose cores the worker shares with the
+web server, the ratio measures their competition for CPU as much as anything, so each run also reports the CPU
+seconds the web process (and the clients' process) used per second of drain, read from ``/proc``.
 """
 
 from __future__ import annotations
@@ -79,12 +83,29 @@ async def measure(ctx: Ctx, port: int, token: str, samples: int, rnd: random.Ran
         return {"task_name": rnd.choice(query.NAMES), "status": rnd.choice(["success", "error"]),
                 "created_after": start - 7200, "created_before": start, "limit": 50}
 
+    def utc(epoch: float) -> str:  # what the page's datetime-local inputs send (UTC)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+
+    def page_window(**extra: Any) -> dict[str, Any]:
+        f = window()
+        return {"created_after": utc(f["created_after"]), "created_before": utc(f["created_before"]), **extra}
+
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1",
                                  headers={"authorization": f"Bearer {token}"}, timeout=30) as c:
         async def get(path: str, params: dict[str, Any] | None = None) -> Any:
             r = await c.get(path, params=params)
             r.raise_for_status()
             return r.json()
+
+        async def page(params: dict[str, Any]) -> str:
+            """The WebView's Tasks page as a browser gets it (HTML; a uuid search: its redirect, then the task's
+            page), the filters as its form sends them."""
+            r = await c.get(f"http://127.0.0.1:{port}/tasks", params=params, headers={"accept": "text/html"},
+                            follow_redirects=True)
+            r.raise_for_status()
+            if "<table" not in r.text and "task-live" not in r.text:
+                raise RuntimeError(f"not the page: {r.text[:200]}")
+            return r.text
 
         async def page2() -> None:
             f = window()
@@ -102,6 +123,12 @@ async def measure(ctx: Ctx, port: int, token: str, samples: int, rnd: random.Ran
                 "status": rnd.choice(["success", "error", "cancel"]), "limit": 50})),
             ("GET /tasks: no filter", lambda: get("/tasks", {"limit": 50})),
             ("GET /tasks/{uuid}/detail", lambda: get(f"/tasks/{rnd.choice(sample)['uuid']}/detail")),
+            ("Tasks page (HTML): name + status + 2 h created window", lambda: page(page_window(
+                task_name=rnd.choice(query.NAMES), status=rnd.choice(["success", "error"])))),
+            ("Tasks page (HTML): 2 h created window only", lambda: page(page_window())),
+            ("Tasks page (HTML): status only", lambda: page({"status": rnd.choice(["success", "error", "cancel"])})),
+            ("Tasks page (HTML): uuid search (redirect + task page)", lambda: page({
+                "uuid": rnd.choice(sample)["uuid"]})),
         ]
         rows = []
         for label, call in cases:
@@ -136,8 +163,11 @@ def run(ctx: Ctx) -> dict[str, Any]:
                  "redis-server; uvicorn serving create_app in a thread of the measuring process, httpx on loopback "
                  "(one connection, calls one after another), the machine's other load included"]
         notes += [f"{fan['case']}: {fan['alone tasks/s']:,} vs {fan['with SSE tasks/s']:,} tasks/s (ratio "
-                  f"{fan['ratio']}; runs {fan['runs alone']} vs {fan['runs with SSE']}; each client had counted at "
-                  f"least {fan['events per client (fewest)']} events per run when stopped); qtasks-fast web and the "
+                  f"{fan['ratio']}; runs {fan['runs alone']} vs {fan['runs with SSE']}; each client had read at "
+                  f"least {fan['events per client (fewest)']} events (summary streams: frames of counts) per run "
+                  "when stopped; the web process used "
+                  f"{fan['web CPU s per s of drain']} CPU s and the clients' process "
+                  f"{fan['clients CPU s per s of drain']} per second of drain); qtasks-fast web and the "
                   "clients in processes of their own, Redis the run's (--redis-url)" for fan in fans]
         return {"rows": rows, "notes": notes, "fan_out": fans,
                 "params": {"records": records, "samples": samples, "n": ctx.n, "repeats": ctx.repeats}}
@@ -145,9 +175,10 @@ def run(ctx: Ctx) -> dict[str, Any]:
         private.stop()
 
 
-def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
+def fan_out(ctx: Ctx, clients: int, summary: bool = False, web_tree: Path | None = None) -> dict[str, Any]:
     """Drain rate of noop tasks through one worker process alone, and with ``qtasks-fast web`` serving
-    ``clients`` SSE streams of the app (another process), alternating; the median of each and their ratio."""
+    ``clients`` SSE streams of the app (another process), alternating; the median of each and their ratio.
+    ``web_tree``: the web server runs that checkout's package (``qtasks_fast.benchmarks.web_ab``)."""
     import json
     import signal
     import subprocess
@@ -160,6 +191,7 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
     env = bench_env(QTASKS_BENCH_APP=name, QTASKS_BROKER_URL=ctx.url, QTASKS_WEB_TOKEN=token)
     app = make_app(name, ctx.url)
     rates: dict[str, list[float]] = {"alone": [], "sse": []}
+    cpu: dict[str, list[float]] = {"web": [], "clients": []}
     events: list[int] = []
     with app_keys(ctx, name), WorkerPool(ctx, name, 1) as pool:
         warm_up(ctx, app, pool)
@@ -170,7 +202,7 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
                 s.bind(("127.0.0.1", 0))
                 port = int(s.getsockname()[1])
             server = spawn_module("qtasks_fast", ["-A", "qtasks_fast.benchmarks.apps:app", "web", "--port", str(port)],
-                                  env=env, stderr_to=ctx.logs / "web-server.log")
+                                  env=env, stderr_to=ctx.logs / "web-server.log", tree=web_tree)
             try:
                 for _ in range(200):
                     try:
@@ -186,7 +218,11 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
                 if readers.stdout.readline().strip() != b"connected":
                     raise RuntimeError("the SSE clients did not connect (see logs/sse-clients.log)")
                 ctx.step(f"web: drain with {clients} SSE clients")
+                used = cpu_seconds(server.pid), cpu_seconds(readers.pid)
                 rates["sse"].append(run_once(ctx, app, pool, ctx.n, ("noop", (), {}))["rate"])
+                drained = ctx.n / rates["sse"][-1]  # the drain's seconds
+                cpu["web"].append((cpu_seconds(server.pid) - used[0]) / drained)
+                cpu["clients"].append((cpu_seconds(readers.pid) - used[1]) / drained)
                 time.sleep(1.5)  # the last events reach the clients
                 readers.send_signal(signal.SIGTERM)
                 out, _ = readers.communicate(timeout=30)
@@ -202,4 +238,16 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False) -> dict[str, Any]:
     return {"case": f"drain of {ctx.n:,} noop tasks, 1 worker process: alone vs {clients} {kind}",
             "alone tasks/s": round(alone), "with SSE tasks/s": round(sse), "ratio": round(sse / alone, 3),
             "runs alone": [round(r) for r in rates["alone"]], "runs with SSE": [round(r) for r in rates["sse"]],
-            "events per client (fewest)": events}
+            "events per client (fewest)": events,
+            "web CPU s per s of drain": round(median(cpu["web"]), 3),
+            "clients CPU s per s of drain": round(median(cpu["clients"]), 3),
+            "runs web CPU": [round(c, 3) for c in cpu["web"]]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``): what serving the streams
+    costs the cores the workers share, whatever the drain rate's noise."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

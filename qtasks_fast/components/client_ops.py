@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from qtasks_fast.components.producer import NeedsLookup, Signature, as_call, call_options
+from qtasks_fast.components.producer import NeedsLookup, Signature, as_call, call_options, task_keywords
 from qtasks_fast.control import checked_uuid
 from qtasks_fast.schemas import Task, record_from_envelope
 from qtasks_fast.steps import Either, Steps
@@ -42,10 +42,14 @@ def adding(app: BaseQueueTasks, task_name: str | Signature, args: tuple[Any, ...
            connection: Any = None) -> Steps[Task | None]:
     """``add_task``: build, send, and with ``timeout`` wait for the final record (None when not final by then).
     With ``connection``, the send happens inside that open database transaction (``TransactionalEnqueue``)."""
+    name, call_args, kwargs = as_call(task_name, args, kwargs)
+    if (countdown is not None or eta is not None or unique is not None or connection is not None) \
+            and type(task_name) is not tuple:  # a signature's keywords are the task's: these are then options
+        countdown, eta, unique, connection, kwargs = task_keywords(app.tasks, name, kwargs, countdown, eta, unique,
+                                                                   connection)
     if connection is not None and timeout is not None:
         raise ValueError("add_task(connection=..., timeout=...) would wait for a task that no worker can see before "
                          "your transaction commits: drop timeout, commit, then app.wait(task.uuid, timeout)")
-    name, call_args, kwargs = as_call(task_name, args, kwargs)
     if name not in app.tasks:  # not imported here: the published table has its options (or refuses it)
         yield from app._resolving(name)
     when, meta = call_options(app.config, countdown, eta, unique)

@@ -38,8 +38,9 @@ Signature = tuple[str, Sequence[Any], dict[str, Any]]
 def as_call(task: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[str, Sequence[Any], dict[str, Any]]:
     """``add_task``'s first argument: a task name, a task object, or a whole signature ``task.s(...)``.
 
-    The signature form is how a task whose parameters are called ``priority``, ``timeout``,
-    ``countdown``, ``eta`` or ``unique`` gets them: ``app.add_task(t.s(countdown=3), countdown=10)``.
+    The signature form is how a task whose parameters are called ``priority`` or ``timeout`` gets them, and
+    how such a task's ``countdown``/``eta``/``unique``/``connection`` *options* are given (without it those
+    keywords are the task's, :func:`task_keywords`): ``app.add_task(t.s(countdown=3), countdown=10)``.
     """
     if type(task) is str:
         return task, args, kwargs
@@ -53,6 +54,22 @@ def as_call(task: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[str
     if not isinstance(name, str):
         raise TypeError(f"add_task needs a task name, a task or a signature, not {type(task).__name__}")
     return name, args, kwargs
+
+
+def task_keywords(tasks: Mapping[str, TaskFunc], name: str, kwargs: dict[str, Any], countdown: Any, eta: Any,
+                  unique: Any, connection: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """``add_task(name, countdown=..., ...)`` of a task that declares a parameter ``countdown`` (or ``eta``,
+    ``unique``, ``connection``): the keyword is the task's, as in QTasks (which reserves only ``priority`` and
+    ``timeout``), and the option stays unset. Only called when one of these options is given; a task this
+    process has not imported is not known, so its keywords stay options (use the signature form there)."""
+    tf = tasks.get(name)
+    shadowed = tf.shadowed_options if tf is not None else None
+    if not shadowed:
+        return countdown, eta, unique, connection, kwargs
+    given = {"countdown": countdown, "eta": eta, "unique": unique, "connection": connection}
+    kwargs = {**kwargs, **{k: v for k, v in given.items() if k in shadowed and v is not None}}
+    kept = [None if k in shadowed else v for k, v in given.items()]
+    return kept[0], kept[1], kept[2], kept[3], kwargs
 
 
 def call_options(config: GlobalConfig, countdown: float | None, eta: _dt.datetime | float | None,
@@ -74,6 +91,26 @@ def call_options(config: GlobalConfig, countdown: float | None, eta: _dt.datetim
     if not isinstance(key, str) or not key or not ttl or ttl <= 0:
         raise ValueError(f"add_task: unique must be a non-empty key or (key, ttl seconds > 0), not {unique!r}")
     return when, {META_UNIQUE: [key, float(ttl)]}
+
+
+#: ``(task name, priority)`` pairs already reported as mapped onto the end levels (one warning each per process)
+_MAPPED: set[tuple[str, int]] = set()
+
+
+def priority_level(prio: Any, levels: int, task_name: str) -> int:
+    """The level of a priority outside ``0..levels-1``: QTasks takes any int, lower first (its example default is 21,
+    negatives run before 0). Below 0 runs at level 0 (first), above the top at the top level (last), so the order
+    QTasks gives is kept except that values past an end share that end; said once per task and value. Not an int:
+    one line, as a wrong type could only fail later. Only called for such a value: in-range ones cost one compare."""
+    if type(prio) is not int:
+        raise TypeError(f"priority of task {task_name!r} must be an int (lower runs first), not {prio!r}")
+    level = 0 if prio < 0 else levels - 1
+    if (task_name, prio) not in _MAPPED and len(_MAPPED) < 10_000:
+        _MAPPED.add((task_name, prio))
+        hint = f"; config.priority_levels = {prio + 1} keeps it distinct" if prio > 0 else ""
+        log.warning("priority %d of task %r runs at level %d: levels here are 0..%d (lower first) and a priority past "
+                    "an end shares that end%s", prio, task_name, level, levels - 1, hint)
+    return level
 
 
 class NeedsLookup(Exception):
@@ -138,9 +175,8 @@ class Producer:
         if tf is not None and config.validate_args:
             args, kwargs = tf.bind(args, kwargs)
         prio = priority if priority is not None else (opts.priority if opts is not None else 0)
-        if not 0 <= prio < config.priority_levels:
-            raise ValueError(f"priority {prio} of task {task_name!r} is outside 0..{config.priority_levels - 1} "
-                             "(lower runs first; raise config.priority_levels for more levels)")
+        if type(prio) is not int or not 0 <= prio < config.priority_levels:
+            prio = priority_level(prio, config.priority_levels, task_name)
         uid, uid_str = core.new_uuid()
         env = Envelope(
             uuid=uid_str, task_name=task_name, args=list(args), kwargs=kwargs, priority=prio,
@@ -178,9 +214,8 @@ class Producer:
         opts = tf if tf is not None else self.published_spec(task_name)
         config = self.config
         prio = opts.priority if opts is not None else 0
-        if not 0 <= prio < config.priority_levels:
-            raise ValueError(f"priority {prio} of task {task_name!r} is outside 0..{config.priority_levels - 1} "
-                             "(lower runs first; raise config.priority_levels for more levels)")
+        if type(prio) is not int or not 0 <= prio < config.priority_levels:
+            prio = priority_level(prio, config.priority_levels, task_name)
         return (tf.bind if tf is not None and config.validate_args else None, prio,
                 opts.queue if opts is not None else config.default_queue, (opts.retry or 0) if opts is not None else 0,
                 opts.max_time if opts is not None else None)

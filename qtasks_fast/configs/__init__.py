@@ -4,7 +4,7 @@
     gc.set(name="limits", key="rps", value="100")
     gc.get("limits", "rps")                 # '100' (Redis gives text back, so the in-memory store does too)
     gc.get_all("limits")                    # {'rps': '100'}
-    gc.get_match("lim*")                    # {'limits': {'rps': '100'}}
+    gc.get_match("lim*")                    # (0, {'limits': {'rps': '100'}}): QTasks' (cursor, dict)
 
 ``QueueConfig`` is QTasks' name of the app's settings (:class:`qtasks_fast.config.GlobalConfig`); the
 component classes are in :mod:`qtasks_fast.configs.base`.

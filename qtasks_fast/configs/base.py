@@ -4,10 +4,15 @@ Layout as in QTasks, so both can share one Redis: ``set(name, key, value)`` writ
 the hash ``<project>:<config_name>:<name>`` (``config_name`` defaults to ``GlobalConfig``), and
 ``start()`` keeps ``<project>:<config_name>:main`` = ``{name, status: "running"}`` alive (a TTL of
 ``global_config_status_ttl`` seconds, refreshed every ``global_config_status_set_periodic``) until ``stop()``.
+A worker calls both for the component its storage carries (``SyncRedisStorage(global_config=...)``), as
+QTasks' storage does (:func:`qtasks_fast.worker.startup.global_config_call`).
 
-Differences from QTasks, on purpose: ``get_match(pattern)`` returns ``{name: {key: value}}`` for every
-name matching the glob ``pattern`` (QTasks scans a hash nothing writes to, so it finds nothing), read
-from a set of the names ``set`` wrote (``<project>:<config_name>@names``), not by scanning Redis; the
+``get_match(pattern)`` returns QTasks' shape, ``(cursor, dict)`` (QTasks returns Redis' ``HSCAN`` of the
+hash ``<project>:<config_name>``, which nothing writes to, so it finds nothing): the cursor is always 0 (the
+answer is complete) and the dict is ``{name: {key: value}}`` for every name matching the glob ``pattern``.
+The names are those ``set`` wrote here (a set ``<project>:<config_name>@names``) plus those a QTasks
+process wrote, found by a ``SCAN`` of the keys ``<project>:<config_name>:<pattern>``: a walk of the
+keyspace, so ``get_match`` is for rare reads, not a per-task path. Differences from QTasks: the
 in-memory store (``Sync/AsyncInMemoryGlobalConfig``, one per process, shared by instances of the same
 project and config name) has no QTasks counterpart. The async classes run the sync ones in a thread:
 one implementation, and a GlobalConfig call is rare and small.
@@ -18,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fnmatch
+import functools
 import inspect
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -53,9 +59,10 @@ class _MemoryStore:
         with self.lock:
             return dict(self.hashes.get(name, {}))
 
-    def members(self, index: str) -> list[str]:
+    def members(self, index: str, pattern: str) -> set[str]:
+        """Every hash (the caller filters by name), as a ``SCAN`` of Redis would find them."""
         with self.lock:
-            return list(self.indexes.get(index, ()))
+            return set(self.hashes)
 
     def keep(self, name: str, ttl: float) -> None:
         """Nothing to refresh in memory: the status stays until :meth:`drop`."""
@@ -68,12 +75,40 @@ class _MemoryStore:
         pass
 
 
+class GlobalConfigUnreachable(redis.ConnectionError):
+    """Redis did not answer a GlobalConfig call: a ``redis.ConnectionError`` (what QTasks raises, so code catching
+    that still does) whose one line says where it tried and what to do."""
+
+
+def _where(client: redis.Redis) -> str:
+    kw = client.connection_pool.connection_kwargs
+    return str(kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}")
+
+
+def _answered(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` of :class:`_RedisStore`, with a connection failure turned into :class:`GlobalConfigUnreachable`."""
+
+    @functools.wraps(method)
+    def call(self: _RedisStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, GlobalConfigUnreachable):
+                raise
+            raise GlobalConfigUnreachable(
+                f"GlobalConfig: Redis at {_where(self.client)} did not answer ({str(exc).rstrip('.')}): start it, or "
+                "give the GlobalConfig the url= of the Redis the app uses") from exc
+
+    return call
+
+
 class _RedisStore:
     """The hashes in Redis; the project's names in a set beside them, so ``get_match`` never scans the keyspace."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
+    @_answered
     def hset(self, name: str, mapping: Mapping[str, str], index: str | None = None) -> None:
         pipe = self.client.pipeline()
         pipe.hset(name, mapping=dict(mapping))  # type: ignore[arg-type]
@@ -81,15 +116,23 @@ class _RedisStore:
             pipe.sadd(index, name)
         pipe.execute()
 
+    @_answered
     def hget(self, name: str, key: str) -> str | None:
         return self.client.hget(name, key)  # type: ignore[return-value]
 
+    @_answered
     def hgetall(self, name: str) -> dict[str, str]:
         return self.client.hgetall(name)  # type: ignore[return-value]
 
-    def members(self, index: str) -> list[str]:
-        return list(self.client.smembers(index))  # type: ignore[arg-type]
+    @_answered
+    def members(self, index: str, pattern: str) -> set[str]:
+        """The names in ``index`` and the hashes matching the Redis glob ``pattern`` (names a QTasks process
+        wrote are in no index)."""
+        names: set[str] = set(self.client.smembers(index))  # type: ignore[arg-type]
+        names.update(self.client.scan_iter(match=pattern, count=1000, _type="hash"))  # type: ignore[arg-type]
+        return names
 
+    @_answered
     def keep(self, name: str, ttl: float) -> None:
         self.client.expire(name, int(ttl))
 
@@ -98,6 +141,11 @@ class _RedisStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob (a project name may hold ``*``, ``?``, ``[`` or ``\\``)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _text(value: Value) -> str:
@@ -143,17 +191,17 @@ class BaseGlobalConfig:
         """Every field of hash ``key`` (empty when none)."""
         return self._store.hgetall(self._key(key))
 
-    def get_match(self, match: str) -> dict[str, dict[str, str]]:
-        """``{name: fields}`` of every name given to :meth:`set` that matches the glob ``match`` (``*``, ``?``,
-        ``[...]``) and still has fields."""
+    def get_match(self, match: str) -> tuple[int, dict[str, dict[str, str]]]:
+        """QTasks' ``(cursor, dict)``: cursor 0 (complete) and ``{name: fields}`` of every name that matches the
+        glob ``match`` (``*``, ``?``, ``[...]``) and has fields, whether this side or a QTasks process set it."""
         prefix = f"{self.config_name}:"
         found = {}
-        for k in sorted(self._store.members(self._index)):
+        for k in sorted(self._store.members(self._index, _glob_escape(prefix) + match)):
             if k.startswith(prefix) and fnmatch.fnmatchcase(k[len(prefix):], match):
                 fields = self._store.hgetall(k)
                 if fields:
                     found[k[len(prefix):]] = fields
-        return found
+        return 0, found
 
     def start(self) -> None:
         """Mark the project running (``get("main", "status") == "running"``) until :meth:`stop`."""
@@ -237,7 +285,7 @@ class _Async:
     async def get_all(self, key: str) -> dict[str, str]:
         return await asyncio.to_thread(self._sync.get_all, key)
 
-    async def get_match(self, match: str) -> dict[str, dict[str, str]]:
+    async def get_match(self, match: str) -> tuple[int, dict[str, dict[str, str]]]:
         return await asyncio.to_thread(self._sync.get_match, match)
 
     async def start(self) -> None:

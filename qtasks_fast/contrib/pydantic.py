@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from qtasks_fast.exceptions import TaskArgumentsError
+from qtasks_fast.schemas.bigint import widen
 
 
 class ModelParam:
@@ -89,4 +90,14 @@ def _dump(obj: Any) -> Any:
 
 
 #: the worker's second try at a result its plain encoder refused (the fast path never pays for models)
-encode_with_models = msgspec.msgpack.Encoder(enc_hook=_dump).encode
+_encode_models = msgspec.msgpack.Encoder(enc_hook=_dump).encode
+
+
+def encode_with_models(value: Any) -> bytes:
+    """msgpack bytes of a result the plain encoder refused: pydantic models as ``model_dump(mode="json")``, ints
+    wider than 64 bits as :mod:`qtasks_fast.schemas.bigint` extensions (raises TypeError/EncodeError/OverflowError
+    for what still cannot be stored)."""
+    try:
+        return _encode_models(value)
+    except OverflowError:
+        return _encode_models(widen(value))

@@ -16,6 +16,7 @@ from qtasks_fast.abc.query import TaskDetail, TaskEvent, TaskFilter, TaskSummary
 from qtasks_fast.grpc.v1 import qtasks_fast_pb2 as pb
 from qtasks_fast.querylib import STATUSES
 from qtasks_fast.schemas import Task
+from qtasks_fast.schemas.bigint import widen
 from qtasks_fast.service import BadRequest, checked_filter
 
 JSON, MSGPACK = pb.JSON, pb.MSGPACK
@@ -26,9 +27,13 @@ _msgpack_encoder = msgspec.msgpack.Encoder(enc_hook=str)
 
 
 def value(data: Any, encoding: int) -> pb.Value:
-    """``data`` as a :class:`Value` in ``encoding``; what neither format holds is sent as its ``str``."""
+    """``data`` as a :class:`Value` in ``encoding``; what neither format holds is sent as its ``str``, and an int
+    wider than 64 bits in msgpack as extension type ``BIGINT_EXT`` (its decimal text; JSON holds it as a number)."""
     if encoding == MSGPACK:
-        return pb.Value(msgpack=_msgpack_encoder.encode(data))
+        try:
+            return pb.Value(msgpack=_msgpack_encoder.encode(data))
+        except OverflowError:  # an int wider than 64 bits: the extension records use (qtasks_fast.schemas.bigint)
+            return pb.Value(msgpack=_msgpack_encoder.encode(widen(data)))
     return pb.Value(json=_json_encoder.encode(data).decode())
 
 

@@ -23,6 +23,8 @@ from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.service.throttle import FailureLimiter
 
 GRPC_ENV, WEB_ENV = "QTASKS_GRPC_TOKEN", "QTASKS_WEB_TOKEN"
+#: the methods any caller may use: the standard health check (a Kubernetes gRPC probe sends no metadata)
+OPEN_PREFIX = "/grpc.health.v1.Health/"
 DENIED = "missing or wrong token: send metadata 'authorization: Bearer <token>'"
 
 
@@ -46,7 +48,8 @@ def resolve_token(token_file: str | None = None) -> tuple[str, bool]:
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuses, with UNAUTHENTICATED, every call without ``authorization: Bearer <token>`` (constant-time); a
+    """Refuses, with UNAUTHENTICATED, every call without ``authorization: Bearer <token>`` (constant-time) but the
+    health check's (:data:`OPEN_PREFIX`); a
     peer address that keeps sending wrong tokens gets RESOURCE_EXHAUSTED for a while, right token or not
     (:mod:`qtasks_fast.service.throttle`, as the web server)."""
 
@@ -62,7 +65,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
-        if handler is None:
+        if handler is None or details.method.startswith(OPEN_PREFIX):
             return handler
         metadata = dict(details.invocation_metadata or ())
         allowed = self.allowed(details.invocation_metadata)

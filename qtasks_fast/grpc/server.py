@@ -1,7 +1,10 @@
 """The thin transport adapter: a ``grpc.aio`` server carrying both services of one app.
 
 ``qtasks.v1.QTasksService`` (QTasks' protocol, :mod:`qtasks_fast.plugins.grpc.service`) and
-``qtasks_fast.v1.QTasksFast`` (:mod:`qtasks_fast.grpc.servicer`) behind one token interceptor. Used by
+``qtasks_fast.v1.QTasksFast`` (:mod:`qtasks_fast.grpc.servicer`) behind one token interceptor, with the standard
+``grpc.health.v1.Health`` and server reflection QTasks' plugin serves too (a Kubernetes gRPC probe, ``grpcurl
+list``). Health answers without the token (a probe sends no metadata, and it tells only whether the server
+serves: SERVING, then NOT_SERVING while it stops); reflection is behind the token like the services. Used by
 ``qtasks-fast grpc`` (:func:`serve`) and by the gRPC plugins, which bind it their own way (a pool's standby).
 Nothing here knows a task: swapping the transport means replacing this module, not the services.
 """
@@ -13,10 +16,13 @@ import logging
 import os
 import signal
 import sys
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from qtasks_fast.exceptions import ConfigError
 from qtasks_fast.grpc.security import TokenInterceptor, address
@@ -35,6 +41,8 @@ DEFAULT_OPTIONS: list[tuple[str, Any]] = [
 ]
 #: seconds calls in flight (open watch streams too) get to finish when the server stops
 GRACE = 3.0
+#: the health servicer of each server :func:`build_server` made, told NOT_SERVING by :func:`stop_server`
+_HEALTH: weakref.WeakKeyDictionary[grpc.aio.Server, health.aio.HealthServicer] = weakref.WeakKeyDictionary()
 
 
 def build_server(app: BaseQueueTasks, token: str | None, *, read_only: bool = False,
@@ -49,7 +57,25 @@ def build_server(app: BaseQueueTasks, token: str | None, *, read_only: bool = Fa
                              maximum_concurrent_rpcs=max_concurrent_rpcs)
     qtasks_pb2_grpc.add_QTasksServiceServicer_to_server(QTasksServicer(app, read_only=read_only), server)
     qtasks_fast_pb2_grpc.add_QTasksFastServicer_to_server(QTasksFastServicer(app, read_only=read_only), server)
+    checks = health.aio.HealthServicer()  # "" is SERVING from the start: it answers once the server listens
+    from qtasks_fast.grpc.v1 import qtasks_fast_pb2
+    from qtasks_fast.plugins.grpc.core import qtasks_pb2
+
+    served = (qtasks_pb2.DESCRIPTOR.services_by_name["QTasksService"].full_name,
+              qtasks_fast_pb2.DESCRIPTOR.services_by_name["QTasksFast"].full_name)
+    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    reflection.enable_server_reflection((*served, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    _HEALTH[server] = checks
     return server
+
+
+async def stop_server(server: grpc.aio.Server, grace: float | None) -> None:
+    """Say NOT_SERVING to health checks (a load balancer stops sending new calls), then stop, letting calls in
+    flight finish for ``grace`` seconds."""
+    checks = _HEALTH.pop(server, None)
+    if checks is not None:
+        await checks.enter_graceful_shutdown()
+    await server.stop(grace)
 
 
 async def serve(app: BaseQueueTasks, host: str, port: int, token: str, *, read_only: bool = False,
@@ -76,7 +102,7 @@ async def serve(app: BaseQueueTasks, host: str, port: int, token: str, *, read_o
             ready(bound)
         await stop.wait()
     finally:
-        await server.stop(GRACE)
+        await stop_server(server, GRACE)
         await _leftovers()
 
 

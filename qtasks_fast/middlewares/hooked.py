@@ -106,10 +106,10 @@ async def _run_hooked(ex: Executor, d: Delivery) -> None:
         try:
             try:
                 encoded = core.encode(value)
-            except (TypeError, msgspec.EncodeError):
+            except (TypeError, msgspec.EncodeError, OverflowError):
                 encoded = encode_with_models(value)
             followups = ex.followups(env, value, d.handler.app, d) if env.meta else []
-        except (TypeError, msgspec.EncodeError) as enc:
+        except (TypeError, msgspec.EncodeError, OverflowError) as enc:
             exc = TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}")
         except Exception as err:  # noqa: BLE001 - the next chain step could not be built
             exc = err

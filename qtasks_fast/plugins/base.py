@@ -18,7 +18,8 @@ the same trigger sees the replaced values. Triggers and their keyword arguments:
   ``task_name``, ``uuid``, ``e``: the ``ctx.plugin_error`` exception; ``{"result": v}`` makes ``v`` the result);
   each task trigger also passes QTasks' names ``task_func`` (= ``task``) and ``task_broker`` (the envelope)
 - producer: ``task_before_enqueue`` (``app``, ``envelope``; replaces ``envelope``, ``args``, ``kwargs``,
-  ``priority``), ``task_after_enqueue`` (``app``, ``envelope``)
+  ``priority``, ``task_name``, and ``extra``: a dict merged into the envelope's ``meta``), ``task_after_enqueue``
+  (``app``, ``envelope``)
 - broker: ``broker_start`` / ``broker_stop`` (``broker``, ``worker``), fired by each worker process
 - storage: ``storage_save`` (``storage``, ``outcomes``, ``worker``): after each batch of results is stored
 
@@ -29,8 +30,9 @@ logged and skipped, except in ``task_before_execute`` (the task fails with its e
 middleware's ``before_execute``) and ``task_before_enqueue`` (``add_task`` raises).
 
 QTasks' trigger names (``task_executor_before_execute``, ``broker_add_before``, ...) are accepted where one
-of ours fires at the same point, and the plugin is called with the QTasks name; the others are refused
-naming our closest trigger (:mod:`qtasks_fast.plugin_names`, docs/from-qtasks.md).
+of ours fires at the same point, and the plugin is called with the QTasks name, with QTasks' keyword arguments
+beside ours and its returned QTasks keys read as ours (:mod:`qtasks_fast.plugins.qtasks_kw`); the others are
+refused naming our closest trigger (:mod:`qtasks_fast.plugin_names`, docs/from-qtasks.md).
 
 ``start``/``stop`` of every plugin are awaited by each worker process around serving (before
 ``worker_start``, after ``worker_stop``); a producer never calls them.
@@ -48,6 +50,7 @@ from qtasks_fast import plugin_names
 from qtasks_fast.exceptions import TaskPluginTriggerError
 from qtasks_fast.log import get_logger
 from qtasks_fast.middleware import Middleware
+from qtasks_fast.plugins.qtasks_kw import our_keys, qtasks_kwargs
 
 if TYPE_CHECKING:
     from qtasks_fast.schemas import Envelope
@@ -65,7 +68,7 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
 #: what a plugin may replace by returning ``{key: value}``, per trigger (other triggers: nothing)
 REPLACES: dict[str, frozenset[str]] = {
     "task_before_execute": frozenset({"args", "kwargs"}),
-    "task_before_enqueue": frozenset({"envelope", "args", "kwargs", "priority"}),
+    "task_before_enqueue": frozenset({"envelope", "args", "kwargs", "priority", "task_name", "extra"}),
     "task_plugin_error": frozenset({"result"}),
 }
 
@@ -173,12 +176,11 @@ class Plugins:
         for plugin in self.by_trigger.get(name, ()):
             called = self.called_as.get((id(plugin), name), name)
             try:
-                res = plugin.trigger(called, **kw)
+                res = plugin.trigger(called, **(kw if called is name else qtasks_kwargs(called, name, kw)))
                 if inspect.isawaitable(res):
                     res = yield res
-                if isinstance(res, dict) and called in plugin_names.RENAMED_KEYS:
-                    renames = plugin_names.RENAMED_KEYS[called]
-                    res = {renames.get(k, k): v for k, v in res.items()}
+                if called is not name:
+                    res = our_keys(called, name, res)
                 _apply(plugin, name, res, kw, changed)
             except Exception:
                 if strict:
@@ -298,6 +300,15 @@ class _BeforeEnqueue(Middleware):
     def before_enqueue(self, app: Any, envelope: Envelope) -> Envelope:
         changed = self.plugins.fire_sync("task_before_enqueue", strict=True, app=app, envelope=envelope)
         env = changed.pop("envelope", envelope)
+        if "extra" in changed:  # QTasks' extra fields of the call: kept in the envelope's meta for the worker side
+            extra = changed.pop("extra")
+            if extra:
+                changed["meta"] = {**env.meta, **dict(extra)}
+        prio = changed.get("priority")
+        if prio is not None and (type(prio) is not int or not 0 <= prio < app.config.priority_levels):
+            from qtasks_fast.components.producer import priority_level
+
+            changed["priority"] = priority_level(prio, app.config.priority_levels, env.task_name)
         if changed:
             env = msgspec.structs.replace(env, **{k: list(v) if k == "args" else v for k, v in changed.items()})
         return env  # type: ignore[no-any-return]

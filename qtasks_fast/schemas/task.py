@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses as _dataclasses
 import datetime as _dt
 import uuid as _uuid
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qtasks_fast.enums.task_status import TaskStatus
+from qtasks_fast.schemas.bigint import decode_result
 from qtasks_fast.schemas.envelope import META_EXTRA, META_RESTART_OF, Envelope
 
 if TYPE_CHECKING:
@@ -24,7 +26,8 @@ class Task(msgspec.Struct):
 
     ``retry`` is the number of retries *left* after this attempt, not how many were made: ``retry=3``
     on a first attempt that fails gives a child with ``retry=2``, and so on to 0. A failure that
-    ``retry_on_exc`` does not name is final with retries still left in ``retry``.
+    ``retry_on_exc`` does not name is final with retries still left in ``retry``. A task without retries
+    has ``retry=None``, as on QTasks' record (``task.retry is None`` branches the same way there and here).
     """
 
     status: str
@@ -38,7 +41,8 @@ class Task(msgspec.Struct):
     returning: Any = None
     traceback: str | None = None
     #: retries left after this attempt (not retries made): ``retry=N`` of the task on the first attempt, one
-    #: less on each retry child, 0 on the last; ``retry_parent_uuid`` links back to the attempt before
+    #: less on each retry child, 0 on the last; None for a task without retries (QTasks' value);
+    #: ``retry_parent_uuid`` links back to the attempt before
     retry: int | None = None
     retry_child_uuid: _uuid.UUID | None = None
     retry_parent_uuid: _uuid.UUID | None = None
@@ -61,6 +65,12 @@ class Task(msgspec.Struct):
             return extra[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    @property  # type: ignore[misc]
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        """The fields by name, as a dataclass instance has them: ``vars(task)`` and ``task.__dict__`` work as on
+        QTasks' record (a new dict each time; setting an attribute is how a field is changed)."""
+        return {name: getattr(self, name) for name in self.__struct_fields__}
+
     @property
     def finished(self) -> bool:
         return TaskStatus(self.status).finished
@@ -81,6 +91,27 @@ class Task(msgspec.Struct):
         from qtasks_fast.results import AsyncResult
 
         return await AsyncResult(uuid=self.uuid, app=app).result(timeout=timeout)
+
+
+def _as_dataclass(cls: type[msgspec.Struct]) -> None:
+    """Give ``cls`` the dataclass fields of its struct fields, so ``dataclasses.asdict``, ``astuple``, ``replace``,
+    ``fields`` and ``is_dataclass`` work on it as on QTasks' ``@dataclass`` record (e.g.
+    ``json.dumps(asdict(task), default=str)`` in a web view). Only class attributes are added: building and
+    decoding a record stay msgspec's, at msgspec's speed."""
+    specs: list[tuple[Any, ...]] = []
+    for f in msgspec.structs.fields(cls):
+        if f.default is not msgspec.NODEFAULT:
+            specs.append((f.name, f.type, _dataclasses.field(default=f.default)))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            specs.append((f.name, f.type, _dataclasses.field(default_factory=f.default_factory)))
+        else:
+            specs.append((f.name, f.type))
+    shadow = _dataclasses.make_dataclass(cls.__name__, specs)
+    cls.__dataclass_fields__ = shadow.__dataclass_fields__  # type: ignore[attr-defined]
+    cls.__dataclass_params__ = shadow.__dataclass_params__  # type: ignore[attr-defined]
+
+
+_as_dataclass(Task)
 
 
 def ts_to_dt(ts: float) -> _dt.datetime:
@@ -106,9 +137,9 @@ def task_from_envelope(env: Envelope, status: str, *, updated: float | None = No
         kwargs=dict(env.kwargs),
         created_at=created,
         updated_at=ts_to_dt(updated) if updated else created,
-        returning=msgspec.msgpack.decode(returning) if returning else None,
+        returning=decode_result(returning) if returning else None,
         traceback=traceback or None,
-        retry=env.retry,
+        retry=env.retry if env.retry or env.retry_parent_uuid else None,  # no retries at all: QTasks' None
         retry_child_uuid=_uuid.UUID(retry_child) if retry_child else None,
         retry_parent_uuid=_uuid.UUID(env.retry_parent_uuid) if env.retry_parent_uuid else None,
         worker_id=worker_id or None,

@@ -22,7 +22,7 @@ from qtasks_fast.exceptions import PayloadTooLarge, TaskArgumentsError, TaskNotF
 from qtasks_fast.schemas import Task, record_from_envelope
 from qtasks_fast.service.audit import record
 from qtasks_fast.service.errors import BadRequest, NotFound
-from qtasks_fast.service.guard import Caller, translated
+from qtasks_fast.service.guard import Caller, checked_priority, translated
 from qtasks_fast.service.tasks import registered_names
 from qtasks_fast.steps import Steps, run
 
@@ -115,6 +115,7 @@ def _adding_each(app: BaseQueueTasks, calls: Sequence[Call]) -> Steps[list[Task]
         if call.name not in app.tasks:
             yield from app._resolving(call.name)
         eta = _when(i, call)
+        checked_priority(app, call.priority, f"calls[{i}].priority")
         with _call_at(i, call):
             when, meta = call_options(app.config, None, eta, call.unique or None)
             built.append(app.build(call.name, call.args, call.kwargs, call.priority, eta=when, meta=meta))

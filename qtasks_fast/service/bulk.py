@@ -20,7 +20,7 @@ from qtasks_fast.abc.query import TaskFilter, TaskSummary
 from qtasks_fast.components import client_ops
 from qtasks_fast.service.audit import record
 from qtasks_fast.service.errors import BadRequest
-from qtasks_fast.service.guard import Caller, translated
+from qtasks_fast.service.guard import Caller, known_queue, translated
 from qtasks_fast.steps import run
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ async def bulk(app: BaseQueueTasks, caller: Caller, action: str, filter: TaskFil
         raise BadRequest("action", f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
     if not 1 <= cap <= MAX_CAP:
         raise BadRequest("cap", f"cap must be 1 to {MAX_CAP}, got {cap}")
+    with translated():
+        await known_queue(app, filter.queue)
     if dry_run:
         with translated():
             counted, more = await _matching(app, filter, cap)

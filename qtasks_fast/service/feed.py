@@ -5,6 +5,13 @@ broker the fleet drains through. A :class:`Feed` reads once, keeps the last :dat
 followers. A follower that resumes from an id the feed does not hold (older, or a reconnect before the feed
 started) reads the backend directly until it reaches an event the feed holds, then joins it: the ids it gets
 are the backend's, in order, without a gap or a repeat.
+
+A follower of counts (``summary``: the WebView's Overview, Queues and Workers pages) needs to know that something
+changed, not each change: while only such followers are connected the feed reads no event at all, it asks the
+backend at most :data:`COUNTS_RATE` times a second whether its event stream moved (one event read) and, when it
+did, for the tasks finished this minute (the contract's ``throughput``): a full state, so a page that reconnects
+resumes by getting the current one. At 20,000 tasks/s that is a few round trips a second instead of decoding
+60,000 events.
 """
 
 from __future__ import annotations
@@ -13,16 +20,15 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.log import get_logger
-from qtasks_fast.querylib import STATUSES
 from qtasks_fast.service.errors import ServiceError
-from qtasks_fast.service.fleet import events
+from qtasks_fast.service.fleet import events, throughput
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -34,76 +40,149 @@ KEPT = 5000
 PAGE = 1000
 #: seconds a read waits for the first event (also how often a follower is woken when nothing happens)
 BLOCK = 1.0
+#: seconds the reader lets events gather after a read that did not fill a page: a busy fleet is read in a few
+#: large pages a second (each a round trip or two to the broker the workers drain through) rather than in as
+#: many small ones as the loop can turn; an idle feed still wakes at the first event (its read blocks)
+READ_GAP = 0.05
 #: seconds a follower lets events gather after a change before it takes them: at most ten writes a second to
 #: a client however fast the fleet goes (a change is still on screen well within a second)
 COALESCE = 0.1
-
-
-SLOT = {s: i for i, s in enumerate(STATUSES)}
+#: counts frames a second at most (a summary follower's page is still updated within a second)
+COUNTS_RATE = 4
 
 
 class Summary(msgspec.Struct, kw_only=True):
-    """Status changes counted per status, up to and including the event ``last`` (resume from it)."""
+    """The tasks finished per status (``success``, ``error``, ``cancel``) in the minute starting at ``minute``
+    (epoch seconds), read when the event stream had reached ``last`` (a resume point of the event stream): a
+    full state, so a follower that misses one loses nothing."""
 
     last: str
+    minute: int
     counts: dict[str, int]
 
-    @classmethod
-    def of(cls, events: list[TaskEvent]) -> Summary:
-        counts = dict.fromkeys(STATUSES, 0)
-        for e in events:
-            counts[e.status] = counts.get(e.status, 0) + 1
-        return cls(last=events[-1].id, counts=counts)
+
+async def summary_now(app: BaseQueueTasks, queue: str | None, last: str) -> Summary:
+    """The current minute's finished tasks of ``queue`` (the contract's ``throughput``), labelled ``last``."""
+    point = (await throughput(app, 1, queue))[-1]
+    return Summary(
+        last=last, minute=point.minute, counts={"success": point.success, "error": point.error, "cancel": point.cancel}
+    )
 
 
 class Feed:
     """The status changes of ``queue`` (None: every queue) of ``app``, read once for every follower."""
 
-    def __init__(self, app: BaseQueueTasks, queue: str | None) -> None:
+    def __init__(
+        self, app: BaseQueueTasks, queue: str | None, encode: Callable[[list[TaskEvent]], bytes] | None = None
+    ) -> None:
         self.app, self.queue = app, queue
         self.ring: deque[TaskEvent] = deque(maxlen=KEPT)
-        #: per event of the ring, the events per status before it (running totals since the feed started), and
-        #: the totals now: a follower's summary of any stretch is a subtraction, whatever its length
-        self.before: deque[tuple[int, ...]] = deque(maxlen=KEPT)
-        self.cum = [0] * len(STATUSES)
+        #: the surface's wire form of a batch of events (SSE frames), made once per backend read and shared by
+        #: every follower that asks ``encoded``: a hundred clients cost one encoding, not a hundred
+        self.encode = encode
+        #: (position of its first event, the encoded read) per backend read the ring still holds
+        self.chunks: deque[tuple[int, bytes]] = deque()
         #: resume point (an event id, or the cursor the feed started at) -> absolute position after it
         self.pos: dict[str, int] = {}
         self.total = 0
         self.last = ""
         self.error: ServiceError | None = None
         self.followers = 0
+        #: followers of counts only; while they are all the followers, no event is read (see the module)
+        self.summaries = 0
+        #: the latest counts (summary followers get it once per new ``counts_seen``)
+        self.state: Summary | None = None
+        self.counts_seen = 0
+        self._counted = 0.0
+        self._pending = False
+        #: what the reader is doing: "" (starting), "events" (every event) or "counts" (only whether it moved)
+        self.mode = ""
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        #: set while the reader reads every event (what a follower of every event waits for)
+        self._events_ready = asyncio.Event()
+        self._kick = asyncio.Event()
+
+    def _reset(self) -> None:
+        self.ring.clear()
+        self.chunks.clear()
+        self.pos.clear()
+        self.total = 0
 
     async def _read(self) -> None:
-        cursor = "$"
         me = asyncio.current_task()
         while self._task is me:  # not `while True`: a client library may turn the cancel of a read into an error
             try:
-                page = await events(self.app, cursor, PAGE, 0.0 if cursor == "$" else BLOCK, self.queue)
+                if self.followers > self.summaries:
+                    await self._read_events()
+                else:
+                    await self._read_counts()
                 self.error = None
             except ServiceError as exc:  # the broker is away: followers hear it; the feed retries
                 self.error = exc
                 self._wake()
                 await asyncio.sleep(BLOCK)
-                continue
+
+    async def _read_events(self) -> None:
+        """Every event, a page at a time, until no follower wants every event."""
+        self.mode, cursor = "events", "$"
+        self._reset()
+        while self.followers > self.summaries:
+            block = 0.0 if cursor == "$" else 1 / COUNTS_RATE if self._pending else BLOCK
+            page = await events(self.app, cursor, PAGE, block, self.queue)
             if cursor == "$":
                 self.pos[page.cursor] = 0
                 self.last = page.cursor
                 self._started.set()
+                self._events_ready.set()
+            if page.events and self.encode is not None:
+                self.chunks.append((self.total, self.encode(page.events)))
+                while self.chunks and self.chunks[0][0] < self.total + len(page.events) - KEPT:
+                    self.chunks.popleft()
             for e in page.events:
                 if len(self.ring) == KEPT:
                     self.pos.pop(self.ring[0].id, None)
                 self.ring.append(e)
-                self.before.append(tuple(self.cum))
-                if e.status in SLOT:
-                    self.cum[SLOT[e.status]] += 1
                 self.total += 1
                 self.pos[e.id] = self.total
                 self.last = e.id
             cursor = page.cursor
+            if self.summaries and (page.events or self._pending or self.state is None):
+                await self._count(self.last)
             self._wake()
+            if page.events and len(page.events) < PAGE and READ_GAP:
+                await asyncio.sleep(READ_GAP)
+
+    async def _read_counts(self) -> None:
+        """Only whether the event stream moved (one event read), at most :data:`COUNTS_RATE` times a second,
+        and then the counts, until a follower wants every event."""
+        self.mode, tip = "counts", ""
+        self._events_ready.clear()
+        self._reset()
+        while self.followers <= self.summaries:
+            moved = not tip or bool((await events(self.app, tip, 1, 0.0, self.queue)).events)
+            if moved:
+                tip = (await events(self.app, "$", 1, 0.0, self.queue)).cursor
+                self.last = tip
+            if moved or self._pending:
+                await self._count(self.last)
+            self._started.set()
+            self._wake()
+            with contextlib.suppress(asyncio.TimeoutError):  # a follower of every event ends the wait
+                await asyncio.wait_for(self._kick.wait(), 1 / COUNTS_RATE)
+            self._kick.clear()
+
+    async def _count(self, last: str) -> None:
+        """The counts now, labelled ``last``, unless they were read less than 1/:data:`COUNTS_RATE` s ago (then
+        they are pending: the reader reads them at the next turn after that, so the last change is counted)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._counted < 1 / COUNTS_RATE and self.state is not None:
+            self._pending = True
+            return
+        self._counted, self._pending = now, False
+        self.state = await summary_now(self.app, self.queue, last)
+        self.counts_seen += 1
 
     def _wake(self) -> None:
         self._changed.set()
@@ -118,22 +197,47 @@ class Feed:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._changed.wait(), BLOCK)
 
-    def _summary(self, p: int) -> Summary:
-        """The events from position ``p`` to now, counted per status (two lookups, not a walk)."""
-        start = self.before[p - (self.total - len(self.ring))]
-        return Summary(last=self.ring[-1].id, counts={s: n - m for s, n, m in zip(STATUSES, self.cum, start)})
+    def _since(self, p: int) -> list[TaskEvent]:
+        """The events from position ``p`` to now, walked from the newest end (a follower is near it)."""
+        return list(itertools.islice(reversed(self.ring), self.total - p))[::-1]
 
-    async def follow(self, after: str | None, summary: bool = False) -> AsyncIterator[list[TaskEvent] | Summary]:
+    def _encoded(self, p: int) -> bytes:
+        """The events from position ``p`` to now in the surface's wire form: the reads' shared encodings when
+        ``p`` starts one (a follower that keeps up always does), else encoded for this follower."""
+        assert self.encode is not None
+        taken: list[bytes] = []
+        for start, chunk in reversed(self.chunks):
+            if start < p:
+                break
+            taken.append(chunk)
+            if start == p:
+                return b"".join(reversed(taken))
+        return self.encode(self._since(p))
+
+    async def follow(
+        self, after: str | None, summary: bool = False, encoded: bool = False
+    ) -> AsyncIterator[list[TaskEvent] | Summary | bytes]:
         """Events after ``after`` (an event id; ``"$"``: from now; None: the oldest kept), for ever, in batches
         (what arrived within :data:`COALESCE` seconds: one write to a client instead of one per event); an empty
         batch every :data:`BLOCK` seconds without one (a keep-alive tick). Raises the feed's
-        :class:`ServiceError`. ``summary``: a :class:`Summary` per batch instead (a live counter needs no more,
-        and costs the server the same however fast the fleet goes)."""
+        :class:`ServiceError`. ``summary``: the counts instead (a :class:`Summary`, a full state: ``after`` is
+        not needed), the current ones at once and then at most :data:`COUNTS_RATE` a second while the fleet
+        changes (a live counter needs no more; while only such followers are connected no event is read).
+        ``encoded`` (a feed made with ``encode``): each batch as the bytes ``encode`` made of it, shared with the
+        other followers."""
         self.followers += 1
+        self.summaries += summary
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._read())
         try:
             await asyncio.wait_for(self._started.wait(), 30)
+            if not summary:  # a reader of counts alone turns to reading every event
+                self._kick.set()
+                await asyncio.wait_for(self._events_ready.wait(), 30)
+            if summary:
+                async for s in self._follow_counts():
+                    yield s
+                return
             if after == "$":
                 after = self.last
             while True:
@@ -141,15 +245,14 @@ class Feed:
                 if p is None:  # not in the ring: read the backend directly up to what the feed holds
                     page = await events(self.app, after, PAGE, 0.0, self.queue)
                     if page.events:
-                        yield Summary.of(page.events) if summary else page.events
+                        yield self.encode(page.events) if encoded and self.encode else page.events
                     after = page.cursor
                     if len(page.events) < PAGE and self._held(after) is None:
                         await self._changes()  # the feed has not reached it yet (or it is a cursor of no event)
                     continue
                 if p < self.total:
                     after = self.ring[-1].id
-                    yield self._summary(p) if summary else list(
-                        itertools.islice(self.ring, p - (self.total - len(self.ring)), None))
+                    yield self._encoded(p) if encoded and self.encode else self._since(p)
                 if self.error is not None:
                     raise self.error
                 waited = self.total
@@ -160,25 +263,37 @@ class Feed:
                     await asyncio.sleep(COALESCE)
         finally:
             self.followers -= 1
+            self.summaries -= summary
             if not self.followers and self._task is not None:
                 self._task.cancel()
                 self._task = None
                 self._started, self._changed = asyncio.Event(), asyncio.Event()
-                self.ring.clear()
-                self.before.clear()
-                self.cum = [0] * len(STATUSES)
-                self.pos.clear()
-                self.total = 0
+                self._events_ready.clear()
+                self._reset()
+                self.state, self.mode, self._counted, self._pending = None, "", 0.0, False
+
+    async def _follow_counts(self) -> AsyncIterator[Summary | list[TaskEvent]]:
+        seen = 0
+        while True:
+            if self.error is not None:
+                raise self.error
+            if self.state is not None and self.counts_seen != seen:
+                seen = self.counts_seen
+                yield self.state
+            waited = self.counts_seen
+            await self._changes()
+            if self.counts_seen == waited:
+                yield []
 
 
 class Feeds:
     """A surface's feeds of one app, one per queue filter (a server holds one of these)."""
 
-    def __init__(self, app: BaseQueueTasks) -> None:
-        self.app = app
+    def __init__(self, app: BaseQueueTasks, encode: Callable[[list[TaskEvent]], bytes] | None = None) -> None:
+        self.app, self.encode = app, encode
         self._feeds: dict[str | None, Feed] = {}
 
     def __call__(self, queue: str | None) -> Feed:
         if queue not in self._feeds:
-            self._feeds[queue] = Feed(self.app, queue)
+            self._feeds[queue] = Feed(self.app, queue, self.encode)
         return self._feeds[queue]

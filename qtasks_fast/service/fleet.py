@@ -13,8 +13,8 @@ from qtasks_fast.abc.capabilities import WorkerInfo
 from qtasks_fast.abc.query import EventPage
 from qtasks_fast.query import QueueOverview
 from qtasks_fast.service.audit import record
-from qtasks_fast.service.errors import BadRequest, NotFound
-from qtasks_fast.service.guard import Caller, translated
+from qtasks_fast.service.errors import BadRequest
+from qtasks_fast.service.guard import Caller, known_queue, translated
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -54,11 +54,6 @@ class Health(msgspec.Struct, kw_only=True):
     reason: str = ""
 
 
-async def _known_queue(app: BaseQueueTasks, queue: str | None) -> str | None:
-    if queue is not None and queue not in await app.all_queues():
-        raise NotFound(f"no queue {queue!r} in app {app.name!r}; its queues: {', '.join(app.queues)}")
-    return queue
-
 
 async def queues(app: BaseQueueTasks) -> list[QueueOverview]:
     """Each queue: depth per priority, in flight per worker, delayed, dead, tasks per status."""
@@ -73,7 +68,7 @@ async def dead_letters(app: BaseQueueTasks, queue: str | None = None, limit: int
     if not 1 <= limit <= 1000:
         raise BadRequest("limit", f"limit must be 1 to 1000, got {limit}")
     with translated():
-        await _known_queue(app, queue)
+        await known_queue(app, queue)
         letters = await control.dlq_list(app, queue, limit)
     out = []
     for d in letters:
@@ -91,7 +86,7 @@ async def dead_letter_action(app: BaseQueueTasks, caller: Caller, action: str, q
         raise BadRequest("action", f"action must be requeue or purge, got {action!r}")
     caller.check_writable(f"dead letter {action}")
     with translated():
-        await _known_queue(app, queue)
+        await known_queue(app, queue)
         fn = control.dlq_requeue if action == "requeue" else control.dlq_purge
         n = await fn(app, queue, ids)
     await record(app, caller, f"dlq-{action}", queue or "*", f"{n} of {'all' if ids is None else len(ids)}")
@@ -102,7 +97,7 @@ async def purge(app: BaseQueueTasks, caller: Caller, queue: str) -> int:
     """Drop every waiting message of ``queue`` (records set to cancel); how many."""
     caller.check_writable(f"purge {queue!r}")
     with translated():
-        await _known_queue(app, queue)
+        await known_queue(app, queue)
         n = await control.purge(app, queue)
     await record(app, caller, "purge", queue, str(n))
     return n
@@ -130,7 +125,7 @@ async def events(app: BaseQueueTasks, after: str | None = "$", limit: int = 100,
         raise BadRequest("limit", f"limit must be 1 to 1000, got {limit}")
     try:
         with translated():
-            await _known_queue(app, queue)
+            await known_queue(app, queue)
             return await query.events(app, after, limit, block, queue)
     except ValueError as exc:
         raise BadRequest("after", str(exc)) from None
@@ -158,5 +153,5 @@ async def throughput(app: BaseQueueTasks, minutes: int = 15, queue: str | None =
     if not 1 <= minutes <= MAX_MINUTES:
         raise BadRequest("minutes", f"minutes must be 1 to {MAX_MINUTES}, got {minutes}")
     with translated():
-        await _known_queue(app, queue)
+        await known_queue(app, queue)
         return await query.throughput(app, minutes, queue)

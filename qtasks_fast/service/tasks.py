@@ -18,7 +18,7 @@ from qtasks_fast.exceptions import PayloadTooLarge, TaskArgumentsError, TaskNotF
 from qtasks_fast.schemas import Task
 from qtasks_fast.service.audit import record
 from qtasks_fast.service.errors import BadRequest, NotFound, field_named
-from qtasks_fast.service.guard import Caller, translated
+from qtasks_fast.service.guard import Caller, checked_priority, known_queue, translated
 from qtasks_fast.steps import run
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ async def submit(app: BaseQueueTasks, caller: Caller, name: str, args: list[Any]
     record as it is now. :class:`NotFound` lists the registered names."""
     caller.check_writable(f"submit {name!r}")
     _checked_wait(wait)
+    checked_priority(app, priority)
     if countdown is not None and eta is not None:  # both: the later moment
         eta, countdown = max(eta, time.time() + countdown), None
     try:
@@ -116,6 +117,7 @@ async def list_tasks(app: BaseQueueTasks, filter: TaskFilter, limit: int = 50, c
         raise BadRequest("limit", f"limit must be 1 to {query.MAX_PAGE}, got {limit}")
     try:
         with translated():
+            await known_queue(app, filter.queue)
             return await query.list_tasks(app, filter, limit, cursor)
     except ValueError as exc:
         raise BadRequest("cursor", str(exc)) from None
@@ -124,6 +126,7 @@ async def list_tasks(app: BaseQueueTasks, filter: TaskFilter, limit: int = 50, c
 async def count_tasks(app: BaseQueueTasks, filter: TaskFilter) -> dict[str, int]:
     """How many tasks match ``filter`` per status (its status ignored)."""
     with translated():
+        await known_queue(app, filter.queue)
         return await query.count_tasks(app, filter)
 
 

@@ -35,17 +35,25 @@ class InspectStats:
         """The app: name, client, version, config, counts, backend, and the fleet's queues and workers."""
         app, fleet = self._app, self._fleet
         ev = getattr(app, "events", None)
+        from qtasks_fast import __version__  # here: the package imports this module
+
+        global_config = getattr(app.storage, "global_config", None)
+        # QTasks' keys in QTasks' order (a dashboard parsing its JSON finds them), then ours
         info: dict[str, Any] = {
             "Name": app.name,
             "Method": "async" if app.is_async else "sync",
-            "Version": app.version,
+            "Version": app.version or __version__,
             "Config": str(app.config),
             "Tasks Count": len(app.tasks),
             "Routers Count": len(app.routers),
             "Plugins Count": len({id(p) for ps in app.plugins.by_trigger.values() for p in ps}),
-            "Init Count": sum(len(hs) for hs in getattr(ev, "handlers", {}).values()),
             "Broker": type(app.broker).__name__,
+            "Worker": type(app.worker).__name__ if app.worker is not None else "—",
+            "Starter": "—",  # no starter object here: `qtasks-fast run` / run_forever start the workers
             "Storage": type(app.storage).__name__,
+            "GlobalConfig": type(global_config).__name__ if global_config else "—",
+            "Log": type(app.log).__name__,
+            "Init Count": sum(len(hs) for hs in getattr(ev, "handlers", {}).values()),
             "Queues": app.queues,
             "Queue Stats": fleet["queue_stats"] if fleet["queue_stats"] is not None else "unknown",
             "Workers": fleet["workers"] if fleet["workers"] is not None else "unknown",
@@ -72,8 +80,19 @@ class InspectStats:
         return "\n".join(f"{_block(_task_lines(i))}\n{RULE}" for i in infos) or "No registered tasks."
 
 
+#: the keys of QTasks' task JSON (``asdict`` of its ``TaskExecSchema``), in its order
+QTASKS_TASK_KEYS = ("priority", "name", "func", "awaiting", "generating", "echo", "max_time", "retry", "retry_on_exc",
+                    "decode", "tags", "description", "generate_handler", "executor", "middlewares_before",
+                    "middlewares_after", "extra")
+
+
 def _task_info(tf: Any) -> dict[str, Any]:
-    info = control.task_info(tf)
+    """QTasks' keys first (``func`` is the function's dotted name, as our ``function``), then ours."""
+    ours = control.task_info(tf)
+    ours["func"] = ours["function"]
+    ours["awaiting"], ours["generating"], ours["extra"] = tf.awaiting, tf.generating, dict(tf.extra)
+    info = {key: ours.pop(key, None) for key in QTASKS_TASK_KEYS}
+    info.update(ours)
     info["args"], info["kwargs"] = _signature(tf.func)
     return info
 

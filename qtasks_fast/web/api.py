@@ -129,7 +129,8 @@ NOT_FOUND, READ_ONLY = 404, 403
 assert set(STATUSES) == set(Status.__args__)  # type: ignore[attr-defined]
 
 
-@endpoint("GET", "/tasks", summary="List tasks matching a filter, newest first", query=TaskQuery, answer=TaskPage)
+@endpoint("GET", "/tasks", summary="List tasks matching a filter, newest first", query=TaskQuery, answer=TaskPage,
+          errors=(NOT_FOUND,))
 async def list_tasks(call: Call[TaskQuery, None]) -> TaskPage:
     return await service.list_tasks(call.app, call.query.filter(), call.query.limit, call.query.cursor)
 
@@ -144,21 +145,20 @@ async def submit(call: Call[Any, Submit]) -> Task:
 
 @endpoint("GET", "/tasks/counts", summary="How many tasks match a filter, per status; with a `searched` key when a "
           "worker, error or finished-time filter stopped early (the counts are of the newest `searched` tasks)",
-          query=FilterQuery,
-          answer=dict[str, int])
+          query=FilterQuery, answer=dict[str, int], errors=(NOT_FOUND,))
 async def counts(call: Call[FilterQuery, None]) -> dict[str, int]:
     return await service.count_tasks(call.app, call.query.filter())
 
 
 @endpoint("POST", "/tasks/bulk/count", summary="How many tasks a bulk action would touch (for its confirmation)",
-          body=BulkCount, answer=service.BulkResult)
+          body=BulkCount, answer=service.BulkResult, errors=(NOT_FOUND,))
 async def bulk_count(call: Call[Any, BulkCount]) -> service.BulkResult:
     b = call.body
     return await service.bulk(call.app, call.caller, b.action, b.filter.filter(), cap=b.cap, dry_run=True)
 
 
 @endpoint("POST", "/tasks/bulk", summary="Cancel, restart or requeue the `uuids` a count gave that still match",
-          body=Bulk, answer=service.BulkResult, errors=(READ_ONLY,))
+          body=Bulk, answer=service.BulkResult, errors=(NOT_FOUND, READ_ONLY))
 async def bulk(call: Call[Any, Bulk]) -> service.BulkResult:
     b = call.body
     return await service.bulk(call.app, call.caller, b.action, b.filter.filter(), cap=b.cap, confirm=b.confirm,

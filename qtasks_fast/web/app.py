@@ -41,8 +41,10 @@ async def openapi_json(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    api_routes: list[BaseRoute] = [Route(path, route(eps), methods=[ep.method for ep in eps])
-                                   for path, eps in paths().items()]
+    # a queue's name may hold a '/' (the app allows any text): its segment is the rest of the path up to the
+    # endpoint's own ending (``/queues/a%2Fb/purge`` reaches queue ``a/b``, the server having decoded the %2F)
+    api_routes: list[BaseRoute] = [Route(path.replace("{queue}", "{queue:path}"), route(eps),
+                                         methods=[ep.method for ep in eps]) for path, eps in paths().items()]
     api_routes += [Route("/events", sse.events), Route("/openapi.json", openapi_json)]
     return [*pages.ROUTES, Route("/health", health), Route("/metrics", metrics.metrics),
             Mount("/api/v1", routes=api_routes),
@@ -69,7 +71,7 @@ def create_app(app: BaseQueueTasks, *, token: str | None = None, read_only: bool
                                           Exception: errors.internal_error})
     inner.state.qtasks, inner.state.read_only, inner.state.auth = app, read_only, auth
     inner.state.limiter = limiter
-    inner.state.feeds = Feeds(app)
+    inner.state.feeds = Feeds(app, encode=sse.encode_events)
     root_path = root_path.rstrip("/")
     if not root_path:
         return inner

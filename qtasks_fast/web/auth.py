@@ -56,6 +56,10 @@ class Auth:
     def __init__(self, token: str) -> None:
         self._token = token.encode()
         self._key = hashlib.sha256(b"qtasks-web-session:" + self._token).digest()
+        #: sessions signed out before their expiry (nonce -> expiry): a copy of the cookie kept elsewhere stops
+        #: working on this server too (sessions are stateless: other servers of the fleet accept it until it
+        #: expires; changing the token signs every session out everywhere)
+        self._signed_out: dict[str, int] = {}
 
     def _sign(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
@@ -76,15 +80,32 @@ class Auth:
         cookie = conn.cookies.get(COOKIE, "")
         expiry, _, rest = cookie.partition(".")
         nonce, _, sig = rest.partition(".")
-        if not (expiry.isdigit() and nonce and sig) or int(expiry) < time.time():
+        if not (expiry.isdigit() and nonce and sig) or int(expiry) < time.time() or nonce in self._signed_out:
             return None
         return nonce if hmac.compare_digest(sig, self._sign(f"{expiry}.{nonce}")) else None
+
+    def sign_out(self, conn: HTTPConnection) -> None:
+        """End the session of ``conn``'s cookie on this server (the browser drops the cookie as well)."""
+        nonce = self.session(conn)
+        if nonce is None:
+            return
+        now = time.time()
+        self._signed_out = {n: e for n, e in self._signed_out.items() if e >= now}
+        self._signed_out[nonce] = int(conn.cookies.get(COOKIE, "").partition(".")[0])
 
     def csrf_token(self, nonce: str) -> str:
         return self._sign(f"csrf:{nonce}")
 
     def csrf_ok(self, nonce: str, offered: str | None) -> bool:
         return bool(offered) and hmac.compare_digest(str(offered), self.csrf_token(nonce))
+
+    def notice_sig(self, nonce: str, text: str) -> str:
+        """The signature of a notice the server shows this session after an action (``?notice=...&ns=...``):
+        a link someone else wrote cannot put official-looking text on the page (see ``pages_base.back``)."""
+        return self._sign(f"notice:{nonce}:{text}")[:32]
+
+    def notice_ok(self, nonce: str, text: str, offered: str) -> bool:
+        return bool(offered) and hmac.compare_digest(offered, self.notice_sig(nonce, text))
 
 
 def who(conn: HTTPConnection) -> str:

@@ -52,6 +52,7 @@ async def signin(request: Request) -> Response:
 
 
 async def signout(request: Request) -> Response:
+    request.app.state.auth.sign_out(request)
     response = RedirectResponse(request.scope.get("root_path", "") + "/signin", status_code=303)
     response.delete_cookie(COOKIE, path=request.scope.get("root_path", "") or "/", httponly=True, samesite="strict")
     return response

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -85,8 +85,14 @@ def _ago(value: float | None) -> str:
     return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
+def _url(value: Any) -> str:
+    """A name as one part of a link (a query value or a path segment): every reserved character escaped, so a
+    queue ``a b&c#d/é`` links to itself, not to ``a b`` with a fragment. Jinja's ``urlencode`` keeps ``/``."""
+    return quote(str(value), safe="")
+
+
 templates.env.filters.update(when=_when, duration=_duration, size=_size, pretty=_pretty, ago=_ago,
-                             compact=_compact)
+                             compact=_compact, url=_url)
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
@@ -99,7 +105,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     here = request.url.path[len(root):] or "/"
     base = {"root": root, "read_only": state.read_only, "csrf": state.auth.csrf_token(nonce) if nonce else "",
             "csrf_field": CSRF_FIELD, "app_name": state.qtasks.name, "signed_in": nonce is not None, "nav": NAV,
-            "here": here, "notice": request.query_params.get("notice", ""),
+            "here": here, "notice": notice(request),
             "self_url": str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")}
     return templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
 
@@ -113,9 +119,34 @@ def caller(request: Request) -> service.Caller:
     return service.Caller(who=who(request), read_only=request.app.state.read_only)
 
 
+#: the query parameters of a notice: its text and the server's signature of it for the session
+NOTICE, NOTICE_SIG = "notice", "ns"
+
+
+def _session(request: Request) -> str:
+    """What a notice is signed for: the browser's session (its nonce), or ``api`` for a bearer client."""
+    return str(request.scope.get("qtasks.session") or "api")
+
+
+def notice(request: Request) -> str:
+    """The notice to show: the URL's ``notice`` only when the server signed it for this session (after an
+    action); text anyone could put in a link (``?notice=Your token expired, sign in at evil.example``) is not
+    shown."""
+    text, sig = request.query_params.get(NOTICE, ""), request.query_params.get(NOTICE_SIG, "")
+    return text if text and request.app.state.auth.notice_ok(_session(request), text, sig) else ""
+
+
+def signed_notice(request: Request, text: str) -> dict[str, str]:
+    """The query parameters that show ``text`` on the next page of this session (none for no text)."""
+    if not text:
+        return {}
+    return {NOTICE: text, NOTICE_SIG: request.app.state.auth.notice_sig(_session(request), text)}
+
+
 def back(request: Request, path: str, notice: str = "", **params: Any) -> Response:
-    """303 to ``path`` of this app (after an action: a reload does not repeat it), with a notice to show."""
-    query = {k: v for k, v in {**params, "notice": notice}.items() if v not in (None, "")}
+    """303 to ``path`` of this app (after an action: a reload does not repeat it), with a notice to show (signed
+    for this session, see :func:`notice`)."""
+    query = {k: v for k, v in {**params, **signed_notice(request, notice)}.items() if v not in (None, "")}
     url = request.scope.get("root_path", "") + path + (f"?{urlencode(query)}" if query else "")
     return RedirectResponse(url, status_code=303)
 

@@ -7,6 +7,7 @@ Destructive actions (a purge) ask first on a page that states how many messages 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,7 +51,8 @@ async def purge(request: Request) -> Response:
             if queue not in found:
                 raise service.NotFound(f"no queue {queue!r} in app {app.name!r}")
             waiting = sum(found[queue].depth.waiting_by_priority.values())
-            return render(request, "confirm.html", title=f"Purge queue {queue}?", action=f"/queues/{queue}/purge",
+            return render(request, "confirm.html", title=f"Purge queue {queue}?",
+                          action=f"/queues/{quote(queue, safe='')}/purge",
                           text=f"Drop the {waiting} waiting messages of queue {queue} (their tasks become cancel)?",
                           fields={}, button=f"Purge {waiting} messages", back_url="/queues")
         n = await service.purge(app, caller(request), queue)
@@ -111,7 +113,7 @@ async def audit(request: Request) -> Response:
 
 def routes() -> list[Any]:
     return [Route("/", overview, name="index"), Route("/queues", queues, name="queues"),
-            Route("/queues/{queue}/purge", purge, methods=["POST"], name="purge"),
+            Route("/queues/{queue:path}/purge", purge, methods=["POST"], name="purge"),
             Route("/dead-letters", dead_letters, name="dead_letters"),
             Route("/dead-letters", dead_action, methods=["POST"], name="dead_action"),
             Route("/workers", workers, name="workers"), Route("/schedules", schedules, name="schedules"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +21,7 @@ from qtasks_fast import service
 from qtasks_fast.abc.query import TaskFilter
 from qtasks_fast.querylib import STATUSES
 from qtasks_fast.web import api
+from qtasks_fast.web import pages_base as base
 from qtasks_fast.web.endpoints import parse
 from qtasks_fast.web.pages_base import back, caller, epoch, failed, filled, render
 
@@ -54,17 +55,19 @@ def _shown(field: str, value: str) -> str:
 async def tasks(request: Request) -> Response:
     params = filled(dict(request.query_params))
     if params.get("uuid"):  # the search box: straight to the task
-        return back(request, f"/tasks/{params['uuid'].strip()}")
-    if len(params) < len(request.query_params):  # the form's empty fields: the short URL, to share
-        return back(request, "/tasks", params.pop("notice", ""), **params)
+        return back(request, f"/tasks/{quote(params['uuid'].strip(), safe='')}")  # one segment, whatever typed
+    if len(params) < len(request.query_params):  # the form's empty fields: the short URL, to share (a notice
+        return back(request, "/tasks", base.notice(request), **{  # passed on only when it was the server's)
+            k: v for k, v in params.items() if k not in (base.NOTICE, base.NOTICE_SIG)})
     app = request.app.state.qtasks
     shown = {k: _shown(k, params.get(k, "")) for k in (*FILTERS, "limit")}
     try:
-        q = parse(api.TaskQuery, _query({k: v for k, v in params.items() if k != "notice"}), "query")
+        asked = {k: v for k, v in params.items() if k not in (base.NOTICE, base.NOTICE_SIG)}
+        q = parse(api.TaskQuery, _query(asked), "query")
         page = await service.list_tasks(app, q.filter(), q.limit, q.cursor)
         counts = await service.count_tasks(app, q.filter()) if _indexed(q) else {}
     except service.ServiceError as exc:
-        return render(request, "tasks.html", 422 if isinstance(exc, service.BadRequest) else 503, page=None,
+        return render(request, "tasks.html", base.ERROR_STATUS.get(type(exc), 400), page=None,
                       error=str(exc), f=shown, counts={}, statuses=STATUSES, names=service.registered_names(app),
                       queues=app.queues, next_url="", status_url={})
     keep = {k: v for k, v in params.items() if k in (*FILTERS, "limit")}

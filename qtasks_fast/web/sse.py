@@ -3,14 +3,14 @@
 Each event's SSE ``id`` is the backend event feed's id (:meth:`TaskQueries.events`), so a browser that
 reconnects sends ``Last-Event-ID`` and resumes right after the last event it got: no gap, no repeat (the feed
 keeps the last 10,000 events per queue at least). Followers share one reader of the backend per server
-(:mod:`qtasks_fast.service.feed`): a hundred open tabs cost the broker what one does. ``follow=false`` sends
+(:mod:`qtasks_fast.service.feed`): a hundred open tabs cost the broker what one does, and each read is encoded
+as frames once for all of them (:func:`encode_events`, the feed's ``encode``). ``follow=false`` sends
 what is there and ends (a poll; what the tests use in process). A comment line every :data:`KEEPALIVE`
 seconds keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -21,8 +21,9 @@ from starlette.responses import Response, StreamingResponse
 
 from qtasks_fast import service
 from qtasks_fast.abc.query import EventPage, TaskEvent
-from qtasks_fast.service.feed import Summary
+from qtasks_fast.service.feed import Summary, summary_now
 from qtasks_fast.web.endpoints import parse
+from qtasks_fast.web.openapi import ERRORS, REF
 
 #: seconds between keep-alive comments of an idle stream
 KEEPALIVE = 15.0
@@ -37,44 +38,58 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     #: keep the stream open for new events (default); false: send what is there and end
     follow: bool = True
-    #: instead of each event, ``event: counts`` frames: changes per status since the previous frame (at most ten
-    #: a second), ``id`` the last event counted (a live counter's stream: its cost does not grow with the fleet)
+    #: instead of each event, ``event: counts`` frames: the tasks finished per status this minute (a full state:
+    #: the current one at once, then at most four a second while the fleet changes), ``id`` where the event stream
+    #: was when they were read (a live counter's stream: the server reads no event for it)
     summary: bool = False
 
 
-@functools.lru_cache(maxsize=8192)  # the same event goes to every follower: encoded once
 def frame(event: TaskEvent) -> bytes:
     return b"id: %s\nevent: task\ndata: %s\n\n" % (event.id.encode(), msgspec.json.encode(event))
 
 
+def encode_events(events: list[TaskEvent]) -> bytes:
+    """The frames of a batch: the server's feed makes them once per read for every client (``Feeds(encode=)``)."""
+    return b"".join(map(frame, events))
+
+
 def counts_frame(summary: Summary) -> bytes:
-    return b"id: %s\nevent: counts\ndata: %s\n\n" % (summary.last.encode(), msgspec.json.encode(summary.counts))
+    data = msgspec.json.encode({"minute": summary.minute, **summary.counts})
+    return b"id: %s\nevent: counts\ndata: %s\n\n" % (summary.last.encode(), data)
 
 
-def frames(batch: list[TaskEvent] | Summary) -> bytes:
-    return counts_frame(batch) if isinstance(batch, Summary) else b"".join(map(frame, batch))
+def frames(batch: list[TaskEvent] | Summary | bytes) -> bytes:
+    if isinstance(batch, bytes):  # already the feed's shared frames
+        return batch
+    return counts_frame(batch) if isinstance(batch, Summary) else encode_events(batch)
 
 
 async def events(request: Request) -> Response:
     q = parse(EventsQuery, dict(request.query_params), "query")
     after: str | None = request.headers.get("last-event-id") or q.after or None
     app = request.app.state.qtasks
-    first = await service.events(app, after, q.limit, 0.0, q.queue)  # a bad id or queue: 422/404 before streaming
+    # a bad id or queue: 422/404 before streaming (a stream of counts reads no event: one is enough to check)
+    first = await service.events(app, after, 1 if q.summary else q.limit, 0.0, q.queue)
 
     async def stream() -> AsyncIterator[bytes]:
         page: EventPage = first
         yield b"retry: 2000\n\n"
-        while True:  # what is there
-            if page.events:
-                yield frames(Summary.of(page.events) if q.summary else page.events)
-            if len(page.events) < q.limit:
-                break
-            page = await service.events(app, page.cursor, q.limit, 0.0, q.queue)
-        if not q.follow:
-            return
-        idle = 0.0
-        try:  # then what comes, from the server's one reader of the feed
-            async for batch in request.app.state.feeds(q.queue).follow(page.cursor, q.summary):
+        try:
+            if q.summary and not q.follow:  # a full state: the current counts, whatever id it resumes from
+                tip = (await service.events(app, "$", 1, 0.0, q.queue)).cursor
+                yield frames(await summary_now(app, q.queue, tip))
+                return
+            while not q.summary:  # what is there (a follower of counts gets the current ones from the feed)
+                if page.events:
+                    yield frames(page.events)
+                if len(page.events) < q.limit:
+                    break
+                page = await service.events(app, page.cursor, q.limit, 0.0, q.queue)
+            if not q.follow:
+                return
+            idle = 0.0
+            # then what comes, from the server's one reader of the feed
+            async for batch in request.app.state.feeds(q.queue).follow(page.cursor, q.summary, encoded=True):
                 if batch:
                     idle = 0.0
                     yield frames(batch)
@@ -92,13 +107,35 @@ async def events(request: Request) -> Response:
 
 def openapi_path() -> dict[str, Any]:
     """The document's entry for this route (it is no JSON endpoint, so it is described by hand)."""
-    params = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
-        ("after", {"type": "string"}), ("queue", {"type": "string"}),
-        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("follow", {"type": "boolean"}),
-        ("summary", {"type": "boolean"}))]
+    params = [
+        {"name": n, "in": "query", "required": False, "schema": s}
+        for n, s in (
+            ("after", {"type": "string"}),
+            ("queue", {"type": "string"}),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            ("follow", {"type": "boolean"}),
+            ("summary", {"type": "boolean"}),
+        )
+    ]
     params.append({"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}})
-    return {"get": {"summary": "Task status changes as server-sent events (resume with Last-Event-ID)",
-                    "operationId": "events", "parameters": params,
-                    "responses": {"200": {"description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
-                                                         "summary=true), 'data' (JSON)",
-                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}}
+    return {
+        "get": {
+            "summary": "Task status changes as server-sent events (resume with Last-Event-ID)",
+            "operationId": "events",
+            "parameters": params,
+            "responses": {
+                "200": {
+                    "description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
+                    "summary=true), 'data' (JSON)",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **{
+                    str(code): {
+                        "description": ERRORS[code],
+                        "content": {"application/json": {"schema": {"$ref": REF.format(name="Error")}}},
+                    }
+                    for code in (401, 404, 422, 429, 503)
+                },
+            },
+        }
+    }

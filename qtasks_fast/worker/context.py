@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid as _uuid
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -31,17 +32,26 @@ class TaskContext:
         self._env = env
         self._app = app
         self._awaits = awaits
-        self.task_uuid = env.uuid
+        self._uuid: _uuid.UUID | None = None
         self.task_name = env.task_name
         self.worker_id = worker_id
         #: the task's ``generate_handler`` option (QTasks' context carries it too)
         self.generate_handler: Any = getattr(app.tasks.get(env.task_name), "generate_handler", None) if app else None
 
+    @property
+    def task_uuid(self) -> _uuid.UUID:
+        """This task's id as a ``UUID``, as in QTasks (whose broker builds one): it compares equal to the
+        record's ``Task.uuid``; ``str(ctx.task_uuid)`` for a text key. Built on first read, so a task that
+        never asks pays nothing."""
+        if self._uuid is None:
+            self._uuid = _uuid.UUID(self._env.uuid)
+        return self._uuid
+
     def get_config(self) -> Any:
         """The app's ``config`` (QTasks ``get_config``)."""
         return self._app.config
 
-    def get_task(self, uuid: str) -> Task | None | Awaitable[Task | None]:
+    def get_task(self, uuid: str | _uuid.UUID) -> Task | None | Awaitable[Task | None]:
         """The record of task ``uuid`` (``app.get``); a coroutine in an async task."""
         app_async = getattr(self._app, "is_async", False)
         if self._awaits:

@@ -38,9 +38,11 @@ async def fetch_loop(w: Worker) -> None:
     lost = False  # a fetch failed: its reply may have been lost with messages in it
     outage = Outage(log, f"worker {w.worker_id}: cannot fetch", first=0.1)
     marking = Outage(log, f"worker {w.worker_id}: cannot mark fetched tasks started (they run anyway)")
+    # a busy worker with prefetched work fetches in batches of at least this many (see topping_up)
+    top_up = min(batch_size, max(1, (w.concurrency + w.prefetch) // 4))
     while not w.stopping:
         free = w.free_slots
-        if free <= 0:
+        if free <= 0 or (free < top_up and topping_up(w, free)):
             w.slot_free.clear()
             await w.slot_free.wait()
             continue
@@ -91,6 +93,18 @@ async def fetch_loop(w: Worker) -> None:
             # the result, not the read, is first on the socket. Measured: -40 µs of a ~300 µs round trip.
             await asyncio.sleep(0)
             await asyncio.sleep(0)
+
+
+def topping_up(w: Worker, free: int) -> bool:
+    """True when a fetch now would only top up the prefetched backlog: every slot is busy and the backlog alone
+    can refill ``free`` slots. Then the fetch waits for more free slots (``top_up`` in :func:`fetch_loop`).
+
+    Why: tasks that await I/O finish one at a time, each freeing one slot; fetching at every finish meant one
+    round trip (and one XREADGROUP on Redis) per task or two. A quarter of ``concurrency + prefetch`` per fetch
+    keeps the backlog from running dry while the read is under way, and an idle or draining worker (backlog
+    shorter than its free slots) still fetches at once, so dispatch latency is unchanged.
+    """
+    return w.active >= w.concurrency and len(w.backlog) >= free
 
 
 async def run_alone(w: Worker, last: list[Delivery]) -> bool:

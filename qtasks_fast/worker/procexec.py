@@ -37,6 +37,7 @@ import msgspec
 
 from qtasks_fast.exceptions import TaskCancel, TaskPluginTriggerError
 from qtasks_fast.log import LOGGER_NAME, current_task, get_logger, setup_logging
+from qtasks_fast.schemas.bigint import decode_result
 
 if TYPE_CHECKING:
     from qtasks_fast.schemas import Envelope
@@ -93,7 +94,7 @@ class _Child:
         assert self.proc.stdout is not None
         try:
             (size,) = HEADER.unpack(await self.proc.stdout.readexactly(4))
-            return msgspec.msgpack.decode(await self.proc.stdout.readexactly(size))
+            return decode_result(await self.proc.stdout.readexactly(size))  # a wide int comes back an int
         except asyncio.IncompleteReadError:
             code = await self.proc.wait()
             raise RuntimeError(f"the task's process {self.proc.pid} died (exit code {code})") from None
@@ -221,9 +222,9 @@ def _reply(tf: TaskFunc, env: Envelope, worker_id: str, validate: bool) -> bytes
         try:
             try:
                 return _encode(["ok", value])
-            except (TypeError, msgspec.EncodeError):
+            except (TypeError, msgspec.EncodeError, OverflowError):
                 return encode_with_models(["ok", value])
-        except (TypeError, msgspec.EncodeError) as enc:
+        except (TypeError, msgspec.EncodeError, OverflowError) as enc:
             raise TypeError(f"result of type {type(value).__name__} is not serializable to msgpack: {enc}") from None
     except TaskCancel as exc:
         return _encode(["cancel", exc.reason or "cancelled"])
@@ -246,7 +247,7 @@ def _plugin_error_reply(reply: list[Any], kwargs: dict[str, Any]) -> bytes:
 
     try:
         return encode_with_models([*reply, kwargs])
-    except (TypeError, msgspec.EncodeError):
+    except (TypeError, msgspec.EncodeError, OverflowError):
         return _encode([*reply, {str(k): repr(v) for k, v in kwargs.items()}])
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import secrets
 import socket
@@ -204,3 +205,23 @@ class NameLease:
                 log.warning("worker %s: could not release its consumer name (%s); it frees itself within %.0fs",
                             self.consumer, faults.describe(exc), self.ttl)
                 return
+
+
+async def global_config_call(storage: object, method: str, worker_id: str) -> None:
+    """``start``/``stop`` the GlobalConfig component the app's storage carries (QTasks'
+    ``SyncRedisStorage(global_config=...)``), as QTasks' ``storage.start()``/``stop()`` do: while a worker runs,
+    ``<name>:GlobalConfig:main`` says ``running``, which QTasks processes (``ping(server=True)``) read. A
+    component that fails is logged in one line and the worker serves all the same: the status is a signal for
+    others, not something tasks need."""
+    component = getattr(storage, "global_config", None)
+    if component is None:
+        return
+    call = getattr(component, method)
+    try:
+        if inspect.iscoroutinefunction(call):
+            await call()
+        else:
+            await asyncio.to_thread(call)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("worker %s: GlobalConfig %s() failed (%s): QTasks processes reading its status may not see "
+                    "this worker", worker_id, method, faults.describe(exc))

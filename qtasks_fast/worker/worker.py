@@ -29,7 +29,7 @@ from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
 from qtasks_fast.worker.ownership import owned, reconfirm
 from qtasks_fast.worker.registry import Registration
-from qtasks_fast.worker.startup import NameLease, check_capabilities, new_owner, start_broker
+from qtasks_fast.worker.startup import NameLease, check_capabilities, global_config_call, new_owner, start_broker
 from qtasks_fast.worker.summary import Summary
 
 if TYPE_CHECKING:
@@ -277,6 +277,7 @@ class Worker:
             self.limiter = Limiter(self)
         if not await self.start_up(stop):
             return
+        await global_config_call(self.storage, "start", self.worker_id)
         await fire(self, "starting", worker=self, broker=self.broker, starter=self)
         plugins = getattr(app, "plugins", None)
         if plugins:
@@ -318,6 +319,7 @@ class Worker:
         await asyncio.wait({*background, stopper, *helpers}, timeout=2)
         if self.plugins is not None:
             await self._plugins_down()
+        await global_config_call(self.storage, "stop", self.worker_id)
         if every > 0:
             summary.flush()  # the rest of the last interval
         await self.executor.aclose()

@@ -62,4 +62,4 @@ if os.environ.get("CONTROL_PERIODIC"):
     @app.periodic(every=1, echo=True)
     def beat(self) -> None:  # type: ignore[no-untyped-def]
         """Count this run under its uuid; the supervisors' logs say which tick each uuid belongs to."""
-        r.hincrby(key("beats"), self.ctx.task_uuid, 1)
+        r.hincrby(key("beats"), str(self.ctx.task_uuid), 1)

@@ -3,7 +3,8 @@
 What a user relies on: QTasks' config names (``max_tasks_process``, ``task_default_priority``,
 ``task_default_decode``, ``running_older_tasks``, ``result_statuses_end``, ``environ_prefix``, ``subscribe``)
 work, mapped to what they mean here; a misspelt or unsupported field raises instead of being kept and
-ignored; ``QueueTasks(worker=...)`` (and a ``log=`` that is no ``Logger``) is refused, not dropped;
+ignored; ``QueueTasks(worker=...)`` other than QTasks' worker component (and a ``log=`` that is no ``Logger``)
+is refused, not dropped;
 ``app.ping()`` says whether a worker of the app is live (``server=False``: whether the broker answers), sync
 and async alike.
 """

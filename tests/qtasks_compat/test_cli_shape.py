@@ -1,9 +1,11 @@
-"""QTasks' command line shape (issue 11): ``python -m qtasks_fast -A mod:app run`` and ``stats inspect ...``.
+"""QTasks' command line shape (issue 11): ``python -m qtasks_fast -A mod:app run``, ``web`` and ``stats inspect ...``.
 
 What a user relies on: the commands a QTasks deployment runs (``python -m qtasks -A mod:app run``, ``... stats
 inspect app|tasks|task NAME [json=true]``) work with only the module name changed: ``run`` serves the app's
 tasks, ``stats inspect`` prints the app (as ``inspect``) or its registered tasks, JSON with QTasks' ``json=true``
-or ``--json``, and a task name the app does not have is an error naming the registered ones.
+or ``--json``, and a task name the app does not have is an error naming the registered ones. ``web`` serves the
+WebView and REST API with QTasks' flags in QTasks' places (``-app``, ``--port N`` before the command); a QTasks flag
+that means nothing here (``--port`` for another command, ``--stats-app``) is refused in one line, never dropped.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import APPS, ProcessHarness, cli_env
+from conftest import APPS, ProcessHarness, cli_env, free_port, start_cli, stop_cli
 
 
 def stats(*words: str, name: str = "stats") -> subprocess.CompletedProcess[str]:
@@ -71,3 +75,37 @@ def test_stats_refuses_what_it_cannot_do_in_one_line(words: list[str], code: int
     out = stats(*words)
     assert out.returncode == code, (out.stdout, out.stderr)
     assert says in out.stderr and out.stderr.count("\n") <= 1
+
+
+@pytest.mark.parametrize("app_flag", ["-A", "-app"])
+def test_web_in_qtasks_shape_serves_the_webview_on_the_port_before_the_command(
+        app_flag: str, redis_url: str, app_name: str, tmp_path: Path) -> None:
+    port, log, token = free_port(), tmp_path / "web.log", "qtasks-shape-token-0123456789"
+    proc = start_cli([app_flag, "web_app:app", "--port", str(port), "web"],
+                     cli_env(redis_url, app_name, QTASKS_WEB_TOKEN=token), log=log)
+    try:
+        for _ in range(300):
+            assert proc.poll() is None, log.read_text()
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/tasks", timeout=1,
+                                   headers={"authorization": f"Bearer {token}"})
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError(f"web did not serve on --port {port}: {log.read_text()}")
+        assert answer.status_code == 200, answer.text
+        assert f"serving app {app_name!r} on http://127.0.0.1:{port}/" in log.read_text()
+    finally:
+        assert stop_cli(proc, 20) == 0
+
+
+@pytest.mark.parametrize(("words", "says"), [
+    (["--port", "8000", "run"], "run takes no port"),
+    (["--port", "8000", "web", "--port", "8001"], "two ports"),
+    (["stats", "--stats-app", "mod:stats", "inspect", "app"], "a custom stats object has no counterpart"),
+])
+def test_qtasks_flags_without_a_meaning_here_are_refused_in_one_line(words: list[str], says: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "qtasks_fast", "-A", "mixed_app:app", *words],
+                         env=cli_env("memory://", "shape"), cwd=APPS, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and says in out.stderr and out.stderr.count("\n") == 1, (out.stdout, out.stderr)

@@ -100,12 +100,15 @@ def build_example_shapes(app: Any) -> Any:
     async def reads_ctx(self: Any) -> Any:
         cached = await self.ctx.get_metadata()
         stored = await self.ctx.get_metadata(cache=False)
-        yield [self.ctx.generate_handler is keep, cached.task_name, cached.status, stored.uuid == cached.uuid]
+        # ctx.task_uuid is a UUID as in QTasks: it equals the record's uuid (a str would compare False)
+        yield [self.ctx.generate_handler is keep, cached.task_name, cached.status, stored.uuid == cached.uuid,
+               self.ctx.task_uuid == stored.uuid, isinstance(self.ctx.task_uuid, uuid.UUID)]
 
     @app.task(echo=True)
     def plain_reads_ctx(self: Any) -> Any:
         meta = self.ctx.get_metadata(cache=True)
-        return [self.ctx.generate_handler, meta.task_name, self.add_task(7, task_name="num", timeout=10).returning]
+        return [self.ctx.generate_handler, meta.task_name, self.add_task(7, task_name="num", timeout=10).returning,
+                self.ctx.task_uuid == meta.uuid]
 
     return app
 
@@ -120,7 +123,7 @@ def test_qtasks_example_echo_shapes_on_the_async_client() -> None:
         another, ctx = asyncio.run(main())
     assert another is not None and another.status == "success" and another.returning == ["num", 5], another
     assert ctx is not None and ctx.status == "success", ctx
-    assert ctx.returning == [[True, "reads_ctx", "process", True]], ctx
+    assert ctx.returning == [[True, "reads_ctx", "process", True, True, True]], ctx
 
 
 def test_qtasks_example_echo_shapes_on_the_sync_client() -> None:
@@ -128,5 +131,6 @@ def test_qtasks_example_echo_shapes_on_the_sync_client() -> None:
     with WorkerThread(app):
         plain = app.add_task("plain_reads_ctx", timeout=20)
         another = app.add_task("calls_another", timeout=20)
-    assert plain is not None and plain.status == "success" and plain.returning == [None, "plain_reads_ctx", 7], plain
+    assert plain is not None and plain.status == "success", plain
+    assert plain.returning == [None, "plain_reads_ctx", 7, True], plain
     assert another is not None and another.status == "success" and another.returning == ["num", 5], another

@@ -1,5 +1,5 @@
 """docs/from-qtasks.md stays true (issue 11): every qtasks_fast name its tables give resolves, and every name they
-mark "not yet: issue 11" does not.
+mark "not yet: issue 11" does not; every command of its command-line table exists, and none is "not yet".
 
 What a user relies on: the porting guide is the list they port by. A row that names a qtasks_fast equivalent
 must import (a renamed or removed name fails here, not in a user's port); a row marked "not yet" must not
@@ -58,3 +58,26 @@ def test_each_row_is_true(qtasks: str, path: str, status: str) -> None:
         assert not resolves(path), f"{path} exists now: update its row in docs/from-qtasks.md ({qtasks})"
     else:
         assert resolves(path), f"{path} (for {qtasks}) does not import: fix docs/from-qtasks.md or the code"
+
+
+def command_rows() -> list[tuple[str, str]]:
+    """``(QTasks cell, qtasks_fast command word)`` of each row of "The command line" whose second cell is a command."""
+    table = DOC.split("## The command line", 1)[1].split("\n## ", 1)[0]
+    out = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = re.match(r"`python -m qtasks_fast -(?:A|app) mod:app (\w+)", cells[1]) if len(cells) == 3 else None
+        if m:
+            out.append((cells[0], m.group(1)))
+    return out
+
+
+def test_each_command_row_names_a_command_of_the_cli() -> None:
+    from qtasks_fast.cli import build_parser
+
+    rows = command_rows()
+    assert {"run", "web", "stats"} <= {word for _, word in rows}, rows
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for qtasks, word in rows:
+        assert word in commands, f"{qtasks}: the guide names 'qtasks-fast {word}', which the CLI does not have"
+    assert "not yet" not in DOC.split("## The command line", 1)[1].split("\n## ", 1)[0]

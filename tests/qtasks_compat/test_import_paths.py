@@ -65,6 +65,10 @@ RESOLVES = [
     "qtasks_fast.plugins.testing:SyncTestPlugin", "qtasks_fast.plugins.testing:AsyncTestPlugin",
     "qtasks_fast.logs:Logger",
     "qtasks_fast.executors.base:BaseTaskExecutor",
+    "qtasks_fast.workers:SyncThreadWorker", "qtasks_fast.workers:AsyncWorker",  # for QueueTasks(worker=...)
+    "qtasks_fast.workers.sync_worker:SyncThreadWorker", "qtasks_fast.workers.async_worker:AsyncWorker",
+    "qtasks_fast.base.qtasks:BaseQueueTasks",
+    "qtasks_fast.plugins.grpc.sync_grpc:SyncgRPCPlugin", "qtasks_fast.plugins.grpc.async_grpc:AsyncgRPCPlugin",
 ]
 
 NOT_YET = [
@@ -74,7 +78,6 @@ NOT_YET = [
     "qtasks_fast.brokers:SyncSocketBroker", "qtasks_fast.brokers:AsyncSocketBroker",
     # QTasks' internal components and helpers, not mapped yet (our worker, executor and context differ)
     "qtasks_fast.executors:SyncTaskExecutor", "qtasks_fast.executors:AsyncTaskExecutor",
-    "qtasks_fast.workers:SyncThreadWorker", "qtasks_fast.workers:AsyncWorker",
     "qtasks_fast.starters:SyncStarter", "qtasks_fast.starters:AsyncStarter",
     "qtasks_fast.contrib.redis:SyncRedisCommandQueue", "qtasks_fast.contrib.redis:AsyncRedisCommandQueue",
     # QTasks schemas internal to its own machinery, with no counterpart here (docs/from-qtasks.md says why)

@@ -56,6 +56,9 @@ SAME = [
     ("qtasks_fast.plugins.depends.class_depends", "Depends", "qtasks_fast:Depends"),
     ("qtasks_fast.plugins.depends.enums.scope", "ScopeEnum", "qtasks_fast.plugins.depends:ScopeEnum"),
     ("qtasks_fast.executors.base", "BaseTaskExecutor", "qtasks_fast.worker.executor:TaskExecutor"),
+    ("qtasks_fast.plugins.grpc.sync_grpc", "SyncgRPCPlugin", "qtasks_fast.plugins.grpc:SyncgRPCPlugin"),
+    ("qtasks_fast.plugins.grpc.async_grpc", "AsyncgRPCPlugin", "qtasks_fast.plugins.grpc:AsyncgRPCPlugin"),
+    ("qtasks_fast.base.qtasks", "BaseQueueTasks", "qtasks_fast.app:BaseQueueTasks"),
 ]
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import qtasks_fast
 from qtasks_fast import QueueTasks, TaskNotFound
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks_fast.results import AsyncResult, SyncResult
@@ -37,6 +38,27 @@ def test_sync_result_follows_retries_to_the_final_record(app_name: str) -> None:
     assert done is not None and done.status == "success" and done.returning == 43
     assert done.uuid != task.uuid and done.retry_parent_uuid is not None  # the third attempt's record
     assert calls == [4, 4, 4]
+    # retries left: 3 on the first attempt, 1 on the third; a task without retries has None, as in QTasks
+    assert (task.retry, done.retry) == (3, 1)
+
+
+def test_a_task_without_retries_has_retry_none_and_a_last_retry_zero(app_name: str) -> None:
+    app = QueueTasks(app_name, broker_url="memory://")
+
+    @app.task
+    def plain() -> int:
+        return 1
+
+    @app.task(retry=1, retry_on_exc=[ValueError], retry_backoff=0)
+    def fails() -> None:
+        raise ValueError("always")
+
+    with WorkerThread(app):
+        sent, done = plain.add_task(), app.add_task("plain", timeout=20)
+        first = app.add_task("fails")
+        last = SyncResult(uuid=first.uuid, app=app).result(timeout=20)
+    assert sent is not None and sent.retry is None and done is not None and done.retry is None  # QTasks: None
+    assert first.retry == 1 and last is not None and last.status == "error" and last.retry == 0
 
 
 def test_sync_result_uses_the_main_app_and_gives_none_on_timeout(app_name: str) -> None:
@@ -83,12 +105,22 @@ def test_stats_inspect_reports_app_tasks_and_queue_counts(app_name: str) -> None
     assert f"{'Name':<26}: {app_name}" in text and "Tasks Count" in text and "2.1" in text
     data = json.loads(stats.app(json=True))
     assert data["Tasks Count"] == 2 and data["Method"] == "sync"
+    # QTasks' keys in QTasks' order (a dashboard parsing QTasks' JSON finds each), then ours
+    assert list(data)[:14] == ["Name", "Method", "Version", "Config", "Tasks Count", "Routers Count", "Plugins Count",
+                               "Broker", "Worker", "Starter", "Storage", "GlobalConfig", "Log", "Init Count"]
+    assert data["Worker"] == "SyncThreadWorker" and data["GlobalConfig"] == "—" and data["Log"] == "Logger"
+    assert data["Version"] == "2.1"  # the app's version=; without one ours (below), never null
     assert data["Queue Stats"]["default"]["waiting"] == 2 and data["Queue Stats"]["other"]["waiting"] == 0
     one = stats.task("add")
     assert "Args                      : a: int" in one and "b: int=3" in one and "scale: float=1.0" in one
     assert "Retry Count               : 2" in one and "io" in one
     listed = json.loads(stats.tasks(json=True))
     assert [t["name"] for t in listed] == ["add", "other"] and listed[1]["kind"] == "async"
+    assert list(listed[0])[:17] == ["priority", "name", "func", "awaiting", "generating", "echo", "max_time", "retry",
+                                    "retry_on_exc", "decode", "tags", "description", "generate_handler", "executor",
+                                    "middlewares_before", "middlewares_after", "extra"]
+    assert (listed[0]["awaiting"], listed[1]["awaiting"], listed[0]["generating"]) == (False, True, False)
+    assert listed[0]["func"].endswith(".add") and listed[0]["extra"] == {} and listed[0]["retry"] == 2
     assert [t["name"] for t in json.loads(stats.tasks("other", json=True))] == ["other"]
     with pytest.raises(TaskNotFound, match="registered"):
         stats.task("ad")
@@ -105,3 +137,4 @@ async def test_async_stats_inspect(app_name: str) -> None:
     stats = await AsyncStats(app).inspect()
     data = json.loads(stats.app(json=True))
     assert data["Method"] == "async" and data["Queue Stats"]["default"]["waiting"] == 1 and data["Workers"] == []
+    assert data["Version"] == qtasks_fast.__version__ and data["Worker"] == "AsyncWorker"

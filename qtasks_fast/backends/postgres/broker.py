@@ -45,12 +45,13 @@ from qtasks_fast.backends.postgres.records import (
     FEED,
     claim_unique,
     enqueue_rows,
-    finish_records,
     pg_text,
     release_unique,
+    settle_records,
     unclaim_unique,
 )
-from qtasks_fast.schemas import Envelope, releases_unique
+from qtasks_fast.exceptions import BrokerUnavailable
+from qtasks_fast.schemas import Envelope, releases_unique, unique_owner
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ PROMOTE = ("WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed W
            " RETURNING queue, prio, uuid, body, due, id)"
            " INSERT INTO messages (app, queue, prio, uuid, body) SELECT $1, queue, prio, uuid, body FROM d"
            " ORDER BY due, id")
-#: hands out the messages of CTE ``c`` ($3.. are the CTE's), marks their records and writes the feed
+#: hands out the messages of CTE ``c`` ($3.. are the CTE's), marks their records and writes the feed (the ready
+#: messages' claim, ``claim_ready``, is the same statement with ``c`` = the next ready ones: see migration 4)
 _TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1"
          " FROM c WHERE messages.id = c.id RETURNING messages.id, messages.prio, messages.uuid, messages.body,"
          " messages.deliveries),"
@@ -75,9 +77,13 @@ _TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, d
          " WHERE $7 AND uuid IN (SELECT uuid FROM m) RETURNING queue, uuid, task_name, 'process' AS status,"
          " worker_id), "
          + FEED + " SELECT id, prio, body, deliveries FROM m ORDER BY prio, id")
-FAST = _TAKE.format(c="c AS (SELECT id FROM messages WHERE app = $1 AND queue = $3 AND consumer IS NULL"
-                      " AND deliveries < $8 ORDER BY prio, id LIMIT $9 FOR UPDATE SKIP LOCKED)")
 TAKE = _TAKE.format(c="c AS (SELECT unnest($3::bigint[]) AS id)")
+#: the ready messages' claim in ONE round trip (no BEGIN, PROMOTE, COMMIT: a busy worker's usual fetch), migration
+#: 4's function: promotes the queue's due delayed messages, then takes up to $9 ready ones (``FOR UPDATE SKIP
+#: LOCKED``, fewer than $8 deliveries), marks their records ``process`` and writes the feed, in the call's own
+#: transaction (or the caller's)
+CLAIM = "SELECT id, prio, body, deliveries FROM claim_ready($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+
 #: where a caller's connection points: its search path (put back after), database, server and our schema's state
 _WHERE = ("SELECT current_setting('search_path') AS path, current_database() AS db,"
           " (SELECT system_identifier FROM pg_control_system()) AS sid,"
@@ -126,8 +132,14 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
     # ---------------------------------------------------------------- producer
     async def enqueue(self, envelopes: Sequence[Envelope], storage: Storage, wait: bool = False) -> dict[str, str]:
         if self.fused(storage):
-            async with self.db.tx() as conn:
-                return await self.insert(conn, envelopes, wait, True)
+            if has_unique(envelopes):  # the keys and the batch commit together
+                async with self.db.tx() as conn:
+                    return await self.insert(conn, envelopes, wait, True)
+            async with self.db.acquire() as conn:  # one statement, its own transaction (see enqueue_rows)
+                try:
+                    return await self.insert(conn, envelopes, wait, True)
+                except (asyncpg.ConnectionDoesNotExistError, ConnectionError) as exc:
+                    raise self._fate_unknown(envelopes, exc) from exc
         skipped: dict[str, str] = {}
         if has_unique(envelopes):
             async with self.db.tx() as conn:
@@ -145,6 +157,15 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                     await self._release_claimed(envelopes)
                 raise
         return skipped
+
+    def _fate_unknown(self, envelopes: Sequence[Envelope], exc: BaseException) -> BrokerUnavailable:
+        """The connection died with the enqueue sent: it may have committed, and sending the batch again could
+        queue each task twice (a connection already dead before the send is replaced first: ``PgDb.acquire``)."""
+        first = envelopes[0].uuid if envelopes else "?"
+        return BrokerUnavailable(
+            f"PostgreSQL {redact(self.db.url)}: the connection was lost while {len(envelopes)} task(s) were being "
+            f"enqueued ({type(exc).__name__}: {exc}), so they may or may not be stored: look them up "
+            f"(app.get('{first}')) before sending them again")
 
     async def _release_claimed(self, envelopes: Sequence[Envelope]) -> None:
         try:
@@ -290,8 +311,14 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         dead: list[Outcome] = []
         left, lone = count, False
         slow = bool(self._inherited) or now >= self._slow_at
-        if slow:
-            self._slow_at = now + SLOW_EVERY_MS
+        if not slow:  # the usual fetch: one statement per queue, each its own transaction
+            async with self.db.one(durable=False) as conn:
+                for q in self._queues:
+                    if left <= 0:
+                        break
+                    left -= await self._ready(conn, q, now, lease_until, rec, risky, left, out)
+            return out, dead
+        self._slow_at = now + SLOW_EVERY_MS
         async with self.db.tx(durable=False) as conn:
             await conn.execute(PROMOTE, app, self._queues, now)
             for q in self._queues:
@@ -300,8 +327,7 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                 flat: list[Any] = []
                 taken: list[int] = []
                 passed: list[int] = []
-                for r in (await conn.fetch(SLOW, app, q, now, self._consumer, list(self._inherited), risky, left)
-                          if slow else ()):
+                for r in await conn.fetch(SLOW, app, q, now, self._consumer, list(self._inherited), risky, left):
                     if left <= 0:
                         break
                     msg_id, prio, uuid, body, delivered = r["id"], r["prio"], r["uuid"], r["body"], r["deliveries"]
@@ -330,16 +356,27 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                                               rec):
                         if r["id"] not in self._held:
                             flat += (r["prio"], r["id"], r["body"], r["deliveries"])
-                if left > 0 and not lone:
-                    rows = await conn.fetch(FAST, app, now, q, self._consumer, lease_until, self._worker_id, rec,
-                                            risky, left)
-                    for r in rows:
-                        if r["id"] not in self._held:  # already running here: leased to us again, not run twice
-                            flat += (r["prio"], r["id"], r["body"], r["deliveries"])
-                    left -= len(rows)
                 if flat:
                     out.append((q, flat))
+                if left > 0 and not lone:
+                    left -= await self._ready(conn, q, now, lease_until, rec, risky, left, out)
         return out, dead
+
+    async def _ready(self, conn: asyncpg.Connection, q: str, now: int, lease_until: int, rec: bool, risky: int,
+                     left: int, out: list[tuple[str, list[Any]]]) -> int:
+        """Claim up to ``left`` ready messages of ``q`` (:data:`CLAIM`) into ``out``; returns how many it took."""
+        rows = await conn.fetch(CLAIM, self.app_name, now, q, self._consumer, lease_until, self._worker_id, rec,
+                                risky, left)
+        flat: list[Any] = []
+        for r in rows:
+            if r["id"] not in self._held:  # already running here: leased to us again, not run twice
+                flat += (r["prio"], r["id"], r["body"], r["deliveries"])
+        if flat:
+            if out and out[-1][0] == q:
+                out[-1][1].extend(flat)
+            else:
+                out.append((q, flat))
+        return len(rows)
 
     async def settle(self, outcomes: Sequence[Outcome], storage: Storage, retries: Sequence[Envelope]) -> None:
         rec = await self.settle_unfused(outcomes, storage, retries)
@@ -347,16 +384,19 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         ids = [o[0].msg_id for o in outcomes]
         if self._held:
             self._held.difference_update(ids)
-        async with self.db.tx(durable=False) as conn:
+        owners = [o[0].envelope for o in outcomes if o[1] != "success" and releases_unique(o[1], o[4])
+                  and o[0].envelope is not None and unique_owner(o[0].envelope) is not None]
+        # the usual batch (no retry to enqueue, no unique key to give back) is ONE statement, atomic by itself:
+        # final records, their feed rows, the waiters' NOTIFY and the ack; no BEGIN/COMMIT round trips
+        async with (self.db.tx(durable=False) if (retries and rec) or owners else self.db.one(durable=False)) as conn:
             if rec:
                 if retries:
                     await self.insert(conn, retries, False, True)
-                await finish_records(conn, self.app_name, outcomes, self._worker_id, now, self._ttl_ms,
-                                     self.db.channel, ack=ids)
+                await settle_records(conn, self.app_name, outcomes, self._worker_id, now, self._ttl_ms,
+                                     self.db.channel)
             else:
                 await conn.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", ids)
-            await release_unique(conn, self.app_name, [o[0].envelope for o in outcomes
-                                                       if o[1] != "success" and releases_unique(o[1], o[4])])
+            await release_unique(conn, self.app_name, owners)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         if not deliveries:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import select
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -50,7 +52,13 @@ _QUERY_KEYS = frozenset({"schema", "host", "port", "dbname", "database", "user",
                          "sslcert", "sslkey", "sslrootcert", "sslnegotiation", "sslcrl", "sslpassword",
                          "ssl_min_protocol_version", "ssl_max_protocol_version", "target_session_attrs",
                          "krbsrvname", "gsslib", "service", "application_name",
-                         "synchronous_commit"})
+                         "synchronous_commit", "lock_timeout", "statement_timeout"})
+#: how long a statement of ours waits for a lock another session holds before it gives up (``BrokerUnavailable``
+#: naming the lock wait): a producer behind a forgotten ``LOCK TABLE`` or a long migration gets a clear error
+#: instead of hanging; ``?lock_timeout=`` in the URL changes it (PostgreSQL units, ``0`` waits for ever)
+DEFAULT_LOCK_TIMEOUT = "10s"
+_TIMEOUTS = ("lock_timeout", "statement_timeout")
+_DURATION = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -78,6 +86,9 @@ def split_url(url: str) -> tuple[str, str]:
                               f"{', '.join(_SSLMODES)}") from None
         if k == "port" and not v.isdigit():
             raise ConfigError(f"the port of the PostgreSQL URL {redact(url)} is not a number; fix the URL")
+        if k in _TIMEOUTS and not _DURATION.fullmatch(v):
+            raise ConfigError(f"{k}={v!r} in the PostgreSQL URL {redact(url)} is not a duration: write it like "
+                              f"{k}=10s, {k}=500ms or {k}=0 (no limit)")
     schema = next((v for k, v in query if k == "schema"), "") or DEFAULT_SCHEMA
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
@@ -92,6 +103,16 @@ def ours(backend: Any, exc: BaseException) -> BaseException | None:
         return None
     if isinstance(exc, asyncpg.exceptions.DiskFullError):
         return BrokerFull(f"PostgreSQL {where} cannot grow ({exc}): free disk space, lower result_ttl, or retry later")
+    if state == "55P03":  # lock_not_available: our lock_timeout ran out behind another session's lock
+        schema = getattr(getattr(backend, "db", None), "schema", "?")
+        return BrokerUnavailable(f"PostgreSQL {where}: gave up waiting for a lock another session holds on a table "
+                                 f"of schema {schema!r} (lock_timeout={_setting(backend, 'lock_timeout')}); retry "
+                                 "later, or find the holder in pg_locks / pg_stat_activity (?lock_timeout= in the URL "
+                                 "sets the wait)")
+    if state == "57014" and "statement timeout" in str(exc):
+        return BrokerUnavailable(f"PostgreSQL {where}: a statement ran longer than statement_timeout="
+                                 f"{_setting(backend, 'statement_timeout')} (a busy server, or a lock held); retry "
+                                 "later, or raise ?statement_timeout= in the URL")
     if state in _REFUSED_STATES:
         return BrokerRefused(f"PostgreSQL {where} refused this client ({exc}); fix the URL, the role or the "
                              "database")
@@ -102,6 +123,11 @@ def ours(backend: Any, exc: BaseException) -> BaseException | None:
         return BrokerUnavailable(f"PostgreSQL {where} is not reachable or not ready ({type(exc).__name__}: "
                                  f"{exc}); retry later")
     return None
+
+
+def _setting(backend: Any, name: str) -> str:
+    """The value of ``name`` our pools set, for an error line (the server's own when the URL sets none)."""
+    return str(getattr(getattr(backend, "db", None), "settings", {}).get(name, "(the server's)"))
 
 
 #: wraps each contract method of a PostgreSQL class so asyncpg's failures leave it as ours
@@ -116,7 +142,15 @@ class PgDb:
 
     def __init__(self, url: str, pool_size: int = 4) -> None:
         self.url = url
-        self.dsn, self.schema = split_url(url)
+        dsn, self.schema = split_url(url)
+        # the timeouts are set per connection by our pools (server_settings), with our default lock_timeout
+        parts = urlsplit(dsn)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        #: the session settings every pooled connection gets (besides search_path): the wait for a lock, and the
+        #: longest statement when the URL sets one
+        self.settings: dict[str, str] = {"lock_timeout": DEFAULT_LOCK_TIMEOUT}
+        self.settings.update((k, v) for k, v in query if k in _TIMEOUTS)
+        self.dsn = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _TIMEOUTS])))
         self.channel = CHANNEL_PREFIX + self.schema
         #: every connection's search path: the schema (quoted: used as written), then pg_temp, so a TEMP table of a
         #: caller's connection (a transactional enqueue) never shadows ours (pg_temp is searched first otherwise)
@@ -176,9 +210,10 @@ class PgDb:
                 await conn.close()
             self._migrated_pid = os.getpid()
         fast = not durable and not self._commit_set
-        settings = {"search_path": self.search_path, **({"synchronous_commit": "off"} if fast else {})}
+        settings = {"search_path": self.search_path, **self.settings,
+                    **({"synchronous_commit": "off"} if fast else {})}
         pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.pool_size, timeout=10,
-                                         server_settings=settings)
+                                         server_settings=settings, reset=_keep_session)
         assert pool is not None
         self._pools[(id(loop), durable)] = (loop, pool)
         await _closed_with_loop(pool.terminate)
@@ -194,8 +229,36 @@ class PgDb:
         (at-least-once holds: the worker takes back what it held when its next fetch fails, see
         ``PgBroker.recover``); an enqueue is always durable. ``?synchronous_commit=on`` in the URL keeps every
         commit durable, for a price in claim and settle latency."""
+        async with self.acquire(durable) as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def acquire(self, durable: bool = True) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of this loop's pool that was alive when handed out: a pooled connection the server closed
+        while it sat idle (a restart, an admin's ``pg_terminate_backend``) is replaced before anything is sent on
+        it, so the first call after a restart succeeds instead of failing (the loop may not have run since the
+        server's goodbye arrived, so asyncpg does not know yet; see :func:`_stale`)."""
         pool = await self.pool(durable)
-        async with pool.acquire() as conn, conn.transaction():
+        for _ in range(self.pool_size + 1):
+            conn = await pool.acquire()
+            if not _stale(conn):
+                break
+            conn.terminate()  # its holder in the pool reconnects on the next acquire
+            await pool.release(conn)
+        else:  # every connection was stale: this one is new (the pool reconnected it)
+            conn = await pool.acquire()
+        try:
+            yield conn
+        finally:
+            await pool.release(conn)
+
+    @asynccontextmanager
+    async def one(self, durable: bool = True) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of this loop's pool with no transaction opened: for ONE statement, atomic by itself (its
+        own implicit transaction), which saves the two round trips of ``BEGIN`` and ``COMMIT`` — a third of a
+        fused settle's and most of a claim's at the drain's batch sizes. ``durable`` as for :meth:`tx`; alive when
+        handed out, as :meth:`acquire` makes sure."""
+        async with self.acquire(durable) as conn:
             yield conn
 
     async def identity(self) -> tuple[str, int]:
@@ -208,13 +271,16 @@ class PgDb:
         return self._identity
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return await (await self.pool()).fetch(sql, *args)
+        async with self.acquire() as conn:
+            return await conn.fetch(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await (await self.pool()).fetchval(sql, *args)
+        async with self.acquire() as conn:
+            return await conn.fetchval(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> str:
-        return await (await self.pool()).execute(sql, *args)
+        async with self.acquire() as conn:
+            return await conn.execute(sql, *args)
 
     async def listener(self) -> Listener:
         """This loop's LISTEN connection (one per loop, shared by every waiter of the loop)."""
@@ -263,8 +329,35 @@ class PgDb:
             await lst.close()
 
 
+def _stale(conn: Any) -> bool:
+    """True when an idle connection has unread input: the server's goodbye (an error, then end of file) after a
+    restart or a terminated backend, which asyncpg reads only when the loop next runs. A pooled connection
+    neither listens nor waits for anything, so any input is a reason not to trust it (a spurious case costs
+    one reconnect). One ``poll`` call, no round trip."""
+    if conn.is_closed():
+        return True
+    inner = getattr(conn, "_con", conn)  # a pool's proxy
+    transport = getattr(inner, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    if not hasattr(select, "poll"):  # Windows: select() takes sockets of any number there
+        return bool(select.select([sock.fileno()], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
 #: the finalizers of :func:`_closed_with_loop`, kept alive until their loop shuts them down
 _finalizers: set[Any] = set()
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pools' reset on release: nothing to send. asyncpg's default (``pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL``) is a round trip after every statement or transaction, as many as the work itself for
+    a claim; none of it applies here: the backend never takes session locks, cursors or LISTENs on a pooled
+    connection, and sets nothing beyond a transaction (``SET LOCAL``, ``set_config(..., true)``). An open
+    transaction is still rolled back on release (asyncpg does that before this hook)."""
 
 
 async def _closed_with_loop(terminate: Callable[[], None]) -> None:

@@ -9,6 +9,9 @@ position already read. The price: a write transaction left open on the server (b
 transaction ids are the server's, not the database's) holds back the feed until it ends. No narrower horizon is
 exact: a transaction may take its id long before it writes here (docs/postgres.md says what users see).
 
+``items`` is ``json`` (schema 4; ``jsonb`` before): written once and read whole, it is kept as the text the
+writer built, not parsed into ``jsonb``'s binary form on every claim, settle and enqueue.
+
 An event's id is ``"<tx>.<row id>.<index in the row>"``; "after" it = the rest of that row, then every row
 after ``(tx, row id)``. The worker's upkeep keeps the last :data:`~qtasks_fast.querylib.EVENTS_KEPT` events
 per queue.

@@ -7,9 +7,11 @@ and a failed one leaves nothing half done. Add a migration at the end; never edi
 Tables (times are milliseconds since the epoch, ``bigint``): ``messages`` holds only unfinished work (ready:
 ``consumer IS NULL``; handed out until ``lease_until``) and is the only table a claim reads, so finished tasks
 never slow a claim down: a settle deletes the message and writes the ``records`` row. ``delayed`` holds
-messages until their ``due``; ``records`` the task records (the query side's indexes); ``event_batches`` the
+messages until their ``due``; ``records`` the task records (the query side's indexes; half of each page left
+free, so the claim's ``process`` mark is an in-page HOT update); ``event_batches`` the
 event feed (one row per queue per written batch, ``tx`` = the writing transaction's id, see
-:mod:`~qtasks_fast.backends.postgres.feed`); the rest are as in the SQLite backend.
+:mod:`~qtasks_fast.backends.postgres.feed`); the rest are as in the SQLite backend. The function ``claim_ready``
+(migration 4) is a busy worker's claim in one round trip (``PgBroker``'s ``CLAIM``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,28 @@ ALTER TABLE records SET (fillfactor = 80);
     (3, "audit log", """
 CREATE TABLE audit (id bigserial PRIMARY KEY, app text NOT NULL, at bigint NOT NULL, entry bytea NOT NULL);
 CREATE INDEX audit_app ON audit (app, id);
+"""),
+    (4, "one-round-trip claim; records pages half free for the claim's HOT update; feed items as json", """
+ALTER TABLE records SET (fillfactor = 50);
+ALTER TABLE event_batches ALTER items TYPE json;
+CREATE FUNCTION claim_ready(text, bigint, text, text, bigint, text, boolean, integer, integer)
+RETURNS TABLE (id bigint, prio smallint, body bytea, deliveries integer) LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+  WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed WHERE app = $1 AND queue = $3 AND due <= $2
+      FOR UPDATE SKIP LOCKED) RETURNING queue, prio, uuid, body, due, id)
+    INSERT INTO messages (app, queue, prio, uuid, body) SELECT $1, queue, prio, uuid, body FROM d ORDER BY due, id;
+  RETURN QUERY WITH c AS (SELECT id FROM messages WHERE app = $1 AND queue = $3 AND consumer IS NULL
+      AND deliveries < $8 ORDER BY prio, id LIMIT $9 FOR UPDATE SKIP LOCKED),
+    m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1 FROM c
+      WHERE messages.id = c.id RETURNING messages.id, messages.prio, messages.uuid, messages.body, messages.deliveries),
+    r AS (UPDATE records SET worker_id = $6, updated = $2, started = $2 WHERE $7 AND uuid IN (SELECT uuid FROM m)
+      RETURNING queue, uuid, task_name, 'process' AS status, worker_id),
+    f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),
+      json_agg(json_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)
+    SELECT m.id, m.prio, m.body, m.deliveries FROM m ORDER BY m.prio, m.id;
+END
+$fn$;
 """),
 ]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")

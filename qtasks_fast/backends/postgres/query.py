@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
 #: the status a record reads as: ``process`` is stored as ``new`` with a start time, so the claim's record update
-#: changes no indexed column and stays a HOT update (no index entry written; see migration 2)
+#: changes no indexed column and stays a HOT update (no index entry written; see migrations 2 and 4)
 STATUS = "CASE WHEN status = 'new' AND started IS NOT NULL THEN 'process' ELSE status END"
 _SUMMARY = (f"uuid, task_name, queue, {STATUS} AS status, envelope, created, started, finished, worker_id, traceback,"
             " deliveries, retry_child, restart_of")

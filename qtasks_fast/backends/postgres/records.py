@@ -10,36 +10,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import msgspec
 
 from qtasks_fast.schemas import META_RESTART_OF, unique_owner
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from qtasks_fast.abc.broker import Outcome
     from qtasks_fast.schemas import Envelope
 
 #: the feed rows of the status changes a CTE named ``r`` returned (queue, uuid, task_name, status, worker_id)
 FEED = ("f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),"
-        " jsonb_agg(jsonb_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)")
+        " json_agg(json_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)")
 
-ENQUEUE = f"""
+_ENQUEUE = """
 WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $8::text[],
                                $9::smallint[], $10::bigint[]) WITH ORDINALITY AS t(u, q, n, b, c, ro, p, due, o)),
 r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, awaited, restart_of)
-      SELECT u, $1, q, n, 'new', b, c, $2, $11, ro FROM t WHERE $12 ORDER BY o
-      ON CONFLICT (uuid) DO UPDATE SET app = excluded.app, queue = excluded.queue, task_name = excluded.task_name,
-        status = 'new', envelope = excluded.envelope, created = excluded.created, updated = excluded.updated,
-        "returning" = NULL, traceback = NULL, worker_id = NULL, retry_child = NULL, awaited = excluded.awaited,
-        expires_at = NULL, deliveries = 1, started = NULL, finished = NULL, restart_of = excluded.restart_of
+      SELECT u, $1, q, n, 'new', b, c, $2, $11, ro FROM t WHERE $12 ORDER BY o{conflict}
       RETURNING queue, uuid, task_name, status, worker_id),
-{FEED},
+{feed},
 m AS (INSERT INTO messages (app, queue, prio, uuid, body) SELECT $1, q, p, u, b FROM t
       WHERE $14 AND due <= $2 ORDER BY o),
 d AS (INSERT INTO delayed (app, queue, prio, uuid, body, due) SELECT $1, q, p, u, b, due FROM t WHERE $14 AND due > $2)
 SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14) AS woken
 """
+#: the enqueue of a batch whose uuids may have been sent before: their records start over (an upsert)
+ENQUEUE = _ENQUEUE.format(feed=FEED, conflict="""
+      ON CONFLICT (uuid) DO UPDATE SET app = excluded.app, queue = excluded.queue, task_name = excluded.task_name,
+        status = 'new', envelope = excluded.envelope, created = excluded.created, updated = excluded.updated,
+        "returning" = NULL, traceback = NULL, worker_id = NULL, retry_child = NULL, awaited = excluded.awaited,
+        expires_at = NULL, deliveries = 1, started = NULL, finished = NULL, restart_of = excluded.restart_of""")
+#: the same for new uuids, nearly every batch: a plain insert, cheaper than the upsert's speculative insertion
+#: per row; a batch it refuses (a uuid already there) is sent again as :data:`ENQUEUE`
+ENQUEUE_NEW = _ENQUEUE.format(feed=FEED, conflict="")
 
 FINISH = f"""
 WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bigint[],
@@ -56,6 +60,23 @@ r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, create
 {FEED},
 acked AS (DELETE FROM messages WHERE id = ANY($17::bigint[]))
 SELECT pg_notify($16, 'd:' || uuid) FROM r WHERE awaited
+"""
+
+#: the fused settle's usual statement: final states as an UPDATE of the records (no envelope sent, no speculative
+#: insert), their feed rows, the waiters' NOTIFY, and the ack of the messages whose record it wrote (``$10``/``$11``:
+#: every acked message id and its task's uuid, NULL for a message with no envelope); returns the uuids written. A
+#: uuid it did not find (its record gone) is left unacked and goes through :data:`FINISH`, which inserts it
+SETTLE = f"""
+WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::integer[])
+           AS t(u, s, ret, tb, child, dl)),
+r AS (UPDATE records SET status = t.s, updated = $2, finished = $2, "returning" = t.ret, traceback = t.tb,
+        worker_id = $9, retry_child = t.child, expires_at = $2::bigint + $12::bigint, deliveries = t.dl
+      FROM t WHERE records.uuid = t.u
+      RETURNING records.queue, records.uuid, records.task_name, records.status, records.worker_id, records.awaited),
+{FEED},
+acked AS (DELETE FROM messages WHERE id IN (SELECT a.id FROM unnest($10::bigint[], $11::text[]) AS a(id, u)
+          WHERE a.u IS NULL OR a.u IN (SELECT uuid FROM r)))
+SELECT r.uuid FROM r LEFT JOIN LATERAL (SELECT pg_notify($13, 'd:' || r.uuid) WHERE r.awaited) AS w ON true
 """
 
 
@@ -96,10 +117,27 @@ async def enqueue_rows(conn: asyncpg.Connection, app: str, envelopes: Sequence[E
                        wait: bool, rec: bool, now: int, top: int, channel: str, records_only: bool = False) -> None:
     """Messages (delayed ones by due time), their ``new`` records when ``rec``, the feed and the wake-up; with
     ``records_only`` the records alone (a storage serving another broker). A uuid sent twice in one batch goes
-    out in a second statement (an upsert cannot touch one row twice), as if sent again."""
-    for part in _distinct_runs(list(zip(envelopes, blobs, strict=True))):
-        await conn.execute(ENQUEUE, app, now, *envelope_rows([e for e, _ in part], [b for _, b in part], now, top),
-                           wait, rec, channel, not records_only)
+    out in a second statement (an upsert cannot touch one row twice), as if sent again.
+
+    Outside a transaction (the producer's own enqueue) a batch is one statement, its own transaction: no
+    ``BEGIN``/``COMMIT`` round trips, and a plain insert of the records first (a re-sent uuid makes it fail
+    whole, and the batch goes again as the upsert). Inside one (a caller's transactional enqueue, a worker's
+    retries) a failed statement would abort the caller's transaction, so the upsert is used at once."""
+    runs = _distinct_runs(list(zip(envelopes, blobs, strict=True)))
+    if len(runs) > 1 and not conn.is_in_transaction():
+        async with conn.transaction():  # the runs commit together
+            await enqueue_rows(conn, app, envelopes, blobs, wait, rec, now, top, channel, records_only)
+        return
+    for part in runs:
+        args = (app, now, *envelope_rows([e for e, _ in part], [b for _, b in part], now, top), wait, rec, channel,
+                not records_only)
+        if rec and not conn.is_in_transaction():
+            try:
+                await conn.execute(ENQUEUE_NEW, *args)
+                continue
+            except asyncpg.UniqueViolationError:  # a uuid sent before: nothing of the statement was written
+                pass
+        await conn.execute(ENQUEUE, *args)
 
 
 def _distinct_runs(items: list[tuple[Envelope, bytes]]) -> list[list[tuple[Envelope, bytes]]]:
@@ -134,6 +172,27 @@ async def finish_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[
                               strict=True):
             col.append(value)
     await conn.execute(FINISH, app, now, *cols, _opt(worker_id) or None, ttl_ms, channel, list(ack))
+
+
+async def settle_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
+                         ttl_ms: int, channel: str) -> None:
+    """The fused settle: final states, feed, waiters' NOTIFY and the ack of every outcome's message. One
+    statement (:data:`SETTLE`, atomic by itself) when every record exists, which is nearly always; the outcomes
+    whose record is gone (purged, expired, never written) then go through :func:`finish_records`, which inserts
+    them and acks their messages. A message is acked only in the statement that stored its task's final state."""
+    last = {o[0].envelope.uuid: o for o in outcomes if o[0].envelope is not None}
+    cols: list[list[Any]] = [[] for _ in range(6)]
+    for d, status, ret, tb, child in last.values():
+        for col, value in zip(cols, (d.envelope.uuid, status, ret, pg_text(tb) or None, _opt(child) or None,
+                                     d.deliveries or 1), strict=True):
+            col.append(value)
+    ids = [o[0].msg_id for o in outcomes]
+    owners = [None if o[0].envelope is None else o[0].envelope.uuid for o in outcomes]
+    rows = await conn.fetch(SETTLE, app, now, *cols, _opt(worker_id) or None, ids, owners, ttl_ms, channel)
+    if len(rows) < len(last):
+        written = {r["uuid"] for r in rows}
+        gone = [o for o in outcomes if o[0].envelope is not None and o[0].envelope.uuid not in written]
+        await finish_records(conn, app, gone, worker_id, now, ttl_ms, channel, ack=[o[0].msg_id for o in gone])
 
 
 async def changed(conn: asyncpg.Connection, app: str, now: int, sql: str, *args: Any) -> list[Any]:

@@ -56,7 +56,7 @@ class PgStorage(PgQueries, Migrating, Storage):
     async def create(self, envelopes: Sequence[Envelope], wait: bool = False) -> None:
         """``new`` records only (no message: the broker queues it), with their feed rows."""
         blobs = [msgspec.msgpack.encode(e) for e in envelopes]
-        async with self.db.tx() as conn:
+        async with self.db.acquire() as conn:  # one statement, its own transaction (see enqueue_rows)
             await enqueue_rows(conn, self.app_name, [e for e in envelopes], blobs, wait, True, now_ms(), 0,
                                self.db.channel, records_only=True)
 

@@ -10,6 +10,11 @@ the producer and the worker, so it is compiled as the core is.
 
 import msgspec
 
+try:
+    import cython  # at compile time: Cython's types; at run time (pure Python): its shadow module
+except ImportError:  # pure Python without Cython installed: the same no-op names
+    from qtasks_fast import _cyshim as cython
+
 _encode = msgspec.msgpack.Encoder().encode
 
 
@@ -43,7 +48,40 @@ def _index_arg(zsets: dict, events: list):
     return _encode([zsets, _str(_encode(events)), len(events) // 4])
 
 
-def enqueue_args(envelopes: list, blobs: list, wait: str):
+@cython.cfunc
+@cython.locals(n=cython.Py_ssize_t)
+def _put_str(out: bytearray, b):
+    """Append ``b`` (bytes, or a str taken as UTF-8) to ``out`` as a msgpack *str* (see :func:`_str`)."""
+    if type(b) is not bytes:
+        b = b.encode() if isinstance(b, str) else bytes(b)
+    n = len(b)
+    if n < 32:
+        out.append(0xA0 | n)
+    elif n < 256:
+        out.append(0xD9)
+        out.append(n)
+    elif n < 65536:
+        out.append(0xDA)
+        out.append(n >> 8)
+        out.append(n & 0xFF)
+    else:
+        out += b"\xdb" + n.to_bytes(4, "big")
+    out += b
+
+
+@cython.cfunc
+@cython.locals(n=cython.Py_ssize_t)
+def _array(out: bytearray, n):
+    """``out`` behind the header of a msgpack array of ``n`` elements."""
+    if n < 16:
+        return bytes((0x90 | n,)) + out
+    if n < 65536:
+        return b"\xdc" + n.to_bytes(2, "big") + out
+    return b"\xdd" + n.to_bytes(4, "big") + out
+
+
+@cython.locals(i=cython.Py_ssize_t)
+def enqueue_args(envelopes: list, blobs: list, wait):
     """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special, index)}``.
 
     ``plain`` packs ``[prio, uuid, name, blob, wait]*``. Delayed envelopes (``eta`` set) and unique ones
@@ -73,13 +111,24 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
             args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, str(int(env.eta * 1000)),
                          key, ttl, _created_ms(env)))
             continue
-        args = out.get(env.queue)
+        queue = env.queue
+        args = out.get(queue)
         if args is None:
-            args = out[env.queue] = []
-            index[env.queue] = ({}, [])
+            args = out[queue] = [bytearray(), 0]
+            index[queue] = ({}, [])
         name = env.task_name
-        args.extend((env.priority, env.uuid, name, _str(blobs[i]), wait))
-        ix = index[env.queue]
+        buf: bytearray = args[0]
+        prio = env.priority
+        if type(prio) is int and 0 <= prio < 128:
+            buf.append(prio)
+        else:
+            buf += _encode(prio)
+        _put_str(buf, env.uuid)
+        _put_str(buf, name)
+        _put_str(buf, blobs[i])
+        _put_str(buf, wait)
+        args[1] += 1
+        ix = index[queue]
         z = ix[0].get(name)
         if z is None:
             z = ix[0][name] = []
@@ -88,7 +137,8 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
         ix[1].extend((env.uuid, "new", name, ""))
     for queue in out:
         ix = index[queue]
-        out[queue] = (_encode(out[queue]), b"", _index_arg(ix[0], ix[1]))
+        args = out[queue]
+        out[queue] = (_array(args[0], args[1] * 5), b"", _index_arg(ix[0], ix[1]))
     if special is not None:
         for queue in special:
             plain = out.get(queue)
@@ -97,7 +147,8 @@ def enqueue_args(envelopes: list, blobs: list, wait: str):
     return out
 
 
-def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float = 0.0, carried=None):
+@cython.locals(now_ms=cython.longlong, mono_t=cython.double, started=cython.longlong, count=cython.Py_ssize_t)
+def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
     ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
@@ -110,47 +161,65 @@ def settle_args(outcomes: list, index: bool, worker: str, now: str, mono: float 
     XREADGROUP handed out, which this settle writes instead of a call of their own; ``b""`` without index).
     ``replies`` packs the 0-based positions of the tasks whose producer awaits the result (meta ``rw``),
     ``b""`` when none does, and ``early`` lists their ``uuid, record`` for the broker to store and push before the settle itself.
+    ``packed`` is written byte by byte into one buffer per queue (compiled: C appends, no per-task ``Raw``
+    objects or list to encode afterwards): the same bytes msgspec makes of that list.
     """
     out = {}
     logs = {}
     replies = None
     now_ms = int(now)
+    mono_t = mono
     for o in outcomes:
         d = o[0]
-        args = out.get(d.queue)
+        queue = d.queue
+        args = out.get(queue)
         if args is None:
-            args = out[d.queue] = []
-            before = carried.get(d.queue) if carried else None
-            logs[d.queue] = ({}, list(before) if before else [])
+            args = out[queue] = [bytearray(), 0]
+            before = carried.get(queue) if carried else None
+            logs[queue] = ({}, list(before) if before else [])
         env = d.envelope
-        if mono and d.started:
-            started = int(now_ms - (mono - d.started) * 1000)
+        status = o[1]
+        if mono_t and d.started:
+            started = int(now_ms - (mono_t - d.started) * 1000)
         else:
             started = int(d.fetched * 1000)
-        record = _encode((d.raw, o[1], now, o[2], worker, o[3], o[4], d.deliveries, started))
-        if env.meta and "rw" in env.meta:
+        record = _encode((d.raw, status, now, o[2], worker, o[3], o[4], d.deliveries, started))
+        buf: bytearray = args[0]
+        count = args[1]
+        meta = env.meta
+        if meta and "rw" in meta:
             if replies is None:
                 replies = {}
-            rq = replies.get(d.queue)
+            rq = replies.get(queue)
             if rq is None:
-                rq = replies[d.queue] = ([], [])
-            rq[0].append(len(args) // 5)
+                rq = replies[queue] = ([], [])
+            rq[0].append(count)
             rq[1].extend((env.uuid, record))
-        args.extend((d.prio, _str(d.msg_id), env.uuid, o[1], _str(record)))
+        prio = d.prio
+        if type(prio) is int and 0 <= prio < 128:
+            buf.append(prio)
+        else:
+            buf += _encode(prio)
+        _put_str(buf, d.msg_id)
+        _put_str(buf, env.uuid)
+        _put_str(buf, status)
+        _put_str(buf, record)
+        args[1] = count + 1
         if index:
-            ix = logs[d.queue]
-            if o[1] != "success":  # success has no zset of its own (see redis.lua, P:x:f)
-                key = o[1] + ":" + env.task_name
+            ix = logs[queue]
+            if status != "success":  # success has no zset of its own (see redis.lua, P:x:f)
+                key = status + ":" + env.task_name
                 z = ix[0].get(key)
                 if z is None:
                     z = ix[0][key] = []
                 z.append(_created_ms(env))
                 z.append(env.uuid)
-            ix[1].extend((env.uuid, o[1], env.task_name, worker))
+            ix[1].extend((env.uuid, status, env.task_name, worker))
     for queue in out:
         rq = replies.get(queue) if replies is not None else None
         ix = logs[queue]
-        out[queue] = (_encode(out[queue]), _index_arg(ix[0], ix[1]) if index else b"",
+        args = out[queue]
+        out[queue] = (_array(args[0], args[1] * 5), _index_arg(ix[0], ix[1]) if index else b"",
                       _encode(rq[0]) if rq else b"", rq[1] if rq else _NONE)
     return out
 

@@ -42,7 +42,7 @@ from qtasks_fast.backends.redis.control import RedisControl
 from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
 from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
 from qtasks_fast.backends.redis.index import PendingStarts, restart_links
-from qtasks_fast.backends.redis.script import LUA, Script, Via, queue_prefix
+from qtasks_fast.backends.redis.script import LUA, Call, Script, Via, queue_prefix
 from qtasks_fast.faults import Outage
 from qtasks_fast.log import get_logger
 from qtasks_fast.schemas import META_REPLY, META_UNIQUE, releases_unique, unique_owner
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LUA", "RedisBroker", "RedisConnection", "outage", "queue_prefix", "refused", "unreachable"]
 log = get_logger("broker")
+_encode_event = msgspec.msgpack.Encoder().encode
 
 
 class RedisConnection:
@@ -82,6 +83,9 @@ class RedisConnection:
         self._async: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
         self._directs: dict[aioredis.Redis, DirectConnections] = {}
         self._sync_direct: SyncDirect | None = None
+        #: whether redis.lua goes as FCALL of its function library (Redis >= 7); False once the server said it
+        #: has no FUNCTION/FCALL for us (Redis 6, an ACL): EVALSHA from then on (see script.Call._recover)
+        self.functions = True
 
     def __repr__(self) -> str:
         return f"RedisConnection({redact(self.url)!r})"
@@ -189,15 +193,6 @@ def _bytes(msg_id: Any) -> bytes:
     return msg_id if isinstance(msg_id, bytes) else str(msg_id).encode()
 
 
-def _body(fields: Sequence[bytes] | None) -> bytes:
-    """The envelope (field ``d``) of a raw stream entry ``[b"u", uuid, b"d", envelope]``; b"" without
-    both fields (an entry deleted under a pending read has none: the worker dead-letters it as malformed)."""
-    if fields and len(fields) == 4 and fields[0] == b"u" and fields[2] == b"d":
-        return fields[3]
-    named = dict(zip(fields[::2], fields[1::2])) if fields else {}  # another writer's order or extras
-    return named.get(b"d", b"") if b"u" in named else b""
-
-
 @at_boundary
 class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters, Purge, FlushAll, Limits, Claims,
                   TaskTable, WorkerRegistry, QueueStatistics, BrokerMemory, RedisAudit):
@@ -224,6 +219,10 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         #: it covers: while it stays busy, fetches skip the Lua op (see _read_hot)
         self._hot: tuple[str, int] | None = None
         self._hot_streams: list[str] = []
+        #: the blocking read of _block, packed, and the (count, ms) and streams it was packed for
+        self._block_read: Call[Any] | None = None
+        self._block_key = (0, 0)
+        self._block_for: dict[bytes, tuple[str, int]] = {}
         #: per queue, the ms time its next delayed envelope is due (0 = none; 1 = unknown, ask at once)
         self._dues: dict[str, int] = {}
         self._due = 0  # the earliest of them
@@ -251,6 +250,18 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         return {q: (now, levels, plain, special, claimed, ttl, owners.get(q, ""), index if indexing else "0")
                 if special or indexing else (now, levels, plain)
                 for q, (plain, special, index) in per_queue.items()}
+
+    def _add(self, env: Envelope, wait: bool) -> Call[dict[str, str]]:
+        """Op ``add`` of one plain envelope (our records, query side on): what :meth:`_enqueue_calls` and op
+        ``enqueue`` would write for it, in about two thirds of the Redis time and with its command bytes built in
+        one call (see ``redis.lua``, op add). Its Redis time and the producer's time before the send both add
+        to the dispatch latency of every ``add_task``."""
+        if wait:  # the settle pushes the record to the reply list the caller blocks on (see _enqueue_calls)
+            env.meta = {**env.meta, META_REPLY: 1}
+        prio = min(max(env.priority, 0), self.priority_levels - 1)
+        uuid, name = env.uuid, env.task_name
+        return self.script.add(env.queue, prio, uuid, core.encode_envelopes([env])[0], name,
+                               round(env.created_at * 1000), _encode_event((uuid, "new", name, "")))
 
     @staticmethod
     def _owners(envelopes: Sequence[Envelope]) -> dict[str, bytes]:
@@ -285,8 +296,12 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             kept = [e for e in envelopes if e.uuid not in skipped] if skipped else envelopes
             yield Either(lambda: storage.create(kept, wait), lambda: storage.create_sync(kept, wait))
             envelopes = kept
-        for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
-            skipped.update((yield self.script.enqueue(queue, rec, *call)))
+        if rec and self.index_results and len(envelopes) == 1 and not envelopes[0].eta and not (
+                envelopes[0].meta and META_UNIQUE in envelopes[0].meta):
+            yield self._add(envelopes[0], wait)  # add_task's common case: op add (see there)
+        else:
+            for queue, call in self._enqueue_calls(envelopes, wait, rec).items():
+                skipped.update((yield self.script.enqueue(queue, rec, *call)))
         if rec and (links := restart_links(self.script, envelopes, skipped, self.result_ttl)):
             yield self.script.pipeline(links)  # app.restart: rare
         return skipped
@@ -317,6 +332,21 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
         self._dues, self._due = {}, 0
         await self.ping()
         await self.ensure_groups()
+        await self.warn_qtasks_queue()
+
+    async def warn_qtasks_queue(self) -> None:
+        """One WARNING at a worker's start when QTasks' own queue of this app (the list ``<name>:task_queue`` its
+        Redis broker pushes to) holds tasks: a QTasks producer is sending to this Redis, and no worker here reads
+        that list (another wire and key layout), so those tasks would wait forever unseen. One ``LLEN``."""
+        key = f"{self.app_name}:task_queue"
+        try:
+            waiting = await self.conn.aio.llen(key)
+        except redis.RedisError:  # not a list (the key is someone else's), or no permission: nothing to say
+            return
+        if waiting:
+            log.warning("Redis list %r holds %d task(s) sent by QTasks producers; qtasks_fast workers do not read "
+                        "QTasks' queue (another key layout): send them from qtasks_fast producers, or drain them with "
+                        "QTasks workers (docs/from-qtasks.md, 'Mixed fleet')", key, waiting)
 
     async def ensure_groups(self) -> None:
         """Create the consumer group on every stream (and the streams), if missing.
@@ -413,8 +443,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 await self.conn.aio.xack(stream, self.app_name, *[msg_id for msg_id, _ in entries])
                 continue
             seen += 1
-            for msg_id, fields in entries:
-                flat += (prio, msg_id, _body(fields), 1)
+            core.add_entries(flat, prio, entries)
         if seen != 1 or len(flat) // 4 < count:
             self._hot = None  # drained, or more urgent work arrived: the Lua op decides next time
         out = [(queue, flat)] if flat else []
@@ -474,11 +503,17 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
             block = min(block, (self._due - time.time() * 1000) / 1000)
             if block <= 0:
                 return []
-        try:
+        ms = max(1, int(block * 1000))
+        read = self._block_read
+        if read is None or self._block_key != (count, ms) or self._block_for is not self._streams:
+            # packed once per count and wait: redis-py would encode its ~30 arguments one by one at every call
             streams = list(self._streams)
-            res: Any = await self.script.command(
-                "XREADGROUP", "GROUP", self.app_name, self._consumer, "COUNT", count, "BLOCK",
-                max(1, int(block * 1000)), "STREAMS", *streams, *(">" for _ in streams), via="hot")
+            self._block_key, self._block_for = (count, ms), self._streams
+            read = self._block_read = self.script.command(
+                "XREADGROUP", "GROUP", self.app_name, self._consumer, "COUNT", count, "BLOCK", ms, "STREAMS",
+                *streams, *(">" for _ in streams), via="hot", packed=True)
+        try:
+            res: Any = await read
         except ResponseError as exc:
             # a stream or group deleted under a blocked read (purge, FLUSHDB, data loss): recreate and go on
             if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
@@ -494,10 +529,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 self._dues[queue] = self._due = 1
                 await self.conn.aio.xack(stream, self.app_name, *[msg_id for msg_id, _ in entries])
                 continue
-            got += len(entries)
-            flat = per_queue.setdefault(queue, [])
-            for msg_id, fields in entries:
-                flat += (prio, msg_id, _body(fields), 1)
+            got += core.add_entries(per_queue.setdefault(queue, []), prio, entries)
         self._drained = got < count
         out = list(per_queue.items())
         if rec and self.index_results:

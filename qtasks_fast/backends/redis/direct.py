@@ -62,9 +62,9 @@ class DirectConnections:
         self.free: list[Any] = []
         self.slots = asyncio.Semaphore(pool.max_connections)
 
-    async def execute(self, cmd: Sequence[Any], *, retry_stale: bool = False) -> Any:
-        """Send ``cmd`` and return the raw reply. ``retry_stale``: see :data:`STALE` (not for the worker's
-        hot path, whose callers retry on their own terms)."""
+    async def execute(self, cmd: Sequence[Any] | bytes, *, retry_stale: bool = False) -> Any:
+        """Send ``cmd`` (or one command packed as RESP bytes already) and return the raw reply. ``retry_stale``: see
+        :data:`STALE` (not for the worker's hot path, whose callers retry on their own terms)."""
         async with self.slots:
             while True:
                 conn = self.free.pop() if self.free else self.pool.make_connection()
@@ -72,7 +72,7 @@ class DirectConnections:
                 try:
                     if not was_connected:
                         await conn.connect()
-                    await send(conn, conn.pack_command(*cmd))
+                    await send(conn, [cmd] if isinstance(cmd, bytes) else conn.pack_command(*cmd))
                     reply = await conn.read_response()
                 except ResponseError:  # an error reply: the connection itself is fine
                     self.free.append(conn)
@@ -129,12 +129,13 @@ class SyncDirect:
         self.free: list[Any] = []
         self.slots = threading.BoundedSemaphore(pool.max_connections)
 
-    def execute(self, cmd: Sequence[Any]) -> Any:
-        """Send ``cmd`` and return the raw reply; once more on a fresh connection after a stale one."""
+    def execute(self, cmd: Sequence[Any] | bytes) -> Any:
+        """Send ``cmd`` (or one command packed as RESP bytes) and return the raw reply; once more on a fresh
+        connection after a stale one."""
         with self.slots:
             return self._execute(cmd)
 
-    def _execute(self, cmd: Sequence[Any]) -> Any:
+    def _execute(self, cmd: Sequence[Any] | bytes) -> Any:
         retry_stale = True
         while True:
             try:
@@ -143,7 +144,8 @@ class SyncDirect:
                 conn = self.pool.make_connection()
             was_connected = conn.is_connected
             try:
-                conn.send_packed_command(conn.pack_command(*cmd), check_health=False)
+                packed = [cmd] if isinstance(cmd, bytes) else conn.pack_command(*cmd)
+                conn.send_packed_command(packed, check_health=False)
                 reply = conn.read_response()
             except ResponseError:
                 self.free.append(conn)

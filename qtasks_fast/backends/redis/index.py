@@ -85,7 +85,12 @@ class PendingStarts:
         self._flushing: asyncio.Future[None] | None = None
 
     def note(self, out: list[tuple[str, list[Any]]], worker: str) -> None:
-        """Hold a plain fetch's ``[(queue, flat)]``; the grace timer starts with the first batch held."""
+        """Hold a plain fetch's ``[(queue, flat)]``; the grace timer starts with the first batch held.
+
+        The timer is not cancelled when a settle carries everything held: it fires once and finds nothing (or
+        a batch held since, younger than the grace: see _due). Why: an idle worker fetches and settles one
+        task at a time, and a timer armed and cancelled per task cost ~9 µs of its wake -> body path
+        (``call_later`` + ``cancel``), against one timer per ``START_GRACE`` now."""
         if not out:
             return
         now = int(time.time() * 1000)
@@ -96,8 +101,15 @@ class PendingStarts:
 
     def _due(self) -> None:
         self._timer = None
-        if self._batches:
-            self._flushing = asyncio.ensure_future(self._flush_quietly())
+        if not self._batches:
+            return
+        # the timer is left armed when a settle carries everything (see note): a batch held since may be
+        # younger than the grace, and waits for the rest of it
+        left = START_GRACE - (time.time() * 1000 - min(held[0][1] for held in self._batches.values())) / 1000
+        if left > 0.001:
+            self._timer = asyncio.get_running_loop().call_later(left, self._due)
+            return
+        self._flushing = asyncio.ensure_future(self._flush_quietly())
 
     async def _flush_quietly(self) -> None:
         try:
@@ -110,7 +122,6 @@ class PendingStarts:
         fetched tasks (their events then come in order), and when no settle came within ``START_GRACE``."""
         take = list(self._batches) if queues is None else [q for q in set(queues) if q in self._batches]
         batches = {q: self._batches.pop(q) for q in take}
-        self._idle()
         for queue, held in batches.items():
             events, started = process_events(held, set())
             if events:
@@ -136,7 +147,6 @@ class PendingStarts:
             events[queue], started = process_events(held, settled)
             if started:
                 starts[queue] = msgspec.msgpack.encode(started)
-        self._idle()
         return Carried(events, starts, taken)
 
     def put_back(self, carried: Carried) -> None:
@@ -148,15 +158,12 @@ class PendingStarts:
         if self._batches and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(START_GRACE, self._due)
 
-    def _idle(self) -> None:
-        if not self._batches and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def close(self) -> None:
         """Drop what is held (the broker is closing: its fetched tasks were settled or released already)."""
         self._batches.clear()
-        self._idle()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def restart_links(script: Script, envelopes: Sequence[Envelope], skipped: dict[str, str],

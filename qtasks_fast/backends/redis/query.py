@@ -389,9 +389,12 @@ class RedisQueries(TaskQueries):
             start = f"{pos[0]}-{pos[1]}"
             got = 0
             while got < limit:
+                # entries hold a batch each (two events or more while a fleet drains): about what the page still
+                # needs in one call, not one call per 100 entries (each a round trip and a reply to parse)
+                count = min(1000, max(10, (limit - got) // 2 + 1))
                 with self._reachable():
                     entries: Any = await self.conn.aio.xrange(self.script.events_key(q), min=start,
-                                                              count=100)
+                                                              count=count)
                 for eid, fields in entries:
                     ms, seq = _stream_id(_s(eid))
                     if (ms, seq) >= before:
@@ -403,7 +406,9 @@ class RedisQueries(TaskQueries):
                         if at > pos:
                             found.append((at, items[4 * j:4 * j + 4]))
                             got += 1
-                if len(entries) < 100:
+                    if got >= limit:
+                        break
+                if len(entries) < count:
                     break
                 start = "(" + _s(entries[-1][0])
         found.sort(key=lambda f: f[0])

@@ -1,6 +1,7 @@
 -- qtasks_fast: every piece of server-side Redis logic, in one script.
 --
--- Called as EVALSHA <sha> 1 <P> <op> <rec> <args...> where P is the queue's key
+-- Called as FCALL qtf_<sha8> 1 <P> <op> <rec> <args...> (a function library, Redis >= 7; EVALSHA <sha> with
+-- the same arguments where the server has no FUNCTION command: see run at the end) where P is the queue's key
 -- prefix "qtf:{<app>:<queue>}". The {...} hash tag puts every key below in one
 -- Redis Cluster slot, so the script only touches keys of its own slot.
 --
@@ -85,6 +86,9 @@
 -- a foreign Storage keeps them: then P:q, P:t:*, P:wait, P:r:*, P:count, P:x:*, P:ev, P:tp are not touched.
 --
 -- Ops:
+--   add     prio uuid blob name created event   (rec '1' only: enqueue of one plain envelope with the query side;
+--                                        prio already clamped, created = its created_at ms, event = the msgpack
+--                                        of its 'new' event {uuid, 'new', name, ''}; returns {} as enqueue does)
 --   enqueue now nprios packed [special claimed unique_ttl owners [index]]
 --           nprios = the priority levels workers serve: a prio outside 0..nprios-1 is clamped into them;
 --           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
@@ -184,9 +188,66 @@
 -- enqueue and settle take their per-task fields as one msgpack string (cmsgpack is built into
 -- Redis' Lua): one argument to parse instead of thousands, on both sides of the socket.
 
-local P = KEYS[1]
-local op = ARGV[1]
-local rec = table.remove(ARGV, 2) == '1'
+-- The call's state, set by run() before each op (every op is a function of its ARGV, see run at the end):
+-- P = the queue's key prefix, rec = whether task records live in this Redis.
+local P, rec
+
+-- the query side (P:x, P:ev, P:tp): status changes collected by an op, written as one P:ev entry by emit().
+-- Its P:ev writer comes first, then op 'add', before the other helpers are defined (see add).
+local EV_KEEP = 10000
+local EV = {}
+-- A P:ev entry's id is the server's time in microseconds, '<ms>-<µs in that ms>', not '*' (whose sequence
+-- restarts per stream): ids then order the entries of every queue's stream by when they were written, which
+-- is what makes an event id a resume point across queues (query.py). Scripts run one at a
+-- time, so the clock has moved on between two of them; an id not above the stream's last (a clock set back)
+-- falls back to '*'.
+-- Bounded at write time: an entry holds a whole batch (up to thousands of events), so MAXLEN alone (entries)
+-- let a bulk enqueue with no worker running grow P:ev to ~220 MiB per queue. P:evn counts the events written
+-- since the stream was last cut back; past 2 * EV_KEEP the entries holding the newest EV_KEEP events (at least)
+-- are kept and the rest go (trim_events): a walk of EV_KEEP events' entries once per EV_KEEP events written.
+local function trim_events()
+  local seen, keep, cursor = 0, nil, '+'
+  while seen < EV_KEEP do
+    local chunk = redis.call('XREVRANGE', P .. ':ev', cursor, '-', 'COUNT', 1000)
+    for _, e in ipairs(chunk) do
+      seen = seen + (tonumber(e[2][2]) or 1)
+      keep = e[1]
+      if seen >= EV_KEEP then break end
+    end
+    if #chunk < 1000 then break end
+    cursor = '(' .. chunk[#chunk][1]
+  end
+  if seen >= EV_KEEP then redis.call('XTRIM', P .. ':ev', 'MINID', keep) end
+  if keep then redis.call('SET', P .. ':evn', seen) else redis.call('DEL', P .. ':evn') end
+end
+local function xadd_event(count, packed)
+  local t = redis.call('TIME')
+  local us = tonumber(t[2])
+  local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(us / 1000), us % 1000)
+  local ok = redis.pcall('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, id, 'c', count, 'b', packed)
+  if type(ok) == 'table' and ok.err then
+    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, '*', 'c', count, 'b', packed)
+  end
+  if redis.call('INCRBY', P .. ':evn', count) > 2 * EV_KEEP then trim_events() end
+end
+-- The common enqueue (one envelope, no delay, no unique key, our records, query side on): the same writes as op
+-- enqueue's for a plain envelope (the XADD, P:q, P:x:n:<name>, P:x:names, its 'new' event in P:ev), without
+-- unpacking a msgpack argument, and placed before the other helpers: run as an EVALSHA script (the fallback, see
+-- run) a chunk runs from its top at every call and builds each local function it passes as a closure, so the
+-- ops further down pay for ~40 of them (a function library defines them once, at load). Measured
+-- with INFO commandstats on a private Redis 7.0 (busy 2-core VM): op enqueue of one envelope 40 µs of Redis time,
+-- op add 26-28 µs, of which ~9 µs are its seven commands; a bare XADD 3 µs.
+local OPS = {}  -- op name -> its function (see run)
+function OPS.add(ARGV)
+  local prio, uuid, name = ARGV[2], ARGV[3], ARGV[5]
+  local id = redis.call('XADD', P .. ':s:' .. prio, '*', 'u', uuid, 'd', ARGV[4])
+  redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
+  redis.call('ZADD', P .. ':x:n:' .. name, ARGV[6], uuid)
+  redis.call('SADD', P .. ':x:names', name)
+  xadd_event(1, ARGV[7])
+  return {}
+end
+
 
 local function record(uuid) return P .. ':t:' .. uuid end
 
@@ -287,43 +348,6 @@ local function unown(uuid, release)
   end
 end
 
--- the query side (P:x, P:ev, P:tp): status changes collected by an op, written as one P:ev entry by emit()
-local EV_KEEP = 10000
-local EV = {}
--- A P:ev entry's id is the server's time in microseconds, '<ms>-<µs in that ms>', not '*' (whose sequence
--- restarts per stream): ids then order the entries of every queue's stream by when they were written, which
--- is what makes an event id a resume point across queues (query.py). Scripts run one at a
--- time, so the clock has moved on between two of them; an id not above the stream's last (a clock set back)
--- falls back to '*'.
--- Bounded at write time: an entry holds a whole batch (up to thousands of events), so MAXLEN alone (entries)
--- let a bulk enqueue with no worker running grow P:ev to ~220 MiB per queue. P:evn counts the events written
--- since the stream was last cut back; past 2 * EV_KEEP the entries holding the newest EV_KEEP events (at least)
--- are kept and the rest go (trim_events): a walk of EV_KEEP events' entries once per EV_KEEP events written.
-local function trim_events()
-  local seen, keep, cursor = 0, nil, '+'
-  while seen < EV_KEEP do
-    local chunk = redis.call('XREVRANGE', P .. ':ev', cursor, '-', 'COUNT', 1000)
-    for _, e in ipairs(chunk) do
-      seen = seen + (tonumber(e[2][2]) or 1)
-      keep = e[1]
-      if seen >= EV_KEEP then break end
-    end
-    if #chunk < 1000 then break end
-    cursor = '(' .. chunk[#chunk][1]
-  end
-  if seen >= EV_KEEP then redis.call('XTRIM', P .. ':ev', 'MINID', keep) end
-  if keep then redis.call('SET', P .. ':evn', seen) else redis.call('DEL', P .. ':evn') end
-end
-local function xadd_event(count, packed)
-  local t = redis.call('TIME')
-  local us = tonumber(t[2])
-  local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(us / 1000), us % 1000)
-  local ok = redis.pcall('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, id, 'c', count, 'b', packed)
-  if type(ok) == 'table' and ok.err then
-    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, '*', 'c', count, 'b', packed)
-  end
-  if redis.call('INCRBY', P .. ':evn', count) > 2 * EV_KEEP then trim_events() end
-end
 local function emit()
   if #EV > 0 then
     xadd_event(#EV / 4, cmsgpack.pack(EV))
@@ -352,7 +376,7 @@ local function query_index(arg, zprefix)
   return keys
 end
 
-if op == 'enqueue' then
+function OPS.enqueue(ARGV)
   local now = ARGV[2]
   local top = tonumber(ARGV[3]) - 1  -- priorities are clamped to the served levels: no stream nobody reads
   local items = cmsgpack.unpack(ARGV[4])
@@ -437,7 +461,7 @@ if op == 'enqueue' then
   return skipped
 end
 
-if op == 'started' then  -- see the header: the broker's plain XREADGROUP fetches
+function OPS.started(ARGV)  -- see the header: the broker's plain XREADGROUP fetches
   xadd_event(ARGV[2], ARGV[3])
   local pairs_ = {}
   for i = 4, #ARGV do pairs_[#pairs_ + 1] = ARGV[i] end
@@ -445,7 +469,7 @@ if op == 'started' then  -- see the header: the broker's plain XREADGROUP fetche
   return 1
 end
 
-if op == 'settle' then
+function OPS.settle(ARGV)
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
   local items = cmsgpack.unpack(ARGV[5])
   local acks, uuids, done, counts = {}, {}, {}, {}
@@ -504,7 +528,7 @@ if op == 'settle' then
   return #items / 5
 end
 
--- Everything below is defined only for the other ops: a closure made per call costs Redis ~0.2 µs.
+-- Everything below is defined only for the other ops: as an EVALSHA script, a closure made per call costs Redis ~0.2 µs.
 
 -- uuid and body of a stream entry's fields, found by name ('' when missing); our producers
 -- write {'u', uuid, 'd', blob}, another producer may order them differently or add its own.
@@ -916,7 +940,7 @@ local function bounds(cmin, cmax)
   end
 end
 
-if op == 'unique' then
+function OPS.unique(ARGV)
   local skipped = {}
   for i = 3, #ARGV, 3 do
     local holder = claim_unique(ARGV[i + 1], ARGV[i], ARGV[i + 2], ARGV[2])
@@ -927,7 +951,9 @@ if op == 'unique' then
   end
   return skipped
 
-elseif op == 'fetch' then
+end
+
+function OPS.fetch(ARGV)
   local group, consumer, worker = ARGV[2], ARGV[3], ARGV[4]
   local count, now, mode = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
   local lease, maxd, nprios, ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
@@ -1042,7 +1068,9 @@ elseif op == 'fetch' then
   emit()
   return {out, again, due, dead}
 
-elseif op == 'dead' then
+end
+
+function OPS.dead(ARGV)
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
   local n = 0
   for i = 5, #ARGV, 4 do
@@ -1056,7 +1084,9 @@ elseif op == 'dead' then
   emit()
   return n
 
-elseif op == 'release' then
+end
+
+function OPS.release(ARGV)
   local group, now, consumer = ARGV[2], ARGV[3], ARGV[4]
   local n = 0
   local touched = {}
@@ -1092,7 +1122,9 @@ elseif op == 'release' then
   emit()
   return n
 
-elseif op == 'renew' then
+end
+
+function OPS.renew(ARGV)
   local group, consumer = ARGV[2], ARGV[3]
   local wanted = {}
   for i = 4, #ARGV, 2 do
@@ -1123,16 +1155,22 @@ elseif op == 'renew' then
   end
   return held
 
-elseif op == 'get' then
+end
+
+function OPS.get(ARGV)
   local fields = get(ARGV[2], ARGV[3])
   return fields
 
-elseif op == 'watch' then
+end
+
+function OPS.watch(ARGV)
   local fields, final = get(ARGV[2], ARGV[3])
   if fields and not final then redis.call('SADD', P .. ':wait', ARGV[3]) end
   return fields
 
-elseif op == 'trim' then
+end
+
+function OPS.trim(ARGV)
   local cutoff_ms = tonumber(ARGV[2]) - tonumber(ARGV[3])
   local cutoff = string.format('%.0f', cutoff_ms)
   local n = 0
@@ -1152,7 +1190,9 @@ elseif op == 'trim' then
   trim_events()  -- events: keep the entries that hold the last EV_KEEP events (at least)
   return n
 
-elseif op == 'list' then
+end
+
+function OPS.list(ARGV)
   local group, nprios, status, name = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
   local cmin, top, tie, cmax = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
   local limit, budget, worker, err = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13]
@@ -1261,7 +1301,9 @@ elseif op == 'list' then
   end
   return {rows, 'limit'}
 
-elseif op == 'count' then
+end
+
+function OPS.count(ARGV)
   local group, nprios, name, cmin, cmax = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
   local cutoff = string.format('%.0f', tonumber(ARGV[7]) - tonumber(ARGV[8]))
   local keys, names = xkeys(name, '')
@@ -1308,7 +1350,9 @@ elseif op == 'count' then
   local error_, cancel = counts.error or 0, counts.cancel or 0
   return {math.max(0, open - process), process, math.max(0, all - open - error_ - cancel), error_, cancel}
 
-elseif op == 'depth' then
+end
+
+function OPS.depth(ARGV)
   local group, nprios, now = ARGV[2], tonumber(ARGV[3]), ARGV[4]
   local waiting, consumers = {}, {}
   for prio = 0, nprios - 1 do
@@ -1336,7 +1380,9 @@ elseif op == 'depth' then
   for c, n in pairs(consumers) do cflat[#cflat + 1] = c; cflat[#cflat + 1] = n end
   return {wflat, cflat, delayed, redis.call('XLEN', P .. ':dlq')}
 
-elseif op == 'cancel' then
+end
+
+function OPS.cancel(ARGV)
   local group, uuid, reason, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local nprios, channel = tonumber(ARGV[7]), ARGV[8]
   if rec and redis.call('EXISTS', record(uuid)) == 1 then return {'finished'} end
@@ -1387,7 +1433,9 @@ elseif op == 'cancel' then
   emit()
   return {'queued', blob}
 
-elseif op == 'requeue' then
+end
+
+function OPS.requeue(ARGV)
   local limit = tonumber(ARGV[2])
   local entries = {}
   if #ARGV > 2 then
@@ -1418,7 +1466,9 @@ elseif op == 'requeue' then
   emit()
   return n
 
-elseif op == 'purgedead' then
+end
+
+function OPS.purgedead(ARGV)
   if #ARGV > 1 then
     local ids = {}
     for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -1432,7 +1482,9 @@ elseif op == 'purgedead' then
   redis.call('DEL', P .. ':dlq')
   return n
 
-elseif op == 'purge' then
+end
+
+function OPS.purge(ARGV)
   local group, now, ttl, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
   local prio, cursor = ARGV[7], ARGV[8]
   local out = {0, 0, cursor}
@@ -1482,7 +1534,9 @@ elseif op == 'purge' then
   emit()
   return out
 
-elseif op == 'acquire' then
+end
+
+function OPS.acquire(ARGV)
   local key, limit, token, ttl = P .. ':sem:' .. ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
   -- the server's clock: every worker of the fleet measures slot expiry alike
   local t = redis.call('TIME')
@@ -1494,10 +1548,14 @@ elseif op == 'acquire' then
   redis.call('PEXPIREAT', key, last[2])
   return 1
 
-elseif op == 'unslot' then
+end
+
+function OPS.unslot(ARGV)
   return redis.call('ZREM', P .. ':sem:' .. ARGV[2], ARGV[3])
 
-elseif op == 'stats' then
+end
+
+function OPS.stats(ARGV)
   local group, nprios, now = ARGV[2], tonumber(ARGV[3]), ARGV[4]
   local waiting, inflight = 0, 0
   for prio = 0, nprios - 1 do
@@ -1510,4 +1568,22 @@ elseif op == 'stats' then
   if delayed > 0 then due = redis.call('ZCOUNT', P .. ':d', '-inf', now) end
   return {waiting + due, inflight, delayed - due, redis.call('XLEN', P .. ':dlq')}
 end
-return redis.error_reply('qtasks_fast.lua: unknown op ' .. tostring(op))
+
+-- One call: KEYS = {P}, ARGV = {op, rec, args...}. The op's function gets ARGV without rec, as the op code above
+-- reads it (ARGV[1] = op, ARGV[2] = its first argument). EV is reset here: an op that failed half-way must not
+-- leave its events to the next call, which in a function library shares these upvalues.
+local function run(keys, argv)
+  P, EV = keys[1], {}
+  rec = table.remove(argv, 2) == '1'
+  local f = OPS[argv[1]]
+  if not f then return redis.error_reply('qtasks_fast.lua: unknown op ' .. tostring(argv[1])) end
+  return f(argv)
+end
+-- The last line is not in this file: script.py adds it at load time, for one of the two ways Redis runs it.
+-- As a function library (Redis >= 7, FUNCTION LOAD + FCALL; script.py also puts the '#!lua name=qtf_<sha8>'
+-- line on top): this top level runs once, at load, and each FCALL runs only run() and its op, not the
+-- definitions of ~60 local functions and an elseif chain that EVALSHA re-runs per call (~6-14 µs of Redis
+-- time per call, benchmarks/RESULTS.md, issue 16). It registers run twice: qtf_<sha8> with no flags, and
+-- qtf_<sha8>_ro with 'no-writes' for the read-only ops (get, stats, depth), which Redis then also runs while it
+-- is out of memory, as it ran them as EVALSHA scripts. As an EVALSHA script (Redis 6, or a server without the
+-- FUNCTION command): 'return run(KEYS, ARGV)'.

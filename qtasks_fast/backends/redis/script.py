@@ -1,7 +1,8 @@
 """The Redis protocol of qtasks_fast, in one place: ``redis.lua``'s ops as typed methods, the key names, and the
-one call path (EVALSHA, NOSCRIPT reload, redis-py errors turned into ``BrokerUnavailable``/``BrokerFull``).
+one call path (FCALL of the function library, or EVALSHA on a server without Redis Functions; the library or
+script loaded again when the server lost it; redis-py errors turned into ``BrokerUnavailable``/``BrokerFull``).
 
-Why one owner: the script is called with positional arguments (``EVALSHA <sha> 1 <P> <op> <rec> <args...>``,
+Why one owner: the script is called with positional arguments (``FCALL qtf_<sha8> 1 <P> <op> <rec> <args...>``,
 see the header of ``redis.lua``); when that knowledge was spread over the broker, its control half and the
 storage, a changed op had a dozen call sites to keep in step and the sync and async paths drifted apart (the
 async reads did not turn a lost connection into ``BrokerUnavailable``). Here each op is one method that names
@@ -15,23 +16,37 @@ calls and driven by ``run`` or ``run_sync`` (:mod:`qtasks_fast.steps`): a :class
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoPermissionError, NoScriptError
 
 from qtasks_fast.backends.redis.errors import REFUSED, no_such_db, refused, transient, unreachable
 
 if TYPE_CHECKING:
     from qtasks_fast.backends.redis.broker import RedisConnection
 
-__all__ = ["LUA", "SHA", "Call", "Script", "outage", "queue_prefix", "refused", "unreachable"]
+__all__ = ["FUNCTION", "LIBRARY", "LUA", "SHA", "Call", "Script", "outage", "queue_prefix", "refused", "unreachable"]
 
-LUA = (Path(__file__).parent / "redis.lua").read_text(encoding="utf-8")
+#: ``redis.lua`` as written: every op, then ``run``; its last line is added here, for one of two load modes
+SOURCE = (Path(__file__).parent / "redis.lua").read_text(encoding="utf-8")
+#: the EVALSHA script (a server without Redis Functions: Redis 6, or an ACL that allows EVALSHA only)
+LUA = SOURCE + "return run(KEYS, ARGV)\n"
 SHA = hashlib.sha1(LUA.encode()).hexdigest()
+#: The function library's and its function's name carry the script's hash: two versions of qtasks_fast sharing
+#: a Redis (a rolling deploy) each load and call their own, and FUNCTION LOAD REPLACE only ever replaces a
+#: library of the same code. ``FUNCTION_RO`` (flag ``no-writes``) serves the ops in ``READ_ONLY``.
+FUNCTION = f"qtf_{SHA[:8]}"
+FUNCTION_RO = f"{FUNCTION}_ro"
+READ_ONLY = frozenset({"get", "stats", "depth"})
+LIBRARY = (f"#!lua name={FUNCTION}\n{SOURCE}redis.register_function('{FUNCTION}', run)\n"
+           f"redis.register_function{{function_name='{FUNCTION_RO}', callback=run, flags={{'no-writes'}}}}\n")
+_LOAD_SCRIPT = ("SCRIPT", "LOAD", LUA)
+_LOAD_LIBRARY = ("FUNCTION", "LOAD", "REPLACE", LIBRARY)
 T = TypeVar("T")
 #: how a call reaches Redis: ``pool`` = redis-py's client (its pool and retry wrapper; rare operations),
 #: ``direct`` = a direct connection, sent again once when it was stale (the producer's round trips),
@@ -39,6 +54,23 @@ T = TypeVar("T")
 #: a list of commands in one redis-py pipeline, ``hotpipe`` = a list of commands in one write on a direct
 #: connection (async only; see ``RedisConnection.execute`` and ``direct.py``)
 Via = Literal["pool", "direct", "hot", "pipe", "hotpipe"]
+
+
+def pack_resp(args: tuple[Any, ...]) -> bytes:
+    """One command as RESP bytes (str as UTF-8, numbers as their decimal text): hiredis' ``pack_command`` in
+    Python, for a redis-py installed without its hiredis extra."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out += (b"$%d\r\n" % len(b), b, b"\r\n")
+    return b"".join(out)
+
+
+_pack_command: Callable[[tuple[Any, ...]], bytes] = pack_resp
+with contextlib.suppress(ImportError):
+    from hiredis import pack_command as _hiredis_pack
+
+    _pack_command = _hiredis_pack
 
 
 # ------------------------------------------------------------------------------------------------ key names
@@ -90,25 +122,63 @@ def _raw(reply: Any) -> Any:
     return reply
 
 
-class Call(Generic[T]):
-    """One request (an EVALSHA of redis.lua, a plain command, or a pipeline of them) and its reply parser."""
+def _no_functions(exc: redis.ResponseError) -> bool:
+    """The server cannot run FCALL or FUNCTION for us: no such command (Redis 6), or an ACL that does not
+    allow them (a user set up for EVALSHA before this version): the call goes on as EVALSHA."""
+    text = str(exc).lower()
+    return ("unknown command" in text or isinstance(exc, NoPermissionError)) and ("fcall" in text or "function" in text)
 
-    __slots__ = ("conn", "cmd", "via", "parse")
+
+class Call(Generic[T]):
+    """One request (an FCALL or EVALSHA of redis.lua, a plain command, or a pipeline of them) and its reply parser.
+
+    ``cmd`` may be one command already packed as RESP ``bytes`` (op ``add``): sent as is, ``direct`` only.
+    ``script``: for a call of redis.lua, the command unpacked (what :meth:`_recover` rebuilds as EVALSHA)."""
+
+    __slots__ = ("conn", "cmd", "via", "parse", "script")
 
     def __init__(self, conn: RedisConnection, cmd: Sequence[Any], via: Via,
-                 parse: Callable[[Any], T] = _raw) -> None:
-        self.conn, self.cmd, self.via, self.parse = conn, cmd, via, parse
+                 parse: Callable[[Any], T] = _raw, script: tuple[Any, ...] = ()) -> None:
+        self.conn, self.cmd, self.via, self.parse, self.script = conn, cmd, via, parse, script
 
     def __await__(self) -> Generator[Any, None, T]:
         return self._reply().__await__()
+
+    def _recover(self, exc: redis.ResponseError) -> tuple[Any, ...] | None:
+        """What to send before this call is sent again, when ``exc`` says the server lacks our code: the library
+        (``Function not found``: a restart without persistence, FUNCTION FLUSH, or the first call of this
+        version), the script (NOSCRIPT), or, when the server has no Redis Functions for us (:func:`_no_functions`),
+        the script after this call and every later one of the connection became EVALSHA. ``None``: another error."""
+        if not self.script:
+            return None
+        if isinstance(exc, NoScriptError):
+            return _LOAD_SCRIPT
+        if self.script[0] != "FCALL":
+            return None
+        if str(exc).startswith("Function not found"):
+            return _LOAD_LIBRARY
+        if not _no_functions(exc):
+            return None
+        self.conn.functions = False
+        self.script = ("EVALSHA", SHA, *self.script[2:])
+        self.cmd = _pack_command(self.script) if isinstance(self.cmd, bytes) else self.script
+        return _LOAD_SCRIPT
 
     async def _reply(self) -> T:
         conn = self.conn
         try:
             try:
                 reply = await conn.execute(self.cmd, self.via)
-            except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH): load and go on
-                await conn.execute(("SCRIPT", "LOAD", LUA), "pool")
+            except redis.ResponseError as exc:  # the server lost our code (restart, FLUSH), or never had it
+                load = self._recover(exc)
+                if load is None:
+                    raise
+                try:
+                    await conn.execute(load, "pool")
+                except redis.ResponseError as again:  # FUNCTION LOAD refused: EVALSHA instead
+                    if load is not _LOAD_LIBRARY or (load := self._recover(again)) is None:
+                        raise
+                    await conn.execute(load, "pool")
                 reply = await conn.execute(self.cmd, self.via)
         except redis.RedisError as exc:
             err = outage(conn.url, exc)
@@ -123,8 +193,16 @@ class Call(Generic[T]):
         try:
             try:
                 reply = conn.execute_sync(self.cmd, self.via)
-            except NoScriptError:
-                conn.execute_sync(("SCRIPT", "LOAD", LUA), "pool")
+            except redis.ResponseError as exc:
+                load = self._recover(exc)
+                if load is None:
+                    raise
+                try:
+                    conn.execute_sync(load, "pool")
+                except redis.ResponseError as again:
+                    if load is not _LOAD_LIBRARY or (load := self._recover(again)) is None:
+                        raise
+                    conn.execute_sync(load, "pool")
                 reply = conn.execute_sync(self.cmd, self.via)
         except redis.RedisError as exc:
             err = outage(conn.url, exc)
@@ -166,14 +244,22 @@ class Script:
         self.conn, self.app = conn, app
 
     def _call(self, queue: str, op: str, rec: bool, args: Sequence[Any], via: Via = "pool",
-              parse: Callable[[Any], T] = _raw) -> Call[T]:
-        """The only place that writes ``EVALSHA``: ``KEYS[1] = P``, ``ARGV = op, rec, args...``."""
-        return Call(self.conn, ("EVALSHA", SHA, 1, queue_prefix(self.app, queue), op, "1" if rec else "0", *args),
-                    via, parse)
+              parse: Callable[[Any], T] = _raw, packed: bool = False) -> Call[T]:
+        """The only place that writes ``FCALL``/``EVALSHA``: ``KEYS[1] = P``, ``ARGV = op, rec, args...``; FCALL of
+        the library unless the connection found the server without Redis Functions (``Call._recover``).
+        ``packed``: the command goes out as RESP bytes built here in one call (``direct``/``hot`` only, see
+        ``Call``)."""
+        if self.conn.functions:
+            cmd: tuple[Any, ...] = ("FCALL", FUNCTION_RO if op in READ_ONLY else FUNCTION, 1,
+                                    queue_prefix(self.app, queue), op, "1" if rec else "0", *args)
+        else:
+            cmd = ("EVALSHA", SHA, 1, queue_prefix(self.app, queue), op, "1" if rec else "0", *args)
+        return Call(self.conn, _pack_command(cmd) if packed else cmd, via, parse, cmd)
 
-    def command(self, *cmd: Any, via: Via = "pool", parse: Callable[[Any], T] = _raw) -> Call[T]:
-        """A plain command (``BLPOP``, ``LRANGE`` ...) on the same call path (error mapping included)."""
-        return Call(self.conn, cmd, via, parse)
+    def command(self, *cmd: Any, via: Via = "pool", parse: Callable[[Any], T] = _raw, packed: bool = False) -> Call[T]:
+        """A plain command (``BLPOP``, ``LRANGE`` ...) on the same call path (error mapping included); ``packed``:
+        see :meth:`_call` (a ``Call`` can be awaited again: the worker keeps its blocking read's)."""
+        return Call(self.conn, _pack_command(cmd) if packed else cmd, via, parse)
 
     def pipeline(self, cmds: Sequence[Sequence[Any]]) -> Call[list[Any]]:
         """Plain commands in one pipeline (no transaction)."""
@@ -220,6 +306,16 @@ class Script:
         return f"{queue_prefix(self.app, queue)}:sem:{key}"
 
     # -------------------------------------------------------------------------------- producer
+    def add(self, queue: str, prio: int, uuid: str, blob: bytes, name: str, created_ms: int,
+            event: bytes) -> Call[dict[str, str]]:
+        """Op ``add``: :meth:`enqueue` of one plain envelope (no delay, no unique key) with our records and the
+        query side: ``prio`` already clamped to the served levels, ``event`` the msgpack of its ``new`` event
+        ``[uuid, "new", name, ""]``. The command goes out packed (see :meth:`_call`): redis-py's per-argument
+        encoding cost ~15 µs of the producer's time before the send, part of every ``add_task``'s dispatch
+        latency."""
+        return self._call(queue, "add", True, (prio, uuid, blob, name, created_ms, event), "direct", _pairs,
+                          packed=True)
+
     def enqueue(self, queue: str, rec: bool, now: str, nprios: int, packed: bytes, special: bytes = b"",
                 claimed: str = "1", unique_ttl: int = 0, owners: bytes | str = "",
                 index: bytes | str = "") -> Call[dict[str, str]]:

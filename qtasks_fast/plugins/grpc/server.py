@@ -11,11 +11,13 @@ Deliberately safer than QTasks (which listens on 0.0.0.0 with no authentication)
 127.0.0.1, and every call must carry the metadata ``authorization: Bearer <token>``, the token from ``token=``
 or the same sources as ``qtasks-fast grpc`` and the web app (``token_file=``, ``QTASKS_GRPC_TOKEN``,
 ``QTASKS_WEB_TOKEN``). With no token the server refuses to start, unless ``insecure=True`` says that an open
-queue is wanted, and then only on a loopback host. ``tls_cert=``/``tls_key=`` (and ``tls_client_ca=`` for
+queue is wanted, and then only on a loopback host; off loopback a token shorter than 16 characters is refused,
+as by the CLI. ``tls_cert=``/``tls_key=`` (and ``tls_client_ca=`` for
 mutual TLS) serve TLS as the CLI's flags do; plaintext on a network address is logged as a warning at start.
 
 One process per port: every worker process of a pool (``--processes N``) starts the plugin, and the port is
-bound without SO_REUSEPORT, so the first serves and the others stand by, saying so once at INFO; a standby
+bound without SO_REUSEPORT, so the first serves and the others stand by, saying so once at INFO and naming the
+worker that serves (its id and pid, which it records beside the port's lock when it binds); a standby
 tries the port again every :data:`STANDBY_SECONDS` and takes over when the serving process has gone (a crash,
 a restart), so the port does not wait for the supervisor to bring that one back. Why not SO_REUSEPORT for all:
 the kernel would as readily share the port with a stale pool or another program of the same user, whose calls
@@ -49,6 +51,28 @@ DEFAULT_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", 40 * 1024 * 1024),
     ("grpc.max_receive_message_length", 40 * 1024 * 1024),
 ]
+
+
+def _owner_path(port: int) -> str:
+    return os.path.join(tempfile.gettempdir(), f"qtasks_fast-grpc-{port}.owner")
+
+
+def note_owner(port: int, worker_id: str) -> None:
+    """Record which worker serves ``port`` (its id and pid), for the standbys to name it."""
+    with contextlib.suppress(OSError):
+        with open(_owner_path(port), "w") as f:
+            f.write(f"{worker_id} {os.getpid()}\n")
+
+
+def owner(port: int) -> str:
+    """``worker <id> (pid N)`` serving ``port`` as recorded by :func:`note_owner`, or ``another process``."""
+    try:
+        with open(_owner_path(port)) as f:
+            worker_id, pid = f.read().split()
+        os.kill(int(pid), 0)  # still there: the record is not a dead process's
+    except (OSError, ValueError):
+        return "another process"
+    return f"worker {worker_id} (pid {pid})"
 
 
 @contextlib.contextmanager
@@ -112,10 +136,12 @@ class AsyncgRPCPlugin(BasePlugin):
         self._tls: grpc.ServerCredentials | None = None
         #: while another process of the pool serves the port: the task trying it again
         self._standby: asyncio.Task[None] | None = None
+        #: the id of the worker serving (named in the log and to the pool's standbys)
+        self._worker_id = f"pid-{os.getpid()}"
 
     def _token(self) -> str | None:
         """The token to require, read at start (a producer importing the app needs none); None when insecure."""
-        from qtasks_fast.cli_web import loopback
+        from qtasks_fast.cli_web import loopback, short_token
         from qtasks_fast.grpc.security import resolve_token
 
         token = self.token or None
@@ -128,6 +154,9 @@ class AsyncgRPCPlugin(BasePlugin):
         if token is None and not loopback(self.host):
             raise ConfigError(f"{type(self).__name__}: refusing to serve {self.host} without a token: other hosts "
                               f"could reach it; pass token= or set {TOKEN_ENV}")
+        short = None if token is None else short_token(token, True, self.host, f"token= (or {TOKEN_ENV})")
+        if short is not None:  # the same guard as `qtasks-fast grpc`/`web`: a short token off loopback is guessable
+            raise ConfigError(f"{type(self).__name__}: {short}")
         if not loopback(self.host) and not self.tls[0]:
             log.warning("%s serves plain gRPC on %s: the token travels in clear unless a TLS proxy is in front; "
                         "pass tls_cert= and tls_key=", type(self).__name__, self.host)
@@ -150,17 +179,18 @@ class AsyncgRPCPlugin(BasePlugin):
             return
         token = self._token()
         self._tls = self._credentials()
+        worker = kwargs.get("worker")
+        self._worker_id = str(getattr(worker, "worker_id", None) or f"pid-{os.getpid()}")
         if await self._serve(token):
             return
         from qtasks_fast.grpc.security import address as bound_address
 
         address = bound_address(self.host, self.port)
-        worker = kwargs.get("worker")
         if int(getattr(worker, "processes", 1) or 1) <= 1:
             raise ConfigError(f"{type(self).__name__}: cannot listen on {address}: the port is taken by another "
                               "program; pass another port=")
-        log.info("gRPC port %s is served by another process of this pool; worker %s stands by and takes it over "
-                 "if it frees", address, getattr(worker, "worker_id", "?"))
+        log.info("gRPC port %s is served by %s of this pool; worker %s stands by and takes it over if it frees",
+                 address, owner(self.port), self._worker_id)
         self._standby = asyncio.get_running_loop().create_task(self._stand_by(token))
 
     async def _serve(self, token: str | None) -> bool:
@@ -185,13 +215,15 @@ class AsyncgRPCPlugin(BasePlugin):
                     port = 0
             if port:
                 await server.start()
+                note_owner(port, self._worker_id)
         if not port:
             await server.stop(None)
             return False
         self.port = port
         self._server = server
-        log.info("gRPC QTasksService on %s:%d (%s), with qtasks_fast.v1.QTasksFast%s", self.host, self.port,
-                 "TLS" if self._tls is not None else "plaintext", "" if token else " (insecure: no token)")
+        log.info("gRPC QTasksService on %s:%d (%s), with qtasks_fast.v1.QTasksFast%s: served by worker %s (pid %d)",
+                 self.host, self.port, "TLS" if self._tls is not None else "plaintext",
+                 "" if token else " (insecure: no token)", self._worker_id, os.getpid())
         return True
 
     async def _stand_by(self, token: str | None) -> None:
@@ -206,7 +238,9 @@ class AsyncgRPCPlugin(BasePlugin):
             standby.cancel()
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(3.0)
+            from qtasks_fast.grpc.server import GRACE, stop_server
+
+            await stop_server(server, GRACE)
 
 
 class SyncgRPCPlugin(AsyncgRPCPlugin):

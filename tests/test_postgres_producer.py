@@ -1,0 +1,230 @@
+"""A PostgreSQL producer's faults (issue 15): a lock another client holds on our tables ends in a bounded wait and a
+one-line ``BrokerUnavailable`` (``lock_timeout``, default 10 s, ``?lock_timeout=`` in the URL), a worker waits such
+a lock out instead of stopping, the first call after a server restart succeeds (a pooled connection the server
+closed while idle is replaced before use), and an enqueue whose connection dies while it runs says that its fate
+is unknown instead of inviting a blind retry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+from conftest import PG_DSN, PrivatePostgres, ProcessHarness
+
+from qtasks_fast import QueueTasks
+from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks_fast.exceptions import BrokerUnavailable, ConfigError
+
+
+def _schema(url: str) -> str:
+    return dict(p.split("=", 1) for p in urlsplit(url).query.split("&") if p)["schema"]
+
+
+def _app(name: str, url: str) -> AsyncQueueTasks:
+    app = AsyncQueueTasks(name, broker_url=url)
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        return None
+
+    return app
+
+
+@asynccontextmanager
+async def _locked(table: str) -> AsyncIterator[asyncpg.Connection]:
+    """Another client holding ``table`` (schema-qualified) in ACCESS EXCLUSIVE mode until the block ends."""
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        async with conn.transaction():
+            await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_producer_behind_another_clients_lock_gets_a_one_line_error_then_goes_on(
+    pg_url: str, app_name: str
+) -> None:
+    app = _app(app_name, f"{pg_url}&lock_timeout=300ms")
+    await app.add_task("noop")  # connected and migrated before the lock
+    async with _locked(f'"{_schema(pg_url)}".messages'):
+        t0 = time.monotonic()
+        with pytest.raises(BrokerUnavailable) as caught:
+            await app.add_task("noop")
+        waited = time.monotonic() - t0
+    text = str(caught.value)
+    assert waited < 5, f"the producer waited {waited:.1f} s behind the lock"
+    assert "\n" not in text and "lock" in text and "lock_timeout=300ms" in text and "retry" in text, text
+    task = await app.add_task("noop")  # the lock is gone: the same client goes on
+    got = await app.get(task.uuid)
+    assert got is not None and got.status == "new"
+    await app.close()
+
+
+@pytest.mark.asyncio
+async def test_a_statement_timeout_in_the_url_bounds_a_statement_with_a_one_line_error(
+    pg_url: str, app_name: str
+) -> None:
+    app = _app(app_name, f"{pg_url}&lock_timeout=0&statement_timeout=300ms")
+    await app.add_task("noop")
+    async with _locked(f'"{_schema(pg_url)}".messages'):
+        with pytest.raises(BrokerUnavailable) as caught:
+            await app.add_task("noop")
+    text = str(caught.value)
+    assert "\n" not in text and "statement_timeout=300ms" in text and "retry" in text, text
+    await app.close()
+
+
+@pytest.mark.asyncio
+async def test_every_pooled_connection_waits_for_a_lock_at_most_the_default_or_the_urls_lock_timeout(
+    pg_url: str, app_name: str
+) -> None:
+    for url, want in ((pg_url, "10s"), (f"{pg_url}&lock_timeout=2500ms", "2500ms")):
+        app = _app(app_name, url)
+        db = app.broker.db
+        for durable in (True, False):  # the producer's pool and the worker's claim-and-settle pool
+            async with db.acquire(durable) as conn:
+                assert await conn.fetchval("SHOW lock_timeout") == want, (url, durable)
+        await app.close()
+
+
+def test_a_lock_timeout_that_is_not_a_duration_is_one_config_error_line(pg_url: str, app_name: str) -> None:
+    with pytest.raises(ConfigError, match=r"lock_timeout='soon' .* is not a duration: write it like lock_timeout=10s"):
+        QueueTasks(app_name, broker_url=f"{pg_url}&lock_timeout=soon").add_task("noop")
+
+
+@pytest.mark.asyncio
+async def test_an_enqueue_whose_connection_dies_while_it_runs_says_its_fate_is_unknown(
+    pg_url: str, app_name: str
+) -> None:
+    app = _app(app_name, f"{pg_url}&lock_timeout=0")  # no limit: the enqueue waits behind the lock
+    await app.add_task("noop")
+    table = f'"{_schema(pg_url)}".messages'
+    async with _locked(table) as holder:
+        sending = asyncio.ensure_future(app.add_task("noop"))
+        for _ in range(200):
+            pids = [
+                r["pid"]
+                for r in await holder.fetch(
+                    f"SELECT pid FROM pg_locks WHERE relation = '{table}'::regclass AND NOT granted"
+                )
+            ]
+            if pids:
+                break
+            await asyncio.sleep(0.05)
+        assert pids, "the enqueue never waited for the lock"
+        await holder.execute("SELECT pg_terminate_backend(p) FROM unnest($1::int[]) AS p", pids)
+        with pytest.raises(BrokerUnavailable) as caught:
+            await sending
+    text = str(caught.value)
+    assert "\n" not in text and "may or may not be stored" in text and "app.get(" in text, text
+    await app.add_task("noop")  # the next call gets a live connection
+    await app.close()
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_the_first_call_after_a_server_restart_succeeds(private_pg: PrivatePostgres, app_name: str, mode: str) -> None:
+    async def run() -> None:
+        app = _app(app_name, private_pg.url)
+        before = await app.add_task("noop")
+        private_pg.stop(mode)  # the pool's idle connections are closed by the server while the loop does not run
+        private_pg.start()
+        after = await app.add_task("noop")  # no BrokerUnavailable: the dead pooled connection is replaced
+        for task in (before, after):
+            got = await app.get(task.uuid)
+            assert got is not None and got.status == "new"
+        await app.close()
+
+    asyncio.run(run())
+    sync = QueueTasks(app_name, broker_url=private_pg.url)
+    sync.task(name="noop")(lambda: None)
+    first = sync.add_task("noop")
+    private_pg.stop(mode)
+    private_pg.start()
+    assert sync.add_task("noop").uuid != first.uuid
+    sync.close()
+
+
+def test_a_worker_waits_out_a_lock_longer_than_its_lock_timeout(
+    harness: ProcessHarness, private_pg: PrivatePostgres
+) -> None:
+    url = f"{private_pg.url}?lock_timeout=200ms"
+    proc = harness.start(url, "--concurrency", "10", processes=2)
+    harness.wait_ready(proc)
+    m: Any = harness.producer(url)
+    first = m.app.add_tasks([m.slow.s(0.05, f"t{i}") for i in range(600)])  # 3 s of work for 20 slots: busy at the lock
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        async def lock() -> None:
+            conn = await asyncpg.connect(private_pg.url)
+            try:
+                async with conn.transaction():
+                    await conn.execute("LOCK TABLE qtasks_fast.messages IN ACCESS EXCLUSIVE MODE")
+                    locked.set()
+                    while not release.is_set():
+                        await asyncio.sleep(0.05)
+            finally:
+                await conn.close()
+
+        asyncio.run(lock())
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with pytest.raises(BrokerUnavailable, match="lock_timeout=200ms"):
+            m.app.add_tasks([m.add.s(i, 1) for i in range(10)])
+        time.sleep(2.0)  # the worker's claims and settles run into the lock timeout meanwhile
+    finally:
+        release.set()
+        holder.join(10)
+    late = m.app.add_tasks([m.add.s(i, 1) for i in range(300)])
+    deadline = time.monotonic() + 60
+    sent = first + late
+    while True:
+        done = [m.app.get(t.uuid) for t in sent]
+        if all(t is not None and t.status == "success" for t in done):
+            break
+        assert time.monotonic() < deadline, harness.log(proc)[-3000:]
+        time.sleep(0.2)
+    assert [t.returning for t in done] == [f"t{i}" for i in range(600)] + [i + 1 for i in range(300)]
+    log = harness.log(proc)
+    assert "lock_timeout=200ms" in log, "the workers never ran into the lock"
+    assert proc.poll() is None and "exited with code" not in log and "Traceback" not in log, log[-3000:]
+    m.app.close()
+
+
+@pytest.mark.asyncio
+async def test_a_uuid_sent_again_starts_over_in_a_batch_of_new_ones(pg_url: str, app_name: str) -> None:
+    """The enqueue inserts records plainly and sends a batch again as an upsert only when a uuid is already
+    there: the old record is reset to ``new`` and the batch's new tasks are stored once each."""
+    from qtasks_fast.schemas import Envelope
+
+    app = _app(app_name, pg_url)
+    old = Envelope(uuid=str(uuid.uuid4()), task_name="noop", queue="default", created_at=time.time())
+    await app.broker.enqueue([old], app.storage)
+    db = app.broker.db
+    await db.execute(
+        "UPDATE records SET status = 'success', finished = 1, \"returning\" = '\\x01' WHERE uuid = $1", old.uuid
+    )
+    fresh = [
+        Envelope(uuid=str(uuid.uuid4()), task_name="noop", queue="default", created_at=time.time()) for _ in range(3)
+    ]
+    await app.broker.enqueue([fresh[0], old, *fresh[1:]], app.storage)
+    rows = await db.fetch('SELECT uuid, status, "returning", finished FROM records WHERE app = $1', app_name)
+    assert {r["uuid"]: (r["status"], r["returning"], r["finished"]) for r in rows} == {
+        e.uuid: ("new", None, None) for e in [old, *fresh]
+    }
+    sent = await db.fetch("SELECT uuid, count(*) AS n FROM messages WHERE app = $1 GROUP BY uuid", app_name)
+    assert {r["uuid"]: r["n"] for r in sent} == {old.uuid: 2, **{e.uuid: 1 for e in fresh}}
+    await app.close()
