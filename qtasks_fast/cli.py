@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-A", "--app", "-app", default=_env("APP"),
                    help="the app: 'module', 'module:attr' or 'module.attr' (env QTASKS_APP; '-app' is QTasks' "
                         "spelling)")
-    p.add_argument("--port", dest="qtasks_port", type=whole(1), default=None,
+    p.add_argument("--port", dest="qtasks_port", type=whole(1, most=65535), default=None,
                    help="QTasks' place of web's port, before the command ('-A mod:app --port 8000 web'): the same "
                         "as 'web --port'; no other command takes it")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

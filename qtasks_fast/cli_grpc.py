@@ -34,7 +34,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this host only); another address needs a "
                         "configured token (--token-file, QTASKS_GRPC_TOKEN or QTASKS_WEB_TOKEN) or TLS")
-    p.add_argument("--port", type=whole(0), default=50051, help="TCP port (default 50051, QTasks'; 0: any free one)")
+    p.add_argument("--port", type=whole(0, most=65535), default=50051,
+                   help="TCP port (default 50051, QTasks'; 0: any free one)")
     p.add_argument("--read-only", action="store_true",
                    help="refuse AddTask, AddTasks, CancelTask and RestartTask with PERMISSION_DENIED")
     p.add_argument("--token-file", metavar="FILE",

@@ -12,9 +12,10 @@ from collections.abc import Callable
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def whole(least: int, env: str | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number of at least ``least``. A default read from ``QTASKS_<env>`` is
-    parsed by it too (argparse parses string defaults), so a bad environment value is one line as well."""
+def whole(least: int, env: str | None = None, most: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``least`` (and at most ``most``). A default read from
+    ``QTASKS_<env>`` is parsed by it too (argparse parses string defaults), so a bad environment value is one line
+    as well."""
     where = f" (the flag, or env QTASKS_{env})" if env else ""
 
     def parse(raw: str) -> int:
@@ -24,6 +25,8 @@ def whole(least: int, env: str | None = None) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number{where}") from None
         if n < least:
             raise argparse.ArgumentTypeError(f"must be at least {least}, not {n}{where}")
+        if most is not None and n > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, not {n}{where}")
         return n
 
     return parse
@@ -66,3 +69,4 @@ def moment(raw: str) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.timezone.utc)
     return when.timestamp()
+

@@ -41,7 +41,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this host only); another address needs a "
                         "configured token (QTASKS_WEB_TOKEN or --token-file) or TLS (--ssl-certfile/--ssl-keyfile)")
-    p.add_argument("--port", type=whole(1), default=None,
+    p.add_argument("--port", type=whole(1, most=65535), default=None,
                    help=f"TCP port (default {DEFAULT_PORT}; QTasks' 8000 when asked: --port 8000, also in QTasks' "
                         "place before the command)")
     p.add_argument("--read-only", action="store_true",

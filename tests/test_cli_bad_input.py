@@ -275,3 +275,10 @@ def test_a_setting_from_the_environment_that_is_no_value_of_it(command: str, pro
                         "QTASKS_LEASE_SECONDS='soon' is not a valid float: fix or unset it")
         for flag in ("QTASKS_PIN_CPUS", "QTASKS_SCHEDULER"):
             one_line_exit_2(qtf(project, app_name, "run", **{flag: "maybe"}), f"{flag}='maybe' is not a valid bool")
+
+
+@pytest.mark.parametrize("args", [["web", "--port", "99999"], ["--port", "70000", "web"], ["grpc", "--port", "65536"]],
+                         ids=["web --port", "QTasks' --port before web", "grpc --port"])
+def test_a_port_past_65535_is_one_line_not_a_bind_traceback(args: list[str], project: Path, app_name: str) -> None:
+    """A port no socket can bind was the socket's ``OverflowError`` traceback at start; now argparse's one line."""
+    one_line_exit_2(qtf(project, app_name, *args), "must be at most 65535")
