@@ -176,7 +176,9 @@ async def test_a_filtered_page_never_scans(private_redis: PrivateRedis, tmp_path
         assert (counts["success"], counts["new"]) == (1500, 3)
         calls = command_calls(backend.client)
         assert "scan" not in calls and "keys" not in calls, calls
-        assert calls.get("fcall", 0) == 3, calls  # redis.lua runs as FCALL of its library (issue 16)
+        # redis.lua runs as FCALL of its library (issue 16): one per page and one count, plus at most one more
+        # per page when a loaded machine cuts a call at its 1 ms cap (the walk then goes on where it stopped)
+        assert 3 <= calls.get("fcall", 0) <= 5, calls
         await q.delete_finished(["default"])
         assert "scan" in command_calls(backend.client)
     finally:
