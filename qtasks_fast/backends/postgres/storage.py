@@ -97,21 +97,25 @@ class PgStorage(PgQueries, Migrating, Storage):
 
     # ------------------------------------------------------------------ reads
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
-        rows = await self.db.fetch(f"SELECT {COLUMNS} FROM records WHERE uuid = $1 AND app = $2"  # noqa: S608
+        """From the view ``tasks``: one snapshot sees a task exactly once (delayed, queued or running, or its
+        record: the settle deletes the message and writes the record in one statement)."""
+        rows = await self.db.fetch(f"SELECT {COLUMNS} FROM tasks WHERE uuid = $1 AND app = $2"  # noqa: S608
                                    " AND (expires_at IS NULL OR expires_at > $3)", uuid, self.app_name, now_ms())
         if not rows or (queues and rows[0]["queue"] not in queues):
             return None  # records are per queue, as in Redis
         return row_to_task(rows[0])
 
     async def _watch(self, uuid: str, queues: Sequence[str]) -> Task | None:
-        """The record, flagged as awaited so whoever finishes it notifies (a settle committing meanwhile holds
-        the row: this update waits for it and then reads the final state)."""
-        rows = await self.db.fetch(f"UPDATE records SET awaited = true WHERE uuid = $1 AND app = $2"  # noqa: S608
-                                   f" AND (expires_at IS NULL OR expires_at > $3) RETURNING {COLUMNS}",
-                                   uuid, self.app_name, now_ms())
-        if not rows or (queues and rows[0]["queue"] not in queues):
-            return None
-        return row_to_task(rows[0])
+        """The task, flagged as awaited so whoever finishes it notifies. A task moves one way, delayed, then
+        messages, then records (each move one statement that carries the flag: a move committing meanwhile waits
+        for this update's row lock and then reads the flag), so flagging the three in that order, each in a
+        statement of its own (its own snapshot), never misses it; then it is read."""
+        app = self.app_name
+        for table in ("delayed", "messages"):
+            await self.db.execute(f"UPDATE {table} SET awaited = true WHERE uuid = $1 AND app = $2"  # noqa: S608
+                                  " AND task_name IS NOT NULL", uuid, app)
+        await self.db.execute("UPDATE records SET awaited = true WHERE uuid = $1 AND app = $2", uuid, app)
+        return await self.get(uuid, queues)
 
     async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         deadline = time.monotonic() + timeout
