@@ -79,33 +79,36 @@ SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHE
 """
 
 #: the fused settle's usual statement: deletes the messages (``$10``/``$11``: every acked message id and its task's
-#: uuid, NULL for a message with no envelope) and writes the final records of those it deleted, once (an insert;
-#: a record already there, from before migration 5 or a foreign write, is updated), with their feed rows and the
-#: waiters' NOTIFY (``awaited`` as the deleted message carried it: a waiter that flagged it first is seen);
-#: returns the uuids written. An outcome whose message was gone (settled by whoever took it over) is left to
-#: :data:`FINISH`, which inserts its record from the envelope the worker holds. The delete and the insert are one
-#: statement: a message is gone only with its task's final state stored
-SETTLE = f"""
-WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::integer[],
-                               $14::text[], $15::text[], $16::bigint[], $17::text[])
-           AS t(u, s, ret, tb, child, dl, q, n, c, ro)),
-m AS (DELETE FROM messages WHERE id IN (SELECT a.id FROM unnest($10::bigint[], $11::text[]) AS a(id, u)
-          WHERE a.u IS NULL OR a.u IN (SELECT u FROM t))
-      RETURNING id, uuid, body, awaited, started),
+#: uuid, NULL for a message with no envelope) and writes the final records of those it deleted, once, from what
+#: the message carries (queue, name, envelope, created, restart_of, awaited as a waiter flagged it first, start
+#: time), with their feed rows and the waiters' NOTIFY; returns the uuids written. An outcome whose message was
+#: gone (settled by whoever took it over) or carries nothing to show (enqueued before migration 5 or by a foreign
+#: producer) is left to :data:`FINISH`, which upserts its record from the envelope the worker holds. The delete
+#: and the insert are one statement: a message is gone only with its task's final state stored. A plain insert
+#: (:data:`SETTLE_NEW`, nearly always: a queued task has no record) or, for a record already there, an upsert
+_SETTLE = """
+WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::integer[])
+           AS t(u, s, ret, tb, child, dl)),
+m AS (DELETE FROM messages USING unnest($10::bigint[], $11::text[]) AS a(id, u) WHERE messages.id = a.id
+        AND (a.u IS NULL OR (messages.task_name IS NOT NULL AND a.u IN (SELECT u FROM t)))
+      RETURNING messages.id, messages.uuid, messages.queue, messages.task_name, messages.body, messages.created,
+        messages.awaited, messages.restart_of, messages.started),
 r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, "returning", traceback,
                            worker_id, retry_child, awaited, expires_at, deliveries, started, finished, restart_of)
-      SELECT DISTINCT ON (t.u) t.u, $1, t.q, t.n, t.s, m.body, t.c, $2, t.ret, t.tb, $9, t.child, m.awaited,
-             $2::bigint + $12::bigint, t.dl, m.started, $2, t.ro
-        FROM t JOIN m ON m.uuid = t.u ORDER BY t.u, m.id DESC
+      SELECT DISTINCT ON (t.u) t.u, $1, m.queue, m.task_name, t.s, m.body, m.created, $2, t.ret, t.tb, $9, t.child,
+             m.awaited, $2::bigint + $12::bigint, t.dl, m.started, $2, m.restart_of
+        FROM t JOIN m ON m.uuid = t.u ORDER BY t.u, m.id DESC{conflict}
+      RETURNING queue, uuid, task_name, status, worker_id, awaited),
+{feed}
+SELECT r.uuid FROM r LEFT JOIN LATERAL (SELECT pg_notify($13, 'd:' || r.uuid) WHERE r.awaited) AS w ON true
+"""
+SETTLE = _SETTLE.format(feed=FEED, conflict="""
       ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, updated = excluded.updated,
         finished = excluded.finished, "returning" = excluded."returning", traceback = excluded.traceback,
         worker_id = excluded.worker_id, retry_child = excluded.retry_child, expires_at = excluded.expires_at,
         deliveries = excluded.deliveries, awaited = records.awaited OR excluded.awaited,
-        started = coalesce(excluded.started, records.started)
-      RETURNING queue, uuid, task_name, status, worker_id, awaited),
-{FEED}
-SELECT r.uuid FROM r LEFT JOIN LATERAL (SELECT pg_notify($13, 'd:' || r.uuid) WHERE r.awaited) AS w ON true
-"""
+        started = coalesce(excluded.started, records.started)""")
+SETTLE_NEW = _SETTLE.format(feed=FEED, conflict="")
 
 #: the record of a queued or running task (its message or delayed row, migration 5) written as it stands, before
 #: a control path (cancel, purge, dead letter) ends it with the record statements of the older schema; a task
@@ -239,18 +242,22 @@ async def settle_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[
     :func:`finish_records`, which upserts their records from the envelopes held here. A message is acked only in
     the statement that stored its task's final state."""
     last = {o[0].envelope.uuid: o for o in outcomes if o[0].envelope is not None}
-    cols: list[list[Any]] = [[] for _ in range(10)]
+    cols: list[list[Any]] = [[] for _ in range(6)]
     for d, status, ret, tb, child in last.values():
-        env = d.envelope
-        for col, value in zip(cols, (env.uuid, status, ret, pg_text(tb) or None, _opt(child) or None,
-                                     d.deliveries or 1, pg_text(d.queue), pg_text(env.task_name),
-                                     round(env.created_at * 1000) or now,
-                                     _opt(env.meta.get(META_RESTART_OF)) if env.meta else None), strict=True):
+        for col, value in zip(cols, (d.envelope.uuid, status, ret, pg_text(tb) or None, _opt(child) or None,
+                                     d.deliveries or 1), strict=True):
             col.append(value)
     ids = [o[0].msg_id for o in outcomes]
     owners = [None if o[0].envelope is None else o[0].envelope.uuid for o in outcomes]
-    rows = await conn.fetch(SETTLE, app, now, *cols[:6], _opt(worker_id) or None, ids, owners, ttl_ms, channel,
-                            *cols[6:])
+    args = (app, now, *cols, _opt(worker_id) or None, ids, owners, ttl_ms, channel)
+    rows = None
+    if not conn.is_in_transaction():  # a failed statement would abort a caller's transaction
+        try:
+            rows = await conn.fetch(SETTLE_NEW, *args)
+        except asyncpg.UniqueViolationError:  # a record already there: nothing of the statement was written
+            pass
+    if rows is None:
+        rows = await conn.fetch(SETTLE, *args)
     if len(rows) < len(last):
         written = {r["uuid"] for r in rows}
         gone = [o for o in outcomes if o[0].envelope is not None and o[0].envelope.uuid not in written]

@@ -111,9 +111,15 @@ class PgStorage(PgQueries, Migrating, Storage):
         for this update's row lock and then reads the flag), so flagging the three in that order, each in a
         statement of its own (its own snapshot), never misses it; then it is read."""
         app = self.app_name
-        for table in ("delayed", "messages"):
-            await self.db.execute(f"UPDATE {table} SET awaited = true WHERE uuid = $1 AND app = $2"  # noqa: S608
-                                  " AND task_name IS NOT NULL", uuid, app)
+        await self.db.execute("UPDATE delayed SET awaited = true WHERE uuid = $1 AND app = $2 AND NOT awaited"
+                              " AND task_name IS NOT NULL", uuid, app)
+        # a claim meanwhile skips the row this locks (FOR UPDATE SKIP LOCKED) and its worker may go idle: the
+        # NOTIFY (delivered at this statement's commit, the lock released) has it claim again. A task enqueued
+        # with ``wait=True`` is flagged already: no lock, no NOTIFY
+        await self.db.execute("WITH u AS (UPDATE messages SET awaited = true WHERE uuid = $1 AND app = $2"
+                              " AND NOT awaited AND task_name IS NOT NULL RETURNING queue, consumer)"
+                              " SELECT pg_notify($3, 'q:' || $2 || ':' || queue) FROM u WHERE consumer IS NULL",
+                              uuid, app, self.db.channel)
         await self.db.execute("UPDATE records SET awaited = true WHERE uuid = $1 AND app = $2", uuid, app)
         return await self.get(uuid, queues)
 
