@@ -17,7 +17,9 @@ Since migration 5 a queued task is its ``messages`` (or ``delayed``) row alone, 
 of it (``task_name``, ``created``, ``awaited``, ``restart_of``, and once claimed ``worker_id``/``started``): its
 ``records`` row is written once, by the statement that settles it and deletes the message (or by a control path
 that ends it while queued: cancel, purge, dead letter). The view ``tasks`` is what the query side reads: the
-records, plus the queued and running tasks that have none. A queued task thus costs its enqueue one table's row
+records, plus the queued and running tasks that have none (a uuid sent again while queued has one once its first
+message settles); that test is a scalar subquery, a primary-key probe per queued row, because a ``NOT EXISTS``
+may be planned as a hash anti-join that reads every record. A queued task thus costs its enqueue one table's row
 and two small indexes instead of two rows and five index entries, and its claim one row update, not two.
 """
 
@@ -130,11 +132,11 @@ CREATE VIEW tasks AS
   SELECT m.uuid, m.app, m.queue, m.task_name, 'new'::text, m.body, m.created, coalesce(m.started, m.created),
          NULL::bytea, NULL::text, m.worker_id, NULL::text, m.awaited, NULL::bigint, greatest(m.deliveries, 1),
          m.started, NULL::bigint, m.restart_of
-    FROM messages m WHERE m.task_name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM records r WHERE r.uuid = m.uuid)
+    FROM messages m WHERE m.task_name IS NOT NULL AND (SELECT 1 FROM records r WHERE r.uuid = m.uuid) IS NULL
   UNION ALL
   SELECT d.uuid, d.app, d.queue, d.task_name, 'new'::text, d.body, d.created, d.created, NULL::bytea, NULL::text,
          NULL::text, NULL::text, d.awaited, NULL::bigint, 1, NULL::bigint, NULL::bigint, d.restart_of
-    FROM delayed d WHERE d.task_name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM records r WHERE r.uuid = d.uuid);
+    FROM delayed d WHERE d.task_name IS NOT NULL AND (SELECT 1 FROM records r WHERE r.uuid = d.uuid) IS NULL;
 CREATE OR REPLACE FUNCTION claim_ready(text, bigint, text, text, bigint, text, boolean, integer, integer)
 RETURNS TABLE (id bigint, prio smallint, body bytea, deliveries integer) LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
