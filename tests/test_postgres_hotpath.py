@@ -267,3 +267,23 @@ def test_a_version_3_database_migrates_and_runs_its_queued_tasks(schema_url: str
 
     asyncio.run(make_v3())
     asyncio.run(run_v4())
+
+
+def test_cancel_of_a_task_whose_worker_is_gone_stores_its_record_as_cancel(schema_url: str) -> None:
+    """A running task has no record (schema 5); a cancel after its lease ran out (its worker is gone) deletes the
+    message, and must write the record first: the task reads ``cancel``, with its worker, not unknown."""
+
+    async def go() -> None:
+        async with _worker(schema_url) as broker:
+            storage = broker._storage
+            assert storage is not None
+            sent = _envelopes(1)
+            await broker.enqueue(sent, storage)
+            assert len(_outcomes((await broker._claim(1))[0])) == 1
+            await broker.db.execute("UPDATE messages SET lease_until = 1")  # the lease ran out
+            assert await broker.cancel(sent[0].uuid, "default", "stop", storage) == "queued"
+            task = await storage.get(sent[0].uuid, ["default"])
+            assert task is not None and (task.status, task.worker_id) == ("cancel", "w1")
+            assert await broker.db.fetchval("SELECT count(*) FROM messages") == 0
+
+    asyncio.run(go())

@@ -136,6 +136,8 @@ class PgControl(PgFleet):
                 await conn.execute("SELECT pg_notify($1, 'c:' || $2)", self.db.channel, app)
                 if row["lease_until"] is not None and row["lease_until"] >= now:
                     return "running"  # its worker hears of it through cancel_requests()
+                if rec:  # its record (none while it runs, migration 5) is written before its message goes
+                    await materialize(conn, app, now, [uuid])
                 await conn.execute("DELETE FROM messages WHERE id = $1", row["id"])  # lease ran out: worker gone
             elif row is None:
                 row = await conn.fetchrow("SELECT id, prio, body, 0 AS deliveries FROM delayed WHERE app = $1"
