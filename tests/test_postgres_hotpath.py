@@ -1,7 +1,7 @@
 """The PostgreSQL worker's hot path (issue 15): what a busy worker's claim and settle cost the server, and that the
 cheaper path keeps every guarantee: one statement per claim and per settle, a record gone before its settle is
-still stored (and its message acked only then), the claim's record update stays in its page (HOT, no index
-entry), and a database of schema version 3 migrates with its queued tasks and runs them."""
+still stored (and its message acked only then), a task is its message until its settle writes its record once
+(schema 5), and databases of schema versions 3 and 4 migrate with their queued tasks and run them."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import pytest
 from conftest import PG_DSN
 
 from qtasks_fast._corelib import Delivery
+from qtasks_fast.abc.query import TaskFilter
 from qtasks_fast.backends.postgres import migrations
 from qtasks_fast.backends.postgres.broker import CLAIM, PgBroker
 from qtasks_fast.backends.postgres.db import now_ms
-from qtasks_fast.backends.postgres.records import enqueue_rows
+from qtasks_fast.backends.postgres.records import ENQUEUE, envelope_rows, settle_records
 from qtasks_fast.backends.postgres.storage import PgStorage
 from qtasks_fast.schemas import Envelope
 
@@ -104,15 +105,16 @@ def test_a_busy_workers_claim_and_settle_are_one_statement_each(schema_url: str,
             await broker.settle(_outcomes(out), storage, [])
             assert len(logged) == 1 and logged[0].lstrip().startswith("WITH t AS"), logged
             rows = await broker.db.fetch("SELECT status, count(*) AS n FROM records GROUP BY status")
-            assert {r["status"]: r["n"] for r in rows} == {"success": 20, "new": 10}
+            assert {r["status"]: r["n"] for r in rows} == {"success": 20}  # the 10 queued: their messages alone
             assert await broker.db.fetchval("SELECT count(*) FROM messages") == 10
 
     asyncio.run(go())
 
 
-def test_a_settle_whose_record_is_gone_stores_it_and_acks_only_then(schema_url: str) -> None:
-    """The settle updates records in place; a task whose record was removed meanwhile (a purge, an expiry) is still
-    stored, by an insert, and its batch-mates are stored once: every message acked, one ``success`` event each."""
+def test_a_settle_whose_message_is_gone_still_stores_every_record(schema_url: str) -> None:
+    """The settle deletes the messages and writes their records in one statement; a task whose message went
+    meanwhile (settled by a worker that took it over, say) is still stored, by an upsert from the envelope the
+    worker holds, and its batch-mates are stored once: one record and one ``success`` event each."""
 
     async def go() -> None:
         async with _worker(schema_url) as broker:
@@ -122,11 +124,11 @@ def test_a_settle_whose_record_is_gone_stores_it_and_acks_only_then(schema_url: 
             out, _ = await broker._claim(4)
             outcomes = _outcomes(out)
             gone = outcomes[1][0].envelope.uuid
-            await broker.db.execute("DELETE FROM records WHERE uuid = $1", gone)
+            await broker.db.execute("DELETE FROM messages WHERE uuid = $1", gone)
             await broker.settle(outcomes, storage, [])
-            rows = await broker.db.fetch('SELECT uuid, status, "returning" FROM records')
-            assert sorted((r["uuid"], r["status"]) for r in rows) == sorted(
-                (o[0].envelope.uuid, "success") for o in outcomes
+            rows = await broker.db.fetch('SELECT uuid, status, "returning", task_name FROM records')
+            assert sorted((r["uuid"], r["status"], r["task_name"]) for r in rows) == sorted(
+                (o[0].envelope.uuid, "success", "noop") for o in outcomes
             )
             assert all(msgspec.msgpack.decode(r["returning"]) == r["uuid"] for r in rows)
             assert await broker.db.fetchval("SELECT count(*) FROM messages") == 0
@@ -137,32 +139,97 @@ def test_a_settle_whose_record_is_gone_stores_it_and_acks_only_then(schema_url: 
     asyncio.run(go())
 
 
-def test_the_claims_record_update_stays_in_its_page(schema_url: str) -> None:
-    """Marking a claimed task's record ``process`` changes no indexed column; with room left in its page it is a
-    HOT update (no new index entry in the records' five indexes). With 20 % free (schema 2) only about a third of
-    a batch's updates found room; schema 4 leaves half of each page free: every one of them does."""
+def test_a_task_is_its_message_until_its_settle_writes_its_record_once(schema_url: str) -> None:
+    """Schema 5: the enqueue and the claim write no record (the claim's ``process`` mark is on the message), and
+    the settle inserts each record once (no update); the query side shows the task all along: ``new``, then
+    ``process`` with its worker, then ``success``."""
 
     async def go() -> None:
         async with _worker(schema_url) as broker:
             storage = broker._storage
             assert storage is not None
-            for _ in range(3):
-                await broker.enqueue(_envelopes(100), storage)
+            sent = _envelopes(300)
+            await broker.enqueue(sent, storage)
+            assert (await storage.get(sent[0].uuid, ["default"])).status == "new"
             conn = await broker.db.connect()
             try:
                 async with conn.transaction():
                     now = now_ms()
                     rows = await conn.fetch(CLAIM, "hot", now, "default", "c1", now + 30_000, "w1", True, 5, 300)
                     assert len(rows) == 300
-                    stats = await conn.fetchrow(
-                        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables"
-                        " WHERE relid = to_regclass('records')"
-                    )
+                    stats = {r["relname"]: (r["n_tup_ins"], r["n_tup_upd"]) for r in await conn.fetch(
+                        "SELECT relname, n_tup_ins, n_tup_upd FROM pg_stat_xact_user_tables"
+                        " WHERE relname IN ('records', 'messages')"
+                    )}
+                    assert stats.get("records", (0, 0)) == (0, 0)
+                    assert stats["messages"] == (0, 300)
+                running = await storage.get(sent[0].uuid, ["default"])
+                assert (running.status, running.worker_id) == ("process", "w1")
+                out = [("default", [v for r in rows for v in (r["prio"], r["id"], r["body"], r["deliveries"])])]
+                async with conn.transaction():
+                    await settle_records(conn, "hot", _outcomes(out), "w1", now_ms(), 60_000, broker.db.channel)
+                    stats = {r["relname"]: (r["n_tup_ins"], r["n_tup_upd"]) for r in await conn.fetch(
+                        "SELECT relname, n_tup_ins, n_tup_upd FROM pg_stat_xact_user_tables"
+                        " WHERE relname = 'records'"
+                    )}
+                    assert stats["records"] == (300, 0)
             finally:
                 await conn.close()
-            assert (stats["n_tup_upd"], stats["n_tup_hot_upd"]) == (300, 300)
+            done = await storage.get(sent[0].uuid, ["default"])
+            assert (done.status, done.worker_id) == ("success", "w1")
+            assert await broker.db.fetchval("SELECT count(*) FROM messages") == 0
 
     asyncio.run(go())
+
+
+async def _legacy_enqueue(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+    """The enqueue of schemas 1 to 4 (a ``new`` record next to each message), as a previous release sent it."""
+    now = now_ms()
+    blobs = [msgspec.msgpack.encode(e) for e in envelopes]
+    await conn.execute(ENQUEUE, "hot", now, *envelope_rows(envelopes, blobs, now, 9), False, True, "qtasks_fast", True)
+
+
+def test_a_version_4_database_migrates_its_queued_and_running_tasks(schema_url: str, monkeypatch: Any) -> None:
+    """Schema 4 kept a ``new`` record next to each message (``process``: with a start time). Migration 5 moves what
+    the query side shows onto the messages and drops those records: the tasks read the same before and after
+    (queued ``new``, claimed ``process`` with its worker), each once, and then run and end ``success``."""
+    schema = schema_url.split("schema=")[1]
+    envelopes = _envelopes(6)
+
+    async def make_v4() -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            with monkeypatch.context() as m:
+                m.setattr(migrations, "MIGRATIONS", [mig for mig in migrations.MIGRATIONS if mig[0] <= 4])
+                assert [v for v, _ in await migrations.migrate(conn, schema)] == [1, 2, 3, 4]
+            async with conn.transaction():
+                await conn.execute(f'SET LOCAL search_path = "{schema}"')
+                await _legacy_enqueue(conn, envelopes)
+                now = now_ms()
+                old = await conn.fetch(CLAIM, "hot", now, "default", "old", now + 30_000, "w0", True, 5, 2)
+                assert len(old) == 2
+        finally:
+            await conn.close()
+
+    async def run_v5() -> None:
+        async with _worker(schema_url) as broker:
+            storage = broker._storage
+            assert storage is not None
+            assert await broker.db.fetchval("SELECT count(*) FROM records") == 0
+            tasks = [await storage.get(e.uuid, ["default"]) for e in envelopes]
+            assert [(t.status, t.worker_id) for t in tasks] == [("process", "w0")] * 2 + [("new", None)] * 4
+            counts = await storage.count_tasks(["default"], TaskFilter())
+            assert (counts["new"], counts["process"]) == (4, 2)
+            page = await storage.list_tasks(["default"], TaskFilter(), 50)
+            assert sorted(t.uuid for t in page.tasks) == sorted(e.uuid for e in envelopes)
+            outcomes = _outcomes((await broker._claim(10))[0])
+            assert len(outcomes) == 4
+            await broker.settle(outcomes, storage, [])
+            assert await broker.db.fetchval("SELECT count(*) FROM records WHERE status = 'success'") == 4
+            assert await broker.db.fetchval("SELECT count(*) FROM messages") == 2  # held by "old" until its lease
+
+    asyncio.run(make_v4())
+    asyncio.run(run_v5())
 
 
 def test_a_version_3_database_migrates_and_runs_its_queued_tasks(schema_url: str, monkeypatch: Any) -> None:
@@ -179,17 +246,7 @@ def test_a_version_3_database_migrates_and_runs_its_queued_tasks(schema_url: str
                 assert [v for v, _ in await migrations.migrate(conn, schema)] == [1, 2, 3]
             async with conn.transaction():
                 await conn.execute(f'SET LOCAL search_path = "{schema}"')
-                await enqueue_rows(
-                    conn,
-                    "hot",
-                    envelopes,
-                    [msgspec.msgpack.encode(e) for e in envelopes],
-                    False,
-                    True,
-                    now_ms(),
-                    9,
-                    "qtasks_fast",
-                )
+                await _legacy_enqueue(conn, envelopes)
         finally:
             await conn.close()
 
@@ -210,3 +267,23 @@ def test_a_version_3_database_migrates_and_runs_its_queued_tasks(schema_url: str
 
     asyncio.run(make_v3())
     asyncio.run(run_v4())
+
+
+def test_cancel_of_a_task_whose_worker_is_gone_stores_its_record_as_cancel(schema_url: str) -> None:
+    """A running task has no record (schema 5); a cancel after its lease ran out (its worker is gone) deletes the
+    message, and must write the record first: the task reads ``cancel``, with its worker, not unknown."""
+
+    async def go() -> None:
+        async with _worker(schema_url) as broker:
+            storage = broker._storage
+            assert storage is not None
+            sent = _envelopes(1)
+            await broker.enqueue(sent, storage)
+            assert len(_outcomes((await broker._claim(1))[0])) == 1
+            await broker.db.execute("UPDATE messages SET lease_until = 1")  # the lease ran out
+            assert await broker.cancel(sent[0].uuid, "default", "stop", storage) == "queued"
+            task = await storage.get(sent[0].uuid, ["default"])
+            assert task is not None and (task.status, task.worker_id) == ("cancel", "w1")
+            assert await broker.db.fetchval("SELECT count(*) FROM messages") == 0
+
+    asyncio.run(go())

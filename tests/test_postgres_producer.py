@@ -206,25 +206,32 @@ def test_a_worker_waits_out_a_lock_longer_than_its_lock_timeout(
 
 @pytest.mark.asyncio
 async def test_a_uuid_sent_again_starts_over_in_a_batch_of_new_ones(pg_url: str, app_name: str) -> None:
-    """The enqueue inserts records plainly and sends a batch again as an upsert only when a uuid is already
-    there: the old record is reset to ``new`` and the batch's new tasks are stored once each."""
+    """A queued task is its message alone (schema 5); a uuid sent again after it finished starts over: its old
+    record goes in the enqueue's statement, so every task of the batch reads ``new``, each once."""
     from qtasks_fast.schemas import Envelope
 
     app = _app(app_name, pg_url)
     old = Envelope(uuid=str(uuid.uuid4()), task_name="noop", queue="default", created_at=time.time())
     await app.broker.enqueue([old], app.storage)
     db = app.broker.db
-    await db.execute(
-        "UPDATE records SET status = 'success', finished = 1, \"returning\" = '\\x01' WHERE uuid = $1", old.uuid
+    assert await db.fetchval("SELECT count(*) FROM records WHERE app = $1", app_name) == 0
+    await db.execute(  # it ran: a final record, no message
+        "WITH m AS (DELETE FROM messages WHERE uuid = $1 RETURNING body) INSERT INTO records (uuid, app, queue,"
+        " task_name, status, envelope, created, updated, finished, \"returning\") SELECT $1, $2, 'default', 'noop',"
+        " 'success', body, 1, 1, 1, '\\x01' FROM m",
+        old.uuid,
+        app_name,
     )
+    assert (await app.storage.get(old.uuid, ["default"])).status == "success"
     fresh = [
         Envelope(uuid=str(uuid.uuid4()), task_name="noop", queue="default", created_at=time.time()) for _ in range(3)
     ]
     await app.broker.enqueue([fresh[0], old, *fresh[1:]], app.storage)
-    rows = await db.fetch('SELECT uuid, status, "returning", finished FROM records WHERE app = $1', app_name)
-    assert {r["uuid"]: (r["status"], r["returning"], r["finished"]) for r in rows} == {
-        e.uuid: ("new", None, None) for e in [old, *fresh]
-    }
+    assert await db.fetchval("SELECT count(*) FROM records WHERE app = $1", app_name) == 0
+    rows = await db.fetch('SELECT uuid, status, "returning", finished FROM tasks WHERE app = $1', app_name)
+    assert sorted((r["uuid"], r["status"], r["returning"], r["finished"]) for r in rows) == sorted(
+        (e.uuid, "new", None, None) for e in [old, *fresh]
+    )
     sent = await db.fetch("SELECT uuid, count(*) AS n FROM messages WHERE app = $1 GROUP BY uuid", app_name)
-    assert {r["uuid"]: r["n"] for r in sent} == {old.uuid: 2, **{e.uuid: 1 for e in fresh}}
+    assert {r["uuid"]: r["n"] for r in sent} == {old.uuid: 1, **{e.uuid: 1 for e in fresh}}
     await app.close()

@@ -6,7 +6,9 @@ statements make PostgreSQL do — is what a change to them changes. This suite r
 ``--n`` tasks enqueued (not timed), then claimed ``--batch`` at a time through ``PgBroker._claim`` and settled
 ``success`` through ``PgBroker.settle`` (fused storage, as a worker does), timing each side, and reads the CPU
 the server's backend processes of this run spent (``/proc/<pid>/stat`` of the backends named by this run's
-``application_name``: the server must be on this machine). Every record must end ``success``.
+``application_name``: the server must be on this machine). Every record must end ``success``. The server's CPU
+is also read around each claim and each settle (``claim_server_us``, ``settle_server_us``) and over the enqueue
+of the tasks in batches of 1,000 (``enqueue_server_us``, not in the clocked part).
 
 Standalone and self-contained, so ``ab`` runs this tree's copy with each side's interpreter and product:
 ``python -m qtasks_fast.benchmarks.ab --base main --suite pghot --rounds 4``.
@@ -39,6 +41,12 @@ def _backend_cpu(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+async def _pids(broker: Any, schema: str) -> list[int]:
+    """The server processes of this run's connections (named by ``application_name``)."""
+    return [r["pid"] for r in await broker.db.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", schema)]
+
+
 async def _once(url: str, n: int, batch: int) -> dict[str, float]:
     import asyncpg
     import msgspec
@@ -57,20 +65,26 @@ async def _once(url: str, n: int, batch: int) -> dict[str, float]:
         await broker.start("c1", "w1", ["default"], storage)
         envelopes = [Envelope(uuid=str(uuid.uuid4()), task_name="noop", queue="default", created_at=time.time())
                      for _ in range(n + batch)]
-        for i in range(0, n + batch, 1000):
+        await broker.enqueue(envelopes[:batch], storage)  # outside the clock: the pool connected, prepared
+        pids = await _pids(broker, schema)
+        enq0 = _backend_cpu(pids)
+        for i in range(batch, n + batch, 1000):
             await broker.enqueue(envelopes[i:i + 1000], storage)
-        claim = settle = 0.0
+        enqueue_server = _backend_cpu(pids) - enq0
+        claim = settle = claim_server = settle_server = 0.0
         done, server0, client0 = -batch, 0.0, 0.0
-        pids: list[int] = []
         while done < n:
             if done == 0:  # after one batch outside the clock: every pool connected, every statement prepared
                 claim = settle = 0.0
-                pids = [r["pid"] for r in await broker.db.fetch(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = $1", schema)]
+                claim_server = settle_server = 0.0
+                pids = await _pids(broker, schema)
                 server0, client0 = _backend_cpu(pids), time.process_time()
+            c0 = _backend_cpu(pids)
             t0 = time.perf_counter()
             out, _ = await broker._claim(batch)
             t1 = time.perf_counter()
+            c1 = _backend_cpu(pids)
+            claim_server += c1 - c0
             outcomes: list[Any] = []
             for queue, flat in out:
                 for i in range(0, len(flat), 4):
@@ -81,13 +95,15 @@ async def _once(url: str, n: int, batch: int) -> dict[str, float]:
                 raise RuntimeError(f"claimed nothing with {n - done} tasks left")
             await broker.settle(outcomes, storage, [])
             claim, settle = claim + t1 - t0, settle + time.perf_counter() - t1
+            settle_server += _backend_cpu(pids) - c1
             done += len(outcomes)
         server, client = _backend_cpu(pids) - server0, time.process_time() - client0
         ok = await broker.db.fetchval("SELECT count(*) FROM records WHERE status = 'success'")
         if ok != n + batch:
             raise RuntimeError(f"{ok} of {n + batch} records are success")
         return {"claim_us": claim / n * 1e6, "settle_us": settle / n * 1e6, "server_cpu_us": server / n * 1e6,
-                "client_cpu_us": client / n * 1e6}
+                "client_cpu_us": client / n * 1e6, "claim_server_us": claim_server / n * 1e6,
+                "settle_server_us": settle_server / n * 1e6, "enqueue_server_us": enqueue_server / n * 1e6}
     finally:
         await broker.close()
         await broker.db.close()

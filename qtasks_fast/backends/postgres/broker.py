@@ -65,17 +65,18 @@ IDLE_RECHECK = 5.0
 SLOW_EVERY_MS = 250
 PROMOTE = ("WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed WHERE app = $1"
            " AND queue = ANY($2::text[]) AND due <= $3 FOR UPDATE SKIP LOCKED)"
-           " RETURNING queue, prio, uuid, body, due, id)"
-           " INSERT INTO messages (app, queue, prio, uuid, body) SELECT $1, queue, prio, uuid, body FROM d"
-           " ORDER BY due, id")
-#: hands out the messages of CTE ``c`` ($3.. are the CTE's), marks their records and writes the feed (the ready
-#: messages' claim, ``claim_ready``, is the same statement with ``c`` = the next ready ones: see migration 4)
-_TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1"
-         " FROM c WHERE messages.id = c.id RETURNING messages.id, messages.prio, messages.uuid, messages.body,"
-         " messages.deliveries),"
-         " r AS (UPDATE records SET worker_id = $6, updated = $2, started = $2"
-         " WHERE $7 AND uuid IN (SELECT uuid FROM m) RETURNING queue, uuid, task_name, 'process' AS status,"
-         " worker_id), "
+           " RETURNING queue, prio, uuid, body, due, id, task_name, created, awaited, restart_of)"
+           " INSERT INTO messages (app, queue, prio, uuid, body, task_name, created, awaited, restart_of)"
+           " SELECT $1, queue, prio, uuid, body, task_name, created, awaited, restart_of FROM d ORDER BY due, id")
+#: hands out the messages of CTE ``c`` ($3.. are the CTE's), marks them running (worker, start time: a task has no
+#: record until its settle, migration 5) and writes the feed (the ready messages' claim, ``claim_ready``, is the
+#: same statement with ``c`` = the next ready ones: see migration 5)
+_TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1,"
+         " worker_id = $6, started = $2 FROM c WHERE messages.id = c.id RETURNING messages.id, messages.prio,"
+         " messages.uuid, messages.body, messages.deliveries, messages.queue, messages.task_name,"
+         " messages.worker_id),"
+         " r AS (SELECT queue, uuid, task_name, 'process' AS status, worker_id FROM m"
+         " WHERE $7 AND task_name IS NOT NULL), "
          + FEED + " SELECT id, prio, body, deliveries FROM m ORDER BY prio, id")
 TAKE = _TAKE.format(c="c AS (SELECT unnest($3::bigint[]) AS id)")
 #: the ready messages' claim in ONE round trip (no BEGIN, PROMOTE, COMMIT: a busy worker's usual fetch), migration

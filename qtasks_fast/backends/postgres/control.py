@@ -16,7 +16,14 @@ from qtasks_fast.abc.broker import DeadLetter, Delivery, Outcome
 from qtasks_fast.backends._local import body_outcome, decoded, task_name_of, text
 from qtasks_fast.backends.postgres.db import listen, now_ms, wait_set
 from qtasks_fast.backends.postgres.fleet import PgFleet
-from qtasks_fast.backends.postgres.records import cancel_records, changed, notify_done, pg_text, release_unique
+from qtasks_fast.backends.postgres.records import (
+    cancel_records,
+    changed,
+    materialize,
+    notify_done,
+    pg_text,
+    release_unique,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -40,6 +47,8 @@ class PgControl(PgFleet):
     # ------------------------------------------------------- rare worker paths
     async def _to_dead(self, conn: asyncpg.Connection, queue: str, msg_id: int, prio: int, uuid: str, body: bytes,
                        reason: str, now: int, rec: bool, deliveries: int, dead: list[Outcome]) -> None:
+        if rec and uuid:  # a queued or running task has no record yet (migration 5): write it, then end it
+            await materialize(conn, self.app_name, now, [uuid])
         await conn.execute("INSERT INTO dead_letters (app, queue, prio, uuid, body, reason, at)"
                            " VALUES ($1, $2, $3, $4, $5, $6, $7)", self.app_name, queue, prio, uuid, body, reason, now)
         await conn.execute("DELETE FROM messages WHERE id = $1", msg_id)
@@ -73,6 +82,8 @@ class PgControl(PgFleet):
                                      msg_id, self.app_name)
         if reason is None:
             return False
+        if rec:
+            await materialize(conn, self.app_name, now, [uuid])
         await conn.execute("DELETE FROM messages WHERE id = $1", msg_id)
         await release_unique(conn, self.app_name, decoded(body))
         if rec:
@@ -97,15 +108,15 @@ class PgControl(PgFleet):
                 if await self._cancelled_on_redelivery(conn, row["queue"], d.msg_id, row["prio"], row["uuid"],
                                                        row["body"], row["deliveries"], now, rec, cancelled):
                     continue
-                await conn.execute("UPDATE messages SET consumer = NULL, lease_until = NULL,"
-                                   " deliveries = greatest(deliveries - 1, 0) WHERE id = $1", d.msg_id)
+                # waiting again, run by no one: the message says so, and the feed (fused) too
+                await changed(conn, self.app_name, now, "UPDATE messages SET consumer = NULL, lease_until = NULL,"
+                              " deliveries = greatest(deliveries - 1, 0), worker_id = NULL, started = NULL"
+                              " WHERE id = $3 RETURNING queue, uuid, task_name, 'new' AS status, worker_id",
+                              d.msg_id) if rec else await conn.execute(
+                    "UPDATE messages SET consumer = NULL, lease_until = NULL, deliveries = greatest(deliveries - 1, 0),"
+                    " worker_id = NULL, started = NULL WHERE id = $1", d.msg_id)
                 await conn.execute("SELECT pg_notify($1, 'q:' || $2 || ':' || $3)", self.db.channel, self.app_name,
                                    row["queue"])
-                if rec:  # waiting again, run by no one: its record says so
-                    await changed(conn, self.app_name, now, "UPDATE records SET status = 'new', worker_id = NULL,"
-                                  " started = NULL, updated = $2 WHERE uuid = $3 AND status = 'new'"
-                                  " AND started IS NOT NULL"
-                                  " RETURNING queue, uuid, task_name, status, worker_id", row["uuid"])
         if cancelled and self._storage is not None:
             await self._storage.save(cancelled, self._worker_id)
 
@@ -125,11 +136,15 @@ class PgControl(PgFleet):
                 await conn.execute("SELECT pg_notify($1, 'c:' || $2)", self.db.channel, app)
                 if row["lease_until"] is not None and row["lease_until"] >= now:
                     return "running"  # its worker hears of it through cancel_requests()
+                if rec:  # its record (none while it runs, migration 5) is written before its message goes
+                    await materialize(conn, app, now, [uuid])
                 await conn.execute("DELETE FROM messages WHERE id = $1", row["id"])  # lease ran out: worker gone
             elif row is None:
                 row = await conn.fetchrow("SELECT id, prio, body, 0 AS deliveries FROM delayed WHERE app = $1"
                                           " AND queue = $2 AND uuid = $3 FOR UPDATE", app, queue, uuid)
             if row is not None:
+                if rec:  # its record (none while queued, migration 5) is written, then cancelled
+                    await materialize(conn, app, now, [uuid])
                 await conn.execute("DELETE FROM messages WHERE app = $1 AND queue = $2 AND uuid = $3"
                                    " AND consumer IS NULL", app, queue, uuid)
                 await conn.execute("DELETE FROM delayed WHERE app = $1 AND queue = $2 AND uuid = $3", app, queue, uuid)
@@ -206,19 +221,31 @@ class PgControl(PgFleet):
         now = now_ms()
         async with self.db.tx() as conn:
             rows = await self._dead_rows(conn, queue, ids)
-            await conn.executemany("INSERT INTO messages (app, queue, prio, uuid, body) VALUES ($1, $2, $3, $4, $5)",
-                                   [(self.app_name, queue, r["prio"], r["uuid"], r["body"]) for r in rows])
+            # queued again, its record (fused: in this schema) gone until the settle, as a new task's (migration 5)
+            gone = {r["uuid"]: r for r in await changed(
+                conn, self.app_name, now, "DELETE FROM records WHERE app = $1 AND uuid = ANY($3::text[])"
+                " RETURNING queue, uuid, task_name, 'new' AS status, NULL::text AS worker_id, created, awaited,"
+                " restart_of", [r["uuid"] for r in rows if r["uuid"]])}
+            await conn.executemany(
+                "INSERT INTO messages (app, queue, prio, uuid, body, task_name, created, awaited, restart_of)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, false), $9)",
+                [(self.app_name, queue, r["prio"], r["uuid"], r["body"], *self._shown(r, gone.get(r["uuid"]), storage))
+                 for r in rows])
             await conn.execute("DELETE FROM dead_letters WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
-            await changed(conn, self.app_name, now, "UPDATE records SET status = 'new', traceback = NULL,"
-                          " \"returning\" = NULL, retry_child = NULL, worker_id = NULL, expires_at = NULL,"
-                          " started = NULL,"
-                          " finished = NULL, updated = $2 WHERE app = $1 AND uuid = ANY($3::text[])"
-                          " RETURNING queue, uuid, task_name, status, worker_id",
-                          [r["uuid"] for r in rows if r["uuid"]])
             if rows:
                 await conn.execute("SELECT pg_notify($1, 'q:' || $2 || ':' || $3)", self.db.channel, self.app_name,
                                    queue)
         return len(rows)
+
+    def _shown(self, row: Any, record: Any, storage: Storage | None) -> tuple[Any, ...]:
+        """What the query side shows of a requeued dead letter's message: its old record's, or its envelope's
+        when that record expired (nothing with a foreign storage: the task is shown there)."""
+        if record is not None:
+            return record["task_name"], record["created"], record["awaited"], record["restart_of"]
+        envs = decoded(row["body"]) if storage is None or self.fused(storage) else []
+        if not envs:
+            return None, None, None, None
+        return pg_text(envs[0].task_name), round(envs[0].created_at * 1000), False, None
 
     async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
         async with self.db.tx() as conn:
@@ -232,6 +259,7 @@ class PgControl(PgFleet):
         storage = self._storage
         rec = storage is None or self.fused(storage)
         async with self.db.tx() as conn:
+            await materialize(conn, app, now, None, queue)  # their records, then cancelled (see cancel_records)
             rows = list(await conn.fetch("DELETE FROM messages WHERE app = $1 AND queue = $2 AND consumer IS NULL"
                                          " RETURNING id, prio, uuid, body", app, queue))
             rows += await conn.fetch("DELETE FROM delayed WHERE app = $1 AND queue = $2 RETURNING id, prio, uuid, body",

@@ -11,7 +11,16 @@ messages until their ``due``; ``records`` the task records (the query side's ind
 free, so the claim's ``process`` mark is an in-page HOT update); ``event_batches`` the
 event feed (one row per queue per written batch, ``tx`` = the writing transaction's id, see
 :mod:`~qtasks_fast.backends.postgres.feed`); the rest are as in the SQLite backend. The function ``claim_ready``
-(migration 4) is a busy worker's claim in one round trip (``PgBroker``'s ``CLAIM``).
+(migration 4, rewritten by 5) is a busy worker's claim in one round trip (``PgBroker``'s ``CLAIM``).
+
+Since migration 5 a queued task is its ``messages`` (or ``delayed``) row alone, carrying what the query side shows
+of it (``task_name``, ``created``, ``awaited``, ``restart_of``, and once claimed ``worker_id``/``started``): its
+``records`` row is written once, by the statement that settles it and deletes the message (or by a control path
+that ends it while queued: cancel, purge, dead letter). The view ``tasks`` is what the query side reads: the
+records, plus the queued and running tasks that have none (a uuid sent again while queued has one once its first
+message settles); that test is a scalar subquery, a primary-key probe per queued row, because a ``NOT EXISTS``
+may be planned as a hash anti-join that reads every record. A queued task thus costs its enqueue one table's row
+and two small indexes instead of two rows and five index entries, and its claim one row update, not two.
 """
 
 from __future__ import annotations
@@ -96,6 +105,55 @@ BEGIN
       RETURNING queue, uuid, task_name, 'process' AS status, worker_id),
     f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),
       json_agg(json_build_array(uuid, task_name, status, worker_id)) FROM r GROUP BY queue)
+    SELECT m.id, m.prio, m.body, m.deliveries FROM m ORDER BY m.prio, m.id;
+END
+$fn$;
+"""),
+    (5, "a queued task is its message alone: its record is written once, at settle", """
+ALTER TABLE messages ADD COLUMN task_name text, ADD COLUMN created bigint, ADD COLUMN awaited boolean NOT NULL
+    DEFAULT false, ADD COLUMN restart_of text, ADD COLUMN worker_id text, ADD COLUMN started bigint;
+ALTER TABLE delayed ADD COLUMN task_name text, ADD COLUMN created bigint, ADD COLUMN awaited boolean NOT NULL
+    DEFAULT false, ADD COLUMN restart_of text;
+CREATE INDEX messages_uuid ON messages USING hash (uuid);
+CREATE INDEX delayed_uuid ON delayed USING hash (uuid);
+UPDATE messages m SET task_name = r.task_name, created = r.created, awaited = r.awaited, restart_of = r.restart_of,
+    worker_id = r.worker_id, started = r.started FROM records r WHERE r.uuid = m.uuid AND r.app = m.app
+    AND r.status = 'new';
+UPDATE delayed d SET task_name = r.task_name, created = r.created, awaited = r.awaited, restart_of = r.restart_of
+    FROM records r WHERE r.uuid = d.uuid AND r.app = d.app AND r.status = 'new';
+DELETE FROM records r WHERE r.status = 'new' AND (
+    EXISTS (SELECT 1 FROM messages m WHERE m.uuid = r.uuid AND m.app = r.app AND m.task_name IS NOT NULL)
+    OR EXISTS (SELECT 1 FROM delayed d WHERE d.uuid = r.uuid AND d.app = r.app AND d.task_name IS NOT NULL));
+ALTER TABLE records SET (fillfactor = 100);
+CREATE VIEW tasks AS
+  SELECT uuid, app, queue, task_name, status, envelope, created, updated, "returning", traceback, worker_id,
+         retry_child, awaited, expires_at, deliveries, started, finished, restart_of FROM records
+  UNION ALL
+  SELECT m.uuid, m.app, m.queue, m.task_name, 'new'::text, m.body, m.created, coalesce(m.started, m.created),
+         NULL::bytea, NULL::text, m.worker_id, NULL::text, m.awaited, NULL::bigint, greatest(m.deliveries, 1),
+         m.started, NULL::bigint, m.restart_of
+    FROM messages m WHERE m.task_name IS NOT NULL AND (SELECT 1 FROM records r WHERE r.uuid = m.uuid) IS NULL
+  UNION ALL
+  SELECT d.uuid, d.app, d.queue, d.task_name, 'new'::text, d.body, d.created, d.created, NULL::bytea, NULL::text,
+         NULL::text, NULL::text, d.awaited, NULL::bigint, 1, NULL::bigint, NULL::bigint, d.restart_of
+    FROM delayed d WHERE d.task_name IS NOT NULL AND (SELECT 1 FROM records r WHERE r.uuid = d.uuid) IS NULL;
+CREATE OR REPLACE FUNCTION claim_ready(text, bigint, text, text, bigint, text, boolean, integer, integer)
+RETURNS TABLE (id bigint, prio smallint, body bytea, deliveries integer) LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+  WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed WHERE app = $1 AND queue = $3 AND due <= $2
+      FOR UPDATE SKIP LOCKED) RETURNING queue, prio, uuid, body, due, id, task_name, created, awaited, restart_of)
+    INSERT INTO messages (app, queue, prio, uuid, body, task_name, created, awaited, restart_of)
+      SELECT $1, queue, prio, uuid, body, task_name, created, awaited, restart_of FROM d ORDER BY due, id;
+  RETURN QUERY WITH c AS (SELECT id FROM messages WHERE app = $1 AND queue = $3 AND consumer IS NULL
+      AND deliveries < $8 ORDER BY prio, id LIMIT $9 FOR UPDATE SKIP LOCKED),
+    m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1,
+        worker_id = $6, started = $2 FROM c WHERE messages.id = c.id
+      RETURNING messages.id, messages.prio, messages.body, messages.deliveries, messages.queue, messages.uuid,
+        messages.task_name, messages.worker_id),
+    f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),
+      json_agg(json_build_array(uuid, task_name, 'process', worker_id)) FROM m WHERE $7 AND task_name IS NOT NULL
+      GROUP BY queue)
     SELECT m.id, m.prio, m.body, m.deliveries FROM m ORDER BY m.prio, m.id;
 END
 $fn$;

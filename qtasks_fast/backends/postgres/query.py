@@ -1,5 +1,7 @@
 """The query side of the PostgreSQL backend (:class:`~qtasks_fast.abc.query.TaskQueries`), as SQLite's: every page
-is an index walk of ``records`` (``(app, queue, status, created, uuid)``, ``(app, queue, task_name, created,
+reads the view ``tasks`` (migration 5: the records, plus the queued and running tasks, which are their message
+alone; those are few next to the finished ones and are read without an index of their own) and is an index walk of
+``records`` (``(app, queue, status, created, uuid)``, ``(app, queue, task_name, created,
 uuid)``, the finish-time index, ``restart_of``), one per queue (and per status when the filter names none),
 merged here. The worker, error-text and finished-time filters are checked on the rows the walk visits, down to
 a bounded stop as on SQLite (``partial`` pages, TaskPage); the error search uses
@@ -50,8 +52,8 @@ if TYPE_CHECKING:
     from qtasks_fast.schemas import Task
 
 _env_decode = msgspec.msgpack.Decoder(Envelope).decode
-#: the status a record reads as: ``process`` is stored as ``new`` with a start time, so the claim's record update
-#: changes no indexed column and stays a HOT update (no index entry written; see migrations 2 and 4)
+#: the status a task reads as: ``process`` is ``new`` with a start time (the view ``tasks`` shows a claimed message
+#: so; records written by schema 4's claim, and a foreign broker's ``mark_started``, store it so too)
 STATUS = "CASE WHEN status = 'new' AND started IS NOT NULL THEN 'process' ELSE status END"
 _SUMMARY = (f"uuid, task_name, queue, {STATUS} AS status, envelope, created, started, finished, worker_id, traceback,"
             " deliveries, retry_child, restart_of")
@@ -155,7 +157,7 @@ class PgQueries(TaskQueries):
                 params: list[Any] = [self.app_name, q]
                 cond = where(f, now, params) + _range(after, frontier, params)
                 params.append(limit + 1)
-                rows += await self.db.fetch(f"SELECT {_SUMMARY} FROM records WHERE app = $1 AND queue = $2"  # noqa: S608
+                rows += await self.db.fetch(f"SELECT {_SUMMARY} FROM tasks WHERE app = $1 AND queue = $2"  # noqa: S608
                                             f" AND {cond} ORDER BY created DESC, uuid DESC LIMIT ${len(params)}",
                                             *params)
         rows.sort(key=lambda r: (r["created"], r["uuid"]), reverse=True)
@@ -176,7 +178,7 @@ class PgQueries(TaskQueries):
         params: list[Any] = [self.app_name, q]
         cond = where(indexed_part(f), now, params) + _range(after, None, params)
         params.append(share - 1)
-        got = await self.db.fetch(f"SELECT created, uuid FROM records WHERE app = $1 AND queue = $2 AND {cond}"  # noqa: S608
+        got = await self.db.fetch(f"SELECT created, uuid FROM tasks WHERE app = $1 AND queue = $2 AND {cond}"  # noqa: S608
                                   f" ORDER BY created DESC, uuid DESC LIMIT 2 OFFSET ${len(params)}", *params)
         return (int(got[0]["created"]), str(got[0]["uuid"])) if len(got) == 2 else None
 
@@ -188,7 +190,7 @@ class PgQueries(TaskQueries):
             for q in queues:
                 params: list[Any] = [self.app_name, q]
                 cond = where(indexed_part(f), now, params) + _range(None, frontier, params)
-                n += int(await self.db.fetchval(f"SELECT count(*) FROM records WHERE app = $1 AND queue = $2"  # noqa: S608
+                n += int(await self.db.fetchval(f"SELECT count(*) FROM tasks WHERE app = $1 AND queue = $2"  # noqa: S608
                                                 f" AND {cond}", *params))
         return n
 
@@ -207,7 +209,7 @@ class PgQueries(TaskQueries):
                                         self.scan_budget)
         params: list[Any] = [self.app_name, qs]
         cond = where(filter, now_ms(), params, ignore_status=True)
-        for r in await self.db.fetch(f"SELECT {STATUS} AS status, count(*) AS n FROM records WHERE app = $1"  # noqa: S608
+        for r in await self.db.fetch(f"SELECT {STATUS} AS status, count(*) AS n FROM tasks WHERE app = $1"  # noqa: S608
                                      f" AND queue = ANY($2::text[]) AND {cond} GROUP BY 1", *params):
             counts[r["status"]] = counts.get(r["status"], 0) + r["n"]
         return counts
@@ -217,12 +219,12 @@ class PgQueries(TaskQueries):
         if task is None:
             return None
         app = self.app_name
-        times = (await self.db.fetch("SELECT started, finished FROM records WHERE uuid = $1 AND app = $2",
+        times = (await self.db.fetch("SELECT started, finished FROM tasks WHERE uuid = $1 AND app = $2",
                                      uuid, app))[0]
         back: list[str] = []
         parent = None if task.retry_parent_uuid is None else str(task.retry_parent_uuid)
         while parent is not None and parent not in back:
-            blob = await self.db.fetchval("SELECT envelope FROM records WHERE uuid = $1 AND app = $2", parent, app)
+            blob = await self.db.fetchval("SELECT envelope FROM tasks WHERE uuid = $1 AND app = $2", parent, app)
             if blob is None:
                 break
             back.append(parent)
@@ -230,12 +232,12 @@ class PgQueries(TaskQueries):
         chain = [*reversed(back), uuid]
         child = None if task.retry_child_uuid is None else str(task.retry_child_uuid)
         while child is not None and child not in chain:
-            rows = await self.db.fetch("SELECT retry_child FROM records WHERE uuid = $1 AND app = $2", child, app)
+            rows = await self.db.fetch("SELECT retry_child FROM tasks WHERE uuid = $1 AND app = $2", child, app)
             if not rows:
                 break
             chain.append(child)
             child = rows[0]["retry_child"]
-        restarts = await self.db.fetch("SELECT uuid FROM records WHERE restart_of = $1 AND app = $2"
+        restarts = await self.db.fetch("SELECT uuid FROM tasks WHERE restart_of = $1 AND app = $2"
                                        " ORDER BY created, uuid", uuid, app)
         started, finished = times["started"], times["finished"]
         return TaskDetail(task=task, started_at=None if started is None else started / 1000,

@@ -62,22 +62,79 @@ acked AS (DELETE FROM messages WHERE id = ANY($17::bigint[]))
 SELECT pg_notify($16, 'd:' || uuid) FROM r WHERE awaited
 """
 
-#: the fused settle's usual statement: final states as an UPDATE of the records (no envelope sent, no speculative
-#: insert), their feed rows, the waiters' NOTIFY, and the ack of the messages whose record it wrote (``$10``/``$11``:
-#: every acked message id and its task's uuid, NULL for a message with no envelope); returns the uuids written. A
-#: uuid it did not find (its record gone) is left unacked and goes through :data:`FINISH`, which inserts it
-SETTLE = f"""
+#: the enqueue of a fused app (its records in this schema): a queued task is its message alone (migration 5), with
+#: what the query side shows of it; a re-sent uuid's old record goes (the task starts over), its feed rows are
+#: written from the batch itself. ``$11`` is ``awaited``; the parameters are :data:`ENQUEUE`'s
+QUEUE = """
+WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $8::text[],
+                               $9::smallint[], $10::bigint[]) WITH ORDINALITY AS t(u, q, n, b, c, ro, p, due, o)),
+x AS (DELETE FROM records WHERE uuid IN (SELECT u FROM t)),
+f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, q, $2, count(*),
+      json_agg(json_build_array(u, n, 'new', NULL) ORDER BY o) FROM t WHERE $12 GROUP BY q),
+m AS (INSERT INTO messages (app, queue, prio, uuid, body, task_name, created, awaited, restart_of)
+      SELECT $1, q, p, u, b, n, c, $11, ro FROM t WHERE $14 AND due <= $2 ORDER BY o),
+d AS (INSERT INTO delayed (app, queue, prio, uuid, body, due, task_name, created, awaited, restart_of)
+      SELECT $1, q, p, u, b, due, n, c, $11, ro FROM t WHERE $14 AND due > $2)
+SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14) AS woken
+"""
+
+#: the fused settle's usual statement: deletes the messages (``$10``/``$11``: every acked message id and its task's
+#: uuid, NULL for a message with no envelope) and writes the final records of those it deleted, once, from what
+#: the message carries (queue, name, envelope, created, restart_of, awaited as a waiter flagged it first, start
+#: time), with their feed rows and the waiters' NOTIFY; returns the uuids written. An outcome whose message was
+#: gone (settled by whoever took it over) or carries nothing to show (enqueued before migration 5 or by a foreign
+#: producer) is left to :data:`FINISH`, which upserts its record from the envelope the worker holds. The delete
+#: and the insert are one statement: a message is gone only with its task's final state stored. A plain insert
+#: (:data:`SETTLE_NEW`, nearly always: a queued task has no record) or, for a record already there, an upsert
+_SETTLE = """
 WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::integer[])
            AS t(u, s, ret, tb, child, dl)),
-r AS (UPDATE records SET status = t.s, updated = $2, finished = $2, "returning" = t.ret, traceback = t.tb,
-        worker_id = $9, retry_child = t.child, expires_at = $2::bigint + $12::bigint, deliveries = t.dl
-      FROM t WHERE records.uuid = t.u
-      RETURNING records.queue, records.uuid, records.task_name, records.status, records.worker_id, records.awaited),
-{FEED},
-acked AS (DELETE FROM messages WHERE id IN (SELECT a.id FROM unnest($10::bigint[], $11::text[]) AS a(id, u)
-          WHERE a.u IS NULL OR a.u IN (SELECT uuid FROM r)))
+m AS (DELETE FROM messages USING unnest($10::bigint[], $11::text[]) AS a(id, u) WHERE messages.id = a.id
+        AND (a.u IS NULL OR (messages.task_name IS NOT NULL AND a.u IN (SELECT u FROM t)))
+      RETURNING messages.id, messages.uuid, messages.queue, messages.task_name, messages.body, messages.created,
+        messages.awaited, messages.restart_of, messages.started),
+r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, "returning", traceback,
+                           worker_id, retry_child, awaited, expires_at, deliveries, started, finished, restart_of)
+      SELECT DISTINCT ON (t.u) t.u, $1, m.queue, m.task_name, t.s, m.body, m.created, $2, t.ret, t.tb, $9, t.child,
+             m.awaited, $2::bigint + $12::bigint, t.dl, m.started, $2, m.restart_of
+        FROM t JOIN m ON m.uuid = t.u ORDER BY t.u, m.id DESC{conflict}
+      RETURNING queue, uuid, task_name, status, worker_id, awaited),
+{feed}
 SELECT r.uuid FROM r LEFT JOIN LATERAL (SELECT pg_notify($13, 'd:' || r.uuid) WHERE r.awaited) AS w ON true
 """
+SETTLE = _SETTLE.format(feed=FEED, conflict="""
+      ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, updated = excluded.updated,
+        finished = excluded.finished, "returning" = excluded."returning", traceback = excluded.traceback,
+        worker_id = excluded.worker_id, retry_child = excluded.retry_child, expires_at = excluded.expires_at,
+        deliveries = excluded.deliveries, awaited = records.awaited OR excluded.awaited,
+        started = coalesce(excluded.started, records.started)""")
+SETTLE_NEW = _SETTLE.format(feed=FEED, conflict="")
+
+#: the record of a queued or running task (its message or delayed row, migration 5) written as it stands, before
+#: a control path (cancel, purge, dead letter) ends it with the record statements of the older schema; a task
+#: that has a record keeps it. ``$3`` the uuids (NULL: every waiting task of queue ``$4``), ``$2`` now
+MATERIALIZE = """
+INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, awaited, restart_of, worker_id,
+                     started, deliveries)
+SELECT DISTINCT ON (uuid) uuid, app, queue, task_name, 'new', body, coalesce(created, $2), $2, awaited, restart_of,
+       worker_id, started, deliveries FROM (
+  SELECT uuid, app, queue, task_name, body, created, awaited, restart_of, worker_id, started,
+         greatest(deliveries, 1) AS deliveries, id, 0 AS src FROM messages
+   WHERE app = $1 AND task_name IS NOT NULL AND (uuid = ANY($3::text[]) OR ($3 IS NULL AND queue = $4
+         AND consumer IS NULL))
+  UNION ALL
+  SELECT uuid, app, queue, task_name, body, created, awaited, restart_of, NULL, NULL, 1, id, 1 FROM delayed
+   WHERE app = $1 AND task_name IS NOT NULL AND (uuid = ANY($3::text[]) OR ($3 IS NULL AND queue = $4))) AS q
+ORDER BY uuid, src, id
+ON CONFLICT (uuid) DO NOTHING
+"""
+
+
+async def materialize(conn: asyncpg.Connection, app: str, now: int, uuids: Sequence[str] | None,
+                      queue: str | None = None) -> None:
+    """Write the ``new``/``process`` records of queued tasks (see :data:`MATERIALIZE`) inside ``conn``'s
+    transaction, so the record statements of a rare control path find them."""
+    await conn.execute(MATERIALIZE, app, now, None if uuids is None else [u for u in uuids if u], queue)
 
 
 def pg_text(value: str) -> str:
@@ -131,6 +188,9 @@ async def enqueue_rows(conn: asyncpg.Connection, app: str, envelopes: Sequence[E
     for part in runs:
         args = (app, now, *envelope_rows([e for e, _ in part], [b for _, b in part], now, top), wait, rec, channel,
                 not records_only)
+        if rec and not records_only:  # the fused enqueue: messages alone (no record until the settle)
+            await conn.execute(QUEUE, *args)
+            continue
         if rec and not conn.is_in_transaction():
             try:
                 await conn.execute(ENQUEUE_NEW, *args)
@@ -177,9 +237,10 @@ async def finish_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[
 async def settle_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[Outcome], worker_id: str, now: int,
                          ttl_ms: int, channel: str) -> None:
     """The fused settle: final states, feed, waiters' NOTIFY and the ack of every outcome's message. One
-    statement (:data:`SETTLE`, atomic by itself) when every record exists, which is nearly always; the outcomes
-    whose record is gone (purged, expired, never written) then go through :func:`finish_records`, which inserts
-    them and acks their messages. A message is acked only in the statement that stored its task's final state."""
+    statement (:data:`SETTLE`, atomic by itself) when every message is still there, which is nearly always; the
+    outcomes whose message is gone (settled or ended by someone else meanwhile) then go through
+    :func:`finish_records`, which upserts their records from the envelopes held here. A message is acked only in
+    the statement that stored its task's final state."""
     last = {o[0].envelope.uuid: o for o in outcomes if o[0].envelope is not None}
     cols: list[list[Any]] = [[] for _ in range(6)]
     for d, status, ret, tb, child in last.values():
@@ -188,7 +249,15 @@ async def settle_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[
             col.append(value)
     ids = [o[0].msg_id for o in outcomes]
     owners = [None if o[0].envelope is None else o[0].envelope.uuid for o in outcomes]
-    rows = await conn.fetch(SETTLE, app, now, *cols, _opt(worker_id) or None, ids, owners, ttl_ms, channel)
+    args = (app, now, *cols, _opt(worker_id) or None, ids, owners, ttl_ms, channel)
+    rows = None
+    if not conn.is_in_transaction():  # a failed statement would abort a caller's transaction
+        try:
+            rows = await conn.fetch(SETTLE_NEW, *args)
+        except asyncpg.UniqueViolationError:  # a record already there: nothing of the statement was written
+            pass
+    if rows is None:
+        rows = await conn.fetch(SETTLE, *args)
     if len(rows) < len(last):
         written = {r["uuid"] for r in rows}
         gone = [o for o in outcomes if o[0].envelope is not None and o[0].envelope.uuid not in written]

@@ -97,21 +97,31 @@ class PgStorage(PgQueries, Migrating, Storage):
 
     # ------------------------------------------------------------------ reads
     async def get(self, uuid: str, queues: Sequence[str]) -> Task | None:
-        rows = await self.db.fetch(f"SELECT {COLUMNS} FROM records WHERE uuid = $1 AND app = $2"  # noqa: S608
+        """From the view ``tasks``: one snapshot sees a task exactly once (delayed, queued or running, or its
+        record: the settle deletes the message and writes the record in one statement)."""
+        rows = await self.db.fetch(f"SELECT {COLUMNS} FROM tasks WHERE uuid = $1 AND app = $2"  # noqa: S608
                                    " AND (expires_at IS NULL OR expires_at > $3)", uuid, self.app_name, now_ms())
         if not rows or (queues and rows[0]["queue"] not in queues):
             return None  # records are per queue, as in Redis
         return row_to_task(rows[0])
 
     async def _watch(self, uuid: str, queues: Sequence[str]) -> Task | None:
-        """The record, flagged as awaited so whoever finishes it notifies (a settle committing meanwhile holds
-        the row: this update waits for it and then reads the final state)."""
-        rows = await self.db.fetch(f"UPDATE records SET awaited = true WHERE uuid = $1 AND app = $2"  # noqa: S608
-                                   f" AND (expires_at IS NULL OR expires_at > $3) RETURNING {COLUMNS}",
-                                   uuid, self.app_name, now_ms())
-        if not rows or (queues and rows[0]["queue"] not in queues):
-            return None
-        return row_to_task(rows[0])
+        """The task, flagged as awaited so whoever finishes it notifies. A task moves one way, delayed, then
+        messages, then records (each move one statement that carries the flag: a move committing meanwhile waits
+        for this update's row lock and then reads the flag), so flagging the three in that order, each in a
+        statement of its own (its own snapshot), never misses it; then it is read."""
+        app = self.app_name
+        await self.db.execute("UPDATE delayed SET awaited = true WHERE uuid = $1 AND app = $2 AND NOT awaited"
+                              " AND task_name IS NOT NULL", uuid, app)
+        # a claim meanwhile skips the row this locks (FOR UPDATE SKIP LOCKED) and its worker may go idle: the
+        # NOTIFY (delivered at this statement's commit, the lock released) has it claim again. A task enqueued
+        # with ``wait=True`` is flagged already: no lock, no NOTIFY
+        await self.db.execute("WITH u AS (UPDATE messages SET awaited = true WHERE uuid = $1 AND app = $2"
+                              " AND NOT awaited AND task_name IS NOT NULL RETURNING queue, consumer)"
+                              " SELECT pg_notify($3, 'q:' || $2 || ':' || queue) FROM u WHERE consumer IS NULL",
+                              uuid, app, self.db.channel)
+        await self.db.execute("UPDATE records SET awaited = true WHERE uuid = $1 AND app = $2", uuid, app)
+        return await self.get(uuid, queues)
 
     async def wait(self, uuid: str, queues: Sequence[str], timeout: float, fresh: bool = False) -> Task | None:
         deadline = time.monotonic() + timeout
