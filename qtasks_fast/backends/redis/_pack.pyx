@@ -286,8 +286,9 @@ def _event_json_slow(items, ms, seq, queue, queue_json, first, end, ids, data):
     """:func:`event_json` for an entry of more than 4,096 events (none is written so large; kept exact)."""
     from qtasks_fast.abc.query import TaskEvent
 
-    for j in range(first, end):
-        ids.append("%d-%d.%d.%s" % (ms, seq, j, queue))
-        data.append(_json(TaskEvent(id=ids[-1], uuid=items[4 * j], task_name=items[4 * j + 2], queue=queue,
+    for j in range(first, end):  # (no ids[-1]: this module is compiled without wraparound)
+        eid = "%d-%d.%d.%s" % (ms, seq, j, queue)
+        ids.append(eid)
+        data.append(_json(TaskEvent(id=eid, uuid=items[4 * j], task_name=items[4 * j + 2], queue=queue,
                                     status=items[4 * j + 1], at=ms / 1000, worker_id=items[4 * j + 3] or None)))
     return max(0, end - first)
