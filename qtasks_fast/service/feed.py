@@ -208,12 +208,12 @@ class Feed:
         follower that keeps up resumes from its last event; a reconnect looks through the rest)."""
         if after == self.origin and (not self.chunks or self.chunks[0].start == 0):
             return 0
-        for chunk in reversed(self.chunks):
-            ids = chunk.ids
-            if ids[-1] == after:
-                return chunk.start + len(ids)
+        for chunk in reversed(self.chunks):  # a follower that took whole reads is at the end of one: no scan
+            if chunk.ids[-1] == after:
+                return chunk.start + len(chunk.ids)
+        for chunk in reversed(self.chunks):  # a reconnect or a catch-up ends inside one (rare)
             with contextlib.suppress(ValueError):
-                return chunk.start + ids.index(after) + 1
+                return chunk.start + chunk.ids.index(after) + 1
         return None
 
     async def _changes(self) -> None:
