@@ -18,6 +18,7 @@ from qtasks_fast.abc.capabilities import QueueStatistics, WorkerInfo, WorkerRegi
 from qtasks_fast.abc.query import (
     EventPage,
     QueueDepth,
+    RawEventPage,
     TaskDetail,
     TaskFilter,
     TaskPage,
@@ -72,6 +73,12 @@ async def events(app: BaseQueueTasks, after: str | None = "$", limit: int = 100,
                  queue: str | None = None) -> EventPage:
     """Status changes after ``after`` (an event id; ``"$"`` = from now on, None = the oldest kept)."""
     return await _queries(app).events(await _queues(app, queue), after, limit, block)
+
+
+async def raw_events(app: BaseQueueTasks, after: str | None = "$", limit: int = 100, block: float = 0.0,
+                     queue: str | None = None) -> RawEventPage:
+    """:func:`events` as ids and JSON (``TaskQueries.raw_events``): for surfaces that forward them (SSE)."""
+    return await _queries(app).raw_events(await _queues(app, queue), after, limit, block)
 
 
 async def throughput(app: BaseQueueTasks, minutes: int = 15, queue: str | None = None) -> list[ThroughputPoint]:

@@ -167,3 +167,44 @@ def test_a_raw_stream_read_is_flattened_alike_by_both_cores() -> None:
         assert core.add_entries(flat, 2, entries) == 5
         assert flat == [9, 2, b"1-0", b"A", 1, 2, b"1-1", b"", 1, 2, b"1-2", b"B", 1, 2, b"1-3", b"", 1,
                         2, b"1-4", b"", 1]
+
+
+def test_the_event_feeds_json_is_msgspecs_of_the_event_compiled_and_pure() -> None:
+    """``pack.event_json`` turns a ``P:ev`` entry straight into each event's JSON (no ``TaskEvent``): byte for byte
+    ``msgspec.json.encode`` of the event ``RedisQueries.events`` builds, for odd names, queues and workers (quotes,
+    backslashes, control characters, non-ASCII, an empty worker: null), from any index, up to any limit, and past
+    the entry size its fast path covers."""
+    from qtasks_fast.abc.query import TaskEvent
+
+    pure_pack = _load_source(Path(pack.__file__).with_name("_pack.pyx"), "pack_py")
+    odd = ['ad"d', "a\\b", "é\n\x01\x1f\x7f", "</script>", "", "w-0", "\u2028", "x" * 300]
+    for n in (1, 3, 4100):
+        items = []
+        for i in range(n):
+            items += [str(uuid.UUID(int=i)), ("new", "process", "success")[i % 3], odd[i % 8], odd[(i + 3) % 8]]
+        payload = msgspec.msgpack.encode(items)
+        for queue in ("default", 'q"\\ü'):
+            for first, limit in ((0, 10**6), (1, 2), (n - 1, 5), (n, 3)):
+                want_ids = [f"1700000000123-7.{j}.{queue}" for j in range(first, min(n, first + limit))]
+                want = [msgspec.json.encode(TaskEvent(
+                    id=want_ids[k], uuid=items[4 * j], task_name=items[4 * j + 2], queue=queue,
+                    status=items[4 * j + 1], at=1700000000123 / 1000, worker_id=items[4 * j + 3] or None))
+                    for k, j in enumerate(range(first, min(n, first + limit)))]
+                for packing in (pack, pure_pack):
+                    ids: list[str] = []
+                    data: list[bytes] = []
+                    got = packing.event_json(payload, 1700000000123, 7, queue, msgspec.json.encode(queue), first,
+                                             limit, ids, data)
+                    assert (got, ids, data) == (len(want), want_ids, want), (n, queue, first, packing)
+
+
+def test_sse_frames_from_json_are_the_frames_of_the_events() -> None:
+    """What the web server's feed sends (``encode_raw`` of ids and JSON) is byte for byte what it sent when it
+    encoded each event object (``encode_events``): a browser's ``Last-Event-ID`` resume and parsing are unchanged."""
+    from qtasks_fast.abc.query import TaskEvent
+    from qtasks_fast.web.sse import encode_events, encode_raw
+
+    events = [TaskEvent(id=f"17-{i}.{i}.q\u00fc", uuid=str(uuid.UUID(int=i)), task_name=('a"\\\n', "é", "t")[i % 3],
+                        queue="q\u00fc", status="new", at=17.5 + i, worker_id=(None, "w-1")[i % 2]) for i in range(7)]
+    assert encode_raw([e.id for e in events], [msgspec.json.encode(e) for e in events]) == encode_events(events)
+    assert encode_raw([], []) == b""

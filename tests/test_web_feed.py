@@ -44,14 +44,14 @@ async def test_live_followers_share_one_reader_and_see_the_same_events(
     app: QueueTasks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = 0
-    real = feed_module.events
+    real = feed_module.raw_events  # the reader of every event reads the backend's JSON (no event objects)
 
     async def counting(*args: object, **kwargs: object) -> object:
         nonlocal reads
         reads += 1
         return await real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(feed_module, "events", counting)
+    monkeypatch.setattr(feed_module, "raw_events", counting)
     feeds = Feeds(app)
     followers = [asyncio.create_task(take(app, feeds, "$", 4)) for _ in range(20)]
     await asyncio.sleep(0.3)
@@ -207,13 +207,13 @@ async def test_a_follower_of_every_event_joining_summary_followers_gets_every_ev
 
 
 async def test_encoded_followers_share_one_encoding_per_read_and_get_every_frame_in_order(app: QueueTasks) -> None:
-    from qtasks_fast.web.sse import encode_events
+    from qtasks_fast.web.sse import encode_events, encode_raw
 
     encoded: list[int] = []
 
-    def encode(events: list[TaskEvent]) -> bytes:
-        encoded.append(len(events))
-        return encode_events(events)
+    def encode(ids: list[str], data: list[bytes]) -> bytes:
+        encoded.append(len(ids))
+        return encode_raw(ids, data)
 
     feeds = Feeds(app, encode=encode)
 
@@ -233,7 +233,7 @@ async def test_encoded_followers_share_one_encoding_per_read_and_get_every_frame
         await service.submit(app, ME, "add", [i, i])
     got = await asyncio.wait_for(asyncio.gather(*followers), 10)
     want = encode_events((await everything(app))[-6:])
-    assert all(g == want for g in got)  # every frame, in order, once
+    assert all(g == want for g in got)  # every frame, in order, once, as the events' own frames byte for byte
     assert sum(encoded) == 6  # each event encoded once for thirty followers (was once per follower)
 
 
@@ -241,14 +241,14 @@ async def test_a_busy_feed_reads_the_backend_a_few_times_a_second_not_once_per_c
     app: QueueTasks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = 0
-    real = feed_module.events
+    real = feed_module.raw_events  # the reader of every event reads the backend's JSON (no event objects)
 
     async def counting(*args: object, **kwargs: object) -> object:
         nonlocal reads
         reads += 1
         return await real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(feed_module, "events", counting)
+    monkeypatch.setattr(feed_module, "raw_events", counting)
     feeds = Feeds(app)
     follower = asyncio.create_task(take(app, feeds, "$", 100))
     await asyncio.sleep(0.3)

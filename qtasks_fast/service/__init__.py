@@ -23,6 +23,7 @@ from qtasks_fast.service.fleet import (
     health,
     purge,
     queues,
+    raw_events,
     schedules,
     throughput,
     workers,
@@ -44,4 +45,5 @@ from qtasks_fast.service.tasks import (
 __all__ = ["BULK_ACTIONS", "BadRequest", "BulkResult", "Caller", "DeadLetterView", "Health", "NotFound", "ReadOnly",
            "Schedule", "ServiceError", "Unavailable", "audit_entries", "bulk", "cancel", "checked_filter",
            "count_tasks", "dead_letter_action", "dead_letters", "detail", "events", "get", "health", "list_tasks",
-           "logs", "purge", "queues", "registered_names", "restart", "schedules", "submit", "throughput", "workers"]
+           "logs", "purge", "queues", "raw_events", "registered_names", "restart", "schedules", "submit", "throughput",
+           "workers"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ import msgspec
 from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.log import get_logger
 from qtasks_fast.service.errors import ServiceError
-from qtasks_fast.service.fleet import events, throughput
+from qtasks_fast.service.fleet import events, raw_events, throughput
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -69,21 +68,44 @@ async def summary_now(app: BaseQueueTasks, queue: str | None, last: str) -> Summ
     )
 
 
+class Chunk:
+    """One backend read the feed still holds: its events' ids and JSON (``TaskQueries.raw_events``), and the
+    surface's wire form of them once a follower asked (made once, shared by every follower)."""
+
+    __slots__ = ("data", "encoded", "ids", "start")
+
+    def __init__(self, start: int, ids: list[str], data: list[bytes]) -> None:
+        self.start, self.ids, self.data = start, ids, data
+        self.encoded: bytes | None = None
+
+
+_decode_events = msgspec.json.Decoder(list[TaskEvent]).decode
+
+
+def decoded(data: list[bytes]) -> list[TaskEvent]:
+    """Events from their JSON (a follower that asked for objects, not the wire form)."""
+    return _decode_events(b"[" + b",".join(data) + b"]")
+
+
 class Feed:
-    """The status changes of ``queue`` (None: every queue) of ``app``, read once for every follower."""
+    """The status changes of ``queue`` (None: every queue) of ``app``, read once for every follower.
+
+    Events are held as the backend's ids and JSON (``raw_events``), never as one object each: the reader of a
+    fleet draining 40,000 tasks a second takes 120,000 events a second, and an object per event was most of a
+    core (issue 13). ``encode(ids, data)`` is the surface's wire form of a run of them (SSE frames)."""
 
     def __init__(
-        self, app: BaseQueueTasks, queue: str | None, encode: Callable[[list[TaskEvent]], bytes] | None = None
+        self, app: BaseQueueTasks, queue: str | None,
+        encode: Callable[[list[str], list[bytes]], bytes] | None = None,
     ) -> None:
         self.app, self.queue = app, queue
-        self.ring: deque[TaskEvent] = deque(maxlen=KEPT)
-        #: the surface's wire form of a batch of events (SSE frames), made once per backend read and shared by
-        #: every follower that asks ``encoded``: a hundred clients cost one encoding, not a hundred
+        #: the backend reads the feed holds (the last :data:`KEPT` events at least), oldest first
+        self.chunks: deque[Chunk] = deque()
+        #: the surface's wire form of a run of events, made once per read and shared by every follower that
+        #: asks ``encoded``: a hundred clients cost one encoding, not a hundred
         self.encode = encode
-        #: (position of its first event, the encoded read) per backend read the ring still holds
-        self.chunks: deque[tuple[int, bytes]] = deque()
-        #: resume point (an event id, or the cursor the feed started at) -> absolute position after it
-        self.pos: dict[str, int] = {}
+        #: the cursor the reader started at (a resume point of no event: position 0)
+        self.origin = ""
         self.total = 0
         self.last = ""
         self.error: ServiceError | None = None
@@ -105,9 +127,8 @@ class Feed:
         self._kick = asyncio.Event()
 
     def _reset(self) -> None:
-        self.ring.clear()
         self.chunks.clear()
-        self.pos.clear()
+        self.origin = ""
         self.total = 0
 
     async def _read(self) -> None:
@@ -130,28 +151,22 @@ class Feed:
         self._reset()
         while self.followers > self.summaries:
             block = 0.0 if cursor == "$" else 1 / COUNTS_RATE if self._pending else BLOCK
-            page = await events(self.app, cursor, PAGE, block, self.queue)
+            page = await raw_events(self.app, cursor, PAGE, block, self.queue)
             if cursor == "$":
-                self.pos[page.cursor] = 0
-                self.last = page.cursor
+                self.origin = self.last = page.cursor
                 self._started.set()
                 self._events_ready.set()
-            if page.events and self.encode is not None:
-                self.chunks.append((self.total, self.encode(page.events)))
-                while self.chunks and self.chunks[0][0] < self.total + len(page.events) - KEPT:
+            if page.ids:
+                self.chunks.append(Chunk(self.total, page.ids, page.data))
+                self.total += len(page.ids)
+                self.last = page.ids[-1]
+                while self.chunks[0].start + len(self.chunks[0].ids) <= self.total - KEPT:
                     self.chunks.popleft()
-            for e in page.events:
-                if len(self.ring) == KEPT:
-                    self.pos.pop(self.ring[0].id, None)
-                self.ring.append(e)
-                self.total += 1
-                self.pos[e.id] = self.total
-                self.last = e.id
             cursor = page.cursor
-            if self.summaries and (page.events or self._pending or self.state is None):
+            if self.summaries and (page.ids or self._pending or self.state is None):
                 await self._count(self.last)
             self._wake()
-            if page.events and len(page.events) < PAGE and READ_GAP:
+            if page.ids and len(page.ids) < PAGE and READ_GAP:
                 await asyncio.sleep(READ_GAP)
 
     async def _read_counts(self) -> None:
@@ -189,30 +204,41 @@ class Feed:
         self._changed = asyncio.Event()
 
     def _held(self, after: str) -> int | None:
-        """The position after ``after`` when the ring still holds what follows it."""
-        p = self.pos.get(after)
-        return p if p is not None and p >= self.total - len(self.ring) else None
+        """The position after ``after`` when the feed still holds what follows it (the newest read first: a
+        follower that keeps up resumes from its last event; a reconnect looks through the rest)."""
+        if after == self.origin and (not self.chunks or self.chunks[0].start == 0):
+            return 0
+        for chunk in reversed(self.chunks):  # a follower that took whole reads is at the end of one: no scan
+            if chunk.ids[-1] == after:
+                return chunk.start + len(chunk.ids)
+        for chunk in reversed(self.chunks):  # a reconnect or a catch-up ends inside one (rare)
+            with contextlib.suppress(ValueError):
+                return chunk.start + chunk.ids.index(after) + 1
+        return None
 
     async def _changes(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._changed.wait(), BLOCK)
 
-    def _since(self, p: int) -> list[TaskEvent]:
-        """The events from position ``p`` to now, walked from the newest end (a follower is near it)."""
-        return list(itertools.islice(reversed(self.ring), self.total - p))[::-1]
-
-    def _encoded(self, p: int) -> bytes:
-        """The events from position ``p`` to now in the surface's wire form: the reads' shared encodings when
-        ``p`` starts one (a follower that keeps up always does), else encoded for this follower."""
-        assert self.encode is not None
-        taken: list[bytes] = []
-        for start, chunk in reversed(self.chunks):
-            if start < p:
-                break
+    def _since(self, p: int, encoded: bool) -> list[TaskEvent] | bytes:
+        """The events from position ``p`` to now (a follower is near the newest end): with ``encoded``, in the
+        surface's wire form, the reads' shared encodings for whole reads (a follower that keeps up only takes
+        whole ones) and this follower's own for the part of a read it starts inside; else decoded."""
+        taken: list[Chunk] = []
+        for chunk in reversed(self.chunks):
             taken.append(chunk)
-            if start == p:
-                return b"".join(reversed(taken))
-        return self.encode(self._since(p))
+            if chunk.start <= p:
+                break
+        taken.reverse()
+        cut = p - taken[0].start
+        if not encoded or self.encode is None:
+            return decoded([d for c in taken for d in (c.data[cut:] if c is taken[0] else c.data)])
+        parts = [self.encode(taken[0].ids[cut:], taken[0].data[cut:])] if cut else []
+        for chunk in taken[1:] if cut else taken:
+            if chunk.encoded is None:
+                chunk.encoded = self.encode(chunk.ids, chunk.data)
+            parts.append(chunk.encoded)
+        return b"".join(parts)
 
     async def follow(
         self, after: str | None, summary: bool = False, encoded: bool = False
@@ -242,17 +268,20 @@ class Feed:
                 after = self.last
             while True:
                 p = self._held(after) if after is not None else None
-                if p is None:  # not in the ring: read the backend directly up to what the feed holds
-                    page = await events(self.app, after, PAGE, 0.0, self.queue)
-                    if page.events:
-                        yield self.encode(page.events) if encoded and self.encode else page.events
+                if p is None:  # not in the feed: read the backend directly up to what the feed holds
+                    page = await raw_events(self.app, after, PAGE, 0.0, self.queue)
+                    if page.ids:
+                        if encoded and self.encode:
+                            yield self.encode(page.ids, page.data)
+                        else:
+                            yield decoded(page.data)
                     after = page.cursor
-                    if len(page.events) < PAGE and self._held(after) is None:
+                    if len(page.ids) < PAGE and self._held(after) is None:
                         await self._changes()  # the feed has not reached it yet (or it is a cursor of no event)
                     continue
                 if p < self.total:
-                    after = self.ring[-1].id
-                    yield self._encoded(p) if encoded and self.encode else self._since(p)
+                    after = self.last
+                    yield self._since(p, encoded)
                 if self.error is not None:
                     raise self.error
                 waited = self.total
@@ -289,7 +318,9 @@ class Feed:
 class Feeds:
     """A surface's feeds of one app, one per queue filter (a server holds one of these)."""
 
-    def __init__(self, app: BaseQueueTasks, encode: Callable[[list[TaskEvent]], bytes] | None = None) -> None:
+    def __init__(
+        self, app: BaseQueueTasks, encode: Callable[[list[str], list[bytes]], bytes] | None = None
+    ) -> None:
         self.app, self.encode = app, encode
         self._feeds: dict[str | None, Feed] = {}
 

@@ -10,7 +10,7 @@ import msgspec
 
 from qtasks_fast import control, query
 from qtasks_fast.abc.capabilities import WorkerInfo
-from qtasks_fast.abc.query import EventPage
+from qtasks_fast.abc.query import EventPage, RawEventPage
 from qtasks_fast.query import QueueOverview
 from qtasks_fast.service.audit import record
 from qtasks_fast.service.errors import BadRequest
@@ -127,6 +127,19 @@ async def events(app: BaseQueueTasks, after: str | None = "$", limit: int = 100,
         with translated():
             await known_queue(app, queue)
             return await query.events(app, after, limit, block, queue)
+    except ValueError as exc:
+        raise BadRequest("after", str(exc)) from None
+
+
+async def raw_events(app: BaseQueueTasks, after: str | None = "$", limit: int = 100, block: float = 0.0,
+                     queue: str | None = None) -> RawEventPage:
+    """:func:`events` as ids and JSON (no event object each): what the SSE stream forwards."""
+    if not 1 <= limit <= 1000:
+        raise BadRequest("limit", f"limit must be 1 to 1000, got {limit}")
+    try:
+        with translated():
+            await known_queue(app, queue)
+            return await query.raw_events(app, after, limit, block, queue)
     except ValueError as exc:
         raise BadRequest("after", str(exc)) from None
 

@@ -71,7 +71,7 @@ def create_app(app: BaseQueueTasks, *, token: str | None = None, read_only: bool
                                           Exception: errors.internal_error})
     inner.state.qtasks, inner.state.read_only, inner.state.auth = app, read_only, auth
     inner.state.limiter = limiter
-    inner.state.feeds = Feeds(app, encode=sse.encode_events)
+    inner.state.feeds = Feeds(app, encode=sse.encode_raw)
     root_path = root_path.rstrip("/")
     if not root_path:
         return inner

@@ -21,10 +21,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import redis
 
 from qtasks_fast.abc.query import (
     SEARCHED,
     EventPage,
+    RawEventPage,
     TaskDetail,
     TaskEvent,
     TaskFilter,
@@ -33,6 +35,8 @@ from qtasks_fast.abc.query import (
     TaskSummary,
     ThroughputPoint,
 )
+from qtasks_fast.backends.redis.errors import outage, refused
+from qtasks_fast.backends.redis.pack import event_json
 from qtasks_fast.backends.redis.records import env_decode, record_parts
 from qtasks_fast.querylib import (
     FINISHED,
@@ -68,6 +72,7 @@ SCAN_SECONDS = 0.1
 CHAIN_MAX = 100
 
 _events = msgspec.msgpack.Decoder(list[str])
+_json = msgspec.json.Encoder().encode
 
 
 def _s(x: Any) -> str:
@@ -162,6 +167,7 @@ class RedisQueries(TaskQueries):
     priority_levels: int
 
     if TYPE_CHECKING:
+        url: str
         def _reachable(self) -> contextlib.AbstractContextManager[None]: ...
         async def get(self, uuid: str, queues: Sequence[str]) -> Task | None: ...
         async def get_logs(self, uuid: str, queue: str) -> list[str]: ...
@@ -415,6 +421,74 @@ class RedisQueries(TaskQueries):
         return [TaskEvent(id=_event_id(at), uuid=uuid, task_name=name, queue=at[2], status=status,
                           at=at[0] / 1000, worker_id=worker or None)
                 for at, (uuid, status, name, worker) in found[:limit]]
+
+    async def raw_events(self, queues: Sequence[str], after: str | None, limit: int = 100,
+                         block: float = 0.0) -> RawEventPage:
+        """:meth:`events` as ids and JSON, made from the stream entries' msgpack without an object per event
+        (``pack.event_json``) and read without redis-py's reply parsing (a dict per entry): what a web server's
+        one reader of a draining fleet's feed does 100,000 times a second."""
+        check_limit(limit)
+        pos = await self._start(after)
+        deadline = time.monotonic() + block
+        while True:
+            ids: list[str] = []
+            data: list[bytes] = []
+            await self._read_raw(queues, pos, limit, ids, data)
+            if ids:
+                return RawEventPage(ids=ids, data=data, cursor=ids[-1])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return RawEventPage(ids=[], data=[],
+                                    cursor=after if after not in (None, "$") else _event_id(pos))
+            await self._wait_events(queues, pos, left)
+
+    async def _read_raw(self, queues: Sequence[str], pos: EventPos, limit: int, ids: list[str],
+                        data: list[bytes]) -> None:
+        """:meth:`_read_events` into ``ids`` and ``data``: the same entries, the same bounds and order."""
+        direct = self.conn._direct(self.conn.aio)
+        before: tuple[int, int] | None = None
+        found: list[tuple[int, int, str, int, Any]] = []  # per entry: (ms, seq, queue, first index, fields)
+        try:  # direct connections: redis-py's errors, or the socket's own (OSError) on a write
+            for q in sorted(set(queues)):
+                start = f"{pos[0]}-{pos[1]}"
+                got = 0
+                while got < limit:
+                    count = min(1000, max(10, (limit - got) // 2 + 1))
+                    cmd = ["XRANGE", self.script.events_key(q), start, "+", "COUNT", count]
+                    if before is None:  # the server's time before the first read, in the same round trip
+                        now, entries = await direct.pipeline([["TIME"], cmd])
+                        before = int(now[0]) * 1000 + int(now[1]) // 1000, int(now[1]) % 1000
+                    else:
+                        entries = await direct.execute(cmd)
+                    for eid, fields in entries:
+                        ms, seq = _stream_id(_s(eid))
+                        if (ms, seq) >= before:
+                            got = limit  # written since this read began: comes next time
+                            break
+                        first = 0
+                        if (ms, seq) == (pos[0], pos[1]):  # the entry ``pos`` is in: only what follows it
+                            first = 0 if q > pos[2] else pos[3] + 1 if q == pos[2] else 1 << 30
+                        n = int(fields[fields.index(b"c") + 1]) - first
+                        if n > 0:
+                            found.append((ms, seq, q, first, fields))
+                            got += n
+                        if got >= limit:
+                            break
+                    if len(entries) < count:
+                        break
+                    start = "(" + _s(entries[-1][0])
+        except redis.RedisError as exc:
+            raise outage(self.url, exc) from exc
+        except OSError as exc:
+            raise refused(self.url, exc) from exc
+        if len(queues) > 1:
+            found.sort(key=lambda f: f[:3])
+        qjson = {q: _json(q) for q in queues}
+        left = limit
+        for ms, seq, q, first, fields in found:
+            left -= event_json(fields[fields.index(b"b") + 1], ms, seq, q, qjson[q], first, left, ids, data)
+            if left <= 0:
+                break
 
     async def _wait_events(self, queues: Sequence[str], pos: EventPos, left: float) -> None:
         """Block until some P:ev of ``queues`` gets an entry after ``pos`` (or ``left`` seconds pass)."""

@@ -21,7 +21,7 @@ import pytest
 
 from qtasks_fast.abc.broker import LOST_KEPT, Broker, Delivery, Outcome, WorkerInfo
 from qtasks_fast.abc.capabilities import Cancel, QueueStatistics, WorkerRegistry, require
-from qtasks_fast.abc.query import TaskFilter, TaskQueries, TaskSummary
+from qtasks_fast.abc.query import TaskEvent, TaskFilter, TaskQueries, TaskSummary
 from qtasks_fast.schemas import META_RESTART_OF, Envelope
 from qtasks_fast.testing.contract.harness import ContractBase, Harness, envelope, fetch, success
 
@@ -433,6 +433,35 @@ class QueryContract(ContractBase):
         last = {e.uuid: e.status for e in (await q.events(["default"], None)).events}
         assert last[made["dead"]] == "error" and ("cancel" not in made or last[made["cancel"]] == "cancel")
         assert last[made["process"]] == "process" and last[made["new"]] == "new"
+
+    @pytest.mark.asyncio
+    async def test_raw_events_are_the_events_as_json(self, harness: Harness) -> None:
+        """``raw_events`` (what the SSE stream forwards without an event object each): the same events, ids and
+        cursors as ``events``, each event's JSON byte for byte ``msgspec.json.encode`` of its ``TaskEvent``
+        (so the frames a browser gets are what they were), odd names and workers escaped the same way."""
+        q, h = queries(harness), harness
+        odd = await worker(h, 'w"\\ü\t-0', queues=["a", "b"])
+        u1 = await run_one(h, odd, queue="a")
+        await run_one(h, odd, queue="b", status="error")
+        await odd.enqueue([envelope('ad"d\\ é\n\x01</script>', queue="b"), envelope(queue="a")], h.storage)
+        evs = (await q.events(["a", "b"], None)).events
+        raw = await q.raw_events(["a", "b"], None)
+        assert len(evs) == 8 and evs[1].uuid == u1 and evs[1].worker_id == 'w"\\ü\t-0'
+        assert raw.ids == [e.id for e in evs] and raw.cursor == evs[-1].id
+        assert raw.data == [msgspec.json.encode(e) for e in evs]
+        assert [msgspec.json.decode(d, type=TaskEvent) for d in raw.data] == evs
+        for i, ev in enumerate(evs):  # resuming from any id, a few at a time
+            page = await q.raw_events(["a", "b"], ev.id, limit=3)
+            assert page.ids == [e.id for e in evs[i + 1:i + 4]], i
+            assert page.cursor == (evs[min(i + 3, len(evs) - 1)].id), i
+        assert (await q.raw_events(["a"], None)).data == [msgspec.json.encode(e) for e in evs if e.queue == "a"]
+        now = await q.raw_events(["a", "b"], "$")
+        assert now.ids == [] and now.data == []
+        later = envelope(queue="b")
+        await odd.enqueue([later], h.storage)
+        nxt = await q.raw_events(["a", "b"], now.cursor, block=5.0)
+        assert [msgspec.json.decode(d, type=TaskEvent).uuid for d in nxt.data] == [later.uuid]
+        assert nxt.ids == [e.id for e in (await q.events(["a", "b"], now.cursor)).events]
 
     # ------------------------------------------------------------- throughput
     @pytest.mark.asyncio
