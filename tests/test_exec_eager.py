@@ -105,3 +105,101 @@ def test_cancel_reaches_a_suspended_task_and_a_queued_one() -> None:
         after = app.add_task("double", 21, timeout=10)
     assert rec is not None and rec.status == "cancel" and "stop it" in (rec.traceback or ""), rec
     assert after is not None and after.returning == 42, after
+
+
+class _Handler:
+    def __init__(self, func: object) -> None:
+        self.func = func
+
+
+class _Job:
+    """The two fields of a Delivery the runners read."""
+
+    def __init__(self, func: object, n: int) -> None:
+        self.handler, self.envelope = _Handler(func), f"job{n}"
+
+
+class _Executor:
+    """What EagerRunners calls back: arguments, outcomes, the running map."""
+
+    def __init__(self) -> None:
+        self.running: dict[object, asyncio.Task[None]] = {}
+        self.finished: list[tuple[object, object, object]] = []
+
+    def _args(self, d: object) -> tuple[tuple[()], dict[str, object]]:
+        return (), {}
+
+    def _finish(self, d: object, value: object, exc: object) -> None:
+        self.finished.append((d, value, exc))
+
+    def end_cancelled(self, d: object) -> bool:
+        return False
+
+
+async def _turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_a_batch_of_suspending_tasks_starts_together_not_one_per_loop_turn() -> None:
+    """Tasks that each await I/O must all be under way at once: started one per loop turn, their commands went
+    out over as many turns and their results came back one per turn (a settle each), issue 16."""
+    from qtasks_fast.worker.eager import EagerRunners
+
+    ex = _Executor()
+    runners = EagerRunners(ex)  # type: ignore[arg-type]
+    release = asyncio.get_running_loop().create_future()
+    started: list[int] = []
+
+    def awaiting(n: int):  # type: ignore[no-untyped-def]
+        async def body() -> int:
+            started.append(n)
+            await release
+            return n
+        return body
+
+    for n in range(40):
+        runners.submit(_Job(awaiting(n), n))  # type: ignore[arg-type]
+    await _turns(3)
+    assert sorted(started) == list(range(40))
+    assert len(ex.running) == 40  # each suspended one owns a Task of its own
+    release.set_result(None)
+    await _turns(3)
+    assert sorted(v for _, v, _ in ex.finished) == list(range(40)) and not ex.running
+    runners.close()
+
+
+async def test_tasks_that_finish_at_once_share_one_runner() -> None:
+    from qtasks_fast.worker.eager import EagerRunners
+
+    ex = _Executor()
+    runners = EagerRunners(ex)  # type: ignore[arg-type]
+    before = len(asyncio.all_tasks())
+
+    async def quick() -> str:
+        return "done"
+
+    for n in range(100):
+        runners.submit(_Job(quick, n))  # type: ignore[arg-type]
+    assert len(asyncio.all_tasks()) - before == 1  # one runner for the whole queue
+    await _turns(2)
+    assert len(ex.finished) == 100 and all(v == "done" for _, v, _ in ex.finished)
+    # mixed: one suspends, the rest finish at once; all run, and what is left when the queue is empty is one
+    # idle runner, which close() ends
+    gate = asyncio.get_running_loop().create_future()
+
+    async def slow() -> str:
+        await gate
+        return "slow"
+
+    runners.submit(_Job(slow, -1))  # type: ignore[arg-type]
+    for n in range(20):
+        runners.submit(_Job(quick, n))  # type: ignore[arg-type]
+    await _turns(3)
+    gate.set_result(None)
+    await _turns(3)
+    assert len(ex.finished) == 121 and ("slow" in {v for _, v, _ in ex.finished})
+    assert len(asyncio.all_tasks()) - before == 1
+    runners.close()
+    await _turns(2)
+    assert len(asyncio.all_tasks()) == before

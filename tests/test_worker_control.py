@@ -105,8 +105,9 @@ def test_priority_zero_overtakes_a_backlog(harness, redis_url):
 def test_priority_zero_goes_ahead_of_a_prefetched_backlog(harness, redis_url):
     m = producer(harness, redis_url)
     r = m.app.storage.conn.sync
-    # durations spread out, so slots free one by one rather than in waves
-    low = [m.app.add_task("amark", f"low{i}", 0.05 + (i * 7 % 11) * 0.01, priority=9) for i in range(300)]
+    # durations spread out (50 distinct ones, 2 ms apart), so slots free one by one rather than in waves: tasks
+    # started in the same loop turn with equal durations would end together
+    low = [m.app.add_task("amark", f"low{i}", 0.05 + (i * 7 % 50) * 0.002, priority=9) for i in range(300)]
     # concurrency 50: 50 low tasks run and 50 more wait, prefetched, in the worker
     proc = harness.start(redis_url, "--concurrency", "50", processes=1, app=APP)
     wait_for(lambda: r.llen(m.key("started")) >= 60, 20, "the worker to be busy with the low tasks")

@@ -67,8 +67,13 @@ def run(ctx: Ctx) -> dict[str, Any]:
     ctx.end()
     ctx.redis().unlink(IO_KEY)
     ratios = [o["rate"] / lp for o, lp in zip(ours, loop, strict=True)]
+    # where the CPU of a run went, per task: the workers (the loop's processes do the body's share of it), Redis,
+    # and the producer, whose enqueue shares the run's clock with the drain (the loop has none)
     rows = [{"repeat": i + 1, "qtasks_fast tasks/s": round(o["rate"]), "no-queue loop commands/s": round(lp),
-             "ratio": round(q, 2), "workers µs/task": round(o["workers_s"] * 1e6 / n, 1)}
+             "ratio": round(q, 2), "workers µs/task": round(o["workers_s"] * 1e6 / n, 1),
+             "workers % of a core": o.get("workers"), "Redis µs/task": round(o.get("redis_s", 0.0) * 1e6 / n, 1),
+             "producer µs/task": round(o.get("producer_s", 0.0) * 1e6 / n, 1),
+             "enqueue s / run s": f"{n / o['enqueue_rate']:.2f} / {o['seconds']:.2f}"}
             for i, (o, lp, q) in enumerate(zip(ours, loop, ratios, strict=True))]
     ratio = median(ratios)
     cost = ours[-1]["commands"]  # where Redis' time goes per task (the last repeat): fetch and settle batch sizes
