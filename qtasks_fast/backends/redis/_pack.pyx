@@ -27,16 +27,18 @@ _Raw = msgspec.Raw
 
 def _str(b: bytes):
     """``b`` as a msgpack *str*: Redis' Lua cmsgpack cannot read the *bin* type msgspec uses for bytes."""
-    n = len(b)
+    return _Raw(_str_head(len(b)) + b)
+
+
+def _str_head(n):
+    """The header of a msgpack *str* of ``n`` bytes, as msgspec writes it."""
     if n < 32:
-        head = bytes((0xA0 | n,))
-    elif n < 256:
-        head = bytes((0xD9, n))
-    elif n < 65536:
-        head = b"\xda" + n.to_bytes(2, "big")
-    else:
-        head = b"\xdb" + n.to_bytes(4, "big")
-    return _Raw(head + b)
+        return bytes((0xA0 | n,))
+    if n < 256:
+        return bytes((0xD9, n))
+    if n < 65536:
+        return b"\xda" + n.to_bytes(2, "big")
+    return b"\xdb" + n.to_bytes(4, "big")
 
 
 def _created_ms(env):
@@ -74,7 +76,8 @@ class _Buf:
     count = cython.declare(cython.Py_ssize_t)
 
     def __init__(self, size):
-        self.buf = bytearray(max(size, 64))
+        # pure Python appends to the buffer instead (bytearray += is C there; positions would be Python arithmetic)
+        self.buf = bytearray(max(size, 64)) if cython.compiled else bytearray(_HEAD)
         self.scratch = bytearray(256)
         self.pos = _HEAD
         self.count = 0
@@ -88,6 +91,9 @@ class _Buf:
 
     @cython.cfunc
     def byte(self, b: cython.int):
+        if not cython.compiled:
+            self.buf.append(b)
+            return
         self._room(1)
         self.buf[self.pos] = b
         self.pos += 1
@@ -96,6 +102,9 @@ class _Buf:
     @cython.locals(n=cython.Py_ssize_t, i=cython.Py_ssize_t, at=cython.Py_ssize_t)
     def raw(self, data):
         """Append ``data`` (bytes or bytearray) as is."""
+        if not cython.compiled:
+            self.buf += data
+            return
         n = len(data)
         self._room(n)
         at = self.pos
@@ -112,6 +121,9 @@ class _Buf:
     @cython.locals(n=cython.Py_ssize_t)
     def str_head(self, n: cython.Py_ssize_t):
         """The header of a msgpack *str* of ``n`` bytes (see :func:`_str`), as msgspec writes it."""
+        if not cython.compiled:
+            self.buf += _str_head(n)
+            return
         if n < 32:
             self.byte(0xA0 | n)
         elif n < 256:
@@ -133,6 +145,11 @@ class _Buf:
         """Append ``b`` (bytes, or a str taken as UTF-8) as a msgpack *str*."""
         if type(b) is not bytes:
             b = b.encode() if isinstance(b, str) else bytes(b)
+        if not cython.compiled:  # fewer Python calls per piece (compiled, these are C calls)
+            buf = self.buf
+            buf += _str_head(len(b))
+            buf += b
+            return
         self.str_head(len(b))
         self.raw(b)
 
@@ -172,7 +189,7 @@ class _Buf:
         if cython.compiled:
             p: cython.p_char = self.buf
             return p[at:self.pos]
-        return bytes(memoryview(self.buf)[at:self.pos])
+        return bytes(memoryview(self.buf)[at:])
 
 
 @cython.locals(i=cython.Py_ssize_t, w=_Buf)
