@@ -125,12 +125,16 @@ def test_settle_and_enqueue_arguments_are_the_msgpack_of_their_lists() -> None:
         for packing in (pack, pure_pack):
             settled = packing.settle_args(outcomes, True, "w-0", "1700000000000")["default"]
             expect: list[object] = []
-            for d, o in zip(ready, outcomes, strict=True):
+            early: list[object] = []
+            for i, (d, o) in enumerate(zip(ready, outcomes, strict=True)):
                 record = msgspec.msgpack.encode((d.raw, o[1], "1700000000000", o[2], "w-0", "", "", 1,
                                                  int(d.fetched * 1000)))
                 expect += [d.prio, _msgpack_str(d.msg_id), d.envelope.uuid, o[1], _msgpack_str(record)]
+                if i % 3 == 0:
+                    early += [d.envelope.uuid, record]
             assert settled[0] == msgspec.msgpack.encode(expect), (n, packing)
             assert msgspec.msgpack.decode(settled[2]) == [i for i in range(n) if i % 3 == 0]
+            assert settled[3] == early, (n, packing)  # the records pushed to awaiting producers, as stored
             enqueued = packing.enqueue_args(envs, blobs, "0")["default"]
             expect = []
             for env, blob in zip(envs, blobs, strict=True):
