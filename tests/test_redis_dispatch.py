@@ -21,7 +21,7 @@ from qtasks_fast.abc.query import TaskFilter
 from qtasks_fast.backends import make_backend
 from qtasks_fast.backends.redis.broker import RedisBroker, queue_prefix
 from qtasks_fast.backends.redis.index import START_GRACE, PendingStarts
-from qtasks_fast.backends.redis.script import ADDED, _pack_command, pack_resp
+from qtasks_fast.backends.redis.script import _pack_command, pack_resp
 from qtasks_fast.backends.redis.storage import RedisStorage
 from qtasks_fast.config import GlobalConfig
 from qtasks_fast.portal import portal
@@ -106,70 +106,6 @@ def test_add_task_through_op_add_is_found_listed_and_cancelled(redis_url: str, a
     assert app.cancel(task.uuid) == "queued"
     assert app.get(task.uuid).status == "cancel"  # type: ignore[union-attr]
     app.close()
-
-
-def test_a_split_add_writes_what_the_whole_op_add_writes(redis_url: str, app_name: str) -> None:
-    """After the first add_task (op add whole), the sync client sends a bare XADD and op added (script.AddCall):
-    stream entry, P:q, the name's zset, P:x:names and the 'new' event must be the same, and the task is found
-    by uuid, listed and in the feed as soon as add_task returns."""
-    app = QueueTasks(app_name, broker_url=redis_url)
-
-    @app.task(name="hello")
-    def hello() -> None:
-        return None
-
-    client = redis.Redis.from_url(redis_url)
-    prefix = queue_prefix(app_name, "default")
-    whole = app.add_task("hello")
-    assert whole is not None and app.broker.conn.split_add  # type: ignore[attr-defined]
-    split = app.add_task("hello")
-    assert split is not None
-    assert app.get(split.uuid).status == "new"  # type: ignore[union-attr]
-    listed = portal().run(query.list_tasks(app, TaskFilter(task_name="hello")))
-    assert {str(t.uuid) for t in listed.tasks} == {str(whole.uuid), str(split.uuid)}
-    events = portal().run(query.events(app, None))
-    assert [(str(e.uuid), e.status) for e in events.events] == [(str(whole.uuid), "new"), (str(split.uuid), "new")]
-    got = [_written(client, prefix, Envelope(task_name="hello", uuid=str(t.uuid), created_at=t.created_at.timestamp()))
-           for t in (whole, split)]
-    for key in ("prio", "named"):
-        assert got[0][key] == got[1][key], key
-    assert [f for f in got[1]["fields"]] == [b"u", b"d"] and got[1]["u"] == str(split.uuid)
-    assert got[1]["events"] == [(1, [str(split.uuid), "new", "hello", ""])]
-    assert app.cancel(split.uuid) == "queued"
-    client.close()
-    app.close()
-
-
-def test_op_added_after_a_worker_took_or_finished_the_task(redis_url: str, app_name: str) -> None:
-    """Op added runs after the bare XADD: a worker may have taken the entry (its start in P:q) or finished it
-    (its record) already. Neither may be undone, no 'new' event may follow the task's later ones, and a
-    follow-up sent twice (a connection lost after it was sent) adds nothing twice."""
-    client = redis.Redis.from_url(redis_url)
-    p = queue_prefix(app_name, "default")
-
-    def added(uuid: str, stream_id: bytes) -> None:
-        client.eval(ADDED, 1, p, "added", 0, uuid, stream_id, "n", 17, msgspec.msgpack.encode([uuid, "new", "n", ""]))
-
-    def new_events() -> list[str]:
-        return [msgspec.msgpack.decode(f[b"b"])[0] for _, f in client.xrange(f"{p}:ev")]
-
-    queued = client.xadd(f"{p}:s:0", {"u": "q", "d": b"x"})
-    added("q", queued)
-    added("q", queued)  # sent again
-    assert client.hget(f"{p}:q", "q") == b"0 " + queued and new_events() == ["q"]
-    taken = client.xadd(f"{p}:s:0", {"u": "r", "d": b"x"})
-    client.hset(f"{p}:q", "r", b"0 " + taken + b" 1700000000000")  # what op fetch writes when it hands it out
-    added("r", taken)
-    assert client.hget(f"{p}:q", "r") == b"0 " + taken + b" 1700000000000" and new_events() == ["q"]
-    done = client.xadd(f"{p}:s:0", {"u": "f", "d": b"x"})
-    client.set(f"{p}:t:f", b"record")  # a settle wrote its record and dropped its P:q entry
-    added("f", done)
-    assert client.hget(f"{p}:q", "f") is None and new_events() == ["q"]
-    assert {m for m, _ in client.zrange(f"{p}:x:n:n", 0, -1, withscores=True)} == {b"q", b"r", b"f"}
-    assert client.sismember(f"{p}:x:names", "n")
-    for key in client.scan_iter(f"{p}*"):
-        client.unlink(key)
-    client.close()
 
 
 @pytest.mark.parametrize(

@@ -72,10 +72,7 @@ def test_each_op_has_exactly_one_typed_method() -> None:
                     and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
                 sent.setdefault(node.args[1].value, []).append(method.name)
                 assert method.returns is not None, f"Script.{method.name} needs a return type"
-    # op added is the second half of a split op add, sent by Script.add as an EVAL of script.ADDED (AddCall)
-    (add,) = [m for m in script.body if isinstance(m, ast.FunctionDef) and m.name == "add"]
-    assert any(isinstance(n, ast.Name) and n.id == "ADDED" for n in ast.walk(add))
-    assert set(sent) | {"added"} == OPS, f"ops without a method: {OPS - set(sent)}; unknown: {set(sent) - OPS}"
+    assert set(sent) == OPS, f"ops without a method: {OPS - set(sent)}; unknown: {set(sent) - OPS}"
     assert all(len(m) == 1 for m in sent.values()), sent
 
 

@@ -39,7 +39,7 @@ from qtasks_fast.abc.capabilities import (
 from qtasks_fast.backends.redis import pack
 from qtasks_fast.backends.redis.audit import RedisAudit
 from qtasks_fast.backends.redis.control import RedisControl
-from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect, Then
+from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
 from qtasks_fast.backends.redis.errors import at_boundary, outage, refused, transient, unreachable
 from qtasks_fast.backends.redis.index import PendingStarts, restart_links
 from qtasks_fast.backends.redis.script import LUA, Call, Script, Via, queue_prefix
@@ -86,9 +86,6 @@ class RedisConnection:
         #: whether redis.lua goes as FCALL of its function library (Redis >= 7); False once the server said it
         #: has no FUNCTION/FCALL for us (Redis 6, an ACL): EVALSHA from then on (see script.Call._recover)
         self.functions = True
-        #: whether the sync producer sends op add split in two (a bare XADD, then op added: script.AddCall);
-        #: set once a whole op add succeeded (the server runs our code), cleared by an ACL that refuses EVAL
-        self.split_add = False
 
     def __repr__(self) -> str:
         return f"RedisConnection({redact(self.url)!r})"
@@ -136,9 +133,8 @@ class RedisConnection:
             return await self._direct(client).pipeline(cmd)
         return await self._direct(client).execute(cmd, retry_stale=via == "direct")
 
-    def execute_sync(self, cmd: Sequence[Any], via: Via, then: Then | None = None) -> Any:
-        """:meth:`execute` on the blocking client (``hot``/``hotpipe`` are the worker's: async only); ``then``: a
-        follow-up sent after the reply (``direct`` only, see ``direct.Then``)."""
+    def execute_sync(self, cmd: Sequence[Any], via: Via) -> Any:
+        """:meth:`execute` on the blocking client (``hot``/``hotpipe`` are the worker's: async only)."""
         client = self.sync
         if via == "pool":
             return client.execute_command(*cmd)
@@ -151,7 +147,7 @@ class RedisConnection:
             raise ValueError(f"transport {via!r} is the worker's and async only: use 'direct' or 'pool'")
         if self._sync_direct is None:
             self._sync_direct = SyncDirect(client.connection_pool)
-        return self._sync_direct.execute(cmd, then)
+        return self._sync_direct.execute(cmd)
 
     @property
     def wait_slice(self) -> float | None:

@@ -18,7 +18,6 @@ at once: a burst of callers beyond it waits for a free connection, as with redis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import threading
 from collections.abc import Sequence
@@ -167,37 +166,6 @@ class DirectConnections:
             await conn.disconnect()
 
 
-class Then:
-    """A follow-up command sent right after a command's reply, whose own reply is read only before the next
-    command on the same connection (or at close), not by the caller.
-
-    Why (issue 16, op add split): a worker blocked on a stream is served once the command that fed the stream
-    has returned, a script as a whole. ``add_task`` sends a bare XADD, and the query-side writes that need its
-    stream id (op ``added``) go right after its reply: the worker wakes after the XADD alone, and ``add_task``
-    still costs one round trip. The follow-up is on the socket before ``add_task`` returns, so any later
-    command of the producer's, on this connection or another, reaches Redis after it.
-
-    Subclasses say what the follow-up is and what to do when it did not run (``failed``: an error reply;
-    ``lost``: the connection broke before or after it was sent).
-    """
-
-    def follow(self, reply: Any) -> bytes:
-        """The follow-up's RESP bytes, given the first command's reply."""
-        raise NotImplementedError
-
-    def done(self, reply: Any) -> None:
-        """The follow-up's reply."""
-
-    def failed(self, direct: SyncDirect, follow: bytes, exc: ResponseError) -> None:
-        """The follow-up got an error reply (called while another command waits for the connection: send
-        anything again with ``direct._execute``, which takes another one)."""
-
-    def lost(self, direct: SyncDirect, follow: bytes, exc: BaseException) -> None:
-        """The connection broke with the follow-up unsent or its reply unread: it may not have run.
-
-        Both hooks run inside another call on this :class:`SyncDirect` and must not raise."""
-
-
 class SyncDirect:
     """The sync twin of :class:`DirectConnections`, shared by the threads of a sync producer."""
 
@@ -205,16 +173,14 @@ class SyncDirect:
         self.pool = pool
         self.free: list[Any] = []
         self.slots = threading.BoundedSemaphore(pool.max_connections)
-        #: connection -> the follow-up sent last on it whose reply is not read yet, and its :class:`Then`
-        self.after: dict[Any, tuple[bytes, Then]] = {}
 
-    def execute(self, cmd: Sequence[Any] | bytes, then: Then | None = None) -> Any:
+    def execute(self, cmd: Sequence[Any] | bytes) -> Any:
         """Send ``cmd`` (or one command packed as RESP bytes) and return the raw reply; once more on a fresh
-        connection after a stale one. ``then``: see :class:`Then`."""
+        connection after a stale one."""
         with self.slots:
-            return self._execute(cmd, then)
+            return self._execute(cmd)
 
-    def _execute(self, cmd: Sequence[Any] | bytes, then: Then | None = None) -> Any:
+    def _execute(self, cmd: Sequence[Any] | bytes) -> Any:
         retry_stale = True
         while True:
             try:
@@ -223,61 +189,25 @@ class SyncDirect:
                 conn = self.pool.make_connection()
             was_connected = conn.is_connected
             try:
-                if conn in self.after:
-                    self._settle(conn)
                 packed = [cmd] if isinstance(cmd, bytes) else conn.pack_command(*cmd)
                 conn.send_packed_command(packed, check_health=False)
                 reply = conn.read_response()
-                if then is not None:
-                    follow = then.follow(reply)
-                    self.after[conn] = (follow, then)  # before the send: a send that fails half-way is settled
-                    conn.send_packed_command([follow], check_health=False)
             except ResponseError:
                 self.free.append(conn)
                 raise
             except STALE as exc:
-                if then is not None and self.after.get(conn, (b"", None))[1] is then:
-                    # the command ran; only its follow-up failed to go out: the Then sends it apart
-                    follow = self.after.pop(conn)[0]
-                    conn.disconnect()
-                    self.free.append(conn)
-                    then.lost(self, follow, exc)
-                    return reply
-                self._drop(conn, exc)
+                conn.disconnect()
                 if retry_stale and was_connected and stale(exc):
                     retry_stale = False
                     continue
                 raise
-            except BaseException as exc:
-                self._drop(conn, exc)
+            except BaseException:
+                conn.disconnect()
                 raise
             self.free.append(conn)
             return reply
 
-    def _settle(self, conn: Any) -> None:
-        """Read the reply of the follow-up sent last on ``conn`` (see :class:`Then`) before its next command."""
-        follow, then = self.after.pop(conn)
-        try:
-            reply = conn.read_response()
-        except ResponseError as exc:
-            then.failed(self, follow, exc)
-            return
-        except BaseException as exc:
-            then.lost(self, follow, exc)
-            raise
-        then.done(reply)
-
-    def _drop(self, conn: Any, exc: BaseException) -> None:
-        """Close ``conn``; a follow-up whose reply it still owed is reported lost to its :class:`Then`."""
-        pending = self.after.pop(conn, None)
-        conn.disconnect()
-        if pending is not None:
-            pending[1].lost(self, pending[0], exc)
-
     def close(self) -> None:
         free, self.free = self.free, []
         for conn in free:
-            if conn in self.after:
-                with contextlib.suppress(Exception):
-                    self._settle(conn)
             conn.disconnect()

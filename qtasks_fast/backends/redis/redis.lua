@@ -89,9 +89,6 @@
 --   add     prio uuid blob name created event   (rec '1' only: enqueue of one plain envelope with the query side;
 --                                        prio already clamped, created = its created_at ms, event = the msgpack
 --                                        of its 'new' event {uuid, 'new', name, ''}; returns {} as enqueue does)
---   added   prio uuid id name created event   (rec '1' only: op add's query side, after the producer's own XADD
---                                        of the entry returned <id>; a task a worker took or finished meanwhile
---                                        keeps its P:q and gets no 'new' event; returns {})
 --   enqueue now nprios packed [special claimed unique_ttl owners [index]]
 --           nprios = the priority levels workers serve: a prio outside 0..nprios-1 is clamped into them;
 --           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
@@ -250,23 +247,6 @@ function OPS.add(ARGV)
   xadd_event(1, ARGV[7])
   return {}
 end
--- op add split in two (the sync producer, issue 16): the producer sends a bare XADD, and this op, with the id
--- it got, right after its reply. A blocked worker is served only once the command that fed its stream has
--- returned (a script: all of it), so the query-side writes no longer delay its wake. By then a worker may have
--- taken the entry (op fetch wrote its start in P:q, a settle carried it) or even finished it (its record
--- exists, P:q gone): then P:q is left as it is and no 'new' event follows the task's later ones in P:ev.
--- Sent as an EVAL of this file's lines from 'local P, rec' to the end of this op (script.py: ADDED), not
--- FCALL: a follow-up whose reply is read later must not depend on the library being loaded.
-function OPS.added(ARGV)
-  local prio, uuid, name = ARGV[2], ARGV[3], ARGV[5]
-  redis.call('ZADD', P .. ':x:n:' .. name, ARGV[6], uuid)
-  redis.call('SADD', P .. ':x:names', name)
-  if redis.call('EXISTS', P .. ':t:' .. uuid) == 0 and redis.call('HSETNX', P .. ':q', uuid, prio .. ' ' .. ARGV[4]) == 1 then
-    xadd_event(1, ARGV[7])
-  end
-  return {}
-end
--- end of op added (script.py: ADDED ends here)
 
 
 local function record(uuid) return P .. ':t:' .. uuid end

@@ -25,9 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import redis
 from redis.exceptions import NoPermissionError, NoScriptError
 
-from qtasks_fast.backends.redis.direct import SyncDirect, Then
 from qtasks_fast.backends.redis.errors import REFUSED, no_such_db, refused, transient, unreachable
-from qtasks_fast.log import get_logger
 
 if TYPE_CHECKING:
     from qtasks_fast.backends.redis.broker import RedisConnection
@@ -47,15 +45,9 @@ FUNCTION_RO = f"{FUNCTION}_ro"
 READ_ONLY = frozenset({"get", "stats", "depth"})
 LIBRARY = (f"#!lua name={FUNCTION}\n{SOURCE}redis.register_function('{FUNCTION}', run)\n"
            f"redis.register_function{{function_name='{FUNCTION_RO}', callback=run, flags={{'no-writes'}}}}\n")
-#: op ``added`` alone, as an EVAL script (see :class:`AddCall`): the lines of redis.lua from its call state to the
-#: end of op added (the P:ev writer, ops add and added), full-line comments left out
-ADDED = "\n".join(
-    line for line in SOURCE[SOURCE.index("\nlocal P, rec\n"):SOURCE.index("-- end of op added")].splitlines()
-    if not line.lstrip().startswith("--")) + "\nP, EV = KEYS[1], {}\nreturn OPS.added(ARGV)\n"
 _LOAD_SCRIPT = ("SCRIPT", "LOAD", LUA)
 _LOAD_LIBRARY = ("FUNCTION", "LOAD", "REPLACE", LIBRARY)
 T = TypeVar("T")
-_log = get_logger("broker")
 #: how a call reaches Redis: ``pool`` = redis-py's client (its pool and retry wrapper; rare operations),
 #: ``direct`` = a direct connection, sent again once when it was stale (the producer's round trips),
 #: ``hot`` = a direct connection, no resend (the worker's fetch and settle: their callers retry), ``pipe`` =
@@ -220,66 +212,6 @@ class Call(Generic[T]):
         return self.parse(reply)
 
 
-class _Added(Then):
-    """Op ``added`` after the bare XADD of a split op add (see :class:`AddCall`): its arguments and what to do
-    when it did not run. Sending it again is harmless (it adds nothing twice, see redis.lua)."""
-
-    __slots__ = ("conn", "head", "tail")
-
-    def __init__(self, conn: RedisConnection, head: tuple[Any, ...], tail: tuple[Any, ...]) -> None:
-        self.conn, self.head, self.tail = conn, head, tail
-
-    def follow(self, reply: Any) -> bytes:
-        return _pack_command((*self.head, reply, *self.tail))
-
-    def failed(self, direct: SyncDirect, follow: bytes, exc: redis.ResponseError) -> None:
-        _log.warning("task %s was queued, but its query-side entries were not written (%s): it runs, and is found "
-                     "by uuid once it ends", self.head[6], exc)
-        if isinstance(exc, NoPermissionError):  # an ACL that allows FCALL, not EVAL: op add whole from now on
-            self.conn.split_add = False
-
-    def lost(self, direct: SyncDirect, follow: bytes, exc: BaseException) -> None:
-        try:
-            direct._execute(follow)
-        except redis.RedisError as again:
-            _log.warning("task %s was queued, but its query-side entries may not be written (%s, then %s)",
-                         self.head[6], exc, again)
-
-
-class AddCall(Call[dict[str, str]]):
-    """Op ``add`` (:meth:`Script.add`); on the sync client, after a first whole one, split in two: a bare ``XADD``
-    whose reply is awaited, then op ``added`` with the stream id (an EVAL of :data:`ADDED`), sent at once and
-    its reply read before the connection's next command (``direct.Then``).
-
-    Why: Redis serves a worker blocked on the stream only once the command that fed it has returned, and op
-    add's query-side writes (P:q, P:x, the 'new' event: six more commands and the script's own cost) came
-    before that; measured wall-clock on the idle round trip: XADD alone 182 µs, op add 228 µs (RESULTS.md,
-    issue 16). ``add_task`` still makes one round trip; op ``added`` reaches Redis before anything the caller
-    sends next. The async client keeps op add whole (its direct connections are shared with the worker)."""
-
-    __slots__ = ("xadd", "then")
-
-    def __init__(self, conn: RedisConnection, cmd: Sequence[Any], via: Via, parse: Callable[[Any], dict[str, str]],
-                 script: tuple[Any, ...], xadd: bytes = b"", then: Then | None = None) -> None:
-        super().__init__(conn, cmd, via, parse, script)
-        self.xadd, self.then = xadd, then
-
-    def sync(self) -> dict[str, str]:
-        conn = self.conn
-        if self.then is None:
-            out = super().sync()
-            conn.split_add = True
-            return out
-        try:
-            conn.execute_sync(self.xadd, "direct", self.then)
-        except redis.RedisError as exc:
-            err = outage(conn.url, exc)
-            if err is exc:
-                raise
-            raise err from exc
-        return {}
-
-
 def _fields(res: Any) -> dict[bytes, bytes]:
     """The flat ``[field, value, ...]`` of ops get/watch as a dict (``{}`` for an unknown task)."""
     return dict(zip(res[::2], res[1::2])) if res else {}
@@ -381,15 +313,8 @@ class Script:
         ``[uuid, "new", name, ""]``. The command goes out packed (see :meth:`_call`): redis-py's per-argument
         encoding cost ~15 µs of the producer's time before the send, part of every ``add_task``'s dispatch
         latency."""
-        split = self.conn.split_add
-        call = self._call(queue, "add", True, (prio, uuid, blob, name, created_ms, event), "direct", _pairs,
-                          packed=not split)  # split: the whole op goes only on the async client (see AddCall)
-        if split:
-            p = queue_prefix(self.app, queue)
-            return AddCall(self.conn, call.cmd, "direct", _pairs, call.script,
-                           _pack_command(("XADD", f"{p}:s:{prio}", "*", "u", uuid, "d", blob)),
-                           _Added(self.conn, ("EVAL", ADDED, 1, p, "added", prio, uuid), (name, created_ms, event)))
-        return AddCall(self.conn, call.cmd, "direct", _pairs, call.script)
+        return self._call(queue, "add", True, (prio, uuid, blob, name, created_ms, event), "direct", _pairs,
+                          packed=True)
 
     def enqueue(self, queue: str, rec: bool, now: str, nprios: int, packed: bytes, special: bytes = b"",
                 claimed: str = "1", unique_ttl: int = 0, owners: bytes | str = "",
