@@ -88,11 +88,12 @@ class DirectConnections:
             return await conn.read_response(timeout=math.inf)  # no asyncio.timeout of its own
         except BaseException as exc:
             if conn in self.expired:
-                self.expired.discard(conn)
                 raise RedisTimeoutError(f"Timeout reading from {conn._host_error()}") from exc
             raise
         finally:
             del self.deadlines[conn]
+            self.expired.discard(conn)  # (a read that returned as its deadline passed: its aborted connection
+            # fails at its next write, a stale connection like any other)
 
     def _check(self, period: float) -> None:
         """The watchdog: abort the connections whose read is past its deadline; look again while any is under
