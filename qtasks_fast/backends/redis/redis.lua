@@ -365,11 +365,30 @@ local RARE = {error = true, cancel = true}  -- the final statuses with a P:x:f z
 -- (P:x:n:<key>) or '<status>:<name>' (P:x:f:<key>), and events the P:ev entry of <count> status changes, as is
 -- (a settle's also holds the 'process' events of tasks a plain XREADGROUP handed out, first: see op settle).
 -- Returns the zsets' keys (names for P:x:names).
+-- The scores arrive as msgpack integers, i.e. Lua numbers, which redis.call would turn into text with
+-- snprintf('%.17g') once per member (the float formatter: ~3 % of Redis' CPU in a no-op drain, perf). A bulk
+-- enqueue's tasks share a few created ms, so each distinct integer score is made text once ('%d': the same
+-- score for Redis, exact below 2^53) and the member's slot reuses it; a non-integer score stays a number.
+local function scores_text(z)
+  local memo = {}
+  for j = 1, #z, 2 do
+    local c = z[j]
+    if type(c) == 'number' then
+      local s = memo[c]
+      if s == nil then
+        s = (c == math.floor(c) and c > -9e15 and c < 9e15) and string.format('%d', c) or c
+        memo[c] = s
+      end
+      z[j] = s
+    end
+  end
+  return z
+end
 local function query_index(arg, zprefix)
   local ix = cmsgpack.unpack(arg)
   local keys = {}
   for key, z in pairs(ix[1]) do
-    chunked('ZADD', zprefix .. key, z, 2)
+    chunked('ZADD', zprefix .. key, scores_text(z), 2)
     keys[#keys + 1] = key
   end
   xadd_event(ix[3], ix[2])
@@ -391,15 +410,15 @@ function OPS.enqueue(ARGV)
     local n = #EV
     EV[n + 1] = uuid; EV[n + 2] = 'new'; EV[n + 3] = name; EV[n + 4] = ''
   end
-  local nq = 0
+  local nq, heads = 0, {}  -- heads: prio -> '<prio> ', the number made text once per level, not once per task
   for i = 1, #items, 5 do
     local prio, uuid = items[i], items[i + 1]
     if prio > top then prio = top elseif prio < 0 then prio = 0 end
     local stream = streams[prio]
-    if not stream then stream = P .. ':s:' .. prio; streams[prio] = stream end
+    if not stream then stream = P .. ':s:' .. prio; streams[prio] = stream; heads[prio] = prio .. ' ' end
     local id = redis.call('XADD', stream, '*', 'u', uuid, 'd', items[i + 3])
     queued[nq + 1] = uuid
-    queued[nq + 2] = prio .. ' ' .. id
+    queued[nq + 2] = heads[prio] .. id
     nq = nq + 2
     if items[i + 4] == '1' then waiting[#waiting + 1] = uuid end
   end
@@ -480,20 +499,29 @@ function OPS.settle(ARGV)
   if ARGV[7] and ARGV[7] ~= '' then
     for _, k in ipairs(cmsgpack.unpack(ARGV[7])) do stored[k * 5 + 1] = true end
   end
+  -- lengths kept in counters: '#t' is a binary search in Lua 5.1, three of them per task here before
+  local nu, nd, nacked, last, ids = 0, 0, {}, nil, nil
   for i = 1, #items, 5 do
     local prio, id, uuid, status = items[i], items[i + 1], items[i + 2], items[i + 3]
     if rec then
       if not stored[i] then redis.call('SET', prefix .. uuid, items[i + 4], 'PX', ttl) end
-      uuids[#uuids + 1] = uuid
+      nu = nu + 1
+      uuids[nu] = uuid
       if waited then
-        done[#done + 1] = uuid
-        done[#done + 1] = items[i + 4]
+        done[nd + 1] = uuid
+        done[nd + 2] = items[i + 4]
+        nd = nd + 2
       end
       counts[status] = (counts[status] or 0) + 1
     end
-    local ids = acks[prio]
-    if not ids then ids = {}; acks[prio] = ids end
-    ids[#ids + 1] = id
+    if prio ~= last then  -- a batch is mostly one priority: its ids list is looked up once per run of it
+      ids = acks[prio]
+      if not ids then ids = {}; acks[prio] = ids; nacked[prio] = 0 end
+      last = prio
+    end
+    local k = nacked[prio] + 1
+    ids[k] = id
+    nacked[prio] = k
   end
   if redis.call('EXISTS', P .. ':uo') == 1 then
     local released = {}
