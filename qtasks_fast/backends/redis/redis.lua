@@ -14,7 +14,8 @@
 --                    without one)
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
 --                    returning (bin), worker id, traceback, retry child, deliveries (int), started ms (int)],
---                    written once (SET PX ttl) by the worker's settle; it exists only once the task is final.
+--                    written once (SET PX ttl; op settle sends PSETEX: the same write, one argument less to
+--                    convert and no options to parse) by the worker's settle; it exists only once the task is final.
 --                    Records written before the delivery count (7 elements) and cancels (no delivery known)
 --                    read as 1; before the start time (8 elements) or ended unrun (0) as not started
 --   P:wait           set of uuids a producer awaits after their enqueue (op watch); settle pushes their P:r:<uuid>
@@ -504,7 +505,7 @@ function OPS.settle(ARGV)
   for i = 1, #items, 5 do
     local prio, id, uuid, status = items[i], items[i + 1], items[i + 2], items[i + 3]
     if rec then
-      if not stored[i] then redis.call('SET', prefix .. uuid, items[i + 4], 'PX', ttl) end
+      if not stored[i] then redis.call('PSETEX', prefix .. uuid, ttl, items[i + 4]) end
       nu = nu + 1
       uuids[nu] = uuid
       if waited then
