@@ -63,16 +63,25 @@ def stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
             for k, v in r.info("commandstats").items() if isinstance(v, dict)}
 
 
-async def drain(url: str, n: int, enq: int, batch: int) -> None:
-    """Enqueue ``n`` envelopes in chunks of ``enq``, then fetch and settle them ``batch`` at a time."""
+async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0) -> None:
+    """Enqueue ``n`` envelopes in chunks of ``enq``, then fetch and settle them ``batch`` at a time; with
+    ``backlog``, enqueue that many first and then one chunk before each fetch (a queue that keeps a few hundred
+    tasks waiting, as a fleet that keeps up does, instead of one burst)."""
     h = Harness(url, app_name=f"rtc{os.getpid()}")
     try:
         worker = await h.consumer("w-0")
         none = core.encode(None)
-        for i in range(0, n, enq):
-            await h.broker.enqueue([envelope() for _ in range(min(enq, n - i))], h.storage)
+        sent = 0
+        while sent < (backlog or n):
+            k = min(enq, n - sent)
+            await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
+            sent += k
         left = n
         while left:
+            if sent < n:
+                k = min(enq, n - sent)
+                await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
+                sent += k
             ready, bad = await fetch(worker, count=batch)
             assert not bad, bad
             if not ready:
@@ -89,6 +98,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--enqueue-batch", type=int, default=1000)
     ap.add_argument("--settle-batch", type=int, default=100)
+    ap.add_argument("--backlog", type=int, default=0,
+                    help="enqueue this many first, then one chunk per fetch (default: all n first)")
     ap.add_argument("--lua", action="append", default=[], metavar="LABEL=PATH")
     ap.add_argument("--callgrind", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind dumps (for callgrind_annotate)")
@@ -124,7 +135,7 @@ def main() -> None:
                 if a.callgrind:
                     subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
                 s0, c0 = stats(r), cpu_s(proc.pid)
-                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch))
+                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog))
                 c1, s1 = cpu_s(proc.pid), stats(r)
                 if a.callgrind:
                     subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
@@ -145,7 +156,8 @@ def main() -> None:
             print(f"callgrind dumps kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nn={a.n} enqueue batch {a.enqueue_batch} settle batch {a.settle_batch}, {a.rounds} rounds, "
+    print(f"\nn={a.n} enqueue batch {a.enqueue_batch} settle batch {a.settle_batch} backlog {a.backlog or 'all'}, "
+          f"{a.rounds} rounds, "
           f"load average {os.getloadavg()[0]:.1f}")
     for label, got in out.items():
         line = f"{label}: "
