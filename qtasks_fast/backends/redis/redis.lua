@@ -11,7 +11,7 @@
 --                    how a queued task is found by uuid before it has a record. A fetch appends
 --                    ' <ms>' (when it was handed out: the started_at of a running task): op fetch, or for
 --                    the broker's plain XREADGROUP fetches its next settle of the queue (op started after 0.4 s
---                    without one)
+--                    without one). Plus one entry ' ht' that is no task's: it keeps the hash a hashtable (see QHT)
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
 --                    returning (bin), worker id, traceback, retry child, deliveries (int), started ms (int)],
 --                    written once (SET PX ttl; op settle sends PSETEX: the same write, one argument less to
