@@ -51,3 +51,28 @@ async def test_redis_stream_stays_small_while_a_long_task_runs(redis_url: str) -
         assert await broker.conn.aio.xlen(stream) == 0
     finally:
         await h.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_queued_index_stays_a_hashtable(redis_url: str) -> None:
+    """P:q (uuid -> where a queued or running task is) is looked up and deleted once per task: kept as a
+    listpack (up to 512 short entries) every HSET and HDEL walked it, so a queue holding a few hundred tasks
+    paid that walk per task. The batch ops keep it a hashtable, also once every task finished (the hash is not
+    deleted and re-created as a listpack by the next burst), and the entry that does so is no task's."""
+    h = Harness(redis_url, app_name=f"ctl{_uuid.uuid4().hex[:10]}")
+    try:
+        broker, storage = h.broker, h.storage
+        assert isinstance(broker, RedisBroker)
+        index = f"{queue_prefix(broker.app_name, Q)}:q"
+        worker = await h.consumer("w-0")
+        envs = [envelope() for _ in range(3)]
+        await broker.enqueue(envs, storage)
+        assert await broker.conn.aio.object("encoding", index) == b"hashtable"
+        fields: list[bytes] = await broker.conn.aio.hkeys(index)  # type: ignore[assignment]
+        assert {u.decode() for u in fields} - {" ht"} == {e.uuid for e in envs}
+        await worker.settle([ok(d) for d in await fetched(worker)], storage, [])
+        assert await broker.conn.aio.object("encoding", index) == b"hashtable"
+        assert await broker.conn.aio.hkeys(index) == [b" ht"]
+        assert [(await storage.get(e.uuid, [Q])).status for e in envs] == ["success"] * 3  # type: ignore[union-attr]
+    finally:
+        await h.close()

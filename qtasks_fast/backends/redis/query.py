@@ -58,7 +58,7 @@ from qtasks_fast.querylib import (
 from qtasks_fast.schemas.envelope import META_RESTART_OF
 
 if TYPE_CHECKING:
-    from qtasks_fast.backends.redis.broker import RedisConnection
+    from qtasks_fast.backends.redis.connection import RedisConnection
     from qtasks_fast.backends.redis.script import Script
     from qtasks_fast.schemas import Task
 

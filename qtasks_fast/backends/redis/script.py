@@ -28,7 +28,7 @@ from redis.exceptions import NoPermissionError, NoScriptError
 from qtasks_fast.backends.redis.errors import REFUSED, no_such_db, refused, transient, unreachable
 
 if TYPE_CHECKING:
-    from qtasks_fast.backends.redis.broker import RedisConnection
+    from qtasks_fast.backends.redis.connection import RedisConnection
 
 __all__ = ["FUNCTION", "LIBRARY", "LUA", "SHA", "Call", "Script", "outage", "queue_prefix", "refused", "unreachable"]
 

@@ -16,7 +16,7 @@ import msgspec
 import redis
 
 from qtasks_fast.abc.storage import Storage
-from qtasks_fast.backends.redis.broker import RedisConnection
+from qtasks_fast.backends.redis.connection import RedisConnection
 from qtasks_fast.backends.redis.errors import at_boundary, outage
 from qtasks_fast.backends.redis.query import RedisQueries
 from qtasks_fast.backends.redis.records import encode_record, parse_record, parse_record_blob, parse_reply, record_parts
