@@ -297,6 +297,21 @@ async def test_the_openapi_document_lists_every_route_of_the_issue(app: QueueTas
     assert set(submit["responses"]) == {"200", "401", "403", "404", "422", "429", "503"}
 
 
+async def test_the_document_gives_the_priorities_the_server_accepts(app: QueueTasks) -> None:
+    """A submitted priority must be one of the app's levels (422 outside): the document says so, so a client
+    generated from it (or schemathesis) does not call a refused value valid."""
+    levels = app.config.priority_levels
+    async with client(app) as c:
+        doc = (await c.get("/api/v1/openapi.json")).json()
+        ref = doc["paths"]["/tasks"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        prop = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["priority"]
+        (bounds,) = [alt for alt in prop["anyOf"] if alt.get("type") == "integer"]
+        assert (bounds["minimum"], bounds["maximum"]) == (0, levels - 1)
+        for priority, status in ((levels, 422), (levels - 1, 200), (-1, 422), (0, 200)):
+            r = await c.post("/api/v1/tasks", json={"name": "add", "args": [1, 2], "priority": priority})
+            assert r.status_code == status, (priority, r.text)
+
+
 async def test_an_unreachable_broker_is_503_without_its_password(app_name: str) -> None:
     app = build(app_name, "redis://:s3cret-pw@127.0.0.1:1/0")
     async with client(app) as c:

@@ -34,7 +34,7 @@ async def health(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    doc = openapi.document()
+    doc = openapi.document(levels=request.app.state.qtasks.config.priority_levels)
     doc["servers"] = [{"url": request.scope.get("root_path", "")}]  # this route is mounted at .../api/v1
     doc["paths"]["/events"] = sse.openapi_path()
     return JSONResponse(doc)

@@ -48,13 +48,29 @@ def _has_required(kind: type) -> bool:
     return any(f.required for f in getattr(info, "fields", ()))
 
 
-def document(title: str = "qtasks_fast REST API", version: str = "1") -> dict[str, Any]:
-    """The whole document (paths relative to the server's ``/api/v1``)."""
+def _bound_priority(schema: dict[str, Any], levels: int) -> None:
+    """A request body's ``priority`` declared as the app's levels (``0..levels-1``): the server answers 422
+    outside them (``service.guard.checked_priority``), so the document must not call those values valid."""
+    prop = schema.get("properties", {}).get("priority")
+    if prop is None:
+        return
+    for alt in prop.get("anyOf", [prop]):
+        if alt.get("type") == "integer":
+            alt.update(minimum=0, maximum=levels - 1)
+
+
+def document(title: str = "qtasks_fast REST API", version: str = "1", levels: int | None = None) -> dict[str, Any]:
+    """The whole document (paths relative to the server's ``/api/v1``); ``levels``: the app's priority levels,
+    the range a submitted priority must be in."""
     types: list[Any] = [Error]
     for ep in ENDPOINTS:
         types += [t for t in (ep.body, ep.answer) if t is not None]
     refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
     by_type = dict(zip(map(id, types), refs))
+    if levels is not None:
+        for ep in ENDPOINTS:
+            if ep.body is not None:
+                _bound_priority(schemas[by_type[id(ep.body)]["$ref"].rsplit("/", 1)[1]], levels)
     paths: dict[str, Any] = {}
     for ep in ENDPOINTS:
         op: dict[str, Any] = {"summary": ep.summary, "operationId": ep.handler.__name__,
