@@ -257,12 +257,8 @@ def test_a_watch_matches_the_events_json_exactly_as_a_field_by_field_check() -> 
         fields = {k: rnd.choice(words) for k in ("task_name", "queue", "worker_id", "status") if rnd.random() < 0.4}
         uuids = frozenset(rnd.sample(words, rnd.randint(0, 2)))
 
-        def matches(e: TaskEvent) -> bool:
-            if e.uuid in uuids:
-                return True
-            return bool(fields) and all(getattr(e, k) == v for k, v in fields.items())
-
-        want = max((i for i, e in enumerate(events) if matches(e)), default=-1)
+        want = max((i for i, e in enumerate(events) if e.uuid in uuids or (
+            fields and all(getattr(e, k) == v for k, v in fields.items()))), default=-1)
         if not fields and not uuids:
             want = len(events) - 1  # no filter: any event
         cache: dict[Any, Any] = {}
