@@ -251,7 +251,7 @@ def odd_events(rnd: random.Random, n: int) -> Iterator[TaskEvent]:
 def test_a_watch_matches_the_events_json_exactly_as_a_field_by_field_check() -> None:
     rnd = random.Random(13)
     words = ["add", "a\"b", "x\\", '","queue":"q', "q", "new", "w1", ',"status":"new","at":', "}", "u3", "zzz"]
-    for _ in range(300):
+    for _ in range(1000):
         events = list(odd_events(rnd, rnd.randint(1, 40)))
         data = [msgspec.json.encode(e) for e in events]
         fields = {k: rnd.choice(words) for k in ("task_name", "queue", "worker_id", "status") if rnd.random() < 0.4}

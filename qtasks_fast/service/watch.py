@@ -23,8 +23,11 @@ from typing import Any
 
 import msgspec
 
-#: the uuid of each event in a read's joined JSON (field two of every event: exactly one match per event)
-_UUID = re.compile(rb',"uuid":"((?:[^"\\]|\\.)*)","task_name":')
+#: the uuid of each event in a read's joined JSON (field two of every event: one match per event) with the quote that
+#: ends it; a uuid with an escape in its JSON (a quote, a backslash, a control character) gives its text up to the
+#: backslash instead, a key no watch looks up (a watch of such a uuid searches for its needle: :meth:`Watch._newest`).
+#: A pattern without alternation: 5x faster than one that follows escapes
+_UUID = re.compile(rb',"uuid":"([^"\\]*["\\])')
 #: each field a watch may name, with the key that follows it in an event's JSON (the end of its value)
 _NEXT = {"task_name": b',"queue":', "queue": b',"status":', "status": b',"at":', "worker_id": b"}"}
 
@@ -38,7 +41,7 @@ def _joined(ids: list[str], data: list[bytes], cache: dict[Any, Any]) -> tuple[b
 
 
 def _uuids(ids: list[str], data: list[bytes], cache: dict[Any, Any]) -> dict[bytes, int]:
-    """Each uuid of a read (as its JSON string's inside) -> the index of its newest event there."""
+    """Each uuid of a read (its JSON string's inside and the closing quote) -> the index of its newest event."""
     found = cache.get("uuids")
     if found is None:
         names = _UUID.findall(_joined(ids, data, cache)[0])
@@ -52,13 +55,16 @@ class Watch:
 
     The Tasks page's rule (``static/live.js``): a row on screen changed, or an event its filters select."""
 
-    __slots__ = ("key", "needles", "uuids")
+    __slots__ = ("escaped", "key", "needles", "uuids")
 
     def __init__(self, fields: dict[str, str], uuids: frozenset[str] = frozenset()) -> None:
         self.key = (tuple(sorted(fields.items())), uuids)
         self.needles = [b',"%s":%s%s' % (name.encode(), msgspec.json.encode(value), _NEXT[name])
                         for name, value in sorted(fields.items())]
-        self.uuids = [msgspec.json.encode(u)[1:-1] for u in sorted(uuids)]
+        inner = [msgspec.json.encode(u)[1:-1] for u in sorted(uuids)]
+        self.uuids = [u + b'"' for u in inner if b"\\" not in u]  # as the index holds them
+        #: the uuids the index of a read cannot hold (an escape in their JSON): searched as needles
+        self.escaped = [b',"uuid":"%s","task_name":' % u for u in inner if b"\\" in u]
 
     def newest(self, ids: list[str], data: list[bytes], cache: dict[Any, Any]) -> int:
         """The index of the newest event of a read that matches (-1: none), found once per read for every
@@ -74,9 +80,15 @@ class Watch:
         if self.uuids:
             index = _uuids(ids, data, cache)
             best = max([index.get(u, -1) for u in self.uuids])
-        if not self.needles:
-            return best if self.uuids else len(ids) - 1
+        if not self.needles and not self.escaped and not self.uuids:
+            return len(ids) - 1  # no filter: any event
         joined, starts = _joined(ids, data, cache)
+        for needle in self.escaped:
+            at = joined.rfind(needle)
+            if at >= 0:
+                best = max(best, bisect_right(starts, at) - 1)
+        if not self.needles:
+            return best
         needles = self.needles
         first = needles[0] if len(needles) == 1 else min(needles, key=joined.count)  # the rarest first
         others = [n for n in needles if n is not first]
