@@ -127,6 +127,18 @@ async def test_a_matching_change_is_signalled_within_a_second_and_another_is_not
         assert event_id == newest.id  # where a reconnect resumes
 
 
+async def test_a_queue_is_a_field_of_the_filter_on_the_one_reader_of_every_queue(app: QueueTasks) -> None:
+    web = create_app(app, token=TOKEN)
+    async with Stream(web, {"watch": "true", "queue": "other"}) as s:
+        await s.until(1, "watching")
+        await service.submit(app, ME, "add", [1, 1])  # the default queue
+        await asyncio.sleep(1.2)
+        assert s.changed() == []
+        await service.submit(app, ME, "elsewhere")
+        await s.until(1)
+        assert list(web.state.feeds._feeds) == [None]  # no reader of its own
+
+
 async def test_a_burst_is_a_few_frames_and_the_last_change_is_always_signalled(app: QueueTasks) -> None:
     web = create_app(app, token=TOKEN)
     async with Stream(web, {"watch": "true", "task_name": "add", "status": "new"}) as s:
@@ -229,6 +241,7 @@ async def test_a_watch_stream_needs_the_token_and_a_filter_that_fits(app: QueueT
                               ({"task_name": "add"}, "task_name"),  # a filter of the every-event stream: none
                               ({"uuid": "x"}, "uuid"),
                               ({"watch": "true", "summary": "true"}, "summary"),
+                              ({"watch": "true", "follow": "false"}, "follow"),  # it has no end
                               ({"watch": "true", "uuid": "a,,b"}, "uuid"),
                               ({"watch": "true", "uuid": ",".join(map(str, range(501)))}, "uuid")):
             r = await c.get("/api/v1/events", params=params)

@@ -96,7 +96,7 @@ def frames(batch: list[TaskEvent] | Summary | bytes) -> bytes:
 
 def watch_of(q: EventsQuery) -> Watch | None:
     """The stream's :class:`Watch` (None: not a watch stream); :class:`BadRequest` naming a field that does not
-    fit (a filter without ``watch``, ``watch`` with ``summary``, an empty uuid or too many)."""
+    fit (a filter without ``watch``, ``watch`` with ``summary`` or ``follow=false``, an empty uuid or too many)."""
     if not q.watch:
         for name in WATCHED:
             if getattr(q, name) is not None:
@@ -104,6 +104,8 @@ def watch_of(q: EventsQuery) -> Watch | None:
         return None
     if q.summary:
         raise service.BadRequest("summary", "summary: not with watch=true (a stream is one or the other)")
+    if not q.follow:
+        raise service.BadRequest("follow", "follow: a watch stream follows (poll the events without watch=true)")
     uuids = frozenset(q.uuid.split(",")) if q.uuid is not None else frozenset()
     if "" in uuids or len(uuids) > UUIDS:
         raise service.BadRequest("uuid", f"uuid: 1 to {UUIDS} task uuids, comma-separated, none empty")
