@@ -278,3 +278,7 @@ def test_a_watch_matches_the_events_json_exactly_as_a_field_by_field_check() -> 
         w = Watch(fields, uuids)
         assert w.newest([e.id for e in events], data, cache) == want, (fields, uuids, events)
         assert Watch(fields, uuids).newest([], [], cache) == want  # kept with the read, for every equal watch
+        rows = frozenset(rnd.sample(words, 1))  # the same filter, other rows: the fields' search is shared
+        want = max((i for i, e in enumerate(events) if e.uuid in rows or (
+            fields and all(getattr(e, k) == v for k, v in fields.items()))), default=-1)
+        assert Watch(fields, rows).newest([e.id for e in events], data, cache) == want

@@ -89,17 +89,23 @@ class Watch:
                 best = max(best, bisect_right(starts, at) - 1)
         if not self.needles:
             return best
-        needles = self.needles
-        first = needles[0] if len(needles) == 1 else min(needles, key=joined.count)  # the rarest first
-        others = [n for n in needles if n is not first]
-        end = len(joined)
-        while True:
-            at = joined.rfind(first, 0, end)
-            if at < 0:
-                return best
-            i = bisect_right(starts, at) - 1
-            if i <= best:  # an older event than a uuid's match
-                return best
-            if all(n in data[i] for n in others):
-                return i
-            end = starts[i]
+        fields = cache.setdefault("fields", {})  # tabs with one filter and other rows search the fields once
+        found = fields.get(self.key[0])
+        if found is None:
+            found = fields[self.key[0]] = _newest_with(self.needles, data, joined, starts)
+        return max(best, found)
+
+
+def _newest_with(needles: list[bytes], data: list[bytes], joined: bytes, starts: list[int]) -> int:
+    """The index of the newest event of a read holding every one of ``needles`` (-1: none)."""
+    first = needles[0] if len(needles) == 1 else min(needles, key=joined.count)  # the rarest first
+    others = [n for n in needles if n is not first]
+    end = len(joined)
+    while True:
+        at = joined.rfind(first, 0, end)
+        if at < 0:
+            return -1
+        i = bisect_right(starts, at) - 1
+        if all(n in data[i] for n in others):
+            return i
+        end = starts[i]
