@@ -26,8 +26,9 @@
 (function () {
   'use strict';
   var REFRESH_GAP = 800;
-  // rows named in a watch stream at most (a longer table follows its coarser filter: task name and queue)
-  var ROWS = 200;
+  // rows named in a watch stream at most (a longer table follows its coarser filter: task name and queue); 100
+  // uuids keep the URL under 4 KB, within what proxies take for a request line (nginx: 8 KB)
+  var ROWS = 100;
   var lastId = '';
   var source = null;
   var watched = null; // the filter of the open watch stream (to see whether a refresh changed it)
