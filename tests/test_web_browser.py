@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from apps.web_app import build
-from apps.webkit import TOKEN
+from apps.webkit import BEARER, TOKEN
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from qtasks_fast import QueueTasks
@@ -234,3 +234,31 @@ def test_a_filtered_tab_refreshes_only_for_its_tasks_and_at_most_once_per_gap(ap
     gaps = [b - a for a, b in zip(fetched, fetched[1:])]
     assert fetched and len(fetched) <= took / 0.8 + 3, (len(fetched), took)  # a burst is ~one refresh per gap
     assert all(g >= 0.7 for g in gaps), gaps
+
+
+def test_a_tab_filtered_on_a_status_sees_its_rows_leave_it_and_a_task_page_its_cancel(
+    app: QueueTasks, page: Page, site: str
+) -> None:
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/api/v1/events" in r.url else None)
+    queued = [app.add_task("add", n, n) for n in range(3)]
+    assert all(queued)
+    page.goto("/tasks?status=new")
+    expect(page.locator("table.tasks tbody tr[data-uuid]")).to_have_count(3)
+    expect(page.locator("#live")).to_have_class("live on")
+    # the watch stream names the filter and the rows: a row's next event (it starts) is not status=new
+    assert any("watch=true" in u and "status=new" in u and str(queued[0].uuid) in u for u in streams), streams
+    with WorkerThread(app, queues=["default"]):
+        expect(page.locator("table.tasks tbody tr[data-uuid]")).to_have_count(0, timeout=10_000)
+    late = app.add_task("add", 9, 9)  # a new task matches the filter: it appears, and its row is watched
+    expect(page.locator("table.tasks tbody tr[data-uuid]")).to_have_count(1, timeout=5_000)
+    page.wait_for_timeout(500)
+    assert late is not None and any(str(late.uuid) in u for u in streams), streams
+    page.goto(f"/tasks/{late.uuid}")  # a task's page follows its one task
+    expect(page.locator("#task-status")).to_have_text("new")
+    page.wait_for_timeout(500)
+    import httpx  # from outside the page: the REST API, as another client would
+
+    answer = httpx.post(f"{site}/api/v1/tasks/{late.uuid}/cancel", json={}, headers=BEARER)
+    assert answer.status_code == 200, answer.text
+    expect(page.locator("#task-status")).to_have_text("cancel", timeout=2_000)

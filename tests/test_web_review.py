@@ -163,7 +163,7 @@ async def test_a_queue_named_with_a_slash_is_purged_through_the_api(app_name: st
         assert (await c.post("/api/v1/queues/team%2Fb/purge")).json()["error"].startswith("no queue 'team/b'")
 
 
-async def test_pages_of_counts_follow_the_summary_stream_and_task_pages_every_event(app: QueueTasks) -> None:
+async def test_pages_of_counts_follow_the_summary_stream_and_task_pages_a_watch_stream(app: QueueTasks) -> None:
     async with client(app, bearer=False) as c:
         csrf = await sign_in(c)
         uid = (
@@ -173,8 +173,9 @@ async def test_pages_of_counts_follow_the_summary_stream_and_task_pages_every_ev
             ("/", "/api/v1/events?summary=true"),
             ("/queues", "/api/v1/events?summary=true"),
             ("/workers", "/api/v1/events?summary=true"),
-            ("/tasks", "/api/v1/events"),
-            (f"/tasks/{uid}", "/api/v1/events"),
+            ("/tasks", "/api/v1/events?summary=true"),  # unfiltered: any change shows
+            ("/tasks?task_name=add", "/api/v1/events?watch=true"),  # live.js adds the filter of [data-watch]
+            (f"/tasks/{uid}", "/api/v1/events?watch=true"),
         ):
             text = (await c.get(path, headers=HTML)).text
             assert re.search(r'sse-connect="([^"]*)"', text).group(1) == stream, path  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
-"""``python -m qtasks_fast.benchmarks.sse_clients URL N``: N SSE clients of ``URL`` (a ``qtasks-fast web``'s
-``/api/v1/events``, token from ``QTASKS_WEB_TOKEN``) in one process for the web suite's fan-out case. Prints
-``connected`` once every stream is open, then on SIGTERM the events (with ``summary=true``: the frames of counts)
-each client read (one line, JSON)."""
+"""``python -m qtasks_fast.benchmarks.sse_clients URL N [URL N ...]``: N SSE clients of each ``URL`` (a
+``qtasks-fast web``'s ``/api/v1/events``, token from ``QTASKS_WEB_TOKEN``) in one process for the web suite's
+fan-out case. Prints ``connected`` once every stream is open, then on SIGTERM the frames each client read (one
+line, JSON: events, or with ``summary=true`` frames of counts, or with ``watch=true`` "watching" and "changed"
+frames), clients in the order of the arguments."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import signal
 import sys
 
 
-async def main(url: str, n: int) -> None:
+async def main(urls: list[str]) -> None:
     import httpx
 
+    n = len(urls)
     counts = [0] * n
     opened = asyncio.Event()
     ready = 0
@@ -26,7 +28,7 @@ async def main(url: str, n: int) -> None:
     async with httpx.AsyncClient(headers=headers, timeout=None, limits=limits) as c:
         async def client(i: int) -> None:
             nonlocal ready
-            async with c.stream("GET", url) as r:
+            async with c.stream("GET", urls[i]) as r:
                 r.raise_for_status()
                 ready += 1
                 if ready == n:
@@ -39,7 +41,7 @@ async def main(url: str, n: int) -> None:
                         if kind == "error":  # the server's reason a stream ended (the log says which)
                             print(f"client {i}: {line[6:]}", file=sys.stderr, flush=True)
                             continue
-                        counts[i] += 1  # an event, or with summary=true a frame of counts (a full state)
+                        counts[i] += 1  # an event, a frame of counts (a full state) or a change signal
             print(f"client {i}: the stream ended", file=sys.stderr, flush=True)
 
         tasks = [asyncio.create_task(client(i)) for i in range(n)]
@@ -52,5 +54,10 @@ async def main(url: str, n: int) -> None:
     print(json.dumps(counts), flush=True)
 
 
+def expand(argv: list[str]) -> list[str]:
+    """``URL N`` pairs as one URL per client."""
+    return [url for url, n in zip(argv[::2], argv[1::2]) for _ in range(int(n))]
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(expand(sys.argv[1:])))

@@ -13,9 +13,12 @@ timed ones with a random task name, status and 2-hour window. ``--quick`` stores
 
 Fan-out: ``--n`` noop tasks drained by one worker process, alternately alone and with ``qtasks-fast web``
 serving 100 SSE clients (10 with ``--quick``) of the app, both in processes of their own; ``--repeats`` pairs,
-medians compared (the target: within noise, a ratio near 1). On a machine whose cores the worker shares with the
-web server, the ratio measures their competition for CPU as much as anything, so each run also reports the CPU
-seconds the web process (and the clients' process) used per second of drain, read from ``/proc``.
+medians compared (the target: within noise, a ratio near 1). Three kinds of clients: streams of counts, what 100
+browser tabs of the WebView open (:data:`TABS`: counts for the dashboards and the unfiltered Tasks table, watch
+streams for a filtered table and a task's page) and streams of every event (the API's, for other programs: a
+cost per event and client, reported as the web process's CPU per frame delivered). On a machine whose cores the
+worker shares with the web server, the ratio measures their competition for CPU as much as anything, so each run
+also reports the CPU seconds the web process (and the clients' process) used per second of drain (``/proc``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from qtasks_fast.benchmarks import query
 from qtasks_fast.benchmarks.common import Ctx, PrivateRedis
@@ -157,7 +161,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         finally:
             server.should_exit = True
             thread.join(10)
-        fans = [fan_out(ctx, 10 if ctx.quick else 100, summary) for summary in (True, False)]
+        fans = [fan_out(ctx, 10 if ctx.quick else 100, kind) for kind in ("summary", "tabs", "every")]
         ctx.end()
         notes = [f"{records:,} finished records (the query suite's mix) stored at {rate:,.0f} records/s in a private "
                  "redis-server; uvicorn serving create_app in a thread of the measuring process, httpx on loopback "
@@ -175,10 +179,47 @@ def run(ctx: Ctx) -> dict[str, Any]:
         private.stop()
 
 
-def fan_out(ctx: Ctx, clients: int, summary: bool = False, web_tree: Path | None = None) -> dict[str, Any]:
+#: what 100 open tabs of the WebView follow (``fan_out(kind="tabs")``), per 100 clients: the pages people leave open
+#: are the dashboards (Overview, Queues, Workers: counts) and the Tasks table; some tabs filter it (on a task
+#: name that every event of this drain matches; on a status no event of it matches, naming its 50 rows), some
+#: are one task's page. ``None``: a stream of counts; else the watch stream's filter ("rows": that many uuids)
+TABS: tuple[tuple[str, int, dict[str, Any] | None], ...] = (
+    ("Overview, Queues, Workers", 40, None),
+    ("Tasks, unfiltered", 20, None),
+    ("Tasks?task_name=noop", 10, {"task_name": "noop"}),
+    ("Tasks?status=error, 50 rows", 10, {"status": "error", "rows": 50}),
+    ("a task's page", 20, {"rows": 1}),
+)
+
+
+def streams(kind: str, clients: int, main_pages: bool = False) -> list[str]:
+    """The query of each client's stream: ``summary`` (counts), ``every`` (every event: the API's stream) or
+    ``tabs`` (:data:`TABS`; with ``main_pages`` what those pages opened before watch streams: every event for
+    any Tasks or task page, so that a base server is measured with what its own pages asked)."""
+    import uuid as uuids
+
+    if kind != "tabs":
+        return ["?summary=true" if kind == "summary" else ""] * clients
+    out: list[str] = []
+    for page, share, watch in TABS:
+        for _ in range(max(1, round(share * clients / 100))):
+            if watch is None:
+                out.append("?summary=true" if not main_pages or page.startswith("Overview") else "")
+            elif main_pages:
+                out.append("")
+            else:
+                fields = {k: v for k, v in watch.items() if k != "rows"}
+                rows = ",".join(str(uuids.uuid4()) for _ in range(watch.get("rows", 0)))
+                out.append("?" + urlencode({"watch": "true", **fields, **({"uuid": rows} if rows else {})}))
+    return out
+
+
+def fan_out(ctx: Ctx, clients: int, kind: str = "every", web_tree: Path | None = None,
+            main_pages: bool = False) -> dict[str, Any]:
     """Drain rate of noop tasks through one worker process alone, and with ``qtasks-fast web`` serving
-    ``clients`` SSE streams of the app (another process), alternating; the median of each and their ratio.
-    ``web_tree``: the web server runs that checkout's package (``qtasks_fast.benchmarks.web_ab``)."""
+    ``clients`` SSE streams of the app (another process; ``kind``: :func:`streams`), alternating; the median of
+    each and their ratio. ``web_tree``: the web server runs that checkout's package
+    (``qtasks_fast.benchmarks.web_ab``)."""
     import json
     import signal
     import subprocess
@@ -193,6 +234,8 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False, web_tree: Path | None
     rates: dict[str, list[float]] = {"alone": [], "sse": []}
     cpu: dict[str, list[float]] = {"web": [], "clients": []}
     events: list[int] = []
+    frames: list[int] = []
+    per_frame: list[float] = []
     with app_keys(ctx, name), WorkerPool(ctx, name, 1) as pool:
         warm_up(ctx, app, pool)
         for _ in range(ctx.repeats):
@@ -210,9 +253,9 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False, web_tree: Path | None
                         break
                     except OSError:
                         time.sleep(0.05)
-                readers = spawn_module("qtasks_fast.benchmarks.sse_clients",
-                                       [f"http://127.0.0.1:{port}/api/v1/events" + ("?summary=true" if summary else ""),
-                                        str(clients)], env=env,
+                args = [a for q in streams(kind, clients, main_pages)
+                        for a in (f"http://127.0.0.1:{port}/api/v1/events{q}", "1")]
+                readers = spawn_module("qtasks_fast.benchmarks.sse_clients", args, env=env,
                                        stderr_to=ctx.logs / "sse-clients.log")
                 assert readers.stdout is not None
                 if readers.stdout.readline().strip() != b"connected":
@@ -221,12 +264,16 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False, web_tree: Path | None
                 used = cpu_seconds(server.pid), cpu_seconds(readers.pid)
                 rates["sse"].append(run_once(ctx, app, pool, ctx.n, ("noop", (), {}))["rate"])
                 drained = ctx.n / rates["sse"][-1]  # the drain's seconds
-                cpu["web"].append((cpu_seconds(server.pid) - used[0]) / drained)
+                web_used = cpu_seconds(server.pid) - used[0]
+                cpu["web"].append(web_used / drained)
                 cpu["clients"].append((cpu_seconds(readers.pid) - used[1]) / drained)
                 time.sleep(1.5)  # the last events reach the clients
                 readers.send_signal(signal.SIGTERM)
                 out, _ = readers.communicate(timeout=30)
-                events.append(min(json.loads(out.decode().strip().splitlines()[-1])))
+                got = json.loads(out.decode().strip().splitlines()[-1])
+                events.append(min(got))
+                frames.append(sum(got))
+                per_frame.append(web_used / max(1, sum(got)) * 1e6)
             finally:
                 server.send_signal(signal.SIGTERM)
                 try:
@@ -234,14 +281,17 @@ def fan_out(ctx: Ctx, clients: int, summary: bool = False, web_tree: Path | None
                 except subprocess.TimeoutExpired:
                     server.kill()
     alone, sse = median(rates["alone"]), median(rates["sse"])
-    kind = "summary (counts) streams" if summary else "SSE clients of every event"
-    return {"case": f"drain of {ctx.n:,} noop tasks, 1 worker process: alone vs {clients} {kind}",
+    what = {"summary": "summary (counts) streams", "every": "SSE clients of every event",
+            "tabs": "browser tabs' streams (" + ", ".join(f"{share}% {page}" for page, share, _ in TABS)
+            + (": what main's pages opened" if main_pages else "") + ")"}[kind]
+    return {"case": f"drain of {ctx.n:,} noop tasks, 1 worker process: alone vs {clients} {what}",
             "alone tasks/s": round(alone), "with SSE tasks/s": round(sse), "ratio": round(sse / alone, 3),
             "runs alone": [round(r) for r in rates["alone"]], "runs with SSE": [round(r) for r in rates["sse"]],
-            "events per client (fewest)": events,
+            "events per client (fewest)": events, "frames delivered": frames,
             "web CPU s per s of drain": round(median(cpu["web"]), 3),
             "clients CPU s per s of drain": round(median(cpu["clients"]), 3),
-            "runs web CPU": [round(c, 3) for c in cpu["web"]]}
+            "runs web CPU": [round(c, 3) for c in cpu["web"]],
+            "web CPU us per frame delivered": [round(c, 2) for c in per_frame]}
 
 
 def cpu_seconds(pid: int) -> float:

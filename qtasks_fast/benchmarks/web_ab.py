@@ -4,8 +4,10 @@ after a change, in one run.
 Why not ``benchmarks.ab``: it runs whole suites, and the web suite first loads 1,000,000 records. This runs only
 the web suite's fan-out case (:func:`qtasks_fast.benchmarks.web.fan_out`: a drain alone, then one with
 ``qtasks-fast web`` serving SSE clients) with the server from ``REV`` and from this checkout in alternation
-(base, head, head, base, ...), for summary streams and streams of every event, and reports per side the ratio of
-the medians (with / alone) and the web process's CPU seconds per second of drain. Everything but the web server
+(base, head, head, base, ...), for summary streams, browser tabs (``tabs``: :data:`web.TABS`, each side's
+server getting what its own pages open: ``--main-pages`` says which sides opened every event for a Tasks or task
+page) and streams of every event, and reports per side the ratio of the medians (with / alone) and the web
+process's CPU seconds per second of drain. Everything but the web server
 (workers, clients, harness) is this checkout's. ``REV`` is exported with ``git archive`` (the repository is not
 touched) and given this checkout's compiled modules: a base whose ``.pyx`` files differ needs ``ab`` instead.
 
@@ -45,25 +47,27 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--n", type=int, default=20_000, help="noop tasks per drain")
     p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--kinds", default="summary,tabs,every", help="the clients' streams (web.streams), comma-separated")
+    p.add_argument("--main-pages", default="base", choices=("base", "none", "both"),
+                   help="the side whose pages opened every event for Tasks and task pages (before watch streams)")
     args = p.parse_args()
+    kinds = args.kinds.split(",")
     bench = build_parser().parse_args(["--suite", "web", "--n", str(args.n), "--repeats", "1"])
     resolve(bench)
     out = Path(tempfile.mkdtemp(prefix="qtasks-web-ab-"))
     ctx = Ctx(args=bench, out=out, console=Console(), progress=Progress())
-    ctx.begin("web_ab", 4 * args.rounds * (bench.repeats * 2 + 1))
+    ctx.begin("web_ab", 2 * len(kinds) * args.rounds * (bench.repeats * 2 + 1))
     trees = {"base": export(args.base, Path(tempfile.mkdtemp(prefix="qtasks-web-ab-base-"))), "head": ROOT}
     runs: dict[str, dict[str, list[float]]] = {}
     for r in range(args.rounds):
-        for summary in (True, False):
+        for kind in kinds:
             for side in ("base", "head") if r % 2 == 0 else ("head", "base"):
-                f = fan_out(ctx, args.clients, summary, trees[side])
-                d = runs.setdefault(
-                    f"{side} {'summary' if summary else 'every event'}", {"alone": [], "with": [], "web_cpu": []}
-                )
+                f = fan_out(ctx, args.clients, kind, trees[side], main_pages=args.main_pages in (side, "both"))
+                d = runs.setdefault(f"{side} {kind}", {"alone": [], "with": [], "web_cpu": []})
                 d["alone"] += f["runs alone"]
                 d["with"] += f["runs with SSE"]
                 d["web_cpu"] += f["runs web CPU"]
-                print(json.dumps({"round": r, "side": side, "summary": summary, **f}), flush=True)
+                print(json.dumps({"round": r, "side": side, "kind": kind, **f}), flush=True)
     for key, d in sorted(runs.items()):
         ratio = statistics.median(d["with"]) / statistics.median(d["alone"])
         print(

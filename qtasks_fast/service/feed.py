@@ -12,6 +12,10 @@ backend at most :data:`COUNTS_RATE` times a second whether its event stream move
 did, for the tasks finished this minute (the contract's ``throughput``): a full state, so a page that reconnects
 resumes by getting the current one. At 20,000 tasks/s that is a few round trips a second instead of decoding
 60,000 events.
+
+A follower that watches (:meth:`Feed.watch`: the WebView's Tasks and task pages) needs to know that something it
+shows changed: the feed searches each read once per distinct :class:`~qtasks_fast.service.watch.Watch` and tells
+it the newest match at most once per :data:`WATCH_GAP` seconds, never an event it does not match.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -28,6 +32,7 @@ from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.log import get_logger
 from qtasks_fast.service.errors import ServiceError
 from qtasks_fast.service.fleet import events, raw_events, throughput
+from qtasks_fast.service.watch import Watch
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
@@ -48,6 +53,12 @@ READ_GAP = 0.05
 COALESCE = 0.1
 #: counts frames a second at most (a summary follower's page is still updated within a second)
 COUNTS_RATE = 4
+#: seconds between two "changed" signals to a watch follower at most (a page refreshes at most that often; the
+#: newest change is signalled at the end of the gap, so a change is on screen within a second)
+WATCH_GAP = 0.8
+#: backend pages a watch follower resuming from an id the feed no longer holds reads at most before it is told
+#: "changed" at the feed's newest event instead (a tab hidden for an hour must not read an hour of events)
+CATCH_UP = 5
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -72,11 +83,13 @@ class Chunk:
     """One backend read the feed still holds: its events' ids and JSON (``TaskQueries.raw_events``), and the
     surface's wire form of them once a follower asked (made once, shared by every follower)."""
 
-    __slots__ = ("data", "encoded", "ids", "start")
+    __slots__ = ("cache", "data", "encoded", "ids", "start")
 
     def __init__(self, start: int, ids: list[str], data: list[bytes]) -> None:
         self.start, self.ids, self.data = start, ids, data
         self.encoded: bytes | None = None
+        #: what watches found in it (:class:`qtasks_fast.service.watch.Watch`), once for all their followers
+        self.cache: dict[Any, Any] = {}
 
 
 _decode_events = msgspec.json.Decoder(list[TaskEvent]).decode
@@ -251,10 +264,7 @@ class Feed:
         changes (a live counter needs no more; while only such followers are connected no event is read).
         ``encoded`` (a feed made with ``encode``): each batch as the bytes ``encode`` made of it, shared with the
         other followers."""
-        self.followers += 1
-        self.summaries += summary
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._read())
+        self._join(summary)
         try:
             await asyncio.wait_for(self._started.wait(), 30)
             if not summary:  # a reader of counts alone turns to reading every event
@@ -291,15 +301,95 @@ class Feed:
                 else:
                     await asyncio.sleep(COALESCE)
         finally:
-            self.followers -= 1
-            self.summaries -= summary
-            if not self.followers and self._task is not None:
-                self._task.cancel()
-                self._task = None
-                self._started, self._changed = asyncio.Event(), asyncio.Event()
-                self._events_ready.clear()
-                self._reset()
-                self.state, self.mode, self._counted, self._pending = None, "", 0.0, False
+            self._leave(summary)
+
+    def _join(self, summary: bool) -> None:
+        self.followers += 1
+        self.summaries += summary
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._read())
+
+    def _leave(self, summary: bool) -> None:
+        """A follower left; the last one stops the reader (no follower: no read of the backend at all)."""
+        self.followers -= 1
+        self.summaries -= summary
+        if not self.followers and self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self._started, self._changed = asyncio.Event(), asyncio.Event()
+            self._events_ready.clear()
+            self._reset()
+            self.state, self.mode, self._counted, self._pending = None, "", 0.0, False
+
+    async def watch(self, after: str, watch: Watch) -> AsyncIterator[str]:
+        """The id of the newest event ``watch`` matches after ``after`` (an event id; ``"$"``: from now), at most
+        once per :data:`WATCH_GAP` seconds (a burst of matches is one signal, the newest, then one per gap while it
+        lasts; the last match is always signalled); ``""`` every :data:`BLOCK` seconds without one (a keep-alive
+        tick); first the resume point it starts at (the feed's newest when ``after`` is ``"$"``). Raises the
+        feed's :class:`ServiceError`.
+
+        The feed reads every event while such a follower is connected; each read is searched once per distinct
+        watch (:meth:`Watch.newest`, kept with the read). A resume from an id the feed no longer holds reads the
+        backend from there, at most :data:`CATCH_UP` pages; further behind, it is told "changed" at the feed's
+        newest event (what a page does then is fetch itself again: reading what it missed would tell no more)."""
+        self._join(False)
+        try:
+            await asyncio.wait_for(self._started.wait(), 30)
+            self._kick.set()  # a reader of counts alone turns to reading every event
+            await asyncio.wait_for(self._events_ready.wait(), 30)
+            if after == "$":
+                after = self.last
+            yield after
+            loop = asyncio.get_running_loop()
+            sent, pending, pages = -WATCH_GAP, "", 0
+            while True:
+                p = self._held(after)
+                if p is None and pages >= CATCH_UP:
+                    pending, after = self.last, self.last
+                    continue
+                if p is None:  # not in the feed: read the backend directly up to what the feed holds
+                    page = await raw_events(self.app, after, PAGE, 0.0, self.queue)
+                    pages += 1
+                    if page.ids and (i := watch.newest(page.ids, page.data, {})) >= 0:
+                        pending = page.ids[i]
+                    after = page.cursor
+                    if len(page.ids) < PAGE:  # the backend's end: the feed started before this read, so what
+                        # it holds from its start overlaps (a change signalled twice at most, never missed) ...
+                        if self._held(self.origin) is not None:
+                            after = self.origin
+                        else:  # ... unless it no longer holds its start: "changed" where it is
+                            pending, after = self.last, self.last
+                    continue
+                if p < self.total:
+                    pending = self._newest(p, watch) or pending
+                    after = self.last
+                if self.error is not None:
+                    raise self.error
+                now = loop.time()
+                if pending and now - sent >= WATCH_GAP:
+                    sent = now
+                    yield pending
+                    pending = ""
+                    continue
+                waited = self.total
+                with contextlib.suppress(asyncio.TimeoutError):  # woken by each read: the feed keeps KEPT events
+                    await asyncio.wait_for(self._changed.wait(), WATCH_GAP - (now - sent) if pending else BLOCK)
+                if self.total == waited and not pending:
+                    yield ""
+        finally:
+            self._leave(False)
+
+    def _newest(self, p: int, watch: Watch) -> str:
+        """The id of the newest event from position ``p`` that ``watch`` matches, or ""."""
+        for chunk in reversed(self.chunks):
+            if chunk.start + len(chunk.ids) <= p:
+                break
+            i = watch.newest(chunk.ids, chunk.data, chunk.cache)
+            if i >= 0 and chunk.start + i >= p:
+                return chunk.ids[i]
+            if chunk.start <= p:
+                break
+        return ""
 
     async def _follow_counts(self) -> AsyncIterator[Summary | list[TaskEvent]]:
         seen = 0

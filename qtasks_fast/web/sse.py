@@ -8,13 +8,18 @@ as frames once for all of them (:func:`encode_raw`, the feed's ``encode``), stra
 each event (``raw_events``: no event object on the way). ``follow=false`` sends
 what is there and ends (a poll; what the tests use in process). A comment line every :data:`KEEPALIVE`
 seconds keeps proxies from closing an idle stream.
+
+``watch=true`` (the WebView's Tasks and task pages): not the events but a "changed" signal, at most one per 0.8 s,
+whose ``id`` is the newest event matching the stream's filter (:func:`watching`; a tab filtered on one task name
+hears nothing of the others), so a page is refreshed when what it shows changed and a reconnect still resumes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from itertools import chain, repeat
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -24,13 +29,19 @@ from starlette.responses import Response, StreamingResponse
 from qtasks_fast import service
 from qtasks_fast.abc.query import RawEventPage, TaskEvent
 from qtasks_fast.service.feed import Summary, summary_now
+from qtasks_fast.service.watch import Watch
 from qtasks_fast.web.endpoints import parse
 from qtasks_fast.web.openapi import ERRORS, REF
 
 #: seconds between keep-alive comments of an idle stream
 KEEPALIVE = 15.0
+HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 #: seconds between a follower's wake-ups without an event (qtasks_fast.service.feed)
 BLOCK = 1.0
+#: uuids a watch stream may name (a page of the Tasks table is at most a few hundred rows)
+UUIDS = 500
+#: the fields of a watch's filter (a stream of every event or of counts takes none of them but ``queue``)
+WATCHED = ("task_name", "worker_id", "status", "uuid")
 
 
 class EventsQuery(msgspec.Struct, kw_only=True):
@@ -44,6 +55,15 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     #: the current one at once, then at most four a second while the fleet changes), ``id`` where the event stream
     #: was when they were read (a live counter's stream: the server reads no event for it)
     summary: bool = False
+    #: instead of each event, ``event: changed`` frames: at most one per 0.8 s, ``id`` the newest event that matches
+    #: the filter below (``uuid``, or all of ``task_name``, ``queue``, ``worker_id``, ``status`` given; neither:
+    #: any event), none while nothing matches; first an ``event: watching`` frame whose ``id`` is where it starts
+    watch: bool = False
+    task_name: str | None = None
+    worker_id: str | None = None
+    status: Literal["new", "process", "success", "error", "cancel"] | None = None
+    #: with ``watch``: task uuids, comma-separated (a page's rows, or one task's page), at most :data:`UUIDS`
+    uuid: Annotated[str, Meta(max_length=64 * UUIDS)] | None = None
 
 
 def frame(event: TaskEvent) -> bytes:
@@ -74,10 +94,38 @@ def frames(batch: list[TaskEvent] | Summary | bytes) -> bytes:
     return counts_frame(batch) if isinstance(batch, Summary) else encode_events(batch)
 
 
+def watch_of(q: EventsQuery) -> Watch | None:
+    """The stream's :class:`Watch` (None: not a watch stream); :class:`BadRequest` naming a field that does not
+    fit (a filter without ``watch``, ``watch`` with ``summary`` or ``follow=false``, an empty uuid or too many)."""
+    if not q.watch:
+        for name in WATCHED:
+            if getattr(q, name) is not None:
+                raise service.BadRequest(name, f"{name}: a filter of watch=true streams only")
+        return None
+    if q.summary:
+        raise service.BadRequest("summary", "summary: not with watch=true (a stream is one or the other)")
+    if not q.follow:
+        raise service.BadRequest("follow", "follow: a watch stream follows (poll the events without watch=true)")
+    uuids = frozenset(q.uuid.split(",")) if q.uuid is not None else frozenset()
+    if "" in uuids or len(uuids) > UUIDS:
+        raise service.BadRequest("uuid", f"uuid: 1 to {UUIDS} task uuids, comma-separated, none empty")
+    fields = {k: v for k in ("task_name", "queue", "worker_id", "status") if (v := getattr(q, k)) is not None}
+    return Watch(fields, uuids)
+
+
+def changed_frame(kind: bytes, event_id: str) -> bytes:
+    return b"id: %s\nevent: %s\ndata: {}\n\n" % (event_id.encode(), kind)
+
+
 async def events(request: Request) -> Response:
     q = parse(EventsQuery, dict(request.query_params), "query")
     after: str | None = request.headers.get("last-event-id") or q.after or None
     app = request.app.state.qtasks
+    watch = watch_of(q)
+    if watch is not None:
+        await service.raw_events(app, after, 1, 0.0, q.queue)  # a bad id or queue: 422/404 before streaming
+        return StreamingResponse(watching(request, after or "$", watch), media_type="text/event-stream",
+                                 headers=HEADERS)
     # a bad id or queue: 422/404 before streaming (a stream of counts reads no event: one is enough to check)
     first = await service.raw_events(app, after, 1 if q.summary else q.limit, 0.0, q.queue)
 
@@ -111,8 +159,26 @@ async def events(request: Request) -> Response:
         except service.ServiceError as exc:  # the browser reconnects with Last-Event-ID
             yield b"event: error\ndata: %s\n\n" % msgspec.json.encode({"error": str(exc)})
 
-    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=HEADERS)
+
+
+async def watching(request: Request, after: str, watch: Watch) -> AsyncIterator[bytes]:
+    """A watch stream: ``watching`` (where it starts), then ``changed`` frames (the feed's :meth:`Feed.watch` on
+    the server's one reader of every queue: a queue is one more field to match, not one more reader)."""
+    yield b"retry: 2000\n\n"
+    loop = asyncio.get_running_loop()
+    quiet = loop.time()
+    kind = b"watching"
+    try:
+        async for found in request.app.state.feeds(None).watch(after, watch):
+            if found:
+                yield changed_frame(kind, found)
+                kind, quiet = b"changed", loop.time()
+            elif loop.time() - quiet >= KEEPALIVE:
+                quiet = loop.time()
+                yield b": keep-alive\n\n"
+    except service.ServiceError as exc:  # the browser reconnects with Last-Event-ID
+        yield b"event: error\ndata: %s\n\n" % msgspec.json.encode({"error": str(exc)})
 
 
 def openapi_path() -> dict[str, Any]:
@@ -125,6 +191,11 @@ def openapi_path() -> dict[str, Any]:
             ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
             ("follow", {"type": "boolean"}),
             ("summary", {"type": "boolean"}),
+            ("watch", {"type": "boolean"}),
+            ("task_name", {"type": "string"}),
+            ("worker_id", {"type": "string"}),
+            ("status", {"type": "string", "enum": ["new", "process", "success", "error", "cancel"]}),
+            ("uuid", {"type": "string", "maxLength": 64 * UUIDS}),
         )
     ]
     params.append({"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}})
@@ -136,7 +207,9 @@ def openapi_path() -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
-                    "summary=true), 'data' (JSON)",
+                    "summary=true; with watch=true 'watching' then 'changed': at most one per 0.8 s, 'id' the "
+                    "newest event matching uuid (comma-separated) or all of task_name, queue, worker_id, status), "
+                    "'data' (JSON)",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
                 **{

@@ -3,24 +3,35 @@
    to (hx-trigger="qtf-refresh from:body": they fetch the page again and swap their part).
 
    - The stream resumes where it stopped: a browser's own reconnect sends Last-Event-ID, and a stream opened
-     again (after a hidden tab, after the extension's retry) asks for ?after=<last event id>.
+     again after the extension's retry (or for other rows, below) asks for ?after=<last event id>; the server
+     then says what changed since. A stream opened afresh (a new page, a tab shown again) refreshes the page
+     once, when the server says where it starts watching.
    - While the tab is hidden the stream is closed and no refresh or poll is sent; when it shows again the stream
-     reopens and the page refreshes once.
-   - A status change is on screen within a second: the server answers an event as it comes, refreshes are at
-     most one per REFRESH_GAP ms (a burst of thousands of events is one refresh, then one per gap while it lasts;
-     a gap under a second leaves room for the fetch) and the last event always gets one.
-   - A page that only shows counts (no data-watch region) opens the stream with ?summary=true: one small frame at
-     most four times a second while the fleet changes, instead of every event (at 20,000 tasks/s, 60,000 events a
-     second per tab); the server reads no event for it.
+     reopens and the page refreshes once (what happened meanwhile is in that fetch: nothing is replayed).
+   - A status change is on screen within a second: the server signals a change as it comes, at most one per
+     0.8 s, refreshes are at most one per REFRESH_GAP ms (a burst of thousands of events is one refresh, then
+     one per gap while it lasts; a gap under a second leaves room for the fetch) and the last change always
+     gets one.
+   - A page that only shows counts (no data-watch region; the Tasks table unfiltered) opens the stream with
+     ?summary=true: one small frame at most four times a second while the fleet changes, instead of every event
+     (at 20,000 tasks/s, 60,000 events a second per tab); the server reads no event for it.
    - Only a change the tab shows refreshes it: a live region with data-watch says what it shows (the Tasks
-     table: its task name, queue, worker and status filters, and the uuids of its rows; a task's page: its uuid),
-     and an event outside it is ignored (a tab filtered on one task name does not refresh for the others).
+     table: its task name, queue, worker and status filters; a task's page: its uuid) and the page opens
+     ?watch=true with that filter: the server matches the fleet's events and sends an "event: changed" frame,
+     at most one per 0.8 s, only when one matched (a tab filtered on one task name hears nothing of the others).
+     A table filtered on a status or worker also names its rows' uuids (a row that leaves the filter, e.g. a
+     new task starting, is a change its filter no longer matches); when a refresh brings other rows, the stream
+     is reopened for them, resuming from the last frame.
    A file, not an inline script: the Content-Security-Policy allows scripts from 'self' only. */
 (function () {
   'use strict';
   var REFRESH_GAP = 800;
+  // rows named in a watch stream at most (a longer table follows its coarser filter: task name and queue); 100
+  // uuids keep the URL under 4 KB, within what proxies take for a request line (nginx: 8 KB)
+  var ROWS = 100;
   var lastId = '';
   var source = null;
+  var watched = null; // the filter of the open watch stream (to see whether a refresh changed it)
   var timer = null;
   var due = false;
 
@@ -41,20 +52,6 @@
     }, REFRESH_GAP);
   }
 
-  // whether the event (a TaskEvent: uuid, task_name, queue, status, worker_id) touches what the page shows
-  function shows(ev) {
-    var region = document.querySelector('[data-watch]');
-    if (!region || !ev) return true; // a page of counts (Overview, Queues, Workers): every change shows
-    var d = region.dataset;
-    if (d.watchUuid) return ev.uuid === d.watchUuid;
-    if (region.querySelector('[data-uuid="' + CSS.escape(ev.uuid) + '"]')) return true; // a row on screen
-    if (d.watchTask_name && ev.task_name !== d.watchTask_name) return false;
-    if (d.watchQueue && ev.queue !== d.watchQueue) return false;
-    if (d.watchWorker_id && ev.worker_id !== d.watchWorker_id) return false;
-    if (d.watchStatus && ev.status !== d.watchStatus) return false;
-    return true;
-  }
-
   function refresh() {
     if (document.hidden) return;
     if (timer) {
@@ -64,27 +61,57 @@
     }
   }
 
+  // the query of what the page shows, for ?watch=true (see the header)
+  function watchQuery() {
+    var region = document.querySelector('[data-watch]');
+    if (!region) return '';
+    var d = region.dataset;
+    if (d.watchUuid) return '&uuid=' + encodeURIComponent(d.watchUuid);
+    var fields = {task_name: d.watchTask_name, queue: d.watchQueue, worker_id: d.watchWorker_id,
+      status: d.watchStatus};
+    var rows = [];
+    if (fields.status || fields.worker_id) {
+      region.querySelectorAll('[data-uuid]').forEach(function (r) { rows.push(r.dataset.uuid); });
+      if (rows.length > ROWS) {
+        rows = [];
+        fields.status = fields.worker_id = undefined; // coarser: more refreshes, never a missed one
+      }
+    }
+    var q = '';
+    Object.keys(fields).forEach(function (k) {
+      if (fields[k]) q += '&' + k + '=' + encodeURIComponent(fields[k]);
+    });
+    if (rows.length) q += '&uuid=' + encodeURIComponent(rows.join(','));
+    return q;
+  }
+
   htmx.createEventSource = function (url) {
+    var watching = url.indexOf('watch=true') >= 0;
+    if (watching) {
+      watched = watchQuery();
+      url += watched;
+    }
+    var resumed = !!lastId;
     if (lastId) url += (url.indexOf('?') < 0 ? '?' : '&') + 'after=' + encodeURIComponent(lastId);
     var es = new EventSource(url, {withCredentials: true});
     source = es;
     es.addEventListener('open', function () {
       indicator('on', 'live');
-      refresh(); // what changed between the page's render and this stream
+      if (!watching && !resumed) refresh(); // what changed between the page's render and this stream
     });
     es.addEventListener('error', function () {
       if (source === es) indicator('off', 'reconnecting');
     });
-    es.addEventListener('task', function (e) {
+    // a watch stream: where the server starts watching (a fresh stream refreshes once: what changed between the
+    // page's render and that point), then a frame per change it shows, at most one per 0.8 s
+    es.addEventListener('watching', function (e) {
       if (e.lastEventId) lastId = e.lastEventId;
-      var detail = null;
-      try {
-        detail = JSON.parse(e.data);
-      } catch (err) {
-        detail = null;
-      }
-      document.body.dispatchEvent(new CustomEvent('qtf-task', {detail: detail}));
-      if (shows(detail)) refresh();
+      if (!resumed) refresh();
+      resumed = true; // the browser's own reconnect sends Last-Event-ID: the server says what changed
+    });
+    es.addEventListener('changed', function (e) {
+      if (e.lastEventId) lastId = e.lastEventId;
+      refresh();
     });
     // a page of counts (Overview, Queues, ...) follows ?summary=true: a frame of counts (a full state) at most four
     // times a second while the fleet changes, however fast it goes, instead of every event
@@ -95,6 +122,21 @@
     return es;
   };
 
+  // a changed attribute makes htmx set the node up again: the extension opens a new stream
+  function reopen(el) {
+    if (source) source.close();
+    source = null;
+    el.setAttribute('data-opened', String(Date.now()));
+    htmx.process(el);
+  }
+
+  // a refresh brought other rows into a table that names its rows: watch those (from the last frame: no gap)
+  document.addEventListener('htmx:afterSettle', function () {
+    var el = document.getElementById('live');
+    if (!el || !source || document.hidden || watched === null || watchQuery() === watched) return;
+    reopen(el);
+  });
+
   document.addEventListener('visibilitychange', function () {
     var el = document.getElementById('live');
     if (!el) return;
@@ -103,9 +145,8 @@
       source = null;
       indicator('paused', 'paused');
     } else {
-      // a changed attribute makes htmx set the node up again: the extension opens a new stream
-      el.setAttribute('data-opened', String(Date.now()));
-      htmx.process(el);
+      lastId = ''; // afresh: the refresh below shows what happened meanwhile (a hidden hour is not replayed)
+      reopen(el);
       refresh();
     }
   });
