@@ -32,6 +32,22 @@ from typing import Any
 
 import asyncpg
 
+#: the view the query side reads (migration 5's, re-created by 6 after its columns' collation changed)
+TASKS_VIEW = """
+CREATE VIEW tasks AS
+  SELECT uuid, app, queue, task_name, status, envelope, created, updated, "returning", traceback, worker_id,
+         retry_child, awaited, expires_at, deliveries, started, finished, restart_of FROM records
+  UNION ALL
+  SELECT m.uuid, m.app, m.queue, m.task_name, 'new'::text, m.body, m.created, coalesce(m.started, m.created),
+         NULL::bytea, NULL::text, m.worker_id, NULL::text, m.awaited, NULL::bigint, greatest(m.deliveries, 1),
+         m.started, NULL::bigint, m.restart_of
+    FROM messages m WHERE m.task_name IS NOT NULL AND (SELECT 1 FROM records r WHERE r.uuid = m.uuid) IS NULL
+  UNION ALL
+  SELECT d.uuid, d.app, d.queue, d.task_name, 'new'::text, d.body, d.created, d.created, NULL::bytea, NULL::text,
+         NULL::text, NULL::text, d.awaited, NULL::bigint, 1, NULL::bigint, NULL::bigint, d.restart_of
+    FROM delayed d WHERE d.task_name IS NOT NULL AND (SELECT 1 FROM records r WHERE r.uuid = d.uuid) IS NULL;
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", """
 CREATE TABLE messages (
@@ -158,6 +174,18 @@ BEGIN
 END
 $fn$;
 """),
+    (6, "fewer, cheaper index entries per task: C collation on the keys, a BRIN finish-time index", """
+DROP VIEW tasks;
+ALTER TABLE records ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C",
+    ALTER queue TYPE text COLLATE "C", ALTER task_name TYPE text COLLATE "C", ALTER status TYPE text COLLATE "C";
+ALTER TABLE messages ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C",
+    ALTER queue TYPE text COLLATE "C", ALTER task_name TYPE text COLLATE "C", ALTER consumer TYPE text COLLATE "C";
+ALTER TABLE delayed ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C",
+    ALTER queue TYPE text COLLATE "C", ALTER task_name TYPE text COLLATE "C";
+DROP INDEX records_finished;
+CREATE INDEX records_finished ON records USING brin (finished);
+DROP INDEX messages_consumer;
+""" + TASKS_VIEW),
 ]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
