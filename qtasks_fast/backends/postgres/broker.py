@@ -72,7 +72,8 @@ PROMOTE = ("WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed W
 #: record until its settle, migration 5) and writes the feed (the ready messages' claim, ``claim_ready``, is the
 #: same statement with ``c`` = the next ready ones: see migration 5)
 _TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1,"
-         " worker_id = $6, started = $2 FROM c WHERE messages.id = c.id RETURNING messages.id, messages.prio,"
+         " worker_id = $6, started = $2 WHERE messages.id = ANY(ARRAY(SELECT c.id FROM c))"
+         " RETURNING messages.id, messages.prio,"
          " messages.uuid, messages.body, messages.deliveries, messages.queue, messages.task_name,"
          " messages.worker_id),"
          " r AS (SELECT queue, uuid, task_name, 'process' AS status, worker_id FROM m"

@@ -174,7 +174,8 @@ BEGIN
 END
 $fn$;
 """),
-    (6, "fewer, cheaper index entries per task: C collation on the keys, a BRIN finish-time index", """
+    (6, "cheaper claim and settle: C collation on the keys, a BRIN finish-time index, claimed rows by primary key",
+     """
 DROP VIEW tasks;
 ALTER TABLE records ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C",
     ALTER queue TYPE text COLLATE "C", ALTER task_name TYPE text COLLATE "C", ALTER status TYPE text COLLATE "C";
@@ -185,6 +186,26 @@ ALTER TABLE delayed ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLAT
 DROP INDEX records_finished;
 CREATE INDEX records_finished ON records USING brin (finished);
 DROP INDEX messages_consumer;
+CREATE OR REPLACE FUNCTION claim_ready(text, bigint, text, text, bigint, text, boolean, integer, integer)
+RETURNS TABLE (id bigint, prio smallint, body bytea, deliveries integer) LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+  WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed WHERE app = $1 AND queue = $3 AND due <= $2
+      FOR UPDATE SKIP LOCKED) RETURNING queue, prio, uuid, body, due, id, task_name, created, awaited, restart_of)
+    INSERT INTO messages (app, queue, prio, uuid, body, task_name, created, awaited, restart_of)
+      SELECT $1, queue, prio, uuid, body, task_name, created, awaited, restart_of FROM d ORDER BY due, id;
+  RETURN QUERY WITH c AS (SELECT id FROM messages WHERE app = $1 AND queue = $3 AND consumer IS NULL
+      AND deliveries < $8 ORDER BY prio, id LIMIT $9 FOR UPDATE SKIP LOCKED),
+    m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1,
+        worker_id = $6, started = $2 WHERE messages.id = ANY(ARRAY(SELECT c.id FROM c))
+      RETURNING messages.id, messages.prio, messages.body, messages.deliveries, messages.queue, messages.uuid,
+        messages.task_name, messages.worker_id),
+    f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, queue, $2, count(*),
+      json_agg(json_build_array(uuid, task_name, 'process', worker_id)) FROM m WHERE $7 AND task_name IS NOT NULL
+      GROUP BY queue)
+    SELECT m.id, m.prio, m.body, m.deliveries FROM m ORDER BY m.prio, m.id;
+END
+$fn$;
 """ + TASKS_VIEW),
 ]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
