@@ -21,6 +21,15 @@ records, plus the queued and running tasks that have none (a uuid sent again whi
 message settles); that test is a scalar subquery, a primary-key probe per queued row, because a ``NOT EXISTS``
 may be planned as a hash anti-join that reads every record. A queued task thus costs its enqueue one table's row
 and two small indexes instead of two rows and five index entries, and its claim one row update, not two.
+
+Migration 6 makes the claim and the settle cheaper for the server (issue 15): the key text columns of
+``records``, ``messages`` and ``delayed`` (uuid, app, queue, task name, status, consumer) compare by bytes
+(collation ``"C"``, the order of code points in UTF-8: what uuids and names need, and no locale lookup per
+comparison in each index insert), the finish-time index (read only by the throughput counts, over recent
+minutes) is a BRIN index, nearly free to insert into since records are written in finish order, the consumer
+index goes (a consumer's messages are found through ``messages_held``, only at a worker's start), and
+``claim_ready`` updates the rows it locked by primary key (a join with them was planned as a scan of the whole
+queue). Equality and the query side's orders are unchanged (uuid ties aside on a non-C database).
 """
 
 from __future__ import annotations
