@@ -29,7 +29,9 @@ comparison in each index insert), the finish-time index (read only by the throug
 minutes) is a BRIN index, nearly free to insert into since records are written in finish order, the consumer
 index goes (a consumer's messages are found through ``messages_held``, only at a worker's start), and
 ``claim_ready`` updates the rows it locked by primary key (a join with them was planned as a scan of the whole
-queue). Equality and the query side's orders are unchanged (uuid ties aside on a non-C database).
+queue). A feed row of up to ~8 kB (a batch of ~110 tasks) stays in its page as written: ``toast_tuple_target``
+at its maximum, where the default 2 kB made every batch's row compressed (pglz) and moved to the TOAST table.
+Equality and the query side's orders are unchanged (uuid ties aside on a non-C database).
 """
 
 from __future__ import annotations
@@ -195,6 +197,7 @@ ALTER TABLE delayed ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLAT
 DROP INDEX records_finished;
 CREATE INDEX records_finished ON records USING brin (finished);
 DROP INDEX messages_consumer;
+ALTER TABLE event_batches SET (toast_tuple_target = 8160);
 CREATE OR REPLACE FUNCTION claim_ready(text, bigint, text, text, bigint, text, boolean, integer, integer)
 RETURNS TABLE (id bigint, prio smallint, body bytea, deliveries integer) LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
