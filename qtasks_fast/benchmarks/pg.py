@@ -120,7 +120,7 @@ def drain_once(pool: PgPool, app: Any, dsn: str, schema: str, n: int, chunk: int
 
 
 def _machine() -> tuple[int, int]:
-    """The machine's busy and total CPU ticks so far (``/proc/stat``; zeros elsewhere): how much of the cores a
+    """The machine's busy and total CPU ticks so far (``/proc/stat``; none elsewhere: 0 of 1): how much of the cores a
     drain used, the server, the producer and other processes included."""
     try:
         ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
