@@ -21,7 +21,7 @@ from qtasks_fast._corelib import Delivery
 from qtasks_fast.abc.query import TaskFilter
 from qtasks_fast.backends.postgres import migrations
 from qtasks_fast.backends.postgres.broker import CLAIM, PgBroker
-from qtasks_fast.backends.postgres.db import now_ms
+from qtasks_fast.backends.postgres.db import PgDb, now_ms
 from qtasks_fast.backends.postgres.records import ENQUEUE, envelope_rows, settle_records
 from qtasks_fast.backends.postgres.storage import PgStorage
 from qtasks_fast.schemas import Envelope
@@ -287,3 +287,52 @@ def test_cancel_of_a_task_whose_worker_is_gone_stores_its_record_as_cancel(schem
             assert await broker.db.fetchval("SELECT count(*) FROM messages") == 0
 
     asyncio.run(go())
+
+
+def test_a_version_5_database_migrates_to_cheaper_indexes_with_its_tasks(schema_url: str, monkeypatch: Any) -> None:
+    """Migration 6 gives the key columns the "C" collation (byte comparisons in every index insert of the claim and
+    the settle), makes the finish-time index a BRIN one and drops the consumer index: a schema 5 database with
+    finished, running and queued tasks reads the same after it (each status, the throughput count from the BRIN
+    index), runs the rest, and migrating again does nothing."""
+    envelopes = _envelopes(6)
+
+    async def make_v5() -> None:
+        with monkeypatch.context() as m:
+            m.setattr(migrations, "MIGRATIONS", [mig for mig in migrations.MIGRATIONS if mig[0] <= 5])
+            async with _worker(schema_url) as broker:
+                storage = broker._storage
+                assert storage is not None
+                await broker.enqueue(envelopes, storage)
+                await broker.settle(_outcomes((await broker._claim(2))[0]), storage, [])
+                assert len(_outcomes((await broker._claim(2))[0])) == 2  # running when the database is upgraded
+                assert [v for v, _, done in await broker.migrations() if done] == [1, 2, 3, 4, 5]
+
+    async def run_v6() -> None:
+        async with _worker(schema_url) as broker:
+            storage = broker._storage
+            assert storage is not None
+            assert [v for v, _, done in await broker.migrations() if not done] == []
+            db = broker.db
+            assert await db.fetchval("SELECT amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam"
+                                     " WHERE c.oid = 'records_finished'::regclass") == "brin"
+            assert await db.fetchval("SELECT to_regclass('messages_consumer')") is None
+            assert {r["attname"]: r["collname"] for r in await db.fetch(
+                "SELECT attname, collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation"
+                " WHERE attrelid = 'records'::regclass AND attname IN ('uuid', 'queue', 'status')")} == {
+                "uuid": "C", "queue": "C", "status": "C"}
+            tasks = [await storage.get(e.uuid, ["default"]) for e in envelopes]
+            assert [(t.status, t.worker_id) for t in tasks if t is not None] == [
+                ("success", "w1")] * 2 + [("process", "w1")] * 2 + [("new", None)] * 2
+            counts = await storage.count_tasks(["default"], TaskFilter())
+            assert (counts["success"], counts["process"], counts["new"]) == (2, 2, 2)
+            outcomes = _outcomes((await broker._claim(10))[0])  # this consumer's own two again, and the queued two
+            assert sorted(o[0].envelope.uuid for o in outcomes) == sorted(e.uuid for e in envelopes[2:])
+            await broker.settle(outcomes, storage, [])
+            assert await db.fetchval("SELECT count(*) FROM records WHERE status = 'success'") == 6
+            assert await db.fetchval("SELECT count(*) FROM messages") == 0
+            assert sum(p.success for p in await storage.throughput(["default"])) == 6
+            assert await broker.migrate() == []
+
+    asyncio.run(make_v5())
+    PgDb.for_url(schema_url)._migrated_pid = 0  # the new release's worker: a process that has not migrated yet
+    asyncio.run(run_v6())

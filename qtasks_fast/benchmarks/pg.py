@@ -98,20 +98,36 @@ def drain_once(pool: PgPool, app: Any, dsn: str, schema: str, n: int, chunk: int
     name = pool.name
     before = _sql(dsn, f'SELECT count(*) FROM "{schema}".tasks WHERE app = $1', name)[0]
     procs = pool.children()
+    m0, p0 = _machine(), time.process_time()
     c0, t0 = _cpu(procs), time.time()
     _enqueue(app, n, chunk)
+    enqueued, producer = time.time() - t0, time.process_time() - p0
     deadline = time.monotonic() + timeout
     while _sql(dsn, f'SELECT count(*) FROM "{schema}".messages WHERE app = $1', name)[0]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"drain of {n} tasks not finished after {timeout}s; see {pool.log}")
         time.sleep(0.02)
     cpu = _cpu(procs) - c0
+    busy, ticks = (b - a for a, b in zip(m0, _machine(), strict=True))
     end, done, total = _sql(dsn, f"SELECT max(updated), count(*) FILTER (WHERE status = 'success'), count(*)"
                                  f' FROM "{schema}".tasks WHERE app = $1', name)
     if total != before + n or done != total:
         raise RuntimeError(f"drain of {n} noop tasks ended with {total - before} records, {total - done} not "
                            f"success; see {pool.log}")
-    return {"rate": n / (end / 1000 - t0), "worker_us": cpu * 1e6 / n}
+    wall = end / 1000 - t0
+    return {"rate": n / wall, "worker_us": cpu * 1e6 / n, "producer_us": producer * 1e6 / n,
+            "enqueue_share": min(1.0, enqueued / wall), "busy_cores": busy / max(ticks, 1) * (os.cpu_count() or 1)}
+
+
+def _machine() -> tuple[int, int]:
+    """The machine's busy and total CPU ticks so far (``/proc/stat``; none elsewhere: 0 of 1): how much of the cores a
+    drain used, the server, the producer and other processes included."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 1
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return sum(ticks) - idle, sum(ticks)
 
 
 def pickups(app: Any, dsn: str, schema: str, count: int) -> list[float]:
@@ -168,10 +184,14 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
          "runs": [round(r["rate"]) for r in runs["enqueue"]], "producer µs/task": med("enqueue", "producer_us")}]
     rows += [{"case": f"drain, {p} process{'es' if p > 1 else ''} (enqueued while it runs)", "n": n,
               "tasks/s": med(f"drain-p{p}", "rate"), "runs": [round(r["rate"]) for r in runs[f"drain-p{p}"]],
-              "workers µs/task": med(f"drain-p{p}", "worker_us")} for p in processes]
+              "workers µs/task": med(f"drain-p{p}", "worker_us"),
+              "producer µs/task": med(f"drain-p{p}", "producer_us"),
+              "enqueue share of the drain": med(f"drain-p{p}", "enqueue_share"),
+              "busy cores": med(f"drain-p{p}", "busy_cores")} for p in processes]
     headline: dict[str, Any] = {
         "enqueue_rate": med("enqueue", "rate"),
-        "drain_rate_by_processes": {str(p): med(f"drain-p{p}", "rate") for p in processes}}
+        "drain_rate_by_processes": {str(p): med(f"drain-p{p}", "rate") for p in processes},
+        "drain_busy_cores_by_processes": {str(p): med(f"drain-p{p}", "busy_cores") for p in processes}}
     if lat:
         lat.sort()
         p50, p99 = statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]

@@ -70,9 +70,11 @@ PROMOTE = ("WITH d AS (DELETE FROM delayed WHERE id IN (SELECT id FROM delayed W
            " SELECT $1, queue, prio, uuid, body, task_name, created, awaited, restart_of FROM d ORDER BY due, id")
 #: hands out the messages of CTE ``c`` ($3.. are the CTE's), marks them running (worker, start time: a task has no
 #: record until its settle, migration 5) and writes the feed (the ready messages' claim, ``claim_ready``, is the
-#: same statement with ``c`` = the next ready ones: see migration 5)
+#: same statement with ``c`` = the next ready ones: see migration 6). The rows are updated by primary key
+#: (``= ANY(ARRAY(...))``): an ``UPDATE ... FROM c`` was planned as a hash join over a scan of the whole queue
 _TAKE = ("WITH {c}, m AS (UPDATE messages SET consumer = $4, lease_until = $5, deliveries = messages.deliveries + 1,"
-         " worker_id = $6, started = $2 FROM c WHERE messages.id = c.id RETURNING messages.id, messages.prio,"
+         " worker_id = $6, started = $2 WHERE messages.id = ANY(ARRAY(SELECT c.id FROM c))"
+         " RETURNING messages.id, messages.prio,"
          " messages.uuid, messages.body, messages.deliveries, messages.queue, messages.task_name,"
          " messages.worker_id),"
          " r AS (SELECT queue, uuid, task_name, 'process' AS status, worker_id FROM m"

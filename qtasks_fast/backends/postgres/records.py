@@ -78,8 +78,9 @@ d AS (INSERT INTO delayed (app, queue, prio, uuid, body, due, task_name, created
 SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHERE $14) AS woken
 """
 
-#: the fused settle's usual statement: deletes the messages (``$10``/``$11``: every acked message id and its task's
-#: uuid, NULL for a message with no envelope) and writes the final records of those it deleted, once, from what
+#: the fused settle's usual statement: deletes the messages (``$10``: every acked message id, by primary key — a join
+#: with the ids was planned as a scan of the whole queue; ``$11``: those with no envelope, deleted whatever they
+#: carry) and writes the final records of those it deleted, once, from what
 #: the message carries (queue, name, envelope, created, restart_of, awaited as a waiter flagged it first, start
 #: time), with their feed rows and the waiters' NOTIFY; returns the uuids written. An outcome whose message was
 #: gone (settled by whoever took it over) or carries nothing to show (enqueued before migration 5 or by a foreign
@@ -89,8 +90,8 @@ SELECT pg_notify($13, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM t WHE
 _SETTLE = """
 WITH t AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::integer[])
            AS t(u, s, ret, tb, child, dl)),
-m AS (DELETE FROM messages USING unnest($10::bigint[], $11::text[]) AS a(id, u) WHERE messages.id = a.id
-        AND (a.u IS NULL OR (messages.task_name IS NOT NULL AND a.u IN (SELECT u FROM t)))
+m AS (DELETE FROM messages WHERE messages.id = ANY($10::bigint[])
+        AND (messages.task_name IS NOT NULL OR messages.id = ANY($11::bigint[]))
       RETURNING messages.id, messages.uuid, messages.queue, messages.task_name, messages.body, messages.created,
         messages.awaited, messages.restart_of, messages.started),
 r AS (INSERT INTO records (uuid, app, queue, task_name, status, envelope, created, updated, "returning", traceback,
@@ -248,8 +249,8 @@ async def settle_records(conn: asyncpg.Connection, app: str, outcomes: Sequence[
                                      d.deliveries or 1), strict=True):
             col.append(value)
     ids = [o[0].msg_id for o in outcomes]
-    owners = [None if o[0].envelope is None else o[0].envelope.uuid for o in outcomes]
-    args = (app, now, *cols, _opt(worker_id) or None, ids, owners, ttl_ms, channel)
+    bare = [o[0].msg_id for o in outcomes if o[0].envelope is None]
+    args = (app, now, *cols, _opt(worker_id) or None, ids, bare, ttl_ms, channel)
     rows = None
     if not conn.is_in_transaction():  # a failed statement would abort a caller's transaction
         try:
