@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -63,10 +64,12 @@ def stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
             for k, v in r.info("commandstats").items() if isinstance(v, dict)}
 
 
-async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0) -> None:
+async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0,
+                mark: Callable[[], None] | None = None) -> None:
     """Enqueue ``n`` envelopes in chunks of ``enq``, then fetch and settle them ``batch`` at a time; with
     ``backlog``, enqueue that many first and then one chunk before each fetch (a queue that keeps a few hundred
-    tasks waiting, as a fleet that keeps up does, instead of one burst)."""
+    tasks waiting, as a fleet that keeps up does, instead of one burst). ``mark`` is called between the first
+    enqueue and the fetches (a burst: the enqueue's share of the work apart from the fetch and settle's)."""
     h = Harness(url, app_name=f"rtc{os.getpid()}")
     try:
         worker = await h.consumer("w-0")
@@ -76,6 +79,8 @@ async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0) -> Non
             k = min(enq, n - sent)
             await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
             sent += k
+        if mark is not None:
+            mark()
         left = n
         while left:
             if sent < n:
@@ -116,7 +121,8 @@ def main() -> None:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out", *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
-    out: dict[str, dict[str, list[Any]]] = {label: {"ir": [], "cpu": [], "calls": []} for label, _ in variants}
+    out: dict[str, dict[str, list[Any]]] = {label: {"ir": [], "ir_enq": [], "cpu": [], "calls": []}
+                                            for label, _ in variants}
     try:
         r = redis.Redis(port=port)
         for _ in range(600):
@@ -126,6 +132,15 @@ def main() -> None:
             except redis.ConnectionError:
                 time.sleep(0.1)
         dumps = 0
+
+        def dump() -> int:
+            """Dump callgrind's counters (each dump holds what ran since the last one): redis-server's Ir."""
+            nonlocal dumps
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+            dumps += 1
+            text = Path(f"{tmp}/cg.out.{dumps}").read_text(errors="replace")
+            return int(next(ln for ln in text.splitlines() if ln.startswith("summary:")).split()[1])
+
         for rnd in range(a.rounds):
             for label, source in variants:
                 use_lua(source)
@@ -135,14 +150,15 @@ def main() -> None:
                 if a.callgrind:
                     subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
                 s0, c0 = stats(r), cpu_s(proc.pid)
-                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog))
+                enq: list[int] = []
+                split = (lambda: enq.append(dump())) if a.callgrind and not a.backlog else None
+                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog, split))
                 c1, s1 = cpu_s(proc.pid), stats(r)
                 if a.callgrind:
-                    subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
-                    dumps += 1
-                    text = Path(f"{tmp}/cg.out.{dumps}").read_text(errors="replace")
-                    ir = int(next(ln for ln in text.splitlines() if ln.startswith("summary:")).split()[1])
+                    ir = dump() + sum(enq)
                     out[label]["ir"].append(ir / a.n)
+                    if enq:
+                        out[label]["ir_enq"].append(enq[0] / a.n)
                 out[label]["cpu"].append((c1 - c0) * 1e6 / a.n)
                 calls = {k: round((v[0] - s0.get(k, (0, 0))[0]) / a.n, 3) for k, v in s1.items()
                          if v[0] - s0.get(k, (0, 0))[0] and k not in ("info", "flushall", "ping", "hello")}
@@ -164,6 +180,9 @@ def main() -> None:
         if got["ir"]:
             irs = ", ".join(f"{x:,.0f}" for x in got["ir"])
             line += f"Ir/task median {statistics.median(got['ir']):,.0f} ({irs}); "
+        if got["ir_enq"]:
+            line += (f"of which the enqueue {statistics.median(got['ir_enq']):,.0f} "
+                     f"({', '.join(f'{x:,.0f}' for x in got['ir_enq'])}); ")
         line += f"CPU µs/task median {statistics.median(got['cpu']):.2f} ({', '.join(f'{x:.2f}' for x in got['cpu'])})"
         print(line)
         print(f"  commands per task (last round): {got['calls'][-1]}")
