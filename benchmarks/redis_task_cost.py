@@ -28,8 +28,8 @@ import statistics
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -151,7 +151,7 @@ def main() -> None:
                     subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
                 s0, c0 = stats(r), cpu_s(proc.pid)
                 enq: list[int] = []
-                split = (lambda: enq.append(dump())) if a.callgrind and not a.backlog else None
+                split = (lambda got=enq: got.append(dump())) if a.callgrind and not a.backlog else None
                 asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog, split))
                 c1, s1 = cpu_s(proc.pid), stats(r)
                 if a.callgrind:

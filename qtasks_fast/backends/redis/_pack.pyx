@@ -265,8 +265,8 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
     ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, record`` per task and then the
-    batch's ``{status: tasks}`` (P:count and P:tp are counted per batch: a status per task was one more Lua
-    string op settle unpacked per task, issue 16), where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
+    batch's ``{status: "tasks"}`` (the counts as text; P:count and P:tp are counted per batch: a status per task
+    was one more Lua string op settle unpacked per task, issue 16), where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
     element is the delivery count, its 9th the wall-clock ms its run started: ``now`` minus the monotonic
     time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; its fetch time when the
     executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's
@@ -331,7 +331,7 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
         rq = replies.get(queue) if replies is not None else None
         ix = logs[queue]
         w = out[queue]
-        w.raw(_encode(counts[queue]))
+        w.raw(_encode({k: str(v) for k, v in counts[queue].items()}))  # text: Lua would sprintf a number
         w.count += 1
         out[queue] = (w.finish(), _index_arg(ix[0], ix[1]) if index else b"",
                       _encode(rq[0]) if rq else b"", rq[1] if rq else _NONE)

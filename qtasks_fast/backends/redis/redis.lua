@@ -123,7 +123,8 @@
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
 --   settle  group now ttl packed log [replies [released [starts]]]
 --           packed = msgpack array {prio id uuid record}* (record: see P:t, built by the worker), then the
---           batch's {status: tasks} map for P:count and P:tp (counted by the worker, not per task here);
+--           batch's {status: 'tasks'} map for P:count and P:tp (counted by the worker, not per task here; the
+--           counts as text, ready for HINCRBY: see EV_KEEP_TEXT);
 --           log = the batch's query-side entries, built by the worker (see query_index; '' = none:
 --           index_results=False); replies = msgpack array
 --           of 0-based task positions in packed whose record the worker has stored and pushed to P:r:<uuid>
@@ -224,13 +225,18 @@ local function trim_events()
   if seen >= EV_KEEP then redis.call('XTRIM', P .. ':ev', 'MINID', keep) end
   if keep then redis.call('SET', P .. ':evn', seen) else redis.call('DEL', P .. ':evn') end
 end
+-- A Lua number passed to redis.call is made text by sprintf('%.14g') at every call (glibc's float printer:
+-- ~3,500 instructions per number, 7 % of an add_task's Redis work for EV_KEEP and a count of 1), so the
+-- numbers xadd_event sends are text: EV_KEEP as a literal, and a count once per call (op add passes '1').
+local EV_KEEP_TEXT = '10000'  -- EV_KEEP as text (a library's top level has no string library at load)
 local function xadd_event(count, packed)
+  if type(count) ~= 'string' then count = string.format('%d', count) end
   local t = redis.call('TIME')
   local us = tonumber(t[2])
   local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(us / 1000), us % 1000)
-  local ok = redis.pcall('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, id, 'c', count, 'b', packed)
+  local ok = redis.pcall('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP_TEXT, id, 'c', count, 'b', packed)
   if type(ok) == 'table' and ok.err then
-    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, '*', 'c', count, 'b', packed)
+    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP_TEXT, '*', 'c', count, 'b', packed)
   end
   if redis.call('INCRBY', P .. ':evn', count) > 2 * EV_KEEP then trim_events() end
 end
@@ -248,7 +254,7 @@ function OPS.add(ARGV)
   redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
   redis.call('ZADD', P .. ':x:n:' .. name, ARGV[6], uuid)
   redis.call('SADD', P .. ':x:names', name)
-  xadd_event(1, ARGV[7])
+  xadd_event('1', ARGV[7])
   return {}
 end
 
@@ -565,8 +571,8 @@ function OPS.settle(ARGV)
     for status, c in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, c) end
     if ARGV[6] ~= '' then
       query_index(ARGV[6], P .. ':x:f:')
-      local minute = math.floor(tonumber(now) / 60000) * 60
-      for status, c in pairs(counts) do redis.call('HINCRBY', P .. ':tp', minute .. ' ' .. status, c) end
+      local minute = string.format('%d ', math.floor(tonumber(now) / 60000) * 60)  -- text once (see EV_KEEP_TEXT)
+      for status, c in pairs(counts) do redis.call('HINCRBY', P .. ':tp', minute .. status, c) end
     end
     if waited then notify(done, ttl) end
   end
