@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/redis_task_cost.py [--n 5000] [--rounds 3] [--callgrind] \
         [--lua base=/path/to/old/redis.lua] [--lua head=qtasks_fast/backends/redis/redis.lua]
+    .venv/bin/python benchmarks/redis_task_cost.py --add-tasks 2000 --callgrind    # per add_task vs a raw XADD
+
+A change of the ops' arguments changes the packing too: compare two trees by running this file with each
+tree's interpreter (e.g. the ab tool's base worktree venv) instead of ``--lua`` variants.
 
 Why not the drain suites: there the worker's batch sizes follow the machine's load (a busier Redis makes bigger
 settle batches, and per-batch costs spread over more tasks), so Redis CPU per task moves ±20 % between runs of
@@ -97,6 +101,33 @@ async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0,
         await h.close()
 
 
+def add_tasks(url: str, r: redis.Redis, n: int, rounds: int, variants: list[tuple[str, str]],
+              dump: Callable[[], int] | None, zero: Callable[[], None]) -> None:
+    """Redis' work per ``add_task`` (op add and its round trip, the sync producer) next to a raw XADD round
+    trip: what the blocked worker waits for before Redis serves it (it is unblocked once the FCALL returns)."""
+    from qtasks_fast.benchmarks.apps import make_app
+
+    for rnd in range(rounds):
+        for label, source in variants:
+            use_lua(source)
+            r.flushall()
+            app = make_app(f"rtc{os.getpid()}x{rnd}", url)
+            for _ in range(100):
+                app.add_task("stamp")  # loads the library; P:q and the streams exist
+                r.xadd("rtc:raw", {"u": b"x" * 36})
+            for kind, call in (("add_task", lambda app=app: app.add_task("stamp")),
+                               ("raw XADD", lambda: r.xadd("rtc:raw", {"u": b"x" * 36}))):
+                if dump:
+                    zero()
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    call()
+                wall = (time.perf_counter() - t0) * 1e6 / n  # under callgrind, mostly the server's slowness
+                ir = f"redis Ir/call {dump() / n:,.0f}  " if dump else ""
+                print(f"round {rnd + 1} {label} {kind}: {ir}wall µs/call {wall:.1f}", flush=True)
+            app.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--n", type=int, default=5000)
@@ -107,6 +138,9 @@ def main() -> None:
                     help="enqueue this many first, then one chunk per fetch (default: all n first)")
     ap.add_argument("--lua", action="append", default=[], metavar="LABEL=PATH")
     ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--add-tasks", type=int, default=0, metavar="N",
+                    help="instead: N sync add_task calls (op add, each its own round trip) against N raw redis-py "
+                         "XADD round trips, per round (the Redis side of dispatch latency)")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind dumps (for callgrind_annotate)")
     a = ap.parse_args()
     variants = [(v.split("=", 1)[0], Path(v.split("=", 1)[1]).read_text(encoding="utf-8")) for v in a.lua] \
@@ -141,6 +175,11 @@ def main() -> None:
             text = Path(f"{tmp}/cg.out.{dumps}").read_text(errors="replace")
             return int(next(ln for ln in text.splitlines() if ln.startswith("summary:")).split()[1])
 
+        if a.add_tasks:
+            add_tasks(url, r, a.add_tasks, a.rounds, variants, dump if a.callgrind else None,
+                      lambda: subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
+                                             capture_output=True))
+            return
         for rnd in range(a.rounds):
             for label, source in variants:
                 use_lua(source)
