@@ -69,11 +69,13 @@ def stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
 
 
 async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0,
-                mark: Callable[[], None] | None = None) -> None:
+                mark: Callable[[], None] | None = None, idle: bool = False) -> None:
     """Enqueue ``n`` envelopes in chunks of ``enq``, then fetch and settle them ``batch`` at a time; with
     ``backlog``, enqueue that many first and then one chunk before each fetch (a queue that keeps a few hundred
     tasks waiting, as a fleet that keeps up does, instead of one burst). ``mark`` is called between the first
-    enqueue and the fetches (a burst: the enqueue's share of the work apart from the fetch and settle's)."""
+    enqueue and the fetches (a burst: the enqueue's share of the work apart from the fetch and settle's).
+    ``idle``: the next chunk is enqueued only after the settle (an idle fleet: nothing waits behind the task
+    being settled), instead of before the fetch (a trickle: the next task already waits)."""
     h = Harness(url, app_name=f"rtc{os.getpid()}")
     try:
         worker = await h.consumer("w-0")
@@ -87,7 +89,7 @@ async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0,
             mark()
         left = n
         while left:
-            if sent < n:
+            if sent < n and not idle:
                 k = min(enq, n - sent)
                 await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
                 sent += k
@@ -97,6 +99,10 @@ async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0,
                 raise RuntimeError(f"{left} tasks never came back")
             await worker.settle([(d, "success", none, "", "") for d in ready], h.storage, [])
             left -= len(ready)
+            if sent < n and idle:
+                k = min(enq, n - sent)
+                await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
+                sent += k
     finally:
         await h.close()
 
@@ -136,6 +142,9 @@ def main() -> None:
     ap.add_argument("--settle-batch", type=int, default=100)
     ap.add_argument("--backlog", type=int, default=0,
                     help="enqueue this many first, then one chunk per fetch (default: all n first)")
+    ap.add_argument("--idle", action="store_true",
+                    help="enqueue the next chunk after each settle, not before each fetch (with --backlog: an idle "
+                         "fleet, e.g. --enqueue-batch 1 --settle-batch 1 --backlog 1 --idle)")
     ap.add_argument("--lua", action="append", default=[], metavar="LABEL=PATH")
     ap.add_argument("--callgrind", action="store_true")
     ap.add_argument("--add-tasks", type=int, default=0, metavar="N",
@@ -191,7 +200,7 @@ def main() -> None:
                 s0, c0 = stats(r), cpu_s(proc.pid)
                 enq: list[int] = []
                 split = (lambda got=enq: got.append(dump())) if a.callgrind and not a.backlog else None
-                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog, split))
+                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog, split, a.idle))
                 c1, s1 = cpu_s(proc.pid), stats(r)
                 if a.callgrind:
                     ir = dump() + sum(enq)
