@@ -338,6 +338,17 @@ local function tidy(stream, group, ids, now)
   local pel = redis.pcall('XPENDING', stream, group)  -- pcall: the stream may be gone (FLUSHDB, data loss)
   if type(pel) ~= 'table' or pel.err then return end
   if pel[1] == 0 then
+    -- An idle worker's settle of one task whose entry is all the stream holds: trim up to and including it
+    -- (everything up to an acked id was delivered, and nothing is pending) without XINFO GROUPS, ~40,000 of an
+    -- idle task's ~390,000 Redis instructions. Were that one entry another (ours deleted meanwhile), MINID
+    -- still only drops what is at or below ours.
+    if #ids == 1 and redis.call('XLEN', stream) == 1 then
+      local ms, seq = string.match(ids[1], '^(%d+)%-(%d+)$')
+      if ms then
+        redis.call('XTRIM', stream, 'MINID', string.format('%s-%d', ms, tonumber(seq) + 1))
+        return
+      end
+    end
     local ms, seq = last_delivered(stream, group)
     if seq >= 0 then redis.call('XTRIM', stream, 'MINID', string.format('%.0f-%.0f', ms, seq + 1)) end
     return
