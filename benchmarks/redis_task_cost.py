@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/redis_task_cost.py [--n 5000] [--rounds 3] [--callgrind] \
         [--lua base=/path/to/old/redis.lua] [--lua head=qtasks_fast/backends/redis/redis.lua]
+    .venv/bin/python benchmarks/redis_task_cost.py --add-tasks 2000 --callgrind    # per add_task vs a raw XADD
+
+A change of the ops' arguments changes the packing too: compare two trees by running this file with each
+tree's interpreter (e.g. the ab tool's base worktree venv) instead of ``--lua`` variants.
 
 Why not the drain suites: there the worker's batch sizes follow the machine's load (a busier Redis makes bigger
 settle batches, and per-batch costs spread over more tasks), so Redis CPU per task moves ±20 % between runs of
@@ -28,6 +32,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +68,14 @@ def stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
             for k, v in r.info("commandstats").items() if isinstance(v, dict)}
 
 
-async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0) -> None:
+async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0,
+                mark: Callable[[], None] | None = None, idle: bool = False) -> None:
     """Enqueue ``n`` envelopes in chunks of ``enq``, then fetch and settle them ``batch`` at a time; with
     ``backlog``, enqueue that many first and then one chunk before each fetch (a queue that keeps a few hundred
-    tasks waiting, as a fleet that keeps up does, instead of one burst)."""
+    tasks waiting, as a fleet that keeps up does, instead of one burst). ``mark`` is called between the first
+    enqueue and the fetches (a burst: the enqueue's share of the work apart from the fetch and settle's).
+    ``idle``: the next chunk is enqueued only after the settle (an idle fleet: nothing waits behind the task
+    being settled), instead of before the fetch (a trickle: the next task already waits)."""
     h = Harness(url, app_name=f"rtc{os.getpid()}")
     try:
         worker = await h.consumer("w-0")
@@ -76,9 +85,11 @@ async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0) -> Non
             k = min(enq, n - sent)
             await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
             sent += k
+        if mark is not None:
+            mark()
         left = n
         while left:
-            if sent < n:
+            if sent < n and not idle:
                 k = min(enq, n - sent)
                 await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
                 sent += k
@@ -88,8 +99,39 @@ async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0) -> Non
                 raise RuntimeError(f"{left} tasks never came back")
             await worker.settle([(d, "success", none, "", "") for d in ready], h.storage, [])
             left -= len(ready)
+            if sent < n and idle:
+                k = min(enq, n - sent)
+                await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
+                sent += k
     finally:
         await h.close()
+
+
+def add_tasks(url: str, r: redis.Redis, n: int, rounds: int, variants: list[tuple[str, str]],
+              dump: Callable[[], int] | None, zero: Callable[[], None]) -> None:
+    """Redis' work per ``add_task`` (op add and its round trip, the sync producer) next to a raw XADD round
+    trip: what the blocked worker waits for before Redis serves it (it is unblocked once the FCALL returns)."""
+    from qtasks_fast.benchmarks.apps import make_app
+
+    for rnd in range(rounds):
+        for label, source in variants:
+            use_lua(source)
+            r.flushall()
+            app = make_app(f"rtc{os.getpid()}x{rnd}", url)
+            for _ in range(100):
+                app.add_task("stamp")  # loads the library; P:q and the streams exist
+                r.xadd("rtc:raw", {"u": b"x" * 36})
+            for kind, call in (("add_task", lambda app=app: app.add_task("stamp")),
+                               ("raw XADD", lambda: r.xadd("rtc:raw", {"u": b"x" * 36}))):
+                if dump:
+                    zero()
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    call()
+                wall = (time.perf_counter() - t0) * 1e6 / n  # under callgrind, mostly the server's slowness
+                ir = f"redis Ir/call {dump() / n:,.0f}  " if dump else ""
+                print(f"round {rnd + 1} {label} {kind}: {ir}wall µs/call {wall:.1f}", flush=True)
+            app.close()
 
 
 def main() -> None:
@@ -100,8 +142,14 @@ def main() -> None:
     ap.add_argument("--settle-batch", type=int, default=100)
     ap.add_argument("--backlog", type=int, default=0,
                     help="enqueue this many first, then one chunk per fetch (default: all n first)")
+    ap.add_argument("--idle", action="store_true",
+                    help="enqueue the next chunk after each settle, not before each fetch (with --backlog: an idle "
+                         "fleet, e.g. --enqueue-batch 1 --settle-batch 1 --backlog 1 --idle)")
     ap.add_argument("--lua", action="append", default=[], metavar="LABEL=PATH")
     ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--add-tasks", type=int, default=0, metavar="N",
+                    help="instead: N sync add_task calls (op add, each its own round trip) against N raw redis-py "
+                         "XADD round trips, per round (the Redis side of dispatch latency)")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind dumps (for callgrind_annotate)")
     a = ap.parse_args()
     variants = [(v.split("=", 1)[0], Path(v.split("=", 1)[1]).read_text(encoding="utf-8")) for v in a.lua] \
@@ -116,7 +164,8 @@ def main() -> None:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out", *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
-    out: dict[str, dict[str, list[Any]]] = {label: {"ir": [], "cpu": [], "calls": []} for label, _ in variants}
+    out: dict[str, dict[str, list[Any]]] = {label: {"ir": [], "ir_enq": [], "cpu": [], "calls": []}
+                                            for label, _ in variants}
     try:
         r = redis.Redis(port=port)
         for _ in range(600):
@@ -126,6 +175,20 @@ def main() -> None:
             except redis.ConnectionError:
                 time.sleep(0.1)
         dumps = 0
+
+        def dump() -> int:
+            """Dump callgrind's counters (each dump holds what ran since the last one): redis-server's Ir."""
+            nonlocal dumps
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+            dumps += 1
+            text = Path(f"{tmp}/cg.out.{dumps}").read_text(errors="replace")
+            return int(next(ln for ln in text.splitlines() if ln.startswith("summary:")).split()[1])
+
+        if a.add_tasks:
+            add_tasks(url, r, a.add_tasks, a.rounds, variants, dump if a.callgrind else None,
+                      lambda: subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
+                                             capture_output=True))
+            return
         for rnd in range(a.rounds):
             for label, source in variants:
                 use_lua(source)
@@ -135,14 +198,15 @@ def main() -> None:
                 if a.callgrind:
                     subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
                 s0, c0 = stats(r), cpu_s(proc.pid)
-                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog))
+                enq: list[int] = []
+                split = (lambda got=enq: got.append(dump())) if a.callgrind and not a.backlog else None
+                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog, split, a.idle))
                 c1, s1 = cpu_s(proc.pid), stats(r)
                 if a.callgrind:
-                    subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
-                    dumps += 1
-                    text = Path(f"{tmp}/cg.out.{dumps}").read_text(errors="replace")
-                    ir = int(next(ln for ln in text.splitlines() if ln.startswith("summary:")).split()[1])
+                    ir = dump() + sum(enq)
                     out[label]["ir"].append(ir / a.n)
+                    if enq:
+                        out[label]["ir_enq"].append(enq[0] / a.n)
                 out[label]["cpu"].append((c1 - c0) * 1e6 / a.n)
                 calls = {k: round((v[0] - s0.get(k, (0, 0))[0]) / a.n, 3) for k, v in s1.items()
                          if v[0] - s0.get(k, (0, 0))[0] and k not in ("info", "flushall", "ping", "hello")}
@@ -164,6 +228,9 @@ def main() -> None:
         if got["ir"]:
             irs = ", ".join(f"{x:,.0f}" for x in got["ir"])
             line += f"Ir/task median {statistics.median(got['ir']):,.0f} ({irs}); "
+        if got["ir_enq"]:
+            line += (f"of which the enqueue {statistics.median(got['ir_enq']):,.0f} "
+                     f"({', '.join(f'{x:,.0f}' for x in got['ir_enq'])}); ")
         line += f"CPU µs/task median {statistics.median(got['cpu']):.2f} ({', '.join(f'{x:.2f}' for x in got['cpu'])})"
         print(line)
         print(f"  commands per task (last round): {got['calls'][-1]}")

@@ -76,3 +76,36 @@ async def test_redis_queued_index_stays_a_hashtable(redis_url: str) -> None:
         assert [(await storage.get(e.uuid, [Q])).status for e in envs] == ["success"] * 3  # type: ignore[union-attr]
     finally:
         await h.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_settle_of_one_trims_only_what_was_delivered(redis_url: str) -> None:
+    """An idle worker's settle of its one task empties the stream (tidy's short path, no XINFO GROUPS); with
+    a task queued behind it, or when the stream's one entry is not the settled one (that entry deleted while it
+    ran, a newer one not yet delivered), the entry no worker has read stays and is fetched next."""
+    h = Harness(redis_url, app_name=f"ctl{_uuid.uuid4().hex[:10]}")
+    try:
+        broker, storage = h.broker, h.storage
+        assert isinstance(broker, RedisBroker)
+        stream = f"{queue_prefix(broker.app_name, Q)}:s:0"
+        worker = await h.consumer("w-0")
+        for _ in range(3):  # idle: one task at a time
+            await broker.enqueue([envelope()], storage)
+            (d,) = await fetched(worker)
+            await worker.settle([ok(d)], storage, [])
+            assert await broker.conn.aio.xlen(stream) == 0
+        await broker.enqueue([envelope()], storage)
+        await broker.enqueue([envelope()], storage)
+        (first,) = (await fetch(worker, count=1))[0]
+        await worker.settle([ok(first)], storage, [])
+        assert await broker.conn.aio.xlen(stream) == 1  # the one behind it, never delivered
+        (second,) = (await fetch(worker, count=1))[0]
+        await broker.conn.aio.xdel(stream, second.msg_id)  # its entry lost while it runs
+        later = envelope()
+        await broker.enqueue([later], storage)
+        await worker.settle([ok(second)], storage, [])
+        assert await broker.conn.aio.xlen(stream) == 1  # the stream's one entry is not the settled one: kept
+        (third,) = await fetched(worker)
+        assert third.envelope is not None and third.envelope.uuid == later.uuid
+    finally:
+        await h.close()

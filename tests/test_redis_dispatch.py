@@ -162,3 +162,34 @@ async def test_a_batch_held_after_the_grace_timer_was_armed_waits_the_whole_grac
     await asyncio.sleep(START_GRACE / 2 + 0.1)
     assert len(rec.sent) == 1 and rec.sent[0] - held_at >= START_GRACE - 0.02 and rec.sent[0] - t0 > START_GRACE
     starts.close()
+
+
+@pytest.mark.asyncio
+async def test_event_ids_are_the_server_clock_in_microseconds(
+    fused: tuple[RedisBroker, RedisStorage], redis_url: str
+) -> None:
+    """Each P:ev entry's id is '<ms>-<µs within that ms>' of Redis' clock when it was written (redis.lua cuts it
+    from TIME's digits as text): between the server's time before and after, the part after '-' below 1000, in
+    the order written. Ids of every queue's feed are resume points across queues only if they are that time."""
+    broker, storage = fused
+    client = redis.Redis.from_url(redis_url)
+    prefix = queue_prefix(broker.app_name, "default")
+
+    def server_us() -> int:
+        s, us = client.time()
+        return s * 1_000_000 + us
+
+    before = server_us()
+    for _ in range(60):
+        await broker.enqueue([envelope()], storage)  # one plain envelope: op add
+    after = server_us()
+    ids = [i.decode() for i, _ in client.xrange(f"{prefix}:ev")]
+    assert len(ids) == 60
+    stamps = []
+    for i in ids:
+        ms, sub = (int(x) for x in i.split("-"))
+        assert 0 <= sub < 1000, i
+        stamps.append(ms * 1000 + sub)
+    assert before <= stamps[0] and stamps[-1] <= after, (before, ids[0], ids[-1], after)
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    client.close()

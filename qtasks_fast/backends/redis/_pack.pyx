@@ -20,8 +20,6 @@ except ImportError:  # pure Python without Cython installed: the same no-op name
 _encoder = msgspec.msgpack.Encoder()
 _encode = _encoder.encode
 _encode_into = _encoder.encode_into
-#: the msgpack str of each status a settle writes (one bytes append per task, no encode and header per call)
-_STATUS = {s: bytes((0xA0 | len(s),)) + s.encode() for s in ("success", "error", "cancel")}
 
 
 _Raw = msgspec.Raw
@@ -198,7 +196,9 @@ class _Buf:
 def enqueue_args(envelopes: list, blobs: list, wait):
     """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special, index)}``.
 
-    ``plain`` packs ``[prio, uuid, name, blob, wait]*``. Delayed envelopes (``eta`` set) and unique ones
+    ``plain`` packs ``[prio, uuid, blob]*`` and then ``wait`` once (the same for every envelope of a call; the
+    name is not sent: the query side's ``index`` carries it). Each element is a Lua string or number op enqueue
+    unpacks, so a field it does not use per task is Redis work for nothing (issue 16). Delayed envelopes (``eta`` set) and unique ones
     (meta ``uq``) go to ``special`` instead, ``[prio, uuid, name, blob, wait, eta ms, key, ttl ms, created ms]*``
     (``b""`` when there are none), so that a plain envelope costs only the two checks below. ``index`` is the
     plain envelopes' query-side argument (see :func:`_index_arg`: P:x:n zsets by task name, ``new`` events).
@@ -233,10 +233,8 @@ def enqueue_args(envelopes: list, blobs: list, wait):
         name = env.task_name
         w.prio(env.priority)
         w.str_(env.uuid)
-        w.str_(name)
         w.str_(blobs[i])
-        w.str_(wait)
-        w.count += 5
+        w.count += 3
         ix = index[queue]
         z = ix[0].get(name)
         if z is None:
@@ -247,21 +245,28 @@ def enqueue_args(envelopes: list, blobs: list, wait):
     for queue in out:
         ix = index[queue]
         w = out[queue]
+        w.str_(wait)
+        w.count += 1
         out[queue] = (w.finish(), b"", _index_arg(ix[0], ix[1]))
     if special is not None:
         for queue in special:
             plain = out.get(queue)
-            out[queue] = (plain[0] if plain is not None else b"\x90", _encode(special[queue]),
+            out[queue] = (plain[0] if plain is not None else _NO_PLAIN, _encode(special[queue]),
                           plain[2] if plain is not None else b"")
     return out
+
+
+#: op enqueue's ``plain`` of a call with only delayed or unique envelopes: no triple, and its wait flag
+_NO_PLAIN = _encode(["0"])
 
 
 @cython.locals(now_ms=cython.longlong, mono_t=cython.double, started=cython.longlong, w=_Buf)
 def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
-    ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, status, record`` per task,
-    where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
+    ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, record`` per task and then the
+    batch's ``{status: "tasks"}`` (the counts as text; P:count and P:tp are counted per batch: a status per task
+    was one more Lua string op settle unpacked per task, issue 16), where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
     element is the delivery count, its 9th the wall-clock ms its run started: ``now`` minus the monotonic
     time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; its fetch time when the
     executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's
@@ -275,6 +280,7 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     """
     out = {}
     logs = {}
+    counts = {}
     replies = None
     now_ms = int(now)
     mono_t = mono
@@ -286,8 +292,11 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
             w = out[queue] = _Buf(len(outcomes) * 256)  # a no-op task's share is ~200 bytes (its record)
             before = carried.get(queue) if carried else None
             logs[queue] = ({}, list(before) if before else [])
+            counts[queue] = {}
         env = d.envelope
         status = o[1]
+        tally = counts[queue]
+        tally[status] = tally.get(status, 0) + 1
         if mono_t and d.started:
             started = int(now_ms - (mono_t - d.started) * 1000)
         else:
@@ -296,11 +305,6 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
         w.prio(d.prio)
         w.str_(d.msg_id)
         w.str_(uuid)
-        head = _STATUS.get(status)
-        if head is not None:
-            w.raw(head)
-        else:
-            w.str_(status)
         w.encoded_str((d.raw, status, now, o[2], worker, o[3], o[4], d.deliveries, started))
         meta = env.meta
         if meta and "rw" in meta:
@@ -309,9 +313,9 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
             rq = replies.get(queue)
             if rq is None:
                 rq = replies[queue] = ([], [])
-            rq[0].append(w.count // 5)
+            rq[0].append(w.count // 4)
             rq[1].extend((uuid, bytes(w.scratch)))  # the record, for the early reply
-        w.count += 5
+        w.count += 4
         if index:
             ix = logs[queue]
             name = env.task_name
@@ -327,6 +331,8 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
         rq = replies.get(queue) if replies is not None else None
         ix = logs[queue]
         w = out[queue]
+        w.raw(_encode({k: str(v) for k, v in counts[queue].items()}))  # text: Lua would sprintf a number
+        w.count += 1
         out[queue] = (w.finish(), _index_arg(ix[0], ix[1]) if index else b"",
                       _encode(rq[0]) if rq else b"", rq[1] if rq else _NONE)
     return out

@@ -92,7 +92,9 @@
 --                                        of its 'new' event {uuid, 'new', name, ''}; returns {} as enqueue does)
 --   enqueue now nprios packed [special claimed unique_ttl owners [index]]
 --           nprios = the priority levels workers serve: a prio outside 0..nprios-1 is clamped into them;
---           packed = msgpack array {prio uuid name blob wait}* of plain envelopes;
+--           packed = msgpack array {prio uuid blob}* of plain envelopes, then their wait flag ('1': add them to
+--           P:wait) once: every element is a Lua string or number unpacked here, so nothing per task that the
+--           op does not use (their names travel in index);
 --           index = the plain envelopes' query-side entries, built by the producer (see query_index; '0' =
 --           none at all, index_results=False);
 --           special = msgpack array {prio uuid name blob wait eta_ms unique_key unique_ttl_ms created}* of delayed
@@ -120,10 +122,12 @@
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
 --   settle  group now ttl packed log [replies [released [starts]]]
---           packed = msgpack array {prio id uuid status record}* (record: see P:t, built by the worker);
+--           packed = msgpack array {prio id uuid record}* (record: see P:t, built by the worker), then the
+--           batch's {status: 'tasks'} map for P:count and P:tp (counted by the worker, not per task here; the
+--           counts as text, ready for HINCRBY: see EV_KEEP_TEXT);
 --           log = the batch's query-side entries, built by the worker (see query_index; '' = none:
 --           index_results=False); replies = msgpack array
---           of 0-based positions in packed whose record the worker has stored and pushed to P:r:<uuid>
+--           of 0-based task positions in packed whose record the worker has stored and pushed to P:r:<uuid>
 --           already ('' = none): for a task a producer blocks on, the worker sends SET P:t + RPUSH +
 --           PEXPIRE P:r as plain commands and awaits them before this call, so the producer's wait ends
 --           without waiting for this script; the ack still comes only after the record is stored.
@@ -221,13 +225,27 @@ local function trim_events()
   if seen >= EV_KEEP then redis.call('XTRIM', P .. ':ev', 'MINID', keep) end
   if keep then redis.call('SET', P .. ':evn', seen) else redis.call('DEL', P .. ':evn') end
 end
+-- A Lua number passed to redis.call is made text by sprintf('%.14g') at every call (glibc's float printer:
+-- ~3,500 instructions per number, 7 % of an add_task's Redis work for EV_KEEP and a count of 1), so the
+-- numbers xadd_event sends are text: EV_KEEP as a literal, and a count once per call (op add passes '1').
+local EV_KEEP_TEXT = '10000'  -- EV_KEEP as text (a library's top level has no string library at load)
 local function xadd_event(count, packed)
+  if type(count) ~= 'string' then count = string.format('%d', count) end
   local t = redis.call('TIME')
-  local us = tonumber(t[2])
-  local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(us / 1000), us % 1000)
-  local ok = redis.pcall('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, id, 'c', count, 'b', packed)
+  -- '<s><ms in the s>-<µs in the ms>' cut from TIME's digits (µs in the second, no leading zeros), not computed
+  -- through numbers: two tonumber (strtod) and a string.format were ~3,800 instructions of every add_task.
+  -- The part after '-' may keep leading zeros ('045'): XADD reads it as the number (45)
+  local us = t[2]
+  local n = #us
+  local id
+  if n > 3 then
+    id = t[1] .. string.rep('0', 6 - n) .. string.sub(us, 1, n - 3) .. '-' .. string.sub(us, n - 2)
+  else
+    id = t[1] .. '000-' .. us
+  end
+  local ok = redis.pcall('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP_TEXT, id, 'c', count, 'b', packed)
   if type(ok) == 'table' and ok.err then
-    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP, '*', 'c', count, 'b', packed)
+    redis.call('XADD', P .. ':ev', 'MAXLEN', '~', EV_KEEP_TEXT, '*', 'c', count, 'b', packed)
   end
   if redis.call('INCRBY', P .. ':evn', count) > 2 * EV_KEEP then trim_events() end
 end
@@ -245,7 +263,7 @@ function OPS.add(ARGV)
   redis.call('HSET', P .. ':q', uuid, prio .. ' ' .. id)
   redis.call('ZADD', P .. ':x:n:' .. name, ARGV[6], uuid)
   redis.call('SADD', P .. ':x:names', name)
-  xadd_event(1, ARGV[7])
+  xadd_event('1', ARGV[7])
   return {}
 end
 
@@ -320,6 +338,17 @@ local function tidy(stream, group, ids, now)
   local pel = redis.pcall('XPENDING', stream, group)  -- pcall: the stream may be gone (FLUSHDB, data loss)
   if type(pel) ~= 'table' or pel.err then return end
   if pel[1] == 0 then
+    -- An idle worker's settle of one task whose entry is all the stream holds: trim up to and including it
+    -- (everything up to an acked id was delivered, and nothing is pending) without XINFO GROUPS, ~40,000 of an
+    -- idle task's ~390,000 Redis instructions. Were that one entry another (ours deleted meanwhile), MINID
+    -- still only drops what is at or below ours.
+    if #ids == 1 and redis.call('XLEN', stream) == 1 then
+      local ms, seq = string.match(ids[1], '^(%d+)%-(%d+)$')
+      if ms then
+        redis.call('XTRIM', stream, 'MINID', string.format('%s-%d', ms, tonumber(seq) + 1))
+        return
+      end
+    end
     local ms, seq = last_delivered(stream, group)
     if seq >= 0 then redis.call('XTRIM', stream, 'MINID', string.format('%.0f-%.0f', ms, seq + 1)) end
     return
@@ -410,6 +439,8 @@ function OPS.enqueue(ARGV)
   local now = ARGV[2]
   local top = tonumber(ARGV[3]) - 1  -- priorities are clamped to the served levels: no stream nobody reads
   local items = cmsgpack.unpack(ARGV[4])
+  local nplain = #items - 1  -- {prio uuid blob}* then the wait flag, once for all of them
+  local wait = items[nplain + 1] == '1'
   local queued, waiting, streams = {QHT, QHT_WHY}, {}, {}  -- queued: HSET P:q's arguments (see QHT)
   local byname, names = {}, {}  -- P:x:n:<name> -> {created, uuid, ...}; the names
   local function index(uuid, name, created)
@@ -422,16 +453,16 @@ function OPS.enqueue(ARGV)
     EV[n + 1] = uuid; EV[n + 2] = 'new'; EV[n + 3] = name; EV[n + 4] = ''
   end
   local nq, heads = 2, {}  -- heads: prio -> '<prio> ', the number made text once per level, not once per task
-  for i = 1, #items, 5 do
+  for i = 1, nplain, 3 do
     local prio, uuid = items[i], items[i + 1]
     if prio > top then prio = top elseif prio < 0 then prio = 0 end
     local stream = streams[prio]
     if not stream then stream = P .. ':s:' .. prio; streams[prio] = stream; heads[prio] = prio .. ' ' end
-    local id = redis.call('XADD', stream, '*', 'u', uuid, 'd', items[i + 3])
+    local id = redis.call('XADD', stream, '*', 'u', uuid, 'd', items[i + 2])
     queued[nq + 1] = uuid
     queued[nq + 2] = heads[prio] .. id
     nq = nq + 2
-    if items[i + 4] == '1' then waiting[#waiting + 1] = uuid end
+    if wait then waiting[#waiting + 1] = uuid end
   end
   local skipped = {}
   if ARGV[5] and ARGV[5] ~= '' then
@@ -502,28 +533,29 @@ end
 function OPS.settle(ARGV)
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
   local items = cmsgpack.unpack(ARGV[5])
-  local acks, uuids, done, counts = {}, {}, {}, {}
+  local n = #items - 1  -- {prio id uuid record}* then {status: tasks} of the batch
+  local counts = items[n + 1]
+  local acks, uuids, done = {}, {}, {}
   -- the records for notify() only when some producer waits (rarely, in a busy drain)
   local waited = rec and redis.call('SCARD', P .. ':wait') > 0
   local prefix = P .. ':t:'
   local stored = {}  -- positions (1-based item index) whose record the worker stored and pushed already
   if ARGV[7] and ARGV[7] ~= '' then
-    for _, k in ipairs(cmsgpack.unpack(ARGV[7])) do stored[k * 5 + 1] = true end
+    for _, k in ipairs(cmsgpack.unpack(ARGV[7])) do stored[k * 4 + 1] = true end
   end
   -- lengths kept in counters: '#t' is a binary search in Lua 5.1, three of them per task here before
   local nu, nd, nacked, last, ids = 0, 0, {}, nil, nil
-  for i = 1, #items, 5 do
-    local prio, id, uuid, status = items[i], items[i + 1], items[i + 2], items[i + 3]
+  for i = 1, n, 4 do
+    local prio, id, uuid = items[i], items[i + 1], items[i + 2]
     if rec then
-      if not stored[i] then redis.call('PSETEX', prefix .. uuid, ttl, items[i + 4]) end
+      if not stored[i] then redis.call('PSETEX', prefix .. uuid, ttl, items[i + 3]) end
       nu = nu + 1
       uuids[nu] = uuid
       if waited then
         done[nd + 1] = uuid
-        done[nd + 2] = items[i + 4]
+        done[nd + 2] = items[i + 3]
         nd = nd + 2
       end
-      counts[status] = (counts[status] or 0) + 1
     end
     if prio ~= last then  -- a batch is mostly one priority: its ids list is looked up once per run of it
       ids = acks[prio]
@@ -534,16 +566,22 @@ function OPS.settle(ARGV)
     ids[k] = id
     nacked[prio] = k
   end
-  if redis.call('EXISTS', P .. ':uo') == 1 then
+  -- P:uo (unique keys to give back) and P:cx (cancels asked for running tasks) are rare: one EXISTS of both
+  -- tells that neither is there, a call less per settle (a settle of one task makes ~15 calls)
+  local uo, cx = false, false
+  if redis.call('EXISTS', P .. ':uo', P .. ':cx') > 0 then
+    uo, cx = redis.call('EXISTS', P .. ':uo') == 1, redis.call('EXISTS', P .. ':cx') == 1
+  end
+  if uo then
     local released = {}
     if ARGV[8] and ARGV[8] ~= '' then
       for _, u in ipairs(cmsgpack.unpack(ARGV[8])) do released[u] = true end
     end
-    for i = 3, #items, 5 do unown(items[i], released[items[i]]) end
+    for i = 3, n, 4 do unown(items[i], released[items[i]]) end
   end
-  if redis.call('EXISTS', P .. ':cx') == 1 then
+  if cx then
     local settled = {}
-    for i = 3, #items, 5 do settled[#settled + 1] = items[i] end
+    for i = 3, n, 4 do settled[#settled + 1] = items[i] end
     chunked('HDEL', P .. ':cx', settled, 1)
   end
   if rec then
@@ -556,11 +594,11 @@ function OPS.settle(ARGV)
       redis.call('HSET', P .. ':q', QHT, QHT_WHY)  -- before the HDEL: a P:q only op add wrote (see QHT)
     end
     chunked('HDEL', P .. ':q', uuids, 1)
-    for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, n) end
+    for status, c in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, c) end
     if ARGV[6] ~= '' then
       query_index(ARGV[6], P .. ':x:f:')
-      local minute = math.floor(tonumber(now) / 60000) * 60
-      for status, n in pairs(counts) do redis.call('HINCRBY', P .. ':tp', minute .. ' ' .. status, n) end
+      local minute = string.format('%d ', math.floor(tonumber(now) / 60000) * 60)  -- text once (see EV_KEEP_TEXT)
+      for status, c in pairs(counts) do redis.call('HINCRBY', P .. ':tp', minute .. status, c) end
     end
     if waited then notify(done, ttl) end
   end
@@ -569,7 +607,7 @@ function OPS.settle(ARGV)
     chunked('XACK', stream, ids, 1, group)
     tidy(stream, group, ids, now)
   end
-  return #items / 5
+  return n / 4
 end
 
 -- Everything below is defined only for the other ops: as an EVALSHA script, a closure made per call costs Redis ~0.2 µs.
