@@ -235,3 +235,57 @@ async def test_a_uuid_sent_again_starts_over_in_a_batch_of_new_ones(pg_url: str,
     sent = await db.fetch("SELECT uuid, count(*) AS n FROM messages WHERE app = $1 GROUP BY uuid", app_name)
     assert {r["uuid"]: r["n"] for r in sent} == {old.uuid: 1, **{e.uuid: 1 for e in fresh}}
     await app.close()
+
+
+async def _records_read(conn: asyncpg.Connection, schema: str) -> int:
+    """Scans of ``records`` by the current transaction so far (``pg_stat_xact_user_tables``)."""
+    return int(await conn.fetchval(
+        "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_xact_user_tables"
+        " WHERE schemaname = $1 AND relname = 'records'", schema))
+
+
+@pytest.mark.asyncio
+async def test_a_bulk_enqueue_of_uuids_it_minted_reads_no_record_and_others_still_start_over(
+    pg_url: str, app_name: str
+) -> None:
+    """``add_tasks`` mints its uuids (``Minted``): none can have a record, so its statement reads ``records`` not
+    at all (the old-record delete was a third of its server CPU on a large table). A batch whose uuids come from
+    elsewhere (a plain list, a middleware's uuid) still looks, and a uuid sent again that way starts over."""
+    from qtasks_fast.middleware import Middleware
+    from qtasks_fast.schemas import Envelope, Minted
+
+    app = _app(app_name, pg_url)
+    await app.add_task("noop")  # connected and migrated
+    minted, _ = app.build_many([("noop", (), {})] * 3)
+    assert isinstance(minted, Minted)
+    plain = [Envelope(uuid=str(uuid.uuid4()), task_name="noop", queue="default", created_at=time.time())]
+    async with app.broker.db.tx() as conn:
+        before = await _records_read(conn, _schema(pg_url))
+        await app.broker.insert(conn, minted, False, True)
+        assert await _records_read(conn, _schema(pg_url)) == before, before
+        await app.broker.insert(conn, plain, False, True)
+        assert await _records_read(conn, _schema(pg_url)) > 0
+    db = app.broker.db
+    old = plain[0].uuid
+    await db.execute(  # the plain one ran: a final record, no message
+        "WITH m AS (DELETE FROM messages WHERE uuid = $1 RETURNING body) INSERT INTO records (uuid, app, queue,"
+        " task_name, status, envelope, created, updated, finished, \"returning\") SELECT $1, $2, 'default', 'noop',"
+        " 'success', body, 1, 1, 1, '\\x01' FROM m", old, app_name)
+
+    reuse = [old]
+
+    class Reuse(Middleware):  # the first call of the batch is sent again under the old uuid
+        def before_enqueue(self, app: Any, envelope: Envelope) -> Envelope:
+            if reuse:
+                envelope.uuid = reuse.pop()
+            return envelope
+
+    app.add_middleware(Reuse())
+    again, fresh = await app.add_tasks([("noop", (), {}), ("noop", (), {})])
+    assert str(again.uuid) == old and str(fresh.uuid) != old
+    got = await app.get(old)
+    assert got is not None and got.status == "new" and got.returning is None
+    others = [e.uuid for e in minted] + [str(fresh.uuid)]
+    got_all = await asyncio.gather(*(app.get(u) for u in others))
+    assert [t.status if t is not None else None for t in got_all] == ["new"] * len(others)
+    await app.close()
