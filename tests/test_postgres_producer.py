@@ -289,3 +289,25 @@ async def test_a_bulk_enqueue_of_uuids_it_minted_reads_no_record_and_others_stil
     got_all = await asyncio.gather(*(app.get(u) for u in others))
     assert [t.status if t is not None else None for t in got_all] == ["new"] * len(others)
     await app.close()
+
+
+@pytest.mark.asyncio
+async def test_a_batch_over_two_queues_feeds_each_queue_its_new_events_in_batch_order(
+    pg_url: str, app_name: str
+) -> None:
+    """The enqueue's feed rows are built by the producer (one JSON text per queue): every task of the batch is one
+    ``new`` event of its own queue, in the order sent, with its name as stored (odd characters included)."""
+    from qtasks_fast.schemas import Envelope, Minted
+
+    app = _app(app_name, pg_url)
+    names = ["noop", 'qu"ote\\\x00', "ünï", "noop"]
+    sent = Minted(Envelope(uuid=str(uuid.uuid4()), task_name=n, queue=q, created_at=time.time())
+                  for n, q in zip(names, ["a", "b", "a", "b"], strict=True))
+    await app.broker.enqueue(sent, app.storage)
+    page = await app.storage.events(["a", "b"], None, 100)
+    got = [(e.queue, e.uuid, e.task_name, e.status) for e in page.events]
+    want = [(e.queue, e.uuid, e.task_name.replace("\x00", "\\x00"), "new") for e in sent]
+    assert sorted(got) == sorted(want)
+    assert [g for g in got if g[0] == "a"] == [w for w in want if w[0] == "a"]
+    assert [g for g in got if g[0] == "b"] == [w for w in want if w[0] == "b"]
+    await app.close()
