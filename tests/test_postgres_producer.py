@@ -248,9 +248,10 @@ async def _records_read(conn: asyncpg.Connection, schema: str) -> int:
 async def test_a_bulk_enqueue_of_uuids_it_minted_reads_no_record_and_others_still_start_over(
     pg_url: str, app_name: str
 ) -> None:
-    """``add_tasks`` mints its uuids (``Minted``): none can have a record, so its statement reads ``records`` not
-    at all (the old-record delete was a third of its server CPU on a large table). A batch whose uuids come from
-    elsewhere (a plain list, a middleware's uuid) still looks, and a uuid sent again that way starts over."""
+    """``add_tasks`` and ``add_task`` mint their uuids (``Minted``): none can have a record, so the statement reads
+    ``records`` not at all (the old-record delete was a third of its server CPU on a large table). A batch whose
+    uuids come from elsewhere (a plain list, a middleware's uuid) still looks, and a uuid sent again that way
+    starts over, in a batch or alone."""
     from qtasks_fast.middleware import Middleware
     from qtasks_fast.schemas import Envelope, Minted
 
@@ -285,6 +286,14 @@ async def test_a_bulk_enqueue_of_uuids_it_minted_reads_no_record_and_others_stil
     assert str(again.uuid) == old and str(fresh.uuid) != old
     got = await app.get(old)
     assert got is not None and got.status == "new" and got.returning is None
+    await db.execute(  # it ran again, and failed
+        "WITH m AS (DELETE FROM messages WHERE uuid = $1 RETURNING body) INSERT INTO records (uuid, app, queue,"
+        " task_name, status, envelope, created, updated, finished) SELECT $1, $2, 'default', 'noop', 'error', body,"
+        " 1, 1, 1 FROM m", old, app_name)
+    reuse.append(old)
+    assert str((await app.add_task("noop")).uuid) == old  # one call, sent again the same way
+    got = await app.get(old)
+    assert got is not None and got.status == "new"
     others = [e.uuid for e in minted] + [str(fresh.uuid)]
     got_all = await asyncio.gather(*(app.get(u) for u in others))
     assert [t.status if t is not None else None for t in got_all] == ["new"] * len(others)

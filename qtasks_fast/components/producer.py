@@ -237,9 +237,9 @@ class Producer:
         # without a task manager or middlewares, a call needs only what _plan looked up for its task name
         plans: dict[str, tuple[Any, int, str, int, float | None]] | None = \
             {} if self.config.task_manager is None and not self._mw_active else None
-        # uuids minted here and never sent: a backend may skip looking for their old records (Minted); per-call
-        # builds run middlewares, which may set a uuid of their own, so they make a plain list
-        envs: list[Envelope] = [] if plans is None else Minted()
+        # uuids minted here and never sent: a backend may skip looking for their old records (Minted); a
+        # middleware may set a uuid of its own, so with middlewares a plain list
+        envs: list[Envelope] = [] if self._mw_active else Minted()
         if plans is None:  # per-call builds run hooks: every name is checked before the first
             for name in {c[0] for c in calls}.difference(self.tasks):
                 self.published_spec(name)
