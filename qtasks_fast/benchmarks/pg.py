@@ -3,7 +3,10 @@
 * bulk enqueue: ``app.add_tasks`` in chunks of ``--chunk``, no worker running (COPY-free: one multi-row
   statement per chunk); once more, last, with ``--stored`` finished records of another app in the table
   (``enqueue_rate_stored``), as a deployment keeping a day of results has: what a per-task lookup of ``records``
-  would cost shows there, not in the nearly empty table of the first;
+  would cost shows there, not in the nearly empty table of the first; and with two ``add_tasks`` in flight (the
+  async client, two coroutines each sending half the chunks: ``enqueue_rate_inflight2``), where one chunk's
+  server work and commit flush overlap the other's Python (one call is one statement, so a single caller's
+  chunks cannot overlap: each call returns after its commit);
 * drain: a supervisor (``python -m qtasks_fast ... run --processes P``) started and warmed up before the clock;
   N tasks enqueued in bulk while it runs, tasks/s from the first enqueue to the newest record's ``updated``
   once no message is left (every one must be ``success``);
@@ -98,6 +101,35 @@ def bulk_enqueue(tmp: Path, url: str, n: int, chunk: int) -> dict[str, float]:
     return {"rate": n / elapsed, "producer_us": cpu * 1e6 / n}
 
 
+def bulk_enqueue_inflight2(url: str, n: int, chunk: int) -> dict[str, float]:
+    """``n`` tasks in chunks of ``chunk`` by the async client, two ``add_tasks`` in flight (two coroutines on one
+    app, so two pooled connections): what a producer that does not wait for each chunk's commit gets."""
+    from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+
+    async def noop() -> None:
+        return None
+
+    async def go() -> dict[str, float]:
+        app = AsyncQueueTasks(f"bench-enqueue2-{uuid.uuid4().hex[:6]}", broker_url=url)
+        app.task(name="noop")(noop)
+        calls: list[tuple[str, tuple[()], dict[str, Any]]] = [("noop", (), {})] * chunk
+        await app.add_tasks(calls[:10])  # connect and migrate outside the clock
+
+        async def part(tasks: int) -> None:
+            for i in range(0, tasks, chunk):
+                await app.add_tasks(calls[:min(chunk, tasks - i)])
+
+        half = (n // chunk + 1) // 2 * chunk  # whole chunks to the first, the rest to the second
+        me = psutil.Process()
+        c0, t0 = _cpu([me]), time.perf_counter()
+        await asyncio.gather(part(min(half, n)), part(n - min(half, n)))
+        elapsed, cpu = time.perf_counter() - t0, _cpu([me]) - c0
+        await app.close()
+        return {"rate": n / elapsed, "producer_us": cpu * 1e6 / n}
+
+    return asyncio.run(go())
+
+
 def store_records(dsn: str, schema: str, count: int) -> None:
     """``count`` finished records of an app of their own (``bench-stored``), written by the server in one statement."""
     _sql(dsn, f'INSERT INTO "{schema}".records (uuid, app, queue, task_name, status, envelope, created, updated,'
@@ -150,7 +182,7 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
     schema = f"qtf_bench_{uuid.uuid4().hex[:8]}"
     sep = "&" if "?" in url else "?"
     full = f"{url}{sep}schema={schema}"
-    runs: dict[str, list[dict[str, float]]] = {"enqueue": [], "enqueue-stored": [],
+    runs: dict[str, list[dict[str, float]]] = {"enqueue": [], "enqueue-stored": [], "enqueue-2": [],
                                                **{f"drain-p{p}": [] for p in processes}}
     lat: list[float] = []
     try:
@@ -166,6 +198,7 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
                 pools[p] = (pool, app)
             for _ in range(repeats):
                 runs["enqueue"].append(bulk_enqueue(tmp, full, n, chunk))
+                runs["enqueue-2"].append(bulk_enqueue_inflight2(full, n, chunk))
                 for p, (pool, app) in pools.items():
                     runs[f"drain-p{p}"].append(drain_once(pool, app, url, schema, n, chunk, 120 + n / 100))
             if pickup_count:
@@ -183,7 +216,10 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
 
     rows: list[dict[str, Any]] = [
         {"case": f"bulk enqueue (add_tasks, chunks of {chunk}), no worker", "n": n, "tasks/s": med("enqueue", "rate"),
-         "runs": [round(r["rate"]) for r in runs["enqueue"]], "producer µs/task": med("enqueue", "producer_us")}]
+         "runs": [round(r["rate"]) for r in runs["enqueue"]], "producer µs/task": med("enqueue", "producer_us")},
+        {"case": f"bulk enqueue, two add_tasks in flight (async client, chunks of {chunk})", "n": n,
+         "tasks/s": med("enqueue-2", "rate"), "runs": [round(r["rate"]) for r in runs["enqueue-2"]],
+         "producer µs/task": med("enqueue-2", "producer_us")}]
     if stored:
         rows.append({"case": f"bulk enqueue, {stored:,} finished records stored", "n": n,
                      "tasks/s": med("enqueue-stored", "rate"),
@@ -194,6 +230,7 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
               "workers µs/task": med(f"drain-p{p}", "worker_us")} for p in processes]
     headline: dict[str, Any] = {
         "enqueue_rate": med("enqueue", "rate"),
+        "enqueue_rate_inflight2": med("enqueue-2", "rate"),
         "drain_rate_by_processes": {str(p): med(f"drain-p{p}", "rate") for p in processes}}
     if stored:
         headline["enqueue_rate_stored"] = med("enqueue-stored", "rate")
