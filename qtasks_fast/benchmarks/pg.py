@@ -4,9 +4,10 @@
   statement per chunk); once more, last, with ``--stored`` finished records of another app in the table
   (``enqueue_rate_stored``), as a deployment keeping a day of results has: what a per-task lookup of ``records``
   would cost shows there, not in the nearly empty table of the first; and with two ``add_tasks`` in flight (the
-  async client, two coroutines each sending half the chunks: ``enqueue_rate_inflight2``), where one chunk's
-  server work and commit flush overlap the other's Python (one call is one statement, so a single caller's
-  chunks cannot overlap: each call returns after its commit);
+  async client, two coroutines each sending half the chunks: ``enqueue_rate_inflight2``; run last, after the
+  stored records, so its undrained messages change nothing measured before it), where one chunk's server work and
+  commit flush overlap the other's Python (one call is one statement, so a single caller's chunks cannot
+  overlap: each call returns after its commit);
 * drain: a supervisor (``python -m qtasks_fast ... run --processes P``) started and warmed up before the clock;
   N tasks enqueued in bulk while it runs, tasks/s from the first enqueue to the newest record's ``updated``
   once no message is left (every one must be ``success``);
@@ -198,7 +199,6 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
                 pools[p] = (pool, app)
             for _ in range(repeats):
                 runs["enqueue"].append(bulk_enqueue(tmp, full, n, chunk))
-                runs["enqueue-2"].append(bulk_enqueue_inflight2(full, n, chunk))
                 for p, (pool, app) in pools.items():
                     runs[f"drain-p{p}"].append(drain_once(pool, app, url, schema, n, chunk, 120 + n / 100))
             if pickup_count:
@@ -208,6 +208,8 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
                 store_records(url, schema, stored)
                 for _ in range(repeats):
                     runs["enqueue-stored"].append(bulk_enqueue(tmp, full, n, chunk))
+            for _ in range(repeats):  # very last: its messages (never drained) must not grow the tables above
+                runs["enqueue-2"].append(bulk_enqueue_inflight2(full, n, chunk))
     finally:
         _sql(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
