@@ -235,3 +235,95 @@ async def test_a_uuid_sent_again_starts_over_in_a_batch_of_new_ones(pg_url: str,
     sent = await db.fetch("SELECT uuid, count(*) AS n FROM messages WHERE app = $1 GROUP BY uuid", app_name)
     assert {r["uuid"]: r["n"] for r in sent} == {old.uuid: 1, **{e.uuid: 1 for e in fresh}}
     await app.close()
+
+
+async def _records_read(conn: asyncpg.Connection, schema: str) -> int:
+    """Scans of ``records`` by the current transaction so far (``pg_stat_xact_user_tables``)."""
+    return int(await conn.fetchval(
+        "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_xact_user_tables"
+        " WHERE schemaname = $1 AND relname = 'records'", schema))
+
+
+@pytest.mark.asyncio
+async def test_a_bulk_enqueue_of_uuids_it_minted_reads_no_record_and_others_still_start_over(
+    pg_url: str, app_name: str
+) -> None:
+    """``add_tasks`` and ``add_task`` mint their uuids (``Minted``): none can have a record, so the statement reads
+    ``records`` not at all (the old-record delete was a third of its server CPU on a large table). A batch whose
+    uuids come from elsewhere (a plain list, a middleware's uuid) still looks, and a uuid sent again that way
+    starts over, in a batch or alone."""
+    from qtasks_fast.middleware import Middleware
+    from qtasks_fast.schemas import Envelope, Minted
+
+    app = _app(app_name, pg_url)
+    await app.add_task("noop")  # connected and migrated
+    minted, _ = app.build_many([("noop", (), {})] * 3)
+    assert isinstance(minted, Minted)
+    plain = [Envelope(uuid=str(uuid.uuid4()), task_name="noop", queue="default", created_at=time.time())]
+    async with app.broker.db.tx() as conn:
+        before = await _records_read(conn, _schema(pg_url))
+        await app.broker.insert(conn, minted, False, True)
+        assert await _records_read(conn, _schema(pg_url)) == before, before
+        await app.broker.insert(conn, plain, False, True)
+        assert await _records_read(conn, _schema(pg_url)) > 0
+    db = app.broker.db
+    old = plain[0].uuid
+    await db.execute(  # the plain one ran: a final record, no message
+        "WITH m AS (DELETE FROM messages WHERE uuid = $1 RETURNING body) INSERT INTO records (uuid, app, queue,"
+        " task_name, status, envelope, created, updated, finished, \"returning\") SELECT $1, $2, 'default', 'noop',"
+        " 'success', body, 1, 1, 1, '\\x01' FROM m", old, app_name)
+
+    reuse = [old]
+
+    class Reuse(Middleware):  # the first call of the batch is sent again under the old uuid
+        def before_enqueue(self, app: Any, envelope: Envelope) -> Envelope:
+            if reuse:
+                envelope.uuid = reuse.pop()
+            return envelope
+
+    app.add_middleware(Reuse())
+    again, fresh = await app.add_tasks([("noop", (), {}), ("noop", (), {})])
+    assert str(again.uuid) == old and str(fresh.uuid) != old
+    got = await app.get(old)
+    assert got is not None and got.status == "new" and got.returning is None
+    await db.execute(  # it ran again, and failed
+        "WITH m AS (DELETE FROM messages WHERE uuid = $1 RETURNING body) INSERT INTO records (uuid, app, queue,"
+        " task_name, status, envelope, created, updated, finished) SELECT $1, $2, 'default', 'noop', 'error', body,"
+        " 1, 1, 1 FROM m", old, app_name)
+    reuse.append(old)
+    assert str((await app.add_task("noop")).uuid) == old  # one call, sent again the same way
+    got = await app.get(old)
+    assert got is not None and got.status == "new"
+    others = [e.uuid for e in minted] + [str(fresh.uuid)]
+    got_all = await asyncio.gather(*(app.get(u) for u in others))
+    assert [t.status if t is not None else None for t in got_all] == ["new"] * len(others)
+    await app.close()
+
+
+@pytest.mark.asyncio
+async def test_a_batch_over_two_queues_feeds_each_queue_its_new_events_in_batch_order(
+    pg_url: str, app_name: str
+) -> None:
+    """The enqueue's feed rows are built by the producer (one JSON text per queue): every task of the batch is one
+    ``new`` event of its own queue, in the order sent, with its name as stored (odd characters included)."""
+    from qtasks_fast.schemas import Envelope, Minted
+
+    app = _app(app_name, pg_url)
+    names = ["noop", 'qu"ote\\\x00', "ünï", "noop"]
+    sent = Minted(Envelope(uuid=str(uuid.uuid4()), task_name=n, queue=q, created_at=time.time())
+                  for n, q in zip(names, ["a", "b", "a", "b"], strict=True))
+    await app.broker.enqueue(sent, app.storage)
+    # the feed shows a committed batch once every transaction older than it has ended (feed.py): on a server
+    # shared with other clients that can take a moment, so read until the batch is there (or 10 s)
+    deadline = time.monotonic() + 10
+    while True:
+        page = await app.storage.events(["a", "b"], None, 100)
+        if len(page.events) >= len(sent) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    got = [(e.queue, e.uuid, e.task_name, e.status) for e in page.events]
+    want = [(e.queue, e.uuid, e.task_name.replace("\x00", "\\x00"), "new") for e in sent]
+    assert sorted(got) == sorted(want)
+    assert [g for g in got if g[0] == "a"] == [w for w in want if w[0] == "a"]
+    assert [g for g in got if g[0] == "b"] == [w for w in want if w[0] == "b"]
+    await app.close()

@@ -1,7 +1,13 @@
 """pg: the PostgreSQL backend (``postgresql://``) — bulk enqueue, drain through real workers, idle pickup latency.
 
 * bulk enqueue: ``app.add_tasks`` in chunks of ``--chunk``, no worker running (COPY-free: one multi-row
-  statement per chunk);
+  statement per chunk); once more, last, with ``--stored`` finished records of another app in the table
+  (``enqueue_rate_stored``), as a deployment keeping a day of results has: what a per-task lookup of ``records``
+  would cost shows there, not in the nearly empty table of the first; and with two ``add_tasks`` in flight (the
+  async client, two coroutines each sending half the chunks: ``enqueue_rate_inflight2``; run last, after the
+  stored records, so its undrained messages change nothing measured before it), where one chunk's server work and
+  commit flush overlap the other's Python (one call is one statement, so a single caller's chunks cannot
+  overlap: each call returns after its commit);
 * drain: a supervisor (``python -m qtasks_fast ... run --processes P``) started and warmed up before the clock;
   N tasks enqueued in bulk while it runs, tasks/s from the first enqueue to the newest record's ``updated``
   once no message is left (every one must be ``success``);
@@ -39,6 +45,8 @@ from qtasks_fast.benchmarks.sqlite import APP_MODULE, APP_SOURCE, WARM_UP, Pool,
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGETS = {"drain_p2": 20_000.0, "enqueue": 100_000.0, "pickup_p50_ms": 10.0}
+#: finished records in the table for the last bulk enqueue (``enqueue_rate_stored``)
+STORED = 200_000
 
 
 class PgPool(Pool):
@@ -92,6 +100,43 @@ def bulk_enqueue(tmp: Path, url: str, n: int, chunk: int) -> dict[str, float]:
     elapsed, cpu = time.perf_counter() - t0, _cpu([me]) - c0
     app.close()
     return {"rate": n / elapsed, "producer_us": cpu * 1e6 / n}
+
+
+def bulk_enqueue_inflight2(url: str, n: int, chunk: int) -> dict[str, float]:
+    """``n`` tasks in chunks of ``chunk`` by the async client, two ``add_tasks`` in flight (two coroutines on one
+    app, so two pooled connections): what a producer that does not wait for each chunk's commit gets."""
+    from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
+
+    async def noop() -> None:
+        return None
+
+    async def go() -> dict[str, float]:
+        app = AsyncQueueTasks(f"bench-enqueue2-{uuid.uuid4().hex[:6]}", broker_url=url)
+        app.task(name="noop")(noop)
+        calls: list[tuple[str, tuple[()], dict[str, Any]]] = [("noop", (), {})] * chunk
+        await app.add_tasks(calls[:10])  # connect and migrate outside the clock
+
+        async def part(tasks: int) -> None:
+            for i in range(0, tasks, chunk):
+                await app.add_tasks(calls[:min(chunk, tasks - i)])
+
+        half = (n // chunk + 1) // 2 * chunk  # whole chunks to the first, the rest to the second
+        me = psutil.Process()
+        c0, t0 = _cpu([me]), time.perf_counter()
+        await asyncio.gather(part(min(half, n)), part(n - min(half, n)))
+        elapsed, cpu = time.perf_counter() - t0, _cpu([me]) - c0
+        await app.close()
+        return {"rate": n / elapsed, "producer_us": cpu * 1e6 / n}
+
+    return asyncio.run(go())
+
+
+def store_records(dsn: str, schema: str, count: int) -> None:
+    """``count`` finished records of an app of their own (``bench-stored``), written by the server in one statement."""
+    _sql(dsn, f'INSERT INTO "{schema}".records (uuid, app, queue, task_name, status, envelope, created, updated,'
+              " finished, expires_at) SELECT gen_random_uuid()::text, 'bench-stored', 'default', 'noop', 'success',"
+              " '\\x80', 1, 1, 1, 9999999999999 FROM generate_series(1, $1::int)", count)
+    _sql(dsn, f'VACUUM ANALYZE "{schema}".records')  # no autovacuum of them during the clock
 
 
 def drain_once(pool: PgPool, app: Any, dsn: str, schema: str, n: int, chunk: int, timeout: float) -> dict[str, float]:
@@ -149,11 +194,13 @@ def pickups(app: Any, dsn: str, schema: str, count: int) -> list[float]:
     return out
 
 
-def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int], pickup_count: int) -> dict[str, Any]:
+def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int], pickup_count: int,
+            stored: int = 0) -> dict[str, Any]:
     schema = f"qtf_bench_{uuid.uuid4().hex[:8]}"
     sep = "&" if "?" in url else "?"
     full = f"{url}{sep}schema={schema}"
-    runs: dict[str, list[dict[str, float]]] = {"enqueue": [], **{f"drain-p{p}": [] for p in processes}}
+    runs: dict[str, list[dict[str, float]]] = {"enqueue": [], "enqueue-stored": [], "enqueue-2": [],
+                                               **{f"drain-p{p}": [] for p in processes}}
     lat: list[float] = []
     try:
         with tempfile.TemporaryDirectory(prefix="qtasks-bench-pg-") as tmp_name, contextlib.ExitStack() as stack:
@@ -173,6 +220,12 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
             if pickup_count:
                 pool, app = pools[min(pools)]
                 lat = pickups(app, url, schema, pickup_count)
+            if stored:  # last: the drains and pickups above ran on the table as before
+                store_records(url, schema, stored)
+                for _ in range(repeats):
+                    runs["enqueue-stored"].append(bulk_enqueue(tmp, full, n, chunk))
+            for _ in range(repeats):  # very last: its messages (never drained) must not grow the tables above
+                runs["enqueue-2"].append(bulk_enqueue_inflight2(full, n, chunk))
     finally:
         _sql(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
@@ -181,7 +234,15 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
 
     rows: list[dict[str, Any]] = [
         {"case": f"bulk enqueue (add_tasks, chunks of {chunk}), no worker", "n": n, "tasks/s": med("enqueue", "rate"),
-         "runs": [round(r["rate"]) for r in runs["enqueue"]], "producer µs/task": med("enqueue", "producer_us")}]
+         "runs": [round(r["rate"]) for r in runs["enqueue"]], "producer µs/task": med("enqueue", "producer_us")},
+        {"case": f"bulk enqueue, two add_tasks in flight (async client, chunks of {chunk})", "n": n,
+         "tasks/s": med("enqueue-2", "rate"), "runs": [round(r["rate"]) for r in runs["enqueue-2"]],
+         "producer µs/task": med("enqueue-2", "producer_us")}]
+    if stored:
+        rows.append({"case": f"bulk enqueue, {stored:,} finished records stored", "n": n,
+                     "tasks/s": med("enqueue-stored", "rate"),
+                     "runs": [round(r["rate"]) for r in runs["enqueue-stored"]],
+                     "producer µs/task": med("enqueue-stored", "producer_us")})
     rows += [{"case": f"drain, {p} process{'es' if p > 1 else ''} (enqueued while it runs)", "n": n,
               "tasks/s": med(f"drain-p{p}", "rate"), "runs": [round(r["rate"]) for r in runs[f"drain-p{p}"]],
               "workers µs/task": med(f"drain-p{p}", "worker_us"),
@@ -190,15 +251,19 @@ def measure(url: str, n: int, repeats: int, chunk: int, processes: Sequence[int]
               "busy cores": med(f"drain-p{p}", "busy_cores")} for p in processes]
     headline: dict[str, Any] = {
         "enqueue_rate": med("enqueue", "rate"),
+        "enqueue_rate_inflight2": med("enqueue-2", "rate"),
         "drain_rate_by_processes": {str(p): med(f"drain-p{p}", "rate") for p in processes},
         "drain_busy_cores_by_processes": {str(p): med(f"drain-p{p}", "busy_cores") for p in processes}}
+    if stored:
+        headline["enqueue_rate_stored"] = med("enqueue-stored", "rate")
     if lat:
         lat.sort()
         p50, p99 = statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         rows.append({"case": f"idle pickup (enqueue -> claimed), {len(lat)} tasks", "n": len(lat), "p50 ms": p50,
                      "p99 ms": p99})
         headline["pickup_ms"] = {"p50": p50, "p99": p99}
-    return {"params": {"n": n, "repeats": repeats, "chunk": chunk, "processes": list(processes), "url": url},
+    return {"params": {"n": n, "repeats": repeats, "chunk": chunk, "processes": list(processes), "url": url,
+                       "stored": stored},
             "rows": rows, "headline": headline, "targets": TARGETS,
             "notes": ["A schema of its own on the server, dropped afterwards; workers µs/task is the CPU of every "
                       "worker process over the drain (fetch, run, settle); the server's CPU is not in it."]}
@@ -210,7 +275,8 @@ def run(ctx: Any) -> dict[str, Any]:
     ctx.step("pg: bulk enqueue, drain and idle pickup")
     try:
         url = os.environ.get("QTASKS_BENCH_PG_URL", DEFAULT_URL)
-        return measure(url, ctx.n, ctx.repeats, ctx.args.chunk, ctx.args.process_counts, 20 if ctx.quick else 200)
+        return measure(url, ctx.n, ctx.repeats, ctx.args.chunk, ctx.args.process_counts, 20 if ctx.quick else 200,
+                       STORED // 10 if ctx.quick else STORED)
     finally:
         ctx.end()
 
@@ -224,12 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=1000, help="tasks per add_tasks call (default %(default)s)")
     p.add_argument("--processes", default="2", help="worker process counts of the drain (default 2)")
     p.add_argument("--pickups", type=int, default=200, help="idle pickups timed (default %(default)s)")
+    p.add_argument("--stored", type=int, default=STORED,
+                   help="finished records stored for the last bulk enqueue (0: skip it; default %(default)s)")
     p.add_argument("--out", type=Path, default=Path.cwd() / "bench-pg", help="results folder")
     args = p.parse_args(argv)
     counts = [int(x) for x in args.processes.split(",") if x.strip().isdigit()]
     if not counts or min(counts) < 1 or min(args.n, args.repeats, args.chunk) < 1:
         p.error("--n, --repeats, --chunk must be at least 1 and --processes a list such as 1,2")
-    result = measure(args.pg_url, args.n, args.repeats, args.chunk, counts, args.pickups)
+    result = measure(args.pg_url, args.n, args.repeats, args.chunk, counts, args.pickups, max(args.stored, 0))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pg.json").write_text(json.dumps({"suite": "pg", **result}, indent=1))
     for row in result["rows"]:

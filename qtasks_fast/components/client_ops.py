@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.components.producer import NeedsLookup, Signature, as_call, call_options, task_keywords
 from qtasks_fast.control import checked_uuid
-from qtasks_fast.schemas import Task, record_from_envelope
+from qtasks_fast.schemas import Minted, Task, record_from_envelope
 from qtasks_fast.steps import Either, Steps
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ def adding(app: BaseQueueTasks, task_name: str | Signature, args: tuple[Any, ...
         yield from app._resolving(name)
     when, meta = call_options(app.config, countdown, eta, unique)
     env, uid = app.build(name, call_args, kwargs, priority, eta=when, meta=meta)
-    skipped = yield from app._sending([env], timeout is not None, connection)
+    # a uuid minted by build, unless a middleware may have set its own (see Minted)
+    skipped = yield from app._sending([env] if app._mw_active else Minted([env]), timeout is not None, connection)
     if skipped:
         return (yield from holder(app, skipped[env.uuid], env.queue, timeout))
     if timeout is None:

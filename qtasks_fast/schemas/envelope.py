@@ -36,6 +36,20 @@ class Envelope(msgspec.Struct, omit_defaults=True):
     eta: float = msgspec.field(name="e", default=0.0)
 
 
+
+class Minted(list[Envelope]):
+    """A batch of envelopes whose uuids the producer has just minted (``new_uuid``) and never sent before.
+
+    Why: a backend that keeps a task's record apart from its message must make a uuid sent *again* start over
+    (its old final record goes); checking that costs a lookup per task. A fresh uuid cannot have a record, so a
+    backend seeing this type may skip the lookup (PostgreSQL: the enqueue's delete of old records, a fifth to
+    a third of its statement on a large ``records`` table). Anything else (a plain list, a middleware that set
+    its own uuid, a batch sent again) takes the checked path. Backends that do not care read it as a list.
+    """
+
+    __slots__ = ()
+
+
 #: ``Envelope.meta`` keys the runtime reads. Plugins use their own keys (prefix them with the plugin's name).
 #: ``[key, ttl seconds]``: enqueue is a no-op when ``key`` was claimed within ttl (unique enqueue)
 META_UNIQUE = "uq"

@@ -51,7 +51,7 @@ from qtasks_fast.backends.postgres.records import (
     unclaim_unique,
 )
 from qtasks_fast.exceptions import BrokerUnavailable
-from qtasks_fast.schemas import Envelope, releases_unique, unique_owner
+from qtasks_fast.schemas import Envelope, Minted, releases_unique, unique_owner
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -183,13 +183,14 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
         caller's own, for a transactional enqueue (the task exists only if that transaction commits)."""
         now = now_ms()
         skipped: dict[str, str] = {}
+        fresh = isinstance(envelopes, Minted)  # before any filtering: a part of a minted batch is minted too
         if unique and has_unique(envelopes):
             skipped = await claim_unique(conn, self.app_name, envelopes, now, self.unique_ttl)
             if skipped:
                 envelopes = [e for e in envelopes if e.uuid not in skipped]
         if envelopes:
             await enqueue_rows(conn, self.app_name, envelopes, core.encode_envelopes(list(envelopes)), wait, rec, now,
-                               self.priority_levels - 1, self.db.channel)
+                               self.priority_levels - 1, self.db.channel, fresh=fresh)
         return skipped
 
     async def enqueue_in(self, connection: Any, envelopes: Sequence[Envelope], storage: Storage,
