@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import inspect
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from qtasks_fast.log import get_logger
 from qtasks_fast.tasktable import publish
 from qtasks_fast.worker.apart import settle_apart
 from qtasks_fast.worker.control import Limiter, cancel_loop, fire
+from qtasks_fast.worker.eager import run_core
 from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
@@ -89,6 +91,9 @@ class Worker:
         self._retries: list[Envelope] = []
         self._done_event = asyncio.Event()
         self._settled_all = asyncio.Event()
+        #: what a finished task calls with its outcome and followups: ``_run.task_done`` (compiled) bound to this
+        #: worker (queues the outcome, frees the slot, starts the next, wakes the settler)
+        self._on_done: Callable[[Outcome, Sequence[Envelope]], None] = functools.partial(run_core.task_done, self)
         self.executor = Executor(self.worker_id, app.config.threads, self._on_done, app.config.validate_args)
         self.executor.worker = self
         #: set by :meth:`run` when a registered task has ``concurrency_limit``; None keeps the hot path as it was
@@ -157,19 +162,6 @@ class Worker:
                     self.executor.crashed(d, exc)
         finally:
             self._starting = False
-
-    def _on_done(self, outcome: Outcome, followups: Sequence[Envelope] = ()) -> None:
-        """A task finished: queue its outcome, and the envelopes to enqueue in the same settle (retry
-        child, next chain step)."""
-        self._done.append(outcome)
-        if followups:
-            self._retries.extend(followups)
-        self.unsettled += 1
-        self.active -= 1
-        if self.backlog:
-            self.start_more()
-        self._done_event.set()
-        self.slot_free.set()
 
     def finish_unrun(self, outcome: Outcome) -> None:
         """Settle a delivery that never started (cancelled while waiting; a limit the broker cannot keep)."""
