@@ -18,11 +18,13 @@ before anything is acked (the settler, unchanged), every path other than a plain
 """
 
 import contextvars
+import time
 
 import msgspec
 
 from qtasks_fast import _corelib
 from qtasks_fast.log import current_task
+from qtasks_fast.worker.ownership import reconfirm as _reconfirm
 
 try:
     import cython  # at compile time: Cython's types; at run time (pure Python): its shadow module
@@ -30,6 +32,7 @@ except ImportError:  # pure Python without Cython installed: the same no-op name
     from qtasks_fast import _cyshim as cython
 
 _copy_context = contextvars.copy_context
+_monotonic = time.monotonic
 _encode = _corelib.encode
 _set_task = current_task.set
 _ENCODE_ERRORS = (TypeError, msgspec.EncodeError, OverflowError)
@@ -119,3 +122,57 @@ def task_done(w, outcome, followups):
     ev = w.slot_free
     if not ev._value:
         ev.set()
+
+
+def start_more(w, confirmed=False):
+    """``Worker.start_more``: start backlog deliveries while slots are free (``w.executor.submit`` each; one
+    that cannot even start ends as an error, the rest go on). Past the known validity of the leases, renew
+    first (``ownership.reconfirm``), which calls back with ``confirmed=True``. Not re-entered: an inline task
+    that finishes inside the loop leaves the starting to the loop itself."""
+    if w._starting:
+        return
+    backlog = w.backlog
+    if backlog and not confirmed and _monotonic() >= w.leases_until:
+        _reconfirm(w)  # frozen or cut off past the lease: renew (drops what is lost), then start
+        return
+    w._starting = True
+    try:
+        ex = w.executor
+        submit = ex.submit
+        concurrency = w.concurrency
+        while backlog and w.active < concurrency and not w.stopping:
+            w.active += 1
+            d = backlog.popleft()
+            try:
+                submit(d)
+            except Exception as exc:  # noqa: BLE001 - starting one delivery broke: it ends, the rest go on
+                ex.crashed(d, exc)
+    finally:
+        w._starting = False
+
+
+def submit(ex, d):
+    """``Executor.submit``: start ``d``. A plain async task without a time limit (``TaskFunc.plain``, known
+    from its first call) is queued for the eager runners here; every other case is ``Executor.start_other``."""
+    h = d.handler
+    d.started = _monotonic()
+    if h.plain and h.is_async and not d.envelope.timeout:
+        _queue(ex.eager, d)
+        return
+    ex.start_other(d)
+
+
+def queue_job(runners, d):
+    """``EagerRunners.submit``: queue ``d`` for the runners; wake the idle one, or start one if none exists."""
+    _queue(runners, d)
+
+
+@cython.cfunc
+def _queue(runners, d):
+    runners.jobs.append(d)
+    waiter = runners._waiter
+    if waiter is not None:
+        if not waiter.done():
+            waiter.set_result(None)
+    elif not runners._runners:
+        runners._spawn(1)

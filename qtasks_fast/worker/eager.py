@@ -86,14 +86,8 @@ class EagerRunners:
         #: the idle runner's wake-up (None while no runner waits for work)
         self._waiter: asyncio.Future[None] | None = None
 
-    def submit(self, d: Delivery) -> None:
-        self.jobs.append(d)
-        waiter = self._waiter
-        if waiter is not None:
-            if not waiter.done():
-                waiter.set_result(None)
-        elif not self._runners:
-            self._spawn(1)
+    #: queue a delivery; wake the idle runner or start one (compiled: ``_run.queue_job``)
+    submit = run_core.queue_job
 
     def _spawn(self, n: int) -> None:
         create = asyncio.get_running_loop().create_task

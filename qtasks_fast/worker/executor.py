@@ -139,9 +139,13 @@ class Executor:
         #: settled batch by the worker, never here
         self.n_failed = self.n_retried = self.n_cancelled = 0
 
-    def submit(self, d: Delivery) -> None:
+    #: start ``d``: a plain async task is queued for the eager runners, anything else goes to :meth:`start_other`
+    #: (compiled: ``_run.submit``, called once per task)
+    submit = run_core.submit
+
+    def start_other(self, d: Delivery) -> None:
+        """Start what is not a plain async task (or not yet known to be one: its first call decides)."""
         h = d.handler
-        d.started = time.monotonic()
         if not h.plain:  # the one check of the plain path; the first call of a task decides it
             if h.needs_hooks():
                 self.running[d] = asyncio.get_running_loop().create_task(run_hooked(self, d))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import inspect
 import time
 from collections import deque
@@ -29,7 +28,7 @@ from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
-from qtasks_fast.worker.ownership import owned, reconfirm
+from qtasks_fast.worker.ownership import owned
 from qtasks_fast.worker.registry import Registration
 from qtasks_fast.worker.startup import NameLease, check_capabilities, global_config_call, new_owner, start_broker
 from qtasks_fast.worker.summary import Summary
@@ -91,9 +90,6 @@ class Worker:
         self._retries: list[Envelope] = []
         self._done_event = asyncio.Event()
         self._settled_all = asyncio.Event()
-        #: what a finished task calls with its outcome and followups: ``_run.task_done`` (compiled) bound to this
-        #: worker (queues the outcome, frees the slot, starts the next, wakes the settler)
-        self._on_done: Callable[[Outcome, Sequence[Envelope]], None] = functools.partial(run_core.task_done, self)
         self.executor = Executor(self.worker_id, app.config.threads, self._on_done, app.config.validate_args)
         self.executor.worker = self
         #: set by :meth:`run` when a registered task has ``concurrency_limit``; None keeps the hot path as it was
@@ -144,24 +140,12 @@ class Worker:
             backlog.extend(deliveries)
         self.start_more()
 
-    def start_more(self, confirmed: bool = False) -> None:
-        if self._starting:  # an inline task finished inside this loop: the loop itself goes on
-            return
-        if self.backlog and time.monotonic() >= self.leases_until and not confirmed:
-            reconfirm(self)  # frozen or cut off past the lease: renew (drops what is lost), then start
-            return
-        self._starting = True
-        try:
-            submit = self.executor.submit
-            while self.backlog and self.active < self.concurrency and not self.stopping:
-                self.active += 1
-                d = self.backlog.popleft()
-                try:
-                    submit(d)
-                except Exception as exc:  # noqa: BLE001 - starting one delivery broke: it ends, the rest go on
-                    self.executor.crashed(d, exc)
-        finally:
-            self._starting = False
+    #: start backlog deliveries while slots are free (compiled: ``_run.start_more``; ``confirmed=True`` after a
+    #: lease renewal confirmed them, see ownership.py)
+    start_more = run_core.start_more
+    #: a task finished: queue its outcome and followups (retry child, next chain step), free its slot, start the
+    #: next, wake the settler (compiled: ``_run.task_done``)
+    _on_done = run_core.task_done
 
     def finish_unrun(self, outcome: Outcome) -> None:
         """Settle a delivery that never started (cancelled while waiting; a limit the broker cannot keep)."""
