@@ -148,6 +148,10 @@ def test_the_pure_python_core_runs_without_cython_installed(monkeypatch: pytest.
     core = _load_source(Path(_corelib.__file__).with_name("_core.pyx"), "core_nocy")
     packing = _load_source(Path(pack.__file__).with_name("_pack.pyx"), "pack_nocy")
     assert core.cython.__name__ == "qtasks_fast._cyshim" and packing.cython.__name__ == "qtasks_fast._cyshim"
+    from qtasks_fast.worker import eager
+
+    run = _load_source(Path(eager.__file__).with_name("_run.pyx"), "run_nocy")
+    assert run.cython.__name__ == "qtasks_fast._cyshim"
     env = Envelope(uuid="00000000-0000-0000-0000-000000000001", task_name="add", args=[1, 2])
     ready: list = []
     bad: list = []
@@ -293,3 +297,44 @@ def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
         ("on_done", ("sees", "success", None, [])),
         ("on_done", ("after", "success", 4, [])),
     ], ["none"])
+
+
+
+def test_a_worker_runs_async_tasks_on_the_pure_python_run_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's per-task loop (``worker/_run.pyx``) run as Python, end to end in a worker: tasks that finish
+    at once, tasks that suspend, a failure (each compiled entry point swapped for the pure twin's)."""
+    import asyncio
+
+    from qtasks_fast import QueueTasks
+    from qtasks_fast.testing import WorkerThread
+    from qtasks_fast.worker import eager
+    from qtasks_fast.worker.executor import Executor
+    from qtasks_fast.worker.worker import Worker
+
+    pure = _load_source(Path(eager.__file__).with_name("_run.pyx"), "run_py")
+    monkeypatch.setattr(eager, "run_core", pure)
+    monkeypatch.setattr(eager.EagerRunners, "submit", pure.queue_job)
+    monkeypatch.setattr(Executor, "submit", pure.submit)
+    monkeypatch.setattr(Worker, "start_more", pure.start_more)
+    monkeypatch.setattr(Worker, "_on_done", pure.task_done)
+    app = QueueTasks("pure_run", broker_url="memory://")
+
+    @app.task(name="double")
+    async def double(x: int) -> int:
+        return x * 2
+
+    @app.task(name="later")
+    async def later(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x + 1
+
+    @app.task(name="boom")
+    async def boom() -> None:
+        raise ValueError("no")
+
+    with WorkerThread(app, concurrency=4):
+        sent = [app.add_task("double", i) for i in range(20)] + [app.add_task("later", i) for i in range(5)]
+        failed = app.add_task("boom", timeout=10)
+        done = [app.wait(str(t.uuid), 10) for t in sent]
+    assert [t.returning for t in done] == [i * 2 for i in range(20)] + [i + 1 for i in range(5)]  # type: ignore[union-attr]
+    assert failed is not None and failed.status == "error" and "ValueError: no" in (failed.traceback or "")
