@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -276,7 +277,8 @@ def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
             self.seen.append(("_finish", (d.envelope.task_name, type(value).__name__, repr(exc))))
 
     results = []
-    for run in (eager.run_core, pure):
+
+    def one(run: Any) -> None:
         ex, seen_leak = Ex(), []  # type: ignore[var-annotated]
         jobs = collections.deque([Job("double", double, 21), Job("fails", fails), Job("odd", unencodable),
                                   Job("chained", double, 1, meta={"chain": 1}), Job("sees", sees, seen_leak),
@@ -288,6 +290,9 @@ def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
         assert [j.envelope.task_name for j in jobs] == ["after"]
         assert run.run_ready(jobs, ex, eager.log) is None and not jobs
         results.append((ex.seen, seen_leak))
+
+    for run in (eager.run_core, pure):  # the loop sets current_task in its caller's context: a copy of ours
+        contextvars.copy_context().run(one, run)
     assert results[0] == results[1]
     assert results[0] == ([
         ("on_done", ("double", "success", 42, [])),

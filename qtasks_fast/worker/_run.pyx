@@ -115,7 +115,7 @@ def task_done(w, outcome, followups):
     w.unsettled += 1
     w.active -= 1
     if w.backlog:
-        w.start_more()
+        start_more(w, False)  # the module's own (``Worker.start_more`` is it): no bound method per call
     ev = w._done_event
     if not ev._value:
         ev.set()
@@ -176,3 +176,19 @@ def _queue(runners, d):
             waiter.set_result(None)
     elif not runners._runners:
         runners._spawn(1)
+
+
+@cython.locals(failed=cython.Py_ssize_t, n=cython.Py_ssize_t)
+def settled(w, outcomes):
+    """The settler stored and acked ``outcomes``: count them (the summary line, the registry) and let their
+    deliveries leave ``inflight`` (no longer renewed). One C loop instead of a generator and a loop per batch."""
+    inflight = w.inflight
+    failed = 0
+    for o in outcomes:
+        if o[1] != "success":
+            failed += 1
+        inflight.discard(o[0])
+    n = len(outcomes)
+    w.unsettled -= n
+    w.settled += n
+    w.settled_failed += failed

@@ -199,11 +199,7 @@ class Worker:
             if self._on_save:
                 await self.plugins.fire("storage_save", storage=self.storage, outcomes=outcomes,  # type: ignore[union-attr]
                                         worker=self)
-            self.unsettled -= len(outcomes)
-            self.settled += len(outcomes)
-            self.settled_failed += sum(1 for o in outcomes if o[1] != "success")
-            for o in outcomes:
-                self.inflight.discard(o[0])
+            run_core.settled(self, outcomes)  # counters, and the deliveries leave inflight (compiled: _run.pyx)
             self.slot_free.set()
             if not self.inflight:
                 self._settled_all.set()
