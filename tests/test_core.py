@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -152,6 +153,10 @@ def test_the_pure_python_core_runs_without_cython_installed(monkeypatch: pytest.
     core = _load_source(Path(_corelib.__file__).with_name("_core.pyx"), "core_nocy")
     packing = _load_source(Path(pack.__file__).with_name("_pack.pyx"), "pack_nocy")
     assert core.cython.__name__ == "qtasks_fast._cyshim" and packing.cython.__name__ == "qtasks_fast._cyshim"
+    from qtasks_fast.worker import eager
+
+    run = _load_source(Path(eager.__file__).with_name("_run.pyx"), "run_nocy")
+    assert run.cython.__name__ == "qtasks_fast._cyshim"
     env = Envelope(uuid="00000000-0000-0000-0000-000000000001", task_name="add", args=[1, 2])
     ready: list = []
     bad: list = []
@@ -217,3 +222,129 @@ def test_sse_frames_from_json_are_the_frames_of_the_events() -> None:
                         queue="q\u00fc", status="new", at=17.5 + i, worker_id=(None, "w-1")[i % 2]) for i in range(7)]
     assert encode_raw([e.id for e in events], [msgspec.json.encode(e) for e in events]) == encode_events(events)
     assert encode_raw([], []) == b""
+
+
+def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
+    """``worker/_run.pyx`` (the eager runner's per-task loop) compiled and as Python: the same outcomes, the same
+    path for each kind of end, each task's first step in its own context with ``current_task`` set to it."""
+    import asyncio
+    import collections
+    import contextvars
+
+    from qtasks_fast.log import current_task
+    from qtasks_fast.worker import eager
+
+    assert eager.COMPILED, "the installed worker loop is compiled"
+    pure = _load_source(Path(eager.__file__).with_name("_run.pyx"), "run_py")
+    leak: contextvars.ContextVar[str] = contextvars.ContextVar("leak", default="none")
+
+    class Handler:
+        def __init__(self, func: object) -> None:
+            self.func, self.echo, self._validator = func, False, None
+
+    class Env:
+        def __init__(self, name: str, args: tuple[object, ...], meta: dict[str, object] | None = None) -> None:
+            self.task_name, self.args, self.kwargs, self.meta = name, args, {}, meta or {}
+
+    class Job:
+        def __init__(self, name: str, func: object, *args: object, meta: dict[str, object] | None = None) -> None:
+            self.handler, self.envelope = Handler(func), Env(name, args, meta)
+
+    async def double(x: int) -> int:
+        leak.set("set by a task")  # in its own copy of the context: never seen by the next task
+        assert current_task.get().args == (x,)  # type: ignore[union-attr] - its own envelope
+        return x * 2
+
+    async def fails() -> None:
+        raise ValueError("no")
+
+    async def unencodable() -> object:
+        return object()
+
+    async def sees(out: list[str]) -> None:
+        out.append(leak.get())
+
+    async def suspends() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    class Ex:
+        validate = False
+
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, object]] = []
+
+        def on_done(self, outcome: tuple[object, ...], followups: object) -> None:
+            self.seen.append(("on_done", (outcome[0].envelope.task_name, outcome[1],  # type: ignore[attr-defined]
+                                          msgspec.msgpack.decode(outcome[2]), followups)))  # type: ignore[arg-type]
+
+        def _finish(self, d: Job, value: object, exc: BaseException | None) -> None:
+            self.seen.append(("_finish", (d.envelope.task_name, type(value).__name__, repr(exc))))
+
+    results = []
+
+    def one(run: Any) -> None:
+        ex, seen_leak = Ex(), []  # type: ignore[var-annotated]
+        jobs = collections.deque([Job("double", double, 21), Job("fails", fails), Job("odd", unencodable),
+                                  Job("chained", double, 1, meta={"chain": 1}), Job("sees", sees, seen_leak),
+                                  Job("suspends", suspends), Job("after", double, 2)])
+        suspended = run.run_ready(jobs, ex, eager.log)
+        assert suspended is not None and suspended[0].envelope.task_name == "suspends"
+        assert isinstance(suspended[2], contextvars.Context) and suspended[3] is None  # sleep(0) yields None
+        suspended[1].close()
+        assert [j.envelope.task_name for j in jobs] == ["after"]
+        assert run.run_ready(jobs, ex, eager.log) is None and not jobs
+        results.append((ex.seen, seen_leak))
+
+    for run in (eager.run_core, pure):  # the loop sets current_task in its caller's context: a copy of ours
+        contextvars.copy_context().run(one, run)
+    assert results[0] == results[1]
+    assert results[0] == ([
+        ("on_done", ("double", "success", 42, [])),
+        ("_finish", ("fails", "NoneType", "ValueError('no')")),
+        ("_finish", ("odd", "object", "None")),
+        ("_finish", ("chained", "int", "None")),
+        ("on_done", ("sees", "success", None, [])),
+        ("on_done", ("after", "success", 4, [])),
+    ], ["none"])
+
+
+
+def test_a_worker_runs_async_tasks_on_the_pure_python_run_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's per-task loop (``worker/_run.pyx``) run as Python, end to end in a worker: tasks that finish
+    at once, tasks that suspend, a failure (each compiled entry point swapped for the pure twin's)."""
+    import asyncio
+
+    from qtasks_fast import QueueTasks
+    from qtasks_fast.testing import WorkerThread
+    from qtasks_fast.worker import eager
+    from qtasks_fast.worker.executor import Executor
+    from qtasks_fast.worker.worker import Worker
+
+    pure = _load_source(Path(eager.__file__).with_name("_run.pyx"), "run_py")
+    monkeypatch.setattr(eager, "run_core", pure)
+    monkeypatch.setattr(eager.EagerRunners, "submit", pure.queue_job)
+    monkeypatch.setattr(Executor, "submit", pure.submit)
+    monkeypatch.setattr(Worker, "start_more", pure.start_more)
+    monkeypatch.setattr(Worker, "_on_done", pure.task_done)
+    app = QueueTasks("pure_run", broker_url="memory://")
+
+    @app.task(name="double")
+    async def double(x: int) -> int:
+        return x * 2
+
+    @app.task(name="later")
+    async def later(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x + 1
+
+    @app.task(name="boom")
+    async def boom() -> None:
+        raise ValueError("no")
+
+    with WorkerThread(app, concurrency=4):
+        sent = [app.add_task("double", i) for i in range(20)] + [app.add_task("later", i) for i in range(5)]
+        failed = app.add_task("boom", timeout=10)
+        done = [app.wait(str(t.uuid), 10) for t in sent]
+    assert [t.returning for t in done] == [i * 2 for i in range(20)] + [i + 1 for i in range(5)]  # type: ignore[union-attr]
+    assert failed is not None and failed.status == "error" and "ValueError: no" in (failed.traceback or "")

@@ -9,6 +9,8 @@ import asyncio
 import contextvars
 import time
 
+import msgspec
+
 from qtasks_fast import QueueTasks
 from qtasks_fast.testing import WorkerThread
 
@@ -108,23 +110,38 @@ def test_cancel_reaches_a_suspended_task_and_a_queued_one() -> None:
 
 
 class _Handler:
+    """The fields of a TaskFunc the runners read: a plain call (no echo ``self``, no argument validator)."""
+
     def __init__(self, func: object) -> None:
-        self.func = func
+        self.func, self.echo, self._validator = func, False, None
+
+
+class _Envelope:
+    def __init__(self, n: int) -> None:
+        self.name, self.args, self.kwargs, self.meta = f"job{n}", (), {}, {}
 
 
 class _Job:
     """The two fields of a Delivery the runners read."""
 
     def __init__(self, func: object, n: int) -> None:
-        self.handler, self.envelope = _Handler(func), f"job{n}"
+        self.handler, self.envelope = _Handler(func), _Envelope(n)
 
 
 class _Executor:
-    """What EagerRunners calls back: arguments, outcomes, the running map."""
+    """What EagerRunners calls back: arguments, outcomes (a plain success comes encoded, through ``on_done``), the
+    running map."""
+
+    validate = False
 
     def __init__(self) -> None:
         self.running: dict[object, asyncio.Task[None]] = {}
         self.finished: list[tuple[object, object, object]] = []
+
+    def on_done(self, outcome: tuple[object, ...], followups: object) -> None:
+        d, status, encoded = outcome[:3]
+        assert status == "success" and followups == []
+        self.finished.append((d, msgspec.msgpack.decode(encoded), None))  # type: ignore[arg-type]
 
     def _args(self, d: object) -> tuple[tuple[()], dict[str, object]]:
         return (), {}

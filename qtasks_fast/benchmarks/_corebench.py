@@ -23,7 +23,77 @@ from qtasks_fast import _corelib as core
 from qtasks_fast.backends.redis import pack
 from qtasks_fast.schemas import Envelope
 
-FUNCS = ("decode_batch", "settle_args", "enqueue_args", "encode_envelopes")
+FUNCS = ("decode_batch", "settle_args", "enqueue_args", "encode_envelopes", "run_tasks")
+
+
+class _Worker:
+    """The fields of a Worker that ``_run.task_done`` updates (its outcome buffer, counters, wake-ups)."""
+
+    def __init__(self) -> None:
+        import asyncio
+        from collections import deque
+
+        self._done: list[Any] = []
+        self._retries: list[Any] = []
+        self.unsettled = self.active = 0
+        self.backlog: deque[Any] = deque()
+        self._done_event, self.slot_free = asyncio.Event(), asyncio.Event()  # set, as in a busy worker
+
+
+class _Handler:
+    """The fields of a ``TaskFunc`` the loop reads, for a task called with its arguments as sent."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func, self.echo, self._validator = func, False, None
+
+
+class _Executor:
+    """What the eager runner's loop calls back on a real Executor: ``on_done`` is the worker's ``task_done``."""
+
+    validate = True
+
+    def __init__(self, run: Any, w: _Worker) -> None:
+        self.on_done = functools.partial(run.task_done, w)
+
+    def _finish(self, d: Any, value: Any, exc: BaseException | None) -> None:
+        raise AssertionError(f"the plain path must finish {d!r} itself ({exc!r})")
+
+    def _args(self, d: Any) -> Any:
+        raise AssertionError("no handler here needs its arguments bound")
+
+
+def run_tasks_call(ready: list[Any]) -> Callable[[], Any]:
+    """The worker's per-task work for no-op async tasks once fetched and decoded (``worker/_run.pyx``): context
+    copy, ``current_task``, the coroutine's one step, the result's encoding, the outcome, the worker's
+    bookkeeping."""
+    from collections import deque
+
+    from qtasks_fast.log import get_logger
+    from qtasks_fast.worker import eager
+
+    run, log = eager.run_core, get_logger("worker")
+    w = _Worker()
+    w._done_event.set()
+    w.slot_free.set()
+    ex = _Executor(run, w)
+
+    async def noop() -> None:
+        return None
+
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    handlers = {"noop": _Handler(noop), "add": _Handler(add)}
+    for d in ready:
+        d.handler = handlers[d.envelope.task_name]
+    jobs: deque[Any] = deque()
+
+    def once() -> None:
+        jobs.extend(ready)
+        run.run_ready(jobs, ex, log)
+        w._done.clear()
+
+    return once
 
 
 def make_batch(batch: int) -> dict[str, Any]:
@@ -39,7 +109,7 @@ def make_batch(batch: int) -> dict[str, Any]:
     ready: list[Any] = []
     core.decode_batch("default", flat, handlers, 1 << 20, ready, [])
     outcomes = [(d, "success", b"\xc0", "", "") for d in ready]
-    return {"envs": envs, "blobs": blobs, "flat": flat, "handlers": handlers, "outcomes": outcomes}
+    return {"envs": envs, "blobs": blobs, "flat": flat, "handlers": handlers, "outcomes": outcomes, "ready": ready}
 
 
 def calls(b: dict[str, Any]) -> dict[str, Callable[[], Any]]:
@@ -51,6 +121,7 @@ def calls(b: dict[str, Any]) -> dict[str, Callable[[], Any]]:
         "settle_args": lambda: settle_args(outcomes, True, "bench-0", "1700000000000"),
         "enqueue_args": lambda: enqueue_args(envs, blobs, "0"),
         "encode_envelopes": lambda: encode_envelopes(envs),
+        "run_tasks": run_tasks_call(b["ready"]),
     }
 
 
@@ -71,7 +142,10 @@ def main(argv: list[str]) -> int:
                 fn()
             best = min(best, (time.perf_counter_ns() - t) / (iters * batch))
         out[name] = best
-    print(json.dumps({"compiled": core.COMPILED and pack.COMPILED, "batch": batch, "ns_per_task": out}))
+    from qtasks_fast.worker import eager
+
+    compiled = core.COMPILED and pack.COMPILED and eager.COMPILED
+    print(json.dumps({"compiled": compiled, "batch": batch, "ns_per_task": out}))
     return 0
 
 

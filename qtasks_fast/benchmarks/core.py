@@ -3,8 +3,10 @@ Redis backend's argument packing, ``backends/redis/_pack.pyx``, compiled and run
 
 Each variant runs ``qtasks_fast.benchmarks._corebench`` in its own process (``QTASKS_PURE_PYTHON=1``
 for pure Python) and reports the best ns per task over several rounds of
-``decode_batch`` (a realistic fetch reply), ``settle_args``, ``enqueue_args`` and
-``encode_envelopes``. When valgrind is installed, the same script runs under
+``decode_batch`` (a realistic fetch reply), ``settle_args``, ``enqueue_args``,
+``encode_envelopes`` and ``run_tasks`` (the worker's per-task loop, ``worker/_run.pyx``: start a no-op
+async task in its context, its one step, encode, outcome, the worker's bookkeeping). When valgrind is
+installed, the same script runs under
 ``valgrind --tool=callgrind --toggle-collect=functools_reduce``, which counts only the
 measured loops; Ir / (ITERS × BATCH) is instructions per task: exact, and immune to a
 noisy machine.
@@ -23,7 +25,8 @@ from typing import Any
 
 from qtasks_fast.benchmarks.common import ROOT, Ctx, bench_env
 
-FUNCS = ("decode_batch", "settle_args", "enqueue_args", "encode_envelopes")
+#: ``run_tasks``: the worker's own per-task work for an async task (``worker/_run.pyx``), since session 10
+FUNCS = ("decode_batch", "settle_args", "enqueue_args", "encode_envelopes", "run_tasks")
 VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (("compiled", {}), ("pure Python", {"QTASKS_PURE_PYTHON": "1"}))
 
 
@@ -104,7 +107,7 @@ def stale_extension() -> str | None:
     import qtasks_fast
 
     pkg = Path(qtasks_fast.__file__).parent
-    for pyx in (pkg / "_core.pyx", pkg / "backends" / "redis" / "_pack.pyx"):
+    for pyx in (pkg / "_core.pyx", pkg / "backends" / "redis" / "_pack.pyx", pkg / "worker" / "_run.pyx"):
         built = sorted(pyx.parent.glob(f"{pyx.stem}.*.so")) + sorted(pyx.parent.glob(f"{pyx.stem}.*.pyd"))
         if pyx.exists() and built and pyx.stat().st_mtime > max(b.stat().st_mtime for b in built):
             return (f"WARNING: {pyx.relative_to(pkg.parent)} is newer than its compiled extension: the two variants "
@@ -152,7 +155,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
     for f in FUNCS:
         rows.append(row(f, f, comp[f], pure[f]))
     total_c, total_p = sum(comp.values()), sum(pure.values())
-    rows.append(row("all four (one task's worth)", "all", total_c, total_p))
+    rows.append(row(f"all {len(FUNCS)} (one task's worth)", "all", total_c, total_p))
     headline: dict[str, Any] = {"ns_compiled": total_c, "ns_pure": total_p, "speedup_time": total_p / total_c}
     if ir and irc.get("all") and irp.get("all"):
         headline.update({"ir_compiled": irc["all"], "ir_pure": irp["all"], "speedup_ir": irp["all"] / irc["all"],

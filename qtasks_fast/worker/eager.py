@@ -31,13 +31,19 @@ import asyncio
 import contextvars
 from collections import deque
 from collections.abc import Coroutine, Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtasks_fast.log import current_task
+from qtasks_fast._corelib import load_compiled
+from qtasks_fast.log import get_logger
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery
     from qtasks_fast.worker.executor import Executor
+
+#: the per-task loop, compiled (``_run.pyx``; its source as Python when asked or when no extension exists)
+run_core, COMPILED = load_compiled("qtasks_fast.worker._run", Path(__file__).with_name("_run.pyx"))
+log = get_logger("worker")
 
 
 class Resume:
@@ -80,14 +86,8 @@ class EagerRunners:
         #: the idle runner's wake-up (None while no runner waits for work)
         self._waiter: asyncio.Future[None] | None = None
 
-    def submit(self, d: Delivery) -> None:
-        self.jobs.append(d)
-        waiter = self._waiter
-        if waiter is not None:
-            if not waiter.done():
-                waiter.set_result(None)
-        elif not self._runners:
-            self._spawn(1)
+    #: queue a delivery; wake the idle runner or start one (compiled: ``_run.queue_job``)
+    submit = run_core.queue_job
 
     def _spawn(self, n: int) -> None:
         create = asyncio.get_running_loop().create_task
@@ -109,24 +109,15 @@ class EagerRunners:
         return True
 
     async def _serve(self) -> None:
-        jobs, ex, runners = self.jobs, self.ex, self._runners
+        jobs, runners = self.jobs, self._runners
         me: Any = asyncio.current_task()  # this runner, while it owns no task
         loop = asyncio.get_running_loop()
+        run_ready = run_core.run_ready
         while True:
-            while jobs:
-                d = jobs.popleft()
-                current_task.set(d.envelope)  # for the task's copy, and the runner's own lines about it
-                ctx = contextvars.copy_context()
-                try:
-                    args, kwargs = ex._args(d)
-                    coro = d.handler.func(*args, **kwargs)
-                    fut = ctx.run(coro.send, None)
-                except StopIteration as stop:
-                    ex._finish(d, stop.value, None)
-                    continue
-                except BaseException as exc:  # noqa: BLE001 - a task's failure is data
-                    ex._finish(d, None, exc)
-                    continue
+            # the tasks that finish in their first step are run and finished there (compiled, _run.pyx)
+            suspended = run_ready(jobs, self.ex, log) if jobs else None
+            if suspended is not None:
+                d, coro, ctx, fut = suspended
                 # it suspended: this Task is d's from now on; enough new runners for what is queued (module doc)
                 runners.discard(me)
                 if len(jobs) > len(runners):

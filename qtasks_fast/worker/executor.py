@@ -48,7 +48,7 @@ from qtasks_fast.middlewares.hooked import run_hooked
 from qtasks_fast.middlewares.retries import retry_child
 from qtasks_fast.schemas import META_CHAIN
 from qtasks_fast.worker.context import EchoTask
-from qtasks_fast.worker.eager import EagerRunners
+from qtasks_fast.worker.eager import EagerRunners, run_core
 
 if TYPE_CHECKING:
     from qtasks_fast.abc.broker import Delivery, Outcome
@@ -68,8 +68,9 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-#: the ``followups`` of a task that enqueues nothing after itself: shared, never to be mutated
-NO_FOLLOWUPS: list[Envelope] = []
+#: the ``followups`` of a task that enqueues nothing after itself: shared, never to be mutated (the compiled
+#: runner's own, ``_run.pyx``, which hands it out for the successes it finishes itself)
+NO_FOLLOWUPS: list[Envelope] = run_core.NO_FOLLOWUPS
 
 
 class ContextThreadPool(ThreadPoolExecutor):
@@ -138,9 +139,13 @@ class Executor:
         #: settled batch by the worker, never here
         self.n_failed = self.n_retried = self.n_cancelled = 0
 
-    def submit(self, d: Delivery) -> None:
+    #: start ``d``: a plain async task is queued for the eager runners, anything else goes to :meth:`start_other`
+    #: (compiled: ``_run.submit``, called once per task)
+    submit = run_core.submit
+
+    def start_other(self, d: Delivery) -> None:
+        """Start what is not a plain async task (or not yet known to be one: its first call decides)."""
         h = d.handler
-        d.started = time.monotonic()
         if not h.plain:  # the one check of the plain path; the first call of a task decides it
             if h.needs_hooks():
                 self.running[d] = asyncio.get_running_loop().create_task(run_hooked(self, d))
@@ -275,14 +280,20 @@ class Executor:
             else:
                 self.on_done((d, "success", encoded, "", ""), followups)
                 if log.isEnabledFor(10):
-                    log.debug("task %s success in %.1f ms", task_label(env.task_name, env.uuid),
-                              (time.monotonic() - d.started) * 1000)
+                    self.log_success(d)
                 return
         try:
             outcome, followups, _ = self.failure(d, exc)
         except Exception as err:  # noqa: BLE001 - the failure path itself broke: the task still ends
             outcome, followups = self.broken(d, exc, err), NO_FOLLOWUPS
         self.on_done(outcome, followups)
+
+    @staticmethod
+    def log_success(d: Delivery) -> None:
+        """The debug line of a success (written only when debug is on: callers check)."""
+        env = d.envelope
+        log.debug("task %s success in %.1f ms", task_label(env.task_name, env.uuid),
+                  (time.monotonic() - d.started) * 1000)
 
     def broken(self, d: Delivery, exc: BaseException | None, err: BaseException) -> Outcome:
         """The last-resort outcome when turning a task's end into an outcome raised ``err``: ``error``

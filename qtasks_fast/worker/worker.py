@@ -23,11 +23,12 @@ from qtasks_fast.log import get_logger
 from qtasks_fast.tasktable import publish
 from qtasks_fast.worker.apart import settle_apart
 from qtasks_fast.worker.control import Limiter, cancel_loop, fire
+from qtasks_fast.worker.eager import run_core
 from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
 from qtasks_fast.worker.lease import lease_loop
-from qtasks_fast.worker.ownership import owned, reconfirm
+from qtasks_fast.worker.ownership import owned
 from qtasks_fast.worker.registry import Registration
 from qtasks_fast.worker.startup import NameLease, check_capabilities, global_config_call, new_owner, start_broker
 from qtasks_fast.worker.summary import Summary
@@ -139,37 +140,12 @@ class Worker:
             backlog.extend(deliveries)
         self.start_more()
 
-    def start_more(self, confirmed: bool = False) -> None:
-        if self._starting:  # an inline task finished inside this loop: the loop itself goes on
-            return
-        if self.backlog and time.monotonic() >= self.leases_until and not confirmed:
-            reconfirm(self)  # frozen or cut off past the lease: renew (drops what is lost), then start
-            return
-        self._starting = True
-        try:
-            submit = self.executor.submit
-            while self.backlog and self.active < self.concurrency and not self.stopping:
-                self.active += 1
-                d = self.backlog.popleft()
-                try:
-                    submit(d)
-                except Exception as exc:  # noqa: BLE001 - starting one delivery broke: it ends, the rest go on
-                    self.executor.crashed(d, exc)
-        finally:
-            self._starting = False
-
-    def _on_done(self, outcome: Outcome, followups: Sequence[Envelope] = ()) -> None:
-        """A task finished: queue its outcome, and the envelopes to enqueue in the same settle (retry
-        child, next chain step)."""
-        self._done.append(outcome)
-        if followups:
-            self._retries.extend(followups)
-        self.unsettled += 1
-        self.active -= 1
-        if self.backlog:
-            self.start_more()
-        self._done_event.set()
-        self.slot_free.set()
+    #: start backlog deliveries while slots are free (compiled: ``_run.start_more``; ``confirmed=True`` after a
+    #: lease renewal confirmed them, see ownership.py)
+    start_more = run_core.start_more
+    #: a task finished: queue its outcome and followups (retry child, next chain step), free its slot, start the
+    #: next, wake the settler (compiled: ``_run.task_done``)
+    _on_done = run_core.task_done
 
     def finish_unrun(self, outcome: Outcome) -> None:
         """Settle a delivery that never started (cancelled while waiting; a limit the broker cannot keep)."""
@@ -223,11 +199,7 @@ class Worker:
             if self._on_save:
                 await self.plugins.fire("storage_save", storage=self.storage, outcomes=outcomes,  # type: ignore[union-attr]
                                         worker=self)
-            self.unsettled -= len(outcomes)
-            self.settled += len(outcomes)
-            self.settled_failed += sum(1 for o in outcomes if o[1] != "success")
-            for o in outcomes:
-                self.inflight.discard(o[0])
+            run_core.settled(self, outcomes)  # counters, and the deliveries leave inflight (compiled: _run.pyx)
             self.slot_free.set()
             if not self.inflight:
                 self._settled_all.set()
