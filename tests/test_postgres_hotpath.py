@@ -23,7 +23,7 @@ from qtasks_fast.backends.postgres import migrations
 from qtasks_fast.backends.postgres.broker import CLAIM, PgBroker
 from qtasks_fast.backends.postgres.db import PgDb, now_ms
 from qtasks_fast.backends.postgres.records import ENQUEUE, envelope_rows, settle_records
-from qtasks_fast.backends.postgres.storage import PgStorage
+from qtasks_fast.backends.postgres.storage import DELETE_FINISHED_LOGS, PgStorage
 from qtasks_fast.schemas import Envelope
 
 
@@ -291,9 +291,9 @@ def test_cancel_of_a_task_whose_worker_is_gone_stores_its_record_as_cancel(schem
 
 def test_a_version_5_database_migrates_to_cheaper_indexes_with_its_tasks(schema_url: str, monkeypatch: Any) -> None:
     """Migration 6 gives the key columns the "C" collation (byte comparisons in every index insert of the claim and
-    the settle), makes the finish-time index a BRIN one and drops the consumer index: a schema 5 database with
-    finished, running and queued tasks reads the same after it (each status, the throughput count from the BRIN
-    index), runs the rest, and migrating again does nothing."""
+    the settle, and in the logs' so joins with records keep their indexes), keeps the finish-time index a btree
+    and drops the consumer index: a schema 5 database with finished, running and queued tasks reads the same after
+    it (each status, the throughput count), runs the rest, and migrating again does nothing."""
     envelopes = _envelopes(6)
 
     async def make_v5() -> None:
@@ -314,12 +314,17 @@ def test_a_version_5_database_migrates_to_cheaper_indexes_with_its_tasks(schema_
             assert [v for v, _, done in await broker.migrations() if not done] == []
             db = broker.db
             assert await db.fetchval("SELECT amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam"
-                                     " WHERE c.oid = 'records_finished'::regclass") == "brin"
+                                     " WHERE c.oid = 'records_finished'::regclass") == "btree"
             assert await db.fetchval("SELECT to_regclass('messages_consumer')") is None
             assert {r["attname"]: r["collname"] for r in await db.fetch(
                 "SELECT attname, collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation"
                 " WHERE attrelid = 'records'::regclass AND attname IN ('uuid', 'queue', 'status')")} == {
                 "uuid": "C", "queue": "C", "status": "C"}
+            assert {r["attrelid"]: r["collname"] for r in await db.fetch(
+                "SELECT attrelid::regclass::text, collname FROM pg_attribute a JOIN pg_collation c"
+                " ON c.oid = a.attcollation WHERE attname = 'uuid'"
+                " AND attrelid = ANY(ARRAY['logs', 'dead_letters', 'cancel_requests']::regclass[])")} == {
+                "logs": "C", "dead_letters": "C", "cancel_requests": "C"}
             tasks = [await storage.get(e.uuid, ["default"]) for e in envelopes]
             assert [(t.status, t.worker_id) for t in tasks if t is not None] == [
                 ("success", "w1")] * 2 + [("process", "w1")] * 2 + [("new", None)] * 2
@@ -336,3 +341,86 @@ def test_a_version_5_database_migrates_to_cheaper_indexes_with_its_tasks(schema_
     asyncio.run(make_v5())
     PgDb.for_url(schema_url)._migrated_pid = 0  # the new release's worker: a process that has not migrated yet
     asyncio.run(run_v6())
+
+
+async def _v5(schema: str, monkeypatch: Any) -> asyncpg.Connection:
+    """A connection to a schema 5 database (``search_path`` set to it), as the previous release made it."""
+    conn = await asyncpg.connect(PG_DSN)
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "MIGRATIONS", [mig for mig in migrations.MIGRATIONS if mig[0] <= 5])
+        assert [v for v, _ in await migrations.migrate(conn, schema)] == [1, 2, 3, 4, 5]
+    await conn.execute(f'SET search_path = "{schema}"')
+    return conn
+
+
+def test_migration_6_gives_the_grants_on_tasks_again(schema_url: str, monkeypatch: Any) -> None:
+    """Migration 6 drops and re-makes the view ``tasks``, which drops its grants: a read-only role a user granted
+    ``SELECT`` on it (a dashboard, a report) still reads it afterwards, and gets nothing more."""
+    schema = schema_url.split("schema=")[1]
+    role = f"qtf_ro_{uuid.uuid4().hex[:8]}"
+
+    async def go() -> None:
+        conn = await _v5(schema, monkeypatch)
+        try:
+            await conn.execute(f'CREATE ROLE {role} NOLOGIN; GRANT USAGE ON SCHEMA "{schema}" TO {role};'
+                               f" GRANT SELECT ON tasks TO {role}")
+            try:
+                assert [v for v, _ in await migrations.migrate(conn, schema)] == [6]
+                assert await conn.fetchval("SELECT has_table_privilege($1, 'tasks', 'SELECT')", role)
+                assert not await conn.fetchval("SELECT has_table_privilege($1, 'tasks', 'INSERT')", role)
+                async with conn.transaction():
+                    await conn.execute(f"SET LOCAL ROLE {role}")
+                    assert await conn.fetchval("SELECT count(*) FROM tasks") == 0
+            finally:
+                await conn.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def test_migration_6_names_the_users_views_that_block_it(schema_url: str, monkeypatch: Any) -> None:
+    """A user's view over ``records`` or ``tasks`` makes PostgreSQL refuse migration 6's column changes: the
+    error names each view and says what to do, nothing is changed, and once they are dropped it applies."""
+    schema = schema_url.split("schema=")[1]
+
+    async def go() -> None:
+        conn = await _v5(schema, monkeypatch)
+        try:
+            await conn.execute("CREATE VIEW done AS SELECT uuid, status FROM records;"
+                               " CREATE VIEW everything AS SELECT uuid FROM tasks")
+            with pytest.raises(asyncpg.PostgresError) as err:
+                await migrations.migrate(conn, schema)
+            message = str(err.value)
+            assert "migration 6 cannot run" in message and "done (view over records)" in message
+            assert "everything (view over tasks)" in message
+            assert "DROP them" in (err.value.hint or "")  # type: ignore[attr-defined]
+            assert [v for v, _ in await migrations.pending(conn, schema)] == [6]
+            assert await conn.fetchval("SELECT to_regclass('messages_consumer') IS NOT NULL")  # nothing done
+            await conn.execute("DROP VIEW done, everything")
+            assert [v for v, _ in await migrations.migrate(conn, schema)] == [6]
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def test_deleting_finished_tasks_finds_their_log_lines_by_index(schema_url: str) -> None:
+    """``delete_finished`` deletes the log lines of the records it deletes: ``logs.uuid`` and ``records.uuid`` must
+    compare in one collation for ``logs_task`` to find them by uuid (else it reads every log line of the app)."""
+    schema = schema_url.split("schema=")[1]
+
+    async def go() -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            await migrations.migrate(conn, schema)
+            async with conn.transaction():
+                await conn.execute(f'SET LOCAL search_path = "{schema}"; SET LOCAL enable_seqscan = off')
+                plan = "\n".join(r[0] for r in await conn.fetch(
+                    "EXPLAIN " + DELETE_FINISHED_LOGS, "hot", ["default"]))
+        finally:
+            await conn.close()
+        # the uuid is the index's key, not a filter on every log line of the app (a join filter in two collations)
+        assert "logs_task" in plan and "uuid = records.uuid)" in plan and "Join Filter" not in plan, plan
+
+    asyncio.run(go())

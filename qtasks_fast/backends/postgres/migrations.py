@@ -25,13 +25,19 @@ and two small indexes instead of two rows and five index entries, and its claim 
 Migration 6 makes the claim and the settle cheaper for the server (issue 15): the key text columns of
 ``records``, ``messages`` and ``delayed`` (uuid, app, queue, task name, status, consumer) compare by bytes
 (collation ``"C"``, the order of code points in UTF-8: what uuids and names need, and no locale lookup per
-comparison in each index insert), the finish-time index (read only by the throughput counts, over recent
-minutes) is a BRIN index, nearly free to insert into since records are written in finish order, the consumer
+comparison in each index insert), and so do those of ``logs``, ``dead_letters`` and ``cancel_requests`` (uuid,
+app, queue): a join of a "C" column with a default-collation one compares in "C" and cannot use the other's
+index (``delete_finished``'s ``logs.uuid IN (SELECT uuid FROM records ...)`` read all the logs). The
+finish-time index stays a btree: a BRIN one saved ~1.3 µs of server CPU per settled record, but the ranges
+written since the last vacuum are unsummarized and the ranges refilled after expiry sweeps widen, so the
+dashboard's last-minute count (up to 4 times a second per counts feed) read most of the table. The consumer
 index goes (a consumer's messages are found through ``messages_held``, only at a worker's start), and
 ``claim_ready`` updates the rows it locked by primary key (a join with them was planned as a scan of the whole
 queue). A feed row of up to ~8 kB (a batch of ~110 tasks) stays in its page as written: ``toast_tuple_target``
 at its maximum, where the default 2 kB made every batch's row compressed (pglz) and moved to the TOAST table.
-Equality and the query side's orders are unchanged (uuid ties aside on a non-C database).
+Equality and the query side's orders are unchanged (uuid ties aside on a non-C database). A view or rule of the
+user's over those tables would block the change (PostgreSQL refuses it): the migration names them and says what to
+do; the grants on ``tasks`` (dropped and re-made) are given again.
 """
 
 from __future__ import annotations
@@ -57,6 +63,52 @@ CREATE VIEW tasks AS
   SELECT d.uuid, d.app, d.queue, d.task_name, 'new'::text, d.body, d.created, d.created, NULL::bytea, NULL::text,
          NULL::text, NULL::text, d.awaited, NULL::bigint, 1, NULL::bigint, NULL::bigint, d.restart_of
     FROM delayed d WHERE d.task_name IS NOT NULL AND (SELECT 1 FROM records r WHERE r.uuid = d.uuid) IS NULL;
+"""
+
+#: the tables whose columns migration 6 changes (and its view ``tasks``, dropped and re-created)
+_ALTERED = "'records', 'messages', 'delayed', 'logs', 'dead_letters', 'cancel_requests', 'tasks'"
+
+#: before migration 6 changes anything: a view or rule of someone else's over those tables would make PostgreSQL
+#: refuse the column changes (or ``DROP VIEW tasks``) with a message that does not say what to do, so name them
+#: and say it; and keep the grants on ``tasks`` (a dropped view loses them) to give them again after it is re-made
+DEPENDENTS = f"""
+DO $check$
+DECLARE blockers text;
+BEGIN
+  SELECT string_agg(DISTINCT format('%s (%s over %s)', v.oid::regclass,
+           CASE v.relkind WHEN 'm' THEN 'materialized view' WHEN 'v' THEN 'view' ELSE 'rule' END,
+           d.refobjid::regclass), ', ')
+    INTO blockers
+    FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class
+   WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+     AND d.refobjid IN (SELECT to_regclass(t) FROM unnest(ARRAY[{_ALTERED}]) AS t)
+     AND v.oid <> 'tasks'::regclass;
+  IF blockers IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = 'qtasks_fast migration 6 cannot run: it changes the collation of key columns'
+      || ' and re-creates the view tasks, and these depend on them: ' || blockers,
+      HINT = 'Save their definitions (SELECT pg_get_viewdef(''name'')) and grants, DROP them, run'
+      || ' qtasks-fast migrate, then create them again (docs/postgres.md, upgrade notes).';
+  END IF;
+  PERFORM set_config('qtasks_fast.tasks_acl', coalesce((SELECT relacl::text FROM pg_class
+    WHERE oid = 'tasks'::regclass), ''), true);
+END
+$check$;
+"""
+
+#: after migration 6 re-made ``tasks``: the grants it had (its owner's own aside), given again
+REGRANT = """
+DO $regrant$
+DECLARE g record;
+BEGIN
+  FOR g IN SELECT a.privilege_type, a.grantee, a.is_grantable
+             FROM aclexplode(nullif(current_setting('qtasks_fast.tasks_acl'), '')::aclitem[]) AS a
+            WHERE a.grantee <> (SELECT relowner FROM pg_class WHERE oid = 'tasks'::regclass) LOOP
+    EXECUTE format('GRANT %s ON tasks TO %s%s', g.privilege_type,
+      CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END,
+      CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+  END LOOP;
+END
+$regrant$;
 """
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -185,8 +237,7 @@ BEGIN
 END
 $fn$;
 """),
-    (6, "cheaper claim and settle: C collation on the keys, a BRIN finish-time index, claimed rows by primary key",
-     """
+    (6, "cheaper claim and settle: C collation on the keys, claimed rows by primary key", DEPENDENTS + """
 DROP VIEW tasks;
 ALTER TABLE records ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C",
     ALTER queue TYPE text COLLATE "C", ALTER task_name TYPE text COLLATE "C", ALTER status TYPE text COLLATE "C";
@@ -194,8 +245,10 @@ ALTER TABLE messages ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLA
     ALTER queue TYPE text COLLATE "C", ALTER task_name TYPE text COLLATE "C", ALTER consumer TYPE text COLLATE "C";
 ALTER TABLE delayed ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C",
     ALTER queue TYPE text COLLATE "C", ALTER task_name TYPE text COLLATE "C";
-DROP INDEX records_finished;
-CREATE INDEX records_finished ON records USING brin (finished);
+ALTER TABLE logs ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C", ALTER queue TYPE text COLLATE "C";
+ALTER TABLE dead_letters ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C",
+    ALTER queue TYPE text COLLATE "C";
+ALTER TABLE cancel_requests ALTER uuid TYPE text COLLATE "C", ALTER app TYPE text COLLATE "C";
 DROP INDEX messages_consumer;
 ALTER TABLE event_batches SET (toast_tuple_target = 8160);
 CREATE OR REPLACE FUNCTION claim_ready(text, bigint, text, text, bigint, text, boolean, integer, integer)
@@ -218,7 +271,7 @@ BEGIN
     SELECT m.id, m.prio, m.body, m.deliveries FROM m ORDER BY m.prio, m.id;
 END
 $fn$;
-""" + TASKS_VIEW),
+""" + TASKS_VIEW + REGRANT),
 ]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 

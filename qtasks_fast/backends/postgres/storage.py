@@ -30,6 +30,10 @@ COLUMNS = (f"{STATUS} AS status, envelope, created, updated, \"returning\", trac
            " expires_at, deliveries")
 #: the longest a waiter sleeps without re-reading its record (a NOTIFY lost to a reconnect costs this)
 WAIT_RECHECK = 2.0
+_FINISHED = "app = $1 AND queue = ANY($2::text[]) AND status IN ('success', 'error', 'cancel')"
+#: ``delete_finished``'s logs: ``logs.uuid`` and ``records.uuid`` share the "C" collation (migration 6), else the
+#: join compares in "C" and cannot use ``logs_task`` (a scan of every log line)
+DELETE_FINISHED_LOGS = f"DELETE FROM logs WHERE app = $1 AND uuid IN (SELECT uuid FROM records WHERE {_FINISHED})"  # noqa: S608
 
 
 def row_to_task(row: Sequence[Any]) -> Task:
@@ -89,10 +93,8 @@ class PgStorage(PgQueries, Migrating, Storage):
         if not queues:
             return 0
         async with self.db.tx() as conn:
-            where = "app = $1 AND queue = ANY($2::text[]) AND status IN ('success', 'error', 'cancel')"
-            await conn.execute(f"DELETE FROM logs WHERE app = $1 AND uuid IN (SELECT uuid FROM records"  # noqa: S608
-                               f" WHERE {where})", self.app_name, list(queues))
-            return int(await conn.fetchval(f"WITH d AS (DELETE FROM records WHERE {where} RETURNING 1)"  # noqa: S608
+            await conn.execute(DELETE_FINISHED_LOGS, self.app_name, list(queues))
+            return int(await conn.fetchval(f"WITH d AS (DELETE FROM records WHERE {_FINISHED} RETURNING 1)"  # noqa: S608
                                            " SELECT count(*) FROM d", self.app_name, list(queues)))
 
     # ------------------------------------------------------------------ reads
