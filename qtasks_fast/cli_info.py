@@ -28,6 +28,8 @@ def versions() -> dict[str, object]:
 
     from qtasks_fast import __version__
     from qtasks_fast._corelib import COMPILED, core
+    from qtasks_fast.backends.redis.pack import COMPILED as PACK_COMPILED
+    from qtasks_fast.worker.eager import COMPILED as RUN_COMPILED
 
     def version(dist: str) -> str | None:
         try:
@@ -44,7 +46,10 @@ def versions() -> dict[str, object]:
     return {
         "qtasks_fast": __version__,
         "python": platform.python_version(),
-        "compiled_core": COMPILED,
+        # true only when every hot module is compiled: the decoder, the Redis packing and the worker's run loop
+        "compiled_core": COMPILED and PACK_COMPILED and RUN_COMPILED,
+        "compiled_modules": {"qtasks_fast._core": COMPILED, "qtasks_fast.backends.redis._pack": PACK_COMPILED,
+                             "qtasks_fast.worker._run": RUN_COMPILED},
         "core_module": getattr(core, "__file__", "?"),
         "uvloop": has_uvloop,
         "msgspec": version("msgspec"),

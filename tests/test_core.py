@@ -31,10 +31,14 @@ def test_the_installed_core_is_compiled_unless_pure_python_is_asked_for() -> Non
                          check=True, env={k: v for k, v in os.environ.items() if k != "QTASKS_PURE_PYTHON"})
     info = json.loads(out.stdout)
     assert info["compiled_core"] is True and info["core_module"].endswith(".so")
+    assert set(info["compiled_modules"]) == {"qtasks_fast._core", "qtasks_fast.backends.redis._pack",
+                                             "qtasks_fast.worker._run"}
+    assert all(info["compiled_modules"].values())
     assert _corelib.COMPILED is True
     pure = subprocess.run([sys.executable, "-m", "qtasks_fast", "info", "--json"], capture_output=True, text=True,
                           check=True, env={**os.environ, "QTASKS_PURE_PYTHON": "1"})
     assert json.loads(pure.stdout)["compiled_core"] is False
+    assert not any(json.loads(pure.stdout)["compiled_modules"].values())
 
 
 def _batch(n: int) -> list[object]:
