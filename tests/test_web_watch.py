@@ -1,6 +1,8 @@
 """``GET /api/v1/events?watch=true`` (issue 13): what the Tasks and task pages follow. A "changed" frame, at most
 one per 0.8 s, whose id is the newest event the stream's filter matches; nothing for an event it does not match;
-resume with ``Last-Event-ID``; the filter checked before the stream starts. On memory, SQLite and Redis.
+resume with ``Last-Event-ID``; the filter checked before the stream starts; an id-only keep-alive however busy
+the fleet; a broker error neither freezes the server nor outlives the broker's return. On memory, SQLite, Redis
+and PostgreSQL (the test run's own schema).
 
 The streams are driven as ASGI calls in the test's own loop (httpx's ASGI transport waits for a response's end,
 and a watch stream has none)."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -24,14 +27,15 @@ from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.service import feed as feed_module
 from qtasks_fast.service.watch import Watch
 from qtasks_fast.web import create_app
+from qtasks_fast.web.sse import NAME
 
 ME = service.Caller(who="test")
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def broker(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    if request.param == "redis":
-        return str(request.getfixturevalue("redis_url"))
+    if request.param in ("redis", "postgres"):
+        return str(request.getfixturevalue(f"{'redis' if request.param == 'redis' else 'pg'}_url"))
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'q.db'}"
 
 
@@ -74,8 +78,8 @@ class Stream:
             block, self.buffer = self.buffer.split(b"\n\n", 1)
             fields = dict(line.split(": ", 1) for line in block.decode().splitlines() if ": " in line
                           and not line.startswith(":"))
-            if "event" in fields:
-                self.frames.append((asyncio.get_running_loop().time(), fields["event"], fields.get("id", "")))
+            if "event" in fields or "id" in fields:  # an id alone: a keep-alive of a watch stream (kind "")
+                self.frames.append((asyncio.get_running_loop().time(), fields.get("event", ""), fields.get("id", "")))
 
     async def __aenter__(self) -> Stream:
         self.task = asyncio.create_task(self.web(self.scope, self.receive, self.send))
@@ -253,18 +257,199 @@ async def test_a_watch_stream_needs_the_token_and_a_filter_that_fits(app: QueueT
         assert {"watch", "task_name", "worker_id", "status", "uuid"} <= named
 
 
+class Flaky:
+    """The feed's backend reads (``feed.raw_events``) with a switch: while ``down``, each raises as a broker that is
+    away does (the reader's read in progress returns first, as a blocking read of a broker does)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.down, self.real = False, feed_module.raw_events
+        monkeypatch.setattr(feed_module, "raw_events", self)
+
+    async def __call__(self, *args: Any) -> Any:
+        if self.down:
+            raise service.Unavailable("broker away (test)")
+        return await self.real(*args)
+
+
+async def until(check: Any, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("broker", ["memory"], indirect=True)
+async def test_a_broker_error_while_a_watch_stream_catches_up_neither_hangs_nor_spins(
+    app: QueueTasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream far behind (past CATCH_UP pages) when the reader starts again after a broker error: the feed holds
+    nothing to join yet; the stream waits for it and hears the error, instead of turning without an await (a web
+    server frozen at 100 % CPU)."""
+    monkeypatch.setattr(feed_module, "PAGE", 2)
+    monkeypatch.setattr(feed_module, "BLOCK", 0.05)  # the reader notices the broker is away soon
+    flaky = Flaky(monkeypatch)
+    first = await service.submit(app, ME, "sleeper", [0])
+    for _ in range(30):
+        await service.submit(app, ME, "sleeper", [0])
+    old = [e for e in await events_of(app) if e.uuid == str(first.uuid)][0]
+    feed = feed_module.Feed(app, None)
+    turns = 0
+    held = feed._held
+
+    def counted(after: str) -> int | None:  # a spin is millions of turns a second: fail instead of freezing
+        nonlocal turns
+        turns += 1
+        if turns > 20_000:
+            raise RuntimeError("the watch stream spins")
+        return held(after)
+
+    monkeypatch.setattr(feed, "_held", counted)
+    reads = 0
+
+    async def catching_up(*args: Any) -> Any:  # the stream's own reads: the broker goes away at its last one
+        nonlocal reads
+        if args[1] == "$" or args[3]:  # the reader's (its first from "$", then blocking)
+            return await flaky(*args)
+        reads += 1
+        page = await flaky(*args)
+        if reads == feed_module.CATCH_UP:
+            flaky.down = True
+            await until(lambda: not feed.origin)  # the reader failed and starts again: it holds nothing
+        return page
+
+    monkeypatch.setattr(feed_module, "raw_events", catching_up)
+    got: list[tuple[str, str]] = []
+
+    async def consume() -> None:
+        async for signal in feed.watch(old.id, Watch({"task_name": "add"})):
+            got.append(signal)
+
+    with pytest.raises(service.Unavailable):
+        await asyncio.wait_for(consume(), 5)
+    assert got[0] == ("watching", old.id)
+    flaky.down = False
+    await asyncio.sleep(0.1)
+    assert feed.followers == 0 and feed.error is None  # the last follower left: the next reader starts clean
+
+
+@pytest.mark.parametrize("broker", ["memory"], indirect=True)
+async def test_a_broker_error_is_not_told_to_streams_that_open_after_the_broker_is_back(
+    app: QueueTasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While followers stay connected (a hundred tabs reconnecting one after another) the reader never returns:
+    its first good read after the error clears it, or every stream would get ``event: error`` until a restart."""
+    flaky = Flaky(monkeypatch)
+    web = create_app(app, token=TOKEN)
+    feed = web.state.feeds(None)
+    async with Stream(web, {"watch": "true", "task_name": "add"}) as a:
+        await a.until(1, "watching")
+        feed._join(False)  # a follower that stays through it (a tab connecting: it has not looked yet)
+        try:
+            flaky.down = True
+            await a.until(1, "error", timeout=5)  # the open stream hears it (the browser reconnects)
+            flaky.down = False
+            await until(lambda: feed.error is None and feed.origin != "", timeout=5)
+            async with Stream(web, {"watch": "true", "task_name": "add"}) as b:
+                await b.until(1, "watching")
+                await service.submit(app, ME, "add", [1, 1])
+                await b.until(1)
+                assert [f for f in b.frames if f[1] == "error"] == []
+        finally:
+            feed._leave(False)
+
+
+@pytest.mark.parametrize("broker", ["memory"], indirect=True)
+async def test_a_watch_stream_of_a_busy_fleet_that_matches_nothing_still_sends_keep_alives(
+    app: QueueTasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep-alives are written however busy the fleet (a proxy cuts a stream silent for a minute): the id alone,
+    no event, moving the browser's resume point past what was searched."""
+    from qtasks_fast.web import sse
+
+    monkeypatch.setattr(sse, "KEEPALIVE", 1.0)
+    web = create_app(app, token=TOKEN)
+    async with Stream(web, {"watch": "true", "task_name": "add"}) as s:
+        start = (await s.until(1, "watching"))[2]
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3.6
+        while loop.time() < end:  # steady traffic the stream does not match: the feed reads something each turn
+            await service.submit(app, ME, "sleeper", [0])
+            await asyncio.sleep(0.03)
+        alive = [f for f in s.frames if f[1] == ""]
+        assert len(alive) >= 2, s.frames
+        assert s.changed() == []
+        assert alive[-1][2] != start
+        later = (await service.events(app, alive[-1][2], 1000)).events
+        assert later and all(e.task_name != "add" for e in later)  # a resume point inside the traffic
+
+
+@pytest.mark.parametrize("kind", [{"watch": "true"}, {"summary": "true"}, {}, {"follow": "false"}])
+async def test_an_id_with_a_line_break_is_refused_and_never_echoed(app: QueueTasks, kind: dict[str, str]) -> None:
+    """``after`` (or ``Last-Event-ID``) is echoed as an SSE id: with CR or LF it would write frames of its own."""
+    from qtasks_fast.web.sse import changed_frame
+
+    web = create_app(app, token=TOKEN)
+    for bad in ("1-0\nevent: task\ndata: {}", "1-0\r\rdata: x", "$\n"):
+        for params, last in (({**kind, "after": bad}, None), (kind, bad)):
+            async with Stream(web, params, last=last) as s:
+                assert s.status == 422, (params, last)
+                assert msgspec.json.decode(s.buffer)["field"] == "after"
+        with pytest.raises(ValueError):
+            changed_frame(b"watching", bad)
+
+
+def test_the_redis_event_id_parser_refuses_a_line_break() -> None:
+    from qtasks_fast.backends.redis.query import _parse_event_id
+    from qtasks_fast.querylib import invalid_event_id
+
+    assert _parse_event_id("1-0.0.default") == (1, 0, "default", 0)
+    for bad in ("1-0.0.default\r\nevent: x", "1-0.0.q\n"):
+        with pytest.raises(ValueError, match=str(invalid_event_id(bad))[:20]):
+            _parse_event_id(bad)
+
+
+@pytest.mark.parametrize("broker", ["memory"], indirect=True)
+async def test_a_watch_of_a_bare_worker_id_hears_every_slot_of_it_as_the_tasks_filter_shows(
+    app: QueueTasks,
+) -> None:
+    events = [TaskEvent(id=f"{i}-0", uuid=f"u{i}", task_name="add", queue="default", status="success", at=1.0,
+                        worker_id=w) for i, w in enumerate(["w-3", "w", "wx", "w-", "w-1a", "w-1-2", None, "w-12"])]
+    data = [msgspec.json.encode(e) for e in events]
+    ids = [e.id for e in events]
+    assert Watch({"worker_id": "w"}).newest(ids, data, {}) == 7  # "w-12"
+    assert Watch({"worker_id": "w"}).newest(ids[:7], data[:7], {}) == 1  # "w" itself; not wx, w-, w-1a, w-1-2
+    assert Watch({"worker_id": "w-1"}).newest(ids, data, {}) == 5  # "w-1-2": a slot of a worker named "w-1"
+    assert Watch({"worker_id": "w-3"}).newest(ids, data, {}) == 0
+    async with client(app) as c:
+        r = await c.get("/api/v1/events", params={"watch": "true", "worker_id": "w" * (NAME + 1)})
+        assert r.status_code == 422 and r.json()["field"] == "worker_id"
+        r = await c.get("/api/v1/events", params={"watch": "true", "task_name": "t" * (NAME + 1)})
+        assert r.status_code == 422 and r.json()["field"] == "task_name"
+
+
 def odd_events(rnd: random.Random, n: int) -> Iterator[TaskEvent]:
     """Events whose strings hold what could fool a byte search: quotes, backslashes, other fields' keys."""
-    words = ["add", "a\"b", "x\\", '","queue":"q', "q", "é", "new", "w1", ',"status":"new","at":', "}"]
+    words = ["add", "a\"b", "x\\", '","queue":"q', "q", "é", "new", "w1", "w1-0", "w1-23", "w1-", "w1-2x", "w1-0-4",
+             "w1-٣", ',"status":"new","at":', "}"]
     for i in range(n):
         yield TaskEvent(id=f"{i}-0", uuid=rnd.choice(words + [f"u{i % 7}"]), task_name=rnd.choice(words),
                         queue=rnd.choice(words), status=rnd.choice(words), at=float(i),
                         worker_id=rnd.choice([None, *words]))
 
 
+def equal(event: TaskEvent, name: str, value: str) -> bool:
+    """The Tasks filter's rule for one field: equal, and a worker id is also every slot of it ``<id>-<digits>``."""
+    got = getattr(event, name)
+    if name == "worker_id" and isinstance(got, str) and got.startswith(value + "-"):
+        return re.fullmatch("[0-9]+", got[len(value) + 1:], re.ASCII) is not None
+    return bool(got == value)
+
+
 def test_a_watch_matches_the_events_json_exactly_as_a_field_by_field_check() -> None:
     rnd = random.Random(13)
-    words = ["add", "a\"b", "x\\", '","queue":"q', "q", "new", "w1", ',"status":"new","at":', "}", "u3", "zzz"]
+    words = ["add", "a\"b", "x\\", '","queue":"q', "q", "new", "w1", "w1-0", "w1-23", "w1-", "w1-2x", "w1-0-4",
+             ',"status":"new","at":', "}", "u3", "zzz"]
     for _ in range(1000):
         events = list(odd_events(rnd, rnd.randint(1, 40)))
         data = [msgspec.json.encode(e) for e in events]
@@ -272,7 +457,7 @@ def test_a_watch_matches_the_events_json_exactly_as_a_field_by_field_check() -> 
         uuids = frozenset(rnd.sample(words, rnd.randint(0, 2)))
 
         want = max((i for i, e in enumerate(events) if e.uuid in uuids or (
-            fields and all(getattr(e, k) == v for k, v in fields.items()))), default=-1)
+            fields and all(equal(e, k, v) for k, v in fields.items()))), default=-1)
         if not fields and not uuids:
             want = len(events) - 1  # no filter: any event
         cache: dict[Any, Any] = {}
@@ -281,5 +466,5 @@ def test_a_watch_matches_the_events_json_exactly_as_a_field_by_field_check() -> 
         assert Watch(fields, uuids).newest([], [], cache) == want  # kept with the read, for every equal watch
         rows = frozenset(rnd.sample(words, 1))  # the same filter, other rows: the fields' search is shared
         want = max((i for i, e in enumerate(events) if e.uuid in rows or (
-            fields and all(getattr(e, k) == v for k, v in fields.items()))), default=-1)
+            fields and all(equal(e, k, v) for k, v in fields.items()))), default=-1)
         assert Watch(fields, rows).newest([e.id for e in events], data, cache) == want

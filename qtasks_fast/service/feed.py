@@ -153,7 +153,8 @@ class Feed:
                 else:
                     await self._read_counts()
                 self.error = None
-            except ServiceError as exc:  # the broker is away: followers hear it; the feed retries
+            except ServiceError as exc:  # the broker is away: followers hear it; the feed retries (the next page
+                # read clears it: while followers are connected the reads above do not return)
                 self.error = exc
                 self._wake()
                 await asyncio.sleep(BLOCK)
@@ -165,6 +166,7 @@ class Feed:
         while self.followers > self.summaries:
             block = 0.0 if cursor == "$" else 1 / COUNTS_RATE if self._pending else BLOCK
             page = await raw_events(self.app, cursor, PAGE, block, self.queue)
+            self.error = None  # the broker is back: followers that join from now on are not told it is away
             if cursor == "$":
                 self.origin = self.last = page.cursor
                 self._started.set()
@@ -193,6 +195,7 @@ class Feed:
             if moved:
                 tip = (await events(self.app, "$", 1, 0.0, self.queue)).cursor
                 self.last = tip
+            self.error = None  # the broker is back (see _read_events)
             if moved or self._pending:
                 await self._count(self.last)
             self._started.set()
@@ -320,13 +323,17 @@ class Feed:
             self._events_ready.clear()
             self._reset()
             self.state, self.mode, self._counted, self._pending = None, "", 0.0, False
+            self.error = None  # the next follower starts a reader of its own: it finds out for itself
 
-    async def watch(self, after: str, watch: Watch) -> AsyncIterator[str]:
-        """The id of the newest event ``watch`` matches after ``after`` (an event id; ``"$"``: from now), at most
-        once per :data:`WATCH_GAP` seconds (a burst of matches is one signal, the newest, then one per gap while it
-        lasts; the last match is always signalled); ``""`` every :data:`BLOCK` seconds without one (a keep-alive
-        tick); first the resume point it starts at (the feed's newest when ``after`` is ``"$"``). Raises the
-        feed's :class:`ServiceError`.
+    async def watch(self, after: str, watch: Watch) -> AsyncIterator[tuple[str, str]]:
+        """What ``watch`` sees after ``after`` (an event id; ``"$"``: from now), as ``(kind, id)``: first
+        ``("watching", the resume point it starts at)`` (the feed's newest when ``after`` is ``"$"``); then
+        ``("changed", the newest event it matches)`` at most once per :data:`WATCH_GAP` seconds (a burst of matches
+        is one signal, the newest, then one per gap while it lasts; the last match is always signalled); and
+        ``("alive", a resume point)`` when nothing else was yielded for :data:`BLOCK` seconds, however busy the
+        fleet (a keep-alive tick: a stream that matches nothing still has to write now and then, or a proxy cuts
+        it), its id a point every event up to which was searched and its match signalled (a reconnect from there
+        misses nothing). Raises the feed's :class:`ServiceError`.
 
         The feed reads every event while such a follower is connected; each read is searched once per distinct
         watch (:meth:`Watch.newest`, kept with the read). A resume from an id the feed no longer holds reads the
@@ -339,13 +346,20 @@ class Feed:
             await asyncio.wait_for(self._events_ready.wait(), 30)
             if after == "$":
                 after = self.last
-            yield after
+            yield "watching", after
             loop = asyncio.get_running_loop()
-            sent, pending, pages = -WATCH_GAP, "", 0
+            sent, pending, pages, quiet = -WATCH_GAP, "", 0, loop.time()
             while True:
                 p = self._held(after)
-                if p is None and pages >= CATCH_UP:
-                    pending, after = self.last, self.last
+                if p is None and (pages >= CATCH_UP or not self.origin):
+                    if not self.origin or self._held(self.last) is None:
+                        # the reader is starting again (a broker error): it holds nothing to join yet; wait for
+                        # it (a `continue` here would turn the loop without an await: a frozen server)
+                        if self.error is not None:
+                            raise self.error
+                        await self._changes()
+                        continue
+                    pending, after = self.last, self.last  # too far behind: "changed" where the feed is
                     continue
                 if p is None:  # not in the feed: read the backend directly up to what the feed holds
                     page = await raw_events(self.app, after, PAGE, 0.0, self.queue)
@@ -353,13 +367,15 @@ class Feed:
                     if page.ids and (i := watch.newest(page.ids, page.data, {})) >= 0:
                         pending = page.ids[i]
                     after = page.cursor
-                    if len(page.ids) < PAGE:  # the backend's end: the feed started before this read, so what
-                        # it holds from its start overlaps (a change signalled twice at most, never missed) ...
+                    if len(page.ids) < PAGE and self.origin:  # the backend's end (while the reader starts
+                        # again: the wait above, from here): the feed started before this read, so what it holds
+                        # from its start overlaps (a change signalled twice at most, never missed) ...
                         if self._held(self.origin) is not None:
                             after = self.origin
                         else:  # ... unless it no longer holds its start: "changed" where it is
                             pending, after = self.last, self.last
                     continue
+                pages = 0  # back in the feed: a later fall behind (a reader restarted) may catch up again
                 if p < self.total:
                     pending = self._newest(p, watch) or pending
                     after = self.last
@@ -367,15 +383,17 @@ class Feed:
                     raise self.error
                 now = loop.time()
                 if pending and now - sent >= WATCH_GAP:
-                    sent = now
-                    yield pending
+                    sent = quiet = now
+                    yield "changed", pending
                     pending = ""
                     continue
-                waited = self.total
+                if not pending and now - quiet >= BLOCK:  # every event up to `after` searched (no await since)
+                    quiet = now
+                    yield "alive", after
+                    continue
                 with contextlib.suppress(asyncio.TimeoutError):  # woken by each read: the feed keeps KEPT events
-                    await asyncio.wait_for(self._changed.wait(), WATCH_GAP - (now - sent) if pending else BLOCK)
-                if self.total == waited and not pending:
-                    yield ""
+                    await asyncio.wait_for(self._changed.wait(),
+                                           WATCH_GAP - (now - sent) if pending else BLOCK - (now - quiet))
         finally:
             self._leave(False)
 

@@ -29,7 +29,7 @@ import msgspec
 #: A pattern without alternation: 5x faster than one that follows escapes
 _UUID = re.compile(rb',"uuid":"([^"\\]*["\\])')
 #: each field a watch may name, with the key that follows it in an event's JSON (the end of its value)
-_NEXT = {"task_name": b',"queue":', "queue": b',"status":', "status": b',"at":', "worker_id": b"}"}
+_NEXT = {"task_name": b',"queue":', "queue": b',"status":', "status": b',"at":'}  # worker_id: the last (Watch)
 
 
 def _joined(ids: list[str], data: list[bytes], cache: dict[Any, Any]) -> tuple[bytes, list[int]]:
@@ -51,16 +51,24 @@ def _uuids(ids: list[str], data: list[bytes], cache: dict[Any, Any]) -> dict[byt
 
 class Watch:
     """A follower's filter: an event matches when its uuid is one of ``uuids``, or when every field given
-    (``task_name``, ``queue``, ``worker_id``, ``status``) is equal; with neither, every event matches.
+    (``task_name``, ``queue``, ``worker_id``, ``status``) is equal; with neither, every event matches. A
+    ``worker_id`` ``w`` is also every slot of it, ``w-<digits>`` (the Tasks filter's rule: a bare ``--worker-id``).
 
     The Tasks page's rule (``static/live.js``): a row on screen changed, or an event its filters select."""
 
-    __slots__ = ("escaped", "key", "needles", "uuids")
+    __slots__ = ("escaped", "key", "needles", "uuids", "worker")
 
     def __init__(self, fields: dict[str, str], uuids: frozenset[str] = frozenset()) -> None:
         self.key = (tuple(sorted(fields.items())), uuids)
         self.needles = [b',"%s":%s%s' % (name.encode(), msgspec.json.encode(value), _NEXT[name])
-                        for name, value in sorted(fields.items())]
+                        for name, value in sorted(fields.items()) if name != "worker_id"]
+        #: a worker's events: the needle is its id's JSON without the closing quote (it and every slot of it),
+        #: an event checked whole on a hit (not ``"w"`` or ``"w-<digits>"``, e.g. ``"wx"``: no match)
+        self.worker: re.Pattern[bytes] | None = None
+        if "worker_id" in fields:
+            start = b',"worker_id":' + msgspec.json.encode(fields["worker_id"])[:-1]
+            self.needles.append(start)
+            self.worker = re.compile(re.escape(start) + rb'(?:-[0-9]+)?"\}')
         inner = [msgspec.json.encode(u)[1:-1] for u in sorted(uuids)]
         self.uuids = [u + b'"' for u in inner if b"\\" not in u]  # as the index holds them
         #: the uuids the index of a read cannot hold (an escape in their JSON): searched as needles
@@ -92,12 +100,15 @@ class Watch:
         fields = cache.setdefault("fields", {})  # tabs with one filter and other rows search the fields once
         found = fields.get(self.key[0])
         if found is None:
-            found = fields[self.key[0]] = _newest_with(self.needles, data, joined, starts)
+            found = fields[self.key[0]] = _newest_with(self.needles, data, joined, starts, self.worker)
         return max(best, found)
 
 
-def _newest_with(needles: list[bytes], data: list[bytes], joined: bytes, starts: list[int]) -> int:
-    """The index of the newest event of a read holding every one of ``needles`` (-1: none)."""
+def _newest_with(
+    needles: list[bytes], data: list[bytes], joined: bytes, starts: list[int], worker: re.Pattern[bytes] | None
+) -> int:
+    """The index of the newest event of a read holding every one of ``needles`` (-1: none) and matching
+    ``worker`` (None: any)."""
     first = needles[0] if len(needles) == 1 else min(needles, key=joined.count)  # the rarest first
     others = [n for n in needles if n is not first]
     end = len(joined)
@@ -106,6 +117,6 @@ def _newest_with(needles: list[bytes], data: list[bytes], joined: bytes, starts:
         if at < 0:
             return -1
         i = bisect_right(starts, at) - 1
-        if all(n in data[i] for n in others):
+        if all(n in data[i] for n in others) and (worker is None or worker.search(data[i])):
             return i
         end = starts[i]

@@ -11,7 +11,9 @@ seconds keeps proxies from closing an idle stream.
 
 ``watch=true`` (the WebView's Tasks and task pages): not the events but a "changed" signal, at most one per 0.8 s,
 whose ``id`` is the newest event matching the stream's filter (:func:`watching`; a tab filtered on one task name
-hears nothing of the others), so a page is refreshed when what it shows changed and a reconnect still resumes.
+hears nothing of the others), so a page is refreshed when what it shows changed and a reconnect still resumes;
+its keep-alive is a frame of the id alone (no event), so a tab that hears nothing still resumes from near now.
+An ``after`` (or ``Last-Event-ID``) with CR or LF is refused (422): it would be echoed into a frame.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ from qtasks_fast.service.watch import Watch
 from qtasks_fast.web.endpoints import parse
 from qtasks_fast.web.openapi import ERRORS, REF
 
-#: seconds between keep-alive comments of an idle stream
+#: seconds between keep-alives of a stream that wrote nothing (a comment; on a watch stream the id alone, which
+#: also moves the browser's resume point past what it searched: :func:`changed_frame`)
 KEEPALIVE = 15.0
+#: every stream's headers: a stream is never cached (each is live), and nginx must not buffer it (its default
+#: would hold a frame until a buffer fills: a change on screen minutes late)
 HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 #: seconds between a follower's wake-ups without an event (qtasks_fast.service.feed)
 BLOCK = 1.0
@@ -42,6 +47,8 @@ BLOCK = 1.0
 UUIDS = 500
 #: the fields of a watch's filter (a stream of every event or of counts takes none of them but ``queue``)
 WATCHED = ("task_name", "worker_id", "status", "uuid")
+#: characters a watch's ``task_name`` or ``worker_id`` may have (a needle searched in every read of the fleet)
+NAME = 256
 
 
 class EventsQuery(msgspec.Struct, kw_only=True):
@@ -59,8 +66,9 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     #: the filter below (``uuid``, or all of ``task_name``, ``queue``, ``worker_id``, ``status`` given; neither:
     #: any event), none while nothing matches; first an ``event: watching`` frame whose ``id`` is where it starts
     watch: bool = False
-    task_name: str | None = None
-    worker_id: str | None = None
+    task_name: Annotated[str, Meta(max_length=NAME)] | None = None
+    #: a worker's consumer name ``<worker-id>-<slot>``, or a bare worker id: every slot of it (the Tasks filter)
+    worker_id: Annotated[str, Meta(max_length=NAME)] | None = None
     status: Literal["new", "process", "success", "error", "cancel"] | None = None
     #: with ``watch``: task uuids, comma-separated (a page's rows, or one task's page), at most :data:`UUIDS`
     uuid: Annotated[str, Meta(max_length=64 * UUIDS)] | None = None
@@ -114,12 +122,25 @@ def watch_of(q: EventsQuery) -> Watch | None:
 
 
 def changed_frame(kind: bytes, event_id: str) -> bytes:
+    """A watch stream's frame: ``event: <kind>`` (``watching``: where it starts; ``changed``: something the page
+    shows changed), ``id`` the event a reconnect resumes after (``Last-Event-ID``), no data (a page fetches itself
+    again: the id is all it needs). ``kind`` ``b""``: the id alone, a keep-alive that moves the browser's resume
+    point without firing an event (SSE dispatches no event without data, it keeps the id).
+
+    ``event_id`` may be the client's own ``after`` (the ``watching`` frame): one with CR or LF would end the line
+    and let the text after it be frames of its own. The request is refused for it (422); this refuses it again."""
+    if "\r" in event_id or "\n" in event_id:
+        raise ValueError(f"an SSE id without CR or LF: {event_id!r}")
+    if not kind:
+        return b"id: %s\n\n" % event_id.encode()
     return b"id: %s\nevent: %s\ndata: {}\n\n" % (event_id.encode(), kind)
 
 
 async def events(request: Request) -> Response:
     q = parse(EventsQuery, dict(request.query_params), "query")
     after: str | None = request.headers.get("last-event-id") or q.after or None
+    if after is not None and ("\r" in after or "\n" in after):  # it is echoed in a frame: no line of its own
+        raise service.BadRequest("after", "after: an event id (no CR or LF)")
     app = request.app.state.qtasks
     watch = watch_of(q)
     if watch is not None:
@@ -168,15 +189,14 @@ async def watching(request: Request, after: str, watch: Watch) -> AsyncIterator[
     yield b"retry: 2000\n\n"
     loop = asyncio.get_running_loop()
     quiet = loop.time()
-    kind = b"watching"
     try:
-        async for found in request.app.state.feeds(None).watch(after, watch):
-            if found:
-                yield changed_frame(kind, found)
-                kind, quiet = b"changed", loop.time()
-            elif loop.time() - quiet >= KEEPALIVE:
+        async for kind, found in request.app.state.feeds(None).watch(after, watch):
+            if kind != "alive":
+                yield changed_frame(kind.encode(), found)
                 quiet = loop.time()
-                yield b": keep-alive\n\n"
+            elif loop.time() - quiet >= KEEPALIVE:  # a tick: the id alone (no event), where a reconnect resumes
+                quiet = loop.time()
+                yield changed_frame(b"", found)
     except service.ServiceError as exc:  # the browser reconnects with Last-Event-ID
         yield b"event: error\ndata: %s\n\n" % msgspec.json.encode({"error": str(exc)})
 
@@ -192,8 +212,8 @@ def openapi_path() -> dict[str, Any]:
             ("follow", {"type": "boolean"}),
             ("summary", {"type": "boolean"}),
             ("watch", {"type": "boolean"}),
-            ("task_name", {"type": "string"}),
-            ("worker_id", {"type": "string"}),
+            ("task_name", {"type": "string", "maxLength": NAME}),
+            ("worker_id", {"type": "string", "maxLength": NAME}),
             ("status", {"type": "string", "enum": ["new", "process", "success", "error", "cancel"]}),
             ("uuid", {"type": "string", "maxLength": 64 * UUIDS}),
         )

@@ -115,6 +115,8 @@ def _parse_event_id(text: str) -> EventPos:
     """The position of an event id from :func:`_event_id` (index -1: an empty page's cursor, before the entry's
     first event); any other text (hand-edited, past 64 bits, digits that are not ASCII) is the invalid-event-id
     error every backend gives."""
+    if "\r" in text or "\n" in text:  # no queue name has them; an id is echoed in SSE frames (a line each)
+        raise invalid_event_id(text)
     sid, _, rest = text.partition(".")
     k, _, queue = rest.partition(".")
     ms, _, seq = sid.partition("-")
