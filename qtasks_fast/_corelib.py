@@ -9,6 +9,7 @@ and ``QTASKS_REQUIRE_COMPILED=1`` (set in CI) turns that into an ImportError.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -44,6 +45,17 @@ def load_compiled(name: str, src: Path) -> tuple[ModuleType, bool]:
             stacklevel=3,
         )
         return _load_source(src, name + "_py"), False
+
+
+def compiled(name: str) -> bool:
+    """Whether :func:`load_compiled` would give the extension ``name`` (not its source run as Python), found
+    without importing it: ``qtasks-fast info`` reports the backends' hot modules without loading the backends."""
+    if os.environ.get("QTASKS_PURE_PYTHON") == "1":
+        return False
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
 
 
 core, COMPILED = load_compiled("qtasks_fast._core", Path(__file__).with_name("_core.pyx"))

@@ -27,9 +27,10 @@ def versions() -> dict[str, object]:
     import platform
 
     from qtasks_fast import __version__
-    from qtasks_fast._corelib import COMPILED, core
-    from qtasks_fast.backends.redis.pack import COMPILED as PACK_COMPILED
-    from qtasks_fast.worker.eager import COMPILED as RUN_COMPILED
+    from qtasks_fast._corelib import COMPILED, compiled, core
+
+    hot = {"qtasks_fast._core": COMPILED, **{name: compiled(name) for name in (
+        "qtasks_fast.backends.redis._pack", "qtasks_fast.worker._run")}}
 
     def version(dist: str) -> str | None:
         try:
@@ -47,9 +48,8 @@ def versions() -> dict[str, object]:
         "qtasks_fast": __version__,
         "python": platform.python_version(),
         # true only when every hot module is compiled: the decoder, the Redis packing and the worker's run loop
-        "compiled_core": COMPILED and PACK_COMPILED and RUN_COMPILED,
-        "compiled_modules": {"qtasks_fast._core": COMPILED, "qtasks_fast.backends.redis._pack": PACK_COMPILED,
-                             "qtasks_fast.worker._run": RUN_COMPILED},
+        "compiled_core": all(hot.values()),
+        "compiled_modules": hot,
         "core_module": getattr(core, "__file__", "?"),
         "uvloop": has_uvloop,
         "msgspec": version("msgspec"),
