@@ -52,8 +52,9 @@ T = TypeVar("T")
 #: ``direct`` = a direct connection, sent again once when it was stale (the producer's round trips),
 #: ``hot`` = a direct connection, no resend (the worker's fetch and settle: their callers retry), ``pipe`` =
 #: a list of commands in one redis-py pipeline, ``hotpipe`` = a list of commands in one write on a direct
-#: connection (async only; see ``RedisConnection.execute`` and ``direct.py``)
-Via = Literal["pool", "direct", "hot", "pipe", "hotpipe"]
+#: connection, ``hotmulti`` = the same in ``MULTI``/``EXEC``, whose last command is the script's and whose reply
+#: is the call's (async only; see ``RedisConnection.execute`` and ``direct.py``)
+Via = Literal["pool", "direct", "hot", "pipe", "hotpipe", "hotmulti"]
 
 
 def pack_resp(args: tuple[Any, ...]) -> bytes:
@@ -161,7 +162,10 @@ class Call(Generic[T]):
             return None
         self.conn.functions = False
         self.script = ("EVALSHA", SHA, *self.script[2:])
-        self.cmd = _pack_command(self.script) if isinstance(self.cmd, bytes) else self.script
+        if self.via == "hotmulti":  # the script's command ends the transaction (Script.settle)
+            self.cmd = [*self.cmd[:-1], self.script]
+        else:
+            self.cmd = _pack_command(self.script) if isinstance(self.cmd, bytes) else self.script
         return _LOAD_SCRIPT
 
     async def _reply(self) -> T:
@@ -349,13 +353,25 @@ class Script:
         the broker's plain XREADGROUP fetches."""
         return self._call(queue, "started", True, (count, events, *starts), "hot")
 
-    def settle(self, queue: str, rec: bool, now: str, ttl_ms: int, packed: bytes, index: bytes, replies: bytes,
-               released: bytes = b"", starts: bytes = b"") -> Call[Any]:
-        """Op ``settle`` (SET ``P:t:<uuid>``, XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``,
-        ``P:r:*`` of awaited tasks, ``P:uo``): see :meth:`early_replies` for the replies sent before it, and
+    def settle(self, queue: str, rec: bool, now: str, ttl_ms: int, packed: bytes, index: bytes,
+               records: Sequence[Any] = (), released: bytes = b"", starts: bytes = b"") -> Call[Any]:
+        """Op ``settle`` (XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``, ``P:r:*`` of
+        tasks in ``P:wait``, ``P:uo``), after ``PSETEX P:t:<uuid>`` of ``records`` = ``[uuid, record]*`` (with
+        ``rec``) in one ``MULTI``/``EXEC``: the records are stored before the op acks, and Redis parses them as
+        plain commands instead of Lua strings its ``redis.call`` converts again (issue 16; see redis.lua, op
+        settle). See :meth:`early_replies` for the records of awaited tasks, sent before it, and
         ``index.PendingStarts.carry`` for the ``process`` events and ``starts`` it carries."""
         extra: tuple[Any, ...] = (released, starts) if starts else (released,) if released else ()
-        return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, replies, *extra), "hot")
+        call: Call[Any] = self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, *extra), "hot")
+        if rec and records:
+            if ttl_ms <= 0:  # PSETEX would fail only as the transaction runs, after the op acked
+                raise ValueError(f"result_ttl must be positive, got {ttl_ms} ms")
+            key = f"{queue_prefix(self.app, queue)}:t:"
+            cmds: list[Sequence[Any]] = [("PSETEX", key + records[j], ttl_ms, records[j + 1])
+                                         for j in range(0, len(records), 2)]
+            cmds.append(call.cmd)
+            call.cmd, call.via = cmds, "hotmulti"
+        return call
 
     def early_replies(self, queue: str, ttl_ms: int, early: Sequence[Any]) -> Call[Any]:
         """``SET P:t:<uuid>``, ``RPUSH``/``PEXPIRE P:r:<uuid>`` of ``early`` = ``[uuid, record]*`` (tasks a producer
