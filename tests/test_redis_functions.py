@@ -9,6 +9,7 @@ workers of the old one still running against the same Redis.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from qtasks_fast import QueueTasks
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks_fast.backends.redis import script
 from qtasks_fast.backends.redis.script import FUNCTION, FUNCTION_RO
+from qtasks_fast.testing.contract import Harness
+from qtasks_fast.testing.contract.harness import envelope, fetch, success
 
 
 def _app(url: str, app_name: str) -> QueueTasks:
@@ -152,3 +155,40 @@ def test_two_versions_share_a_redis_each_calling_its_own_library(redis_url: str,
         app.close()
     finally:
         client.function_delete(other)
+
+
+async def _settle_after(url: str, app_name: str, lose: str) -> None:
+    """Enqueue, fetch and settle two tasks (one a producer awaits) through the broker, the server losing our
+    script (``lose``: FUNCTION FLUSH and SCRIPT FLUSH, or nothing) between the fetch and the settle: the
+    settle's transaction (the records' PSETEX, then the op) is sent again after the reload, the records are
+    stored and the entries acked."""
+    h = Harness(url, app_name=app_name)
+    try:
+        worker = await h.consumer("w-0")
+        envs = [envelope(), envelope()]
+        envs[1].meta = {"rw": 1}
+        await h.broker.enqueue(envs, h.storage)
+        ready, bad = await fetch(worker, count=10)
+        assert len(ready) == 2 and not bad
+        admin = redis.Redis.from_url(url)
+        if lose:
+            with contextlib.suppress(redis.ResponseError):  # a server without Redis Functions
+                admin.function_flush()
+            admin.script_flush()
+        await worker.settle([success(d, d.envelope.uuid) for d in ready], h.storage, [])  # type: ignore[union-attr]
+        for env in envs:
+            task = await h.record(env.uuid)
+            assert task.status == "success" and task.returning == env.uuid
+        assert admin.xpending(f"qtf:{{{app_name}:default}}:s:0", app_name)["pending"] == 0
+    finally:
+        await h.close()
+
+
+@pytest.mark.parametrize("lose", ["", "flush"])
+async def test_the_settle_transaction_reloads_a_lost_library(redis_url: str, app_name: str, lose: str) -> None:
+    await _settle_after(redis_url, app_name, lose)
+
+
+async def test_the_settle_transaction_falls_back_to_evalsha(no_functions: PrivateRedis, app_name: str) -> None:
+    """FCALL refused as it is queued (unknown command, ACL) aborts the transaction; sent again as EVALSHA."""
+    await _settle_after(no_functions.url, app_name, "flush")

@@ -254,9 +254,10 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
 
     ``{queue: (packed, log, records, early)}``: ``packed`` holds ``prio, id, uuid`` per task and then the
     batch's ``{status: "tasks"}`` (the counts as text; P:count and P:tp are counted per batch: a status per task
-    was one more Lua string op settle unpacked per task, issue 16). ``records`` lists ``uuid, record`` of the
-    tasks the broker stores with plain PSETEX commands in the settle's transaction, before the op (see
-    ``redis.lua``, op settle), where ``record`` is the finished task's whole record (key P:t; its 8th
+    was one more Lua string op settle unpacked per task, issue 16). ``records`` has one element per task, in
+    ``packed``'s order: the record op settle stores, sent as an argument of its own rather than inside the
+    msgpack (one Lua string and copy less per task, see ``redis.lua``, op settle), or ``b""`` for a task in
+    ``early``; a ``record`` is the finished task's whole record (key P:t; its 8th
     element is the delivery count, its 9th the wall-clock ms its run started: ``now`` minus the monotonic
     time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; its fetch time when the
     executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``early`` lists the
@@ -308,10 +309,8 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
                 rq = early[queue] = []
             rq.append(uuid)
             rq.append(record)
-        else:
-            rs = stores[queue]
-            rs.append(uuid)
-            rs.append(record)
+            record = b""  # stored and pushed before the settle
+        stores[queue].append(record)
         if index:
             ix = logs[queue]
             name = env.task_name

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.asyncio as aioredis
 
-from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect, exec_reply
+from qtasks_fast.backends.redis.direct import DirectConnections, SyncDirect
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -99,8 +99,6 @@ class RedisConnection:
             return await pipe.execute()
         if via == "hotpipe":
             return await self._direct(client).pipeline(cmd)
-        if via == "hotmulti":
-            return exec_reply(await self._direct(client).pipeline([("MULTI",), *cmd, ("EXEC",)]))
         return await self._direct(client).execute(cmd, retry_stale=via == "direct")
 
     def execute_sync(self, cmd: Sequence[Any], via: Via) -> Any:

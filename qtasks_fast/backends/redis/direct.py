@@ -55,18 +55,6 @@ async def send(conn: Any, packed: list[bytes]) -> None:
     await write(packed)
 
 
-def exec_reply(replies: list[Any]) -> Any:
-    """The reply of the last command of a ``MULTI``, its commands, ``EXEC`` sent as one pipeline (``replies``: one
-    per command). A command refused as it was queued aborts the whole transaction, and the pipeline raised that
-    error already; an error of a command as ``EXEC`` ran it (the script's ``Function not found``, ``NOSCRIPT``)
-    comes back inside ``EXEC``'s array and is raised here, the first one first."""
-    done = replies[-1]
-    for reply in done:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return done[-1]
-
-
 class DirectConnections:
     """Connections of one event loop (worker and async producer).
 

@@ -14,8 +14,8 @@
 --                    without one). Plus one entry ' ht' that is no task's: it keeps the hash a hashtable (see QHT)
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
 --                    returning (bin), worker id, traceback, retry child, deliveries (int), started ms (int)],
---                    written once (SET PX ttl, or PSETEX: the same write) by the worker's settle transaction
---                    (see op settle); it exists only once the task is final.
+--                    written once (SET PX ttl; op settle sends PSETEX: the same write, one argument less to
+--                    convert and no options to parse) by the worker's settle; it exists only once the task is final.
 --                    Records written before the delivery count (7 elements) and cancels (no delivery known)
 --                    read as 1; before the start time (8 elements) or ended unrun (0) as not started
 --   P:wait           set of uuids a producer awaits after their enqueue (op watch); settle pushes their P:r:<uuid>
@@ -75,7 +75,7 @@
 -- A task is 'process' while its entry is pending in the group (XPENDING says which consumer,
 -- i.e. which worker, holds it), so starting a task writes nothing.
 --
--- Cost model: a task costs two commands of its own (XADD, and the PSETEX of its record in the settle's MULTI);
+-- Cost model: a task costs two commands of its own (XADD, SET of its record);
 -- everything else (P:q, the P:x indexes, P:ev, counters, acks, waiters) is one command per
 -- batch (per task name for P:x), because Redis is the shared bottleneck of a fleet. Finished entries leave
 -- their stream by XTRIM MINID below the oldest pending entry (see tidy), not by XDEL.
@@ -121,22 +121,22 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   settle  group now ttl packed log [released [starts]]
---           Sent as the last command of a MULTI ... EXEC whose first commands are the worker's PSETEX P:t:<uuid>
---           ttl <record> of the batch's tasks (record: see P:t, built by the worker): the records are stored
---           before this op acks, in one transaction (a command refused as it is queued, e.g. OOM, aborts it all),
---           and Redis parses them as plain commands, not as Lua strings unpacked and passed to redis.call
---           (~10,000 instructions less per task, issue 16). A task a producer blocks on (envelope meta 'rw') has
---           its record stored and pushed to P:r:<uuid> by plain commands the worker awaits before the transaction,
---           so the producer's wait ends without waiting for it.
+--   settle  group now ttl packed log released starts record*
+--           record* = one argument per task of packed (rec '1'; none for '0'), in its order: the task's record
+--           (see P:t, built by the worker), stored here (PSETEX) before the entries are acked, or '' when the
+--           worker stored it already: a task a producer blocks on (envelope meta 'rw') has its record stored and
+--           pushed to P:r:<uuid> by plain commands the worker awaits before this call, so the producer's wait
+--           ends without waiting for this script. Records travel as arguments of their own, not inside
+--           packed: Redis makes each argument a Lua string once, where a msgpack element was unpacked into one
+--           more (~3,500 instructions less per task, issue 16).
 --           packed = msgpack array {prio id uuid}*, then the batch's {status: 'tasks'} map for P:count and P:tp
 --           (counted by the worker, not per task here; the counts as text, ready for HINCRBY: see EV_KEEP_TEXT);
 --           log = the batch's query-side entries, built by the worker (see query_index; '' = none:
 --           index_results=False); a task in P:wait gets its stored record pushed to P:r:<uuid> (notify).
 --           released = msgpack array of the uuids (ended in error with no retry, or cancel) whose P:uo key
---           is given back; the P:uo entries of the others are dropped.
---           starts = msgpack array {uuid, '<prio> <id> <ms>'}* for P:q: the start times of tasks a plain
---           XREADGROUP handed out that are still running (their 'process' events lead the log's events).
+--           is given back ('' = none); the P:uo entries of the others are dropped.
+--           starts = ('' = none) msgpack array {uuid, '<prio> <id> <ms>'}* for P:q: the start times of tasks a
+--           plain XREADGROUP handed out that are still running (their 'process' events lead the log's events).
 --           The worker carries them here, in the settle it sends anyway, instead of a call of op 'started'
 --           of their own; only when no settle of their queue follows within a moment does it send one.
 --   started count events {uuid '<prio> <id> <ms>'}*   (what op fetch records of the tasks it hands out, for
@@ -284,8 +284,8 @@ local function chunked(cmd, key, list, step, extra)
   end
 end
 
--- wake the producers awaiting any of these uuids: their reply list gets the record itself (stored by the
--- worker in the same transaction, before this op: see settle), so a waiter needs no further round trip to read it
+-- wake the producers awaiting any of these uuids: their reply list gets the record itself (stored already:
+-- see settle), so a waiter needs no further round trip to read it
 local function notify(uuids, ttl)
   if #uuids == 0 or redis.call('SCARD', P .. ':wait') == 0 then return end
   local hits = {}
@@ -541,11 +541,15 @@ function OPS.settle(ARGV)
   local acks, uuids = {}, {}
   -- lengths kept in counters: '#t' is a binary search in Lua 5.1, three of them per task here before
   local nu, nacked, last, ids = 0, {}, nil, nil
+  local prefix = P .. ':t:'
   for i = 1, n, 3 do
     local prio, id = items[i], items[i + 1]
     if rec then
       nu = nu + 1
-      uuids[nu] = items[i + 2]
+      local uuid = items[i + 2]
+      uuids[nu] = uuid
+      local r = ARGV[8 + nu]  -- this task's record ('' = stored already, see the header)
+      if r ~= '' then redis.call('PSETEX', prefix .. uuid, ttl, r) end
     end
     if prio ~= last then  -- a batch is mostly one priority: its ids list is looked up once per run of it
       ids = acks[prio]

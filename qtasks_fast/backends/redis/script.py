@@ -52,9 +52,8 @@ T = TypeVar("T")
 #: ``direct`` = a direct connection, sent again once when it was stale (the producer's round trips),
 #: ``hot`` = a direct connection, no resend (the worker's fetch and settle: their callers retry), ``pipe`` =
 #: a list of commands in one redis-py pipeline, ``hotpipe`` = a list of commands in one write on a direct
-#: connection, ``hotmulti`` = the same in ``MULTI``/``EXEC``, whose last command is the script's and whose reply
-#: is the call's (async only; see ``RedisConnection.execute`` and ``direct.py``)
-Via = Literal["pool", "direct", "hot", "pipe", "hotpipe", "hotmulti"]
+#: connection (async only; see ``RedisConnection.execute`` and ``direct.py``)
+Via = Literal["pool", "direct", "hot", "pipe", "hotpipe"]
 
 
 def pack_resp(args: tuple[Any, ...]) -> bytes:
@@ -162,10 +161,7 @@ class Call(Generic[T]):
             return None
         self.conn.functions = False
         self.script = ("EVALSHA", SHA, *self.script[2:])
-        if self.via == "hotmulti":  # the script's command ends the transaction (Script.settle)
-            self.cmd = [*self.cmd[:-1], self.script]
-        else:
-            self.cmd = _pack_command(self.script) if isinstance(self.cmd, bytes) else self.script
+        self.cmd = _pack_command(self.script) if isinstance(self.cmd, bytes) else self.script
         return _LOAD_SCRIPT
 
     async def _reply(self) -> T:
@@ -355,23 +351,13 @@ class Script:
 
     def settle(self, queue: str, rec: bool, now: str, ttl_ms: int, packed: bytes, index: bytes,
                records: Sequence[Any] = (), released: bytes = b"", starts: bytes = b"") -> Call[Any]:
-        """Op ``settle`` (XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``, ``P:r:*`` of
-        tasks in ``P:wait``, ``P:uo``), after ``PSETEX P:t:<uuid>`` of ``records`` = ``[uuid, record]*`` (with
-        ``rec``) in one ``MULTI``/``EXEC``: the records are stored before the op acks, and Redis parses them as
-        plain commands instead of Lua strings its ``redis.call`` converts again (issue 16; see redis.lua, op
-        settle). See :meth:`early_replies` for the records of awaited tasks, sent before it, and
-        ``index.PendingStarts.carry`` for the ``process`` events and ``starts`` it carries."""
-        extra: tuple[Any, ...] = (released, starts) if starts else (released,) if released else ()
-        call: Call[Any] = self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, *extra), "hot")
-        if rec and records:
-            if ttl_ms <= 0:  # PSETEX would fail only as the transaction runs, after the op acked
-                raise ValueError(f"result_ttl must be positive, got {ttl_ms} ms")
-            key = f"{queue_prefix(self.app, queue)}:t:"
-            cmds: list[Sequence[Any]] = [("PSETEX", key + records[j], ttl_ms, records[j + 1])
-                                         for j in range(0, len(records), 2)]
-            cmds.append(call.cmd)
-            call.cmd, call.via = cmds, "hotmulti"
-        return call
+        """Op ``settle`` (with ``rec``, PSETEX ``P:t:<uuid>`` of ``records``: one argument per task in ``packed``'s
+        order, ``b""`` for one stored already; XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``,
+        ``P:r:*`` of tasks in ``P:wait``, ``P:uo``): see :meth:`early_replies` for the records of awaited tasks,
+        sent before it, and ``index.PendingStarts.carry`` for the ``process`` events and ``starts`` it carries.
+        Packed here in one call (hiredis): a settle has an argument per task."""
+        return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, released, starts,
+                                                 *(records if rec else ())), "hot", packed=True)
 
     def early_replies(self, queue: str, ttl_ms: int, early: Sequence[Any]) -> Call[Any]:
         """``SET P:t:<uuid>``, ``RPUSH``/``PEXPIRE P:r:<uuid>`` of ``early`` = ``[uuid, record]*`` (tasks a producer
