@@ -158,10 +158,10 @@ def test_two_versions_share_a_redis_each_calling_its_own_library(redis_url: str,
 
 
 async def _settle_after(url: str, app_name: str, lose: str) -> None:
-    """Enqueue, fetch and settle two tasks (one a producer awaits) through the broker, the server losing our
-    script (``lose``: FUNCTION FLUSH and SCRIPT FLUSH, or nothing) between the fetch and the settle: the
-    settle's transaction (the records' PSETEX, then the op) is sent again after the reload, the records are
-    stored and the entries acked."""
+    """Enqueue, fetch and settle two tasks (one a producer awaits: its record goes first, as plain commands)
+    through the broker, the server losing our script (``lose``: FUNCTION FLUSH and SCRIPT FLUSH, or nothing)
+    between the fetch and the settle: the worker's settle (its packed FCALL, or EVALSHA) is sent again after
+    the reload, the records are stored and the entries acked."""
     h = Harness(url, app_name=app_name)
     try:
         worker = await h.consumer("w-0")
@@ -185,10 +185,10 @@ async def _settle_after(url: str, app_name: str, lose: str) -> None:
 
 
 @pytest.mark.parametrize("lose", ["", "flush"])
-async def test_the_settle_transaction_reloads_a_lost_library(redis_url: str, app_name: str, lose: str) -> None:
+async def test_the_worker_settle_reloads_a_lost_library(redis_url: str, app_name: str, lose: str) -> None:
     await _settle_after(redis_url, app_name, lose)
 
 
-async def test_the_settle_transaction_falls_back_to_evalsha(no_functions: PrivateRedis, app_name: str) -> None:
-    """FCALL refused as it is queued (unknown command, ACL) aborts the transaction; sent again as EVALSHA."""
+async def test_the_worker_settle_falls_back_to_evalsha(no_functions: PrivateRedis, app_name: str) -> None:
+    """FCALL refused (unknown command, ACL): the settle goes on as EVALSHA, the script loaded first."""
     await _settle_after(no_functions.url, app_name, "flush")

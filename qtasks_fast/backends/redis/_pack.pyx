@@ -19,6 +19,7 @@ except ImportError:  # pure Python without Cython installed: the same no-op name
 
 _encoder = msgspec.msgpack.Encoder()
 _encode = _encoder.encode
+_encode_into = _encoder.encode_into
 
 
 _Raw = msgspec.Raw
@@ -68,6 +69,8 @@ class _Buf:
     """
 
     buf = cython.declare(bytearray)
+    #: scratch for the msgpack of one record (msgspec encodes into it; no bytes object per record)
+    scratch = cython.declare(bytearray)
     pos = cython.declare(cython.Py_ssize_t)
     #: elements written (the array header counts them)
     count = cython.declare(cython.Py_ssize_t)
@@ -75,6 +78,7 @@ class _Buf:
     def __init__(self, size):
         # pure Python appends to the buffer instead (bytearray += is C there; positions would be Python arithmetic)
         self.buf = bytearray(max(size, 64)) if cython.compiled else bytearray(_HEAD)
+        self.scratch = bytearray(256)
         self.pos = _HEAD
         self.count = 0
 
@@ -157,6 +161,14 @@ class _Buf:
             self.byte(prio)
         else:
             self.raw(_encode(prio))
+
+    @cython.cfunc
+    def encoded_str(self, value):
+        """Append the msgpack of ``value`` wrapped as a msgpack *str*; the scratch buffer keeps those bytes (for
+        the caller that needs them too) until the next call."""
+        _encode_into(value, self.scratch, 0)
+        self.str_head(len(self.scratch))
+        self.raw(self.scratch)
 
     @cython.cfunc
     @cython.locals(n=cython.Py_ssize_t, at=cython.Py_ssize_t)
@@ -252,28 +264,24 @@ _NO_PLAIN = _encode(["0"])
 def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
-    ``{queue: (packed, log, records, early)}``: ``packed`` holds ``prio, id, uuid`` per task and then the
+    ``{queue: (packed, log, replies)}``: ``packed`` holds ``prio, id, uuid, record`` per task and then the
     batch's ``{status: "tasks"}`` (the counts as text; P:count and P:tp are counted per batch: a status per task
-    was one more Lua string op settle unpacked per task, issue 16). ``records`` has one element per task, in
-    ``packed``'s order: the record op settle stores, sent as an argument of its own rather than inside the
-    msgpack (one Lua string and copy less per task, see ``redis.lua``, op settle), or ``b""`` for a task in
-    ``early``; a ``record`` is the finished task's whole record (key P:t; its 8th
+    was one more Lua string op settle unpacked per task, issue 16), where ``record`` is the finished task's whole record (see ``redis.lua``, key P:t; its 8th
     element is the delivery count, its 9th the wall-clock ms its run started: ``now`` minus the monotonic
     time since ``Delivery.started``, ``mono`` being ``time.monotonic()`` at ``now``; its fetch time when the
-    executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``early`` lists the
-    ``uuid, record`` of the tasks whose producer awaits the result (meta ``rw``), for the broker to store and
-    push before the settle. ``log`` is the batch's query-side argument (:func:`_index_arg`: P:x:f zsets by
-    ``<status>:<name>`` of the errors and cancels, the final events, after the ``carried[queue]`` events when
-    given: the ``process`` events of tasks a plain XREADGROUP handed out, which this settle writes instead of a
-    call of their own; ``b""`` without index). ``packed`` is written piece by piece into one :class:`_Buf` per
-    queue (compiled: C copies, no per-task ``Raw`` objects or list to encode afterwards): the same bytes
-    msgspec makes of that list.
+    executor never started it or ``mono`` is 0), built here so that Redis only stores it. ``log`` is the batch's
+    query-side argument (:func:`_index_arg`: P:x:f zsets by ``<status>:<name>`` of the errors and cancels,
+    the final events, after the ``carried[queue]`` events when given: the ``process`` events of tasks a plain
+    XREADGROUP handed out, which this settle writes instead of a call of their own; ``b""`` without index).
+    ``replies`` packs the 0-based positions of the tasks whose producer awaits the result (meta ``rw``),
+    ``b""`` when none does, and ``early`` lists their ``uuid, record`` for the broker to store and push before the settle itself.
+    ``packed`` is written piece by piece into one :class:`_Buf` per queue (compiled: C copies, no per-task
+    ``Raw`` objects or list to encode afterwards): the same bytes msgspec makes of that list.
     """
     out = {}
     logs = {}
     counts = {}
-    stores = {}
-    early = None
+    replies = None
     now_ms = int(now)
     mono_t = mono
     for o in outcomes:
@@ -281,11 +289,10 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
         queue = d.queue
         w = out.get(queue)
         if w is None:
-            w = out[queue] = _Buf(len(outcomes) * 48)  # a no-op task's share is ~45 bytes (prio, id, uuid)
+            w = out[queue] = _Buf(len(outcomes) * 256)  # a no-op task's share is ~200 bytes (its record)
             before = carried.get(queue) if carried else None
             logs[queue] = ({}, list(before) if before else [])
             counts[queue] = {}
-            stores[queue] = []
         env = d.envelope
         status = o[1]
         tally = counts[queue]
@@ -298,19 +305,17 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
         w.prio(d.prio)
         w.str_(d.msg_id)
         w.str_(uuid)
-        w.count += 3
-        record = _encode((d.raw, status, now, o[2], worker, o[3], o[4], d.deliveries, started))
+        w.encoded_str((d.raw, status, now, o[2], worker, o[3], o[4], d.deliveries, started))
         meta = env.meta
         if meta and "rw" in meta:
-            if early is None:
-                early = {}
-            rq = early.get(queue)
+            if replies is None:
+                replies = {}
+            rq = replies.get(queue)
             if rq is None:
-                rq = early[queue] = []
-            rq.append(uuid)
-            rq.append(record)
-            record = b""  # stored and pushed before the settle
-        stores[queue].append(record)
+                rq = replies[queue] = ([], [])
+            rq[0].append(w.count // 4)
+            rq[1].extend((uuid, bytes(w.scratch)))  # the record, for the early reply
+        w.count += 4
         if index:
             ix = logs[queue]
             name = env.task_name
@@ -323,13 +328,13 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
                 z.append(uuid)
             ix[1].extend((uuid, status, name, worker))
     for queue in out:
-        rq = early.get(queue) if early is not None else None
+        rq = replies.get(queue) if replies is not None else None
         ix = logs[queue]
         w = out[queue]
         w.raw(_encode({k: str(v) for k, v in counts[queue].items()}))  # text: Lua would sprintf a number
         w.count += 1
-        out[queue] = (w.finish(), _index_arg(ix[0], ix[1]) if index else b"", stores[queue],
-                      rq if rq else _NONE)
+        out[queue] = (w.finish(), _index_arg(ix[0], ix[1]) if index else b"",
+                      _encode(rq[0]) if rq else b"", rq[1] if rq else _NONE)
     return out
 
 

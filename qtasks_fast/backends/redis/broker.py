@@ -418,13 +418,13 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                 released.setdefault(o[0].queue, []).append(o[0].envelope.uuid)
         carried = await self._starts.carry(outcomes) if rec else None  # plain reads' starts: index.PendingStarts
         try:
-            for queue, (packed, index, records, early) in pack.settle_args(
+            for queue, (packed, index, replies, early) in pack.settle_args(
                     list(outcomes), self.index_results, self._worker_id, now, mono,
                     carried.events if carried else None).items():
                 if early:  # producers block on these: their records go first (see Script.early_replies)
                     await self.script.early_replies(queue, ttl, early)
                 gone = released.get(queue)
-                await self.script.settle(queue, rec, now, ttl, packed, index, records,
+                await self.script.settle(queue, rec, now, ttl, packed, index, replies,
                                          msgspec.msgpack.encode(gone) if gone else b"",
                                          carried.starts.get(queue, b"") if carried else b"")
         except BaseException:

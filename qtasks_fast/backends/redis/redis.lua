@@ -19,8 +19,8 @@
 --                    Records written before the delivery count (7 elements) and cancels (no delivery known)
 --                    read as 1; before the start time (8 elements) or ended unrun (0) as not started
 --   P:wait           set of uuids a producer awaits after their enqueue (op watch); settle pushes their P:r:<uuid>
---   P:r:<uuid>       reply list: the final record, pushed once for an awaited task (in P:wait, or by the
---                    worker before its settle: the producer awaited it from its enqueue, envelope meta 'rw')
+--   P:r:<uuid>       reply list: the final record, pushed once for an awaited task (in P:wait, or listed in
+--                    the settle's replies: the producer awaited it from its enqueue, envelope meta 'rw')
 --   P:count          hash status -> tasks finished with it (counters for dashboards and metrics)
 --   -- the query side (issue 12; written only with our records, read by qtasks_fast/backends/redis/query.py) --
 --   P:x:n:<name>     zset uuid -> created ms (the envelope's created_at) of every task named <name>, from its enqueue until
@@ -121,22 +121,20 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   settle  group now ttl packed log released starts record*
---           record* = one argument per task of packed (rec '1'; none for '0'), in its order: the task's record
---           (see P:t, built by the worker), stored here (PSETEX) before the entries are acked, or '' when the
---           worker stored it already: a task a producer blocks on (envelope meta 'rw') has its record stored and
---           pushed to P:r:<uuid> by plain commands the worker awaits before this call, so the producer's wait
---           ends without waiting for this script. Records travel as arguments of their own, not inside
---           packed: Redis makes each argument a Lua string once, where a msgpack element was unpacked into one
---           more (~3,500 instructions less per task, issue 16).
---           packed = msgpack array {prio id uuid}*, then the batch's {status: 'tasks'} map for P:count and P:tp
---           (counted by the worker, not per task here; the counts as text, ready for HINCRBY: see EV_KEEP_TEXT);
+--   settle  group now ttl packed log [replies [released [starts]]]
+--           packed = msgpack array {prio id uuid record}* (record: see P:t, built by the worker), then the
+--           batch's {status: 'tasks'} map for P:count and P:tp (counted by the worker, not per task here; the
+--           counts as text, ready for HINCRBY: see EV_KEEP_TEXT);
 --           log = the batch's query-side entries, built by the worker (see query_index; '' = none:
---           index_results=False); a task in P:wait gets its stored record pushed to P:r:<uuid> (notify).
+--           index_results=False); replies = msgpack array
+--           of 0-based task positions in packed whose record the worker has stored and pushed to P:r:<uuid>
+--           already ('' = none): for a task a producer blocks on, the worker sends SET P:t + RPUSH +
+--           PEXPIRE P:r as plain commands and awaits them before this call, so the producer's wait ends
+--           without waiting for this script; the ack still comes only after the record is stored.
 --           released = msgpack array of the uuids (ended in error with no retry, or cancel) whose P:uo key
---           is given back ('' = none); the P:uo entries of the others are dropped.
---           starts = ('' = none) msgpack array {uuid, '<prio> <id> <ms>'}* for P:q: the start times of tasks a
---           plain XREADGROUP handed out that are still running (their 'process' events lead the log's events).
+--           is given back; the P:uo entries of the others are dropped.
+--           starts = msgpack array {uuid, '<prio> <id> <ms>'}* for P:q: the start times of tasks a plain
+--           XREADGROUP handed out that are still running (their 'process' events lead the log's events).
 --           The worker carries them here, in the settle it sends anyway, instead of a call of op 'started'
 --           of their own; only when no settle of their queue follows within a moment does it send one.
 --   started count events {uuid '<prio> <id> <ms>'}*   (what op fetch records of the tasks it hands out, for
@@ -284,23 +282,22 @@ local function chunked(cmd, key, list, step, extra)
   end
 end
 
--- wake the producers awaiting any of these uuids: their reply list gets the record itself (stored already:
--- see settle), so a waiter needs no further round trip to read it
-local function notify(uuids, ttl)
-  if #uuids == 0 or redis.call('SCARD', P .. ':wait') == 0 then return end
+-- wake the producers awaiting any of these {uuid, record, ...}: their reply list gets the
+-- record itself, so a waiter needs no further round trip to read it
+local function notify(done, ttl)
+  if #done == 0 or redis.call('SCARD', P .. ':wait') == 0 then return end
+  local uuids = {}
+  for j = 1, #done, 2 do uuids[#uuids + 1] = done[j] end
   local hits = {}
   for j = 1, #uuids, 1000 do
     local flags = redis.call('SMISMEMBER', P .. ':wait', unpack(uuids, j, math.min(j + 999, #uuids)))
     for k, f in ipairs(flags) do
       if f == 1 then
-        local uuid = uuids[j + k - 1]
-        local r = redis.call('GET', record(uuid))
-        if r then
-          local rk = P .. ':r:' .. uuid
-          redis.call('RPUSH', rk, r)
-          redis.call('PEXPIRE', rk, ttl)
-        end
-        hits[#hits + 1] = uuid
+        local idx = (j + k - 2) * 2 + 1
+        local rk = P .. ':r:' .. done[idx]
+        redis.call('RPUSH', rk, done[idx + 1])
+        redis.call('PEXPIRE', rk, ttl)
+        hits[#hits + 1] = done[idx]
       end
     end
   end
@@ -536,20 +533,29 @@ end
 function OPS.settle(ARGV)
   local group, now, ttl = ARGV[2], ARGV[3], ARGV[4]
   local items = cmsgpack.unpack(ARGV[5])
-  local n = #items - 1  -- {prio id uuid}* then {status: tasks} of the batch
+  local n = #items - 1  -- {prio id uuid record}* then {status: tasks} of the batch
   local counts = items[n + 1]
-  local acks, uuids = {}, {}
-  -- lengths kept in counters: '#t' is a binary search in Lua 5.1, three of them per task here before
-  local nu, nacked, last, ids = 0, {}, nil, nil
+  local acks, uuids, done = {}, {}, {}
+  -- the records for notify() only when some producer waits (rarely, in a busy drain)
+  local waited = rec and redis.call('SCARD', P .. ':wait') > 0
   local prefix = P .. ':t:'
-  for i = 1, n, 3 do
-    local prio, id = items[i], items[i + 1]
+  local stored = {}  -- positions (1-based item index) whose record the worker stored and pushed already
+  if ARGV[7] and ARGV[7] ~= '' then
+    for _, k in ipairs(cmsgpack.unpack(ARGV[7])) do stored[k * 4 + 1] = true end
+  end
+  -- lengths kept in counters: '#t' is a binary search in Lua 5.1, three of them per task here before
+  local nu, nd, nacked, last, ids = 0, 0, {}, nil, nil
+  for i = 1, n, 4 do
+    local prio, id, uuid = items[i], items[i + 1], items[i + 2]
     if rec then
+      if not stored[i] then redis.call('PSETEX', prefix .. uuid, ttl, items[i + 3]) end
       nu = nu + 1
-      local uuid = items[i + 2]
       uuids[nu] = uuid
-      local r = ARGV[8 + nu]  -- this task's record ('' = stored already, see the header)
-      if r ~= '' then redis.call('PSETEX', prefix .. uuid, ttl, r) end
+      if waited then
+        done[nd + 1] = uuid
+        done[nd + 2] = items[i + 3]
+        nd = nd + 2
+      end
     end
     if prio ~= last then  -- a batch is mostly one priority: its ids list is looked up once per run of it
       ids = acks[prio]
@@ -568,19 +574,19 @@ function OPS.settle(ARGV)
   end
   if uo then
     local released = {}
-    if ARGV[7] and ARGV[7] ~= '' then
-      for _, u in ipairs(cmsgpack.unpack(ARGV[7])) do released[u] = true end
+    if ARGV[8] and ARGV[8] ~= '' then
+      for _, u in ipairs(cmsgpack.unpack(ARGV[8])) do released[u] = true end
     end
-    for i = 3, n, 3 do unown(items[i], released[items[i]]) end
+    for i = 3, n, 4 do unown(items[i], released[items[i]]) end
   end
   if cx then
     local settled = {}
-    for i = 3, n, 3 do settled[#settled + 1] = items[i] end
+    for i = 3, n, 4 do settled[#settled + 1] = items[i] end
     chunked('HDEL', P .. ':cx', settled, 1)
   end
   if rec then
-    if ARGV[8] and ARGV[8] ~= '' then  -- start times of tasks a plain XREADGROUP handed out (still running)
-      local starts = cmsgpack.unpack(ARGV[8])
+    if ARGV[9] and ARGV[9] ~= '' then  -- start times of tasks a plain XREADGROUP handed out (still running)
+      local starts = cmsgpack.unpack(ARGV[9])
       table.insert(starts, 1, QHT_WHY)
       table.insert(starts, 1, QHT)
       chunked('HSET', P .. ':q', starts, 2)
@@ -594,14 +600,14 @@ function OPS.settle(ARGV)
       local minute = string.format('%d ', math.floor(tonumber(now) / 60000) * 60)  -- text once (see EV_KEEP_TEXT)
       for status, c in pairs(counts) do redis.call('HINCRBY', P .. ':tp', minute .. status, c) end
     end
-    notify(uuids, ttl)
+    if waited then notify(done, ttl) end
   end
   for prio, ids in pairs(acks) do
     local stream = P .. ':s:' .. prio
     chunked('XACK', stream, ids, 1, group)
     tidy(stream, group, ids, now)
   end
-  return n / 3
+  return n / 4
 end
 
 -- Everything below is defined only for the other ops: as an EVALSHA script, a closure made per call costs Redis ~0.2 µs.
@@ -704,8 +710,7 @@ local function mp_skip(s, pos, n)
   return pos
 end
 
--- does envelope <blob> carry meta 'rw' (its producer blocks on the reply list P:r:<uuid>: the worker pushes
--- its record before its settle)?
+-- does envelope <blob> carry meta 'rw' (its producer blocks on the reply list P:r:<uuid>, see settle's replies)?
 -- Our envelopes are a map with short str keys; the meta map is under key 'm'.
 local function awaited(blob)
   local function map_at(pos)  -- pairs of the map at pos, and where its first key starts
@@ -770,7 +775,7 @@ local function final(uuid, blob, status, tb, now, ttl, deliveries)
     redis.call('RPUSH', rk, r)
     redis.call('PEXPIRE', rk, ttl)
   end
-  notify({uuid}, ttl)
+  notify({uuid, r}, ttl)
 end
 
 local function to_dlq(group, prio, id, uuid, reason, blob, now, ttl, deliveries)

@@ -349,15 +349,13 @@ class Script:
         the broker's plain XREADGROUP fetches."""
         return self._call(queue, "started", True, (count, events, *starts), "hot")
 
-    def settle(self, queue: str, rec: bool, now: str, ttl_ms: int, packed: bytes, index: bytes,
-               records: Sequence[Any] = (), released: bytes = b"", starts: bytes = b"") -> Call[Any]:
-        """Op ``settle`` (with ``rec``, PSETEX ``P:t:<uuid>`` of ``records``: one argument per task in ``packed``'s
-        order, ``b""`` for one stored already; XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``,
-        ``P:r:*`` of tasks in ``P:wait``, ``P:uo``): see :meth:`early_replies` for the records of awaited tasks,
-        sent before it, and ``index.PendingStarts.carry`` for the ``process`` events and ``starts`` it carries.
-        Packed here in one call (hiredis): a settle has an argument per task."""
-        return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, released, starts,
-                                                 *(records if rec else ())), "hot", packed=True)
+    def settle(self, queue: str, rec: bool, now: str, ttl_ms: int, packed: bytes, index: bytes, replies: bytes,
+               released: bytes = b"", starts: bytes = b"") -> Call[Any]:
+        """Op ``settle`` (SET ``P:t:<uuid>``, XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``,
+        ``P:r:*`` of awaited tasks, ``P:uo``): see :meth:`early_replies` for the replies sent before it, and
+        ``index.PendingStarts.carry`` for the ``process`` events and ``starts`` it carries."""
+        extra: tuple[Any, ...] = (released, starts) if starts else (released,) if released else ()
+        return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, replies, *extra), "hot")
 
     def early_replies(self, queue: str, ttl_ms: int, early: Sequence[Any]) -> Call[Any]:
         """``SET P:t:<uuid>``, ``RPUSH``/``PEXPIRE P:r:<uuid>`` of ``early`` = ``[uuid, record]*`` (tasks a producer
