@@ -9,7 +9,6 @@ workers of the old one still running against the same Redis.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,8 +158,9 @@ def test_two_versions_share_a_redis_each_calling_its_own_library(redis_url: str,
 
 async def _settle_after(url: str, app_name: str, lose: str) -> None:
     """Enqueue, fetch and settle two tasks (one a producer awaits: its record goes first, as plain commands)
-    through the broker, the server losing our script (``lose``: FUNCTION FLUSH and SCRIPT FLUSH, or nothing)
-    between the fetch and the settle: the worker's settle (its packed FCALL, or EVALSHA) is sent again after
+    through the broker, the server losing our script between the fetch and the settle (``lose``: ``"library"``
+    = FUNCTION DELETE of ours, the shared server's other libraries left alone; ``"scripts"`` = SCRIPT FLUSH, on a
+    private server; ``""`` = nothing): the worker's settle (its packed FCALL, or EVALSHA) is sent again after
     the reload, the records are stored and the entries acked."""
     h = Harness(url, app_name=app_name)
     try:
@@ -171,9 +171,9 @@ async def _settle_after(url: str, app_name: str, lose: str) -> None:
         ready, bad = await fetch(worker, count=10)
         assert len(ready) == 2 and not bad
         admin = redis.Redis.from_url(url)
-        if lose:
-            with contextlib.suppress(redis.ResponseError):  # a server without Redis Functions
-                admin.function_flush()
+        if lose == "library":
+            admin.function_delete(FUNCTION)
+        elif lose == "scripts":
             admin.script_flush()
         await worker.settle([success(d, d.envelope.uuid) for d in ready], h.storage, [])  # type: ignore[union-attr]
         for env in envs:
@@ -184,11 +184,11 @@ async def _settle_after(url: str, app_name: str, lose: str) -> None:
         await h.close()
 
 
-@pytest.mark.parametrize("lose", ["", "flush"])
+@pytest.mark.parametrize("lose", ["", "library"])
 async def test_the_worker_settle_reloads_a_lost_library(redis_url: str, app_name: str, lose: str) -> None:
     await _settle_after(redis_url, app_name, lose)
 
 
 async def test_the_worker_settle_falls_back_to_evalsha(no_functions: PrivateRedis, app_name: str) -> None:
     """FCALL refused (unknown command, ACL): the settle goes on as EVALSHA, the script loaded first."""
-    await _settle_after(no_functions.url, app_name, "flush")
+    await _settle_after(no_functions.url, app_name, "scripts")
