@@ -21,6 +21,8 @@ from qtasks_fast import QueueTasks
 from qtasks_fast.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks_fast.backends.redis import script
 from qtasks_fast.backends.redis.script import FUNCTION, FUNCTION_RO
+from qtasks_fast.testing.contract import Harness
+from qtasks_fast.testing.contract.harness import envelope, fetch, success
 
 
 def _app(url: str, app_name: str) -> QueueTasks:
@@ -152,3 +154,41 @@ def test_two_versions_share_a_redis_each_calling_its_own_library(redis_url: str,
         app.close()
     finally:
         client.function_delete(other)
+
+
+async def _settle_after(url: str, app_name: str, lose: str) -> None:
+    """Enqueue, fetch and settle two tasks (one a producer awaits: its record goes first, as plain commands)
+    through the broker, the server losing our script between the fetch and the settle (``lose``: ``"library"``
+    = FUNCTION DELETE of ours, the shared server's other libraries left alone; ``"scripts"`` = SCRIPT FLUSH, on a
+    private server; ``""`` = nothing): the worker's settle (its packed FCALL, or EVALSHA) is sent again after
+    the reload, the records are stored and the entries acked."""
+    h = Harness(url, app_name=app_name)
+    try:
+        worker = await h.consumer("w-0")
+        envs = [envelope(), envelope()]
+        envs[1].meta = {"rw": 1}
+        await h.broker.enqueue(envs, h.storage)
+        ready, bad = await fetch(worker, count=10)
+        assert len(ready) == 2 and not bad
+        admin = redis.Redis.from_url(url)
+        if lose == "library":
+            admin.function_delete(FUNCTION)
+        elif lose == "scripts":
+            admin.script_flush()
+        await worker.settle([success(d, d.envelope.uuid) for d in ready], h.storage, [])  # type: ignore[union-attr]
+        for env in envs:
+            task = await h.record(env.uuid)
+            assert task.status == "success" and task.returning == env.uuid
+        assert admin.xpending(f"qtf:{{{app_name}:default}}:s:0", app_name)["pending"] == 0
+    finally:
+        await h.close()
+
+
+@pytest.mark.parametrize("lose", ["", "library"])
+async def test_the_worker_settle_reloads_a_lost_library(redis_url: str, app_name: str, lose: str) -> None:
+    await _settle_after(redis_url, app_name, lose)
+
+
+async def test_the_worker_settle_falls_back_to_evalsha(no_functions: PrivateRedis, app_name: str) -> None:
+    """FCALL refused (unknown command, ACL): the settle goes on as EVALSHA, the script loaded first."""
+    await _settle_after(no_functions.url, app_name, "scripts")
