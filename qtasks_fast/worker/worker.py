@@ -46,8 +46,11 @@ def _prio(d: Delivery) -> int:
     return d.prio  # type: ignore[no-any-return]
 
 
-class Worker:
-    """Runs tasks of ``app`` from ``queues`` as consumer ``<worker_id>-<slot>``."""
+class Worker(run_core.RunState):
+    """Runs tasks of ``app`` from ``queues`` as consumer ``<worker_id>-<slot>``.
+
+    Its per-task fields (counters, backlog, outcome buffer, wake-ups) are those of ``RunState`` (``_run.pyx``):
+    typed, so the compiled per-task path reads them as struct members."""
 
     def __init__(self, app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
                  queues: Sequence[str] | None = None, block_seconds: float = 1.0, owner: str | None = None,

@@ -285,7 +285,7 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     now_ms = int(now)
     mono_t = mono
     for o in outcomes:
-        d = o[0]
+        d: Delivery = o[0]  # noqa: F821 - cimported in _pack.pxd (compiled: its fields are struct members)
         queue = d.queue
         w = out.get(queue)
         if w is None:
