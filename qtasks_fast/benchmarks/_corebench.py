@@ -36,10 +36,12 @@ def _worker_class(run: Any) -> Any:
         _on_done = run.task_done
 
         def __init__(self) -> None:
-            self._done, self._retries, self.inflight = [], [], set()
+            self._done: list[Any] = []
+            self._retries: list[Any] = []
+            self.inflight: set[Any] = set()
             self.unsettled = self.active = self.settled = self.settled_failed = 0
             self.concurrency = 1 << 30
-            self.backlog = deque()
+            self.backlog: deque[Any] = deque()
             self._done_event, self.slot_free = asyncio.Event(), asyncio.Event()  # set, as in a busy worker
 
     return _Worker

@@ -23,7 +23,7 @@ from qtasks_fast.log import get_logger
 from qtasks_fast.tasktable import publish
 from qtasks_fast.worker.apart import settle_apart
 from qtasks_fast.worker.control import Limiter, cancel_loop, fire
-from qtasks_fast.worker.eager import run_core
+from qtasks_fast.worker.eager import RunState, run_core
 from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
@@ -46,7 +46,7 @@ def _prio(d: Delivery) -> int:
     return d.prio  # type: ignore[no-any-return]
 
 
-class Worker(run_core.RunState):
+class Worker(RunState):
     """Runs tasks of ``app`` from ``queues`` as consumer ``<worker_id>-<slot>``.
 
     Its per-task fields (counters, backlog, outcome buffer, wake-ups) are those of ``RunState`` (``_run.pyx``):
