@@ -29,21 +29,10 @@ _encode = msgspec.msgpack.Encoder().encode
 class Delivery:
     """One message handed to this worker: where it came from and what it says.
 
-    A C struct when compiled (``cython.cclass``): :func:`decode_batch` fills its fields without a Python-level
-    ``__init__`` call, and the executor's reads and writes of them are slot accesses.
+    A C struct when compiled (``cython.cclass``; its fields are declared in ``_core.pxd``, which the other
+    compiled modules cimport): :func:`decode_batch` fills its fields without a Python-level ``__init__`` call, and
+    the worker's loop (``worker/_run.pyx``) and the settle packing read and write them as struct members.
     """
-
-    queue = cython.declare(object, visibility="public")
-    prio = cython.declare(object, visibility="public")
-    msg_id = cython.declare(object, visibility="public")
-    raw = cython.declare(object, visibility="public")
-    deliveries = cython.declare(object, visibility="public")
-    envelope = cython.declare(object, visibility="public")
-    handler = cython.declare(object, visibility="public")
-    #: ``time.monotonic()`` when the executor started it; 0 until then
-    started = cython.declare(cython.double, visibility="public")
-    #: wall-clock time it was decoded after its fetch: its start time until the executor starts it
-    fetched = cython.declare(cython.double, visibility="public")
 
     def __init__(self, queue, prio, msg_id, raw, deliveries):
         self.queue = queue

@@ -250,9 +250,10 @@ def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
         def __init__(self, name: str, args: tuple[object, ...], meta: dict[str, object] | None = None) -> None:
             self.task_name, self.args, self.kwargs, self.meta = name, args, {}, meta or {}
 
-    class Job:
-        def __init__(self, name: str, func: object, *args: object, meta: dict[str, object] | None = None) -> None:
-            self.handler, self.envelope = Handler(func), Env(name, args, meta)
+    def Job(name: str, func: object, *args: object, meta: dict[str, object] | None = None) -> Any:  # noqa: N802
+        d = _corelib.Delivery("default", 0, b"1-0", b"", 1)  # what a worker hands the loop (compiled: typed there)
+        d.handler, d.envelope = Handler(func), Env(name, args, meta)  # type: ignore[assignment]
+        return d
 
     async def double(x: int) -> int:
         leak.set("set by a task")  # in its own copy of the context: never seen by the next task
@@ -282,7 +283,7 @@ def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
             self.seen.append(("on_done", (outcome[0].envelope.task_name, outcome[1],  # type: ignore[attr-defined]
                                           msgspec.msgpack.decode(outcome[2]), followups)))  # type: ignore[arg-type]
 
-        def _finish(self, d: Job, value: object, exc: BaseException | None) -> None:
+        def _finish(self, d: Any, value: object, exc: BaseException | None) -> None:
             self.seen.append(("_finish", (d.envelope.task_name, type(value).__name__, repr(exc))))
 
     results = []
@@ -312,6 +313,69 @@ def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
         ("on_done", ("after", "success", 4, [])),
     ], ["none"])
 
+
+
+def test_the_loop_finishes_into_its_workers_typed_state_compiled_and_pure() -> None:
+    """With the worker's own ``task_done`` as ``on_done`` (a ``RunState`` subclass, as ``Worker`` is), the loop
+    hands each plain success to it directly: outcomes queued in order, slots freed, backlog deliveries started
+    through the executor, wake-ups set; a failure still takes the executor's general path. Compiled and pure
+    alike."""
+    import asyncio
+    import collections
+
+    from qtasks_fast.worker import eager
+
+    pure = _load_source(Path(eager.__file__).with_name("_run.pyx"), "run_state_py")
+
+    class Handler:
+        def __init__(self, func: object) -> None:
+            self.func, self.echo, self._validator = func, False, None
+
+    async def double(x: int) -> int:
+        return x * 2
+
+    async def fails() -> None:
+        raise ValueError("no")
+
+    def delivery(n: int, func: object, *args: object) -> Any:
+        d = _corelib.Delivery("default", 0, b"%d-0" % n, b"", 1)
+        d.handler = Handler(func)  # type: ignore[assignment]
+        d.envelope = Envelope(uuid=str(uuid.UUID(int=n + 1)), task_name=f"t{n}", args=list(args))
+        return d
+
+    seen = []
+    for run in (eager.run_core, pure):
+        class W(run.RunState):  # type: ignore[misc,name-defined]
+            _on_done = run.task_done
+
+        class Ex:
+            validate = False
+
+            def __init__(self, w: Any) -> None:
+                self.on_done, self.started, self.failed = w._on_done, [], []
+
+            def submit(self, d: Any) -> None:
+                self.started.append(d.envelope.task_name)
+
+            def _finish(self, d: Any, value: object, exc: BaseException | None) -> None:
+                self.failed.append((d.envelope.task_name, repr(exc)))
+                self.on_done((d, "error", b"", "", ""), [])
+
+        w = W()
+        w._done, w._retries, w.inflight = [], [], set()
+        w.unsettled, w.active, w.concurrency, w._starting, w.stopping = 0, 3, 3, False, False
+        w.leases_until = float("inf")
+        w.backlog = collections.deque([delivery(9, double, 9)])
+        w._done_event, w.slot_free = asyncio.Event(), asyncio.Event()
+        w.executor = ex = Ex(w)
+        jobs = collections.deque([delivery(0, double, 21), delivery(1, fails), delivery(2, double, 2)])
+        assert run.run_ready(jobs, ex, eager.log) is None
+        seen.append(([(o[0].envelope.task_name, o[1], msgspec.msgpack.decode(o[2]) if o[2] else None)
+                      for o in w._done], ex.failed, ex.started, w.active, w.unsettled, list(w.backlog),
+                     w._done_event.is_set(), w.slot_free.is_set()))
+    assert seen[0] == seen[1]
+    assert seen[0] == ([("t0", "success", 42), ("t1", "error", None), ("t2", "success", 4)],
+                       [("t1", "ValueError('no')")], ["t9"], 1, 3, [], True, True)
 
 
 def test_a_worker_runs_async_tasks_on_the_pure_python_run_loop(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,18 +26,25 @@ from qtasks_fast.schemas import Envelope
 FUNCS = ("decode_batch", "settle_args", "enqueue_args", "encode_envelopes", "run_tasks")
 
 
-class _Worker:
-    """The fields of a Worker that ``_run.task_done`` updates (its outcome buffer, counters, wake-ups)."""
+def _worker_class(run: Any) -> Any:
+    """A Worker's per-task state (``_run.RunState``, its base class) with its ``_on_done``: what ``task_done``
+    updates (outcome buffer, counters, wake-ups)."""
+    import asyncio
+    from collections import deque
 
-    def __init__(self) -> None:
-        import asyncio
-        from collections import deque
+    class _Worker(run.RunState):  # type: ignore[misc,name-defined]
+        _on_done = run.task_done
 
-        self._done: list[Any] = []
-        self._retries: list[Any] = []
-        self.unsettled = self.active = 0
-        self.backlog: deque[Any] = deque()
-        self._done_event, self.slot_free = asyncio.Event(), asyncio.Event()  # set, as in a busy worker
+        def __init__(self) -> None:
+            self._done: list[Any] = []
+            self._retries: list[Any] = []
+            self.inflight: set[Any] = set()
+            self.unsettled = self.active = self.settled = self.settled_failed = 0
+            self.concurrency = 1 << 30
+            self.backlog: deque[Any] = deque()
+            self._done_event, self.slot_free = asyncio.Event(), asyncio.Event()  # set, as in a busy worker
+
+    return _Worker
 
 
 class _Handler:
@@ -48,12 +55,12 @@ class _Handler:
 
 
 class _Executor:
-    """What the eager runner's loop calls back on a real Executor: ``on_done`` is the worker's ``task_done``."""
+    """What the eager runner's loop calls back on a real Executor: ``on_done`` is the worker's ``_on_done``."""
 
     validate = True
 
-    def __init__(self, run: Any, w: _Worker) -> None:
-        self.on_done = functools.partial(run.task_done, w)
+    def __init__(self, w: Any) -> None:
+        self.on_done = w._on_done  # the worker's own, as ``Worker`` hands its Executor
 
     def _finish(self, d: Any, value: Any, exc: BaseException | None) -> None:
         raise AssertionError(f"the plain path must finish {d!r} itself ({exc!r})")
@@ -72,10 +79,10 @@ def run_tasks_call(ready: list[Any]) -> Callable[[], Any]:
     from qtasks_fast.worker import eager
 
     run, log = eager.run_core, get_logger("worker")
-    w = _Worker()
+    w = _worker_class(run)()
     w._done_event.set()
     w.slot_free.set()
-    ex = _Executor(run, w)
+    ex = _Executor(w)
 
     async def noop() -> None:
         return None

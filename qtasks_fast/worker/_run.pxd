@@ -1,6 +1,9 @@
 # The C side of ``_run.pyx`` (Cython reads this file next to it when compiling; the pure-Python twin never does).
-# One coroutine step inside a contextvars context, with no StopIteration object and no bound ``ctx.run``.
+# Delivery's layout, and one coroutine step inside a contextvars context, with no StopIteration object and no bound ``ctx.run``.
 from cpython.ref cimport PyObject, Py_XDECREF
+
+# the fields of a Delivery as struct members (its layout: ``qtasks_fast/_core.pxd``)
+from qtasks_fast._core cimport Delivery
 
 cdef extern from "Python.h":
     int _iter_send "PyIter_Send"(object iter, object arg, PyObject **presult)

@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 
 #: the per-task loop, compiled (``_run.pyx``; its source as Python when asked or when no extension exists)
 run_core, COMPILED = load_compiled("qtasks_fast.worker._run", Path(__file__).with_name("_run.pyx"))
+if TYPE_CHECKING:
+    from qtasks_fast.worker._run import RunState
+else:
+    #: the Worker's per-task fields, typed (its base class; see ``_run.pyx``)
+    RunState = run_core.RunState
 log = get_logger("worker")
 
 

@@ -23,7 +23,7 @@ from qtasks_fast.log import get_logger
 from qtasks_fast.tasktable import publish
 from qtasks_fast.worker.apart import settle_apart
 from qtasks_fast.worker.control import Limiter, cancel_loop, fire
-from qtasks_fast.worker.eager import run_core
+from qtasks_fast.worker.eager import RunState, run_core
 from qtasks_fast.worker.executor import Executor
 from qtasks_fast.worker.fetcher import fetch_loop
 from qtasks_fast.worker.followups import bind_feeds, use_app
@@ -46,8 +46,11 @@ def _prio(d: Delivery) -> int:
     return d.prio  # type: ignore[no-any-return]
 
 
-class Worker:
-    """Runs tasks of ``app`` from ``queues`` as consumer ``<worker_id>-<slot>``."""
+class Worker(RunState):
+    """Runs tasks of ``app`` from ``queues`` as consumer ``<worker_id>-<slot>``.
+
+    Its per-task fields (counters, backlog, outcome buffer, wake-ups) are those of ``RunState`` (``_run.pyx``):
+    typed, so the compiled per-task path reads them as struct members."""
 
     def __init__(self, app: BaseQueueTasks, worker_id: str = "w", slot: int = 0, concurrency: int | None = None,
                  queues: Sequence[str] | None = None, block_seconds: float = 1.0, owner: str | None = None,

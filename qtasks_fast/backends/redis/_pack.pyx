@@ -77,7 +77,8 @@ class _Buf:
 
     def __init__(self, size):
         # pure Python appends to the buffer instead (bytearray += is C there; positions would be Python arithmetic)
-        self.buf = bytearray(max(size, 64)) if cython.compiled else bytearray(_HEAD)
+        # compiled: not zero-filled (memory that is written before it is read; see finish)
+        self.buf = PyByteArray_FromStringAndSize(cython.NULL, max(size, 64)) if cython.compiled else bytearray(_HEAD)  # noqa: F821
         self.scratch = bytearray(256)
         self.pos = _HEAD
         self.count = 0
@@ -99,7 +100,7 @@ class _Buf:
         self.pos += 1
 
     @cython.cfunc
-    @cython.locals(n=cython.Py_ssize_t, i=cython.Py_ssize_t, at=cython.Py_ssize_t)
+    @cython.locals(n=cython.Py_ssize_t, at=cython.Py_ssize_t)
     def raw(self, data):
         """Append ``data`` (bytes or bytearray) as is."""
         if not cython.compiled:
@@ -111,8 +112,7 @@ class _Buf:
         if cython.compiled:
             dst: cython.p_char = self.buf
             src: cython.p_char = data
-            for i in range(n):
-                dst[at + i] = src[i]
+            memcpy(dst + at, src, n)  # noqa: F821 - cimported in _pack.pxd
         else:
             self.buf[at:at + n] = data
         self.pos = at + n
@@ -285,7 +285,7 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     now_ms = int(now)
     mono_t = mono
     for o in outcomes:
-        d = o[0]
+        d: Delivery = o[0]  # noqa: F821 - cimported in _pack.pxd (compiled: its fields are struct members)
         queue = d.queue
         w = out.get(queue)
         if w is None:
