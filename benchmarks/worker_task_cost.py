@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 
-def _drain(url: str, name: str, n: int) -> None:
+def _drain(url: str, name: str, n: int, concurrency: int | None = None) -> None:
     """The measured part: one worker drains ``n`` tasks of app ``name``, then stops."""
     import asyncio
 
@@ -38,7 +38,7 @@ def _drain(url: str, name: str, n: int) -> None:
     app = register(QueueTasks(name, broker_url=url))
 
     async def main() -> None:
-        w = Worker(app)
+        w = Worker(app, concurrency=concurrency)
         stop = asyncio.Event()
         run = asyncio.create_task(w.run(stop))
         while w.settled < n:
@@ -49,13 +49,13 @@ def _drain(url: str, name: str, n: int) -> None:
     functools.reduce(lambda _acc, _i: uvloop.run(main()), range(1), None)
 
 
-def _fill(url: str, name: str, n: int) -> None:
+def _fill(url: str, name: str, n: int, task: str = "noop") -> None:
     from qtasks_fast import QueueTasks
     from qtasks_fast.benchmarks.apps import register
 
     app = register(QueueTasks(name, broker_url=url))
-    for _ in range(n):
-        app.add_task("noop")
+    for i in range(0, n, 1000):
+        app.add_tasks([(task, (), {})] * min(1000, n - i))
 
 
 def _free_port() -> int:
@@ -64,12 +64,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _measure(python: str, url: str, n: int, out: Path) -> int:
+def _measure(python: str, url: str, n: int, out: Path, task: str, concurrency: int) -> int:
     name = f"wcost-{uuid.uuid4().hex[:8]}"
     me = str(Path(__file__).resolve())
-    subprocess.run([python, me, "--role", "fill", url, name, str(n)], check=True)
+    extra = [task, str(concurrency)]
+    subprocess.run([python, me, "--role", "fill", url, name, str(n), *extra], check=True)
     subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=functools_reduce",
-                    f"--callgrind-out-file={out}", python, me, "--role", "drain", url, name, str(n)],
+                    f"--callgrind-out-file={out}", python, me, "--role", "drain", url, name, str(n), *extra],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for line in out.read_text(errors="replace").splitlines():
         m = re.match(r"^(?:summary|totals):\s+(\d+)", line)
@@ -80,13 +81,19 @@ def _measure(python: str, url: str, n: int, out: Path) -> int:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--role":
-        role, url, name, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-        (_fill if role == "fill" else _drain)(url, name, n)
+        role, url, name, n, task, concurrency = sys.argv[2:8]
+        if role == "fill":
+            _fill(url, name, int(n), task)
+        else:
+            _drain(url, name, int(n), int(concurrency) or None)
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--small", type=int, default=1000)
     p.add_argument("--big", type=int, default=5000)
     p.add_argument("--python", action="append", help="interpreter(s) to measure (default: this one)")
+    p.add_argument("--task", default="noop", help="the benchmark task drained (io_redis: one INCR per task)")
+    p.add_argument("--concurrency", type=int, default=0, help="the worker's concurrency (default: the config's)")
+    p.add_argument("--keep", help="a folder to keep the callgrind outputs in (for callgrind_annotate)")
     args = p.parse_args()
     port = _free_port()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -94,9 +101,11 @@ def main() -> int:
     url = f"redis://127.0.0.1:{port}/0"
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for python in args.python or [sys.executable]:
-                small = _measure(python, url, args.small, Path(tmp) / "small.out")
-                big = _measure(python, url, args.big, Path(tmp) / "big.out")
+            where = Path(args.keep or tmp)
+            where.mkdir(parents=True, exist_ok=True)
+            for i, python in enumerate(args.python or [sys.executable]):
+                small = _measure(python, url, args.small, where / f"small{i}.out", args.task, args.concurrency)
+                big = _measure(python, url, args.big, where / f"big{i}.out", args.task, args.concurrency)
                 per = (big - small) / (args.big - args.small)
                 print(f"{python}: {per:,.0f} instructions per task (Ir {small:,} @ {args.small}, {big:,} @ {args.big})")
     finally:

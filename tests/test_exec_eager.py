@@ -222,3 +222,58 @@ async def test_tasks_that_finish_at_once_share_one_runner() -> None:
     runners.close()
     await _turns(2)
     assert len(asyncio.all_tasks()) == before
+
+
+def test_after_a_cancelled_task_the_next_one_times_out_and_is_cancelled_as_its_own() -> None:
+    """One slot, so each task may run in the Task that ran the one before: a cancel of one task must not reach the
+    next (its ``asyncio.timeout()`` reads the Task's cancel count), and a cancel of the next still works."""
+    app = make_app()
+    with WorkerThread(app, concurrency=1):
+        for _ in range(2):
+            running = app.add_task("hang")
+            deadline = time.monotonic() + 10
+            while (rec := app.get(running.uuid)) is None or rec.status != "process":
+                assert time.monotonic() < deadline, rec
+                time.sleep(0.01)
+            assert app.cancel(running.uuid, "stop it") == "running"
+            rec = app.wait(running.uuid, 10)
+            assert rec is not None and rec.status == "cancel", rec
+            inner = app.add_task("inner_timeout", timeout=10)
+            same = app.add_task("same_task", timeout=10)
+            assert inner is not None and inner.returning == "timed out inside", inner
+            assert same is not None and same.status == "success" and same.returning is True, same
+
+
+async def test_a_runner_whose_task_ended_starts_the_next_one_itself() -> None:
+    """A suspending task that frees its slot for the next (the worker's ``task_done`` starts it from the backlog)
+    hands the next one its runner: no new asyncio Task per task (issue 16, io-redis)."""
+    from qtasks_fast.worker.eager import EagerRunners
+
+    ex = _Executor()
+    runners = EagerRunners(ex)  # type: ignore[arg-type]
+    seen: list[object] = []
+    gates = [asyncio.get_running_loop().create_future() for _ in range(30)]
+
+    def awaiting(n: int):  # type: ignore[no-untyped-def]
+        async def body() -> int:
+            seen.append(asyncio.current_task())
+            await gates[n]
+            return n
+        return body
+
+    def finish(d: object, value: object, exc: object) -> None:  # as task_done: the next task takes the slot
+        ex.finished.append((d, value, exc))
+        if isinstance(value, int) and value + 1 < len(gates):
+            runners.submit(_Job(awaiting(value + 1), value + 1))  # type: ignore[arg-type]
+
+    ex._finish = finish  # type: ignore[method-assign]
+    runners.submit(_Job(awaiting(0), 0))  # type: ignore[arg-type]
+    before = len(asyncio.all_tasks())
+    for gate in gates:
+        await _turns(2)
+        gate.set_result(None)
+    await _turns(3)
+    assert [v for _, v, _ in ex.finished] == list(range(30))
+    assert len({id(t) for t in seen}) == 1  # one runner ran all 30, one after another
+    assert len(asyncio.all_tasks()) <= before
+    runners.close()

@@ -4,7 +4,8 @@
 
 ``N`` awaits of ``INCR KEY`` on one shared ``redis.asyncio`` client under uvloop, ``CONCURRENCY`` at a
 time (what a worker process with that concurrency does when each task sends one command, minus the queue).
-Signals ``READY`` (RPUSH), waits for ``GO`` (BLPOP), prints ``{"start": t, "end": t}`` (unix times).
+Signals ``READY`` (RPUSH), waits for ``GO`` (BLPOP), prints ``{"start": t, "end": t, "cpu": s}`` (unix times; the
+process's CPU seconds between them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import redis.asyncio
 import uvloop
 
 
-async def loop(url: str, key: str, n: int, concurrency: int) -> tuple[float, float]:
+async def loop(url: str, key: str, n: int, concurrency: int) -> tuple[float, float, float]:
     client = redis.asyncio.Redis.from_url(url)
     left = n
 
@@ -30,11 +31,11 @@ async def loop(url: str, key: str, n: int, concurrency: int) -> tuple[float, flo
             await client.incr(key)
 
     await client.ping()  # connected before the clock starts, as a warmed-up worker is
-    start = time.time()
+    start, cpu = time.time(), time.process_time()
     await asyncio.gather(*(one() for _ in range(concurrency)))
-    end = time.time()
+    end, cpu = time.time(), time.process_time() - cpu
     await client.aclose()
-    return start, end
+    return start, end, cpu
 
 
 def main(argv: list[str]) -> int:
@@ -42,8 +43,8 @@ def main(argv: list[str]) -> int:
     r = redis.Redis.from_url(url)
     r.rpush(ready, 1)
     r.blpop([go], timeout=60)
-    start, end = uvloop.run(loop(url, key, int(n), int(concurrency)))
-    print(json.dumps({"start": start, "end": end}), flush=True)
+    start, end, cpu = uvloop.run(loop(url, key, int(n), int(concurrency)))
+    print(json.dumps({"start": start, "end": end, "cpu": cpu}), flush=True)
     return 0
 
 

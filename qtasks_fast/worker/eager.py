@@ -8,10 +8,19 @@ eager task; on 3.11 it has to be built by hand.
 How, without breaking what task code may rely on: a *runner* (an ordinary asyncio Task) starts the
 queued coroutines one after another. Each first step runs in a fresh copy of the contextvars
 context, as a Task of its own would. A coroutine that finishes in that step is done. One that
-suspends keeps that runner Task as its own from then on, so ``asyncio.current_task()``,
-``asyncio.timeout()`` and cancellation see one and the same Task from its first line to its last;
-a new runner takes over the queue. The only difference a task can notice: the Task object it sees
-in its first step is shared with other tasks that finished in their first step before it.
+suspends keeps that runner Task as its own until it ends, so ``asyncio.current_task()``,
+``asyncio.timeout()`` and cancellation see one and the same Task from its first line to its last,
+and no other task runs in it meanwhile; a new runner takes over the queue. When the task ends, its
+runner goes back to the queue (unless a cancel was requested on that Task: its ``cancelling()``
+count would reach the next task's ``asyncio.timeout()``). The only difference a task can notice:
+the Task object it sees is shared with other tasks that ran in that runner before or after it
+(done callbacks a task adds to ``asyncio.current_task()`` run when the runner ends, not the task).
+
+Why runners are reused (issue 16, io-redis): a task that awaits one command used to cost a runner
+Task of its own (create, schedule, first step, done): ~10 % of a worker's instructions per task.
+A runner that finishes a task now counts itself among the runners about to take work before the
+outcome is handed on, so the next task the finished one frees a slot for starts in the same Task,
+in the same loop turn, and no Task is made for it.
 
 Runners start a loop turn after they are created, so one runner at a time would start one suspending
 task per loop turn: a batch of tasks that each await I/O would send their commands over as many turns,
@@ -90,6 +99,8 @@ class EagerRunners:
         self._runners: set[asyncio.Task[None]] = set()
         #: the idle runner's wake-up (None while no runner waits for work)
         self._waiter: asyncio.Future[None] | None = None
+        #: set by :meth:`close`: a runner whose task ends then ends too
+        self.closed = False
 
     #: queue a delivery; wake the idle runner or start one (compiled: ``_run.queue_job``)
     submit = run_core.queue_job
@@ -101,6 +112,7 @@ class EagerRunners:
 
     def close(self) -> None:
         """Worker stop: end the runners that own no task (a runner that owns a task ends with it)."""
+        self.closed = True
         runners, self._runners = self._runners, set()
         for runner in runners:
             runner.cancel()
@@ -114,7 +126,7 @@ class EagerRunners:
         return True
 
     async def _serve(self) -> None:
-        jobs, runners = self.jobs, self._runners
+        jobs = self.jobs
         me: Any = asyncio.current_task()  # this runner, while it owns no task
         loop = asyncio.get_running_loop()
         run_ready = run_core.run_ready
@@ -124,13 +136,15 @@ class EagerRunners:
             if suspended is not None:
                 d, coro, ctx, fut = suspended
                 # it suspended: this Task is d's from now on; enough new runners for what is queued (module doc)
+                runners = self._runners
                 runners.discard(me)
                 if len(jobs) > len(runners):
                     self._spawn(len(jobs) - len(runners))
-                await self._own(d, coro, ctx, fut)
-                return
+                if not await self._own(d, coro, ctx, fut, me):
+                    return
+                continue  # d is done and this Task is clean: it serves the queue again (module doc)
             if self._waiter is not None:  # another runner already waits for the next task: this one ends
-                runners.discard(me)
+                self._runners.discard(me)
                 return
             self._waiter = loop.create_future()
             try:
@@ -138,20 +152,33 @@ class EagerRunners:
             finally:
                 self._waiter = None
 
-    async def _own(self, d: Delivery, coro: Coroutine[Any, Any, Any], ctx: contextvars.Context, fut: Any) -> None:
+    async def _own(self, d: Delivery, coro: Coroutine[Any, Any, Any], ctx: contextvars.Context, fut: Any,
+                   task: Any) -> bool:
+        """Run the rest of ``d`` in this runner ``task`` and finish it. True when the runner may serve the queue
+        again: ``d`` ended without a cancel request on the Task (its ``cancelling()`` count is what
+        ``asyncio.timeout()`` reads in the next task) and the runners are not closed; it is then counted among the
+        runners about to take a task before ``d``'s outcome starts the next one, so no new runner is made for it."""
         ex = self.ex
-        task = asyncio.current_task()
-        assert task is not None
         ex.running[d] = task
+        value: Any = None
+        error: BaseException | None = None
         try:
             value = await Resume(coro, ctx, fut)
         except asyncio.CancelledError:
             if not ex.end_cancelled(d):
                 raise  # drain: the worker hands the delivery back
+            return False
         except BaseException as exc:  # noqa: BLE001
-            ex._finish(d, None, exc)
-        else:
-            ex._finish(d, value, None)
+            error = exc
         finally:
             ex.running.pop(d, None)
-
+        again = not self.closed and not task.cancelling()
+        if again:
+            self._runners.add(task)
+        ex._finish(d, value, error)
+        if again and task.cancelling():  # cancelled while finishing d: it ends, the queue needs another runner
+            self._runners.discard(task)
+            if self.jobs and not self._runners:
+                self._spawn(1)
+            return False
+        return again
