@@ -63,32 +63,3 @@ def test_tasks_that_await_io_are_fetched_in_batches(monkeypatch: pytest.MonkeyPa
     assert sum(fetched) == n
     # one fetch per task or two before; now about one per quarter of concurrency + prefetch (8)
     assert len(fetched) <= n // 5, fetched
-
-
-def test_a_busy_worker_settles_tasks_that_end_over_several_loop_turns_together(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Suspending tasks end a few per loop turn; settling each turn's few made one settle (one round trip, and on
-    Redis the settle's fixed work) per couple of tasks. While many run, a settle now waits briefly for more."""
-    settled: list[int] = []
-    settle = InMemoryBroker.settle
-
-    async def counting(self: InMemoryBroker, outcomes: Any, storage: Any, retries: Any) -> None:
-        settled.append(len(outcomes))
-        await settle(self, outcomes, storage, retries)
-
-    monkeypatch.setattr(InMemoryBroker, "settle", counting)
-    app = QueueTasks(f"settles{time.monotonic_ns()}", broker_url="memory://")
-
-    @app.task(name="turns")
-    async def turns(i: int) -> int:
-        for _ in range(i % 8):  # ends i % 8 loop turns after it starts: a few tasks end in every turn
-            await asyncio.sleep(0)
-        return i
-
-    n = 320
-    with WorkerThread(app, concurrency=32) as worker:
-        tasks = app.add_tasks([("turns", (i,), {}) for i in range(n)])
-        results = [app.wait(t.uuid, 30) for t in tasks]
-        assert worker._error is None
-    assert [r.returning for r in results if r is not None and r.status == "success"] == list(range(n))
-    assert sum(settled) == n
-    assert n / len(settled) >= 12, settled  # one settle per loop turn's 4 tasks before

@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from qtasks_fast.schemas import Envelope
 
 log = get_logger("worker")
-#: how long a busy worker's settle waits for more outcomes at most (see Worker.settle_loop)
-SETTLE_GATHER = 0.005
 
 
 def _prio(d: Delivery) -> int:
@@ -77,8 +75,6 @@ class Worker(RunState):
         #: next fetch overlaps the current settle; capped so a slow store applies back-pressure
         self.unsettled = 0
         self.max_unsettled = 2 * app.config.batch_size
-        #: a settle of fewer outcomes than this waits up to SETTLE_GATHER while at least this many tasks run
-        self.settle_fill = max(8, min(app.config.batch_size, self.concurrency // 2))
         #: fetched but not started: a finished task's slot is refilled from here without a round trip
         self.backlog: deque[Delivery] = deque()
         self.prefetch = effective_prefetch(self.concurrency, app.config.prefetch)
@@ -176,12 +172,6 @@ class Worker(RunState):
             self._done_event.clear()
             if not self._done:
                 continue
-            if self.active >= self.settle_fill > len(self._done) and not self.stopping:
-                # Busy with tasks that suspend (I/O): they end a few per loop turn, and settling each turn's few
-                # made a settle per ~30 tasks, each costing Redis its fixed work (tidy: XPENDING, XINFO, XTRIM)
-                # and the worker a round trip. Those running now end soon: wait a little and settle them
-                # together. An idle worker, or one whose tasks end at once, settles at once (latency).
-                await asyncio.sleep(SETTLE_GATHER)
             outcomes, retries = self._done, self._retries
             self._done, self._retries = [], []
             if self.limiter is not None and self.limiter.held:
