@@ -86,7 +86,7 @@ QUEUE_FRESH = _QUEUE.format(forget="")
 #: a fused enqueue of at least this many minted tasks, none delayed, goes by binary COPY (:func:`copy_queue`): its
 #: two extra round trips (COPY's start, BEGIN/COMMIT outside a caller's transaction) cost less than the array
 #: parameters' encoding it saves from about a hundred tasks on (measured: issue 15, ``benchmarks/RESULTS.md``)
-COPY_MIN = 256
+COPY_MIN = 512
 #: the columns a queued message gets from the producer (the others keep their defaults: ready, never delivered)
 MESSAGE_COLUMNS = ("app", "queue", "prio", "uuid", "body", "task_name", "created", "awaited", "restart_of")
 #: the feed rows and wake-ups of a batch whose messages went by COPY: :data:`QUEUE`'s ``f`` and its NOTIFY
