@@ -103,14 +103,15 @@ def test_a_lock_timeout_that_is_not_a_duration_is_one_config_error_line(pg_url: 
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("size", [1, 600])  # one statement; a batch big enough for COPY (records.COPY_MIN)
 async def test_an_enqueue_whose_connection_dies_while_it_runs_says_its_fate_is_unknown(
-    pg_url: str, app_name: str
+    pg_url: str, app_name: str, size: int
 ) -> None:
     app = _app(app_name, f"{pg_url}&lock_timeout=0")  # no limit: the enqueue waits behind the lock
     await app.add_task("noop")
     table = f'"{_schema(pg_url)}".messages'
     async with _locked(table) as holder:
-        sending = asyncio.ensure_future(app.add_task("noop"))
+        sending = asyncio.ensure_future(app.add_tasks([("noop", (), {})] * size))
         for _ in range(200):
             pids = [
                 r["pid"]
