@@ -84,8 +84,8 @@ QUEUE = _QUEUE.format(forget="x AS (DELETE FROM records WHERE uuid IN (SELECT u 
 QUEUE_FRESH = _QUEUE.format(forget="")
 
 #: a fused enqueue of at least this many minted tasks, none delayed, goes by binary COPY (:func:`copy_queue`): its
-#: two extra round trips (COPY's start, BEGIN/COMMIT outside a caller's transaction) cost less than the array
-#: parameters' encoding it saves from about a hundred tasks on (measured: issue 15, ``benchmarks/RESULTS.md``)
+#: three extra round trips (BEGIN and COMMIT outside a caller's transaction, the feed's statement) cost about what
+#: it saves at 128-256 tasks, and it is ahead from 512 on (1.28x at 1,000: issue 15, ``benchmarks/RESULTS.md``)
 COPY_MIN = 512
 #: the columns a queued message gets from the producer (the others keep their defaults: ready, never delivered)
 MESSAGE_COLUMNS = ("app", "queue", "prio", "uuid", "body", "task_name", "created", "awaited", "restart_of")
