@@ -1,8 +1,10 @@
 """The writes broker and storage share, each one statement inside the caller's transaction: the enqueue
 (records, messages, delayed, feed and the wake-up NOTIFY together), final states, status changes, unique keys.
 
-Batches travel as arrays (``unnest``), so a batch of 10,000 is one statement and one round trip. Every
-status change adds its event-feed rows in the same statement (:mod:`~qtasks_fast.backends.postgres.feed`).
+Batches travel as arrays (``unnest``), so a batch of 10,000 is one statement and one round trip; a big batch of
+fresh, undelayed tasks is cheaper to send by binary COPY (:data:`COPY_MIN`, :func:`copy_queue`: its messages,
+then its feed and wake-ups, in one transaction). Every status change adds its event-feed rows in the same
+statement (:mod:`~qtasks_fast.backends.postgres.feed`).
 """
 
 from __future__ import annotations
