@@ -103,14 +103,15 @@ def test_a_lock_timeout_that_is_not_a_duration_is_one_config_error_line(pg_url: 
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("size", [1, 600])  # one statement; a batch big enough for COPY (records.COPY_MIN)
 async def test_an_enqueue_whose_connection_dies_while_it_runs_says_its_fate_is_unknown(
-    pg_url: str, app_name: str
+    pg_url: str, app_name: str, size: int
 ) -> None:
     app = _app(app_name, f"{pg_url}&lock_timeout=0")  # no limit: the enqueue waits behind the lock
     await app.add_task("noop")
     table = f'"{_schema(pg_url)}".messages'
     async with _locked(table) as holder:
-        sending = asyncio.ensure_future(app.add_task("noop"))
+        sending = asyncio.ensure_future(app.add_tasks([("noop", (), {})] * size))
         for _ in range(200):
             pids = [
                 r["pid"]
@@ -326,4 +327,80 @@ async def test_a_batch_over_two_queues_feeds_each_queue_its_new_events_in_batch_
     assert sorted(got) == sorted(want)
     assert [g for g in got if g[0] == "a"] == [w for w in want if w[0] == "a"]
     assert [g for g in got if g[0] == "b"] == [w for w in want if w[0] == "b"]
+    await app.close()
+
+
+async def _queued(db: Any, app_name: str) -> list[tuple[Any, ...]]:
+    """The app's messages as a claim and the query side see them, in claim order (prio, id), ids left out."""
+    rows = await db.fetch(
+        "SELECT uuid, queue, prio, task_name, body, created, awaited, restart_of, consumer, deliveries, worker_id,"
+        " started FROM messages WHERE app = $1 ORDER BY prio, id", app_name)
+    return [tuple(r) for r in rows]
+
+
+@pytest.mark.asyncio
+async def test_a_big_minted_batch_is_queued_and_fed_as_a_small_one_in_order_and_all_or_nothing(
+    pg_url: str, app_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A minted batch of ``COPY_MIN`` tasks or more goes by binary COPY plus one feed statement: the messages (FIFO
+    ids, every column the query side reads), the ``new`` feed events in batch order and the state afterwards are
+    those of the one-statement enqueue; inside a caller's transaction nothing of it stays after a rollback, and a
+    delayed task among them still waits in ``delayed``."""
+    from qtasks_fast.backends.postgres import records
+    from qtasks_fast.schemas import META_RESTART_OF, Envelope, Minted
+
+    app = _app(app_name, pg_url)
+    await app.add_task("noop")  # connected and migrated
+    db = app.broker.db
+    await db.execute("DELETE FROM messages WHERE app = $1", app_name)
+    size = records.COPY_MIN + 3
+
+    def batch(delay_one: bool = False) -> Minted:
+        now = time.time()
+        return Minted(Envelope(uuid=str(uuid.uuid4()), task_name=("noop", "ünï")[i % 2], queue=("a", "b")[i % 3 == 0],
+                               priority=i % 4, created_at=now - i, meta={META_RESTART_OF: "r"} if i == 5 else {},
+                               eta=now + 600 if delay_one and i == 7 else 0.0) for i in range(size))
+
+    shown = []
+    cursor = None
+    for copy_min in (records.COPY_MIN, 10**9):  # by COPY, then as the one statement
+        monkeypatch.setattr(records, "COPY_MIN", copy_min)
+        sent = batch()
+        await app.broker.enqueue(sent, app.storage, wait=True)
+        got = await _queued(db, app_name)
+        want = [(e.uuid, e.queue, e.priority, e.task_name, round(e.created_at * 1000))
+                for _, e in sorted(enumerate(sent), key=lambda ie: (ie[1].priority, ie[0]))]  # claim order
+        assert [(g[0], g[1], g[2], g[3], g[5]) for g in got] == want
+        assert all(g[6] is True and g[8] is None and g[9] == 0 and g[10] is None and g[11] is None for g in got)
+        assert [g[7] for g in got if g[0] == sent[5].uuid] == ["r"]
+        events: list[Any] = []
+        ours = {s.uuid for s in sent}
+        deadline = time.monotonic() + 10
+        while len(events) < size and time.monotonic() < deadline:  # the feed pages on from where it was read
+            page = await app.storage.events(["a", "b"], cursor, 1000)
+            events += [e for e in page.events if e.uuid in ours]
+            cursor = page.cursor
+            await asyncio.sleep(0.05)
+        for q in ("a", "b"):
+            assert [(e.uuid, e.task_name, e.status) for e in events if e.queue == q] == [
+                (s.uuid, s.task_name, "new") for s in sent if s.queue == q]
+        task = await app.storage.get(sent[1].uuid, ["a", "b"])
+        assert task is not None and task.status == "new" and task.task_name == "ünï"
+        shown.append([g[1:] for g in got])
+        await db.execute("DELETE FROM messages WHERE app = $1", app_name)
+    assert [s[:3] + s[5:] for s in shown[0]] == [s[:3] + s[5:] for s in shown[1]]  # body and created: per batch
+
+    monkeypatch.setattr(records, "COPY_MIN", records.COPY_MIN)
+    rolled = batch()
+    with pytest.raises(RuntimeError):
+        async with db.tx() as conn:
+            await app.broker.insert(conn, rolled, False, True)
+            assert len(await conn.fetch("SELECT 1 FROM messages WHERE app = $1", app_name)) == size
+            raise RuntimeError("the caller's transaction fails")
+    assert await _queued(db, app_name) == []
+    delayed = batch(delay_one=True)
+    async with db.tx() as conn:
+        await app.broker.insert(conn, delayed, False, True)
+    assert len(await _queued(db, app_name)) == size - 1
+    assert await db.fetchval("SELECT uuid FROM delayed WHERE app = $1", app_name) == delayed[7].uuid
     await app.close()

@@ -1,12 +1,13 @@
 """pg: the PostgreSQL backend (``postgresql://``) — bulk enqueue, drain through real workers, idle pickup latency.
 
-* bulk enqueue: ``app.add_tasks`` in chunks of ``--chunk``, no worker running (COPY-free: one multi-row
-  statement per chunk); once more, last, with ``--stored`` finished records of another app in the table
-  (``enqueue_rate_stored``), as a deployment keeping a day of results has: what a per-task lookup of ``records``
-  would cost shows there, not in the nearly empty table of the first; and with two ``add_tasks`` in flight (the
+* bulk enqueue: ``app.add_tasks`` in chunks of ``--chunk``, no worker running (a chunk of 512 or more: its
+  messages by binary COPY, then the feed statement, in one transaction; smaller: one multi-row statement); once
+  more, last, with ``--stored`` finished records of another app in the table (``enqueue_rate_stored``), as a
+  deployment keeping a day of results has: what a per-task lookup of ``records`` would cost shows there, not in
+  the nearly empty table of the first; and with two ``add_tasks`` in flight (the
   async client, two coroutines each sending half the chunks: ``enqueue_rate_inflight2``; run last, after the
   stored records, so its undrained messages change nothing measured before it), where one chunk's server work and
-  commit flush overlap the other's Python (one call is one statement, so a single caller's chunks cannot
+  commit flush overlap the other's Python (one call is one transaction, so a single caller's chunks cannot
   overlap: each call returns after its commit);
 * drain: a supervisor (``python -m qtasks_fast ... run --processes P``) started and warmed up before the clock;
   N tasks enqueued in bulk while it runs, tasks/s from the first enqueue to the newest record's ``updated``

@@ -143,6 +143,13 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                     return await self.insert(conn, envelopes, wait, True)
                 except (asyncpg.ConnectionDoesNotExistError, ConnectionError) as exc:
                     raise self._fate_unknown(envelopes, exc) from exc
+                except asyncpg.InterfaceError as exc:
+                    # a batch sent by COPY runs in a transaction, which asyncpg then cannot end on the lost
+                    # connection: the loss is the cause (during the COMMIT it is raised as it is, above)
+                    lost = exc.__context__
+                    if isinstance(lost, (asyncpg.ConnectionDoesNotExistError, ConnectionError)):
+                        raise self._fate_unknown(envelopes, lost) from exc
+                    raise
         skipped: dict[str, str] = {}
         if has_unique(envelopes):
             async with self.db.tx() as conn:

@@ -1,13 +1,16 @@
 """The writes broker and storage share, each one statement inside the caller's transaction: the enqueue
 (records, messages, delayed, feed and the wake-up NOTIFY together), final states, status changes, unique keys.
 
-Batches travel as arrays (``unnest``), so a batch of 10,000 is one statement and one round trip. Every
-status change adds its event-feed rows in the same statement (:mod:`~qtasks_fast.backends.postgres.feed`).
+Batches travel as arrays (``unnest``), so a batch of 10,000 is one statement and one round trip; a big batch of
+fresh, undelayed tasks is cheaper to send by binary COPY (:data:`COPY_MIN`, :func:`copy_queue`: its messages,
+then its feed and wake-ups, in one transaction). Every status change adds its event-feed rows in the same
+statement (:mod:`~qtasks_fast.backends.postgres.feed`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -81,6 +84,20 @@ QUEUE = _QUEUE.format(forget="x AS (DELETE FROM records WHERE uuid IN (SELECT u 
 #: ``add_tasks`` without middlewares): none can have a record, so no delete, whose primary-key probe per task was
 #: a third of the statement's server CPU on a table of 300,000 records
 QUEUE_FRESH = _QUEUE.format(forget="")
+
+#: a fused enqueue of at least this many minted tasks, none delayed, goes by binary COPY (:func:`copy_queue`): its
+#: three extra round trips (BEGIN and COMMIT outside a caller's transaction, the feed's statement) cost about what
+#: it saves at 128-256 tasks, and it is ahead from 512 on (1.28x at 1,000: issue 15, ``benchmarks/RESULTS.md``)
+COPY_MIN = 512
+#: the columns a queued message gets from the producer (the others keep their defaults: ready, never delivered)
+MESSAGE_COLUMNS = ("app", "queue", "prio", "uuid", "body", "task_name", "created", "awaited", "restart_of")
+#: the feed rows and wake-ups of a batch whose messages went by COPY: :data:`QUEUE`'s ``f`` and its NOTIFY
+#: (``$4..$6`` as :func:`feed_rows` builds them)
+QUEUE_FEED = """
+WITH f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, fq, $2, fn, fj
+      FROM unnest($4::text[], $5::integer[], $6::json[]) AS x(fq, fn, fj))
+SELECT pg_notify($3, 'q:' || $1 || ':' || q) FROM unnest($4::text[]) AS w(q)
+"""
 
 #: the fused settle's usual statement: deletes the messages (``$10``: every acked message id, by primary key — a join
 #: with the ids was planned as a scan of the whole queue; ``$11``: those with no envelope, deleted whatever they
@@ -213,6 +230,13 @@ async def enqueue_rows(conn: asyncpg.Connection, app: str, envelopes: Sequence[E
     for part in runs:
         args = (app, now, *envelope_rows([e for e, _ in part], [b for _, b in part], now, top), wait, rec, channel,
                 not records_only)
+        if rec and not records_only and fresh and len(part) >= COPY_MIN and max(args[9]) <= now:
+            if conn.is_in_transaction():
+                await copy_queue(conn, args)
+            else:
+                async with conn.transaction():
+                    await copy_queue(conn, args)
+            continue
         if rec and not records_only:  # the fused enqueue: messages alone (no record until the settle)
             await conn.execute(QUEUE_FRESH if fresh else QUEUE, *args, *feed_rows(args[2], args[4], args[3]))
             continue
@@ -223,6 +247,18 @@ async def enqueue_rows(conn: asyncpg.Connection, app: str, envelopes: Sequence[E
             except asyncpg.UniqueViolationError:  # a uuid sent before: nothing of the statement was written
                 pass
         await conn.execute(ENQUEUE, *args)
+
+
+async def copy_queue(conn: asyncpg.Connection, args: tuple[Any, ...]) -> None:
+    """The fused enqueue of a big minted batch with no delayed task (:data:`QUEUE_FRESH`'s ``args``) inside
+    ``conn``'s open transaction: the messages by binary COPY, in batch order (ids stay FIFO), then their feed
+    rows and wake-ups in one statement. The same rows as the statement writes; what it saves is the producer's
+    encoding of eight array parameters (asyncpg's binary COPY encodes row tuples in C) and the server's
+    ``unnest``, CTE and sort."""
+    app, now, u, q, n, b, c, ro, p, _due, wait = args[:11]
+    await conn.copy_records_to_table("messages", columns=MESSAGE_COLUMNS,
+                                     records=zip(repeat(app), q, p, u, b, n, c, repeat(wait), ro, strict=False))
+    await conn.execute(QUEUE_FEED, app, now, args[12], *feed_rows(u, n, q))
 
 
 def _distinct_runs(items: list[tuple[Envelope, bytes]]) -> list[list[tuple[Envelope, bytes]]]:
