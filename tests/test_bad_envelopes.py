@@ -176,6 +176,19 @@ def test_a_malformed_uuid_is_dead_lettered_with_a_reason(app: QueueTasks, bad_uu
         still_serves(app)
 
 
+def test_a_bad_envelope_reaching_an_idle_worker_is_dead_lettered_and_the_worker_serves_on(app: QueueTasks) -> None:
+    """Read by the idle worker's blocking read (on Redis handed over as its bytes arrive, ``Broker.take``), not
+    by the fetch at the worker's start: dead-lettered with its reason all the same, and the next task runs."""
+    with WorkerThread(app, concurrency=1):
+        still_serves(app)  # the worker now waits idle for the next message
+        bad = envelope("add", 1, 2)
+        bad.uuid = "../../x"
+        inject(app, bad)
+        dl = the_dead_letter(app)
+        assert "is not a canonical UUID" in dl.reason, dl.reason
+        still_serves(app)
+
+
 def test_a_malformed_chain_fails_its_step_with_a_message_saying_what_the_field_must_hold(app: QueueTasks) -> None:
     bad = envelope("add", 1, 2, meta={"ch": 5})
     inject(app, bad)
