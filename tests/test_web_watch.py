@@ -1,5 +1,6 @@
 """``GET /api/v1/events?watch=true`` (issue 13): what the Tasks and task pages follow. A "changed" frame, at most
-one per 0.8 s, whose id is the newest event the stream's filter matches; nothing for an event it does not match;
+one per 0.8 s when what the stream's filter shows changed, its id a resume point after that change; nothing for an
+event it does not show;
 resume with ``Last-Event-ID``; the filter checked before the stream starts; an id-only keep-alive however busy
 the fleet; a broker error neither freezes the server nor outlives the broker's return. On memory, SQLite, Redis
 and PostgreSQL (the test run's own schema).
