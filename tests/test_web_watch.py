@@ -188,6 +188,24 @@ async def test_a_task_page_hears_only_of_its_task(app: QueueTasks) -> None:
         await resumes_after(app, event_id, lambda e: e.uuid == str(mine.uuid) and e.status == "cancel")
 
 
+async def test_a_table_filtered_on_a_status_hears_its_rows_come_and_go_not_the_rest_of_the_fleet(
+    app: QueueTasks,
+) -> None:
+    """What a status-filtered table shows: tasks entering that status, and its rows leaving it; a fleet busy with
+    other statuses is no change (the poll reads that status's count and newest rows, not every status's)."""
+    first = await service.submit(app, ME, "add", [0, 0])
+    web = create_app(app, token=TOKEN)
+    async with Stream(web, {"watch": "true", "status": "cancel"}) as s:
+        await s.until(1, "watching")
+        for i in range(5):  # new tasks: not what the table shows
+            await service.submit(app, ME, "add", [i, 1])
+        await asyncio.sleep(1.2)
+        assert s.changed() == []
+        await service.cancel(app, ME, str(first.uuid))  # a task enters it
+        _, _, event_id = await s.until(1)
+        await resumes_after(app, event_id, lambda e: e.uuid == str(first.uuid))
+
+
 @pytest.mark.parametrize("held", [True, False], ids=["feed-running", "feed-restarted"])
 async def test_a_reconnect_with_last_event_id_is_told_what_changed_while_away(app: QueueTasks, held: bool) -> None:
     web = create_app(app, token=TOKEN)

@@ -421,7 +421,8 @@ class Feed:
             while poll.digest is None:  # the state a change is seen against (the poll's first tick)
                 if self.error is not None:
                     raise self.error
-                await self._changes()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(poll.woken.wait(), BLOCK)
             changes = poll.changes
             now_on = after == "$"
             if now_on:  # from the newest event after the digest: a later change is in a later digest
@@ -448,8 +449,8 @@ class Feed:
                     quiet = now
                     yield "alive", alive
                     continue
-                with contextlib.suppress(asyncio.TimeoutError):  # woken by each tick (and each reader turn)
-                    await asyncio.wait_for(self._changed.wait(),
+                with contextlib.suppress(asyncio.TimeoutError):  # woken by a change (an error: at the timeout)
+                    await asyncio.wait_for(poll.woken.wait(),
                                            WATCH_GAP - (now - sent) if pending else BLOCK - (now - quiet))
         finally:
             self._leave(False, watch)
