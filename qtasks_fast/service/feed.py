@@ -380,7 +380,8 @@ class Feed:
             except ServiceError as exc:  # the followers hear it; the next good read of the reader clears it
                 log.warning("watch poll failed: %s", exc)
                 self.error = exc
-            self._wake()
+                self._wake()
+            # a poll wakes its own followers when it changed (Poll.woken): no wake-up of every follower here
 
     async def _newest_id(self) -> str:
         """The event stream's newest id now (a resume point after every event so far)."""
