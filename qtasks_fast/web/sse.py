@@ -64,7 +64,7 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     #: was when they were read (a live counter's stream: the server reads no event for it)
     summary: bool = False
     #: instead of each event, ``event: changed`` frames: at most one per 0.8 s when what the filter below shows
-    #: changed (the records of ``uuid``, the rows and counts of all of ``task_name``, ``queue``, ``worker_id``,
+    #: changed (the records of ``uuid``, the newest rows of all of ``task_name``, ``queue``, ``worker_id``,
     #: ``status`` given; neither: any event), ``id`` the newest event then, none while nothing changes; first an
     #: ``event: watching`` frame whose ``id`` is where it starts
     watch: bool = False
