@@ -1,5 +1,6 @@
 """``GET /api/v1/events?watch=true`` (issue 13): what the Tasks and task pages follow. A "changed" frame, at most
-one per 0.8 s, whose id is the newest event the stream's filter matches; nothing for an event it does not match;
+one per 0.8 s when what the stream's filter shows changed, its id a resume point after that change; nothing for an
+event it does not show;
 resume with ``Last-Event-ID``; the filter checked before the stream starts; an id-only keep-alive however busy
 the fleet; a broker error neither freezes the server nor outlives the broker's return. On memory, SQLite, Redis
 and PostgreSQL (the test run's own schema).
@@ -25,6 +26,7 @@ from apps.webkit import TOKEN, client
 from qtasks_fast import QueueTasks, service
 from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.service import feed as feed_module
+from qtasks_fast.service import polls as polls_module
 from qtasks_fast.service.watch import Watch
 from qtasks_fast.web import create_app
 from qtasks_fast.web.sse import NAME
@@ -114,6 +116,14 @@ async def events_of(app: QueueTasks) -> list[TaskEvent]:
     return (await service.events(app, None, 1000)).events
 
 
+async def resumes_after(app: QueueTasks, event_id: str, matching: Any) -> None:
+    """``event_id`` is a resume point of the backend's feed after every event ``matching`` (a page that fetched
+    itself on that frame saw them; a reconnect from there hears of what follows)."""
+    later = (await service.events(app, event_id, 1000)).events
+    assert not [e for e in later if matching(e)], (event_id, later)
+    assert [e for e in await events_of(app) if matching(e)]  # there was one to see
+
+
 async def test_a_matching_change_is_signalled_within_a_second_and_another_is_not(app: QueueTasks) -> None:
     web = create_app(app, token=TOKEN)
     async with Stream(web, {"watch": "true", "task_name": "add"}) as s:
@@ -127,8 +137,7 @@ async def test_a_matching_change_is_signalled_within_a_second_and_another_is_not
         made = await service.submit(app, ME, "add", [1, 2])
         at, _, event_id = await s.until(1)
         assert at - start < 1.0
-        newest = [e for e in await events_of(app) if e.uuid == str(made.uuid)][-1]
-        assert event_id == newest.id  # where a reconnect resumes
+        await resumes_after(app, event_id, lambda e: e.uuid == str(made.uuid))  # where a reconnect resumes
 
 
 async def test_a_queue_is_a_field_of_the_filter_on_the_one_reader_of_every_queue(app: QueueTasks) -> None:
@@ -155,10 +164,10 @@ async def test_a_burst_is_a_few_frames_and_the_last_change_is_always_signalled(a
                 await service.submit(app, ME, "sleeper", [0])
             await asyncio.sleep(0.01)
         took = loop.time() - start
-        last_add = [e for e in await events_of(app) if e.task_name == "add"][-1]
         await asyncio.sleep(1.0)
         got = s.changed()
-        assert got and got[-1][2] == last_add.id  # the newest matching event, after the gap
+        assert got  # the last one after every matching event, after the gap
+        await resumes_after(app, got[-1][2], lambda e: e.task_name == "add")
         # not one per event: one at the start of the burst, then one per gap until the last (its end + a gap)
         assert len(got) <= (took + feed_module.WATCH_GAP) / feed_module.WATCH_GAP + 1, (len(got), took)
         gaps = [b[0] - a[0] for a, b in zip(got, got[1:])]
@@ -176,7 +185,25 @@ async def test_a_task_page_hears_only_of_its_task(app: QueueTasks) -> None:
         assert s.changed() == []
         await service.cancel(app, ME, str(mine.uuid))
         _, _, event_id = await s.until(1)
-        assert event_id == (await events_of(app))[-1].id
+        await resumes_after(app, event_id, lambda e: e.uuid == str(mine.uuid) and e.status == "cancel")
+
+
+async def test_a_table_filtered_on_a_status_hears_its_rows_come_and_go_not_the_rest_of_the_fleet(
+    app: QueueTasks,
+) -> None:
+    """What a status-filtered table shows: tasks entering that status, and its rows leaving it; a fleet busy with
+    other statuses is no change (the poll reads that status's count and newest rows, not every status's)."""
+    first = await service.submit(app, ME, "add", [0, 0])
+    web = create_app(app, token=TOKEN)
+    async with Stream(web, {"watch": "true", "status": "cancel"}) as s:
+        await s.until(1, "watching")
+        for i in range(5):  # new tasks: not what the table shows
+            await service.submit(app, ME, "add", [i, 1])
+        await asyncio.sleep(1.2)
+        assert s.changed() == []
+        await service.cancel(app, ME, str(first.uuid))  # a task enters it
+        _, _, event_id = await s.until(1)
+        await resumes_after(app, event_id, lambda e: e.uuid == str(first.uuid))
 
 
 @pytest.mark.parametrize("held", [True, False], ids=["feed-running", "feed-restarted"])
@@ -200,7 +227,7 @@ async def test_a_reconnect_with_last_event_id_is_told_what_changed_while_away(ap
             start = asyncio.get_running_loop().time()
             at, _, event_id = await s.until(1)
             assert at - start < 1.0
-            assert event_id == [e for e in await events_of(app) if e.uuid == str(made.uuid)][-1].id
+            await resumes_after(app, event_id, lambda e: e.uuid == str(made.uuid))
 
 
 async def test_a_resume_far_behind_is_one_changed_frame_not_a_read_of_everything_missed(
@@ -232,7 +259,7 @@ async def test_the_reader_stops_when_the_last_watch_stream_closes(app: QueueTask
     feed = web.state.feeds(None)
     async with Stream(web, {"watch": "true", "task_name": "add"}) as s:
         await s.until(1, "watching")
-        assert feed.mode == "events"
+        assert feed.mode == "counts" and len(feed.polls) == 1  # it reads no event: it polls
     await asyncio.sleep(0.1)
     assert feed._task is None and feed.followers == 0  # no follower: no read of the backend
 
@@ -283,40 +310,23 @@ async def until(check: Any, timeout: float = 5.0) -> None:
 async def test_a_broker_error_while_a_watch_stream_catches_up_neither_hangs_nor_spins(
     app: QueueTasks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stream far behind (past CATCH_UP pages) when the reader starts again after a broker error: the feed holds
-    nothing to join yet; the stream waits for it and hears the error, instead of turning without an await (a web
-    server frozen at 100 % CPU)."""
+    """A stream resuming from an id reads the events it missed (its catch-up); the broker going away meanwhile
+    ends it with the error (the browser reconnects), instead of a wait for ever or a loop without an await (a web
+    server frozen at 100 % CPU); the feed it leaves starts clean."""
     monkeypatch.setattr(feed_module, "PAGE", 2)
-    monkeypatch.setattr(feed_module, "BLOCK", 0.05)  # the reader notices the broker is away soon
     flaky = Flaky(monkeypatch)
     first = await service.submit(app, ME, "sleeper", [0])
     for _ in range(30):
         await service.submit(app, ME, "sleeper", [0])
     old = [e for e in await events_of(app) if e.uuid == str(first.uuid)][0]
     feed = feed_module.Feed(app, None)
-    turns = 0
-    held = feed._held
-
-    def counted(after: str) -> int | None:  # a spin is millions of turns a second: fail instead of freezing
-        nonlocal turns
-        turns += 1
-        if turns > 20_000:
-            raise RuntimeError("the watch stream spins")
-        return held(after)
-
-    monkeypatch.setattr(feed, "_held", counted)
     reads = 0
 
-    async def catching_up(*args: Any) -> Any:  # the stream's own reads: the broker goes away at its last one
+    async def catching_up(*args: Any) -> Any:  # the broker goes away at the stream's third read
         nonlocal reads
-        if args[1] == "$" or args[3]:  # the reader's (its first from "$", then blocking)
-            return await flaky(*args)
         reads += 1
-        page = await flaky(*args)
-        if reads == feed_module.CATCH_UP:
-            flaky.down = True
-            await until(lambda: not feed.origin)  # the reader failed and starts again: it holds nothing
-        return page
+        flaky.down = flaky.down or reads == 3
+        return await flaky(*args)
 
     monkeypatch.setattr(feed_module, "raw_events", catching_up)
     got: list[tuple[str, str]] = []
@@ -327,10 +337,58 @@ async def test_a_broker_error_while_a_watch_stream_catches_up_neither_hangs_nor_
 
     with pytest.raises(service.Unavailable):
         await asyncio.wait_for(consume(), 5)
-    assert got[0] == ("watching", old.id)
+    assert got == [("watching", old.id)] and reads == 3
     flaky.down = False
     await asyncio.sleep(0.1)
     assert feed.followers == 0 and feed.error is None  # the last follower left: the next reader starts clean
+    assert not feed.polls and feed._poller is None
+
+
+@pytest.mark.parametrize("broker", ["memory", "redis"], indirect=True)
+async def test_watch_streams_read_no_event_and_equal_watches_share_one_poll(
+    app: QueueTasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch costs per tick and distinct filter, whatever the event rate (issue 13: reading every event of a
+    draining fleet for one open tab cost the drain a fifth of its rate): no event is read for streams that start
+    from now, equal watches are one poll, and a poll reads the page's query at most once per POLL_GAP."""
+    reads, ticks = 0, 0
+    real_read, real_tick = feed_module.raw_events, feed_module.tick
+
+    async def counting_reads(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_read(*args)
+
+    async def counting_ticks(app_: Any, due: list[Any], *args: Any) -> None:
+        nonlocal ticks
+        ticks += sum(1 for p in due if p.watch.key == Watch({"task_name": "add"}).key)
+        await real_tick(app_, due, *args)
+
+    monkeypatch.setattr(feed_module, "raw_events", counting_reads)
+    monkeypatch.setattr(feed_module, "tick", counting_ticks)
+    web = create_app(app, token=TOKEN)
+    feed = web.state.feeds(None)
+    mine = await service.submit(app, ME, "sleeper", [0])
+    async with contextlib.AsyncExitStack() as keep:
+        streams = [await keep.enter_async_context(Stream(web, p)) for p in (
+            {"watch": "true", "task_name": "add"}, {"watch": "true", "task_name": "add"},
+            {"watch": "true", "uuid": str(mine.uuid)})]
+        for s in streams:
+            await s.until(1, "watching")
+        assert len(feed.polls) == 2 and feed.mode == "counts"
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(40):  # a busy fleet the streams do not show
+            await service.submit(app, ME, "sleeper", [0])
+            await asyncio.sleep(0.03)
+        took = loop.time() - start
+        await service.submit(app, ME, "add", [1, 1])  # and then what two of them show: one read for both
+        await streams[0].until(1)
+        await streams[1].until(1)
+        await asyncio.sleep(1.2)
+        assert [s.changed() != [] for s in streams] == [True, True, False]
+        assert reads == 0  # not one event read: no event object, no JSON scanned per event
+        assert 1 <= ticks <= (loop.time() - start) / polls_module.POLL_GAP + 2, (ticks, took)
 
 
 @pytest.mark.parametrize("broker", ["memory"], indirect=True)

@@ -14,8 +14,12 @@ resumes by getting the current one. At 20,000 tasks/s that is a few round trips 
 60,000 events.
 
 A follower that watches (:meth:`Feed.watch`: the WebView's Tasks and task pages) needs to know that something it
-shows changed: the feed searches each read once per distinct :class:`~qtasks_fast.service.watch.Watch` and tells
-it the newest match at most once per :data:`WATCH_GAP` seconds, never an event it does not match.
+shows changed: it reads no event either. Each distinct :class:`~qtasks_fast.service.watch.Watch` is a
+:class:`~qtasks_fast.service.polls.Poll` whose digest (the rows and counts of its filter, its uuids' records) is
+read again at most every :data:`~qtasks_fast.service.polls.POLL_GAP` seconds while the event stream moves, and
+its followers are told the newest change at most once per :data:`WATCH_GAP` seconds: a cost per tick and filter,
+not per event (see :mod:`qtasks_fast.service.polls`). Only a resume from an id (a reconnect) reads events: those
+it missed, matched against its watch, at most :data:`CATCH_UP` pages.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.log import get_logger
 from qtasks_fast.service.errors import ServiceError
 from qtasks_fast.service.fleet import events, raw_events, throughput
+from qtasks_fast.service.polls import Poll, tick
 from qtasks_fast.service.watch import Watch
 
 if TYPE_CHECKING:
@@ -56,9 +61,11 @@ COUNTS_RATE = 4
 #: seconds between two "changed" signals to a watch follower at most (a page refreshes at most that often; the
 #: newest change is signalled at the end of the gap, so a change is on screen within a second)
 WATCH_GAP = 0.8
-#: backend pages a watch follower resuming from an id the feed no longer holds reads at most before it is told
-#: "changed" at the feed's newest event instead (a tab hidden for an hour must not read an hour of events)
+#: backend pages a watch follower resuming from an id reads at most before it is told "changed" at the feed's
+#: newest event instead (a tab hidden for an hour must not read an hour of events)
 CATCH_UP = 5
+#: seconds between two looks at the watch polls that are due at most (a new poll is looked at at once)
+TICK = 0.1
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -83,13 +90,11 @@ class Chunk:
     """One backend read the feed still holds: its events' ids and JSON (``TaskQueries.raw_events``), and the
     surface's wire form of them once a follower asked (made once, shared by every follower)."""
 
-    __slots__ = ("cache", "data", "encoded", "ids", "start")
+    __slots__ = ("data", "encoded", "ids", "start")
 
     def __init__(self, start: int, ids: list[str], data: list[bytes]) -> None:
         self.start, self.ids, self.data = start, ids, data
         self.encoded: bytes | None = None
-        #: what watches found in it (:class:`qtasks_fast.service.watch.Watch`), once for all their followers
-        self.cache: dict[Any, Any] = {}
 
 
 _decode_events = msgspec.json.Decoder(list[TaskEvent]).decode
@@ -123,8 +128,12 @@ class Feed:
         self.last = ""
         self.error: ServiceError | None = None
         self.followers = 0
-        #: followers of counts only; while they are all the followers, no event is read (see the module)
-        self.summaries = 0
+        #: followers of counts, and watch followers; while they are all the followers, no event is read
+        self.summaries = self.watchers = 0
+        #: the watch followers' polls, one per distinct watch, and the task that ticks them
+        self.polls: dict[Any, Poll] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._tick_now = asyncio.Event()
         #: the latest counts (summary followers get it once per new ``counts_seen``)
         self.state: Summary | None = None
         self.counts_seen = 0
@@ -148,7 +157,7 @@ class Feed:
         me = asyncio.current_task()
         while self._task is me:  # not `while True`: a client library may turn the cancel of a read into an error
             try:
-                if self.followers > self.summaries:
+                if self._every():
                     await self._read_events()
                 else:
                     await self._read_counts()
@@ -163,7 +172,7 @@ class Feed:
         """Every event, a page at a time, until no follower wants every event."""
         self.mode, cursor = "events", "$"
         self._reset()
-        while self.followers > self.summaries:
+        while self._every():
             block = 0.0 if cursor == "$" else 1 / COUNTS_RATE if self._pending else BLOCK
             page = await raw_events(self.app, cursor, PAGE, block, self.queue)
             self.error = None  # the broker is back: followers that join from now on are not told it is away
@@ -190,19 +199,23 @@ class Feed:
         self.mode, tip = "counts", ""
         self._events_ready.clear()
         self._reset()
-        while self.followers <= self.summaries:
+        while not self._every():
             moved = not tip or bool((await events(self.app, tip, 1, 0.0, self.queue)).events)
             if moved:
                 tip = (await events(self.app, "$", 1, 0.0, self.queue)).cursor
                 self.last = tip
             self.error = None  # the broker is back (see _read_events)
-            if moved or self._pending:
+            if self.summaries and (moved or self._pending):
                 await self._count(self.last)
             self._started.set()
             self._wake()
             with contextlib.suppress(asyncio.TimeoutError):  # a follower of every event ends the wait
                 await asyncio.wait_for(self._kick.wait(), 1 / COUNTS_RATE)
             self._kick.clear()
+
+    def _every(self) -> bool:
+        """Whether a follower wants every event (not counts, not a watch)."""
+        return self.followers > self.summaries + self.watchers
 
     async def _count(self, last: str) -> None:
         """The counts now, labelled ``last``, unless they were read less than 1/:data:`COUNTS_RATE` s ago (then
@@ -306,16 +319,39 @@ class Feed:
         finally:
             self._leave(summary)
 
-    def _join(self, summary: bool) -> None:
+    def _join(self, summary: bool, watch: Watch | None = None) -> Poll | None:
+        """A follower came (of counts, of ``watch``'s changes or of every event); the first starts the reader, the
+        first of a watch its poll (and the task that ticks polls)."""
         self.followers += 1
         self.summaries += summary
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._read())
+        if watch is None:
+            return None
+        self.watchers += 1
+        poll = self.polls.get(watch.key)
+        if poll is None:
+            poll = self.polls[watch.key] = Poll(watch)
+            self._tick_now.set()
+        poll.users += 1
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._polling())
+        return poll
 
-    def _leave(self, summary: bool) -> None:
-        """A follower left; the last one stops the reader (no follower: no read of the backend at all)."""
+    def _leave(self, summary: bool, watch: Watch | None = None) -> None:
+        """A follower left; the last one stops the reader (no follower: no read of the backend at all), the last
+        of a watch its poll, the last watch follower the task that ticks polls."""
         self.followers -= 1
         self.summaries -= summary
+        if watch is not None:
+            self.watchers -= 1
+            poll = self.polls[watch.key]
+            poll.users -= 1
+            if not poll.users:
+                del self.polls[watch.key]
+            if not self.polls and self._poller is not None:
+                self._poller.cancel()
+                self._poller = None
         if not self.followers and self._task is not None:
             self._task.cancel()
             self._task = None
@@ -325,89 +361,100 @@ class Feed:
             self.state, self.mode, self._counted, self._pending = None, "", 0.0, False
             self.error = None  # the next follower starts a reader of its own: it finds out for itself
 
+    async def _polling(self) -> None:
+        """Tick the polls that are due (:meth:`Poll.due`: the reader saw the event stream move) as long as any is
+        open; a new poll at once. Its own task: a slow query never holds the reader (nor followers of events)."""
+        me, loop = asyncio.current_task(), asyncio.get_running_loop()
+        while self._poller is me:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._tick_now.wait(), TICK)
+            self._tick_now.clear()
+            if not self._started.is_set() or self.error is not None:
+                continue  # no tip yet (the reader starts) or the broker is away (the reader tells the followers)
+            tip, now = self.last, loop.time()
+            due = [p for p in self.polls.values() if p.due(tip, now)]
+            if not due:
+                continue
+            try:
+                await tick(self.app, due, tip, now, self._newest_id)
+            except ServiceError as exc:  # the followers hear it; the next good read of the reader clears it
+                log.warning("watch poll failed: %s", exc)
+                self.error = exc
+                self._wake()
+            # a poll wakes its own followers when it changed (Poll.woken): no wake-up of every follower here
+
+    async def _newest_id(self) -> str:
+        """The event stream's newest id now (a resume point after every event so far)."""
+        return (await events(self.app, "$", 1, 0.0, self.queue)).cursor
+
+    async def _catch_up(self, after: str, watch: Watch) -> tuple[str, str]:
+        """Read the events after ``after`` to the backend's end, at most :data:`CATCH_UP` pages: (the newest one
+        ``watch`` matches or "", the resume point reached). Further behind: ("changed" at, and from) the newest."""
+        pending, cursor = "", after
+        for _ in range(CATCH_UP):
+            page = await raw_events(self.app, cursor, PAGE, 0.0, self.queue)
+            if page.ids and (i := watch.newest(page.ids, page.data, {})) >= 0:
+                pending = page.ids[i]
+            cursor = page.cursor
+            if len(page.ids) < PAGE:
+                return pending, cursor
+        newest = await self._newest_id()
+        return newest, newest
+
     async def watch(self, after: str, watch: Watch) -> AsyncIterator[tuple[str, str]]:
         """What ``watch`` sees after ``after`` (an event id; ``"$"``: from now), as ``(kind, id)``: first
-        ``("watching", the resume point it starts at)`` (the feed's newest when ``after`` is ``"$"``); then
-        ``("changed", the newest event it matches)`` at most once per :data:`WATCH_GAP` seconds (a burst of matches
-        is one signal, the newest, then one per gap while it lasts; the last match is always signalled); and
-        ``("alive", a resume point)`` when nothing else was yielded for :data:`BLOCK` seconds, however busy the
-        fleet (a keep-alive tick: a stream that matches nothing still has to write now and then, or a proxy cuts
-        it), its id a point every event up to which was searched and its match signalled (a reconnect from there
+        ``("watching", the resume point it starts at)`` (the event stream's newest when ``after`` is ``"$"``);
+        then ``("changed", the newest event when the change was read)`` at most once per :data:`WATCH_GAP`
+        seconds (a burst of changes is one signal, then one per gap while it lasts; the last change is always
+        signalled); and ``("alive", a resume point)`` when nothing else was yielded for :data:`BLOCK` seconds,
+        however busy the fleet (a keep-alive tick: a stream that sees no change still has to write now and then,
+        or a proxy cuts it), its id a point every change up to which was signalled (a reconnect from there
         misses nothing). Raises the feed's :class:`ServiceError`.
 
-        The feed reads every event while such a follower is connected; each read is searched once per distinct
-        watch (:meth:`Watch.newest`, kept with the read). A resume from an id the feed no longer holds reads the
-        backend from there, at most :data:`CATCH_UP` pages; further behind, it is told "changed" at the feed's
-        newest event (what a page does then is fetch itself again: reading what it missed would tell no more)."""
-        self._join(False)
+        No event is read for it: its poll (one per distinct watch, :mod:`qtasks_fast.service.polls`) reads what
+        the page shows when the event stream moved. How a start misses nothing: the poll's digest is read first,
+        then the events from ``after`` to the backend's end (:meth:`_catch_up`; none from ``"$"``: the newest
+        event read after the digest), so every change is either in those events or in a later digest (one in both
+        is signalled twice at most)."""
+        poll = self._join(False, watch)
+        assert poll is not None
         try:
-            await asyncio.wait_for(self._started.wait(), 30)
-            self._kick.set()  # a reader of counts alone turns to reading every event
-            await asyncio.wait_for(self._events_ready.wait(), 30)
-            if after == "$":
-                after = self.last
-            yield "watching", after
-            loop = asyncio.get_running_loop()
-            sent, pending, pages, quiet = -WATCH_GAP, "", 0, loop.time()
-            while True:
-                p = self._held(after)
-                if p is None and (pages >= CATCH_UP or not self.origin):
-                    if not self.origin or self._held(self.last) is None:
-                        # the reader is starting again (a broker error): it holds nothing to join yet; wait for
-                        # it (a `continue` here would turn the loop without an await: a frozen server)
-                        if self.error is not None:
-                            raise self.error
-                        await self._changes()
-                        continue
-                    pending, after = self.last, self.last  # too far behind: "changed" where the feed is
-                    continue
-                if p is None:  # not in the feed: read the backend directly up to what the feed holds
-                    page = await raw_events(self.app, after, PAGE, 0.0, self.queue)
-                    pages += 1
-                    if page.ids and (i := watch.newest(page.ids, page.data, {})) >= 0:
-                        pending = page.ids[i]
-                    after = page.cursor
-                    if len(page.ids) < PAGE and self.origin:  # the backend's end (while the reader starts
-                        # again: the wait above, from here): the feed started before this read, so what it holds
-                        # from its start overlaps (a change signalled twice at most, never missed) ...
-                        if self._held(self.origin) is not None:
-                            after = self.origin
-                        else:  # ... unless it no longer holds its start: "changed" where it is
-                            pending, after = self.last, self.last
-                    continue
-                pages = 0  # back in the feed: a later fall behind (a reader restarted) may catch up again
-                if p < self.total:
-                    pending = self._newest(p, watch) or pending
-                    after = self.last
+            while poll.digest is None:  # the state a change is seen against (the poll's first tick)
                 if self.error is not None:
                     raise self.error
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(poll.woken.wait(), BLOCK)
+            changes = poll.changes
+            now_on = after == "$"
+            if now_on:  # from the newest event after the digest: a later change is in a later digest
+                after = await self._newest_id()
+            yield "watching", after
+            pending, alive = ("", after) if now_on else await self._catch_up(after, watch)
+            joined = poll.ticks  # a later tick started after the catch-up's end: its tip is a resume point
+            loop = asyncio.get_running_loop()
+            sent, quiet = -WATCH_GAP, loop.time()
+            while True:
+                if self.error is not None:
+                    raise self.error
+                if poll.changes != changes:
+                    changes, pending = poll.changes, poll.changed
+                if poll.ticks > joined:
+                    alive = poll.tip
                 now = loop.time()
                 if pending and now - sent >= WATCH_GAP:
                     sent = quiet = now
                     yield "changed", pending
                     pending = ""
                     continue
-                if not pending and now - quiet >= BLOCK:  # every event up to `after` searched (no await since)
+                if not pending and now - quiet >= BLOCK:  # every change up to `alive` signalled (no await since)
                     quiet = now
-                    yield "alive", after
+                    yield "alive", alive
                     continue
-                with contextlib.suppress(asyncio.TimeoutError):  # woken by each read: the feed keeps KEPT events
-                    await asyncio.wait_for(self._changed.wait(),
+                with contextlib.suppress(asyncio.TimeoutError):  # woken by a change (an error: at the timeout)
+                    await asyncio.wait_for(poll.woken.wait(),
                                            WATCH_GAP - (now - sent) if pending else BLOCK - (now - quiet))
         finally:
-            self._leave(False)
-
-    def _newest(self, p: int, watch: Watch) -> str:
-        """The id of the newest event from position ``p`` that ``watch`` matches, or ""."""
-        for chunk in reversed(self.chunks):
-            if chunk.start + len(chunk.ids) <= p:
-                break
-            i = watch.newest(chunk.ids, chunk.data, chunk.cache)
-            if i >= 0 and chunk.start + i >= p:
-                return chunk.ids[i]
-            if chunk.start <= p:
-                break
-        return ""
+            self._leave(False, watch)
 
     async def _follow_counts(self) -> AsyncIterator[Summary | list[TaskEvent]]:
         seen = 0

@@ -10,8 +10,9 @@ what is there and ends (a poll; what the tests use in process). A comment line e
 seconds keeps proxies from closing an idle stream.
 
 ``watch=true`` (the WebView's Tasks and task pages): not the events but a "changed" signal, at most one per 0.8 s,
-whose ``id`` is the newest event matching the stream's filter (:func:`watching`; a tab filtered on one task name
-hears nothing of the others), so a page is refreshed when what it shows changed and a reconnect still resumes;
+when what the stream's filter shows changed (:func:`watching`; :mod:`qtasks_fast.service.polls`: a tab filtered on
+one task name hears nothing of the others), its ``id`` the event stream's newest when the change was read, so a
+page is refreshed when what it shows changed and a reconnect still resumes;
 its keep-alive is a frame of the id alone (no event), so a tab that hears nothing still resumes from near now.
 An ``after`` (or ``Last-Event-ID``) with CR or LF is refused (422): it would be echoed into a frame.
 """
@@ -62,9 +63,10 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     #: the current one at once, then at most four a second while the fleet changes), ``id`` where the event stream
     #: was when they were read (a live counter's stream: the server reads no event for it)
     summary: bool = False
-    #: instead of each event, ``event: changed`` frames: at most one per 0.8 s, ``id`` the newest event that matches
-    #: the filter below (``uuid``, or all of ``task_name``, ``queue``, ``worker_id``, ``status`` given; neither:
-    #: any event), none while nothing matches; first an ``event: watching`` frame whose ``id`` is where it starts
+    #: instead of each event, ``event: changed`` frames: at most one per 0.8 s when what the filter below shows
+    #: changed (the records of ``uuid``, the newest rows of all of ``task_name``, ``queue``, ``worker_id``,
+    #: ``status`` given; neither: any event), ``id`` the newest event then, none while nothing changes; first an
+    #: ``event: watching`` frame whose ``id`` is where it starts
     watch: bool = False
     task_name: Annotated[str, Meta(max_length=NAME)] | None = None
     #: a worker's consumer name ``<worker-id>-<slot>``, or a bare worker id: every slot of it (the Tasks filter)
@@ -227,8 +229,9 @@ def openapi_path() -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
-                    "summary=true; with watch=true 'watching' then 'changed': at most one per 0.8 s, 'id' the "
-                    "newest event matching uuid (comma-separated) or all of task_name, queue, worker_id, status), "
+                    "summary=true; with watch=true 'watching' then 'changed': at most one per 0.8 s when what "
+                    "uuid (comma-separated) or all of task_name, queue, worker_id, status show changed, 'id' the "
+                    "newest event then), "
                     "'data' (JSON)",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },

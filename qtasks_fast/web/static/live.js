@@ -17,8 +17,9 @@
      (at 20,000 tasks/s, 60,000 events a second per tab); the server reads no event for it.
    - Only a change the tab shows refreshes it: a live region with data-watch says what it shows (the Tasks
      table: its task name, queue, worker and status filters; a task's page: its uuid) and the page opens
-     ?watch=true with that filter: the server matches the fleet's events and sends an "event: changed" frame,
-     at most one per 0.8 s, only when one matched (a tab filtered on one task name hears nothing of the others).
+     ?watch=true with that filter: the server reads what that filter shows a few times a second while the fleet
+     moves and sends an "event: changed" frame, at most one per 0.8 s, only when it changed (a tab filtered on
+     one task name hears nothing of the others).
      A table filtered on a status or worker also names its rows' uuids (a row that leaves the filter, e.g. a
      new task starting, is a change its filter no longer matches); when a refresh brings other rows, the stream
      is reopened for them, resuming from the last frame.
