@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+from typing import Any
 
 import msgspec
+import pytest
 
 from qtasks_fast import QueueTasks
 from qtasks_fast._corelib import Delivery
@@ -244,10 +246,16 @@ def test_after_a_cancelled_task_the_next_one_times_out_and_is_cancelled_as_its_o
             assert same is not None and same.status == "success" and same.returning is True, same
 
 
-async def test_a_runner_whose_task_ended_starts_the_next_one_itself() -> None:
+@pytest.mark.parametrize("reuse", [True, False], ids=["reused", "python-3.10"])
+async def test_a_runner_whose_task_ended_starts_the_next_one_itself(reuse: bool, monkeypatch: Any) -> None:
     """A suspending task that frees its slot for the next (the worker's ``task_done`` starts it from the backlog)
-    hands the next one its runner: no new asyncio Task per task (issue 16, io-redis)."""
+    hands the next one its runner: no new asyncio Task per task (issue 16, io-redis). Where a Task cannot tell
+    whether a cancel was requested on it (Python 3.10: no ``Task.cancelling``), each task still runs to its end,
+    in a runner of its own."""
+    from qtasks_fast.worker import eager
     from qtasks_fast.worker.eager import EagerRunners
+
+    monkeypatch.setattr(eager, "REUSE", reuse)
 
     ex = _Executor()
     runners = EagerRunners(ex)  # type: ignore[arg-type]
@@ -274,6 +282,9 @@ async def test_a_runner_whose_task_ended_starts_the_next_one_itself() -> None:
         gate.set_result(None)
     await _turns(3)
     assert [v for _, v, _ in ex.finished] == list(range(30))
-    assert len({id(t) for t in seen}) == 1  # one runner ran all 30, one after another
+    if reuse:
+        assert len({id(t) for t in seen}) == 1  # one runner ran all 30, one after another
+    else:
+        assert len({id(t) for t in seen}) > 1  # the runner ended with its task: the next ran in another
     assert len(asyncio.all_tasks()) <= before
     runners.close()

@@ -89,6 +89,12 @@ class Resume:
                 return stop.value
 
 
+
+#: runners are reused after their task ends only where a Task tells whether a cancel was requested on it
+#: (``Task.cancelling()``, Python 3.11+); on 3.10 each runner that owned a suspending task ends with it, as before
+REUSE = hasattr(asyncio.Task, "cancelling")
+
+
 class EagerRunners:
     """The queue of async tasks to start, and the runner Tasks serving it (see the module doc)."""
 
@@ -172,13 +178,13 @@ class EagerRunners:
             error = exc
         finally:
             ex.running.pop(d, None)
-        again = not self.closed and not task.cancelling()
+        again = REUSE and not self.closed and not task.cancelling()
         if again:
             self._runners.add(task)
         ex._finish(d, value, error)
         if again and task.cancelling():  # cancelled while finishing d: it ends, the queue needs another runner
             self._runners.discard(task)
-            if self.jobs and not self._runners:
+            if self.jobs and not self._runners and not self.closed:
                 self._spawn(1)
             return False
         return again
