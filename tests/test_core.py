@@ -322,6 +322,7 @@ def test_the_loop_finishes_into_its_workers_typed_state_compiled_and_pure() -> N
     alike."""
     import asyncio
     import collections
+    import contextvars
 
     from qtasks_fast.worker import eager
 
@@ -369,7 +370,8 @@ def test_the_loop_finishes_into_its_workers_typed_state_compiled_and_pure() -> N
         w._done_event, w.slot_free = asyncio.Event(), asyncio.Event()
         w.executor = ex = Ex(w)
         jobs = collections.deque([delivery(0, double, 21), delivery(1, fails), delivery(2, double, 2)])
-        assert run.run_ready(jobs, ex, eager.log) is None
+        # the loop sets current_task in its caller's context (the runner's): here a copy, not the test thread's own
+        assert contextvars.copy_context().run(run.run_ready, jobs, ex, eager.log) is None
         seen.append(([(o[0].envelope.task_name, o[1], msgspec.msgpack.decode(o[2]) if o[2] else None)
                       for o in w._done], ex.failed, ex.started, w.active, w.unsettled, list(w.backlog),
                      w._done_event.is_set(), w.slot_free.is_set()))

@@ -30,6 +30,10 @@ from qtasks_fast.worker.executor import Executor
 
 CORES = {"compiled": _corelib.core,
          "pure": _corelib._load_source(Path(_corelib.__file__).with_name("_core.pyx"), "core_fuzz_py")}
+#: the executor's submit of each variant: the compiled one takes the compiled core's typed Delivery only, the pure
+#: core's Deliveries go to the pure twin of the worker's run loop (a worker never mixes them)
+RUN_PYX = Path(_corelib.__file__).with_name("worker") / "_run.pyx"
+SUBMITS = {"compiled": Executor.submit, "pure": _corelib._load_source(RUN_PYX, "run_fuzz_py").submit}
 FIELDS = ["u", "n", "a", "k", "p", "q", "t", "r", "rp", "x", "m", "e"]
 UUID = "123e4567-e89b-42d3-a456-426614174000"
 
@@ -114,7 +118,7 @@ def test_no_input_escapes_the_decoder_or_the_preparation_step(variant: str, batc
     ex = Executor("fuzz-0", 1, lambda outcome, followups: outcomes.append(outcome))
     try:
         for d in ready:
-            ex.submit(d)  # inline tasks: bound, called and settled synchronously, as in the worker
+            SUBMITS[variant](ex, d)  # inline tasks: bound, called and settled synchronously, as in the worker
     finally:
         ex.shutdown()
     assert [o[0] for o in outcomes] == ready  # one outcome each, none lost, none twice
