@@ -12,7 +12,8 @@
      0.8 s, refreshes are at most one per REFRESH_GAP ms (a burst of thousands of events is one refresh, then
      one per gap while it lasts; a gap under a second leaves room for the fetch) and the last change always
      gets one.
-   - A page that only shows counts (no data-watch region; the Tasks table unfiltered) opens the stream with
+   - A page without a data-watch region (counts; the Tasks table unfiltered, or filtered on an error text or a
+     time, which no watch takes) opens the stream with
      ?summary=true: one small frame at most four times a second while the fleet changes, instead of every event
      (at 20,000 tasks/s, 60,000 events a second per tab); the server reads no event for it.
    - Only a change the tab shows refreshes it: a live region with data-watch says what it shows (the Tasks
