@@ -175,6 +175,10 @@ async def test_pages_of_counts_follow_the_summary_stream_and_task_pages_a_watch_
             ("/workers", "/api/v1/events?summary=true"),
             ("/tasks", "/api/v1/events?summary=true"),  # unfiltered: any change shows
             ("/tasks?task_name=add", "/api/v1/events?watch=true"),  # live.js adds the filter of [data-watch]
+            # a filter a watch does not take: its page is not what a poll of the rest reads (a time range, like a
+            # cursor, moves it back): it follows counts
+            ("/tasks?task_name=add&created_before=1000", "/api/v1/events?summary=true"),
+            ("/tasks?status=error&error_contains=boom", "/api/v1/events?summary=true"),
             (f"/tasks/{uid}", "/api/v1/events?watch=true"),
         ):
             text = (await c.get(path, headers=HTML)).text

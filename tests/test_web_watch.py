@@ -24,7 +24,7 @@ from apps.web_app import build
 from apps.webkit import TOKEN, client
 
 from qtasks_fast import QueueTasks, service
-from qtasks_fast.abc.query import TaskEvent
+from qtasks_fast.abc.query import TaskEvent, TaskFilter
 from qtasks_fast.service import feed as feed_module
 from qtasks_fast.service import polls as polls_module
 from qtasks_fast.service.watch import Watch
@@ -192,7 +192,7 @@ async def test_a_table_filtered_on_a_status_hears_its_rows_come_and_go_not_the_r
     app: QueueTasks,
 ) -> None:
     """What a status-filtered table shows: tasks entering that status, and its rows leaving it; a fleet busy with
-    other statuses is no change (the poll reads that status's count and newest rows, not every status's)."""
+    other statuses is no change (the poll reads the page of that status the table shows, not every status's)."""
     first = await service.submit(app, ME, "add", [0, 0])
     web = create_app(app, token=TOKEN)
     async with Stream(web, {"watch": "true", "status": "cancel"}) as s:
@@ -475,10 +475,10 @@ async def test_a_watch_of_a_bare_worker_id_hears_every_slot_of_it_as_the_tasks_f
                         worker_id=w) for i, w in enumerate(["w-3", "w", "wx", "w-", "w-1a", "w-1-2", None, "w-12"])]
     data = [msgspec.json.encode(e) for e in events]
     ids = [e.id for e in events]
-    assert Watch({"worker_id": "w"}).newest(ids, data, {}) == 7  # "w-12"
-    assert Watch({"worker_id": "w"}).newest(ids[:7], data[:7], {}) == 1  # "w" itself; not wx, w-, w-1a, w-1-2
-    assert Watch({"worker_id": "w-1"}).newest(ids, data, {}) == 5  # "w-1-2": a slot of a worker named "w-1"
-    assert Watch({"worker_id": "w-3"}).newest(ids, data, {}) == 0
+    assert Watch({"worker_id": "w"}).newest(ids, data) == 7  # "w-12"
+    assert Watch({"worker_id": "w"}).newest(ids[:7], data[:7]) == 1  # "w" itself; not wx, w-, w-1a, w-1-2
+    assert Watch({"worker_id": "w-1"}).newest(ids, data) == 5  # "w-1-2": a slot of a worker named "w-1"
+    assert Watch({"worker_id": "w-3"}).newest(ids, data) == 0
     async with client(app) as c:
         r = await c.get("/api/v1/events", params={"watch": "true", "worker_id": "w" * (NAME + 1)})
         assert r.status_code == 422 and r.json()["field"] == "worker_id"
@@ -518,11 +518,190 @@ def test_a_watch_matches_the_events_json_exactly_as_a_field_by_field_check() -> 
             fields and all(equal(e, k, v) for k, v in fields.items()))), default=-1)
         if not fields and not uuids:
             want = len(events) - 1  # no filter: any event
-        cache: dict[Any, Any] = {}
         w = Watch(fields, uuids)
-        assert w.newest([e.id for e in events], data, cache) == want, (fields, uuids, events)
-        assert Watch(fields, uuids).newest([], [], cache) == want  # kept with the read, for every equal watch
-        rows = frozenset(rnd.sample(words, 1))  # the same filter, other rows: the fields' search is shared
-        want = max((i for i, e in enumerate(events) if e.uuid in rows or (
-            fields and all(equal(e, k, v) for k, v in fields.items()))), default=-1)
-        assert Watch(fields, rows).newest([e.id for e in events], data, cache) == want
+        assert w.newest([e.id for e in events], data) == want, (fields, uuids, events)
+
+
+@pytest.mark.parametrize("page", ["cursor", "limit"])
+async def test_a_table_paged_back_or_longer_than_the_default_page_hears_its_own_rows_change(
+    app: QueueTasks, page: str
+) -> None:
+    """The poll reads the page the table shows (its ``limit`` and ``cursor``), not the filter's newest 50 rows: a
+    row of the second page, or the 60th of a 60-row page, changing status is a change of that table."""
+    for i in range(60):
+        await service.submit(app, ME, "add", [i, i])
+    first = await service.list_tasks(app, TaskFilter(task_name="add"), 50)
+    assert first.cursor is not None
+    older = (await service.list_tasks(app, TaskFilter(task_name="add"), 50, first.cursor)).tasks  # not the newest 50
+    assert len(older) == 10
+    params = {"watch": "true", "task_name": "add", **(
+        {"cursor": first.cursor} if page == "cursor" else {"limit": "60"})}
+    web = create_app(app, token=TOKEN)
+    async with Stream(web, params) as s:
+        await s.until(1, "watching")
+        await service.cancel(app, ME, older[-1].uuid)  # on the page shown, not in the newest 50
+        _, _, event_id = await s.until(1, timeout=2.5)
+        await resumes_after(app, event_id, lambda e: e.uuid == older[-1].uuid and e.status == "cancel")
+    async with Stream(web, {"watch": "true", "task_name": "add", "limit": "5"}) as s:  # the newest 5 only
+        await s.until(1, "watching")
+        await service.cancel(app, ME, older[0].uuid)
+        await asyncio.sleep(1.2)
+        assert s.changed() == []
+
+
+@pytest.mark.parametrize("broker", ["memory"], indirect=True)
+async def test_a_watch_stream_page_is_checked_as_the_tasks_api_checks_it(app: QueueTasks) -> None:
+    async with client(app) as c:
+        for params, field in (({"watch": "true", "task_name": "add", "limit": "0"}, "limit"),
+                              ({"watch": "true", "task_name": "add", "limit": "1001"}, "limit"),
+                              ({"watch": "true", "task_name": "add", "cursor": "x"}, "cursor"),
+                              ({"cursor": "1:x"}, "cursor")):  # a page of a watch stream only
+            r = await c.get("/api/v1/events", params=params)
+            assert r.status_code == 422 and r.json()["field"] == field, (params, r.text)
+            if "watch" in params:  # the same rule as the Tasks API's
+                r = await c.get("/api/v1/tasks", params={k: v for k, v in params.items() if k != "watch"})
+                assert r.status_code == 422 and r.json()["field"] == field, (params, r.text)
+        doc = (await c.get("/api/v1/openapi.json")).json()
+        assert {"limit", "cursor"} <= {p["name"] for p in doc["paths"]["/events"]["get"]["parameters"]}
+
+
+async def test_a_failed_poll_is_told_to_its_own_followers_only(
+    app: QueueTasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll's read that fails ends the streams of that watch (their browsers reconnect); another watch's stream
+    and a stream of every event on the same feed go on and never get ``event: error``."""
+    real = polls_module._rows
+    broken = True
+
+    async def failing(app_: Any, fields: Any, page: Any) -> Any:
+        if broken and dict(fields).get("task_name") == "fail":
+            raise service.Unavailable("broker away (test)")
+        return await real(app_, fields, page)
+
+    monkeypatch.setattr(polls_module, "_rows", failing)
+    web = create_app(app, token=TOKEN)
+    async with Stream(web, {"watch": "true", "task_name": "add"}) as ok, Stream(web, {}) as every:
+        await ok.until(1, "watching")
+        async with Stream(web, {"watch": "true", "task_name": "fail"}) as bad:
+            await bad.until(1, "error")
+            assert [f for f in bad.frames if f[1] == "watching"] == []
+        broken = False
+        await service.submit(app, ME, "add", [1, 1])
+        await ok.until(1)
+        await every.until(1, "task")
+        assert [f for s in (ok, every) for f in s.frames if f[1] == "error"] == []
+
+
+async def test_an_unexpected_error_in_a_poll_neither_kills_the_poller_nor_leaves_streams_waiting(
+    app: QueueTasks, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception that is no ServiceError (a bug, an error no translation knows) is logged; the streams of the
+    polls it hit end with an error frame, and the poller goes on: a stream that opens later starts and hears its
+    changes. A poller that died anyway is started again by the next stream."""
+    real, calls = polls_module._rows, 0
+
+    async def buggy(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug (test)")
+        return await real(*args)
+
+    monkeypatch.setattr(polls_module, "_rows", buggy)
+    web = create_app(app, token=TOKEN)
+    feed = web.state.feeds(None)
+    with caplog.at_level("ERROR", logger="qtasks_fast"):
+        async with Stream(web, {"watch": "true", "task_name": "add"}) as hit:
+            await hit.until(1, "error")
+            async with Stream(web, {"watch": "true", "task_name": "add"}) as later:
+                await later.until(1, "watching")
+                await service.submit(app, ME, "add", [1, 1])
+                await later.until(1)
+                assert feed._poller is not None
+                feed._poller.cancel()  # as if it died: the next stream starts another
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed._poller
+                async with Stream(web, {"watch": "true", "task_name": "fail"}) as third:
+                    await third.until(1, "watching")
+    assert any("watch polls failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_tick_reads_at_most_a_few_records_at_once(app: QueueTasks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records of a tick's uuids (``storage.get`` each: the contract reads one at a time) are read at most
+    ``READS`` at once: PostgreSQL's pool (4 connections) is shared with the pages' requests."""
+    made = [await service.submit(app, ME, "add", [i, i]) for i in range(40)]
+    real, busy, most = app.storage.get, 0, 0
+
+    async def get(*args: Any) -> Any:
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        try:
+            await asyncio.sleep(0)  # let the others start, if they may
+            return await real(*args)
+        finally:
+            busy -= 1
+
+    monkeypatch.setattr(app.storage, "get", get)
+    web = create_app(app, token=TOKEN)
+    uuids = ",".join(str(m.uuid) for m in made)
+    async with Stream(web, {"watch": "true", "worker_id": "w", "uuid": uuids}) as s:
+        await s.until(1, "watching")  # after the first tick: its 40 records read
+        assert 1 <= most <= polls_module.READS
+
+
+async def test_a_keep_alive_never_moves_the_resume_point_back(app: QueueTasks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tick in flight when a stream starts carries a tip older than the stream's ``watching`` id: its keep-alive
+    must not send that tip (the browser's resume point would move back)."""
+    feed = feed_module.Feed(app, None)
+    real_events, real_rows = feed_module.events, polls_module._rows
+    frozen, reader_waits, hold, held, go = False, asyncio.Event(), False, asyncio.Event(), asyncio.Event()
+
+    async def reader_events(*args: Any) -> Any:  # the feed's reader: stopped on demand
+        if frozen:
+            reader_waits.set()
+            await asyncio.Event().wait()
+        return await real_events(*args)
+
+    async def slow_rows(*args: Any) -> Any:
+        if hold:
+            held.set()
+            await go.wait()
+        return await real_rows(*args)
+
+    async def newest() -> str:
+        return (await real_events(app, "$", 1, 0.0, None)).cursor
+
+    monkeypatch.setattr(feed_module, "events", reader_events)
+    monkeypatch.setattr(polls_module, "_rows", slow_rows)
+    monkeypatch.setattr(feed, "_newest_id", newest)
+    got: dict[str, list[tuple[str, str]]] = {"a": [], "b": []}
+
+    async def consume(name: str) -> None:
+        async for signal in feed.watch("$", Watch({"task_name": "add"})):
+            got[name].append(signal)
+
+    a = asyncio.create_task(consume("a"))
+    b: asyncio.Task[None] | None = None
+    try:
+        await until(lambda: got["a"] != [])
+        hold = True
+        await service.submit(app, ME, "sleeper", [0])  # the feed moves: a tick starts and is held in its query
+        await asyncio.wait_for(held.wait(), 5)
+        frozen = True
+        await asyncio.wait_for(reader_waits.wait(), 5)  # no tip newer than the held tick's from now on
+        await service.submit(app, ME, "sleeper", [0])
+        b = asyncio.create_task(consume("b"))
+        await until(lambda: got["b"] != [])
+        go.set()
+        await until(lambda: any(kind == "alive" for kind, _ in got["b"]))
+    finally:
+        for t in (a, b):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+    (kind, start), *rest = got["b"]
+    assert kind == "watching" and rest
+    for _, event_id in rest:  # nothing is older than where it started: no event between the two
+        assert (await service.events(app, event_id, 10)).events == [], (start, got["b"])

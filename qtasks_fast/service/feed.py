@@ -15,11 +15,12 @@ resumes by getting the current one. At 20,000 tasks/s that is a few round trips 
 
 A follower that watches (:meth:`Feed.watch`: the WebView's Tasks and task pages) needs to know that something it
 shows changed: it reads no event either. Each distinct :class:`~qtasks_fast.service.watch.Watch` is a
-:class:`~qtasks_fast.service.polls.Poll` whose digest (the rows and counts of its filter, its uuids' records) is
-read again at most every :data:`~qtasks_fast.service.polls.POLL_GAP` seconds while the event stream moves, and
-its followers are told the newest change at most once per :data:`WATCH_GAP` seconds: a cost per tick and filter,
-not per event (see :mod:`qtasks_fast.service.polls`). Only a resume from an id (a reconnect) reads events: those
-it missed, matched against its watch, at most :data:`CATCH_UP` pages.
+:class:`~qtasks_fast.service.polls.Poll` whose digest (the rows of the page of its filter a table shows, its
+uuids' records) is read again at most every :data:`~qtasks_fast.service.polls.POLL_GAP` seconds while the event
+stream moves, and its followers are told the newest change at most once per :data:`WATCH_GAP` seconds: a cost
+per tick and filter, not per event (see :mod:`qtasks_fast.service.polls`). A poll's failed read is told to its
+own followers only. Only a resume from an id (a reconnect) reads events: those it missed, matched against its
+watch, at most :data:`CATCH_UP` pages.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ import msgspec
 
 from qtasks_fast.abc.query import TaskEvent
 from qtasks_fast.log import get_logger
-from qtasks_fast.service.errors import ServiceError
+from qtasks_fast.service.errors import ServiceError, Unavailable
 from qtasks_fast.service.fleet import events, raw_events, throughput
-from qtasks_fast.service.polls import Poll, tick
+from qtasks_fast.service.polls import POLL_GAP, Poll, tick
 from qtasks_fast.service.watch import Watch
 
 if TYPE_CHECKING:
@@ -126,6 +127,9 @@ class Feed:
         self.origin = ""
         self.total = 0
         self.last = ""
+        #: the reader's reads of the stream's end started so far, and the number of the one ``last`` is the end as of
+        #: (a tip with a higher number than a follower saw after an id came back is at least as new as that id)
+        self.probes = self.last_probe = 0
         self.error: ServiceError | None = None
         self.followers = 0
         #: followers of counts, and watch followers; while they are all the followers, no event is read
@@ -174,6 +178,8 @@ class Feed:
         self._reset()
         while self._every():
             block = 0.0 if cursor == "$" else 1 / COUNTS_RATE if self._pending else BLOCK
+            self.probes += 1
+            probe = self.probes
             page = await raw_events(self.app, cursor, PAGE, block, self.queue)
             self.error = None  # the broker is back: followers that join from now on are not told it is away
             if cursor == "$":
@@ -187,6 +193,8 @@ class Feed:
                 while self.chunks[0].start + len(self.chunks[0].ids) <= self.total - KEPT:
                     self.chunks.popleft()
             cursor = page.cursor
+            if len(page.ids) < PAGE:  # read to the end: ``last`` is the end as of the read's start
+                self.last_probe = probe
             if self.summaries and (page.ids or self._pending or self.state is None):
                 await self._count(self.last)
             self._wake()
@@ -200,10 +208,15 @@ class Feed:
         self._events_ready.clear()
         self._reset()
         while not self._every():
+            self.probes += 1
+            probe = self.probes
             moved = not tip or bool((await events(self.app, tip, 1, 0.0, self.queue)).events)
             if moved:
+                self.probes += 1
+                probe = self.probes
                 tip = (await events(self.app, "$", 1, 0.0, self.queue)).cursor
                 self.last = tip
+            self.last_probe = probe  # unmoved: ``tip`` is still the end as of the check's start
             self.error = None  # the broker is back (see _read_events)
             if self.summaries and (moved or self._pending):
                 await self._count(self.last)
@@ -334,7 +347,7 @@ class Feed:
             poll = self.polls[watch.key] = Poll(watch)
             self._tick_now.set()
         poll.users += 1
-        if self._poller is None:
+        if self._poller is None or self._poller.done():  # done: only if it died of a bug _polling did not catch
             self._poller = asyncio.get_running_loop().create_task(self._polling())
         return poll
 
@@ -371,16 +384,17 @@ class Feed:
             self._tick_now.clear()
             if not self._started.is_set() or self.error is not None:
                 continue  # no tip yet (the reader starts) or the broker is away (the reader tells the followers)
-            tip, now = self.last, loop.time()
+            tip, probe, now = self.last, self.last_probe, loop.time()
             due = [p for p in self.polls.values() if p.due(tip, now)]
             if not due:
                 continue
-            try:
-                await tick(self.app, due, tip, now, self._newest_id)
-            except ServiceError as exc:  # the followers hear it; the next good read of the reader clears it
-                log.warning("watch poll failed: %s", exc)
-                self.error = exc
-                self._wake()
+            try:  # a failed read fails the polls that made it (Poll.error), told to their followers only
+                await tick(self.app, due, tip, probe, now, self._newest_id)
+            except Exception as exc:  # a bug, or an error no translation knows: the poller must go on
+                log.exception("watch polls failed; polling again in %.1fs", POLL_GAP)
+                for p in due:  # their followers end with it (a reconnect), instead of waiting for ever
+                    p.fail(Unavailable(f"the watch poll failed ({type(exc).__name__}); see the server's log"), now)
+                await asyncio.sleep(POLL_GAP)
             # a poll wakes its own followers when it changed (Poll.woken): no wake-up of every follower here
 
     async def _newest_id(self) -> str:
@@ -393,7 +407,7 @@ class Feed:
         pending, cursor = "", after
         for _ in range(CATCH_UP):
             page = await raw_events(self.app, cursor, PAGE, 0.0, self.queue)
-            if page.ids and (i := watch.newest(page.ids, page.data, {})) >= 0:
+            if page.ids and (i := watch.newest(page.ids, page.data)) >= 0:
                 pending = page.ids[i]
             cursor = page.cursor
             if len(page.ids) < PAGE:
@@ -409,7 +423,8 @@ class Feed:
         signalled); and ``("alive", a resume point)`` when nothing else was yielded for :data:`BLOCK` seconds,
         however busy the fleet (a keep-alive tick: a stream that sees no change still has to write now and then,
         or a proxy cuts it), its id a point every change up to which was signalled (a reconnect from there
-        misses nothing). Raises the feed's :class:`ServiceError`.
+        misses nothing), never older than one sent before (a browser's resume point moves forward only). Raises
+        the feed's :class:`ServiceError`, and its poll's (:attr:`Poll.error`: a read of this watch's that failed).
 
         No event is read for it: its poll (one per distinct watch, :mod:`qtasks_fast.service.polls`) reads what
         the page shows when the event stream moved. How a start misses nothing: the poll's digest is read first,
@@ -420,8 +435,8 @@ class Feed:
         assert poll is not None
         try:
             while poll.digest is None:  # the state a change is seen against (the poll's first tick)
-                if self.error is not None:
-                    raise self.error
+                if (error := self.error or poll.error) is not None:
+                    raise error
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(poll.woken.wait(), BLOCK)
             changes = poll.changes
@@ -430,20 +445,23 @@ class Feed:
                 after = await self._newest_id()
             yield "watching", after
             pending, alive = ("", after) if now_on else await self._catch_up(after, watch)
-            joined = poll.ticks  # a later tick started after the catch-up's end: its tip is a resume point
+            # a tip the reader started reading after `alive` came back is at least as new: only such a tip moves it
+            seen = later = self.probes
             loop = asyncio.get_running_loop()
             sent, quiet = -WATCH_GAP, loop.time()
             while True:
-                if self.error is not None:
-                    raise self.error
-                if poll.changes != changes:
-                    changes, pending = poll.changes, poll.changed
-                if poll.ticks > joined:
-                    alive = poll.tip
+                if (error := self.error or poll.error) is not None:
+                    raise error
+                if poll.changes != changes:  # read after the tick that saw it: a tip read later is newer
+                    changes, pending, later = poll.changes, poll.changed, self.probes
+                if poll.tip_probe > seen:
+                    alive, seen = poll.tip, poll.tip_probe
                 now = loop.time()
                 if pending and now - sent >= WATCH_GAP:
                     sent = quiet = now
                     yield "changed", pending
+                    if later > seen:  # a poll's change (not the catch-up's, older than `alive`): where it resumes
+                        alive, seen = pending, later
                     pending = ""
                     continue
                 if not pending and now - quiet >= BLOCK:  # every change up to `alive` signalled (no await since)

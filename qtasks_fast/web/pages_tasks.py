@@ -77,7 +77,8 @@ async def tasks(request: Request) -> Response:
                   for s in ("", *STATUSES)}
     return render(request, "tasks.html", page=page, f=shown, counts=counts, statuses=STATUSES, error="",
                   names=service.registered_names(app), queues=app.queues, next_url=next_url,
-                  status_url=status_url, paged="cursor" in params, filter_fields=keep)
+                  status_url=status_url, paged="cursor" in params, filter_fields=keep,
+                  shown_page={"limit": q.limit, "cursor": q.cursor or ""})  # what a watch of the table polls
 
 
 async def task(request: Request) -> Response:

@@ -31,8 +31,10 @@ from starlette.responses import Response, StreamingResponse
 
 from qtasks_fast import service
 from qtasks_fast.abc.query import RawEventPage, TaskEvent
+from qtasks_fast.querylib import decode_cursor
 from qtasks_fast.service.feed import Summary, summary_now
-from qtasks_fast.service.watch import Watch
+from qtasks_fast.service.watch import ROWS, Watch
+from qtasks_fast.web.api import Cursor, Page
 from qtasks_fast.web.endpoints import parse
 from qtasks_fast.web.openapi import ERRORS, REF
 
@@ -47,7 +49,9 @@ BLOCK = 1.0
 #: uuids a watch stream may name (a page of the Tasks table is at most a few hundred rows)
 UUIDS = 500
 #: the fields of a watch's filter (a stream of every event or of counts takes none of them but ``queue``)
-WATCHED = ("task_name", "worker_id", "status", "uuid")
+WATCHED = ("task_name", "worker_id", "status", "uuid", "cursor")
+#: events per read of a stream of events when ``limit`` is not given
+EVENTS = 100
 #: characters a watch's ``task_name`` or ``worker_id`` may have (a needle searched in every read of the fleet)
 NAME = 256
 
@@ -56,7 +60,9 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     #: resume after this event id (``Last-Event-ID`` wins); ``$`` (default): only what comes next; empty: oldest kept
     after: str = "$"
     queue: str | None = None
-    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+    #: events per read (default 100); with ``watch`` and a filter, the rows of the table's page (default 50, as
+    #: ``GET /api/v1/tasks``)
+    limit: Page | None = None
     #: keep the stream open for new events (default); false: send what is there and end
     follow: bool = True
     #: instead of each event, ``event: counts`` frames: the tasks finished per status this minute (a full state:
@@ -74,6 +80,9 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     status: Literal["new", "process", "success", "error", "cancel"] | None = None
     #: with ``watch``: task uuids, comma-separated (a page's rows, or one task's page), at most :data:`UUIDS`
     uuid: Annotated[str, Meta(max_length=64 * UUIDS)] | None = None
+    #: with ``watch`` and a filter: the table's page starts after this cursor (a cursor ``GET /api/v1/tasks``
+    #: returned): what the poll reads is that page, ``limit`` rows
+    cursor: Cursor | None = None
 
 
 def frame(event: TaskEvent) -> bytes:
@@ -119,8 +128,12 @@ def watch_of(q: EventsQuery) -> Watch | None:
     uuids = frozenset(q.uuid.split(",")) if q.uuid is not None else frozenset()
     if "" in uuids or len(uuids) > UUIDS:
         raise service.BadRequest("uuid", f"uuid: 1 to {UUIDS} task uuids, comma-separated, none empty")
+    try:
+        decode_cursor(q.cursor)  # what GET /api/v1/tasks refuses (e.g. a position out of range), refused here
+    except ValueError as exc:
+        raise service.BadRequest("cursor", f"cursor: {exc}") from None
     fields = {k: v for k in ("task_name", "queue", "worker_id", "status") if (v := getattr(q, k)) is not None}
-    return Watch(fields, uuids)
+    return Watch(fields, uuids, q.limit or ROWS, q.cursor)
 
 
 def changed_frame(kind: bytes, event_id: str) -> bytes:
@@ -150,7 +163,8 @@ async def events(request: Request) -> Response:
         return StreamingResponse(watching(request, after or "$", watch), media_type="text/event-stream",
                                  headers=HEADERS)
     # a bad id or queue: 422/404 before streaming (a stream of counts reads no event: one is enough to check)
-    first = await service.raw_events(app, after, 1 if q.summary else q.limit, 0.0, q.queue)
+    limit = q.limit or EVENTS
+    first = await service.raw_events(app, after, 1 if q.summary else limit, 0.0, q.queue)
 
     async def stream() -> AsyncIterator[bytes]:
         page: RawEventPage = first
@@ -163,9 +177,9 @@ async def events(request: Request) -> Response:
             while not q.summary:  # what is there (a follower of counts gets the current ones from the feed)
                 if page.ids:
                     yield encode_raw(page.ids, page.data)
-                if len(page.ids) < q.limit:
+                if len(page.ids) < limit:
                     break
-                page = await service.raw_events(app, page.cursor, q.limit, 0.0, q.queue)
+                page = await service.raw_events(app, page.cursor, limit, 0.0, q.queue)
             if not q.follow:
                 return
             idle = 0.0
@@ -218,6 +232,7 @@ def openapi_path() -> dict[str, Any]:
             ("worker_id", {"type": "string", "maxLength": NAME}),
             ("status", {"type": "string", "enum": ["new", "process", "success", "error", "cancel"]}),
             ("uuid", {"type": "string", "maxLength": 64 * UUIDS}),
+            ("cursor", {"type": "string", "pattern": r"^-?[0-9]{1,18}:"}),
         )
     ]
     params.append({"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}})
@@ -230,7 +245,8 @@ def openapi_path() -> dict[str, Any]:
                 "200": {
                     "description": "text/event-stream: 'id', 'event: task' (or 'counts' with "
                     "summary=true; with watch=true 'watching' then 'changed': at most one per 0.8 s when what "
-                    "uuid (comma-separated) or all of task_name, queue, worker_id, status show changed, 'id' the "
+                    "uuid (comma-separated) or all of task_name, queue, worker_id, status show changed (their page: "
+                    "limit, cursor), 'id' the "
                     "newest event then), "
                     "'data' (JSON)",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},

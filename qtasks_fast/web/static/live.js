@@ -12,23 +12,24 @@
      0.8 s, refreshes are at most one per REFRESH_GAP ms (a burst of thousands of events is one refresh, then
      one per gap while it lasts; a gap under a second leaves room for the fetch) and the last change always
      gets one.
-   - A page that only shows counts (no data-watch region; the Tasks table unfiltered) opens the stream with
+   - A page without a data-watch region (counts; the Tasks table unfiltered, or filtered on an error text or a
+     time, which no watch takes) opens the stream with
      ?summary=true: one small frame at most four times a second while the fleet changes, instead of every event
      (at 20,000 tasks/s, 60,000 events a second per tab); the server reads no event for it.
    - Only a change the tab shows refreshes it: a live region with data-watch says what it shows (the Tasks
-     table: its task name, queue, worker and status filters; a task's page: its uuid) and the page opens
-     ?watch=true with that filter: the server reads what that filter shows a few times a second while the fleet
-     moves and sends an "event: changed" frame, at most one per 0.8 s, only when it changed (a tab filtered on
-     one task name hears nothing of the others).
-     A table filtered on a status or worker also names its rows' uuids (a row that leaves the filter, e.g. a
-     new task starting, is a change its filter no longer matches); when a refresh brings other rows, the stream
-     is reopened for them, resuming from the last frame.
+     table: its task name, queue, worker and status filters and its page, limit and cursor; a task's page: its
+     uuid) and the page opens ?watch=true with that filter: the server reads that page of that filter a few
+     times a second while the fleet moves and sends an "event: changed" frame, at most one per 0.8 s, only when
+     it changed (a tab filtered on one task name hears nothing of the others; a table paged back hears its own
+     rows).
+     A table filtered on a worker also names its rows' uuids (their records are read: a worker's rows are no
+     index's); when a refresh brings other rows, the stream is reopened for them, resuming from the last frame.
    A file, not an inline script: the Content-Security-Policy allows scripts from 'self' only. */
 (function () {
   'use strict';
   var REFRESH_GAP = 800;
-  // rows named in a watch stream at most (a longer table follows its coarser filter: task name and queue); 100
-  // uuids keep the URL under 4 KB, within what proxies take for a request line (nginx: 8 KB)
+  // rows named in a watch stream at most (a longer table names none: the server reads its page of its filter);
+  // 100 uuids keep the URL under 4 KB, within what proxies take for a request line (nginx: 8 KB)
   var ROWS = 100;
   var lastId = '';
   var source = null;
@@ -69,14 +70,11 @@
     var d = region.dataset;
     if (d.watchUuid) return '&uuid=' + encodeURIComponent(d.watchUuid);
     var fields = {task_name: d.watchTask_name, queue: d.watchQueue, worker_id: d.watchWorker_id,
-      status: d.watchStatus};
+      status: d.watchStatus, limit: d.watchLimit, cursor: d.watchCursor};
     var rows = [];
-    if (fields.status || fields.worker_id) {
+    if (fields.worker_id) {
       region.querySelectorAll('[data-uuid]').forEach(function (r) { rows.push(r.dataset.uuid); });
-      if (rows.length > ROWS) {
-        rows = [];
-        fields.status = fields.worker_id = undefined; // coarser: more refreshes, never a missed one
-      }
+      if (rows.length > ROWS) rows = [];
     }
     var q = '';
     Object.keys(fields).forEach(function (k) {
