@@ -141,7 +141,7 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
             if has_unique(envelopes):  # the keys and the batch commit together
                 async with self.db.tx() as conn:
                     return await self.insert(conn, envelopes, wait, True)
-            async with self._sending(envelopes) as conn:  # one statement, its own transaction (see enqueue_rows)
+            async with self._enqueuing(envelopes) as conn:  # one statement, its own transaction (see enqueue_rows)
                 return await self.insert(conn, envelopes, wait, True)
         skipped: dict[str, str] = {}
         if has_unique(envelopes):
@@ -176,12 +176,12 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                 sent.extend(part)
                 yield part
 
-        async with self._sending(sent) as conn, conn.transaction():
+        async with self._enqueuing(sent) as conn, conn.transaction():
             await copy_stream(conn, self.app_name, seen(), False, now_ms(), self.priority_levels - 1, self.db.channel)
         return None
 
     @asynccontextmanager
-    async def _sending(self, envelopes: Sequence[Envelope]) -> AsyncIterator[asyncpg.Connection]:
+    async def _enqueuing(self, envelopes: Sequence[Envelope]) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for a fused enqueue: one lost with the batch sent makes its fate unknown."""
         async with self.db.acquire() as conn:
             try:
