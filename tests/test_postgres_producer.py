@@ -404,3 +404,63 @@ async def test_a_big_minted_batch_is_queued_and_fed_as_a_small_one_in_order_and_
     assert len(await _queued(db, app_name)) == size - 1
     assert await db.fetchval("SELECT uuid FROM delayed WHERE app = $1", app_name) == delayed[7].uuid
     await app.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("client", ["async", "sync"])
+async def test_a_bulk_enqueue_handed_over_in_parts_is_one_batch_in_order_and_all_or_nothing(
+    pg_url: str, app_name: str, client: str
+) -> None:
+    """A big ``add_tasks`` reaches the broker in parts (``Broker.part_sizes``, ``enqueue_parts``: each part sent while
+    the next is built): every task queued once, FIFO in call order, its ``new`` events in order, the records handed
+    back those of the queued tasks; a call that fails while a later part is built (a bad argument) raises what the
+    same call alone raises and leaves nothing queued, and the app goes on. The same through the sync client."""
+    app = _app(app_name, pg_url)
+
+    @app.task(name="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    await app.add_task("noop")  # connected and migrated
+    db = app.broker.db
+    await db.execute("DELETE FROM messages WHERE app = $1", app_name)
+    size = 1000
+    assert len(app.broker.part_sizes(size)) > 1  # what this test is about: the batch goes in parts
+    sync = QueueTasks(app_name, broker_url=pg_url)
+    sync.task(name="add")(lambda a, b: a + b)
+
+    async def add_tasks(calls: list[Any]) -> list[Any]:
+        if client == "sync":
+            return await asyncio.to_thread(sync.add_tasks, calls)
+        return await app.add_tasks(calls)
+
+    cursor = (await app.storage.events(["default"], None, 1)).cursor
+    sent = await add_tasks([("add", (i, 1), {}) for i in range(size)])
+    assert [t.status for t in sent] == ["new"] * size
+    got = await db.fetch("SELECT uuid, task_name, body FROM messages WHERE app = $1 ORDER BY id", app_name)
+    assert [r["uuid"] for r in got] == [str(t.uuid) for t in sent]  # each once, ids in call order
+    assert {r["task_name"] for r in got} == {"add"}
+    events: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(events) < size and time.monotonic() < deadline:
+        page = await app.storage.events(["default"], cursor, 1000)
+        events += [e for e in page.events if e.status == "new"]
+        cursor = page.cursor
+    assert [e.uuid for e in events] == [str(t.uuid) for t in sent]
+    task = await app.get(sent[-1].uuid)
+    assert task is not None and task.status == "new" and task.args == (size - 1, 1)
+
+    await db.execute("DELETE FROM messages WHERE app = $1", app_name)
+    bad = ("add", (1,), {})  # one argument short
+    with pytest.raises(Exception) as alone:
+        await add_tasks([bad])
+    calls = [("add", (i, 1), {}) for i in range(size)]
+    calls[-1] = bad  # in the last part: the parts before it are on the server by then
+    with pytest.raises(type(alone.value)) as caught:
+        await add_tasks(calls)
+    assert str(caught.value) == str(alone.value)
+    assert await db.fetch("SELECT uuid FROM messages WHERE app = $1", app_name) == []
+    assert len(await add_tasks(calls[:-1])) == size - 1  # the connection is usable: nothing left half-done
+    assert len(await db.fetch("SELECT uuid FROM messages WHERE app = $1", app_name)) == size - 1
+    sync.close()
+    await app.close()

@@ -31,6 +31,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast._corelib import Delivery
@@ -43,7 +44,7 @@ from qtasks_fast.abc.capabilities import (
     UniqueKeys,
     WorkerInfo,
 )
-from qtasks_fast.schemas.envelope import META_UNIQUE
+from qtasks_fast.schemas.envelope import META_UNIQUE, Minted
 from qtasks_fast.url import redact
 
 if TYPE_CHECKING:
@@ -115,6 +116,18 @@ class Broker(abc.ABC):
         from qtasks_fast.portal import portal
 
         return portal().run(self.enqueue(envelopes, storage, wait))
+
+    def part_sizes(self, count: int) -> Sequence[int]:
+        """How this broker wants a bulk enqueue of ``count`` fresh tasks handed over: one size (the default), or
+        several parts for :meth:`enqueue_parts`, which the producer then builds one by one as the broker asks."""
+        return (count,)
+
+    async def enqueue_parts(self, parts: Iterable[Sequence[Envelope]], storage: Storage) -> None:
+        """:meth:`enqueue` of ONE batch handed over in parts (sizes from :meth:`part_sizes`): all-or-nothing like
+        it. Iterating ``parts`` builds them (the producer's ``add_tasks``: minted uuids, no delay, no unique key,
+        no middleware), so a broker that writes a batch in one transaction can send each part as it comes and
+        let the next be built while its server stores the one before. The default sends them joined."""
+        await self.enqueue(Minted(chain.from_iterable(parts)), storage)
 
     # ------------------------------------------------------------------ worker
     @abc.abstractmethod

@@ -29,7 +29,7 @@ T = TypeVar("T", bound=type)
 #: ``(backend object, exception) -> our exception``, or None to let the exception through unchanged
 Translate = Callable[[Any, BaseException], "BaseException | None"]
 #: helpers the worker calls per batch that make no round trip: left unwrapped
-_PURE = frozenset({"fused", "marks_started", "recover"})
+_PURE = frozenset({"fused", "marks_started", "recover", "part_sizes"})
 #: every method of the contract (core broker, storage, capabilities, query side) a backend class may implement
 CONTRACT = frozenset(name for c in (Broker, Storage, TaskQueries, *ALL) for name, value in vars(c).items()
                      if callable(value) and not name.startswith("_")) - _PURE

@@ -12,6 +12,7 @@ import datetime as _dt
 import uuid as _uuid
 from collections.abc import Iterable
 from functools import partial
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast.components.producer import NeedsLookup, Signature, as_call, call_options, task_keywords
@@ -78,11 +79,18 @@ def holder(app: BaseQueueTasks, uuid: str, queue: str, timeout: float | None) ->
 def adding_many(app: BaseQueueTasks, calls: Iterable[Signature]) -> Steps[list[Task]]:
     """``add_tasks``: bulk enqueue in one round trip per queue."""
     calls = calls if isinstance(calls, list) else list(calls)
+    sizes = app.part_sizes(len(calls))
+    records: list[Task] = []
+    parts = app.build_parts(calls, records, sizes)
     try:
-        envs, records = app.build_many(calls)
+        envs = next(parts)
     except NeedsLookup as miss:  # a name not imported here: read the published table, then build again
         yield from app._resolving(miss.args[0])
-        envs, records = app.build_many(calls)
+        parts = app.build_parts(calls, records, sizes)
+        envs = next(parts)
+    if len(sizes) > 1:  # the broker takes the batch in parts: the rest is built while it stores the first
+        yield from app._sending_parts(chain((envs,), parts))
+        return records
     skipped = yield from app._sending(envs, False)
     if skipped:  # only a task manager can make bulk calls unique
         for i, env in enumerate(envs):

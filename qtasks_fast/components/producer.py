@@ -12,7 +12,7 @@ import gc
 import logging
 import time
 import uuid as _uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtasks_fast import _corelib as core
@@ -226,46 +226,63 @@ class Producer:
         Raises :class:`NeedsLookup` (the caller reads the published table and calls again) or
         ``TaskNotFound`` for a name not imported here, before any middleware hook has run.
         """
+        records: list[Task] = []
+        (envs,) = self.build_parts(calls, records, (len(calls),))
+        return envs, records
+
+    def part_sizes(self, count: int) -> Sequence[int]:
+        """How a bulk enqueue of ``count`` calls is cut for the broker (:meth:`Broker.part_sizes`): whole when
+        a middleware or task manager may change a call (each is built on its own, and the hooks expect one batch)."""
+        if self._mw_active or self.config.task_manager is not None:
+            return (count,)
+        return self._resolve()[0].part_sizes(count)
+
+    def build_parts(self, calls: Sequence[Signature], records: list[Task],
+                    sizes: Sequence[int]) -> Iterator[list[Envelope]]:
+        """:meth:`build_many` cut into consecutive parts of ``sizes`` (summing to ``len(calls)``), each built when
+        asked for, its records appended to ``records``: the broker asks for the next while its server stores
+        the previous (:meth:`Broker.enqueue_parts`). Every name is checked when the first part is asked for."""
         now = time.time()
         created = ts_to_dt(now)
-        records: list[Task] = []
-        # A batch allocates ~5 tracked objects per call (envelope, record, uuid, lists), and none forms a
-        # reference cycle; left on, the cyclic GC scans the growing batch again and again (measured: 4.4
-        # -> 2.3 µs per call for 1,000-call batches). Paused here, it runs once after the batch instead.
-        enabled = gc.isenabled()
-        gc.disable()
         # without a task manager or middlewares, a call needs only what _plan looked up for its task name
-        plans: dict[str, tuple[Any, int, str, int, float | None]] | None = \
-            {} if self.config.task_manager is None and not self._mw_active else None
-        # uuids minted here and never sent: a backend may skip looking for their old records (Minted); a
-        # middleware may set a uuid of its own, so with middlewares a plain list
-        envs: list[Envelope] = [] if self._mw_active else Minted()
-        if plans is None:  # per-call builds run hooks: every name is checked before the first
-            for name in {c[0] for c in calls}.difference(self.tasks):
+        plain = self.config.task_manager is None and not self._mw_active
+        names = {c[0] for c in calls}
+        if plain:  # looked up before the first part: a miss raises before anything was sent
+            plans = {name: self._plan(name) for name in names}
+        else:  # per-call builds run hooks: every name is checked before the first
+            for name in names.difference(self.tasks):
                 self.published_spec(name)
         max_payload = self.config.max_payload
         new_uuid, check = core.new_uuid, self._check_size
-        try:
-            for name, args, kwargs in calls:
-                if plans is None:
-                    env, uid = self.build(name, args, kwargs, now=now)
-                else:
-                    plan = plans.get(name)
-                    if plan is None:
-                        plan = plans[name] = self._plan(name)
-                    bind, prio, queue, retry, timeout = plan
-                    if bind is not None:
-                        args, kwargs = bind(args, kwargs)
-                    uid, uid_str = new_uuid()
-                    env = Envelope(uuid=uid_str, task_name=name, args=list(args), kwargs=kwargs, priority=prio,
-                                   queue=queue, created_at=now, retry=retry, timeout=timeout, meta={})
-                    check(env, max_payload)
-                envs.append(env)
-                records.append(record_from_envelope(env, uuid=uid, created=created))
-        finally:
-            if enabled:
-                gc.enable()
-        return envs, records
+        start = 0
+        for size in sizes:
+            # uuids minted here and never sent: a backend may skip looking for their old records (Minted); a
+            # middleware may set a uuid of its own, so with middlewares a plain list
+            envs: list[Envelope] = Minted() if plain else []
+            # A part allocates ~5 tracked objects per call (envelope, record, uuid, lists), and none forms a
+            # reference cycle; left on, the cyclic GC scans the growing batch again and again (measured: 4.4
+            # -> 2.3 µs per call for 1,000-call batches). Paused here, it runs once after the part instead.
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                for name, args, kwargs in calls[start:start + size]:
+                    if not plain:
+                        env, uid = self.build(name, args, kwargs, now=now)
+                    else:
+                        bind, prio, queue, retry, timeout = plans[name]
+                        if bind is not None:
+                            args, kwargs = bind(args, kwargs)
+                        uid, uid_str = new_uuid()
+                        env = Envelope(uuid=uid_str, task_name=name, args=list(args), kwargs=kwargs, priority=prio,
+                                       queue=queue, created_at=now, retry=retry, timeout=timeout, meta={})
+                        check(env, max_payload)
+                    envs.append(env)
+                    records.append(record_from_envelope(env, uuid=uid, created=created))
+            finally:
+                if enabled:
+                    gc.enable()
+            start += size
+            yield envs
 
     # ------------------------------------------------------- published task table
     def published_spec(self, name: str) -> TaskSpec | None:
@@ -346,6 +363,14 @@ class Producer:
             skipped = yield Either(lambda: broker.enqueue(envelopes, storage, wait=wait),
                                    lambda: broker.enqueue_sync(envelopes, storage, wait=wait))
         return self._sent(envelopes, skipped)
+
+    def _sending_parts(self, parts: Iterable[Sequence[Envelope]]) -> Steps[None]:
+        """The send of one batch in parts (:meth:`Broker.enqueue_parts`; only :meth:`part_sizes` cuts one, when no
+        hook or route can change a call, so none of :meth:`_sending`'s noting and hooks applies). The sync client
+        runs it on the helper loop, which then builds the parts as it asks for them."""
+        broker, storage = self._resolve()
+        yield Either(lambda: broker.enqueue_parts(parts, storage),
+                     lambda: portal().run(broker.enqueue_parts(parts, storage)))
 
     async def _note_queues(self, broker: Broker) -> None:
         """Record the routed queues in the broker *before* the first call goes there, so a ``flush_all`` from any

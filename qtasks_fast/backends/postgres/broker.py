@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -44,10 +45,12 @@ from qtasks_fast.backends.postgres.migrations import Migrating
 from qtasks_fast.backends.postgres.records import (
     FEED,
     claim_unique,
+    copy_stream,
     enqueue_rows,
     pg_text,
     release_unique,
     settle_records,
+    stream_sizes,
     unclaim_unique,
 )
 from qtasks_fast.exceptions import BrokerUnavailable
@@ -138,18 +141,8 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
             if has_unique(envelopes):  # the keys and the batch commit together
                 async with self.db.tx() as conn:
                     return await self.insert(conn, envelopes, wait, True)
-            async with self.db.acquire() as conn:  # one statement, its own transaction (see enqueue_rows)
-                try:
-                    return await self.insert(conn, envelopes, wait, True)
-                except (asyncpg.ConnectionDoesNotExistError, ConnectionError) as exc:
-                    raise self._fate_unknown(envelopes, exc) from exc
-                except asyncpg.InterfaceError as exc:
-                    # a batch sent by COPY runs in a transaction, which asyncpg then cannot end on the lost
-                    # connection: the loss is the cause (during the COMMIT it is raised as it is, above)
-                    lost = exc.__context__
-                    if isinstance(lost, (asyncpg.ConnectionDoesNotExistError, ConnectionError)):
-                        raise self._fate_unknown(envelopes, lost) from exc
-                    raise
+            async with self._enqueuing(envelopes) as conn:  # one statement, its own transaction (see enqueue_rows)
+                return await self.insert(conn, envelopes, wait, True)
         skipped: dict[str, str] = {}
         if has_unique(envelopes):
             async with self.db.tx() as conn:
@@ -167,6 +160,41 @@ class PgBroker(PgControl, PgAudit, Migrating, Delays, UniqueKeys, Cancel, DeadLe
                     await self._release_claimed(envelopes)
                 raise
         return skipped
+
+    def part_sizes(self, count: int) -> Sequence[int]:
+        return stream_sizes(count)
+
+    async def enqueue_parts(self, parts: Iterable[Sequence[Envelope]], storage: Storage) -> None:
+        """One batch handed over in parts, one transaction (:func:`copy_stream`): each part goes by COPY as it
+        comes, and the next is built while the server stores the previous one. Another app's storage: whole."""
+        if not self.fused(storage):
+            return await super().enqueue_parts(parts, storage)
+        sent: list[Envelope] = []  # for the error of a lost connection
+
+        def seen() -> Iterator[Sequence[Envelope]]:
+            for part in parts:
+                sent.extend(part)
+                yield part
+
+        async with self._enqueuing(sent) as conn, conn.transaction():
+            await copy_stream(conn, self.app_name, seen(), False, now_ms(), self.priority_levels - 1, self.db.channel)
+        return None
+
+    @asynccontextmanager
+    async def _enqueuing(self, envelopes: Sequence[Envelope]) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for a fused enqueue: one lost with the batch sent makes its fate unknown."""
+        async with self.db.acquire() as conn:
+            try:
+                yield conn
+            except (asyncpg.ConnectionDoesNotExistError, ConnectionError) as exc:
+                raise self._fate_unknown(envelopes, exc) from exc
+            except asyncpg.InterfaceError as exc:
+                # a batch sent by COPY runs in a transaction, which asyncpg then cannot end on the lost
+                # connection: the loss is the cause (during the COMMIT it is raised as it is, above)
+                lost = exc.__context__
+                if isinstance(lost, (asyncpg.ConnectionDoesNotExistError, ConnectionError)):
+                    raise self._fate_unknown(envelopes, lost) from exc
+                raise
 
     def _fate_unknown(self, envelopes: Sequence[Envelope], exc: BaseException) -> BrokerUnavailable:
         """The connection died with the enqueue sent: it may have committed, and sending the batch again could

@@ -9,6 +9,7 @@ statement (:mod:`~qtasks_fast.backends.postgres.feed`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
+from qtasks_fast._corelib import encode_envelopes
 from qtasks_fast.schemas import META_RESTART_OF, unique_owner
 
 if TYPE_CHECKING:
@@ -89,14 +91,17 @@ QUEUE_FRESH = _QUEUE.format(forget="")
 #: three extra round trips (BEGIN and COMMIT outside a caller's transaction, the feed's statement) cost about what
 #: it saves at 128-256 tasks, and it is ahead from 512 on (1.28x at 1,000: issue 15, ``benchmarks/RESULTS.md``)
 COPY_MIN = 512
+#: the first part of a batch handed over in parts (:func:`stream_sizes`), and how much bigger each next one is
+STREAM_FIRST = 128
+STREAM_GROWTH = 2
 #: the columns a queued message gets from the producer (the others keep their defaults: ready, never delivered)
 MESSAGE_COLUMNS = ("app", "queue", "prio", "uuid", "body", "task_name", "created", "awaited", "restart_of")
 #: the feed rows and wake-ups of a batch whose messages went by COPY: :data:`QUEUE`'s ``f`` and its NOTIFY
-#: (``$4..$6`` as :func:`feed_rows` builds them)
+#: (``$4..$6`` as :func:`feed_rows` builds them; a queue may have a row per part, :func:`copy_stream`)
 QUEUE_FEED = """
 WITH f AS (INSERT INTO event_batches (app, queue, at, n, items) SELECT $1, fq, $2, fn, fj
       FROM unnest($4::text[], $5::integer[], $6::json[]) AS x(fq, fn, fj))
-SELECT pg_notify($3, 'q:' || $1 || ':' || q) FROM unnest($4::text[]) AS w(q)
+SELECT pg_notify($3, 'q:' || $1 || ':' || q) FROM (SELECT DISTINCT q FROM unnest($4::text[]) AS w(q)) AS woken
 """
 
 #: the fused settle's usual statement: deletes the messages (``$10``: every acked message id, by primary key — a join
@@ -259,6 +264,71 @@ async def copy_queue(conn: asyncpg.Connection, args: tuple[Any, ...]) -> None:
     await conn.copy_records_to_table("messages", columns=MESSAGE_COLUMNS,
                                      records=zip(repeat(app), q, p, u, b, n, c, repeat(wait), ro, strict=False))
     await conn.execute(QUEUE_FEED, app, now, args[12], *feed_rows(u, n, q))
+
+
+def stream_sizes(count: int) -> list[int]:
+    """How :func:`copy_stream` wants a batch of ``count`` cut: whole below :data:`COPY_MIN`; else a first part of
+    :data:`STREAM_FIRST`, each next one :data:`STREAM_GROWTH` times the one before, the last taking the rest
+    (1,000: 128, 256, 616). Why growing: the server stores a part in about the time (or more) the producer takes
+    to build a part twice as big (~8 against ~3.5 µs a task), so each part is ready when the one before is stored
+    and the server waits only for the small first one; every part costs one more round trip, so few (equal parts
+    of 100-200 were no better, measured: issue 15, ``benchmarks/RESULTS.md``)."""
+    if count < COPY_MIN:
+        return [count]
+    sizes: list[int] = []
+    size, left = STREAM_FIRST, count
+    while left:
+        take = size if left - size >= STREAM_GROWTH * size else left
+        sizes.append(take)
+        left -= take
+        size = round(size * STREAM_GROWTH)
+    return sizes
+
+
+async def copy_stream(conn: asyncpg.Connection, app: str, parts: Iterable[Sequence[Envelope]], wait: bool, now: int,
+                      top: int, channel: str) -> None:
+    """The fused enqueue of one call's minted batch, handed over in parts (``PgBroker.enqueue_parts``), inside
+    ``conn``'s open transaction: each part's messages by binary COPY, sent as soon as the part is built, and the
+    next part built (``next(parts)``: the producer's Python) while the server inserts the previous one; then the
+    whole batch's feed rows and wake-ups in one statement, as :func:`copy_queue` writes them. Why: one call's
+    building (~3 µs a task) and the server's insert (~8 µs) ran one after the other; now mostly side by side, for
+    one extra round trip per part (issue 15, ``benchmarks/RESULTS.md``). A part with a delayed task (none from
+    ``add_tasks``, but the contract allows it) goes by :func:`enqueue_rows` with its own feed."""
+    # the feed: a row per queue per part, in batch order (built here, while the server stores the part before)
+    feed_q: list[str] = []
+    feed_n: list[int] = []
+    feed_j: list[str] = []
+    sending: asyncio.Task[str] | None = None
+    try:
+        for part in parts:  # builds the next part while the previous one's COPY is on the server
+            cols = envelope_rows(part, encode_envelopes(list(part)), now, top)
+            u, q, n, b, c, ro, p, due = cols
+            delayed = max(due, default=0) > now
+            if not delayed:
+                fq, fn, fj = feed_rows(u, n, q)
+                feed_q += fq
+                feed_n += fn
+                feed_j += fj
+            if sending is not None:
+                await sending  # one statement at a time on a connection
+                sending = None
+            if delayed:
+                await enqueue_rows(conn, app, part, b, wait, True, now, top, channel, fresh=True)
+                continue
+            sending = asyncio.ensure_future(conn.copy_records_to_table(
+                "messages", columns=MESSAGE_COLUMNS,
+                records=zip(repeat(app), q, p, u, b, n, c, repeat(wait), ro, strict=False)))
+            await asyncio.sleep(0)  # the COPY writes its rows to the socket now, before the next part is built
+        if sending is not None:
+            await sending
+            sending = None
+    finally:
+        if sending is not None:  # building a part failed (a bad argument): the COPY in flight ends before the rollback
+            await asyncio.wait([sending])
+            if not sending.cancelled():
+                sending.exception()  # seen: the build's error is the one raised
+    if feed_q:
+        await conn.execute(QUEUE_FEED, app, now, channel, feed_q, feed_n, feed_j)
 
 
 def _distinct_runs(items: list[tuple[Envelope, bytes]]) -> list[list[tuple[Envelope, bytes]]]:
