@@ -398,7 +398,7 @@ local FINAL = {success = true, error = true, cancel = true}
 -- hundred queued and running tasks (a fleet that keeps up) paid a walk of them per task at enqueue and settle, and
 -- the first bulk enqueue into an empty queue (P:q gone) 3 ms instead of 0.6 per 1000 tasks (one HSET, Redis 7.0).
 -- A value longer than hash-max-listpack-value (64) converts a hash before an HSET inserts anything, so the batch
--- ops (enqueue, started, settle) write this entry first; it keeps P:q from ever being deleted when it empties,
+-- ops (enqueue, settle) write this entry first; it keeps P:q from ever being deleted when it empties,
 -- so a queue that saw one batch op stays a hashtable (op add, one task per call, leaves a new P:q as it is:
 -- small ones are cheap either way). No uuid is ' ht' (a leading space); readers look P:q up by uuid, and
 -- op count's walk of it matches entries against the P:x zsets, which never hold it.
