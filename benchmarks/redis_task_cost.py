@@ -69,13 +69,16 @@ def stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
 
 
 async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0,
-                mark: Callable[[], None] | None = None, idle: bool = False) -> None:
+                mark: Callable[[], None] | None = None, idle: bool = False, inflight: int = 0) -> None:
     """Enqueue ``n`` envelopes in chunks of ``enq``, then fetch and settle them ``batch`` at a time; with
     ``backlog``, enqueue that many first and then one chunk before each fetch (a queue that keeps a few hundred
     tasks waiting, as a fleet that keeps up does, instead of one burst). ``mark`` is called between the first
     enqueue and the fetches (a burst: the enqueue's share of the work apart from the fetch and settle's).
     ``idle``: the next chunk is enqueued only after the settle (an idle fleet: nothing waits behind the task
-    being settled), instead of before the fetch (a trickle: the next task already waits)."""
+    being settled), instead of before the fetch (a trickle: the next task already waits).
+    ``inflight``: the worker holds that many fetched tasks and settles the oldest ``batch`` of them, then fetches
+    what it settled, so every settle goes out while later fetched entries are still pending and carries their
+    start times (a busy worker whose tasks await I/O: the io-redis pattern) instead of settling all it fetched."""
     h = Harness(url, app_name=f"rtc{os.getpid()}")
     try:
         worker = await h.consumer("w-0")
@@ -88,7 +91,23 @@ async def drain(url: str, n: int, enq: int, batch: int, backlog: int = 0,
         if mark is not None:
             mark()
         left = n
+        held: list[Any] = []
         while left:
+            if inflight:
+                if sent < n:
+                    k = min(enq, n - sent)
+                    await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
+                    sent += k
+                if len(held) < inflight:
+                    ready, bad = await fetch(worker, count=inflight - len(held))
+                    assert not bad, bad
+                    held += ready
+                if not held:
+                    raise RuntimeError(f"{left} tasks never came back")
+                done, held = held[:batch], held[batch:]
+                await worker.settle([(d, "success", none, "", "") for d in done], h.storage, [])
+                left -= len(done)
+                continue
             if sent < n and not idle:
                 k = min(enq, n - sent)
                 await h.broker.enqueue([envelope() for _ in range(k)], h.storage)
@@ -145,6 +164,9 @@ def main() -> None:
     ap.add_argument("--idle", action="store_true",
                     help="enqueue the next chunk after each settle, not before each fetch (with --backlog: an idle "
                          "fleet, e.g. --enqueue-batch 1 --settle-batch 1 --backlog 1 --idle)")
+    ap.add_argument("--inflight", type=int, default=0, metavar="K",
+                    help="hold K fetched tasks and settle the oldest --settle-batch of them while the rest are "
+                         "pending (settles overlap running tasks, their start times carried: the io-redis pattern)")
     ap.add_argument("--lua", action="append", default=[], metavar="LABEL=PATH")
     ap.add_argument("--callgrind", action="store_true")
     ap.add_argument("--add-tasks", type=int, default=0, metavar="N",
@@ -200,7 +222,7 @@ def main() -> None:
                 s0, c0 = stats(r), cpu_s(proc.pid)
                 enq: list[int] = []
                 split = (lambda got=enq: got.append(dump())) if a.callgrind and not a.backlog else None
-                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog, split, a.idle))
+                asyncio.run(drain(url, a.n, a.enqueue_batch, a.settle_batch, a.backlog, split, a.idle, a.inflight))
                 c1, s1 = cpu_s(proc.pid), stats(r)
                 if a.callgrind:
                     ir = dump() + sum(enq)
@@ -220,7 +242,8 @@ def main() -> None:
             print(f"callgrind dumps kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nn={a.n} enqueue batch {a.enqueue_batch} settle batch {a.settle_batch} backlog {a.backlog or 'all'}, "
+    print(f"\nn={a.n} enqueue batch {a.enqueue_batch} settle batch {a.settle_batch} backlog {a.backlog or 'all'}"
+          f"{f', in flight {a.inflight}' if a.inflight else ''}, "
           f"{a.rounds} rounds, "
           f"load average {os.getloadavg()[0]:.1f}")
     for label, got in out.items():

@@ -212,6 +212,27 @@ async def test_fetches_that_bypass_the_lua_op_record_process_and_start(backend: 
 
 
 @pytest.mark.asyncio
+async def test_a_renewal_keeps_the_start_of_a_plain_read_task(backend: Backend) -> None:
+    """A task a plain XREADGROUP handed out started when it was delivered (Redis' pending list dates it); the
+    lease keeper's renewal resets that date, and a live view still shows the hand-out time, not the renewal's."""
+    await backend.broker.enqueue([envelope() for _ in range(12)], backend.storage)
+    b = await backend.consumer("w-3")
+    first, second = await hot_batches(b)
+    fetched = time.time()
+    await asyncio.sleep(START_GRACE * 0.75)  # renewed before a 'started' call or a settle could date them
+    assert len(list(await b.renew([*first, second[0]]) or ())) == 5
+    renewed = time.time()
+    for _ in range(2):  # right after the renewal, and once the 'started' call has gone out too
+        page = await backend.storage.list_tasks(["default"], TaskFilter(status="process"))
+        started = {t.uuid: t.started_at for t in page.tasks}
+        assert set(started) == {d.envelope.uuid for d in first + second}
+        for d in first + second:
+            at = started[d.envelope.uuid]
+            assert at is not None and fetched - 1 <= at <= fetched + 0.05 < renewed - 0.2, (d.envelope.uuid, at)
+        await asyncio.sleep(START_GRACE)
+
+
+@pytest.mark.asyncio
 async def test_a_settle_carries_the_starts_of_plain_reads(private_redis: PrivateRedis) -> None:
     """Under load the worker settles all the time: the ``process`` events and start times of plain-read tasks
     ride in the next settle of their queue, so they cost no command of their own, and each task's

@@ -425,8 +425,7 @@ class RedisBroker(RedisControl, Broker, Delays, UniqueKeys, Cancel, DeadLetters,
                     await self.script.early_replies(queue, ttl, early)
                 gone = released.get(queue)
                 await self.script.settle(queue, rec, now, ttl, packed, index, replies,
-                                         msgspec.msgpack.encode(gone) if gone else b"",
-                                         carried.starts.get(queue, b"") if carried else b"")
+                                         msgspec.msgpack.encode(gone) if gone else b"")
         except BaseException:
             if carried:
                 self._starts.put_back(carried)

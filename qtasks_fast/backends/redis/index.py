@@ -1,10 +1,11 @@
 """The few query-side writes ``RedisBroker`` makes from Python rather than in its Lua (see redis.lua's header).
 
-* the ``process`` events and start times (``P:q``) of the tasks handed out by the fetches that bypass op fetch
-  (plain XREADGROUP: the hot read and the blocking read), kept by :class:`PendingStarts` until the worker's
+* the ``process`` events of the tasks handed out by the fetches that bypass op fetch (plain XREADGROUP: the hot
+  read and the blocking read), kept by :class:`PendingStarts` until the worker's
   next settle of their queue carries them (no command of their own: the issue's cost rule allows at most one
   per settled batch, and a busy worker settles all the time), or op ``started`` sends them when no settle
-  comes within ``START_GRACE`` (long tasks: a live view still sees ``process`` within a second);
+  comes within ``START_GRACE`` (long tasks: a live view still sees ``process`` within a second). Their start
+  times are not sent: Redis has them as the PEL's delivery times (redis.lua, ``P:q`` and op renew);
 * restart links (``P:rs:<uuid>``) of ``app.restart`` enqueues, rare enough to cost a command of their own.
 """
 
@@ -44,35 +45,29 @@ _Event = msgspec.msgpack.Decoder(_UuidName)
 _Batch = tuple[Sequence[Any], int, str]
 
 
-def process_events(batches: Iterable[_Batch], settled: set[str]) -> tuple[list[str], list[str]]:
-    """The ``process`` events (``[uuid, 'process', name, worker]*``, the P:ev entry layout) of fetched batches and
-    the P:q start times ``[uuid, '<prio> <id> <ms>']*`` of those not in ``settled`` (their record holds it)."""
+def process_events(batches: Iterable[_Batch]) -> list[str]:
+    """The ``process`` events (``[uuid, 'process', name, worker]*``, the P:ev entry layout) of fetched batches."""
     events: list[str] = []
-    started: list[str] = []
-    for flat, now_ms, worker in batches:
+    for flat, _, worker in batches:
         for j in range(0, len(flat), 4):
             try:
                 env = _Event.decode(flat[j + 2])
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue  # a malformed body: the worker dead-letters it (and that writes its event)
             events += (env.uuid, "process", env.task_name, worker)
-            if env.uuid not in settled:
-                msg_id = flat[j + 1]
-                started += (env.uuid, f"{flat[j]} {msg_id.decode() if isinstance(msg_id, bytes) else msg_id} {now_ms}")
-    return events, started
+    return events
 
 
 class Carried(NamedTuple):
     """What a settle carries (:meth:`PendingStarts.carry`): per queue, events for ``pack.settle_args(carried=)``,
-    packed start times for op settle's ``starts``, and the batches they came from (for a retry)."""
+    and the batches they came from (for a retry)."""
 
     events: dict[str, list[str]]
-    starts: dict[str, bytes]
     taken: dict[str, list[_Batch]]
 
 
 class PendingStarts:
-    """What op fetch records of the tasks it hands out (P:ev events, start times in P:q), held for the fetches
+    """What op fetch records of the tasks it hands out (their P:ev events), held for the fetches
     that bypassed it until a settle of their queue carries it (:meth:`carry`) or ``START_GRACE`` passes
     (:meth:`flush`, op ``started``). One per broker; all on the worker's event loop."""
 
@@ -123,15 +118,14 @@ class PendingStarts:
         take = list(self._batches) if queues is None else [q for q in set(queues) if q in self._batches]
         batches = {q: self._batches.pop(q) for q in take}
         for queue, held in batches.items():
-            events, started = process_events(held, set())
+            events = process_events(held)
             if events:
-                await self._script.started(queue, len(events) // 4, msgspec.msgpack.encode(events), started)
+                await self._script.started(queue, len(events) // 4, msgspec.msgpack.encode(events))
 
     async def carry(self, outcomes: Sequence[Outcome]) -> Carried | None:
         """Take what is held of the queues ``outcomes`` settle: per queue, the ``process`` events that lead the
-        settle's events (``pack.settle_args(carried=)``) and the packed start times of the tasks still running
-        (op settle's ``starts``). Waits for a flush in flight first, so a task's ``process`` event and P:q
-        start never land after its settle. Give it back (:meth:`put_back`) when the settle fails."""
+        settle's events (``pack.settle_args(carried=)``). Waits for a flush in flight first, so a task's
+        ``process`` event never lands after its settle. Give it back (:meth:`put_back`) when the settle fails."""
         if self._flushing is not None:
             if not self._flushing.done():
                 await asyncio.shield(self._flushing)
@@ -139,15 +133,8 @@ class PendingStarts:
         queues = {o[0].queue for o in outcomes if o[0].queue in self._batches}
         if not queues:
             return None
-        settled = {o[0].envelope.uuid for o in outcomes if o[0].envelope is not None}
         taken = {queue: self._batches.pop(queue) for queue in queues}
-        events: dict[str, list[str]] = {}
-        starts: dict[str, bytes] = {}
-        for queue, held in taken.items():
-            events[queue], started = process_events(held, settled)
-            if started:
-                starts[queue] = msgspec.msgpack.encode(started)
-        return Carried(events, starts, taken)
+        return Carried({queue: process_events(held) for queue, held in taken.items()}, taken)
 
     def put_back(self, carried: Carried) -> None:
         """A settle that carried these failed (an outage: the worker sends it again): hold them again, ahead of

@@ -8,10 +8,12 @@
 -- Keys it touches (all under P):
 --   P:s:<prio>       stream of envelopes for one priority level (fields u=uuid, d=envelope)
 --   P:q              hash uuid -> '<prio> <stream id>' of every message not yet finished:
---                    how a queued task is found by uuid before it has a record. A fetch appends
---                    ' <ms>' (when it was handed out: the started_at of a running task): op fetch, or for
---                    the broker's plain XREADGROUP fetches its next settle of the queue (op started after 0.4 s
---                    without one). Plus one entry ' ht' that is no task's: it keeps the hash a hashtable (see QHT)
+--                    how a queued task is found by uuid before it has a record. ' <ms>' appended: when it
+--                    was handed out (the started_at of a running task), written by op fetch for what it hands
+--                    out. A task the broker's plain XREADGROUP handed out has none at first: its start is
+--                    the PEL's delivery time (now - idle, what readers use without ' <ms>'), exact until op
+--                    renew resets that idle time, so op renew writes it first (see keep_start). Plus one entry
+--                    ' ht' that is no task's: it keeps the hash a hashtable (see QHT)
 --   P:t:<uuid>       record of a finished task: a msgpack array [envelope (bin), status, updated ms (str),
 --                    returning (bin), worker id, traceback, retry child, deliveries (int), started ms (int)],
 --                    written once (SET PX ttl; op settle sends PSETEX: the same write, one argument less to
@@ -121,7 +123,7 @@
 --           fetch, and the worker runs it with nothing else in flight. So when a message kills its
 --           worker on every run, the messages fetched with it are not charged deliveries they
 --           never ran, and only the culprit reaches max_deliveries and the dead-letter stream.
---   settle  group now ttl packed log [replies [released [starts]]]
+--   settle  group now ttl packed log [replies [released]]
 --           packed = msgpack array {prio id uuid record}* (record: see P:t, built by the worker), then the
 --           batch's {status: 'tasks'} map for P:count and P:tp (counted by the worker, not per task here; the
 --           counts as text, ready for HINCRBY: see EV_KEEP_TEXT);
@@ -133,20 +135,19 @@
 --           without waiting for this script; the ack still comes only after the record is stored.
 --           released = msgpack array of the uuids (ended in error with no retry, or cancel) whose P:uo key
 --           is given back; the P:uo entries of the others are dropped.
---           starts = msgpack array {uuid, '<prio> <id> <ms>'}* for P:q: the start times of tasks a plain
---           XREADGROUP handed out that are still running (their 'process' events lead the log's events).
---           The worker carries them here, in the settle it sends anyway, instead of a call of op 'started'
---           of their own; only when no settle of their queue follows within a moment does it send one.
---   started count events {uuid '<prio> <id> <ms>'}*   (what op fetch records of the tasks it hands out, for
---                                        the broker's plain XREADGROUP fetches that no settle carried within
---                                        0.4 s (see settle, starts): their P:ev entry, built by the broker,
---                                        and their start times in P:q)
+--           The log's events begin with the 'process' events of tasks a plain XREADGROUP handed out (the
+--           worker carries them in the settle it sends anyway, instead of a call of op 'started'); their
+--           start times are not written: see P:q.
+--   started count events                (the P:ev entry, built by the broker, of the 'process' events of tasks
+--                                        the broker's plain XREADGROUP fetches handed out that no settle carried
+--                                        within 0.4 s: what op fetch records of the tasks it hands out)
 --   dead    group now ttl {prio id reason deliveries}*   (uuid and body are read from the entry itself)
 --   release group now consumer {prio id}*  (drain: re-add unrun entries at the tail, ack the old ones;
 --                                        their status is new again; entries another consumer took
 --                                        over are left alone)
 --   renew   group consumer {prio id}*   (lease keeper: reset the idle time of entries this consumer
---                                        still owns; one taken over by another consumer stays theirs.
+--                                        still owns, their start time kept in P:q first (see keep_start);
+--                                        one taken over by another consumer stays theirs.
 --                                        Returns {prio id}* of the entries still owned: the others are
 --                                        lost, and the worker drops them unrun / leaves their outcome
 --                                        to the new owner)
@@ -308,11 +309,12 @@ end
 -- node (~1.3 µs of Redis per task), while XTRIM MINID drops whole nodes from the head. Every entry
 -- below the group's oldest pending one was delivered and is no longer pending, i.e. finished (or
 -- already deleted); with nothing pending, that holds up to the group's last-delivered-id. So after
--- acking <ids> of <stream>, tidy() trims below the oldest pending entry, or up to and including the
--- last delivered one. An entry acked while an older one is still pending stays until that one
--- finishes; when the oldest pending entry is older than STALE_MS (a long task, a dead worker awaiting
--- reclaim) the batch is deleted as before, so what lingers is bounded by a few seconds of throughput.
--- Entries that were delivered but are not pending are therefore finished ones: purge leaves them.
+-- acking <ids> of <stream>, tidy() drops the stream's nodes wholly below the oldest pending entry, or
+-- (nothing pending) every entry up to and including the last delivered one. An entry acked while an older
+-- one is still pending stays until that one finishes, and so do the finished entries that share a node
+-- with the oldest pending one; when the oldest pending entry is older than STALE_MS (a long task, a dead
+-- worker awaiting reclaim) the batch is deleted as before, so what lingers is bounded by a few seconds of
+-- throughput. Entries that were delivered but are not pending are therefore finished ones: purge leaves them.
 local STALE_MS = 5000
 -- op 'list': Redis time one call may take (µs) before it returns what it found and where it stopped
 local LIST_US = 1000
@@ -353,7 +355,10 @@ local function tidy(stream, group, ids, now)
     if seq >= 0 then redis.call('XTRIM', stream, 'MINID', string.format('%.0f-%.0f', ms, seq + 1)) end
     return
   end
-  redis.call('XTRIM', stream, 'MINID', pel[2])
+  -- '~': whole nodes only. An exact MINID also walks the head node (up to stream-node-max-entries, 100) to flag
+  -- its entries below pel[2] deleted, at every settle of a busy queue (~1,400 Redis instructions per task with
+  -- settles of 25, issue 16); what it leaves is at most that one node, trimmed exactly once nothing is pending
+  redis.call('XTRIM', stream, 'MINID', '~', pel[2])
   if id_parts(pel[2]) < tonumber(now) - STALE_MS then chunked('XDEL', stream, ids, 1) end
 end
 
@@ -393,7 +398,7 @@ local FINAL = {success = true, error = true, cancel = true}
 -- hundred queued and running tasks (a fleet that keeps up) paid a walk of them per task at enqueue and settle, and
 -- the first bulk enqueue into an empty queue (P:q gone) 3 ms instead of 0.6 per 1000 tasks (one HSET, Redis 7.0).
 -- A value longer than hash-max-listpack-value (64) converts a hash before an HSET inserts anything, so the batch
--- ops (enqueue, started, settle) write this entry first; it keeps P:q from ever being deleted when it empties,
+-- ops (enqueue, settle) write this entry first; it keeps P:q from ever being deleted when it empties,
 -- so a queue that saw one batch op stays a hashtable (op add, one task per call, leaves a new P:q as it is:
 -- small ones are cheap either way). No uuid is ' ht' (a leading space); readers look P:q up by uuid, and
 -- op count's walk of it matches entries against the P:x zsets, which never hold it.
@@ -524,9 +529,6 @@ end
 
 function OPS.started(ARGV)  -- see the header: the broker's plain XREADGROUP fetches
   xadd_event(ARGV[2], ARGV[3])
-  local pairs_ = {QHT, QHT_WHY}
-  for i = 4, #ARGV do pairs_[#pairs_ + 1] = ARGV[i] end
-  chunked('HSET', P .. ':q', pairs_, 2)
   return 1
 end
 
@@ -585,14 +587,7 @@ function OPS.settle(ARGV)
     chunked('HDEL', P .. ':cx', settled, 1)
   end
   if rec then
-    if ARGV[9] and ARGV[9] ~= '' then  -- start times of tasks a plain XREADGROUP handed out (still running)
-      local starts = cmsgpack.unpack(ARGV[9])
-      table.insert(starts, 1, QHT_WHY)
-      table.insert(starts, 1, QHT)
-      chunked('HSET', P .. ':q', starts, 2)
-    else
-      redis.call('HSET', P .. ':q', QHT, QHT_WHY)  -- before the HDEL: a P:q only op add wrote (see QHT)
-    end
+    redis.call('HSET', P .. ':q', QHT, QHT_WHY)  -- before the HDEL: a P:q only op add wrote (see QHT)
     chunked('HDEL', P .. ':q', uuids, 1)
     for status, c in pairs(counts) do redis.call('HINCRBY', P .. ':count', status, c) end
     if ARGV[6] ~= '' then
@@ -1206,8 +1201,24 @@ function OPS.release(ARGV)
 
 end
 
+-- The start of a running task that op fetch did not hand out (a plain XREADGROUP did) is its entry's delivery
+-- time in the PEL, now - idle: readers (get, live_state, running) take it from there while P:q has no ' <ms>'.
+-- A renewal resets that idle time, so before it the start goes into P:q: once per task that outlives a lease
+-- keeper's beat, instead of an HSET (and its HDEL's share) for every task a busy worker fetched (issue 16).
+-- Only where P:q still names this entry without a start (op fetch wrote one; a released task has a new entry).
+local function keep_start(stream, prio, id, at)
+  local entry = redis.call('XRANGE', stream, id, id)[1]
+  local uuid = entry and fields_ud(entry[2])
+  if not uuid or uuid == '' then return end
+  local where = prio .. ' ' .. id
+  if redis.call('HGET', P .. ':q', uuid) == where then
+    redis.call('HSET', P .. ':q', uuid, where .. ' ' .. string.format('%d', at))
+  end
+end
+
 function OPS.renew(ARGV)
   local group, consumer = ARGV[2], ARGV[3]
+  local now = redis.call('EXISTS', P .. ':q') == 1 and ms_now()  -- no P:q: records elsewhere, no start kept
   local wanted = {}
   for i = 4, #ARGV, 2 do
     local ids = wanted[ARGV[i]]
@@ -1219,7 +1230,10 @@ function OPS.renew(ARGV)
     local stream = P .. ':s:' .. prio
     local own = {}
     for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', 100000, consumer)) do
-      if ids[p[1]] then own[#own + 1] = p[1] end
+      if ids[p[1]] then
+        own[#own + 1] = p[1]
+        if now then keep_start(stream, prio, p[1], now - p[3]) end
+      end
     end
     if #own > 0 then
       -- JUSTID: resets the idle time without counting a delivery

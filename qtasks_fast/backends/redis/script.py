@@ -343,18 +343,18 @@ class Script:
         return self._call(queue, "fetch", rec, (self.app, consumer, worker, count, now, mode, lease_ms,
                                                 max_deliveries, nprios, ttl_ms, *held), "hot", _fetched)
 
-    def started(self, queue: str, count: int, events: bytes, starts: Sequence[str]) -> Call[Any]:
-        """Op ``started``: what op fetch records of the tasks it hands out (a ``P:ev`` entry of ``count``
-        ``process`` events, packed by the broker; start times ``[uuid, '<prio> <id> <ms>']*`` in ``P:q``), for
-        the broker's plain XREADGROUP fetches."""
-        return self._call(queue, "started", True, (count, events, *starts), "hot")
+    def started(self, queue: str, count: int, events: bytes) -> Call[Any]:
+        """Op ``started``: the ``P:ev`` entry of ``count`` ``process`` events (packed by the broker) of tasks the
+        broker's plain XREADGROUP fetches handed out. Their start times are the PEL's delivery times (see
+        redis.lua, ``P:q``)."""
+        return self._call(queue, "started", True, (count, events), "hot")
 
     def settle(self, queue: str, rec: bool, now: str, ttl_ms: int, packed: bytes, index: bytes, replies: bytes,
-               released: bytes = b"", starts: bytes = b"") -> Call[Any]:
+               released: bytes = b"") -> Call[Any]:
         """Op ``settle`` (SET ``P:t:<uuid>``, XACK, ``P:q``, ``P:count``, the query side ``P:x:f:*``/``P:ev``/``P:tp``,
         ``P:r:*`` of awaited tasks, ``P:uo``): see :meth:`early_replies` for the replies sent before it, and
-        ``index.PendingStarts.carry`` for the ``process`` events and ``starts`` it carries."""
-        extra: tuple[Any, ...] = (released, starts) if starts else (released,) if released else ()
+        ``index.PendingStarts.carry`` for the ``process`` events it carries."""
+        extra: tuple[Any, ...] = (released,) if released else ()
         return self._call(queue, "settle", rec, (self.app, now, ttl_ms, packed, index, replies, *extra), "hot")
 
     def early_replies(self, queue: str, ttl_ms: int, early: Sequence[Any]) -> Call[Any]:
