@@ -464,3 +464,31 @@ async def test_a_bulk_enqueue_handed_over_in_parts_is_one_batch_in_order_and_all
     assert len(await db.fetch("SELECT uuid FROM messages WHERE app = $1", app_name)) == size - 1
     sync.close()
     await app.close()
+
+
+@pytest.mark.asyncio
+async def test_a_big_add_tasks_cut_short_by_a_timeout_raises_the_timeout_and_stores_all_or_nothing(
+    pg_url: str, app_name: str
+) -> None:
+    """``asyncio.wait_for(app.add_tasks(...), t)`` whose time runs out while the batch's parts are on the server
+    raises the caller's ``TimeoutError`` (not the driver's error about the rollback it could not send), the batch
+    is stored whole or not at all, and the app goes on."""
+    app = _app(app_name, pg_url)
+
+    @app.task(name="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    await app.add_task("noop")  # connected and migrated
+    db = app.broker.db
+    size = 3000
+    for timeout in (0.002, 0.005, 0.01, 0.02, 0.04, 0.08):
+        await db.execute("DELETE FROM messages WHERE app = $1", app_name)
+        try:
+            await asyncio.wait_for(app.add_tasks([("add", (i, 1), {}) for i in range(size)]), timeout)
+        except asyncio.TimeoutError:
+            pass
+        stored = await db.fetchval("SELECT count(*) FROM messages WHERE app = $1", app_name)
+        assert stored in (0, size), (timeout, stored)
+    assert (await app.add_task("add", 1, 2)).status == "new"  # the app goes on
+    await app.close()

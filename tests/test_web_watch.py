@@ -565,17 +565,19 @@ async def test_a_watch_stream_page_is_checked_as_the_tasks_api_checks_it(app: Qu
         assert {"limit", "cursor"} <= {p["name"] for p in doc["paths"]["/events"]["get"]["parameters"]}
 
 
+@pytest.mark.parametrize("error", ["service", "driver"])
 async def test_a_failed_poll_is_told_to_its_own_followers_only(
-    app: QueueTasks, monkeypatch: pytest.MonkeyPatch
+    app: QueueTasks, monkeypatch: pytest.MonkeyPatch, error: str
 ) -> None:
     """A poll's read that fails ends the streams of that watch (their browsers reconnect); another watch's stream
-    and a stream of every event on the same feed go on and never get ``event: error``."""
+    and a stream of every event on the same feed go on and never get ``event: error`` — also when the failure is
+    an error the backend does not translate (a driver's own, for one watch's odd filter)."""
     real = polls_module._rows
     broken = True
 
     async def failing(app_: Any, fields: Any, page: Any) -> Any:
         if broken and dict(fields).get("task_name") == "fail":
-            raise service.Unavailable("broker away (test)")
+            raise service.Unavailable("broker away (test)") if error == "service" else ValueError("driver (test)")
         return await real(app_, fields, page)
 
     monkeypatch.setattr(polls_module, "_rows", failing)
@@ -705,3 +707,23 @@ async def test_a_keep_alive_never_moves_the_resume_point_back(app: QueueTasks, m
     assert kind == "watching" and rest
     for _, event_id in rest:  # nothing is older than where it started: no event between the two
         assert (await service.events(app, event_id, 10)).events == [], (start, got["b"])
+
+
+async def test_a_cursor_with_a_nul_is_a_position_not_a_failure_of_the_page_or_the_other_watches(
+    app: QueueTasks,
+) -> None:
+    """A hand-edited cursor's uuid part may hold any character (``1:%00``): the Tasks API answers its page (none
+    of the tasks is older), and a watch of that page polls without ending another watch's stream — on PostgreSQL,
+    whose ``text`` cannot hold a NUL, as on the others."""
+    await service.submit(app, ME, "add", [1, 1])
+    async with client(app) as c:
+        r = await c.get("/api/v1/tasks", params={"cursor": "1:\x00"})
+        assert r.status_code == 200 and r.json()["tasks"] == [], r.text
+    web = create_app(app, token=TOKEN)
+    async with Stream(web, {"watch": "true", "task_name": "add"}) as ok:
+        await ok.until(1, "watching")
+        async with Stream(web, {"watch": "true", "task_name": "add", "cursor": "1:\x00"}) as odd:
+            await odd.until(1, "watching")
+            await service.submit(app, ME, "add", [2, 2])
+            await ok.until(1)
+        assert [f for s in (ok, odd) for f in s.frames if f[1] == "error"] == []

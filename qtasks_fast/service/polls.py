@@ -46,13 +46,15 @@ from qtasks_fast import query
 from qtasks_fast.abc.query import TaskFilter
 from qtasks_fast.control import checked_uuid
 from qtasks_fast.exceptions import InvalidTaskId
-from qtasks_fast.service.errors import ServiceError
+from qtasks_fast.log import get_logger
+from qtasks_fast.service.errors import ServiceError, Unavailable
 from qtasks_fast.service.guard import translated
 from qtasks_fast.service.watch import Watch
 
 if TYPE_CHECKING:
     from qtasks_fast.app import BaseQueueTasks
 
+log = get_logger("feed")
 #: seconds between two ticks of one poll at least: with the reader's turn (a quarter second) and a query, a change
 #: is on screen within a second even right after a tick (a follower's frames are still at most one per 0.8 s)
 POLL_GAP = 0.5
@@ -139,17 +141,27 @@ async def _records(app: BaseQueueTasks, uuids: list[str]) -> dict[str, Any]:
             found[uuid] = None if task is None else [task.status, task.worker_id, task.deliveries,
                                                      task.retry_child_uuid]
 
-    await asyncio.gather(*(reader() for _ in range(min(READS, len(uuids)))))
+    readers = [asyncio.ensure_future(reader()) for _ in range(min(READS, len(uuids)))]
+    try:
+        await asyncio.gather(*readers)
+    finally:  # one failed: the others stop too (not left reading into the next tick on the pages' pool)
+        for r in readers:
+            r.cancel()
     return found
 
 
 async def _read(read: Awaitable[Any]) -> Any:
-    """What ``read`` answers, or the :class:`ServiceError` it failed with (kept on the polls that need it)."""
+    """What ``read`` answers, or the :class:`ServiceError` it failed with (kept on the polls that need it). An
+    error the backend did not translate (a driver's own, for a filter it could not run) is logged and fails only
+    the polls of this read: one watch's odd filter never ends the other watches' streams."""
     try:
         with translated():
             return await read
     except ServiceError as exc:
         return exc
+    except Exception as exc:  # noqa: BLE001 - kept on the polls that made this read, as a failure they are told
+        log.exception("a watch poll's read failed")
+        return Unavailable(f"the watch poll failed ({type(exc).__name__}); see the server's log")
 
 
 async def tick(app: BaseQueueTasks, due: list[Poll], tip: str, probe: int, now: float,

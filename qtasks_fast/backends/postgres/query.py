@@ -30,6 +30,7 @@ from qtasks_fast.abc.query import (
 )
 from qtasks_fast.backends.postgres import feed
 from qtasks_fast.backends.postgres.db import now_ms
+from qtasks_fast.backends.postgres.records import pg_text
 from qtasks_fast.querylib import (
     MAX_LIMIT,
     SCAN_BUDGET,
@@ -139,6 +140,8 @@ class PgQueries(TaskQueries):
                          cursor: str | None = None) -> TaskPage:
         check_limit(limit)
         after, now = decode_cursor(cursor), now_ms()
+        if after is not None:  # the uuid as stored (pg_text): a NUL in an edited cursor is a position, not a crash
+            after = (after[0], pg_text(after[1]))
         walks = [filter] if filter.status is not None or filter.task_name is not None else [
             msgspec.structs.replace(filter, status=s) for s in STATUSES]
         mine = _queues(queues, filter)
