@@ -22,6 +22,11 @@ except ImportError:  # pure Python without Cython installed: the same no-op name
     from qtasks_fast import _cyshim as cython
 
 _decode = msgspec.msgpack.Decoder(Envelope).decode
+
+# compiled, the hot loops read Envelope's fields as struct members (``_envelope.pxd``): only if they are where that
+# file says (else this extension refuses to load and ``_corelib`` runs the pure-Python twin, with its warning)
+if cython.compiled and not envelope_layout_ok(Envelope):  # noqa: F821 - cimported in _core.pxd
+    raise ImportError("qtasks_fast._core: this msgspec lays out Envelope's fields other than _envelope.pxd says")
 _encode = msgspec.msgpack.Encoder().encode
 
 
@@ -98,17 +103,18 @@ def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
             bad.append((d, unreadable(exc)))
             continue
         d.envelope = env
-        if env.queue != queue:  # a foreign producer's envelope: its retries and records would go astray
+        e: EnvelopeSlots = env  # noqa: F821 - cimported in _core.pxd (compiled: its fields are struct members)
+        if e.queue != queue:  # a foreign producer's envelope: its retries and records would go astray
             bad.append((d, "envelope names queue %r but was read from queue %r: a producer wrote it to the "
-                           "wrong queue" % (env.queue, queue)))
+                           "wrong queue" % (e.queue, queue)))
             continue
-        name = env.task_name
+        name = e.task_name
         handler = handlers.get(name)
         if handler is None:
             bad.append((d, "unknown task %r: no worker handler is registered under that name" % (name,)))
             continue
         d.handler = handler
-        uuids.append(env.uuid)
+        uuids.append(e.uuid)
         ready.append(d)
     if uuids and not _uuids_ok(uuids):
         _drop_bad_uuids(ready, start, bad)

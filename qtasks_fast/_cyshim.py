@@ -33,3 +33,7 @@ longlong = int
 
 def cfunc(func: Any) -> Any:
     return func
+
+
+def nonecheck(_on: bool) -> Any:
+    return lambda func: func

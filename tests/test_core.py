@@ -246,18 +246,15 @@ def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
         def __init__(self, func: object) -> None:
             self.func, self.echo, self._validator = func, False, None
 
-    class Env:
-        def __init__(self, name: str, args: tuple[object, ...], meta: dict[str, object] | None = None) -> None:
-            self.task_name, self.args, self.kwargs, self.meta = name, args, {}, meta or {}
-
     def Job(name: str, func: object, *args: object, meta: dict[str, object] | None = None) -> Any:  # noqa: N802
         d = _corelib.Delivery("default", 0, b"1-0", b"", 1)  # what a worker hands the loop (compiled: typed there)
-        d.handler, d.envelope = Handler(func), Env(name, args, meta)  # type: ignore[assignment]
+        d.handler = Handler(func)  # type: ignore[assignment]
+        d.envelope = Envelope(uuid=str(uuid.uuid4()), task_name=name, args=list(args), meta=meta or {})
         return d
 
     async def double(x: int) -> int:
         leak.set("set by a task")  # in its own copy of the context: never seen by the next task
-        assert current_task.get().args == (x,)  # type: ignore[union-attr] - its own envelope
+        assert current_task.get().args == [x]  # type: ignore[union-attr] - its own envelope
         return x * 2
 
     async def fails() -> None:

@@ -41,10 +41,11 @@ def _str_head(n):
     return b"\xdb" + n.to_bytes(4, "big")
 
 
-def _created_ms(env):
-    """The envelope's created_at in ms: the score of the query side's P:x zsets (the precision every backend
+@cython.cfunc
+def _created_ms(created_at):
+    """An envelope's ``created_at`` in ms: the score of the query side's P:x zsets (the precision every backend
     orders by)."""
-    return round(env.created_at * 1000)
+    return round(created_at * 1000)
 
 
 def _index_arg(zsets: dict, events: list):
@@ -141,8 +142,17 @@ class _Buf:
             self.raw(b"\xdb" + n.to_bytes(4, "big"))
 
     @cython.cfunc
+    @cython.locals(n=cython.Py_ssize_t)
     def str_(self, b):
         """Append ``b`` (bytes, or a str taken as UTF-8) as a msgpack *str*."""
+        if cython.compiled and type(b) is str:  # its UTF-8 copied straight in (a uuid: ASCII, its own buffer)
+            src: cython.p_const_char = PyUnicode_AsUTF8AndSize(b, cython.address(n))  # noqa: F821 - _pack.pxd
+            self.str_head(n)
+            self._room(n)
+            dst: cython.p_char = self.buf
+            memcpy(dst + self.pos, src, n)  # noqa: F821 - cimported in _pack.pxd
+            self.pos += n
+            return
         if type(b) is not bytes:
             b = b.encode() if isinstance(b, str) else bytes(b)
         if not cython.compiled:  # fewer Python calls per piece (compiled, these are C calls)
@@ -192,6 +202,7 @@ class _Buf:
         return bytes(memoryview(self.buf)[at:])
 
 
+@cython.nonecheck(True)  # a None envelope raises AttributeError, as before its fields were struct members
 @cython.locals(i=cython.Py_ssize_t, w=_Buf)
 def enqueue_args(envelopes: list, blobs: list, wait):
     """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special, index)}``.
@@ -208,8 +219,9 @@ def enqueue_args(envelopes: list, blobs: list, wait):
     special = None
     for i in range(len(envelopes)):
         env = envelopes[i]
-        meta = env.meta
-        if env.eta or (meta and "uq" in meta):
+        e: EnvelopeSlots = env  # noqa: F821 - cimported in _pack.pxd (compiled: its fields are struct members)
+        meta = e.meta
+        if e.eta or (meta and "uq" in meta):
             if special is None:
                 special = {}
             args = special.get(env.queue)
@@ -223,25 +235,31 @@ def enqueue_args(envelopes: list, blobs: list, wait):
                 if len(uq) > 1 and uq[1]:
                     ttl = str(int(float(uq[1]) * 1000))
             args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, str(int(env.eta * 1000)),
-                         key, ttl, _created_ms(env)))
+                         key, ttl, _created_ms(env.created_at)))
             continue
-        queue = env.queue
+        queue = e.queue
         w = out.get(queue)
         if w is None:
             w = out[queue] = _Buf(len(envelopes) * 128)  # a plain no-op envelope's share is ~110 bytes
             index[queue] = ({}, [])
-        name = env.task_name
-        w.prio(env.priority)
-        w.str_(env.uuid)
+        name = e.task_name
+        uuid = e.uuid
+        w.prio(e.priority)
+        w.str_(uuid)
         w.str_(blobs[i])
         w.count += 3
         ix = index[queue]
-        z = ix[0].get(name)
+        zsets: dict = ix[0]
+        events: list = ix[1]
+        z = zsets.get(name)
         if z is None:
-            z = ix[0][name] = []
-        z.append(_created_ms(env))
-        z.append(env.uuid)
-        ix[1].extend((env.uuid, "new", name, ""))
+            z = zsets[name] = []
+        z.append(_created_ms(e.created_at))
+        z.append(uuid)
+        events.append(uuid)
+        events.append("new")
+        events.append(name)
+        events.append("")
     for queue in out:
         ix = index[queue]
         w = out[queue]
@@ -260,6 +278,7 @@ def enqueue_args(envelopes: list, blobs: list, wait):
 _NO_PLAIN = _encode(["0"])
 
 
+@cython.nonecheck(True)  # a None envelope raises AttributeError, as before its fields were struct members
 @cython.locals(now_ms=cython.longlong, mono_t=cython.double, started=cython.longlong, w=_Buf)
 def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
@@ -293,7 +312,7 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
             before = carried.get(queue) if carried else None
             logs[queue] = ({}, list(before) if before else [])
             counts[queue] = {}
-        env = d.envelope
+        e: EnvelopeSlots = d.envelope  # noqa: F821 - cimported in _pack.pxd (compiled: struct members)
         status = o[1]
         tally = counts[queue]
         tally[status] = tally.get(status, 0) + 1
@@ -301,12 +320,12 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
             started = int(now_ms - (mono_t - d.started) * 1000)
         else:
             started = int(d.fetched * 1000)
-        uuid = env.uuid
+        uuid = e.uuid
         w.prio(d.prio)
         w.str_(d.msg_id)
         w.str_(uuid)
         w.encoded_str((d.raw, status, now, o[2], worker, o[3], o[4], d.deliveries, started))
-        meta = env.meta
+        meta = e.meta
         if meta and "rw" in meta:
             if replies is None:
                 replies = {}
@@ -318,15 +337,20 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
         w.count += 4
         if index:
             ix = logs[queue]
-            name = env.task_name
+            name = e.task_name
             if status != "success":  # success has no zset of its own (see redis.lua, P:x:f)
                 key = status + ":" + name
-                z = ix[0].get(key)
+                zsets: dict = ix[0]
+                z = zsets.get(key)
                 if z is None:
-                    z = ix[0][key] = []
-                z.append(_created_ms(env))
+                    z = zsets[key] = []
+                z.append(_created_ms(e.created_at))
                 z.append(uuid)
-            ix[1].extend((uuid, status, name, worker))
+            events: list = ix[1]
+            events.append(uuid)
+            events.append(status)
+            events.append(name)
+            events.append(worker)
     for queue in out:
         rq = replies.get(queue) if replies is not None else None
         ix = logs[queue]
