@@ -57,7 +57,7 @@ class Delivery:
 
 
 @cython.locals(i=cython.Py_ssize_t, n=cython.Py_ssize_t, start=cython.Py_ssize_t, size=cython.Py_ssize_t,
-               limit=cython.Py_ssize_t, now=cython.double, d=Delivery)
+               limit=cython.Py_ssize_t, now=cython.double, d=Delivery, uuids_ok=cython.bint)
 def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
     """Turn one fetch reply ``[prio, id, body, deliveries]*`` into deliveries.
 
@@ -68,13 +68,15 @@ def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
     dead-letters that body only: its batch-mates go on. The uuids of the batch are checked in one
     pass over their concatenation (see :func:`_uuids_ok`), not one call per message.
     Compiled, the loop is C: indices are machine integers, each delivery's fields are set in its struct
-    (``Delivery.__new__``, no ``__init__`` call).
+    (``Delivery.__new__``, no ``__init__`` call), and each uuid is checked by a C loop over its characters
+    (:func:`_uuid_ok`) instead.
     """
     i = 0
     n = len(flat)
     start = len(ready)
     limit = max_size
     uuids = []
+    uuids_ok = True
     now = time.time()
     decode = _decode
     while i + 3 < n:
@@ -114,9 +116,14 @@ def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
             bad.append((d, "unknown task %r: no worker handler is registered under that name" % (name,)))
             continue
         d.handler = handler
-        uuids.append(e.uuid)
+        if cython.compiled:
+            uuids_ok = _uuid_ok(e.uuid) and uuids_ok
+        else:
+            uuids.append(e.uuid)
         ready.append(d)
-    if uuids and not _uuids_ok(uuids):
+    if not cython.compiled and uuids:
+        uuids_ok = _uuids_ok(uuids)
+    if not uuids_ok:
         _drop_bad_uuids(ready, start, bad)
 
 
@@ -195,6 +202,28 @@ def _uuids_ok(uuids: list):
         if n <= 4096:
             _shapes[n] = shape
     return "|".join(uuids).encode("ascii", "replace").translate(_UUID_CLASSES) == shape
+
+
+@cython.cfunc
+@cython.locals(i=cython.Py_ssize_t, n=cython.Py_ssize_t, c=cython.uchar)
+def _uuid_ok(u) -> cython.bint:
+    """:func:`_uuids_ok` of one uuid; compiled, a C loop over its 36 characters (~150 instructions, where the batch
+    check costs ~470 per uuid compiled: the join, the encoding and the translation each copy the batch)."""
+    if not cython.compiled:
+        return _uuids_ok([u])
+    if type(u) is not str:
+        return False
+    p: cython.p_const_char = PyUnicode_AsUTF8AndSize(u, cython.address(n))  # noqa: F821 - cimported in _core.pxd
+    if n != 36:
+        return False
+    for i in range(36):
+        c = p[i]
+        if i == 8 or i == 13 or i == 18 or i == 23:
+            if c != 45:  # "-"
+                return False
+        elif not (48 <= c <= 57 or 97 <= (c | 32) <= 102):  # 0-9, a-f, A-F
+            return False
+    return True
 
 
 def _drop_bad_uuids(ready: list, start: int, bad: list):

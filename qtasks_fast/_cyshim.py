@@ -29,6 +29,7 @@ def declare(t: Any = None, **_kw: Any) -> Any:
 
 
 longlong = int
+uchar = int
 
 
 def cfunc(func: Any) -> Any:

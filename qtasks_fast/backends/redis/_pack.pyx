@@ -55,6 +55,9 @@ def _index_arg(zsets: dict, events: list):
     return _encode([zsets, _str(_encode(events)), len(events) // 4])
 
 
+#: no queue yet (the packing loops' last queue before the first)
+_UNSET = object()
+
 #: room kept at the front of a :class:`_Buf` for the array header written when it is finished
 _HEAD = 5
 
@@ -217,6 +220,7 @@ def enqueue_args(envelopes: list, blobs: list, wait):
     out = {}
     index = {}
     special = None
+    last = _UNSET
     for i in range(len(envelopes)):
         env = envelopes[i]
         e: EnvelopeSlots = env  # noqa: F821 - cimported in _pack.pxd (compiled: its fields are struct members)
@@ -238,28 +242,27 @@ def enqueue_args(envelopes: list, blobs: list, wait):
                          key, ttl, _created_ms(env.created_at)))
             continue
         queue = e.queue
-        w = out.get(queue)
-        if w is None:
-            w = out[queue] = _Buf(len(envelopes) * 128)  # a plain no-op envelope's share is ~110 bytes
-            index[queue] = ({}, [])
+        if queue is not last:  # a batch is mostly one queue: its state is looked up when the queue changes
+            w = out.get(queue)
+            if w is None:
+                w = out[queue] = _Buf(len(envelopes) * 128)  # a plain no-op envelope's share is ~110 bytes
+                index[queue] = ({}, [])
+            ix = index[queue]
+            zsets: dict = ix[0]
+            events: list = ix[1]
+            last = queue
         name = e.task_name
         uuid = e.uuid
         w.prio(e.priority)
         w.str_(uuid)
         w.str_(blobs[i])
         w.count += 3
-        ix = index[queue]
-        zsets: dict = ix[0]
-        events: list = ix[1]
         z = zsets.get(name)
         if z is None:
             z = zsets[name] = []
         z.append(_created_ms(e.created_at))
         z.append(uuid)
-        events.append(uuid)
-        events.append("new")
-        events.append(name)
-        events.append("")
+        events.extend((uuid, "new", name, ""))
     for queue in out:
         ix = index[queue]
         w = out[queue]
@@ -279,7 +282,7 @@ _NO_PLAIN = _encode(["0"])
 
 
 @cython.nonecheck(True)  # a None envelope raises AttributeError, as before its fields were struct members
-@cython.locals(now_ms=cython.longlong, mono_t=cython.double, started=cython.longlong, w=_Buf)
+@cython.locals(now_ms=cython.longlong, mono_t=cython.double, started=cython.longlong, w=_Buf, o=tuple)
 def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
@@ -303,18 +306,24 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     replies = None
     now_ms = int(now)
     mono_t = mono
+    last = _UNSET
     for o in outcomes:
         d: Delivery = o[0]  # noqa: F821 - cimported in _pack.pxd (compiled: its fields are struct members)
         queue = d.queue
-        w = out.get(queue)
-        if w is None:
-            w = out[queue] = _Buf(len(outcomes) * 256)  # a no-op task's share is ~200 bytes (its record)
-            before = carried.get(queue) if carried else None
-            logs[queue] = ({}, list(before) if before else [])
-            counts[queue] = {}
+        if queue is not last:  # a batch is mostly one queue: its state is looked up when the queue changes
+            w = out.get(queue)
+            if w is None:
+                w = out[queue] = _Buf(len(outcomes) * 256)  # a no-op task's share is ~200 bytes (its record)
+                before = carried.get(queue) if carried else None
+                logs[queue] = ({}, list(before) if before else [])
+                counts[queue] = {}
+            tally: dict = counts[queue]
+            ix = logs[queue]
+            zsets: dict = ix[0]
+            events: list = ix[1]
+            last = queue
         e: EnvelopeSlots = d.envelope  # noqa: F821 - cimported in _pack.pxd (compiled: struct members)
         status = o[1]
-        tally = counts[queue]
         tally[status] = tally.get(status, 0) + 1
         if mono_t and d.started:
             started = int(now_ms - (mono_t - d.started) * 1000)
@@ -336,21 +345,15 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
             rq[1].extend((uuid, bytes(w.scratch)))  # the record, for the early reply
         w.count += 4
         if index:
-            ix = logs[queue]
             name = e.task_name
             if status != "success":  # success has no zset of its own (see redis.lua, P:x:f)
                 key = status + ":" + name
-                zsets: dict = ix[0]
                 z = zsets.get(key)
                 if z is None:
                     z = zsets[key] = []
                 z.append(_created_ms(e.created_at))
                 z.append(uuid)
-            events: list = ix[1]
-            events.append(uuid)
-            events.append(status)
-            events.append(name)
-            events.append(worker)
+            events.extend((uuid, status, name, worker))
     for queue in out:
         rq = replies.get(queue) if replies is not None else None
         ix = logs[queue]
