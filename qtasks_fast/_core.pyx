@@ -57,7 +57,7 @@ class Delivery:
 
 
 @cython.locals(i=cython.Py_ssize_t, n=cython.Py_ssize_t, start=cython.Py_ssize_t, size=cython.Py_ssize_t,
-               limit=cython.Py_ssize_t, now=cython.double, d=Delivery, uuids_ok=cython.bint)
+               limit=cython.Py_ssize_t, now=cython.double, d=Delivery, uuids_ok=cython.bint, each=cython.bint)
 def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
     """Turn one fetch reply ``[prio, id, body, deliveries]*`` into deliveries.
 
@@ -77,6 +77,7 @@ def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
     limit = max_size
     uuids = []
     uuids_ok = True
+    each = cython.compiled  # (a local: as Python, a global and an attribute lookup per delivery otherwise)
     now = time.time()
     decode = _decode
     while i + 3 < n:
@@ -116,12 +117,12 @@ def decode_batch(queue, flat: list, handlers, max_size, ready: list, bad: list):
             bad.append((d, "unknown task %r: no worker handler is registered under that name" % (name,)))
             continue
         d.handler = handler
-        if cython.compiled:
+        if each:
             uuids_ok = _uuid_ok(e.uuid) and uuids_ok
         else:
             uuids.append(e.uuid)
         ready.append(d)
-    if not cython.compiled and uuids:
+    if not each and uuids:
         uuids_ok = _uuids_ok(uuids)
     if not uuids_ok:
         _drop_bad_uuids(ready, start, bad)
