@@ -7,7 +7,7 @@
 # cache, the member descriptor, ``PyMember_GetOne``): ~100 instructions, ~25 such reads per task across decode,
 # run, settle and enqueue. Typed as this struct, a read is one load and an incref.
 #
-# A msgspec Struct keeps each field in a slot of the object (a member descriptor per field); msgspec 0.18+ lays them
+# A msgspec Struct keeps each field in a slot of the object (a member descriptor per field); msgspec (0.23 here) lays them
 # out by name. ``_core.pyx`` checks every offset below against the type's own member descriptors when it is
 # imported (``envelope_layout_ok``) and refuses to load otherwise (the pure-Python twin then runs, with the
 # warning of ``_corelib.load_compiled``), so a msgspec that lays fields out differently cannot be misread.
