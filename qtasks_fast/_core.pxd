@@ -14,3 +14,8 @@ cdef class Delivery:
     cdef public double started
     # wall-clock time it was decoded after its fetch: its start time until the executor starts it
     cdef public double fetched
+
+# Envelope's fields as struct members (see ``_envelope.pxd``), and the check ``_core`` makes of that layout on import
+from qtasks_fast._envelope cimport Envelope as EnvelopeSlots, envelope_layout_ok
+# a uuid's characters without a copy (ASCII text: its own buffer)
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize

@@ -29,7 +29,12 @@ def declare(t: Any = None, **_kw: Any) -> Any:
 
 
 longlong = int
+uchar = int
 
 
 def cfunc(func: Any) -> Any:
     return func
+
+
+def nonecheck(_on: bool) -> Any:
+    return lambda func: func

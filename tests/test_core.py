@@ -73,6 +73,27 @@ def test_compiled_and_pure_cores_agree() -> None:
     assert reasons[b"0-0"].startswith("unknown task 'nope'")
 
 
+def test_compiled_and_pure_cores_accept_the_same_uuids() -> None:
+    """Compiled, each uuid is checked by a C loop over its characters; as Python, the batch in one pass: the same
+    canonical UUIDs (any case) run, every other string is dead-lettered for its uuid, in the same order."""
+    pure = _load_source(Path(_corelib.__file__).with_name("_core.pyx"), "core_uuid_py")
+    good = str(uuid.UUID(int=7))
+    uuids = [good, good.upper(), good[:8] + "_" + good[9:], good[:-1] + "g", good[:-1], good + "0", "../../x",
+             "é" * 36, good.replace("-", ""), "-" * 36, str(uuid.UUID(int=8)), good[:-1] + "\x00"]
+    flat: list[object] = []
+    for i, u in enumerate(uuids):
+        flat += [0, f"{i}-0".encode(), msgspec.msgpack.encode(Envelope(uuid=u, task_name="t")), 1]
+    results = []
+    for core in (_corelib.core, pure):
+        ready: list = []
+        bad: list = []
+        core.decode_batch("default", flat, {"t": object()}, 1 << 20, ready, bad)
+        results.append(([d.envelope.uuid for d in ready], [(d.msg_id, reason) for d, reason in bad]))
+    assert results[0] == results[1]
+    assert results[0][0] == [good, good.upper(), str(uuid.UUID(int=8))]
+    assert all("is not a canonical UUID" in reason for _, reason in results[0][1]) and len(results[0][1]) == 9
+
+
 def test_new_uuid_is_a_valid_unique_v4() -> None:
     seen = set()
     for _ in range(5000):
@@ -246,18 +267,15 @@ def test_the_workers_run_loop_compiled_and_pure_agree() -> None:
         def __init__(self, func: object) -> None:
             self.func, self.echo, self._validator = func, False, None
 
-    class Env:
-        def __init__(self, name: str, args: tuple[object, ...], meta: dict[str, object] | None = None) -> None:
-            self.task_name, self.args, self.kwargs, self.meta = name, args, {}, meta or {}
-
     def Job(name: str, func: object, *args: object, meta: dict[str, object] | None = None) -> Any:  # noqa: N802
         d = _corelib.Delivery("default", 0, b"1-0", b"", 1)  # what a worker hands the loop (compiled: typed there)
-        d.handler, d.envelope = Handler(func), Env(name, args, meta)  # type: ignore[assignment]
+        d.handler = Handler(func)  # type: ignore[assignment]
+        d.envelope = Envelope(uuid=str(uuid.uuid4()), task_name=name, args=list(args), meta=meta or {})
         return d
 
     async def double(x: int) -> int:
         leak.set("set by a task")  # in its own copy of the context: never seen by the next task
-        assert current_task.get().args == (x,)  # type: ignore[union-attr] - its own envelope
+        assert current_task.get().args == [x]  # type: ignore[union-attr] - its own envelope
         return x * 2
 
     async def fails() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+import uuid
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ import pytest
 
 from qtasks_fast import QueueTasks
 from qtasks_fast._corelib import Delivery
+from qtasks_fast.schemas import Envelope
 from qtasks_fast.testing import WorkerThread
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
@@ -119,16 +121,12 @@ class _Handler:
         self.func, self.echo, self._validator = func, False, None
 
 
-class _Envelope:
-    def __init__(self, n: int) -> None:
-        self.name, self.args, self.kwargs, self.meta = f"job{n}", (), {}, {}
-
-
 def _Job(func: object, n: int) -> Delivery:  # noqa: N802
-    """A Delivery (what a worker queues; the compiled loop takes no other type) with the two fields the runners
-    read."""
+    """A Delivery of an Envelope (what a worker queues; the compiled loop takes no other types) with the two fields
+    the runners read."""
     d = Delivery("default", 0, b"%d-0" % n, b"", 1)
-    d.handler, d.envelope = _Handler(func), _Envelope(n)  # type: ignore[assignment]
+    d.handler = _Handler(func)  # type: ignore[assignment]
+    d.envelope = Envelope(uuid=str(uuid.uuid4()), task_name=f"job{n}")
     return d
 
 

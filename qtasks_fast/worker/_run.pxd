@@ -29,3 +29,6 @@ cdef inline object send_in(object coro, object ctx, bint *returned):
     Py_XDECREF(res)
     returned[0] = r == 0
     return value
+
+# Envelope's fields as struct members (``qtasks_fast/_envelope.pxd``; ``_core`` checks the layout on import)
+from qtasks_fast._envelope cimport Envelope as EnvelopeSlots

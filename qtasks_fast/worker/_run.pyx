@@ -79,6 +79,7 @@ class RunState:
     executor = cython.declare(object, visibility="public")
 
 
+@cython.nonecheck(True)  # a None envelope raises AttributeError, as before its fields were struct members
 @cython.locals(returned=cython.bint, debug=cython.bint)
 def run_ready(jobs, ex, log):
     """Start the queued async tasks of ``jobs`` one after another (the eager runner's loop, ``eager.py``).
@@ -100,6 +101,7 @@ def run_ready(jobs, ex, log):
     while jobs:
         d: Delivery = popleft()  # noqa: F821 - cimported in _run.pxd (compiled only; not evaluated as Python)
         env = d.envelope
+        e: EnvelopeSlots = env  # noqa: F821 - cimported in _run.pxd (compiled: its fields are struct members)
         h = d.handler
         _set_task(env)  # for the task's copy, and the runner's own lines about it
         ctx = _copy_context()
@@ -108,8 +110,8 @@ def run_ready(jobs, ex, log):
                 args, kwargs = ex._args(d)
                 coro = h.func(*args, **kwargs)
             else:  # no ``*args``/``**kwargs`` unpacking (a tuple and a dict copy per call) when there is nothing
-                args = env.args
-                kwargs = env.kwargs
+                args = e.args
+                kwargs = e.kwargs
                 if kwargs:
                     coro = h.func(*args, **kwargs)
                 elif args:
@@ -130,7 +132,7 @@ def run_ready(jobs, ex, log):
             continue
         if not returned:
             return d, coro, ctx, value
-        if env.meta:  # a chain step or retry metadata: the general path builds what follows
+        if e.meta:  # a chain step or retry metadata: the general path builds what follows
             finish(d, value, None)
             continue
         try:
@@ -219,10 +221,12 @@ def submit(ex, d):
 
 
 @cython.cfunc
+@cython.nonecheck(True)
 def _submit(ex, d: Delivery):  # noqa: F821 - cimported in _run.pxd
     h = d.handler
+    e: EnvelopeSlots = d.envelope  # noqa: F821 - cimported in _run.pxd
     d.started = _monotonic()
-    if h.plain and h.is_async and not d.envelope.timeout:
+    if h.plain and h.is_async and not e.timeout:
         _queue(ex.eager, d)
         return
     ex.start_other(d)

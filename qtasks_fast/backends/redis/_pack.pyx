@@ -41,10 +41,11 @@ def _str_head(n):
     return b"\xdb" + n.to_bytes(4, "big")
 
 
-def _created_ms(env):
-    """The envelope's created_at in ms: the score of the query side's P:x zsets (the precision every backend
+@cython.cfunc
+def _created_ms(created_at):
+    """An envelope's ``created_at`` in ms: the score of the query side's P:x zsets (the precision every backend
     orders by)."""
-    return round(env.created_at * 1000)
+    return round(created_at * 1000)
 
 
 def _index_arg(zsets: dict, events: list):
@@ -53,6 +54,9 @@ def _index_arg(zsets: dict, events: list):
     ``[uuid, status, name, worker]*`` as a str, the P:ev entry as is, of ``count`` events)."""
     return _encode([zsets, _str(_encode(events)), len(events) // 4])
 
+
+#: no queue yet (the packing loops' last queue before the first)
+_UNSET = object()
 
 #: room kept at the front of a :class:`_Buf` for the array header written when it is finished
 _HEAD = 5
@@ -141,8 +145,17 @@ class _Buf:
             self.raw(b"\xdb" + n.to_bytes(4, "big"))
 
     @cython.cfunc
+    @cython.locals(n=cython.Py_ssize_t)
     def str_(self, b):
         """Append ``b`` (bytes, or a str taken as UTF-8) as a msgpack *str*."""
+        if cython.compiled and type(b) is str:  # its UTF-8 copied straight in (a uuid: ASCII, its own buffer)
+            src: cython.p_const_char = PyUnicode_AsUTF8AndSize(b, cython.address(n))  # noqa: F821 - _pack.pxd
+            self.str_head(n)
+            self._room(n)
+            dst: cython.p_char = self.buf
+            memcpy(dst + self.pos, src, n)  # noqa: F821 - cimported in _pack.pxd
+            self.pos += n
+            return
         if type(b) is not bytes:
             b = b.encode() if isinstance(b, str) else bytes(b)
         if not cython.compiled:  # fewer Python calls per piece (compiled, these are C calls)
@@ -192,6 +205,7 @@ class _Buf:
         return bytes(memoryview(self.buf)[at:])
 
 
+@cython.nonecheck(True)  # a None envelope raises AttributeError, as before its fields were struct members
 @cython.locals(i=cython.Py_ssize_t, w=_Buf)
 def enqueue_args(envelopes: list, blobs: list, wait):
     """Per-queue arguments of the Lua ``enqueue`` op: ``{queue: (plain, special, index)}``.
@@ -206,10 +220,12 @@ def enqueue_args(envelopes: list, blobs: list, wait):
     out = {}
     index = {}
     special = None
+    last = _UNSET
     for i in range(len(envelopes)):
         env = envelopes[i]
-        meta = env.meta
-        if env.eta or (meta and "uq" in meta):
+        e: EnvelopeSlots = env  # noqa: F821 - cimported in _pack.pxd (compiled: its fields are struct members)
+        meta = e.meta
+        if e.eta or (meta and "uq" in meta):
             if special is None:
                 special = {}
             args = special.get(env.queue)
@@ -223,25 +239,30 @@ def enqueue_args(envelopes: list, blobs: list, wait):
                 if len(uq) > 1 and uq[1]:
                     ttl = str(int(float(uq[1]) * 1000))
             args.extend((env.priority, env.uuid, env.task_name, _str(blobs[i]), wait, str(int(env.eta * 1000)),
-                         key, ttl, _created_ms(env)))
+                         key, ttl, _created_ms(env.created_at)))
             continue
-        queue = env.queue
-        w = out.get(queue)
-        if w is None:
-            w = out[queue] = _Buf(len(envelopes) * 128)  # a plain no-op envelope's share is ~110 bytes
-            index[queue] = ({}, [])
-        name = env.task_name
-        w.prio(env.priority)
-        w.str_(env.uuid)
+        queue = e.queue
+        if queue is not last:  # a batch is mostly one queue: its state is looked up when the queue changes
+            w = out.get(queue)
+            if w is None:
+                w = out[queue] = _Buf(len(envelopes) * 128)  # a plain no-op envelope's share is ~110 bytes
+                index[queue] = ({}, [])
+            ix = index[queue]
+            zsets: dict = ix[0]
+            events: list = ix[1]
+            last = queue
+        name = e.task_name
+        uuid = e.uuid
+        w.prio(e.priority)
+        w.str_(uuid)
         w.str_(blobs[i])
         w.count += 3
-        ix = index[queue]
-        z = ix[0].get(name)
+        z = zsets.get(name)
         if z is None:
-            z = ix[0][name] = []
-        z.append(_created_ms(env))
-        z.append(env.uuid)
-        ix[1].extend((env.uuid, "new", name, ""))
+            z = zsets[name] = []
+        z.append(_created_ms(e.created_at))
+        z.append(uuid)
+        events.extend((uuid, "new", name, ""))
     for queue in out:
         ix = index[queue]
         w = out[queue]
@@ -260,7 +281,8 @@ def enqueue_args(envelopes: list, blobs: list, wait):
 _NO_PLAIN = _encode(["0"])
 
 
-@cython.locals(now_ms=cython.longlong, mono_t=cython.double, started=cython.longlong, w=_Buf)
+@cython.nonecheck(True)  # a None envelope raises AttributeError, as before its fields were struct members
+@cython.locals(now_ms=cython.longlong, mono_t=cython.double, started=cython.longlong, w=_Buf, o=tuple)
 def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     """Per-queue arguments of the Lua ``settle`` op from ``(delivery, status, returning, tb, child)``.
 
@@ -284,29 +306,35 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
     replies = None
     now_ms = int(now)
     mono_t = mono
+    last = _UNSET
     for o in outcomes:
         d: Delivery = o[0]  # noqa: F821 - cimported in _pack.pxd (compiled: its fields are struct members)
         queue = d.queue
-        w = out.get(queue)
-        if w is None:
-            w = out[queue] = _Buf(len(outcomes) * 256)  # a no-op task's share is ~200 bytes (its record)
-            before = carried.get(queue) if carried else None
-            logs[queue] = ({}, list(before) if before else [])
-            counts[queue] = {}
-        env = d.envelope
+        if queue is not last:  # a batch is mostly one queue: its state is looked up when the queue changes
+            w = out.get(queue)
+            if w is None:
+                w = out[queue] = _Buf(len(outcomes) * 256)  # a no-op task's share is ~200 bytes (its record)
+                before = carried.get(queue) if carried else None
+                logs[queue] = ({}, list(before) if before else [])
+                counts[queue] = {}
+            tally: dict = counts[queue]
+            ix = logs[queue]
+            zsets: dict = ix[0]
+            events: list = ix[1]
+            last = queue
+        e: EnvelopeSlots = d.envelope  # noqa: F821 - cimported in _pack.pxd (compiled: struct members)
         status = o[1]
-        tally = counts[queue]
         tally[status] = tally.get(status, 0) + 1
         if mono_t and d.started:
             started = int(now_ms - (mono_t - d.started) * 1000)
         else:
             started = int(d.fetched * 1000)
-        uuid = env.uuid
+        uuid = e.uuid
         w.prio(d.prio)
         w.str_(d.msg_id)
         w.str_(uuid)
         w.encoded_str((d.raw, status, now, o[2], worker, o[3], o[4], d.deliveries, started))
-        meta = env.meta
+        meta = e.meta
         if meta and "rw" in meta:
             if replies is None:
                 replies = {}
@@ -317,16 +345,15 @@ def settle_args(outcomes: list, index, worker, now, mono=0.0, carried=None):
             rq[1].extend((uuid, bytes(w.scratch)))  # the record, for the early reply
         w.count += 4
         if index:
-            ix = logs[queue]
-            name = env.task_name
+            name = e.task_name
             if status != "success":  # success has no zset of its own (see redis.lua, P:x:f)
                 key = status + ":" + name
-                z = ix[0].get(key)
+                z = zsets.get(key)
                 if z is None:
-                    z = ix[0][key] = []
-                z.append(_created_ms(env))
+                    z = zsets[key] = []
+                z.append(_created_ms(e.created_at))
                 z.append(uuid)
-            ix[1].extend((uuid, status, name, worker))
+            events.extend((uuid, status, name, worker))
     for queue in out:
         rq = replies.get(queue) if replies is not None else None
         ix = logs[queue]
