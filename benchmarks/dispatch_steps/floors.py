@@ -22,22 +22,19 @@ Usage: ``python floors.py [trips per kind per round] [rounds]`` (a private redis
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import redis
 
+from qtasks_fast.benchmarks.common import PrivateRedis
+
 KINDS = ("sync", "aio", "aio+1", "proto", "proto+1", "proto+2")
 GROUP = b"g"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _reply(r: redis.Redis, stream: str, fields: dict, woke: float) -> None:
@@ -79,7 +76,7 @@ async def _proto(port: int, kind: str, stream: str, r: redis.Redis) -> None:
     loop = asyncio.get_running_loop()
     cmd = b"".join(f"${len(p)}\r\n".encode() + p + b"\r\n" for p in (
         b"XREADGROUP", b"GROUP", GROUP, b"c", b"COUNT", b"1", b"BLOCK", b"0", b"STREAMS", stream.encode(), b">"))
-    cmd = f"*11\r\n".encode() + cmd
+    cmd = b"*11\r\n" + cmd
     woken: list[asyncio.Future] = []
 
     class P(asyncio.Protocol):
@@ -127,18 +124,12 @@ async def _proto(port: int, kind: str, stream: str, r: redis.Redis) -> None:
 
 def main() -> None:
     trips, rounds = (int(a) for a in (sys.argv[1:] + ["500", "3"])[:2])
-    port = _free_port()
-    srv = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-                           stdout=subprocess.DEVNULL)
+    srv = PrivateRedis(Path(tempfile.mkdtemp(prefix="floors-")))
+    srv.start()
+    port = srv.port
     procs = []
     try:
         r = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         for k in KINDS:
             procs.append(subprocess.Popen([sys.executable, __file__, "consume", str(port), k]))
             r.blpop([f"floor:{k}:ready"], timeout=30)
@@ -165,7 +156,7 @@ def main() -> None:
     finally:
         for p in procs:
             p.kill()
-        srv.kill()
+        srv.stop()
 
 
 if __name__ == "__main__":

@@ -13,40 +13,24 @@ the base tree needs its own ``.venv``, e.g. the one ``benchmarks.ab`` builds und
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-import redis
-
 HEAD = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
     base = Path(sys.argv[1]).resolve()
     trips, rounds = (int(a) for a in (sys.argv[2:] + ["500", "4"])[:2])
-    port = _free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    srv = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-                           stdout=subprocess.DEVNULL)
+    sys.path.insert(0, str(HEAD))
+    from qtasks_fast.benchmarks.common import PrivateRedis
+
+    srv = PrivateRedis(Path(tempfile.mkdtemp(prefix="paired-")))
+    url = srv.start()
     workers = []
     try:
-        r = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        sys.path.insert(0, str(HEAD))
         from qtasks_fast.benchmarks.apps import make_app
         from qtasks_fast.benchmarks.dispatch import start_trip
 
@@ -78,7 +62,7 @@ def main() -> None:
                 w.wait(15)
             except subprocess.TimeoutExpired:
                 w.kill()
-        srv.kill()
+        srv.stop()
 
 
 if __name__ == "__main__":
