@@ -99,14 +99,20 @@ def test_errors_at_first_step_and_after_an_await_fail_only_their_task() -> None:
     assert [r.returning for r in results if r is not None and r.status == "success"] == [2 * i for i in range(200)]
 
 
+def _running(app: Any, name: str) -> Any:
+    """A task of ``name`` sent and seen running (status ``process``) within 10 s."""
+    task = app.add_task(name)
+    deadline = time.monotonic() + 10
+    while (rec := app.get(task.uuid)) is None or rec.status != "process":
+        assert time.monotonic() < deadline, rec
+        time.sleep(0.01)
+    return task
+
+
 def test_cancel_reaches_a_suspended_task_and_a_queued_one() -> None:
     app = make_app()
     with WorkerThread(app, concurrency=10):
-        running = app.add_task("hang")
-        deadline = time.monotonic() + 10
-        while (rec := app.get(running.uuid)) is None or rec.status != "process":
-            assert time.monotonic() < deadline, rec
-            time.sleep(0.01)
+        running = _running(app, "hang")
         assert app.cancel(running.uuid, "stop it") == "running"
         rec = app.wait(running.uuid, 10)
         after = app.add_task("double", 21, timeout=10)
@@ -230,11 +236,7 @@ def test_after_a_cancelled_task_the_next_one_times_out_and_is_cancelled_as_its_o
     app = make_app()
     with WorkerThread(app, concurrency=1):
         for _ in range(2):
-            running = app.add_task("hang")
-            deadline = time.monotonic() + 10
-            while (rec := app.get(running.uuid)) is None or rec.status != "process":
-                assert time.monotonic() < deadline, rec
-                time.sleep(0.01)
+            running = _running(app, "hang")
             assert app.cancel(running.uuid, "stop it") == "running"
             rec = app.wait(running.uuid, 10)
             assert rec is not None and rec.status == "cancel", rec

@@ -406,6 +406,18 @@ async def test_a_big_minted_batch_is_queued_and_fed_as_a_small_one_in_order_and_
     await app.close()
 
 
+async def _adding_app(app_name: str, pg_url: str) -> AsyncQueueTasks:
+    """An app with an ``add`` task, connected and migrated."""
+    app = _app(app_name, pg_url)
+
+    @app.task(name="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    await app.add_task("noop")
+    return app
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("client", ["async", "sync"])
 async def test_a_bulk_enqueue_handed_over_in_parts_is_one_batch_in_order_and_all_or_nothing(
@@ -415,13 +427,7 @@ async def test_a_bulk_enqueue_handed_over_in_parts_is_one_batch_in_order_and_all
     the next is built): every task queued once, FIFO in call order, its ``new`` events in order, the records handed
     back those of the queued tasks; a call that fails while a later part is built (a bad argument) raises what the
     same call alone raises and leaves nothing queued, and the app goes on. The same through the sync client."""
-    app = _app(app_name, pg_url)
-
-    @app.task(name="add")
-    async def add(a: int, b: int) -> int:
-        return a + b
-
-    await app.add_task("noop")  # connected and migrated
+    app = await _adding_app(app_name, pg_url)
     db = app.broker.db
     await db.execute("DELETE FROM messages WHERE app = $1", app_name)
     size = 1000
@@ -473,13 +479,7 @@ async def test_a_big_add_tasks_cut_short_by_a_timeout_raises_the_timeout_and_sto
     """``asyncio.wait_for(app.add_tasks(...), t)`` whose time runs out while the batch's parts are on the server
     raises the caller's ``TimeoutError`` (not the driver's error about the rollback it could not send), the batch
     is stored whole or not at all, and the app goes on."""
-    app = _app(app_name, pg_url)
-
-    @app.task(name="add")
-    async def add(a: int, b: int) -> int:
-        return a + b
-
-    await app.add_task("noop")  # connected and migrated
+    app = await _adding_app(app_name, pg_url)
     db = app.broker.db
     size = 3000
     for timeout in (0.002, 0.005, 0.01, 0.02, 0.04, 0.08):
